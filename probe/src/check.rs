@@ -1,0 +1,393 @@
+//! The check-definition schema (shared by the controller's config and a
+//! probe's local config), the validated [`CheckSpec`], and the one `match`
+//! that dispatches a spec to its kind's module.
+//!
+//! A check's TOML table is the same everywhere: try it with
+//! `outpost-probe once`, then paste it into the controller's `[[checks]]`.
+//! `regions` and `alert` are read by the controller only.
+
+pub mod http;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::config::{Dur, Problems};
+
+/// Default interval between runs.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default overall deadline for one run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One check as written in config (`[[checks]]`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Stable identifier: lowercase letters, digits, `-` and `_`. Results,
+    /// alerts and dedup keys are keyed by it. Example: `"api-health"`.
+    pub id: String,
+    /// Time between runs, e.g. `"30s"`. Default `"60s"`, minimum `"1s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Dur>,
+    /// Deadline for one whole run, all phases and the body included.
+    /// Default `"10s"`; must be shorter than `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Free-form labels shown in the API and passed to alert payloads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Controller only: the regions whose probes run this check. Default: every
+    /// region that has a probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<String>>,
+    /// Controller only: when this check pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<RawAlertPolicy>,
+    /// An HTTP(S) request and its assertions. Exactly one kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<http::RawHttp>,
+}
+
+/// When a check pages (`[checks.alert]`); read by the controller.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertPolicy {
+    /// Regions that must fail before the check alerts. Default 2, or the number
+    /// of assigned regions when fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_regions: Option<u32>,
+    /// Consecutive failed runs in a region before it counts as failing. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u32>,
+    /// Consecutive passing runs in a region before it counts as recovered. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recoveries: Option<u32>,
+    /// Severity sent to pagers: `critical`, `error`, `warning` or `info`. Default `critical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Names of `[[routes]]` to notify. Default: every route whose `checks` matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<String>>,
+    /// Set to false to record state without notifying. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// A validated check, ready to schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    /// Stable identifier.
+    pub id: String,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Deadline for one run.
+    pub timeout: Duration,
+    /// What to run.
+    pub kind: CheckKind,
+}
+
+/// The kinds of check, one module each.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CheckKind {
+    /// An HTTP(S) request.
+    Http(http::HttpSpec),
+}
+
+impl CheckKind {
+    /// The kind's name as used in results and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Http(_) => "http",
+        }
+    }
+}
+
+/// Returns true for ids made of lowercase letters, digits, `-`, `_` and `.`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+impl RawCheck {
+    /// Validates this check, recording problems under `path` (e.g. `checks[3]`).
+    pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<CheckSpec> {
+        if !valid_id(&self.id) {
+            problems.push(
+                format!("{path}.id"),
+                format!(
+                    "invalid check id {:?}: use lowercase letters, digits, '-', '_' or '.', e.g. \"api-health\"",
+                    self.id
+                ),
+            );
+        }
+        let interval = self.interval.map(Dur::get).unwrap_or(DEFAULT_INTERVAL);
+        let timeout = self.timeout.map(Dur::get).unwrap_or(DEFAULT_TIMEOUT.min(interval));
+        if interval < Duration::from_millis(100) {
+            problems.push(format!("{path}.interval"), format!("interval must be ≥ 100ms, got \"{}\"", Dur(interval)));
+        }
+        if timeout.is_zero() {
+            problems.push(format!("{path}.timeout"), "timeout must be greater than 0");
+        } else if timeout > interval {
+            problems.push(
+                format!("{path}.timeout"),
+                format!("timeout \"{}\" must not exceed interval \"{}\"", Dur(timeout), Dur(interval)),
+            );
+        }
+        if let Some(a) = &self.alert {
+            if let Some(sev) = &a.severity
+                && !["critical", "error", "warning", "info"].contains(&sev.as_str())
+            {
+                problems.push(
+                    format!("{path}.alert.severity"),
+                    format!("unknown severity {sev:?}: use critical, error, warning or info"),
+                );
+            }
+            for (key, v) in [("min_regions", a.min_regions), ("confirmations", a.confirmations), ("recoveries", a.recoveries)] {
+                if v == Some(0) {
+                    problems.push(format!("{path}.alert.{key}"), format!("{key} must be at least 1"));
+                }
+            }
+        }
+        let kinds = [self.http.is_some()].iter().filter(|k| **k).count();
+        let kind = match (kinds, &self.http) {
+            (0, _) => {
+                problems.push(path.to_owned(), "a check needs one kind table, e.g. `http = { url = \"https://…\" }`");
+                None
+            }
+            (1, Some(h)) => h.validate(&format!("{path}.http"), problems).map(CheckKind::Http),
+            _ => {
+                problems.push(path.to_owned(), "a check has exactly one kind table (http, …)");
+                None
+            }
+        }?;
+        Some(CheckSpec { id: self.id.clone(), interval, timeout, kind })
+    }
+}
+
+/// Validates a list of checks (`checks[i]`), including unique ids.
+pub fn validate_all(checks: &[RawCheck], prefix: &str, problems: &mut Problems) -> Vec<CheckSpec> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, c) in checks.iter().enumerate() {
+        let path = format!("{prefix}[{i}]");
+        if !seen.insert(c.id.as_str()) {
+            problems.push(format!("{path}.id"), format!("duplicate check id {:?}", c.id));
+        }
+        if let Some(spec) = c.validate(&path, problems) {
+            out.push(spec);
+        }
+    }
+    out
+}
+
+/// Stable snake_case failure codes. Renaming one is a breaking change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureCode {
+    /// The run did not finish within its timeout.
+    Timeout,
+    /// The name did not resolve.
+    DnsFailure,
+    /// The target refused the TCP connection.
+    ConnectionRefused,
+    /// The TCP connection failed for another reason (unreachable, reset).
+    ConnectFailure,
+    /// The TLS handshake failed (protocol, alert from the peer).
+    TlsHandshakeFailure,
+    /// The certificate chain does not lead to a trusted root.
+    TlsUntrustedRoot,
+    /// A certificate on the chain is expired.
+    TlsCertExpired,
+    /// A certificate on the chain is not yet valid.
+    TlsCertNotYetValid,
+    /// The certificate does not cover the requested name.
+    TlsNameMismatch,
+    /// The certificate was rejected for another reason.
+    TlsCertInvalid,
+    /// The peer did not speak HTTP correctly.
+    ProtocolError,
+    /// The status was not in the expected set.
+    UnexpectedStatus,
+    /// A redirect was answered where a machine client expects the final response.
+    RedirectNotFollowed,
+    /// The body exceeded the read cap.
+    BodyTooLarge,
+    /// The response headers exceeded the cap.
+    HeadersTooLarge,
+    /// The check could not be run (local problem: bad CA file, no sockets).
+    InternalError,
+}
+
+impl FailureCode {
+    /// The stable code string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCode::Timeout => "timeout",
+            FailureCode::DnsFailure => "dns_failure",
+            FailureCode::ConnectionRefused => "connection_refused",
+            FailureCode::ConnectFailure => "connect_failure",
+            FailureCode::TlsHandshakeFailure => "tls_handshake_failure",
+            FailureCode::TlsUntrustedRoot => "tls_untrusted_root",
+            FailureCode::TlsCertExpired => "tls_cert_expired",
+            FailureCode::TlsCertNotYetValid => "tls_cert_not_yet_valid",
+            FailureCode::TlsNameMismatch => "tls_name_mismatch",
+            FailureCode::TlsCertInvalid => "tls_cert_invalid",
+            FailureCode::ProtocolError => "protocol_error",
+            FailureCode::UnexpectedStatus => "unexpected_status",
+            FailureCode::RedirectNotFollowed => "redirect_not_followed",
+            FailureCode::BodyTooLarge => "body_too_large",
+            FailureCode::HeadersTooLarge => "headers_too_large",
+            FailureCode::InternalError => "internal_error",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a check failed: a stable code and a human message. A target being
+/// down is a `Failure` (data), not an error of ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// Stable code.
+    pub code: FailureCode,
+    /// Human message naming what was observed.
+    pub message: String,
+}
+
+impl Failure {
+    /// Builds a failure.
+    pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Phase timings of one run. `None` when a phase did not run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Phases {
+    /// Name resolution.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    pub dns: Option<Duration>,
+    /// TCP connect.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    pub connect: Option<Duration>,
+    /// TLS handshake.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    pub tls: Option<Duration>,
+    /// From sending the request to the response head.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    pub first_byte: Option<Duration>,
+    /// The whole run.
+    #[serde(with = "us")]
+    pub total: Duration,
+}
+
+mod us {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_micros() as u64)
+    }
+}
+
+mod opt_us {
+    pub fn serialize<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_u64(d.as_micros() as u64),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// The result of one run of one check.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The check's id.
+    pub check_id: String,
+    /// The check's kind name.
+    pub kind: &'static str,
+    /// Wall-clock start.
+    pub started_at: OffsetDateTime,
+    /// Phase timings.
+    pub phases: Phases,
+    /// Pass, or why not.
+    pub result: Result<(), Failure>,
+    /// Kind-specific observations (status, Location, addresses…), a JSON object.
+    pub details: serde_json::Value,
+}
+
+impl Outcome {
+    /// True when the check passed.
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// One JSON object for `once --format json` and standalone mode.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (code, message) = match &self.result {
+            Ok(()) => (None, None),
+            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
+        };
+        serde_json::json!({
+            "check_id": self.check_id,
+            "kind": self.kind,
+            "started_at": self.started_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "ok": self.ok(),
+            "failure_code": code,
+            "failure_message": message,
+            "phases_us": self.phases,
+            "details": self.details,
+        })
+    }
+}
+
+/// Runs one check once. The one `match` over kinds. Never panics on hostile
+/// targets; the timeout bounds the whole run.
+pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
+    let started_at = OffsetDateTime::now_utc();
+    let clock = std::time::Instant::now();
+    let (mut phases, result, details) = match &spec.kind {
+        CheckKind::Http(h) => {
+            let fut = http::run(h, spec.timeout, ctx);
+            // http::run enforces the timeout itself; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.details),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::new(
+                        FailureCode::Timeout,
+                        format!("no complete response within {}", Dur(spec.timeout)),
+                    )),
+                    serde_json::json!({ "url": h.url.as_str() }),
+                ),
+            }
+        }
+    };
+    phases.total = clock.elapsed();
+    Outcome { check_id: spec.id.clone(), kind: spec.kind.name(), started_at, phases, result, details }
+}
+
+/// What a run needs from the probe around it.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    /// Probe name, sent as `x-outpost-probe` so targets can correlate.
+    pub probe_name: String,
+    /// Region, sent as `x-outpost-region`.
+    pub region: String,
+}
+
+/// The result of a kind's run before the common fields are added.
+#[derive(Debug)]
+pub struct KindResult {
+    /// Phase timings observed so far.
+    pub phases: Phases,
+    /// Pass or failure.
+    pub result: Result<(), Failure>,
+    /// Observations.
+    pub details: serde_json::Value,
+}

@@ -1,0 +1,230 @@
+//! The probe's config file (`probe.toml`) and the config machinery shared
+//! with the controller: strict loading with key paths ([`load`]), secrets
+//! ([`secret`]) and durations ([`duration`]).
+//!
+//! ```toml
+//! [probe]
+//! name = "eu-west-1"
+//! region = "eu-west"
+//!
+//! [controller]
+//! url = "https://controller.example.net:7443"
+//! token = { env = "OUTPOST_PROBE_TOKEN" }
+//! ca_file = "/etc/outpost/controller-ca.pem"
+//!
+//! [[checks]]   # optional: local checks for `once` and standalone `run`
+//! id = "api"
+//! http = { url = "https://api.example.net/health" }
+//! ```
+
+pub mod duration;
+pub mod load;
+pub mod secret;
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+pub use duration::Dur;
+pub use load::{ConfigError, EnvOverride, Problem, Problems};
+pub use secret::{RawSecret, Secret};
+use serde::Deserialize;
+
+use crate::check::{self, CheckSpec, RawCheck};
+
+/// Environment variables the probe accepts. Any other `OUTPOST_*` is an error.
+pub const ENV: &[EnvOverride] = &[
+    EnvOverride { var: "OUTPOST_PROBE_NAME", key: "probe.name" },
+    EnvOverride { var: "OUTPOST_PROBE_REGION", key: "probe.region" },
+    EnvOverride { var: "OUTPOST_CONTROLLER_URL", key: "controller.url" },
+    EnvOverride { var: "OUTPOST_LOG", key: "" },
+];
+
+/// `probe.toml` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeFile {
+    /// Who this probe is.
+    #[serde(default)]
+    pub probe: Option<RawProbe>,
+    /// Where results go. Without it, `run` works standalone on local checks
+    /// and prints each result as a JSON line.
+    #[serde(default)]
+    pub controller: Option<RawController>,
+    /// Local checks, in the same schema as the controller's `[[checks]]`.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
+    /// Scheduling limits.
+    #[serde(default)]
+    pub scheduler: Option<RawScheduler>,
+    /// In-memory result queue while the controller is away.
+    #[serde(default)]
+    pub queue: Option<RawQueue>,
+}
+
+/// `[probe]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// Unique probe name; must match a `[[probes]]` entry on the controller.
+    pub name: String,
+    /// Region this probe runs in, e.g. `"eu-west"`.
+    pub region: String,
+    /// Free-form labels reported in the hello message.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `[controller]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawController {
+    /// gRPC URL of the controller. `https://` runs the stream over TLS;
+    /// `http://` only with `allow_plaintext = true`.
+    pub url: String,
+    /// Per-probe token, sent as `authorization: Bearer …`.
+    pub token: RawSecret,
+    /// PEM bundle to verify the controller's certificate. Default: Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Permit an `http://` controller URL (the token then travels in clear;
+    /// a warning is logged at start). Default false.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// Interval between heartbeats. Default `"10s"`.
+    #[serde(default)]
+    pub heartbeat_interval: Option<Dur>,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    /// Runs in flight at most; further due runs wait for a slot. Default 256.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// Results kept while unacknowledged; when full the oldest is dropped and
+    /// counted. Default 100000.
+    #[serde(default)]
+    pub max_results: Option<usize>,
+}
+
+/// Validated probe config.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Probe name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Controller connection, if any.
+    pub controller: Option<ControllerConfig>,
+    /// Local checks.
+    pub checks: Vec<CheckSpec>,
+    /// Concurrency cap.
+    pub max_concurrency: usize,
+    /// Queue bound.
+    pub max_queued: usize,
+}
+
+/// Validated `[controller]`.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// URL.
+    pub url: String,
+    /// Token.
+    pub token: Secret,
+    /// CA bundle.
+    pub ca_file: Option<PathBuf>,
+    /// Plaintext permitted.
+    pub allow_plaintext: bool,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+}
+
+impl RawProbeFile {
+    /// Validates everything, collecting every problem with its path.
+    pub fn validate(&self, source: &str) -> Result<ProbeConfig, ConfigError> {
+        let mut p = Problems::default();
+        let checks = check::validate_all(&self.checks, "checks", &mut p);
+        let (name, region, labels) = match &self.probe {
+            Some(pr) => {
+                if !check::valid_id(&pr.name) {
+                    p.push("probe.name", format!("invalid probe name {:?}: use lowercase letters, digits, '-', '_' or '.'", pr.name));
+                }
+                if !check::valid_id(&pr.region) {
+                    p.push("probe.region", format!("invalid region {:?}: use lowercase letters, digits, '-', '_' or '.'", pr.region));
+                }
+                (pr.name.clone(), pr.region.clone(), pr.labels.clone())
+            }
+            None => {
+                if self.controller.is_some() {
+                    p.push("probe", "a probe that reports to a controller needs [probe] with name and region");
+                }
+                ("local".to_owned(), "local".to_owned(), BTreeMap::new())
+            }
+        };
+        let controller = self.controller.as_ref().and_then(|c| {
+            let url_ok = c.url.starts_with("https://") || c.url.starts_with("http://");
+            if !url_ok || c.url.parse::<http::Uri>().is_err() {
+                p.push("controller.url", format!("invalid controller url {:?}: use https://host:port", c.url));
+            } else if c.url.starts_with("http://") && !c.allow_plaintext {
+                p.push(
+                    "controller.url",
+                    format!("{:?} is plaintext: use https://, or set controller.allow_plaintext = true to send the token in clear", c.url),
+                );
+            }
+            if let Some(ca) = &c.ca_file
+                && let Err(e) = crate::tls::read_pem_certs(ca)
+            {
+                p.push("controller.ca_file", e);
+            }
+            let token = match c.token.resolve() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    p.push("controller.token", e);
+                    None
+                }
+            };
+            Some(ControllerConfig {
+                url: c.url.clone(),
+                token: token?,
+                ca_file: c.ca_file.clone(),
+                allow_plaintext: c.allow_plaintext,
+                heartbeat_interval: c.heartbeat_interval.map(Dur::get).unwrap_or(Duration::from_secs(10)),
+            })
+        });
+        let max_concurrency = self.scheduler.as_ref().and_then(|s| s.max_concurrency).unwrap_or(256);
+        if max_concurrency == 0 {
+            p.push("scheduler.max_concurrency", "max_concurrency must be at least 1");
+        }
+        let max_queued = self.queue.as_ref().and_then(|q| q.max_results).unwrap_or(100_000);
+        if max_queued == 0 {
+            p.push("queue.max_results", "max_results must be at least 1");
+        }
+        if self.controller.is_none() && self.checks.is_empty() {
+            p.push("(root)", "nothing to do: add [controller] or at least one [[checks]] entry");
+        }
+        p.finish(source)?;
+        Ok(ProbeConfig {
+            name,
+            region,
+            labels,
+            controller,
+            checks,
+            max_concurrency,
+            max_queued,
+        })
+    }
+}
+
+/// Loads and validates a probe config file (environment overrides applied).
+pub fn load_probe(path: &std::path::Path) -> Result<ProbeConfig, ConfigError> {
+    let raw: RawProbeFile = load::load_file(path, ENV)?;
+    raw.validate(&path.display().to_string())
+}

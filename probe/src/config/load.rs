@@ -1,0 +1,271 @@
+//! Strict config loading shared by the probe and the controller.
+//!
+//! A file is parsed as TOML, then overridden by an explicit allow-list of
+//! `OUTPOST_*` environment variables, then deserialized into `Raw*` types that
+//! all carry `#[serde(deny_unknown_fields)]`. Any problem becomes a
+//! [`ConfigError`] naming the key's path (`sinks[0].pagerduty.routing_kye`)
+//! and its source (file or environment variable); the binaries exit 78 on it.
+//! An unknown `OUTPOST_*` variable is an error too: a typo there must not
+//! silently fall back to a default.
+
+use std::{collections::BTreeSet, fmt, path::Path};
+
+use serde::de::DeserializeOwned;
+
+/// One problem found in config: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path (`checks[2].http.url`), or the environment variable name.
+    pub path: String,
+    /// Lowercase message naming the offending value and a fix.
+    pub message: String,
+}
+
+/// Every problem found in a config source. Exit code 78 (EX_CONFIG).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or other source) the problems come from.
+    pub source: String,
+    /// At least one problem.
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    /// Process exit code for configuration errors (sysexits EX_CONFIG).
+    pub const EXIT_CODE: i32 = 78;
+
+    /// A single problem.
+    pub fn one(source: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { source: source.into(), problems: vec![Problem { path: path.into(), message: message.into() }] }
+    }
+
+    /// True if some problem is at exactly this path.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.problems.iter().any(|p| p.path == path)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration in {}:", self.source)?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects problems during `validate()`.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// Records a problem at `path`.
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { path: path.into(), message: message.into() });
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Ok when empty, else a [`ConfigError`] for `source`.
+    pub fn finish(self, source: &str) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { source: source.to_owned(), problems: self.0 })
+        }
+    }
+}
+
+/// An environment variable the process accepts, and the config key it sets.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvOverride {
+    /// Variable name, e.g. `OUTPOST_CONTROLLER_URL`.
+    pub var: &'static str,
+    /// Dotted TOML path it overrides, e.g. `controller.url`; empty for
+    /// variables read elsewhere (such as `OUTPOST_LOG`).
+    pub key: &'static str,
+}
+
+/// Reads `path`, applies allowed environment overrides, and deserializes.
+pub fn load_file<T: DeserializeOwned>(path: &Path, env: &[EnvOverride]) -> Result<T, ConfigError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::one(&source, "(file)", format!("cannot read {source}: {e}")))?;
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    load_str(&text, &source, env, &vars)
+}
+
+/// Like [`load_file`] with the text and environment given (tests).
+pub fn load_str<T: DeserializeOwned>(
+    text: &str,
+    source: &str,
+    env: &[EnvOverride],
+    vars: &[(String, String)],
+) -> Result<T, ConfigError> {
+    let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError::one(source, "(syntax)", e.to_string().trim().replace('\n', " "))
+    })?;
+
+    // Variables referenced by `{ env = "NAME" }` secrets are known, whatever
+    // their prefix.
+    let snapshot = toml::Value::Table(value.clone());
+    let mut secret_vars = BTreeSet::new();
+    collect_secret_env_names(&snapshot, &mut secret_vars);
+
+    let mut problems = Problems::default();
+    for (name, val) in vars {
+        if !name.starts_with("OUTPOST_") {
+            continue;
+        }
+        match env.iter().find(|e| e.var == name) {
+            Some(o) if o.key.is_empty() => {}
+            Some(o) => set_path(&mut value, o.key, parse_env_value(val)),
+            None if secret_vars.contains(name.as_str()) => {}
+            None => {
+                let known: Vec<&str> = env.iter().map(|e| e.var).collect();
+                problems.push(
+                    name.clone(),
+                    format!(
+                        "unknown environment variable {name}; known OUTPOST_* variables: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    problems.finish(source)?;
+
+    let de = toml::Value::Table(value);
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path.is_empty() || path == "." { "(root)".to_owned() } else { path };
+        let from_env = env.iter().find(|o| !o.key.is_empty() && path.starts_with(o.key));
+        let mut message = e.into_inner().to_string();
+        if let Some(o) = from_env
+            && vars.iter().any(|(n, _)| n == o.var)
+        {
+            message = format!("{message} (set by environment variable {})", o.var);
+        }
+        ConfigError::one(source, path, message)
+    })
+}
+
+fn collect_secret_env_names<'a>(v: &'a toml::Value, out: &mut BTreeSet<&'a str>) {
+    match v {
+        toml::Value::Table(t) => {
+            if t.len() == 1
+                && let Some(toml::Value::String(name)) = t.get("env")
+            {
+                out.insert(name.as_str());
+            }
+            for v in t.values() {
+                collect_secret_env_names(v, out);
+            }
+        }
+        toml::Value::Array(a) => a.iter().for_each(|v| collect_secret_env_names(v, out)),
+        _ => {}
+    }
+}
+
+fn set_path(root: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut table = root;
+    for p in parts {
+        let entry = table.entry(p.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(t) = entry else { return };
+        table = t;
+    }
+    table.insert(last.to_owned(), value);
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // Numbers and booleans keep their type; everything else is a string.
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        server: Server,
+        #[serde(default)]
+        sinks: Vec<Sink>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Server {
+        listen: String,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sink {
+        name: String,
+        pagerduty: Option<Pd>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Pd {
+        #[allow(dead_code)]
+        routing_key: String,
+    }
+
+    const ENV: &[EnvOverride] = &[
+        EnvOverride { var: "OUTPOST_LISTEN", key: "server.listen" },
+        EnvOverride { var: "OUTPOST_LOG", key: "" },
+    ];
+
+    #[test]
+    fn misspelled_nested_key_names_its_path() {
+        let text = "[server]\nlisten = \"x\"\n[[sinks]]\nname = \"pd\"\npagerduty = { routing_kye = \"k\" }\n";
+        let err = load_str::<Outer>(text, "c.toml", ENV, &[]).unwrap_err();
+        assert!(err.has_path("sinks[0].pagerduty.routing_kye"), "{err}");
+    }
+
+    #[test]
+    fn unknown_outpost_variable_is_an_error() {
+        let vars = vec![("OUTPOST_LISTN".to_owned(), "x".to_owned())];
+        let err = load_str::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &vars).unwrap_err();
+        assert!(err.has_path("OUTPOST_LISTN"), "{err}");
+    }
+
+    #[test]
+    fn allowed_variable_overrides_the_file() {
+        let vars = vec![
+            ("OUTPOST_LISTEN".to_owned(), "0.0.0.0:1".to_owned()),
+            ("OUTPOST_LOG".to_owned(), "debug".to_owned()),
+        ];
+        let c = load_str::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &vars).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:1");
+        assert!(c.sinks.is_empty());
+        let _ = c.sinks.iter().map(|s| (&s.name, &s.pagerduty)).count();
+    }
+
+    #[test]
+    fn variables_named_by_secrets_are_known() {
+        let vars = vec![("OUTPOST_PD_KEY".to_owned(), "x".to_owned())];
+        let text = "[server]\nlisten = \"a\"\n[[sinks]]\nname = \"pd\"\n[sinks.x]\nenv = \"OUTPOST_PD_KEY\"\n";
+        // The unknown key `x` fails deserialization, but the variable itself is accepted.
+        let err = load_str::<Outer>(text, "c.toml", ENV, &vars).unwrap_err();
+        assert!(!err.has_path("OUTPOST_PD_KEY"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The scheduler: runs each check every `interval`, offset by a deterministic
+//! jitter, with a cap on runs in flight.
+//!
+//! Design notes:
+//! - **Phase.** A check's run times are `offset + k·interval` on the wall
+//!   clock, where `offset = fnv1a(probe name, check id) mod interval`. The same
+//!   probe keeps the same cadence across restarts, different probes spread
+//!   their load, and nothing is random.
+//! - **Overrun.** A run still going when its next one is due is not doubled:
+//!   the due run is skipped and counted (`skipped_overrun`).
+//! - **Cap.** At most `max_concurrency` runs execute at once; a due run waits
+//!   for a slot, and that wait shows up as lateness.
+//! - **No drift.** The next due time is computed from the previous due time,
+//!   not from when a run finished; if the loop fell behind by more than an
+//!   interval, missed slots are skipped (counted as `skipped_late`), never
+//!   replayed in a burst.
+//! - **Updates.** [`Scheduler::set_checks`] replaces the whole set; unchanged
+//!   checks keep their phase, runs in flight finish and report.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::{sync::Semaphore, time::Instant};
+
+use crate::check::{self, CheckSpec, Outcome, RunContext};
+
+/// Receives each finished run with the assignment version it came from.
+pub type Sink = Arc<dyn Fn(u64, Outcome) + Send + Sync>;
+
+/// Counters, readable while the scheduler runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Runs started.
+    pub started: AtomicU64,
+    /// Runs finished.
+    pub finished: AtomicU64,
+    /// Due runs skipped because the previous run of the check was still going.
+    pub skipped_overrun: AtomicU64,
+    /// Due slots skipped because the scheduler fell more than an interval behind.
+    pub skipped_late: AtomicU64,
+    /// Optional record of start lateness in microseconds (benchmarks).
+    pub lateness_us: Mutex<Option<Vec<u32>>>,
+}
+
+impl Stats {
+    /// Starts recording start lateness (for benchmarks).
+    pub fn record_lateness(&self) {
+        *self.lateness_us.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+}
+
+struct Entry {
+    spec: Arc<CheckSpec>,
+    version: u64,
+    running: Arc<AtomicBool>,
+    generation: u64,
+}
+
+struct Shared {
+    entries: HashMap<String, Entry>,
+    /// (due, generation, id): an item whose generation no longer matches its
+    /// entry is stale and ignored.
+    heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    next_generation: u64,
+}
+
+/// Schedules checks and hands outcomes to a [`Sink`].
+pub struct Scheduler {
+    ctx: RunContext,
+    shared: Mutex<Shared>,
+    wake: tokio::sync::Notify,
+    permits: Arc<Semaphore>,
+    sink: Sink,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("ctx", &self.ctx).finish_non_exhaustive()
+    }
+}
+
+/// FNV-1a, 64-bit: stable across releases and platforms (unlike `DefaultHasher`).
+pub fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The deterministic offset of a check within its interval.
+pub fn jitter(probe: &str, check_id: &str, interval: Duration) -> Duration {
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(fnv1a(&[probe, check_id]) % ms)
+}
+
+/// Time from `now_since_epoch` to the next slot `offset + k·interval`.
+pub fn until_next_slot(now_since_epoch: Duration, interval: Duration, offset: Duration) -> Duration {
+    let i = interval.as_micros().max(1);
+    let now = now_since_epoch.as_micros();
+    let off = offset.as_micros() % i;
+    let phase = (now + i - off) % i;
+    Duration::from_micros(if phase == 0 { 0 } else { (i - phase) as u64 })
+}
+
+impl Scheduler {
+    /// A scheduler for a probe; call [`Scheduler::run`] to start it.
+    pub fn new(ctx: RunContext, max_concurrency: usize, sink: Sink) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            shared: Mutex::new(Shared { entries: HashMap::new(), heap: BinaryHeap::new(), next_generation: 1 }),
+            wake: tokio::sync::Notify::new(),
+            permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            sink,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the set of checks (assignment `version`).
+    pub fn set_checks(&self, checks: Vec<CheckSpec>, version: u64) {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = Instant::now();
+        let mut sh = self.lock();
+        let mut old = std::mem::take(&mut sh.entries);
+        for spec in checks {
+            let id = spec.id.clone();
+            match old.remove(&id) {
+                Some(mut e) if e.spec.interval == spec.interval => {
+                    e.spec = Arc::new(spec);
+                    e.version = version;
+                    sh.entries.insert(id, e);
+                }
+                prev => {
+                    let generation = sh.next_generation;
+                    sh.next_generation += 1;
+                    let off = jitter(&self.ctx.probe_name, &id, spec.interval);
+                    let due = now + until_next_slot(wall, spec.interval, off);
+                    sh.heap.push(Reverse((due, generation, id.clone())));
+                    let running = prev.map(|p| p.running).unwrap_or_default();
+                    sh.entries.insert(id, Entry { spec: Arc::new(spec), version, running, generation });
+                }
+            }
+        }
+        drop(sh);
+        self.wake.notify_one();
+    }
+
+    /// Number of checks scheduled.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True when no checks are scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs until `shutdown` completes. Runs in flight are left to finish.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let next = self.lock().heap.peek().map(|Reverse((due, _, _))| *due);
+            let sleep = async {
+                match next {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.wake.notified() => continue,
+                _ = sleep => self.fire_due(),
+            }
+        }
+    }
+
+    fn fire_due(&self) {
+        let now = Instant::now();
+        let mut sh = self.lock();
+        while let Some(Reverse((due, generation, _))) = sh.heap.peek() {
+            if *due > now {
+                break;
+            }
+            let (due, generation) = (*due, *generation);
+            let Some(Reverse((_, _, id))) = sh.heap.pop() else { break };
+            let Some(entry) = sh.entries.get(&id) else { continue };
+            if entry.generation != generation {
+                continue;
+            }
+            let spec = entry.spec.clone();
+            let version = entry.version;
+            let running = entry.running.clone();
+            // Next slot from the due time, skipping any slots already missed.
+            let mut next = due + spec.interval;
+            while next <= now {
+                next += spec.interval;
+                self.stats.skipped_late.fetch_add(1, Ordering::Relaxed);
+            }
+            sh.heap.push(Reverse((next, generation, id)));
+
+            if running.swap(true, Ordering::AcqRel) {
+                self.stats.skipped_overrun.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(check = %spec.id, "previous run still going; skipped");
+                continue;
+            }
+            let permits = self.permits.clone();
+            let ctx = self.ctx.clone();
+            let sink = self.sink.clone();
+            let stats = self.stats.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else { return };
+                let late = Instant::now().saturating_duration_since(due);
+                if let Some(v) = stats.lateness_us.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    v.push(late.as_micros().min(u128::from(u32::MAX)) as u32);
+                }
+                stats.started.fetch_add(1, Ordering::Relaxed);
+                let outcome = check::run(&spec, &ctx).await;
+                running.store(false, Ordering::Release);
+                stats.finished.fetch_add(1, Ordering::Relaxed);
+                sink(version, outcome);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_deterministic_and_within_interval() {
+        let i = Duration::from_secs(30);
+        let a = jitter("p1", "api", i);
+        assert_eq!(a, jitter("p1", "api", i));
+        assert!(a < i);
+        assert_ne!(jitter("p1", "api", i), jitter("p2", "api", i));
+    }
+
+    #[test]
+    fn next_slot_respects_offset() {
+        let i = Duration::from_secs(10);
+        let off = Duration::from_secs(3);
+        assert_eq!(until_next_slot(Duration::from_secs(100), i, off), Duration::from_secs(3));
+        assert_eq!(until_next_slot(Duration::from_secs(103), i, off), Duration::ZERO);
+        assert_eq!(until_next_slot(Duration::from_secs(104), i, off), Duration::from_secs(9));
+    }
+}
