@@ -3,9 +3,86 @@
 //!
 //! Read in this order: [`check`] (the check schema shared with the
 //! controller, failure codes, the one dispatch `match`), [`check::http`],
-//! [`scheduler`], [`reporter`] (the gRPC stream), then [`run`] which wires them.
+//! [`scheduler`], [`outbox`], [`reporter`] (the gRPC stream), then [`spawn`]
+//! which wires them together.
 
 pub mod check;
 pub mod config;
+pub mod outbox;
+pub mod reporter;
 pub mod scheduler;
 pub mod tls;
+
+use std::sync::Arc;
+
+use check::{Outcome, RunContext};
+use config::ProbeConfig;
+use outbox::Outbox;
+use scheduler::{Scheduler, Sink};
+
+/// A running probe: scheduler, outbox and (if configured) the reporter.
+#[derive(Debug)]
+pub struct RunningProbe {
+    /// The scheduler (counters, current checks).
+    pub scheduler: Arc<Scheduler>,
+    /// Results waiting for the controller.
+    pub outbox: Arc<Outbox>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningProbe {
+    /// Stops scheduling and reporting. Runs in flight are abandoned.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for RunningProbe {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts a probe on the current runtime.
+///
+/// With a `[controller]` the probe runs the checks the controller assigns
+/// and reports to it; local `[[checks]]` are then only for `once`. Without
+/// one it runs its local checks standalone and hands each outcome to
+/// `standalone_sink` (the CLI prints JSON lines).
+pub fn spawn(config: ProbeConfig, standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>) -> RunningProbe {
+    let ctx = RunContext { probe_name: config.name.clone(), region: config.region.clone() };
+    let outbox = Arc::new(Outbox::new(config.max_queued));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let sink: Sink = match (&config.controller, standalone_sink) {
+        (Some(_), _) | (None, None) => {
+            let ob = outbox.clone();
+            Arc::new(move |version, outcome: Outcome| {
+                ob.push(&outcome, version);
+            })
+        }
+        (None, Some(print)) => Arc::new(move |_version, outcome| print(outcome)),
+    };
+    let scheduler = Scheduler::new(ctx, config.max_concurrency, sink);
+    let mut tasks = Vec::new();
+    let mut srx = rx.clone();
+    tasks.push(tokio::spawn(scheduler.clone().run(async move {
+        let _ = srx.wait_for(|v| *v).await;
+    })));
+    match config.controller {
+        Some(c) => {
+            if !config.checks.is_empty() {
+                tracing::info!(checks = config.checks.len(), "local [[checks]] are not scheduled when a controller assigns checks");
+            }
+            let me = reporter::Identity { name: config.name, region: config.region, labels: config.labels };
+            tasks.push(tokio::spawn(reporter::run(c, me, outbox.clone(), scheduler.clone(), rx)));
+        }
+        None => scheduler.set_checks(config.checks, 0),
+    }
+    RunningProbe { scheduler, outbox, shutdown: tx, tasks }
+}

@@ -1,1 +1,149 @@
-fn main() {}
+//! `outpost-probe`: CLI and exit codes. Wiring only.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use outpost_probe::{
+    check::{self, Outcome, RunContext},
+    config::{self, ConfigError},
+};
+
+#[derive(Parser)]
+#[command(name = "outpost-probe", version, about = "Outpost probe agent: runs checks and reports to the controller")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run continuously: connect to the controller (or run local checks standalone).
+    Run {
+        /// Probe config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run each local check once and exit 0 if all pass, 1 if any fails, 78 on a config error.
+    Once {
+        /// Config file with [[checks]].
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Validate a config file without touching the network.
+    CheckConfig {
+        /// Config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let code = match cli.command {
+        Command::CheckConfig { file } => match config::load_probe(&file) {
+            Ok(c) => {
+                println!(
+                    "ok: probe {} in {}, {} local checks, controller {}",
+                    c.name,
+                    c.region,
+                    c.checks.len(),
+                    c.controller.as_ref().map(|c| c.url.as_str()).unwrap_or("none (standalone)")
+                );
+                0
+            }
+            Err(e) => config_error(&e),
+        },
+        Command::Once { config, format } => match config::load_probe(&config) {
+            Ok(c) => runtime().block_on(once(c, format)),
+            Err(e) => config_error(&e),
+        },
+        Command::Run { config } => match config::load_probe(&config) {
+            Ok(c) => runtime().block_on(run(c)),
+            Err(e) => config_error(&e),
+        },
+    };
+    ExitCode::from(code as u8)
+}
+
+fn config_error(e: &ConfigError) -> i32 {
+    eprint!("{e}");
+    ConfigError::EXIT_CODE
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    // Invariant: building a default multi-thread runtime fails only when the OS
+    // refuses threads, and then nothing can run anyway.
+    #[allow(clippy::expect_used)]
+    tokio::runtime::Runtime::new().expect("cannot start the tokio runtime")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn once(c: config::ProbeConfig, format: Format) -> i32 {
+    if c.checks.is_empty() {
+        eprintln!("no [[checks]] in the config: nothing to run");
+        return ConfigError::EXIT_CODE;
+    }
+    let ctx = RunContext { probe_name: c.name.clone(), region: c.region.clone() };
+    let runs = c.checks.iter().map(|spec| check::run(spec, &ctx));
+    let outcomes = futures_util::future::join_all(runs).await;
+    for o in &outcomes {
+        match format {
+            Format::Json => println!("{}", o.to_json()),
+            Format::Text => println!("{}", text_line(o)),
+        }
+    }
+    if outcomes.iter().all(Outcome::ok) { 0 } else { 1 }
+}
+
+fn text_line(o: &Outcome) -> String {
+    let ms = o.phases.total.as_secs_f64() * 1000.0;
+    match &o.result {
+        Ok(()) => format!("PASS  {:<24} {ms:>8.1} ms", o.check_id),
+        Err(f) => format!("FAIL  {:<24} {ms:>8.1} ms  {}: {}", o.check_id, f.code, f.message),
+    }
+}
+
+async fn run(c: config::ProbeConfig) -> i32 {
+    let standalone = c.controller.is_none();
+    let printer: Option<Arc<dyn Fn(Outcome) + Send + Sync>> =
+        standalone.then(|| Arc::new(|o: Outcome| println!("{}", o.to_json())) as Arc<dyn Fn(Outcome) + Send + Sync>);
+    let probe = outpost_probe::spawn(c, printer);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    probe.shutdown().await;
+    0
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

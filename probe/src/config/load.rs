@@ -146,7 +146,9 @@ pub fn load_str<T: DeserializeOwned>(
         let path = e.path().to_string();
         let path = if path.is_empty() || path == "." { "(root)".to_owned() } else { path };
         let from_env = env.iter().find(|o| !o.key.is_empty() && path.starts_with(o.key));
-        let mut message = e.into_inner().to_string();
+        // toml appends "in `a.b`" on a second line; the path above says it better.
+        let full = e.into_inner().to_string();
+        let mut message = full.lines().next().unwrap_or_default().trim().to_owned();
         if let Some(o) = from_env
             && vars.iter().any(|(n, _)| n == o.var)
         {

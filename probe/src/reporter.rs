@@ -1,0 +1,254 @@
+//! The reporter: one long-lived gRPC stream to the controller.
+//!
+//! Per connection: send `Hello`, receive the `Assignment` (applied to the
+//! scheduler), then stream unsent results from the [`Outbox`] in batches and
+//! heartbeats, and apply `Ack`s. When the stream breaks, everything
+//! unacknowledged is resent on the next one. Reconnects back off
+//! exponentially from 50 ms to 30 s with full jitter; checks keep running
+//! meanwhile.
+
+use std::{sync::Arc, time::Duration};
+
+use outpost_proto::v1::{
+    self as pb, ControllerMessage, Heartbeat, Hello, ProbeMessage, ResultBatch, controller_message::Body as CBody,
+    probe_message::Body as PBody, probe_service_client::ProbeServiceClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::{
+    check::RawCheck,
+    config::{ControllerConfig, Problems},
+    outbox::Outbox,
+    scheduler::Scheduler,
+};
+
+/// Results per batch at most.
+pub const MAX_BATCH: usize = 500;
+/// First reconnect delay.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Why a stream ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReporterError {
+    /// Could not build a channel (bad URL, bad CA file).
+    #[error("controller endpoint: {0}")]
+    Endpoint(String),
+    /// Transport-level failure.
+    #[error("controller unreachable: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The controller refused or ended the stream.
+    #[error("controller stream: {0}")]
+    Status(#[from] tonic::Status),
+    /// The controller closed the stream.
+    #[error("controller closed the stream")]
+    Closed,
+}
+
+/// Identity sent in `Hello`.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Probe name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Builds the gRPC endpoint (TLS for https URLs, keepalive so a vanished
+/// controller is noticed within ~15 s: 10 s ping interval + 5 s timeout).
+pub fn endpoint(cfg: &ControllerConfig) -> Result<Endpoint, ReporterError> {
+    let mut ep = Endpoint::from_shared(cfg.url.clone())
+        .map_err(|e| ReporterError::Endpoint(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    if cfg.url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &cfg.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| ReporterError::Endpoint(format!("cannot read {}: {e}", path.display())))?;
+                tls.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => tls.with_webpki_roots(),
+        };
+        ep = ep.tls_config(tls).map_err(ReporterError::Transport)?;
+    }
+    Ok(ep)
+}
+
+/// Full-jitter exponential backoff for attempt `n` (0-based), using `seed` for the jitter.
+pub fn backoff(n: u32, seed: u64) -> Duration {
+    let cap = BACKOFF_MIN.saturating_mul(1u32 << n.min(20)).min(BACKOFF_MAX);
+    let frac = (splitmix(seed.wrapping_add(u64::from(n))) % 1000) as f64 / 1000.0;
+    BACKOFF_MIN.max(cap.mul_f64(frac))
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Keeps a stream to the controller up until `shutdown` fires.
+pub async fn run(
+    cfg: ControllerConfig,
+    me: Identity,
+    outbox: Arc<Outbox>,
+    scheduler: Arc<Scheduler>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if cfg.url.starts_with("http://") {
+        tracing::warn!(url = %cfg.url, "controller connection is plaintext: the probe token travels unencrypted");
+    }
+    let seed = crate::scheduler::fnv1a(&[&me.name, &me.region]) ^ std::process::id() as u64;
+    let mut attempt: u32 = 0;
+    let mut version = 0u64;
+    loop {
+        let started = tokio::time::Instant::now();
+        let res = tokio::select! {
+            r = session(&cfg, &me, &outbox, &scheduler, &mut version) => r,
+            _ = shutdown.changed() => return,
+        };
+        match &res {
+            Err(ReporterError::Status(s)) if s.code() == tonic::Code::Unauthenticated => {
+                tracing::error!(error = %s.message(), "controller rejected this probe's token");
+            }
+            Err(e) => tracing::warn!(error = %e, "controller stream ended"),
+            Ok(()) => {}
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            attempt = 0;
+        }
+        let delay = backoff(attempt, seed);
+        attempt = attempt.saturating_add(1);
+        tracing::debug!(delay_ms = delay.as_millis() as u64, "reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn session(
+    cfg: &ControllerConfig,
+    me: &Identity,
+    outbox: &Outbox,
+    scheduler: &Scheduler,
+    version: &mut u64,
+) -> Result<(), ReporterError> {
+    let channel: Channel = endpoint(cfg)?.connect().await?;
+    let mut client = ProbeServiceClient::new(channel);
+    let (tx, rx) = mpsc::channel::<ProbeMessage>(16);
+    tx.send(ProbeMessage {
+        body: Some(PBody::Hello(Hello {
+            probe_name: me.name.clone(),
+            region: me.region.clone(),
+            labels: me.labels.clone().into_iter().collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            last_sequence: outbox.last_sequence(),
+            assignment_version: *version,
+        })),
+    })
+    .await
+    .map_err(|_| ReporterError::Closed)?;
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    let bearer = format!("Bearer {}", cfg.token.expose());
+    req.metadata_mut().insert(
+        "authorization",
+        bearer.parse().map_err(|_| ReporterError::Endpoint("token is not valid in a header".into()))?,
+    );
+    let mut inbound = client.attach(req).await?.into_inner();
+    tracing::info!(url = %cfg.url, "connected to controller");
+    outbox.rewind();
+
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // At most one batch in flight keeps ack order simple and memory bounded.
+    let mut in_flight = false;
+    loop {
+        if !in_flight && outbox.has_unsent() {
+            let results = outbox.take_unsent(MAX_BATCH);
+            tx.send(ProbeMessage { body: Some(PBody::Results(ResultBatch { results })) })
+                .await
+                .map_err(|_| ReporterError::Closed)?;
+            in_flight = true;
+            continue;
+        }
+        tokio::select! {
+            msg = inbound.message() => {
+                let Some(msg) = msg? else { return Err(ReporterError::Closed) };
+                match msg {
+                    ControllerMessage { body: Some(CBody::Ack(ack)) } => {
+                        outbox.ack(ack.through_sequence);
+                        in_flight = false;
+                    }
+                    ControllerMessage { body: Some(CBody::Assignment(a)) } => {
+                        *version = a.version;
+                        apply_assignment(&a, scheduler);
+                    }
+                    ControllerMessage { body: Some(CBody::Error(e)) } => {
+                        tracing::warn!(code = %e.code, message = %e.message, "controller reported an error");
+                    }
+                    ControllerMessage { body: None } => {}
+                }
+            }
+            _ = outbox.changed(), if !in_flight => {}
+            _ = heartbeat.tick() => {
+                let hb = Heartbeat {
+                    sent_at_unix_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+                    queued_results: outbox.len() as u64,
+                    dropped_results: outbox.dropped(),
+                };
+                tx.send(ProbeMessage { body: Some(PBody::Heartbeat(hb)) }).await.map_err(|_| ReporterError::Closed)?;
+            }
+        }
+    }
+}
+
+/// Validates an assignment with the same schema as local config and hands
+/// it to the scheduler. Invalid checks are skipped and logged.
+pub fn apply_assignment(a: &pb::Assignment, scheduler: &Scheduler) {
+    let mut specs = Vec::with_capacity(a.checks.len());
+    for c in &a.checks {
+        let raw: RawCheck = match serde_json::from_str(&c.spec_json) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(check = %c.id, error = %e, "assigned check does not parse; is this probe older than the controller?");
+                continue;
+            }
+        };
+        let mut problems = Problems::default();
+        match raw.validate(&format!("assignment.{}", c.id), &mut problems) {
+            Some(spec) if problems.is_empty() => specs.push(spec),
+            _ => tracing::error!(check = %c.id, problems = ?problems, "assigned check is invalid on this probe"),
+        }
+    }
+    tracing::info!(version = a.version, checks = specs.len(), "assignment applied");
+    scheduler.set_checks(specs, a.version);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_bounds_and_grows() {
+        for n in 0..40 {
+            let d = backoff(n, 7);
+            assert!(d >= BACKOFF_MIN && d <= BACKOFF_MAX, "{n}: {d:?}");
+        }
+        let late: Duration = (0..100).map(|s| backoff(12, s)).sum();
+        let early: Duration = (0..100).map(|s| backoff(1, s)).sum();
+        assert!(late > early * 10);
+    }
+}
