@@ -51,6 +51,42 @@ pub struct RawHttp {
     /// PEM bundle of roots to trust for https instead of the bundled Mozilla roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// `"first"` (default): request the first resolved address, like most
+    /// clients. `"all"`: request every A/AAAA address separately, with the
+    /// URL's name as SNI and Host — one broken backend behind a load-balanced
+    /// name fails the check and is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressMode>,
+    /// With `addresses = "all"`: `"all"` (default) fails the check when any
+    /// address fails; `"any"` fails it only when every address fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passing: Option<Passing>,
+    /// IP addresses to use for the URL's host instead of DNS (like curl's
+    /// `--resolve`); SNI and Host still carry the name. Example: `["10.0.0.5", "10.0.0.6"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolve_to: Vec<String>,
+}
+
+/// Which resolved addresses a check requests.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressMode {
+    /// The first address only.
+    #[default]
+    First,
+    /// Every address, separately.
+    All,
+}
+
+/// How many addresses must pass with `addresses = "all"`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Passing {
+    /// Every address.
+    #[default]
+    All,
+    /// At least one address.
+    Any,
 }
 
 /// One entry of `expected_status`.
@@ -86,12 +122,18 @@ pub struct HttpSpec {
     pub expected: Vec<(u16, u16)>,
     /// Roots for https.
     pub trust: Trust,
+    /// First address or all.
+    pub addresses: AddressMode,
+    /// With all addresses: how many must pass.
+    pub passing: Passing,
+    /// Addresses replacing DNS for the host.
+    pub resolve_to: Vec<IpAddr>,
 }
 
 impl RawHttp {
     /// Validates; problems are recorded under `path` (`checks[0].http`).
     pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<HttpSpec> {
-        let before = format!("{problems:?}");
+        let before = problems.len();
         let uri: Option<Uri> = match self.url.parse::<Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
             _ => {
@@ -132,7 +174,17 @@ impl RawHttp {
         {
             problems.push(format!("{path}.ca_file"), e);
         }
-        if format!("{problems:?}") != before {
+        let mut resolve_to = Vec::new();
+        for (i, ip) in self.resolve_to.iter().enumerate() {
+            match ip.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                Ok(ip) => resolve_to.push(ip),
+                Err(_) => problems.push(
+                    format!("{path}.resolve_to[{i}]"),
+                    format!("invalid IP address {ip:?}, e.g. \"192.0.2.10\" or \"2001:db8::1\""),
+                ),
+            }
+        }
+        if problems.len() != before {
             return None;
         }
         let uri = uri?;
@@ -150,6 +202,9 @@ impl RawHttp {
             body: self.body.clone().map(Bytes::from),
             expected,
             trust: self.ca_file.clone().map(Trust::CaFile).unwrap_or(Trust::Mozilla),
+            addresses: self.addresses.unwrap_or_default(),
+            passing: self.passing.unwrap_or_default(),
+            resolve_to,
         })
     }
 }
@@ -197,7 +252,6 @@ impl HttpSpec {
 /// The phase in progress, for timeout messages.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    Dns,
     Connect,
     Tls,
     FirstByte,
@@ -207,7 +261,6 @@ enum Phase {
 impl Phase {
     fn name(self) -> &'static str {
         match self {
-            Phase::Dns => "dns",
             Phase::Connect => "connect",
             Phase::Tls => "tls",
             Phase::FirstByte => "first byte",
@@ -216,8 +269,10 @@ impl Phase {
     }
 }
 
-struct Run<'a> {
+/// One request against one address.
+struct Attempt<'a> {
     spec: &'a HttpSpec,
+    addr: SocketAddr,
     phases: Phases,
     phase: Phase,
     details: serde_json::Map<String, serde_json::Value>,
@@ -225,43 +280,140 @@ struct Run<'a> {
 
 /// Runs the check once within `timeout`.
 pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindResult {
-    let mut r = Run { spec, phases: Phases::default(), phase: Phase::Dns, details: serde_json::Map::new() };
-    r.details.insert("url".into(), spec.url.clone().into());
-    r.details.insert("method".into(), spec.method.as_str().into());
     let deadline = tokio::time::Instant::now() + timeout;
-    let result = match tokio::time::timeout_at(deadline, r.execute(ctx)).await {
-        Ok(res) => res,
-        Err(_) => Err(Failure::new(
-            FailureCode::Timeout,
-            format!("timed out after {} waiting for {}", crate::config::Dur(timeout), r.phase.name()),
-        )),
+    let mut details = serde_json::Map::new();
+    details.insert("url".into(), spec.url.clone().into());
+    details.insert("method".into(), spec.method.as_str().into());
+    let mut phases = Phases::default();
+
+    let (addrs, dns) = match tokio::time::timeout_at(deadline, resolve(spec)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(f)) => return KindResult { phases, result: Err(f), details: details.into() },
+        Err(_) => {
+            details.insert("timeout_phase".into(), "dns".into());
+            let f = Failure::new(
+                FailureCode::Timeout,
+                format!("timed out after {} resolving {}", crate::config::Dur(timeout), spec.host),
+            );
+            return KindResult { phases, result: Err(f), details: details.into() };
+        }
     };
-    if let Err(f) = &result
-        && f.code == FailureCode::Timeout
-    {
-        r.details.insert("timeout_phase".into(), r.phase.name().into());
+    phases.dns = dns;
+
+    if addrs.len() == 1 {
+        let a = attempt(spec, addrs[0], deadline, timeout, ctx).await;
+        details.extend(a.details);
+        let p = Phases { dns, ..a.phases };
+        return KindResult { phases: p, result: a.result, details: details.into() };
     }
-    KindResult { phases: r.phases, result, details: serde_json::Value::Object(r.details) }
+
+    // Fan-out: every address separately, concurrently, same SNI and Host.
+    let runs = addrs.iter().map(|a| attempt(spec, *a, deadline, timeout, ctx));
+    let done = futures_util::future::join_all(runs).await;
+    let failing: Vec<&AttemptResult> = done.iter().filter(|a| a.result.is_err()).collect();
+    let mut backends = Vec::with_capacity(done.len());
+    for a in &done {
+        let mut b = a.details.clone();
+        b.insert("ok".into(), a.result.is_ok().into());
+        if let Err(f) = &a.result {
+            b.insert("failure_code".into(), f.code.as_str().into());
+            b.insert("failure_message".into(), f.message.clone().into());
+        }
+        b.insert("phases_us".into(), serde_json::to_value(a.phases).unwrap_or_default());
+        backends.push(serde_json::Value::Object(b));
+    }
+    details.insert("addresses".into(), backends.into());
+    details.insert("addresses_total".into(), done.len().into());
+    details.insert("addresses_failing".into(), failing.len().into());
+    if let Some(first) = done.first() {
+        phases = Phases { dns, ..first.phases };
+    }
+    let must_fail = match spec.passing {
+        Passing::All => !failing.is_empty(),
+        Passing::Any => failing.len() == done.len(),
+    };
+    let first_failure = failing.iter().find_map(|a| a.result.as_ref().err());
+    let result = match first_failure {
+        Some(first) if must_fail => {
+            let named: Vec<String> = failing
+                .iter()
+                .filter_map(|a| a.result.as_ref().err().map(|e| format!("{} {} ({})", a.addr, e.code, e.message)))
+                .collect();
+            Err(Failure::new(
+                first.code,
+                format!("{} of {} backends failing: {}", failing.len(), done.len(), named.join("; ")),
+            ))
+        }
+        _ => Ok(()),
+    };
+    KindResult { phases, result, details: details.into() }
 }
 
-impl Run<'_> {
+/// Addresses to try and the time DNS took (None for IP literals and overrides).
+async fn resolve(spec: &HttpSpec) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
+    if !spec.resolve_to.is_empty() {
+        let all = spec.resolve_to.iter().map(|ip| SocketAddr::new(*ip, spec.port));
+        return Ok((pick(spec, all.collect()), None));
+    }
+    if let Ok(ip) = spec.host.parse::<IpAddr>() {
+        return Ok((vec![SocketAddr::new(ip, spec.port)], None));
+    }
+    let t = Instant::now();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((spec.host.as_str(), spec.port))
+        .await
+        .map_err(|e| Failure::new(FailureCode::DnsFailure, format!("cannot resolve {}: {e}", spec.host)))?
+        .collect();
+    let dns = t.elapsed();
+    if addrs.is_empty() {
+        return Err(Failure::new(FailureCode::DnsFailure, format!("{} has no addresses", spec.host)));
+    }
+    Ok((pick(spec, addrs), Some(dns)))
+}
+
+fn pick(spec: &HttpSpec, mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    if spec.addresses == AddressMode::First {
+        addrs.truncate(1);
+    }
+    addrs
+}
+
+struct AttemptResult {
+    addr: SocketAddr,
+    phases: Phases,
+    result: Result<(), Failure>,
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn attempt(
+    spec: &HttpSpec,
+    addr: SocketAddr,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    ctx: &RunContext,
+) -> AttemptResult {
+    let mut a = Attempt { spec, addr, phases: Phases::default(), phase: Phase::Connect, details: serde_json::Map::new() };
+    a.details.insert("address".into(), addr.to_string().into());
+    let t = Instant::now();
+    let result = match tokio::time::timeout_at(deadline, a.execute(ctx)).await {
+        Ok(res) => res,
+        Err(_) => {
+            a.details.insert("timeout_phase".into(), a.phase.name().into());
+            Err(Failure::new(
+                FailureCode::Timeout,
+                format!("timed out after {} waiting for {}", crate::config::Dur(timeout), a.phase.name()),
+            ))
+        }
+    };
+    a.phases.total = t.elapsed();
+    AttemptResult { addr, phases: a.phases, result, details: a.details }
+}
+
+impl Attempt<'_> {
     async fn execute(&mut self, ctx: &RunContext) -> Result<(), Failure> {
         let spec = self.spec;
-        // dns
-        self.phase = Phase::Dns;
-        let addr = if let Ok(ip) = spec.host.parse::<IpAddr>() {
-            SocketAddr::new(ip, spec.port)
-        } else {
-            let t = Instant::now();
-            let mut addrs = tokio::net::lookup_host((spec.host.as_str(), spec.port)).await.map_err(|e| {
-                Failure::new(FailureCode::DnsFailure, format!("cannot resolve {}: {e}", spec.host))
-            })?;
-            self.phases.dns = Some(t.elapsed());
-            addrs
-                .next()
-                .ok_or_else(|| Failure::new(FailureCode::DnsFailure, format!("{} has no addresses", spec.host)))?
-        };
-        self.details.insert("address".into(), addr.to_string().into());
+        let addr = self.addr;
 
         // connect
         self.phase = Phase::Connect;

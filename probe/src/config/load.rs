@@ -67,6 +67,11 @@ impl Problems {
         self.0.push(Problem { path: path.into(), message: message.into() });
     }
 
+    /// Number of problems recorded so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
