@@ -1,9 +1,30 @@
-//! `outpost-controller demo` (owned by the integrator; placeholder until filled in).
+//! `outpost-controller demo`: the whole product in one process.
+//!
+//! Starts the controller on SQLite in a temporary directory, three in-process
+//! probes (`eu-west`, `us-east`, `ap-south`) that connect to it over real gRPC
+//! on loopback, and loopback targets that replay the incidents in
+//! `shared/incidents/`:
+//!
+//! - `api-healthy`: a healthy HTTPS API (generated PKI) — stays green.
+//! - `iot-ingest-308`: the IOT ETL incident: the ingest endpoint moved to
+//!   HTTPS behind a `308 Permanent Redirect`; a machine client that POSTs and
+//!   does not follow redirects gets no data through → `redirect_not_followed`.
+//! - `tis-lb-pair`: the TIS incident: one name, two load-balanced backends
+//!   (127.0.0.2 and 127.0.0.3); blue answers 502 → "1 of 2 backends failing".
+//!
+//! Alerts go to the console sink. With `--for` the demo exits after that
+//! long and prints every check's state per region and every alert raised.
+
+use std::{net::SocketAddr, path::Path};
+
+use anyhow::Context;
+use outpost_probe::config::{Dur, duration::parse_duration};
+use outpost_testkit::{HttpServer, Pki, Reply, RunningServer};
 
 /// Arguments of `outpost-controller demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Exit after this long and print a summary, e.g. `20s`.
+    /// Exit after this long and print a summary, e.g. `20s`. Default: run until Ctrl-C.
     #[arg(long = "for")]
     pub duration: Option<String>,
     /// Address for the dashboard and API.
@@ -11,7 +32,206 @@ pub struct DemoArgs {
     pub listen: String,
 }
 
+/// Regions of the demo's probes.
+pub const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
+
+struct Targets {
+    api: RunningServer,
+    ingest_http: RunningServer,
+    ingest_https: RunningServer,
+    lb_port: u16,
+    _blue: RunningServer,
+    _green: RunningServer,
+    ca_file: std::path::PathBuf,
+}
+
+async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
+    let pki = Pki::new("Outpost Demo Root CA");
+    let ca_file = pki.write_root_pem(dir)?;
+    let leaf = pki.leaf(&["localhost", "tis.demo.test", "127.0.0.1"]);
+
+    let api = HttpServer::builder()
+        .route("/health", Reply::json(200, &serde_json::json!({ "status": "ok" })))
+        .tls(leaf.clone())
+        .run()
+        .await?;
+
+    // IOT: the new web server only accepts HTTPS and answers plain HTTP with a 308.
+    let ingest_https = HttpServer::builder()
+        .route("/telemetry", Reply::json(200, &serde_json::json!({ "accepted": true })))
+        .tls(leaf.clone())
+        .run()
+        .await?;
+    let https_url = ingest_https.url("/telemetry");
+    let ingest_http = HttpServer::builder().route("/telemetry", Reply::redirect(308, &https_url)).run().await?;
+
+    // TIS: two backends on one port at two loopback addresses; blue is broken.
+    let (blue, green, lb_port) = bind_pair(leaf).await?;
+    Ok(Targets { api, ingest_http, ingest_https, lb_port, _blue: blue, _green: green, ca_file })
+}
+
+/// Binds the blue/green pair on the same port of 127.0.0.2 and 127.0.0.3.
+async fn bind_pair(leaf: outpost_testkit::Identity) -> anyhow::Result<(RunningServer, RunningServer, u16)> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let blue = HttpServer::builder()
+            .route("/health", Reply::text(502, "502 Bad Gateway: upstream unavailable").header("x-served-by", "blue"))
+            .tls(leaf.clone())
+            .bind("127.0.0.2:0".parse()?)
+            .run()
+            .await?;
+        let port = blue.addr().port();
+        let green = HttpServer::builder()
+            .route("/health", Reply::json(200, &serde_json::json!({ "status": "ok" })).header("x-served-by", "green"))
+            .tls(leaf.clone())
+            .bind(SocketAddr::from(([127, 0, 0, 3], port)))
+            .run()
+            .await;
+        match green {
+            Ok(green) => return Ok((blue, green, port)),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no free port pair")))
+}
+
+fn controller_toml(dir: &Path, t: &Targets, listen: &str) -> String {
+    let ca = t.ca_file.display();
+    let mut s = format!(
+        r#"
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "{listen}"
+
+[store]
+path = "{db}"
+
+[alerting]
+offline_after = "10s"
+"#,
+        db = dir.join("outpost.db").display()
+    );
+    for r in REGIONS {
+        s.push_str(&format!(
+            "\n[[probes]]\nname = \"probe-{r}\"\nregion = \"{r}\"\ntoken = {{ file = \"{}\" }}\n",
+            dir.join(format!("{r}.token")).display()
+        ));
+    }
+    s.push_str(&format!(
+        r#"
+[[checks]]
+id = "api-healthy"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "none", service = "public-api" }}
+http = {{ url = "{api}", ca_file = "{ca}" }}
+
+[[checks]]
+id = "iot-ingest-308"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "iot-data-stale-308-redirect" }}
+[checks.http]
+url = "{ingest}"
+method = "POST"
+headers = {{ content-type = "application/json" }}
+body = '{{"device":"pump-17","temp_c":21.5}}'
+expected_status = [200, 201, 202, 204]
+ca_file = "{ca}"
+
+[[checks]]
+id = "tis-lb-pair"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "blue-green-half-outage" }}
+[checks.http]
+url = "https://tis.demo.test:{lb}/health"
+addresses = "all"
+resolve_to = ["127.0.0.2", "127.0.0.3"]
+ca_file = "{ca}"
+
+[[sinks]]
+name = "console"
+console = {{}}
+
+[[routes]]
+name = "everything"
+sinks = ["console"]
+"#,
+        api = t.api.url("/health"),
+        ingest = t.ingest_http.url("/telemetry"),
+        lb = t.lb_port,
+    ));
+    s
+}
+
+fn probe_toml(dir: &Path, region: &str, grpc: SocketAddr) -> String {
+    format!(
+        r#"
+[probe]
+name = "probe-{region}"
+region = "{region}"
+
+[controller]
+url = "http://{grpc}"
+token = {{ file = "{}" }}
+allow_plaintext = true
+heartbeat_interval = "2s"
+"#,
+        dir.join(format!("{region}.token")).display()
+    )
+}
+
 /// Runs the demo. Returns the process exit code.
-pub async fn run(_args: DemoArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("demo not built yet")
+pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+    let duration = match &args.duration {
+        Some(d) => Some(parse_duration(d).map_err(|e| anyhow::anyhow!("--for: {e}"))?),
+        None => None,
+    };
+    let dir = tempfile::Builder::new().prefix("outpost-demo-").tempdir()?;
+    for r in REGIONS {
+        let token = format!("demo-token-{r}-{}", std::process::id());
+        std::fs::write(dir.path().join(format!("{r}.token")), token)?;
+    }
+    let targets = start_targets(dir.path()).await.context("starting demo targets")?;
+    let text = controller_toml(dir.path(), &targets, &args.listen);
+    let config = crate::config::parse(&text, "demo controller config", &[])
+        .map_err(|e| anyhow::anyhow!("demo config is invalid (a bug): {e}"))?;
+    let controller = crate::start(config).await.context("starting the controller")?;
+    let grpc = controller.grpc_addr();
+    let http = controller.http_addr();
+
+    let mut probes = Vec::new();
+    for r in REGIONS {
+        let text = probe_toml(dir.path(), r, grpc);
+        let raw: outpost_probe::config::RawProbeFile =
+            outpost_probe::config::load::load_str(&text, "demo probe config", outpost_probe::config::ENV, &[])
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg = raw.validate("demo probe config").map_err(|e| anyhow::anyhow!("{e}"))?;
+        probes.push(outpost_probe::spawn(cfg, None));
+    }
+
+    println!("Outpost demo running.");
+    println!("  status page:  http://{http}/");
+    println!("  API:          http://{http}/api/v1/checks");
+    println!("  probes:       {} (gRPC on {grpc})", REGIONS.join(", "));
+    println!("  replaying:    healthy HTTPS API; IOT HTTP->HTTPS 308 for a machine client; TIS load-balanced pair with one 502 backend");
+    match duration {
+        Some(d) => {
+            println!("  exiting after {}", Dur(d));
+            tokio::time::sleep(d).await;
+        }
+        None => {
+            println!("  press Ctrl-C to stop");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    for p in probes {
+        p.shutdown().await;
+    }
+    let summary = crate::summary::render(&controller).await;
+    controller.shutdown().await;
+    drop(targets.ingest_https);
+    println!("{summary}");
+    Ok(0)
 }
