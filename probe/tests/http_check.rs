@@ -1,0 +1,199 @@
+//! The http check against real loopback servers from the test kit.
+
+use std::time::{Duration, Instant};
+
+use outpost_probe::{
+    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    config::Problems,
+};
+use outpost_testkit::{Hostile, HttpServer, Pki, Reply};
+
+fn spec(toml_text: &str) -> CheckSpec {
+    let raw: RawCheck = toml::from_str(toml_text).expect("check toml parses");
+    let mut p = Problems::default();
+    let spec = raw.validate("checks[0]", &mut p);
+    assert!(p.is_empty(), "{p:?}");
+    spec.expect("valid")
+}
+
+async fn run(toml_text: &str) -> Outcome {
+    let ctx = RunContext { probe_name: "test-probe".into(), region: "test-region".into() };
+    check::run(&spec(toml_text), &ctx).await
+}
+
+fn code(o: &Outcome) -> Option<FailureCode> {
+    o.result.as_ref().err().map(|f| f.code)
+}
+
+#[tokio::test]
+async fn https_target_passes_with_every_phase_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("root");
+    let ca = pki.write_root_pem(dir.path()).unwrap();
+    let srv = HttpServer::builder()
+        .route("/health", Reply::text(200, "ok"))
+        .tls(pki.leaf(&["localhost"]))
+        .run()
+        .await
+        .unwrap();
+    let o = run(&format!(
+        "id = \"api\"\nhttp = {{ url = \"{}\", ca_file = \"{}\" }}",
+        srv.url("/health"),
+        ca.display()
+    ))
+    .await;
+    assert!(o.ok(), "{:?}", o.result);
+    assert!(o.phases.dns.is_some(), "localhost is resolved");
+    assert!(o.phases.connect.is_some() && o.phases.tls.is_some() && o.phases.first_byte.is_some());
+    assert_eq!(o.details["status"], 200);
+    assert_eq!(o.details["tls"]["version"], "TLSv1_3");
+    // The probe identifies itself to the target.
+    let req = &srv.requests()[0];
+    assert_eq!(req.header("x-outpost-region"), Some("test-region"));
+}
+
+#[tokio::test]
+async fn redirect_is_recorded_and_fails_a_machine_client() {
+    let srv = HttpServer::builder()
+        .route("/ingest", Reply::redirect(308, "https://secure.example.test/ingest"))
+        .run()
+        .await
+        .unwrap();
+    let o = run(&format!(
+        "id = \"ingest\"\nhttp = {{ url = \"{}\", method = \"POST\", body = \"x\", expected_status = [200] }}",
+        srv.url("/ingest")
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::RedirectNotFollowed));
+    assert_eq!(o.details["status"], 308);
+    assert_eq!(o.details["location"], "https://secure.example.test/ingest");
+    // Expecting the redirect makes it pass.
+    let o = run(&format!("id = \"ingest\"\nhttp = {{ url = \"{}\", expected_status = [308] }}", srv.url("/ingest"))).await;
+    assert!(o.ok());
+}
+
+#[tokio::test]
+async fn unexpected_status_is_its_own_code() {
+    let srv = HttpServer::builder().route("/", Reply::text(503, "down")).run().await.unwrap();
+    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    assert_eq!(code(&o), Some(FailureCode::UnexpectedStatus));
+    assert_eq!(o.details["status"], 503);
+}
+
+#[tokio::test]
+async fn silent_target_times_out_within_the_timeout() {
+    let srv = Hostile::silent().await.unwrap();
+    let t = Instant::now();
+    let o = run(&format!("id = \"x\"\ntimeout = \"700ms\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    let took = t.elapsed();
+    assert_eq!(code(&o), Some(FailureCode::Timeout));
+    assert_eq!(o.details["timeout_phase"], "first byte");
+    assert!(took >= Duration::from_millis(700) && took < Duration::from_millis(1500), "{took:?}");
+}
+
+#[tokio::test]
+async fn refused_connection_is_classified() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"http://127.0.0.1:{port}/\" }}")).await;
+    assert_eq!(code(&o), Some(FailureCode::ConnectionRefused));
+}
+
+#[tokio::test]
+async fn garbage_instead_of_http_is_a_protocol_error() {
+    let srv = Hostile::garbage().await.unwrap();
+    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    assert_eq!(code(&o), Some(FailureCode::ProtocolError), "{:?}", o.result);
+}
+
+#[tokio::test]
+async fn oversized_headers_and_body_are_capped() {
+    let srv = Hostile::huge_headers(1024 * 1024).await.unwrap();
+    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    assert_eq!(code(&o), Some(FailureCode::HeadersTooLarge), "{:?}", o.result);
+
+    let srv = Hostile::endless_body(64 * 1024 * 1024).await.unwrap();
+    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    assert_eq!(code(&o), Some(FailureCode::BodyTooLarge), "{:?}", o.result);
+}
+
+#[tokio::test]
+async fn untrusted_and_misnamed_certificates_fail_with_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("root");
+    let ca = pki.write_root_pem(dir.path()).unwrap();
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .tls(pki.leaf(&["other.test"]))
+        .run()
+        .await
+        .unwrap();
+    // Mozilla roots do not know the test root.
+    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url_with_host("localhost", "/"))).await;
+    assert_eq!(code(&o), Some(FailureCode::TlsUntrustedRoot), "{:?}", o.result);
+    // Trusted root, wrong name.
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\", ca_file = \"{}\" }}",
+        srv.url_with_host("localhost", "/"),
+        ca.display()
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::TlsNameMismatch), "{:?}", o.result);
+}
+
+#[tokio::test]
+async fn one_broken_backend_of_two_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("root");
+    let ca = pki.write_root_pem(dir.path()).unwrap();
+    let leaf = pki.leaf(&["pair.test"]);
+    let blue = HttpServer::builder()
+        .route("/", Reply::text(502, "bad gateway"))
+        .tls(leaf.clone())
+        .bind("127.0.0.2:0".parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let port = blue.addr().port();
+    let green = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .tls(leaf)
+        .bind(format!("127.0.0.3:{port}").parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let check = |passing: &str| {
+        format!(
+            "id = \"pair\"\n[http]\nurl = \"https://pair.test:{port}/\"\naddresses = \"all\"\npassing = \"{passing}\"\nresolve_to = [\"127.0.0.2\", \"127.0.0.3\"]\nca_file = \"{}\"\n",
+            ca.display()
+        )
+    };
+    let o = run(&check("all")).await;
+    let f = o.result.clone().unwrap_err();
+    assert_eq!(f.code, FailureCode::UnexpectedStatus);
+    assert!(f.message.starts_with("1 of 2 backends failing"), "{}", f.message);
+    assert!(f.message.contains(&format!("127.0.0.2:{port}")));
+    assert_eq!(o.details["addresses_failing"], 1);
+    assert_eq!(o.details["addresses"][1]["status"], 200);
+    // Both backends saw the name as SNI/Host.
+    assert_eq!(green.requests()[0].header("host"), Some(format!("pair.test:{port}").as_str()));
+
+    // With passing = "any", one healthy backend is enough.
+    let o = run(&check("any")).await;
+    assert!(o.ok(), "{:?}", o.result);
+}
+
+#[test]
+fn misspelled_check_key_names_its_path() {
+    let err = toml::from_str::<RawCheck>("id = \"x\"\nhttp = { url = \"http://a\", expected_stauts = [200] }").unwrap_err();
+    assert!(err.to_string().contains("expected_stauts"));
+    let mut p = Problems::default();
+    let raw: RawCheck = toml::from_str("id = \"Bad Id\"\ninterval = \"1s\"\ntimeout = \"5s\"\nhttp = { url = \"ftp://x\" }").unwrap();
+    assert!(raw.validate("checks[0]", &mut p).is_none());
+    let text = format!("{p:?}");
+    for path in ["checks[0].id", "checks[0].timeout", "checks[0].http.url"] {
+        assert!(text.contains(path), "{path} missing in {text}");
+    }
+}
