@@ -108,7 +108,9 @@ impl CheckKind {
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
 impl RawCheck {
@@ -124,16 +126,26 @@ impl RawCheck {
             );
         }
         let interval = self.interval.map(Dur::get).unwrap_or(DEFAULT_INTERVAL);
-        let timeout = self.timeout.map(Dur::get).unwrap_or(DEFAULT_TIMEOUT.min(interval));
+        let timeout = self
+            .timeout
+            .map(Dur::get)
+            .unwrap_or(DEFAULT_TIMEOUT.min(interval));
         if interval < Duration::from_millis(100) {
-            problems.push(format!("{path}.interval"), format!("interval must be ≥ 100ms, got \"{}\"", Dur(interval)));
+            problems.push(
+                format!("{path}.interval"),
+                format!("interval must be ≥ 100ms, got \"{}\"", Dur(interval)),
+            );
         }
         if timeout.is_zero() {
             problems.push(format!("{path}.timeout"), "timeout must be greater than 0");
         } else if timeout > interval {
             problems.push(
                 format!("{path}.timeout"),
-                format!("timeout \"{}\" must not exceed interval \"{}\"", Dur(timeout), Dur(interval)),
+                format!(
+                    "timeout \"{}\" must not exceed interval \"{}\"",
+                    Dur(timeout),
+                    Dur(interval)
+                ),
             );
         }
         if let Some(a) = &self.alert {
@@ -145,25 +157,45 @@ impl RawCheck {
                     format!("unknown severity {sev:?}: use critical, error, warning or info"),
                 );
             }
-            for (key, v) in [("min_regions", a.min_regions), ("confirmations", a.confirmations), ("recoveries", a.recoveries)] {
+            for (key, v) in [
+                ("min_regions", a.min_regions),
+                ("confirmations", a.confirmations),
+                ("recoveries", a.recoveries),
+            ] {
                 if v == Some(0) {
-                    problems.push(format!("{path}.alert.{key}"), format!("{key} must be at least 1"));
+                    problems.push(
+                        format!("{path}.alert.{key}"),
+                        format!("{key} must be at least 1"),
+                    );
                 }
             }
         }
         let kinds = [self.http.is_some()].iter().filter(|k| **k).count();
         let kind = match (kinds, &self.http) {
             (0, _) => {
-                problems.push(path.to_owned(), "a check needs one kind table, e.g. `http = { url = \"https://…\" }`");
+                problems.push(
+                    path.to_owned(),
+                    "a check needs one kind table, e.g. `http = { url = \"https://…\" }`",
+                );
                 None
             }
-            (1, Some(h)) => h.validate(&format!("{path}.http"), problems).map(CheckKind::Http),
+            (1, Some(h)) => h
+                .validate(&format!("{path}.http"), problems)
+                .map(CheckKind::Http),
             _ => {
-                problems.push(path.to_owned(), "a check has exactly one kind table (http, …)");
+                problems.push(
+                    path.to_owned(),
+                    "a check has exactly one kind table (http, …)",
+                );
                 None
             }
         }?;
-        Some(CheckSpec { id: self.id.clone(), interval, timeout, kind })
+        Some(CheckSpec {
+            id: self.id.clone(),
+            interval,
+            timeout,
+            kind,
+        })
     }
 }
 
@@ -174,7 +206,10 @@ pub fn validate_all(checks: &[RawCheck], prefix: &str, problems: &mut Problems) 
     for (i, c) in checks.iter().enumerate() {
         let path = format!("{prefix}[{i}]");
         if !seen.insert(c.id.as_str()) {
-            problems.push(format!("{path}.id"), format!("duplicate check id {:?}", c.id));
+            problems.push(
+                format!("{path}.id"),
+                format!("duplicate check id {:?}", c.id),
+            );
         }
         if let Some(spec) = c.validate(&path, problems) {
             out.push(spec);
@@ -265,7 +300,10 @@ pub struct Failure {
 impl Failure {
     /// Builds a failure.
     pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -290,13 +328,19 @@ pub struct Phases {
 }
 
 mod us {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_micros() as u64)
     }
 }
 
 mod opt_us {
-    pub fn serialize<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_u64(d.as_micros() as u64),
             None => s.serialize_none(),
@@ -369,7 +413,14 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
         }
     };
     phases.total = clock.elapsed();
-    Outcome { check_id: spec.id.clone(), kind: spec.kind.name(), started_at, phases, result, details }
+    Outcome {
+        check_id: spec.id.clone(),
+        kind: spec.kind.name(),
+        started_at,
+        phases,
+        result,
+        details,
+    }
 }
 
 /// What a run needs from the probe around it.

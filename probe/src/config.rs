@@ -32,10 +32,22 @@ use crate::check::{self, CheckSpec, RawCheck};
 
 /// Environment variables the probe accepts. Any other `OUTPOST_*` is an error.
 pub const ENV: &[EnvOverride] = &[
-    EnvOverride { var: "OUTPOST_PROBE_NAME", key: "probe.name" },
-    EnvOverride { var: "OUTPOST_PROBE_REGION", key: "probe.region" },
-    EnvOverride { var: "OUTPOST_CONTROLLER_URL", key: "controller.url" },
-    EnvOverride { var: "OUTPOST_LOG", key: "" },
+    EnvOverride {
+        var: "OUTPOST_PROBE_NAME",
+        key: "probe.name",
+    },
+    EnvOverride {
+        var: "OUTPOST_PROBE_REGION",
+        key: "probe.region",
+    },
+    EnvOverride {
+        var: "OUTPOST_CONTROLLER_URL",
+        key: "controller.url",
+    },
+    EnvOverride {
+        var: "OUTPOST_LOG",
+        key: "",
+    },
 ];
 
 /// `probe.toml` as written.
@@ -158,13 +170,22 @@ impl RawProbeFile {
                     p.push("probe.name", format!("invalid probe name {:?}: use lowercase letters, digits, '-', '_' or '.'", pr.name));
                 }
                 if !check::valid_id(&pr.region) {
-                    p.push("probe.region", format!("invalid region {:?}: use lowercase letters, digits, '-', '_' or '.'", pr.region));
+                    p.push(
+                        "probe.region",
+                        format!(
+                            "invalid region {:?}: use lowercase letters, digits, '-', '_' or '.'",
+                            pr.region
+                        ),
+                    );
                 }
                 (pr.name.clone(), pr.region.clone(), pr.labels.clone())
             }
             None => {
                 if self.controller.is_some() {
-                    p.push("probe", "a probe that reports to a controller needs [probe] with name and region");
+                    p.push(
+                        "probe",
+                        "a probe that reports to a controller needs [probe] with name and region",
+                    );
                 }
                 ("local".to_owned(), "local".to_owned(), BTreeMap::new())
             }
@@ -199,16 +220,30 @@ impl RawProbeFile {
                 heartbeat_interval: c.heartbeat_interval.map(Dur::get).unwrap_or(Duration::from_secs(10)),
             })
         });
-        let max_concurrency = self.scheduler.as_ref().and_then(|s| s.max_concurrency).unwrap_or(256);
+        let max_concurrency = self
+            .scheduler
+            .as_ref()
+            .and_then(|s| s.max_concurrency)
+            .unwrap_or(256);
         if max_concurrency == 0 {
-            p.push("scheduler.max_concurrency", "max_concurrency must be at least 1");
+            p.push(
+                "scheduler.max_concurrency",
+                "max_concurrency must be at least 1",
+            );
         }
-        let max_queued = self.queue.as_ref().and_then(|q| q.max_results).unwrap_or(100_000);
+        let max_queued = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.max_results)
+            .unwrap_or(100_000);
         if max_queued == 0 {
             p.push("queue.max_results", "max_results must be at least 1");
         }
         if self.controller.is_none() && self.checks.is_empty() {
-            p.push("(root)", "nothing to do: add [controller] or at least one [[checks]] entry");
+            p.push(
+                "(root)",
+                "nothing to do: add [controller] or at least one [[checks]] entry",
+            );
         }
         p.finish(source)?;
         Ok(ProbeConfig {

@@ -55,8 +55,14 @@ impl Drop for RunningProbe {
 /// and reports to it; local `[[checks]]` are then only for `once`. Without
 /// one it runs its local checks standalone and hands each outcome to
 /// `standalone_sink` (the CLI prints JSON lines).
-pub fn spawn(config: ProbeConfig, standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>) -> RunningProbe {
-    let ctx = RunContext { probe_name: config.name.clone(), region: config.region.clone() };
+pub fn spawn(
+    config: ProbeConfig,
+    standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
+) -> RunningProbe {
+    let ctx = RunContext {
+        probe_name: config.name.clone(),
+        region: config.region.clone(),
+    };
     let outbox = Arc::new(Outbox::new(config.max_queued));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let sink: Sink = match (&config.controller, standalone_sink) {
@@ -77,12 +83,30 @@ pub fn spawn(config: ProbeConfig, standalone_sink: Option<Arc<dyn Fn(Outcome) + 
     match config.controller {
         Some(c) => {
             if !config.checks.is_empty() {
-                tracing::info!(checks = config.checks.len(), "local [[checks]] are not scheduled when a controller assigns checks");
+                tracing::info!(
+                    checks = config.checks.len(),
+                    "local [[checks]] are not scheduled when a controller assigns checks"
+                );
             }
-            let me = reporter::Identity { name: config.name, region: config.region, labels: config.labels };
-            tasks.push(tokio::spawn(reporter::run(c, me, outbox.clone(), scheduler.clone(), rx)));
+            let me = reporter::Identity {
+                name: config.name,
+                region: config.region,
+                labels: config.labels,
+            };
+            tasks.push(tokio::spawn(reporter::run(
+                c,
+                me,
+                outbox.clone(),
+                scheduler.clone(),
+                rx,
+            )));
         }
         None => scheduler.set_checks(config.checks, 0),
     }
-    RunningProbe { scheduler, outbox, shutdown: tx, tasks }
+    RunningProbe {
+        scheduler,
+        outbox,
+        shutdown: tx,
+        tasks,
+    }
 }

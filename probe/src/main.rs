@@ -9,7 +9,11 @@ use outpost_probe::{
 };
 
 #[derive(Parser)]
-#[command(name = "outpost-probe", version, about = "Outpost probe agent: runs checks and reports to the controller")]
+#[command(
+    name = "outpost-probe",
+    version,
+    about = "Outpost probe agent: runs checks and reports to the controller"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,10 @@ fn main() -> ExitCode {
                     c.name,
                     c.region,
                     c.checks.len(),
-                    c.controller.as_ref().map(|c| c.url.as_str()).unwrap_or("none (standalone)")
+                    c.controller
+                        .as_ref()
+                        .map(|c| c.url.as_str())
+                        .unwrap_or("none (standalone)")
                 );
                 0
             }
@@ -89,7 +96,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn once(c: config::ProbeConfig, format: Format) -> i32 {
@@ -97,7 +107,10 @@ async fn once(c: config::ProbeConfig, format: Format) -> i32 {
         eprintln!("no [[checks]] in the config: nothing to run");
         return ConfigError::EXIT_CODE;
     }
-    let ctx = RunContext { probe_name: c.name.clone(), region: c.region.clone() };
+    let ctx = RunContext {
+        probe_name: c.name.clone(),
+        region: c.region.clone(),
+    };
     let runs = c.checks.iter().map(|spec| check::run(spec, &ctx));
     let outcomes = futures_util::future::join_all(runs).await;
     for o in &outcomes {
@@ -106,21 +119,29 @@ async fn once(c: config::ProbeConfig, format: Format) -> i32 {
             Format::Text => println!("{}", text_line(o)),
         }
     }
-    if outcomes.iter().all(Outcome::ok) { 0 } else { 1 }
+    if outcomes.iter().all(Outcome::ok) {
+        0
+    } else {
+        1
+    }
 }
 
 fn text_line(o: &Outcome) -> String {
     let ms = o.phases.total.as_secs_f64() * 1000.0;
     match &o.result {
         Ok(()) => format!("PASS  {:<24} {ms:>8.1} ms", o.check_id),
-        Err(f) => format!("FAIL  {:<24} {ms:>8.1} ms  {}: {}", o.check_id, f.code, f.message),
+        Err(f) => format!(
+            "FAIL  {:<24} {ms:>8.1} ms  {}: {}",
+            o.check_id, f.code, f.message
+        ),
     }
 }
 
 async fn run(c: config::ProbeConfig) -> i32 {
     let standalone = c.controller.is_none();
-    let printer: Option<Arc<dyn Fn(Outcome) + Send + Sync>> =
-        standalone.then(|| Arc::new(|o: Outcome| println!("{}", o.to_json())) as Arc<dyn Fn(Outcome) + Send + Sync>);
+    let printer: Option<Arc<dyn Fn(Outcome) + Send + Sync>> = standalone.then(|| {
+        Arc::new(|o: Outcome| println!("{}", o.to_json())) as Arc<dyn Fn(Outcome) + Send + Sync>
+    });
     let probe = outpost_probe::spawn(c, printer);
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -132,13 +153,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -45,7 +45,10 @@ pub struct Outbox {
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("len", &self.len()).field("capacity", &self.capacity).finish()
+        f.debug_struct("Outbox")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
     }
 }
 
@@ -80,9 +83,16 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
 impl Outbox {
     /// An empty outbox holding at most `capacity` results.
     pub fn new(capacity: usize) -> Self {
-        let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
         Self {
-            inner: Mutex::new(Inner { queue: VecDeque::new(), unsent: 0, last_drop_log: None }),
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                unsent: 0,
+                last_drop_log: None,
+            }),
             capacity: capacity.max(1),
             next_sequence: AtomicU64::new(start),
             dropped: AtomicU64::new(0),
@@ -105,9 +115,15 @@ impl Outbox {
             g.unsent = g.unsent.saturating_sub(1);
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             let now = Instant::now();
-            if g.last_drop_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            if g.last_drop_log
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+            {
                 g.last_drop_log = Some(now);
-                tracing::warn!(dropped_total = total, capacity = self.capacity, "outbox full: dropping oldest results");
+                tracing::warn!(
+                    dropped_total = total,
+                    capacity = self.capacity,
+                    "outbox full: dropping oldest results"
+                );
             }
         }
         drop(g);
@@ -196,9 +212,21 @@ mod tests {
         assert_eq!(o.take_unsent(3).len(), 3);
         assert_eq!(o.ack(s[1]), 2);
         assert_eq!(o.len(), 2);
-        assert_eq!(o.take_unsent(10).iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![s[3]]);
+        assert_eq!(
+            o.take_unsent(10)
+                .iter()
+                .map(|r| r.sequence)
+                .collect::<Vec<_>>(),
+            vec![s[3]]
+        );
         o.rewind();
-        assert_eq!(o.take_unsent(10).iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![s[2], s[3]]);
+        assert_eq!(
+            o.take_unsent(10)
+                .iter()
+                .map(|r| r.sequence)
+                .collect::<Vec<_>>(),
+            vec![s[2], s[3]]
+        );
     }
 
     #[test]

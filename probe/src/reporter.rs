@@ -10,8 +10,9 @@
 use std::{sync::Arc, time::Duration};
 
 use outpost_proto::v1::{
-    self as pb, ControllerMessage, Heartbeat, Hello, ProbeMessage, ResultBatch, controller_message::Body as CBody,
-    probe_message::Body as PBody, probe_service_client::ProbeServiceClient,
+    self as pb, ControllerMessage, Heartbeat, Hello, ProbeMessage, ResultBatch,
+    controller_message::Body as CBody, probe_message::Body as PBody,
+    probe_service_client::ProbeServiceClient,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -74,8 +75,9 @@ pub fn endpoint(cfg: &ControllerConfig) -> Result<Endpoint, ReporterError> {
         let mut tls = ClientTlsConfig::new();
         tls = match &cfg.ca_file {
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| ReporterError::Endpoint(format!("cannot read {}: {e}", path.display())))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    ReporterError::Endpoint(format!("cannot read {}: {e}", path.display()))
+                })?;
                 tls.ca_certificate(Certificate::from_pem(pem))
             }
             None => tls.with_webpki_roots(),
@@ -87,7 +89,9 @@ pub fn endpoint(cfg: &ControllerConfig) -> Result<Endpoint, ReporterError> {
 
 /// Full-jitter exponential backoff for attempt `n` (0-based), using `seed` for the jitter.
 pub fn backoff(n: u32, seed: u64) -> Duration {
-    let cap = BACKOFF_MIN.saturating_mul(1u32 << n.min(20)).min(BACKOFF_MAX);
+    let cap = BACKOFF_MIN
+        .saturating_mul(1u32 << n.min(20))
+        .min(BACKOFF_MAX);
     let frac = (splitmix(seed.wrapping_add(u64::from(n))) % 1000) as f64 / 1000.0;
     BACKOFF_MIN.max(cap.mul_f64(frac))
 }
@@ -165,7 +169,9 @@ async fn session(
     let bearer = format!("Bearer {}", cfg.token.expose());
     req.metadata_mut().insert(
         "authorization",
-        bearer.parse().map_err(|_| ReporterError::Endpoint("token is not valid in a header".into()))?,
+        bearer
+            .parse()
+            .map_err(|_| ReporterError::Endpoint("token is not valid in a header".into()))?,
     );
     let mut inbound = client.attach(req).await?.into_inner();
     tracing::info!(url = %cfg.url, "connected to controller");
@@ -178,9 +184,11 @@ async fn session(
     loop {
         if !in_flight && outbox.has_unsent() {
             let results = outbox.take_unsent(MAX_BATCH);
-            tx.send(ProbeMessage { body: Some(PBody::Results(ResultBatch { results })) })
-                .await
-                .map_err(|_| ReporterError::Closed)?;
+            tx.send(ProbeMessage {
+                body: Some(PBody::Results(ResultBatch { results })),
+            })
+            .await
+            .map_err(|_| ReporterError::Closed)?;
             in_flight = true;
             continue;
         }
@@ -230,10 +238,16 @@ pub fn apply_assignment(a: &pb::Assignment, scheduler: &Scheduler) {
         let mut problems = Problems::default();
         match raw.validate(&format!("assignment.{}", c.id), &mut problems) {
             Some(spec) if problems.is_empty() => specs.push(spec),
-            _ => tracing::error!(check = %c.id, problems = ?problems, "assigned check is invalid on this probe"),
+            _ => {
+                tracing::error!(check = %c.id, problems = ?problems, "assigned check is invalid on this probe")
+            }
         }
     }
-    tracing::info!(version = a.version, checks = specs.len(), "assignment applied");
+    tracing::info!(
+        version = a.version,
+        checks = specs.len(),
+        "assignment applied"
+    );
     scheduler.set_checks(specs, a.version);
 }
 

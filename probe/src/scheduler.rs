@@ -84,7 +84,9 @@ pub struct Scheduler {
 
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scheduler").field("ctx", &self.ctx).finish_non_exhaustive()
+        f.debug_struct("Scheduler")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +109,11 @@ pub fn jitter(probe: &str, check_id: &str, interval: Duration) -> Duration {
 }
 
 /// Time from `now_since_epoch` to the next slot `offset + k·interval`.
-pub fn until_next_slot(now_since_epoch: Duration, interval: Duration, offset: Duration) -> Duration {
+pub fn until_next_slot(
+    now_since_epoch: Duration,
+    interval: Duration,
+    offset: Duration,
+) -> Duration {
     let i = interval.as_micros().max(1);
     let now = now_since_epoch.as_micros();
     let off = offset.as_micros() % i;
@@ -120,7 +126,11 @@ impl Scheduler {
     pub fn new(ctx: RunContext, max_concurrency: usize, sink: Sink) -> Arc<Self> {
         Arc::new(Self {
             ctx,
-            shared: Mutex::new(Shared { entries: HashMap::new(), heap: BinaryHeap::new(), next_generation: 1 }),
+            shared: Mutex::new(Shared {
+                entries: HashMap::new(),
+                heap: BinaryHeap::new(),
+                next_generation: 1,
+            }),
             wake: tokio::sync::Notify::new(),
             permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
             sink,
@@ -134,7 +144,9 @@ impl Scheduler {
 
     /// Replaces the set of checks (assignment `version`).
     pub fn set_checks(&self, checks: Vec<CheckSpec>, version: u64) {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let now = Instant::now();
         let mut sh = self.lock();
         let mut old = std::mem::take(&mut sh.entries);
@@ -153,7 +165,15 @@ impl Scheduler {
                     let due = now + until_next_slot(wall, spec.interval, off);
                     sh.heap.push(Reverse((due, generation, id.clone())));
                     let running = prev.map(|p| p.running).unwrap_or_default();
-                    sh.entries.insert(id, Entry { spec: Arc::new(spec), version, running, generation });
+                    sh.entries.insert(
+                        id,
+                        Entry {
+                            spec: Arc::new(spec),
+                            version,
+                            running,
+                            generation,
+                        },
+                    );
                 }
             }
         }
@@ -198,8 +218,12 @@ impl Scheduler {
                 break;
             }
             let (due, generation) = (*due, *generation);
-            let Some(Reverse((_, _, id))) = sh.heap.pop() else { break };
-            let Some(entry) = sh.entries.get(&id) else { continue };
+            let Some(Reverse((_, _, id))) = sh.heap.pop() else {
+                break;
+            };
+            let Some(entry) = sh.entries.get(&id) else {
+                continue;
+            };
             if entry.generation != generation {
                 continue;
             }
@@ -224,9 +248,16 @@ impl Scheduler {
             let sink = self.sink.clone();
             let stats = self.stats.clone();
             tokio::spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else { return };
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
                 let late = Instant::now().saturating_duration_since(due);
-                if let Some(v) = stats.lateness_us.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                if let Some(v) = stats
+                    .lateness_us
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
                     v.push(late.as_micros().min(u128::from(u32::MAX)) as u32);
                 }
                 stats.started.fetch_add(1, Ordering::Relaxed);
@@ -256,8 +287,17 @@ mod tests {
     fn next_slot_respects_offset() {
         let i = Duration::from_secs(10);
         let off = Duration::from_secs(3);
-        assert_eq!(until_next_slot(Duration::from_secs(100), i, off), Duration::from_secs(3));
-        assert_eq!(until_next_slot(Duration::from_secs(103), i, off), Duration::ZERO);
-        assert_eq!(until_next_slot(Duration::from_secs(104), i, off), Duration::from_secs(9));
+        assert_eq!(
+            until_next_slot(Duration::from_secs(100), i, off),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            until_next_slot(Duration::from_secs(103), i, off),
+            Duration::ZERO
+        );
+        assert_eq!(
+            until_next_slot(Duration::from_secs(104), i, off),
+            Duration::from_secs(9)
+        );
     }
 }

@@ -17,7 +17,8 @@ use crate::check::{Failure, FailureCode};
 /// The one crypto provider used by the probe (ring).
 pub fn provider() -> Arc<CryptoProvider> {
     static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
 /// Where trusted roots come from.
@@ -60,7 +61,10 @@ fn roots(trust: &Trust) -> Result<RootCertStore, String> {
 pub fn client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
     type Cache = Mutex<HashMap<(Trust, Vec<Vec<u8>>), Arc<ClientConfig>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    let key = (trust.clone(), alpn.iter().map(|a| a.to_vec()).collect::<Vec<_>>());
+    let key = (
+        trust.clone(),
+        alpn.iter().map(|a| a.to_vec()).collect::<Vec<_>>(),
+    );
     let cache = CACHE.get_or_init(Default::default);
     if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(c.clone());
@@ -74,13 +78,18 @@ pub fn client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>,
     // Each run measures a full handshake: no session resumption.
     cfg.resumption = rustls::client::Resumption::disabled();
     let cfg = Arc::new(cfg);
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, cfg.clone());
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, cfg.clone());
     Ok(cfg)
 }
 
 /// Maps a TLS handshake error to a failure.
 pub fn classify(err: &std::io::Error) -> Failure {
-    let inner = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::InvalidCertificate(ce)) => classify_cert(ce),
         Some(rustls::Error::AlertReceived(alert)) => Failure::new(
@@ -91,30 +100,44 @@ pub fn classify(err: &std::io::Error) -> Failure {
             FailureCode::TlsHandshakeFailure,
             format!("server is incompatible with this client: {p:?}"),
         ),
-        Some(e) => Failure::new(FailureCode::TlsHandshakeFailure, format!("tls handshake failed: {e}")),
+        Some(e) => Failure::new(
+            FailureCode::TlsHandshakeFailure,
+            format!("tls handshake failed: {e}"),
+        ),
         None if err.kind() == std::io::ErrorKind::UnexpectedEof => Failure::new(
             FailureCode::TlsHandshakeFailure,
             "server closed the connection during the TLS handshake",
         ),
-        None => Failure::new(FailureCode::TlsHandshakeFailure, format!("tls handshake failed: {err}")),
+        None => Failure::new(
+            FailureCode::TlsHandshakeFailure,
+            format!("tls handshake failed: {err}"),
+        ),
     }
 }
 
 fn classify_cert(ce: &CertificateError) -> Failure {
     use CertificateError as C;
     let (code, msg) = match ce {
-        C::Expired | C::ExpiredContext { .. } => (FailureCode::TlsCertExpired, format!("certificate expired: {ce:?}")),
-        C::NotValidYet | C::NotValidYetContext { .. } => {
-            (FailureCode::TlsCertNotYetValid, format!("certificate not yet valid: {ce:?}"))
-        }
+        C::Expired | C::ExpiredContext { .. } => (
+            FailureCode::TlsCertExpired,
+            format!("certificate expired: {ce:?}"),
+        ),
+        C::NotValidYet | C::NotValidYetContext { .. } => (
+            FailureCode::TlsCertNotYetValid,
+            format!("certificate not yet valid: {ce:?}"),
+        ),
         C::UnknownIssuer => (
             FailureCode::TlsUntrustedRoot,
             "certificate chain does not lead to a trusted root (unknown issuer)".to_owned(),
         ),
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            (FailureCode::TlsNameMismatch, format!("certificate is not valid for the requested name: {ce:?}"))
-        }
-        other => (FailureCode::TlsCertInvalid, format!("certificate rejected: {other:?}")),
+        C::NotValidForName | C::NotValidForNameContext { .. } => (
+            FailureCode::TlsNameMismatch,
+            format!("certificate is not valid for the requested name: {ce:?}"),
+        ),
+        other => (
+            FailureCode::TlsCertInvalid,
+            format!("certificate rejected: {other:?}"),
+        ),
     };
     Failure::new(code, msg)
 }

@@ -1,5 +1,7 @@
 //! The http check against real loopback servers from the test kit.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use outpost_probe::{
@@ -17,7 +19,10 @@ fn spec(toml_text: &str) -> CheckSpec {
 }
 
 async fn run(toml_text: &str) -> Outcome {
-    let ctx = RunContext { probe_name: "test-probe".into(), region: "test-region".into() };
+    let ctx = RunContext {
+        probe_name: "test-probe".into(),
+        region: "test-region".into(),
+    };
     check::run(&spec(toml_text), &ctx).await
 }
 
@@ -55,7 +60,10 @@ async fn https_target_passes_with_every_phase_timed() {
 #[tokio::test]
 async fn redirect_is_recorded_and_fails_a_machine_client() {
     let srv = HttpServer::builder()
-        .route("/ingest", Reply::redirect(308, "https://secure.example.test/ingest"))
+        .route(
+            "/ingest",
+            Reply::redirect(308, "https://secure.example.test/ingest"),
+        )
         .run()
         .await
         .unwrap();
@@ -68,14 +76,26 @@ async fn redirect_is_recorded_and_fails_a_machine_client() {
     assert_eq!(o.details["status"], 308);
     assert_eq!(o.details["location"], "https://secure.example.test/ingest");
     // Expecting the redirect makes it pass.
-    let o = run(&format!("id = \"ingest\"\nhttp = {{ url = \"{}\", expected_status = [308] }}", srv.url("/ingest"))).await;
+    let o = run(&format!(
+        "id = \"ingest\"\nhttp = {{ url = \"{}\", expected_status = [308] }}",
+        srv.url("/ingest")
+    ))
+    .await;
     assert!(o.ok());
 }
 
 #[tokio::test]
 async fn unexpected_status_is_its_own_code() {
-    let srv = HttpServer::builder().route("/", Reply::text(503, "down")).run().await.unwrap();
-    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(503, "down"))
+        .run()
+        .await
+        .unwrap();
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
     assert_eq!(code(&o), Some(FailureCode::UnexpectedStatus));
     assert_eq!(o.details["status"], 503);
 }
@@ -84,11 +104,18 @@ async fn unexpected_status_is_its_own_code() {
 async fn silent_target_times_out_within_the_timeout() {
     let srv = Hostile::silent().await.unwrap();
     let t = Instant::now();
-    let o = run(&format!("id = \"x\"\ntimeout = \"700ms\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    let o = run(&format!(
+        "id = \"x\"\ntimeout = \"700ms\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
     let took = t.elapsed();
     assert_eq!(code(&o), Some(FailureCode::Timeout));
     assert_eq!(o.details["timeout_phase"], "first byte");
-    assert!(took >= Duration::from_millis(700) && took < Duration::from_millis(1500), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -97,25 +124,45 @@ async fn refused_connection_is_classified() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"http://127.0.0.1:{port}/\" }}")).await;
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"http://127.0.0.1:{port}/\" }}"
+    ))
+    .await;
     assert_eq!(code(&o), Some(FailureCode::ConnectionRefused));
 }
 
 #[tokio::test]
 async fn garbage_instead_of_http_is_a_protocol_error() {
     let srv = Hostile::garbage().await.unwrap();
-    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
     assert_eq!(code(&o), Some(FailureCode::ProtocolError), "{:?}", o.result);
 }
 
 #[tokio::test]
 async fn oversized_headers_and_body_are_capped() {
     let srv = Hostile::huge_headers(1024 * 1024).await.unwrap();
-    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
-    assert_eq!(code(&o), Some(FailureCode::HeadersTooLarge), "{:?}", o.result);
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::HeadersTooLarge),
+        "{:?}",
+        o.result
+    );
 
     let srv = Hostile::endless_body(64 * 1024 * 1024).await.unwrap();
-    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url("/"))).await;
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
     assert_eq!(code(&o), Some(FailureCode::BodyTooLarge), "{:?}", o.result);
 }
 
@@ -131,8 +178,17 @@ async fn untrusted_and_misnamed_certificates_fail_with_their_codes() {
         .await
         .unwrap();
     // Mozilla roots do not know the test root.
-    let o = run(&format!("id = \"x\"\nhttp = {{ url = \"{}\" }}", srv.url_with_host("localhost", "/"))).await;
-    assert_eq!(code(&o), Some(FailureCode::TlsUntrustedRoot), "{:?}", o.result);
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url_with_host("localhost", "/")
+    ))
+    .await;
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::TlsUntrustedRoot),
+        "{:?}",
+        o.result
+    );
     // Trusted root, wrong name.
     let o = run(&format!(
         "id = \"x\"\nhttp = {{ url = \"{}\", ca_file = \"{}\" }}",
@@ -140,7 +196,12 @@ async fn untrusted_and_misnamed_certificates_fail_with_their_codes() {
         ca.display()
     ))
     .await;
-    assert_eq!(code(&o), Some(FailureCode::TlsNameMismatch), "{:?}", o.result);
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::TlsNameMismatch),
+        "{:?}",
+        o.result
+    );
 }
 
 #[tokio::test]
@@ -173,12 +234,19 @@ async fn one_broken_backend_of_two_is_named() {
     let o = run(&check("all")).await;
     let f = o.result.clone().unwrap_err();
     assert_eq!(f.code, FailureCode::UnexpectedStatus);
-    assert!(f.message.starts_with("1 of 2 backends failing"), "{}", f.message);
+    assert!(
+        f.message.starts_with("1 of 2 backends failing"),
+        "{}",
+        f.message
+    );
     assert!(f.message.contains(&format!("127.0.0.2:{port}")));
     assert_eq!(o.details["addresses_failing"], 1);
     assert_eq!(o.details["addresses"][1]["status"], 200);
     // Both backends saw the name as SNI/Host.
-    assert_eq!(green.requests()[0].header("host"), Some(format!("pair.test:{port}").as_str()));
+    assert_eq!(
+        green.requests()[0].header("host"),
+        Some(format!("pair.test:{port}").as_str())
+    );
 
     // With passing = "any", one healthy backend is enough.
     let o = run(&check("any")).await;
@@ -187,10 +255,16 @@ async fn one_broken_backend_of_two_is_named() {
 
 #[test]
 fn misspelled_check_key_names_its_path() {
-    let err = toml::from_str::<RawCheck>("id = \"x\"\nhttp = { url = \"http://a\", expected_stauts = [200] }").unwrap_err();
+    let err = toml::from_str::<RawCheck>(
+        "id = \"x\"\nhttp = { url = \"http://a\", expected_stauts = [200] }",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("expected_stauts"));
     let mut p = Problems::default();
-    let raw: RawCheck = toml::from_str("id = \"Bad Id\"\ninterval = \"1s\"\ntimeout = \"5s\"\nhttp = { url = \"ftp://x\" }").unwrap();
+    let raw: RawCheck = toml::from_str(
+        "id = \"Bad Id\"\ninterval = \"1s\"\ntimeout = \"5s\"\nhttp = { url = \"ftp://x\" }",
+    )
+    .unwrap();
     assert!(raw.validate("checks[0]", &mut p).is_none());
     let text = format!("{p:?}");
     for path in ["checks[0].id", "checks[0].timeout", "checks[0].http.url"] {

@@ -135,35 +135,60 @@ impl RawHttp {
     pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<HttpSpec> {
         let before = problems.len();
         let uri: Option<Uri> = match self.url.parse::<Uri>() {
-            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                Some(u)
+            }
             _ => {
                 problems.push(
                     format!("{path}.url"),
-                    format!("invalid url {:?}: use an absolute http:// or https:// URL", self.url),
+                    format!(
+                        "invalid url {:?}: use an absolute http:// or https:// URL",
+                        self.url
+                    ),
                 );
                 None
             }
         };
-        let method = match self.method.as_deref().unwrap_or("GET").parse::<http::Method>() {
+        let method = match self
+            .method
+            .as_deref()
+            .unwrap_or("GET")
+            .parse::<http::Method>()
+        {
             Ok(m) => Some(m),
             Err(_) => {
-                problems.push(format!("{path}.method"), format!("invalid method {:?}", self.method));
+                problems.push(
+                    format!("{path}.method"),
+                    format!("invalid method {:?}", self.method),
+                );
                 None
             }
         };
         let mut headers = Vec::new();
         for (k, v) in &self.headers {
-            match (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str())) {
+            match (
+                http::HeaderName::try_from(k.as_str()),
+                http::HeaderValue::try_from(v.as_str()),
+            ) {
                 (Ok(n), Ok(v)) if n != http::header::HOST => headers.push((n, v)),
                 (Ok(_), Ok(_)) => problems.push(
                     format!("{path}.headers.{k}"),
                     "the Host header comes from the url; remove it",
                 ),
-                _ => problems.push(format!("{path}.headers.{k}"), format!("invalid header {k:?}")),
+                _ => problems.push(
+                    format!("{path}.headers.{k}"),
+                    format!("invalid header {k:?}"),
+                ),
             }
         }
         let mut expected = Vec::new();
-        for (i, m) in self.expected_status.clone().unwrap_or_else(|| vec![StatusMatch::Range("2xx".into())]).iter().enumerate() {
+        for (i, m) in self
+            .expected_status
+            .clone()
+            .unwrap_or_else(|| vec![StatusMatch::Range("2xx".into())])
+            .iter()
+            .enumerate()
+        {
             match parse_status_match(m) {
                 Ok(r) => expected.push(r),
                 Err(e) => problems.push(format!("{path}.expected_status[{i}]"), e),
@@ -176,7 +201,11 @@ impl RawHttp {
         }
         let mut resolve_to = Vec::new();
         for (i, ip) in self.resolve_to.iter().enumerate() {
-            match ip.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            match ip
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
                 Ok(ip) => resolve_to.push(ip),
                 Err(_) => problems.push(
                     format!("{path}.resolve_to[{i}]"),
@@ -189,7 +218,11 @@ impl RawHttp {
         }
         let uri = uri?;
         let https = uri.scheme_str() == Some("https");
-        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = uri
+            .host()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         Some(HttpSpec {
             url: self.url.clone(),
@@ -201,7 +234,11 @@ impl RawHttp {
             headers,
             body: self.body.clone().map(Bytes::from),
             expected,
-            trust: self.ca_file.clone().map(Trust::CaFile).unwrap_or(Trust::Mozilla),
+            trust: self
+                .ca_file
+                .clone()
+                .map(Trust::CaFile)
+                .unwrap_or(Trust::Mozilla),
             addresses: self.addresses.unwrap_or_default(),
             passing: self.passing.unwrap_or_default(),
             resolve_to,
@@ -210,7 +247,11 @@ impl RawHttp {
 }
 
 fn parse_status_match(m: &StatusMatch) -> Result<(u16, u16), String> {
-    let bad = |s: &str| format!("invalid status {s:?}: use a number (200), a class (\"2xx\") or a range (\"200-299\")");
+    let bad = |s: &str| {
+        format!(
+            "invalid status {s:?}: use a number (200), a class (\"2xx\") or a range (\"200-299\")"
+        )
+    };
     match m {
         StatusMatch::Code(c) if (100..=599).contains(c) => Ok((*c, *c)),
         StatusMatch::Code(c) => Err(bad(&c.to_string())),
@@ -236,14 +277,24 @@ fn parse_status_match(m: &StatusMatch) -> Result<(u16, u16), String> {
 
 impl HttpSpec {
     fn status_ok(&self, status: u16) -> bool {
-        self.expected.iter().any(|(a, b)| (*a..=*b).contains(&status))
+        self.expected
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&status))
     }
 
     fn expected_text(&self) -> String {
         let parts: Vec<String> = self
             .expected
             .iter()
-            .map(|(a, b)| if a == b { a.to_string() } else if b - a == 99 && a % 100 == 0 { format!("{}xx", a / 100) } else { format!("{a}-{b}") })
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else if b - a == 99 && a % 100 == 0 {
+                    format!("{}xx", a / 100)
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
             .collect();
         parts.join(", ")
     }
@@ -288,14 +339,28 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
 
     let (addrs, dns) = match tokio::time::timeout_at(deadline, resolve(spec)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(f)) => return KindResult { phases, result: Err(f), details: details.into() },
+        Ok(Err(f)) => {
+            return KindResult {
+                phases,
+                result: Err(f),
+                details: details.into(),
+            };
+        }
         Err(_) => {
             details.insert("timeout_phase".into(), "dns".into());
             let f = Failure::new(
                 FailureCode::Timeout,
-                format!("timed out after {} resolving {}", crate::config::Dur(timeout), spec.host),
+                format!(
+                    "timed out after {} resolving {}",
+                    crate::config::Dur(timeout),
+                    spec.host
+                ),
             );
-            return KindResult { phases, result: Err(f), details: details.into() };
+            return KindResult {
+                phases,
+                result: Err(f),
+                details: details.into(),
+            };
         }
     };
     phases.dns = dns;
@@ -304,11 +369,17 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
         let a = attempt(spec, addrs[0], deadline, timeout, ctx).await;
         details.extend(a.details);
         let p = Phases { dns, ..a.phases };
-        return KindResult { phases: p, result: a.result, details: details.into() };
+        return KindResult {
+            phases: p,
+            result: a.result,
+            details: details.into(),
+        };
     }
 
     // Fan-out: every address separately, concurrently, same SNI and Host.
-    let runs = addrs.iter().map(|a| attempt(spec, *a, deadline, timeout, ctx));
+    let runs = addrs
+        .iter()
+        .map(|a| attempt(spec, *a, deadline, timeout, ctx));
     let done = futures_util::future::join_all(runs).await;
     let failing: Vec<&AttemptResult> = done.iter().filter(|a| a.result.is_err()).collect();
     let mut backends = Vec::with_capacity(done.len());
@@ -319,14 +390,20 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
             b.insert("failure_code".into(), f.code.as_str().into());
             b.insert("failure_message".into(), f.message.clone().into());
         }
-        b.insert("phases_us".into(), serde_json::to_value(a.phases).unwrap_or_default());
+        b.insert(
+            "phases_us".into(),
+            serde_json::to_value(a.phases).unwrap_or_default(),
+        );
         backends.push(serde_json::Value::Object(b));
     }
     details.insert("addresses".into(), backends.into());
     details.insert("addresses_total".into(), done.len().into());
     details.insert("addresses_failing".into(), failing.len().into());
     if let Some(first) = done.first() {
-        phases = Phases { dns, ..first.phases };
+        phases = Phases {
+            dns,
+            ..first.phases
+        };
     }
     let must_fail = match spec.passing {
         Passing::All => !failing.is_empty(),
@@ -337,22 +414,39 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
         Some(first) if must_fail => {
             let named: Vec<String> = failing
                 .iter()
-                .filter_map(|a| a.result.as_ref().err().map(|e| format!("{} {} ({})", a.addr, e.code, e.message)))
+                .filter_map(|a| {
+                    a.result
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("{} {} ({})", a.addr, e.code, e.message))
+                })
                 .collect();
             Err(Failure::new(
                 first.code,
-                format!("{} of {} backends failing: {}", failing.len(), done.len(), named.join("; ")),
+                format!(
+                    "{} of {} backends failing: {}",
+                    failing.len(),
+                    done.len(),
+                    named.join("; ")
+                ),
             ))
         }
         _ => Ok(()),
     };
-    KindResult { phases, result, details: details.into() }
+    KindResult {
+        phases,
+        result,
+        details: details.into(),
+    }
 }
 
 /// Addresses to try and the time DNS took (None for IP literals and overrides).
 async fn resolve(spec: &HttpSpec) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
     if !spec.resolve_to.is_empty() {
-        let all = spec.resolve_to.iter().map(|ip| SocketAddr::new(*ip, spec.port));
+        let all = spec
+            .resolve_to
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, spec.port));
         return Ok((pick(spec, all.collect()), None));
     }
     if let Ok(ip) = spec.host.parse::<IpAddr>() {
@@ -361,11 +455,19 @@ async fn resolve(spec: &HttpSpec) -> Result<(Vec<SocketAddr>, Option<Duration>),
     let t = Instant::now();
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((spec.host.as_str(), spec.port))
         .await
-        .map_err(|e| Failure::new(FailureCode::DnsFailure, format!("cannot resolve {}: {e}", spec.host)))?
+        .map_err(|e| {
+            Failure::new(
+                FailureCode::DnsFailure,
+                format!("cannot resolve {}: {e}", spec.host),
+            )
+        })?
         .collect();
     let dns = t.elapsed();
     if addrs.is_empty() {
-        return Err(Failure::new(FailureCode::DnsFailure, format!("{} has no addresses", spec.host)));
+        return Err(Failure::new(
+            FailureCode::DnsFailure,
+            format!("{} has no addresses", spec.host),
+        ));
     }
     Ok((pick(spec, addrs), Some(dns)))
 }
@@ -393,21 +495,37 @@ async fn attempt(
     timeout: Duration,
     ctx: &RunContext,
 ) -> AttemptResult {
-    let mut a = Attempt { spec, addr, phases: Phases::default(), phase: Phase::Connect, details: serde_json::Map::new() };
+    let mut a = Attempt {
+        spec,
+        addr,
+        phases: Phases::default(),
+        phase: Phase::Connect,
+        details: serde_json::Map::new(),
+    };
     a.details.insert("address".into(), addr.to_string().into());
     let t = Instant::now();
     let result = match tokio::time::timeout_at(deadline, a.execute(ctx)).await {
         Ok(res) => res,
         Err(_) => {
-            a.details.insert("timeout_phase".into(), a.phase.name().into());
+            a.details
+                .insert("timeout_phase".into(), a.phase.name().into());
             Err(Failure::new(
                 FailureCode::Timeout,
-                format!("timed out after {} waiting for {}", crate::config::Dur(timeout), a.phase.name()),
+                format!(
+                    "timed out after {} waiting for {}",
+                    crate::config::Dur(timeout),
+                    a.phase.name()
+                ),
             ))
         }
     };
     a.phases.total = t.elapsed();
-    AttemptResult { addr, phases: a.phases, result, details: a.details }
+    AttemptResult {
+        addr,
+        phases: a.phases,
+        result,
+        details: a.details,
+    }
 }
 
 impl Attempt<'_> {
@@ -418,7 +536,9 @@ impl Attempt<'_> {
         // connect
         self.phase = Phase::Connect;
         let t = Instant::now();
-        let tcp = TcpStream::connect(addr).await.map_err(|e| classify_connect(&e, addr))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| classify_connect(&e, addr))?;
         self.phases.connect = Some(t.elapsed());
         let _ = tcp.set_nodelay(true);
 
@@ -426,8 +546,12 @@ impl Attempt<'_> {
             self.phase = Phase::Tls;
             let cfg = tls::client_config(&spec.trust, &[b"h2", b"http/1.1"])
                 .map_err(|e| Failure::new(FailureCode::InternalError, e))?;
-            let name = rustls_pki_types::ServerName::try_from(spec.host.clone())
-                .map_err(|e| Failure::new(FailureCode::InternalError, format!("invalid server name: {e}")))?;
+            let name = rustls_pki_types::ServerName::try_from(spec.host.clone()).map_err(|e| {
+                Failure::new(
+                    FailureCode::InternalError,
+                    format!("invalid server name: {e}"),
+                )
+            })?;
             let t = Instant::now();
             let stream = tokio_rustls::TlsConnector::from(cfg)
                 .connect(name, tcp)
@@ -449,9 +573,13 @@ impl Attempt<'_> {
         } else {
             self.exchange(TokioIo::new(tcp), false, ctx).await?
         };
-        self.details.insert("http_version".into(), format!("{version:?}").into());
+        self.details
+            .insert("http_version".into(), format!("{version:?}").into());
         self.details.insert("status".into(), status.as_u16().into());
-        let location = headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let location = headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if let Some(loc) = &location {
             let resolved = resolve_location(&spec.uri, loc);
             self.details.insert("location".into(), resolved.into());
@@ -491,7 +619,11 @@ impl Attempt<'_> {
         IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let spec = self.spec;
-        let authority = spec.uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+        let authority = spec
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
         let path = spec.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut req = Request::builder().method(spec.method.clone());
         if h2 {
@@ -500,28 +632,41 @@ impl Attempt<'_> {
             req = req.uri(path).header(http::header::HOST, authority);
         }
         req = req
-            .header(http::header::USER_AGENT, concat!("outpost-probe/", env!("CARGO_PKG_VERSION")))
+            .header(
+                http::header::USER_AGENT,
+                concat!("outpost-probe/", env!("CARGO_PKG_VERSION")),
+            )
             .header("x-outpost-probe", ctx.probe_name.as_str())
             .header("x-outpost-region", ctx.region.as_str());
         for (k, v) in &spec.headers {
             req = req.header(k, v);
         }
         let body = spec.body.clone().unwrap_or_default();
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| Failure::new(FailureCode::InternalError, format!("cannot build request: {e}")))?;
+        let req = req.body(Full::new(body)).map_err(|e| {
+            Failure::new(
+                FailureCode::InternalError,
+                format!("cannot build request: {e}"),
+            )
+        })?;
 
         self.phase = Phase::FirstByte;
         let t = Instant::now();
         // The connection task dies with this guard, so nothing outlives the run.
         let (resp, _guard) = if h2 {
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(|e| classify_hyper(&e))?;
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(|e| classify_hyper(&e))?;
             let guard = AbortOnDrop(tokio::spawn(async move {
                 let _ = conn.await;
             }));
-            (sender.send_request(req).await.map_err(|e| classify_hyper(&e))?, guard)
+            (
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| classify_hyper(&e))?,
+                guard,
+            )
         } else {
             let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
                 .max_buf_size(64 * 1024)
@@ -531,7 +676,13 @@ impl Attempt<'_> {
             let guard = AbortOnDrop(tokio::spawn(async move {
                 let _ = conn.await;
             }));
-            (sender.send_request(req).await.map_err(|e| classify_hyper(&e))?, guard)
+            (
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| classify_hyper(&e))?,
+                guard,
+            )
         };
         self.phases.first_byte = Some(t.elapsed());
 
@@ -585,22 +736,35 @@ pub fn resolve_location(base: &Uri, location: &str) -> String {
 
 fn classify_connect(e: &std::io::Error, addr: SocketAddr) -> Failure {
     match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => {
-            Failure::new(FailureCode::ConnectionRefused, format!("connection to {addr} refused"))
-        }
-        _ => Failure::new(FailureCode::ConnectFailure, format!("cannot connect to {addr}: {e}")),
+        std::io::ErrorKind::ConnectionRefused => Failure::new(
+            FailureCode::ConnectionRefused,
+            format!("connection to {addr} refused"),
+        ),
+        _ => Failure::new(
+            FailureCode::ConnectFailure,
+            format!("cannot connect to {addr}: {e}"),
+        ),
     }
 }
 
 fn classify_hyper(e: &hyper::Error) -> Failure {
     if e.is_parse_too_large() {
-        return Failure::new(FailureCode::HeadersTooLarge, "response headers exceed the size cap");
+        return Failure::new(
+            FailureCode::HeadersTooLarge,
+            "response headers exceed the size cap",
+        );
     }
     if e.is_parse() || e.is_parse_status() {
-        return Failure::new(FailureCode::ProtocolError, format!("invalid HTTP response: {e}"));
+        return Failure::new(
+            FailureCode::ProtocolError,
+            format!("invalid HTTP response: {e}"),
+        );
     }
     if e.is_incomplete_message() {
-        return Failure::new(FailureCode::ProtocolError, "connection closed before the response was complete");
+        return Failure::new(
+            FailureCode::ProtocolError,
+            "connection closed before the response was complete",
+        );
     }
     let mut msg = e.to_string();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
@@ -621,8 +785,14 @@ mod tests {
     #[test]
     fn status_matches_parse() {
         assert_eq!(parse_status_match(&StatusMatch::Code(200)), Ok((200, 200)));
-        assert_eq!(parse_status_match(&StatusMatch::Range("2xx".into())), Ok((200, 299)));
-        assert_eq!(parse_status_match(&StatusMatch::Range("301-308".into())), Ok((301, 308)));
+        assert_eq!(
+            parse_status_match(&StatusMatch::Range("2xx".into())),
+            Ok((200, 299))
+        );
+        assert_eq!(
+            parse_status_match(&StatusMatch::Range("301-308".into())),
+            Ok((301, 308))
+        );
         assert!(parse_status_match(&StatusMatch::Range("6xx".into())).is_err());
         assert!(parse_status_match(&StatusMatch::Code(42)).is_err());
     }
@@ -630,7 +800,10 @@ mod tests {
     #[test]
     fn locations_resolve_against_the_request() {
         let base: Uri = "http://a.test:8080/x/y?q=1".parse().unwrap();
-        assert_eq!(resolve_location(&base, "https://b.test/z"), "https://b.test/z");
+        assert_eq!(
+            resolve_location(&base, "https://b.test/z"),
+            "https://b.test/z"
+        );
         assert_eq!(resolve_location(&base, "//c.test/z"), "http://c.test/z");
         assert_eq!(resolve_location(&base, "/z"), "http://a.test:8080/z");
         assert_eq!(resolve_location(&base, "z"), "http://a.test:8080/x/z");

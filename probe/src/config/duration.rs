@@ -32,13 +32,17 @@ impl fmt::Display for Dur {
 /// Parses `"<number><unit>"` with unit one of ms, s, m, h, d.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let hint = "use a number and a unit (ms, s, m, h, d), e.g. \"30s\" or \"5m\"";
     if num.is_empty() {
         return Err(format!("invalid duration {text:?}: {hint}"));
     }
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {text:?}: {hint}"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: {hint}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -48,7 +52,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" => return Err(format!("duration {text:?} has no unit: {hint}")),
         _ => return Err(format!("invalid duration unit in {text:?}: {hint}")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 10.0 * 365.0 * 86400.0 {
+    if !secs.is_finite() || !(0.0..=10.0 * 365.0 * 86400.0).contains(&secs) {
         return Err(format!("duration {text:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -60,8 +64,13 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms % size == 0 {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

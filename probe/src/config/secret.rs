@@ -31,9 +31,9 @@ impl RawSecret {
     pub fn resolve(&self) -> Result<Secret, String> {
         match (&self.env, &self.file) {
             (Some(_), Some(_)) => Err("set either `env` or `file`, not both".into()),
-            (None, None) => Err(
-                "a secret needs a source: { env = \"NAME\" } or { file = \"/path\" }".into(),
-            ),
+            (None, None) => {
+                Err("a secret needs a source: { env = \"NAME\" } or { file = \"/path\" }".into())
+            }
             (Some(name), None) => match std::env::var(name) {
                 Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_owned())),
                 Ok(_) => Err(format!("environment variable {name} is empty")),
@@ -82,9 +82,15 @@ mod tests {
 
     #[test]
     fn both_or_neither_source_is_rejected() {
-        let both = RawSecret { env: Some("A".into()), file: Some("/x".into()) };
+        let both = RawSecret {
+            env: Some("A".into()),
+            file: Some("/x".into()),
+        };
         assert!(both.resolve().is_err());
-        let neither = RawSecret { env: None, file: None };
+        let neither = RawSecret {
+            env: None,
+            file: None,
+        };
         assert!(neither.resolve().is_err());
     }
 }

@@ -1,0 +1,144 @@
+//! The `outpost-probe` binary: exit codes and messages for good and bad config,
+//! and the example configs shipped in deploy/.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use outpost_testkit::{HttpServer, Reply};
+
+fn probe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_outpost-probe"));
+    // A clean environment: stray OUTPOST_* variables from the caller would be errors.
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+fn deploy(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/config")
+        .join(file)
+}
+
+#[test]
+fn example_configs_in_deploy_are_valid() {
+    let out = probe()
+        .args(["check-config"])
+        .arg(deploy("probe.example.toml"))
+        .env("OUTPOST_PROBE_TOKEN", "example-token")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = probe()
+        .args(["check-config"])
+        .arg(deploy("checks.example.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn misspelled_key_exits_78_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("probe.toml");
+    std::fs::write(&f, "[[checks]]\nid = \"a\"\nhttp = { url = \"http://127.0.0.1:1/\", expected_stauts = [200] }\n").unwrap();
+    for sub in ["check-config", "once"] {
+        let mut cmd = probe();
+        if sub == "once" {
+            cmd.args(["once", "--config"]);
+        } else {
+            cmd.arg(sub);
+        }
+        let out = cmd.arg(&f).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{sub}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("checks[0].http.expected_stauts"),
+            "{sub}: {err}"
+        );
+    }
+}
+
+#[test]
+fn unknown_outpost_variable_exits_78() {
+    let out = probe()
+        .args(["check-config"])
+        .arg(deploy("checks.example.toml"))
+        .env("OUTPOST_CONTROLER_URL", "https://typo.example")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OUTPOST_CONTROLER_URL"));
+}
+
+#[test]
+fn plaintext_controller_needs_explicit_permission() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("probe.toml");
+    std::fs::write(
+        &f,
+        "[probe]\nname = \"p\"\nregion = \"r\"\n[controller]\nurl = \"http://127.0.0.1:7443\"\ntoken = { env = \"T\" }\n",
+    )
+    .unwrap();
+    let out = probe()
+        .arg("check-config")
+        .arg(&f)
+        .env("T", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("controller.url"));
+}
+
+#[tokio::test]
+async fn once_prints_json_lines_and_exits_1_when_a_check_fails() {
+    let srv = HttpServer::builder()
+        .route("/ok", Reply::text(200, "ok"))
+        .route("/moved", Reply::redirect(308, "https://elsewhere.test/"))
+        .run()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("checks.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[checks]]\nid = \"ok\"\nhttp = {{ url = \"{}\" }}\n[[checks]]\nid = \"moved\"\nhttp = {{ url = \"{}\" }}\n",
+            srv.url("/ok"),
+            srv.url("/moved")
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        probe()
+            .args(["once", "--format", "json", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let by_id = |id: &str| lines.iter().find(|l| l["check_id"] == id).cloned().unwrap();
+    assert_eq!(by_id("ok")["ok"], true);
+    assert!(by_id("ok")["phases_us"]["total"].as_u64().unwrap() > 0);
+    assert_eq!(by_id("moved")["failure_code"], "redirect_not_followed");
+    assert_eq!(
+        by_id("moved")["details"]["location"],
+        "https://elsewhere.test/"
+    );
+}
