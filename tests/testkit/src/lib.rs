@@ -1,1 +1,56 @@
-//! outpost-testkit
+//! outpost-testkit: real loopback servers and generated PKI for Outpost's tests and demo.
+//!
+//! Every crate's tests (probe, controller, end-to-end) and the product demo talk to
+//! these servers over real sockets on loopback, never the internet and never a mocked
+//! client. Read [`pki`] first: most servers present an [`Identity`] issued by a [`Pki`].
+//!
+//! Modules:
+//! - [`pki`]: roots, intermediates, leaves (ECDSA P-256, RSA-2048), self-signed leaves,
+//!   cross-signs, expired / not-yet-valid material; rustls server and client configs.
+//! - [`http`]: [`HttpServer`], an HTTP/1.1 + HTTP/2 server (optionally TLS) with exact
+//!   path routes, handlers and a recorded request log.
+//! - [`hostile`]: [`Hostile`] peers that misbehave at the TCP/HTTP level: silent,
+//!   garbage, huge headers, endless body, drip-feed, reset, early close.
+//! - [`pager`]: [`PagerReceiver`], a PagerDuty Events API v2 endpoint that validates
+//!   like the real one and can be scripted to fail (429 with `Retry-After`, 500, …),
+//!   and [`WebhookReceiver`], which records any POSTed JSON.
+//!
+//! Rules every server follows: it binds `127.0.0.1:0` unless told another loopback
+//! address (anything else is refused); accepted sockets get `TCP_NODELAY`; it stops
+//! when its handle is dropped or `shutdown()` is called; memory per connection is
+//! bounded. TLS always uses rustls with the `ring` provider via
+//! `builder_with_provider`, so the kit works whatever other providers are compiled in.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use outpost_testkit::{HttpServer, Pki, Reply};
+//! let pki = Pki::new("outpost-test-root");
+//! let srv = HttpServer::builder()
+//!     .route("/health", Reply::text(200, "ok"))
+//!     .tls(pki.leaf(&["localhost", "127.0.0.1"]))
+//!     .run()
+//!     .await?;
+//! let url = srv.url("/health"); // https://localhost:PORT/health
+//! # let _ = url; Ok(()) }
+//! ```
+
+pub mod hostile;
+pub mod http;
+pub mod pager;
+pub mod pki;
+mod server;
+
+pub use hostile::{Behaviour, Hostile, HostileServer};
+pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
+pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
+pub use pki::{Identity, KeyKind, LeafOptions, Pki};
+
+/// `N` bytes from the ring provider's CSPRNG (serial numbers, dedup keys, garbage).
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .expect("the system RNG works; key generation depends on it too");
+    bytes
+}
