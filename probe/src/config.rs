@@ -20,12 +20,14 @@
 pub mod duration;
 pub mod load;
 pub mod secret;
+pub mod size;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 pub use duration::Dur;
 pub use load::{ConfigError, EnvOverride, Problem, Problems};
 pub use secret::{RawSecret, Secret};
+pub use size::Size;
 use serde::Deserialize;
 
 use crate::check::{self, CheckSpec, RawCheck};
@@ -67,9 +69,9 @@ pub struct RawProbeFile {
     /// Scheduling limits.
     #[serde(default)]
     pub scheduler: Option<RawScheduler>,
-    /// In-memory result queue while the controller is away.
+    /// The durable outbox of results waiting for the controller.
     #[serde(default)]
-    pub queue: Option<RawQueue>,
+    pub outbox: Option<RawOutbox>,
 }
 
 /// `[probe]`.
@@ -115,14 +117,31 @@ pub struct RawScheduler {
     pub max_concurrency: Option<usize>,
 }
 
-/// `[queue]`.
+/// `[outbox]`: results are written here before they are sent and deleted
+/// only after the controller has committed them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawQueue {
-    /// Results kept while unacknowledged; when full the oldest is dropped and
-    /// counted. Default 100000.
+pub struct RawOutbox {
+    /// Directory of the log. Default: `$STATE_DIRECTORY/outbox` when systemd
+    /// sets `STATE_DIRECTORY`, else `./outpost-outbox`.
     #[serde(default)]
-    pub max_results: Option<usize>,
+    pub path: Option<PathBuf>,
+    /// Bytes on disk at most; beyond it the oldest results are dropped and
+    /// counted. Default `"1GiB"`.
+    #[serde(default)]
+    pub max_size: Option<Size>,
+    /// Results older than this are dropped and counted. Default `"7d"`.
+    #[serde(default)]
+    pub max_age: Option<Dur>,
+    /// `"batch"` (default): fsync at most `fsync_interval` after a write — a
+    /// power loss can lose that much of the newest results, a crash loses
+    /// nothing. `"always"`: fsync every result. `"never"`: leave it to the OS.
+    #[serde(default)]
+    pub fsync: Option<String>,
+    /// With `fsync = "batch"`: the longest a written result waits for fsync.
+    /// Default `"500ms"`.
+    #[serde(default)]
+    pub fsync_interval: Option<Dur>,
 }
 
 /// Validated probe config.
@@ -140,8 +159,8 @@ pub struct ProbeConfig {
     pub checks: Vec<CheckSpec>,
     /// Concurrency cap.
     pub max_concurrency: usize,
-    /// Queue bound.
-    pub max_queued: usize,
+    /// Outbox location and limits.
+    pub outbox: crate::outbox::OutboxConfig,
 }
 
 /// Validated `[controller]`.
@@ -231,14 +250,7 @@ impl RawProbeFile {
                 "max_concurrency must be at least 1",
             );
         }
-        let max_queued = self
-            .queue
-            .as_ref()
-            .and_then(|q| q.max_results)
-            .unwrap_or(100_000);
-        if max_queued == 0 {
-            p.push("queue.max_results", "max_results must be at least 1");
-        }
+        let outbox = self.outbox_config(&mut p);
         if self.controller.is_none() && self.checks.is_empty() {
             p.push(
                 "(root)",
@@ -253,8 +265,50 @@ impl RawProbeFile {
             controller,
             checks,
             max_concurrency,
-            max_queued,
+            outbox,
         })
+    }
+
+    fn outbox_config(&self, p: &mut Problems) -> crate::outbox::OutboxConfig {
+        use crate::outbox::{Fsync, OutboxConfig};
+        let raw = self.outbox.clone().unwrap_or(RawOutbox {
+            path: None,
+            max_size: None,
+            max_age: None,
+            fsync: None,
+            fsync_interval: None,
+        });
+        let dir = raw.path.unwrap_or_else(|| match std::env::var_os("STATE_DIRECTORY") {
+            Some(d) => PathBuf::from(d).join("outbox"),
+            None => PathBuf::from("outpost-outbox"),
+        });
+        let mut cfg = OutboxConfig::new(dir);
+        if let Some(s) = raw.max_size {
+            if s.bytes() < 64 * 1024 {
+                p.push("outbox.max_size", format!("max_size must be at least \"64KiB\", got \"{s}\""));
+            }
+            cfg.max_bytes = s.bytes();
+        }
+        if let Some(a) = raw.max_age {
+            if a.get() < Duration::from_secs(60) {
+                p.push("outbox.max_age", format!("max_age must be at least \"1m\", got \"{a}\""));
+            }
+            cfg.max_age = a.get();
+        }
+        let interval = raw.fsync_interval.map(Dur::get).unwrap_or(Duration::from_millis(500));
+        if interval.is_zero() {
+            p.push("outbox.fsync_interval", "fsync_interval must be greater than 0");
+        }
+        cfg.fsync = match raw.fsync.as_deref() {
+            None | Some("batch") => Fsync::Batch(interval),
+            Some("always") => Fsync::Always,
+            Some("never") => Fsync::Never,
+            Some(other) => {
+                p.push("outbox.fsync", format!("unknown fsync policy {other:?}: use \"batch\", \"always\" or \"never\""));
+                Fsync::Batch(interval)
+            }
+        };
+        cfg
     }
 }
 

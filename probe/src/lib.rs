@@ -25,8 +25,8 @@ use scheduler::{Scheduler, Sink};
 pub struct RunningProbe {
     /// The scheduler (counters, current checks).
     pub scheduler: Arc<Scheduler>,
-    /// Results waiting for the controller.
-    pub outbox: Arc<Outbox>,
+    /// Results waiting for the controller (none when standalone).
+    pub outbox: Option<Arc<Outbox>>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -58,21 +58,24 @@ impl Drop for RunningProbe {
 pub fn spawn(
     config: ProbeConfig,
     standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
-) -> RunningProbe {
-    let ctx = RunContext {
-        probe_name: config.name.clone(),
-        region: config.region.clone(),
-    };
-    let outbox = Arc::new(Outbox::new(config.max_queued));
+) -> Result<RunningProbe, outbox::OutboxError> {
+    let ctx = RunContext { probe_name: config.name.clone(), region: config.region.clone() };
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let sink: Sink = match (&config.controller, standalone_sink) {
-        (Some(_), _) | (None, None) => {
-            let ob = outbox.clone();
+    let outbox = match &config.controller {
+        Some(_) => Some(Arc::new(Outbox::open(config.outbox.clone())?)),
+        None => None,
+    };
+    let sink: Sink = match (&outbox, standalone_sink) {
+        (Some(ob), _) => {
+            let ob = ob.clone();
             Arc::new(move |version, outcome: Outcome| {
                 ob.push(&outcome, version);
             })
         }
         (None, Some(print)) => Arc::new(move |_version, outcome| print(outcome)),
+        (None, None) => Arc::new(|_version, outcome: Outcome| {
+            tracing::info!(check = %outcome.check_id, ok = outcome.ok(), "result");
+        }),
     };
     let scheduler = Scheduler::new(ctx, config.max_concurrency, sink);
     let mut tasks = Vec::new();
@@ -80,33 +83,18 @@ pub fn spawn(
     tasks.push(tokio::spawn(scheduler.clone().run(async move {
         let _ = srx.wait_for(|v| *v).await;
     })));
-    match config.controller {
-        Some(c) => {
+    match (config.controller, &outbox) {
+        (Some(c), Some(ob)) => {
             if !config.checks.is_empty() {
                 tracing::info!(
                     checks = config.checks.len(),
                     "local [[checks]] are not scheduled when a controller assigns checks"
                 );
             }
-            let me = reporter::Identity {
-                name: config.name,
-                region: config.region,
-                labels: config.labels,
-            };
-            tasks.push(tokio::spawn(reporter::run(
-                c,
-                me,
-                outbox.clone(),
-                scheduler.clone(),
-                rx,
-            )));
+            let me = reporter::Identity { name: config.name, region: config.region, labels: config.labels };
+            tasks.push(tokio::spawn(reporter::run(c, me, ob.clone(), scheduler.clone(), rx)));
         }
-        None => scheduler.set_checks(config.checks, 0),
+        _ => scheduler.set_checks(config.checks, 0),
     }
-    RunningProbe {
-        scheduler,
-        outbox,
-        shutdown: tx,
-        tasks,
-    }
+    Ok(RunningProbe { scheduler, outbox, shutdown: tx, tasks })
 }

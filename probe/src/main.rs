@@ -142,7 +142,13 @@ async fn run(c: config::ProbeConfig) -> i32 {
     let printer: Option<Arc<dyn Fn(Outcome) + Send + Sync>> = standalone.then(|| {
         Arc::new(|o: Outcome| println!("{}", o.to_json())) as Arc<dyn Fn(Outcome) + Send + Sync>
     });
-    let probe = outpost_probe::spawn(c, printer);
+    let probe = match outpost_probe::spawn(c, printer) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return 1;
+        }
+    };
     shutdown_signal().await;
     tracing::info!("shutting down");
     probe.shutdown().await;
