@@ -197,7 +197,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let text = controller_toml(dir.path(), &targets, &args.listen);
     let config = crate::config::parse(&text, "demo controller config", &[])
         .map_err(|e| anyhow::anyhow!("demo config is invalid (a bug): {e}"))?;
-    let controller = crate::start(config).await.context("starting the controller")?;
+    let controller = crate::Controller::start(config).await.context("starting the controller")?;
     let grpc = controller.grpc_addr();
     let http = controller.http_addr();
 
@@ -207,8 +207,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         let raw: outpost_probe::config::RawProbeFile =
             outpost_probe::config::load::load_str(&text, "demo probe config", outpost_probe::config::ENV, &[])
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cfg = raw.validate("demo probe config").map_err(|e| anyhow::anyhow!("{e}"))?;
-        probes.push(outpost_probe::spawn(cfg, None));
+        let mut cfg = raw.validate("demo probe config").map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.outbox.dir = dir.path().join(format!("outbox-{r}"));
+        probes.push(outpost_probe::spawn(cfg, None)?);
     }
 
     println!("Outpost demo running.");

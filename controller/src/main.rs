@@ -1,1 +1,131 @@
-fn main() {}
+//! `outpost-controller`: CLI and exit codes; wiring only.
+//!
+//! Exit codes: 0 clean, 78 config error (printed to stderr with key paths),
+//! 1 runtime failure.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use outpost_controller::{config, demo};
+use outpost_probe::config::ConfigError;
+
+/// Outpost controller: gRPC ingest, store, alerting, dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-controller", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller.
+    Run {
+        /// Path of controller.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file without touching the network; exit 78 on problems.
+    CheckConfig {
+        /// Path of controller.toml.
+        file: PathBuf,
+    },
+    /// Run a self-contained demo: controller, three probes, loopback targets.
+    Demo(demo::DemoArgs),
+}
+
+fn init_logging() {
+    let filter = std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("OUTPOST_LOG={filter:?} is not a valid filter ({e}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprint!("{e}");
+    exit(ConfigError::EXIT_CODE)
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run(config_path: PathBuf) -> ExitCode {
+    let config = match config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    match outpost_controller::run(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "controller failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: PathBuf) -> ExitCode {
+    match config::load(&file) {
+        Ok(c) => {
+            println!(
+                "ok: {} probes, {} checks, {} sinks",
+                c.probes.len(),
+                c.checks.len(),
+                c.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => config_error(&e),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(file),
+        Command::Run { config } => {
+            init_logging();
+            run(config).await
+        }
+        Command::Demo(args) => {
+            init_logging();
+            match demo::run(args).await {
+                Ok(code) => exit(code),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Alert evaluation: per check, per region state → [`rule::decide`] → a
+//! persisted alert change with its notifications → the delivery worker
+//! ([`sink::run_delivery`]).
+//!
+//! Design note.
+//! - **State.** The rule's only inputs are `region_state` rows (updated by
+//!   ingest in the same transaction as the results) and the open alert row,
+//!   both in the store. Nothing lives only in memory, so a restart neither
+//!   re-pages an open alert nor forgets it: the next evaluation reads it back.
+//! - **When.** After each committed batch for the checks it touched, and every
+//!   second for every check ([`TICK`]) so regions turn STALE without results.
+//!   Evaluations are serialized by a lock; the store's one-open-alert index
+//!   guards against anything that slips through.
+//! - **Outbox.** Firing inserts the alert and one `trigger` notification per
+//!   routed sink in one transaction; resolving marks it resolved and queues a
+//!   `resolve` for every sink that got the trigger (even if routes changed
+//!   since), in one transaction. Delivery happens afterwards, in order per
+//!   (sink, dedup_key), with retries.
+//! - **Dedup key.** `outpost/<check_id>/check_failing`: deterministic, so
+//!   replicas or a replayed notification collapse into one incident.
+
+pub mod rule;
+pub mod sink;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Controller,
+    config::{CheckDef, ControllerConfig},
+    store::{AlertRow, NewAlert, RegionState, StoreError},
+};
+use rule::Decision;
+
+/// Alert kind of a check failing from enough regions.
+pub const KIND_CHECK_FAILING: &str = "check_failing";
+/// How often every check is re-evaluated (staleness needs no new results).
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// The deterministic dedup key of a check's failing alert.
+pub fn dedup_key(check_id: &str) -> String {
+    format!("outpost/{check_id}/{KIND_CHECK_FAILING}")
+}
+
+/// The sink-neutral event stored with each notification (`payload_json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// `trigger` or `resolve`.
+    pub action: String,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Check id.
+    pub check_id: String,
+    /// Alert kind.
+    pub kind: String,
+    /// One line for humans.
+    pub summary: String,
+    /// `critical`, `error`, `warning` or `info`.
+    pub severity: String,
+    /// Regions failing (trigger) or still unhealthy (resolve).
+    pub regions: Vec<String>,
+    /// Failure code of the first failing region (empty on resolve).
+    pub code: String,
+    /// Per-region details: code, message, consecutive failures, last result time.
+    pub details: serde_json::Value,
+    /// When the alert changed, unix ms.
+    pub at_ms: i64,
+}
+
+/// A state change made by an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// An alert opened.
+    Fired {
+        /// Alert id.
+        alert_id: i64,
+        /// Sinks notified.
+        sinks: Vec<String>,
+    },
+    /// An alert resolved.
+    Resolved {
+        /// Alert id.
+        alert_id: i64,
+        /// Sinks notified.
+        sinks: Vec<String>,
+    },
+}
+
+/// Evaluates the given checks now (after a batch).
+pub async fn evaluate_checks(
+    ctl: &Controller,
+    checks: &BTreeSet<String>,
+    now_ms: i64,
+) -> Result<Vec<Transition>, StoreError> {
+    let _guard = ctl.eval_lock().lock().await;
+    let cfg = ctl.config();
+    let mut out = Vec::new();
+    for id in checks {
+        let Some(check) = cfg.check(id) else { continue };
+        let states = ctl.store().region_states_for(id).await?;
+        let open = ctl.store().open_alert(id, KIND_CHECK_FAILING).await?;
+        if let Some(t) = apply(ctl, &cfg, check, &states, open, now_ms).await? {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluates every check (the 1 s ticker), with two queries for the whole fleet.
+pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transition>, StoreError> {
+    let _guard = ctl.eval_lock().lock().await;
+    let cfg = ctl.config();
+    let mut states: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
+    for s in ctl.store().region_states().await? {
+        states.entry(s.check_id.clone()).or_default().push(s);
+    }
+    let mut open: BTreeMap<String, AlertRow> = ctl
+        .store()
+        .open_alerts()
+        .await?
+        .into_iter()
+        .filter(|a| a.kind == KIND_CHECK_FAILING)
+        .map(|a| (a.check_id.clone(), a))
+        .collect();
+    let mut out = Vec::new();
+    for check in &cfg.checks {
+        let st = states.remove(&check.raw.id).unwrap_or_default();
+        let alert = open.remove(&check.raw.id);
+        if let Some(t) = apply(ctl, &cfg, check, &st, alert, now_ms).await? {
+            out.push(t);
+        }
+    }
+    // Alerts of checks removed from config would otherwise stay open forever.
+    for (check_id, alert) in open {
+        let event = resolve_event(
+            &check_id,
+            "check removed from config",
+            &alert.severity,
+            now_ms,
+        );
+        if let Some(t) = resolve(ctl, alert.id, &event).await? {
+            out.push(t);
+        }
+    }
+    let still_open = ctl.store().open_alerts().await?.len();
+    ctl.metrics()
+        .set("outpost_alerts_open", &[], still_open as f64);
+    Ok(out)
+}
+
+async fn apply(
+    ctl: &Controller,
+    cfg: &ControllerConfig,
+    check: &CheckDef,
+    states: &[RegionState],
+    open: Option<AlertRow>,
+    now_ms: i64,
+) -> Result<Option<Transition>, StoreError> {
+    let decision = rule::decide(
+        &check.policy,
+        check.spec.interval,
+        &check.regions,
+        states,
+        open.is_some(),
+        now_ms,
+    );
+    match (decision, open) {
+        (Decision::Fire { failing }, None) => fire(ctl, cfg, check, states, &failing, now_ms).await,
+        (Decision::Resolve, Some(alert)) => {
+            let event = resolve_event(&check.raw.id, "recovered", &check.policy.severity, now_ms);
+            resolve(ctl, alert.id, &event).await
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn fire(
+    ctl: &Controller,
+    cfg: &ControllerConfig,
+    check: &CheckDef,
+    states: &[RegionState],
+    failing: &[String],
+    now_ms: i64,
+) -> Result<Option<Transition>, StoreError> {
+    let event = trigger_event(check, states, failing, now_ms);
+    let sinks = cfg.sinks_for_check(check);
+    let alert = NewAlert {
+        check_id: check.raw.id.clone(),
+        kind: KIND_CHECK_FAILING.to_owned(),
+        dedup_key: event.dedup_key.clone(),
+        severity: event.severity.clone(),
+        summary: event.summary.clone(),
+        regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
+    };
+    let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+    let Some(alert_id) = ctl
+        .store()
+        .fire_alert(&alert, &sinks, &payload, now_ms)
+        .await?
+    else {
+        return Ok(None);
+    };
+    tracing::warn!(check = %check.raw.id, alert_id, sinks = ?sinks, summary = %event.summary, "alert fired");
+    ctl.metrics().inc(
+        "outpost_alerts_total",
+        &[("kind", KIND_CHECK_FAILING), ("action", "fire")],
+        1,
+    );
+    ctl.wake_delivery();
+    Ok(Some(Transition::Fired { alert_id, sinks }))
+}
+
+async fn resolve(
+    ctl: &Controller,
+    alert_id: i64,
+    event: &AlertEvent,
+) -> Result<Option<Transition>, StoreError> {
+    let payload = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    let Some(sinks) = ctl
+        .store()
+        .resolve_alert(alert_id, &payload, event.at_ms)
+        .await?
+    else {
+        return Ok(None);
+    };
+    tracing::info!(check = %event.check_id, alert_id, sinks = ?sinks, "alert resolved");
+    ctl.metrics().inc(
+        "outpost_alerts_total",
+        &[("kind", KIND_CHECK_FAILING), ("action", "resolve")],
+        1,
+    );
+    ctl.wake_delivery();
+    Ok(Some(Transition::Resolved { alert_id, sinks }))
+}
+
+/// Builds the trigger event: summary like `api-health failing from 2 of 3
+/// regions (eu-west, us-east): timeout — timed out after 5s`.
+pub fn trigger_event(
+    check: &CheckDef,
+    states: &[RegionState],
+    failing: &[String],
+    now_ms: i64,
+) -> AlertEvent {
+    let id = &check.raw.id;
+    let first = states.iter().find(|s| failing.first() == Some(&s.region));
+    let code = first
+        .and_then(|s| s.last_code.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let message = first
+        .and_then(|s| s.last_message.clone())
+        .unwrap_or_default();
+    let mut summary = format!(
+        "{id} failing from {} of {} regions ({}): {code}",
+        failing.len(),
+        check.regions.len(),
+        failing.join(", ")
+    );
+    if !message.is_empty() {
+        summary.push_str(" — ");
+        summary.push_str(&message);
+    }
+    let mut regions = serde_json::Map::new();
+    for s in states.iter().filter(|s| failing.contains(&s.region)) {
+        regions.insert(
+            s.region.clone(),
+            serde_json::json!({
+                "code": s.last_code,
+                "message": s.last_message,
+                "consecutive_failures": s.consecutive_failures,
+                "last_result_at_ms": s.last_result_at_ms,
+                "probe": s.last_probe,
+            }),
+        );
+    }
+    let target = check.raw.http.as_ref().map(|h| h.url.clone());
+    AlertEvent {
+        action: "trigger".into(),
+        dedup_key: dedup_key(id),
+        check_id: id.clone(),
+        kind: KIND_CHECK_FAILING.into(),
+        summary: truncate(&summary, 1024),
+        severity: check.policy.severity.clone(),
+        regions: failing.to_vec(),
+        code,
+        details: serde_json::json!({
+            "check_id": id,
+            "check_kind": check.spec.kind.name(),
+            "target": target,
+            "labels": check.raw.labels,
+            "regions": regions,
+        }),
+        at_ms: now_ms,
+    }
+}
+
+fn resolve_event(check_id: &str, why: &str, severity: &str, now_ms: i64) -> AlertEvent {
+    AlertEvent {
+        action: "resolve".into(),
+        dedup_key: dedup_key(check_id),
+        check_id: check_id.to_owned(),
+        kind: KIND_CHECK_FAILING.into(),
+        summary: format!("{check_id} {why}"),
+        severity: severity.to_owned(),
+        regions: Vec::new(),
+        code: String::new(),
+        details: serde_json::json!({ "check_id": check_id }),
+        at_ms: now_ms,
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// Runs evaluations: on request after batches, and every [`TICK`].
+pub async fn run_evaluator(
+    ctl: Controller,
+    mut requests: tokio::sync::mpsc::Receiver<BTreeSet<String>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let result = tokio::select! {
+            Some(mut checks) = requests.recv() => {
+                while let Ok(more) = requests.try_recv() {
+                    checks.extend(more);
+                }
+                evaluate_checks(&ctl, &checks, crate::store::now_ms()).await.map(|_| ())
+            }
+            _ = tick.tick() => evaluate_all(&ctl, crate::store::now_ms()).await.map(|_| ()),
+            _ = crate::stopped(&mut shutdown) => return,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "alert evaluation failed; retrying on the next tick");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_key_is_deterministic() {
+        assert_eq!(dedup_key("api-health"), "outpost/api-health/check_failing");
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 10), "abc");
+        let t = truncate("ééééé", 6);
+        assert!(t.len() <= 6 && t.ends_with("..."), "{t}");
+    }
+}

@@ -1,0 +1,452 @@
+//! Notification delivery: the worker that drains the persisted outbox, the
+//! retry policy, and the small HTTP client every HTTP sink uses.
+//!
+//! - **Order.** [`Store::due_notifications`](crate::store::Store::due_notifications)
+//!   only hands out the oldest pending notification of each (sink, dedup_key),
+//!   so a resolve never overtakes its trigger. Different keys go out concurrently.
+//! - **Retries.** Timeouts, connection errors, 408, 429 and 5xx are retried
+//!   with exponential backoff (1 s doubling to 5 min) with jitter, never sooner
+//!   than a `Retry-After` asks. Other 4xx mean the request itself is wrong:
+//!   the notification is marked failed at once, logged and counted. After
+//!   [`GIVE_UP_AFTER`] a notification is failed too.
+//! - **Client.** One fresh HTTP/1.1 connection per request
+//!   (`hyper::client::conn::http1` over `TcpStream`, tokio-rustls with the
+//!   Mozilla roots for https), bounded by [`REQUEST_TIMEOUT`] and a response
+//!   body cap. Notifications are rare; pooling would only hide failures.
+
+pub mod console;
+pub mod pagerduty;
+pub mod webhook;
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use outpost_probe::config::Secret;
+use tokio::net::TcpStream;
+
+use super::AlertEvent;
+use crate::{
+    Controller,
+    config::SinkKind,
+    store::{Notification, now_ms},
+};
+
+/// Deadline for one HTTP request to a sink, connect to last body byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A notification still undelivered after this long is marked failed.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Response bytes read at most.
+const MAX_RESPONSE: usize = 64 * 1024;
+/// Notifications handed out per round.
+const BATCH: u32 = 64;
+
+/// How one delivery attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted by the sink.
+    Sent,
+    /// Worth retrying (timeout, 429, 5xx, connection failure).
+    Retry {
+        /// What happened.
+        error: String,
+        /// The sink's `Retry-After`, if any.
+        after: Option<Duration>,
+    },
+    /// The sink refused the request itself (4xx other than 408/429).
+    Reject {
+        /// What happened.
+        error: String,
+    },
+}
+
+/// HTTP client failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The URL is not absolute http(s).
+    #[error("invalid url {0:?}")]
+    InvalidUrl(String),
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TLS setup or handshake failed.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The HTTP exchange failed.
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    /// Building the request failed.
+    #[error("request: {0}")]
+    Request(#[from] http::Error),
+    /// No complete response in time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A response from a sink.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// `Retry-After` in seconds, if sent.
+    pub retry_after: Option<Duration>,
+    /// Body (lossy UTF-8, capped).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// Classifies the response: 2xx sent; 408, 429, 5xx retry; other 4xx reject.
+    pub fn delivery(&self) -> Delivery {
+        let snippet = crate::alerting::truncate(self.body.trim(), 200);
+        match self.status {
+            200..=299 => Delivery::Sent,
+            408 | 429 | 500..=599 => Delivery::Retry {
+                error: format!("status {}: {snippet}", self.status),
+                after: self.retry_after,
+            },
+            s => Delivery::Reject {
+                error: format!("status {s}: {snippet}"),
+            },
+        }
+    }
+}
+
+impl From<SendError> for Delivery {
+    fn from(e: SendError) -> Delivery {
+        match e {
+            SendError::InvalidUrl(_) | SendError::Request(_) => Delivery::Reject {
+                error: e.to_string(),
+            },
+            _ => Delivery::Retry {
+                error: e.to_string(),
+                after: None,
+            },
+        }
+    }
+}
+
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, SendError> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(c.clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SendError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(CONFIG.get_or_init(|| Arc::new(config)).clone())
+}
+
+/// POSTs a JSON body to `url` on a fresh connection, within `timeout`.
+pub async fn post_json(
+    url: &str,
+    headers: &[(String, Secret)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<HttpResponse, SendError> {
+    tokio::time::timeout(timeout, post(url, headers, body))
+        .await
+        .map_err(|_| SendError::Timeout(timeout))?
+}
+
+async fn post(
+    url: &str,
+    headers: &[(String, Secret)],
+    body: Vec<u8>,
+) -> Result<HttpResponse, SendError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| SendError::InvalidUrl(url.to_owned()))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(SendError::InvalidUrl(url.to_owned())),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| SendError::InvalidUrl(url.to_owned()))?
+        .clone();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut req = Request::post(path)
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            http::header::USER_AGENT,
+            concat!("outpost-controller/", env!("CARGO_PKG_VERSION")),
+        );
+    for (name, value) in headers {
+        req = req.header(name.as_str(), value.expose());
+    }
+    let req = req.body(Full::new(Bytes::from(body)))?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|source| SendError::Connect {
+            addr: format!("{host}:{port}"),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    if https {
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| SendError::Tls(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| SendError::Tls(e.to_string()))?;
+        exchange(TokioIo::new(tls), req).await
+    } else {
+        exchange(TokioIo::new(tcp), req).await
+    }
+}
+
+async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<HttpResponse, SendError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    let driver = tokio::spawn(conn);
+    let result = async {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(3600)));
+        let body = match Limited::new(resp.into_body(), MAX_RESPONSE).collect().await {
+            Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+            Err(e) => format!("(body not read: {e})"),
+        };
+        Ok::<_, SendError>(HttpResponse {
+            status,
+            retry_after,
+            body,
+        })
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+/// Delay before attempt `attempts + 1`: 1 s doubling up to [`MAX_BACKOFF`],
+/// scaled into [50 %, 100 %] by `seed`, and never less than `retry_after`.
+pub fn retry_delay(attempts: u32, retry_after: Option<Duration>, seed: u64) -> Duration {
+    let exp = attempts.saturating_sub(1).min(16);
+    let cap = Duration::from_secs(1)
+        .saturating_mul(1u32 << exp)
+        .min(MAX_BACKOFF);
+    let frac = 0.5 + (seed % 1000) as f64 / 2000.0;
+    let delay = cap.mul_f64(frac);
+    delay.max(retry_after.unwrap_or_default())
+}
+
+/// Drains the outbox until `shutdown`; woken early by [`Controller::wake_delivery`].
+pub async fn run_delivery(ctl: Controller, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let wait = match deliver_due(&ctl).await {
+            Ok(()) => next_wait(&ctl).await,
+            Err(e) => {
+                tracing::error!(error = %e, "notification outbox unavailable; retrying");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = ctl.delivery_wakeup().notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+async fn next_wait(ctl: &Controller) -> Duration {
+    match ctl.store().next_notification_due().await {
+        Ok(Some(due)) => {
+            Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0).clamp(10, 1000))
+        }
+        _ => Duration::from_secs(1),
+    }
+}
+
+async fn deliver_due(ctl: &Controller) -> Result<(), crate::store::StoreError> {
+    loop {
+        let due = ctl.store().due_notifications(now_ms(), BATCH).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for n in due {
+            let ctl = ctl.clone();
+            set.spawn(async move { deliver_one(&ctl, n).await });
+        }
+        let mut progressed = false;
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(Ok(done)) => progressed |= done,
+                Ok(Err(e)) => return Err(e),
+                Err(e) => tracing::error!(error = %e, "delivery task panicked"),
+            }
+        }
+        if !progressed {
+            return Ok(());
+        }
+    }
+}
+
+/// One attempt. Returns true when the notification left the pending state.
+async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::store::StoreError> {
+    let attempts = n.attempts + 1;
+    let cfg = ctl.config();
+    let event: Option<AlertEvent> = serde_json::from_str(&n.payload_json).ok();
+    let outcome = match (cfg.sink(&n.sink), event) {
+        (None, _) => Delivery::Reject {
+            error: format!("sink {:?} is no longer configured", n.sink),
+        },
+        (_, None) => Delivery::Reject {
+            error: "stored payload does not parse".into(),
+        },
+        (Some(sink), Some(event)) => send(&sink.kind, &sink.name, &event).await,
+    };
+    let sink = n.sink.as_str();
+    let store = ctl.store();
+    match outcome {
+        Delivery::Sent => {
+            store.mark_delivered(n.id, attempts, now_ms()).await?;
+            ctl.metrics().inc(
+                "outpost_notifications_total",
+                &[("sink", sink), ("outcome", "sent")],
+                1,
+            );
+            tracing::info!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, "notification delivered");
+            Ok(true)
+        }
+        Delivery::Retry { error, .. } if too_old(&n) => {
+            store.mark_failed(n.id, attempts, &error).await?;
+            ctl.metrics().inc(
+                "outpost_notifications_total",
+                &[("sink", sink), ("outcome", "failed")],
+                1,
+            );
+            tracing::error!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, error = %error, "notification given up");
+            Ok(true)
+        }
+        Delivery::Retry { error, after } => {
+            let seed = outpost_probe::scheduler::fnv1a(&[
+                &n.id.to_string(),
+                &attempts.to_string(),
+                &now_ms().to_string(),
+            ]);
+            let delay = retry_delay(attempts, after, seed);
+            let next =
+                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+            store.mark_retry(n.id, attempts, next, &error).await?;
+            ctl.metrics().inc(
+                "outpost_notifications_total",
+                &[("sink", sink), ("outcome", "retried")],
+                1,
+            );
+            tracing::warn!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, delay_ms = delay.as_millis() as u64, error = %error, "notification will be retried");
+            Ok(false)
+        }
+        Delivery::Reject { error } => {
+            store.mark_failed(n.id, attempts, &error).await?;
+            ctl.metrics().inc(
+                "outpost_notifications_total",
+                &[("sink", sink), ("outcome", "failed")],
+                1,
+            );
+            tracing::error!(sink, action = %n.action, dedup_key = %n.dedup_key, error = %error, "sink rejected the notification; not retrying");
+            Ok(true)
+        }
+    }
+}
+
+fn too_old(n: &Notification) -> bool {
+    let limit = i64::try_from(GIVE_UP_AFTER.as_millis()).unwrap_or(i64::MAX);
+    now_ms().saturating_sub(n.created_ms) > limit
+}
+
+/// Sends one event through one sink. The one `match` over sink kinds.
+pub async fn send(kind: &SinkKind, sink_name: &str, event: &AlertEvent) -> Delivery {
+    match kind {
+        SinkKind::PagerDuty {
+            routing_key,
+            api_url,
+        } => pagerduty::send(api_url, routing_key, event).await,
+        SinkKind::Webhook { url, headers } => webhook::send(url, headers, event).await,
+        SinkKind::Console => console::send(sink_name, event),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_caps_and_honours_retry_after() {
+        assert!(retry_delay(1, None, 0) >= Duration::from_millis(500));
+        assert!(retry_delay(1, None, 999) <= Duration::from_secs(1));
+        assert!(retry_delay(4, None, 0) >= Duration::from_secs(4));
+        assert!(retry_delay(40, None, 999) <= MAX_BACKOFF);
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(30)), 0),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        let r = |status| {
+            HttpResponse {
+                status,
+                retry_after: None,
+                body: String::new(),
+            }
+            .delivery()
+        };
+        assert_eq!(r(202), Delivery::Sent);
+        assert!(matches!(r(429), Delivery::Retry { .. }));
+        assert!(matches!(r(503), Delivery::Retry { .. }));
+        assert!(matches!(r(400), Delivery::Reject { .. }));
+        assert!(matches!(r(403), Delivery::Reject { .. }));
+    }
+
+    #[tokio::test]
+    async fn unreachable_sink_is_a_retry() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = post_json(
+            &format!("http://{addr}/x"),
+            &[],
+            b"{}".to_vec(),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(Delivery::from(err), Delivery::Retry { .. }));
+    }
+}

@@ -1,0 +1,42 @@
+//! Generic JSON webhook: one POST per notification with
+//! `{event, dedup_key, check_id, summary, severity, regions, at}`
+//! (`event` is `trigger` or `resolve`, `at` RFC 3339).
+
+use outpost_probe::config::Secret;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::{Delivery, REQUEST_TIMEOUT, post_json};
+use crate::alerting::AlertEvent;
+
+/// The JSON body for an event.
+pub fn body(event: &AlertEvent) -> serde_json::Value {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.at_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default();
+    serde_json::json!({
+        "event": event.action,
+        "dedup_key": event.dedup_key,
+        "check_id": event.check_id,
+        "summary": event.summary,
+        "severity": event.severity,
+        "regions": event.regions,
+        "at": at,
+        "details": event.details,
+    })
+}
+
+/// Sends one event.
+pub async fn send(url: &str, headers: &[(String, Secret)], event: &AlertEvent) -> Delivery {
+    match post_json(
+        url,
+        headers,
+        body(event).to_string().into_bytes(),
+        REQUEST_TIMEOUT,
+    )
+    .await
+    {
+        Ok(resp) => resp.delivery(),
+        Err(e) => e.into(),
+    }
+}

@@ -1,0 +1,398 @@
+//! The HTTP surface: the read-only JSON API, plus [`router`] which also
+//! mounts the status page ([`crate::dashboard`]), `/metrics`, `/livez` and
+//! `/readyz`. Tests call `router(controller)` without a socket.
+//!
+//! - `GET /api/v1/checks`: every check with its overall state and per-region state.
+//! - `GET /api/v1/checks/{id}`: one check plus its 50 newest results.
+//! - `GET /api/v1/alerts`: open alerts first, then recent ones.
+//! - `GET /api/v1/probes`: configured and seen probes, fresh or offline.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+
+use crate::{
+    Controller,
+    alerting::{
+        KIND_CHECK_FAILING,
+        rule::{self, RegionStatus},
+    },
+    config::CheckDef,
+    store::{AlertRow, RegionState, ResultRow, StoreError, now_ms},
+};
+
+/// Results shown per check.
+pub const RECENT_RESULTS: u32 = 50;
+/// Alerts listed.
+pub const ALERTS_LISTED: u32 = 100;
+
+/// The whole HTTP app.
+pub fn router(ctl: Controller) -> Router {
+    Router::new()
+        .route("/api/v1/checks", get(list_checks))
+        .route("/api/v1/checks/{id}", get(get_check))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/probes", get(list_probes))
+        .route("/metrics", get(metrics))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(crate::dashboard::routes())
+        .with_state(ctl)
+}
+
+/// A store failure as a 500 with a JSON body.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store query failed");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store unavailable".into(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// One region of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionView {
+    /// Region.
+    pub region: String,
+    /// OK, FAILING, STALE or UNKNOWN.
+    pub state: &'static str,
+    /// Newest result time (unix ms).
+    pub last_result_at_ms: Option<i64>,
+    /// Age of the newest result.
+    pub age_ms: Option<i64>,
+    /// Newest failure code.
+    pub code: Option<String>,
+    /// Newest failure message.
+    pub message: Option<String>,
+    /// Failed runs in a row.
+    pub consecutive_failures: u32,
+    /// Passing runs in a row.
+    pub consecutive_passes: u32,
+    /// Probe that sent the newest result.
+    pub probe: Option<String>,
+}
+
+/// One check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckView {
+    /// Id.
+    pub id: String,
+    /// Kind (`http`).
+    pub kind: &'static str,
+    /// Target URL.
+    pub target: Option<String>,
+    /// Interval, e.g. `30s`.
+    pub interval: String,
+    /// Worst region state, FAILING when an alert is open.
+    pub state: &'static str,
+    /// An alert is open.
+    pub alert_open: bool,
+    /// Assigned regions.
+    pub regions: Vec<RegionView>,
+}
+
+fn region_view(
+    check: &CheckDef,
+    region: &str,
+    state: Option<&RegionState>,
+    now: i64,
+) -> RegionView {
+    let status = rule::region_status(state, check.spec.interval, now);
+    RegionView {
+        region: region.to_owned(),
+        state: status.as_str(),
+        last_result_at_ms: state.map(|s| s.last_result_at_ms),
+        age_ms: state.map(|s| now.saturating_sub(s.last_result_at_ms).max(0)),
+        code: state.and_then(|s| s.last_code.clone()),
+        message: state.and_then(|s| s.last_message.clone()),
+        consecutive_failures: state.map(|s| s.consecutive_failures).unwrap_or(0),
+        consecutive_passes: state.map(|s| s.consecutive_passes).unwrap_or(0),
+        probe: state.map(|s| s.last_probe.clone()),
+    }
+}
+
+fn check_view(check: &CheckDef, states: &[RegionState], alert_open: bool, now: i64) -> CheckView {
+    let mut worst: Option<RegionStatus> = None;
+    let regions: Vec<RegionView> = check
+        .regions
+        .iter()
+        .map(|r| {
+            let st = states.iter().find(|s| &s.region == r);
+            let status = rule::region_status(st, check.spec.interval, now);
+            worst = worst.max(Some(status));
+            region_view(check, r, st, now)
+        })
+        .collect();
+    let state = if alert_open {
+        RegionStatus::Failing
+    } else {
+        worst.unwrap_or(RegionStatus::Unknown)
+    };
+    CheckView {
+        id: check.raw.id.clone(),
+        kind: check.spec.kind.name(),
+        target: check.raw.http.as_ref().map(|h| h.url.clone()),
+        interval: outpost_probe::config::Dur(check.spec.interval).to_string(),
+        state: state.as_str(),
+        alert_open,
+        regions,
+    }
+}
+
+/// Every configured check's view, in config order.
+pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, StoreError> {
+    let cfg = ctl.config();
+    let mut by_check: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
+    for s in ctl.store().region_states().await? {
+        by_check.entry(s.check_id.clone()).or_default().push(s);
+    }
+    let open: BTreeSet<String> = ctl
+        .store()
+        .open_alerts()
+        .await?
+        .into_iter()
+        .filter(|a| a.kind == KIND_CHECK_FAILING)
+        .map(|a| a.check_id)
+        .collect();
+    Ok(cfg
+        .checks
+        .iter()
+        .map(|c| {
+            check_view(
+                c,
+                by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]),
+                open.contains(&c.raw.id),
+                now,
+            )
+        })
+        .collect())
+}
+
+/// One check's view and its newest results; `None` if not configured.
+pub async fn check_detail(
+    ctl: &Controller,
+    id: &str,
+    now: i64,
+) -> Result<Option<(CheckView, Vec<ResultRow>)>, StoreError> {
+    let cfg = ctl.config();
+    let Some(check) = cfg.check(id) else {
+        return Ok(None);
+    };
+    let states = ctl.store().region_states_for(id).await?;
+    let open = ctl
+        .store()
+        .open_alert(id, KIND_CHECK_FAILING)
+        .await?
+        .is_some();
+    let results = ctl.store().recent_results(id, RECENT_RESULTS).await?;
+    Ok(Some((check_view(check, &states, open, now), results)))
+}
+
+async fn list_checks(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = now_ms();
+    let checks = check_views(&ctl, now).await?;
+    Ok(Json(serde_json::json!({ "now_ms": now, "checks": checks })))
+}
+
+#[derive(Serialize)]
+struct ResultView<'a> {
+    result_id: &'a str,
+    probe: &'a str,
+    region: &'a str,
+    sequence: i64,
+    started_at_ms: i64,
+    received_at_ms: i64,
+    ok: bool,
+    failure_code: Option<&'a str>,
+    failure_message: Option<&'a str>,
+    total_us: i64,
+    first_byte_us: i64,
+    details: serde_json::Value,
+}
+
+fn result_view(r: &ResultRow) -> ResultView<'_> {
+    ResultView {
+        result_id: &r.result_id,
+        probe: &r.probe,
+        region: &r.region,
+        sequence: r.sequence,
+        started_at_ms: r.started_at_ms,
+        received_at_ms: r.received_at_ms,
+        ok: r.ok,
+        failure_code: r.failure_code.as_deref(),
+        failure_message: r.failure_message.as_deref(),
+        total_us: r.total_us,
+        first_byte_us: r.first_byte_us,
+        details: serde_json::from_str(&r.details_json).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+async fn get_check(
+    State(ctl): State<Controller>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = now_ms();
+    let Some((view, results)) = check_detail(&ctl, &id, now).await? else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no check with id {id:?}"),
+        ));
+    };
+    let results: Vec<ResultView<'_>> = results.iter().map(result_view).collect();
+    Ok(Json(
+        serde_json::json!({ "now_ms": now, "check": view, "recent_results": results }),
+    ))
+}
+
+fn alert_json(a: &AlertRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id,
+        "check_id": a.check_id,
+        "kind": a.kind,
+        "dedup_key": a.dedup_key,
+        "state": a.state,
+        "severity": a.severity,
+        "summary": a.summary,
+        "regions": serde_json::from_str::<serde_json::Value>(&a.regions_json).unwrap_or_default(),
+        "opened_at_ms": a.opened_at_ms,
+        "resolved_at_ms": a.resolved_at_ms,
+    })
+}
+
+async fn list_alerts(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
+    let alerts = ctl.store().alerts(ALERTS_LISTED).await?;
+    let alerts: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
+    Ok(Json(serde_json::json!({ "alerts": alerts })))
+}
+
+/// One probe for the API and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeView {
+    /// Name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Agent version (empty before the first hello).
+    pub version: String,
+    /// Labels from the hello.
+    pub labels: serde_json::Value,
+    /// Last hello, heartbeat or batch.
+    pub last_seen_ms: Option<i64>,
+    /// A stream is open.
+    pub connected: bool,
+    /// `fresh` (connected, seen within `alerting.offline_after`) or `offline`.
+    pub state: &'static str,
+    /// Still in config.
+    pub configured: bool,
+}
+
+/// Configured probes plus any stored ones no longer configured.
+pub async fn probe_views(ctl: &Controller, now: i64) -> Result<Vec<ProbeView>, StoreError> {
+    let cfg = ctl.config();
+    let rows = ctl.store().probes().await?;
+    let offline_ms = i64::try_from(cfg.offline_after.as_millis()).unwrap_or(i64::MAX);
+    let mut out: Vec<ProbeView> = cfg
+        .probes
+        .iter()
+        .map(|p| {
+            let row = rows.iter().find(|r| r.name == p.name);
+            let connected = row.is_some_and(|r| r.connected);
+            let fresh = connected && row.is_some_and(|r| now - r.last_seen_ms <= offline_ms);
+            ProbeView {
+                name: p.name.clone(),
+                region: p.region.clone(),
+                version: row.map(|r| r.version.clone()).unwrap_or_default(),
+                labels: row
+                    .and_then(|r| serde_json::from_str(&r.labels_json).ok())
+                    .unwrap_or_default(),
+                last_seen_ms: row.map(|r| r.last_seen_ms),
+                connected,
+                state: if fresh { "fresh" } else { "offline" },
+                configured: true,
+            }
+        })
+        .collect();
+    for r in rows.iter().filter(|r| cfg.probe(&r.name).is_none()) {
+        out.push(ProbeView {
+            name: r.name.clone(),
+            region: r.region.clone(),
+            version: r.version.clone(),
+            labels: serde_json::from_str(&r.labels_json).unwrap_or_default(),
+            last_seen_ms: Some(r.last_seen_ms),
+            connected: r.connected,
+            state: "offline",
+            configured: false,
+        });
+    }
+    Ok(out)
+}
+
+async fn list_probes(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
+    let probes = probe_views(&ctl, now_ms()).await?;
+    Ok(Json(serde_json::json!({ "probes": probes })))
+}
+
+async fn readyz(State(ctl): State<Controller>) -> Response {
+    match ctl.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
+    }
+}
+
+/// Refreshes computed gauges, then renders the registry.
+async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
+    let m = ctl.metrics();
+    ctl.update_connected_gauge();
+    m.set(
+        "outpost_alerts_open",
+        &[],
+        ctl.store().open_alerts().await?.len() as f64,
+    );
+    m.set(
+        "outpost_notifications_pending",
+        &[],
+        ctl.store().notification_counts().await?.pending as f64,
+    );
+    let views = check_views(&ctl, now_ms()).await?;
+    m.clear("outpost_check_state");
+    for c in &views {
+        for r in &c.regions {
+            let state = r.state.to_ascii_lowercase();
+            m.set(
+                "outpost_check_state",
+                &[("check", &c.id), ("region", &r.region), ("state", &state)],
+                1.0,
+            );
+        }
+    }
+    let body = m.render();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}

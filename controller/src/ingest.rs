@@ -1,0 +1,576 @@
+//! gRPC ingest: the `outpost.v1.ProbeService` server.
+//!
+//! Per stream: authenticate the bearer token *before* reading anything
+//! (missing or unknown → UNAUTHENTICATED, nothing stored); the first message
+//! must be a `Hello` naming the token's probe; reply with the probe's
+//! `Assignment`; then for each `ResultBatch`: validate, commit through the
+//! store, and only then `Ack` (`through_sequence` = the batch's highest
+//! sequence, including results skipped as invalid so they are not resent
+//! forever), then ask the evaluator to look at the touched checks.
+//!
+//! Connected streams are kept in a [`Registry`] so a config reload can push
+//! new assignments (or close streams whose probe was removed).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use outpost_probe::config::Secret;
+use outpost_proto::v1::{
+    Ack, AssignedCheck, Assignment, CheckResult, ControllerMessage, Error as PbError, Hello,
+    ProbeMessage, ResultBatch, controller_message::Body as CBody, probe_message::Body as PBody,
+    probe_service_server::ProbeService,
+};
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
+
+use crate::{
+    Controller,
+    config::{ControllerConfig, ProbeDef},
+    store::{NewResult, ProbeRow, now_ms},
+};
+
+/// How long a stream may stay silent before its hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `details_json` stored per result; larger is replaced by a note.
+pub const MAX_DETAILS: usize = 64 * 1024;
+
+type Outbound = mpsc::Sender<Result<ControllerMessage, Status>>;
+
+/// The assignment for a probe in `region`: every check that region runs.
+/// The version is FNV-1a over the assigned set, so equal configs give equal
+/// versions (never 0, which means "none" on the wire).
+pub fn assignment(cfg: &ControllerConfig, region: &str) -> Assignment {
+    let checks: Vec<AssignedCheck> = cfg
+        .checks_for_region(region)
+        .map(|c| AssignedCheck {
+            id: c.raw.id.clone(),
+            spec_json: serde_json::to_string(&c.raw).unwrap_or_else(|_| "{}".into()),
+        })
+        .collect();
+    let parts: Vec<&str> = checks
+        .iter()
+        .flat_map(|c| [c.id.as_str(), c.spec_json.as_str()])
+        .collect();
+    let version = outpost_probe::scheduler::fnv1a(&parts).max(1);
+    Assignment { version, checks }
+}
+
+/// Compares without an early exit, so timing reveals nothing about the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+/// The probe whose token the metadata carries, or UNAUTHENTICATED.
+pub fn authenticate(cfg: &ControllerConfig, metadata: &MetadataMap) -> Result<ProbeDef, Status> {
+    let header = metadata.get("authorization").ok_or_else(|| {
+        Status::unauthenticated(
+            "missing authorization metadata: send `authorization: Bearer <token>`",
+        )
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+    let mut found = None;
+    for p in &cfg.probes {
+        if constant_time_eq(p.token.expose().as_bytes(), token.as_bytes()) && found.is_none() {
+            found = Some(p.clone());
+        }
+    }
+    found.ok_or_else(|| Status::unauthenticated("unknown probe token"))
+}
+
+struct Conn {
+    probe: String,
+    region: String,
+    token: Secret,
+    tx: Outbound,
+    version: u64,
+    close: Arc<Notify>,
+}
+
+/// Open probe streams.
+#[derive(Default)]
+pub struct Registry {
+    conns: Mutex<HashMap<u64, Conn>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("connected", &self.connected())
+            .finish()
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Conn>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self, probe: &ProbeDef, tx: Outbound, close: Arc<Notify>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = Conn {
+            probe: probe.name.clone(),
+            region: probe.region.clone(),
+            token: probe.token.clone(),
+            tx,
+            version: 0,
+            close,
+        };
+        self.lock().insert(id, conn);
+        id
+    }
+
+    /// Removes a stream; true when the probe has no other stream open.
+    fn unregister(&self, id: u64) -> bool {
+        let mut conns = self.lock();
+        let Some(conn) = conns.remove(&id) else {
+            return true;
+        };
+        !conns.values().any(|c| c.probe == conn.probe)
+    }
+
+    /// Open streams.
+    pub fn connected(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Names of probes with a stream open, sorted, deduplicated.
+    pub fn connected_probes(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().values().map(|c| c.probe.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Sends `a` on stream `id` unless it already runs that version.
+    fn send_assignment(&self, id: u64, a: Assignment) -> bool {
+        let mut conns = self.lock();
+        let Some(conn) = conns.get_mut(&id) else {
+            return false;
+        };
+        if conn.version == a.version {
+            return false;
+        }
+        let version = a.version;
+        let msg = ControllerMessage {
+            body: Some(CBody::Assignment(a)),
+        };
+        if conn.tx.try_send(Ok(msg)).is_ok() {
+            conn.version = version;
+            true
+        } else {
+            // The stream is backed up or gone: close it; the probe reconnects
+            // and gets the current assignment in reply to its hello.
+            conn.close.notify_one();
+            false
+        }
+    }
+
+    /// After a config change: new assignments to streams whose set changed;
+    /// streams whose probe was removed or whose token changed are closed.
+    pub fn push_assignments(&self, cfg: &ControllerConfig) -> usize {
+        let ids: Vec<(u64, String, String, Secret)> = self
+            .lock()
+            .iter()
+            .map(|(id, c)| (*id, c.probe.clone(), c.region.clone(), c.token.clone()))
+            .collect();
+        let mut sent = 0;
+        for (id, probe, region, token) in ids {
+            match cfg.probe(&probe) {
+                Some(p) if p.token == token && p.region == region => {
+                    if self.send_assignment(id, assignment(cfg, &region)) {
+                        sent += 1;
+                    }
+                }
+                _ => {
+                    tracing::info!(probe = %probe, "probe removed or its token changed; closing its stream");
+                    if let Some(c) = self.lock().get(&id) {
+                        let err = PbError {
+                            code: "probe_removed".into(),
+                            message: "this probe's config changed; reconnect".into(),
+                        };
+                        let _ = c.tx.try_send(Ok(ControllerMessage {
+                            body: Some(CBody::Error(err)),
+                        }));
+                        c.close.notify_one();
+                    }
+                }
+            }
+        }
+        sent
+    }
+}
+
+/// The tonic service.
+#[derive(Clone)]
+pub struct IngestService {
+    ctl: Controller,
+}
+
+impl std::fmt::Debug for IngestService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IngestService")
+    }
+}
+
+impl IngestService {
+    /// A service over a controller.
+    pub fn new(ctl: Controller) -> Self {
+        IngestService { ctl }
+    }
+}
+
+#[tonic::async_trait]
+impl ProbeService for IngestService {
+    type AttachStream = ReceiverStream<Result<ControllerMessage, Status>>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<ProbeMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let peer = request.remote_addr();
+        let probe = match authenticate(&self.ctl.config(), request.metadata()) {
+            Ok(p) => p,
+            Err(status) => {
+                self.ctl
+                    .metrics()
+                    .inc("outpost_auth_failures_total", &[], 1);
+                tracing::warn!(peer = ?peer, reason = %status.message(), "probe stream refused");
+                return Err(status);
+            }
+        };
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(session(self.ctl.clone(), probe, inbound, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn send_status(tx: &Outbound, status: Status) {
+    let _ = tx.send(Err(status)).await;
+}
+
+async fn read_hello(inbound: &mut Streaming<ProbeMessage>, tx: &Outbound) -> Option<Hello> {
+    match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(ProbeMessage {
+            body: Some(PBody::Hello(h)),
+        }))) => Some(h),
+        Ok(Ok(Some(_))) => {
+            send_status(
+                tx,
+                Status::failed_precondition("the first message on a stream must be hello"),
+            )
+            .await;
+            None
+        }
+        Ok(Ok(None)) | Ok(Err(_)) => None,
+        Err(_) => {
+            send_status(tx, Status::deadline_exceeded("no hello within 10s")).await;
+            None
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(probe = %probe.name, region = %probe.region))]
+async fn session(
+    ctl: Controller,
+    probe: ProbeDef,
+    mut inbound: Streaming<ProbeMessage>,
+    tx: Outbound,
+) {
+    let Some(hello) = read_hello(&mut inbound, &tx).await else {
+        return;
+    };
+    if hello.probe_name != probe.name {
+        tracing::warn!(hello_name = %hello.probe_name, "hello names another probe than the token's");
+        let msg = format!(
+            "this token belongs to probe {:?}, but hello names {:?}",
+            probe.name, hello.probe_name
+        );
+        send_status(&tx, Status::permission_denied(msg)).await;
+        return;
+    }
+    if hello.region != probe.region {
+        tracing::warn!(hello_region = %hello.region, "probe reports another region than configured; using the configured one");
+    }
+    let labels: BTreeMap<String, String> = hello.labels.clone().into_iter().collect();
+    let row = ProbeRow {
+        name: probe.name.clone(),
+        region: probe.region.clone(),
+        version: hello.version.clone(),
+        labels_json: serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into()),
+        last_seen_ms: now_ms(),
+        connected: true,
+    };
+    if let Err(e) = ctl.store().upsert_probe(&row).await {
+        tracing::error!(error = %e, "cannot record probe");
+        send_status(
+            &tx,
+            Status::unavailable("controller store unavailable; retry later"),
+        )
+        .await;
+        return;
+    }
+    let close = Arc::new(Notify::new());
+    let id = ctl.registry().register(&probe, tx.clone(), close.clone());
+    ctl.update_connected_gauge();
+    tracing::info!(version = %hello.version, last_sequence = hello.last_sequence, "probe connected");
+    ctl.registry()
+        .send_assignment(id, assignment(&ctl.config(), &probe.region));
+
+    let end = stream_loop(&ctl, &probe, &mut inbound, &tx, &close).await;
+    if ctl.registry().unregister(id)
+        && let Err(e) = ctl
+            .store()
+            .set_probe_connected(&probe.name, false, now_ms())
+            .await
+    {
+        tracing::error!(error = %e, "cannot record probe disconnect");
+    }
+    ctl.update_connected_gauge();
+    match end {
+        Ok(()) => tracing::info!("probe disconnected"),
+        Err(status) => {
+            tracing::info!(code = ?status.code(), message = %status.message(), "probe stream ended");
+        }
+    }
+}
+
+async fn stream_loop(
+    ctl: &Controller,
+    probe: &ProbeDef,
+    inbound: &mut Streaming<ProbeMessage>,
+    tx: &Outbound,
+    close: &Notify,
+) -> Result<(), Status> {
+    let mut shutdown = ctl.shutdown_signal();
+    loop {
+        let msg = tokio::select! {
+            m = inbound.message() => m?,
+            _ = close.notified() => return Ok(()),
+            _ = crate::stopped(&mut shutdown) => return Ok(()),
+        };
+        let Some(msg) = msg else { return Ok(()) };
+        match msg.body {
+            Some(PBody::Results(batch)) => {
+                if let Err(status) = handle_batch(ctl, probe, batch, tx).await {
+                    send_status(tx, status.clone()).await;
+                    return Err(status);
+                }
+            }
+            Some(PBody::Heartbeat(hb)) => {
+                tracing::debug!(
+                    queued = hb.queued_results,
+                    dropped = hb.dropped_results,
+                    "heartbeat"
+                );
+                if let Err(e) = ctl.store().touch_probe(&probe.name, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot record heartbeat");
+                }
+            }
+            Some(PBody::Hello(_)) => tracing::debug!("ignoring a second hello on the same stream"),
+            None => {}
+        }
+    }
+}
+
+/// Why a result was skipped (bounded metric label).
+fn validate_result(r: &CheckResult, assigned: &HashSet<&str>) -> Result<(), &'static str> {
+    if r.result_id.is_empty() || r.result_id.len() > 128 {
+        return Err("invalid_result_id");
+    }
+    if !assigned.contains(r.check_id.as_str()) {
+        return Err("check_not_assigned");
+    }
+    if r.started_at_unix_ms <= 0 {
+        return Err("invalid_time");
+    }
+    Ok(())
+}
+
+/// A failure code usable as a metric label.
+fn code_label(code: &str) -> &str {
+    let ok = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok { code } else { "invalid_code" }
+}
+
+fn to_row(r: CheckResult, probe: &ProbeDef) -> NewResult {
+    let phases = r.phases.unwrap_or_default();
+    let details_json = if r.details_json.len() > MAX_DETAILS {
+        serde_json::json!({ "truncated": true, "bytes": r.details_json.len() }).to_string()
+    } else if r.details_json.is_empty()
+        || serde_json::from_str::<serde_json::Value>(&r.details_json).is_err()
+    {
+        "{}".to_owned()
+    } else {
+        r.details_json
+    };
+    let nonempty = |s: String| (!s.is_empty()).then_some(s);
+    NewResult {
+        result_id: r.result_id,
+        probe: probe.name.clone(),
+        region: probe.region.clone(),
+        check_id: r.check_id,
+        sequence: r.sequence,
+        kind: r.kind,
+        started_at_ms: r.started_at_unix_ms,
+        ok: r.ok,
+        failure_code: if r.ok {
+            None
+        } else {
+            Some(nonempty(r.failure_code).unwrap_or_else(|| "unknown".into()))
+        },
+        failure_message: if r.ok {
+            None
+        } else {
+            nonempty(r.failure_message)
+        },
+        phases_us: [
+            phases.dns_us,
+            phases.connect_us,
+            phases.tls_us,
+            phases.first_byte_us,
+            phases.total_us,
+        ],
+        details_json,
+    }
+}
+
+async fn handle_batch(
+    ctl: &Controller,
+    probe: &ProbeDef,
+    batch: ResultBatch,
+    tx: &Outbound,
+) -> Result<(), Status> {
+    let cfg = ctl.config();
+    let assigned: HashSet<&str> = cfg
+        .checks_for_region(&probe.region)
+        .map(|c| c.raw.id.as_str())
+        .collect();
+    let through = batch.results.iter().map(|r| r.sequence).max().unwrap_or(0);
+    let mut rows = Vec::with_capacity(batch.results.len());
+    for r in batch.results {
+        match validate_result(&r, &assigned) {
+            Ok(()) => rows.push(to_row(r, probe)),
+            Err(reason) => {
+                tracing::debug!(check = %r.check_id, reason, "skipping result");
+                ctl.metrics()
+                    .inc("outpost_results_rejected_total", &[("reason", reason)], 1);
+            }
+        }
+    }
+    let failures: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| {
+            (
+                r.result_id.clone(),
+                r.failure_code.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let check_of: HashMap<String, String> = rows
+        .iter()
+        .map(|r| (r.result_id.clone(), r.check_id.clone()))
+        .collect();
+    let received = now_ms();
+    let outcome = ctl.store().ingest(rows, received).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot commit result batch");
+        Status::unavailable("controller store unavailable; the batch was not stored, resend it")
+    })?;
+    let region = probe.region.as_str();
+    let m = ctl.metrics();
+    m.inc(
+        "outpost_results_ingested_total",
+        &[("region", region)],
+        outcome.stored,
+    );
+    m.inc(
+        "outpost_result_duplicates_total",
+        &[("region", region)],
+        outcome.duplicates,
+    );
+    m.inc("outpost_batches_total", &[("region", region)], 1);
+    for (result_id, code) in &failures {
+        if outcome.inserted.contains(result_id)
+            && let Some(check) = check_of.get(result_id)
+        {
+            m.inc(
+                "outpost_check_failures_total",
+                &[
+                    ("check", check),
+                    ("region", region),
+                    ("code", code_label(code)),
+                ],
+                1,
+            );
+        }
+    }
+    if let Err(e) = ctl.store().touch_probe(&probe.name, received).await {
+        tracing::warn!(error = %e, "cannot record probe last-seen");
+    }
+    let ack = Ack {
+        through_sequence: through,
+        stored: outcome.stored,
+        duplicates: outcome.duplicates,
+    };
+    tx.send(Ok(ControllerMessage {
+        body: Some(CBody::Ack(ack)),
+    }))
+    .await
+    .map_err(|_| Status::cancelled("probe went away before the ack"))?;
+    tracing::debug!(
+        through,
+        stored = outcome.stored,
+        duplicates = outcome.duplicates,
+        "batch acknowledged"
+    );
+    if !outcome.affected.is_empty() {
+        ctl.request_evaluation(outcome.affected);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn code_labels_are_bounded() {
+        assert_eq!(code_label("timeout"), "timeout");
+        assert_eq!(code_label("Bad Code"), "invalid_code");
+        assert_eq!(code_label(&"x".repeat(100)), "invalid_code");
+    }
+}

@@ -1,0 +1,57 @@
+//! A plain-text summary of a controller's state: every check with its state
+//! per region, then every alert raised. Printed by `demo --for` at exit; also
+//! handy in tests and bug reports.
+
+use std::fmt::Write;
+
+use crate::{
+    RunningController, api,
+    dashboard::human_age,
+    store::{AlertRow, now_ms},
+};
+
+/// Renders the summary. Store errors are reported inline, never panics.
+pub async fn render(running: &RunningController) -> String {
+    let ctl = running.controller();
+    let now = now_ms();
+    let mut out = String::from("Checks (state per region):\n");
+    match api::check_views(ctl, now).await {
+        Ok(views) => {
+            let width = views.iter().map(|v| v.id.len()).max().unwrap_or(0);
+            for v in &views {
+                let _ = write!(out, "  {:<width$}  {:<8}", v.id, v.state);
+                for r in &v.regions {
+                    let _ = write!(out, "  {}={}", r.region, r.state);
+                    if let Some(code) = r.code.as_deref().filter(|_| r.state == "FAILING") {
+                        let _ = write!(out, " ({code})");
+                    }
+                    if r.state == "STALE" {
+                        let _ =
+                            write!(out, " (no result for {})", human_age(r.age_ms.unwrap_or(0)));
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "  (cannot read check state: {e})");
+        }
+    }
+    out.push_str("Alerts raised:\n");
+    match ctl.store().alerts(u32::MAX).await {
+        Ok(alerts) if alerts.is_empty() => out.push_str("  none\n"),
+        Ok(alerts) => alerts.iter().for_each(|a| alert_line(&mut out, a, now)),
+        Err(e) => {
+            let _ = writeln!(out, "  (cannot read alerts: {e})");
+        }
+    }
+    out
+}
+
+fn alert_line(out: &mut String, a: &AlertRow, now: i64) {
+    let state = match a.resolved_at_ms {
+        Some(t) => format!("resolved after {}", human_age(t - a.opened_at_ms)),
+        None => format!("OPEN for {}", human_age(now - a.opened_at_ms)),
+    };
+    let _ = writeln!(out, "  [{}] {} ({state})", a.severity, a.summary);
+}

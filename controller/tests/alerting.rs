@@ -1,0 +1,247 @@
+//! Alerting end to end on loopback: fake probes over real gRPC, the
+//! controller's evaluator and outbox, and the test kit's PagerDuty receiver.
+
+mod support;
+
+use std::time::Duration;
+
+use outpost_controller::alerting;
+use outpost_testkit::{Forced, PagerReceiver};
+use support::*;
+
+async fn three_probes(addr: std::net::SocketAddr) -> Vec<FakeProbe> {
+    let mut probes = Vec::new();
+    for (name, _, _) in PROBES {
+        let mut p = FakeProbe::connect(addr, name).await;
+        p.assignment().await;
+        probes.push(p);
+    }
+    probes
+}
+
+/// Lets the evaluator and delivery worker catch up, then asserts nothing more arrived.
+async fn assert_no_more_events(pager: &PagerReceiver, n: usize) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        pager.events().len(),
+        n,
+        "unexpected events: {:#?}",
+        pager.events()
+    );
+}
+
+#[tokio::test]
+async fn two_failing_regions_page_once_and_recovery_resolves_once() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = start(&config_text(
+        &dir.path().join("o.db"),
+        &pager.url(),
+        API_CHECK,
+    ))
+    .await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[2].report("api-health", true, 2).await;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 1).await;
+    // One region confirmed, the other not yet: no page.
+    assert!(
+        alerting::evaluate_all(ctl.controller(), outpost_controller::store::now_ms())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(pager.attempts(), 0);
+    p[1].report("api-health", false, 1).await;
+
+    let events = pager.wait_for_events(1, WAIT).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(e.routing_key, ROUTING_KEY);
+    assert_eq!(e.event_action, "trigger");
+    assert_eq!(e.dedup_key, "outpost/api-health/check_failing");
+    assert_eq!(e.source.as_deref(), Some("outpost"));
+    assert_eq!(e.severity.as_deref(), Some("critical"));
+    assert_eq!(
+        e.summary.as_deref(),
+        Some(
+            "api-health failing from 2 of 3 regions (eu-west, us-east): timeout — timed out after 5s waiting for first byte"
+        )
+    );
+    assert_eq!(e.raw["payload"]["component"], "api-health");
+    assert_eq!(
+        e.raw["payload"]["custom_details"]["regions"]["eu-west"]["code"],
+        "timeout"
+    );
+    // More failures while open: still one page.
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+    assert_no_more_events(&pager, 1).await;
+
+    p[0].report("api-health", true, 2).await;
+    p[1].report("api-health", true, 2).await;
+    let events = pager.wait_for_events(2, WAIT).await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[1].event_action, "resolve");
+    assert_eq!(events[1].dedup_key, events[0].dedup_key);
+    assert_eq!(events[1].routing_key, ROUTING_KEY);
+    assert_no_more_events(&pager, 2).await;
+    assert!(pager.rejected().is_empty(), "{:#?}", pager.rejections());
+
+    let alerts = ctl.store().alerts(10).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].state, "resolved");
+    let m = ctl.controller().metrics();
+    assert_eq!(
+        m.get(
+            "outpost_notifications_total",
+            &[("sink", "pagerduty"), ("outcome", "sent")]
+        ),
+        2.0
+    );
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failure_seen_from_one_region_does_not_page() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = start(&config_text(
+        &dir.path().join("o.db"),
+        &pager.url(),
+        API_CHECK,
+    ))
+    .await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].report("api-health", false, 5).await;
+    p[1].report("api-health", true, 5).await;
+    p[2].report("api-health", true, 5).await;
+    let transitions = alerting::evaluate_all(ctl.controller(), outpost_controller::store::now_ms())
+        .await
+        .unwrap();
+    assert!(transitions.is_empty(), "{transitions:?}");
+    assert!(ctl.store().alerts(10).await.unwrap().is_empty());
+    assert_eq!(ctl.store().notification_counts().await.unwrap().pending, 0);
+    assert_eq!(pager.attempts(), 0);
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_neither_repages_nor_forgets_an_open_alert() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("o.db"), &pager.url(), API_CHECK);
+    let ctl = start(&text).await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+    assert_eq!(pager.wait_for_events(1, WAIT).await.len(), 1);
+    drop(p);
+    ctl.shutdown().await;
+
+    let ctl = start(&text).await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].seq = 100;
+    p[1].seq = 100;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+    let transitions = alerting::evaluate_all(ctl.controller(), outpost_controller::store::now_ms())
+        .await
+        .unwrap();
+    assert!(transitions.is_empty(), "{transitions:?}");
+    assert_no_more_events(&pager, 1).await;
+
+    // The open alert was read back: recovery resolves it.
+    p[0].report("api-health", true, 2).await;
+    p[1].report("api-health", true, 2).await;
+    let events = pager.wait_for_events(2, WAIT).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.event_action.as_str())
+            .collect::<Vec<_>>(),
+        vec!["trigger", "resolve"]
+    );
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn pager_429_is_retried_after_retry_after_and_400_is_not() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    pager.respond_with(vec![
+        Forced::too_many_requests(Some(1)),
+        Forced::status(503),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = start(&config_text(
+        &dir.path().join("o.db"),
+        &pager.url(),
+        API_CHECK,
+    ))
+    .await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    let started = std::time::Instant::now();
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+    let events = pager.wait_for_events(1, WAIT).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(pager.attempts(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured"
+    );
+    let m = ctl.controller().metrics();
+    assert_eq!(
+        m.get(
+            "outpost_notifications_total",
+            &[("sink", "pagerduty"), ("outcome", "retried")]
+        ),
+        2.0
+    );
+
+    // A 400 is the request's fault: failed at once, not retried.
+    pager.respond_with(vec![Forced::status(400)]);
+    p[0].report("api-health", true, 2).await;
+    p[1].report("api-health", true, 2).await;
+    let store = ctl.store().clone();
+    eventually("resolve marked failed", WAIT, || {
+        let store = store.clone();
+        async move { (store.notification_counts().await.ok()?.failed == 1).then_some(()) }
+    })
+    .await;
+    assert_no_more_events(&pager, 1).await;
+    assert_eq!(pager.attempts(), 4);
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn webhook_sink_gets_trigger_and_resolve() {
+    let hook = outpost_testkit::WebhookReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = config_text(&dir.path().join("o.db"), "http://127.0.0.1:9", "");
+    text.push_str(&format!(
+        "[[sinks]]\nname = \"hook\"\nwebhook = {{ url = \"{}\", headers = {{ x-team = \"sre\" }} }}\n\
+         [[routes]]\nname = \"hooks\"\nsinks = [\"hook\"]\nchecks = [\"api-*\"]\n\
+         [[checks]]\nid = \"api-health\"\nhttp = {{ url = \"https://api.example.net/\" }}\nalert = {{ routes = [\"hooks\"], severity = \"warning\" }}\n",
+        hook.url()
+    ));
+    let ctl = start(&text).await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+    p[0].report("api-health", true, 2).await;
+    p[1].report("api-health", true, 2).await;
+    let bodies = hook.wait_for_bodies(2, WAIT).await;
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    assert_eq!(bodies[0]["event"], "trigger");
+    assert_eq!(bodies[0]["severity"], "warning");
+    assert_eq!(bodies[0]["check_id"], "api-health");
+    assert_eq!(
+        bodies[0]["regions"],
+        serde_json::json!(["eu-west", "us-east"])
+    );
+    assert_eq!(bodies[1]["event"], "resolve");
+    assert_eq!(bodies[1]["dedup_key"], bodies[0]["dedup_key"]);
+    assert_eq!(hook.requests()[0].header("x-team"), Some("sre"));
+    ctl.shutdown().await;
+}

@@ -1,0 +1,98 @@
+//! The binary's exit codes and messages for config problems.
+
+use std::process::Command;
+
+fn controller() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_outpost-controller"));
+    // Keep the test's own OUTPOST_* variables (if any) out of the child.
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OUTPOST_")) {
+        c.env_remove(k);
+    }
+    c
+}
+
+const GOOD: &str = "[[probes]]\nname = \"eu-west-1\"\nregion = \"eu-west\"\ntoken = { env = \"CLI_TEST_TOKEN\" }\n\
+[[checks]]\nid = \"api\"\nhttp = { url = \"https://api.example.net/\" }\n\
+[[sinks]]\nname = \"pagerduty\"\npagerduty = { routing_key = { env = \"CLI_TEST_PD\" } }\n\
+[[routes]]\nname = \"oncall\"\nsinks = [\"pagerduty\"]\n";
+
+#[test]
+fn check_config_accepts_a_valid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", "t")
+        .env("CLI_TEST_PD", "k")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok: 1 probes, 1 checks, 1 sinks"
+    );
+}
+
+#[test]
+fn misspelled_key_exits_78_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    std::fs::write(&path, GOOD.replace("routing_key", "routing_kye")).unwrap();
+    for sub in [
+        vec!["check-config", path.to_str().unwrap()],
+        vec!["run", "--config", path.to_str().unwrap()],
+    ] {
+        let out = controller()
+            .args(&sub)
+            .env("CLI_TEST_TOKEN", "t")
+            .env("CLI_TEST_PD", "k")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{sub:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("sinks[0].pagerduty.routing_kye"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn unknown_outpost_variable_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", "t")
+        .env("CLI_TEST_PD", "k")
+        .env("OUTPOST_HTTP_LISTN", "0.0.0.0:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OUTPOST_HTTP_LISTN"));
+}
+
+#[test]
+fn unset_secret_exits_78_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sinks[0].pagerduty.routing_key") && stderr.contains("CLI_TEST_PD"),
+        "{stderr}"
+    );
+}
