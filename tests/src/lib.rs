@@ -62,7 +62,7 @@ impl Fleet {
             self.db().display()
         );
         let cfg = outpost_controller::config::parse(&text, "test controller", &[]).unwrap_or_else(|e| panic!("{e}"));
-        outpost_controller::start(cfg).await.unwrap()
+        outpost_controller::Controller::start(cfg).await.unwrap()
     }
 
     /// Starts an in-process probe for `region` reporting to `grpc` with the
@@ -91,7 +91,7 @@ pub async fn db(path: &Path) -> sqlx::SqlitePool {
 }
 
 /// One integer from a query.
-pub async fn count(pool: &sqlx::SqlitePool, sql: &str) -> i64 {
+pub async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap()
 }
 
