@@ -32,6 +32,7 @@ pub async fn render(running: &RunningController) -> String {
                 }
                 out.push('\n');
             }
+            failure_messages(&mut out, &views);
         }
         Err(e) => {
             let _ = writeln!(out, "  (cannot read check state: {e})");
@@ -46,6 +47,28 @@ pub async fn render(running: &RunningController) -> String {
         }
     }
     out
+}
+
+/// What the failing regions saw, one line per distinct message.
+fn failure_messages(out: &mut String, views: &[api::CheckView]) {
+    let mut header = false;
+    for v in views.iter().filter(|v| v.state == "FAILING") {
+        let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
+        for r in v.regions.iter().filter(|r| r.state == "FAILING") {
+            let Some(msg) = r.message.as_deref() else { continue };
+            match seen.iter_mut().find(|(m, _)| *m == msg) {
+                Some((_, regions)) => regions.push(&r.region),
+                None => seen.push((msg, vec![&r.region])),
+            }
+        }
+        for (msg, regions) in seen {
+            if !header {
+                out.push_str("What the failing regions saw:\n");
+                header = true;
+            }
+            let _ = writeln!(out, "  {} [{}]: {msg}", v.id, regions.join(", "));
+        }
+    }
 }
 
 fn alert_line(out: &mut String, a: &AlertRow, now: i64) {

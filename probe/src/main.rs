@@ -41,6 +41,35 @@ enum Command {
         /// Config file.
         file: PathBuf,
     },
+    /// Request URL like a machine client, following up to --max-hops redirects,
+    /// and print each hop: status, Location, scheme and method changes, TLS
+    /// version and leaf expiry, timings, and what each rule would say. Exit 0
+    /// if a check with these settings and follow_redirects = true passes, 1 if not.
+    Check {
+        /// Absolute http:// or https:// URL.
+        url: String,
+        /// Request method.
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// Request header, repeatable. Example: -H 'accept: application/json'.
+        #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+        headers: Vec<String>,
+        /// Request body, sent as is.
+        #[arg(long)]
+        body: Option<String>,
+        /// PEM roots to trust instead of the bundled Mozilla roots.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Deadline for the whole chain.
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+        /// Redirects followed at most.
+        #[arg(long, default_value_t = 10)]
+        max_hops: u32,
+        /// Connect to this IP for the URL's host (SNI and Host keep the name).
+        #[arg(long, value_name = "IP")]
+        resolve_to: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -77,8 +106,82 @@ fn main() -> ExitCode {
             Ok(c) => runtime().block_on(run(c)),
             Err(e) => config_error(&e),
         },
+        Command::Check {
+            url,
+            method,
+            headers,
+            body,
+            ca_file,
+            timeout,
+            max_hops,
+            resolve_to,
+        } => match trace_spec(&url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to) {
+            Ok(spec) => runtime().block_on(trace(spec)),
+            Err(e) => config_error(&e),
+        },
     };
     ExitCode::from(code as u8)
+}
+
+/// The check `outpost-probe check` runs: the URL, following redirects, in
+/// report-only mode (violations recorded per hop, the chain followed anyway).
+#[allow(clippy::too_many_arguments)]
+fn trace_spec(
+    url: &str,
+    method: &str,
+    headers: &[String],
+    body: Option<String>,
+    ca_file: Option<PathBuf>,
+    timeout: &str,
+    max_hops: u32,
+    resolve_to: Vec<String>,
+) -> Result<check::CheckSpec, ConfigError> {
+    let source = "command line";
+    let mut header_map = serde_json::Map::new();
+    for h in headers {
+        let Some((k, v)) = h.split_once(':') else {
+            return Err(ConfigError::one(
+                source,
+                "--header",
+                format!("invalid header {h:?}: write NAME:VALUE, e.g. 'accept: application/json'"),
+            ));
+        };
+        header_map.insert(k.trim().to_ascii_lowercase(), v.trim().into());
+    }
+    let raw = serde_json::json!({
+        "id": "check",
+        "interval": timeout,
+        "timeout": timeout,
+        "http": {
+            "url": url,
+            "method": method,
+            "headers": header_map,
+            "body": body,
+            "ca_file": ca_file,
+            "follow_redirects": true,
+            "max_hops": max_hops,
+            "resolve_to": resolve_to,
+        },
+    });
+    let raw: check::RawCheck = serde_json::from_value(raw)
+        .map_err(|e| ConfigError::one(source, "(arguments)", e.to_string()))?;
+    let mut problems = config::Problems::default();
+    let spec = raw.validate("check", &mut problems);
+    problems.finish(source)?;
+    let Some(mut spec) = spec else {
+        return Err(ConfigError::one(source, "check", "invalid check"));
+    };
+    if let check::CheckKind::Http(h) = &mut spec.kind {
+        h.redirect.report_only = true;
+    }
+    Ok(spec)
+}
+
+async fn trace(spec: check::CheckSpec) -> i32 {
+    let outcome = check::run(&spec, &RunContext::default()).await;
+    let report = check::http::report::render(&outcome);
+    print!("{}", report.text);
+    if report.passes_following { 0 } else { 1 }
 }
 
 fn config_error(e: &ConfigError) -> i32 {
@@ -99,6 +202,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

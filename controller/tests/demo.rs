@@ -1,0 +1,33 @@
+//! `outpost-controller demo --for 20s` exits 0 and its summary shows the
+//! incidents it replays detected.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+#[test]
+fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
+    let out = Command::new(env!("CARGO_BIN_EXE_outpost-controller"))
+        .args(["demo", "--for", "20s", "--listen", "127.0.0.1:0"])
+        .env_remove("OUTPOST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let line = |id: &str| stdout.lines().find(|l| l.trim_start().starts_with(id)).unwrap_or_default().to_owned();
+    // Healthy API green in every region.
+    let api = line("api-healthy");
+    assert!(api.contains("OK") && !api.contains("FAILING") && !api.contains("STALE"), "{api}");
+    // The IOT 308 seen by a machine client, from every region.
+    let ingest = line("iot-ingest-308");
+    assert_eq!(ingest.matches("FAILING (redirect_not_followed)").count(), 3, "{ingest}");
+    // The TIS pair: one backend of two failing, named.
+    let lb = line("tis-lb-pair");
+    assert!(lb.contains("FAILING"), "{lb}");
+    assert!(stdout.contains("1 of 2 backends failing: 127.0.0.2:"), "{stdout}");
+    // Both alerts raised, the healthy API not.
+    let alerts: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("Alerts raised")).collect();
+    assert!(alerts.iter().any(|l| l.contains("iot-ingest-308 failing from")), "{stdout}");
+    assert!(alerts.iter().any(|l| l.contains("tis-lb-pair failing from")), "{stdout}");
+    assert!(!alerts.iter().any(|l| l.contains("api-healthy")), "{stdout}");
+}
