@@ -6,7 +6,10 @@
 //! `outpost-probe once`, then paste it into the controller's `[[checks]]`.
 //! `regions` and `alert` are read by the controller only.
 
+pub mod assertion;
+pub mod dns;
 pub mod http;
+pub mod redirect;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -47,6 +50,10 @@ pub struct RawCheck {
     /// An HTTP(S) request and its assertions. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<http::RawHttp>,
+    /// A DNS query to one or more resolvers and its assertions (answers,
+    /// CNAME chain, TTLs, agreement, propagation). Exactly one kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<dns::RawDns>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -90,9 +97,14 @@ pub struct CheckSpec {
 /// The kinds of check, one module each.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// Specs are built once per config load and live in a Vec; boxing would only
+// add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum CheckKind {
     /// An HTTP(S) request.
     Http(http::HttpSpec),
+    /// A DNS query to one or more resolvers.
+    Dns(dns::DnsSpec),
 }
 
 impl CheckKind {
@@ -100,6 +112,7 @@ impl CheckKind {
     pub fn name(&self) -> &'static str {
         match self {
             CheckKind::Http(_) => "http",
+            CheckKind::Dns(_) => "dns",
         }
     }
 }
@@ -170,22 +183,28 @@ impl RawCheck {
                 }
             }
         }
-        let kinds = [self.http.is_some()].iter().filter(|k| **k).count();
-        let kind = match (kinds, &self.http) {
-            (0, _) => {
+        let kinds = [self.http.is_some(), self.dns.is_some()]
+            .iter()
+            .filter(|k| **k)
+            .count();
+        let kind = match (kinds, &self.http, &self.dns) {
+            (0, _, _) => {
                 problems.push(
                     path.to_owned(),
                     "a check needs one kind table, e.g. `http = { url = \"https://…\" }`",
                 );
                 None
             }
-            (1, Some(h)) => h
+            (1, Some(h), _) => h
                 .validate(&format!("{path}.http"), problems)
                 .map(CheckKind::Http),
+            (1, _, Some(d)) => d
+                .validate(&format!("{path}.dns"), problems)
+                .map(CheckKind::Dns),
             _ => {
                 problems.push(
                     path.to_owned(),
-                    "a check has exactly one kind table (http, …)",
+                    "a check has exactly one kind table (http, dns, …)",
                 );
                 None
             }
@@ -227,6 +246,31 @@ pub enum FailureCode {
     Timeout,
     /// The name did not resolve.
     DnsFailure,
+    /// A resolver answered NXDOMAIN: the name does not exist.
+    DnsNxdomain,
+    /// A resolver answered SERVFAIL.
+    DnsServfail,
+    /// A resolver answered REFUSED.
+    DnsRefused,
+    /// A resolver answered another rcode than the expected one.
+    DnsRcodeMismatch,
+    /// A resolver did not answer within the check's timeout.
+    DnsTimeout,
+    /// A UDP answer was truncated (TC=1) and the retry over TCP failed.
+    DnsTruncated,
+    /// The records differ from `answers_equal` or lack one of `answers_contain`.
+    DnsAnswerMismatch,
+    /// The CNAME chain does not end at `cname_target`.
+    DnsCnameMismatch,
+    /// A record's TTL is outside `ttl_min`..`ttl_max`.
+    DnsTtlOutOfBounds,
+    /// Fewer records of the asked type than `min_answers`.
+    DnsTooFewAnswers,
+    /// Resolvers serve different answer sets (each resolver's set is in the details).
+    DnsResolversDisagree,
+    /// A changed answer has not reached every resolver within the old TTL
+    /// plus `propagation_grace`; the lagging resolvers are named.
+    DnsPropagationStalled,
     /// The target refused the TCP connection.
     ConnectionRefused,
     /// The TCP connection failed for another reason (unreachable, reset).
@@ -249,6 +293,31 @@ pub enum FailureCode {
     UnexpectedStatus,
     /// A redirect was answered where a machine client expects the final response.
     RedirectNotFollowed,
+    /// A redirect led from https to plain http (`allow_downgrade = false`).
+    RedirectDowngrade,
+    /// A redirect turned a non-GET request into a GET, dropping its body
+    /// (301/302 after POST, 303; `allow_method_change = false`).
+    RedirectMethodChanged,
+    /// A redirect revisited a (method, URL) already requested in the chain.
+    RedirectLoop,
+    /// The chain needed more redirects than `max_hops`.
+    RedirectLimit,
+    /// The statuses along the chain differ from `redirect_statuses`.
+    RedirectSequenceMismatch,
+    /// The final URL of the chain is not https (`require_https = true`).
+    RedirectScheme,
+    /// A response header is missing, present, or has the wrong value.
+    HeaderMismatch,
+    /// The body does not contain the text or match the pattern.
+    BodyMismatch,
+    /// A JSONPath assertion failed (missing, unequal, out of range, not JSON).
+    JsonPathMismatch,
+    /// The data's timestamp is older than `freshness.max_age`.
+    DataStale,
+    /// A phase (or the total) took longer than its `latency` budget.
+    LatencyBudgetExceeded,
+    /// More samples failed than `max_failure_ratio` allows.
+    SampleFailureRatio,
     /// The body exceeded the read cap.
     BodyTooLarge,
     /// The response headers exceeded the cap.
@@ -263,6 +332,18 @@ impl FailureCode {
         match self {
             FailureCode::Timeout => "timeout",
             FailureCode::DnsFailure => "dns_failure",
+            FailureCode::DnsNxdomain => "dns_nxdomain",
+            FailureCode::DnsServfail => "dns_servfail",
+            FailureCode::DnsRefused => "dns_refused",
+            FailureCode::DnsRcodeMismatch => "dns_rcode_mismatch",
+            FailureCode::DnsTimeout => "dns_timeout",
+            FailureCode::DnsTruncated => "dns_truncated",
+            FailureCode::DnsAnswerMismatch => "dns_answer_mismatch",
+            FailureCode::DnsCnameMismatch => "dns_cname_mismatch",
+            FailureCode::DnsTtlOutOfBounds => "dns_ttl_out_of_bounds",
+            FailureCode::DnsTooFewAnswers => "dns_too_few_answers",
+            FailureCode::DnsResolversDisagree => "dns_resolvers_disagree",
+            FailureCode::DnsPropagationStalled => "dns_propagation_stalled",
             FailureCode::ConnectionRefused => "connection_refused",
             FailureCode::ConnectFailure => "connect_failure",
             FailureCode::TlsHandshakeFailure => "tls_handshake_failure",
@@ -274,6 +355,18 @@ impl FailureCode {
             FailureCode::ProtocolError => "protocol_error",
             FailureCode::UnexpectedStatus => "unexpected_status",
             FailureCode::RedirectNotFollowed => "redirect_not_followed",
+            FailureCode::RedirectDowngrade => "redirect_downgrade",
+            FailureCode::RedirectMethodChanged => "redirect_method_changed",
+            FailureCode::RedirectLoop => "redirect_loop",
+            FailureCode::RedirectLimit => "redirect_limit",
+            FailureCode::RedirectSequenceMismatch => "redirect_sequence_mismatch",
+            FailureCode::RedirectScheme => "redirect_scheme",
+            FailureCode::HeaderMismatch => "header_mismatch",
+            FailureCode::BodyMismatch => "body_mismatch",
+            FailureCode::JsonPathMismatch => "json_path_mismatch",
+            FailureCode::DataStale => "data_stale",
+            FailureCode::LatencyBudgetExceeded => "latency_budget_exceeded",
+            FailureCode::SampleFailureRatio => "sample_failure_ratio",
             FailureCode::BodyTooLarge => "body_too_large",
             FailureCode::HeadersTooLarge => "headers_too_large",
             FailureCode::InternalError => "internal_error",
@@ -408,6 +501,21 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         format!("no complete response within {}", Dur(spec.timeout)),
                     )),
                     serde_json::json!({ "url": h.url.as_str() }),
+                ),
+            }
+        }
+        CheckKind::Dns(d) => {
+            let fut = dns::run(d, &spec.id, spec.timeout);
+            // dns::run gives every resolver the same deadline; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.details),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::new(
+                        FailureCode::DnsTimeout,
+                        format!("no DNS answers within {}", Dur(spec.timeout)),
+                    )),
+                    serde_json::json!({ "name": dns::name_text(&d.name) }),
                 ),
             }
         }

@@ -27,8 +27,8 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 pub use duration::Dur;
 pub use load::{ConfigError, EnvOverride, Problem, Problems};
 pub use secret::{RawSecret, Secret};
-pub use size::Size;
 use serde::Deserialize;
+pub use size::Size;
 
 use crate::check::{self, CheckSpec, RawCheck};
 
@@ -72,6 +72,9 @@ pub struct RawProbeFile {
     /// The durable outbox of results waiting for the controller.
     #[serde(default)]
     pub outbox: Option<RawOutbox>,
+    /// The probe's own Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
 }
 
 /// `[probe]`.
@@ -115,6 +118,15 @@ pub struct RawScheduler {
     /// Runs in flight at most; further due runs wait for a slot. Default 256.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Address for `GET /metrics` (Prometheus text), e.g. `"127.0.0.1:9464"`.
+    /// Default: no endpoint.
+    pub listen: String,
 }
 
 /// `[outbox]`: results are written here before they are sent and deleted
@@ -161,6 +173,8 @@ pub struct ProbeConfig {
     pub max_concurrency: usize,
     /// Outbox location and limits.
     pub outbox: crate::outbox::OutboxConfig,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Validated `[controller]`.
@@ -251,6 +265,16 @@ impl RawProbeFile {
             );
         }
         let outbox = self.outbox_config(&mut p);
+        let metrics_listen = self.metrics.as_ref().and_then(|m| match m.listen.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p.push(
+                    "metrics.listen",
+                    format!("invalid address {:?}, e.g. \"127.0.0.1:9464\"", m.listen),
+                );
+                None
+            }
+        });
         if self.controller.is_none() && self.checks.is_empty() {
             p.push(
                 "(root)",
@@ -266,6 +290,7 @@ impl RawProbeFile {
             checks,
             max_concurrency,
             outbox,
+            metrics_listen,
         })
     }
 
@@ -278,33 +303,52 @@ impl RawProbeFile {
             fsync: None,
             fsync_interval: None,
         });
-        let dir = raw.path.unwrap_or_else(|| match std::env::var_os("STATE_DIRECTORY") {
-            Some(d) => PathBuf::from(d).join("outbox"),
-            None => PathBuf::from("outpost-outbox"),
-        });
+        let dir = raw
+            .path
+            .unwrap_or_else(|| match std::env::var_os("STATE_DIRECTORY") {
+                Some(d) => PathBuf::from(d).join("outbox"),
+                None => PathBuf::from("outpost-outbox"),
+            });
         let mut cfg = OutboxConfig::new(dir);
         if let Some(s) = raw.max_size {
             if s.bytes() < 64 * 1024 {
-                p.push("outbox.max_size", format!("max_size must be at least \"64KiB\", got \"{s}\""));
+                p.push(
+                    "outbox.max_size",
+                    format!("max_size must be at least \"64KiB\", got \"{s}\""),
+                );
             }
             cfg.max_bytes = s.bytes();
         }
         if let Some(a) = raw.max_age {
             if a.get() < Duration::from_secs(60) {
-                p.push("outbox.max_age", format!("max_age must be at least \"1m\", got \"{a}\""));
+                p.push(
+                    "outbox.max_age",
+                    format!("max_age must be at least \"1m\", got \"{a}\""),
+                );
             }
             cfg.max_age = a.get();
         }
-        let interval = raw.fsync_interval.map(Dur::get).unwrap_or(Duration::from_millis(500));
+        let interval = raw
+            .fsync_interval
+            .map(Dur::get)
+            .unwrap_or(Duration::from_millis(500));
         if interval.is_zero() {
-            p.push("outbox.fsync_interval", "fsync_interval must be greater than 0");
+            p.push(
+                "outbox.fsync_interval",
+                "fsync_interval must be greater than 0",
+            );
         }
         cfg.fsync = match raw.fsync.as_deref() {
             None | Some("batch") => Fsync::Batch(interval),
             Some("always") => Fsync::Always,
             Some("never") => Fsync::Never,
             Some(other) => {
-                p.push("outbox.fsync", format!("unknown fsync policy {other:?}: use \"batch\", \"always\" or \"never\""));
+                p.push(
+                    "outbox.fsync",
+                    format!(
+                        "unknown fsync policy {other:?}: use \"batch\", \"always\" or \"never\""
+                    ),
+                );
                 Fsync::Batch(interval)
             }
         };

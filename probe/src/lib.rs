@@ -8,8 +8,10 @@
 
 pub mod check;
 pub mod config;
+pub mod metrics;
 pub mod outbox;
 pub mod reporter;
+pub mod resolver;
 pub mod scheduler;
 pub mod tls;
 
@@ -20,6 +22,18 @@ use config::ProbeConfig;
 use outbox::Outbox;
 use scheduler::{Scheduler, Sink};
 
+/// Starting a probe failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] outbox::OutboxError),
+    /// The metrics listener could not be bound.
+    #[error("cannot listen for metrics on {0}: {1}")]
+    Metrics(std::net::SocketAddr, std::io::Error),
+}
+
 /// A running probe: scheduler, outbox and (if configured) the reporter.
 #[derive(Debug)]
 pub struct RunningProbe {
@@ -27,6 +41,8 @@ pub struct RunningProbe {
     pub scheduler: Arc<Scheduler>,
     /// Results waiting for the controller (none when standalone).
     pub outbox: Option<Arc<Outbox>>,
+    /// Where `/metrics` is served, if configured.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -58,9 +74,13 @@ impl Drop for RunningProbe {
 pub fn spawn(
     config: ProbeConfig,
     standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
-) -> Result<RunningProbe, outbox::OutboxError> {
-    let ctx = RunContext { probe_name: config.name.clone(), region: config.region.clone() };
+) -> Result<RunningProbe, StartError> {
+    let ctx = RunContext {
+        probe_name: config.name.clone(),
+        region: config.region.clone(),
+    };
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let metrics_shutdown = rx.clone();
     let outbox = match &config.controller {
         Some(_) => Some(Arc::new(Outbox::open(config.outbox.clone())?)),
         None => None,
@@ -91,10 +111,43 @@ pub fn spawn(
                     "local [[checks]] are not scheduled when a controller assigns checks"
                 );
             }
-            let me = reporter::Identity { name: config.name, region: config.region, labels: config.labels };
-            tasks.push(tokio::spawn(reporter::run(c, me, ob.clone(), scheduler.clone(), rx)));
+            let me = reporter::Identity {
+                name: config.name,
+                region: config.region,
+                labels: config.labels,
+            };
+            tasks.push(tokio::spawn(reporter::run(
+                c,
+                me,
+                ob.clone(),
+                scheduler.clone(),
+                rx,
+            )));
         }
         _ => scheduler.set_checks(config.checks, 0),
     }
-    Ok(RunningProbe { scheduler, outbox, shutdown: tx, tasks })
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics_listen {
+        let std_listener =
+            std::net::TcpListener::bind(addr).map_err(|e| StartError::Metrics(addr, e))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| StartError::Metrics(addr, e))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| StartError::Metrics(addr, e))?;
+        metrics_addr = listener.local_addr().ok();
+        tasks.push(tokio::spawn(metrics::serve(
+            listener,
+            scheduler.clone(),
+            outbox.clone(),
+            metrics_shutdown,
+        )));
+    }
+    Ok(RunningProbe {
+        scheduler,
+        outbox,
+        metrics_addr,
+        shutdown: tx,
+        tasks,
+    })
 }

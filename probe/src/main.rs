@@ -115,7 +115,9 @@ fn main() -> ExitCode {
             timeout,
             max_hops,
             resolve_to,
-        } => match trace_spec(&url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to) {
+        } => match trace_spec(
+            &url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to,
+        ) {
             Ok(spec) => runtime().block_on(trace(spec)),
             Err(e) => config_error(&e),
         },

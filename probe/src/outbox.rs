@@ -124,7 +124,10 @@ pub enum OutboxError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutboxError + '_ {
-    move |source| OutboxError::Io { path: path.to_owned(), source }
+    move |source| OutboxError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Why results were dropped.
@@ -164,7 +167,11 @@ struct Segment {
 
 impl Segment {
     fn count_after(&self, acked: u64) -> u64 {
-        if self.last <= acked { 0 } else { self.last - self.first.max(acked + 1) + 1 }
+        if self.last <= acked {
+            0
+        } else {
+            self.last - self.first.max(acked + 1) + 1
+        }
     }
 }
 
@@ -198,7 +205,10 @@ pub struct Outbox {
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("dir", &self.cfg.dir).field("unacked", &self.len()).finish()
+        f.debug_struct("Outbox")
+            .field("dir", &self.cfg.dir)
+            .field("unacked", &self.len())
+            .finish()
     }
 }
 
@@ -238,7 +248,10 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 /// CRC-32C (Castagnoli), bitwise-table implementation.
@@ -249,7 +262,11 @@ pub fn crc32c(parts: &[&[u8]]) -> u32 {
         for (i, slot) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0x82f6_3b78 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0x82f6_3b78 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *slot = c;
         }
@@ -331,7 +348,13 @@ fn scan(path: &Path, first_name: u64) -> io::Result<(Option<Segment>, bool)> {
                 bytes += (HEADER + payload.len()) as u64;
                 match &mut seg {
                     None => {
-                        seg = Some(Segment { path: path.to_owned(), first: seq, last: seq, bytes, newest_ms: ts })
+                        seg = Some(Segment {
+                            path: path.to_owned(),
+                            first: seq,
+                            last: seq,
+                            bytes,
+                            newest_ms: ts,
+                        })
                     }
                     Some(s) => {
                         s.last = seq;
@@ -374,7 +397,10 @@ impl Outbox {
                 Some(s) if s.last > acked => {
                     if damaged {
                         // Truncate the damaged tail so appends continue cleanly.
-                        let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(io_err(&path))?;
                         f.set_len(s.bytes).map_err(io_err(&path))?;
                         if i != last_index {
                             corrupt_segments += 1;
@@ -391,16 +417,27 @@ impl Outbox {
                 }
             }
         }
-        let highest = segments.values().map(|s| s.last).max().unwrap_or(0).max(acked);
+        let highest = segments
+            .values()
+            .map(|s| s.last)
+            .max()
+            .unwrap_or(0)
+            .max(acked);
         let next_seq = if highest == 0 {
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros() as u64
         } else {
             highest + 1
         };
         let mut dropped = BTreeMap::new();
         if corrupt_segments > 0 {
             dropped.insert(DropReason::Corrupt, corrupt_segments);
-            tracing::warn!(segments = corrupt_segments, "outbox: damaged records found; the rest of those segments was dropped");
+            tracing::warn!(
+                segments = corrupt_segments,
+                "outbox: damaged records found; the rest of those segments was dropped"
+            );
         }
         let inner = Inner {
             segments,
@@ -429,25 +466,27 @@ impl Outbox {
     fn start_syncer(&self, every: Duration) {
         let inner = Arc::downgrade(&self.inner);
         let stop = self.stop.clone();
-        let spawned = std::thread::Builder::new().name("outbox-fsync".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(every);
-                let Some(inner) = inner.upgrade() else { return };
-                let file = {
-                    let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
-                    if !g.dirty {
-                        continue;
+        let spawned = std::thread::Builder::new()
+            .name("outbox-fsync".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    let Some(inner) = inner.upgrade() else { return };
+                    let file = {
+                        let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
+                        if !g.dirty {
+                            continue;
+                        }
+                        g.dirty = false;
+                        g.writer.as_ref().and_then(|(_, f)| f.try_clone().ok())
+                    };
+                    if let Some(f) = file
+                        && let Err(e) = f.sync_data()
+                    {
+                        tracing::warn!(error = %e, "outbox fsync failed");
                     }
-                    g.dirty = false;
-                    g.writer.as_ref().and_then(|(_, f)| f.try_clone().ok())
-                };
-                if let Some(f) = file
-                    && let Err(e) = f.sync_data()
-                {
-                    tracing::warn!(error = %e, "outbox fsync failed");
                 }
-            }
-        });
+            });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "outbox: cannot start the fsync thread; falling back to the OS");
         }
@@ -485,23 +524,47 @@ impl Outbox {
         seq
     }
 
-    fn append(&self, g: &mut Inner, seq: u64, ts: i64, wire: &CheckResult) -> Result<(), OutboxError> {
+    fn append(
+        &self,
+        g: &mut Inner,
+        seq: u64,
+        ts: i64,
+        wire: &CheckResult,
+    ) -> Result<(), OutboxError> {
         let dir = self.cfg.dir.clone();
         let rotate = match &g.writer {
-            Some((first, _)) => g.segments.get(first).is_none_or(|s| s.bytes >= self.cfg.segment_bytes()),
+            Some((first, _)) => g
+                .segments
+                .get(first)
+                .is_none_or(|s| s.bytes >= self.cfg.segment_bytes()),
             None => true,
         };
         if rotate {
             let path = seg_path(&dir, seq);
-            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             if let Some((_, old)) = g.writer.take() {
                 let _ = old.sync_data();
             }
             g.writer = Some((seq, f));
-            g.segments.insert(seq, Segment { path, first: seq, last: seq - 1, bytes: 0, newest_ms: ts });
+            g.segments.insert(
+                seq,
+                Segment {
+                    path,
+                    first: seq,
+                    last: seq - 1,
+                    bytes: 0,
+                    newest_ms: ts,
+                },
+            );
         }
         let rec = encode_record(seq, ts, &wire.encode_to_vec());
-        let Some((first, f)) = g.writer.as_mut() else { unreachable!("writer opened above") };
+        let Some((first, f)) = g.writer.as_mut() else {
+            unreachable!("writer opened above")
+        };
         let first = *first;
         let path = seg_path(&dir, first);
         f.write_all(&rec).map_err(io_err(&path))?;
@@ -524,10 +587,16 @@ impl Outbox {
         }
         *g.dropped.entry(reason).or_default() += n;
         let now = Instant::now();
-        if g.last_drop_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+        if g.last_drop_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
             g.last_drop_log = Some(now);
             let total: u64 = g.dropped.values().sum();
-            tracing::warn!(reason = reason.as_str(), dropped_total = total, "outbox: dropping results");
+            tracing::warn!(
+                reason = reason.as_str(),
+                dropped_total = total,
+                "outbox: dropping results"
+            );
         }
     }
 
@@ -535,7 +604,9 @@ impl Outbox {
         let max_age_ms = self.cfg.max_age.as_millis() as i64;
         loop {
             let total: u64 = g.segments.values().map(|s| s.bytes).sum();
-            let Some((&first, oldest)) = g.segments.iter().next() else { return };
+            let Some((&first, oldest)) = g.segments.iter().next() else {
+                return;
+            };
             let is_writer = g.writer.as_ref().is_some_and(|(w, _)| *w == first);
             let reason = if total > self.cfg.max_bytes && (!is_writer || g.segments.len() > 1) {
                 DropReason::Size
@@ -609,7 +680,11 @@ impl Outbox {
         let reuse = g.reader.as_ref().is_some_and(|r| r.first == seg.first);
         if !reuse {
             let file = File::open(&seg.path).ok()?;
-            g.reader = Some(Reader { first: seg.first, file: io::BufReader::new(file), offset: 0 });
+            g.reader = Some(Reader {
+                first: seg.first,
+                file: io::BufReader::new(file),
+                offset: 0,
+            });
         }
         let reader = g.reader.as_mut()?;
         loop {
@@ -648,7 +723,12 @@ impl Outbox {
             tracing::warn!(error = %e, "outbox: cannot persist the ack pointer; acknowledged results may be resent");
         }
         let acked = g.acked;
-        let done: Vec<u64> = g.segments.iter().filter(|(_, s)| s.last <= acked).map(|(f, _)| *f).collect();
+        let done: Vec<u64> = g
+            .segments
+            .iter()
+            .filter(|(_, s)| s.last <= acked)
+            .map(|(f, _)| *f)
+            .collect();
         for first in done {
             if let Some(s) = g.segments.remove(&first) {
                 if g.writer.as_ref().is_some_and(|(w, _)| *w == first) {
@@ -682,7 +762,10 @@ impl Outbox {
     /// Results waiting for an ack.
     pub fn len(&self) -> usize {
         let g = self.lock();
-        g.segments.values().map(|s| s.count_after(g.acked)).sum::<u64>() as usize
+        g.segments
+            .values()
+            .map(|s| s.count_after(g.acked))
+            .sum::<u64>() as usize
     }
 
     /// True when nothing waits for an ack.
@@ -694,7 +777,9 @@ impl Outbox {
     pub fn has_unsent(&self) -> bool {
         let g = self.lock();
         let want = g.next_send.max(g.acked + 1);
-        g.segments.values().any(|s| s.last >= want && s.last >= s.first)
+        g.segments
+            .values()
+            .any(|s| s.last >= want && s.last >= s.first)
     }
 
     /// Results dropped, all reasons.
@@ -744,7 +829,11 @@ fn read_acked(dir: &Path) -> u64 {
     let mut v = [0u8; 8];
     v.copy_from_slice(&buf[..8]);
     let crc = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
-    if crc32c(&[&v]) == crc { u64::from_le_bytes(v) } else { 0 }
+    if crc32c(&[&v]) == crc {
+        u64::from_le_bytes(v)
+    } else {
+        0
+    }
 }
 
 fn write_acked(dir: &Path, through: u64) -> io::Result<()> {
@@ -774,7 +863,10 @@ mod tests {
     }
 
     fn cfg(dir: &Path) -> OutboxConfig {
-        OutboxConfig { fsync: Fsync::Never, ..OutboxConfig::new(dir) }
+        OutboxConfig {
+            fsync: Fsync::Never,
+            ..OutboxConfig::new(dir)
+        }
     }
 
     #[test]
@@ -790,9 +882,21 @@ mod tests {
         assert_eq!(o.take_unsent(3).len(), 3);
         assert_eq!(o.ack(s[1]), 2);
         assert_eq!(o.len(), 2);
-        assert_eq!(o.take_unsent(10).iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![s[3]]);
+        assert_eq!(
+            o.take_unsent(10)
+                .iter()
+                .map(|r| r.sequence)
+                .collect::<Vec<_>>(),
+            vec![s[3]]
+        );
         o.rewind();
-        assert_eq!(o.take_unsent(10).iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![s[2], s[3]]);
+        assert_eq!(
+            o.take_unsent(10)
+                .iter()
+                .map(|r| r.sequence)
+                .collect::<Vec<_>>(),
+            vec![s[2], s[3]]
+        );
     }
 
     #[test]
@@ -808,9 +912,18 @@ mod tests {
         let o = Outbox::open(cfg(d.path())).unwrap();
         assert_eq!(o.len(), 6);
         let again = o.take_unsent(100);
-        assert_eq!(again.iter().map(|r| r.sequence).collect::<Vec<_>>(), s[4..].to_vec());
+        assert_eq!(
+            again.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+            s[4..].to_vec()
+        );
         // Same ids on resend: the controller can deduplicate.
-        assert_eq!(again.iter().map(|r| r.result_id.clone()).collect::<Vec<_>>(), ids[4..].to_vec());
+        assert_eq!(
+            again
+                .iter()
+                .map(|r| r.result_id.clone())
+                .collect::<Vec<_>>(),
+            ids[4..].to_vec()
+        );
         assert_eq!(o.push(&outcome(), 1), s[9] + 1);
     }
 
@@ -822,12 +935,25 @@ mod tests {
             (0..5).map(|_| o.push(&outcome(), 1)).collect::<Vec<u64>>()
         };
         // Tear the last record: chop 7 bytes off the segment.
-        let seg = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+        let seg = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
         let len = fs::metadata(&seg).unwrap().len();
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 7).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 7)
+            .unwrap();
         let o = Outbox::open(cfg(d.path())).unwrap();
         assert_eq!(o.len(), 4);
-        assert_eq!(o.push(&outcome(), 1), s[4], "the torn record's sequence is reused; it was never complete");
+        assert_eq!(
+            o.push(&outcome(), 1),
+            s[4],
+            "the torn record's sequence is reused; it was never complete"
+        );
         let got: Vec<u64> = o.take_unsent(10).iter().map(|r| r.sequence).collect();
         assert_eq!(got, s.to_vec());
     }
@@ -835,7 +961,11 @@ mod tests {
     #[test]
     fn size_bound_drops_oldest_segments_and_counts_them() {
         let d = tempfile::tempdir().unwrap();
-        let o = Outbox::open(OutboxConfig { max_bytes: 64 * 1024, ..cfg(d.path()) }).unwrap();
+        let o = Outbox::open(OutboxConfig {
+            max_bytes: 64 * 1024,
+            ..cfg(d.path())
+        })
+        .unwrap();
         for _ in 0..2000 {
             o.push(&outcome(), 1);
         }
@@ -843,7 +973,11 @@ mod tests {
         let dropped = o.dropped_by_reason();
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].0, DropReason::Size);
-        assert_eq!(dropped[0].1 + o.len() as u64, 2000, "every result is either kept or counted");
+        assert_eq!(
+            dropped[0].1 + o.len() as u64,
+            2000,
+            "every result is either kept or counted"
+        );
         // What remains is still readable in order.
         let got: Vec<u64> = o.take_unsent(5000).iter().map(|r| r.sequence).collect();
         assert_eq!(got.len(), o.len());

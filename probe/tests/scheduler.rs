@@ -43,7 +43,8 @@ http = {{ url = "{s}" }}
     ));
     let seen: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let sink = seen.clone();
-    let probe = outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
+    let probe =
+        outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stats = probe.scheduler.stats.clone();
     probe.shutdown().await;
@@ -69,7 +70,8 @@ async fn a_check_runs_about_once_per_interval() {
     ));
     let seen: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let sink = seen.clone();
-    let probe = outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
+    let probe =
+        outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
     tokio::time::sleep(Duration::from_millis(1050)).await;
     probe.shutdown().await;
     let n = seen.lock().unwrap().len();

@@ -1,54 +1,140 @@
-//! The `http` check kind: one request on a fresh connection, with exact phase
-//! timings (dns → connect → tls → first byte), bounded reads, and the status
-//! checked against an expected set. A 3xx is recorded with its Location; when
-//! the expected set does not include it, the run fails with
-//! `redirect_not_followed` — what a machine client that does not follow
-//! redirects experiences (the IOT 308 incident).
+//! The `http` check kind: requests on fresh connections with exact phase
+//! timings (dns → connect → tls → first byte), a redirect policy
+//! ([`super::redirect`]), assertions ([`super::assertion`]), every address
+//! behind a name, repeated samples, and hard limits against hostile targets.
+//!
+//! A run is `addresses × samples` chains. Each address (one, or every A/AAAA
+//! record with `addresses = "all"`) runs `samples` chains in turn; addresses
+//! run concurrently. One deadline (the check's `timeout`) covers the whole
+//! run: every hop, every sample, every slow body. Memory is bounded by
+//! `max_body` per address in flight (bodies are kept only when an assertion
+//! reads them; redirect bodies are never read).
+//!
+//! Without `follow_redirects`, a 3xx outside `expected_status` fails with
+//! `redirect_not_followed` and names the status and Location — what a machine
+//! client that does not follow redirects experiences (the IOT 308 incident).
+//!
+//! # `details` (the result's JSON, read by the controller and the page)
+//! ```text
+//! url, method              the check's request
+//! address, status, location, http_version, tls, body_bytes, timeout_phase, age_seconds
+//!                          flattened from the final hop of the representative
+//!                          sample (the first failing one, else the first)
+//! chain: [ {               one entry per hop of that sample, in order
+//!   url, method,           the URL requested and the method actually used
+//!   scheme,                "http" | "https"
+//!   address,               "ip:port" connected to
+//!   body_kept,             the check's body was sent on this hop (absent: no body)
+//!   credentials_dropped,   true when Authorization/Cookie were withheld (cross-origin)
+//!   status, location,      the response status and its Location, resolved
+//!   http_version,          "HTTP/1.1" | "HTTP/2.0"
+//!   tls: { version, cipher, alpn, chain_length, verified, error,
+//!          leaf_not_after (RFC 3339), leaf_days_left },   https hops only
+//!   body_bytes, phases_us: { dns, connect, tls, first_byte, total },
+//!   violations: [code…],   redirect rules this hop's answer breaks
+//!   timeout_phase, error   where the deadline hit / this hop's failure code
+//! } ]
+//! assertions: [ { name, kind, ok, evaluated, expected, actual,
+//!                 failure_code, message, age_seconds } ]
+//!                          kind: status | redirect | header | body | json | freshness | latency
+//! samples: [ { index, address, ok, failure_code, failure_message, status,
+//!              backend, phases_us } ]                     when samples > 1
+//! samples_summary: { total, failed, ratio, max_failure_ratio,
+//!                    by_backend: { "<backend>": { total, failed } } }   when samples > 1
+//! addresses: [ { address, ok, failure_code, failure_message, status, location,
+//!                tls, phases_us, chain, assertions, samples_total, samples_failed } ]
+//! addresses_total, addresses_failing                       when more than one address
+//! ```
+//! `backend` is the `backend_header` value; samples without one are grouped
+//! by address. Secrets and request headers never appear in `details`.
+
+pub mod exchange;
+pub mod report;
+pub mod request;
+pub mod sample;
 
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::Uri;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
+use serde_json::{Map, Value};
 
-use super::{Failure, FailureCode, KindResult, Phases, RunContext};
+pub use super::assertion::StatusMatch;
+pub use super::redirect::resolve_location;
+use super::{
+    Failure, FailureCode, KindResult, Phases, RunContext,
+    assertion::{
+        self, Assertions, RawAssertions, RawFreshness, RawHeaderAssertion, RawJsonAssertion,
+        RawLatency,
+    },
+    redirect::Policy,
+};
 use crate::{
-    config::Problems,
+    config::{Problems, RawSecret, Size},
     tls::{self, Trust},
 };
+pub use request::RawBasicAuth;
 
-/// Bytes of body read at most; more fails the run with `body_too_large`.
+/// Default `max_body`: bytes of body read at most.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Default `max_header_bytes`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest `samples`.
+pub const MAX_SAMPLES: u32 = 100;
 
 /// `[checks.http]` as written in config.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     /// Absolute `http://` or `https://` URL. Example: `"https://api.example.com/health"`.
     pub url: String,
-    /// Request method. Default `"GET"`.
+    /// Request method, any token. Default `"GET"`. Example: `"POST"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Extra request headers. `Host` is derived from the URL.
+    /// Example: `{ accept = "application/json" }`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// Request body (sent as is; set `content-type` in `headers`).
+    /// Request body, sent as is (set `content-type` in `headers`).
+    /// At most one of `body`, `json_body`, `form`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Request body as JSON, with `content-type: application/json` unless set
+    /// in `headers`. Example: `{ ping = true, source = "outpost" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_body: Option<Value>,
+    /// Request body as a form (`application/x-www-form-urlencoded`).
+    /// Example: `{ grant_type = "client_credentials" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<BTreeMap<String, String>>,
+    /// HTTP basic auth; the password from a secret.
+    /// Example: `{ username = "outpost", password = { env = "API_PASSWORD" } }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<RawBasicAuth>,
+    /// `Authorization: Bearer …` from a secret. Example: `{ file = "/etc/outpost/api-token" }`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "request::opt_secret_ref"
+    )]
+    pub bearer_token: Option<RawSecret>,
+    /// `"auto"` (default: ALPN offers h2 and http/1.1; plain http uses
+    /// HTTP/1.1), `"http1"`, or `"http2"` (ALPN h2 only, failing if refused;
+    /// prior-knowledge h2c on plain http).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<HttpVersion>,
     /// Statuses that pass: numbers (`200`) or classes/ranges as strings
-    /// (`"2xx"`, `"200-299"`). Default `["2xx"]`.
+    /// (`"2xx"`, `"200-299"`). Checked on the final response. Default `["2xx"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_status: Option<Vec<StatusMatch>>,
-    /// PEM bundle of roots to trust for https instead of the bundled Mozilla roots.
+    /// PEM bundle of roots to trust for https (every hop) instead of the
+    /// bundled Mozilla roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// `"first"` (default): request the first resolved address, like most
@@ -65,6 +151,76 @@ pub struct RawHttp {
     /// `--resolve`); SNI and Host still carry the name. Example: `["10.0.0.5", "10.0.0.6"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolve_to: Vec<String>,
+    /// Follow redirects (301, 302, 303, 307, 308). Default `false`: a 3xx not
+    /// in `expected_status` fails with `redirect_not_followed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
+    /// Redirects followed at most (1–50); one more fails with
+    /// `redirect_limit`. Default `10`. Needs `follow_redirects = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hops: Option<u32>,
+    /// The exact statuses expected along the chain, final one included, e.g.
+    /// `[308, 200]`; anything else fails with `redirect_sequence_mismatch`.
+    /// Needs `follow_redirects = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_statuses: Option<Vec<u16>>,
+    /// The final URL must be https, else `redirect_scheme`. Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_https: Option<bool>,
+    /// Permit https → http redirects. Default `false`: one fails with
+    /// `redirect_downgrade` and is not followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_downgrade: Option<bool>,
+    /// Permit a redirect that turns a non-GET request into GET (301/302 after
+    /// POST, 303), dropping the body. Default `false`: `redirect_method_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_method_change: Option<bool>,
+    /// Send Authorization and Cookie to hops on another origin (scheme, host,
+    /// port). Default `false`: they are dropped, as browsers and curl do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_credentials_cross_origin: Option<bool>,
+    /// Requests per run per address, each on fresh connections (1–100).
+    /// Default `1`. Example: `10`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u32>,
+    /// Fraction of samples that may fail (0.0–1.0) before the check fails
+    /// with `sample_failure_ratio`. Default `0.0`. Example: `0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_ratio: Option<f64>,
+    /// Response header naming the backend that served a sample, used to
+    /// group sample failures. Example: `"x-served-by"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_header: Option<String>,
+    /// Response headers that must be present, absent, equal or match a regex.
+    /// Example: `[{ name = "content-type", matches = "^application/json" }]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_headers: Vec<RawHeaderAssertion>,
+    /// Text the body must contain (`body_mismatch`). Example: `"\"status\":\"ok\""`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// Regex the body must match (`body_mismatch`). Example: `"version\": \"2\\.\\d+"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_matches: Option<String>,
+    /// JSONPath (RFC 9535) assertions on the JSON body (`json_path_mismatch`).
+    /// Example: `[{ path = "$.status", equals = "ok" }, { path = "$.queue", less_than = 100 }]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json: Vec<RawJsonAssertion>,
+    /// Maximum age of the data (`data_stale`).
+    /// Example: `{ json_path = "$.updated_at", max_age = "15m" }` or
+    /// `{ header = "last-modified", max_age = "1h" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<RawFreshness>,
+    /// Latency budgets per phase (`latency_budget_exceeded`).
+    /// Example: `{ total = "800ms", first_byte = "300ms" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<RawLatency>,
+    /// Body bytes read at most; more fails with `body_too_large`. Default `"1MiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<Size>,
+    /// Response head bytes accepted at most; more fails with
+    /// `headers_too_large`. Default `"64KiB"`, at least `"1KiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<Size>,
 }
 
 /// Which resolved addresses a check requests.
@@ -89,14 +245,17 @@ pub enum Passing {
     Any,
 }
 
-/// One entry of `expected_status`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum StatusMatch {
-    /// Exactly this status.
-    Code(u16),
-    /// `"2xx"` or `"200-299"`.
-    Range(String),
+/// The HTTP version offered.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpVersion {
+    /// h2 or http/1.1 by ALPN; HTTP/1.1 on plain http.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
 }
 
 /// A validated http check.
@@ -114,7 +273,7 @@ pub struct HttpSpec {
     pub port: u16,
     /// Method.
     pub method: http::Method,
-    /// Extra headers.
+    /// Request headers, credentials included (marked sensitive).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Request body.
     pub body: Option<Bytes>,
@@ -128,6 +287,22 @@ pub struct HttpSpec {
     pub passing: Passing,
     /// Addresses replacing DNS for the host.
     pub resolve_to: Vec<IpAddr>,
+    /// Redirect policy.
+    pub redirect: Policy,
+    /// Response assertions.
+    pub assertions: Assertions,
+    /// Samples per address per run.
+    pub samples: u32,
+    /// Failing samples tolerated.
+    pub max_failure_ratio: f64,
+    /// Header attributing a sample to a backend.
+    pub backend_header: Option<http::HeaderName>,
+    /// Body cap.
+    pub max_body: usize,
+    /// Response head cap.
+    pub max_header_bytes: usize,
+    /// ALPN offer.
+    pub http_version: HttpVersion,
 }
 
 impl RawHttp {
@@ -149,38 +324,19 @@ impl RawHttp {
                 None
             }
         };
-        let method = match self
+        let method = self
             .method
             .as_deref()
             .unwrap_or("GET")
             .parse::<http::Method>()
-        {
-            Ok(m) => Some(m),
-            Err(_) => {
+            .map_err(|_| {
                 problems.push(
                     format!("{path}.method"),
                     format!("invalid method {:?}", self.method),
                 );
-                None
-            }
-        };
-        let mut headers = Vec::new();
-        for (k, v) in &self.headers {
-            match (
-                http::HeaderName::try_from(k.as_str()),
-                http::HeaderValue::try_from(v.as_str()),
-            ) {
-                (Ok(n), Ok(v)) if n != http::header::HOST => headers.push((n, v)),
-                (Ok(_), Ok(_)) => problems.push(
-                    format!("{path}.headers.{k}"),
-                    "the Host header comes from the url; remove it",
-                ),
-                _ => problems.push(
-                    format!("{path}.headers.{k}"),
-                    format!("invalid header {k:?}"),
-                ),
-            }
-        }
+            })
+            .ok();
+        let prepared = request::prepare(self, path, problems);
         let mut expected = Vec::new();
         for (i, m) in self
             .expected_status
@@ -189,7 +345,7 @@ impl RawHttp {
             .iter()
             .enumerate()
         {
-            match parse_status_match(m) {
+            match assertion::parse_status_match(m) {
                 Ok(r) => expected.push(r),
                 Err(e) => problems.push(format!("{path}.expected_status[{i}]"), e),
             }
@@ -213,17 +369,67 @@ impl RawHttp {
                 ),
             }
         }
+        let redirect = Policy::from_raw(self, path, problems);
+        let assertions = RawAssertions {
+            headers: &self.expected_headers,
+            body_contains: self.body_contains.as_ref(),
+            body_matches: self.body_matches.as_ref(),
+            json: &self.json,
+            freshness: self.freshness.as_ref(),
+            latency: self.latency.as_ref(),
+        }
+        .validate(path, problems);
+        let samples = self.samples.unwrap_or(1);
+        if !(1..=MAX_SAMPLES).contains(&samples) {
+            problems.push(
+                format!("{path}.samples"),
+                format!("samples must be between 1 and {MAX_SAMPLES}, got {samples}"),
+            );
+        }
+        let max_failure_ratio = self.max_failure_ratio.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&max_failure_ratio) {
+            problems.push(
+                format!("{path}.max_failure_ratio"),
+                format!("max_failure_ratio must be between 0.0 and 1.0, got {max_failure_ratio}, e.g. 0.1 for one in ten"),
+            );
+        }
+        let backend_header = self.backend_header.as_ref().and_then(|h| {
+            http::HeaderName::try_from(h.as_str())
+                .map_err(|_| {
+                    problems.push(
+                        format!("{path}.backend_header"),
+                        format!("invalid header name {h:?}, e.g. \"x-served-by\""),
+                    );
+                })
+                .ok()
+        });
+        let max_body = self.max_body.map_or(DEFAULT_MAX_BODY, |s| {
+            usize::try_from(s.bytes()).unwrap_or(usize::MAX)
+        });
+        if max_body == 0 {
+            problems.push(
+                format!("{path}.max_body"),
+                "max_body must be at least \"1B\"",
+            );
+        }
+        let max_header_bytes = self.max_header_bytes.map_or(DEFAULT_MAX_HEADER_BYTES, |s| {
+            usize::try_from(s.bytes()).unwrap_or(usize::MAX)
+        });
+        if max_header_bytes < 1024 {
+            problems.push(
+                format!("{path}.max_header_bytes"),
+                format!(
+                    "max_header_bytes must be at least \"1KiB\", got \"{}\"",
+                    Size(max_header_bytes as u64)
+                ),
+            );
+        }
         if problems.len() != before {
             return None;
         }
         let uri = uri?;
         let https = uri.scheme_str() == Some("https");
-        let host = uri
-            .host()?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let (host, port) = exchange::host_port(&uri);
         Some(HttpSpec {
             url: self.url.clone(),
             uri,
@@ -231,8 +437,8 @@ impl RawHttp {
             host,
             port,
             method: method?,
-            headers,
-            body: self.body.clone().map(Bytes::from),
+            headers: prepared.headers,
+            body: prepared.body,
             expected,
             trust: self
                 .ca_file
@@ -242,106 +448,41 @@ impl RawHttp {
             addresses: self.addresses.unwrap_or_default(),
             passing: self.passing.unwrap_or_default(),
             resolve_to,
+            redirect,
+            assertions,
+            samples,
+            max_failure_ratio,
+            backend_header,
+            max_body,
+            max_header_bytes,
+            http_version: self.http_version.unwrap_or_default(),
         })
     }
 }
 
-fn parse_status_match(m: &StatusMatch) -> Result<(u16, u16), String> {
-    let bad = |s: &str| {
-        format!(
-            "invalid status {s:?}: use a number (200), a class (\"2xx\") or a range (\"200-299\")"
-        )
-    };
-    match m {
-        StatusMatch::Code(c) if (100..=599).contains(c) => Ok((*c, *c)),
-        StatusMatch::Code(c) => Err(bad(&c.to_string())),
-        StatusMatch::Range(s) => {
-            let t = s.trim().to_ascii_lowercase();
-            if let Some(d) = t.strip_suffix("xx")
-                && let Ok(d) = d.parse::<u16>()
-                && (1..=5).contains(&d)
-            {
-                return Ok((d * 100, d * 100 + 99));
-            }
-            if let Some((a, b)) = t.split_once('-')
-                && let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>())
-                && (100..=599).contains(&a)
-                && (a..=599).contains(&b)
-            {
-                return Ok((a, b));
-            }
-            Err(bad(s))
-        }
-    }
-}
-
 impl HttpSpec {
-    fn status_ok(&self, status: u16) -> bool {
-        self.expected
-            .iter()
-            .any(|(a, b)| (*a..=*b).contains(&status))
-    }
-
-    fn expected_text(&self) -> String {
-        let parts: Vec<String> = self
-            .expected
-            .iter()
-            .map(|(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else if b - a == 99 && a % 100 == 0 {
-                    format!("{}xx", a / 100)
-                } else {
-                    format!("{a}-{b}")
-                }
-            })
-            .collect();
-        parts.join(", ")
-    }
-}
-
-/// The phase in progress, for timeout messages.
-#[derive(Debug, Clone, Copy)]
-enum Phase {
-    Connect,
-    Tls,
-    FirstByte,
-    Body,
-}
-
-impl Phase {
-    fn name(self) -> &'static str {
-        match self {
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::FirstByte => "first byte",
-            Phase::Body => "body",
+    /// Connection settings shared by every hop.
+    pub fn limits(&self) -> exchange::Limits<'_> {
+        exchange::Limits {
+            trust: &self.trust,
+            http_version: self.http_version,
+            max_header_bytes: self.max_header_bytes,
         }
     }
-}
-
-/// One request against one address.
-struct Attempt<'a> {
-    spec: &'a HttpSpec,
-    addr: SocketAddr,
-    phases: Phases,
-    phase: Phase,
-    details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Runs the check once within `timeout`.
 pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindResult {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut details = serde_json::Map::new();
+    let mut details = Map::new();
     details.insert("url".into(), spec.url.clone().into());
     details.insert("method".into(), spec.method.as_str().into());
-    let mut phases = Phases::default();
 
     let (addrs, dns) = match tokio::time::timeout_at(deadline, resolve(spec)).await {
         Ok(Ok(r)) => r,
         Ok(Err(f)) => {
             return KindResult {
-                phases,
+                phases: Phases::default(),
                 result: Err(f),
                 details: details.into(),
             };
@@ -357,54 +498,66 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
                 ),
             );
             return KindResult {
-                phases,
+                phases: Phases::default(),
                 result: Err(f),
                 details: details.into(),
             };
         }
     };
-    phases.dns = dns;
 
-    if addrs.len() == 1 {
-        let a = attempt(spec, addrs[0], deadline, timeout, ctx).await;
-        details.extend(a.details);
-        let p = Phases { dns, ..a.phases };
+    // Every address separately, concurrently, same SNI and Host.
+    let runs = addrs
+        .iter()
+        .map(|a| sample::run_address(spec, *a, deadline, timeout, ctx));
+    let done = futures_util::future::join_all(runs).await;
+
+    let rep = done
+        .iter()
+        .find(|a| a.result.is_err())
+        .or(done.first())
+        .and_then(sample::AddressRun::representative);
+    let mut phases = Phases::default();
+    if let Some(s) = rep {
+        phases = s.phases;
+        details.extend(s.summary());
+        details.insert(
+            "chain".into(),
+            serde_json::to_value(&s.chain).unwrap_or_default(),
+        );
+        details.insert(
+            "assertions".into(),
+            serde_json::to_value(&s.assertions).unwrap_or_default(),
+        );
+    }
+    phases.dns = exchange::add(dns, phases.dns);
+    if spec.samples > 1 {
+        let all: Vec<&sample::Sample> = done.iter().flat_map(|a| &a.samples).collect();
+        details.insert(
+            "samples".into(),
+            all.iter().map(|s| s.to_json()).collect::<Vec<_>>().into(),
+        );
+        details.insert("samples_summary".into(), sample::summary(spec, &all));
+    }
+
+    if done.len() == 1 {
+        let result = done.into_iter().next().map(|a| a.result).unwrap_or(Ok(()));
         return KindResult {
-            phases: p,
-            result: a.result,
+            phases,
+            result,
             details: details.into(),
         };
     }
 
-    // Fan-out: every address separately, concurrently, same SNI and Host.
-    let runs = addrs
-        .iter()
-        .map(|a| attempt(spec, *a, deadline, timeout, ctx));
-    let done = futures_util::future::join_all(runs).await;
-    let failing: Vec<&AttemptResult> = done.iter().filter(|a| a.result.is_err()).collect();
-    let mut backends = Vec::with_capacity(done.len());
-    for a in &done {
-        let mut b = a.details.clone();
-        b.insert("ok".into(), a.result.is_ok().into());
-        if let Err(f) = &a.result {
-            b.insert("failure_code".into(), f.code.as_str().into());
-            b.insert("failure_message".into(), f.message.clone().into());
-        }
-        b.insert(
-            "phases_us".into(),
-            serde_json::to_value(a.phases).unwrap_or_default(),
-        );
-        backends.push(serde_json::Value::Object(b));
-    }
-    details.insert("addresses".into(), backends.into());
+    let failing: Vec<&sample::AddressRun> = done.iter().filter(|a| a.result.is_err()).collect();
+    details.insert(
+        "addresses".into(),
+        done.iter()
+            .map(sample::AddressRun::to_json)
+            .collect::<Vec<_>>()
+            .into(),
+    );
     details.insert("addresses_total".into(), done.len().into());
     details.insert("addresses_failing".into(), failing.len().into());
-    if let Some(first) = done.first() {
-        phases = Phases {
-            dns,
-            ..first.phases
-        };
-    }
     let must_fail = match spec.passing {
         Passing::All => !failing.is_empty(),
         Passing::Any => failing.len() == done.len(),
@@ -418,7 +571,7 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
                     a.result
                         .as_ref()
                         .err()
-                        .map(|e| format!("{} {} ({})", a.addr, e.code, e.message))
+                        .map(|e| format!("{} {} ({})", a.address, e.code, e.message))
                 })
                 .collect();
             Err(Failure::new(
@@ -481,331 +634,5 @@ fn pick(spec: &HttpSpec, mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     addrs
 }
 
-struct AttemptResult {
-    addr: SocketAddr,
-    phases: Phases,
-    result: Result<(), Failure>,
-    details: serde_json::Map<String, serde_json::Value>,
-}
-
-async fn attempt(
-    spec: &HttpSpec,
-    addr: SocketAddr,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-    ctx: &RunContext,
-) -> AttemptResult {
-    let mut a = Attempt {
-        spec,
-        addr,
-        phases: Phases::default(),
-        phase: Phase::Connect,
-        details: serde_json::Map::new(),
-    };
-    a.details.insert("address".into(), addr.to_string().into());
-    let t = Instant::now();
-    let result = match tokio::time::timeout_at(deadline, a.execute(ctx)).await {
-        Ok(res) => res,
-        Err(_) => {
-            a.details
-                .insert("timeout_phase".into(), a.phase.name().into());
-            Err(Failure::new(
-                FailureCode::Timeout,
-                format!(
-                    "timed out after {} waiting for {}",
-                    crate::config::Dur(timeout),
-                    a.phase.name()
-                ),
-            ))
-        }
-    };
-    a.phases.total = t.elapsed();
-    AttemptResult {
-        addr,
-        phases: a.phases,
-        result,
-        details: a.details,
-    }
-}
-
-impl Attempt<'_> {
-    async fn execute(&mut self, ctx: &RunContext) -> Result<(), Failure> {
-        let spec = self.spec;
-        let addr = self.addr;
-
-        // connect
-        self.phase = Phase::Connect;
-        let t = Instant::now();
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| classify_connect(&e, addr))?;
-        self.phases.connect = Some(t.elapsed());
-        let _ = tcp.set_nodelay(true);
-
-        let (status, headers, version) = if spec.https {
-            self.phase = Phase::Tls;
-            let cfg = tls::client_config(&spec.trust, &[b"h2", b"http/1.1"])
-                .map_err(|e| Failure::new(FailureCode::InternalError, e))?;
-            let name = rustls_pki_types::ServerName::try_from(spec.host.clone()).map_err(|e| {
-                Failure::new(
-                    FailureCode::InternalError,
-                    format!("invalid server name: {e}"),
-                )
-            })?;
-            let t = Instant::now();
-            let stream = tokio_rustls::TlsConnector::from(cfg)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| tls::classify(&e))?;
-            self.phases.tls = Some(t.elapsed());
-            let (_, conn) = stream.get_ref();
-            let h2 = conn.alpn_protocol() == Some(b"h2");
-            self.details.insert(
-                "tls".into(),
-                serde_json::json!({
-                    "version": conn.protocol_version().map(|v| format!("{v:?}")),
-                    "cipher": conn.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())),
-                    "alpn": conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
-                    "chain_length": conn.peer_certificates().map(|c| c.len()),
-                }),
-            );
-            self.exchange(TokioIo::new(stream), h2, ctx).await?
-        } else {
-            self.exchange(TokioIo::new(tcp), false, ctx).await?
-        };
-        self.details
-            .insert("http_version".into(), format!("{version:?}").into());
-        self.details.insert("status".into(), status.as_u16().into());
-        let location = headers
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Some(loc) = &location {
-            let resolved = resolve_location(&spec.uri, loc);
-            self.details.insert("location".into(), resolved.into());
-        }
-
-        let code = status.as_u16();
-        if spec.status_ok(code) {
-            return Ok(());
-        }
-        if status.is_redirection()
-            && let Some(loc) = location
-        {
-            return Err(Failure::new(
-                FailureCode::RedirectNotFollowed,
-                format!(
-                    "got {} {} to {} where {} was expected: a client that does not follow redirects stops here",
-                    code,
-                    status.canonical_reason().unwrap_or(""),
-                    resolve_location(&spec.uri, &loc),
-                    spec.expected_text()
-                ),
-            ));
-        }
-        Err(Failure::new(
-            FailureCode::UnexpectedStatus,
-            format!("got status {code}, expected {}", spec.expected_text()),
-        ))
-    }
-
-    async fn exchange<IO>(
-        &mut self,
-        io: IO,
-        h2: bool,
-        ctx: &RunContext,
-    ) -> Result<(http::StatusCode, http::HeaderMap, http::Version), Failure>
-    where
-        IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let spec = self.spec;
-        let authority = spec
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default();
-        let path = spec.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut req = Request::builder().method(spec.method.clone());
-        if h2 {
-            req = req.uri(spec.uri.clone()).version(http::Version::HTTP_2);
-        } else {
-            req = req.uri(path).header(http::header::HOST, authority);
-        }
-        req = req
-            .header(
-                http::header::USER_AGENT,
-                concat!("outpost-probe/", env!("CARGO_PKG_VERSION")),
-            )
-            .header("x-outpost-probe", ctx.probe_name.as_str())
-            .header("x-outpost-region", ctx.region.as_str());
-        for (k, v) in &spec.headers {
-            req = req.header(k, v);
-        }
-        let body = spec.body.clone().unwrap_or_default();
-        let req = req.body(Full::new(body)).map_err(|e| {
-            Failure::new(
-                FailureCode::InternalError,
-                format!("cannot build request: {e}"),
-            )
-        })?;
-
-        self.phase = Phase::FirstByte;
-        let t = Instant::now();
-        // The connection task dies with this guard, so nothing outlives the run.
-        let (resp, _guard) = if h2 {
-            let (mut sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(|e| classify_hyper(&e))?;
-            let guard = AbortOnDrop(tokio::spawn(async move {
-                let _ = conn.await;
-            }));
-            (
-                sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| classify_hyper(&e))?,
-                guard,
-            )
-        } else {
-            let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-                .max_buf_size(64 * 1024)
-                .handshake(io)
-                .await
-                .map_err(|e| classify_hyper(&e))?;
-            let guard = AbortOnDrop(tokio::spawn(async move {
-                let _ = conn.await;
-            }));
-            (
-                sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| classify_hyper(&e))?,
-                guard,
-            )
-        };
-        self.phases.first_byte = Some(t.elapsed());
-
-        self.phase = Phase::Body;
-        let (parts, mut body) = resp.into_parts();
-        let mut read = 0usize;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| classify_hyper(&e))?;
-            if let Some(data) = frame.data_ref() {
-                read += data.len();
-                if read > DEFAULT_MAX_BODY {
-                    self.details.insert("body_bytes_read".into(), read.into());
-                    return Err(Failure::new(
-                        FailureCode::BodyTooLarge,
-                        format!("body exceeds the {DEFAULT_MAX_BODY}-byte cap"),
-                    ));
-                }
-            }
-        }
-        self.details.insert("body_bytes".into(), read.into());
-        Ok((parts.status, parts.headers, parts.version))
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Resolves a Location header against the request URL (RFC 3986 reference
-/// resolution for the common forms: absolute, scheme-relative, absolute path,
-/// relative path).
-pub fn resolve_location(base: &Uri, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_owned();
-    }
-    let scheme = base.scheme_str().unwrap_or("http");
-    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
-    if let Some(rest) = location.strip_prefix("//") {
-        return format!("{scheme}://{rest}");
-    }
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
-    }
-    let dir = base.path().rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    format!("{scheme}://{authority}{dir}/{location}")
-}
-
-fn classify_connect(e: &std::io::Error, addr: SocketAddr) -> Failure {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => Failure::new(
-            FailureCode::ConnectionRefused,
-            format!("connection to {addr} refused"),
-        ),
-        _ => Failure::new(
-            FailureCode::ConnectFailure,
-            format!("cannot connect to {addr}: {e}"),
-        ),
-    }
-}
-
-fn classify_hyper(e: &hyper::Error) -> Failure {
-    if e.is_parse_too_large() {
-        return Failure::new(
-            FailureCode::HeadersTooLarge,
-            "response headers exceed the size cap",
-        );
-    }
-    if e.is_parse() || e.is_parse_status() {
-        return Failure::new(
-            FailureCode::ProtocolError,
-            format!("invalid HTTP response: {e}"),
-        );
-    }
-    if e.is_incomplete_message() {
-        return Failure::new(
-            FailureCode::ProtocolError,
-            "connection closed before the response was complete",
-        );
-    }
-    let mut msg = e.to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    Failure::new(FailureCode::ProtocolError, msg)
-}
-
 /// Shared so the cached TLS config type is nameable by callers.
-pub type ClientConfig = Arc<rustls::ClientConfig>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_matches_parse() {
-        assert_eq!(parse_status_match(&StatusMatch::Code(200)), Ok((200, 200)));
-        assert_eq!(
-            parse_status_match(&StatusMatch::Range("2xx".into())),
-            Ok((200, 299))
-        );
-        assert_eq!(
-            parse_status_match(&StatusMatch::Range("301-308".into())),
-            Ok((301, 308))
-        );
-        assert!(parse_status_match(&StatusMatch::Range("6xx".into())).is_err());
-        assert!(parse_status_match(&StatusMatch::Code(42)).is_err());
-    }
-
-    #[test]
-    fn locations_resolve_against_the_request() {
-        let base: Uri = "http://a.test:8080/x/y?q=1".parse().unwrap();
-        assert_eq!(
-            resolve_location(&base, "https://b.test/z"),
-            "https://b.test/z"
-        );
-        assert_eq!(resolve_location(&base, "//c.test/z"), "http://c.test/z");
-        assert_eq!(resolve_location(&base, "/z"), "http://a.test:8080/z");
-        assert_eq!(resolve_location(&base, "z"), "http://a.test:8080/x/z");
-    }
-}
+pub type ClientConfig = std::sync::Arc<rustls::ClientConfig>;

@@ -13,10 +13,14 @@ pub struct Size(pub u64);
 /// Parses `"<number><unit>"`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let hint = "use a number and a unit (B, KiB, MiB, GiB), e.g. \"64KiB\" or \"1GiB\"";
-    let n: f64 = num.parse().map_err(|_| format!("invalid size {text:?}: {hint}"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: {hint}"))?;
     let mult: u64 = match unit.trim() {
         "B" => 1,
         "KiB" => 1 << 10,
@@ -77,7 +81,9 @@ impl<'de> Deserialize<'de> for Size {
                 parse_size(v).map(Size).map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
-                Err(E::custom(format!("size {v} has no unit: write it as a string, e.g. \"{v}B\" or \"1MiB\"")))
+                Err(E::custom(format!(
+                    "size {v} has no unit: write it as a string, e.g. \"{v}B\" or \"1MiB\""
+                )))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
                 self.visit_i64(v as i64)

@@ -14,6 +14,8 @@
 //! - [`pager`]: [`PagerReceiver`], a PagerDuty Events API v2 endpoint that validates
 //!   like the real one and can be scripted to fail (429 with `Retry-After`, 500, …),
 //!   and [`WebhookReceiver`], which records any POSTed JSON.
+//! - [`dns`]: [`DnsServer`], an authoritative DNS server (UDP and TCP on one port) whose
+//!   zone, rcodes, silence and UDP truncation the test changes while it runs.
 //!
 //! Rules every server follows: it binds `127.0.0.1:0` unless told another loopback
 //! address (anything else is refused); accepted sockets get `TCP_NODELAY`; it stops
@@ -34,12 +36,14 @@
 //! # let _ = url; Ok(()) }
 //! ```
 
+pub mod dns;
 pub mod hostile;
 pub mod http;
 pub mod pager;
 pub mod pki;
 mod server;
 
+pub use dns::{DnsQuery, DnsServer, DnsTransport, Rcode, RecordType};
 pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};

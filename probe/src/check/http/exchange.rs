@@ -1,0 +1,550 @@
+//! One request on a fresh connection: resolve (unless pinned) → connect →
+//! TLS with full verification → HTTP/1.1 or HTTP/2 → bounded body read.
+//! Every phase is timed and written into the hop record as it completes, so
+//! a deadline that cuts the hop short still leaves what happened visible.
+//!
+//! Nothing here enforces the deadline: the caller wraps the whole chain in
+//! one `timeout_at`, which is what bounds slow-drip bodies (a per-read
+//! timeout would not).
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Uri, body::Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use super::HttpVersion;
+use crate::{
+    check::{Failure, FailureCode, Phases, RunContext},
+    tls::{self, Trust},
+};
+
+/// The phase a hop is in, named in timeout messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Resolving the hop's host.
+    Dns,
+    /// TCP connect.
+    #[default]
+    Connect,
+    /// TLS handshake.
+    Tls,
+    /// Waiting for the response head.
+    FirstByte,
+    /// Reading the body.
+    Body,
+}
+
+impl Phase {
+    /// Name used in messages and `timeout_phase`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::FirstByte => "first byte",
+            Phase::Body => "body",
+        }
+    }
+}
+
+/// TLS facts of one https hop.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsInfo {
+    /// `TLSv1_3`, `TLSv1_2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Negotiated cipher suite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// Negotiated ALPN protocol (`h2`, `http/1.1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// Certificates the server presented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_length: Option<usize>,
+    /// The chain verified (trust, validity dates, name).
+    pub verified: bool,
+    /// The failure code when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<FailureCode>,
+    /// The leaf certificate's notAfter, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_not_after: Option<String>,
+    /// Whole days from now until notAfter (negative once expired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_days_left: Option<i64>,
+}
+
+/// One hop of a chain as recorded in `details.chain`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Hop {
+    /// The URL requested.
+    pub url: String,
+    /// The method actually used on this hop.
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The address connected to (`ip:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Whether the check's request body was sent on this hop; absent when the
+    /// check has no body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_kept: Option<bool>,
+    /// True when Authorization/Cookie were withheld on this cross-origin hop.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub credentials_dropped: bool,
+    /// Response status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The Location header resolved against this hop's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// `HTTP/1.1`, `HTTP/2.0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<String>,
+    /// TLS facts (https hops).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+    /// Body bytes read (the final hop only; redirect bodies are not read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<usize>,
+    /// This hop's phase timings.
+    pub phases_us: Phases,
+    /// Policy rules this hop's redirect breaks (failure codes). In a check
+    /// the first one ends the chain; `outpost-probe check` follows anyway.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<FailureCode>,
+    /// The phase the run's deadline interrupted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_phase: Option<&'static str>,
+    /// Failure code of this hop's own error (connect, TLS, protocol).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<FailureCode>,
+    /// The phase in progress (not serialized; read on timeout).
+    #[serde(skip)]
+    pub phase: Phase,
+}
+
+/// Where to connect.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// This address (the address under test, or a `resolve_to` entry).
+    Pinned(SocketAddr),
+    /// Resolve the host; try each address in turn until one connects.
+    Resolve,
+}
+
+/// Connection settings shared by every hop of a check.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits<'a> {
+    /// Roots for https.
+    pub trust: &'a Trust,
+    /// ALPN offer / h2c.
+    pub http_version: HttpVersion,
+    /// Response head cap.
+    pub max_header_bytes: usize,
+}
+
+/// A request for one hop.
+#[derive(Debug, Clone)]
+pub struct HopRequest<'a> {
+    /// Absolute URL.
+    pub uri: &'a Uri,
+    /// Method.
+    pub method: &'a http::Method,
+    /// Headers, credentials included unless dropped.
+    pub headers: &'a [(http::HeaderName, http::HeaderValue)],
+    /// Body (empty for none).
+    pub body: Bytes,
+}
+
+/// A response head with its unread body. The connection lives as long as this.
+pub struct Response {
+    /// Status.
+    pub status: http::StatusCode,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Protocol version.
+    pub version: http::Version,
+    body: Incoming,
+    _conn: AbortOnDrop,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Host (without brackets) and port of an absolute URL.
+pub fn host_port(uri: &Uri) -> (String, u16) {
+    let https = uri.scheme_str() == Some("https");
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    (host, uri.port_u16().unwrap_or(if https { 443 } else { 80 }))
+}
+
+/// Sends `req` on a fresh connection and returns the response head. Fills
+/// `hop` (address, phases, TLS, status, version) as it goes.
+pub async fn send(
+    req: &HopRequest<'_>,
+    target: Target,
+    limits: Limits<'_>,
+    ctx: &RunContext,
+    hop: &mut Hop,
+) -> Result<Response, Failure> {
+    let https = req.uri.scheme_str() == Some("https");
+    let (host, port) = host_port(req.uri);
+    let tcp = match target {
+        Target::Pinned(addr) => connect(addr, hop).await?,
+        Target::Resolve => {
+            let addrs = match host.parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, port)],
+                Err(_) => {
+                    hop.phase = Phase::Dns;
+                    let t = Instant::now();
+                    let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                        .await
+                        .map_err(|e| {
+                            Failure::new(
+                                FailureCode::DnsFailure,
+                                format!("cannot resolve {host}: {e}"),
+                            )
+                        })?
+                        .collect();
+                    hop.phases_us.dns = Some(t.elapsed());
+                    found
+                }
+            };
+            let mut last =
+                Failure::new(FailureCode::DnsFailure, format!("{host} has no addresses"));
+            let mut tcp = None;
+            // Like real clients: the next address when one refuses.
+            for addr in addrs {
+                match connect(addr, hop).await {
+                    Ok(s) => {
+                        tcp = Some(s);
+                        break;
+                    }
+                    Err(f) => last = f,
+                }
+            }
+            tcp.ok_or(last)?
+        }
+    };
+    let h2c = !https && limits.http_version == HttpVersion::Http2;
+    if https {
+        hop.phase = Phase::Tls;
+        let alpn: &[&[u8]] = match limits.http_version {
+            HttpVersion::Auto => &[b"h2", b"http/1.1"],
+            HttpVersion::Http1 => &[b"http/1.1"],
+            HttpVersion::Http2 => &[b"h2"],
+        };
+        let cfg = tls::client_config(limits.trust, alpn)
+            .map_err(|e| Failure::new(FailureCode::InternalError, e))?;
+        let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            Failure::new(
+                FailureCode::InternalError,
+                format!("invalid server name {host:?}: {e}"),
+            )
+        })?;
+        let t = Instant::now();
+        let stream = match tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let f = tls::classify(&e);
+                hop.tls = Some(TlsInfo {
+                    verified: false,
+                    error: Some(f.code),
+                    ..TlsInfo::default()
+                });
+                return Err(f);
+            }
+        };
+        hop.phases_us.tls = Some(t.elapsed());
+        let (_, conn) = stream.get_ref();
+        let h2 = conn.alpn_protocol() == Some(b"h2");
+        let not_after = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|leaf| leaf_not_after(leaf.as_ref()));
+        let now = time::OffsetDateTime::now_utc();
+        hop.tls = Some(TlsInfo {
+            version: conn.protocol_version().map(|v| format!("{v:?}")),
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite())),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            chain_length: conn.peer_certificates().map(<[_]>::len),
+            verified: true,
+            error: None,
+            leaf_not_after: not_after.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+            leaf_days_left: not_after.map(|t| (t - now).whole_days()),
+        });
+        if limits.http_version == HttpVersion::Http2 && !h2 {
+            return Err(Failure::new(
+                FailureCode::ProtocolError,
+                "http_version = \"http2\" but the server did not accept h2 in ALPN",
+            ));
+        }
+        exchange(TokioIo::new(stream), h2, req, limits, ctx, hop).await
+    } else {
+        exchange(TokioIo::new(tcp), h2c, req, limits, ctx, hop).await
+    }
+}
+
+async fn connect(addr: SocketAddr, hop: &mut Hop) -> Result<TcpStream, Failure> {
+    hop.phase = Phase::Connect;
+    hop.address = Some(addr.to_string());
+    let t = Instant::now();
+    let tcp = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Failure::new(
+            FailureCode::ConnectionRefused,
+            format!("connection to {addr} refused"),
+        ),
+        _ => Failure::new(
+            FailureCode::ConnectFailure,
+            format!("cannot connect to {addr}: {e}"),
+        ),
+    })?;
+    hop.phases_us.connect = Some(t.elapsed());
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+async fn exchange<IO>(
+    io: IO,
+    h2: bool,
+    req: &HopRequest<'_>,
+    limits: Limits<'_>,
+    ctx: &RunContext,
+    hop: &mut Hop,
+) -> Result<Response, Failure>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let authority = req
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut b = Request::builder().method(req.method.clone());
+    b = if h2 {
+        b.uri(req.uri.clone()).version(http::Version::HTTP_2)
+    } else {
+        b.uri(path).header(http::header::HOST, authority)
+    };
+    b = b
+        .header(
+            http::header::USER_AGENT,
+            concat!("outpost-probe/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("x-outpost-probe", ctx.probe_name.as_str())
+        .header("x-outpost-region", ctx.region.as_str());
+    for (k, v) in req.headers {
+        b = b.header(k, v);
+    }
+    let request = b.body(Full::new(req.body.clone())).map_err(|e| {
+        Failure::new(
+            FailureCode::InternalError,
+            format!("cannot build request: {e}"),
+        )
+    })?;
+
+    hop.phase = Phase::FirstByte;
+    let t = Instant::now();
+    // The connection task dies with the response (AbortOnDrop): nothing
+    // outlives the run, whatever the peer does.
+    let (resp, conn) = if h2 {
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let (mut sender, conn) = builder.handshake(io).await.map_err(|e| classify(&e))?;
+        let guard = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        (sender.send_request(request).await, guard)
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(limits.max_header_bytes.max(64 * 1024))
+            .max_header_size(limits.max_header_bytes)
+            .max_headers(256)
+            .handshake(io)
+            .await
+            .map_err(|e| classify(&e))?;
+        let guard = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        (sender.send_request(request).await, guard)
+    };
+    let resp = resp.map_err(|e| classify(&e))?;
+    hop.phases_us.first_byte = Some(t.elapsed());
+    let (parts, body) = resp.into_parts();
+    hop.status = Some(parts.status.as_u16());
+    hop.http_version = Some(format!("{:?}", parts.version));
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        version: parts.version,
+        body,
+        _conn: conn,
+    })
+}
+
+impl Response {
+    /// Reads the body, failing with `body_too_large` past `max_body` bytes.
+    /// Keeps the bytes only when `keep`; memory is bounded by `max_body`.
+    pub async fn read_body(
+        &mut self,
+        max_body: usize,
+        keep: bool,
+        hop: &mut Hop,
+    ) -> Result<Bytes, Failure> {
+        hop.phase = Phase::Body;
+        let mut kept = BytesMut::new();
+        let mut read = 0usize;
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|e| classify(&e))?;
+            if let Some(data) = frame.data_ref() {
+                read += data.len();
+                hop.body_bytes = Some(read);
+                if read > max_body {
+                    return Err(Failure::new(
+                        FailureCode::BodyTooLarge,
+                        format!("body exceeds the {max_body}-byte cap (max_body)"),
+                    ));
+                }
+                if keep {
+                    kept.extend_from_slice(data);
+                }
+            }
+        }
+        hop.body_bytes = Some(read);
+        Ok(kept.freeze())
+    }
+}
+
+/// Maps a hyper error to a failure, walking `source()` for the cause.
+pub fn classify(e: &hyper::Error) -> Failure {
+    if e.is_parse_too_large() {
+        return Failure::new(
+            FailureCode::HeadersTooLarge,
+            "response headers exceed the size cap (max_header_bytes)",
+        );
+    }
+    if e.is_parse() || e.is_parse_status() {
+        return Failure::new(
+            FailureCode::ProtocolError,
+            format!("invalid HTTP response: {e}"),
+        );
+    }
+    if e.is_incomplete_message() {
+        return Failure::new(
+            FailureCode::ProtocolError,
+            "connection closed before the response was complete",
+        );
+    }
+    let mut msg = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    Failure::new(FailureCode::ProtocolError, msg)
+}
+
+/// One DER TLV: (tag, contents, rest).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The notAfter of a DER certificate (RFC 5280 §4.1): a small, bounds-checked
+/// walk to `tbsCertificate.validity`. The TLS-matrix work will parse
+/// certificates fully; this is all the http check needs.
+pub fn leaf_not_after(cert: &[u8]) -> Option<time::OffsetDateTime> {
+    let (0x30, cert, _) = der(cert)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der(cert)? else {
+        return None;
+    };
+    let (tag, _, mut rest) = der(tbs)?;
+    if tag == 0xa0 {
+        // explicit version; the serial follows
+        (_, _, rest) = der(rest)?;
+    }
+    let (_, _, rest) = der(rest)?; // signature algorithm
+    let (_, _, rest) = der(rest)?; // issuer
+    let (0x30, validity, _) = der(rest)? else {
+        return None;
+    };
+    let (_, _, rest) = der(validity)?; // notBefore
+    let (tag, t, _) = der(rest)?;
+    let t = std::str::from_utf8(t).ok()?;
+    let digits = t.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        0x17 if digits.len() == 12 => {
+            let yy: i32 = digits[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
+        }
+        0x18 if digits.len() == 14 => (digits[..4].parse().ok()?, &digits[4..]),
+        _ => return None,
+    };
+    let n = |i: usize| rest.get(i..i + 2).and_then(|s| s.parse::<u8>().ok());
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(n(0)?).ok()?, n(2)?).ok()?;
+    let clock = time::Time::from_hms(n(4)?, n(6)?, n(8)?).ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc())
+}
+
+/// Sum of two optional phase durations.
+pub fn add(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+    }
+}

@@ -1,0 +1,338 @@
+//! Samples: one sample is a redirect chain plus the assertions on its final
+//! response; an address runs `samples` of them in turn, each on fresh
+//! connections, all under the run's one deadline.
+//!
+//! Verdict per address: with one sample, that sample's result. With more,
+//! the address fails with `sample_failure_ratio` when `failed / samples >
+//! max_failure_ratio`, naming the counts per backend; a sample cut short by
+//! the deadline fails the address with `timeout` (the remaining samples are
+//! not started: the deadline is the run's, not the sample's).
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Instant};
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::{HttpSpec, exchange};
+use crate::{
+    check::{
+        Failure, FailureCode, Phases, RunContext,
+        assertion::{self, AssertionResult, Observed},
+        redirect,
+    },
+    config::Dur,
+};
+
+/// One chain and its assertions.
+#[derive(Debug)]
+pub struct Sample {
+    /// 0-based index within its address.
+    pub index: usize,
+    /// Address of the first hop.
+    pub address: SocketAddr,
+    /// The hops.
+    pub chain: Vec<exchange::Hop>,
+    /// Assertions evaluated on the final response (empty if there was none).
+    pub assertions: Vec<AssertionResult>,
+    /// Pass or the first failure.
+    pub result: Result<(), Failure>,
+    /// Phases summed over the chain; `total` is the chain's wall time.
+    pub phases: Phases,
+    /// The `backend_header` value of the final response.
+    pub backend: Option<String>,
+}
+
+/// All samples of one address and its verdict.
+#[derive(Debug)]
+pub struct AddressRun {
+    /// The address.
+    pub address: SocketAddr,
+    /// Samples run, in order.
+    pub samples: Vec<Sample>,
+    /// Verdict.
+    pub result: Result<(), Failure>,
+}
+
+/// Runs one chain from `addr` and evaluates the assertions.
+pub async fn run_sample(
+    spec: &HttpSpec,
+    addr: SocketAddr,
+    index: usize,
+    deadline: tokio::time::Instant,
+    timeout: std::time::Duration,
+    ctx: &RunContext,
+) -> Sample {
+    let mut chain = Vec::new();
+    let t = Instant::now();
+    let keep = spec.assertions.needs_body();
+    let res = tokio::time::timeout_at(
+        deadline,
+        redirect::follow(spec, addr, keep, ctx, &mut chain),
+    )
+    .await;
+    let mut phases = Phases::default();
+    for h in &chain {
+        phases.dns = exchange::add(phases.dns, h.phases_us.dns);
+        phases.connect = exchange::add(phases.connect, h.phases_us.connect);
+        phases.tls = exchange::add(phases.tls, h.phases_us.tls);
+        phases.first_byte = exchange::add(phases.first_byte, h.phases_us.first_byte);
+    }
+    phases.total = t.elapsed();
+    let mut sample = Sample {
+        index,
+        address: addr,
+        chain,
+        assertions: Vec::new(),
+        result: Ok(()),
+        phases,
+        backend: None,
+    };
+    let fin = match res {
+        Ok(Ok(fin)) => fin,
+        Ok(Err(f)) => {
+            sample.result = Err(f);
+            return sample;
+        }
+        Err(_) => {
+            let idx = sample.chain.len().saturating_sub(1);
+            let mut phase = "connect";
+            let mut hop_url = String::new();
+            if let Some(h) = sample.chain.last_mut() {
+                phase = h.phase.name();
+                h.timeout_phase = Some(phase);
+                h.error = Some(FailureCode::Timeout);
+                hop_url.clone_from(&h.url);
+            }
+            let on = if idx > 0 {
+                format!(" on hop {} ({hop_url})", idx + 1)
+            } else {
+                String::new()
+            };
+            sample.result = Err(Failure::new(
+                FailureCode::Timeout,
+                format!("timed out after {} waiting for {phase}{on}", Dur(timeout)),
+            ));
+            return sample;
+        }
+    };
+    let mut results = vec![assertion::status(
+        &spec.expected,
+        fin.status,
+        fin.location.as_deref(),
+    )];
+    results.extend(redirect::chain_assertions(
+        &spec.redirect,
+        &sample.chain,
+        &fin.uri,
+    ));
+    let obs = Observed {
+        headers: &fin.headers,
+        body: &fin.body,
+        phases: &sample.phases,
+    };
+    results.extend(spec.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
+    sample.backend = spec
+        .backend_header
+        .as_ref()
+        .and_then(|h| fin.headers.get(h))
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(100)
+                .collect()
+        });
+    sample.result = match results.iter().find(|r| !r.ok) {
+        Some(r) => Err(Failure::new(
+            r.failure_code.unwrap_or(FailureCode::InternalError),
+            r.message.clone().unwrap_or_default(),
+        )),
+        None => Ok(()),
+    };
+    sample.assertions = results;
+    sample
+}
+
+/// Runs `spec.samples` samples against `addr` and decides the address.
+pub async fn run_address(
+    spec: &HttpSpec,
+    addr: SocketAddr,
+    deadline: tokio::time::Instant,
+    timeout: std::time::Duration,
+    ctx: &RunContext,
+) -> AddressRun {
+    let k = spec.samples as usize;
+    let mut samples = Vec::with_capacity(k);
+    for i in 0..k {
+        let s = run_sample(spec, addr, i, deadline, timeout, ctx).await;
+        let timed_out = matches!(&s.result, Err(f) if f.code == FailureCode::Timeout);
+        samples.push(s);
+        if timed_out {
+            break;
+        }
+    }
+    let result = verdict(spec, &samples);
+    AddressRun {
+        address: addr,
+        samples,
+        result,
+    }
+}
+
+fn verdict(spec: &HttpSpec, samples: &[Sample]) -> Result<(), Failure> {
+    let k = spec.samples as usize;
+    if k == 1 {
+        return samples.first().map_or(Ok(()), |s| s.result.clone());
+    }
+    if let Some(Err(f)) = samples.last().map(|s| &s.result)
+        && f.code == FailureCode::Timeout
+    {
+        return Err(Failure::new(
+            FailureCode::Timeout,
+            format!("sample {} of {k}: {}", samples.len(), f.message),
+        ));
+    }
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
+    let ratio = failed.len() as f64 / k as f64;
+    if ratio <= spec.max_failure_ratio {
+        return Ok(());
+    }
+    let refs: Vec<&Sample> = samples.iter().collect();
+    let by = by_backend(&refs)
+        .iter()
+        .map(|(b, (t, f))| format!("{b} {f}/{t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first = failed
+        .first()
+        .and_then(|s| s.result.as_ref().err())
+        .map(|f| format!("; first failure: {} ({})", f.code, f.message))
+        .unwrap_or_default();
+    Err(Failure::new(
+        FailureCode::SampleFailureRatio,
+        format!(
+            "{} of {k} samples failed (ratio {ratio:.2} > {:.2}); by backend: {by}{first}",
+            failed.len(),
+            spec.max_failure_ratio
+        ),
+    ))
+}
+
+/// (total, failed) per backend; samples without a backend value count under their address.
+fn by_backend(samples: &[&Sample]) -> BTreeMap<String, (usize, usize)> {
+    let mut by: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for s in samples {
+        let key = s.backend.clone().unwrap_or_else(|| s.address.to_string());
+        let e = by.entry(key).or_default();
+        e.0 += 1;
+        e.1 += usize::from(s.result.is_err());
+    }
+    by
+}
+
+/// `details.samples_summary` over every sample of the run.
+pub fn summary(spec: &HttpSpec, samples: &[&Sample]) -> Value {
+    let failed = samples.iter().filter(|s| s.result.is_err()).count();
+    let by: Map<String, Value> = by_backend(samples)
+        .into_iter()
+        .map(|(b, (t, f))| (b, json!({ "total": t, "failed": f })))
+        .collect();
+    json!({
+        "total": samples.len(),
+        "failed": failed,
+        "ratio": if samples.is_empty() { 0.0 } else { failed as f64 / samples.len() as f64 },
+        "max_failure_ratio": spec.max_failure_ratio,
+        "by_backend": by,
+    })
+}
+
+impl Sample {
+    /// Flattened facts of the final hop (`address`, `status`, `tls`, …).
+    pub fn summary(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("address".into(), self.address.to_string().into());
+        if let Some(h) = self.chain.last() {
+            for (k, v) in [
+                ("status", h.status.map(Value::from)),
+                ("location", h.location.clone().map(Value::from)),
+                ("http_version", h.http_version.clone().map(Value::from)),
+                ("body_bytes", h.body_bytes.map(Value::from)),
+                ("timeout_phase", h.timeout_phase.map(Value::from)),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v);
+                }
+            }
+        }
+        if let Some(tls) = self.chain.iter().rev().find_map(|h| h.tls.as_ref()) {
+            m.insert("tls".into(), serde_json::to_value(tls).unwrap_or_default());
+        }
+        if let Some(age) = self.assertions.iter().find_map(|a| a.age_seconds) {
+            m.insert("age_seconds".into(), age.into());
+        }
+        m
+    }
+
+    /// One entry of `details.samples`.
+    pub fn to_json(&self) -> Value {
+        let (code, msg) = match &self.result {
+            Ok(()) => (None, None),
+            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
+        };
+        json!({
+            "index": self.index,
+            "address": self.address.to_string(),
+            "ok": self.result.is_ok(),
+            "failure_code": code,
+            "failure_message": msg,
+            "status": self.chain.last().and_then(|h| h.status),
+            "backend": self.backend,
+            "phases_us": self.phases,
+        })
+    }
+}
+
+impl AddressRun {
+    /// The sample shown in `details`: the first failing one, else the first.
+    pub fn representative(&self) -> Option<&Sample> {
+        self.samples
+            .iter()
+            .find(|s| s.result.is_err())
+            .or(self.samples.first())
+    }
+
+    /// One entry of `details.addresses`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        if let Some(s) = self.representative() {
+            m.extend(s.summary());
+            m.insert(
+                "phases_us".into(),
+                serde_json::to_value(s.phases).unwrap_or_default(),
+            );
+            m.insert(
+                "chain".into(),
+                serde_json::to_value(&s.chain).unwrap_or_default(),
+            );
+            m.insert(
+                "assertions".into(),
+                serde_json::to_value(&s.assertions).unwrap_or_default(),
+            );
+        }
+        m.insert("address".into(), self.address.to_string().into());
+        m.insert("ok".into(), self.result.is_ok().into());
+        if let Err(f) = &self.result {
+            m.insert("failure_code".into(), f.code.as_str().into());
+            m.insert("failure_message".into(), f.message.clone().into());
+        }
+        m.insert("samples_total".into(), self.samples.len().into());
+        m.insert(
+            "samples_failed".into(),
+            self.samples
+                .iter()
+                .filter(|s| s.result.is_err())
+                .count()
+                .into(),
+        );
+        Value::Object(m)
+    }
+}

@@ -1,0 +1,259 @@
+//! Hostile targets fail their own check with the right code within the
+//! check's one deadline, keep memory bounded, and do not slow other checks.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use outpost_probe::{
+    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    config::{Problems, RawProbeFile},
+};
+use outpost_testkit::{Hostile, HttpServer, Reply};
+
+fn spec(toml_text: &str) -> CheckSpec {
+    let raw: RawCheck = toml::from_str(toml_text).expect("check toml parses");
+    let mut p = Problems::default();
+    let spec = raw.validate("checks[0]", &mut p);
+    assert!(p.is_empty(), "{p:?}");
+    spec.expect("valid")
+}
+
+/// Runs the check and returns the outcome and the wall time it took.
+async fn timed(toml_text: &str) -> (Outcome, Duration) {
+    let ctx = RunContext::default();
+    let spec = spec(toml_text);
+    let t = Instant::now();
+    let o = check::run(&spec, &ctx).await;
+    (o, t.elapsed())
+}
+
+fn code(o: &Outcome) -> Option<FailureCode> {
+    o.result.as_ref().err().map(|f| f.code)
+}
+
+fn within(took: Duration, deadline_ms: u64) {
+    let d = Duration::from_millis(deadline_ms);
+    assert!(
+        took >= d && took < d + Duration::from_millis(500),
+        "{took:?} for a {d:?} deadline"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_gigabyte_stream_times_out_at_the_deadline() {
+    // 256 KiB/s would need 4 s to reach the 1 MiB cap: the 2 s deadline comes first.
+    let srv = Hostile::endless_body(256 * 1024).await.unwrap();
+    let (o, took) = timed(&format!(
+        "id = \"x\"\ntimeout = \"2s\"\nhttp = {{ url = \"{}\", max_body = \"1MiB\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::Timeout), "{:?}", o.result);
+    assert_eq!(o.details["timeout_phase"], "body");
+    let read = o.details["body_bytes"].as_u64().unwrap();
+    assert!(
+        (256 * 1024..1024 * 1024).contains(&read),
+        "{read} bytes read"
+    );
+    within(took, 2000);
+}
+
+#[tokio::test]
+async fn a_fast_gigabyte_stream_stops_at_max_body() {
+    let srv = Hostile::endless_body(8 * 1024 * 1024).await.unwrap();
+    let (o, took) = timed(&format!(
+        "id = \"x\"\ntimeout = \"5s\"\nhttp = {{ url = \"{}\", max_body = \"256KiB\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::BodyTooLarge), "{:?}", o.result);
+    let read = o.details["body_bytes"].as_u64().unwrap();
+    assert!(read > 256 * 1024 && read < 512 * 1024, "{read} bytes read");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn accept_and_never_answer_times_out_at_the_deadline() {
+    let srv = Hostile::silent().await.unwrap();
+    let (o, took) = timed(&format!(
+        "id = \"x\"\ntimeout = \"700ms\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::Timeout));
+    assert_eq!(o.details["timeout_phase"], "first byte");
+    within(took, 700);
+}
+
+#[tokio::test]
+async fn garbage_is_a_protocol_error() {
+    let srv = Hostile::garbage().await.unwrap();
+    let (o, _) = timed(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::ProtocolError), "{:?}", o.result);
+}
+
+#[tokio::test]
+async fn a_mebibyte_of_headers_is_headers_too_large() {
+    let srv = Hostile::huge_headers(1024 * 1024).await.unwrap();
+    let (o, took) = timed(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::HeadersTooLarge),
+        "{:?}",
+        o.result
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // A smaller cap applies too (a few KiB of filler passes the default).
+    let srv = Hostile::huge_headers(6 * 1024).await.unwrap();
+    let url = srv.url("/");
+    let (o, _) = timed(&format!("id = \"x\"\nhttp = {{ url = \"{url}\" }}")).await;
+    assert!(o.ok(), "{:?}", o.result);
+    let (o, _) = timed(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{url}\", max_header_bytes = \"4KiB\" }}"
+    ))
+    .await;
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::HeadersTooLarge),
+        "{:?}",
+        o.result
+    );
+}
+
+#[tokio::test]
+async fn a_drip_times_out_at_the_deadline_not_per_read() {
+    // A byte every 200 ms never trips a per-read timeout; only the run's
+    // deadline ends it.
+    let srv = Hostile::drip(Duration::from_millis(200)).await.unwrap();
+    let (o, took) = timed(&format!(
+        "id = \"x\"\ntimeout = \"1500ms\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::Timeout), "{:?}", o.result);
+    assert_eq!(o.details["timeout_phase"], "body");
+    assert!(o.details["body_bytes"].as_u64().unwrap() >= 5);
+    within(took, 1500);
+}
+
+#[tokio::test]
+async fn samples_share_the_one_deadline() {
+    let srv = Hostile::drip(Duration::from_millis(50)).await.unwrap();
+    let (o, took) = timed(&format!(
+        "id = \"x\"\ntimeout = \"1s\"\nhttp = {{ url = \"{}\", samples = 5 }}",
+        srv.url("/")
+    ))
+    .await;
+    let f = o.result.clone().unwrap_err();
+    assert_eq!(f.code, FailureCode::Timeout);
+    assert!(f.message.starts_with("sample 1 of 5"), "{}", f.message);
+    within(took, 1000);
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
+    let healthy = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .run()
+        .await
+        .unwrap();
+    let silent = Hostile::silent().await.unwrap();
+    let garbage = Hostile::garbage().await.unwrap();
+    let headers = Hostile::huge_headers(1024 * 1024).await.unwrap();
+    let stream = Hostile::endless_body(64 * 1024 * 1024).await.unwrap();
+    let slow = Hostile::endless_body(256 * 1024).await.unwrap();
+    let drip = Hostile::drip(Duration::from_millis(200)).await.unwrap();
+    let hostile = [
+        ("silent", silent.url("/"), ""),
+        ("garbage", garbage.url("/"), ""),
+        ("headers", headers.url("/"), ""),
+        ("stream", stream.url("/"), ", max_body = \"1MiB\""),
+        ("slow", slow.url("/"), ", max_body = \"1MiB\""),
+        ("drip", drip.url("/"), ""),
+    ];
+    let mut text = format!(
+        "[[checks]]\nid = \"healthy\"\ninterval = \"100ms\"\nhttp = {{ url = \"{}\" }}\n",
+        healthy.url("/")
+    );
+    for (id, url, extra) in &hostile {
+        text.push_str(&format!(
+            "[[checks]]\nid = \"{id}\"\ninterval = \"1s\"\ntimeout = \"900ms\"\nhttp = {{ url = \"{url}\"{extra} }}\n"
+        ));
+    }
+    let raw: RawProbeFile = toml::from_str(&text).unwrap();
+    let cfg = raw.validate("test").unwrap();
+
+    let before = rss_kib();
+    let seen: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let sink = seen.clone();
+    let probe =
+        outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
+    tokio::time::sleep(Duration::from_millis(3050)).await;
+    let grown = rss_kib().saturating_sub(before);
+    probe.shutdown().await;
+
+    let outcomes = seen.lock().unwrap();
+    let healthy_runs: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.check_id == "healthy")
+        .collect();
+    // 30 slots in ~3 s; the first lands within the first interval.
+    assert!(
+        (29..=31).contains(&healthy_runs.len()),
+        "{} healthy runs",
+        healthy_runs.len()
+    );
+    assert!(healthy_runs.iter().all(|o| o.ok()));
+    // Each healthy run finishes well within its interval, hostile peers or not.
+    let slowest = healthy_runs.iter().map(|o| o.phases.total).max().unwrap();
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest healthy run {slowest:?}"
+    );
+
+    let mut codes: HashMap<&str, Vec<FailureCode>> = HashMap::new();
+    for o in outcomes.iter().filter(|o| o.check_id != "healthy") {
+        codes
+            .entry(o.check_id.as_str())
+            .or_default()
+            .push(o.result.as_ref().unwrap_err().code);
+    }
+    let want = [
+        ("silent", FailureCode::Timeout),
+        ("garbage", FailureCode::ProtocolError),
+        ("headers", FailureCode::HeadersTooLarge),
+        ("stream", FailureCode::BodyTooLarge),
+        ("slow", FailureCode::Timeout),
+        ("drip", FailureCode::Timeout),
+    ];
+    for (id, c) in want {
+        let got = codes
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} never reported"));
+        assert!(got.len() >= 2, "{id}: {got:?}");
+        assert!(got.iter().all(|g| *g == c), "{id}: {got:?}, want {c}");
+    }
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+}
