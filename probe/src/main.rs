@@ -180,7 +180,11 @@ fn trace_spec(
 }
 
 async fn trace(spec: check::CheckSpec) -> i32 {
-    let outcome = check::run(&spec, &RunContext::default()).await;
+    let ctx = RunContext {
+        probe_name: "outpost-probe-check".into(),
+        ..RunContext::default()
+    };
+    let outcome = check::run(&spec, &ctx).await;
     let report = check::http::report::render(&outcome);
     print!("{}", report.text);
     if report.passes_following { 0 } else { 1 }

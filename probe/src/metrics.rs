@@ -100,15 +100,14 @@ pub async fn serve(
                     None
                 };
                 async move {
-                    let resp = match body {
+                    match body {
                         Some(b) => Response::builder()
                             .header("content-type", "text/plain; version=0.0.4")
                             .body(Full::new(Bytes::from(b))),
                         None => Response::builder()
                             .status(404)
                             .body(Full::new(Bytes::from_static(b"not found\n"))),
-                    };
-                    resp
+                    }
                 }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

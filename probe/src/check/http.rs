@@ -53,12 +53,7 @@ pub mod report;
 pub mod request;
 pub mod sample;
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 
 use bytes::Bytes;
 use hyper::Uri;
@@ -478,7 +473,7 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
     details.insert("url".into(), spec.url.clone().into());
     details.insert("method".into(), spec.method.as_str().into());
 
-    let (addrs, dns) = match tokio::time::timeout_at(deadline, resolve(spec)).await {
+    let (addrs, dns) = match tokio::time::timeout_at(deadline, sample::resolve(spec)).await {
         Ok(Ok(r)) => r,
         Ok(Err(f)) => {
             return KindResult {
@@ -591,47 +586,6 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
         result,
         details: details.into(),
     }
-}
-
-/// Addresses to try and the time DNS took (None for IP literals and overrides).
-async fn resolve(spec: &HttpSpec) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
-    if !spec.resolve_to.is_empty() {
-        let all = spec
-            .resolve_to
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, spec.port));
-        return Ok((pick(spec, all.collect()), None));
-    }
-    if let Ok(ip) = spec.host.parse::<IpAddr>() {
-        return Ok((vec![SocketAddr::new(ip, spec.port)], None));
-    }
-    let t = Instant::now();
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((spec.host.as_str(), spec.port))
-        .await
-        .map_err(|e| {
-            Failure::new(
-                FailureCode::DnsFailure,
-                format!("cannot resolve {}: {e}", spec.host),
-            )
-        })?
-        .collect();
-    let dns = t.elapsed();
-    if addrs.is_empty() {
-        return Err(Failure::new(
-            FailureCode::DnsFailure,
-            format!("{} has no addresses", spec.host),
-        ));
-    }
-    Ok((pick(spec, addrs), Some(dns)))
-}
-
-fn pick(spec: &HttpSpec, mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
-    let mut seen = std::collections::HashSet::new();
-    addrs.retain(|a| seen.insert(*a));
-    if spec.addresses == AddressMode::First {
-        addrs.truncate(1);
-    }
-    addrs
 }
 
 /// Shared so the cached TLS config type is nameable by callers.

@@ -20,7 +20,16 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use serde_json_path::JsonPath;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::{AssertionResult, header::header_name, json::parse_path, not_json};
+use crate::{
+    check::FailureCode,
+    config::{Dur, Problems},
+};
 
 /// Epoch values above this are milliseconds, at or below it seconds.
 pub const EPOCH_MILLIS_THRESHOLD: f64 = 1e11;
@@ -141,6 +150,140 @@ pub fn format_age(d: Duration) -> String {
         format!("{m}m {sec}s")
     } else {
         format!("{sec}s")
+    }
+}
+
+// ---- the `freshness` assertion: config, validation, evaluation ----
+
+/// `freshness`: the data must be at most `max_age` old. The timestamp comes
+/// from the JSON body (`json_path`) or a response header (`header`, e.g.
+/// `"last-modified"`). Accepts RFC 3339, HTTP-dates, epoch seconds or
+/// milliseconds (above 10^11 is milliseconds). Age equal to `max_age` passes;
+/// older fails with `data_stale`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFreshness {
+    /// JSONPath to the timestamp in the body. Example: `"$.updated_at"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
+    /// Response header holding the timestamp. Example: `"last-modified"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Oldest acceptable data. Example: `"15m"`.
+    pub max_age: Dur,
+}
+
+/// Where the freshness timestamp is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FreshnessSource {
+    /// A JSONPath into the body.
+    Json(String, JsonPath),
+    /// A response header.
+    Header(http::HeaderName),
+}
+
+/// A validated freshness assertion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freshness {
+    /// Where the timestamp is.
+    pub source: FreshnessSource,
+    /// Oldest acceptable age (inclusive).
+    pub max_age: Duration,
+}
+
+impl RawFreshness {
+    /// Validates `p` (`checks[0].http.freshness`).
+    pub fn validate(&self, p: &str, problems: &mut Problems) -> Option<Freshness> {
+        let source = match (&self.json_path, &self.header) {
+            (Some(q), None) => parse_path(q, format!("{p}.json_path"), problems)
+                .map(|jp| FreshnessSource::Json(q.clone(), jp)),
+            (None, Some(h)) => {
+                header_name(h, format!("{p}.header"), problems).map(FreshnessSource::Header)
+            }
+            _ => {
+                problems.push(p, "set exactly one of `json_path` or `header`, e.g. { json_path = \"$.updated_at\", max_age = \"15m\" }");
+                None
+            }
+        };
+        if self.max_age.get().is_zero() {
+            problems.push(format!("{p}.max_age"), "max_age must be greater than 0");
+        }
+        Some(Freshness {
+            source: source?,
+            max_age: self.max_age.get(),
+        })
+    }
+}
+
+/// Evaluates `f`: the timestamp from a header or the parsed body, aged at `now`.
+pub fn evaluate(
+    f: &Freshness,
+    headers: &http::HeaderMap,
+    parsed: &Option<Result<Value, String>>,
+    now: OffsetDateTime,
+) -> AssertionResult {
+    let code = FailureCode::DataStale;
+    let (name, value) = match &f.source {
+        FreshnessSource::Header(h) => (
+            format!("freshness {h}"),
+            headers
+                .get(h)
+                .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())),
+        ),
+        FreshnessSource::Json(q, jp) => {
+            let name = format!("freshness {q}");
+            match parsed {
+                Some(Ok(doc)) => (name, jp.query(doc).first().cloned()),
+                _ => return not_json(&name, "freshness", code, parsed),
+            }
+        }
+    };
+    let expected = json!(format!("age <= {}", Dur(f.max_age)));
+    let what = name.trim_start_matches("freshness ").to_owned();
+    let Some(value) = value else {
+        return AssertionResult::new(
+            name,
+            "freshness",
+            false,
+            code,
+            expected,
+            Value::Null,
+            format!("no timestamp at {what}: cannot tell how old the data is"),
+        )
+        .unevaluated();
+    };
+    match age(&value, now) {
+        Ok(a) => {
+            let ok = a.is_fresh(f.max_age);
+            let mut r = AssertionResult::new(
+                name,
+                "freshness",
+                ok,
+                code,
+                expected,
+                value,
+                format!(
+                    "data is {} old ({what} = {}), max_age is {}",
+                    format_age(a.age),
+                    a.timestamp
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    Dur(f.max_age)
+                ),
+            );
+            r.age_seconds = Some(a.age.as_secs_f64());
+            r
+        }
+        Err(e) => AssertionResult::new(
+            name,
+            "freshness",
+            false,
+            code,
+            expected,
+            value,
+            e.to_string(),
+        )
+        .unevaluated(),
     }
 }
 

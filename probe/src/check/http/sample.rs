@@ -8,12 +8,16 @@
 //! the deadline fails the address with `timeout` (the remaining samples are
 //! not started: the deadline is the run's, not the sample's).
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Instant};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::{HttpSpec, exchange};
+use super::{AddressMode, HttpSpec, exchange};
 use crate::{
     check::{
         Failure, FailureCode, Phases, RunContext,
@@ -51,6 +55,47 @@ pub struct AddressRun {
     pub samples: Vec<Sample>,
     /// Verdict.
     pub result: Result<(), Failure>,
+}
+
+/// Addresses to try and the time DNS took (None for IP literals and overrides).
+pub async fn resolve(spec: &HttpSpec) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
+    if !spec.resolve_to.is_empty() {
+        let all = spec
+            .resolve_to
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, spec.port));
+        return Ok((pick(spec, all.collect()), None));
+    }
+    if let Ok(ip) = spec.host.parse::<IpAddr>() {
+        return Ok((vec![SocketAddr::new(ip, spec.port)], None));
+    }
+    let t = std::time::Instant::now();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((spec.host.as_str(), spec.port))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                FailureCode::DnsFailure,
+                format!("cannot resolve {}: {e}", spec.host),
+            )
+        })?
+        .collect();
+    let dns = t.elapsed();
+    if addrs.is_empty() {
+        return Err(Failure::new(
+            FailureCode::DnsFailure,
+            format!("{} has no addresses", spec.host),
+        ));
+    }
+    Ok((pick(spec, addrs), Some(dns)))
+}
+
+fn pick(spec: &HttpSpec, mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    if spec.addresses == AddressMode::First {
+        addrs.truncate(1);
+    }
+    addrs
 }
 
 /// Runs one chain from `addr` and evaluates the assertions.
