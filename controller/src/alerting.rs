@@ -4,21 +4,35 @@
 //!
 //! Design note.
 //! - **State.** The rule's only inputs are `region_state` rows (updated by
-//!   ingest in the same transaction as the results) and the open alert row,
-//!   both in the store. Nothing lives only in memory, so a restart neither
-//!   re-pages an open alert nor forgets it: the next evaluation reads it back.
+//!   ingest in the same transaction as the results), the probes' last-seen
+//!   times and the open alert rows, all in the store. Nothing lives only in
+//!   memory, so a restart neither re-pages an open alert nor forgets it: the
+//!   next evaluation reads it back.
 //! - **When.** After each committed batch for the checks it touched, and every
-//!   second for every check ([`TICK`]) so regions turn STALE without results.
-//!   Evaluations are serialized by a lock; the store's one-open-alert index
-//!   guards against anything that slips through.
+//!   second for every check and probe ([`TICK`]) so regions turn STALE and
+//!   probes offline without results. Evaluations are serialized by a lock;
+//!   the store's one-open-alert-per-dedup-key index guards against anything
+//!   that slips through.
+//! - **Kinds.** `check_failing` ([`rule`]: a check failing from `min_regions`
+//!   fresh regions) and `probe_offline` ([`offline`]: one fleet-level alert
+//!   per silent probe; its regions count as stale for every check, so an
+//!   offline probe never pages per check). Routes carry kinds
+//!   (`[[routes]].kinds`).
 //! - **Outbox.** Firing inserts the alert and one `trigger` notification per
 //!   routed sink in one transaction; resolving marks it resolved and queues a
 //!   `resolve` for every sink that got the trigger (even if routes changed
-//!   since), in one transaction. Delivery happens afterwards, in order per
-//!   (sink, dedup_key), with retries.
-//! - **Dedup key.** `outpost/<check_id>/check_failing`: deterministic, so
-//!   replicas or a replayed notification collapse into one incident.
+//!   since), in one transaction. Delivery happens afterwards ([`sink`]), in
+//!   order per (sink, dedup_key), with retries, a give-up horizon per sink
+//!   (resolves at least 15 min) and a rate limit per PagerDuty routing key.
+//! - **Guarantees.** Per dedup key and sink: at most one trigger per alert
+//!   and one resolve after it, delivered at least once (exactly once unless
+//!   the process dies between the sink's answer and recording it), trigger
+//!   before resolve. Nothing pending is lost on a crash or `kill -9`.
+//! - **Dedup keys.** `outpost/<check_id>/check_failing` and
+//!   `outpost/probe/<probe>/probe_offline`: deterministic, so replicas or a
+//!   replayed notification collapse into one incident.
 
+pub mod offline;
 pub mod rule;
 pub mod sink;
 
@@ -53,8 +67,11 @@ pub struct AlertEvent {
     pub action: String,
     /// Dedup key.
     pub dedup_key: String,
-    /// Check id.
+    /// Check id (empty for fleet-level alerts).
     pub check_id: String,
+    /// Probe of a fleet-level alert (`probe_offline`).
+    #[serde(default)]
+    pub probe: Option<String>,
     /// Alert kind.
     pub kind: String,
     /// One line for humans.
@@ -98,39 +115,42 @@ pub async fn evaluate_checks(
 ) -> Result<Vec<Transition>, StoreError> {
     let _guard = ctl.eval_lock().lock().await;
     let cfg = ctl.config();
+    let rows = ctl.store().probes().await?;
+    let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
     let mut out = Vec::new();
     for id in checks {
         let Some(check) = cfg.check(id) else { continue };
         let states = ctl.store().region_states_for(id).await?;
         let open = ctl.store().open_alert(id, KIND_CHECK_FAILING).await?;
-        if let Some(t) = apply(ctl, &cfg, check, &states, open, now_ms).await? {
+        if let Some(t) = apply(ctl, &cfg, check, &states, &offline, open, now_ms).await? {
             out.push(t);
         }
     }
     Ok(out)
 }
 
-/// Evaluates every check (the 1 s ticker), with two queries for the whole fleet.
+/// Evaluates every check and every probe (the 1 s ticker), with three
+/// queries for the whole fleet.
 pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transition>, StoreError> {
     let _guard = ctl.eval_lock().lock().await;
     let cfg = ctl.config();
+    let rows = ctl.store().probes().await?;
+    let all_open = ctl.store().open_alerts().await?;
+    let mut out = offline::evaluate(ctl, &cfg, &rows, &all_open, now_ms).await?;
+    let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
     let mut states: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
     for s in ctl.store().region_states().await? {
         states.entry(s.check_id.clone()).or_default().push(s);
     }
-    let mut open: BTreeMap<String, AlertRow> = ctl
-        .store()
-        .open_alerts()
-        .await?
+    let mut open: BTreeMap<String, AlertRow> = all_open
         .into_iter()
         .filter(|a| a.kind == KIND_CHECK_FAILING)
         .map(|a| (a.check_id.clone(), a))
         .collect();
-    let mut out = Vec::new();
     for check in &cfg.checks {
         let st = states.remove(&check.raw.id).unwrap_or_default();
         let alert = open.remove(&check.raw.id);
-        if let Some(t) = apply(ctl, &cfg, check, &st, alert, now_ms).await? {
+        if let Some(t) = apply(ctl, &cfg, check, &st, &offline, alert, now_ms).await? {
             out.push(t);
         }
     }
@@ -157,6 +177,7 @@ async fn apply(
     cfg: &ControllerConfig,
     check: &CheckDef,
     states: &[RegionState],
+    offline: &[String],
     open: Option<AlertRow>,
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
@@ -165,6 +186,7 @@ async fn apply(
         check.spec.interval,
         &check.regions,
         states,
+        offline,
         open.is_some(),
         now_ms,
     );
@@ -190,31 +212,42 @@ async fn fire(
     let sinks = cfg.sinks_for_check(check);
     let alert = NewAlert {
         check_id: check.raw.id.clone(),
+        probe: None,
         kind: KIND_CHECK_FAILING.to_owned(),
         dedup_key: event.dedup_key.clone(),
         severity: event.severity.clone(),
         summary: event.summary.clone(),
         regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
     };
-    let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+    fire_alert(ctl, &alert, &event, sinks).await
+}
+
+/// Opens `alert` and queues `event` as a trigger for each sink, atomically.
+pub(crate) async fn fire_alert(
+    ctl: &Controller,
+    alert: &NewAlert,
+    event: &AlertEvent,
+    sinks: Vec<String>,
+) -> Result<Option<Transition>, StoreError> {
+    let payload = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
     let Some(alert_id) = ctl
         .store()
-        .fire_alert(&alert, &sinks, &payload, now_ms)
+        .fire_alert(alert, &sinks, &payload, event.at_ms)
         .await?
     else {
         return Ok(None);
     };
-    tracing::warn!(check = %check.raw.id, alert_id, sinks = ?sinks, summary = %event.summary, "alert fired");
+    tracing::warn!(kind = %alert.kind, dedup_key = %alert.dedup_key, alert_id, sinks = ?sinks, summary = %event.summary, "alert fired");
     ctl.metrics().inc(
         "outpost_alerts_total",
-        &[("kind", KIND_CHECK_FAILING), ("action", "fire")],
+        &[("kind", alert.kind.as_str()), ("action", "fire")],
         1,
     );
     ctl.wake_delivery();
     Ok(Some(Transition::Fired { alert_id, sinks }))
 }
 
-async fn resolve(
+pub(crate) async fn resolve(
     ctl: &Controller,
     alert_id: i64,
     event: &AlertEvent,
@@ -227,10 +260,10 @@ async fn resolve(
     else {
         return Ok(None);
     };
-    tracing::info!(check = %event.check_id, alert_id, sinks = ?sinks, "alert resolved");
+    tracing::info!(kind = %event.kind, dedup_key = %event.dedup_key, alert_id, sinks = ?sinks, "alert resolved");
     ctl.metrics().inc(
         "outpost_alerts_total",
-        &[("kind", KIND_CHECK_FAILING), ("action", "resolve")],
+        &[("kind", event.kind.as_str()), ("action", "resolve")],
         1,
     );
     ctl.wake_delivery();
@@ -281,6 +314,7 @@ pub fn trigger_event(
         action: "trigger".into(),
         dedup_key: dedup_key(id),
         check_id: id.clone(),
+        probe: None,
         kind: KIND_CHECK_FAILING.into(),
         summary: truncate(&summary, 1024),
         severity: check.policy.severity.clone(),
@@ -302,6 +336,7 @@ fn resolve_event(check_id: &str, why: &str, severity: &str, now_ms: i64) -> Aler
         action: "resolve".into(),
         dedup_key: dedup_key(check_id),
         check_id: check_id.to_owned(),
+        probe: None,
         kind: KIND_CHECK_FAILING.into(),
         summary: format!("{check_id} {why}"),
         severity: severity.to_owned(),

@@ -21,12 +21,17 @@ use serde::Serialize;
 use crate::{
     Controller,
     alerting::{
-        KIND_CHECK_FAILING,
+        KIND_CHECK_FAILING, offline,
         rule::{self, RegionStatus},
     },
     config::CheckDef,
-    store::{AlertRow, RegionState, ResultRow, StoreError, now_ms},
+    store::{AlertRow, NotificationRow, ProbeRow, RegionState, ResultRow, StoreError, now_ms},
 };
+
+/// Reason shown for a region whose every probe is offline.
+pub const REASON_PROBE_OFFLINE: &str = "probe offline";
+/// Reason shown for a region without a result for 3 intervals.
+pub const REASON_NO_RECENT_RESULT: &str = "no result for 3 intervals";
 
 /// Results shown per check.
 pub const RECENT_RESULTS: u32 = 50;
@@ -74,6 +79,8 @@ pub struct RegionView {
     pub region: String,
     /// OK, FAILING, STALE or UNKNOWN.
     pub state: &'static str,
+    /// Why a region is STALE: `probe offline` or `no result for 3 intervals`.
+    pub reason: Option<&'static str>,
     /// Newest result time (unix ms).
     pub last_result_at_ms: Option<i64>,
     /// Age of the newest result.
@@ -113,12 +120,19 @@ fn region_view(
     check: &CheckDef,
     region: &str,
     state: Option<&RegionState>,
+    offline: bool,
     now: i64,
 ) -> RegionView {
-    let status = rule::region_status(state, check.spec.interval, now);
+    let status = rule::region_status(state, check.spec.interval, offline, now);
+    let reason = match status {
+        RegionStatus::Stale if offline => Some(REASON_PROBE_OFFLINE),
+        RegionStatus::Stale => Some(REASON_NO_RECENT_RESULT),
+        _ => None,
+    };
     RegionView {
         region: region.to_owned(),
         state: status.as_str(),
+        reason,
         last_result_at_ms: state.map(|s| s.last_result_at_ms),
         age_ms: state.map(|s| now.saturating_sub(s.last_result_at_ms).max(0)),
         code: state.and_then(|s| s.last_code.clone()),
@@ -129,16 +143,23 @@ fn region_view(
     }
 }
 
-fn check_view(check: &CheckDef, states: &[RegionState], alert_open: bool, now: i64) -> CheckView {
+fn check_view(
+    check: &CheckDef,
+    states: &[RegionState],
+    offline: &[String],
+    alert_open: bool,
+    now: i64,
+) -> CheckView {
     let mut worst: Option<RegionStatus> = None;
     let regions: Vec<RegionView> = check
         .regions
         .iter()
         .map(|r| {
             let st = states.iter().find(|s| &s.region == r);
-            let status = rule::region_status(st, check.spec.interval, now);
+            let off = offline.contains(r);
+            let status = rule::region_status(st, check.spec.interval, off, now);
             worst = worst.max(Some(status));
-            region_view(check, r, st, now)
+            region_view(check, r, st, off, now)
         })
         .collect();
     let state = if alert_open {
@@ -157,9 +178,21 @@ fn check_view(check: &CheckDef, states: &[RegionState], alert_open: bool, now: i
     }
 }
 
+/// Regions whose every probe is offline right now.
+pub async fn offline_regions(ctl: &Controller, now: i64) -> Result<Vec<String>, StoreError> {
+    let rows = ctl.store().probes().await?;
+    Ok(offline::offline_regions(
+        &ctl.config(),
+        &rows,
+        ctl.started_ms(),
+        now,
+    ))
+}
+
 /// Every configured check's view, in config order.
 pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, StoreError> {
     let cfg = ctl.config();
+    let offline = offline_regions(ctl, now).await?;
     let mut by_check: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
     for s in ctl.store().region_states().await? {
         by_check.entry(s.check_id.clone()).or_default().push(s);
@@ -179,6 +212,7 @@ pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, S
             check_view(
                 c,
                 by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]),
+                &offline,
                 open.contains(&c.raw.id),
                 now,
             )
@@ -203,7 +237,11 @@ pub async fn check_detail(
         .await?
         .is_some();
     let results = ctl.store().recent_results(id, RECENT_RESULTS).await?;
-    Ok(Some((check_view(check, &states, open, now), results)))
+    let offline = offline_regions(ctl, now).await?;
+    Ok(Some((
+        check_view(check, &states, &offline, open, now),
+        results,
+    )))
 }
 
 async fn list_checks(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -262,10 +300,25 @@ async fn get_check(
     ))
 }
 
-fn alert_json(a: &AlertRow) -> serde_json::Value {
+fn notification_json(n: &NotificationRow) -> serde_json::Value {
+    serde_json::json!({
+        "sink": n.sink,
+        "action": n.action,
+        "state": n.state,
+        "attempts": n.attempts,
+        "next_attempt_ms": (n.state == "pending").then_some(n.next_attempt_ms),
+        "last_error": n.last_error,
+        "delivered_ms": n.delivered_ms,
+    })
+}
+
+fn alert_json(a: &AlertRow, notifications: &[NotificationRow]) -> serde_json::Value {
+    let notifications: Vec<serde_json::Value> =
+        notifications.iter().map(notification_json).collect();
     serde_json::json!({
         "id": a.id,
-        "check_id": a.check_id,
+        "check_id": (!a.check_id.is_empty()).then_some(&a.check_id),
+        "probe": a.probe,
         "kind": a.kind,
         "dedup_key": a.dedup_key,
         "state": a.state,
@@ -274,13 +327,18 @@ fn alert_json(a: &AlertRow) -> serde_json::Value {
         "regions": serde_json::from_str::<serde_json::Value>(&a.regions_json).unwrap_or_default(),
         "opened_at_ms": a.opened_at_ms,
         "resolved_at_ms": a.resolved_at_ms,
+        "notifications": notifications,
     })
 }
 
 async fn list_alerts(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
     let alerts = ctl.store().alerts(ALERTS_LISTED).await?;
-    let alerts: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
-    Ok(Json(serde_json::json!({ "alerts": alerts })))
+    let mut out = Vec::with_capacity(alerts.len());
+    for a in &alerts {
+        let n = ctl.store().notifications_for_alert(a.id).await?;
+        out.push(alert_json(a, &n));
+    }
+    Ok(Json(serde_json::json!({ "alerts": out })))
 }
 
 /// One probe for the API and the page.
@@ -298,8 +356,21 @@ pub struct ProbeView {
     pub last_seen_ms: Option<i64>,
     /// A stream is open.
     pub connected: bool,
-    /// `fresh` (connected, seen within `alerting.offline_after`) or `offline`.
+    /// `fresh` (connected, heard from within `alerting.offline_after`),
+    /// `disconnected` (no stream, but silent for less than `offline_after`:
+    /// probably reconnecting) or `offline` (silent longer, or never seen).
     pub state: &'static str,
+    /// How long the probe has been silent (counted from the controller's
+    /// start at the earliest); `None` if never seen.
+    pub silent_for_ms: Option<i64>,
+    /// Results waiting on the probe for an ack, as of its last heartbeat.
+    pub queued_results: u64,
+    /// Results the probe dropped since it started, as of its last heartbeat.
+    pub dropped_results: u64,
+    /// The same by reason.
+    pub dropped_by_reason: BTreeMap<String, u64>,
+    /// Last heartbeat.
+    pub heartbeat_at_ms: Option<i64>,
     /// Still in config.
     pub configured: bool,
 }
@@ -308,39 +379,51 @@ pub struct ProbeView {
 pub async fn probe_views(ctl: &Controller, now: i64) -> Result<Vec<ProbeView>, StoreError> {
     let cfg = ctl.config();
     let rows = ctl.store().probes().await?;
-    let offline_ms = i64::try_from(cfg.offline_after.as_millis()).unwrap_or(i64::MAX);
+    let started = ctl.started_ms();
+    let view = |name: &str, region: &str, row: Option<&ProbeRow>, configured: bool| {
+        let connected = row.is_some_and(|r| r.connected);
+        let off = row.is_none()
+            || !configured
+            || offline::is_offline(row, cfg.offline_after, started, now);
+        let state = match (off, connected) {
+            (true, _) => "offline",
+            (false, true) => "fresh",
+            (false, false) => "disconnected",
+        };
+        ProbeView {
+            name: name.to_owned(),
+            region: region.to_owned(),
+            version: row.map(|r| r.version.clone()).unwrap_or_default(),
+            labels: row
+                .and_then(|r| serde_json::from_str(&r.labels_json).ok())
+                .unwrap_or_default(),
+            last_seen_ms: row.map(|r| r.last_seen_ms),
+            connected,
+            state,
+            silent_for_ms: offline::silent_for_ms(row, started, now),
+            queued_results: row.map(|r| r.queued_results).unwrap_or(0),
+            dropped_results: row.map(|r| r.dropped_results).unwrap_or(0),
+            dropped_by_reason: row
+                .and_then(|r| serde_json::from_str(&r.dropped_json).ok())
+                .unwrap_or_default(),
+            heartbeat_at_ms: row.and_then(|r| r.heartbeat_at_ms),
+            configured,
+        }
+    };
     let mut out: Vec<ProbeView> = cfg
         .probes
         .iter()
         .map(|p| {
-            let row = rows.iter().find(|r| r.name == p.name);
-            let connected = row.is_some_and(|r| r.connected);
-            let fresh = connected && row.is_some_and(|r| now - r.last_seen_ms <= offline_ms);
-            ProbeView {
-                name: p.name.clone(),
-                region: p.region.clone(),
-                version: row.map(|r| r.version.clone()).unwrap_or_default(),
-                labels: row
-                    .and_then(|r| serde_json::from_str(&r.labels_json).ok())
-                    .unwrap_or_default(),
-                last_seen_ms: row.map(|r| r.last_seen_ms),
-                connected,
-                state: if fresh { "fresh" } else { "offline" },
-                configured: true,
-            }
+            view(
+                &p.name,
+                &p.region,
+                rows.iter().find(|r| r.name == p.name),
+                true,
+            )
         })
         .collect();
     for r in rows.iter().filter(|r| cfg.probe(&r.name).is_none()) {
-        out.push(ProbeView {
-            name: r.name.clone(),
-            region: r.region.clone(),
-            version: r.version.clone(),
-            labels: serde_json::from_str(&r.labels_json).unwrap_or_default(),
-            last_seen_ms: Some(r.last_seen_ms),
-            connected: r.connected,
-            state: "offline",
-            configured: false,
-        });
+        out.push(view(&r.name, &r.region, Some(r), false));
     }
     Ok(out)
 }
@@ -374,6 +457,29 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
         &[],
         ctl.store().notification_counts().await?.pending as f64,
     );
+    let probes = probe_views(&ctl, now_ms()).await?;
+    m.clear("outpost_probe_queued_results");
+    m.clear("outpost_probe_outbox_dropped_total");
+    m.clear("outpost_probe_offline");
+    for p in &probes {
+        m.set(
+            "outpost_probe_queued_results",
+            &[("probe", &p.name)],
+            p.queued_results as f64,
+        );
+        m.set(
+            "outpost_probe_offline",
+            &[("probe", &p.name)],
+            if p.state == "offline" { 1.0 } else { 0.0 },
+        );
+        for (reason, n) in &p.dropped_by_reason {
+            m.set(
+                "outpost_probe_outbox_dropped_total",
+                &[("probe", &p.name), ("reason", reason)],
+                *n as f64,
+            );
+        }
+    }
     let views = check_views(&ctl, now_ms()).await?;
     m.clear("outpost_check_state");
     for c in &views {

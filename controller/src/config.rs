@@ -83,6 +83,20 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(60);
 /// Default PagerDuty Events API base URL.
 pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com";
+/// Default give-up horizon of a sink: a notification still undelivered this
+/// long after its first attempt is marked failed.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(3600);
+/// Resolves are retried at least this long, whatever `give_up_after` says:
+/// a lost resolve leaves an incident open at 3 a.m.
+pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
+/// Default PagerDuty events per minute per routing key (PagerDuty's documented limit).
+pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
+/// Default severity of a `probe_offline` alert.
+pub const DEFAULT_OFFLINE_SEVERITY: &str = "error";
+/// Alert kinds a route can match (`[[routes]].kinds`).
+pub const ALERT_KINDS: &[&str] = &["check_failing", "probe_offline"];
+/// Pager severities.
+pub const SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
 
 /// `controller.toml` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +198,12 @@ pub struct RawSink {
     /// One log line per notification (`console = {}`).
     #[serde(default)]
     pub console: Option<RawConsole>,
+    /// How long an undeliverable notification is retried (429, 5xx, timeouts,
+    /// connection errors) counted from its first attempt before it is marked
+    /// failed. Default `"1h"`, minimum `"1m"`. Resolves are retried at least
+    /// `"15m"` even when this is shorter.
+    #[serde(default)]
+    pub give_up_after: Option<Dur>,
 }
 
 /// `[sinks.pagerduty]`.
@@ -197,6 +217,12 @@ pub struct RawPagerDuty {
     /// Default `"https://events.pagerduty.com"`.
     #[serde(default)]
     pub api_url: Option<String>,
+    /// Events sent per minute per routing key at most (a token bucket shared
+    /// by every sink with the same key: bursts of a quarter of this, never
+    /// more than this in any minute). Excess events wait in the outbox; none
+    /// is dropped. Default `120` (PagerDuty's limit), minimum `1`.
+    #[serde(default)]
+    pub events_per_minute: Option<u32>,
 }
 
 /// `[sinks.webhook]`.
@@ -230,18 +256,35 @@ pub struct RawRoute {
     pub sinks: Vec<String>,
     /// Check ids or globs with `*` (`"api-*"`). Default `["*"]`. Used for checks
     /// without `alert.routes`; a check with `alert.routes` uses exactly those.
+    /// Filters `check_failing` alerts only.
     #[serde(default)]
     pub checks: Option<Vec<String>>,
+    /// Alert kinds this route carries: `"check_failing"` (a check failing from
+    /// `min_regions` regions) and/or `"probe_offline"` (a probe silent for
+    /// `alerting.offline_after`, one alert per probe). Default: both.
+    /// Example: `kinds = ["probe_offline"]` for a fleet-operations route.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
 }
 
 /// `[alerting]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerting {
-    /// A probe silent for longer than this is shown offline in the API.
-    /// Default `"60s"`.
+    /// A probe that sent nothing (no hello, heartbeat or result) for longer
+    /// than this is offline: its regions' check states turn STALE ("probe
+    /// offline"), they stop counting towards any check's quorum, and one
+    /// `probe_offline` alert is raised for the probe (resolved when it is
+    /// back). Keep it well above the probes' `heartbeat_interval` (default
+    /// 10s). Silence is measured from the controller's own start at the
+    /// earliest, so a controller restart does not page for every probe.
+    /// Default `"60s"`, minimum `"1s"`.
     #[serde(default)]
     pub offline_after: Option<Dur>,
+    /// Severity of `probe_offline` alerts: `"critical"`, `"error"`,
+    /// `"warning"` or `"info"`. Default `"error"`.
+    #[serde(default)]
+    pub offline_severity: Option<String>,
 }
 
 /// Validated controller configuration.
@@ -269,6 +312,8 @@ pub struct ControllerConfig {
     pub routes: Vec<RouteDef>,
     /// Silence after which a probe is offline.
     pub offline_after: Duration,
+    /// Severity of `probe_offline` alerts.
+    pub offline_severity: String,
 }
 
 /// TLS files for the gRPC listener.
@@ -328,6 +373,20 @@ pub struct SinkDef {
     pub name: String,
     /// Kind and settings.
     pub kind: SinkKind,
+    /// Retry horizon for triggers, from the first attempt.
+    pub give_up_after: Duration,
+}
+
+impl SinkDef {
+    /// Retry horizon for a notification of `action` (resolves: at least
+    /// [`MIN_RESOLVE_GIVE_UP`]).
+    pub fn give_up_after(&self, action: &str) -> Duration {
+        if action == "resolve" {
+            self.give_up_after.max(MIN_RESOLVE_GIVE_UP)
+        } else {
+            self.give_up_after
+        }
+    }
 }
 
 /// Sink kinds.
@@ -340,6 +399,8 @@ pub enum SinkKind {
         routing_key: Secret,
         /// Base URL without the `/v2/enqueue` path.
         api_url: String,
+        /// Rate limit per routing key.
+        events_per_minute: u32,
     },
     /// JSON webhook.
     Webhook {
@@ -372,6 +433,8 @@ pub struct RouteDef {
     pub sinks: Vec<String>,
     /// Check id globs.
     pub checks: Vec<String>,
+    /// Alert kinds carried.
+    pub kinds: Vec<String>,
 }
 
 impl ControllerConfig {
@@ -425,17 +488,36 @@ impl ControllerConfig {
         } else {
             self.routes
                 .iter()
+                .filter(|r| r.carries("check_failing"))
                 .filter(|r| r.checks.iter().any(|g| glob_match(g, &check.raw.id)))
                 .collect()
         };
-        let mut out: Vec<String> = Vec::new();
-        for s in routes.iter().flat_map(|r| r.sinks.iter()) {
-            if !out.contains(s) {
-                out.push(s.clone());
-            }
-        }
-        out
+        sinks_of(&routes)
     }
+
+    /// Sink names a fleet-level alert of `kind` (e.g. `probe_offline`)
+    /// notifies: every route whose `kinds` include it.
+    pub fn sinks_for_kind(&self, kind: &str) -> Vec<String> {
+        let routes: Vec<&RouteDef> = self.routes.iter().filter(|r| r.carries(kind)).collect();
+        sinks_of(&routes)
+    }
+}
+
+impl RouteDef {
+    /// True when this route carries alerts of `kind`.
+    pub fn carries(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| k == kind)
+    }
+}
+
+fn sinks_of(routes: &[&RouteDef]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in routes.iter().flat_map(|r| r.sinks.iter()) {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
 }
 
 /// Matches `text` against a pattern where `*` stands for any run of characters.
@@ -549,6 +631,20 @@ impl RawControllerFile {
                 format!("offline_after must be ≥ 1s, got \"{}\"", Dur(offline_after)),
             );
         }
+        let offline_severity = self
+            .alerting
+            .as_ref()
+            .and_then(|a| a.offline_severity.clone())
+            .unwrap_or_else(|| DEFAULT_OFFLINE_SEVERITY.to_owned());
+        if !SEVERITIES.contains(&offline_severity.as_str()) {
+            p.push(
+                "alerting.offline_severity",
+                format!(
+                    "unknown severity {offline_severity:?}: use one of {}",
+                    SEVERITIES.join(", ")
+                ),
+            );
+        }
         p.finish(source)?;
         Ok(ControllerConfig {
             path: None,
@@ -564,6 +660,7 @@ impl RawControllerFile {
             sinks,
             routes,
             offline_after,
+            offline_severity,
         })
     }
 
@@ -633,10 +730,21 @@ impl RawControllerFile {
                 );
                 continue;
             }
+            let give_up_after = raw
+                .give_up_after
+                .map(Dur::get)
+                .unwrap_or(DEFAULT_GIVE_UP_AFTER);
+            if give_up_after < Duration::from_secs(60) {
+                p.push(
+                    format!("{path}.give_up_after"),
+                    format!("give_up_after must be ≥ 1m, got \"{}\"", Dur(give_up_after)),
+                );
+            }
             if let Some(kind) = validate_sink_kind(raw, &path, vars, p) {
                 out.push(SinkDef {
                     name: raw.name.clone(),
                     kind,
+                    give_up_after,
                 });
             }
         }
@@ -681,10 +789,35 @@ impl RawControllerFile {
                     );
                 }
             }
+            let kinds = raw
+                .kinds
+                .clone()
+                .unwrap_or_else(|| ALERT_KINDS.iter().map(|k| (*k).to_owned()).collect());
+            if kinds.is_empty() {
+                p.push(
+                    format!("{path}.kinds"),
+                    format!(
+                        "kinds is empty: list at least one of {}, or remove it to carry every kind",
+                        ALERT_KINDS.join(", ")
+                    ),
+                );
+            }
+            for (j, k) in kinds.iter().enumerate() {
+                if !ALERT_KINDS.contains(&k.as_str()) {
+                    p.push(
+                        format!("{path}.kinds[{j}]"),
+                        format!(
+                            "unknown alert kind {k:?}; kinds: {}",
+                            ALERT_KINDS.join(", ")
+                        ),
+                    );
+                }
+            }
             out.push(RouteDef {
                 name: raw.name.clone(),
                 sinks: raw.sinks.clone(),
                 checks,
+                kinds,
             });
         }
         out
@@ -761,12 +894,20 @@ fn validate_sink_kind(
             .clone()
             .unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.to_owned());
         validate_url(&api_url, format!("{path}.pagerduty.api_url"), p);
+        let events_per_minute = pd.events_per_minute.unwrap_or(DEFAULT_EVENTS_PER_MINUTE);
+        if events_per_minute == 0 {
+            p.push(
+                format!("{path}.pagerduty.events_per_minute"),
+                "events_per_minute must be ≥ 1 (PagerDuty allows 120)",
+            );
+        }
         let routing_key = resolve_secret(&pd.routing_key, vars)
             .map_err(|e| p.push(format!("{path}.pagerduty.routing_key"), e))
             .ok()?;
         return Some(SinkKind::PagerDuty {
             routing_key,
             api_url: api_url.trim_end_matches('/').to_owned(),
+            events_per_minute: events_per_minute.max(1),
         });
     }
     if let Some(w) = &raw.webhook {
@@ -964,9 +1105,11 @@ sinks = ["pagerduty", "log"]
             SinkKind::PagerDuty {
                 api_url,
                 routing_key,
+                events_per_minute,
             } => {
                 assert_eq!(api_url, "http://127.0.0.1:9");
                 assert_eq!(routing_key.expose(), "pdkey");
+                assert_eq!(*events_per_minute, DEFAULT_EVENTS_PER_MINUTE);
             }
             other => panic!("{other:?}"),
         }
@@ -1098,6 +1241,26 @@ sinks = ["pagerduty", "log"]
                 "offline_after typo",
                 "[alerting]\noffline_afer = \"60s\"\n",
                 "alerting.offline_afer",
+            ),
+            (
+                "unknown offline severity",
+                "[alerting]\noffline_severity = \"fatal\"\n",
+                "alerting.offline_severity",
+            ),
+            (
+                "give_up_after too short",
+                "[[sinks]]\nname = \"s\"\nconsole = {}\ngive_up_after = \"10s\"\n",
+                "sinks[0].give_up_after",
+            ),
+            (
+                "zero events per minute",
+                "[[sinks]]\nname = \"s\"\npagerduty = { routing_key = { env = \"PD_KEY\" }, events_per_minute = 0 }\n",
+                "sinks[0].pagerduty.events_per_minute",
+            ),
+            (
+                "unknown route kind",
+                "[[sinks]]\nname = \"log\"\nconsole = {}\n[[routes]]\nname = \"r\"\nsinks = [\"log\"]\nkinds = [\"probe_down\"]\n",
+                "routes[0].kinds[0]",
             ),
         ];
         for (name, text, path) in cases {

@@ -99,10 +99,14 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
         if open.len() == 1 { "" } else { "S" }
     );
     for a in open {
+        // Fleet-level alerts (probe_offline) point at the probes table.
+        let href = match &a.probe {
+            Some(_) if a.check_id.is_empty() => "/#probes".to_owned(),
+            _ => format!("/checks/{}", escape(&a.check_id)),
+        };
         let _ = write!(
             s,
-            "<li><a style=\"color:#fff\" href=\"/checks/{}\">{}</a> <span style=\"font-weight:normal\">(open for {}, {})</span></li>",
-            escape(&a.check_id),
+            "<li><a style=\"color:#fff\" href=\"{href}\">{}</a> <span style=\"font-weight:normal\">(open for {}, {})</span></li>",
             escape(&a.summary),
             human_age(now - a.opened_at_ms),
             escape(&a.severity),
@@ -114,6 +118,10 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
 
 fn region_cell(r: &RegionView) -> String {
     let detail = match r.state {
+        "STALE" if r.reason == Some(api::REASON_PROBE_OFFLINE) => format!(
+            "probe offline · last result {} ago",
+            human_age(r.age_ms.unwrap_or(0))
+        ),
         "STALE" => format!("no result for {}", human_age(r.age_ms.unwrap_or(0))),
         "UNKNOWN" => "no result yet".to_owned(),
         "FAILING" => format!(
@@ -167,20 +175,37 @@ fn grid(checks: &[CheckView], regions: &[String]) -> String {
 
 fn probes_table(probes: &[api::ProbeView], now: i64) -> String {
     let mut s = String::from(
-        "<h2>Probes</h2><table><tr><th>probe</th><th>region</th><th>state</th><th>last seen</th><th>version</th></tr>",
+        "<h2 id=\"probes\">Probes</h2><table><tr><th>probe</th><th>region</th><th>state</th><th>last seen</th>\
+         <th>queued results</th><th>dropped results</th><th>version</th></tr>",
     );
     for p in probes {
-        let class = if p.state == "fresh" { "OK" } else { "STALE" };
+        let class = match p.state {
+            "fresh" => "OK",
+            "offline" => "FAILING",
+            _ => "STALE",
+        };
         let seen = p
             .last_seen_ms
             .map(|t| format!("{} ago", human_age(now - t)))
             .unwrap_or_else(|| "never".into());
+        let dropped = if p.dropped_results == 0 {
+            "0".to_owned()
+        } else {
+            let reasons: Vec<String> = p
+                .dropped_by_reason
+                .iter()
+                .map(|(r, n)| format!("{n} {}", escape(r)))
+                .collect();
+            format!("<b>{}</b> ({})", p.dropped_results, reasons.join(", "))
+        };
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{seen}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{class}\"><span class=\"word\">{}</span></td><td>{seen}</td>\
+             <td>{}</td><td>{dropped}</td><td>{}</td></tr>",
             escape(&p.name),
             escape(&p.region),
             p.state.to_ascii_uppercase(),
+            p.queued_results,
             escape(&p.version)
         );
     }
@@ -302,6 +327,7 @@ mod tests {
         let r = RegionView {
             region: "eu".into(),
             state: "STALE",
+            reason: Some(api::REASON_NO_RECENT_RESULT),
             last_result_at_ms: Some(0),
             age_ms: Some(95_000),
             code: None,

@@ -22,9 +22,9 @@ use std::{
 
 use outpost_probe::config::Secret;
 use outpost_proto::v1::{
-    Ack, AssignedCheck, Assignment, CheckResult, ControllerMessage, Error as PbError, Hello,
-    ProbeMessage, ResultBatch, controller_message::Body as CBody, probe_message::Body as PBody,
-    probe_service_server::ProbeService,
+    Ack, AssignedCheck, Assignment, CheckResult, ControllerMessage, Error as PbError, Heartbeat,
+    Hello, ProbeMessage, ResultBatch, controller_message::Body as CBody,
+    probe_message::Body as PBody, probe_service_server::ProbeService,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,7 +33,7 @@ use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 use crate::{
     Controller,
     config::{ControllerConfig, ProbeDef},
-    store::{NewResult, ProbeRow, now_ms},
+    store::{HeartbeatRow, NewResult, ProbeRow, now_ms},
 };
 
 /// How long a stream may stay silent before its hello.
@@ -313,14 +313,13 @@ async fn session(
         tracing::warn!(hello_region = %hello.region, "probe reports another region than configured; using the configured one");
     }
     let labels: BTreeMap<String, String> = hello.labels.clone().into_iter().collect();
-    let row = ProbeRow {
-        name: probe.name.clone(),
-        region: probe.region.clone(),
-        version: hello.version.clone(),
-        labels_json: serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into()),
-        last_seen_ms: now_ms(),
-        connected: true,
-    };
+    let row = ProbeRow::hello(
+        &probe.name,
+        &probe.region,
+        &hello.version,
+        &serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into()),
+        now_ms(),
+    );
     if let Err(e) = ctl.store().upsert_probe(&row).await {
         tracing::error!(error = %e, "cannot record probe");
         send_status(
@@ -383,13 +382,37 @@ async fn stream_loop(
                     dropped = hb.dropped_results,
                     "heartbeat"
                 );
-                if let Err(e) = ctl.store().touch_probe(&probe.name, now_ms()).await {
+                let row = heartbeat_row(&hb);
+                if let Err(e) = ctl
+                    .store()
+                    .record_heartbeat(&probe.name, now_ms(), &row)
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot record heartbeat");
                 }
             }
             Some(PBody::Hello(_)) => tracing::debug!("ignoring a second hello on the same stream"),
             None => {}
         }
+    }
+}
+
+/// Label used for drops whose reason the probe did not report.
+pub const REASON_UNSPECIFIED: &str = "unspecified";
+
+/// What a heartbeat says about the probe's outbox. `outpost.v1.Heartbeat`
+/// carries only the total of dropped results, so it is filed under
+/// [`REASON_UNSPECIFIED`]; a per-reason map on the wire (`size`, `age`,
+/// `corrupt`, `io`) would slot in here.
+pub fn heartbeat_row(hb: &Heartbeat) -> HeartbeatRow {
+    let mut dropped_by_reason = BTreeMap::new();
+    if hb.dropped_results > 0 {
+        dropped_by_reason.insert(REASON_UNSPECIFIED.to_owned(), hb.dropped_results);
+    }
+    HeartbeatRow {
+        queued_results: hb.queued_results,
+        dropped_results: hb.dropped_results,
+        dropped_by_reason,
     }
 }
 

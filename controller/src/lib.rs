@@ -6,8 +6,9 @@
 //! Read in this order: [`config`] (what an operator writes), [`ingest`]
 //! (the gRPC stream: auth, assignment, batch → commit → ack), [`store`]
 //! (every SQL statement, with the schema and crash notes),
-//! [`alerting::rule`] (the pure fire/resolve rule), [`alerting`] and
-//! [`alerting::sink`] (outbox delivery), then [`api`] / [`dashboard`].
+//! [`alerting::rule`] (the pure fire/resolve rule), [`alerting::offline`]
+//! (silent probes), [`alerting`] and [`alerting::sink`] (outbox delivery:
+//! retries, ordering, rate limit), then [`api`] / [`dashboard`].
 //! [`Controller::start`] at the bottom of this file wires them together.
 
 pub mod alerting;
@@ -61,6 +62,8 @@ struct Inner {
     eval_tx: mpsc::Sender<BTreeSet<String>>,
     eval_lock: tokio::sync::Mutex<()>,
     delivery: Notify,
+    limiter: alerting::sink::ratelimit::Limiter,
+    started_ms: i64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -110,6 +113,8 @@ impl Controller {
                 eval_tx,
                 eval_lock: tokio::sync::Mutex::new(()),
                 delivery: Notify::new(),
+                limiter: alerting::sink::ratelimit::Limiter::default(),
+                started_ms: store::now_ms(),
                 shutdown,
             }),
         };
@@ -195,6 +200,16 @@ impl Controller {
     /// full the 1 s tick covers them.
     pub(crate) fn request_evaluation(&self, checks: BTreeSet<String>) {
         let _ = self.inner.eval_tx.try_send(checks);
+    }
+
+    /// When this controller started (unix ms): probe silence is counted
+    /// from here at the earliest.
+    pub fn started_ms(&self) -> i64 {
+        self.inner.started_ms
+    }
+
+    pub(crate) fn limiter(&self) -> &alerting::sink::ratelimit::Limiter {
+        &self.inner.limiter
     }
 
     pub(crate) fn wake_delivery(&self) {

@@ -66,7 +66,22 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         "outpost_notifications_total",
         Kind::Counter,
-        "Notification attempts, by sink and outcome (sent, failed, retried).",
+        "Notification attempts, by sink and outcome (sent; retried: 429, 5xx, timeout or connection error; rejected: other 4xx, not retried; failed: given up after give_up_after; rate_limited: postponed without an attempt).",
+    ),
+    (
+        "outpost_probe_queued_results",
+        Kind::Gauge,
+        "Results waiting in a probe's outbox for an ack, as of its last heartbeat, by probe.",
+    ),
+    (
+        "outpost_probe_outbox_dropped_total",
+        Kind::Counter,
+        "Results a probe dropped from its outbox since it started (it resets when the probe restarts), as of its last heartbeat, by probe and reason.",
+    ),
+    (
+        "outpost_probe_offline",
+        Kind::Gauge,
+        "1 when a probe is offline (silent longer than alerting.offline_after, or never seen), by probe.",
     ),
     (
         "outpost_notifications_pending",
@@ -220,6 +235,9 @@ const FAMILIES_WITH_LABELS: &[&str] = &[
     "outpost_batches_total",
     "outpost_alerts_total",
     "outpost_notifications_total",
+    "outpost_probe_queued_results",
+    "outpost_probe_outbox_dropped_total",
+    "outpost_probe_offline",
 ];
 
 fn render_labels(labels: &[(String, String)]) -> String {

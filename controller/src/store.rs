@@ -8,26 +8,39 @@
 //!   `busy_timeout` 5 s, foreign keys on. Writers open
 //!   `BEGIN IMMEDIATE` so a read-then-write transaction never fails on a lock
 //!   upgrade.
-//! - **Schema** (`migrations/0001_init.sql`, applied by [`migrate`] in one
-//!   transaction each, tracked in `schema_migrations`): `results` (one row per
-//!   result, keyed by the probe-generated `result_id`), `region_state` (latest
-//!   state per check × region: the alert rule's only input), `probes`,
-//!   `alerts`, `notifications` (the persisted outbox). Timestamps are unix
-//!   milliseconds, booleans 0/1 (INTEGER).
+//! - **Schema** (`migrations/0001_init.sql`, `0002_offline_and_outbox.sql`,
+//!   applied by [`Store::migrate`] in one transaction each, tracked in
+//!   `schema_migrations`): `results` (one row per result, keyed by the
+//!   probe-generated `result_id`), `region_state` (latest state per check ×
+//!   region: the alert rule's only input), `probes` (hello data, last seen,
+//!   and the latest heartbeat: queued and dropped results, by reason),
+//!   `alerts` (check alerts and fleet-level `probe_offline` alerts, which name
+//!   a probe instead of a check), `notifications` (the persisted outbox).
+//!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER).
 //! - **Invariants.** (1) A result is stored at most once: `INSERT … ON
 //!   CONFLICT(result_id) DO NOTHING`, and `region_state` only moves for rows
 //!   actually inserted, so a resent batch changes nothing. (2) `region_state`
 //!   only moves forward: a result older than the stored latest is kept in
 //!   `results` but does not touch the counters. (3) At most one open alert per
-//!   (check, kind), enforced by a partial unique index. (4) An alert change and
-//!   its notifications commit in one transaction: there is never an open alert
+//!   dedup key (deterministic per check and kind, or per probe and kind),
+//!   enforced by a partial unique index. (4) An alert change and its
+//!   notifications commit in one transaction: there is never an open alert
 //!   without its triggers queued, nor a resolved one without its resolves.
+//!   (5) Per (sink, dedup key) notifications leave the outbox in id order:
+//!   [`Store::due_notifications`] hands out only the oldest pending one, so a
+//!   resolve waits until its trigger is delivered or has permanently failed.
 //! - **Crash.** Ingest commits before the ack is sent: a crash before the ack
-//!   makes the probe resend, and invariant (1) absorbs it. A crash between an
-//!   alert change and delivery leaves `pending` notifications, which the
-//!   delivery worker sends after restart. A crash after delivery but before
-//!   `delivered` is recorded sends that notification again: at-least-once;
-//!   the deterministic `dedup_key` makes PagerDuty collapse it.
+//!   makes the probe resend, and invariant (1) absorbs it — at-least-once on
+//!   the wire, exactly once in the store. An open alert is a row, so a
+//!   restarted controller reads it back and neither pages again nor forgets
+//!   to resolve. A crash between an alert change and delivery leaves
+//!   `pending` notifications, which the delivery worker sends after restart;
+//!   a crash while a notification is being retried loses nothing either (its
+//!   attempts, next attempt and first attempt are rows). A crash after a
+//!   sink accepted a notification but before `delivered` is recorded sends it
+//!   again: at-least-once delivery; the deterministic `dedup_key` makes
+//!   PagerDuty collapse it. That window is the only way a sink sees an event
+//!   twice.
 
 use std::{collections::BTreeSet, path::Path, str::FromStr, time::Duration};
 
@@ -58,11 +71,18 @@ pub enum StoreError {
 }
 
 /// Embedded migrations, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_offline_and_outbox.sql",
+        include_str!("../migrations/0002_offline_and_outbox.sql"),
+    ),
+];
 
 /// A handle to the database (cheap to clone).
 #[derive(Debug, Clone)]
@@ -185,6 +205,49 @@ pub struct ProbeRow {
     pub last_seen_ms: i64,
     /// A stream is open.
     pub connected: bool,
+    /// Results waiting on the probe for an ack, as of its last heartbeat.
+    pub queued_results: u64,
+    /// Results the probe dropped since it started, as of its last heartbeat.
+    pub dropped_results: u64,
+    /// The same, by reason (JSON object `{reason: count}`).
+    pub dropped_json: String,
+    /// When the last heartbeat arrived.
+    pub heartbeat_at_ms: Option<i64>,
+}
+
+impl ProbeRow {
+    /// A row as a hello records it (no heartbeat yet).
+    pub fn hello(
+        name: &str,
+        region: &str,
+        version: &str,
+        labels_json: &str,
+        at_ms: i64,
+    ) -> ProbeRow {
+        ProbeRow {
+            name: name.to_owned(),
+            region: region.to_owned(),
+            version: version.to_owned(),
+            labels_json: labels_json.to_owned(),
+            last_seen_ms: at_ms,
+            connected: true,
+            queued_results: 0,
+            dropped_results: 0,
+            dropped_json: "{}".to_owned(),
+            heartbeat_at_ms: None,
+        }
+    }
+}
+
+/// What a heartbeat reports about a probe's outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatRow {
+    /// Results waiting for an ack.
+    pub queued_results: u64,
+    /// Results dropped since the probe started.
+    pub dropped_results: u64,
+    /// Dropped results by reason.
+    pub dropped_by_reason: std::collections::BTreeMap<String, u64>,
 }
 
 /// An alert row.
@@ -192,9 +255,11 @@ pub struct ProbeRow {
 pub struct AlertRow {
     /// Id.
     pub id: i64,
-    /// Check.
+    /// Check (empty for fleet-level alerts).
     pub check_id: String,
-    /// Kind (`check_failing`).
+    /// Probe of a fleet-level alert (`probe_offline`).
+    pub probe: Option<String>,
+    /// Kind (`check_failing`, `probe_offline`).
     pub kind: String,
     /// Dedup key.
     pub dedup_key: String,
@@ -215,8 +280,10 @@ pub struct AlertRow {
 /// An alert to open.
 #[derive(Debug, Clone)]
 pub struct NewAlert {
-    /// Check.
+    /// Check (empty for fleet-level alerts).
     pub check_id: String,
+    /// Probe of a fleet-level alert.
+    pub probe: Option<String>,
     /// Kind.
     pub kind: String,
     /// Dedup key.
@@ -248,6 +315,31 @@ pub struct Notification {
     pub attempts: u32,
     /// Queued at.
     pub created_ms: i64,
+    /// First delivery attempt (the give-up horizon counts from here).
+    pub first_attempt_ms: Option<i64>,
+}
+
+/// A notification's delivery state (API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    /// Id.
+    pub id: i64,
+    /// Alert.
+    pub alert_id: i64,
+    /// Sink name.
+    pub sink: String,
+    /// `trigger` or `resolve`.
+    pub action: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Next attempt (pending only).
+    pub next_attempt_ms: i64,
+    /// Last error (status and a snippet of the sink's answer).
+    pub last_error: Option<String>,
+    /// Delivered at.
+    pub delivered_ms: Option<i64>,
 }
 
 /// Counts of notifications by state (tests, metrics).
@@ -504,6 +596,30 @@ impl Store {
         Ok(())
     }
 
+    /// Records a heartbeat: last-seen and what the probe's outbox holds.
+    pub async fn record_heartbeat(
+        &self,
+        name: &str,
+        at_ms: i64,
+        hb: &HeartbeatRow,
+    ) -> Result<(), StoreError> {
+        let dropped_json =
+            serde_json::to_string(&hb.dropped_by_reason).unwrap_or_else(|_| "{}".into());
+        sqlx::query(
+            "UPDATE probes SET last_seen_ms = MAX(last_seen_ms, ?), heartbeat_at_ms = ?, queued_results = ?, \
+             dropped_results = ?, dropped_json = ? WHERE name = ?",
+        )
+        .bind(at_ms)
+        .bind(at_ms)
+        .bind(to_i64(hb.queued_results))
+        .bind(to_i64(hb.dropped_results))
+        .bind(dropped_json)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Marks a probe connected or not.
     pub async fn set_probe_connected(
         &self,
@@ -593,10 +709,11 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let r = sqlx::query(
-            "INSERT INTO alerts (check_id, kind, dedup_key, state, severity, summary, regions_json, opened_at_ms) \
-             VALUES (?, ?, ?, 'open', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, opened_at_ms) \
+             VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&alert.check_id)
+        .bind(&alert.probe)
         .bind(&alert.kind)
         .bind(&alert.dedup_key)
         .bind(&alert.severity)
@@ -610,6 +727,7 @@ impl Store {
         }
         let id = r.last_insert_rowid();
         for sink in sinks {
+            tracing::debug!(sink = %sink, action = "trigger", dedup_key = %alert.dedup_key, "notification queued");
             insert_notification(
                 &mut tx,
                 id,
@@ -652,6 +770,7 @@ impl Store {
         for row in &rows {
             let sink: String = row.try_get("sink")?;
             let key: String = row.try_get("dedup_key")?;
+            tracing::debug!(sink = %sink, action = "resolve", dedup_key = %key, "notification queued");
             insert_notification(&mut tx, alert_id, &sink, "resolve", &key, payload_json, now)
                 .await?;
             sinks.push(sink);
@@ -694,8 +813,10 @@ impl Store {
 
     /// Records a successful delivery.
     pub async fn mark_delivered(&self, id: i64, attempts: u32, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE notifications SET state = 'delivered', attempts = ?, delivered_ms = ?, last_error = NULL WHERE id = ?")
+        sqlx::query("UPDATE notifications SET state = 'delivered', attempts = ?, delivered_ms = ?, last_error = NULL, \
+                     first_attempt_ms = COALESCE(first_attempt_ms, ?) WHERE id = ?")
             .bind(i64::from(attempts))
+            .bind(now)
             .bind(now)
             .bind(id)
             .execute(&self.pool)
@@ -703,35 +824,93 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed attempt to be retried at `next_attempt_ms`.
+    /// Records a failed attempt made at `now` to be retried at `next_attempt_ms`.
     pub async fn mark_retry(
         &self,
         id: i64,
         attempts: u32,
         next_attempt_ms: i64,
         error: &str,
+        now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE notifications SET attempts = ?, next_attempt_ms = ?, last_error = ? WHERE id = ?")
-            .bind(i64::from(attempts))
-            .bind(next_attempt_ms)
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Gives up on a notification.
-    pub async fn mark_failed(&self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE notifications SET state = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+            "UPDATE notifications SET attempts = ?, next_attempt_ms = ?, last_error = ?, \
+                     first_attempt_ms = COALESCE(first_attempt_ms, ?) WHERE id = ?",
         )
         .bind(i64::from(attempts))
+        .bind(next_attempt_ms)
         .bind(error)
+        .bind(now)
         .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Gives up on a notification (after an attempt made at `now`).
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET state = 'failed', attempts = ?, last_error = ?, \
+             first_attempt_ms = COALESCE(first_attempt_ms, ?) WHERE id = ?",
+        )
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Postpones a notification without counting an attempt (rate limit).
+    pub async fn defer_notification(
+        &self,
+        id: i64,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET next_attempt_ms = ? WHERE id = ? AND state = 'pending'",
+        )
+        .bind(next_attempt_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Notifications of these alerts, oldest first (API).
+    pub async fn notifications_for_alert(
+        &self,
+        alert_id: i64,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, alert_id, sink, action, state, attempts, next_attempt_ms, last_error, delivered_ms \
+             FROM notifications WHERE alert_id = ? ORDER BY id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(NotificationRow {
+                id: row.try_get("id")?,
+                alert_id: row.try_get("alert_id")?,
+                sink: row.try_get("sink")?,
+                action: row.try_get("action")?,
+                state: row.try_get("state")?,
+                attempts: count(row, "attempts")?,
+                next_attempt_ms: row.try_get("next_attempt_ms")?,
+                last_error: row.try_get("last_error")?,
+                delivered_ms: row.try_get("delivered_ms")?,
+            });
+        }
+        Ok(out)
     }
 
     /// Notifications by state.
@@ -825,6 +1004,10 @@ fn probe_from(row: &SqliteRow) -> Result<ProbeRow, sqlx::Error> {
         labels_json: row.try_get("labels_json")?,
         last_seen_ms: row.try_get("last_seen_ms")?,
         connected: row.try_get::<i64, _>("connected")? != 0,
+        queued_results: u64::try_from(row.try_get::<i64, _>("queued_results")?).unwrap_or(0),
+        dropped_results: u64::try_from(row.try_get::<i64, _>("dropped_results")?).unwrap_or(0),
+        dropped_json: row.try_get("dropped_json")?,
+        heartbeat_at_ms: row.try_get("heartbeat_at_ms")?,
     })
 }
 
@@ -832,6 +1015,7 @@ fn alert_from(row: &SqliteRow) -> Result<AlertRow, sqlx::Error> {
     Ok(AlertRow {
         id: row.try_get("id")?,
         check_id: row.try_get("check_id")?,
+        probe: row.try_get("probe")?,
         kind: row.try_get("kind")?,
         dedup_key: row.try_get("dedup_key")?,
         state: row.try_get("state")?,
@@ -853,6 +1037,7 @@ fn notification_from(row: &SqliteRow) -> Result<Notification, sqlx::Error> {
         payload_json: row.try_get("payload_json")?,
         attempts: count(row, "attempts")?,
         created_ms: row.try_get("created_ms")?,
+        first_attempt_ms: row.try_get("first_attempt_ms")?,
     })
 }
 
@@ -921,6 +1106,7 @@ mod tests {
         let (_d, s) = temp_store().await;
         let a = NewAlert {
             check_id: "api".into(),
+            probe: None,
             kind: "check_failing".into(),
             dedup_key: "outpost/api/check_failing".into(),
             severity: "critical".into(),

@@ -211,6 +211,13 @@ async fn pager_429_is_retried_after_retry_after_and_400_is_not() {
     .await;
     assert_no_more_events(&pager, 1).await;
     assert_eq!(pager.attempts(), 4);
+    assert_eq!(
+        m.get(
+            "outpost_notifications_total",
+            &[("sink", "pagerduty"), ("outcome", "rejected")]
+        ),
+        1.0
+    );
     ctl.shutdown().await;
 }
 
@@ -243,5 +250,58 @@ async fn webhook_sink_gets_trigger_and_resolve() {
     assert_eq!(bodies[1]["event"], "resolve");
     assert_eq!(bodies[1]["dedup_key"], bodies[0]["dedup_key"]);
     assert_eq!(hook.requests()[0].header("x-team"), Some("sre"));
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 2 events a minute: a burst of 1, then 1 a minute.
+    let checks = "[[checks]]\nid = \"api-a\"\ninterval = \"30s\"\nhttp = { url = \"https://a.example.net/\" }\n\
+                  [[checks]]\nid = \"api-b\"\ninterval = \"30s\"\nhttp = { url = \"https://b.example.net/\" }\n";
+    let text = config_text(&dir.path().join("o.db"), &pager.url(), checks)
+        .replace("api_url = ", "events_per_minute = 2, api_url = ");
+    let ctl = start(&text).await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    for check in ["api-a", "api-b"] {
+        p[0].report(check, false, 2).await;
+        p[1].report(check, false, 2).await;
+    }
+    assert_eq!(pager.wait_for_events(1, WAIT).await.len(), 1);
+    let store = ctl.store().clone();
+    eventually("the second trigger is postponed", WAIT, || {
+        let store = store.clone();
+        async move {
+            let alerts = store.alerts(10).await.ok()?;
+            let mut waiting = 0;
+            for a in &alerts {
+                for n in store.notifications_for_alert(a.id).await.ok()? {
+                    // Postponed until a token is due (about a minute), not dropped.
+                    if n.sink == "pagerduty"
+                        && n.state == "pending"
+                        && n.attempts == 0
+                        && n.next_attempt_ms > outpost_controller::store::now_ms() + 30_000
+                    {
+                        waiting += 1;
+                    }
+                }
+            }
+            (waiting == 1).then_some(())
+        }
+    })
+    .await;
+    assert_no_more_events(&pager, 1).await;
+    assert_eq!(
+        pager.attempts(),
+        1,
+        "the limiter, not PagerDuty, held it back"
+    );
+    assert!(
+        ctl.controller().metrics().get(
+            "outpost_notifications_total",
+            &[("sink", "pagerduty"), ("outcome", "rate_limited")]
+        ) >= 1.0
+    );
     ctl.shutdown().await;
 }

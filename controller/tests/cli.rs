@@ -96,3 +96,28 @@ fn unset_secret_exits_78_naming_the_variable() {
         "{stderr}"
     );
 }
+
+#[test]
+fn example_config_in_deploy_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/config/controller.example.toml");
+    let out = controller()
+        .args(["check-config", example.to_str().unwrap()])
+        .env("OUTPOST_TOKEN_EU_WEST_1", "token-eu")
+        .env("OUTPOST_TOKEN_US_EAST_1", "token-us")
+        .env("OUTPOST_TOKEN_AP_SOUTH_1", "token-ap")
+        .env("PD_ROUTING_KEY", "R0UT1NGKEY0000000000000000000000")
+        .env("OUTPOST_HOOK_AUTH", "Bearer hook")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok: 3 probes, 1 checks, 3 sinks"
+    );
+}

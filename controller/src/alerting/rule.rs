@@ -1,14 +1,20 @@
 //! The alert rule: a pure function of (policy, region states, now).
 //!
 //! - A region is **STALE** when its newest result is older than
-//!   [`STALE_AFTER_INTERVALS`] × the check interval, **UNKNOWN** before its
-//!   first result. Neither counts as failing nor as passing.
+//!   [`STALE_AFTER_INTERVALS`] × the check interval, or when every probe of
+//!   the region is offline (silent longer than `alerting.offline_after`,
+//!   decided by the caller and passed in as `offline`) — then at once, even
+//!   if its newest result is still young. **UNKNOWN** before its first
+//!   result. Neither counts as failing nor as passing: quorum counts only
+//!   fresh regions.
 //! - A fresh region is **failing** after `confirmations` failed runs in a row
 //!   and **recovered** after `recoveries` passing runs in a row.
 //! - **Fire** when no alert is open and at least `min_regions` fresh regions
 //!   are failing.
-//! - **Resolve** when an alert is open and fewer than `min_regions` fresh
-//!   regions are not recovered.
+//! - **Resolve** when an alert is open, at least one region is fresh, and
+//!   fewer than `min_regions` regions are not recovered — each region judged
+//!   on its newest result whatever its age, because silence is not recovery:
+//!   a failing region that goes offline keeps the alert open.
 //! - When every assigned region is stale or unknown nothing changes: silence
 //!   is not health (and a silent probe is a fleet-level alert, not a page per
 //!   check).
@@ -70,10 +76,16 @@ pub fn is_fresh(state: &RegionState, interval: Duration, now_ms: i64) -> bool {
     now_ms.saturating_sub(state.last_result_at_ms) <= limit
 }
 
-/// Display status of a region.
-pub fn region_status(state: Option<&RegionState>, interval: Duration, now_ms: i64) -> RegionStatus {
+/// Display status of a region; `offline`: every probe of the region is offline.
+pub fn region_status(
+    state: Option<&RegionState>,
+    interval: Duration,
+    offline: bool,
+    now_ms: i64,
+) -> RegionStatus {
     match state {
         None => RegionStatus::Unknown,
+        Some(_) if offline => RegionStatus::Stale,
         Some(s) if !is_fresh(s, interval, now_ms) => RegionStatus::Stale,
         Some(s) if s.last_ok => RegionStatus::Ok,
         Some(_) => RegionStatus::Failing,
@@ -81,17 +93,23 @@ pub fn region_status(state: Option<&RegionState>, interval: Duration, now_ms: i6
 }
 
 /// The rule. `states` may hold regions no longer assigned; they are ignored.
+/// Regions in `offline` (every probe there is offline) count as stale.
 pub fn decide(
     policy: &AlertPolicy,
     interval: Duration,
     assigned: &[String],
     states: &[RegionState],
+    offline: &[String],
     alert_open: bool,
     now_ms: i64,
 ) -> Decision {
     let fresh: Vec<&RegionState> = states
         .iter()
-        .filter(|s| assigned.contains(&s.region) && is_fresh(s, interval, now_ms))
+        .filter(|s| {
+            assigned.contains(&s.region)
+                && !offline.contains(&s.region)
+                && is_fresh(s, interval, now_ms)
+        })
         .collect();
     if fresh.is_empty() {
         return Decision::Hold;
@@ -110,9 +128,11 @@ pub fn decide(
             Decision::Hold
         };
     }
-    let unhealthy = fresh
+    // Silence is not recovery: a stale or offline region keeps the health of
+    // its newest result until a fresh one replaces it.
+    let unhealthy = states
         .iter()
-        .filter(|s| s.consecutive_passes < policy.recoveries)
+        .filter(|s| assigned.contains(&s.region) && s.consecutive_passes < policy.recoveries)
         .count();
     if unhealthy < min {
         Decision::Resolve
@@ -164,7 +184,7 @@ mod tests {
     }
 
     fn decide_now(states: &[RegionState], open: bool) -> Decision {
-        decide(&policy(2), INTERVAL, &regions(), states, open, NOW)
+        decide(&policy(2), INTERVAL, &regions(), states, &[], open, NOW)
     }
 
     #[test]
@@ -200,14 +220,17 @@ mod tests {
         let s = [st("eu-west", 5, 0), st("us-east", 5, stale)];
         assert_eq!(decide_now(&s, false), Decision::Hold);
         assert_eq!(
-            region_status(Some(&s[1]), INTERVAL, NOW),
+            region_status(Some(&s[1]), INTERVAL, false, NOW),
             RegionStatus::Stale
         );
         assert_eq!(
-            region_status(Some(&s[0]), INTERVAL, NOW),
+            region_status(Some(&s[0]), INTERVAL, false, NOW),
             RegionStatus::Failing
         );
-        assert_eq!(region_status(None, INTERVAL, NOW), RegionStatus::Unknown);
+        assert_eq!(
+            region_status(None, INTERVAL, false, NOW),
+            RegionStatus::Unknown
+        );
         // Exactly at the threshold the region is still fresh.
         assert!(is_fresh(&st("x", 1, 30_000), INTERVAL, NOW));
     }
@@ -253,10 +276,57 @@ mod tests {
     fn min_regions_one_fires_on_a_single_region() {
         let s = [st("eu-west", 2, 0)];
         assert_eq!(
-            decide(&policy(1), INTERVAL, &regions(), &s, false, NOW),
+            decide(&policy(1), INTERVAL, &regions(), &s, &[], false, NOW),
             Decision::Fire {
                 failing: vec!["eu-west".into()]
             }
+        );
+    }
+
+    #[test]
+    fn offline_regions_count_neither_failing_nor_passing() {
+        let offline = vec!["us-east".to_owned()];
+        // Fresh failures from an offline region do not make the quorum.
+        let s = [
+            st("eu-west", 5, 0),
+            st("us-east", 5, 0),
+            st("ap-south", -5, 0),
+        ];
+        assert_eq!(
+            decide(&policy(2), INTERVAL, &regions(), &s, &offline, false, NOW),
+            Decision::Hold
+        );
+        // Nor does its going silent resolve an open alert: eu-west and
+        // us-east were failing; us-east went offline, eu-west still fails.
+        let s = [
+            st("eu-west", 5, 0),
+            st("us-east", 5, 0),
+            st("ap-south", -5, 0),
+        ];
+        assert_eq!(
+            decide(&policy(2), INTERVAL, &regions(), &s, &offline, true, NOW),
+            Decision::Hold
+        );
+        // It resolves once fresh regions show the recovery.
+        let s = [
+            st("eu-west", -2, 0),
+            st("us-east", 5, 0),
+            st("ap-south", -5, 0),
+        ];
+        assert_eq!(
+            decide(&policy(2), INTERVAL, &regions(), &s, &offline, true, NOW),
+            Decision::Resolve
+        );
+        // Its young result is shown STALE, not OK or FAILING.
+        assert_eq!(
+            region_status(Some(&s[1]), INTERVAL, true, NOW),
+            RegionStatus::Stale
+        );
+        // Every region offline: nothing changes.
+        let all = regions();
+        assert_eq!(
+            decide(&policy(2), INTERVAL, &regions(), &s, &all, true, NOW),
+            Decision::Hold
         );
     }
 }

@@ -4,11 +4,27 @@
 //! - **Order.** [`Store::due_notifications`](crate::store::Store::due_notifications)
 //!   only hands out the oldest pending notification of each (sink, dedup_key),
 //!   so a resolve never overtakes its trigger. Different keys go out concurrently.
+//!   A resolve therefore goes out only after its trigger was delivered or
+//!   permanently failed.
 //! - **Retries.** Timeouts, connection errors, 408, 429 and 5xx are retried
 //!   with exponential backoff (1 s doubling to 5 min) with jitter, never sooner
-//!   than a `Retry-After` asks. Other 4xx mean the request itself is wrong:
-//!   the notification is marked failed at once, logged and counted. After
-//!   [`GIVE_UP_AFTER`] a notification is failed too.
+//!   than a `Retry-After` asks (seconds or an HTTP-date, capped at
+//!   [`MAX_RETRY_AFTER`]). Other 4xx mean the request itself is wrong: the
+//!   notification is marked failed at once, logged at WARN and counted as
+//!   `outpost_notifications_total{outcome="rejected"}`. A notification still
+//!   undelivered `give_up_after` (per sink, default 1 h) after its first
+//!   attempt is marked failed (`outcome="failed"`); resolves get at least
+//!   15 min whatever the setting.
+//! - **Rate limit.** PagerDuty sinks take a token from their routing key's
+//!   bucket ([`ratelimit`]) before each attempt; without one the
+//!   notification is postponed in the outbox (no attempt counted,
+//!   `outcome="rate_limited"`), never dropped.
+//! - **Logs.** Every state change (queued, postponed, delivered) at DEBUG;
+//!   every failure (retry, rejection, give-up) at WARN with the sink and the
+//!   dedup key — never the routing key or a webhook URL, which are secrets.
+//! - **Crash.** Delivery state is in the store; a crash after a send but
+//!   before `delivered` is recorded sends it again (at-least-once; the dedup
+//!   key makes PagerDuty collapse it). Nothing pending is lost.
 //! - **Client.** One fresh HTTP/1.1 connection per request
 //!   (`hyper::client::conn::http1` over `TcpStream`, tokio-rustls with the
 //!   Mozilla roots for https), bounded by [`REQUEST_TIMEOUT`] and a response
@@ -16,6 +32,7 @@
 
 pub mod console;
 pub mod pagerduty;
+pub mod ratelimit;
 pub mod webhook;
 
 use std::{
@@ -39,10 +56,10 @@ use crate::{
 
 /// Deadline for one HTTP request to a sink, connect to last body byte.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// A notification still undelivered after this long is marked failed.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Response bytes read at most.
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Notifications handed out per round.
@@ -71,9 +88,9 @@ pub enum Delivery {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
-    /// The URL is not absolute http(s).
-    #[error("invalid url {0:?}")]
-    InvalidUrl(String),
+    /// The URL is not absolute http(s). (Not shown: webhook URLs can carry tokens.)
+    #[error("invalid url (check the sink's url in the config)")]
+    InvalidUrl,
     /// TCP connect failed.
     #[error("connect to {addr}: {source}")]
     Connect {
@@ -101,7 +118,7 @@ pub enum SendError {
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
-    /// `Retry-After` in seconds, if sent.
+    /// `Retry-After` (seconds or HTTP-date), if sent.
     pub retry_after: Option<Duration>,
     /// Body (lossy UTF-8, capped).
     pub body: String,
@@ -127,7 +144,7 @@ impl HttpResponse {
 impl From<SendError> for Delivery {
     fn from(e: SendError) -> Delivery {
         match e {
-            SendError::InvalidUrl(_) | SendError::Request(_) => Delivery::Reject {
+            SendError::InvalidUrl | SendError::Request(_) => Delivery::Reject {
                 error: e.to_string(),
             },
             _ => Delivery::Retry {
@@ -172,17 +189,15 @@ async fn post(
     headers: &[(String, Secret)],
     body: Vec<u8>,
 ) -> Result<HttpResponse, SendError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| SendError::InvalidUrl(url.to_owned()))?;
+    let uri: Uri = url.parse().map_err(|_| SendError::InvalidUrl)?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(SendError::InvalidUrl(url.to_owned())),
+        _ => return Err(SendError::InvalidUrl),
     };
     let authority = uri
         .authority()
-        .ok_or_else(|| SendError::InvalidUrl(url.to_owned()))?
+        .ok_or_else(|| SendError::InvalidUrl)?
         .clone();
     let host = authority
         .host()
@@ -235,8 +250,7 @@ where
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(3600)));
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let body = match Limited::new(resp.into_body(), MAX_RESPONSE).collect().await {
             Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
             Err(e) => format!("(body not read: {e})"),
@@ -250,6 +264,29 @@ where
     .await;
     driver.abort();
     result
+}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP-date (IMF-fixdate, e.g.
+/// `Wed, 21 Oct 2015 07:28:00 GMT`), relative to `now`; capped at
+/// [`MAX_RETRY_AFTER`]. A date in the past means "now" (zero).
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(value, format)
+        .ok()?
+        .assume_utc();
+    let now = time::OffsetDateTime::from(now);
+    let delta = at - now;
+    Some(
+        Duration::try_from(delta)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// Delay before attempt `attempts + 1`: 1 s doubling up to [`MAX_BACKOFF`],
@@ -318,10 +355,37 @@ async fn deliver_due(ctl: &Controller) -> Result<(), crate::store::StoreError> {
 
 /// One attempt. Returns true when the notification left the pending state.
 async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::store::StoreError> {
-    let attempts = n.attempts + 1;
     let cfg = ctl.config();
+    let store = ctl.store();
+    let sink = n.sink.as_str();
+    let count = |outcome: &str| {
+        ctl.metrics().inc(
+            "outpost_notifications_total",
+            &[("sink", sink), ("outcome", outcome)],
+            1,
+        );
+    };
+    let def = cfg.sink(&n.sink);
+    if let Some(SinkKind::PagerDuty {
+        routing_key,
+        events_per_minute,
+        ..
+    }) = def.map(|d| &d.kind)
+    {
+        let now = now_ms();
+        if let Err(wait_ms) = ctl
+            .limiter()
+            .try_take(routing_key.expose(), *events_per_minute, now)
+        {
+            store.defer_notification(n.id, now + wait_ms).await?;
+            count("rate_limited");
+            tracing::debug!(sink, action = %n.action, dedup_key = %n.dedup_key, wait_ms, "notification postponed by the routing key's rate limit");
+            return Ok(false);
+        }
+    }
+    let attempts = n.attempts + 1;
     let event: Option<AlertEvent> = serde_json::from_str(&n.payload_json).ok();
-    let outcome = match (cfg.sink(&n.sink), event) {
+    let outcome = match (def, event) {
         (None, _) => Delivery::Reject {
             error: format!("sink {:?} is no longer configured", n.sink),
         },
@@ -330,63 +394,46 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         },
         (Some(sink), Some(event)) => send(&sink.kind, &sink.name, &event).await,
     };
-    let sink = n.sink.as_str();
-    let store = ctl.store();
+    let now = now_ms();
     match outcome {
         Delivery::Sent => {
-            store.mark_delivered(n.id, attempts, now_ms()).await?;
-            ctl.metrics().inc(
-                "outpost_notifications_total",
-                &[("sink", sink), ("outcome", "sent")],
-                1,
-            );
-            tracing::info!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, "notification delivered");
-            Ok(true)
-        }
-        Delivery::Retry { error, .. } if too_old(&n) => {
-            store.mark_failed(n.id, attempts, &error).await?;
-            ctl.metrics().inc(
-                "outpost_notifications_total",
-                &[("sink", sink), ("outcome", "failed")],
-                1,
-            );
-            tracing::error!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, error = %error, "notification given up");
+            store.mark_delivered(n.id, attempts, now).await?;
+            count("sent");
+            tracing::debug!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, "notification delivered");
             Ok(true)
         }
         Delivery::Retry { error, after } => {
+            let horizon = def.map(|d| d.give_up_after(&n.action)).unwrap_or_default();
+            let first = n.first_attempt_ms.unwrap_or(now);
             let seed = outpost_probe::scheduler::fnv1a(&[
                 &n.id.to_string(),
                 &attempts.to_string(),
-                &now_ms().to_string(),
+                &now.to_string(),
             ]);
             let delay = retry_delay(attempts, after, seed);
-            let next =
-                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            store.mark_retry(n.id, attempts, next, &error).await?;
-            ctl.metrics().inc(
-                "outpost_notifications_total",
-                &[("sink", sink), ("outcome", "retried")],
-                1,
-            );
+            let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+            if now.saturating_sub(first) >= ms(horizon) {
+                store.mark_failed(n.id, attempts, &error, now).await?;
+                count("failed");
+                tracing::warn!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, give_up_after_s = horizon.as_secs(), error = %error, "notification given up");
+                return Ok(true);
+            }
+            store.mark_retry(n.id, attempts, next, &error, now).await?;
+            count("retried");
             tracing::warn!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, delay_ms = delay.as_millis() as u64, error = %error, "notification will be retried");
             Ok(false)
         }
         Delivery::Reject { error } => {
-            store.mark_failed(n.id, attempts, &error).await?;
-            ctl.metrics().inc(
-                "outpost_notifications_total",
-                &[("sink", sink), ("outcome", "failed")],
-                1,
-            );
-            tracing::error!(sink, action = %n.action, dedup_key = %n.dedup_key, error = %error, "sink rejected the notification; not retrying");
+            store.mark_failed(n.id, attempts, &error, now).await?;
+            count("rejected");
+            tracing::warn!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, error = %error, "sink rejected the notification; not retrying");
             Ok(true)
         }
     }
 }
 
-fn too_old(n: &Notification) -> bool {
-    let limit = i64::try_from(GIVE_UP_AFTER.as_millis()).unwrap_or(i64::MAX);
-    now_ms().saturating_sub(n.created_ms) > limit
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Sends one event through one sink. The one `match` over sink kinds.
@@ -395,6 +442,7 @@ pub async fn send(kind: &SinkKind, sink_name: &str, event: &AlertEvent) -> Deliv
         SinkKind::PagerDuty {
             routing_key,
             api_url,
+            ..
         } => pagerduty::send(api_url, routing_key, event).await,
         SinkKind::Webhook { url, headers } => webhook::send(url, headers, event).await,
         SinkKind::Console => console::send(sink_name, event),
@@ -415,6 +463,25 @@ mod tests {
             retry_delay(1, Some(Duration::from_secs(30)), 0),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

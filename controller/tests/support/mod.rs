@@ -261,3 +261,27 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).expect("json")
 }
+
+/// A heartbeat as a probe sends it.
+pub fn heartbeat(queued: u64, dropped: u64) -> ProbeMessage {
+    ProbeMessage {
+        body: Some(PBody::Heartbeat(outpost_proto::v1::Heartbeat {
+            sent_at_unix_ms: now_ms(),
+            queued_results: queued,
+            dropped_results: dropped,
+        })),
+    }
+}
+
+/// Sends a heartbeat every 200 ms on `tx` until the stream closes.
+pub fn keep_alive(
+    tx: mpsc::Sender<ProbeMessage>,
+    queued: u64,
+    dropped: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while tx.send(heartbeat(queued, dropped)).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}

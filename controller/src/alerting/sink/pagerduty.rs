@@ -23,11 +23,18 @@ pub fn body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Value {
             "dedup_key": event.dedup_key,
         });
     }
-    let group = event
-        .details
-        .get("check_kind")
-        .and_then(|v| v.as_str())
-        .unwrap_or("check");
+    // Fleet-level alerts name a probe, check alerts a check.
+    let (component, group) = match &event.probe {
+        Some(probe) if event.check_id.is_empty() => (probe.as_str(), "probe"),
+        _ => (
+            event.check_id.as_str(),
+            event
+                .details
+                .get("check_kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or("check"),
+        ),
+    };
     serde_json::json!({
         "routing_key": routing_key.expose(),
         "event_action": "trigger",
@@ -36,7 +43,7 @@ pub fn body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Value {
             "summary": event.summary,
             "source": SOURCE,
             "severity": event.severity,
-            "component": event.check_id,
+            "component": component,
             "group": group,
             "class": event.code,
             "custom_details": event.details,
@@ -63,6 +70,7 @@ mod tests {
             action: action.into(),
             dedup_key: "outpost/api/check_failing".into(),
             check_id: "api".into(),
+            probe: None,
             kind: "check_failing".into(),
             summary: "api failing from 2 of 3 regions (eu-west, us-east): timeout".into(),
             severity: "critical".into(),

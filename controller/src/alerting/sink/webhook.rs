@@ -1,5 +1,6 @@
 //! Generic JSON webhook: one POST per notification with
-//! `{event, dedup_key, check_id, summary, severity, regions, at}`
+//! `{event, kind, dedup_key, check_id, probe, summary, severity, regions, at, details}`
+//! (`kind` is `check_failing` or `probe_offline`; `probe` is null for check alerts)
 //! (`event` is `trigger` or `resolve`, `at` RFC 3339).
 
 use outpost_probe::config::Secret;
@@ -17,7 +18,9 @@ pub fn body(event: &AlertEvent) -> serde_json::Value {
     serde_json::json!({
         "event": event.action,
         "dedup_key": event.dedup_key,
+        "kind": event.kind,
         "check_id": event.check_id,
+        "probe": event.probe,
         "summary": event.summary,
         "severity": event.severity,
         "regions": event.regions,
