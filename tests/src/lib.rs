@@ -112,3 +112,115 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Path of a workspace binary (`outpost-probe`, `outpost-controller`) next to
+/// the test executable (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
+/// `cargo test --workspace` builds it before running tests; when it is
+/// missing (e.g. `cargo test -p outpost-e2e`), it is built here with `$CARGO`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let path = dir.join(name);
+    if !path.exists() {
+        let package = name;
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", package, "--bin", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p {package} failed");
+    }
+    assert!(path.exists(), "{} not found", path.display());
+    path
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 GET over a fresh loopback connection: (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// An interval for `checks` (ids) of probe `probe` such that none of them is
+/// due within the next ten minutes: reassigning checks at this interval
+/// stops a probe's production without unassigning anything (results in
+/// flight are still accepted). Uses the scheduler's own deterministic jitter.
+pub fn quiet_interval(probe: &str, checks: &[String]) -> String {
+    use outpost_probe::scheduler::{jitter, until_next_slot};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    for hours in 1..200u64 {
+        let interval = Duration::from_secs(hours * 3600);
+        let quiet = checks.iter().all(|id| {
+            let off = jitter(probe, id, interval);
+            until_next_slot(now, interval, off) > Duration::from_secs(600)
+        });
+        if quiet {
+            return format!("{hours}h");
+        }
+    }
+    panic!("no quiet interval found for {} checks", checks.len());
+}
+
+impl Fleet {
+    /// Parses a controller config as [`Fleet::controller`] would (for reloads).
+    pub fn controller_config(
+        &self,
+        grpc_listen: &str,
+        body: &str,
+    ) -> outpost_controller::ControllerConfig {
+        let text = format!(
+            "[server]\ngrpc_listen = \"{grpc_listen}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n{body}",
+            self.db().display()
+        );
+        outpost_controller::config::parse(&text, "test controller", &[])
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Writes a config file for an `outpost-probe run` process of `region`
+    /// (token file from [`Fleet::probes_toml`], outbox in `outbox-<region>`,
+    /// `extra` appended) and returns its path.
+    pub fn probe_file(&self, region: &str, grpc: std::net::SocketAddr, extra: &str) -> PathBuf {
+        let token = self.dir.path().join(format!("{region}.token"));
+        let text = format!(
+            "[probe]\nname = \"probe-{region}\"\nregion = \"{region}\"\n[controller]\nurl = \"http://{grpc}\"\ntoken = {{ file = \"{}\" }}\n\
+             allow_plaintext = true\nheartbeat_interval = \"1s\"\n[outbox]\npath = \"{}\"\n{extra}",
+            token.display(),
+            self.outbox_dir(region).display()
+        );
+        let path = self.dir.path().join(format!("probe-{region}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The outbox directory of `region`'s probe.
+    pub fn outbox_dir(&self, region: &str) -> PathBuf {
+        self.dir.path().join(format!("outbox-{region}"))
+    }
+}
