@@ -1,0 +1,70 @@
+//! `outpost-bench`: the benchmark suite. `scripts/bench.sh` builds it in
+//! release mode and runs `outpost-bench all`; BENCHMARKS.md explains every
+//! figure. Not part of the test suite: CI runs `all --quick` as a smoke test.
+//!
+//! Method, in one paragraph: CPU is read from `/proc/<pid>/task/*/schedstat`
+//! (nanoseconds on CPU, all threads) before and after a measured window, so a
+//! figure is CPU time per operation, not wall time. The measured process runs
+//! on core 0; the target server and the controller run as separate processes
+//! pinned to core 1 (`taskset`), so their work is not counted. Baselines (a
+//! raw rustls loop, blackbox_exporter) run in the same invocation against the
+//! same target, and ratios are printed side by side.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod measure;
+mod scenario;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "outpost-bench", about = "Outpost benchmark suite")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every benchmark and print the report.
+    All {
+        /// A short smoke run (CI): small counts, no blackbox_exporter.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Serve the benchmark target (used by `all` as a child process).
+    Target {
+        /// Plain HTTP instead of HTTPS.
+        #[arg(long)]
+        plain: bool,
+        /// Accept connections and never answer.
+        #[arg(long)]
+        silent: bool,
+        /// Directory for the CA file.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Target { plain, silent, dir } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(scenario::serve_target(plain, silent, &dir))
+        }
+        Command::All { quick, json } => {
+            let report = scenario::run_all(quick)?;
+            println!("{}", report.render());
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)?;
+            }
+            Ok(())
+        }
+    }
+}
