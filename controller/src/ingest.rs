@@ -405,15 +405,28 @@ pub const REASON_UNSPECIFIED: &str = "unspecified";
 /// [`REASON_UNSPECIFIED`]; a per-reason map on the wire (`size`, `age`,
 /// `corrupt`, `io`) would slot in here.
 pub fn heartbeat_row(hb: &Heartbeat) -> HeartbeatRow {
-    let mut dropped_by_reason = BTreeMap::new();
-    if hb.dropped_results > 0 {
-        dropped_by_reason.insert(REASON_UNSPECIFIED.to_owned(), hb.dropped_results);
+    let mut dropped_by_reason: BTreeMap<String, u64> = hb
+        .dropped_by_reason
+        .iter()
+        .filter(|(reason, _)| is_known_drop_reason(reason))
+        .map(|(r, n)| (r.clone(), *n))
+        .collect();
+    // Older probes send only the total; keep the label set bounded.
+    let by_reason: u64 = dropped_by_reason.values().sum();
+    if hb.dropped_results > by_reason {
+        *dropped_by_reason.entry(REASON_UNSPECIFIED.to_owned()).or_default() += hb.dropped_results - by_reason;
     }
     HeartbeatRow {
         queued_results: hb.queued_results,
         dropped_results: hb.dropped_results,
         dropped_by_reason,
     }
+}
+
+/// Drop reasons a probe may report; anything else counts as unspecified so a
+/// metric label can never grow without bound.
+fn is_known_drop_reason(r: &str) -> bool {
+    matches!(r, "size" | "age" | "corrupt" | "io")
 }
 
 /// Why a result was skipped (bounded metric label).

@@ -216,6 +216,11 @@ async fn session(
                     sent_at_unix_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
                     queued_results: outbox.len() as u64,
                     dropped_results: outbox.dropped(),
+                    dropped_by_reason: outbox
+                        .dropped_by_reason()
+                        .into_iter()
+                        .map(|(r, n)| (r.as_str().to_owned(), n))
+                        .collect(),
                 };
                 tx.send(ProbeMessage { body: Some(PBody::Heartbeat(hb)) }).await.map_err(|_| ReporterError::Closed)?;
             }
