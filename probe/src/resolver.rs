@@ -682,30 +682,26 @@ pub async fn lookup_ips(
     Ok((ips, started.elapsed()))
 }
 
+/// Address lookup the way the machine's own clients do it: getaddrinfo
+/// (nsswitch, `/etc/hosts`, resolv.conf), so an http check sees what curl sees.
 async fn lookup_system_ips(
     host: &str,
     deadline: tokio::time::Instant,
 ) -> Result<Vec<IpAddr>, Failure> {
-    use hickory_resolver::net::{DnsError, NetError};
-
-    let resolver =
-        system_resolver(deadline).map_err(|e| Failure::new(FailureCode::InternalError, e))?;
-    let spec = ResolverSpec::System;
-    match tokio::time::timeout_at(deadline, resolver.lookup_ip(host)).await {
-        Ok(Ok(l)) => Ok(l.iter().collect()),
-        Ok(Err(NetError::Dns(DnsError::NoRecordsFound(nr)))) => {
-            Err(rcode_failure(host, &spec, nr.response_code))
+    match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, 0))).await {
+        Ok(Ok(addrs)) => {
+            let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            // IPv4 first, like the server-based path; stable within a family.
+            ips.sort_by_key(|ip| ip.is_ipv6());
+            Ok(ips)
         }
-        Ok(Err(NetError::Dns(DnsError::ResponseCode(code)))) => {
-            Err(rcode_failure(host, &spec, code))
-        }
-        Ok(Err(NetError::Timeout)) | Err(_) => Err(Failure::new(
-            FailureCode::DnsTimeout,
-            format!("no answer for {host} from the system resolver before the deadline"),
-        )),
         Ok(Err(e)) => Err(Failure::new(
             FailureCode::DnsFailure,
-            format!("cannot resolve {host}: {e}"),
+            format!("cannot resolve {host} with the system resolver: {e}"),
+        )),
+        Err(_) => Err(Failure::new(
+            FailureCode::DnsTimeout,
+            format!("no answer for {host} from the system resolver before the deadline"),
         )),
     }
 }

@@ -271,3 +271,52 @@ fn misspelled_check_key_names_its_path() {
         assert!(text.contains(path), "{path} missing in {text}");
     }
 }
+
+#[tokio::test]
+async fn a_named_resolver_feeds_address_fan_out_and_follows_a_cname_flip() {
+    use outpost_testkit::{DnsServer, RecordType};
+    let blue = HttpServer::builder()
+        .route("/", Reply::text(502, "bad gateway"))
+        .bind("127.0.0.2:0".parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let port = blue.addr().port();
+    let green = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .bind(format!("127.0.0.3:{port}").parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let dns = DnsServer::start().await.unwrap();
+    dns.set_records("blue.lb.test.", RecordType::A, &[(30, "127.0.0.2")]).unwrap();
+    dns.set_records("green.lb.test.", RecordType::A, &[(30, "127.0.0.3")]).unwrap();
+    dns.set_records("pair.lb.test.", RecordType::A, &[(30, "127.0.0.2"), (30, "127.0.0.3")]).unwrap();
+    dns.set_cname("app.lb.test.", "blue.lb.test.", 5).unwrap();
+
+    // Both A records, each address requested separately.
+    let pair = format!(
+        "id = \"pair\"\n[http]\nurl = \"http://pair.lb.test:{port}/\"\naddresses = \"all\"\nresolver = \"{}\"\n",
+        dns.udp_url()
+    );
+    let o = run(&pair).await;
+    assert_eq!(o.details["addresses_total"], 2, "{}", o.details);
+    assert_eq!(o.details["addresses_failing"], 1);
+    assert!(o.result.unwrap_err().message.contains(&format!("127.0.0.2:{port}")));
+
+    // The app name follows its CNAME: blue (502), then green after the flip.
+    let app = format!("id = \"app\"\nhttp = {{ url = \"http://app.lb.test:{port}/\", resolver = \"{}\" }}\n", dns.udp_url());
+    let o = run(&app).await;
+    assert_eq!(code(&o), Some(FailureCode::UnexpectedStatus));
+    assert!(o.phases.dns.is_some());
+    dns.set_cname("app.lb.test.", "green.lb.test.", 5).unwrap();
+    let before = green.request_count();
+    let o = run(&app).await;
+    assert!(o.ok(), "{:?}", o.result);
+    assert_eq!(green.request_count(), before + 1);
+
+    // An unknown name through the named resolver is its DNS code.
+    let missing = format!("id = \"m\"\nhttp = {{ url = \"http://missing.lb.test/\", resolver = \"{}\" }}\n", dns.udp_url());
+    let o = run(&missing).await;
+    assert_eq!(code(&o), Some(FailureCode::DnsNxdomain), "{:?}", o.result);
+}

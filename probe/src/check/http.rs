@@ -146,6 +146,12 @@ pub struct RawHttp {
     /// `--resolve`); SNI and Host still carry the name. Example: `["10.0.0.5", "10.0.0.6"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolve_to: Vec<String>,
+    /// Resolve names through this DNS server instead of the system resolver:
+    /// `"10.0.0.53"`, `"10.0.0.53:5353"`, `"udp://…"`, `"tcp://…"` or
+    /// `"system"` (the same strings as a dns check's `resolvers`). Applies to
+    /// every hop and to `addresses = "all"`. Default: the system resolver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<String>,
     /// Follow redirects (301, 302, 303, 307, 308). Default `false`: a 3xx not
     /// in `expected_status` fails with `redirect_not_followed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +288,8 @@ pub struct HttpSpec {
     pub passing: Passing,
     /// Addresses replacing DNS for the host.
     pub resolve_to: Vec<IpAddr>,
+    /// Resolver for every name lookup.
+    pub resolver: crate::resolver::ResolverSpec,
     /// Redirect policy.
     pub redirect: Policy,
     /// Response assertions.
@@ -364,6 +372,14 @@ impl RawHttp {
                 ),
             }
         }
+        let resolver = match self.resolver.as_deref().map(str::parse::<crate::resolver::ResolverSpec>) {
+            None => crate::resolver::ResolverSpec::System,
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                problems.push(format!("{path}.resolver"), e.to_string());
+                crate::resolver::ResolverSpec::System
+            }
+        };
         let redirect = Policy::from_raw(self, path, problems);
         let assertions = RawAssertions {
             headers: &self.expected_headers,
@@ -443,6 +459,7 @@ impl RawHttp {
             addresses: self.addresses.unwrap_or_default(),
             passing: self.passing.unwrap_or_default(),
             resolve_to,
+            resolver,
             redirect,
             assertions,
             samples,
@@ -462,6 +479,7 @@ impl HttpSpec {
             trust: &self.trust,
             http_version: self.http_version,
             max_header_bytes: self.max_header_bytes,
+            resolver: &self.resolver,
         }
     }
 }
@@ -473,7 +491,7 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
     details.insert("url".into(), spec.url.clone().into());
     details.insert("method".into(), spec.method.as_str().into());
 
-    let (addrs, dns) = match tokio::time::timeout_at(deadline, sample::resolve(spec)).await {
+    let (addrs, dns) = match tokio::time::timeout_at(deadline, sample::resolve(spec, deadline)).await {
         Ok(Ok(r)) => r,
         Ok(Err(f)) => {
             return KindResult {

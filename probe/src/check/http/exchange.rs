@@ -151,6 +151,8 @@ pub struct Limits<'a> {
     pub http_version: HttpVersion,
     /// Response head cap.
     pub max_header_bytes: usize,
+    /// Resolver for hops that resolve their host.
+    pub resolver: &'a crate::resolver::ResolverSpec,
 }
 
 /// A request for one hop.
@@ -206,6 +208,11 @@ pub fn host_port(uri: &Uri) -> (String, u16) {
     (host, uri.port_u16().unwrap_or(if https { 443 } else { 80 }))
 }
 
+/// The run's own deadline bounds every hop; a lookup needs none of its own.
+fn far_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
 /// Sends `req` on a fresh connection and returns the response head. Fills
 /// `hop` (address, phases, TLS, status, version) as it goes.
 pub async fn send(
@@ -224,18 +231,9 @@ pub async fn send(
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
                 Err(_) => {
                     hop.phase = Phase::Dns;
-                    let t = Instant::now();
-                    let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                        .await
-                        .map_err(|e| {
-                            Failure::new(
-                                FailureCode::DnsFailure,
-                                format!("cannot resolve {host}: {e}"),
-                            )
-                        })?
-                        .collect();
-                    hop.phases_us.dns = Some(t.elapsed());
-                    found
+                    let (ips, took) = crate::resolver::lookup_ips(&host, limits.resolver, far_deadline()).await?;
+                    hop.phases_us.dns = Some(took);
+                    ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()
                 }
             };
             let mut last =

@@ -58,35 +58,23 @@ pub struct AddressRun {
 }
 
 /// Addresses to try and the time DNS took (None for IP literals and overrides).
-pub async fn resolve(spec: &HttpSpec) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
+pub async fn resolve(
+    spec: &HttpSpec,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
     if !spec.resolve_to.is_empty() {
-        let all = spec
-            .resolve_to
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, spec.port));
+        let all = spec.resolve_to.iter().map(|ip| SocketAddr::new(*ip, spec.port));
         return Ok((pick(spec, all.collect()), None));
     }
     if let Ok(ip) = spec.host.parse::<IpAddr>() {
         return Ok((vec![SocketAddr::new(ip, spec.port)], None));
     }
-    let t = std::time::Instant::now();
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((spec.host.as_str(), spec.port))
-        .await
-        .map_err(|e| {
-            Failure::new(
-                FailureCode::DnsFailure,
-                format!("cannot resolve {}: {e}", spec.host),
-            )
-        })?
-        .collect();
-    let dns = t.elapsed();
+    let (ips, took) = crate::resolver::lookup_ips(&spec.host, &spec.resolver, deadline).await?;
+    let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, spec.port)).collect();
     if addrs.is_empty() {
-        return Err(Failure::new(
-            FailureCode::DnsFailure,
-            format!("{} has no addresses", spec.host),
-        ));
+        return Err(Failure::new(FailureCode::DnsFailure, format!("{} has no addresses", spec.host)));
     }
-    Ok((pick(spec, addrs), Some(dns)))
+    Ok((pick(spec, addrs), Some(took)))
 }
 
 fn pick(spec: &HttpSpec, mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
