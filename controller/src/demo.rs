@@ -11,6 +11,15 @@
 //!   does not follow redirects gets no data through → `redirect_not_followed`.
 //! - `tis-lb-pair`: the TIS incident: one name, two load-balanced backends
 //!   (127.0.0.2 and 127.0.0.3); blue answers 502 → "1 of 2 backends failing".
+//! - `api-login-downgrade`: an HTTPS login page that redirects to plain HTTP
+//!   → `redirect_downgrade` (credentials would travel in clear).
+//! - `iot-data-fresh`: the IOT "data stale for 17 hours" incident: the API
+//!   answers 200 with a timestamp 17 h old → `data_stale` (max age 15 min).
+//! - `shop-cname` / `shop-app`: a blue → green CNAME flip on a loopback DNS
+//!   server 5 s into the demo; a second resolver (a cache) keeps serving the
+//!   old answer → `dns_resolvers_disagree`, then `dns_propagation_stalled`
+//!   once the old TTL plus grace has passed, while the app itself, resolved
+//!   through the primary, recovers when the flip lands.
 //!
 //! Alerts go to the console sink. With `--for` the demo exits after that
 //! long and prints every check's state per region and every alert raised.
@@ -19,7 +28,7 @@ use std::{net::SocketAddr, path::Path};
 
 use anyhow::Context;
 use outpost_probe::config::{Dur, duration::parse_duration};
-use outpost_testkit::{HttpServer, Pki, Reply, RunningServer};
+use outpost_testkit::{DnsServer, HttpServer, Pki, Reply, RunningServer};
 
 /// Arguments of `outpost-controller demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,12 +52,17 @@ struct Targets {
     _blue: RunningServer,
     _green: RunningServer,
     ca_file: std::path::PathBuf,
+    login: RunningServer,
+    _login_plain: RunningServer,
+    fresh: RunningServer,
+    dns_primary: std::sync::Arc<DnsServer>,
+    dns_cache: DnsServer,
 }
 
 async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
     let pki = Pki::new("Outpost Demo Root CA");
     let ca_file = pki.write_root_pem(dir)?;
-    let leaf = pki.leaf(&["localhost", "tis.demo.test", "127.0.0.1"]);
+    let leaf = pki.leaf(&["localhost", "tis.demo.test", "app.demo.test", "127.0.0.1"]);
 
     let api = HttpServer::builder()
         .route("/health", Reply::json(200, &serde_json::json!({ "status": "ok" })))
@@ -66,8 +80,48 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
     let ingest_http = HttpServer::builder().route("/telemetry", Reply::redirect(308, &https_url)).run().await?;
 
     // TIS: two backends on one port at two loopback addresses; blue is broken.
-    let (blue, green, lb_port) = bind_pair(leaf).await?;
-    Ok(Targets { api, ingest_http, ingest_https, lb_port, _blue: blue, _green: green, ca_file })
+    let (blue, green, lb_port) = bind_pair(leaf.clone()).await?;
+
+    // A login page whose HTTPS endpoint bounces clients to plain HTTP.
+    let login_plain = HttpServer::builder().route("/login", Reply::text(200, "login form")).run().await?;
+    let plain_url = login_plain.url("/login");
+    let login = HttpServer::builder().route("/login", Reply::redirect(301, &plain_url)).tls(leaf.clone()).run().await?;
+
+    // IOT: the API answers 200, but the data stopped updating 17 hours ago.
+    let fresh = HttpServer::builder()
+        .handler("/v1/telemetry/latest", |_req| {
+            let then = time::OffsetDateTime::now_utc() - time::Duration::hours(17);
+            let at = then.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            Reply::json(200, &serde_json::json!({ "device": "pump-17", "updated_at": at, "temp_c": 21.5 }))
+        })
+        .run()
+        .await?;
+
+    // DNS: app → blue; the flip to green lands on the primary only.
+    let zone = |dns: &DnsServer| -> anyhow::Result<()> {
+        dns.set_records("blue.demo.test.", outpost_testkit::RecordType::A, &[(3, "127.0.0.2")])?;
+        dns.set_records("green.demo.test.", outpost_testkit::RecordType::A, &[(3, "127.0.0.3")])?;
+        dns.set_cname("app.demo.test.", "blue.demo.test.", 3)
+    };
+    let dns_primary = std::sync::Arc::new(DnsServer::start().await?);
+    let dns_cache = DnsServer::start().await?;
+    zone(&dns_primary)?;
+    zone(&dns_cache)?;
+
+    Ok(Targets {
+        api,
+        ingest_http,
+        ingest_https,
+        lb_port,
+        _blue: blue,
+        _green: green,
+        ca_file,
+        login,
+        _login_plain: login_plain,
+        fresh,
+        dns_primary,
+        dns_cache,
+    })
 }
 
 /// Binds the blue/green pair on the same port of 127.0.0.2 and 127.0.0.3.
@@ -150,6 +204,46 @@ addresses = "all"
 resolve_to = ["127.0.0.2", "127.0.0.3"]
 ca_file = "{ca}"
 
+[[checks]]
+id = "api-login-downgrade"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "https-to-http-redirect" }}
+[checks.http]
+url = "{login}"
+follow_redirects = true
+ca_file = "{ca}"
+
+[[checks]]
+id = "iot-data-fresh"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "iot-data-stale-17h" }}
+[checks.http]
+url = "{fresh}"
+freshness = {{ json_path = "$.updated_at", max_age = "15m" }}
+
+[[checks]]
+id = "shop-cname"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "iot-cname-change" }}
+[checks.dns]
+name = "app.demo.test"
+type = "A"
+resolvers = ["{ns1}", "{ns2}"]
+propagation_grace = "2s"
+
+[[checks]]
+id = "shop-app"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "iot-cname-change" }}
+[checks.http]
+url = "https://app.demo.test:{lb}/health"
+resolver = "{ns1}"
+ca_file = "{ca}"
+
 [[sinks]]
 name = "console"
 console = {{}}
@@ -161,6 +255,10 @@ sinks = ["console"]
         api = t.api.url("/health"),
         ingest = t.ingest_http.url("/telemetry"),
         lb = t.lb_port,
+        login = t.login.url("/login"),
+        fresh = t.fresh.url("/v1/telemetry/latest"),
+        ns1 = t.dns_primary.udp_url(),
+        ns2 = t.dns_cache.udp_url(),
     ));
     s
 }
@@ -216,7 +314,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     println!("  status page:  http://{http}/");
     println!("  API:          http://{http}/api/v1/checks");
     println!("  probes:       {} (gRPC on {grpc})", REGIONS.join(", "));
-    println!("  replaying:    healthy HTTPS API; IOT HTTP->HTTPS 308 for a machine client; TIS load-balanced pair with one 502 backend");
+    println!("  replaying:    healthy HTTPS API; IOT HTTP->HTTPS 308 for a machine client; TIS load-balanced pair with one 502 backend;");
+    println!("                HTTPS->HTTP login redirect; IOT data 17 h stale; blue->green CNAME flip at +5s with a lagging resolver");
+    let primary = targets.dns_primary.clone();
+    let flip = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        match primary.set_cname("app.demo.test.", "green.demo.test.", 3) {
+            Ok(()) => tracing::info!("demo: app.demo.test flipped from blue to green on the primary resolver"),
+            Err(e) => tracing::warn!(error = %e, "demo: CNAME flip failed"),
+        }
+    });
     match duration {
         Some(d) => {
             println!("  exiting after {}", Dur(d));
@@ -227,6 +334,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+    flip.abort();
     for p in probes {
         p.shutdown().await;
     }

@@ -25,6 +25,15 @@ fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
     let lb = line("tis-lb-pair");
     assert!(lb.contains("FAILING"), "{lb}");
     assert!(stdout.contains("1 of 2 backends failing: 127.0.0.2:"), "{stdout}");
+    // HTTPS → HTTP login redirect, and data 17 hours stale behind a 200.
+    assert!(line("api-login-downgrade").contains("FAILING (redirect_downgrade)"), "{stdout}");
+    assert!(line("iot-data-fresh").contains("FAILING (data_stale)"), "{stdout}");
+    // The CNAME flip: the lagging resolver is seen, the app recovers through the primary.
+    let cname = line("shop-cname");
+    assert!(
+        cname.contains("dns_resolvers_disagree") || cname.contains("dns_propagation_stalled"),
+        "{cname}"
+    );
     // Both alerts raised, the healthy API not.
     let alerts: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("Alerts raised")).collect();
     assert!(alerts.iter().any(|l| l.contains("iot-ingest-308 failing from")), "{stdout}");
