@@ -36,7 +36,7 @@ for tool in python3 curl; do
     command -v "$tool" >/dev/null || { echo "netns-faults: SKIPPED: $tool not installed"; exit 0; }
 done
 
-BIN="${OUTPOST_BIN_DIR:-$ROOT/target/debug}"
+BIN="${NETNS_BIN_DIR:-$ROOT/target/debug}"
 if [[ ! -x "$BIN/outpost-controller" || ! -x "$BIN/outpost-probe" ]]; then
     echo "netns-faults: building the binaries"
     (cd "$ROOT" && cargo build -p outpost-controller -p outpost-probe --bins) || exit 1
