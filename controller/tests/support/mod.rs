@@ -269,6 +269,11 @@ pub fn heartbeat(queued: u64, dropped: u64) -> ProbeMessage {
             sent_at_unix_ms: now_ms(),
             queued_results: queued,
             dropped_results: dropped,
+            dropped_by_reason: if dropped > 0 {
+                [("size".to_owned(), dropped)].into_iter().collect()
+            } else {
+                Default::default()
+            },
         })),
     }
 }
