@@ -104,7 +104,7 @@ async fn a_silent_probe_raises_one_fleet_alert_leaves_the_quorum_and_resolves_wh
     assert_eq!(p["state"], "fresh");
     assert_eq!(p["queued_results"], 7);
     assert_eq!(p["dropped_results"], 3);
-    assert_eq!(p["dropped_by_reason"]["unspecified"], 3);
+    assert_eq!(p["dropped_by_reason"]["size"], 3);
     let p = list.iter().find(|p| p["name"] == "us-east-1").unwrap();
     assert_eq!(p["state"], "offline");
     let (_, metrics) = get(http, "/metrics").await;
@@ -114,7 +114,7 @@ async fn a_silent_probe_raises_one_fleet_alert_leaves_the_quorum_and_resolves_wh
     );
     assert!(
         metrics.contains(
-            "outpost_probe_outbox_dropped_total{probe=\"eu-west-1\",reason=\"unspecified\"} 3"
+            "outpost_probe_outbox_dropped_total{probe=\"eu-west-1\",reason=\"size\"} 3"
         ),
         "{metrics}"
     );
