@@ -10,6 +10,9 @@ pub mod assertion;
 pub mod dns;
 pub mod http;
 pub mod redirect;
+pub mod session;
+pub mod tls;
+pub mod trust;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -54,6 +57,17 @@ pub struct RawCheck {
     /// CNAME chain, TTLs, agreement, propagation). Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<dns::RawDns>,
+    /// TLS handshakes from several client profiles, each chain evaluated
+    /// against several trust stores: the matrix, the date each combination
+    /// starts failing, chain hygiene, and the certificates seen. Exactly one
+    /// kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<tls::RawTls>,
+    /// An authenticated session held across runs: login (OAuth2, scripted,
+    /// cookie jar), protected requests, renewal by policy. Exactly one kind
+    /// table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<session::RawSession>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -105,6 +119,10 @@ pub enum CheckKind {
     Http(http::HttpSpec),
     /// A DNS query to one or more resolvers.
     Dns(dns::DnsSpec),
+    /// An authenticated session held across runs.
+    Session(session::SessionSpec),
+    /// TLS handshakes evaluated against trust stores and client profiles.
+    Tls(tls::TlsSpec),
 }
 
 impl CheckKind {
@@ -113,6 +131,8 @@ impl CheckKind {
         match self {
             CheckKind::Http(_) => "http",
             CheckKind::Dns(_) => "dns",
+            CheckKind::Session(_) => "session",
+            CheckKind::Tls(_) => "tls",
         }
     }
 }
@@ -183,7 +203,8 @@ impl RawCheck {
                 }
             }
         }
-        let kinds = [self.http.is_some(), self.dns.is_some()]
+        let kinds = [self.http.is_some(), self.dns.is_some(),
+            self.session.is_some(), self.tls.is_some()]
             .iter()
             .filter(|k| **k)
             .count();
@@ -195,6 +216,16 @@ impl RawCheck {
                 );
                 None
             }
+            (1, _, _) if self.tls.is_some() => self
+                .tls
+                .as_ref()
+                .and_then(|t| t.validate(&format!("{path}.tls"), problems))
+                .map(CheckKind::Tls),
+            (1, _, _) if self.session.is_some() => self
+                .session
+                .as_ref()
+                .and_then(|s| s.validate(&format!("{path}.session"), problems))
+                .map(CheckKind::Session),
             (1, Some(h), _) => h
                 .validate(&format!("{path}.http"), problems)
                 .map(CheckKind::Http),
@@ -287,6 +318,19 @@ pub enum FailureCode {
     TlsNameMismatch,
     /// The certificate was rejected for another reason.
     TlsCertInvalid,
+    /// The leaf's issuer is neither presented nor trusted: the server does
+    /// not send its intermediate (only AIA-fetching clients cope).
+    TlsChainIncomplete,
+    /// The leaf is self-signed and not trusted.
+    TlsSelfSigned,
+    /// The server refuses the client's protocol versions, or negotiates one
+    /// below `min_tls_version`.
+    TlsProtocolUnsupported,
+    /// A must-pass tls combination starts failing in fewer than its
+    /// `min_days_left` days.
+    TlsExpiringSoon,
+    /// The presented chain has hygiene findings and `hygiene = "fail"`.
+    TlsChainHygiene,
     /// The peer did not speak HTTP correctly.
     ProtocolError,
     /// The status was not in the expected set.
@@ -322,6 +366,23 @@ pub enum FailureCode {
     BodyTooLarge,
     /// The response headers exceeded the cap.
     HeadersTooLarge,
+    /// A session credential was rejected (401/403) before its declared
+    /// expiry minus `clock_skew_tolerance`, or right after being issued.
+    SessionRejectedEarly,
+    /// Renewing a session failed (refresh or re-login); the old credential
+    /// stays in use while it is valid.
+    SessionRenewalFailed,
+    /// A session's declared lifetime differs from the one seen before, or
+    /// lies outside `lifetime_bounds`.
+    SessionLifetimeChanged,
+    /// The server's clock (`Date`, a fresh JWT's `iat`) is off the probe's
+    /// by more than `clock_skew_tolerance`.
+    ClockSkew,
+    /// `renewal = "never"`: the session was rejected; the details carry the
+    /// observed lifetime.
+    SessionExpired,
+    /// No session could be started: the login failed.
+    SessionLoginFailed,
     /// The check could not be run (local problem: bad CA file, no sockets).
     InternalError,
 }
@@ -352,6 +413,11 @@ impl FailureCode {
             FailureCode::TlsCertNotYetValid => "tls_cert_not_yet_valid",
             FailureCode::TlsNameMismatch => "tls_name_mismatch",
             FailureCode::TlsCertInvalid => "tls_cert_invalid",
+            FailureCode::TlsChainIncomplete => "tls_chain_incomplete",
+            FailureCode::TlsSelfSigned => "tls_self_signed",
+            FailureCode::TlsProtocolUnsupported => "tls_protocol_unsupported",
+            FailureCode::TlsExpiringSoon => "tls_expiring_soon",
+            FailureCode::TlsChainHygiene => "tls_chain_hygiene",
             FailureCode::ProtocolError => "protocol_error",
             FailureCode::UnexpectedStatus => "unexpected_status",
             FailureCode::RedirectNotFollowed => "redirect_not_followed",
@@ -369,6 +435,12 @@ impl FailureCode {
             FailureCode::SampleFailureRatio => "sample_failure_ratio",
             FailureCode::BodyTooLarge => "body_too_large",
             FailureCode::HeadersTooLarge => "headers_too_large",
+            FailureCode::SessionRejectedEarly => "session_rejected_early",
+            FailureCode::SessionRenewalFailed => "session_renewal_failed",
+            FailureCode::SessionLifetimeChanged => "session_lifetime_changed",
+            FailureCode::ClockSkew => "clock_skew",
+            FailureCode::SessionExpired => "session_expired",
+            FailureCode::SessionLoginFailed => "session_login_failed",
             FailureCode::InternalError => "internal_error",
         }
     }
@@ -516,6 +588,36 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         format!("no DNS answers within {}", Dur(spec.timeout)),
                     )),
                     serde_json::json!({ "name": dns::name_text(&d.name) }),
+                ),
+            }
+        }
+        CheckKind::Tls(t) => {
+            let fut = tls::run(t, spec.timeout);
+            // tls::run gives every handshake the same deadline; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.details),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::new(
+                        FailureCode::Timeout,
+                        format!("no TLS handshakes within {}", Dur(spec.timeout)),
+                    )),
+                    serde_json::json!({ "host": t.host, "port": t.port }),
+                ),
+            }
+        }
+        CheckKind::Session(s) => {
+            // session::run keeps every request within the timeout; this is a safety net.
+            let fut = session::run(s, &spec.id, spec.timeout, ctx);
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.details),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::new(
+                        FailureCode::Timeout,
+                        format!("the session run did not finish within {}", Dur(spec.timeout)),
+                    )),
+                    session::describe(s),
                 ),
             }
         }

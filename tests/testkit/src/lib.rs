@@ -16,6 +16,9 @@
 //!   and [`WebhookReceiver`], which records any POSTed JSON.
 //! - [`dns`]: [`DnsServer`], an authoritative DNS server (UDP and TCP on one port) whose
 //!   zone, rcodes, silence and UDP truncation the test changes while it runs.
+//! - [`token`]: [`TokenServer`], an OAuth2 token endpoint, a scripted login and a
+//!   protected resource issuing and validating real HS256 JWTs, with knobs for
+//!   lifetime, clock skew, a broken token endpoint and early rejection.
 //!
 //! Rules every server follows: it binds `127.0.0.1:0` unless told another loopback
 //! address (anything else is refused); accepted sockets get `TCP_NODELAY`; it stops
@@ -42,12 +45,14 @@ pub mod http;
 pub mod pager;
 pub mod pki;
 mod server;
+pub mod token;
 
 pub use dns::{DnsQuery, DnsServer, DnsTransport, Rcode, RecordType};
 pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
+pub use token::{Claims, ResourceCall, TokenServer, TokenServerBuilder};
 
 /// `N` bytes from the ring provider's CSPRNG (serial numbers, dedup keys, garbage).
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {

@@ -1,0 +1,299 @@
+//! The session's HTTP: one request on a fresh connection through the http
+//! check's machinery ([`crate::check::http::exchange::send`]: resolve,
+//! connect, TLS with full verification, bounded head and body), and the
+//! protected requests of `use` with their assertions.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::{SessionSpec, UseSpec, clock::Receipt, render, state::Session};
+use crate::{
+    check::{
+        Failure, FailureCode, Phases, RunContext,
+        assertion::{self, AssertionResult, Observed},
+        http::{
+            DEFAULT_MAX_HEADER_BYTES, HttpVersion,
+            exchange::{self, Hop, HopRequest, Limits, Target},
+        },
+    },
+    config::Dur,
+    resolver::ResolverSpec,
+};
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Exchanged {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body (at most `max_body`).
+    pub body: Bytes,
+    /// When it was sent and received, and the server's `Date`.
+    pub receipt: Receipt,
+    /// Phase timings.
+    pub phases: Phases,
+}
+
+/// Sends one request within `deadline` and reads the whole body.
+pub async fn exchange(
+    uri: &Uri,
+    method: &http::Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Bytes,
+    spec: &SessionSpec,
+    ctx: &RunContext,
+    deadline: tokio::time::Instant,
+) -> Result<Exchanged, (Failure, Phases)> {
+    let resolver = ResolverSpec::system();
+    let limits = Limits {
+        trust: &spec.trust,
+        http_version: HttpVersion::Auto,
+        max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        resolver: &resolver,
+    };
+    let req = HopRequest {
+        uri,
+        method,
+        headers,
+        body,
+    };
+    let mut hop = Hop::default();
+    let sent_at = OffsetDateTime::now_utc();
+    let t = Instant::now();
+    let res = {
+        let hop = &mut hop;
+        tokio::time::timeout_at(deadline, async move {
+            let mut resp = exchange::send(&req, Target::Resolve, limits, ctx, hop).await?;
+            let received_at = OffsetDateTime::now_utc();
+            let body = resp.read_body(spec.max_body, true, hop).await?;
+            Ok::<_, Failure>((resp.status, std::mem::take(&mut resp.headers), body, received_at))
+        })
+        .await
+    };
+    let mut phases = hop.phases_us;
+    phases.total = t.elapsed();
+    match res {
+        Ok(Ok((status, headers, body, received_at))) => {
+            let server_date = headers
+                .get(http::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(assertion::freshness::parse_http_date);
+            Ok(Exchanged {
+                status,
+                headers,
+                body,
+                receipt: Receipt {
+                    sent_at,
+                    received_at,
+                    server_date,
+                },
+                phases,
+            })
+        }
+        Ok(Err(f)) => Err((f, phases)),
+        Err(_) => Err((
+            Failure::new(
+                FailureCode::Timeout,
+                format!(
+                    "no complete response from {} within the check's timeout (waiting for {})",
+                    uri.authority().map_or("", |a| a.as_str()),
+                    hop.phase.name()
+                ),
+            ),
+            phases,
+        )),
+    }
+}
+
+/// Which credential a protected request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The session's credential from an earlier run.
+    Current,
+    /// A credential renewed in this run.
+    Renewed,
+    /// The old credential, kept because its renewal failed.
+    Previous,
+    /// A credential from a re-login after a rejection.
+    Relogin,
+}
+
+impl Credential {
+    fn as_str(self) -> &'static str {
+        match self {
+            Credential::Current => "current",
+            Credential::Renewed => "renewed",
+            Credential::Previous => "previous",
+            Credential::Relogin => "relogin",
+        }
+    }
+}
+
+/// One protected request's result, an entry of `details.requests`.
+#[derive(Debug)]
+pub struct CallResult {
+    /// Name.
+    pub name: String,
+    /// Status, when a response came.
+    pub status: Option<u16>,
+    /// The server rejected the session (401 or 403).
+    pub rejected: bool,
+    /// When the response arrived (probe clock).
+    pub at: OffsetDateTime,
+    /// Exchange times and `Date`.
+    pub receipt: Option<Receipt>,
+    /// Pass or the first failure.
+    pub result: Result<(), Failure>,
+    /// The credential used.
+    pub credential: Credential,
+    /// A retry after a re-login.
+    pub retry: bool,
+    /// Assertions evaluated.
+    pub assertions: Vec<AssertionResult>,
+    /// Timings.
+    pub phases: Phases,
+    /// URL and method.
+    pub url: String,
+    /// Method.
+    pub method: String,
+}
+
+impl CallResult {
+    /// The details entry.
+    pub fn to_json(&self) -> Value {
+        let (code, msg) = match &self.result {
+            Ok(()) => (None, None),
+            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
+        };
+        json!({
+            "name": self.name,
+            "url": self.url,
+            "method": self.method,
+            "status": self.status,
+            "ok": self.result.is_ok(),
+            "failure_code": code,
+            "failure_message": msg,
+            "credential": self.credential.as_str(),
+            "retry": self.retry,
+            "assertions": self.assertions,
+            "phases_us": self.phases,
+        })
+    }
+}
+
+/// The headers of a protected request with the session's credentials.
+fn headers(u: &UseSpec, s: &Session, now: OffsetDateTime) -> Vec<(HeaderName, HeaderValue)> {
+    let token = s.token.as_ref().map(|t| t.expose().to_owned());
+    let vars = |n: &str| (n == "token").then(|| token.clone()).flatten();
+    let mut out = Vec::new();
+    for (k, v) in &u.headers {
+        if let Ok(mut hv) = HeaderValue::try_from(render(v, &vars)) {
+            hv.set_sensitive(true);
+            out.push((k.clone(), hv));
+        }
+    }
+    if !u.token_in_headers
+        && s.bearer
+        && let Some(t) = &token
+        && let Ok(mut hv) = HeaderValue::try_from(format!("Bearer {t}"))
+    {
+        hv.set_sensitive(true);
+        out.push((http::header::AUTHORIZATION, hv));
+    }
+    let jar: Vec<String> = s
+        .cookies
+        .iter()
+        .filter(|c| c.expires_at.is_none_or(|e| e > now))
+        .map(|c| format!("{}={}", c.name, c.value.expose()))
+        .collect();
+    if !jar.is_empty()
+        && !u.headers.iter().any(|(k, _)| k == http::header::COOKIE)
+        && let Ok(mut hv) = HeaderValue::try_from(jar.join("; "))
+    {
+        hv.set_sensitive(true);
+        out.push((http::header::COOKIE, hv));
+    }
+    if let Some((_, Some(ct))) = &u.body
+        && !u.headers.iter().any(|(k, _)| k == http::header::CONTENT_TYPE)
+    {
+        out.push((http::header::CONTENT_TYPE, HeaderValue::from_static(ct)));
+    }
+    out
+}
+
+/// Makes one protected request with session `s` and evaluates its assertions.
+pub async fn call(
+    u: &UseSpec,
+    s: &Session,
+    credential: Credential,
+    retry: bool,
+    spec: &SessionSpec,
+    ctx: &RunContext,
+    deadline: tokio::time::Instant,
+) -> CallResult {
+    let now = OffsetDateTime::now_utc();
+    let hs = headers(u, s, now);
+    let body = u.body.as_ref().map(|(b, _)| b.clone()).unwrap_or_default();
+    let mut r = CallResult {
+        name: u.name.clone(),
+        status: None,
+        rejected: false,
+        at: now,
+        receipt: None,
+        result: Ok(()),
+        credential,
+        retry,
+        assertions: Vec::new(),
+        phases: Phases::default(),
+        url: u.uri.to_string(),
+        method: u.method.to_string(),
+    };
+    let resp = match exchange(&u.uri, &u.method, &hs, body, spec, ctx, deadline).await {
+        Ok(resp) => resp,
+        Err((f, phases)) => {
+            r.phases = phases;
+            r.result = Err(f);
+            return r;
+        }
+    };
+    r.at = resp.receipt.received_at;
+    r.receipt = Some(resp.receipt);
+    r.phases = resp.phases;
+    r.status = Some(resp.status.as_u16());
+    r.rejected = matches!(resp.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    let location = resp.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok());
+    let mut results = vec![assertion::status(&u.expected, resp.status, location)];
+    let obs = Observed {
+        headers: &resp.headers,
+        body: &resp.body,
+        phases: &r.phases,
+    };
+    results.extend(u.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
+    r.result = match results.iter().find(|a| !a.ok) {
+        Some(a) => Err(Failure::new(
+            a.failure_code.unwrap_or(FailureCode::InternalError),
+            a.message.clone().unwrap_or_default(),
+        )),
+        None => Ok(()),
+    };
+    if r.rejected && r.result.is_ok() {
+        // Listed in expected_status, but a rejection all the same.
+        r.result = Err(Failure::new(
+            FailureCode::UnexpectedStatus,
+            format!("got status {}: the session was rejected", resp.status.as_u16()),
+        ));
+    }
+    r.assertions = results;
+    r
+}
+
+/// `+30.2s` / `-1.5s` for messages.
+pub fn signed(d: time::Duration) -> String {
+    let sign = if d.is_negative() { "-" } else { "+" };
+    format!("{sign}{}", Dur(std::time::Duration::from_millis(d.unsigned_abs().as_millis() as u64)))
+}

@@ -1,0 +1,597 @@
+//! One run of a session check: continue (or start) the session, renew it by
+//! the policy, make the protected calls, and turn what happened into
+//! findings, details and the run's result. See [`super`] for the policies and
+//! codes, [`super::state`] for what is kept between runs.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::{
+    LoginSpec, Renewal, SessionSpec,
+    call::{self, CallResult, Credential},
+    clock::{self, Expiry, Receipt},
+    login::{self, Grant, Issued, LoginError},
+    state::{self, CheckState, Session, ms},
+};
+use crate::{
+    check::{Failure, FailureCode, KindResult, Phases, RunContext},
+    config::{Dur, Secret},
+};
+
+/// The order in which findings decide the run's code.
+const PRIORITY: [FailureCode; 6] = [
+    FailureCode::SessionLoginFailed,
+    FailureCode::SessionRejectedEarly,
+    FailureCode::SessionExpired,
+    FailureCode::SessionRenewalFailed,
+    FailureCode::SessionLifetimeChanged,
+    FailureCode::ClockSkew,
+];
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn secs(d: time::Duration) -> f64 {
+    (d.as_seconds_f64() * 1000.0).round() / 1000.0
+}
+
+fn dur(d: time::Duration) -> String {
+    Dur(Duration::from_millis(d.unsigned_abs().as_millis() as u64)).to_string()
+}
+
+/// What one run saw, accumulated as it goes.
+struct Run<'a> {
+    spec: &'a SessionSpec,
+    findings: Vec<Failure>,
+    events: Vec<Value>,
+    /// (source, server − probe) estimates.
+    offsets: Vec<(&'static str, time::Duration)>,
+    /// Every credential value seen, scrubbed from the output.
+    secrets: Vec<Secret>,
+    observed_lifetime: Option<time::Duration>,
+    previous_lifetime_ms: Option<i64>,
+    phases: Phases,
+}
+
+impl<'a> Run<'a> {
+    fn new(spec: &'a SessionSpec) -> Self {
+        let mut secrets = Vec::new();
+        match &spec.login {
+            LoginSpec::ClientCredentials(o) => secrets.extend(o.client_secret.clone()),
+            LoginSpec::RefreshToken(o, rt) => {
+                secrets.extend(o.client_secret.clone());
+                secrets.push(rt.clone());
+            }
+            LoginSpec::Script(s) => secrets.extend(s.request.secrets.values().cloned()),
+            LoginSpec::CookieJar(r) => secrets.extend(r.secrets.values().cloned()),
+        }
+        Run {
+            spec,
+            findings: Vec::new(),
+            events: Vec::new(),
+            offsets: Vec::new(),
+            secrets,
+            observed_lifetime: None,
+            previous_lifetime_ms: None,
+            phases: Phases::default(),
+        }
+    }
+
+    fn finding(&mut self, code: FailureCode, message: String) {
+        if !self.findings.iter().any(|f| f.code == code) {
+            self.findings.push(Failure::new(code, message));
+        }
+    }
+
+    fn remember(&mut self, s: &Session) {
+        self.secrets.extend(s.token.clone());
+        self.secrets.extend(s.refresh_token.clone());
+        self.secrets.extend(s.cookies.iter().map(|c| c.value.clone()));
+    }
+
+    fn add_phases(&mut self, p: &Phases) {
+        self.phases.dns = crate::check::http::exchange::add(self.phases.dns, p.dns);
+        self.phases.connect = crate::check::http::exchange::add(self.phases.connect, p.connect);
+        self.phases.tls = crate::check::http::exchange::add(self.phases.tls, p.tls);
+        self.phases.first_byte = crate::check::http::exchange::add(self.phases.first_byte, p.first_byte);
+    }
+
+    fn date(&mut self, r: &Receipt) {
+        if let Some(d) = r.server_date {
+            self.offsets.push(("date", clock::offset_from_date(d, r)));
+        }
+    }
+
+    /// Records a login or renewal attempt.
+    fn event(&mut self, kind: &str, res: &Result<Issued, LoginError>) {
+        let at = rfc3339(OffsetDateTime::now_utc());
+        let e = match res {
+            Ok(i) => {
+                self.add_phases(&i.phases);
+                self.secrets.extend(i.token.clone());
+                self.secrets.extend(i.refresh_token.clone());
+                self.secrets.extend(i.cookies.iter().map(|c| c.value.clone()));
+                json!({
+                    "kind": kind, "at": at, "ok": true, "status": i.status,
+                    "declared_lifetime_s": i.expiry.map(|e| secs(e.lifetime)),
+                    "expiry_source": i.expiry_source,
+                    "phases_us": i.phases,
+                })
+            }
+            Err(e) => {
+                self.add_phases(&e.phases);
+                json!({
+                    "kind": kind, "at": at, "ok": false, "status": e.status,
+                    "failure_code": e.failure.code.as_str(),
+                    "message": e.failure.message,
+                    "phases_us": e.phases,
+                })
+            }
+        };
+        self.events.push(e);
+    }
+
+    /// Checks a new credential's declared lifetime and the server's clock.
+    fn accept(&mut self, history: &mut state::History, i: &Issued) {
+        if let Some(off) = i.iat_offset {
+            self.offsets.push(("jwt_iat", off));
+        }
+        self.date(&i.receipt);
+        let Some(e) = i.expiry else { return };
+        let lt = e.lifetime;
+        if let Some(prev_ms) = history.last_declared_lifetime_ms {
+            let prev = time::Duration::milliseconds(prev_ms);
+            if clock::lifetime_changed(prev, lt) {
+                self.previous_lifetime_ms = Some(prev_ms);
+                self.finding(
+                    FailureCode::SessionLifetimeChanged,
+                    format!(
+                        "the declared session lifetime changed from {} to {} ({})",
+                        dur(prev),
+                        dur(lt),
+                        i.expiry_source
+                    ),
+                );
+            }
+        }
+        let lt_std = lt.unsigned_abs();
+        let below = self.spec.lifetime_min.filter(|m| lt_std < *m);
+        let above = self.spec.lifetime_max.filter(|m| lt_std > *m);
+        if below.is_some() || above.is_some() {
+            let bounds = format!(
+                "{}..{}",
+                self.spec.lifetime_min.map(|d| Dur(d).to_string()).unwrap_or_default(),
+                self.spec.lifetime_max.map(|d| Dur(d).to_string()).unwrap_or_default()
+            );
+            self.finding(
+                FailureCode::SessionLifetimeChanged,
+                format!("the declared session lifetime {} is outside lifetime_bounds {bounds}", dur(lt)),
+            );
+        }
+        history.first_declared_lifetime_ms.get_or_insert(lt.whole_milliseconds() as i64);
+        history.last_declared_lifetime_ms = Some(lt.whole_milliseconds() as i64);
+    }
+}
+
+fn new_session(i: &Issued) -> Session {
+    let now = OffsetDateTime::now_utc();
+    let mut s = Session {
+        id: uuid::Uuid::now_v7().to_string(),
+        started_at: now,
+        token: None,
+        refresh_token: None,
+        cookies: Vec::new(),
+        bearer: true,
+        issued_at: now,
+        expires_at: None,
+        declared_lifetime_ms: None,
+        expiry_source: String::new(),
+        renewals: 0,
+        renewal_failures: 0,
+    };
+    apply(&mut s, i);
+    s
+}
+
+/// Puts newly issued credentials into the session.
+fn apply(s: &mut Session, i: &Issued) {
+    s.token.clone_from(&i.token);
+    if i.refresh_token.is_some() {
+        // RFC 6749 §6: without a new refresh token the old one stays valid.
+        s.refresh_token.clone_from(&i.refresh_token);
+    }
+    if !i.cookies.is_empty() || i.token.is_none() {
+        s.cookies.clone_from(&i.cookies);
+    }
+    s.bearer = i.bearer;
+    s.issued_at = i.expiry.map_or(i.receipt.received_at, |e| e.issued_at);
+    s.expires_at = i.expiry.map(|e| e.expires_at);
+    s.declared_lifetime_ms = i.expiry.map(|e| e.lifetime.whole_milliseconds() as i64);
+    s.expiry_source = i.expiry_source.to_owned();
+}
+
+fn renew_at(s: &Session, spec: &SessionSpec) -> Option<OffsetDateTime> {
+    let expires_at = s.expires_at?;
+    let e = Expiry {
+        issued_at: s.issued_at,
+        expires_at,
+        lifetime: expires_at - s.issued_at,
+    };
+    Some(clock::renew_at(&e, spec.renew_when))
+}
+
+/// Renews `s`: by its refresh token when it has one (falling back to a
+/// login, reported), else by a login.
+async fn renew(
+    spec: &SessionSpec,
+    s: &Session,
+    ctx: &RunContext,
+    deadline: tokio::time::Instant,
+    run: &mut Run<'_>,
+    history: &mut state::History,
+) -> Result<Issued, String> {
+    if let Some(rt) = &s.refresh_token {
+        let res = login::obtain(spec, Grant::Refresh(rt), ctx, deadline).await;
+        run.event("refresh", &res);
+        match res {
+            Ok(i) => return Ok(i),
+            Err(e) => {
+                let res = login::obtain(spec, Grant::Login, ctx, deadline).await;
+                run.event("login", &res);
+                return match res {
+                    Ok(i) => {
+                        history.logins += 1;
+                        run.finding(
+                            FailureCode::SessionRenewalFailed,
+                            format!("refreshing failed ({}: {}); a new login succeeded", e.failure.code, e.failure.message),
+                        );
+                        Ok(i)
+                    }
+                    Err(l) => Err(format!(
+                        "refresh failed ({}: {}) and so did a new login ({}: {})",
+                        e.failure.code, e.failure.message, l.failure.code, l.failure.message
+                    )),
+                };
+            }
+        }
+    }
+    let res = login::obtain(spec, Grant::Login, ctx, deadline).await;
+    run.event("login", &res);
+    match res {
+        Ok(i) => {
+            history.logins += 1;
+            Ok(i)
+        }
+        Err(e) => Err(format!("{}: {}", e.failure.code, e.failure.message)),
+    }
+}
+
+/// One run of the check for `check_id`.
+pub async fn run(spec: &SessionSpec, check_id: &str, timeout: Duration, ctx: &RunContext) -> KindResult {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let dir = state::state_dir();
+    let mut st = state::lock(check_id, &spec.fingerprint, dir.as_deref()).await;
+    let mut run = Run::new(spec);
+    let mut requests: Vec<CallResult> = Vec::new();
+    let now = OffsetDateTime::now_utc();
+    if let Some(s) = &st.session {
+        run.remember(s);
+    }
+
+    // 1. A session, renewed when due.
+    let mut cred = Credential::Current;
+    let mut skip_calls = false;
+    let mut fresh = false;
+    match st.session.take() {
+        None => {
+            let res = login::obtain(spec, Grant::Login, ctx, deadline).await;
+            run.event("login", &res);
+            match res {
+                Ok(i) => {
+                    st.history.logins += 1;
+                    run.accept(&mut st.history, &i);
+                    st.session = Some(new_session(&i));
+                    fresh = true;
+                }
+                Err(e) => {
+                    run.finding(
+                        FailureCode::SessionLoginFailed,
+                        format!("login failed: {} ({})", e.failure.message, e.failure.code),
+                    );
+                    skip_calls = true;
+                }
+            }
+        }
+        Some(mut s) => {
+            let due = spec.renewal == Renewal::BeforeExpiry && renew_at(&s, spec).is_some_and(|at| now >= at);
+            if due {
+                let history = &mut st.history;
+                match renew(spec, &s, ctx, deadline, &mut run, history).await {
+                    Ok(i) => {
+                        run.accept(history, &i);
+                        apply(&mut s, &i);
+                        s.renewals += 1;
+                        s.renewal_failures = 0;
+                        history.renewals += 1;
+                        cred = Credential::Renewed;
+                        fresh = true;
+                    }
+                    Err(msg) => {
+                        s.renewal_failures += 1;
+                        cred = Credential::Previous;
+                        let now = OffsetDateTime::now_utc();
+                        let tail = match s.expires_at {
+                            Some(e) if now < e => {
+                                format!("the previous credential stays in use until it expires at {}", rfc3339(e))
+                            }
+                            Some(e) => {
+                                skip_calls = true;
+                                format!("the previous credential expired at {}: protected calls skipped", rfc3339(e))
+                            }
+                            None => String::new(),
+                        };
+                        run.finding(
+                            FailureCode::SessionRenewalFailed,
+                            format!("renewal failed (attempt {}): {msg}; {tail}", s.renewal_failures),
+                        );
+                    }
+                }
+            }
+            st.session = Some(s);
+        }
+    }
+
+    // 2. The protected calls.
+    if let (false, Some(s)) = (skip_calls, st.session.clone()) {
+        let mut rejected = None;
+        for u in &spec.requests {
+            let r = call::call(u, &s, cred, false, spec, ctx, deadline).await;
+            if let Some(rc) = &r.receipt {
+                run.date(rc);
+            }
+            run.add_phases(&r.phases);
+            let rej = r.rejected;
+            requests.push(r);
+            if rej {
+                rejected = Some(requests.len() - 1);
+                break;
+            }
+        }
+        if let Some(i) = rejected {
+            reject(spec, &mut st, &mut run, &mut requests, i, cred, fresh, ctx, deadline).await;
+        }
+    }
+
+    // 3. The server's clock.
+    for (source, off) in run.offsets.clone() {
+        // `Date` has one-second resolution: allow for it.
+        let slack = if source == "date" { Duration::from_millis(500) } else { Duration::ZERO };
+        if clock::skewed(off, spec.clock_skew_tolerance + slack) {
+            let side = if off.is_negative() { "behind" } else { "ahead of" };
+            run.finding(
+                FailureCode::ClockSkew,
+                format!(
+                    "the server's clock is {} {side} the probe's ({}; tolerance {})",
+                    dur(off),
+                    if source == "date" { "Date header" } else { "JWT iat" },
+                    Dur(spec.clock_skew_tolerance)
+                ),
+            );
+        }
+    }
+
+    // 4. Persist.
+    if let Some(s) = &st.session {
+        run.remember(s);
+    }
+    if let Some(d) = &dir {
+        match state::save(d, check_id, &st) {
+            Ok(()) => st.persisted = true,
+            Err(e) => tracing::warn!(check = check_id, error = %e, "cannot persist session state"),
+        }
+    }
+
+    finish(spec, &st, run, &requests)
+}
+
+/// Handles the first rejected call (`requests[i]`) by the policy.
+#[allow(clippy::too_many_arguments)]
+async fn reject(
+    spec: &SessionSpec,
+    st: &mut CheckState,
+    run: &mut Run<'_>,
+    requests: &mut Vec<CallResult>,
+    i: usize,
+    cred: Credential,
+    fresh: bool,
+    ctx: &RunContext,
+    deadline: tokio::time::Instant,
+) {
+    let Some(s) = st.session.clone() else { return };
+    let r = &requests[i];
+    let status = r.status.unwrap_or(401);
+    let age = r.at - s.issued_at;
+    run.observed_lifetime = Some(age);
+    st.history.last_observed_lifetime_ms = Some(ms(r.at) - ms(s.issued_at));
+    let tolerance = spec.clock_skew_tolerance;
+    let early_by = s.expires_at.map(|e| e - r.at).filter(|left| left.unsigned_abs() > tolerance && left.is_positive());
+    let declared = s
+        .declared_lifetime_ms
+        .map(|l| format!("declared lifetime {}", dur(time::Duration::milliseconds(l))))
+        .unwrap_or_else(|| "no declared expiry".into());
+    if spec.renewal == Renewal::Never {
+        let when = match early_by {
+            Some(left) => format!(", {} before its declared expiry", dur(left)),
+            None => String::new(),
+        };
+        run.finding(
+            FailureCode::SessionExpired,
+            format!(
+                "the session was rejected ({status}) {} after login ({declared}){when}: a client that logs in once fails here",
+                dur(age)
+            ),
+        );
+        // The next run starts a new session and measures its lifetime.
+        st.session = None;
+        return;
+    }
+    if let Some(left) = early_by {
+        run.finding(
+            FailureCode::SessionRejectedEarly,
+            format!(
+                "the session was rejected ({status}) {} after issuance, {} before its declared expiry ({declared}, tolerance {})",
+                dur(age),
+                dur(left),
+                Dur(tolerance)
+            ),
+        );
+    } else if fresh {
+        run.finding(
+            FailureCode::SessionRejectedEarly,
+            format!("a credential {} in this run was rejected ({status})", if cred == Credential::Renewed { "renewed" } else { "issued" }),
+        );
+    }
+    // Log in again and retry the rejected call and the rest once.
+    let res = login::obtain(spec, Grant::Login, ctx, deadline).await;
+    run.event("relogin", &res);
+    let i_new = match res {
+        Ok(iss) => iss,
+        Err(e) => {
+            run.finding(
+                FailureCode::SessionRenewalFailed,
+                format!("logging in again after a {status} failed: {} ({})", e.failure.message, e.failure.code),
+            );
+            return;
+        }
+    };
+    st.history.logins += 1;
+    st.history.renewals += 1;
+    run.accept(&mut st.history, &i_new);
+    let Some(sess) = st.session.as_mut() else { return };
+    apply(sess, &i_new);
+    sess.renewals += 1;
+    let sess = sess.clone();
+    run.remember(&sess);
+    for u in &spec.requests[i..] {
+        let r = call::call(u, &sess, Credential::Relogin, true, spec, ctx, deadline).await;
+        if let Some(rc) = &r.receipt {
+            run.date(rc);
+        }
+        run.add_phases(&r.phases);
+        let rej = r.rejected;
+        requests.push(r);
+        if rej {
+            run.finding(
+                FailureCode::SessionRejectedEarly,
+                format!("a credential from a new login was rejected ({})", requests.last().and_then(|r| r.status).unwrap_or(401)),
+            );
+            break;
+        }
+    }
+}
+
+fn scrub_str(s: &str, secrets: &[Secret]) -> String {
+    let mut out = s.to_owned();
+    for sec in secrets {
+        let v = sec.expose();
+        if v.len() >= 4 && out.contains(v) {
+            out = out.replace(v, "**REDACTED**");
+        }
+    }
+    out
+}
+
+fn scrub(v: &mut Value, secrets: &[Secret]) {
+    match v {
+        Value::String(s) => *s = scrub_str(s, secrets),
+        Value::Array(a) => a.iter_mut().for_each(|v| scrub(v, secrets)),
+        Value::Object(o) => o.values_mut().for_each(|v| scrub(v, secrets)),
+        _ => {}
+    }
+}
+
+fn finish(spec: &SessionSpec, st: &CheckState, run: Run<'_>, requests: &[CallResult]) -> KindResult {
+    let now = OffsetDateTime::now_utc();
+    let mut d = Map::new();
+    d.insert("renewal".into(), spec.renewal.as_str().into());
+    d.insert("login_method".into(), spec.login.name().into());
+    if let Some(s) = &st.session {
+        d.insert("session_id".into(), s.id.clone().into());
+        d.insert("session_started_at".into(), rfc3339(s.started_at).into());
+        d.insert("session_age_s".into(), secs(now - s.started_at).into());
+        d.insert("credential_issued_at".into(), rfc3339(s.issued_at).into());
+        d.insert("credential_age_s".into(), secs(now - s.issued_at).into());
+        d.insert("expires_at".into(), s.expires_at.map(rfc3339).into());
+        d.insert("expires_in_s".into(), s.expires_at.map(|e| secs(e - now)).into());
+        d.insert("expiry_source".into(), s.expiry_source.clone().into());
+        d.insert(
+            "declared_lifetime_s".into(),
+            s.declared_lifetime_ms.map(|l| secs(time::Duration::milliseconds(l))).into(),
+        );
+        d.insert("session_renewals".into(), s.renewals.into());
+        d.insert("renewal_failures".into(), s.renewal_failures.into());
+        if spec.renewal == Renewal::BeforeExpiry {
+            d.insert("next_renewal_at".into(), renew_at(s, spec).map(rfc3339).into());
+        }
+    }
+    let ms_s = |v: Option<i64>| v.map(|l| secs(time::Duration::milliseconds(l)));
+    d.insert("first_declared_lifetime_s".into(), ms_s(st.history.first_declared_lifetime_ms).into());
+    if let Some(p) = run.previous_lifetime_ms {
+        d.insert("previous_declared_lifetime_s".into(), ms_s(Some(p)).into());
+    }
+    if let Some(o) = run.observed_lifetime {
+        d.insert("observed_lifetime_s".into(), secs(o).into());
+    } else if let Some(o) = st.history.last_observed_lifetime_ms {
+        d.insert("last_observed_lifetime_s".into(), ms_s(Some(o)).into());
+    }
+    d.insert("logins".into(), st.history.logins.into());
+    d.insert("renewals".into(), st.history.renewals.into());
+    // The most precise estimate: a fresh JWT's iat, else the last Date.
+    let best = run
+        .offsets
+        .iter()
+        .find(|(s, _)| *s == "jwt_iat")
+        .or(run.offsets.last());
+    if let Some((source, off)) = best {
+        d.insert("server_clock_offset_ms".into(), (off.whole_milliseconds() as i64).into());
+        d.insert("server_clock_offset_source".into(), (*source).into());
+    }
+    d.insert("events".into(), Value::Array(run.events.clone()));
+    d.insert("requests".into(), requests.iter().map(CallResult::to_json).collect::<Vec<_>>().into());
+    d.insert(
+        "findings".into(),
+        run.findings
+            .iter()
+            .map(|f| json!({ "code": f.code.as_str(), "message": f.message }))
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    d.insert("persisted".into(), st.persisted.into());
+
+    // The run's code: the first finding by priority, else the first failing
+    // call that was not a session rejection handled above.
+    let top = PRIORITY
+        .iter()
+        .find_map(|c| run.findings.iter().find(|f| f.code == *c))
+        .cloned()
+        .or_else(|| requests.iter().filter(|r| !r.rejected).find_map(|r| r.result.clone().err()));
+    let result = match top {
+        None => Ok(()),
+        Some(f) => {
+            let others: Vec<&str> = run.findings.iter().filter(|o| o.code != f.code).map(|o| o.code.as_str()).collect();
+            let also = if others.is_empty() { String::new() } else { format!(" (also: {})", others.join(", ")) };
+            Err(Failure::new(f.code, scrub_str(&format!("{}{also}", f.message), &run.secrets)))
+        }
+    };
+    let mut details = Value::Object(d);
+    scrub(&mut details, &run.secrets);
+    KindResult {
+        phases: run.phases,
+        result,
+        details,
+    }
+}

@@ -1,0 +1,602 @@
+//! The `tls` check kind: a trust-store × client-profile matrix over real
+//! handshakes, the date each combination starts failing, chain hygiene and a
+//! certificate inventory feed.
+//!
+//! When AddTrust expired (2020-05-30) modern clients kept working while old
+//! trust stores and OpenSSL 1.0.x path building failed. This check runs the
+//! handshakes a set of client profiles would make (concurrently, one deadline:
+//! the check's timeout), records every presented chain with a
+//! [`handshake::RecordingVerifier`], and evaluates each chain against each
+//! trust store at `now` (injectable: [`run_at`]).
+//!
+//! # Profiles
+//! - `modern`: rustls/webpki path building with alternate chains (like
+//!   OpenSSL ≥ 1.1 and browsers). The verdict is webpki's; the paths and
+//!   dates come from [`super::trust::Chain::candidate_paths`].
+//! - `legacy`: OpenSSL 1.0.x, modelled by us: [`legacy`] documents it.
+//! - `tls13`, `tls12`: only that protocol version. `no_sni`: no SNI sent.
+//!   `rsa_only`, `ecdsa_only`: only that key type's signature schemes (and,
+//!   for TLS 1.2, cipher suites). Their chains are judged like `modern`; a
+//!   failed handshake gives `tls_protocol_unsupported` (the server refused
+//!   the versions) or `tls_handshake_failure` for every store.
+//!
+//! # Failure codes (per combination, and for the check)
+//! `tls_untrusted_root`, `tls_chain_incomplete`, `tls_self_signed`,
+//! `tls_cert_expired`, `tls_cert_not_yet_valid`, `tls_name_mismatch`,
+//! `tls_cert_invalid`, `tls_protocol_unsupported`, `tls_handshake_failure`,
+//! `connection_refused`, `connect_failure`, `timeout`. The check fails with
+//! the code of the first failing `must_pass` combination (matrix order:
+//! profiles, then stores) — the combination's own code, so an alert names the
+//! cause; the message lists every failing one. Then, in order:
+//! `tls_protocol_unsupported` (`min_tls_version` not negotiated by the
+//! default client), `tls_expiring_soon` (a must-pass combination has fewer
+//! than its `min_days_left` days before it starts failing),
+//! `tls_chain_hygiene` (`hygiene = "fail"` and a finding).
+//!
+//! # Details JSON ([`Report`])
+//! ```json
+//! { "host": "www.example.net", "port": 443, "server_name": "www.example.net",
+//!   "address": "192.0.2.10:443", "evaluated_at": "2026-03-01T00:00:00Z",
+//!   "handshakes": [{ "client": "default", "ok": true, "failure_code": null, "failure_message": null,
+//!                    "tls_version": "1.3", "cipher_suite": "TLS13_AES_256_GCM_SHA384",
+//!                    "time_us": 812, "chain": ["<sha256>", "…"] }],
+//!   "matrix": [{ "combination": "legacy/old-device", "profile": "legacy", "store": "old-device",
+//!                "must_pass": true, "ok": false, "failure_code": "tls_cert_expired", "failure_message": "…",
+//!                "fails_from": "2020-05-30T00:00:00Z", "days_left": -2101, "min_days_left": 14,
+//!                "root_expiry_known": true,
+//!                "path": ["www.example.net", "Inter (issued by NEW ROOT)", "NEW ROOT (issued by OLD ROOT)", "OLD ROOT"],
+//!                "expires_first": "NEW ROOT (issued by OLD ROOT)" }],
+//!   "hygiene": [{ "kind": "root_sent", "position": 2, "fingerprint_sha256": "…", "message": "…" }],
+//!   "forecast": { "summary": "…", "lines": ["…"] },
+//!   "certificates": [{ "fingerprint_sha256": "…", "subject": "…", "issuer": "…", "sans": ["…"],
+//!                      "not_before": "…", "not_after": "…", "key_type": "ECDSA P-256",
+//!                      "signature_algorithm": "ecdsa-with-SHA256", "position": 0,
+//!                      "is_ca": false, "self_signed": false }] }
+//! ```
+//! `fails_from` is the date the combination stops working (future, passing)
+//! or stopped working (past, failing with an expiry); `null` when failing for
+//! another reason. `certificates` holds every certificate seen: all presented
+//! ones (position in the first chain that presented it) and the full root
+//! certificates that paths ended at (`position: null`, `trust_store` set).
+
+pub mod forecast;
+pub mod handshake;
+pub mod hygiene;
+pub mod legacy;
+mod spec;
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use rustls_pki_types::ServerName;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use self::{
+    forecast::render_matrix,
+    handshake::{Handshake, RecordingVerifier},
+    spec::{HandshakeKind, HygieneMode, Profile, RawTls, TlsSpec},
+};
+use super::{
+    Failure, FailureCode, KindResult, Phases,
+    trust::{self, CertInfo, Chain, Member, Path, TrustStore, Window},
+};
+use crate::resolver::{self, ResolverSpec};
+pub use trust::describe_chain;
+
+/// One combination's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Passes.
+    pub ok: bool,
+    /// Why not.
+    pub code: Option<FailureCode>,
+    /// Human message (empty when ok).
+    pub message: String,
+    /// Date it starts (or started) failing.
+    pub fails_from: Option<OffsetDateTime>,
+    /// The anchor's full certificate is known (its expiry counted).
+    pub root_known: bool,
+    /// Short names along the path, leaf first, the anchor last.
+    pub path: Vec<String>,
+    /// The member that expires first.
+    pub expires_first: Option<String>,
+}
+
+impl Verdict {
+    /// A failure without a path.
+    pub fn fail(code: FailureCode, message: impl Into<String>) -> Self {
+        Verdict {
+            ok: false,
+            code: Some(code),
+            message: message.into(),
+            fails_from: None,
+            root_known: false,
+            path: Vec::new(),
+            expires_first: None,
+        }
+    }
+
+    /// A pass on `path`, failing from the window's end.
+    pub fn on_path(chain: &Chain, store: &TrustStore, path: &Path, window: Option<Window>) -> Self {
+        let members = chain.members(store, path);
+        let mut names: Vec<String> = path
+            .certs
+            .iter()
+            .map(|i| chain.certs[*i].display_name())
+            .collect();
+        if let Some(a) = store.anchors.get(path.anchor) {
+            names.push(
+                a.cert
+                    .as_ref()
+                    .map(|c| c.short_name())
+                    .unwrap_or_else(|| a.label.clone()),
+            );
+        }
+        let first = members
+            .iter()
+            .map(|(Member::Presented(c) | Member::Root(c))| *c)
+            .min_by_key(|c| c.not_after)
+            .map(|c| c.display_name());
+        Verdict {
+            ok: true,
+            code: None,
+            message: String::new(),
+            fails_from: window.map(|w| w.not_after),
+            root_known: window.is_some_and(|w| w.root_known),
+            path: names,
+            expires_first: first,
+        }
+    }
+}
+
+/// The `modern` verdict: webpki decides; our paths give the dates.
+pub fn modern_verdict(
+    chain: &Chain,
+    store: &TrustStore,
+    server_name: &ServerName<'static>,
+    now: OffsetDateTime,
+) -> Verdict {
+    let Some(leaf) = chain.leaf() else {
+        return Verdict::fail(
+            FailureCode::TlsCertInvalid,
+            "the server presented no parsable certificate",
+        );
+    };
+    let windows: Vec<(Path, Window)> = chain
+        .candidate_paths(store)
+        .into_iter()
+        .filter_map(|p| chain.window(store, &p).map(|w| (p, w)))
+        .collect();
+    // The path a client that tries alternates keeps longest.
+    let best_live = windows
+        .iter()
+        .filter(|(_, w)| w.contains(now))
+        .max_by_key(|(_, w)| w.not_after);
+    let last_expired = windows
+        .iter()
+        .filter(|(_, w)| w.not_after < now)
+        .max_by_key(|(_, w)| w.not_after);
+    match trust::webpki_verify(chain, store, server_name, now) {
+        Ok(()) => match (best_live, last_expired) {
+            (Some((p, w)), _) => Verdict::on_path(chain, store, p, Some(*w)),
+            (None, Some((p, w))) => {
+                // webpki ignores anchor dates; the full root says it expired.
+                let mut v = Verdict::on_path(chain, store, p, Some(*w));
+                v.ok = false;
+                v.code = Some(FailureCode::TlsCertExpired);
+                v.message = format!(
+                    "every path ends at an expired root ({} expired {})",
+                    v.path.last().cloned().unwrap_or_default(),
+                    trust::rfc3339(w.not_after)
+                );
+                v
+            }
+            (None, None) => Verdict {
+                ok: true,
+                code: None,
+                message: String::new(),
+                fails_from: None,
+                root_known: false,
+                path: vec![leaf.short_name()],
+                expires_first: None,
+            },
+        },
+        Err(e) => {
+            let base = crate::tls::classify(&std::io::Error::other(e));
+            let code = match base.code {
+                FailureCode::TlsUntrustedRoot if leaf.info.self_signed => {
+                    FailureCode::TlsSelfSigned
+                }
+                FailureCode::TlsUntrustedRoot
+                    if !chain.certs.iter().skip(1).any(|c| leaf.issued_by(c))
+                        && store.issuer_of(leaf).is_none() =>
+                {
+                    FailureCode::TlsChainIncomplete
+                }
+                c => c,
+            };
+            let mut v = match (code, last_expired.or(best_live)) {
+                (FailureCode::TlsCertExpired, Some((p, w))) => {
+                    Verdict::on_path(chain, store, p, Some(*w))
+                }
+                (_, Some((p, w))) => Verdict {
+                    fails_from: None,
+                    ..Verdict::on_path(chain, store, p, Some(*w))
+                },
+                _ => Verdict::fail(code, ""),
+            };
+            v.ok = false;
+            v.code = Some(code);
+            v.message = match code {
+                FailureCode::TlsSelfSigned => format!(
+                    "the leaf {} is self-signed and not in {}",
+                    leaf.short_name(),
+                    store.name
+                ),
+                FailureCode::TlsChainIncomplete => format!(
+                    "the issuer of the leaf ({}) is neither presented nor in {}: only clients that fetch intermediates (AIA) accept this",
+                    leaf.info.issuer, store.name
+                ),
+                FailureCode::TlsCertExpired => match (&v.expires_first, v.fails_from) {
+                    (Some(first), Some(t)) => format!(
+                        "every path to {} has expired: {first} expired on {} (rustls: {})",
+                        store.name,
+                        trust::rfc3339(t),
+                        base.message
+                    ),
+                    _ => base.message,
+                },
+                _ => base.message,
+            };
+            v
+        }
+    }
+}
+
+/// One combination in the details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Combination {
+    /// `"profile/store"`.
+    pub combination: String,
+    /// Profile name.
+    pub profile: String,
+    /// Store name.
+    pub store: String,
+    /// Listed in `must_pass`.
+    pub must_pass: bool,
+    /// Passes at `evaluated_at`.
+    pub ok: bool,
+    /// Why not.
+    pub failure_code: Option<FailureCode>,
+    /// Human message.
+    pub failure_message: Option<String>,
+    /// RFC 3339 date it starts (or started) failing.
+    pub fails_from: Option<String>,
+    /// Whole days from `evaluated_at` to `fails_from` (negative: in the past).
+    pub days_left: Option<i64>,
+    /// The minimum days left asserted for this combination.
+    pub min_days_left: u32,
+    /// The anchor's expiry is included in `fails_from`.
+    pub root_expiry_known: bool,
+    /// Short names along the path, leaf first, anchor last.
+    pub path: Vec<String>,
+    /// The member that expires first.
+    pub expires_first: Option<String>,
+}
+
+/// One handshake in the details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeReport {
+    /// `default` (used by modern and legacy), `tls13`, `tls12`, `no_sni`, `rsa_only`, `ecdsa_only`.
+    pub client: String,
+    /// Completed.
+    pub ok: bool,
+    /// Why not.
+    pub failure_code: Option<FailureCode>,
+    /// Human message.
+    pub failure_message: Option<String>,
+    /// `"1.2"` / `"1.3"`.
+    pub tls_version: Option<String>,
+    /// Negotiated suite.
+    pub cipher_suite: Option<String>,
+    /// Handshake time, µs.
+    pub time_us: Option<u64>,
+    /// Fingerprints of the presented chain, as served.
+    pub chain: Vec<String>,
+}
+
+/// The forecast in words.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Forecast {
+    /// One sentence for the whole matrix.
+    pub summary: String,
+    /// One line per profile and store group.
+    pub lines: Vec<String>,
+}
+
+/// The check's details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Target host.
+    pub host: String,
+    /// Target port.
+    pub port: u16,
+    /// SNI and the name checked.
+    pub server_name: String,
+    /// `ip:port` connected to.
+    pub address: Option<String>,
+    /// The `now` of the evaluation.
+    pub evaluated_at: String,
+    /// Every handshake made.
+    pub handshakes: Vec<HandshakeReport>,
+    /// Store × profile.
+    pub matrix: Vec<Combination>,
+    /// Chain hygiene findings (default client's chain).
+    pub hygiene: Vec<hygiene::Finding>,
+    /// Forecast in words.
+    pub forecast: Forecast,
+    /// The inventory feed.
+    pub certificates: Vec<CertInfo>,
+}
+
+/// Runs the check now.
+pub async fn run(spec: &TlsSpec, timeout: Duration) -> KindResult {
+    run_at(spec, timeout, OffsetDateTime::now_utc()).await
+}
+
+/// Runs the handshakes (real time, one deadline) and evaluates them at `now`.
+pub async fn run_at(spec: &TlsSpec, timeout: Duration, now: OffsetDateTime) -> KindResult {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut phases = Phases::default();
+    let ip = match spec.address {
+        Some(ip) => ip,
+        None => match resolver::lookup_ips(&spec.host, &ResolverSpec::System, deadline).await {
+            Ok((ips, took)) => {
+                phases.dns = Some(took);
+                match ips.first() {
+                    Some(ip) => *ip,
+                    None => {
+                        return early(spec, Failure::new(FailureCode::DnsFailure, "no address"));
+                    }
+                }
+            }
+            Err(f) => return early(spec, f),
+        },
+    };
+    let addr = SocketAddr::new(ip, spec.port);
+    let server_name = match ServerName::try_from(spec.server_name.clone()) {
+        Ok(n) => n,
+        Err(e) => {
+            let f = Failure::new(FailureCode::InternalError, format!("server_name: {e}"));
+            return early(spec, f);
+        }
+    };
+    let handshakes = futures_util::future::join_all(
+        spec.handshake_kinds()
+            .into_iter()
+            .map(|k| handshake::handshake(k, addr, &server_name, deadline)),
+    )
+    .await;
+    if let Some(h) = handshakes.first() {
+        phases.connect = h.connect;
+        phases.tls = h.tls;
+    }
+    let stores = spec.load_stores();
+    let (report, result) = evaluate(spec, &stores, &handshakes, Some(addr), now);
+    KindResult {
+        phases,
+        result,
+        details: serde_json::to_value(&report).unwrap_or_default(),
+    }
+}
+
+fn early(spec: &TlsSpec, f: Failure) -> KindResult {
+    KindResult {
+        phases: Phases::default(),
+        result: Err(f),
+        details: serde_json::json!({ "host": spec.host, "port": spec.port }),
+    }
+}
+
+/// Evaluates recorded handshakes against the stores at `now`: the matrix,
+/// hygiene, forecast, inventory, and the check's verdict.
+pub fn evaluate(
+    spec: &TlsSpec,
+    stores: &[(String, Arc<TrustStore>)],
+    handshakes: &[Handshake],
+    addr: Option<SocketAddr>,
+    now: OffsetDateTime,
+) -> (Report, Result<(), Failure>) {
+    let server_name = ServerName::try_from(spec.server_name.clone())
+        .unwrap_or_else(|_| ServerName::try_from("invalid.").expect("a constant valid DNS name"));
+    let chains: BTreeMap<HandshakeKind, Chain> = handshakes
+        .iter()
+        .map(|h| (h.kind, Chain::new(&h.chain)))
+        .collect();
+    let mut certificates: Vec<CertInfo> = Vec::new();
+    let seen = |info: CertInfo, certificates: &mut Vec<CertInfo>| {
+        if !certificates
+            .iter()
+            .any(|c| c.fingerprint_sha256 == info.fingerprint_sha256)
+        {
+            certificates.push(info);
+        }
+    };
+    for h in handshakes {
+        for info in describe_chain(&h.chain) {
+            seen(info, &mut certificates);
+        }
+    }
+    let mut matrix = Vec::new();
+    for profile in &spec.profiles {
+        let kind = profile.handshake();
+        let hs = handshakes.iter().find(|h| h.kind == kind);
+        for (store_name, store) in stores {
+            let combination = format!("{}/{store_name}", profile.name());
+            let verdict = match hs.map(|h| (&h.result, chains.get(&h.kind))) {
+                None => Verdict::fail(FailureCode::InternalError, "no handshake was made"),
+                Some((Err(f), _)) => Verdict::fail(f.code, f.message.clone()),
+                Some((Ok(_), None)) => Verdict::fail(FailureCode::TlsCertInvalid, "no chain"),
+                Some((Ok(_), Some(chain))) => match profile {
+                    Profile::Legacy => legacy::verdict(chain, store, &server_name, now),
+                    _ => modern_verdict(chain, store, &server_name, now),
+                },
+            };
+            // Full roots the paths ended at go into the inventory too.
+            if let Some(chain) = hs.and_then(|h| chains.get(&h.kind)) {
+                for p in chain.candidate_paths(store) {
+                    if let Some(root) = store.anchors.get(p.anchor).and_then(|a| a.cert.as_ref()) {
+                        let mut info = root.info.clone();
+                        info.trust_store = Some(store_name.clone());
+                        seen(info, &mut certificates);
+                    }
+                }
+            }
+            let min_days_left = spec
+                .min_days_left_for
+                .get(&combination)
+                .copied()
+                .unwrap_or(spec.min_days_left);
+            matrix.push(Combination {
+                must_pass: spec.must_pass.contains(&combination),
+                profile: profile.name().to_owned(),
+                store: store_name.clone(),
+                ok: verdict.ok,
+                failure_code: verdict.code,
+                failure_message: (!verdict.ok).then(|| verdict.message.clone()),
+                fails_from: verdict.fails_from.map(trust::rfc3339),
+                days_left: verdict.fails_from.map(|t| (t - now).whole_days()),
+                min_days_left,
+                root_expiry_known: verdict.root_known,
+                path: verdict.path,
+                expires_first: verdict.expires_first,
+                combination,
+            });
+        }
+    }
+    let default_chain = handshakes
+        .iter()
+        .find(|h| h.result.is_ok())
+        .and_then(|h| chains.get(&h.kind));
+    let store_refs: Vec<&TrustStore> = stores.iter().map(|(_, s)| s.as_ref()).collect();
+    let hygiene = default_chain
+        .map(|c| hygiene::findings(c, &store_refs, now, spec.min_days_left))
+        .unwrap_or_default();
+    let handshakes_report = handshakes.iter().map(handshake_report).collect();
+    let forecast = forecast::forecast(&matrix, stores);
+    let result = verdict(spec, handshakes, &matrix, &hygiene);
+    let report = Report {
+        host: spec.host.clone(),
+        port: spec.port,
+        server_name: spec.server_name.clone(),
+        address: addr.map(|a| a.to_string()),
+        evaluated_at: trust::rfc3339(now),
+        handshakes: handshakes_report,
+        matrix,
+        hygiene,
+        forecast,
+        certificates,
+    };
+    (report, result)
+}
+
+fn handshake_report(h: &Handshake) -> HandshakeReport {
+    let (ok, code, msg, version, suite) = match &h.result {
+        Ok(n) => (
+            true,
+            None,
+            None,
+            Some(n.version.clone()),
+            Some(n.cipher_suite.clone()),
+        ),
+        Err(f) => (false, Some(f.code), Some(f.message.clone()), None, None),
+    };
+    HandshakeReport {
+        client: h.kind.name().to_owned(),
+        ok,
+        failure_code: code,
+        failure_message: msg,
+        tls_version: version,
+        cipher_suite: suite,
+        time_us: h.tls.map(|d| d.as_micros() as u64),
+        chain: h
+            .chain
+            .iter()
+            .map(|c| trust::fingerprint(c.as_ref()))
+            .collect(),
+    }
+}
+
+/// The check's verdict from the matrix and the assertions.
+fn verdict(
+    spec: &TlsSpec,
+    handshakes: &[Handshake],
+    matrix: &[Combination],
+    hygiene: &[hygiene::Finding],
+) -> Result<(), Failure> {
+    let failing: Vec<&Combination> = matrix.iter().filter(|c| c.must_pass && !c.ok).collect();
+    if let Some(first) = failing.first() {
+        let list: Vec<String> = failing
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} ({})",
+                    c.combination,
+                    c.failure_code.map(|c| c.as_str()).unwrap_or("failed"),
+                    c.failure_message.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        return Err(Failure::new(
+            first.failure_code.unwrap_or(FailureCode::TlsCertInvalid),
+            format!(
+                "{} of {} must-pass combinations fail: {}",
+                failing.len(),
+                matrix.iter().filter(|c| c.must_pass).count(),
+                list.join("; ")
+            ),
+        ));
+    }
+    if let Some(min) = spec.min_tls_version
+        && let Some(Ok(n)) = handshakes
+            .iter()
+            .find(|h| h.kind == HandshakeKind::Default)
+            .map(|h| &h.result)
+        && n.version.as_str() < min.as_str()
+    {
+        return Err(Failure::new(
+            FailureCode::TlsProtocolUnsupported,
+            format!(
+                "the server negotiated TLS {} with a client offering 1.2 and 1.3; min_tls_version is {}",
+                n.version,
+                min.as_str()
+            ),
+        ));
+    }
+    let soon: Vec<String> = matrix
+        .iter()
+        .filter(|c| c.must_pass && c.ok)
+        .filter_map(|c| {
+            let left = c.days_left?;
+            (left < i64::from(c.min_days_left)).then(|| {
+                format!(
+                    "{} fails from {} ({left} days left, minimum {})",
+                    c.combination,
+                    c.fails_from.as_deref().unwrap_or("?"),
+                    c.min_days_left
+                )
+            })
+        })
+        .collect();
+    if !soon.is_empty() {
+        return Err(Failure::new(FailureCode::TlsExpiringSoon, soon.join("; ")));
+    }
+    if spec.hygiene == HygieneMode::Fail && !hygiene.is_empty() {
+        let list: Vec<&str> = hygiene.iter().map(|f| f.message.as_str()).collect();
+        return Err(Failure::new(
+            FailureCode::TlsChainHygiene,
+            format!("chain hygiene: {}", list.join("; ")),
+        ));
+    }
+    Ok(())
+}
