@@ -21,6 +21,12 @@
 //!   once the old TTL plus grace has passed, while the app itself, resolved
 //!   through the primary, recovers when the flip lands.
 //!
+//! - `logdna-addtrust`: the AddTrust root expiry (2020-05-30): the server
+//!   presents leaf + intermediate + a cross-certificate to an expired OLD
+//!   root. Modern clients (alternate chains) pass with the NEW root; legacy
+//!   clients (OpenSSL 1.0.x path building) fail even when they trust both →
+//!   `tls_cert_expired`, with the forecast "legacy clients … fail from 2020-05-30".
+//!
 //! Alerts go to the console sink. With `--for` the demo exits after that
 //! long and prints every check's state per region and every alert raised.
 
@@ -57,6 +63,8 @@ struct Targets {
     fresh: RunningServer,
     dns_primary: std::sync::Arc<DnsServer>,
     dns_cache: DnsServer,
+    addtrust: RunningServer,
+    addtrust_stores: [std::path::PathBuf; 3],
 }
 
 async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
@@ -108,6 +116,8 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
     zone(&dns_primary)?;
     zone(&dns_cache)?;
 
+    let (addtrust, addtrust_stores) = addtrust(dir).await?;
+
     Ok(Targets {
         api,
         ingest_http,
@@ -121,7 +131,33 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
         fresh,
         dns_primary,
         dns_cache,
+        addtrust,
+        addtrust_stores,
     })
+}
+
+/// The AddTrust replay: OLD root expired 2020-05-30, NEW root, an
+/// intermediate under NEW, NEW cross-signed by OLD; served leaf +
+/// intermediate + cross-certificate. Returns the server and the PEM stores
+/// (OLD, NEW, OLD and NEW).
+async fn addtrust(dir: &Path) -> anyhow::Result<(RunningServer, [std::path::PathBuf; 3])> {
+    use time::macros::datetime;
+    let old = Pki::with_validity("OLD ROOT", datetime!(2000-05-30 10:48 UTC), datetime!(2020-05-30 10:48 UTC));
+    let new = Pki::with_validity("NEW ROOT", datetime!(2010-02-01 00:00 UTC), datetime!(2038-01-18 23:59 UTC));
+    let inter = new.intermediate("Issuing CA");
+    let cross = old.cross_sign_with_validity(&new, datetime!(2000-05-30 10:48 UTC), datetime!(2020-05-30 10:48 UTC));
+    let mut identity = inter.leaf(&["localhost", "127.0.0.1"]);
+    identity.chain.push(cross);
+    let server = HttpServer::builder().route("/", Reply::text(200, "ok")).tls(identity).run().await?;
+    let stores = [
+        dir.join("old-root.pem"),
+        dir.join("new-root.pem"),
+        dir.join("old-and-new.pem"),
+    ];
+    std::fs::write(&stores[0], old.root_pem())?;
+    std::fs::write(&stores[1], new.root_pem())?;
+    std::fs::write(&stores[2], format!("{}{}", old.root_pem(), new.root_pem()))?;
+    Ok((server, stores))
 }
 
 /// Binds the blue/green pair on the same port of 127.0.0.2 and 127.0.0.3.
@@ -244,6 +280,21 @@ url = "https://app.demo.test:{lb}/health"
 resolver = "{ns1}"
 ca_file = "{ca}"
 
+[[checks]]
+id = "logdna-addtrust"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "addtrust-root-expiry" }}
+[checks.tls]
+host = "localhost"
+address = "127.0.0.1"
+port = {addtrust_port}
+stores = {{ old-root = "{old_root}", new-root = "{new_root}", old-and-new = "{both_roots}" }}
+trust_stores = ["old-root", "new-root", "old-and-new"]
+profiles = ["modern", "legacy"]
+# Customers run both modern clients and old devices that trust OLD and NEW.
+must_pass = ["modern/new-root", "modern/old-and-new", "legacy/old-and-new"]
+
 [[sinks]]
 name = "console"
 console = {{}}
@@ -259,6 +310,10 @@ sinks = ["console"]
         fresh = t.fresh.url("/v1/telemetry/latest"),
         ns1 = t.dns_primary.udp_url(),
         ns2 = t.dns_cache.udp_url(),
+        addtrust_port = t.addtrust.addr().port(),
+        old_root = t.addtrust_stores[0].display(),
+        new_root = t.addtrust_stores[1].display(),
+        both_roots = t.addtrust_stores[2].display(),
     ));
     s
 }
@@ -315,7 +370,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     println!("  API:          http://{http}/api/v1/checks");
     println!("  probes:       {} (gRPC on {grpc})", REGIONS.join(", "));
     println!("  replaying:    healthy HTTPS API; IOT HTTP->HTTPS 308 for a machine client; TIS load-balanced pair with one 502 backend;");
-    println!("                HTTPS->HTTP login redirect; IOT data 17 h stale; blue->green CNAME flip at +5s with a lagging resolver");
+    println!("                HTTPS->HTTP login redirect; IOT data 17 h stale; blue->green CNAME flip at +5s with a lagging resolver;");
+    println!("                the AddTrust root expiry: a cross-signed chain that legacy clients cannot build");
     let primary = targets.dns_primary.clone();
     let flip = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;

@@ -34,6 +34,10 @@ fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
         cname.contains("dns_resolvers_disagree") || cname.contains("dns_propagation_stalled"),
         "{cname}"
     );
+    // AddTrust: legacy clients fail on the expired cross-sign, modern ones pass.
+    let addtrust = line("logdna-addtrust");
+    assert!(addtrust.contains("FAILING (tls_cert_expired)"), "{addtrust}");
+    assert!(stdout.contains("legacy/old-and-new: tls_cert_expired"), "{stdout}");
     // Both alerts raised, the healthy API not.
     let alerts: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("Alerts raised")).collect();
     assert!(alerts.iter().any(|l| l.contains("iot-ingest-308 failing from")), "{stdout}");

@@ -69,6 +69,11 @@ enum Command {
         /// Connect to this IP for the URL's host (SNI and Host keep the name).
         #[arg(long, value_name = "IP")]
         resolve_to: Vec<String>,
+        /// For https URLs: also validate the served chain against this PEM
+        /// bundle, named NAME in the TLS matrix (repeatable), e.g.
+        /// `--trust-store old-device=/etc/old-ca.pem`.
+        #[arg(long = "trust-store", value_name = "NAME=FILE")]
+        trust_stores: Vec<String>,
     },
 }
 
@@ -115,12 +120,21 @@ fn main() -> ExitCode {
             timeout,
             max_hops,
             resolve_to,
-        } => match trace_spec(
-            &url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to,
-        ) {
-            Ok(spec) => runtime().block_on(trace(spec)),
-            Err(e) => config_error(&e),
-        },
+            trust_stores,
+        } => {
+            let tls = if url.starts_with("https://") {
+                match matrix_spec(&url, ca_file.as_deref(), &trust_stores, &timeout, resolve_to.first()) {
+                    Ok(s) => Some(s),
+                    Err(e) => return ExitCode::from(config_error(&e) as u8),
+                }
+            } else {
+                None
+            };
+            match trace_spec(&url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to) {
+                Ok(spec) => runtime().block_on(trace(spec, tls)),
+                Err(e) => config_error(&e),
+            }
+        }
     };
     ExitCode::from(code as u8)
 }
@@ -179,7 +193,7 @@ fn trace_spec(
     Ok(spec)
 }
 
-async fn trace(spec: check::CheckSpec) -> i32 {
+async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>) -> i32 {
     let ctx = RunContext {
         probe_name: "outpost-probe-check".into(),
         ..RunContext::default()
@@ -187,7 +201,67 @@ async fn trace(spec: check::CheckSpec) -> i32 {
     let outcome = check::run(&spec, &ctx).await;
     let report = check::http::report::render(&outcome);
     print!("{}", report.text);
+    if let Some(tls) = tls {
+        let matrix = check::run(&tls, &ctx).await;
+        println!("\nTLS: every trust store x client profile for the first hop's server");
+        print!("{}", check::tls::render_matrix(&matrix.details));
+        if let Err(f) = &matrix.result {
+            println!("  ({}: {})", f.code, f.message);
+        }
+    }
     if report.passes_following { 0 } else { 1 }
+}
+
+/// The TLS matrix for an https URL: Mozilla and system roots, `--ca-file`
+/// and every `--trust-store`, under every client profile, reporting only.
+fn matrix_spec(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    trust_stores: &[String],
+    timeout: &str,
+    address: Option<&String>,
+) -> Result<check::CheckSpec, ConfigError> {
+    let source = "command line";
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError::one(source, "URL", format!("invalid URL {url:?}")))?;
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let mut stores = serde_json::Map::new();
+    if let Some(ca) = ca_file {
+        stores.insert("ca-file".into(), ca.display().to_string().into());
+    }
+    for t in trust_stores {
+        let Some((name, file)) = t.split_once('=') else {
+            return Err(ConfigError::one(
+                source,
+                "--trust-store",
+                format!("invalid trust store {t:?}: write NAME=FILE, e.g. old-device=/etc/old-ca.pem"),
+            ));
+        };
+        stores.insert(name.trim().into(), file.trim().into());
+    }
+    let mut names: Vec<serde_json::Value> = vec!["mozilla".into(), "system".into()];
+    names.extend(stores.keys().map(|k| serde_json::Value::from(k.clone())));
+    let raw = serde_json::json!({
+        "id": "tls-matrix",
+        "interval": timeout,
+        "timeout": timeout,
+        "tls": {
+            "host": host,
+            "port": uri.port_u16().unwrap_or(443),
+            "address": address,
+            "stores": stores,
+            "trust_stores": names,
+            "profiles": ["modern", "legacy", "tls13", "tls12", "no_sni", "rsa_only", "ecdsa_only"],
+            "must_pass": [],
+        }
+    });
+    let raw: check::RawCheck = serde_json::from_value(raw)
+        .map_err(|e| ConfigError::one(source, "--trust-store", e.to_string()))?;
+    let mut problems = config::Problems::default();
+    let spec = raw.validate("check", &mut problems);
+    problems.finish(source)?;
+    spec.ok_or_else(|| ConfigError::one(source, "URL", "cannot build the TLS matrix"))
 }
 
 fn config_error(e: &ConfigError) -> i32 {
