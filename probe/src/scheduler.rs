@@ -102,6 +102,16 @@ pub fn fnv1a(parts: &[&str]) -> u64 {
     h
 }
 
+/// FNV-1a, 64-bit, over raw bytes.
+pub fn fnv1a_bytes(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// The deterministic offset of a check within its interval.
 pub fn jitter(probe: &str, check_id: &str, interval: Duration) -> Duration {
     let ms = interval.as_millis().max(1) as u64;

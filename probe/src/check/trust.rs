@@ -431,6 +431,40 @@ pub fn describe_chain(chain: &[CertificateDer<'_>]) -> Vec<CertInfo> {
         .collect()
 }
 
+/// Like [`describe_chain`], memoized per certificate: the http check feeds
+/// every https hop's chain to the inventory on every run, and the same few
+/// certificates come back each time. Bounded: the memo is cleared when it
+/// reaches 4,096 certificates.
+pub fn describe_chain_cached(chain: &[CertificateDer<'_>]) -> Vec<CertInfo> {
+    type Memo = std::sync::Mutex<std::collections::HashMap<(u64, usize), CertInfo>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let mut out = Vec::with_capacity(chain.len());
+    for (i, der) in chain.iter().enumerate() {
+        let key = (crate::scheduler::fnv1a_bytes(der.as_ref()), der.as_ref().len());
+        let cached = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let info = match cached {
+            Some(info) => Some(info),
+            None => {
+                let parsed = Cert::parse(der).map(|c| c.info);
+                if let Some(info) = &parsed {
+                    let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
+                    if m.len() >= 4096 {
+                        m.clear();
+                    }
+                    m.insert(key, info.clone());
+                }
+                parsed
+            }
+        };
+        if let Some(mut info) = info {
+            info.position = Some(i);
+            out.push(info);
+        }
+    }
+    out
+}
+
 /// A presented chain, parsed (unparsable certificates are dropped).
 #[derive(Debug, Clone)]
 pub struct Chain {

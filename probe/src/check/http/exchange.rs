@@ -80,6 +80,9 @@ pub struct TlsInfo {
     /// Whole days from now until notAfter (negative once expired).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaf_days_left: Option<i64>,
+    /// The presented certificates, for the controller's inventory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<crate::check::trust::CertInfo>,
 }
 
 /// One hop of a chain as recorded in `details.chain`.
@@ -308,6 +311,10 @@ pub async fn send(
                     .ok()
             }),
             leaf_days_left: not_after.map(|t| (t - now).whole_days()),
+            certificates: conn
+                .peer_certificates()
+                .map(crate::check::trust::describe_chain_cached)
+                .unwrap_or_default(),
         });
         if limits.http_version == HttpVersion::Http2 && !h2 {
             return Err(Failure::new(
