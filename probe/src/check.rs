@@ -203,11 +203,15 @@ impl RawCheck {
                 }
             }
         }
-        let kinds = [self.http.is_some(), self.dns.is_some(),
-            self.session.is_some(), self.tls.is_some()]
-            .iter()
-            .filter(|k| **k)
-            .count();
+        let kinds = [
+            self.http.is_some(),
+            self.dns.is_some(),
+            self.session.is_some(),
+            self.tls.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
         let kind = match (kinds, &self.http, &self.dns) {
             (0, _, _) => {
                 problems.push(
@@ -615,7 +619,10 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                     Phases::default(),
                     Err(Failure::new(
                         FailureCode::Timeout,
-                        format!("the session run did not finish within {}", Dur(spec.timeout)),
+                        format!(
+                            "the session run did not finish within {}",
+                            Dur(spec.timeout)
+                        ),
                     )),
                     session::describe(s),
                 ),

@@ -223,7 +223,12 @@ impl TokenServerBuilder {
             resource_calls: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
         });
-        let (t, l, r, f) = (shared.clone(), shared.clone(), shared.clone(), shared.clone());
+        let (t, l, r, f) = (
+            shared.clone(),
+            shared.clone(),
+            shared.clone(),
+            shared.clone(),
+        );
         let mut b = HttpServer::builder()
             .handler("/oauth/token", move |req| t.token(req))
             .handler("/login", move |req| l.login(req))
@@ -255,7 +260,9 @@ fn http_date(ms: i64) -> String {
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
-    ms_time(ms).and_then(|t| t.format(&fmt).ok()).unwrap_or_default()
+    ms_time(ms)
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -270,7 +277,10 @@ fn form_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+            b'%' if i + 2 < b.len()
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
                 let hi = (b[i + 1] as char).to_digit(16).unwrap_or(0);
                 let lo = (b[i + 2] as char).to_digit(16).unwrap_or(0);
                 out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
@@ -358,14 +368,17 @@ impl Shared {
     /// Validates a bearer token against the server's own clock.
     fn validate(&self, token: &str) -> Result<Claims, (&'static str, Option<String>)> {
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(("malformed", None));
         };
         if token.len() > 8192 {
             return Err(("malformed", None));
         }
         let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| ("malformed", None))?;
-        hmac::verify(&self.key, format!("{h}.{c}").as_bytes(), &sig).map_err(|_| ("bad_signature", None))?;
+        hmac::verify(&self.key, format!("{h}.{c}").as_bytes(), &sig)
+            .map_err(|_| ("bad_signature", None))?;
         let header: Value = URL_SAFE_NO_PAD
             .decode(h)
             .ok()
@@ -379,8 +392,17 @@ impl Shared {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(("malformed", None))?;
-        let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let num = |k: &str| claims.get(k).and_then(Value::as_f64).map(|v| (v * 1000.0).round() as i64);
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let num = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_f64)
+                .map(|v| (v * 1000.0).round() as i64)
+        };
         let (Some(iat_ms), Some(exp_ms)) = (num("iat"), num("exp")) else {
             return Err(("malformed", Some(jti)));
         };
@@ -401,7 +423,11 @@ impl Shared {
             return Err(("rejected_early", Some(jti)));
         }
         Ok(Claims {
-            sub: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            sub: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             jti,
             iat_ms,
             exp_ms,
@@ -425,10 +451,16 @@ impl Shared {
         // Client authentication: basic auth or form fields (RFC 6749 §2.3.1).
         let basic = req
             .header("authorization")
-            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+            .and_then(|v| {
+                v.strip_prefix("Basic ")
+                    .or_else(|| v.strip_prefix("basic "))
+            })
             .and_then(|b| STANDARD.decode(b.trim()).ok())
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.split_once(':').map(|(i, p)| (form_decode(i), form_decode(p))));
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(i, p)| (form_decode(i), form_decode(p)))
+            });
         let client = match (&basic, f.get("client_id"), f.get("client_secret")) {
             (Some((i, s)), _, _) => Some((i.clone(), Some(s.clone()))),
             (None, Some(i), s) => Some((i.clone(), s.cloned())),
@@ -442,9 +474,15 @@ impl Shared {
         let reply = match f.get("grant_type").map(String::as_str) {
             Some("client_credentials") => {
                 let Some((id, _)) = client.filter(|_| authenticated) else {
-                    return self.dated(oauth_error(401, "invalid_client").header("www-authenticate", "Basic realm=\"token\""));
+                    return self.dated(
+                        oauth_error(401, "invalid_client")
+                            .header("www-authenticate", "Basic realm=\"token\""),
+                    );
                 };
-                let aud = f.get("audience").cloned().unwrap_or_else(|| ISSUER.to_owned());
+                let aud = f
+                    .get("audience")
+                    .cloned()
+                    .unwrap_or_else(|| ISSUER.to_owned());
                 self.grant(&id, &aud, &scope)
             }
             Some("refresh_token") => {
@@ -484,7 +522,8 @@ impl Shared {
                 i.refresh_tokens.remove(&old);
             }
             i.refresh_order.push_back(rt.clone());
-            i.refresh_tokens.insert(rt.clone(), (sub.to_owned(), aud.to_owned()));
+            i.refresh_tokens
+                .insert(rt.clone(), (sub.to_owned(), aud.to_owned()));
             body["refresh_token"] = json!(rt);
         }
         Reply::json(200, &body).header("cache-control", "no-store")
@@ -493,15 +532,26 @@ impl Shared {
     fn login(&self, req: &RequestInfo) -> Reply {
         let status = self.lock().token_status;
         if !(200..300).contains(&status) {
-            return self.dated(Reply::json(status, &json!({ "error": "temporarily_unavailable" })));
+            return self.dated(Reply::json(
+                status,
+                &json!({ "error": "temporarily_unavailable" }),
+            ));
         }
         if req.method != "POST" {
             return self.dated(Reply::json(405, &json!({ "error": "method_not_allowed" })));
         }
         let body: Option<Value> = serde_json::from_slice(&req.body).ok();
-        let field = |k: &str| body.as_ref().and_then(|b| b.get(k)).and_then(Value::as_str).map(str::to_owned);
+        let field = |k: &str| {
+            body.as_ref()
+                .and_then(|b| b.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         let (Some(user), Some(pw)) = (field("username"), field("password")) else {
-            return self.dated(Reply::json(400, &json!({ "error": "username and password required" })));
+            return self.dated(Reply::json(
+                400,
+                &json!({ "error": "username and password required" }),
+            ));
         };
         if !self.users.iter().any(|(u, p)| *u == user && *p == pw) {
             return self.dated(Reply::json(401, &json!({ "error": "invalid_credentials" })));
@@ -518,12 +568,16 @@ impl Shared {
                 i.sessions.remove(&old);
             }
             i.session_order.push_back(sid.clone());
-            i.sessions.insert(sid.clone(), (user.clone(), now, exp_ms, generation));
+            i.sessions
+                .insert(sid.clone(), (user.clone(), now, exp_ms, generation));
             i.expires_at_offset
         };
         let expires_at = ms_time(exp_ms)
             .map(|t| t.to_offset(offset))
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default();
         let max_age = lifetime.as_secs_f64().round() as u64;
         self.dated(
@@ -539,7 +593,10 @@ impl Shared {
         self.resource_calls.fetch_add(1, Ordering::SeqCst);
         let bearer = req
             .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let cookie = req.header("cookie").and_then(|c| {
             c.split(';')
@@ -561,7 +618,8 @@ impl Shared {
                     Some((_, _, _, g)) if *g != i.generation => Err("revoked"),
                     Some((_, iat, _, _))
                         if i.reject_after.is_some_and(|r| {
-                            now.saturating_sub(*iat) >= i64::try_from(r.as_millis()).unwrap_or(i64::MAX)
+                            now.saturating_sub(*iat)
+                                >= i64::try_from(r.as_millis()).unwrap_or(i64::MAX)
                         }) =>
                     {
                         Err("rejected_early")
@@ -714,24 +772,48 @@ mod tests {
     use bytes::Bytes;
     use http_body_util::{BodyExt as _, Full};
 
-    async fn request(ts: &TokenServer, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, http::HeaderMap, Value) {
-        let tcp = tokio::net::TcpStream::connect(ts.addr()).await.unwrap_or_else(|e| panic!("{e}"));
-        let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+    async fn request(
+        ts: &TokenServer,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, http::HeaderMap, Value) {
+        let tcp = tokio::net::TcpStream::connect(ts.addr())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         tokio::spawn(conn);
-        let mut b = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
+        let mut b = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
         let resp = send
-            .send_request(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap_or_else(|e| panic!("{e}")))
+            .send_request(
+                b.body(Full::new(Bytes::from(body.to_owned())))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap_or_else(|e| panic!("{e}")).to_bytes();
-        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn server(lifetime: Duration) -> TokenServer {
@@ -751,8 +833,14 @@ mod tests {
     async fn client_credentials_token_works_until_exp_then_401() {
         let ts = server(Duration::from_millis(800)).await;
         let basic = format!("Basic {}", STANDARD.encode("outpost:s3cret"));
-        let (st, h, body) =
-            request(&ts, "POST", "/oauth/token", &[FORM, ("authorization", &basic)], "grant_type=client_credentials&scope=read").await;
+        let (st, h, body) = request(
+            &ts,
+            "POST",
+            "/oauth/token",
+            &[FORM, ("authorization", &basic)],
+            "grant_type=client_credentials&scope=read",
+        )
+        .await;
         assert_eq!(st, 200, "{body}");
         assert!(h.get("date").is_some());
         let token = body["access_token"].as_str().unwrap_or_default().to_owned();
@@ -760,21 +848,43 @@ mod tests {
         assert_eq!(claims.exp_ms - claims.iat_ms, 800);
         assert!(body["refresh_token"].is_string());
         let auth = format!("Bearer {token}");
-        assert_eq!(request(&ts, "GET", "/api/data", &[("authorization", &auth)], "").await.0, 200);
+        assert_eq!(
+            request(&ts, "GET", "/api/data", &[("authorization", &auth)], "")
+                .await
+                .0,
+            200
+        );
         tokio::time::sleep(Duration::from_millis(900)).await;
         let (st, h, _) = request(&ts, "GET", "/api/data", &[("authorization", &auth)], "").await;
         assert_eq!(st, 401);
         assert!(h.get("www-authenticate").is_some());
         assert_eq!(ts.unauthorized(), 1);
-        assert_eq!(ts.resource_log().last().and_then(|c| c.reason), Some("expired"));
+        assert_eq!(
+            ts.resource_log().last().and_then(|c| c.reason),
+            Some("expired")
+        );
     }
 
     #[tokio::test]
     async fn tampered_tokens_and_bad_clients_are_rejected() {
         let ts = server(Duration::from_secs(60)).await;
-        let (st, _, body) = request(&ts, "POST", "/oauth/token", &[FORM], "grant_type=client_credentials&client_id=outpost&client_secret=nope").await;
+        let (st, _, body) = request(
+            &ts,
+            "POST",
+            "/oauth/token",
+            &[FORM],
+            "grant_type=client_credentials&client_id=outpost&client_secret=nope",
+        )
+        .await;
         assert_eq!((st, body["error"].as_str()), (401, Some("invalid_client")));
-        let (_, _, body) = request(&ts, "POST", "/oauth/token", &[FORM], "grant_type=client_credentials&client_id=outpost&client_secret=s3cret").await;
+        let (_, _, body) = request(
+            &ts,
+            "POST",
+            "/oauth/token",
+            &[FORM],
+            "grant_type=client_credentials&client_id=outpost&client_secret=s3cret",
+        )
+        .await;
         let token = body["access_token"].as_str().unwrap_or_default().to_owned();
         // Flip the last signature character: same claims, wrong signature.
         let mut forged = token.clone();
@@ -786,16 +896,32 @@ mod tests {
         assert_eq!(ts.validate("%%.%%.%%"), Err("malformed"));
         ts.revoke_all();
         assert_eq!(ts.validate(&token), Err("revoked"));
-        let (st, _, body) = request(&ts, "POST", "/oauth/token", &[FORM], "grant_type=password").await;
-        assert_eq!((st, body["error"].as_str()), (400, Some("unsupported_grant_type")));
+        let (st, _, body) =
+            request(&ts, "POST", "/oauth/token", &[FORM], "grant_type=password").await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (400, Some("unsupported_grant_type"))
+        );
     }
 
     #[tokio::test]
     async fn refresh_tokens_rotate_and_work_once() {
         let ts = server(Duration::from_secs(60)).await;
-        let (_, _, body) = request(&ts, "POST", "/oauth/token", &[FORM], "grant_type=client_credentials&client_id=outpost&client_secret=s3cret").await;
-        let rt = body["refresh_token"].as_str().unwrap_or_default().to_owned();
-        let f = format!("grant_type=refresh_token&refresh_token={rt}&client_id=outpost&client_secret=s3cret");
+        let (_, _, body) = request(
+            &ts,
+            "POST",
+            "/oauth/token",
+            &[FORM],
+            "grant_type=client_credentials&client_id=outpost&client_secret=s3cret",
+        )
+        .await;
+        let rt = body["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let f = format!(
+            "grant_type=refresh_token&refresh_token={rt}&client_id=outpost&client_secret=s3cret"
+        );
         let (st, _, body) = request(&ts, "POST", "/oauth/token", &[FORM], &f).await;
         assert_eq!(st, 200);
         assert_ne!(body["refresh_token"].as_str(), Some(rt.as_str()));
@@ -808,23 +934,66 @@ mod tests {
     async fn login_sets_a_cookie_session_and_knobs_take_effect() {
         let ts = server(Duration::from_secs(60)).await;
         ts.set_clock_skew(time::Duration::seconds(30));
-        ts.set_expires_at_offset(time::UtcOffset::from_hms(-6, 0, 0).unwrap_or(time::UtcOffset::UTC));
-        let (st, h, body) = request(&ts, "POST", "/login", &[("content-type", "application/json")], r#"{"username":"alice","password":"pw"}"#).await;
+        ts.set_expires_at_offset(
+            time::UtcOffset::from_hms(-6, 0, 0).unwrap_or(time::UtcOffset::UTC),
+        );
+        let (st, h, body) = request(
+            &ts,
+            "POST",
+            "/login",
+            &[("content-type", "application/json")],
+            r#"{"username":"alice","password":"pw"}"#,
+        )
+        .await;
         assert_eq!(st, 200, "{body}");
-        assert!(body["expires_at"].as_str().is_some_and(|s| s.ends_with("-06:00")));
-        let date = h.get("date").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let fmt = time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
-        let date = time::PrimitiveDateTime::parse(date, fmt).map(|d| d.assume_utc()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            body["expires_at"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("-06:00"))
+        );
+        let date = h
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let fmt = time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        );
+        let date = time::PrimitiveDateTime::parse(date, fmt)
+            .map(|d| d.assume_utc())
+            .unwrap_or_else(|e| panic!("{e}"));
         let skew = date - time::OffsetDateTime::now_utc();
-        assert!(skew > time::Duration::seconds(28) && skew < time::Duration::seconds(31), "{skew}");
-        let cookie = h.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(
+            skew > time::Duration::seconds(28) && skew < time::Duration::seconds(31),
+            "{skew}"
+        );
+        let cookie = h
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         assert!(cookie.contains("Max-Age=60"), "{cookie}");
         let sid = cookie.split(';').next().unwrap_or_default().to_owned();
-        assert_eq!(request(&ts, "GET", "/api/data", &[("cookie", &sid)], "").await.0, 200);
+        assert_eq!(
+            request(&ts, "GET", "/api/data", &[("cookie", &sid)], "")
+                .await
+                .0,
+            200
+        );
         ts.set_reject_after(Some(Duration::ZERO));
-        assert_eq!(request(&ts, "GET", "/api/data", &[("cookie", &sid)], "").await.0, 401);
+        assert_eq!(
+            request(&ts, "GET", "/api/data", &[("cookie", &sid)], "")
+                .await
+                .0,
+            401
+        );
         ts.set_token_endpoint_status(503);
-        let (st, _, _) = request(&ts, "POST", "/login", &[], r#"{"username":"alice","password":"pw"}"#).await;
+        let (st, _, _) = request(
+            &ts,
+            "POST",
+            "/login",
+            &[],
+            r#"{"username":"alice","password":"pw"}"#,
+        )
+        .await;
         assert_eq!(st, 503);
         let (st, _, _) = request(&ts, "POST", "/login", &[], "not json").await;
         assert_eq!(st, 503);

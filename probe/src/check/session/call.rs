@@ -1,28 +1,153 @@
 //! The session's HTTP: one request on a fresh connection through the http
 //! check's machinery ([`crate::check::http::exchange::send`]: resolve,
 //! connect, TLS with full verification, bounded head and body), and the
-//! protected requests of `use` with their assertions.
+//! protected requests of `use` (config, validation, calls) with their assertions.
 
-use std::time::Instant;
+use std::{collections::BTreeMap, time::Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::{SessionSpec, UseSpec, clock::Receipt, render, state::Session};
+use super::{
+    SessionSpec, clock::Receipt, headers as header_templates, method, placeholders, render,
+    state::Session, statuses, url,
+};
 use crate::{
     check::{
         Failure, FailureCode, Phases, RunContext,
-        assertion::{self, AssertionResult, Observed},
+        assertion::{
+            self, AssertionResult, Assertions, Observed, RawAssertions, RawFreshness,
+            RawHeaderAssertion, RawJsonAssertion, RawLatency, StatusMatch,
+        },
         http::{
             DEFAULT_MAX_HEADER_BYTES, HttpVersion,
             exchange::{self, Hop, HopRequest, Limits, Target},
         },
     },
-    config::Dur,
+    config::{Dur, Problems},
     resolver::ResolverSpec,
 };
+
+/// One protected request of `use`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawUse {
+    /// Name in details. Default: the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Absolute URL. Example: `"https://vendor-b.example.com/api/telemetry"`.
+    pub url: String,
+    /// Method. Default `"GET"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Request headers; `{{token}}` is replaced by the session's token. When
+    /// no header mentions `{{token}}`, a token is sent as
+    /// `Authorization: Bearer …`; session cookies are always sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Body sent as is. At most one of `body`, `json_body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// JSON body (`content-type: application/json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_body: Option<Value>,
+    /// Statuses that pass. Default `["2xx"]`. A 401 or 403 is always a session rejection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_status: Option<Vec<StatusMatch>>,
+    /// As in `[checks.http]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_headers: Vec<RawHeaderAssertion>,
+    /// As in `[checks.http]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// As in `[checks.http]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_matches: Option<String>,
+    /// As in `[checks.http]`. Example: `[{ path = "$.ok", equals = true }]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json: Vec<RawJsonAssertion>,
+    /// As in `[checks.http]`. Example: `{ json_path = "$.updated_at", max_age = "15m" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<RawFreshness>,
+    /// As in `[checks.http]`. Example: `{ total = "800ms" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<RawLatency>,
+}
+
+/// A validated protected request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseSpec {
+    /// Name in details.
+    pub name: String,
+    /// URL.
+    pub uri: Uri,
+    /// Method.
+    pub method: http::Method,
+    /// Header templates (`{{token}}`).
+    pub headers: Vec<(HeaderName, String)>,
+    /// True when some header mentions `{{token}}`.
+    pub token_in_headers: bool,
+    /// Body and content type.
+    pub body: Option<(Bytes, Option<&'static str>)>,
+    /// Statuses that pass.
+    pub expected: Vec<(u16, u16)>,
+    /// Assertions.
+    pub assertions: Assertions,
+}
+
+impl RawUse {
+    /// Validates; problems are recorded under `path` (`checks[0].session.use[0]`).
+    pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<UseSpec> {
+        let before = problems.len();
+        let uri = url(&self.url, format!("{path}.url"), problems);
+        let method = method(
+            self.method.as_deref(),
+            "GET",
+            format!("{path}.method"),
+            problems,
+        );
+        let allowed = |n: &str| n == "token";
+        let headers = header_templates(&self.headers, &allowed, path, problems);
+        let token_in_headers = self
+            .headers
+            .values()
+            .any(|v| placeholders(v).contains(&"token"));
+        if self.body.is_some() && self.json_body.is_some() {
+            problems.push(path.to_owned(), "set at most one of `body` or `json_body`");
+        }
+        let body = match (&self.body, &self.json_body) {
+            (Some(b), _) => Some((Bytes::from(b.clone()), None)),
+            (_, Some(j)) => Some((Bytes::from(j.to_string()), Some("application/json"))),
+            _ => None,
+        };
+        let expected = statuses(self.expected_status.as_ref(), path, problems);
+        let assertions = RawAssertions {
+            headers: &self.expected_headers,
+            body_contains: self.body_contains.as_ref(),
+            body_matches: self.body_matches.as_ref(),
+            json: &self.json,
+            freshness: self.freshness.as_ref(),
+            latency: self.latency.as_ref(),
+        }
+        .validate(path, problems);
+        if problems.len() != before {
+            return None;
+        }
+        Some(UseSpec {
+            name: self.name.clone().unwrap_or_else(|| self.url.clone()),
+            uri: uri?,
+            method: method?,
+            headers,
+            token_in_headers,
+            body,
+            expected,
+            assertions,
+        })
+    }
+}
 
 /// A complete response.
 #[derive(Debug)]
@@ -71,7 +196,12 @@ pub async fn exchange(
             let mut resp = exchange::send(&req, Target::Resolve, limits, ctx, hop).await?;
             let received_at = OffsetDateTime::now_utc();
             let body = resp.read_body(spec.max_body, true, hop).await?;
-            Ok::<_, Failure>((resp.status, std::mem::take(&mut resp.headers), body, received_at))
+            Ok::<_, Failure>((
+                resp.status,
+                std::mem::take(&mut resp.headers),
+                body,
+                received_at,
+            ))
         })
         .await
     };
@@ -219,7 +349,10 @@ fn headers(u: &UseSpec, s: &Session, now: OffsetDateTime) -> Vec<(HeaderName, He
         out.push((http::header::COOKIE, hv));
     }
     if let Some((_, Some(ct))) = &u.body
-        && !u.headers.iter().any(|(k, _)| k == http::header::CONTENT_TYPE)
+        && !u
+            .headers
+            .iter()
+            .any(|(k, _)| k == http::header::CONTENT_TYPE)
     {
         out.push((http::header::CONTENT_TYPE, HeaderValue::from_static(ct)));
     }
@@ -265,8 +398,14 @@ pub async fn call(
     r.receipt = Some(resp.receipt);
     r.phases = resp.phases;
     r.status = Some(resp.status.as_u16());
-    r.rejected = matches!(resp.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-    let location = resp.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok());
+    r.rejected = matches!(
+        resp.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    );
+    let location = resp
+        .headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok());
     let mut results = vec![assertion::status(&u.expected, resp.status, location)];
     let obs = Observed {
         headers: &resp.headers,
@@ -285,7 +424,10 @@ pub async fn call(
         // Listed in expected_status, but a rejection all the same.
         r.result = Err(Failure::new(
             FailureCode::UnexpectedStatus,
-            format!("got status {}: the session was rejected", resp.status.as_u16()),
+            format!(
+                "got status {}: the session was rejected",
+                resp.status.as_u16()
+            ),
         ));
     }
     r.assertions = results;
@@ -295,5 +437,10 @@ pub async fn call(
 /// `+30.2s` / `-1.5s` for messages.
 pub fn signed(d: time::Duration) -> String {
     let sign = if d.is_negative() { "-" } else { "+" };
-    format!("{sign}{}", Dur(std::time::Duration::from_millis(d.unsigned_abs().as_millis() as u64)))
+    format!(
+        "{sign}{}",
+        Dur(std::time::Duration::from_millis(
+            d.unsigned_abs().as_millis() as u64
+        ))
+    )
 }

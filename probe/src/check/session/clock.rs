@@ -166,7 +166,10 @@ pub fn expiry(
             };
             (start, start + d)
         }
-        Declared::Jwt { iat: Some(iat), exp } => (issued_at, issued_at + (exp - iat)),
+        Declared::Jwt {
+            iat: Some(iat),
+            exp,
+        } => (issued_at, issued_at + (exp - iat)),
         Declared::Jwt { iat: None, exp } => (issued_at, exp - offset),
         Declared::ExpiresAt(at) => (issued_at, at - offset),
     };
@@ -197,12 +200,14 @@ pub fn epoch(v: f64) -> Option<OffsetDateTime> {
     if !v.is_finite() || v < 0.0 {
         return None;
     }
-    let nanos = if v > EPOCH_MILLIS_THRESHOLD {
-        (v * 1e6).round() as i128
+    // Microseconds: an f64 epoch carries no more, and rounding there keeps
+    // `1738268460.25` exactly a quarter second.
+    let micros = if v > EPOCH_MILLIS_THRESHOLD {
+        (v * 1e3).round() as i128
     } else {
-        (v * 1e9).round() as i128
+        (v * 1e6).round() as i128
     };
-    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+    OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).ok()
 }
 
 /// A timestamp from JSON: RFC 3339 with an offset (any zone), epoch seconds
@@ -253,7 +258,8 @@ pub fn renew_at(e: &Expiry, when: RenewWhen) -> OffsetDateTime {
 /// do not count, a vendor going from 24 h to 1 h does).
 pub fn lifetime_changed(first: time::Duration, now: time::Duration) -> bool {
     let delta = (now - first).unsigned_abs();
-    delta > Duration::from_millis(500) && delta.as_secs_f64() > first.unsigned_abs().as_secs_f64() * 0.01
+    delta > Duration::from_millis(500)
+        && delta.as_secs_f64() > first.unsigned_abs().as_secs_f64() * 0.01
 }
 
 #[cfg(test)]
@@ -276,7 +282,13 @@ mod tests {
 
     #[test]
     fn expires_in_counts_from_receipt() {
-        let e = expiry(Declared::ExpiresIn(3600.0), &receipt(NOW, None), Base::Receipt, None).unwrap();
+        let e = expiry(
+            Declared::ExpiresIn(3600.0),
+            &receipt(NOW, None),
+            Base::Receipt,
+            None,
+        )
+        .unwrap();
         assert_eq!(e.issued_at, NOW);
         assert_eq!(e.expires_at, datetime!(2025-01-30 21:21:00.250 UTC));
         assert_eq!(e.lifetime, time::Duration::hours(1));
@@ -302,7 +314,13 @@ mod tests {
         // CST: 14:21 at −06:00 is 20:21 UTC. Reading the wall time as UTC
         // would put the expiry six hours late.
         let at = timestamp(&json!("2025-01-30T15:21:00.250-06:00")).unwrap();
-        let e = expiry(Declared::ExpiresAt(at), &receipt(NOW, None), Base::Receipt, None).unwrap();
+        let e = expiry(
+            Declared::ExpiresAt(at),
+            &receipt(NOW, None),
+            Base::Receipt,
+            None,
+        )
+        .unwrap();
         assert_eq!(e.expires_at, datetime!(2025-01-30 21:21:00.250 UTC));
         assert_eq!(e.lifetime, time::Duration::hours(1));
         let plus = timestamp(&json!("2025-01-31T06:51:00.250+09:30")).unwrap();
@@ -320,7 +338,13 @@ mod tests {
         // Server 30 s ahead declares expiry at its 21:21:30.25 = probe 21:21:00.25.
         let at = datetime!(2025-01-30 21:21:30.250 UTC);
         let off = time::Duration::seconds(30);
-        let e = expiry(Declared::ExpiresAt(at), &receipt(NOW, None), Base::Receipt, Some(off)).unwrap();
+        let e = expiry(
+            Declared::ExpiresAt(at),
+            &receipt(NOW, None),
+            Base::Receipt,
+            Some(off),
+        )
+        .unwrap();
         assert_eq!(e.lifetime, time::Duration::hours(1));
     }
 
@@ -331,7 +355,10 @@ mod tests {
         assert_eq!(s, ms);
         assert_eq!(s, datetime!(2025-01-30 20:21:00 UTC));
         assert_eq!(timestamp(&json!("1738268460000")).unwrap(), s);
-        assert_eq!(epoch(1_738_268_460.25).unwrap(), datetime!(2025-01-30 20:21:00.25 UTC));
+        assert_eq!(
+            epoch(1_738_268_460.25).unwrap(),
+            datetime!(2025-01-30 20:21:00.25 UTC)
+        );
         assert_eq!(epoch(-1.0), None);
         assert_eq!(epoch(f64::NAN), None);
     }
@@ -341,14 +368,31 @@ mod tests {
         // Server 2 h behind: iat/exp far in the probe's past, lifetime still 1 h.
         let iat = datetime!(2025-01-30 18:21:00 UTC);
         let exp = datetime!(2025-01-30 19:21:00 UTC);
-        let e = expiry(Declared::Jwt { iat: Some(iat), exp }, &receipt(NOW, None), Base::Receipt, None).unwrap();
+        let e = expiry(
+            Declared::Jwt {
+                iat: Some(iat),
+                exp,
+            },
+            &receipt(NOW, None),
+            Base::Receipt,
+            None,
+        )
+        .unwrap();
         assert_eq!(e.expires_at, NOW + time::Duration::hours(1));
         let off = offset_from_iat(iat, &receipt(NOW, None));
-        assert_eq!(off, time::Duration::milliseconds(-(2 * 3_600_000 - 500 + 230)));
+        assert_eq!(
+            off,
+            time::Duration::milliseconds(-(2 * 3_600_000 - 500 + 230))
+        );
         assert!(skewed(off, Duration::from_secs(5)));
         // Without iat the offset must be known.
-        let e = expiry(Declared::Jwt { iat: None, exp }, &receipt(NOW, None), Base::Receipt, Some(time::Duration::hours(-2)))
-            .unwrap();
+        let e = expiry(
+            Declared::Jwt { iat: None, exp },
+            &receipt(NOW, None),
+            Base::Receipt,
+            Some(time::Duration::hours(-2)),
+        )
+        .unwrap();
         assert_eq!(e.expires_at, datetime!(2025-01-30 21:21:00 UTC));
     }
 
@@ -380,18 +424,33 @@ mod tests {
             expires_at: NOW + time::Duration::hours(1),
             lifetime: time::Duration::hours(1),
         };
-        assert_eq!(renew_at(&e, RenewWhen::Before(Duration::from_secs(30))), NOW + time::Duration::seconds(3570));
-        assert_eq!(renew_at(&e, RenewWhen::Fraction(0.8)), NOW + time::Duration::minutes(48));
+        assert_eq!(
+            renew_at(&e, RenewWhen::Before(Duration::from_secs(30))),
+            NOW + time::Duration::seconds(3570)
+        );
+        assert_eq!(
+            renew_at(&e, RenewWhen::Fraction(0.8)),
+            NOW + time::Duration::minutes(48)
+        );
         // A margin longer than the lifetime renews at once, never before issuance.
-        assert_eq!(renew_at(&e, RenewWhen::Before(Duration::from_secs(7200))), NOW);
+        assert_eq!(
+            renew_at(&e, RenewWhen::Before(Duration::from_secs(7200))),
+            NOW
+        );
     }
 
     #[test]
     fn lifetime_changes_ignore_jitter_but_not_real_changes() {
         let h = time::Duration::hours;
         assert!(lifetime_changed(h(24), h(1)));
-        assert!(!lifetime_changed(h(1), h(1) - time::Duration::milliseconds(300)));
+        assert!(!lifetime_changed(
+            h(1),
+            h(1) - time::Duration::milliseconds(300)
+        ));
         assert!(!lifetime_changed(h(1), h(1) - time::Duration::seconds(20)));
-        assert!(lifetime_changed(time::Duration::seconds(2), time::Duration::seconds(1)));
+        assert!(lifetime_changed(
+            time::Duration::seconds(2),
+            time::Duration::seconds(1)
+        ));
     }
 }

@@ -97,16 +97,31 @@ pub async fn obtain(
             oauth2(spec, o, form, ctx, deadline).await
         }
         (LoginSpec::RefreshToken(o, configured), Grant::Login) => {
-            let form = vec![("grant_type", "refresh_token".to_owned()), ("refresh_token", configured.expose().to_owned())];
+            let form = vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", configured.expose().to_owned()),
+            ];
             oauth2(spec, o, form, ctx, deadline).await
         }
         (LoginSpec::ClientCredentials(o) | LoginSpec::RefreshToken(o, _), Grant::Refresh(rt)) => {
-            let form = vec![("grant_type", "refresh_token".to_owned()), ("refresh_token", rt.expose().to_owned())];
+            let form = vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", rt.expose().to_owned()),
+            ];
             oauth2(spec, o, form, ctx, deadline).await
         }
         (LoginSpec::Script(s), _) => {
             let (headers, body) = s.request.render();
-            let resp = send(spec, &s.request.uri, &s.request.method, &headers, body, ctx, deadline).await?;
+            let resp = send(
+                spec,
+                &s.request.uri,
+                &s.request.method,
+                &headers,
+                body,
+                ctx,
+                deadline,
+            )
+            .await?;
             expect_status(&resp, &s.request.expected, "login")?;
             scripted(spec, s, &resp)
         }
@@ -114,14 +129,32 @@ pub async fn obtain(
             let (headers, body) = r.render();
             let resp = send(spec, &r.uri, &r.method, &headers, body, ctx, deadline).await?;
             expect_status(&resp, &r.expected, "login")?;
-            let date_offset = resp.receipt.server_date.map(|d| clock::offset_from_date(d, &resp.receipt));
+            let date_offset = resp
+                .receipt
+                .server_date
+                .map(|d| clock::offset_from_date(d, &resp.receipt));
             let correction = correction(spec, date_offset);
             let cookies = cookies(&resp.headers, &resp.receipt, correction);
             if cookies.is_empty() {
-                return Err(fail(FailureCode::HeaderMismatch, "the login response set no cookie".into(), Some(&resp)));
+                return Err(fail(
+                    FailureCode::HeaderMismatch,
+                    "the login response set no cookie".into(),
+                    Some(&resp),
+                ));
             }
-            let (expiry, source) = cookie_expiry(&cookies, &resp.headers, None, &resp.receipt, correction);
-            Ok(issued(&resp, None, None, cookies, false, expiry, source, date_offset, None))
+            let (expiry, source) =
+                cookie_expiry(&cookies, &resp.headers, None, &resp.receipt, correction);
+            Ok(issued(
+                &resp,
+                None,
+                None,
+                cookies,
+                false,
+                expiry,
+                source,
+                date_offset,
+                None,
+            ))
         }
     }
 }
@@ -167,7 +200,10 @@ fn expect_status(resp: &Exchanged, expected: &[(u16, u16)], what: &str) -> Resul
         .unwrap_or_default();
     Err(fail(
         FailureCode::UnexpectedStatus,
-        format!("{what} answered {code}{oauth_error}, expected {}", crate::check::assertion::status_text(expected)),
+        format!(
+            "{what} answered {code}{oauth_error}, expected {}",
+            crate::check::assertion::status_text(expected)
+        ),
         Some(resp),
     ))
 }
@@ -183,13 +219,26 @@ async fn oauth2(
         form.push(("scope", s.clone()));
     }
     let mut headers = vec![
-        (http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded")),
-        (http::header::ACCEPT, HeaderValue::from_static("application/json")),
+        (
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        ),
+        (
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        ),
     ];
     match (&o.client_secret, o.client_auth) {
         (Some(secret), ClientAuth::Basic) => {
             // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
-            let creds = base64(format!("{}:{}", form_encode(&o.client_id), form_encode(secret.expose())).as_bytes());
+            let creds = base64(
+                format!(
+                    "{}:{}",
+                    form_encode(&o.client_id),
+                    form_encode(secret.expose())
+                )
+                .as_bytes(),
+            );
             if let Ok(mut v) = HeaderValue::try_from(format!("Basic {creds}")) {
                 v.set_sensitive(true);
                 headers.push((http::header::AUTHORIZATION, v));
@@ -207,23 +256,59 @@ async fn oauth2(
         .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    let resp = send(spec, &o.token_url, &http::Method::POST, &headers, Bytes::from(body), ctx, deadline).await?;
+    let resp = send(
+        spec,
+        &o.token_url,
+        &http::Method::POST,
+        &headers,
+        Bytes::from(body),
+        ctx,
+        deadline,
+    )
+    .await?;
     expect_status(&resp, &[(200, 299)], "the token endpoint")?;
     let doc: Value = serde_json::from_slice(&resp.body).map_err(|e| {
-        fail(FailureCode::JsonPathMismatch, format!("the token response is not JSON: {e}"), Some(&resp))
+        fail(
+            FailureCode::JsonPathMismatch,
+            format!("the token response is not JSON: {e}"),
+            Some(&resp),
+        )
     })?;
-    let Some(token) = doc.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
-        return Err(fail(FailureCode::JsonPathMismatch, "the token response has no access_token".into(), Some(&resp)));
+    let Some(token) = doc
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(fail(
+            FailureCode::JsonPathMismatch,
+            "the token response has no access_token".into(),
+            Some(&resp),
+        ));
     };
-    let refresh = doc.get("refresh_token").and_then(Value::as_str).filter(|t| !t.is_empty()).map(Secret::new);
-    let date_offset = resp.receipt.server_date.map(|d| clock::offset_from_date(d, &resp.receipt));
+    let refresh = doc
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    let date_offset = resp
+        .receipt
+        .server_date
+        .map(|d| clock::offset_from_date(d, &resp.receipt));
     let correction = correction(spec, date_offset);
     let jwt = jwt_times(token);
-    let iat_offset = jwt.and_then(|(iat, _)| iat).map(|iat| clock::offset_from_iat(iat, &resp.receipt));
+    let iat_offset = jwt
+        .and_then(|(iat, _)| iat)
+        .map(|iat| clock::offset_from_iat(iat, &resp.receipt));
     let declared = match doc.get("expires_in") {
         Some(v) => match clock::seconds_value(v) {
             Some(s) => Some(Declared::ExpiresIn(s)),
-            None => return Err(fail(FailureCode::JsonPathMismatch, "expires_in is not a number of seconds".into(), Some(&resp))),
+            None => {
+                return Err(fail(
+                    FailureCode::JsonPathMismatch,
+                    "expires_in is not a number of seconds".into(),
+                    Some(&resp),
+                ));
+            }
         },
         None => jwt.and_then(|(iat, exp)| exp.map(|exp| Declared::Jwt { iat, exp })),
     };
@@ -232,7 +317,17 @@ async fn oauth2(
         .transpose()
         .map_err(|e| fail(FailureCode::JsonPathMismatch, e.to_string(), Some(&resp)))?;
     let source = declared.map_or("none", |d| d.source());
-    Ok(issued(&resp, Some(Secret::new(token)), refresh, Vec::new(), true, expiry, source, date_offset, iat_offset))
+    Ok(issued(
+        &resp,
+        Some(Secret::new(token)),
+        refresh,
+        Vec::new(),
+        true,
+        expiry,
+        source,
+        date_offset,
+        iat_offset,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -262,43 +357,81 @@ fn issued(
     }
 }
 
-fn scripted(spec: &SessionSpec, s: &super::ScriptSpec, resp: &Exchanged) -> Result<Issued, LoginError> {
-    let needs_json = matches!(s.token, TokenSource::Json(_)) || s.expires_at.is_some() || s.expires_in.is_some();
+fn scripted(
+    spec: &SessionSpec,
+    s: &super::ScriptSpec,
+    resp: &Exchanged,
+) -> Result<Issued, LoginError> {
+    let needs_json =
+        matches!(s.token, TokenSource::Json(_)) || s.expires_at.is_some() || s.expires_in.is_some();
     let doc: Option<Value> = if needs_json {
         Some(serde_json::from_slice(&resp.body).map_err(|e| {
-            fail(FailureCode::JsonPathMismatch, format!("the login response is not JSON: {e}"), Some(resp))
+            fail(
+                FailureCode::JsonPathMismatch,
+                format!("the login response is not JSON: {e}"),
+                Some(resp),
+            )
         })?)
     } else {
         None
     };
-    let first = |p: &serde_json_path::JsonPath| doc.as_ref().and_then(|d| p.query(d).first().cloned());
-    let date_offset = resp.receipt.server_date.map(|d| clock::offset_from_date(d, &resp.receipt));
+    let first =
+        |p: &serde_json_path::JsonPath| doc.as_ref().and_then(|d| p.query(d).first().cloned());
+    let date_offset = resp
+        .receipt
+        .server_date
+        .map(|d| clock::offset_from_date(d, &resp.receipt));
     let correction = correction(spec, date_offset);
     let cookies = cookies(&resp.headers, &resp.receipt, correction);
     let (token, bearer, cookie_name) = match &s.token {
         TokenSource::Json(p) => match first(p) {
             Some(Value::String(t)) if !t.is_empty() => (t, true, None),
-            _ => return Err(fail(FailureCode::JsonPathMismatch, format!("no token string at {p}"), Some(resp))),
+            _ => {
+                return Err(fail(
+                    FailureCode::JsonPathMismatch,
+                    format!("no token string at {p}"),
+                    Some(resp),
+                ));
+            }
         },
         TokenSource::Header(h) => match resp.headers.get(h).and_then(|v| v.to_str().ok()) {
             Some(v) if !v.trim().is_empty() => {
                 let v = v.trim();
-                let v = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+                let v = v
+                    .strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+                    .unwrap_or(v);
                 (v.to_owned(), true, None)
             }
-            _ => return Err(fail(FailureCode::HeaderMismatch, format!("no token in header {h}"), Some(resp))),
+            _ => {
+                return Err(fail(
+                    FailureCode::HeaderMismatch,
+                    format!("no token in header {h}"),
+                    Some(resp),
+                ));
+            }
         },
         TokenSource::Cookie(name) => match cookies.iter().find(|c| &c.name == name) {
             Some(c) => (c.value.expose().to_owned(), false, Some(name.as_str())),
-            None => return Err(fail(FailureCode::HeaderMismatch, format!("the login response set no cookie {name:?}"), Some(resp))),
+            None => {
+                return Err(fail(
+                    FailureCode::HeaderMismatch,
+                    format!("the login response set no cookie {name:?}"),
+                    Some(resp),
+                ));
+            }
         },
     };
     let jwt = jwt_times(&token);
-    let iat_offset = jwt.and_then(|(iat, _)| iat).map(|iat| clock::offset_from_iat(iat, &resp.receipt));
+    let iat_offset = jwt
+        .and_then(|(iat, _)| iat)
+        .map(|iat| clock::offset_from_iat(iat, &resp.receipt));
     let bad = |what: &str| fail(FailureCode::JsonPathMismatch, what.to_owned(), Some(resp));
     let declared = if let Some(p) = &s.expires_in {
         let v = first(p).ok_or_else(|| bad(&format!("nothing at {p}")))?;
-        Some(Declared::ExpiresIn(clock::seconds_value(&v).ok_or_else(|| bad(&format!("{p} is not a number of seconds")))?))
+        Some(Declared::ExpiresIn(clock::seconds_value(&v).ok_or_else(
+            || bad(&format!("{p} is not a number of seconds")),
+        )?))
     } else if let Some(p) = &s.expires_at {
         let v = first(p).ok_or_else(|| bad(&format!("nothing at {p}")))?;
         Some(Declared::ExpiresAt(clock::timestamp(&v).ok_or_else(|| {
@@ -309,12 +442,31 @@ fn scripted(spec: &SessionSpec, s: &super::ScriptSpec, resp: &Exchanged) -> Resu
     };
     let (expiry, source) = match declared {
         Some(d) => (
-            Some(clock::expiry(d, &resp.receipt, spec.base, correction).map_err(|e| bad(&e.to_string()))?),
+            Some(
+                clock::expiry(d, &resp.receipt, spec.base, correction)
+                    .map_err(|e| bad(&e.to_string()))?,
+            ),
             d.source(),
         ),
-        None => cookie_expiry(&cookies, &resp.headers, cookie_name, &resp.receipt, correction),
+        None => cookie_expiry(
+            &cookies,
+            &resp.headers,
+            cookie_name,
+            &resp.receipt,
+            correction,
+        ),
     };
-    Ok(issued(resp, Some(Secret::new(token)), None, cookies, bearer, expiry, source, date_offset, iat_offset))
+    Ok(issued(
+        resp,
+        Some(Secret::new(token)),
+        None,
+        cookies,
+        bearer,
+        expiry,
+        source,
+        date_offset,
+        iat_offset,
+    ))
 }
 
 /// One `Set-Cookie` value: name, value, `Max-Age`, `Expires`.
@@ -334,7 +486,12 @@ pub fn parse_set_cookie(v: &str) -> Option<(String, String, Option<i64>, Option<
             _ => {}
         }
     }
-    Some((name.to_owned(), value.trim().trim_matches('"').to_owned(), max_age, expires))
+    Some((
+        name.to_owned(),
+        value.trim().trim_matches('"').to_owned(),
+        max_age,
+        expires,
+    ))
 }
 
 fn cookie_declared(max_age: Option<i64>, expires: Option<OffsetDateTime>) -> Option<Declared> {
@@ -349,7 +506,8 @@ fn cookie_declared(max_age: Option<i64>, expires: Option<OffsetDateTime>) -> Opt
 fn cookies(headers: &HeaderMap, r: &Receipt, offset: Option<time::Duration>) -> Vec<Cookie> {
     let mut out: Vec<Cookie> = Vec::new();
     for v in headers.get_all(http::header::SET_COOKIE).iter().take(50) {
-        let Some((name, value, max_age, expires)) = v.to_str().ok().and_then(parse_set_cookie) else {
+        let Some((name, value, max_age, expires)) = v.to_str().ok().and_then(parse_set_cookie)
+        else {
             continue;
         };
         let expires_at = cookie_declared(max_age, expires)
@@ -384,8 +542,14 @@ fn cookie_expiry(
         if name.is_some_and(|want| want != n) || !jar.iter().any(|c| c.name == n) {
             continue;
         }
-        let Some(d) = cookie_declared(max_age, expires) else { continue };
-        let source = if max_age.is_some() { "cookie_max_age" } else { "cookie_expires" };
+        let Some(d) = cookie_declared(max_age, expires) else {
+            continue;
+        };
+        let source = if max_age.is_some() {
+            "cookie_max_age"
+        } else {
+            "cookie_expires"
+        };
         if let Ok(e) = clock::expiry(d, r, clock::Base::Receipt, offset)
             && best.is_none_or(|(b, _)| e.expires_at < b.expires_at)
         {
@@ -437,7 +601,11 @@ mod tests {
     fn jwt_claims_decode_with_seconds_or_milliseconds() {
         use base64::Engine as _;
         let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let tok = format!("{}.{}.sig", enc("{\"alg\":\"HS256\"}"), enc("{\"iat\":1738268460,\"exp\":1738272060000}"));
+        let tok = format!(
+            "{}.{}.sig",
+            enc("{\"alg\":\"HS256\"}"),
+            enc("{\"iat\":1738268460,\"exp\":1738272060000}")
+        );
         let (iat, exp) = jwt_times(&tok).unwrap();
         assert_eq!(exp.unwrap() - iat.unwrap(), time::Duration::hours(1));
         assert!(jwt_times("opaque-token").is_none());

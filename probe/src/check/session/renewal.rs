@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{
@@ -20,22 +20,12 @@ use crate::{
     config::{Dur, Secret},
 };
 
-/// The order in which findings decide the run's code.
-const PRIORITY: [FailureCode; 6] = [
-    FailureCode::SessionLoginFailed,
-    FailureCode::SessionRejectedEarly,
-    FailureCode::SessionExpired,
-    FailureCode::SessionRenewalFailed,
-    FailureCode::SessionLifetimeChanged,
-    FailureCode::ClockSkew,
-];
-
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(super) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn secs(d: time::Duration) -> f64 {
+pub(super) fn secs(d: time::Duration) -> f64 {
     (d.as_seconds_f64() * 1000.0).round() / 1000.0
 }
 
@@ -44,17 +34,17 @@ fn dur(d: time::Duration) -> String {
 }
 
 /// What one run saw, accumulated as it goes.
-struct Run<'a> {
-    spec: &'a SessionSpec,
-    findings: Vec<Failure>,
-    events: Vec<Value>,
+pub(super) struct Run<'a> {
+    pub(super) spec: &'a SessionSpec,
+    pub(super) findings: Vec<Failure>,
+    pub(super) events: Vec<Value>,
     /// (source, server − probe) estimates.
-    offsets: Vec<(&'static str, time::Duration)>,
+    pub(super) offsets: Vec<(&'static str, time::Duration)>,
     /// Every credential value seen, scrubbed from the output.
-    secrets: Vec<Secret>,
-    observed_lifetime: Option<time::Duration>,
-    previous_lifetime_ms: Option<i64>,
-    phases: Phases,
+    pub(super) secrets: Vec<Secret>,
+    pub(super) observed_lifetime: Option<time::Duration>,
+    pub(super) previous_lifetime_ms: Option<i64>,
+    pub(super) phases: Phases,
 }
 
 impl<'a> Run<'a> {
@@ -90,14 +80,16 @@ impl<'a> Run<'a> {
     fn remember(&mut self, s: &Session) {
         self.secrets.extend(s.token.clone());
         self.secrets.extend(s.refresh_token.clone());
-        self.secrets.extend(s.cookies.iter().map(|c| c.value.clone()));
+        self.secrets
+            .extend(s.cookies.iter().map(|c| c.value.clone()));
     }
 
     fn add_phases(&mut self, p: &Phases) {
         self.phases.dns = crate::check::http::exchange::add(self.phases.dns, p.dns);
         self.phases.connect = crate::check::http::exchange::add(self.phases.connect, p.connect);
         self.phases.tls = crate::check::http::exchange::add(self.phases.tls, p.tls);
-        self.phases.first_byte = crate::check::http::exchange::add(self.phases.first_byte, p.first_byte);
+        self.phases.first_byte =
+            crate::check::http::exchange::add(self.phases.first_byte, p.first_byte);
     }
 
     fn date(&mut self, r: &Receipt) {
@@ -114,7 +106,8 @@ impl<'a> Run<'a> {
                 self.add_phases(&i.phases);
                 self.secrets.extend(i.token.clone());
                 self.secrets.extend(i.refresh_token.clone());
-                self.secrets.extend(i.cookies.iter().map(|c| c.value.clone()));
+                self.secrets
+                    .extend(i.cookies.iter().map(|c| c.value.clone()));
                 json!({
                     "kind": kind, "at": at, "ok": true, "status": i.status,
                     "declared_lifetime_s": i.expiry.map(|e| secs(e.lifetime)),
@@ -164,15 +157,26 @@ impl<'a> Run<'a> {
         if below.is_some() || above.is_some() {
             let bounds = format!(
                 "{}..{}",
-                self.spec.lifetime_min.map(|d| Dur(d).to_string()).unwrap_or_default(),
-                self.spec.lifetime_max.map(|d| Dur(d).to_string()).unwrap_or_default()
+                self.spec
+                    .lifetime_min
+                    .map(|d| Dur(d).to_string())
+                    .unwrap_or_default(),
+                self.spec
+                    .lifetime_max
+                    .map(|d| Dur(d).to_string())
+                    .unwrap_or_default()
             );
             self.finding(
                 FailureCode::SessionLifetimeChanged,
-                format!("the declared session lifetime {} is outside lifetime_bounds {bounds}", dur(lt)),
+                format!(
+                    "the declared session lifetime {} is outside lifetime_bounds {bounds}",
+                    dur(lt)
+                ),
             );
         }
-        history.first_declared_lifetime_ms.get_or_insert(lt.whole_milliseconds() as i64);
+        history
+            .first_declared_lifetime_ms
+            .get_or_insert(lt.whole_milliseconds() as i64);
         history.last_declared_lifetime_ms = Some(lt.whole_milliseconds() as i64);
     }
 }
@@ -214,7 +218,7 @@ fn apply(s: &mut Session, i: &Issued) {
     s.expiry_source = i.expiry_source.to_owned();
 }
 
-fn renew_at(s: &Session, spec: &SessionSpec) -> Option<OffsetDateTime> {
+pub(super) fn renew_at(s: &Session, spec: &SessionSpec) -> Option<OffsetDateTime> {
     let expires_at = s.expires_at?;
     let e = Expiry {
         issued_at: s.issued_at,
@@ -247,7 +251,10 @@ async fn renew(
                         history.logins += 1;
                         run.finding(
                             FailureCode::SessionRenewalFailed,
-                            format!("refreshing failed ({}: {}); a new login succeeded", e.failure.code, e.failure.message),
+                            format!(
+                                "refreshing failed ({}: {}); a new login succeeded",
+                                e.failure.code, e.failure.message
+                            ),
                         );
                         Ok(i)
                     }
@@ -271,7 +278,12 @@ async fn renew(
 }
 
 /// One run of the check for `check_id`.
-pub async fn run(spec: &SessionSpec, check_id: &str, timeout: Duration, ctx: &RunContext) -> KindResult {
+pub async fn run(
+    spec: &SessionSpec,
+    check_id: &str,
+    timeout: Duration,
+    ctx: &RunContext,
+) -> KindResult {
     let deadline = tokio::time::Instant::now() + timeout;
     let dir = state::state_dir();
     let mut st = state::lock(check_id, &spec.fingerprint, dir.as_deref()).await;
@@ -307,7 +319,8 @@ pub async fn run(spec: &SessionSpec, check_id: &str, timeout: Duration, ctx: &Ru
             }
         }
         Some(mut s) => {
-            let due = spec.renewal == Renewal::BeforeExpiry && renew_at(&s, spec).is_some_and(|at| now >= at);
+            let due = spec.renewal == Renewal::BeforeExpiry
+                && renew_at(&s, spec).is_some_and(|at| now >= at);
             if due {
                 let history = &mut st.history;
                 match renew(spec, &s, ctx, deadline, &mut run, history).await {
@@ -326,17 +339,26 @@ pub async fn run(spec: &SessionSpec, check_id: &str, timeout: Duration, ctx: &Ru
                         let now = OffsetDateTime::now_utc();
                         let tail = match s.expires_at {
                             Some(e) if now < e => {
-                                format!("the previous credential stays in use until it expires at {}", rfc3339(e))
+                                format!(
+                                    "the previous credential stays in use until it expires at {}",
+                                    rfc3339(e)
+                                )
                             }
                             Some(e) => {
                                 skip_calls = true;
-                                format!("the previous credential expired at {}: protected calls skipped", rfc3339(e))
+                                format!(
+                                    "the previous credential expired at {}: protected calls skipped",
+                                    rfc3339(e)
+                                )
                             }
                             None => String::new(),
                         };
                         run.finding(
                             FailureCode::SessionRenewalFailed,
-                            format!("renewal failed (attempt {}): {msg}; {tail}", s.renewal_failures),
+                            format!(
+                                "renewal failed (attempt {}): {msg}; {tail}",
+                                s.renewal_failures
+                            ),
                         );
                     }
                 }
@@ -362,22 +384,45 @@ pub async fn run(spec: &SessionSpec, check_id: &str, timeout: Duration, ctx: &Ru
             }
         }
         if let Some(i) = rejected {
-            reject(spec, &mut st, &mut run, &mut requests, i, cred, fresh, ctx, deadline).await;
+            reject(
+                spec,
+                &mut st,
+                &mut run,
+                &mut requests,
+                i,
+                cred,
+                fresh,
+                ctx,
+                deadline,
+            )
+            .await;
         }
     }
 
     // 3. The server's clock.
     for (source, off) in run.offsets.clone() {
         // `Date` has one-second resolution: allow for it.
-        let slack = if source == "date" { Duration::from_millis(500) } else { Duration::ZERO };
+        let slack = if source == "date" {
+            Duration::from_millis(500)
+        } else {
+            Duration::ZERO
+        };
         if clock::skewed(off, spec.clock_skew_tolerance + slack) {
-            let side = if off.is_negative() { "behind" } else { "ahead of" };
+            let side = if off.is_negative() {
+                "behind"
+            } else {
+                "ahead of"
+            };
             run.finding(
                 FailureCode::ClockSkew,
                 format!(
                     "the server's clock is {} {side} the probe's ({}; tolerance {})",
                     dur(off),
-                    if source == "date" { "Date header" } else { "JWT iat" },
+                    if source == "date" {
+                        "Date header"
+                    } else {
+                        "JWT iat"
+                    },
                     Dur(spec.clock_skew_tolerance)
                 ),
             );
@@ -395,7 +440,7 @@ pub async fn run(spec: &SessionSpec, check_id: &str, timeout: Duration, ctx: &Ru
         }
     }
 
-    finish(spec, &st, run, &requests)
+    super::details::finish(spec, &st, run, &requests)
 }
 
 /// Handles the first rejected call (`requests[i]`) by the policy.
@@ -414,11 +459,15 @@ async fn reject(
     let Some(s) = st.session.clone() else { return };
     let r = &requests[i];
     let status = r.status.unwrap_or(401);
-    let age = r.at - s.issued_at;
+    // Whole milliseconds, as persisted, so details agree across runs.
+    let age = time::Duration::milliseconds(ms(r.at) - ms(s.issued_at));
     run.observed_lifetime = Some(age);
     st.history.last_observed_lifetime_ms = Some(ms(r.at) - ms(s.issued_at));
     let tolerance = spec.clock_skew_tolerance;
-    let early_by = s.expires_at.map(|e| e - r.at).filter(|left| left.unsigned_abs() > tolerance && left.is_positive());
+    let early_by = s
+        .expires_at
+        .map(|e| e - r.at)
+        .filter(|left| left.unsigned_abs() > tolerance && left.is_positive());
     let declared = s
         .declared_lifetime_ms
         .map(|l| format!("declared lifetime {}", dur(time::Duration::milliseconds(l))))
@@ -452,7 +501,14 @@ async fn reject(
     } else if fresh {
         run.finding(
             FailureCode::SessionRejectedEarly,
-            format!("a credential {} in this run was rejected ({status})", if cred == Credential::Renewed { "renewed" } else { "issued" }),
+            format!(
+                "a credential {} in this run was rejected ({status})",
+                if cred == Credential::Renewed {
+                    "renewed"
+                } else {
+                    "issued"
+                }
+            ),
         );
     }
     // Log in again and retry the rejected call and the rest once.
@@ -463,7 +519,10 @@ async fn reject(
         Err(e) => {
             run.finding(
                 FailureCode::SessionRenewalFailed,
-                format!("logging in again after a {status} failed: {} ({})", e.failure.message, e.failure.code),
+                format!(
+                    "logging in again after a {status} failed: {} ({})",
+                    e.failure.message, e.failure.code
+                ),
             );
             return;
         }
@@ -471,7 +530,9 @@ async fn reject(
     st.history.logins += 1;
     st.history.renewals += 1;
     run.accept(&mut st.history, &i_new);
-    let Some(sess) = st.session.as_mut() else { return };
+    let Some(sess) = st.session.as_mut() else {
+        return;
+    };
     apply(sess, &i_new);
     sess.renewals += 1;
     let sess = sess.clone();
@@ -487,111 +548,12 @@ async fn reject(
         if rej {
             run.finding(
                 FailureCode::SessionRejectedEarly,
-                format!("a credential from a new login was rejected ({})", requests.last().and_then(|r| r.status).unwrap_or(401)),
+                format!(
+                    "a credential from a new login was rejected ({})",
+                    requests.last().and_then(|r| r.status).unwrap_or(401)
+                ),
             );
             break;
         }
-    }
-}
-
-fn scrub_str(s: &str, secrets: &[Secret]) -> String {
-    let mut out = s.to_owned();
-    for sec in secrets {
-        let v = sec.expose();
-        if v.len() >= 4 && out.contains(v) {
-            out = out.replace(v, "**REDACTED**");
-        }
-    }
-    out
-}
-
-fn scrub(v: &mut Value, secrets: &[Secret]) {
-    match v {
-        Value::String(s) => *s = scrub_str(s, secrets),
-        Value::Array(a) => a.iter_mut().for_each(|v| scrub(v, secrets)),
-        Value::Object(o) => o.values_mut().for_each(|v| scrub(v, secrets)),
-        _ => {}
-    }
-}
-
-fn finish(spec: &SessionSpec, st: &CheckState, run: Run<'_>, requests: &[CallResult]) -> KindResult {
-    let now = OffsetDateTime::now_utc();
-    let mut d = Map::new();
-    d.insert("renewal".into(), spec.renewal.as_str().into());
-    d.insert("login_method".into(), spec.login.name().into());
-    if let Some(s) = &st.session {
-        d.insert("session_id".into(), s.id.clone().into());
-        d.insert("session_started_at".into(), rfc3339(s.started_at).into());
-        d.insert("session_age_s".into(), secs(now - s.started_at).into());
-        d.insert("credential_issued_at".into(), rfc3339(s.issued_at).into());
-        d.insert("credential_age_s".into(), secs(now - s.issued_at).into());
-        d.insert("expires_at".into(), s.expires_at.map(rfc3339).into());
-        d.insert("expires_in_s".into(), s.expires_at.map(|e| secs(e - now)).into());
-        d.insert("expiry_source".into(), s.expiry_source.clone().into());
-        d.insert(
-            "declared_lifetime_s".into(),
-            s.declared_lifetime_ms.map(|l| secs(time::Duration::milliseconds(l))).into(),
-        );
-        d.insert("session_renewals".into(), s.renewals.into());
-        d.insert("renewal_failures".into(), s.renewal_failures.into());
-        if spec.renewal == Renewal::BeforeExpiry {
-            d.insert("next_renewal_at".into(), renew_at(s, spec).map(rfc3339).into());
-        }
-    }
-    let ms_s = |v: Option<i64>| v.map(|l| secs(time::Duration::milliseconds(l)));
-    d.insert("first_declared_lifetime_s".into(), ms_s(st.history.first_declared_lifetime_ms).into());
-    if let Some(p) = run.previous_lifetime_ms {
-        d.insert("previous_declared_lifetime_s".into(), ms_s(Some(p)).into());
-    }
-    if let Some(o) = run.observed_lifetime {
-        d.insert("observed_lifetime_s".into(), secs(o).into());
-    } else if let Some(o) = st.history.last_observed_lifetime_ms {
-        d.insert("last_observed_lifetime_s".into(), ms_s(Some(o)).into());
-    }
-    d.insert("logins".into(), st.history.logins.into());
-    d.insert("renewals".into(), st.history.renewals.into());
-    // The most precise estimate: a fresh JWT's iat, else the last Date.
-    let best = run
-        .offsets
-        .iter()
-        .find(|(s, _)| *s == "jwt_iat")
-        .or(run.offsets.last());
-    if let Some((source, off)) = best {
-        d.insert("server_clock_offset_ms".into(), (off.whole_milliseconds() as i64).into());
-        d.insert("server_clock_offset_source".into(), (*source).into());
-    }
-    d.insert("events".into(), Value::Array(run.events.clone()));
-    d.insert("requests".into(), requests.iter().map(CallResult::to_json).collect::<Vec<_>>().into());
-    d.insert(
-        "findings".into(),
-        run.findings
-            .iter()
-            .map(|f| json!({ "code": f.code.as_str(), "message": f.message }))
-            .collect::<Vec<_>>()
-            .into(),
-    );
-    d.insert("persisted".into(), st.persisted.into());
-
-    // The run's code: the first finding by priority, else the first failing
-    // call that was not a session rejection handled above.
-    let top = PRIORITY
-        .iter()
-        .find_map(|c| run.findings.iter().find(|f| f.code == *c))
-        .cloned()
-        .or_else(|| requests.iter().filter(|r| !r.rejected).find_map(|r| r.result.clone().err()));
-    let result = match top {
-        None => Ok(()),
-        Some(f) => {
-            let others: Vec<&str> = run.findings.iter().filter(|o| o.code != f.code).map(|o| o.code.as_str()).collect();
-            let also = if others.is_empty() { String::new() } else { format!(" (also: {})", others.join(", ")) };
-            Err(Failure::new(f.code, scrub_str(&format!("{}{also}", f.message), &run.secrets)))
-        }
-    };
-    let mut details = Value::Object(d);
-    scrub(&mut details, &run.secrets);
-    KindResult {
-        phases: run.phases,
-        result,
-        details,
     }
 }

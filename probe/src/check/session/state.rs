@@ -139,13 +139,19 @@ pub fn set_state_dir(dir: Option<PathBuf>) {
 
 /// The directory session state is persisted in, if any.
 pub fn state_dir() -> Option<PathBuf> {
-    dir_cell().lock().unwrap_or_else(PoisonError::into_inner).clone()
+    dir_cell()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 /// Drops the in-memory state of `check_id` (the file stays): the next run
 /// reads it back from the state directory, as after a probe restart.
 pub fn forget(check_id: &str) {
-    registry().lock().unwrap_or_else(PoisonError::into_inner).remove(check_id);
+    registry()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(check_id);
 }
 
 /// The state of `check_id`, loaded from `dir` on first use; a state for
@@ -395,7 +401,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join("c1.json")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("c1.json"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(load(dir.path(), "other").is_none());
