@@ -27,6 +27,13 @@
 //!   clients (OpenSSL 1.0.x path building) fail even when they trust both →
 //!   `tls_cert_expired`, with the forecast "legacy clients … fail from 2020-05-30".
 //!
+//! - `vendor-b-never` / `vendor-b-renewing`: the IOT Vendor B session: a
+//!   token server issues JWTs that live 4 s and a resource that rejects
+//!   expired ones. The client that logs in once (`renewal = "never"`) fails
+//!   with `session_expired` and the observed lifetime, like the incident's
+//!   integration after its first hour; the renewing one stays green for many
+//!   lifetimes.
+//!
 //! Alerts go to the console sink. With `--for` the demo exits after that
 //! long and prints every check's state per region and every alert raised.
 
@@ -34,7 +41,7 @@ use std::{net::SocketAddr, path::Path};
 
 use anyhow::Context;
 use outpost_probe::config::{Dur, duration::parse_duration};
-use outpost_testkit::{DnsServer, HttpServer, Pki, Reply, RunningServer};
+use outpost_testkit::{DnsServer, HttpServer, Pki, Reply, RunningServer, TokenServer};
 
 /// Arguments of `outpost-controller demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +72,8 @@ struct Targets {
     dns_cache: DnsServer,
     addtrust: RunningServer,
     addtrust_stores: [std::path::PathBuf; 3],
+    tokens: TokenServer,
+    client_secret: std::path::PathBuf,
 }
 
 async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
@@ -118,6 +127,15 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
 
     let (addtrust, addtrust_stores) = addtrust(dir).await?;
 
+    // Vendor B: short-lived signed tokens, a resource that checks them.
+    let tokens = TokenServer::builder()
+        .client("outpost-demo", "demo-client-secret")
+        .lifetime(std::time::Duration::from_secs(4))
+        .run()
+        .await?;
+    let client_secret = dir.join("vendor-b.secret");
+    std::fs::write(&client_secret, "demo-client-secret")?;
+
     Ok(Targets {
         api,
         ingest_http,
@@ -133,6 +151,8 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
         dns_cache,
         addtrust,
         addtrust_stores,
+        tokens,
+        client_secret,
     })
 }
 
@@ -295,6 +315,31 @@ profiles = ["modern", "legacy"]
 # Customers run both modern clients and old devices that trust OLD and NEW.
 must_pass = ["modern/new-root", "modern/old-and-new", "legacy/old-and-new"]
 
+[[checks]]
+id = "vendor-b-never"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "iot-vendor-b-401-after-1h" }}
+# An expired session is definitive and not a network-local problem:
+# page on the first failure from any region, and stay open while every new
+# session dies again (two good runs between failures are not a recovery).
+alert = {{ min_regions = 1, confirmations = 1, recoveries = 3 }}
+[checks.session]
+login = {{ oauth2_client_credentials = {{ token_url = "{token_url}", client_id = "outpost-demo", client_secret = {{ file = "{client_secret}" }} }} }}
+use = [{{ url = "{resource_url}" }}]
+renewal = "never"
+
+[[checks]]
+id = "vendor-b-renewing"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "iot-vendor-b-401-after-1h" }}
+[checks.session]
+login = {{ oauth2_client_credentials = {{ token_url = "{token_url}", client_id = "outpost-demo", client_secret = {{ file = "{client_secret}" }} }} }}
+use = [{{ url = "{resource_url}" }}]
+renewal = "before_expiry"
+renew_before = "1500ms"
+
 [[sinks]]
 name = "console"
 console = {{}}
@@ -314,6 +359,9 @@ sinks = ["console"]
         old_root = t.addtrust_stores[0].display(),
         new_root = t.addtrust_stores[1].display(),
         both_roots = t.addtrust_stores[2].display(),
+        token_url = t.tokens.url("/oauth/token"),
+        resource_url = t.tokens.url("/api/data"),
+        client_secret = t.client_secret.display(),
     ));
     s
 }
@@ -371,7 +419,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     println!("  probes:       {} (gRPC on {grpc})", REGIONS.join(", "));
     println!("  replaying:    healthy HTTPS API; IOT HTTP->HTTPS 308 for a machine client; TIS load-balanced pair with one 502 backend;");
     println!("                HTTPS->HTTP login redirect; IOT data 17 h stale; blue->green CNAME flip at +5s with a lagging resolver;");
-    println!("                the AddTrust root expiry: a cross-signed chain that legacy clients cannot build");
+    println!("                the AddTrust root expiry: a cross-signed chain that legacy clients cannot build;");
+    println!("                Vendor B sessions: 4 s tokens, one client that never renews and one that does");
     let primary = targets.dns_primary.clone();
     let flip = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;

@@ -38,6 +38,10 @@ fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
     let addtrust = line("logdna-addtrust");
     assert!(addtrust.contains("FAILING (tls_cert_expired)"), "{addtrust}");
     assert!(stdout.contains("legacy/old-and-new: tls_cert_expired"), "{stdout}");
+    // Vendor B: the client that never renews is paged with session_expired; the renewing one stays green.
+    assert!(stdout.contains("vendor-b-never failing from"), "{stdout}");
+    let renewing = line("vendor-b-renewing");
+    assert!(renewing.contains("OK") && !renewing.contains("FAILING"), "{renewing}");
     // Both alerts raised, the healthy API not.
     let alerts: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("Alerts raised")).collect();
     assert!(alerts.iter().any(|l| l.contains("iot-ingest-308 failing from")), "{stdout}");
