@@ -36,6 +36,9 @@ enum Command {
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller.
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Serve the benchmark target (used by `all` as a child process).
     Target {
@@ -55,11 +58,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Target { plain, silent, dir } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(scenario::serve_target(plain, silent, &dir))
         }
-        Command::All { quick, json } => {
-            let report = scenario::run_all(quick)?;
+        Command::All { quick, json, only } => {
+            let report = scenario::run_all(quick, &only)?;
             println!("{}", report.render());
             if let Some(path) = json {
                 std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)?;

@@ -15,9 +15,11 @@
 //!   [unix_ms i64 LE][payload]`, where payload is the protobuf `CheckResult`
 //!   and the CRC-32C covers seq, time and payload. Within a segment sequences
 //!   are contiguous.
-//! - `acked`: `[through u64 LE][crc32c u32 LE]`, replaced atomically (write
-//!   `acked.tmp`, rename). Every record with `seq <= through` is committed at
-//!   the controller.
+//! - `acked`: `[through u64 LE][crc32c u32 LE]`, overwritten in place with
+//!   one 12-byte `pwrite` per acknowledgement (no file churn on the hot path).
+//!   Every record with `seq <= through` is committed at the controller. A torn
+//!   or damaged pointer fails its checksum and reads as 0: everything still on
+//!   disk is resent, which the controller ignores by result id.
 //!
 //! # Invariants
 //! - A result is appended (one `write` of the whole record) before the
@@ -193,6 +195,7 @@ struct Inner {
     dropped: BTreeMap<DropReason, u64>,
     last_drop_log: Option<Instant>,
     dirty: bool,
+    acked_file: Option<File>,
 }
 
 /// Results waiting for acknowledgement, durable on disk.
@@ -386,6 +389,7 @@ impl Outbox {
             {
                 names.push((first, path));
             } else if name == "acked.tmp" {
+                // Left by versions that replaced the pointer by rename.
                 let _ = fs::remove_file(&path);
             }
         }
@@ -450,6 +454,7 @@ impl Outbox {
             dropped,
             last_drop_log: None,
             dirty: false,
+            acked_file: None,
         };
         let ob = Self {
             cfg,
@@ -719,7 +724,8 @@ impl Outbox {
         }
         let before: u64 = g.segments.values().map(|s| s.count_after(g.acked)).sum();
         g.acked = through.min(g.next_seq.saturating_sub(1));
-        if let Err(e) = write_acked(&self.cfg.dir, g.acked) {
+        let through = g.acked;
+        if let Err(e) = write_acked(&self.cfg.dir, &mut g.acked_file, through) {
             tracing::warn!(error = %e, "outbox: cannot persist the ack pointer; acknowledged results may be resent");
         }
         let acked = g.acked;
@@ -836,14 +842,19 @@ fn read_acked(dir: &Path) -> u64 {
     }
 }
 
-fn write_acked(dir: &Path, through: u64) -> io::Result<()> {
+fn write_acked(dir: &Path, file: &mut Option<File>, through: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
     let v = through.to_le_bytes();
-    let mut buf = Vec::with_capacity(12);
-    buf.extend_from_slice(&v);
-    buf.extend_from_slice(&crc32c(&[&v]).to_le_bytes());
-    let tmp = dir.join("acked.tmp");
-    fs::write(&tmp, &buf)?;
-    fs::rename(&tmp, dir.join("acked"))
+    let mut buf = [0u8; 12];
+    buf[..8].copy_from_slice(&v);
+    buf[8..].copy_from_slice(&crc32c(&[&v]).to_le_bytes());
+    if file.is_none() {
+        *file = Some(OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("acked"))?);
+    }
+    match file {
+        Some(f) => f.write_all_at(&buf, 0),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

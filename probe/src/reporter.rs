@@ -27,6 +27,8 @@ use crate::{
 
 /// Results per batch at most.
 pub const MAX_BATCH: usize = 500;
+/// How long results are collected before a batch is sent.
+pub const LINGER: Duration = Duration::from_millis(20);
 /// First reconnect delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest reconnect delay.
@@ -181,18 +183,36 @@ async fn session(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // At most one batch in flight keeps ack order simple and memory bounded.
     let mut in_flight = false;
+    // Results are collected for up to LINGER before a batch goes out, so a
+    // quiet probe sends one message per LINGER, not one per result; a backlog
+    // (the previous batch was full) goes out back to back.
+    let mut linger: Option<tokio::time::Instant> = None;
+    let mut backlog = true;
     loop {
         if !in_flight && outbox.has_unsent() {
-            let results = outbox.take_unsent(MAX_BATCH);
-            tx.send(ProbeMessage {
-                body: Some(PBody::Results(ResultBatch { results })),
-            })
-            .await
-            .map_err(|_| ReporterError::Closed)?;
-            in_flight = true;
-            continue;
+            let now = tokio::time::Instant::now();
+            let due = *linger.get_or_insert(now + LINGER);
+            if backlog || now >= due {
+                let results = outbox.take_unsent(MAX_BATCH);
+                backlog = results.len() == MAX_BATCH;
+                tx.send(ProbeMessage {
+                    body: Some(PBody::Results(ResultBatch { results })),
+                })
+                .await
+                .map_err(|_| ReporterError::Closed)?;
+                in_flight = true;
+                linger = None;
+                continue;
+            }
         }
+        let linger_wait = async {
+            match linger {
+                Some(t) if !in_flight => tokio::time::sleep_until(t).await,
+                _ => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
+            _ = linger_wait => {}
             msg = inbound.message() => {
                 let Some(msg) = msg? else { return Err(ReporterError::Closed) };
                 match msg {
