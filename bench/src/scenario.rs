@@ -593,10 +593,8 @@ fn blackbox(target: &Target, module: &str, n: u64) -> anyhow::Result<Option<f64>
     let url = target.url.replace("127.0.0.1", "localhost");
     let get = |q: &str| -> anyhow::Result<String> {
         let mut s = std::net::TcpStream::connect(&listen)?;
-        write!(
-            s,
-            "GET /probe?module={module}&target={q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )?;
+        // HTTP/1.0: no chunked encoding splitting metric lines.
+        write!(s, "GET /probe?module={module}&target={q} HTTP/1.0\r\nHost: x\r\n\r\n")?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)

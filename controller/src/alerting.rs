@@ -16,8 +16,10 @@
 //! - **Kinds.** `check_failing` ([`rule`]: a check failing from `min_regions`
 //!   fresh regions) and `probe_offline` ([`offline`]: one fleet-level alert
 //!   per silent probe; its regions count as stale for every check, so an
-//!   offline probe never pages per check). Routes carry kinds
-//!   (`[[routes]].kinds`).
+//!   offline probe never pages per check) and `certificate_expiring`
+//!   ([`certificate`]: one alert per certificate of the inventory, escalated
+//!   as thresholds are crossed, evaluated every minute and after batches that
+//!   carried certificates). Routes carry kinds (`[[routes]].kinds`).
 //! - **Outbox.** Firing inserts the alert and one `trigger` notification per
 //!   routed sink in one transaction; resolving marks it resolved and queues a
 //!   `resolve` for every sink that got the trigger (even if routes changed
@@ -28,10 +30,12 @@
 //!   and one resolve after it, delivered at least once (exactly once unless
 //!   the process dies between the sink's answer and recording it), trigger
 //!   before resolve. Nothing pending is lost on a crash or `kill -9`.
-//! - **Dedup keys.** `outpost/<check_id>/check_failing` and
-//!   `outpost/probe/<probe>/probe_offline`: deterministic, so replicas or a
-//!   replayed notification collapse into one incident.
+//! - **Dedup keys.** `outpost/<check_id>/check_failing`,
+//!   `outpost/probe/<probe>/probe_offline` and
+//!   `outpost/certificate/<sha256>/certificate_expiring`: deterministic, so
+//!   replicas or a replayed notification collapse into one incident.
 
+pub mod certificate;
 pub mod offline;
 pub mod rule;
 pub mod sink;
@@ -93,6 +97,13 @@ pub struct AlertEvent {
 pub enum Transition {
     /// An alert opened.
     Fired {
+        /// Alert id.
+        alert_id: i64,
+        /// Sinks notified.
+        sinks: Vec<String>,
+    },
+    /// An open alert got a higher severity and a new trigger.
+    Escalated {
         /// Alert id.
         alert_id: i64,
         /// Sinks notified.
@@ -359,7 +370,8 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
-/// Runs evaluations: on request after batches, and every [`TICK`].
+/// Runs evaluations: on request after batches, and every [`TICK`];
+/// certificates every [`certificate::TICK`] and after batches that carried some.
 pub async fn run_evaluator(
     ctl: Controller,
     mut requests: tokio::sync::mpsc::Receiver<BTreeSet<String>>,
@@ -367,6 +379,8 @@ pub async fn run_evaluator(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cert_tick = tokio::time::interval(certificate::TICK);
+    cert_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let result = tokio::select! {
             Some(mut checks) = requests.recv() => {
@@ -376,6 +390,10 @@ pub async fn run_evaluator(
                 evaluate_checks(&ctl, &checks, crate::store::now_ms()).await.map(|_| ())
             }
             _ = tick.tick() => evaluate_all(&ctl, crate::store::now_ms()).await.map(|_| ()),
+            _ = cert_tick.tick() => certificate::evaluate(&ctl, crate::store::now_ms()).await.map(|_| ()),
+            _ = ctl.certificates_changed().notified() => {
+                certificate::evaluate(&ctl, crate::store::now_ms()).await.map(|_| ())
+            }
             _ = crate::stopped(&mut shutdown) => return,
         };
         if let Err(e) = result {

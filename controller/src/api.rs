@@ -3,9 +3,20 @@
 //! `/readyz`. Tests call `router(controller)` without a socket.
 //!
 //! - `GET /api/v1/checks`: every check with its overall state and per-region state.
-//! - `GET /api/v1/checks/{id}`: one check plus its 50 newest results.
+//! - `GET /api/v1/checks/{id}`: one check plus its 50 newest results and
+//!   its 20 newest events. Each region carries `summary`, the newest
+//!   result's details in one line (backends failing, session age, …).
 //! - `GET /api/v1/alerts`: open alerts first, then recent ones.
 //! - `GET /api/v1/probes`: configured and seen probes, fresh or offline.
+//! - `GET /api/v1/events?check=ID&limit=N`: DNS answer changes ([`events`]).
+//! - `GET /api/v1/certificates`: the certificate inventory ([`certificates`]).
+//!
+//! Result details are passed through [`crate::details::redact`] before they
+//! leave: a key that looks like a token, secret, password, cookie or
+//! authorization never shows its value, whatever a probe sent.
+
+pub mod certificates;
+pub mod events;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +46,8 @@ pub const REASON_NO_RECENT_RESULT: &str = "no result for 3 intervals";
 
 /// Results shown per check.
 pub const RECENT_RESULTS: u32 = 50;
+/// Events listed with a check.
+pub const CHECK_EVENTS: u32 = 20;
 /// Alerts listed.
 pub const ALERTS_LISTED: u32 = 100;
 
@@ -45,6 +58,8 @@ pub fn router(ctl: Controller) -> Router {
         .route("/api/v1/checks/{id}", get(get_check))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/probes", get(list_probes))
+        .route("/api/v1/events", get(events::list_events))
+        .route("/api/v1/certificates", get(certificates::list_certificates))
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -95,6 +110,11 @@ pub struct RegionView {
     pub consecutive_passes: u32,
     /// Probe that sent the newest result.
     pub probe: Option<String>,
+    /// What the newest result's details say in one line, by kind:
+    /// `1 of 2 backends failing (192.0.2.2:443)`, `session age 2h 13m, 14
+    /// renewals, declared lifetime 1h, next renewal in 4m`, `change
+    /// propagating: 1 resolver lagging`, the TLS forecast.
+    pub summary: Option<String>,
 }
 
 /// One check.
@@ -140,6 +160,9 @@ fn region_view(
         consecutive_failures: state.map(|s| s.consecutive_failures).unwrap_or(0),
         consecutive_passes: state.map(|s| s.consecutive_passes).unwrap_or(0),
         probe: state.map(|s| s.last_probe.clone()),
+        summary: state
+            .and_then(|s| serde_json::from_str(&s.last_details_json).ok())
+            .and_then(|d| crate::details::cell_summary(check.spec.kind.name(), &d, now)),
     }
 }
 
@@ -279,7 +302,9 @@ fn result_view(r: &ResultRow) -> ResultView<'_> {
         failure_message: r.failure_message.as_deref(),
         total_us: r.total_us,
         first_byte_us: r.first_byte_us,
-        details: serde_json::from_str(&r.details_json).unwrap_or(serde_json::Value::Null),
+        details: serde_json::from_str(&r.details_json)
+            .map(|d| crate::details::redact(&d))
+            .unwrap_or(serde_json::Value::Null),
     }
 }
 
@@ -295,9 +320,10 @@ async fn get_check(
         ));
     };
     let results: Vec<ResultView<'_>> = results.iter().map(result_view).collect();
-    Ok(Json(
-        serde_json::json!({ "now_ms": now, "check": view, "recent_results": results }),
-    ))
+    let events = events::event_views(&ctl, Some(&id), CHECK_EVENTS).await?;
+    Ok(Json(serde_json::json!({
+        "now_ms": now, "check": view, "recent_results": results, "events": events,
+    })))
 }
 
 fn notification_json(n: &NotificationRow) -> serde_json::Value {

@@ -37,6 +37,8 @@
 //! checks = ["*"]
 //! ```
 
+pub mod certificate;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
     net::SocketAddr,
@@ -94,7 +96,10 @@ pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
 /// Default severity of a `probe_offline` alert.
 pub const DEFAULT_OFFLINE_SEVERITY: &str = "error";
 /// Alert kinds a route can match (`[[routes]].kinds`).
-pub const ALERT_KINDS: &[&str] = &["check_failing", "probe_offline"];
+pub const ALERT_KINDS: &[&str] = &["check_failing", "probe_offline", "certificate_expiring"];
+/// Event kinds a route can carry when it names them (never by default):
+/// info notifications, no alert.
+pub const EVENT_KINDS: &[&str] = &["dns_change"];
 /// Pager severities.
 pub const SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
 
@@ -260,8 +265,14 @@ pub struct RawRoute {
     #[serde(default)]
     pub checks: Option<Vec<String>>,
     /// Alert kinds this route carries: `"check_failing"` (a check failing from
-    /// `min_regions` regions) and/or `"probe_offline"` (a probe silent for
-    /// `alerting.offline_after`, one alert per probe). Default: both.
+    /// `min_regions` regions), `"probe_offline"` (a probe silent for
+    /// `alerting.offline_after`, one alert per probe) and/or
+    /// `"certificate_expiring"` (a served certificate within
+    /// `alerting.certificates.thresholds` of expiry, one alert per
+    /// certificate whichever checks see it). Default: all three. Also
+    /// `"dns_change"`, only when listed: an info notification per DNS answer
+    /// change (webhook `event: "info"`, a console line, a PagerDuty change
+    /// event — never an incident).
     /// Example: `kinds = ["probe_offline"]` for a fleet-operations route.
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
@@ -285,6 +296,10 @@ pub struct RawAlerting {
     /// `"warning"` or `"info"`. Default `"error"`.
     #[serde(default)]
     pub offline_severity: Option<String>,
+    /// `certificate_expiring` alerts: thresholds and when they resolve.
+    /// Optional; see [`certificate::RawCertificateAlerting`].
+    #[serde(default)]
+    pub certificates: Option<certificate::RawCertificateAlerting>,
 }
 
 /// Validated controller configuration.
@@ -314,6 +329,8 @@ pub struct ControllerConfig {
     pub offline_after: Duration,
     /// Severity of `probe_offline` alerts.
     pub offline_severity: String,
+    /// When certificates page.
+    pub certificates: certificate::CertificatePolicy,
 }
 
 /// TLS files for the gRPC listener.
@@ -645,6 +662,10 @@ impl RawControllerFile {
                 ),
             );
         }
+        let certificates = certificate::validate(
+            self.alerting.as_ref().and_then(|a| a.certificates.as_ref()),
+            &mut p,
+        );
         p.finish(source)?;
         Ok(ControllerConfig {
             path: None,
@@ -661,6 +682,7 @@ impl RawControllerFile {
             routes,
             offline_after,
             offline_severity,
+            certificates,
         })
     }
 
@@ -803,12 +825,13 @@ impl RawControllerFile {
                 );
             }
             for (j, k) in kinds.iter().enumerate() {
-                if !ALERT_KINDS.contains(&k.as_str()) {
+                if !ALERT_KINDS.contains(&k.as_str()) && !EVENT_KINDS.contains(&k.as_str()) {
                     p.push(
                         format!("{path}.kinds[{j}]"),
                         format!(
-                            "unknown alert kind {k:?}; kinds: {}",
-                            ALERT_KINDS.join(", ")
+                            "unknown alert kind {k:?}; kinds: {}, {}",
+                            ALERT_KINDS.join(", "),
+                            EVENT_KINDS.join(", ")
                         ),
                     );
                 }

@@ -1,5 +1,7 @@
 //! The server-rendered status page: `/` (checks × regions grid, open-alert
-//! banner) and `/checks/{id}` (per-region state and recent results).
+//! banner, recent DNS changes, probes), `/checks/{id}` ([`detail`]: per-region
+//! state, what the newest results saw by kind, changes, recent results) and
+//! `/certificates` ([`certificates`]: the inventory).
 //!
 //! Built so the states that matter cannot be missed (the IOT incident: stale
 //! data shown as a faint grey border for 17 hours): FAILING is a solid red
@@ -7,12 +9,15 @@
 //! age ("no result for 95s"). No external assets, every text escaped, the
 //! page refreshes itself every 5 s.
 
+pub mod certificates;
+pub mod detail;
+mod kind;
+
 use std::fmt::Write;
 
 use axum::{
     Router,
-    extract::{Path, State},
-    http::StatusCode,
+    extract::State,
     response::{Html, IntoResponse, Response},
     routing::get,
 };
@@ -20,15 +25,20 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     Controller,
-    api::{self, CheckView, RegionView},
-    store::{AlertRow, ResultRow, now_ms},
+    alerting::certificate::KIND_CERTIFICATE_EXPIRING,
+    api::{self, CheckView, RegionView, events::EventView},
+    store::{AlertRow, now_ms},
 };
+
+/// Changes listed on the status page.
+pub const RECENT_CHANGES: u32 = 10;
 
 /// Routes of the page (merged into [`api::router`]).
 pub fn routes() -> Router<Controller> {
     Router::new()
         .route("/", get(index))
-        .route("/checks/{id}", get(detail))
+        .route("/checks/{id}", get(detail::page_handler))
+        .route("/certificates", get(certificates::page_handler))
 }
 
 /// HTML-escapes text.
@@ -58,7 +68,7 @@ pub fn human_age(ms: i64) -> String {
     }
 }
 
-fn timestamp(ms: i64) -> String {
+pub(crate) fn timestamp(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.replace_millisecond(0).ok())
@@ -76,13 +86,18 @@ th{background:#eee}.small{font-size:12px;color:#444}\
 .FAILING{background:#c00000;color:#fff;font-weight:bold}.FAILING .small{color:#fff}\
 .STALE{background:#ffb000;color:#000;font-weight:bold}.STALE .small{color:#000}\
 .UNKNOWN{background:#ddd;color:#333}.OK{background:#d8f5dc;color:#114a1d}.NA{background:#fafafa;color:#aaa}\
-.word{font-size:15px;letter-spacing:.5px}code{font-size:12px}";
+.word{font-size:15px;letter-spacing:.5px}code{font-size:12px}\
+nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ffb000;color:#000;padding:8px 16px;font-weight:bold}\
+.arrow{font-weight:bold;padding:0 4px}pre{background:#fff;border:1px solid #ccc;padding:8px;font-size:12px;overflow:auto;max-width:100%}\
+.expired{background:#c00000;color:#fff;font-weight:bold}.critical{background:#e04000;color:#fff;font-weight:bold}\
+.error{background:#ff7a00;color:#000;font-weight:bold}.warning{background:#ffd24d;color:#000}.info,.ok{background:#fff}\
+.muted{color:#777}";
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head>\
-         <body><header><h1><a href=\"/\">Outpost</a></h1><span class=\"meta\">{} · updated {} · refreshes every 5s</span></header>{body}</body></html>",
+         <body><header><h1><a href=\"/\">Outpost</a></h1><nav><a href=\"/\">status</a><a href=\"/certificates\">certificates</a></nav><span class=\"meta\">{} · updated {} · refreshes every 5s</span></header>{body}</body></html>",
         escape(title),
         escape(title),
         timestamp(now_ms()),
@@ -101,6 +116,7 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
     for a in open {
         // Fleet-level alerts (probe_offline) point at the probes table.
         let href = match &a.probe {
+            _ if a.kind == KIND_CERTIFICATE_EXPIRING => "/certificates".to_owned(),
             Some(_) if a.check_id.is_empty() => "/#probes".to_owned(),
             _ => format!("/checks/{}", escape(&a.check_id)),
         };
@@ -116,7 +132,7 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
     s
 }
 
-fn region_cell(r: &RegionView) -> String {
+pub(crate) fn region_cell(r: &RegionView) -> String {
     let detail = match r.state {
         "STALE" if r.reason == Some(api::REASON_PROBE_OFFLINE) => format!(
             "probe offline · last result {} ago",
@@ -131,14 +147,24 @@ fn region_cell(r: &RegionView) -> String {
         ),
         _ => format!("{} ago", human_age(r.age_ms.unwrap_or(0))),
     };
-    let title = r.message.as_deref().map(escape).unwrap_or_default();
+    let title = [r.message.as_deref(), r.summary.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(escape)
+        .collect::<Vec<_>>()
+        .join(" — ");
+    let summary = r
+        .summary
+        .as_deref()
+        .map(|s| format!("<div class=\"small\">{}</div>", escape(s)))
+        .unwrap_or_default();
     format!(
-        "<td class=\"{}\" title=\"{title}\"><span class=\"word\">{}</span><div class=\"small\">{detail}</div></td>",
+        "<td class=\"{}\" title=\"{title}\"><span class=\"word\">{}</span><div class=\"small\">{detail}</div>{summary}</td>",
         r.state, r.state
     )
 }
 
-fn grid(checks: &[CheckView], regions: &[String]) -> String {
+pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> String {
     let mut s = String::from("<table><tr><th>check</th><th>state</th>");
     for r in regions {
         let _ = write!(s, "<th>{}</th>", escape(r));
@@ -213,7 +239,7 @@ fn probes_table(probes: &[api::ProbeView], now: i64) -> String {
     s
 }
 
-fn error_page(e: api::ApiError) -> Response {
+pub(crate) fn error_page(e: api::ApiError) -> Response {
     (
         e.0,
         Html(page(
@@ -231,6 +257,76 @@ async fn index(State(ctl): State<Controller>) -> Response {
     }
 }
 
+/// The "Recent changes" table: when, check, old → new, where seen.
+pub(crate) fn changes_table(events: &[EventView], now: i64, with_check: bool) -> String {
+    if events.is_empty() {
+        return "<p class=\"muted\">No DNS answer changes recorded.</p>".into();
+    }
+    let mut s = String::from("<table><tr><th>when</th>");
+    if with_check {
+        s.push_str("<th>check</th>");
+    }
+    s.push_str("<th>change</th><th>old</th><th></th><th>new</th><th>seen from</th></tr>");
+    for e in events {
+        let _ = write!(
+            s,
+            "<tr><td>{} <span class=\"small\">({} ago)</span></td>",
+            timestamp(e.at_ms),
+            human_age(now - e.at_ms)
+        );
+        if with_check {
+            let _ = write!(
+                s,
+                "<td><a href=\"/checks/{}\">{}</a></td>",
+                escape(&e.check_id),
+                escape(&e.check_id)
+            );
+        }
+        let _ = write!(
+            s,
+            "<td>{}</td><td>{}</td><td class=\"arrow\">→</td><td>{}</td><td>{}</td></tr>",
+            escape(&e.title),
+            kind::answer_set(&e.old),
+            kind::answer_set(&e.new),
+            escape(&e.regions.join(", "))
+        );
+    }
+    s.push_str("</table>");
+    s
+}
+
+/// A strip naming expired and soon-expiring served certificates.
+async fn certificate_strip(ctl: &Controller, now: i64) -> Result<String, api::ApiError> {
+    let certs = api::certificates::certificate_views(ctl, now).await?;
+    let bad: Vec<_> = certs
+        .iter()
+        .filter(|c| c.status == "current" && c.level != "ok")
+        .collect();
+    if bad.is_empty() {
+        return Ok(String::new());
+    }
+    let expired = bad.iter().filter(|c| c.level == "expired").count();
+    let soonest = bad.iter().map(|c| c.days_left).min().unwrap_or(0);
+    let text = if expired > 0 {
+        format!(
+            "{expired} served certificate{} EXPIRED; {} expiring",
+            if expired == 1 { "" } else { "s" },
+            bad.len() - expired
+        )
+    } else {
+        format!(
+            "{} served certificate{} expiring, the first in {soonest} day{}",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "s" },
+            if soonest == 1 { "" } else { "s" }
+        )
+    };
+    let class = if expired > 0 { "banner" } else { "warn" };
+    Ok(format!(
+        "<div class=\"{class}\"><a style=\"color:inherit\" href=\"/certificates\">{text} — see certificates</a></div>"
+    ))
+}
+
 async fn render_index(ctl: &Controller) -> Result<String, api::ApiError> {
     let now = now_ms();
     let checks = api::check_views(ctl, now).await?;
@@ -238,68 +334,16 @@ async fn render_index(ctl: &Controller) -> Result<String, api::ApiError> {
     let open: Vec<&AlertRow> = alerts.iter().collect();
     let probes = api::probe_views(ctl, now).await?;
     let regions = ctl.config().regions();
+    let events = api::events::event_views(ctl, None, RECENT_CHANGES).await?;
     let body = format!(
-        "{}<main><h2>Checks</h2>{}{}</main>",
+        "{}{}<main><h2>Checks</h2>{}<h2 id=\"changes\">Recent changes</h2>{}{}</main>",
         banner(&open, now),
+        certificate_strip(ctl, now).await?,
         grid(&checks, &regions),
+        changes_table(&events, now, true),
         probes_table(&probes, now)
     );
     Ok(page("Outpost status", &body))
-}
-
-async fn detail(State(ctl): State<Controller>, Path(id): Path<String>) -> Response {
-    let now = now_ms();
-    match api::check_detail(&ctl, &id, now).await {
-        Ok(Some((view, results))) => Html(render_detail(&view, &results, now)).into_response(),
-        Ok(None) => error_page(api::ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no check with id {id:?}"),
-        )),
-        Err(e) => error_page(e.into()),
-    }
-}
-
-fn render_detail(view: &CheckView, results: &[ResultRow], now: i64) -> String {
-    let regions: Vec<String> = view.regions.iter().map(|r| r.region.clone()).collect();
-    let mut body = format!(
-        "<main><h2>{}</h2>{}",
-        escape(&view.id),
-        grid(std::slice::from_ref(view), &regions)
-    );
-    body.push_str("<h3>Regions</h3><table><tr><th>region</th><th>state</th><th>failures in a row</th><th>passes in a row</th><th>last message</th></tr>");
-    for r in &view.regions {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&r.region),
-            r.state,
-            r.state,
-            r.consecutive_failures,
-            r.consecutive_passes,
-            escape(r.message.as_deref().unwrap_or(""))
-        );
-    }
-    body.push_str("</table><h3>Recent results</h3><table><tr><th>started</th><th>region</th><th>probe</th><th>result</th><th>code</th><th>message</th><th>total</th></tr>");
-    for r in results {
-        let (class, word) = if r.ok {
-            ("OK", "OK")
-        } else {
-            ("FAILING", "FAIL")
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{} <span class=\"small\">({} ago)</span></td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td><td><code>{}</code></td><td>{}</td><td>{} ms</td></tr>",
-            timestamp(r.started_at_ms),
-            human_age(now - r.started_at_ms),
-            escape(&r.region),
-            escape(&r.probe),
-            escape(r.failure_code.as_deref().unwrap_or("")),
-            escape(r.failure_message.as_deref().unwrap_or("")),
-            r.total_us / 1000
-        );
-    }
-    body.push_str("</table></main>");
-    page(&format!("Outpost: {}", view.id), &body)
 }
 
 #[cfg(test)]
@@ -335,11 +379,13 @@ mod tests {
             consecutive_failures: 0,
             consecutive_passes: 3,
             probe: None,
+            summary: Some("1 of 2 backends failing".into()),
         };
         let html = region_cell(&r);
         assert!(html.contains("class=\"STALE\""));
         assert!(html.contains(">STALE<"));
         assert!(html.contains("no result for 95s"));
+        assert!(html.contains("1 of 2 backends failing"));
         assert!(!html.contains("<script>"));
     }
 }

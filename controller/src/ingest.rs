@@ -533,10 +533,15 @@ async fn handle_batch(
         .map(|r| (r.result_id.clone(), r.check_id.clone()))
         .collect();
     let received = now_ms();
-    let outcome = ctl.store().ingest(rows, received).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot commit result batch");
-        Status::unavailable("controller store unavailable; the batch was not stored, resend it")
-    })?;
+    let event_sinks = cfg.sinks_for_kind(crate::event::KIND_DNS_CHANGE);
+    let outcome = ctl
+        .store()
+        .ingest_notifying(rows, received, &event_sinks)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot commit result batch");
+            Status::unavailable("controller store unavailable; the batch was not stored, resend it")
+        })?;
     let region = probe.region.as_str();
     let m = ctl.metrics();
     m.inc(
@@ -584,6 +589,12 @@ async fn handle_batch(
         duplicates = outcome.duplicates,
         "batch acknowledged"
     );
+    if outcome.dns_changes > 0 && !event_sinks.is_empty() {
+        ctl.wake_delivery();
+    }
+    if outcome.certificates > 0 {
+        ctl.certificates_changed().notify_one();
+    }
     if !outcome.affected.is_empty() {
         ctl.request_evaluation(outcome.affected);
     }

@@ -7,15 +7,22 @@
 //! (the gRPC stream: auth, assignment, batch → commit → ack), [`store`]
 //! (every SQL statement, with the schema and crash notes),
 //! [`alerting::rule`] (the pure fire/resolve rule), [`alerting::offline`]
-//! (silent probes), [`alerting`] and [`alerting::sink`] (outbox delivery:
-//! retries, ordering, rate limit), then [`api`] / [`dashboard`].
+//! (silent probes), [`alerting::certificate`] (one alert per expiring
+//! certificate), [`alerting`] and [`alerting::sink`] (outbox delivery:
+//! retries, ordering, rate limit), then [`api`] / [`dashboard`]. What the
+//! controller reads from kind-specific result details: [`event`] (DNS
+//! changes), [`certificate`] (the inventory), [`details`] (cell summaries and
+//! redaction).
 //! [`Controller::start`] at the bottom of this file wires them together.
 
 pub mod alerting;
 pub mod api;
+pub mod certificate;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod details;
+pub mod event;
 pub mod ingest;
 pub mod metrics;
 pub mod store;
@@ -62,6 +69,7 @@ struct Inner {
     eval_tx: mpsc::Sender<BTreeSet<String>>,
     eval_lock: tokio::sync::Mutex<()>,
     delivery: Notify,
+    certificates: Notify,
     limiter: alerting::sink::ratelimit::Limiter,
     started_ms: i64,
     shutdown: watch::Sender<bool>,
@@ -113,6 +121,7 @@ impl Controller {
                 eval_tx,
                 eval_lock: tokio::sync::Mutex::new(()),
                 delivery: Notify::new(),
+                certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
                 started_ms: store::now_ms(),
                 shutdown,
@@ -212,6 +221,11 @@ impl Controller {
         &self.inner.limiter
     }
 
+    /// Asks the evaluator to look at the certificate inventory soon.
+    pub(crate) fn certificates_changed(&self) -> &Notify {
+        &self.inner.certificates
+    }
+
     pub(crate) fn wake_delivery(&self) {
         self.inner.delivery.notify_one();
     }
@@ -309,14 +323,18 @@ async fn prune_loop(ctl: Controller) {
             _ = crate::stopped(&mut stop) => return,
         }
         let keep = i64::try_from(ctl.config().retention.as_millis()).unwrap_or(i64::MAX);
-        match ctl
-            .store()
-            .prune_results(store::now_ms().saturating_sub(keep))
-            .await
-        {
+        let before = store::now_ms().saturating_sub(keep);
+        match ctl.store().prune_results(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned old results"),
             Err(e) => tracing::warn!(error = %e, "pruning results failed"),
+        }
+        // Events and certificates no check saw for the retention go too.
+        if let Err(e) = ctl.store().prune_events(before).await {
+            tracing::warn!(error = %e, "pruning events failed");
+        }
+        if let Err(e) = ctl.store().prune_certificates(before).await {
+            tracing::warn!(error = %e, "pruning certificates failed");
         }
     }
 }

@@ -9,13 +9,20 @@
 //!   `BEGIN IMMEDIATE` so a read-then-write transaction never fails on a lock
 //!   upgrade.
 //! - **Schema** (`migrations/0001_init.sql`, `0002_offline_and_outbox.sql`,
+//!   `0003_events_and_certificates.sql`,
 //!   applied by [`Store::migrate`] in one transaction each, tracked in
 //!   `schema_migrations`): `results` (one row per result, keyed by the
 //!   probe-generated `result_id`), `region_state` (latest state per check ×
 //!   region: the alert rule's only input), `probes` (hello data, last seen,
 //!   and the latest heartbeat: queued and dropped results, by reason),
 //!   `alerts` (check alerts and fleet-level `probe_offline` alerts, which name
-//!   a probe instead of a check), `notifications` (the persisted outbox).
+//!   a probe instead of a check), `notifications` (the persisted outbox),
+//!   `events` (DNS answer changes, one row per change however many probes
+//!   reported it: [`crate::event`], SQL in `store/events.rs`) and the
+//!   certificate inventory `certificates` + `certificate_sightings`
+//!   ([`crate::certificate`], SQL in `store/certificates.rs`). Events and
+//!   sightings are written by [`Store::ingest`] in the results' transaction
+//!   and only for results actually inserted, so a resent batch adds nothing.
 //!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER).
 //! - **Invariants.** (1) A result is stored at most once: `INSERT … ON
 //!   CONFLICT(result_id) DO NOTHING`, and `region_state` only moves for rows
@@ -42,7 +49,13 @@
 //!   PagerDuty collapse it. That window is the only way a sink sees an event
 //!   twice.
 
+mod certificates;
+mod events;
+
 use std::{collections::BTreeSet, path::Path, str::FromStr, time::Duration};
+
+pub use certificates::{CertificateRow, SightingRow};
+pub use events::EventRow;
 
 use sqlx::{
     Row, SqlitePool,
@@ -81,6 +94,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "0002_offline_and_outbox.sql",
         include_str!("../migrations/0002_offline_and_outbox.sql"),
+    ),
+    (
+        3,
+        "0003_events_and_certificates.sql",
+        include_str!("../migrations/0003_events_and_certificates.sql"),
     ),
 ];
 
@@ -130,6 +148,10 @@ pub struct IngestOutcome {
     pub affected: BTreeSet<String>,
     /// Ids of the results newly stored.
     pub inserted: BTreeSet<String>,
+    /// DNS change reports among them (each merged into or creating an event).
+    pub dns_changes: u64,
+    /// Certificate sightings among them.
+    pub certificates: u64,
 }
 
 /// Latest state of one check in one region.
@@ -301,8 +323,8 @@ pub struct NewAlert {
 pub struct Notification {
     /// Id (delivery order).
     pub id: i64,
-    /// Alert.
-    pub alert_id: i64,
+    /// Alert (`None` for an event's `info` notification).
+    pub alert_id: Option<i64>,
     /// Sink name.
     pub sink: String,
     /// `trigger` or `resolve`.
@@ -381,14 +403,27 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // Migrate on a pool of its own, closed before the real one opens: a
+        // pooled connection that read the schema before a migration rebuilt a
+        // table would describe `SELECT *` with the old columns.
+        let once = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let migrated = Store { pool: once }.migrate_and_close().await;
+        migrated?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        let store = Store { pool };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Store { pool })
+    }
+
+    async fn migrate_and_close(self) -> Result<(), StoreError> {
+        let r = self.migrate().await;
+        self.pool.close().await;
+        r
     }
 
     /// Applies embedded migrations not yet recorded in `schema_migrations`.
@@ -443,8 +478,20 @@ impl Store {
     /// Stores one batch in one transaction; see the module note for the invariants.
     pub async fn ingest(
         &self,
+        results: Vec<NewResult>,
+        received_at_ms: i64,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.ingest_notifying(results, received_at_ms, &[]).await
+    }
+
+    /// [`Store::ingest`], also queueing one `info` notification per sink in
+    /// `event_sinks` for each new event (not for reports merged into one),
+    /// in the same transaction.
+    pub async fn ingest_notifying(
+        &self,
         mut results: Vec<NewResult>,
         received_at_ms: i64,
+        event_sinks: &[String],
     ) -> Result<IngestOutcome, StoreError> {
         results.sort_by_key(|r| (r.started_at_ms, r.sequence));
         let mut out = IngestOutcome::default();
@@ -507,6 +554,22 @@ impl Store {
             .bind(&r.probe)
             .execute(&mut *tx)
             .await?;
+            for e in crate::event::from_result(r, at) {
+                out.dns_changes += 1;
+                let Some(id) = events::record(&mut tx, &e).await? else {
+                    continue;
+                };
+                let (key, payload) = crate::event::notification(&e, id);
+                for sink in event_sinks {
+                    tracing::debug!(sink = %sink, action = "info", dedup_key = %key, "notification queued");
+                    insert_event_notification(&mut tx, id, sink, &key, &payload, received_at_ms)
+                        .await?;
+                }
+            }
+            for c in crate::certificate::from_result(r) {
+                certificates::record(&mut tx, &c, &r.check_id, &r.probe, &r.region, at).await?;
+                out.certificates += 1;
+            }
         }
         tx.commit().await?;
         Ok(out)
@@ -743,6 +806,39 @@ impl Store {
         Ok(Some(id))
     }
 
+    /// Changes an open alert's severity and summary and queues a new trigger
+    /// (same dedup key) per sink, atomically: PagerDuty updates the open
+    /// incident's severity. `false` if the alert is not open.
+    pub async fn escalate_alert(
+        &self,
+        alert_id: i64,
+        severity: &str,
+        summary: &str,
+        sinks: &[String],
+        payload_json: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let key: Option<String> = sqlx::query_scalar(
+            "UPDATE alerts SET severity = ?, summary = ? WHERE id = ? AND state = 'open' RETURNING dedup_key",
+        )
+        .bind(severity)
+        .bind(summary)
+        .bind(alert_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(key) = key else {
+            return Ok(false);
+        };
+        for sink in sinks {
+            tracing::debug!(sink = %sink, action = "trigger", dedup_key = %key, severity, "escalation queued");
+            insert_notification(&mut tx, alert_id, sink, "trigger", &key, payload_json, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Resolves an open alert and queues a resolve for every sink that got
     /// its trigger, atomically. Returns those sinks; `None` if it was not open.
     pub async fn resolve_alert(
@@ -941,6 +1037,9 @@ async fn insert_notification(
     payload_json: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    // Due at once: an evaluation run with an injected future `now` (tests,
+    // replays) must not park its notifications until that time comes.
+    let due = now.min(now_ms());
     sqlx::query(
         "INSERT INTO notifications (alert_id, sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms) \
          VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
@@ -948,6 +1047,29 @@ async fn insert_notification(
     .bind(alert_id)
     .bind(sink)
     .bind(action)
+    .bind(dedup_key)
+    .bind(payload_json)
+    .bind(due)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_event_notification(
+    tx: &mut sqlx::SqliteTransaction<'_>,
+    event_id: i64,
+    sink: &str,
+    dedup_key: &str,
+    payload_json: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notifications (event_id, sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms) \
+         VALUES (?, ?, 'info', ?, ?, 'pending', 0, ?, ?)",
+    )
+    .bind(event_id)
+    .bind(sink)
     .bind(dedup_key)
     .bind(payload_json)
     .bind(now)
@@ -1136,6 +1258,50 @@ mod tests {
             ("pd", "resolve")
         );
         assert_eq!(s.resolve_alert(id, "{}", 4).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_v2_database_keeps_its_outbox_through_the_v3_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (version, name, sql) in &MIGRATIONS[..2] {
+            sqlx::raw_sql(*sql).execute(&pool).await.unwrap();
+            sqlx::query("INSERT INTO schema_migrations VALUES (?, ?, 0)")
+                .bind(version)
+                .bind(*name)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::raw_sql(
+            "INSERT INTO alerts (check_id, kind, dedup_key, state, severity, summary, opened_at_ms) \
+             VALUES ('api', 'check_failing', 'outpost/api/check_failing', 'open', 'critical', 'x', 1); \
+             INSERT INTO notifications (alert_id, sink, action, dedup_key, payload_json, state, next_attempt_ms, created_ms) \
+             VALUES (1, 'pd', 'trigger', 'outpost/api/check_failing', '{}', 'pending', 1, 1);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let s = Store::open(&path).await.unwrap();
+        let due = s.due_notifications(10, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].alert_id, Some(1));
+        assert_eq!(
+            s.resolve_alert(1, "{}", 5).await.unwrap(),
+            Some(vec!["pd".to_owned()])
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,10 @@
 //! Generic JSON webhook: one POST per notification with
 //! `{event, kind, dedup_key, check_id, probe, summary, severity, regions, at, details}`
-//! (`kind` is `check_failing` or `probe_offline`; `probe` is null for check alerts)
-//! (`event` is `trigger` or `resolve`, `at` RFC 3339).
+//! (`kind` is `check_failing`, `probe_offline` or `certificate_expiring`;
+//! `probe` is null for check and certificate alerts; an escalated
+//! `certificate_expiring` alert sends another `trigger` with a higher `severity`)
+//! (`event` is `trigger` or `resolve`, or `info` for an event such as
+//! `dns_change` routed by `kinds`; `at` RFC 3339).
 
 use outpost_probe::config::Secret;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
