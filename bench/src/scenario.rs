@@ -594,7 +594,10 @@ fn blackbox(target: &Target, module: &str, n: u64) -> anyhow::Result<Option<f64>
     let get = |q: &str| -> anyhow::Result<String> {
         let mut s = std::net::TcpStream::connect(&listen)?;
         // HTTP/1.0: no chunked encoding splitting metric lines.
-        write!(s, "GET /probe?module={module}&target={q} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        write!(
+            s,
+            "GET /probe?module={module}&target={q} HTTP/1.0\r\nHost: x\r\n\r\n"
+        )?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
@@ -1084,7 +1087,7 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
             "ms",
         );
         r.goal(g, "alert latency p99", a99, "ms", "≤ 100 ms", a99 <= 100.0);
-    r.note("alert latency is measured with the sink's events_per_minute raised: with the default 120/min a burst beyond 30 events is spaced 0.5 s apart on purpose (PagerDuty's own limit)");
+        r.note("alert latency is measured with the sink's events_per_minute raised: with the default 120/min a burst beyond 30 events is spaced 0.5 s apart on purpose (PagerDuty's own limit)");
         r.add(g, "alert latency max", amax, "ms");
     }
     Ok(r)

@@ -82,42 +82,71 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
     let leaf = pki.leaf(&["localhost", "tis.demo.test", "app.demo.test", "127.0.0.1"]);
 
     let api = HttpServer::builder()
-        .route("/health", Reply::json(200, &serde_json::json!({ "status": "ok" })))
+        .route(
+            "/health",
+            Reply::json(200, &serde_json::json!({ "status": "ok" })),
+        )
         .tls(leaf.clone())
         .run()
         .await?;
 
     // IOT: the new web server only accepts HTTPS and answers plain HTTP with a 308.
     let ingest_https = HttpServer::builder()
-        .route("/telemetry", Reply::json(200, &serde_json::json!({ "accepted": true })))
+        .route(
+            "/telemetry",
+            Reply::json(200, &serde_json::json!({ "accepted": true })),
+        )
         .tls(leaf.clone())
         .run()
         .await?;
     let https_url = ingest_https.url("/telemetry");
-    let ingest_http = HttpServer::builder().route("/telemetry", Reply::redirect(308, &https_url)).run().await?;
+    let ingest_http = HttpServer::builder()
+        .route("/telemetry", Reply::redirect(308, &https_url))
+        .run()
+        .await?;
 
     // TIS: two backends on one port at two loopback addresses; blue is broken.
     let (blue, green, lb_port) = bind_pair(leaf.clone()).await?;
 
     // A login page whose HTTPS endpoint bounces clients to plain HTTP.
-    let login_plain = HttpServer::builder().route("/login", Reply::text(200, "login form")).run().await?;
+    let login_plain = HttpServer::builder()
+        .route("/login", Reply::text(200, "login form"))
+        .run()
+        .await?;
     let plain_url = login_plain.url("/login");
-    let login = HttpServer::builder().route("/login", Reply::redirect(301, &plain_url)).tls(leaf.clone()).run().await?;
+    let login = HttpServer::builder()
+        .route("/login", Reply::redirect(301, &plain_url))
+        .tls(leaf.clone())
+        .run()
+        .await?;
 
     // IOT: the API answers 200, but the data stopped updating 17 hours ago.
     let fresh = HttpServer::builder()
         .handler("/v1/telemetry/latest", |_req| {
             let then = time::OffsetDateTime::now_utc() - time::Duration::hours(17);
-            let at = then.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            Reply::json(200, &serde_json::json!({ "device": "pump-17", "updated_at": at, "temp_c": 21.5 }))
+            let at = then
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            Reply::json(
+                200,
+                &serde_json::json!({ "device": "pump-17", "updated_at": at, "temp_c": 21.5 }),
+            )
         })
         .run()
         .await?;
 
     // DNS: app → blue; the flip to green lands on the primary only.
     let zone = |dns: &DnsServer| -> anyhow::Result<()> {
-        dns.set_records("blue.demo.test.", outpost_testkit::RecordType::A, &[(3, "127.0.0.2")])?;
-        dns.set_records("green.demo.test.", outpost_testkit::RecordType::A, &[(3, "127.0.0.3")])?;
+        dns.set_records(
+            "blue.demo.test.",
+            outpost_testkit::RecordType::A,
+            &[(3, "127.0.0.2")],
+        )?;
+        dns.set_records(
+            "green.demo.test.",
+            outpost_testkit::RecordType::A,
+            &[(3, "127.0.0.3")],
+        )?;
         dns.set_cname("app.demo.test.", "blue.demo.test.", 3)
     };
     let dns_primary = std::sync::Arc::new(DnsServer::start().await?);
@@ -162,13 +191,29 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
 /// (OLD, NEW, OLD and NEW).
 async fn addtrust(dir: &Path) -> anyhow::Result<(RunningServer, [std::path::PathBuf; 3])> {
     use time::macros::datetime;
-    let old = Pki::with_validity("OLD ROOT", datetime!(2000-05-30 10:48 UTC), datetime!(2020-05-30 10:48 UTC));
-    let new = Pki::with_validity("NEW ROOT", datetime!(2010-02-01 00:00 UTC), datetime!(2038-01-18 23:59 UTC));
+    let old = Pki::with_validity(
+        "OLD ROOT",
+        datetime!(2000-05-30 10:48 UTC),
+        datetime!(2020-05-30 10:48 UTC),
+    );
+    let new = Pki::with_validity(
+        "NEW ROOT",
+        datetime!(2010-02-01 00:00 UTC),
+        datetime!(2038-01-18 23:59 UTC),
+    );
     let inter = new.intermediate("Issuing CA");
-    let cross = old.cross_sign_with_validity(&new, datetime!(2000-05-30 10:48 UTC), datetime!(2020-05-30 10:48 UTC));
+    let cross = old.cross_sign_with_validity(
+        &new,
+        datetime!(2000-05-30 10:48 UTC),
+        datetime!(2020-05-30 10:48 UTC),
+    );
     let mut identity = inter.leaf(&["localhost", "127.0.0.1"]);
     identity.chain.push(cross);
-    let server = HttpServer::builder().route("/", Reply::text(200, "ok")).tls(identity).run().await?;
+    let server = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .tls(identity)
+        .run()
+        .await?;
     let stores = [
         dir.join("old-root.pem"),
         dir.join("new-root.pem"),
@@ -181,18 +226,28 @@ async fn addtrust(dir: &Path) -> anyhow::Result<(RunningServer, [std::path::Path
 }
 
 /// Binds the blue/green pair on the same port of 127.0.0.2 and 127.0.0.3.
-async fn bind_pair(leaf: outpost_testkit::Identity) -> anyhow::Result<(RunningServer, RunningServer, u16)> {
+async fn bind_pair(
+    leaf: outpost_testkit::Identity,
+) -> anyhow::Result<(RunningServer, RunningServer, u16)> {
     let mut last_err = None;
     for _ in 0..20 {
         let blue = HttpServer::builder()
-            .route("/health", Reply::text(502, "502 Bad Gateway: upstream unavailable").header("x-served-by", "blue"))
+            .route(
+                "/health",
+                Reply::text(502, "502 Bad Gateway: upstream unavailable")
+                    .header("x-served-by", "blue"),
+            )
             .tls(leaf.clone())
             .bind("127.0.0.2:0".parse()?)
             .run()
             .await?;
         let port = blue.addr().port();
         let green = HttpServer::builder()
-            .route("/health", Reply::json(200, &serde_json::json!({ "status": "ok" })).header("x-served-by", "green"))
+            .route(
+                "/health",
+                Reply::json(200, &serde_json::json!({ "status": "ok" }))
+                    .header("x-served-by", "green"),
+            )
             .tls(leaf.clone())
             .bind(SocketAddr::from(([127, 0, 0, 3], port)))
             .run()
@@ -394,21 +449,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         let token = format!("demo-token-{r}-{}", std::process::id());
         std::fs::write(dir.path().join(format!("{r}.token")), token)?;
     }
-    let targets = start_targets(dir.path()).await.context("starting demo targets")?;
+    let targets = start_targets(dir.path())
+        .await
+        .context("starting demo targets")?;
     let text = controller_toml(dir.path(), &targets, &args.listen);
     let config = crate::config::parse(&text, "demo controller config", &[])
         .map_err(|e| anyhow::anyhow!("demo config is invalid (a bug): {e}"))?;
-    let controller = crate::Controller::start(config).await.context("starting the controller")?;
+    let controller = crate::Controller::start(config)
+        .await
+        .context("starting the controller")?;
     let grpc = controller.grpc_addr();
     let http = controller.http_addr();
 
     let mut probes = Vec::new();
     for r in REGIONS {
         let text = probe_toml(dir.path(), r, grpc);
-        let raw: outpost_probe::config::RawProbeFile =
-            outpost_probe::config::load::load_str(&text, "demo probe config", outpost_probe::config::ENV, &[])
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut cfg = raw.validate("demo probe config").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let raw: outpost_probe::config::RawProbeFile = outpost_probe::config::load::load_str(
+            &text,
+            "demo probe config",
+            outpost_probe::config::ENV,
+            &[],
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut cfg = raw
+            .validate("demo probe config")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         cfg.outbox.dir = dir.path().join(format!("outbox-{r}"));
         probes.push(outpost_probe::spawn(cfg, None)?);
     }
@@ -417,15 +482,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     println!("  status page:  http://{http}/");
     println!("  API:          http://{http}/api/v1/checks");
     println!("  probes:       {} (gRPC on {grpc})", REGIONS.join(", "));
-    println!("  replaying:    healthy HTTPS API; IOT HTTP->HTTPS 308 for a machine client; TIS load-balanced pair with one 502 backend;");
-    println!("                HTTPS->HTTP login redirect; IOT data 17 h stale; blue->green CNAME flip at +5s with a lagging resolver;");
-    println!("                the AddTrust root expiry: a cross-signed chain that legacy clients cannot build;");
-    println!("                Vendor B sessions: 4 s tokens, one client that never renews and one that does");
+    println!(
+        "  replaying:    healthy HTTPS API; IOT HTTP->HTTPS 308 for a machine client; TIS load-balanced pair with one 502 backend;"
+    );
+    println!(
+        "                HTTPS->HTTP login redirect; IOT data 17 h stale; blue->green CNAME flip at +5s with a lagging resolver;"
+    );
+    println!(
+        "                the AddTrust root expiry: a cross-signed chain that legacy clients cannot build;"
+    );
+    println!(
+        "                Vendor B sessions: 4 s tokens, one client that never renews and one that does"
+    );
     let primary = targets.dns_primary.clone();
     let flip = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         match primary.set_cname("app.demo.test.", "green.demo.test.", 3) {
-            Ok(()) => tracing::info!("demo: app.demo.test flipped from blue to green on the primary resolver"),
+            Ok(()) => tracing::info!(
+                "demo: app.demo.test flipped from blue to green on the primary resolver"
+            ),
             Err(e) => tracing::warn!(error = %e, "demo: CNAME flip failed"),
         }
     });

@@ -414,7 +414,9 @@ pub fn heartbeat_row(hb: &Heartbeat) -> HeartbeatRow {
     // Older probes send only the total; keep the label set bounded.
     let by_reason: u64 = dropped_by_reason.values().sum();
     if hb.dropped_results > by_reason {
-        *dropped_by_reason.entry(REASON_UNSPECIFIED.to_owned()).or_default() += hb.dropped_results - by_reason;
+        *dropped_by_reason
+            .entry(REASON_UNSPECIFIED.to_owned())
+            .or_default() += hb.dropped_results - by_reason;
     }
     HeartbeatRow {
         queued_results: hb.queued_results,

@@ -55,7 +55,9 @@ fn failure_messages(out: &mut String, views: &[api::CheckView]) {
     for v in views.iter().filter(|v| v.state == "FAILING") {
         let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
         for r in v.regions.iter().filter(|r| r.state == "FAILING") {
-            let Some(msg) = r.message.as_deref() else { continue };
+            let Some(msg) = r.message.as_deref() else {
+                continue;
+            };
             match seen.iter_mut().find(|(m, _)| *m == msg) {
                 Some((_, regions)) => regions.push(&r.region),
                 None => seen.push((msg, vec![&r.region])),

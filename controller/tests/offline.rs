@@ -113,9 +113,8 @@ async fn a_silent_probe_raises_one_fleet_alert_leaves_the_quorum_and_resolves_wh
         "{metrics}"
     );
     assert!(
-        metrics.contains(
-            "outpost_probe_outbox_dropped_total{probe=\"eu-west-1\",reason=\"size\"} 3"
-        ),
+        metrics
+            .contains("outpost_probe_outbox_dropped_total{probe=\"eu-west-1\",reason=\"size\"} 3"),
         "{metrics}"
     );
     assert!(

@@ -123,14 +123,22 @@ fn main() -> ExitCode {
             trust_stores,
         } => {
             let tls = if url.starts_with("https://") {
-                match matrix_spec(&url, ca_file.as_deref(), &trust_stores, &timeout, resolve_to.first()) {
+                match matrix_spec(
+                    &url,
+                    ca_file.as_deref(),
+                    &trust_stores,
+                    &timeout,
+                    resolve_to.first(),
+                ) {
                     Ok(s) => Some(s),
                     Err(e) => return ExitCode::from(config_error(&e) as u8),
                 }
             } else {
                 None
             };
-            match trace_spec(&url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to) {
+            match trace_spec(
+                &url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to,
+            ) {
                 Ok(spec) => runtime().block_on(trace(spec, tls)),
                 Err(e) => config_error(&e),
             }
@@ -225,7 +233,11 @@ fn matrix_spec(
     let uri: http::Uri = url
         .parse()
         .map_err(|_| ConfigError::one(source, "URL", format!("invalid URL {url:?}")))?;
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let mut stores = serde_json::Map::new();
     if let Some(ca) = ca_file {
         stores.insert("ca-file".into(), ca.display().to_string().into());
@@ -235,7 +247,9 @@ fn matrix_spec(
             return Err(ConfigError::one(
                 source,
                 "--trust-store",
-                format!("invalid trust store {t:?}: write NAME=FILE, e.g. old-device=/etc/old-ca.pem"),
+                format!(
+                    "invalid trust store {t:?}: write NAME=FILE, e.g. old-device=/etc/old-ca.pem"
+                ),
             ));
         };
         stores.insert(name.trim().into(), file.trim().into());

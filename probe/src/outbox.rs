@@ -849,7 +849,13 @@ fn write_acked(dir: &Path, file: &mut Option<File>, through: u64) -> io::Result<
     buf[..8].copy_from_slice(&v);
     buf[8..].copy_from_slice(&crc32c(&[&v]).to_le_bytes());
     if file.is_none() {
-        *file = Some(OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("acked"))?);
+        *file = Some(
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join("acked"))?,
+        );
     }
     match file {
         Some(f) => f.write_all_at(&buf, 0),

@@ -289,9 +289,16 @@ async fn a_named_resolver_feeds_address_fan_out_and_follows_a_cname_flip() {
         .await
         .unwrap();
     let dns = DnsServer::start().await.unwrap();
-    dns.set_records("blue.lb.test.", RecordType::A, &[(30, "127.0.0.2")]).unwrap();
-    dns.set_records("green.lb.test.", RecordType::A, &[(30, "127.0.0.3")]).unwrap();
-    dns.set_records("pair.lb.test.", RecordType::A, &[(30, "127.0.0.2"), (30, "127.0.0.3")]).unwrap();
+    dns.set_records("blue.lb.test.", RecordType::A, &[(30, "127.0.0.2")])
+        .unwrap();
+    dns.set_records("green.lb.test.", RecordType::A, &[(30, "127.0.0.3")])
+        .unwrap();
+    dns.set_records(
+        "pair.lb.test.",
+        RecordType::A,
+        &[(30, "127.0.0.2"), (30, "127.0.0.3")],
+    )
+    .unwrap();
     dns.set_cname("app.lb.test.", "blue.lb.test.", 5).unwrap();
 
     // Both A records, each address requested separately.
@@ -302,10 +309,18 @@ async fn a_named_resolver_feeds_address_fan_out_and_follows_a_cname_flip() {
     let o = run(&pair).await;
     assert_eq!(o.details["addresses_total"], 2, "{}", o.details);
     assert_eq!(o.details["addresses_failing"], 1);
-    assert!(o.result.unwrap_err().message.contains(&format!("127.0.0.2:{port}")));
+    assert!(
+        o.result
+            .unwrap_err()
+            .message
+            .contains(&format!("127.0.0.2:{port}"))
+    );
 
     // The app name follows its CNAME: blue (502), then green after the flip.
-    let app = format!("id = \"app\"\nhttp = {{ url = \"http://app.lb.test:{port}/\", resolver = \"{}\" }}\n", dns.udp_url());
+    let app = format!(
+        "id = \"app\"\nhttp = {{ url = \"http://app.lb.test:{port}/\", resolver = \"{}\" }}\n",
+        dns.udp_url()
+    );
     let o = run(&app).await;
     assert_eq!(code(&o), Some(FailureCode::UnexpectedStatus));
     assert!(o.phases.dns.is_some());
@@ -316,7 +331,10 @@ async fn a_named_resolver_feeds_address_fan_out_and_follows_a_cname_flip() {
     assert_eq!(green.request_count(), before + 1);
 
     // An unknown name through the named resolver is its DNS code.
-    let missing = format!("id = \"m\"\nhttp = {{ url = \"http://missing.lb.test/\", resolver = \"{}\" }}\n", dns.udp_url());
+    let missing = format!(
+        "id = \"m\"\nhttp = {{ url = \"http://missing.lb.test/\", resolver = \"{}\" }}\n",
+        dns.udp_url()
+    );
     let o = run(&missing).await;
     assert_eq!(code(&o), Some(FailureCode::DnsNxdomain), "{:?}", o.result);
 }

@@ -27,7 +27,9 @@ impl Default for Fleet {
 impl Fleet {
     /// A fresh directory.
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// Writes a secret file and returns its path.
@@ -61,13 +63,19 @@ impl Fleet {
             "[server]\ngrpc_listen = \"{grpc_listen}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n{body}",
             self.db().display()
         );
-        let cfg = outpost_controller::config::parse(&text, "test controller", &[]).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = outpost_controller::config::parse(&text, "test controller", &[])
+            .unwrap_or_else(|e| panic!("{e}"));
         outpost_controller::Controller::start(cfg).await.unwrap()
     }
 
     /// Starts an in-process probe for `region` reporting to `grpc` with the
     /// region's token (or `token_override`).
-    pub fn probe(&self, region: &str, grpc: std::net::SocketAddr, token_override: Option<&str>) -> RunningProbe {
+    pub fn probe(
+        &self,
+        region: &str,
+        grpc: std::net::SocketAddr,
+        token_override: Option<&str>,
+    ) -> RunningProbe {
         let token = match token_override {
             Some(t) => self.secret(&format!("{region}.override.token"), t),
             None => self.dir.path().join(format!("{region}.token")),
@@ -76,8 +84,13 @@ impl Fleet {
             "[probe]\nname = \"probe-{region}\"\nregion = \"{region}\"\n[controller]\nurl = \"http://{grpc}\"\ntoken = {{ file = \"{}\" }}\nallow_plaintext = true\nheartbeat_interval = \"1s\"\n",
             token.display()
         );
-        let raw: RawProbeFile =
-            outpost_probe::config::load::load_str(&text, "test probe", outpost_probe::config::ENV, &[]).unwrap();
+        let raw: RawProbeFile = outpost_probe::config::load::load_str(
+            &text,
+            "test probe",
+            outpost_probe::config::ENV,
+            &[],
+        )
+        .unwrap();
         let mut cfg = raw.validate("test probe").unwrap_or_else(|e| panic!("{e}"));
         cfg.outbox.dir = self.dir.path().join(format!("outbox-{region}"));
         outpost_probe::spawn(cfg, None).unwrap()
@@ -86,13 +99,22 @@ impl Fleet {
 
 /// Opens the controller's SQLite database read-only for assertions.
 pub async fn db(path: &Path) -> sqlx::SqlitePool {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
-    sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap()
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap()
 }
 
 /// One integer from a query.
 pub async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Polls `f` every 50 ms until it returns true or `timeout` passes.

@@ -9,7 +9,11 @@ use outpost_testkit::{HttpServer, Reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_token_stores_nothing() {
-    let target = HttpServer::builder().route("/", Reply::text(200, "ok")).run().await.unwrap();
+    let target = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .run()
+        .await
+        .unwrap();
     let fleet = Fleet::new();
     let body = format!(
         "{}\n[[checks]]\nid = \"a\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\nhttp = {{ url = \"{}\" }}\n",
@@ -24,7 +28,14 @@ async fn unknown_token_stores_nothing() {
     assert_eq!(target.request_count(), 0);
     let pool = db(&fleet.db()).await;
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM results").await, 0);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM probes WHERE last_seen_ms IS NOT NULL AND last_seen_ms > 0").await, 0);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM probes WHERE last_seen_ms IS NOT NULL AND last_seen_ms > 0"
+        )
+        .await,
+        0
+    );
     probe.shutdown().await;
     controller.shutdown().await;
 }

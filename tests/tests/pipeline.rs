@@ -21,7 +21,10 @@ async fn two_failing_regions_page_once_and_resolve_once_one_region_never_pages()
     let f = failing.clone();
     let target = HttpServer::builder()
         .handler("/health", move |req| {
-            let region = req.header("x-outpost-region").unwrap_or_default().to_owned();
+            let region = req
+                .header("x-outpost-region")
+                .unwrap_or_default()
+                .to_owned();
             if f.lock().unwrap().contains(&region) {
                 Reply::text(503, "unavailable from here")
             } else {
@@ -58,20 +61,31 @@ sinks = ["pagerduty"]
         pd = pager.url(),
     );
     let controller = fleet.controller("127.0.0.1:0", &body).await;
-    let probes: Vec<_> = REGIONS.iter().map(|r| fleet.probe(r, controller.grpc_addr(), None)).collect();
+    let probes: Vec<_> = REGIONS
+        .iter()
+        .map(|r| fleet.probe(r, controller.grpc_addr(), None))
+        .collect();
     let pool = db(&fleet.db()).await;
 
     // Every region reports and passes.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            count(&pool, "SELECT COUNT(DISTINCT region) FROM results WHERE ok = 1").await == 3
+            count(
+                &pool,
+                "SELECT COUNT(DISTINCT region) FROM results WHERE ok = 1",
+            )
+            .await
+                == 3
         })
         .await,
         "all three regions report"
     );
 
     // Two regions fail → exactly one trigger.
-    failing.lock().unwrap().extend(["eu-west".to_owned(), "us-east".to_owned()]);
+    failing
+        .lock()
+        .unwrap()
+        .extend(["eu-west".to_owned(), "us-east".to_owned()]);
     let events = pager.wait_for_events(1, Duration::from_secs(10)).await;
     assert_eq!(events.len(), 1, "one trigger");
     let trigger = &events[0];
@@ -81,12 +95,19 @@ sinks = ["pagerduty"]
     assert!(trigger.source.as_deref().is_some_and(|s| !s.is_empty()));
     let summary = trigger.summary.clone().unwrap();
     assert!(summary.contains("api-health"), "{summary}");
-    assert!(summary.contains("eu-west") && summary.contains("us-east"), "{summary}");
+    assert!(
+        summary.contains("eu-west") && summary.contains("us-east"),
+        "{summary}"
+    );
     let dedup = trigger.dedup_key.clone();
     assert!(!dedup.is_empty());
     // Still failing a while longer: no second page.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(pager.events().len(), 1, "no duplicate trigger while the failure persists");
+    assert_eq!(
+        pager.events().len(),
+        1,
+        "no duplicate trigger while the failure persists"
+    );
 
     // Recovery → exactly one resolve with the same dedup key.
     failing.lock().unwrap().clear();
@@ -101,11 +122,24 @@ sinks = ["pagerduty"]
     failing.lock().unwrap().insert("ap-south".to_owned());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
-        count(&pool, "SELECT COUNT(*) FROM results WHERE region = 'ap-south' AND ok = 0").await >= 4,
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM results WHERE region = 'ap-south' AND ok = 0"
+        )
+        .await
+            >= 4,
         "ap-south kept failing"
     );
-    assert_eq!(pager.events().len(), 2, "a single failing region does not page");
-    assert!(pager.rejected().is_empty(), "every event was valid: {:?}", pager.rejected());
+    assert_eq!(
+        pager.events().len(),
+        2,
+        "a single failing region does not page"
+    );
+    assert!(
+        pager.rejected().is_empty(),
+        "every event was valid: {:?}",
+        pager.rejected()
+    );
 
     for p in probes {
         p.shutdown().await;

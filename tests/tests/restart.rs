@@ -10,7 +10,11 @@ use outpost_testkit::{HttpServer, Reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_produced_while_the_controller_is_down_arrive_once() {
-    let target = HttpServer::builder().route("/", Reply::text(200, "ok")).run().await.unwrap();
+    let target = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .run()
+        .await
+        .unwrap();
     let fleet = Fleet::new();
     let body = format!(
         "{}\n[[checks]]\nid = \"fast\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\nhttp = {{ url = \"{}\" }}\n",
@@ -22,14 +26,22 @@ async fn results_produced_while_the_controller_is_down_arrive_once() {
     let probe = fleet.probe("eu-west", grpc, None);
     {
         let pool = db(&fleet.db()).await;
-        assert!(eventually(Duration::from_secs(10), || async { count(&pool, "SELECT COUNT(*) FROM results").await >= 5 }).await);
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                count(&pool, "SELECT COUNT(*) FROM results").await >= 5
+            })
+            .await
+        );
         pool.close().await;
     }
 
     controller.shutdown().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let queued = probe.outbox.as_ref().unwrap().len();
-    assert!(queued >= 5, "the probe kept checking while the controller was down ({queued} queued)");
+    assert!(
+        queued >= 5,
+        "the probe kept checking while the controller was down ({queued} queued)"
+    );
 
     let controller = fleet.controller(&grpc.to_string(), &body).await;
     let pool = db(&fleet.db()).await;
@@ -45,8 +57,16 @@ async fn results_produced_while_the_controller_is_down_arrive_once() {
     })
     .await;
     let stored = count(&pool, "SELECT COUNT(*) FROM results").await;
-    assert!(consistent, "stored {stored}, produced {}", stats.finished.load(Ordering::SeqCst));
-    assert_eq!(count(&pool, "SELECT COUNT(DISTINCT sequence) FROM results").await, stored, "no sequence stored twice");
+    assert!(
+        consistent,
+        "stored {stored}, produced {}",
+        stats.finished.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        count(&pool, "SELECT COUNT(DISTINCT sequence) FROM results").await,
+        stored,
+        "no sequence stored twice"
+    );
 
     probe.shutdown().await;
     controller.shutdown().await;

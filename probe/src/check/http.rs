@@ -372,7 +372,11 @@ impl RawHttp {
                 ),
             }
         }
-        let resolver = match self.resolver.as_deref().map(str::parse::<crate::resolver::ResolverSpec>) {
+        let resolver = match self
+            .resolver
+            .as_deref()
+            .map(str::parse::<crate::resolver::ResolverSpec>)
+        {
             None => crate::resolver::ResolverSpec::System,
             Some(Ok(r)) => r,
             Some(Err(e)) => {
@@ -491,32 +495,33 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
     details.insert("url".into(), spec.url.clone().into());
     details.insert("method".into(), spec.method.as_str().into());
 
-    let (addrs, dns) = match tokio::time::timeout_at(deadline, sample::resolve(spec, deadline)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(f)) => {
-            return KindResult {
-                phases: Phases::default(),
-                result: Err(f),
-                details: details.into(),
-            };
-        }
-        Err(_) => {
-            details.insert("timeout_phase".into(), "dns".into());
-            let f = Failure::new(
-                FailureCode::Timeout,
-                format!(
-                    "timed out after {} resolving {}",
-                    crate::config::Dur(timeout),
-                    spec.host
-                ),
-            );
-            return KindResult {
-                phases: Phases::default(),
-                result: Err(f),
-                details: details.into(),
-            };
-        }
-    };
+    let (addrs, dns) =
+        match tokio::time::timeout_at(deadline, sample::resolve(spec, deadline)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(f)) => {
+                return KindResult {
+                    phases: Phases::default(),
+                    result: Err(f),
+                    details: details.into(),
+                };
+            }
+            Err(_) => {
+                details.insert("timeout_phase".into(), "dns".into());
+                let f = Failure::new(
+                    FailureCode::Timeout,
+                    format!(
+                        "timed out after {} resolving {}",
+                        crate::config::Dur(timeout),
+                        spec.host
+                    ),
+                );
+                return KindResult {
+                    phases: Phases::default(),
+                    result: Err(f),
+                    details: details.into(),
+                };
+            }
+        };
 
     // Every address separately, concurrently, same SNI and Host.
     let runs = addrs

@@ -234,9 +234,12 @@ pub async fn send(
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
                 Err(_) => {
                     hop.phase = Phase::Dns;
-                    let (ips, took) = crate::resolver::lookup_ips(&host, limits.resolver, far_deadline()).await?;
+                    let (ips, took) =
+                        crate::resolver::lookup_ips(&host, limits.resolver, far_deadline()).await?;
                     hop.phases_us.dns = Some(took);
-                    ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()
+                    ips.into_iter()
+                        .map(|ip| SocketAddr::new(ip, port))
+                        .collect()
                 }
             };
             let mut last =

@@ -63,16 +63,25 @@ pub async fn resolve(
     deadline: tokio::time::Instant,
 ) -> Result<(Vec<SocketAddr>, Option<Duration>), Failure> {
     if !spec.resolve_to.is_empty() {
-        let all = spec.resolve_to.iter().map(|ip| SocketAddr::new(*ip, spec.port));
+        let all = spec
+            .resolve_to
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, spec.port));
         return Ok((pick(spec, all.collect()), None));
     }
     if let Ok(ip) = spec.host.parse::<IpAddr>() {
         return Ok((vec![SocketAddr::new(ip, spec.port)], None));
     }
     let (ips, took) = crate::resolver::lookup_ips(&spec.host, &spec.resolver, deadline).await?;
-    let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, spec.port)).collect();
+    let addrs: Vec<SocketAddr> = ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, spec.port))
+        .collect();
     if addrs.is_empty() {
-        return Err(Failure::new(FailureCode::DnsFailure, format!("{} has no addresses", spec.host)));
+        return Err(Failure::new(
+            FailureCode::DnsFailure,
+            format!("{} has no addresses", spec.host),
+        ));
     }
     Ok((pick(spec, addrs), Some(took)))
 }
