@@ -584,3 +584,41 @@ fn invalid_tls_configs_name_the_offending_key() {
     assert_eq!(t.must_pass, vec!["modern/mozilla", "modern/old-device"]);
     assert_eq!(t.min_days_left, 14);
 }
+
+#[tokio::test]
+async fn host_is_resolved_through_the_named_resolver() {
+    use outpost_testkit::{DnsServer, RecordType};
+    let pki = Pki::new("resolver-root");
+    let srv = serve(pki.leaf(&["svc.internal.test"])).await;
+    let dns = DnsServer::start().await.unwrap();
+    dns.set_records("svc.internal.test.", RecordType::A, &[(30, "127.0.0.1")])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.write_root_pem(dir.path()).unwrap();
+    let text = format!(
+        "id = \"t\"\ntimeout = \"5s\"\n[tls]\nhost = \"svc.internal.test\"\nport = {}\nresolver = \"{}\"\nstores = {{ internal = \"{}\" }}\ntrust_stores = [\"internal\"]\n",
+        srv.addr().port(),
+        dns.udp_url(),
+        ca.display()
+    );
+    let raw: outpost_probe::check::RawCheck = toml::from_str(&text).unwrap();
+    let mut p = outpost_probe::config::Problems::default();
+    let spec = raw.validate("checks[0]", &mut p).unwrap();
+    let ctx = outpost_probe::check::RunContext::default();
+    let o = outpost_probe::check::run(&spec, &ctx).await;
+    assert!(o.ok(), "{:?}", o.result);
+    assert!(o.phases.dns.is_some());
+    assert_eq!(
+        o.details["address"],
+        format!("127.0.0.1:{}", srv.addr().port())
+    );
+    // A name the resolver does not know fails with its DNS code.
+    let missing = text.replace("svc.internal.test", "nope.internal.test");
+    let raw: outpost_probe::check::RawCheck = toml::from_str(&missing).unwrap();
+    let spec = raw.validate("checks[0]", &mut p).unwrap();
+    let o = outpost_probe::check::run(&spec, &ctx).await;
+    assert_eq!(
+        o.result.unwrap_err().code,
+        outpost_probe::check::FailureCode::DnsNxdomain
+    );
+}

@@ -80,7 +80,7 @@ use super::{
     Failure, FailureCode, KindResult, Phases,
     trust::{self, CertInfo, Chain, Member, Path, TrustStore, Window},
 };
-use crate::resolver::{self, ResolverSpec};
+use crate::resolver;
 pub use trust::describe_chain;
 
 /// One combination's verdict.
@@ -350,7 +350,7 @@ pub async fn run_at(spec: &TlsSpec, timeout: Duration, now: OffsetDateTime) -> K
     let mut phases = Phases::default();
     let ip = match spec.address {
         Some(ip) => ip,
-        None => match resolver::lookup_ips(&spec.host, &ResolverSpec::System, deadline).await {
+        None => match resolver::lookup_ips(&spec.host, &spec.resolver, deadline).await {
             Ok((ips, took)) => {
                 phases.dns = Some(took);
                 match ips.first() {

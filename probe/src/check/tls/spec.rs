@@ -32,6 +32,10 @@ pub struct RawTls {
     /// system resolver gives for `host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Resolve `host` through this DNS server instead of the system resolver
+    /// (the same strings as a dns check's `resolvers`, e.g. `"10.0.0.53:53"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<String>,
     /// Named PEM bundles usable in `trust_stores`, e.g. the CA file of an old
     /// device image: `stores = { old-device = "/etc/outpost/old-device-ca.pem" }`.
     /// Names use lowercase letters, digits, `-` and `_`; `mozilla` and
@@ -201,6 +205,8 @@ pub struct TlsSpec {
     pub server_name: String,
     /// Address to connect to instead of resolving.
     pub address: Option<IpAddr>,
+    /// Resolver for `host`.
+    pub resolver: crate::resolver::ResolverSpec,
     /// Stores in display order.
     pub stores: Vec<(String, StoreSource)>,
     /// Profiles in display order.
@@ -267,6 +273,18 @@ impl RawTls {
                 format!("invalid server name {server_name:?}, e.g. \"www.example.net\""),
             );
         }
+        let resolver = match self
+            .resolver
+            .as_deref()
+            .map(str::parse::<crate::resolver::ResolverSpec>)
+        {
+            None => crate::resolver::ResolverSpec::System,
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                problems.push(format!("{path}.resolver"), e.to_string());
+                crate::resolver::ResolverSpec::System
+            }
+        };
         let address = match &self.address {
             None => None,
             Some(a) => match a.trim_start_matches('[').trim_end_matches(']').parse() {
@@ -417,6 +435,7 @@ impl RawTls {
             port,
             server_name,
             address,
+            resolver,
             stores,
             profiles,
             must_pass,
