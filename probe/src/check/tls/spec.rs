@@ -474,6 +474,7 @@ mod tests {
             port: 443,
             server_name: "a.test".into(),
             address: None,
+            resolver: crate::resolver::ResolverSpec::System,
             stores: vec![("mozilla".into(), StoreSource::Mozilla)],
             profiles: vec![Profile::Tls12, Profile::Legacy, Profile::Modern],
             must_pass: Vec::new(),
