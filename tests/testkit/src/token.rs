@@ -886,10 +886,12 @@ mod tests {
         )
         .await;
         let token = body["access_token"].as_str().unwrap_or_default().to_owned();
-        // Flip the last signature character: same claims, wrong signature.
-        let mut forged = token.clone();
-        let last = forged.pop().unwrap_or('A');
-        forged.push(if last == 'A' { 'B' } else { 'A' });
+        // Change the first signature character (all six of its bits are
+        // signature, unlike the last one's): same claims, wrong signature.
+        let sig = token.rfind('.').map(|i| i + 1).unwrap_or_default();
+        let mut forged = token.clone().into_bytes();
+        forged[sig] = if forged[sig] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap_or_default();
         assert_eq!(ts.validate(&forged), Err("bad_signature"));
         assert_eq!(ts.validate("a.b"), Err("malformed"));
         assert_eq!(ts.validate("not-a-jwt"), Err("malformed"));
