@@ -610,6 +610,3 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
         details: details.into(),
     }
 }
-
-/// Shared so the cached TLS config type is nameable by callers.
-pub type ClientConfig = std::sync::Arc<rustls::ClientConfig>;
