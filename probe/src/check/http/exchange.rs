@@ -293,10 +293,18 @@ pub async fn send(
         hop.phases_us.tls = Some(t.elapsed());
         let (_, conn) = stream.get_ref();
         let h2 = conn.alpn_protocol() == Some(b"h2");
-        let not_after = conn
+        // One parse (memoized) feeds both the inventory and the leaf's expiry.
+        let certificates = conn
             .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(|leaf| leaf_not_after(leaf.as_ref()));
+            .map(crate::check::trust::describe_chain_cached)
+            .unwrap_or_default();
+        let leaf_not_after = certificates
+            .first()
+            .filter(|c| c.position == Some(0))
+            .map(|c| c.not_after.clone());
+        let not_after = leaf_not_after.as_deref().and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        });
         let now = time::OffsetDateTime::now_utc();
         hop.tls = Some(TlsInfo {
             version: conn.protocol_version().map(|v| format!("{v:?}")),
@@ -309,15 +317,9 @@ pub async fn send(
             chain_length: conn.peer_certificates().map(<[_]>::len),
             verified: true,
             error: None,
-            leaf_not_after: not_after.and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            }),
+            leaf_not_after,
             leaf_days_left: not_after.map(|t| (t - now).whole_days()),
-            certificates: conn
-                .peer_certificates()
-                .map(crate::check::trust::describe_chain_cached)
-                .unwrap_or_default(),
+            certificates,
         });
         if limits.http_version == HttpVersion::Http2 && !h2 {
             return Err(Failure::new(
@@ -489,64 +491,6 @@ pub fn classify(e: &hyper::Error) -> Failure {
         src = s.source();
     }
     Failure::new(FailureCode::ProtocolError, msg)
-}
-
-/// One DER TLV: (tag, contents, rest).
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The notAfter of a DER certificate (RFC 5280 §4.1): a small, bounds-checked
-/// walk to `tbsCertificate.validity`. The TLS-matrix work will parse
-/// certificates fully; this is all the http check needs.
-pub fn leaf_not_after(cert: &[u8]) -> Option<time::OffsetDateTime> {
-    let (0x30, cert, _) = der(cert)? else {
-        return None;
-    };
-    let (0x30, tbs, _) = der(cert)? else {
-        return None;
-    };
-    let (tag, _, mut rest) = der(tbs)?;
-    if tag == 0xa0 {
-        // explicit version; the serial follows
-        (_, _, rest) = der(rest)?;
-    }
-    let (_, _, rest) = der(rest)?; // signature algorithm
-    let (_, _, rest) = der(rest)?; // issuer
-    let (0x30, validity, _) = der(rest)? else {
-        return None;
-    };
-    let (_, _, rest) = der(validity)?; // notBefore
-    let (tag, t, _) = der(rest)?;
-    let t = std::str::from_utf8(t).ok()?;
-    let digits = t.strip_suffix('Z')?;
-    let (year, rest) = match tag {
-        0x17 if digits.len() == 12 => {
-            let yy: i32 = digits[..2].parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
-        }
-        0x18 if digits.len() == 14 => (digits[..4].parse().ok()?, &digits[4..]),
-        _ => return None,
-    };
-    let n = |i: usize| rest.get(i..i + 2).and_then(|s| s.parse::<u8>().ok());
-    let date =
-        time::Date::from_calendar_date(year, time::Month::try_from(n(0)?).ok()?, n(2)?).ok()?;
-    let clock = time::Time::from_hms(n(4)?, n(6)?, n(8)?).ok()?;
-    Some(time::PrimitiveDateTime::new(date, clock).assume_utc())
 }
 
 /// Sum of two optional phase durations.
