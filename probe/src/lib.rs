@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod config;
+pub mod fnv;
 pub mod metrics;
 pub mod outbox;
 pub mod reporter;

@@ -90,26 +90,11 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
-/// FNV-1a, 64-bit: stable across releases and platforms (unlike `DefaultHasher`).
+/// FNV-1a over the parts (see [`crate::fnv::parts`]): stable across releases
+/// and platforms, so a probe keeps its schedule phase and the controller its
+/// assignment versions.
 pub fn fnv1a(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0xff)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// FNV-1a, 64-bit, over raw bytes.
-pub fn fnv1a_bytes(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::fnv::parts(parts)
 }
 
 /// The deterministic offset of a check within its interval.

@@ -479,12 +479,7 @@ impl AnswerSet {
 
 /// FNV-1a 64 as 16 hex digits: stable across processes and versions.
 fn fingerprint(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    crate::fnv::hex(text)
 }
 
 /// One run's observation of one resolver, as history needs it.

@@ -335,12 +335,7 @@ fn secret(s: &RawSecret, path: String, problems: &mut Problems) -> Option<Secret
 
 /// FNV-1a, stable across builds (std's hasher is not).
 fn fnv(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    crate::fnv::hex(s)
 }
 
 impl RawSession {

@@ -441,10 +441,7 @@ pub fn describe_chain_cached(chain: &[CertificateDer<'_>]) -> Vec<CertInfo> {
     let memo = MEMO.get_or_init(Default::default);
     let mut out = Vec::with_capacity(chain.len());
     for (i, der) in chain.iter().enumerate() {
-        let key = (
-            crate::scheduler::fnv1a_bytes(der.as_ref()),
-            der.as_ref().len(),
-        );
+        let key = (crate::fnv::hash(der.as_ref()), der.as_ref().len());
         let cached = memo
             .lock()
             .unwrap_or_else(|e| e.into_inner())
