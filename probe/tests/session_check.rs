@@ -239,29 +239,42 @@ async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
     // Before the renewal point: plain success; after it: renewal failed, old token still used.
-    let kept: Vec<&Outcome> = outcomes
+    let kept: Vec<&(Duration, Outcome)> = outcomes
         .iter()
         .filter(|(_, o)| o.details["requests"][0]["credential"] == "previous")
-        .map(|(_, o)| o)
         .collect();
     assert!(kept.len() >= 3, "{}", outcomes.len());
-    for o in &kept {
+    let mut kept_ok = 0;
+    for (t, o) in &kept {
         assert_eq!(
             code(o),
             Some(FailureCode::SessionRenewalFailed),
             "{}",
             o.to_json()
         );
-        assert_eq!(o.details["requests"][0]["status"], 200, "{}", o.to_json());
         assert!(o.details["renewal_failures"].as_u64() >= Some(1));
+        // `t` is measured from after the first run, so the token is a little older than
+        // `t`. A run that starts within a few milliseconds of expiry still sends the old
+        // token (it was valid when chosen) and the server may already refuse it; that
+        // edge is real behaviour, so only runs well clear of it must see 200.
+        let status = &o.details["requests"][0]["status"];
+        if *t < Duration::from_millis(1_700) {
+            assert_eq!(*status, 200, "{}", o.to_json());
+        } else {
+            assert!(*status == 200 || *status == 401, "{}", o.to_json());
+        }
+        if *status == 200 {
+            kept_ok += 1;
+        }
     }
+    assert!(kept_ok >= 3, "{kept_ok} runs used the old token successfully");
     // The resource server kept receiving the old token's calls, answered 200, until expiry.
     let log = ts.resource_log();
     let old_ok = log
         .iter()
         .filter(|c| c.jti.as_deref() == Some(old.as_str()) && c.status == 200)
         .count();
-    assert!(old_ok > kept.len(), "{old_ok} calls with the old token");
+    assert!(old_ok > kept_ok, "{old_ok} calls with the old token");
     // Past expiry the calls are skipped and the renewal failure is still the code.
     let (t, last) = outcomes.last().unwrap();
     assert!(*t > Duration::from_secs(2));
