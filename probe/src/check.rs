@@ -561,12 +561,16 @@ impl Outcome {
 
 /// Runs one check once. The one `match` over kinds. Never panics on hostile
 /// targets; the timeout bounds the whole run.
+///
+/// Each kind's future is boxed: unboxed, this future would be as large as the
+/// largest kind's (about 12 KiB, the TLS matrix), and every run in flight —
+/// a thousand against a slow target — would carry that much whatever its kind.
 pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
     let started_at = OffsetDateTime::now_utc();
     let clock = std::time::Instant::now();
     let (mut phases, result, details) = match &spec.kind {
         CheckKind::Http(h) => {
-            let fut = http::run(h, spec.timeout, ctx);
+            let fut = Box::pin(http::run(h, spec.timeout, ctx));
             // http::run enforces the timeout itself; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
                 Ok(r) => (r.phases, r.result, r.details),
@@ -581,7 +585,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             }
         }
         CheckKind::Dns(d) => {
-            let fut = dns::run(d, &spec.id, spec.timeout);
+            let fut = Box::pin(dns::run(d, &spec.id, spec.timeout));
             // dns::run gives every resolver the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
                 Ok(r) => (r.phases, r.result, r.details),
@@ -596,7 +600,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             }
         }
         CheckKind::Tls(t) => {
-            let fut = tls::run(t, spec.timeout);
+            let fut = Box::pin(tls::run(t, spec.timeout));
             // tls::run gives every handshake the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
                 Ok(r) => (r.phases, r.result, r.details),
@@ -612,7 +616,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
         }
         CheckKind::Session(s) => {
             // session::run keeps every request within the timeout; this is a safety net.
-            let fut = session::run(s, &spec.id, spec.timeout, ctx);
+            let fut = Box::pin(session::run(s, &spec.id, spec.timeout, ctx));
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
                 Ok(r) => (r.phases, r.result, r.details),
                 Err(_) => (
@@ -658,4 +662,36 @@ pub struct KindResult {
     pub result: Result<(), Failure>,
     /// Observations.
     pub details: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run in flight costs its future's size for as long as the target makes it
+    /// wait; a thousand of them against a slow target must stay small. Unboxed kind
+    /// futures made this ~12 KiB.
+    #[test]
+    fn a_run_in_flight_stays_small() {
+        let raw: RawCheck =
+            toml::from_str("id = \"a\"\nhttp = { url = \"http://127.0.0.1:9/\" }\n").unwrap();
+        let mut problems = Problems::default();
+        let spec = raw.validate("checks[0]", &mut problems).unwrap();
+        let ctx = RunContext::default();
+        let run = run(&spec, &ctx);
+        assert!(
+            std::mem::size_of_val(&run) <= 1024,
+            "check::run future is {} bytes",
+            std::mem::size_of_val(&run)
+        );
+        let CheckKind::Http(h) = &spec.kind else {
+            unreachable!()
+        };
+        let http = http::run(h, spec.timeout, &ctx);
+        assert!(
+            std::mem::size_of_val(&http) <= 8 * 1024,
+            "http::run future is {} bytes",
+            std::mem::size_of_val(&http)
+        );
+    }
 }

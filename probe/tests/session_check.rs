@@ -267,7 +267,10 @@ async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
             kept_ok += 1;
         }
     }
-    assert!(kept_ok >= 3, "{kept_ok} runs used the old token successfully");
+    assert!(
+        kept_ok >= 3,
+        "{kept_ok} runs used the old token successfully"
+    );
     // The resource server kept receiving the old token's calls, answered 200, until expiry.
     let log = ts.resource_log();
     let old_ok = log
