@@ -42,12 +42,9 @@ enum Command {
     },
     /// Serve the benchmark target (used by `all` as a child process).
     Target {
-        /// Plain HTTP instead of HTTPS.
-        #[arg(long)]
-        plain: bool,
-        /// Accept connections and never answer.
-        #[arg(long)]
-        silent: bool,
+        /// What to serve.
+        #[arg(long, value_enum)]
+        kind: scenario::TargetKind,
         /// Directory for the CA file.
         #[arg(long)]
         dir: PathBuf,
@@ -57,11 +54,12 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Target { plain, silent, dir } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
+        Command::Target { kind, dir } => {
+            // One thread: the target shares core 1 with the controller.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(scenario::serve_target(plain, silent, &dir))
+            rt.block_on(scenario::serve_target(kind, &dir))
         }
         Command::All { quick, json, only } => {
             let report = scenario::run_all(quick, &only)?;

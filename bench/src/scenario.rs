@@ -225,16 +225,46 @@ struct Target {
     ca: Option<PathBuf>,
 }
 
+/// What `outpost-bench target` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetKind {
+    /// HTTPS, HTTP/1.1 only (ALPN `http/1.1`): a minimal server, cheap per
+    /// connection, so that the one core it shares with the controller is not
+    /// what limits a throughput run.
+    Https,
+    /// Plain HTTP/1.1, the same minimal server.
+    Plain,
+    /// HTTPS from the test kit's hyper server, offering `h2` and `http/1.1`
+    /// (the probe's default `http_version = "auto"` then negotiates h2).
+    HttpsH2,
+    /// Accepts connections and never answers.
+    Silent,
+}
+
+impl TargetKind {
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Plain => "plain",
+            Self::HttpsH2 => "https-h2",
+            Self::Silent => "silent",
+        }
+    }
+}
+
 /// Starts `outpost-bench target` on core 1 and reads its READY line.
-fn start_target(dir: &Path, plain: bool, silent: bool) -> anyhow::Result<Target> {
+fn start_target(dir: &Path, kind: TargetKind) -> anyhow::Result<Target> {
     let me = std::env::current_exe()?;
-    let mut args = vec!["target", "--dir", dir.to_str().unwrap_or(".")];
-    if plain {
-        args.push("--plain");
-    }
-    if silent {
-        args.push("--silent");
-    }
+    // Each target writes its own CA file: one directory per target.
+    let dir = dir.join(kind.arg());
+    std::fs::create_dir_all(&dir)?;
+    let args = [
+        "target",
+        "--dir",
+        dir.to_str().unwrap_or("."),
+        "--kind",
+        kind.arg(),
+    ];
     let mut child = pinned(Some(1), &me, &args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -256,26 +286,41 @@ fn start_target(dir: &Path, plain: bool, silent: bool) -> anyhow::Result<Target>
 }
 
 /// `outpost-bench target`: serves until stdin closes.
-pub async fn serve_target(plain: bool, silent: bool, dir: &Path) -> anyhow::Result<()> {
+pub async fn serve_target(kind: TargetKind, dir: &Path) -> anyhow::Result<()> {
     let (url, addr, ca, _keep): (String, SocketAddr, Option<PathBuf>, Box<dyn std::any::Any>) =
-        if silent {
-            let s = Hostile::silent().await?;
-            (s.url("/"), s.addr(), None, Box::new(s))
-        } else if plain {
-            let s = HttpServer::builder()
-                .route("/", Reply::text(200, "ok"))
-                .run()
-                .await?;
-            (s.url("/"), s.addr(), None, Box::new(s))
-        } else {
-            let pki = Pki::new("outpost-bench-root");
-            let ca = pki.write_root_pem(dir)?;
-            let s = HttpServer::builder()
-                .route("/", Reply::text(200, "ok"))
-                .tls(pki.leaf(&["localhost", "127.0.0.1"]))
-                .run()
-                .await?;
-            (s.url("/"), s.addr(), Some(ca), Box::new(s))
+        match kind {
+            TargetKind::Silent => {
+                let s = Hostile::silent().await?;
+                (s.url("/"), s.addr(), None, Box::new(s))
+            }
+            TargetKind::Plain => {
+                let addr = lean_server(None).await?;
+                (format!("http://{addr}/"), addr, None, Box::new(()))
+            }
+            TargetKind::Https => {
+                let pki = Pki::new("outpost-bench-root");
+                let ca = pki.write_root_pem(dir)?;
+                let leaf = pki.leaf(&["localhost", "127.0.0.1"]);
+                let mut cfg = leaf
+                    .try_server_config_with(rustls::DEFAULT_VERSIONS, vec![b"http/1.1".to_vec()])?;
+                // No session tickets: no client here resumes, and issuing them
+                // costs the target's core for nothing.
+                Arc::get_mut(&mut cfg)
+                    .context("fresh server config")?
+                    .send_tls13_tickets = 0;
+                let addr = lean_server(Some(cfg)).await?;
+                (format!("https://{addr}/"), addr, Some(ca), Box::new(()))
+            }
+            TargetKind::HttpsH2 => {
+                let pki = Pki::new("outpost-bench-root");
+                let ca = pki.write_root_pem(dir)?;
+                let s = HttpServer::builder()
+                    .route("/", Reply::text(200, "ok"))
+                    .tls(pki.leaf(&["localhost", "127.0.0.1"]))
+                    .run()
+                    .await?;
+                (s.url("/"), s.addr(), Some(ca), Box::new(s))
+            }
         };
     let ca_text = ca.map(|p| p.display().to_string()).unwrap_or_default();
     println!("READY {url} {addr} {ca_text}");
@@ -287,6 +332,50 @@ pub async fn serve_target(plain: bool, silent: bool, dir: &Path) -> anyhow::Resu
     })
     .await?;
     Ok(())
+}
+
+/// A minimal HTTP/1.1 server on loopback: reads one request head, answers
+/// `200 ok` with `connection: close`, closes. TLS when `tls` is given.
+async fn lean_server(tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = match acceptor {
+                    Some(a) => match a.accept(tcp).await {
+                        Ok(s) => answer(s).await,
+                        Err(e) => Err(e),
+                    },
+                    None => answer(tcp).await,
+                };
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+) -> std::io::Result<()> {
+    const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await?;
+        if n == 0 || head.len() + n > 16 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(REPLY).await?;
+    s.shutdown().await
 }
 
 fn tls_client(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
@@ -908,8 +997,8 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
         r.note("taskset unavailable: processes not pinned");
     }
     let dir = tempfile::tempdir()?;
-    let https = start_target(dir.path(), false, false)?;
-    let plain = start_target(dir.path(), true, false)?;
+    let https = start_target(dir.path(), TargetKind::Https)?;
+    let plain = start_target(dir.path(), TargetKind::Plain)?;
     let ca = https.ca.clone().context("https target has a CA")?;
     let tls = tls_client(&ca)?;
 
@@ -953,6 +1042,15 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
             g,
             "outpost probe all-in, plain HTTP (200 checks/s)",
             probe_plain,
+            "µs",
+        );
+        let h2 = start_target(dir.path(), TargetKind::HttpsH2)?;
+        let (probe_h2, _, _) = probe_all_in(&h2, 50, "250ms", sz.window, 256)?;
+        drop(h2);
+        r.add(
+            g,
+            "outpost probe all-in, HTTPS to a server offering h2 (negotiated; no raw baseline)",
+            probe_h2,
             "µs",
         );
         let ratio_plain = probe_plain / raw_plain;
@@ -1029,7 +1127,7 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
             rss <= 15.0,
         );
         r.add(g, "  threads", threads as f64, "");
-        let silent = start_target(dir.path(), false, true)?;
+        let silent = start_target(dir.path(), TargetKind::Silent)?;
         let (rss_f, hwm_f, _) = probe_rss(
             &silent,
             1000,

@@ -729,17 +729,19 @@ impl Outbox {
             tracing::warn!(error = %e, "outbox: cannot persist the ack pointer; acknowledged results may be resent");
         }
         let acked = g.acked;
+        // Fully acknowledged segments are deleted, except the one being
+        // appended to: deleting it would mean an unlink and a file creation per
+        // ack (tens a second on a busy probe). It goes once it is rotated out
+        // and acknowledged; until then the ack pointer says what is done.
+        let writer = g.writer.as_ref().map(|(w, _)| *w);
         let done: Vec<u64> = g
             .segments
             .iter()
-            .filter(|(_, s)| s.last <= acked)
+            .filter(|(f, s)| s.last <= acked && Some(**f) != writer)
             .map(|(f, _)| *f)
             .collect();
         for first in done {
             if let Some(s) = g.segments.remove(&first) {
-                if g.writer.as_ref().is_some_and(|(w, _)| *w == first) {
-                    g.writer = None;
-                }
                 if g.reader.as_ref().is_some_and(|r| r.first == first) {
                     g.reader = None;
                 }
@@ -914,6 +916,55 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![s[2], s[3]]
         );
+    }
+
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn acks_keep_the_segment_being_written_and_delete_rotated_ones() {
+        let d = tempfile::tempdir().unwrap();
+        // 4 KiB segments: a handful of ~300-byte records each.
+        let o = Outbox::open(OutboxConfig {
+            max_bytes: 32 * 1024,
+            ..cfg(d.path())
+        })
+        .unwrap();
+        // Push and ack one at a time, as a quiet probe does: the segment being
+        // written must survive every ack (no unlink and create per ack).
+        let first = o.push(&outcome(), 1);
+        let seg = segments(d.path());
+        assert_eq!(seg.len(), 1);
+        for _ in 0..5 {
+            let s = o.push(&outcome(), 1);
+            o.take_unsent(10);
+            assert_eq!(o.ack(s), if s == first + 1 { 2 } else { 1 });
+            assert_eq!(segments(d.path()), seg, "the writer segment stays");
+            assert_eq!(o.len(), 0);
+        }
+        // Rotate past it: the old, fully acknowledged segment goes at the next ack.
+        let mut last = 0;
+        for _ in 0..40 {
+            last = o.push(&outcome(), 1);
+        }
+        assert!(segments(d.path()).len() > 1);
+        o.ack(last);
+        let now = segments(d.path());
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_ne!(now, seg);
+        drop(o);
+        // Reopened, nothing acknowledged comes back, and sequences continue.
+        let o = Outbox::open(cfg(d.path())).unwrap();
+        assert_eq!(o.len(), 0);
+        assert!(o.take_unsent(100).is_empty());
+        assert_eq!(o.push(&outcome(), 1), last + 1);
     }
 
     #[test]
