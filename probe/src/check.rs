@@ -670,7 +670,7 @@ mod tests {
 
     /// A run in flight costs its future's size for as long as the target makes it
     /// wait; a thousand of them against a slow target must stay small. Unboxed kind
-    /// futures made this ~12 KiB.
+    /// futures made this ~12 KiB; an unboxed resolution future made http::run 3.7 KiB.
     #[test]
     fn a_run_in_flight_stays_small() {
         let raw: RawCheck =
@@ -689,7 +689,7 @@ mod tests {
         };
         let http = http::run(h, spec.timeout, &ctx);
         assert!(
-            std::mem::size_of_val(&http) <= 8 * 1024,
+            std::mem::size_of_val(&http) <= 1024,
             "http::run future is {} bytes",
             std::mem::size_of_val(&http)
         );

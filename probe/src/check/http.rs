@@ -496,7 +496,8 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
     details.insert("method".into(), spec.method.as_str().into());
 
     let (addrs, dns) =
-        match tokio::time::timeout_at(deadline, sample::resolve(spec, deadline)).await {
+        // Boxed: resolution is a large future that is done before any request.
+        match tokio::time::timeout_at(deadline, Box::pin(sample::resolve(spec, deadline))).await {
             Ok(Ok(r)) => r,
             Ok(Err(f)) => {
                 return KindResult {

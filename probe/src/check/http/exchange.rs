@@ -234,8 +234,12 @@ pub async fn send(
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
                 Err(_) => {
                     hop.phase = Phase::Dns;
-                    let (ips, took) =
-                        crate::resolver::lookup_ips(&host, limits.resolver, far_deadline()).await?;
+                    let (ips, took) = Box::pin(crate::resolver::lookup_ips(
+                        &host,
+                        limits.resolver,
+                        far_deadline(),
+                    ))
+                    .await?;
                     hop.phases_us.dns = Some(took);
                     ips.into_iter()
                         .map(|ip| SocketAddr::new(ip, port))
@@ -275,9 +279,10 @@ pub async fn send(
             )
         })?;
         let t = Instant::now();
-        let stream = match tokio_rustls::TlsConnector::from(cfg)
-            .connect(name, tcp)
-            .await
+        // Boxed, like the handshakes below: these futures are large (the TLS
+        // one holds a whole client connection) and only live for their phase;
+        // inline, every run waiting on a slow server would carry them.
+        let stream = match Box::pin(tokio_rustls::TlsConnector::from(cfg).connect(name, tcp)).await
         {
             Ok(s) => s,
             Err(e) => {
@@ -327,9 +332,9 @@ pub async fn send(
                 "http_version = \"http2\" but the server did not accept h2 in ALPN",
             ));
         }
-        exchange(TokioIo::new(stream), h2, req, limits, ctx, hop).await
+        Box::pin(exchange(TokioIo::new(stream), h2, req, limits, ctx, hop)).await
     } else {
-        exchange(TokioIo::new(tcp), h2c, req, limits, ctx, hop).await
+        Box::pin(exchange(TokioIo::new(tcp), h2c, req, limits, ctx, hop)).await
     }
 }
 
@@ -399,19 +404,23 @@ where
     let (resp, conn) = if h2 {
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let (mut sender, conn) = builder.handshake(io).await.map_err(|e| classify(&e))?;
+        let (mut sender, conn) = Box::pin(builder.handshake(io))
+            .await
+            .map_err(|e| classify(&e))?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
         (sender.send_request(request).await, guard)
     } else {
-        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(limits.max_header_bytes.max(64 * 1024))
-            .max_header_size(limits.max_header_bytes)
-            .max_headers(256)
-            .handshake(io)
-            .await
-            .map_err(|e| classify(&e))?;
+        let (mut sender, conn) = Box::pin(
+            hyper::client::conn::http1::Builder::new()
+                .max_buf_size(limits.max_header_bytes.max(64 * 1024))
+                .max_header_size(limits.max_header_bytes)
+                .max_headers(256)
+                .handshake(io),
+        )
+        .await
+        .map_err(|e| classify(&e))?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
