@@ -40,6 +40,19 @@ enum Command {
         #[arg(long)]
         only: Vec<String>,
     },
+    /// Run one check in a loop at a fixed rate against a fresh target (for
+    /// profiling: `perf record -g -- outpost-bench check-loop --kind plain`).
+    CheckLoop {
+        /// Target to check.
+        #[arg(long, value_enum)]
+        kind: scenario::TargetKind,
+        /// Checks per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// How many checks.
+        #[arg(long, default_value_t = 4000)]
+        n: u64,
+    },
     /// Serve the benchmark target (used by `all` as a child process).
     Target {
         /// What to serve.
@@ -60,6 +73,11 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(scenario::serve_target(kind, &dir))
+        }
+        Command::CheckLoop { kind, rate, n } => {
+            let (check, push) = scenario::check_loop(kind, rate, n)?;
+            println!("check::run {check:.1} µs CPU per check; outbox push {push:.1} µs");
+            Ok(())
         }
         Command::All { quick, json, only } => {
             let report = scenario::run_all(quick, &only)?;

@@ -23,10 +23,11 @@ pub fn self_cpu_ns() -> u64 {
     cpu_ns(std::process::id())
 }
 
-/// Resident set size in KiB (`VmRSS`), and the peak (`VmHWM`).
-pub fn rss_kib(pid: u32) -> (u64, u64) {
+/// Resident set size in KiB (`VmRSS`), the peak (`VmHWM`), and the
+/// anonymous part of the RSS (`RssAnon`: heap and stacks, not the mapped binary).
+pub fn rss_kib(pid: u32) -> (u64, u64, u64) {
     let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let field = |name: &str| {
         s.lines()
@@ -35,7 +36,7 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }
 
 /// The `q` quantile (0..=1) of `v` (sorted in place).
