@@ -2,7 +2,7 @@
 # Runs the whole benchmark suite (release build) and prints every figure with
 # its goal and the side-by-side baselines. See BENCHMARKS.md.
 #
-#   scripts/bench.sh            full run (~4 minutes on 2 cores)
+#   scripts/bench.sh            full run (~8 minutes on 2 cores, after the build)
 #   scripts/bench.sh --quick    short smoke run (what CI runs, debug build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
