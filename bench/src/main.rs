@@ -7,8 +7,9 @@
 //! figure is CPU time per operation, not wall time. The measured process runs
 //! on core 0; the target server and the controller run as separate processes
 //! pinned to core 1 (`taskset`), so their work is not counted. Baselines (a
-//! raw rustls loop, blackbox_exporter) run in the same invocation against the
-//! same target, and ratios are printed side by side.
+//! raw rustls loop back to back and paced at the probe's rate,
+//! blackbox_exporter) run in the same invocation against the same target,
+//! and ratios are printed side by side.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -20,6 +20,10 @@
 //!   Every record with `seq <= through` is committed at the controller. A torn
 //!   or damaged pointer fails its checksum and reads as 0: everything still on
 //!   disk is resent, which the controller ignores by result id.
+//! - A segment is deleted once every record in it is acknowledged — except
+//!   the segment being appended to, which stays until it is rotated out
+//!   (deleting it would mean an unlink and a file creation per ack). On open,
+//!   fully acknowledged segments are deleted.
 //!
 //! # Invariants
 //! - A result is appended (one `write` of the whole record) before the
