@@ -20,7 +20,6 @@ pub mod api;
 pub mod certificate;
 pub mod config;
 pub mod dashboard;
-pub mod demo;
 pub mod details;
 pub mod event;
 pub mod ingest;

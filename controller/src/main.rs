@@ -6,7 +6,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use outpost_controller::{config, demo};
+use outpost_controller::config;
 use outpost_probe::config::ConfigError;
 
 /// Outpost controller: gRPC ingest, store, alerting, dashboard.
@@ -30,8 +30,6 @@ enum Command {
         /// Path of controller.toml.
         file: PathBuf,
     },
-    /// Run a self-contained demo: controller, three probes, loopback targets.
-    Demo(demo::DemoArgs),
 }
 
 fn init_logging() {
@@ -117,16 +115,6 @@ async fn main() -> ExitCode {
         Command::Run { config } => {
             init_logging();
             run(config).await
-        }
-        Command::Demo(args) => {
-            init_logging();
-            match demo::run(args).await {
-                Ok(code) => exit(code),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A plain-text summary of a controller's state: every check with its state
-//! per region, then every alert raised. Printed by `demo --for` at exit; also
+//! per region, then every alert raised. Printed by `outpost-demo --for` at exit; also
 //! handy in tests and bug reports.
 
 use std::fmt::Write;

@@ -1,4 +1,4 @@
-//! `outpost-controller demo`: the whole product in one process.
+//! `outpost-demo`: the whole product in one process.
 //!
 //! Starts the controller on SQLite in a temporary directory, three in-process
 //! probes (`eu-west`, `us-east`, `ap-south`) that connect to it over real gRPC
@@ -36,26 +36,32 @@
 //!
 //! Alerts go to the console sink. With `--for` the demo exits after that
 //! long and prints every check's state per region and every alert raised.
+//!
+//! A crate of its own so that the release `outpost-controller` does not link
+//! the test kit (rcgen, loopback servers): `cargo run --release -p outpost-demo`.
+//! It uses only the controller's and the probe's public API.
 
-use std::{net::SocketAddr, path::Path};
+use std::{net::SocketAddr, path::Path, process::ExitCode};
 
 use anyhow::Context;
+use clap::Parser;
 use outpost_probe::config::{Dur, duration::parse_duration};
 use outpost_testkit::{DnsServer, HttpServer, Pki, Reply, RunningServer, TokenServer};
 
-/// Arguments of `outpost-controller demo`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
+/// Outpost demo: a controller, three probes and loopback targets replaying incidents.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "outpost-demo", version, about)]
+struct DemoArgs {
     /// Exit after this long and print a summary, e.g. `20s`. Default: run until Ctrl-C.
     #[arg(long = "for")]
-    pub duration: Option<String>,
+    duration: Option<String>,
     /// Address for the dashboard and API.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    listen: String,
 }
 
 /// Regions of the demo's probes.
-pub const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
+const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 
 struct Targets {
     api: RunningServer,
@@ -438,8 +444,8 @@ heartbeat_interval = "2s"
     )
 }
 
-/// Runs the demo. Returns the process exit code.
-pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+/// Runs the demo until `--for` has passed or Ctrl-C.
+async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let duration = match &args.duration {
         Some(d) => Some(parse_duration(d).map_err(|e| anyhow::anyhow!("--for: {e}"))?),
         None => None,
@@ -453,9 +459,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         .await
         .context("starting demo targets")?;
     let text = controller_toml(dir.path(), &targets, &args.listen);
-    let config = crate::config::parse(&text, "demo controller config", &[])
+    let config = outpost_controller::config::parse(&text, "demo controller config", &[])
         .map_err(|e| anyhow::anyhow!("demo config is invalid (a bug): {e}"))?;
-    let controller = crate::Controller::start(config)
+    let controller = outpost_controller::Controller::start(config)
         .await
         .context("starting the controller")?;
     let grpc = controller.grpc_addr();
@@ -518,9 +524,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     for p in probes {
         p.shutdown().await;
     }
-    let summary = crate::summary::render(&controller).await;
+    let summary = outpost_controller::summary::render(&controller).await;
     controller.shutdown().await;
     drop(targets.ingest_https);
     println!("{summary}");
-    Ok(0)
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("OUTPOST_LOG={filter:?} is not a valid filter ({e}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = DemoArgs::parse();
+    init_logging();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! `outpost-controller demo --for 20s` exits 0 and its summary shows the
+//! `outpost-demo --for 20s` exits 0 and its summary shows the
 //! incidents it replays detected.
 
 #![allow(clippy::unwrap_used)]
@@ -7,8 +7,8 @@ use std::process::Command;
 
 #[test]
 fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
-    let out = Command::new(env!("CARGO_BIN_EXE_outpost-controller"))
-        .args(["demo", "--for", "20s", "--listen", "127.0.0.1:0"])
+    let out = Command::new(env!("CARGO_BIN_EXE_outpost-demo"))
+        .args(["--for", "20s", "--listen", "127.0.0.1:0"])
         .env_remove("OUTPOST_LOG")
         .output()
         .unwrap();
