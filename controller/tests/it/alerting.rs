@@ -1,13 +1,11 @@
 //! Alerting end to end on loopback: fake probes over real gRPC, the
 //! controller's evaluator and outbox, and the test kit's PagerDuty receiver.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use outpost_controller::alerting;
 use outpost_testkit::{Forced, PagerReceiver};
-use support::*;
 
 async fn three_probes(addr: std::net::SocketAddr) -> Vec<FakeProbe> {
     let mut probes = Vec::new();

@@ -5,8 +5,7 @@
 //! sees one alert per certificate. Expiry is computed against an injected
 //! `now` (`alerting::certificate::evaluate`), never today's date.
 
-mod support;
-
+use crate::support::*;
 use outpost_controller::{
     alerting::{Transition, certificate},
     certificate::{DAY_MS, rfc3339},
@@ -15,7 +14,6 @@ use outpost_controller::{
 use outpost_proto::v1::CheckResult;
 use outpost_testkit::PagerReceiver;
 use serde_json::{Value, json};
-use support::*;
 
 const LEAF: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const INTER: &str = "2222222222222222222222222222222222222222222222222222222222222222";

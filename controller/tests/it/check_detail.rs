@@ -3,11 +3,9 @@
 //! http fan-out, redirect chain, samples and assertions; dns answers and
 //! CNAME chains with TTLs; session age and renewals — and never a token.
 
-mod support;
-
+use crate::support::*;
 use outpost_controller::{certificate::rfc3339, store::now_ms};
 use serde_json::{Value, json};
-use support::*;
 
 const CHECKS: &str = "[[checks]]\nid = \"web\"\ninterval = \"30s\"\ntimeout = \"5s\"\n\
 http = { url = \"http://www.example.net/\", addresses = \"all\", follow_redirects = true }\n\

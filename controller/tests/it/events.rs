@@ -4,11 +4,9 @@
 //! is one event listing them; the API, the status page and the check page
 //! show old → new.
 
-mod support;
-
+use crate::support::*;
 use outpost_proto::v1::CheckResult;
 use serde_json::{Value, json};
-use support::*;
 
 const DNS_CHECK: &str = "[[checks]]\nid = \"app-dns\"\ninterval = \"30s\"\ntimeout = \"5s\"\n\
 dns = { name = \"app.example.com\", type = \"A\", resolvers = [\"udp://10.0.0.53:53\", \"udp://10.0.0.54:53\"] }\n\

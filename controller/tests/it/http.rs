@@ -1,10 +1,8 @@
 //! The HTTP surface on loopback: JSON API, status page, metrics, health.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn api_and_page_show_failing_checks_and_alerts() {

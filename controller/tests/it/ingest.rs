@@ -1,10 +1,8 @@
 //! gRPC ingest against a real controller on loopback: authentication,
 //! assignments, ack-after-commit and deduplication, config reload.
 
-mod support;
-
+use crate::support::*;
 use outpost_probe::check::RawCheck;
-use support::*;
 
 const TWO_CHECKS: &str = "[[checks]]\nid = \"api-health\"\nhttp = { url = \"https://api.example.net/health\" }\n\
 [[checks]]\nid = \"eu-portal\"\nregions = [\"eu-west\"]\nhttp = { url = \"https://portal.example.eu/\" }\n";

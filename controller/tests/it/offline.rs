@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use outpost_testkit::{PagerReceiver, WebhookReceiver};
-use support::*;
 
 /// Three probes, `api-health` every 30 s (so results stay fresh for 90 s),
 /// `offline_after = "1s"`, check alerts to PagerDuty, probe alerts to a webhook.

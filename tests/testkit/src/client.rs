@@ -1,5 +1,8 @@
-//! Minimal real clients for exercising the kit's servers.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Minimal real clients: one request over a fresh loopback connection, for
+//! tests of the kit's servers and of the controller's HTTP API and pages.
+//!
+//! Every function opens its own connection (no pool, `TCP_NODELAY` set), so a
+//! test sees exactly what one client would.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,10 +14,22 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+/// A response read to its end.
+#[derive(Debug)]
 pub struct Response {
+    /// Status code.
     pub status: u16,
+    /// Headers.
     pub headers: http::HeaderMap,
+    /// The whole body.
     pub body: Bytes,
+}
+
+impl Response {
+    /// The body as text (lossy UTF-8).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 /// Connects with TLS to `addr`, sending `sni`, with `config`'s trust and ALPN.
@@ -26,11 +41,13 @@ pub async fn tls_connect(
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let name = ServerName::try_from(sni.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     connector.connect(name, tcp).await
 }
 
-/// One request over an already-connected stream, HTTP/1.1 or HTTP/2.
+/// One request over an already-connected stream, HTTP/1.1 or HTTP/2, with
+/// `content-type: application/json`; the body is read to its end.
 pub async fn request<S>(
     io: S,
     h2: bool,
@@ -94,14 +111,18 @@ pub async fn http(
     .await
 }
 
+/// Plain HTTP/1.1 GET of `path` at `addr`.
+pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
+    http(addr, "GET", path, b"").await
+}
+
 /// Sends a raw HTTP/1.1 GET and returns the stream for hostile-peer tests.
-pub async fn raw_get(addr: SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
+pub async fn raw_get(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
     tcp.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    tcp
+        .await?;
+    Ok(tcp)
 }
 
 /// Reads until `n` bytes or EOF.

@@ -16,6 +16,8 @@
 //!   and [`WebhookReceiver`], which records any POSTed JSON.
 //! - [`dns`]: [`DnsServer`], an authoritative DNS server (UDP and TCP on one port) whose
 //!   zone, rcodes, silence and UDP truncation the test changes while it runs.
+//! - [`client`]: one HTTP(S) request over a fresh loopback connection, raw sockets
+//!   for hostile-peer tests.
 //! - [`token`]: [`TokenServer`], an OAuth2 token endpoint, a scripted login and a
 //!   protected resource issuing and validating real HS256 JWTs, with knobs for
 //!   lifetime, clock skew, a broken token endpoint and early rejection.
@@ -39,6 +41,7 @@
 //! # let _ = url; Ok(()) }
 //! ```
 
+pub mod client;
 pub mod dns;
 pub mod hostile;
 pub mod http;

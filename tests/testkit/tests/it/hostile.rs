@@ -1,17 +1,16 @@
 //! Hostile peers against raw sockets.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use outpost_testkit::client;
 use outpost_testkit::{Behaviour, Hostile, Pki};
 use tokio::io::AsyncReadExt as _;
 
 #[tokio::test]
 async fn silent_accepts_but_never_answers() {
     let srv = Hostile::silent().await.unwrap();
-    let mut tcp = common::raw_get(srv.addr()).await;
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await;
     assert!(read.is_err(), "silent server answered: {read:?}");
@@ -21,10 +20,10 @@ async fn silent_accepts_but_never_answers() {
 #[tokio::test]
 async fn garbage_is_not_http_and_closes() {
     let srv = Hostile::garbage().await.unwrap();
-    let mut tcp = common::raw_get(srv.addr()).await;
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
     let got = tokio::time::timeout(
         Duration::from_secs(5),
-        common::read_at_least(&mut tcp, usize::MAX),
+        client::read_at_least(&mut tcp, usize::MAX),
     )
     .await
     .unwrap()
@@ -36,10 +35,10 @@ async fn garbage_is_not_http_and_closes() {
 #[tokio::test]
 async fn huge_headers_sends_status_then_filler() {
     let srv = Hostile::huge_headers(200_000).await.unwrap();
-    let mut tcp = common::raw_get(srv.addr()).await;
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
     let got = tokio::time::timeout(
         Duration::from_secs(5),
-        common::read_at_least(&mut tcp, usize::MAX),
+        client::read_at_least(&mut tcp, usize::MAX),
     )
     .await
     .unwrap()
@@ -52,11 +51,11 @@ async fn huge_headers_sends_status_then_filler() {
 #[tokio::test]
 async fn endless_body_streams_at_rate_and_stops_when_client_leaves() {
     let srv = Hostile::endless_body(20_000).await.unwrap();
-    let mut tcp = common::raw_get(srv.addr()).await;
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
     let started = Instant::now();
     let got = tokio::time::timeout(
         Duration::from_secs(5),
-        common::read_at_least(&mut tcp, 10_000),
+        client::read_at_least(&mut tcp, 10_000),
     )
     .await
     .unwrap()
@@ -78,7 +77,7 @@ async fn endless_body_streams_at_rate_and_stops_when_client_leaves() {
 #[tokio::test]
 async fn drip_sends_one_byte_per_interval() {
     let srv = Hostile::drip(Duration::from_millis(20)).await.unwrap();
-    let mut tcp = common::raw_get(srv.addr()).await;
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -99,13 +98,13 @@ async fn drip_sends_one_byte_per_interval() {
 #[tokio::test]
 async fn reset_and_close_end_the_connection_differently() {
     let srv = Hostile::reset().await.unwrap();
-    let mut tcp = common::raw_get(srv.addr()).await;
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
     let mut buf = [0u8; 16];
     let err = tcp.read(&mut buf).await.expect_err("reset expected");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
 
     let srv = Hostile::close().await.unwrap();
-    let mut tcp = common::raw_get(srv.addr()).await;
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
     assert_eq!(tcp.read(&mut buf).await.unwrap(), 0);
 }
 
@@ -116,13 +115,13 @@ async fn hostile_behaviour_inside_tls() {
         .await
         .unwrap();
     assert!(srv.url("/").starts_with("https://localhost:"));
-    let mut tls = common::tls_connect(srv.addr(), "localhost", pki.client_config())
+    let mut tls = client::tls_connect(srv.addr(), "localhost", pki.client_config())
         .await
         .unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut tls, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let got = common::read_at_least(&mut tls, 1024).await.unwrap();
+    let got = client::read_at_least(&mut tls, 1024).await.unwrap();
     assert_eq!(got.len(), 1024);
 }
 
@@ -130,7 +129,7 @@ async fn hostile_behaviour_inside_tls() {
 async fn hostile_server_stops_on_shutdown() {
     let srv = Hostile::silent().await.unwrap();
     let addr = srv.addr();
-    let mut tcp = common::raw_get(addr).await;
+    let mut tcp = client::raw_get(addr).await.unwrap();
     srv.shutdown_and_wait().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     // Open connections are closed too.

@@ -1,11 +1,10 @@
 //! HttpServer and Pki against real rustls / hyper clients.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
+use outpost_testkit::client;
 use outpost_testkit::{HttpServer, LeafOptions, Pki, Reply};
 use time::OffsetDateTime;
 
@@ -26,11 +25,11 @@ async fn tls_client_trusting_root_gets_route_reply_over_http1() {
         .unwrap();
     assert!(srv.url("/hello").starts_with("https://localhost:"));
 
-    let tls = common::tls_connect(srv.addr(), "localhost", client(&pki, &[b"http/1.1"]))
+    let tls = client::tls_connect(srv.addr(), "localhost", client(&pki, &[b"http/1.1"]))
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let resp = common::request(tls, false, "GET", "localhost", "/hello?x=1", Bytes::new())
+    let resp = client::request(tls, false, "GET", "localhost", "/hello?x=1", Bytes::new())
         .await
         .unwrap();
     assert_eq!(resp.status, 200);
@@ -56,11 +55,11 @@ async fn alpn_h2_is_served_as_http2_with_host_from_authority() {
         .run()
         .await
         .unwrap();
-    let tls = common::tls_connect(srv.addr(), "localhost", client(&pki, &[b"h2", b"http/1.1"]))
+    let tls = client::tls_connect(srv.addr(), "localhost", client(&pki, &[b"h2", b"http/1.1"]))
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let resp = common::request(tls, true, "GET", "localhost", "/v", Bytes::new())
+    let resp = client::request(tls, true, "GET", "localhost", "/v", Bytes::new())
         .await
         .unwrap();
     assert_eq!(resp.body, "HTTP/2.0");
@@ -79,7 +78,7 @@ async fn leaf_from_intermediate_serves_full_chain() {
         .run()
         .await
         .unwrap();
-    let tls = common::tls_connect(srv.addr(), "localhost", client(&inter, &[]))
+    let tls = client::tls_connect(srv.addr(), "localhost", client(&inter, &[]))
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.peer_certificates().map(<[_]>::len), Some(2));
@@ -96,7 +95,7 @@ async fn expired_leaf_fails_verification_as_expired() {
         ..Default::default()
     });
     let srv = HttpServer::builder().tls(leaf).run().await.unwrap();
-    let err = common::tls_connect(srv.addr(), "localhost", client(&pki, &[]))
+    let err = client::tls_connect(srv.addr(), "localhost", client(&pki, &[]))
         .await
         .expect_err("expired leaf must be rejected");
     let inner = err
@@ -122,7 +121,7 @@ async fn wrong_san_and_self_signed_fail_verification() {
         .await
         .unwrap();
     assert!(
-        common::tls_connect(srv.addr(), "localhost", client(&pki, &[]))
+        client::tls_connect(srv.addr(), "localhost", client(&pki, &[]))
             .await
             .is_err()
     );
@@ -132,7 +131,7 @@ async fn wrong_san_and_self_signed_fail_verification() {
         .await
         .unwrap();
     assert!(
-        common::tls_connect(srv.addr(), "localhost", client(&pki, &[]))
+        client::tls_connect(srv.addr(), "localhost", client(&pki, &[]))
             .await
             .is_err()
     );
@@ -154,7 +153,7 @@ async fn cross_signed_chain_verifies_against_old_root_only_via_cross_sign() {
     // Without the cross-sign, a client trusting only the old root fails.
     let plain = HttpServer::builder().tls(leaf.clone()).run().await.unwrap();
     assert!(
-        common::tls_connect(plain.addr(), "localhost", client(&old_root, &[]))
+        client::tls_connect(plain.addr(), "localhost", client(&old_root, &[]))
             .await
             .is_err()
     );
@@ -162,10 +161,10 @@ async fn cross_signed_chain_verifies_against_old_root_only_via_cross_sign() {
     // Serving leaf + intermediate + cross-sign lets it build a path to the old root.
     leaf.chain.push(cross);
     let srv = HttpServer::builder().tls(leaf).run().await.unwrap();
-    common::tls_connect(srv.addr(), "localhost", client(&old_root, &[]))
+    client::tls_connect(srv.addr(), "localhost", client(&old_root, &[]))
         .await
         .expect("old root reaches the new hierarchy through the cross-sign");
-    common::tls_connect(srv.addr(), "localhost", client(&new_root, &[]))
+    client::tls_connect(srv.addr(), "localhost", client(&new_root, &[]))
         .await
         .expect("new root still verifies");
 }
@@ -189,21 +188,21 @@ async fn plain_http_routes_handlers_fallback_and_body_cap() {
         format!("http://example.test:{}/x", addr.port())
     );
 
-    let r = common::http(addr, "GET", "/r", b"").await.unwrap();
+    let r = client::http(addr, "GET", "/r", b"").await.unwrap();
     assert_eq!(
         (r.status, r.headers["location"].to_str().unwrap()),
         (302, "/target")
     );
-    let r = common::http(addr, "POST", "/echo?q=1", b"ping")
+    let r = client::http(addr, "POST", "/echo?q=1", b"ping")
         .await
         .unwrap();
     assert_eq!((r.status, r.body.as_ref()), (201, &b"ping"[..]));
-    let r = common::http(addr, "GET", "/slow", b"").await.unwrap();
+    let r = client::http(addr, "GET", "/slow", b"").await.unwrap();
     assert_eq!(r.body, r#"{"slow":true}"#);
-    let r = common::http(addr, "GET", "/nope", b"").await.unwrap();
+    let r = client::http(addr, "GET", "/nope", b"").await.unwrap();
     assert_eq!(r.status, 404);
     let big = vec![b'x'; (1 << 20) + 1];
-    let r = common::http(addr, "POST", "/echo", &big).await.unwrap();
+    let r = client::http(addr, "POST", "/echo", &big).await.unwrap();
     assert_eq!(r.status, 413);
 
     assert_eq!(srv.wait_for_requests(5, Duration::from_secs(1)).await, 5);
@@ -226,7 +225,7 @@ async fn other_loopback_addresses_work_and_non_loopback_is_refused() {
         .unwrap();
     assert_eq!(srv.addr().ip().to_string(), "127.0.0.2");
     assert_eq!(
-        common::http(srv.addr(), "GET", "/", b"")
+        client::http(srv.addr(), "GET", "/", b"")
             .await
             .unwrap()
             .body,
@@ -275,7 +274,7 @@ async fn tls12_only_config_negotiates_tls12() {
         .run()
         .await
         .unwrap();
-    let tls = common::tls_connect(srv.addr(), "localhost", client(&pki, &[b"http/1.1"]))
+    let tls = client::tls_connect(srv.addr(), "localhost", client(&pki, &[b"http/1.1"]))
         .await
         .unwrap();
     assert_eq!(
@@ -312,14 +311,14 @@ async fn panicking_handler_gives_500_and_hung_handler_dies_with_server() {
         .unwrap();
     let addr = srv.addr();
     assert_eq!(
-        common::http(addr, "GET", "/panic", b"")
+        client::http(addr, "GET", "/panic", b"")
             .await
             .unwrap()
             .status,
         500
     );
 
-    let hung = tokio::spawn(async move { common::http(addr, "GET", "/hang", b"").await });
+    let hung = tokio::spawn(async move { client::http(addr, "GET", "/hang", b"").await });
     assert_eq!(srv.wait_for_requests(2, Duration::from_secs(2)).await, 2);
     srv.shutdown_and_wait().await;
     for _ in 0..50 {

@@ -1,11 +1,10 @@
 //! PagerReceiver and WebhookReceiver over real HTTP.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use outpost_testkit::client;
 use outpost_testkit::{Forced, PagerReceiver, WebhookReceiver};
 use serde_json::{Value, json};
 
@@ -20,14 +19,14 @@ fn addr_of(url: &str) -> SocketAddr {
         .unwrap()
 }
 
-async fn post(pager: &PagerReceiver, event: &Value) -> common::Response {
+async fn post(pager: &PagerReceiver, event: &Value) -> client::Response {
     let addr = addr_of(&pager.url());
-    common::http(addr, "POST", "/v2/enqueue", event.to_string().as_bytes())
+    client::http(addr, "POST", "/v2/enqueue", event.to_string().as_bytes())
         .await
         .unwrap()
 }
 
-fn json_body(resp: &common::Response) -> Value {
+fn json_body(resp: &client::Response) -> Value {
     serde_json::from_slice(&resp.body).unwrap()
 }
 
@@ -148,16 +147,16 @@ async fn wait_for_events_returns_what_it_has_on_timeout() {
 async fn webhook_records_json_bodies() {
     let hook = WebhookReceiver::start().await.unwrap();
     let addr = addr_of(&hook.url());
-    let resp = common::http(addr, "POST", "/hook", br#"{"text":"down"}"#)
+    let resp = client::http(addr, "POST", "/hook", br#"{"text":"down"}"#)
         .await
         .unwrap();
     assert_eq!(resp.status, 200);
-    let resp = common::http(addr, "POST", "/hook", b"not json")
+    let resp = client::http(addr, "POST", "/hook", b"not json")
         .await
         .unwrap();
     assert_eq!(resp.status, 400);
     hook.respond_with(vec![Forced::status(500)]);
-    let resp = common::http(addr, "POST", "/hook", br#"{"text":"again"}"#)
+    let resp = client::http(addr, "POST", "/hook", br#"{"text":"again"}"#)
         .await
         .unwrap();
     assert_eq!(resp.status, 500);

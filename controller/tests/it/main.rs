@@ -1,0 +1,13 @@
+//! Integration tests of `outpost-controller`: one test binary (one link) for
+//! the crate. [`support`] starts controllers on loopback and speaks to them as
+//! probes; every other module is one concern.
+
+mod alerting;
+mod certificates;
+mod check_detail;
+mod cli;
+mod events;
+mod http;
+mod ingest;
+mod offline;
+mod support;

@@ -1,0 +1,13 @@
+//! Integration tests of `outpost-probe`: one test binary (one link) for the
+//! crate, one module per concern, against real loopback servers from the test kit.
+
+mod cli;
+mod dns_check;
+mod http_assertions;
+mod http_check;
+mod http_hostile;
+mod http_redirect;
+mod outbox;
+mod scheduler;
+mod session_check;
+mod tls_matrix;

@@ -1,0 +1,10 @@
+//! End-to-end tests: real probes and controllers (in process and as spawned
+//! binaries) on loopback, one test binary (one link) for the crate.
+
+mod auth;
+mod backlog;
+mod kill_controller;
+mod kill_probe;
+mod pager_faults;
+mod pipeline;
+mod restart;
