@@ -498,6 +498,7 @@ fn breakdown(target: &Target, n: u64, rate: u64) -> anyhow::Result<(f64, f64)> {
     let ctx = outpost_probe::check::RunContext {
         probe_name: "bench".into(),
         region: "region-bench".into(),
+        ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

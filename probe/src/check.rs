@@ -651,6 +651,9 @@ pub struct RunContext {
     pub probe_name: String,
     /// Region, sent as `x-outpost-region`.
     pub region: String,
+    /// Where session checks persist their state (`None`: in memory only);
+    /// see [`session::state`]. A running probe uses `<outbox dir>/../sessions`.
+    pub session_dir: Option<std::path::PathBuf>,
 }
 
 /// The result of a kind's run before the common fields are added.

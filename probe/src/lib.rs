@@ -76,11 +76,11 @@ pub fn spawn(
     config: ProbeConfig,
     standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
 ) -> Result<RunningProbe, StartError> {
-    // Session checks persist their sessions next to the outbox (check::session::state).
-    check::session::state::set_state_dir(config.outbox.dir.parent().map(|p| p.join("sessions")));
     let ctx = RunContext {
         probe_name: config.name.clone(),
         region: config.region.clone(),
+        // Session checks persist their sessions next to the outbox (check::session::state).
+        session_dir: config.outbox.dir.parent().map(|p| p.join("sessions")),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_shutdown = rx.clone();

@@ -308,6 +308,7 @@ async fn once(c: config::ProbeConfig, format: Format) -> i32 {
     let ctx = RunContext {
         probe_name: c.name.clone(),
         region: c.region.clone(),
+        ..RunContext::default()
     };
     let runs = c.checks.iter().map(|spec| check::run(spec, &ctx));
     let outcomes = futures_util::future::join_all(runs).await;

@@ -22,6 +22,7 @@ async fn run(toml_text: &str) -> Outcome {
     let ctx = RunContext {
         probe_name: "test-probe".into(),
         region: "test-region".into(),
+        ..RunContext::default()
     };
     check::run(&spec(toml_text), &ctx).await
 }

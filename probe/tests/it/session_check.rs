@@ -20,8 +20,9 @@ use serde_json::Value;
 const SECRET: &str = "s3cret-client-secret";
 const PASSWORD: &str = "alice-password-1";
 
-/// One state directory for this test binary (the state dir is process-wide),
-/// and secret files for the client secret and the login password.
+/// One state directory for these tests (check ids are unique, so their
+/// files never collide), and secret files for the client secret and the
+/// login password.
 fn dirs() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
     static D: OnceLock<(tempfile::TempDir, PathBuf, PathBuf)> = OnceLock::new();
     D.get_or_init(|| {
@@ -30,7 +31,6 @@ fn dirs() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
         std::fs::write(&secret, SECRET).unwrap();
         let password = d.path().join("password");
         std::fs::write(&password, PASSWORD).unwrap();
-        session::state::set_state_dir(Some(d.path().join("sessions")));
         (d, secret, password)
     })
 }
@@ -72,7 +72,11 @@ use = [{{ url = "{}", json = [{{ path = "$.ok", equals = true }}] }}]
 }
 
 async fn run(spec: &CheckSpec) -> Outcome {
-    check::run(spec, &RunContext::default()).await
+    let ctx = RunContext {
+        session_dir: Some(dirs().0.path().join("sessions")),
+        ..RunContext::default()
+    };
+    check::run(spec, &ctx).await
 }
 
 fn code(o: &Outcome) -> Option<FailureCode> {

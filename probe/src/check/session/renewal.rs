@@ -285,8 +285,8 @@ pub async fn run(
     ctx: &RunContext,
 ) -> KindResult {
     let deadline = tokio::time::Instant::now() + timeout;
-    let dir = state::state_dir();
-    let mut st = state::lock(check_id, &spec.fingerprint, dir.as_deref()).await;
+    let dir = ctx.session_dir.as_deref();
+    let mut st = state::lock(check_id, &spec.fingerprint, dir).await;
     let mut run = Run::new(spec);
     let mut requests: Vec<CallResult> = Vec::new();
     let now = OffsetDateTime::now_utc();
@@ -433,7 +433,7 @@ pub async fn run(
     if let Some(s) = &st.session {
         run.remember(s);
     }
-    if let Some(d) = &dir {
+    if let Some(d) = dir {
         match state::save(d, check_id, &st) {
             Ok(()) => st.persisted = true,
             Err(e) => tracing::warn!(check = check_id, error = %e, "cannot persist session state"),

@@ -8,8 +8,8 @@
 //! last seen, the last observed lifetime).
 //!
 //! # Persistence
-//! With a state directory ([`set_state_dir`]; the probe sets it to
-//! `<outbox dir>/../sessions` when it starts), every run that changes the
+//! With a state directory ([`RunContext::session_dir`](crate::check::RunContext::session_dir);
+//! a running probe uses `<outbox dir>/../sessions`), every run that changes the
 //! state rewrites `<dir>/<check id>.json` atomically: write
 //! `<check id>.json.tmp` (mode 0600, fsync), then rename over the old file.
 //! A crash leaves either the old or the new file, never a torn one; a stray
@@ -124,25 +124,6 @@ type Registry = HashMap<String, Arc<tokio::sync::Mutex<CheckState>>>;
 fn registry() -> &'static Mutex<Registry> {
     static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn dir_cell() -> &'static Mutex<Option<PathBuf>> {
-    static DIR: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    DIR.get_or_init(|| Mutex::new(None))
-}
-
-/// Sets the directory session state is persisted in (`None`: memory only).
-/// Process-wide: the probe calls it once at start.
-pub fn set_state_dir(dir: Option<PathBuf>) {
-    *dir_cell().lock().unwrap_or_else(PoisonError::into_inner) = dir;
-}
-
-/// The directory session state is persisted in, if any.
-pub fn state_dir() -> Option<PathBuf> {
-    dir_cell()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
 }
 
 /// Drops the in-memory state of `check_id` (the file stays): the next run
