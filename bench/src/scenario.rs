@@ -12,11 +12,10 @@ use std::{
 
 use anyhow::{Context, bail};
 use outpost_proto::v1::{
-    CheckResult, ControllerMessage, Hello, PhaseTimings, ProbeMessage, ResultBatch,
+    CheckResult, ControllerMessage, PhaseTimings, ProbeMessage, ResultBatch,
     controller_message::Body as CBody, probe_message::Body as PBody,
-    probe_service_client::ProbeServiceClient,
 };
-use outpost_testkit::{Hostile, HttpServer, PagerReceiver, Pki, Reply};
+use outpost_testkit::{Hostile, HttpServer, PagerReceiver, Pki, Reply, fake_probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::measure::{cpu_ns, ms, quantile, rss_kib, self_cpu_ns};
@@ -550,9 +549,7 @@ struct Controller {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(outpost_testkit::free_port()?)
 }
 
 /// Starts `outpost-controller run` (release binary next to this one) on `core`.
@@ -962,22 +959,9 @@ struct Stream {
 }
 
 async fn open_stream(grpc: SocketAddr, name: &str) -> anyhow::Result<Stream> {
-    let mut client = ProbeServiceClient::connect(format!("http://{grpc}")).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(ProbeMessage {
-        body: Some(PBody::Hello(Hello {
-            probe_name: name.into(),
-            region: format!("region-{name}"),
-            ..Default::default()
-        })),
-    })
-    .await?;
-    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    req.metadata_mut().insert(
-        "authorization",
-        format!("Bearer bench-token-{name}").parse()?,
-    );
-    let mut rx = client.attach(req).await?.into_inner();
+    let token = format!("bench-token-{name}");
+    let hello = fake_probe::hello(name, &format!("region-{name}"));
+    let (tx, mut rx) = fake_probe::attach(grpc, Some(&token), vec![hello]).await?;
     // The assignment comes first.
     let _ = rx.message().await?;
     Ok(Stream { tx, rx })

@@ -1,6 +1,8 @@
-//! Shared helpers for the end-to-end tests in `tests/tests/`: a controller
+//! Shared helpers for the end-to-end tests in `tests/it/`: a controller
 //! and probes wired together on loopback, with configs written as TOML so
-//! the tests go through the same validation as users.
+//! the tests go through the same validation as users. What needs neither the
+//! probe nor the controller (waiting, HTTP clients, free ports) is in the
+//! test kit (`outpost_testkit::{wait, client, free_port}`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -117,24 +119,6 @@ pub async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
         .unwrap()
 }
 
-/// Polls `f` every 50 ms until it returns true or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + timeout;
-    loop {
-        if f().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Path of a workspace binary (`outpost-probe`, `outpost-controller`) next to
 /// the test executable (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
 /// `cargo test --workspace` builds it before running tests; when it is
@@ -153,39 +137,6 @@ pub fn binary(name: &str) -> PathBuf {
     }
     assert!(path.exists(), "{} not found", path.display());
     path
-}
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A minimal HTTP/1.1 GET over a fresh loopback connection: (status, body).
-pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// An interval for `checks` (ids) of probe `probe` such that none of them is

@@ -10,7 +10,7 @@ use outpost_testkit::{Forced, PagerReceiver};
 async fn three_probes(addr: std::net::SocketAddr) -> Vec<FakeProbe> {
     let mut probes = Vec::new();
     for (name, _, _) in PROBES {
-        let mut p = FakeProbe::connect(addr, name).await;
+        let mut p = connect(addr, name).await;
         p.assignment().await;
         probes.push(p);
     }
@@ -234,6 +234,8 @@ async fn webhook_sink_gets_trigger_and_resolve() {
     let mut p = three_probes(ctl.grpc_addr()).await;
     p[0].report("api-health", false, 2).await;
     p[1].report("api-health", false, 2).await;
+    // The trigger first: recovering before the evaluator saw the failures would open nothing.
+    assert_eq!(hook.wait_for_bodies(1, WAIT).await.len(), 1, "the trigger");
     p[0].report("api-health", true, 2).await;
     p[1].report("api-health", true, 2).await;
     let bodies = hook.wait_for_bodies(2, WAIT).await;

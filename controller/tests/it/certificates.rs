@@ -53,7 +53,7 @@ fn tls_result(p: &mut FakeProbe, check: &str, address: &str, certs: Vec<Value>) 
 async fn probes(addr: std::net::SocketAddr) -> Vec<FakeProbe> {
     let mut out = Vec::new();
     for (name, _, _) in PROBES {
-        let mut p = FakeProbe::connect(addr, name).await;
+        let mut p = connect(addr, name).await;
         p.assignment().await;
         out.push(p);
     }
@@ -317,7 +317,7 @@ async fn entries_without_fingerprint_or_expiry_are_skipped_and_bad_thresholds_ar
         &checks,
     ))
     .await;
-    let mut p = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut p = connect(ctl.grpc_addr(), "eu-west-1").await;
     p.assignment().await;
     let t0 = now_ms();
     let r = tls_result(

@@ -85,7 +85,7 @@ async fn the_check_page_shows_backends_chain_answers_and_session_without_secrets
         CHECKS,
     ))
     .await;
-    let mut p = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut p = connect(ctl.grpc_addr(), "eu-west-1").await;
     p.assignment().await;
     let mut results = Vec::new();
     for (check, kind, ok, details) in [

@@ -52,7 +52,7 @@ async fn one_change_seen_from_three_regions_is_one_event_and_flips_are_each_an_e
     .await;
     let mut p = Vec::new();
     for (name, _, _) in PROBES {
-        let mut probe = FakeProbe::connect(ctl.grpc_addr(), name).await;
+        let mut probe = connect(ctl.grpc_addr(), name).await;
         probe.assignment().await;
         p.push(probe);
     }
@@ -155,7 +155,7 @@ async fn a_route_listing_dns_change_gets_one_info_notification_per_change_and_pa
     .await;
     let mut p = Vec::new();
     for (name, _, _) in PROBES {
-        let mut probe = FakeProbe::connect(ctl.grpc_addr(), name).await;
+        let mut probe = connect(ctl.grpc_addr(), name).await;
         probe.assignment().await;
         p.push(probe);
     }

@@ -14,8 +14,8 @@ async fn api_and_page_show_failing_checks_and_alerts() {
     ))
     .await;
     let http = ctl.http_addr();
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
-    let mut us = FakeProbe::connect(ctl.grpc_addr(), "us-east-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut us = connect(ctl.grpc_addr(), "us-east-1").await;
     eu.assignment().await;
     us.assignment().await;
     eu.report("api-health", false, 2).await;
@@ -114,7 +114,7 @@ async fn regions_without_recent_results_are_shown_stale() {
         check,
     ))
     .await;
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
     eu.assignment().await;
     eu.report("fast", true, 1).await;
     let checks = get_json(ctl.http_addr(), "/api/v1/checks").await;
@@ -158,8 +158,8 @@ async fn summary_lists_checks_per_region_and_alerts() {
         API_CHECK,
     ))
     .await;
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
-    let mut us = FakeProbe::connect(ctl.grpc_addr(), "us-east-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut us = connect(ctl.grpc_addr(), "us-east-1").await;
     eu.assignment().await;
     us.assignment().await;
     eu.report("api-health", false, 2).await;

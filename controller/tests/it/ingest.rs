@@ -79,7 +79,7 @@ async fn hello_gets_exactly_the_checks_of_its_region_with_a_stable_version() {
         TWO_CHECKS,
     ))
     .await;
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
     let a_eu = eu.assignment().await;
     let ids: Vec<&str> = a_eu.checks.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, vec!["api-health", "eu-portal"]);
@@ -87,7 +87,7 @@ async fn hello_gets_exactly_the_checks_of_its_region_with_a_stable_version() {
         serde_json::from_str(&a_eu.checks[1].spec_json).expect("spec_json is the shared schema");
     assert_eq!(raw.http.unwrap().url, "https://portal.example.eu/");
 
-    let mut us = FakeProbe::connect(ctl.grpc_addr(), "us-east-1").await;
+    let mut us = connect(ctl.grpc_addr(), "us-east-1").await;
     let a_us = us.assignment().await;
     assert_eq!(
         a_us.checks
@@ -99,7 +99,7 @@ async fn hello_gets_exactly_the_checks_of_its_region_with_a_stable_version() {
     assert_ne!(a_us.version, a_eu.version);
 
     // Same config, same version: a reconnect gets an identical assignment.
-    let mut eu2 = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu2 = connect(ctl.grpc_addr(), "eu-west-1").await;
     assert_eq!(eu2.assignment().await, a_eu);
 
     let probes = ctl.store().probes().await.unwrap();
@@ -121,7 +121,7 @@ async fn batch_is_acked_after_commit_and_a_resent_batch_is_stored_once() {
         TWO_CHECKS,
     ))
     .await;
-    let mut us = FakeProbe::connect(ctl.grpc_addr(), "us-east-1").await;
+    let mut us = connect(ctl.grpc_addr(), "us-east-1").await;
     us.assignment().await;
     let batch = vec![
         us.result("api-health", true),
@@ -178,7 +178,7 @@ async fn disconnect_is_recorded() {
         API_CHECK,
     ))
     .await;
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
     eu.assignment().await;
     assert_eq!(ctl.controller().registry().connected(), 1);
     drop(eu);
@@ -205,7 +205,7 @@ async fn reload_pushes_a_new_assignment_to_connected_probes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.db");
     let ctl = start(&config_text(&db, "http://127.0.0.1:9", API_CHECK)).await;
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
     let first = eu.assignment().await;
     assert_eq!(first.checks.len(), 1);
 

@@ -41,10 +41,10 @@ async fn a_silent_probe_raises_one_fleet_alert_leaves_the_quorum_and_resolves_wh
     let ctl = start(&config(&dir.path().join("o.db"), &pager.url(), &hook.url())).await;
     let http = ctl.http_addr();
 
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
     eu.assignment().await;
     let _eu_alive = keep_alive(eu.tx.clone(), 7, 3);
-    let mut us = FakeProbe::connect(ctl.grpc_addr(), "us-east-1").await;
+    let mut us = connect(ctl.grpc_addr(), "us-east-1").await;
     us.assignment().await;
     eu.report("api-health", true, 1).await;
     // us-east fails (confirmed), then goes silent while its results are still young.
@@ -122,7 +122,8 @@ async fn a_silent_probe_raises_one_fleet_alert_leaves_the_quorum_and_resolves_wh
 
     // eu-west recovers; us-east comes back: the probe alert resolves, once.
     eu.report("api-health", true, 2).await;
-    let mut us = FakeProbe::connect_from(ctl.grpc_addr(), "us-east-1", us_seq).await;
+    let mut us = connect(ctl.grpc_addr(), "us-east-1").await;
+    us.seq = us_seq;
     us.assignment().await;
     let _us_alive = keep_alive(us.tx.clone(), 0, 0);
     let bodies = hook.wait_for_bodies(2, WAIT).await;
@@ -143,7 +144,7 @@ async fn a_restarted_controller_gives_probes_offline_after_to_reconnect() {
     let text = config(&dir.path().join("o.db"), &pager.url(), &hook.url())
         .replace("offline_after = \"1s\"", "offline_after = \"3s\"");
     let ctl = start(&text).await;
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
     eu.assignment().await;
     drop(eu);
     ctl.shutdown().await;
@@ -152,7 +153,7 @@ async fn a_restarted_controller_gives_probes_offline_after_to_reconnect() {
     let ctl = start(&text).await;
     // ...but comes back to a probe that reconnects within offline_after: no alert.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let mut eu = FakeProbe::connect(ctl.grpc_addr(), "eu-west-1").await;
+    let mut eu = connect(ctl.grpc_addr(), "eu-west-1").await;
     eu.assignment().await;
     let _alive = keep_alive(eu.tx.clone(), 0, 0);
     tokio::time::sleep(Duration::from_millis(3500)).await;

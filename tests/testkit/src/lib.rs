@@ -18,6 +18,10 @@
 //!   zone, rcodes, silence and UDP truncation the test changes while it runs.
 //! - [`client`]: one HTTP(S) request over a fresh loopback connection, raw sockets
 //!   for hostile-peer tests.
+//! - [`fake_probe`]: [`FakeProbe`], a real `outpost.v1` gRPC client a test drives
+//!   message by message (attach with a token, hello, batches, acks, assignments).
+//! - [`wait`]: [`eventually`](wait::eventually), polling a condition until it holds,
+//!   with a panic naming what it waited for.
 //! - [`token`]: [`TokenServer`], an OAuth2 token endpoint, a scripted login and a
 //!   protected resource issuing and validating real HS256 JWTs, with knobs for
 //!   lifetime, clock skew, a broken token endpoint and early rejection.
@@ -43,19 +47,31 @@
 
 pub mod client;
 pub mod dns;
+pub mod fake_probe;
 pub mod hostile;
 pub mod http;
 pub mod pager;
 pub mod pki;
 mod server;
 pub mod token;
+pub mod wait;
 
 pub use dns::{DnsQuery, DnsServer, DnsTransport, Rcode, RecordType};
+pub use fake_probe::FakeProbe;
 pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
 pub use token::{Claims, ResourceCall, TokenServer, TokenServerBuilder};
+
+/// A loopback port that was free a moment ago (bound, then released). Only for
+/// addresses that must be known before the server starts — a config file for a
+/// spawned binary, a restart on the same port; anything else binds `127.0.0.1:0`.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
 
 /// `N` bytes from the ring provider's CSPRNG (serial numbers, dedup keys, garbage).
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {

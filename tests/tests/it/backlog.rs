@@ -8,8 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use outpost_e2e::{Fleet, count, db, eventually, quiet_interval};
-use outpost_testkit::{HttpServer, Reply};
+use outpost_e2e::{Fleet, count, db, quiet_interval};
+use outpost_testkit::{
+    HttpServer, Reply,
+    wait::{eventually, within},
+};
 
 const CHECKS: usize = 200;
 const PRODUCED_WHILE_DOWN: u64 = 10_000;
@@ -38,22 +41,22 @@ async fn ten_thousand_results_produced_while_the_controller_is_down_are_stored_e
     let probe = fleet.probe("eu-west", grpc, None);
     let stats = probe.scheduler.stats.clone();
     let outbox = probe.outbox.clone().unwrap();
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            probe.scheduler.len() == CHECKS
-        })
-        .await,
-        "the probe received its assignment of {CHECKS} checks"
-    );
+    eventually(
+        "the probe's assignment of every check",
+        Duration::from_secs(20),
+        || async { probe.scheduler.len() == CHECKS },
+    )
+    .await;
 
     controller.shutdown().await;
     let down_since = Instant::now();
     let at_shutdown = stats.finished.load(Ordering::SeqCst);
     assert!(
-        eventually(Duration::from_secs(90), || async {
+        within(Duration::from_secs(90), || async {
             stats.finished.load(Ordering::SeqCst) >= at_shutdown + PRODUCED_WHILE_DOWN
         })
-        .await,
+        .await
+        .is_some(),
         "the probe produced {PRODUCED_WHILE_DOWN} results while the controller was down (got {})",
         stats.finished.load(Ordering::SeqCst) - at_shutdown
     );
@@ -65,13 +68,10 @@ async fn ten_thousand_results_produced_while_the_controller_is_down_are_stored_e
     let controller = fleet.controller(&grpc.to_string(), &body).await;
     let pool = db(&fleet.db()).await;
     let backlog = at_shutdown + PRODUCED_WHILE_DOWN;
-    assert!(
-        eventually(Duration::from_secs(60), || async {
-            count(&pool, "SELECT COUNT(*) FROM results").await >= backlog as i64
-        })
-        .await,
-        "the backlog arrived"
-    );
+    eventually("the backlog", Duration::from_secs(60), || async {
+        count(&pool, "SELECT COUNT(*) FROM results").await >= backlog as i64
+    })
+    .await;
     // Stop production without unassigning anything: the same checks, none due for ten minutes.
     let ids: Vec<String> = (0..CHECKS).map(|i| format!("c{i:03}")).collect();
     let quiet = quiet_interval("probe-eu-west", &ids);
@@ -82,14 +82,15 @@ async fn ten_thousand_results_produced_while_the_controller_is_down_are_stored_e
 
     // At one instant: nothing queued, nothing finishing, and the store holds
     // exactly as many results as the probe produced.
-    let consistent = eventually(Duration::from_secs(60), || async {
+    let consistent = within(Duration::from_secs(60), || async {
         let before = stats.finished.load(Ordering::SeqCst);
         let queued = outbox.len();
         let stored = count(&pool, "SELECT COUNT(*) FROM results").await;
         let after = stats.finished.load(Ordering::SeqCst);
         queued == 0 && before == after && stored == before as i64
     })
-    .await;
+    .await
+    .is_some();
     let stored = count(&pool, "SELECT COUNT(*) FROM results").await;
     let produced = stats.finished.load(Ordering::SeqCst);
     assert!(

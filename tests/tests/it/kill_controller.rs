@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use outpost_e2e::{Fleet, binary, eventually, free_port, http_get};
-use outpost_testkit::{HttpServer, PagerReceiver, Reply};
+use outpost_e2e::{Fleet, binary};
+use outpost_testkit::{HttpServer, PagerReceiver, Reply, client, free_port, wait::eventually};
 
 const REGIONS: [&str; 2] = ["eu-west", "us-east"];
 const ROUTING_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32";
@@ -32,14 +32,14 @@ fn spawn(config: &std::path::Path) -> Child {
         .unwrap()
 }
 
-fn alerts(http: SocketAddr) -> Option<serde_json::Value> {
-    let (status, body) = http_get(http, "/api/v1/alerts").ok()?;
-    (status == 200).then(|| serde_json::from_str(&body).ok())?
+async fn alerts(http: SocketAddr) -> Option<serde_json::Value> {
+    let resp = client::get(http, "/api/v1/alerts").await.ok()?;
+    (resp.status == 200).then(|| serde_json::from_slice(&resp.body).ok())?
 }
 
 /// The trigger of the (only) alert was recorded as delivered to `sink`.
-fn trigger_delivered(http: SocketAddr) -> bool {
-    alerts(http).is_some_and(|a| {
+async fn trigger_delivered(http: SocketAddr) -> bool {
+    alerts(http).await.is_some_and(|a| {
         a["alerts"].as_array().is_some_and(|list| {
             list.iter().any(|al| {
                 al["notifications"].as_array().is_some_and(|ns| {
@@ -70,8 +70,8 @@ async fn a_controller_killed_between_trigger_and_resolve_pages_once_and_resolves
     let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
     let fleet = Fleet::new();
     let key = fleet.secret("pd.key", ROUTING_KEY);
-    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let text = format!(
         r#"[server]
 grpc_listen = "{grpc}"
@@ -104,13 +104,16 @@ sinks = ["pagerduty"]
     std::fs::write(&config, text).unwrap();
 
     let mut controller = spawn(&config);
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            http_get(http, "/readyz").is_ok_and(|(s, _)| s == 200)
-        })
-        .await,
-        "controller ready"
-    );
+    eventually(
+        "the controller's readiness",
+        Duration::from_secs(20),
+        || async {
+            client::get(http, "/readyz")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+    )
+    .await;
     let probes: Vec<_> = REGIONS.iter().map(|r| fleet.probe(r, grpc, None)).collect();
 
     // Both regions fail → the trigger reaches the receiver.
@@ -120,12 +123,12 @@ sinks = ["pagerduty"]
     // Kill right after the controller recorded the delivery (killing between
     // the receiver's 202 and that record would send the trigger again: that
     // at-least-once window is documented, and PagerDuty collapses it by dedup key).
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            trigger_delivered(http)
-        })
-        .await
-    );
+    eventually(
+        "the trigger recorded as delivered",
+        Duration::from_secs(10),
+        || trigger_delivered(http),
+    )
+    .await;
     controller.kill().unwrap(); // SIGKILL
     controller.wait().unwrap();
     let killed_at = Instant::now();

@@ -10,8 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use outpost_e2e::{Fleet, eventually};
-use outpost_testkit::{Forced, HttpServer, PagerReceiver, Reply};
+use outpost_e2e::Fleet;
+use outpost_testkit::{Forced, HttpServer, PagerReceiver, Reply, wait::eventually};
 
 const REGIONS: [&str; 2] = ["eu-west", "us-east"];
 const ROUTING_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32";
@@ -85,21 +85,17 @@ async fn after_429_then_500_everything_is_delivered_in_order() {
         .lock()
         .unwrap()
         .extend(["/a".to_owned(), "/b".to_owned()]);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            alert_count(&ctl, "open").await == 2
-        })
-        .await
-    );
+    eventually("two open alerts", Duration::from_secs(10), || async {
+        alert_count(&ctl, "open").await == 2
+    })
+    .await;
     // Both checks recover while the triggers are still undelivered: the
     // resolves queue behind them.
     failing.lock().unwrap().clear();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            alert_count(&ctl, "resolved").await == 2
-        })
-        .await
-    );
+    eventually("two resolved alerts", Duration::from_secs(10), || async {
+        alert_count(&ctl, "resolved").await == 2
+    })
+    .await;
     assert!(pager.events().is_empty(), "nothing got through yet");
 
     let events = pager.wait_for_events(4, Duration::from_secs(60)).await;
@@ -159,13 +155,12 @@ async fn a_400_is_not_retried_and_the_resolve_still_goes_out() {
     pager.respond_with(vec![Forced::status(400)]);
     failing.lock().unwrap().insert("/a".to_owned());
     let store = ctl.store().clone();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            store.notification_counts().await.unwrap().failed == 1
-        })
-        .await,
-        "the trigger was rejected"
-    );
+    eventually(
+        "the trigger's rejection",
+        Duration::from_secs(10),
+        || async { store.notification_counts().await.unwrap().failed == 1 },
+    )
+    .await;
     assert_eq!(pager.attempts(), 1);
     failing.lock().unwrap().clear();
     // The trigger failed permanently, so the resolve is not held behind it.

@@ -9,8 +9,8 @@ use std::{
     time::Duration,
 };
 
-use outpost_e2e::{Fleet, count, db, eventually};
-use outpost_testkit::{HttpServer, PagerReceiver, Reply};
+use outpost_e2e::{Fleet, count, db};
+use outpost_testkit::{HttpServer, PagerReceiver, Reply, wait::eventually};
 
 const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 const ROUTING_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32";
@@ -68,18 +68,19 @@ sinks = ["pagerduty"]
     let pool = db(&fleet.db()).await;
 
     // Every region reports and passes.
-    assert!(
-        eventually(Duration::from_secs(10), || async {
+    eventually(
+        "a passing result from all three regions",
+        Duration::from_secs(10),
+        || async {
             count(
                 &pool,
                 "SELECT COUNT(DISTINCT region) FROM results WHERE ok = 1",
             )
             .await
                 == 3
-        })
-        .await,
-        "all three regions report"
-    );
+        },
+    )
+    .await;
 
     // Two regions fail → exactly one trigger.
     failing

@@ -5,8 +5,11 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use outpost_e2e::{Fleet, count, db, eventually};
-use outpost_testkit::{HttpServer, Reply};
+use outpost_e2e::{Fleet, count, db};
+use outpost_testkit::{
+    HttpServer, Reply,
+    wait::{eventually, within},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_produced_while_the_controller_is_down_arrive_once() {
@@ -26,12 +29,10 @@ async fn results_produced_while_the_controller_is_down_arrive_once() {
     let probe = fleet.probe("eu-west", grpc, None);
     {
         let pool = db(&fleet.db()).await;
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                count(&pool, "SELECT COUNT(*) FROM results").await >= 5
-            })
-            .await
-        );
+        eventually("five stored results", Duration::from_secs(10), || async {
+            count(&pool, "SELECT COUNT(*) FROM results").await >= 5
+        })
+        .await;
         pool.close().await;
     }
 
@@ -48,14 +49,15 @@ async fn results_produced_while_the_controller_is_down_arrive_once() {
     let stats = probe.scheduler.stats.clone();
     // At one instant: nothing queued, nothing running, and the store holds
     // exactly as many results as the probe produced.
-    let consistent = eventually(Duration::from_secs(15), || async {
+    let consistent = within(Duration::from_secs(15), || async {
         let before = stats.finished.load(Ordering::SeqCst);
         let queued = probe.outbox.as_ref().unwrap().len();
         let stored = count(&pool, "SELECT COUNT(*) FROM results").await;
         let after = stats.finished.load(Ordering::SeqCst);
         queued == 0 && before == after && stored == before as i64
     })
-    .await;
+    .await
+    .is_some();
     let stored = count(&pool, "SELECT COUNT(*) FROM results").await;
     assert!(
         consistent,
