@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::code;
 use outpost_probe::{
     check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
     config::Problems,
@@ -24,10 +25,6 @@ fn spec(id: &str, timeout: &str, dns: &str) -> CheckSpec {
 
 async fn run(spec: &CheckSpec) -> Outcome {
     check::run(spec, &RunContext::default()).await
-}
-
-fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
 }
 
 fn resolver(o: &Outcome, i: usize) -> &Value {

@@ -5,34 +5,14 @@
 
 use std::time::Duration;
 
+use crate::support::{code, run};
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{FailureCode, RawCheck},
     config::Problems,
 };
 use outpost_testkit::{HttpServer, Pki, Reply};
 use serde_json::json;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-
-fn spec(toml_text: &str) -> CheckSpec {
-    let raw: RawCheck = toml::from_str(toml_text).expect("check toml parses");
-    let mut p = Problems::default();
-    let spec = raw.validate("checks[0]", &mut p);
-    assert!(p.is_empty(), "{p:?}");
-    spec.expect("valid")
-}
-
-async fn run(toml_text: &str) -> Outcome {
-    let ctx = RunContext {
-        probe_name: "test-probe".into(),
-        region: "test-region".into(),
-        ..RunContext::default()
-    };
-    check::run(&spec(toml_text), &ctx).await
-}
-
-fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
-}
 
 fn check(url: &str, keys: &str) -> String {
     format!("id = \"x\"\n[http]\nurl = \"{url}\"\n{keys}\n")

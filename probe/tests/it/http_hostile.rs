@@ -9,19 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{code, spec};
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
-    config::{Problems, RawProbeFile},
+    check::{self, FailureCode, Outcome, RunContext},
+    config::RawProbeFile,
 };
 use outpost_testkit::{Hostile, HttpServer, Reply};
-
-fn spec(toml_text: &str) -> CheckSpec {
-    let raw: RawCheck = toml::from_str(toml_text).expect("check toml parses");
-    let mut p = Problems::default();
-    let spec = raw.validate("checks[0]", &mut p);
-    assert!(p.is_empty(), "{p:?}");
-    spec.expect("valid")
-}
 
 /// Runs the check and returns the outcome and the wall time it took.
 async fn timed(toml_text: &str) -> (Outcome, Duration) {
@@ -30,10 +23,6 @@ async fn timed(toml_text: &str) -> (Outcome, Duration) {
     let t = Instant::now();
     let o = check::run(&spec, &ctx).await;
     (o, t.elapsed())
-}
-
-fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
 }
 
 fn within(took: Duration, deadline_ms: u64) {

@@ -4,32 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{code, run};
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{FailureCode, Outcome, RawCheck},
     config::Problems,
 };
 use outpost_testkit::{HttpServer, Pki, Reply};
-
-fn spec(toml_text: &str) -> CheckSpec {
-    let raw: RawCheck = toml::from_str(toml_text).expect("check toml parses");
-    let mut p = Problems::default();
-    let spec = raw.validate("checks[0]", &mut p);
-    assert!(p.is_empty(), "{p:?}");
-    spec.expect("valid")
-}
-
-async fn run(toml_text: &str) -> Outcome {
-    let ctx = RunContext {
-        probe_name: "test-probe".into(),
-        region: "test-region".into(),
-        ..RunContext::default()
-    };
-    check::run(&spec(toml_text), &ctx).await
-}
-
-fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
-}
 
 fn statuses(o: &Outcome) -> Vec<u64> {
     o.details["chain"]

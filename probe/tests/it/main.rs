@@ -1,5 +1,6 @@
 //! Integration tests of `outpost-probe`: one test binary (one link) for the
-//! crate, one module per concern, against real loopback servers from the test kit.
+//! crate, one module per concern, against real loopback servers from the test kit;
+//! [`support`] builds and runs checks from TOML.
 
 mod cli;
 mod dns_check;
@@ -10,4 +11,5 @@ mod http_redirect;
 mod outbox;
 mod scheduler;
 mod session_check;
+mod support;
 mod tls_matrix;

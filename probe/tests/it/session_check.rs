@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{code, spec};
 use outpost_probe::{
     check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext, session},
     config::Problems,
@@ -45,14 +46,6 @@ async fn server(lifetime: Duration) -> TokenServer {
         .unwrap()
 }
 
-fn spec(toml_text: &str) -> CheckSpec {
-    let raw: RawCheck = toml::from_str(toml_text).expect("check toml parses");
-    let mut p = Problems::default();
-    let spec = raw.validate("checks[0]", &mut p);
-    assert!(p.is_empty(), "{p:?}");
-    spec.expect("valid")
-}
-
 /// An OAuth2 client-credentials session check; `extra` adds `[session]` keys.
 fn oauth(id: &str, ts: &TokenServer, extra: &str) -> CheckSpec {
     let (_, secret, _) = dirs();
@@ -77,10 +70,6 @@ async fn run(spec: &CheckSpec) -> Outcome {
         ..RunContext::default()
     };
     check::run(spec, &ctx).await
-}
-
-fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
 }
 
 fn f64_of(v: &Value) -> f64 {
