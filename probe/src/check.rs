@@ -8,6 +8,7 @@
 
 pub mod assertion;
 pub mod dns;
+pub mod failure;
 pub mod http;
 pub mod redirect;
 pub mod session;
@@ -19,6 +20,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use self::failure::{Failure, FailureCode};
 use crate::config::{Dur, Problems};
 
 /// Default interval between runs.
@@ -270,210 +272,6 @@ pub fn validate_all(checks: &[RawCheck], prefix: &str, problems: &mut Problems) 
         }
     }
     out
-}
-
-/// Stable snake_case failure codes. Renaming one is a breaking change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum FailureCode {
-    /// The run did not finish within its timeout.
-    Timeout,
-    /// The name did not resolve.
-    DnsFailure,
-    /// A resolver answered NXDOMAIN: the name does not exist.
-    DnsNxdomain,
-    /// A resolver answered SERVFAIL.
-    DnsServfail,
-    /// A resolver answered REFUSED.
-    DnsRefused,
-    /// A resolver answered another rcode than the expected one.
-    DnsRcodeMismatch,
-    /// A resolver did not answer within the check's timeout.
-    DnsTimeout,
-    /// A UDP answer was truncated (TC=1) and the retry over TCP failed.
-    DnsTruncated,
-    /// The records differ from `answers_equal` or lack one of `answers_contain`.
-    DnsAnswerMismatch,
-    /// The CNAME chain does not end at `cname_target`.
-    DnsCnameMismatch,
-    /// A record's TTL is outside `ttl_min`..`ttl_max`.
-    DnsTtlOutOfBounds,
-    /// Fewer records of the asked type than `min_answers`.
-    DnsTooFewAnswers,
-    /// Resolvers serve different answer sets (each resolver's set is in the details).
-    DnsResolversDisagree,
-    /// A changed answer has not reached every resolver within the old TTL
-    /// plus `propagation_grace`; the lagging resolvers are named.
-    DnsPropagationStalled,
-    /// The target refused the TCP connection.
-    ConnectionRefused,
-    /// The TCP connection failed for another reason (unreachable, reset).
-    ConnectFailure,
-    /// The TLS handshake failed (protocol, alert from the peer).
-    TlsHandshakeFailure,
-    /// The certificate chain does not lead to a trusted root.
-    TlsUntrustedRoot,
-    /// A certificate on the chain is expired.
-    TlsCertExpired,
-    /// A certificate on the chain is not yet valid.
-    TlsCertNotYetValid,
-    /// The certificate does not cover the requested name.
-    TlsNameMismatch,
-    /// The certificate was rejected for another reason.
-    TlsCertInvalid,
-    /// The leaf's issuer is neither presented nor trusted: the server does
-    /// not send its intermediate (only AIA-fetching clients cope).
-    TlsChainIncomplete,
-    /// The leaf is self-signed and not trusted.
-    TlsSelfSigned,
-    /// The server refuses the client's protocol versions, or negotiates one
-    /// below `min_tls_version`.
-    TlsProtocolUnsupported,
-    /// A must-pass tls combination starts failing in fewer than its
-    /// `min_days_left` days.
-    TlsExpiringSoon,
-    /// The presented chain has hygiene findings and `hygiene = "fail"`.
-    TlsChainHygiene,
-    /// The peer did not speak HTTP correctly.
-    ProtocolError,
-    /// The status was not in the expected set.
-    UnexpectedStatus,
-    /// A redirect was answered where a machine client expects the final response.
-    RedirectNotFollowed,
-    /// A redirect led from https to plain http (`allow_downgrade = false`).
-    RedirectDowngrade,
-    /// A redirect turned a non-GET request into a GET, dropping its body
-    /// (301/302 after POST, 303; `allow_method_change = false`).
-    RedirectMethodChanged,
-    /// A redirect revisited a (method, URL) already requested in the chain.
-    RedirectLoop,
-    /// The chain needed more redirects than `max_hops`.
-    RedirectLimit,
-    /// The statuses along the chain differ from `redirect_statuses`.
-    RedirectSequenceMismatch,
-    /// The final URL of the chain is not https (`require_https = true`).
-    RedirectScheme,
-    /// A response header is missing, present, or has the wrong value.
-    HeaderMismatch,
-    /// The body does not contain the text or match the pattern.
-    BodyMismatch,
-    /// A JSONPath assertion failed (missing, unequal, out of range, not JSON).
-    JsonPathMismatch,
-    /// The data's timestamp is older than `freshness.max_age`.
-    DataStale,
-    /// A phase (or the total) took longer than its `latency` budget.
-    LatencyBudgetExceeded,
-    /// More samples failed than `max_failure_ratio` allows.
-    SampleFailureRatio,
-    /// The body exceeded the read cap.
-    BodyTooLarge,
-    /// The response headers exceeded the cap.
-    HeadersTooLarge,
-    /// A session credential was rejected (401/403) before its declared
-    /// expiry minus `clock_skew_tolerance`, or right after being issued.
-    SessionRejectedEarly,
-    /// Renewing a session failed (refresh or re-login); the old credential
-    /// stays in use while it is valid.
-    SessionRenewalFailed,
-    /// A session's declared lifetime differs from the one seen before, or
-    /// lies outside `lifetime_bounds`.
-    SessionLifetimeChanged,
-    /// The server's clock (`Date`, a fresh JWT's `iat`) is off the probe's
-    /// by more than `clock_skew_tolerance`.
-    ClockSkew,
-    /// `renewal = "never"`: the session was rejected; the details carry the
-    /// observed lifetime.
-    SessionExpired,
-    /// No session could be started: the login failed.
-    SessionLoginFailed,
-    /// The check could not be run (local problem: bad CA file, no sockets).
-    InternalError,
-}
-
-impl FailureCode {
-    /// The stable code string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCode::Timeout => "timeout",
-            FailureCode::DnsFailure => "dns_failure",
-            FailureCode::DnsNxdomain => "dns_nxdomain",
-            FailureCode::DnsServfail => "dns_servfail",
-            FailureCode::DnsRefused => "dns_refused",
-            FailureCode::DnsRcodeMismatch => "dns_rcode_mismatch",
-            FailureCode::DnsTimeout => "dns_timeout",
-            FailureCode::DnsTruncated => "dns_truncated",
-            FailureCode::DnsAnswerMismatch => "dns_answer_mismatch",
-            FailureCode::DnsCnameMismatch => "dns_cname_mismatch",
-            FailureCode::DnsTtlOutOfBounds => "dns_ttl_out_of_bounds",
-            FailureCode::DnsTooFewAnswers => "dns_too_few_answers",
-            FailureCode::DnsResolversDisagree => "dns_resolvers_disagree",
-            FailureCode::DnsPropagationStalled => "dns_propagation_stalled",
-            FailureCode::ConnectionRefused => "connection_refused",
-            FailureCode::ConnectFailure => "connect_failure",
-            FailureCode::TlsHandshakeFailure => "tls_handshake_failure",
-            FailureCode::TlsUntrustedRoot => "tls_untrusted_root",
-            FailureCode::TlsCertExpired => "tls_cert_expired",
-            FailureCode::TlsCertNotYetValid => "tls_cert_not_yet_valid",
-            FailureCode::TlsNameMismatch => "tls_name_mismatch",
-            FailureCode::TlsCertInvalid => "tls_cert_invalid",
-            FailureCode::TlsChainIncomplete => "tls_chain_incomplete",
-            FailureCode::TlsSelfSigned => "tls_self_signed",
-            FailureCode::TlsProtocolUnsupported => "tls_protocol_unsupported",
-            FailureCode::TlsExpiringSoon => "tls_expiring_soon",
-            FailureCode::TlsChainHygiene => "tls_chain_hygiene",
-            FailureCode::ProtocolError => "protocol_error",
-            FailureCode::UnexpectedStatus => "unexpected_status",
-            FailureCode::RedirectNotFollowed => "redirect_not_followed",
-            FailureCode::RedirectDowngrade => "redirect_downgrade",
-            FailureCode::RedirectMethodChanged => "redirect_method_changed",
-            FailureCode::RedirectLoop => "redirect_loop",
-            FailureCode::RedirectLimit => "redirect_limit",
-            FailureCode::RedirectSequenceMismatch => "redirect_sequence_mismatch",
-            FailureCode::RedirectScheme => "redirect_scheme",
-            FailureCode::HeaderMismatch => "header_mismatch",
-            FailureCode::BodyMismatch => "body_mismatch",
-            FailureCode::JsonPathMismatch => "json_path_mismatch",
-            FailureCode::DataStale => "data_stale",
-            FailureCode::LatencyBudgetExceeded => "latency_budget_exceeded",
-            FailureCode::SampleFailureRatio => "sample_failure_ratio",
-            FailureCode::BodyTooLarge => "body_too_large",
-            FailureCode::HeadersTooLarge => "headers_too_large",
-            FailureCode::SessionRejectedEarly => "session_rejected_early",
-            FailureCode::SessionRenewalFailed => "session_renewal_failed",
-            FailureCode::SessionLifetimeChanged => "session_lifetime_changed",
-            FailureCode::ClockSkew => "clock_skew",
-            FailureCode::SessionExpired => "session_expired",
-            FailureCode::SessionLoginFailed => "session_login_failed",
-            FailureCode::InternalError => "internal_error",
-        }
-    }
-}
-
-impl std::fmt::Display for FailureCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a check failed: a stable code and a human message. A target being
-/// down is a `Failure` (data), not an error of ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// Stable code.
-    pub code: FailureCode,
-    /// Human message naming what was observed.
-    pub message: String,
-}
-
-impl Failure {
-    /// Builds a failure.
-    pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
 }
 
 /// Phase timings of one run. `None` when a phase did not run.
