@@ -342,7 +342,7 @@ impl Outcome {
     pub fn to_json(&self) -> serde_json::Value {
         let (code, message) = match &self.result {
             Ok(()) => (None, None),
-            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
+            Err(f) => (Some(f.code().as_str()), Some(f.to_string())),
         };
         serde_json::json!({
             "check_id": self.check_id,
@@ -374,10 +374,11 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 Ok(r) => (r.phases, r.result, r.details),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::Timeout,
-                        format!("no complete response within {}", Dur(spec.timeout)),
-                    )),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(h.url.clone()),
+                    }),
                     serde_json::json!({ "url": h.url.as_str() }),
                 ),
             }
@@ -389,10 +390,11 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 Ok(r) => (r.phases, r.result, r.details),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::DnsTimeout,
-                        format!("no DNS answers within {}", Dur(spec.timeout)),
-                    )),
+                    Err(Failure::DnsTimeout {
+                        name: dns::name_text(&d.name),
+                        resolver: None,
+                        after: Some(spec.timeout),
+                    }),
                     serde_json::json!({ "name": dns::name_text(&d.name) }),
                 ),
             }
@@ -404,10 +406,11 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 Ok(r) => (r.phases, r.result, r.details),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::Timeout,
-                        format!("no TLS handshakes within {}", Dur(spec.timeout)),
-                    )),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(format!("{}:{}", t.host, t.port)),
+                    }),
                     serde_json::json!({ "host": t.host, "port": t.port }),
                 ),
             }
@@ -419,13 +422,11 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 Ok(r) => (r.phases, r.result, r.details),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::Timeout,
-                        format!(
-                            "the session run did not finish within {}",
-                            Dur(spec.timeout)
-                        ),
-                    )),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: None,
+                    }),
                     session::describe(s),
                 ),
             }

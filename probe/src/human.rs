@@ -64,9 +64,9 @@ impl fmt::Display for Human {
             }
         };
         match secs {
-            ..60 => write!(f, "{secs} s"),
-            ..3600 => pair(f, secs / 60, "min", secs % 60, "s"),
-            ..86_400 => pair(f, secs / 3600, "h", secs / 60 % 60, "min"),
+            0..60 => write!(f, "{secs} s"),
+            60..3600 => pair(f, secs / 60, "min", secs % 60, "s"),
+            3600..86_400 => pair(f, secs / 3600, "h", secs / 60 % 60, "min"),
             _ => pair(f, secs / 86_400, "d", secs / 3600 % 24, "h"),
         }
     }

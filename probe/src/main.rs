@@ -214,7 +214,7 @@ async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>) -> i32 {
         println!("\nTLS: every trust store x client profile for the first hop's server");
         print!("{}", check::tls::render_matrix(&matrix.details));
         if let Err(f) = &matrix.result {
-            println!("  ({}: {})", f.code, f.message);
+            println!("  ({}: {f})", f.code());
         }
     }
     if report.passes_following { 0 } else { 1 }
@@ -328,10 +328,7 @@ fn text_line(o: &Outcome) -> String {
     let ms = o.phases.total.as_secs_f64() * 1000.0;
     match &o.result {
         Ok(()) => format!("PASS  {:<24} {ms:>8.1} ms", o.check_id),
-        Err(f) => format!(
-            "FAIL  {:<24} {ms:>8.1} ms  {}: {}",
-            o.check_id, f.code, f.message
-        ),
+        Err(f) => format!("FAIL  {:<24} {ms:>8.1} ms  {}: {}", o.check_id, f.code(), f),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{self, CheckSpec, Failure, FailureCode, Outcome, RawCheck, RunContext},
     config::Problems,
     resolver::{self, ResolverSpec},
 };
@@ -27,7 +27,7 @@ async fn run(spec: &CheckSpec) -> Outcome {
 }
 
 fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
+    o.result.as_ref().err().map(|f| f.code())
 }
 
 fn resolver(o: &Outcome, i: usize) -> &Value {
@@ -230,8 +230,16 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
         "{}",
         o.details
     );
-    let msg = &o.result.as_ref().unwrap_err().message;
-    assert!(msg.contains(&lagging.tcp_url()), "{msg}");
+    let Some(Failure::DnsPropagationStalled {
+        leader: named_leader,
+        lagging: laggards,
+        ..
+    }) = o.result.as_ref().err()
+    else {
+        panic!("{:?}", o.result)
+    };
+    assert_eq!(named_leader, &leader.udp_url());
+    assert_eq!(laggards[0].resolvers, vec![lagging.tcp_url()]);
     let p = &o.details["propagation"];
     assert_eq!(p["stalled"], true);
     assert_eq!(p["leader"], leader.udp_url());
@@ -538,7 +546,7 @@ async fn lookup_ips_returns_every_address_through_a_named_resolver() {
     let err = resolver::lookup_ips("nope.example.test", &r, deadline)
         .await
         .unwrap_err();
-    assert_eq!(err.code, FailureCode::DnsNxdomain);
+    assert_eq!(err.code(), FailureCode::DnsNxdomain);
     let (ips, _) = resolver::lookup_ips("[::1]", &r, deadline).await.unwrap();
     assert_eq!(ips, ["::1".parse::<std::net::IpAddr>().unwrap()]);
 }

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{
+        self, CheckSpec, Failure, FailureCode, Outcome, RawCheck, RunContext,
+        failure::{BackendCount, Staleness},
+    },
     config::Problems,
 };
 use outpost_testkit::{HttpServer, Pki, Reply};
@@ -30,7 +33,7 @@ async fn run(toml_text: &str) -> Outcome {
 }
 
 fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
+    o.result.as_ref().err().map(|f| f.code())
 }
 
 fn check(url: &str, keys: &str) -> String {
@@ -61,8 +64,17 @@ async fn data_seventeen_hours_old_fails_max_age_15m_with_its_age() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::DataStale);
-    assert!(f.message.starts_with("data is 17h 0m"), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::DataStale);
+    let Failure::DataStale {
+        at,
+        problem: Staleness::Old { age, max_age, .. },
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(at, "$.updated_at");
+    assert_eq!(*max_age, Duration::from_secs(15 * 60));
+    assert_eq!(age.as_secs() / 60, 17 * 60, "{age:?}");
     let age = o.details["age_seconds"].as_f64().unwrap();
     assert!((61_200.0..61_260.0).contains(&age), "{age}");
     let a = &o.details["assertions"];
@@ -230,8 +242,18 @@ async fn a_slow_first_byte_exceeds_its_latency_budget() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::LatencyBudgetExceeded);
-    assert!(f.message.starts_with("first_byte took"), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::LatencyBudgetExceeded);
+    let Failure::LatencyBudgetExceeded {
+        phase,
+        took,
+        budget,
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(phase, "first_byte");
+    assert_eq!(*budget, Duration::from_millis(100));
+    assert!(*took > *budget, "{took:?}");
     let a = o.details["assertions"].as_array().unwrap();
     // tls did not happen on plain http: recorded, not evaluated, not failed.
     let tls = a.iter().find(|x| x["name"] == "latency tls").unwrap();
@@ -271,14 +293,31 @@ async fn samples_are_attributed_to_backends_behind_one_name() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::SampleFailureRatio);
-    assert!(
-        f.message.starts_with(&format!(
-            "1 of 2 backends failing: 127.0.0.2:{port} sample_failure_ratio (3 of 3 samples failed (ratio 1.00 > 0.00); by backend: blue 3/3"
-        )),
-        "{}",
-        f.message
+    assert_eq!(f.code(), FailureCode::SampleFailureRatio);
+    let Failure::Backends { total: 2, failing } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
+    let Failure::SampleFailureRatio {
+        failed: 3,
+        total: 3,
+        by_backend,
+        first: Some(first),
+        ..
+    } = &failing[0].failure
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(
+        by_backend,
+        &[BackendCount {
+            backend: "blue".into(),
+            total: 3,
+            failed: 3
+        }]
     );
+    assert_eq!(first.code(), FailureCode::UnexpectedStatus);
     assert_eq!(blue.request_count(), 3);
     assert_eq!(green.request_count(), 3);
     let samples = o.details["samples"].as_array().unwrap();
@@ -318,14 +357,23 @@ async fn a_failure_ratio_over_the_limit_names_each_backend() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::SampleFailureRatio);
-    assert!(
-        f.message.starts_with(
-            "5 of 10 samples failed (ratio 0.50 > 0.10); by backend: blue 5/5, green 0/5"
-        ),
-        "{}",
-        f.message
-    );
+    assert_eq!(f.code(), FailureCode::SampleFailureRatio);
+    let Failure::SampleFailureRatio {
+        failed: 5,
+        total: 10,
+        max_failure_ratio,
+        by_backend,
+        ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(*max_failure_ratio, 0.1);
+    let by: Vec<(&str, usize, usize)> = by_backend
+        .iter()
+        .map(|b| (b.backend.as_str(), b.failed, b.total))
+        .collect();
+    assert_eq!(by, vec![("blue", 5, 5), ("green", 0, 5)]);
     // Ten fresh connections.
     assert_eq!(lb.connection_count(), 10);
     let o = run(&check(

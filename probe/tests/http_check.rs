@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{self, CheckSpec, Failure, FailureCode, Outcome, RawCheck, RunContext},
     config::Problems,
 };
 use outpost_testkit::{Hostile, HttpServer, Pki, Reply};
@@ -27,7 +27,7 @@ async fn run(toml_text: &str) -> Outcome {
 }
 
 fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
+    o.result.as_ref().err().map(|f| f.code())
 }
 
 #[tokio::test]
@@ -233,13 +233,16 @@ async fn one_broken_backend_of_two_is_named() {
     };
     let o = run(&check("all")).await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::UnexpectedStatus);
-    assert!(
-        f.message.starts_with("1 of 2 backends failing"),
-        "{}",
-        f.message
-    );
-    assert!(f.message.contains(&format!("127.0.0.2:{port}")));
+    assert_eq!(f.code(), FailureCode::UnexpectedStatus);
+    let Failure::Backends { total: 2, failing } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
+    assert!(matches!(
+        failing[0].failure,
+        Failure::UnexpectedStatus { got: 502, .. }
+    ));
     assert_eq!(o.details["addresses_failing"], 1);
     assert_eq!(o.details["addresses"][1]["status"], 200);
     // Both backends saw the name as SNI/Host.
@@ -309,12 +312,10 @@ async fn a_named_resolver_feeds_address_fan_out_and_follows_a_cname_flip() {
     let o = run(&pair).await;
     assert_eq!(o.details["addresses_total"], 2, "{}", o.details);
     assert_eq!(o.details["addresses_failing"], 1);
-    assert!(
-        o.result
-            .unwrap_err()
-            .message
-            .contains(&format!("127.0.0.2:{port}"))
-    );
+    let Err(Failure::Backends { failing, .. }) = &o.result else {
+        panic!("{:?}", o.result)
+    };
+    assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
 
     // The app name follows its CNAME: blue (502), then green after the flip.
     let app = format!(

@@ -10,7 +10,7 @@ use std::{
 };
 
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{self, CheckSpec, Failure, FailureCode, Outcome, RawCheck, RunContext, failure::Phase},
     config::{Problems, RawProbeFile},
 };
 use outpost_testkit::{Hostile, HttpServer, Reply};
@@ -33,7 +33,7 @@ async fn timed(toml_text: &str) -> (Outcome, Duration) {
 }
 
 fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
+    o.result.as_ref().err().map(|f| f.code())
 }
 
 fn within(took: Duration, deadline_ms: u64) {
@@ -158,8 +158,25 @@ async fn samples_share_the_one_deadline() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::Timeout);
-    assert!(f.message.starts_with("sample 1 of 5"), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::Timeout);
+    let Failure::Sample {
+        sample: 1,
+        of: 5,
+        failure,
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(
+        matches!(
+            **failure,
+            Failure::Timeout {
+                phase: Phase::Body,
+                ..
+            }
+        ),
+        "{failure:?}"
+    );
     within(took, 1000);
 }
 
@@ -238,7 +255,7 @@ async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
         codes
             .entry(o.check_id.as_str())
             .or_default()
-            .push(o.result.as_ref().unwrap_err().code);
+            .push(o.result.as_ref().unwrap_err().code());
     }
     let want = [
         ("silent", FailureCode::Timeout),

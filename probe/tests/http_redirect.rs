@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{self, CheckSpec, Failure, FailureCode, Outcome, RawCheck, RunContext},
     config::Problems,
 };
 use outpost_testkit::{HttpServer, Pki, Reply};
@@ -27,7 +27,7 @@ async fn run(toml_text: &str) -> Outcome {
 }
 
 fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
+    o.result.as_ref().err().map(|f| f.code())
 }
 
 fn statuses(o: &Outcome) -> Vec<u64> {
@@ -72,9 +72,15 @@ async fn permanent_redirect_to_https_fails_a_client_that_does_not_follow() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::RedirectNotFollowed);
-    assert!(f.message.contains("308"), "{}", f.message);
-    assert!(f.message.contains(&secure.url("/ingest")), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::RedirectNotFollowed);
+    let Failure::RedirectNotFollowed {
+        status, location, ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(*status, 308);
+    assert_eq!(location, &secure.url("/ingest"));
     assert_eq!(statuses(&o), [308]);
     assert_eq!(secure.request_count(), 0);
 }
@@ -216,8 +222,19 @@ async fn post_answered_301_fails_with_method_changed_unless_allowed() {
     );
     let o = run(&base).await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::RedirectMethodChanged);
-    assert!(f.message.contains("POST into GET"), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::RedirectMethodChanged);
+    let Failure::RedirectMethodChanged {
+        hop,
+        status,
+        from,
+        to,
+        ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!((*hop, *status), (1, 301));
+    assert_eq!((from.as_str(), to.as_str()), ("POST", "GET"));
 
     let o = run(&format!("{base}allow_method_change = true\n")).await;
     assert!(o.ok(), "{:?}", o.result);
@@ -366,12 +383,13 @@ async fn a_tls_failure_on_a_later_hop_names_the_hop() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::TlsUntrustedRoot);
-    assert!(
-        f.message.starts_with("hop 2 (https://localhost:"),
-        "{}",
-        f.message
-    );
+    assert_eq!(f.code(), FailureCode::TlsUntrustedRoot);
+    let Failure::OnHop { hop, url, failure } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(*hop, 2);
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    assert!(matches!(**failure, Failure::TlsUntrustedRoot { .. }));
     assert_eq!(o.details["chain"][1]["tls"]["verified"], false);
     assert_eq!(o.details["chain"][1]["tls"]["error"], "tls_untrusted_root");
 }

@@ -76,7 +76,7 @@ async fn run(spec: &CheckSpec) -> Outcome {
 }
 
 fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
+    o.result.as_ref().err().map(|f| f.code())
 }
 
 fn f64_of(v: &Value) -> f64 {

@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 
 use outpost_probe::{
     check::{
-        self, CheckKind, CheckSpec, FailureCode, KindResult, RawCheck, RunContext,
+        self, CheckKind, CheckSpec, Failure, FailureCode, KindResult, RawCheck, RunContext,
         tls::{self, TlsSpec},
     },
     config::Problems,
@@ -87,7 +87,7 @@ fn code_of(r: &KindResult, name: &str) -> Option<String> {
 }
 
 fn code(r: &KindResult) -> Option<FailureCode> {
-    r.result.as_ref().err().map(|f| f.code)
+    r.result.as_ref().err().map(|f| f.code())
 }
 
 fn leaf_opts(sans: &[&str], not_before: OffsetDateTime, not_after: OffsetDateTime) -> LeafOptions {
@@ -320,7 +320,15 @@ async fn leaf_expiring_in_5_days_fails_a_14_day_minimum_with_its_date() {
     );
     let r = run_at(&spec, NOW).await;
     assert_eq!(code(&r), Some(FailureCode::TlsExpiringSoon));
-    assert!(r.result.unwrap_err().message.starts_with("legacy/b"));
+    let Err(Failure::TlsExpiringSoon { combinations }) = &r.result else {
+        panic!("{:?}", r.result)
+    };
+    let named: Vec<&str> = combinations
+        .iter()
+        .map(|c| c.combination.as_str())
+        .collect();
+    assert_eq!(named, ["legacy/b"]);
+    assert_eq!(combinations[0].min_days_left, 30);
 }
 
 #[tokio::test]
@@ -395,7 +403,7 @@ async fn self_signed_leaf_is_reported_as_such_through_the_dispatch() {
     let o = check::run(&spec, &RunContext::default()).await;
     assert_eq!(o.kind, "tls");
     assert_eq!(
-        o.result.as_ref().unwrap_err().code,
+        o.result.as_ref().unwrap_err().code(),
         FailureCode::TlsSelfSigned
     );
     let m = &o.details["matrix"];
@@ -618,7 +626,7 @@ async fn host_is_resolved_through_the_named_resolver() {
     let spec = raw.validate("checks[0]", &mut p).unwrap();
     let o = outpost_probe::check::run(&spec, &ctx).await;
     assert_eq!(
-        o.result.unwrap_err().code,
+        o.result.unwrap_err().code(),
         outpost_probe::check::FailureCode::DnsNxdomain
     );
 }

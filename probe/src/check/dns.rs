@@ -86,7 +86,10 @@ use hickory_proto::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Failure, FailureCode, KindResult, Phases};
+use super::{
+    Failure, KindResult, Phases,
+    failure::{AnswerView, ResolverFailure},
+};
 use crate::{
     config::{Dur, Problems},
     resolver::{self, QueryError, Resolution, ResolverSpec, fqdn, rcode_name},
@@ -770,41 +773,53 @@ struct ResolverRun {
     details: serde_json::Map<String, serde_json::Value>,
 }
 
-fn rcode_failure(spec: &DnsSpec, got: ResponseCode) -> Failure {
-    let (code, why) = match got {
-        ResponseCode::NXDomain => (FailureCode::DnsNxdomain, "the name does not exist"),
-        ResponseCode::ServFail => (FailureCode::DnsServfail, "the server failed"),
-        ResponseCode::Refused => (FailureCode::DnsRefused, "the server refused to answer"),
-        _ => (FailureCode::DnsRcodeMismatch, "unexpected response code"),
-    };
-    Failure::new(
-        code,
-        format!(
-            "{} for {} {} ({why}), expected {}",
-            rcode_name(got),
-            name_text(&spec.name),
-            spec.rtype,
-            rcode_name(spec.rcode)
-        ),
-    )
+fn rcode_failure(spec: &DnsSpec, resolver: &str, got: ResponseCode) -> Failure {
+    let name = format!("{} {}", name_text(&spec.name), spec.rtype);
+    let (resolver, expected) = (Some(resolver.to_owned()), Some(rcode_name(spec.rcode)));
+    match got {
+        ResponseCode::NXDomain => Failure::DnsNxdomain {
+            name,
+            resolver,
+            expected,
+        },
+        ResponseCode::ServFail => Failure::DnsServfail {
+            name,
+            resolver,
+            expected,
+        },
+        ResponseCode::Refused => Failure::DnsRefused {
+            name,
+            resolver,
+            expected,
+        },
+        other => Failure::DnsRcodeMismatch {
+            name,
+            resolver,
+            got: rcode_name(other),
+            expected,
+        },
+    }
 }
 
 /// The assertions on one resolver's answer, in documented order.
-fn assess(spec: &DnsSpec, res: &Resolution, finals: &[Answer], all: &[Answer]) -> Option<Failure> {
+fn assess(
+    spec: &DnsSpec,
+    resolver: &str,
+    res: &Resolution,
+    finals: &[Answer],
+    all: &[Answer],
+) -> Option<Failure> {
     if res.rcode != spec.rcode {
-        return Some(rcode_failure(spec, res.rcode));
+        return Some(rcode_failure(spec, resolver, res.rcode));
     }
     let asked = format!("{} {}", name_text(&spec.name), spec.rtype);
     if finals.len() < spec.min_answers {
-        return Some(Failure::new(
-            FailureCode::DnsTooFewAnswers,
-            format!(
-                "{} {} record(s) for {asked}, expected at least {}",
-                finals.len(),
-                spec.rtype,
-                spec.min_answers
-            ),
-        ));
+        return Some(Failure::DnsTooFewAnswers {
+            resolver: resolver.to_owned(),
+            query: asked,
+            got: finals.len(),
+            min: spec.min_answers,
+        });
     }
     if let Some(want) = &spec.cname_target {
         let end = all
@@ -813,19 +828,12 @@ fn assess(spec: &DnsSpec, res: &Resolution, finals: &[Answer], all: &[Answer]) -
             .find(|a| a.rtype == "CNAME")
             .map(|a| a.data.clone());
         if end.as_deref() != Some(want.as_str()) {
-            return Some(Failure::new(
-                FailureCode::DnsCnameMismatch,
-                match end {
-                    Some(got) => format!(
-                        "CNAME chain of {} ends at {got}, expected {want}",
-                        name_text(&spec.name)
-                    ),
-                    None => format!(
-                        "{} has no CNAME, expected a chain ending at {want}",
-                        name_text(&spec.name)
-                    ),
-                },
-            ));
+            return Some(Failure::DnsCnameMismatch {
+                resolver: resolver.to_owned(),
+                name: name_text(&spec.name),
+                got: end,
+                expected: want.clone(),
+            });
         }
     }
     let mut got: Vec<String> = finals.iter().map(|a| a.data.clone()).collect();
@@ -834,47 +842,34 @@ fn assess(spec: &DnsSpec, res: &Resolution, finals: &[Answer], all: &[Answer]) -
     if let Some(want) = &spec.answers_equal
         && &got != want
     {
-        return Some(Failure::new(
-            FailureCode::DnsAnswerMismatch,
-            format!(
-                "{asked} answered [{}], expected exactly [{}]",
-                got.join(", "),
-                want.join(", ")
-            ),
-        ));
+        return Some(Failure::DnsAnswerMismatch {
+            resolver: resolver.to_owned(),
+            query: asked,
+            got,
+            expected: want.clone(),
+            exact: true,
+        });
     }
-    let missing: Vec<&str> = spec
-        .answers_contain
-        .iter()
-        .filter(|w| !got.contains(w))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Some(Failure::new(
-            FailureCode::DnsAnswerMismatch,
-            format!(
-                "{asked} answered [{}], missing [{}]",
-                got.join(", "),
-                missing.join(", ")
-            ),
-        ));
+    if spec.answers_contain.iter().any(|w| !got.contains(w)) {
+        return Some(Failure::DnsAnswerMismatch {
+            resolver: resolver.to_owned(),
+            query: asked,
+            got,
+            expected: spec.answers_contain.clone(),
+            exact: false,
+        });
     }
     for a in all {
         let low = spec.ttl_min.is_some_and(|m| a.ttl < m);
         let high = spec.ttl_max.is_some_and(|m| a.ttl > m);
         if low || high {
-            let bound = if low {
-                format!("below ttl_min {}s", spec.ttl_min.unwrap_or_default())
-            } else {
-                format!("above ttl_max {}s", spec.ttl_max.unwrap_or_default())
-            };
-            return Some(Failure::new(
-                FailureCode::DnsTtlOutOfBounds,
-                format!(
-                    "{} {} {} has TTL {}s, {bound}",
-                    a.name, a.rtype, a.data, a.ttl
-                ),
-            ));
+            return Some(Failure::DnsTtlOutOfBounds {
+                resolver: resolver.to_owned(),
+                record: format!("{} {} {}", a.name, a.rtype, a.data),
+                ttl: a.ttl,
+                ttl_min: spec.ttl_min,
+                ttl_max: spec.ttl_max,
+            });
         }
     }
     None
@@ -884,10 +879,7 @@ fn evaluate(spec: &DnsSpec, label: String, result: Result<Resolution, QueryError
     let mut d = serde_json::Map::new();
     d.insert("resolver".into(), label.clone().into());
     let (observed, failure) = match &result {
-        Err(e) => {
-            let msg = e.to_string();
-            (None, Some(Failure::new(e.code(), msg)))
-        }
+        Err(e) => (None, Some(e.failure(&name_text(&spec.name)))),
         Ok(res) => {
             let all: Vec<Answer> = res.records.iter().map(Answer::from_record).collect();
             let finals: Vec<Answer> = res
@@ -948,7 +940,7 @@ fn evaluate(spec: &DnsSpec, label: String, result: Result<Resolution, QueryError
             d.insert("negative_ttl".into(), res.negative_ttl.into());
             d.insert("answer_set".into(), set.answers.clone().into());
             d.insert("fingerprint".into(), set.fingerprint.clone().into());
-            let failure = assess(spec, res, &finals, &all);
+            let failure = assess(spec, &label, res, &finals, &all);
             let observed = Observed {
                 max_ttl: max_ttl.or(res.negative_ttl).unwrap_or(0),
                 set,
@@ -959,11 +951,11 @@ fn evaluate(spec: &DnsSpec, label: String, result: Result<Resolution, QueryError
     d.insert("ok".into(), failure.is_none().into());
     d.insert(
         "failure_code".into(),
-        failure.as_ref().map(|f| f.code.as_str()).into(),
+        failure.as_ref().map(|f| f.code().as_str()).into(),
     );
     d.insert(
         "failure_message".into(),
-        failure.as_ref().map(|f| f.message.clone()).into(),
+        failure.as_ref().map(Failure::to_string).into(),
     );
     ResolverRun {
         label,
@@ -1065,65 +1057,50 @@ pub async fn run_at(
         .filter_map(|r| r.result.as_ref().ok().map(|res| res.elapsed))
         .max();
     let failing: Vec<&ResolverRun> = runs.iter().filter(|r| r.failure.is_some()).collect();
-    let result = if let Some(first) = failing
-        .first()
-        .and_then(|r| r.failure.as_ref().map(|f| (r, f)))
-    {
-        let (run, f) = first;
-        let mut msg = if spec.resolvers.len() > 1 {
-            format!("{}: {}", run.label, f.message)
+    let result = if let Some(first) = failing.first().and_then(|r| r.failure.clone()) {
+        if failing.len() == 1 {
+            Err(first)
         } else {
-            f.message.clone()
-        };
-        let others: Vec<String> = failing
-            .iter()
-            .skip(1)
-            .filter_map(|r| {
-                r.failure
-                    .as_ref()
-                    .map(|f| format!("{} ({})", r.label, f.code))
+            Err(Failure::Resolvers {
+                failing: failing
+                    .iter()
+                    .filter_map(|r| {
+                        r.failure.clone().map(|failure| ResolverFailure {
+                            resolver: r.label.clone(),
+                            failure,
+                        })
+                    })
+                    .collect(),
             })
-            .collect();
-        if !others.is_empty() {
-            msg = format!("{msg}; also failing: {}", others.join(", "));
         }
-        Err(Failure::new(f.code, msg))
     } else if let Some(s) = stalled.filter(|_| spec.resolvers_agree) {
-        let lagging: Vec<String> = s
-            .lagging
-            .iter()
-            .map(|l| format!("{} still serves {}", l.resolver, describe(&l.serving)))
-            .collect();
-        Err(Failure::new(
-            FailureCode::DnsPropagationStalled,
-            format!(
-                "change on {} from {} to {} has not propagated after {} (old TTL plus grace is {}): {}",
-                s.leader,
-                describe(&s.old),
-                describe(&s.new),
-                Dur(Duration::from_millis(
-                    s.lagging
-                        .first()
-                        .map_or(0, |l| l.lagging_for.as_millis() as u64)
-                )),
-                Dur(s.window),
-                lagging.join("; ")
-            ),
-        ))
+        Err(Failure::DnsPropagationStalled {
+            leader: s.leader.clone(),
+            old: describe(&s.old),
+            new: describe(&s.new),
+            lagging_for: s.lagging.first().map_or(Duration::ZERO, |l| l.lagging_for),
+            window: s.window,
+            lagging: s
+                .lagging
+                .iter()
+                .map(|l| AnswerView {
+                    resolvers: vec![l.resolver.clone()],
+                    serving: describe(&l.serving),
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        })
     } else if disagree {
-        let views: Vec<String> = groups
-            .iter()
-            .map(|(s, names)| format!("{} → {}", names.join(", "), describe(s)))
-            .collect();
-        Err(Failure::new(
-            FailureCode::DnsResolversDisagree,
-            format!(
-                "resolvers disagree on {} {}: {}",
-                name_text(&spec.name),
-                spec.rtype,
-                views.join("; ")
-            ),
-        ))
+        Err(Failure::DnsResolversDisagree {
+            query: format!("{} {}", name_text(&spec.name), spec.rtype),
+            views: groups
+                .iter()
+                .map(|(s, names)| AnswerView {
+                    resolvers: names.clone(),
+                    serving: describe(s),
+                })
+                .collect(),
+        })
     } else {
         Ok(())
     };

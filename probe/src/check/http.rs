@@ -63,11 +63,12 @@ use serde_json::{Map, Value};
 pub use super::assertion::StatusMatch;
 pub use super::redirect::resolve_location;
 use super::{
-    Failure, FailureCode, KindResult, Phases, RunContext,
+    Failure, KindResult, Phases, RunContext,
     assertion::{
         self, Assertions, RawAssertions, RawFreshness, RawHeaderAssertion, RawJsonAssertion,
         RawLatency,
     },
+    failure::AddressFailure,
     redirect::Policy,
 };
 use crate::{
@@ -508,14 +509,11 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
             }
             Err(_) => {
                 details.insert("timeout_phase".into(), "dns".into());
-                let f = Failure::new(
-                    FailureCode::Timeout,
-                    format!(
-                        "timed out after {} resolving {}",
-                        crate::config::Dur(timeout),
-                        spec.host
-                    ),
-                );
+                let f = Failure::Timeout {
+                    phase: exchange::Phase::Dns,
+                    after: timeout,
+                    target: Some(spec.host.clone()),
+                };
                 return KindResult {
                     phases: Phases::default(),
                     result: Err(f),
@@ -581,29 +579,21 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
         Passing::All => !failing.is_empty(),
         Passing::Any => failing.len() == done.len(),
     };
-    let first_failure = failing.iter().find_map(|a| a.result.as_ref().err());
-    let result = match first_failure {
-        Some(first) if must_fail => {
-            let named: Vec<String> = failing
+    let result = if must_fail {
+        Err(Failure::Backends {
+            total: done.len(),
+            failing: failing
                 .iter()
                 .filter_map(|a| {
-                    a.result
-                        .as_ref()
-                        .err()
-                        .map(|e| format!("{} {} ({})", a.address, e.code, e.message))
+                    a.result.as_ref().err().map(|f| AddressFailure {
+                        address: a.address.to_string(),
+                        failure: f.clone(),
+                    })
                 })
-                .collect();
-            Err(Failure::new(
-                first.code,
-                format!(
-                    "{} of {} backends failing: {}",
-                    failing.len(),
-                    done.len(),
-                    named.join("; ")
-                ),
-            ))
-        }
-        _ => Ok(()),
+                .collect(),
+        })
+    } else {
+        Ok(())
     };
     KindResult {
         phases,

@@ -25,9 +25,9 @@ use serde_json::{Value, json};
 use serde_json_path::JsonPath;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{AssertionResult, header::header_name, json::parse_path, not_json};
+use super::{Checked, header::header_name, json::parse_path, not_json};
 use crate::{
-    check::FailureCode,
+    check::{Failure, failure::Staleness},
     config::{Dur, Problems},
 };
 
@@ -135,24 +135,6 @@ pub fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
         .map(time::PrimitiveDateTime::assume_utc)
 }
 
-/// Formats an age for messages: `17h 0m 3s`, `14m 59s`, `850ms`.
-pub fn format_age(d: Duration) -> String {
-    let s = d.as_secs();
-    if s == 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let (days, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if days > 0 {
-        format!("{days}d {h}h {m}m")
-    } else if h > 0 {
-        format!("{h}h {m}m {sec}s")
-    } else if m > 0 {
-        format!("{m}m {sec}s")
-    } else {
-        format!("{sec}s")
-    }
-}
-
 // ---- the `freshness` assertion: config, validation, evaluation ----
 
 /// `freshness`: the data must be at most `max_age` old. The timestamp comes
@@ -221,67 +203,64 @@ pub fn evaluate(
     headers: &http::HeaderMap,
     parsed: &Option<Result<Value, String>>,
     now: OffsetDateTime,
-) -> AssertionResult {
-    let code = FailureCode::DataStale;
-    let (name, value) = match &f.source {
+) -> Checked {
+    let (what, value) = match &f.source {
         FreshnessSource::Header(h) => (
-            format!("freshness {h}"),
+            h.to_string(),
             headers
                 .get(h)
                 .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())),
         ),
-        FreshnessSource::Json(q, jp) => {
-            let name = format!("freshness {q}");
-            match parsed {
-                Some(Ok(doc)) => (name, jp.query(doc).first().cloned()),
-                _ => return not_json(&name, "freshness", code, parsed),
+        FreshnessSource::Json(q, jp) => match parsed {
+            Some(Ok(doc)) => (q.clone(), jp.query(doc).first().cloned()),
+            _ => {
+                return not_json(&format!("freshness {q}"), "freshness", parsed, |error| {
+                    Failure::DataStale {
+                        at: q.clone(),
+                        problem: Staleness::NotJson { error },
+                    }
+                });
             }
-        }
+        },
     };
+    let name = format!("freshness {what}");
     let expected = json!(format!("age <= {}", Dur(f.max_age)));
-    let what = name.trim_start_matches("freshness ").to_owned();
+    let stale = |problem| Failure::DataStale {
+        at: what.clone(),
+        problem,
+    };
     let Some(value) = value else {
-        return AssertionResult::new(
+        return Checked::new(
             name,
             "freshness",
-            false,
-            code,
             expected,
             Value::Null,
-            format!("no timestamp at {what}: cannot tell how old the data is"),
+            Some(stale(Staleness::Missing)),
         )
         .unevaluated();
     };
     match age(&value, now) {
         Ok(a) => {
-            let ok = a.is_fresh(f.max_age);
-            let mut r = AssertionResult::new(
-                name,
-                "freshness",
-                ok,
-                code,
-                expected,
-                value,
-                format!(
-                    "data is {} old ({what} = {}), max_age is {}",
-                    format_age(a.age),
-                    a.timestamp
+            let failure = (!a.is_fresh(f.max_age)).then(|| {
+                stale(Staleness::Old {
+                    age: a.age,
+                    timestamp: a
+                        .timestamp
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default(),
-                    Dur(f.max_age)
-                ),
-            );
-            r.age_seconds = Some(a.age.as_secs_f64());
+                    max_age: f.max_age,
+                })
+            });
+            let mut r = Checked::new(name, "freshness", expected, value, failure);
+            r.record.age_seconds = Some(a.age.as_secs_f64());
             r
         }
-        Err(e) => AssertionResult::new(
+        Err(FreshnessError::Unparseable { value: text }) => Checked::new(
             name,
             "freshness",
-            false,
-            code,
             expected,
             value,
-            e.to_string(),
+            Some(stale(Staleness::Unparseable { value: text })),
         )
         .unevaluated(),
     }
@@ -358,13 +337,5 @@ mod tests {
         ] {
             assert!(age(&v, NOW).is_err(), "{v}");
         }
-    }
-
-    #[test]
-    fn ages_format_for_humans() {
-        assert_eq!(format_age(Duration::from_secs(17 * 3600 + 3)), "17h 0m 3s");
-        assert_eq!(format_age(Duration::from_secs(899)), "14m 59s");
-        assert_eq!(format_age(Duration::from_millis(850)), "850ms");
-        assert_eq!(format_age(Duration::from_secs(3 * 86400 + 60)), "3d 0h 1m");
     }
 }

@@ -195,7 +195,7 @@ pub fn render(o: &Outcome) -> Report {
     let following = match (&first_violation, &o.result) {
         (Some((i, code)), _) => format!("FAIL {code} at hop {}", i + 1),
         (None, Ok(())) => "PASS".to_owned(),
-        (None, Err(f)) => format!("FAIL {}: {}", f.code, f.message),
+        (None, Err(f)) => format!("FAIL {}: {f}", f.code()),
     };
     let _ = writeln!(t, "  following redirects:     {following}");
     let first_is_redirect = chain.first().is_some_and(|h| {

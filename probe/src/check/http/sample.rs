@@ -18,13 +18,11 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::{AddressMode, HttpSpec, exchange};
-use crate::{
-    check::{
-        Failure, FailureCode, Phases, RunContext,
-        assertion::{self, AssertionResult, Observed},
-        redirect,
-    },
-    config::Dur,
+use crate::check::{
+    Failure, FailureCode, Phases, RunContext,
+    assertion::{self, AssertionResult},
+    failure::BackendCount,
+    redirect,
 };
 
 /// One chain and its assertions.
@@ -78,10 +76,11 @@ pub async fn resolve(
         .map(|ip| SocketAddr::new(ip, spec.port))
         .collect();
     if addrs.is_empty() {
-        return Err(Failure::new(
-            FailureCode::DnsFailure,
-            format!("{} has no addresses", spec.host),
-        ));
+        return Err(Failure::DnsFailure {
+            name: spec.host.clone(),
+            resolver: Some(spec.resolver.to_string()),
+            reason: "no addresses".into(),
+        });
     }
     Ok((pick(spec, addrs), Some(took)))
 }
@@ -138,42 +137,49 @@ pub async fn run_sample(
         }
         Err(_) => {
             let idx = sample.chain.len().saturating_sub(1);
-            let mut phase = "connect";
+            let mut phase = exchange::Phase::Connect;
             let mut hop_url = String::new();
+            let mut target = None;
             if let Some(h) = sample.chain.last_mut() {
-                phase = h.phase.name();
-                h.timeout_phase = Some(phase);
+                phase = h.phase;
+                h.timeout_phase = Some(phase.name());
                 h.error = Some(FailureCode::Timeout);
                 hop_url.clone_from(&h.url);
+                target.clone_from(&h.address);
             }
-            let on = if idx > 0 {
-                format!(" on hop {} ({hop_url})", idx + 1)
-            } else {
-                String::new()
+            let timeout = Failure::Timeout {
+                phase,
+                after: timeout,
+                target,
             };
-            sample.result = Err(Failure::new(
-                FailureCode::Timeout,
-                format!("timed out after {} waiting for {phase}{on}", Dur(timeout)),
-            ));
+            sample.result = Err(if idx > 0 {
+                Failure::OnHop {
+                    hop: idx + 1,
+                    url: hop_url,
+                    failure: Box::new(timeout),
+                }
+            } else {
+                timeout
+            });
             return sample;
         }
     };
-    let mut results = vec![assertion::status(
+    let mut checked = vec![assertion::status(
         &spec.expected,
         fin.status,
         fin.location.as_deref(),
     )];
-    results.extend(redirect::chain_assertions(
+    checked.extend(redirect::chain_assertions(
         &spec.redirect,
         &sample.chain,
         &fin.uri,
     ));
-    let obs = Observed {
+    let obs = assertion::Response {
         headers: &fin.headers,
         body: &fin.body,
         phases: &sample.phases,
     };
-    results.extend(spec.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
+    checked.extend(spec.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
     sample.backend = spec
         .backend_header
         .as_ref()
@@ -184,14 +190,9 @@ pub async fn run_sample(
                 .take(100)
                 .collect()
         });
-    sample.result = match results.iter().find(|r| !r.ok) {
-        Some(r) => Err(Failure::new(
-            r.failure_code.unwrap_or(FailureCode::InternalError),
-            r.message.clone().unwrap_or_default(),
-        )),
-        None => Ok(()),
-    };
-    sample.assertions = results;
+    let (first, records) = assertion::split(checked);
+    sample.result = first.map_or(Ok(()), Err);
+    sample.assertions = records;
     sample
 }
 
@@ -207,7 +208,7 @@ pub async fn run_address(
     let mut samples = Vec::with_capacity(k);
     for i in 0..k {
         let s = run_sample(spec, addr, i, deadline, timeout, ctx).await;
-        let timed_out = matches!(&s.result, Err(f) if f.code == FailureCode::Timeout);
+        let timed_out = matches!(&s.result, Err(f) if f.code() == FailureCode::Timeout);
         samples.push(s);
         if timed_out {
             break;
@@ -227,12 +228,13 @@ fn verdict(spec: &HttpSpec, samples: &[Sample]) -> Result<(), Failure> {
         return samples.first().map_or(Ok(()), |s| s.result.clone());
     }
     if let Some(Err(f)) = samples.last().map(|s| &s.result)
-        && f.code == FailureCode::Timeout
+        && f.code() == FailureCode::Timeout
     {
-        return Err(Failure::new(
-            FailureCode::Timeout,
-            format!("sample {} of {k}: {}", samples.len(), f.message),
-        ));
+        return Err(Failure::Sample {
+            sample: samples.len(),
+            of: k,
+            failure: Box::new(f.clone()),
+        });
     }
     let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
     let ratio = failed.len() as f64 / k as f64;
@@ -240,24 +242,23 @@ fn verdict(spec: &HttpSpec, samples: &[Sample]) -> Result<(), Failure> {
         return Ok(());
     }
     let refs: Vec<&Sample> = samples.iter().collect();
-    let by = by_backend(&refs)
-        .iter()
-        .map(|(b, (t, f))| format!("{b} {f}/{t}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let first = failed
-        .first()
-        .and_then(|s| s.result.as_ref().err())
-        .map(|f| format!("; first failure: {} ({})", f.code, f.message))
-        .unwrap_or_default();
-    Err(Failure::new(
-        FailureCode::SampleFailureRatio,
-        format!(
-            "{} of {k} samples failed (ratio {ratio:.2} > {:.2}); by backend: {by}{first}",
-            failed.len(),
-            spec.max_failure_ratio
-        ),
-    ))
+    Err(Failure::SampleFailureRatio {
+        failed: failed.len(),
+        total: k,
+        max_failure_ratio: spec.max_failure_ratio,
+        by_backend: by_backend(&refs)
+            .into_iter()
+            .map(|(backend, (total, failed))| BackendCount {
+                backend,
+                total,
+                failed,
+            })
+            .collect(),
+        first: failed
+            .first()
+            .and_then(|s| s.result.as_ref().err())
+            .map(|f| Box::new(f.clone())),
+    })
 }
 
 /// (total, failed) per backend; samples without a backend value count under their address.
@@ -319,7 +320,7 @@ impl Sample {
     pub fn to_json(&self) -> Value {
         let (code, msg) = match &self.result {
             Ok(()) => (None, None),
-            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
+            Err(f) => (Some(f.code().as_str()), Some(f.to_string())),
         };
         json!({
             "index": self.index,
@@ -364,8 +365,8 @@ impl AddressRun {
         m.insert("address".into(), self.address.to_string().into());
         m.insert("ok".into(), self.result.is_ok().into());
         if let Err(f) = &self.result {
-            m.insert("failure_code".into(), f.code.as_str().into());
-            m.insert("failure_message".into(), f.message.clone().into());
+            m.insert("failure_code".into(), f.code().as_str().into());
+            m.insert("failure_message".into(), f.to_string().into());
         }
         m.insert("samples_total".into(), self.samples.len().into());
         m.insert(

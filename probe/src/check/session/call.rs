@@ -17,10 +17,10 @@ use super::{
 };
 use crate::{
     check::{
-        Failure, FailureCode, Phases, RunContext,
+        Failure, Phases, RunContext,
         assertion::{
-            self, AssertionResult, Assertions, Observed, RawAssertions, RawFreshness,
-            RawHeaderAssertion, RawJsonAssertion, RawLatency, StatusMatch,
+            self, AssertionResult, Assertions, RawAssertions, RawFreshness, RawHeaderAssertion,
+            RawJsonAssertion, RawLatency, StatusMatch,
         },
         http::{
             DEFAULT_MAX_HEADER_BYTES, HttpVersion,
@@ -227,14 +227,11 @@ pub async fn exchange(
         }
         Ok(Err(f)) => Err((f, phases)),
         Err(_) => Err((
-            Failure::new(
-                FailureCode::Timeout,
-                format!(
-                    "no complete response from {} within the check's timeout (waiting for {})",
-                    uri.authority().map_or("", |a| a.as_str()),
-                    hop.phase.name()
-                ),
-            ),
+            Failure::Timeout {
+                phase: hop.phase,
+                after: t.elapsed(),
+                target: uri.authority().map(|a| a.as_str().to_owned()),
+            },
             phases,
         )),
     }
@@ -298,7 +295,7 @@ impl CallResult {
     pub fn to_json(&self) -> Value {
         let (code, msg) = match &self.result {
             Ok(()) => (None, None),
-            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
+            Err(f) => (Some(f.code().as_str()), Some(f.to_string())),
         };
         json!({
             "name": self.name,
@@ -407,30 +404,25 @@ pub async fn call(
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok());
     let mut results = vec![assertion::status(&u.expected, resp.status, location)];
-    let obs = Observed {
+    let obs = assertion::Response {
         headers: &resp.headers,
         body: &resp.body,
         phases: &r.phases,
     };
     results.extend(u.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
-    r.result = match results.iter().find(|a| !a.ok) {
-        Some(a) => Err(Failure::new(
-            a.failure_code.unwrap_or(FailureCode::InternalError),
-            a.message.clone().unwrap_or_default(),
-        )),
-        None => Ok(()),
-    };
+    let (first, records) = assertion::split(results);
+    r.result = first.map_or(Ok(()), Err);
     if r.rejected && r.result.is_ok() {
         // Listed in expected_status, but a rejection all the same.
-        r.result = Err(Failure::new(
-            FailureCode::UnexpectedStatus,
-            format!(
-                "got status {}: the session was rejected",
-                resp.status.as_u16()
-            ),
-        ));
+        r.result = Err(Failure::UnexpectedStatus {
+            got: resp.status.as_u16(),
+            expected: assertion::status_text(&u.expected),
+            responder: None,
+            oauth_error: None,
+            session_rejected: true,
+        });
     }
-    r.assertions = results;
+    r.assertions = records;
     r
 }
 

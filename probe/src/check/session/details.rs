@@ -124,7 +124,7 @@ pub(super) fn finish(
         "findings".into(),
         run.findings
             .iter()
-            .map(|f| json!({ "code": f.code.as_str(), "message": f.message }))
+            .map(|f| json!({ "code": f.code().as_str(), "message": f.to_string() }))
             .collect::<Vec<_>>()
             .into(),
     );
@@ -134,7 +134,7 @@ pub(super) fn finish(
     // call that was not a session rejection handled above.
     let top = PRIORITY
         .iter()
-        .find_map(|c| run.findings.iter().find(|f| f.code == *c))
+        .find_map(|c| run.findings.iter().find(|f| f.code() == *c))
         .cloned()
         .or_else(|| {
             requests
@@ -145,21 +145,21 @@ pub(super) fn finish(
     let result = match top {
         None => Ok(()),
         Some(f) => {
-            let others: Vec<&str> = run
+            let also: Vec<FailureCode> = run
                 .findings
                 .iter()
-                .filter(|o| o.code != f.code)
-                .map(|o| o.code.as_str())
+                .map(Failure::code)
+                .filter(|c| *c != f.code())
                 .collect();
-            let also = if others.is_empty() {
-                String::new()
+            let f = if also.is_empty() {
+                f
             } else {
-                format!(" (also: {})", others.join(", "))
+                Failure::Also {
+                    failure: Box::new(f),
+                    also,
+                }
             };
-            Err(Failure::new(
-                f.code,
-                scrub_str(&format!("{}{also}", f.message), &run.secrets),
-            ))
+            Err(f.scrubbed(|m| scrub_str(m, &run.secrets)))
         }
     };
     let mut details = Value::Object(d);
