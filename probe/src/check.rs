@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod dns;
 pub mod failure;
 pub mod http;
+pub mod observed;
 pub mod redirect;
 pub mod session;
 pub mod tls;
@@ -20,7 +21,10 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use self::failure::{Failure, FailureCode};
+pub use self::{
+    failure::{Failure, FailureCode},
+    observed::{Kind, Observed},
+};
 use crate::config::{Dur, Problems};
 
 /// Default interval between runs.
@@ -128,14 +132,19 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            CheckKind::Http(_) => Kind::Http,
+            CheckKind::Dns(_) => Kind::Dns,
+            CheckKind::Session(_) => Kind::Session,
+            CheckKind::Tls(_) => Kind::Tls,
+        }
+    }
+
     /// The kind's name as used in results and metrics.
     pub fn name(&self) -> &'static str {
-        match self {
-            CheckKind::Http(_) => "http",
-            CheckKind::Dns(_) => "dns",
-            CheckKind::Session(_) => "session",
-            CheckKind::Tls(_) => "tls",
-        }
+        self.kind().as_str()
     }
 }
 
@@ -274,20 +283,22 @@ pub fn validate_all(checks: &[RawCheck], prefix: &str, problems: &mut Problems) 
     out
 }
 
-/// Phase timings of one run. `None` when a phase did not run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Phase timings of one run. `None` when a phase did not run. On the wire
+/// (`phases_us`): whole microseconds, absent phases left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Phases {
     /// Name resolution.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub dns: Option<Duration>,
     /// TCP connect.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub connect: Option<Duration>,
     /// TLS handshake.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub tls: Option<Duration>,
     /// From sending the request to the response head.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub first_byte: Option<Duration>,
     /// The whole run.
     #[serde(with = "us")]
@@ -295,15 +306,25 @@ pub struct Phases {
 }
 
 mod us {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_micros() as u64)
     }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
+        u64::deserialize(d).map(std::time::Duration::from_micros)
+    }
 }
 
 mod opt_us {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(
         d: &Option<std::time::Duration>,
         s: S,
@@ -313,6 +334,12 @@ mod opt_us {
             None => s.serialize_none(),
         }
     }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|v| v.map(std::time::Duration::from_micros))
+    }
 }
 
 /// The result of one run of one check.
@@ -320,16 +347,17 @@ mod opt_us {
 pub struct Outcome {
     /// The check's id.
     pub check_id: String,
-    /// The check's kind name.
-    pub kind: &'static str,
+    /// The check's kind.
+    pub kind: Kind,
     /// Wall-clock start.
     pub started_at: OffsetDateTime,
     /// Phase timings.
     pub phases: Phases,
     /// Pass, or why not.
     pub result: Result<(), Failure>,
-    /// Kind-specific observations (status, Location, addresses…), a JSON object.
-    pub details: serde_json::Value,
+    /// What the run observed (status, Location, addresses…): the result's
+    /// `details`.
+    pub observed: Observed,
 }
 
 impl Outcome {
@@ -352,8 +380,13 @@ impl Outcome {
             "failure_code": code,
             "failure_message": message,
             "phases_us": self.phases,
-            "details": self.details,
+            "details": self.observed,
         })
+    }
+
+    /// The observations as the `details` JSON object.
+    pub fn details(&self) -> serde_json::Value {
+        self.observed.to_value()
     }
 }
 
@@ -366,12 +399,12 @@ impl Outcome {
 pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
     let started_at = OffsetDateTime::now_utc();
     let clock = std::time::Instant::now();
-    let (mut phases, result, details) = match &spec.kind {
+    let (mut phases, result, observed) = match &spec.kind {
         CheckKind::Http(h) => {
             let fut = Box::pin(http::run(h, spec.timeout, ctx));
             // http::run enforces the timeout itself; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
                     Err(Failure::Timeout {
@@ -379,7 +412,10 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         after: spec.timeout,
                         target: Some(h.url.clone()),
                     }),
-                    serde_json::json!({ "url": h.url.as_str() }),
+                    Observed::Http(http::Observed {
+                        url: h.url.clone(),
+                        ..http::Observed::default()
+                    }),
                 ),
             }
         }
@@ -387,7 +423,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             let fut = Box::pin(dns::run(d, &spec.id, spec.timeout));
             // dns::run gives every resolver the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
                     Err(Failure::DnsTimeout {
@@ -395,7 +431,10 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         resolver: None,
                         after: Some(spec.timeout),
                     }),
-                    serde_json::json!({ "name": dns::name_text(&d.name) }),
+                    Observed::Dns(dns::Observed {
+                        name: dns::name_text(&d.name),
+                        ..dns::Observed::default()
+                    }),
                 ),
             }
         }
@@ -403,7 +442,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             let fut = Box::pin(tls::run(t, spec.timeout));
             // tls::run gives every handshake the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
                     Err(Failure::Timeout {
@@ -411,7 +450,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         after: spec.timeout,
                         target: Some(format!("{}:{}", t.host, t.port)),
                     }),
-                    serde_json::json!({ "host": t.host, "port": t.port }),
+                    Observed::Tls(tls::Report::unreached(t)),
                 ),
             }
         }
@@ -419,7 +458,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             // session::run keeps every request within the timeout; this is a safety net.
             let fut = Box::pin(session::run(s, &spec.id, spec.timeout, ctx));
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
                     Err(Failure::Timeout {
@@ -427,7 +466,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         after: spec.timeout,
                         target: None,
                     }),
-                    session::describe(s),
+                    Observed::Session(session::describe(s)),
                 ),
             }
         }
@@ -435,11 +474,11 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
     phases.total = clock.elapsed();
     Outcome {
         check_id: spec.id.clone(),
-        kind: spec.kind.name(),
+        kind: spec.kind.kind(),
         started_at,
         phases,
         result,
-        details,
+        observed,
     }
 }
 
@@ -460,7 +499,14 @@ pub struct KindResult {
     /// Pass or failure.
     pub result: Result<(), Failure>,
     /// Observations.
-    pub details: serde_json::Value,
+    pub observed: Observed,
+}
+
+impl KindResult {
+    /// The observations as the `details` JSON object.
+    pub fn details(&self) -> serde_json::Value {
+        self.observed.to_value()
+    }
 }
 
 #[cfg(test)]

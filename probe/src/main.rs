@@ -212,7 +212,7 @@ async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>) -> i32 {
     if let Some(tls) = tls {
         let matrix = check::run(&tls, &ctx).await;
         println!("\nTLS: every trust store x client profile for the first hop's server");
-        print!("{}", check::tls::render_matrix(&matrix.details));
+        print!("{}", check::tls::render_matrix(&matrix.observed));
         if let Err(f) = &matrix.result {
             println!("  ({}: {f})", f.code());
         }

@@ -238,7 +238,7 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
         sequence,
         check_id: outcome.check_id.clone(),
         assignment_version: version,
-        kind: outcome.kind.to_owned(),
+        kind: outcome.kind.as_str().to_owned(),
         started_at_unix_ms: (outcome.started_at.unix_timestamp_nanos() / 1_000_000) as i64,
         ok: outcome.ok(),
         failure_code: code,
@@ -250,7 +250,7 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
             first_byte_us: us(outcome.phases.first_byte),
             total_us: outcome.phases.total.as_micros() as u64,
         }),
-        details_json: outcome.details.to_string(),
+        details_json: outcome.observed.to_wire(),
     }
 }
 
@@ -877,11 +877,11 @@ mod tests {
     fn outcome() -> Outcome {
         Outcome {
             check_id: "c".into(),
-            kind: "http",
+            kind: crate::check::Kind::Http,
             started_at: time::OffsetDateTime::now_utc(),
             phases: Phases::default(),
             result: Ok(()),
-            details: serde_json::json!({ "pad": "x".repeat(200) }),
+            observed: crate::check::Observed::Other(serde_json::json!({ "pad": "x".repeat(200) })),
         }
     }
 

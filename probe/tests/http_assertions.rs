@@ -75,9 +75,11 @@ async fn data_seventeen_hours_old_fails_max_age_15m_with_its_age() {
     assert_eq!(at, "$.updated_at");
     assert_eq!(*max_age, Duration::from_secs(15 * 60));
     assert_eq!(age.as_secs() / 60, 17 * 60, "{age:?}");
-    let age = o.details["age_seconds"].as_f64().unwrap();
+    let age_details = o.details();
+    let age = age_details["age_seconds"].as_f64().unwrap();
     assert!((61_200.0..61_260.0).contains(&age), "{age}");
-    let a = &o.details["assertions"];
+    let a_details = o.details();
+    let a = &a_details["assertions"];
     assert_eq!(a[1]["name"], "json $.status");
     assert_eq!(a[1]["ok"], true);
     assert_eq!(a[2]["kind"], "freshness");
@@ -125,7 +127,7 @@ async fn a_missing_timestamp_cannot_be_evaluated_and_fails() {
     for path in ["/", "/text"] {
         let o = run(&check(&srv.url(path), keys)).await;
         assert_eq!(code(&o), Some(FailureCode::DataStale), "{path}");
-        assert_eq!(o.details["assertions"][1]["evaluated"], false, "{path}");
+        assert_eq!(o.details()["assertions"][1]["evaluated"], false, "{path}");
     }
 }
 
@@ -150,7 +152,7 @@ async fn last_modified_freshness_reads_the_http_date() {
     let keys = "freshness = { header = \"last-modified\", max_age = \"1h\" }";
     let o = run(&check(&srv.url("/old"), keys)).await;
     assert_eq!(code(&o), Some(FailureCode::DataStale), "{:?}", o.result);
-    assert!(o.details["age_seconds"].as_f64().unwrap() >= 7200.0);
+    assert!(o.details()["age_seconds"].as_f64().unwrap() >= 7200.0);
     let o = run(&check(&srv.url("/new"), keys)).await;
     assert!(o.ok(), "{:?}", o.result);
 }
@@ -219,7 +221,8 @@ async fn header_body_and_json_assertions_fail_with_their_codes() {
         "body_contains = \"healthy\"\njson = [{ path = \"$.status\", equals = \"ok\" }]",
     ))
     .await;
-    let a = o.details["assertions"].as_array().unwrap();
+    let a_details = o.details();
+    let a = a_details["assertions"].as_array().unwrap();
     assert_eq!(a.len(), 3);
     assert_eq!(a[2]["actual"], "degraded");
     assert_eq!(a[2]["expected"], json!({ "equals": "ok" }));
@@ -254,7 +257,8 @@ async fn a_slow_first_byte_exceeds_its_latency_budget() {
     assert_eq!(phase, "first_byte");
     assert_eq!(*budget, Duration::from_millis(100));
     assert!(*took > *budget, "{took:?}");
-    let a = o.details["assertions"].as_array().unwrap();
+    let a_details = o.details();
+    let a = a_details["assertions"].as_array().unwrap();
     // tls did not happen on plain http: recorded, not evaluated, not failed.
     let tls = a.iter().find(|x| x["name"] == "latency tls").unwrap();
     assert_eq!(tls["evaluated"], false);
@@ -292,6 +296,7 @@ async fn samples_are_attributed_to_backends_behind_one_name() {
         ca.display()
     ))
     .await;
+    assert_shape_of_fixture(&o.details(), "http-samples-by-backend.json");
     let f = o.result.clone().unwrap_err();
     assert_eq!(f.code(), FailureCode::SampleFailureRatio);
     let Failure::Backends { total: 2, failing } = &f else {
@@ -320,17 +325,19 @@ async fn samples_are_attributed_to_backends_behind_one_name() {
     assert_eq!(first.code(), FailureCode::UnexpectedStatus);
     assert_eq!(blue.request_count(), 3);
     assert_eq!(green.request_count(), 3);
-    let samples = o.details["samples"].as_array().unwrap();
+    let samples_details = o.details();
+    let samples = samples_details["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 6);
     assert_eq!(samples[0]["backend"], "blue");
     assert_eq!(samples[0]["failure_code"], "unexpected_status");
     assert_eq!(samples[5]["backend"], "green");
     assert_eq!(samples[5]["ok"], true);
-    let by = &o.details["samples_summary"]["by_backend"];
+    let by_details = o.details();
+    let by = &by_details["samples_summary"]["by_backend"];
     assert_eq!(by["blue"], json!({ "total": 3, "failed": 3 }));
     assert_eq!(by["green"], json!({ "total": 3, "failed": 0 }));
-    assert_eq!(o.details["addresses"][0]["samples_failed"], 3);
-    assert_eq!(o.details["addresses"][1]["ok"], true);
+    assert_eq!(o.details()["addresses"][0]["samples_failed"], 3);
+    assert_eq!(o.details()["addresses"][1]["ok"], true);
 }
 
 #[tokio::test]
@@ -382,7 +389,7 @@ async fn a_failure_ratio_over_the_limit_names_each_backend() {
     ))
     .await;
     assert!(o.ok(), "{:?}", o.result);
-    assert_eq!(o.details["samples_summary"]["failed"], 5);
+    assert_eq!(o.details()["samples_summary"]["failed"], 5);
 }
 
 #[tokio::test]
@@ -409,7 +416,7 @@ async fn json_bodies_bearer_tokens_and_http2_are_sent_as_configured() {
         ))
         .await;
         assert!(o.ok(), "{version}: {:?}", o.result);
-        assert_eq!(o.details["http_version"], wire);
+        assert_eq!(o.details()["http_version"], wire);
         let req = srv.requests().pop().unwrap();
         assert_eq!(req.version, wire);
         assert_eq!(req.method, "PUT");
@@ -528,4 +535,42 @@ fn failure_codes_serialize_as_their_stable_strings() {
     ] {
         assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
     }
+}
+
+/// The shape of a `details` value: every key path, array elements merged.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{at}.{k}");
+                    walk(v, &p, out);
+                    out.insert(p);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// A run today has the shape of the same scenario's run captured (in
+/// `tests/fixtures/details/`) before the details were typed values.
+fn assert_shape_of_fixture(details: &serde_json::Value, fixture: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/details")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (got, want) = (shape(details), shape(&want));
+    assert_eq!(
+        got,
+        want,
+        "details differ in shape from {fixture}: new {:?}, gone {:?}",
+        got.difference(&want).collect::<Vec<_>>(),
+        want.difference(&got).collect::<Vec<_>>()
+    );
 }

@@ -214,7 +214,8 @@ pub async fn follow(
                 "https"
             } else {
                 "http"
-            },
+            }
+            .into(),
             body_kept: spec.body.as_ref().map(|_| body.is_some()),
             credentials_dropped: dropped,
             ..Hop::default()

@@ -53,6 +53,8 @@
 //!                      "signature_algorithm": "ecdsa-with-SHA256", "position": 0,
 //!                      "is_ca": false, "self_signed": false }] }
 //! ```
+//! An early failure (no address for the host, an invalid server name) has
+//! only `host` and `port`; every evaluated run has every key above.
 //! `fails_from` is the date the combination stops working (future, passing)
 //! or stopped working (past, failing with an expiry); `null` when failing for
 //! another reason. `certificates` holds every certificate seen: all presented
@@ -254,7 +256,8 @@ pub fn modern_verdict(
 }
 
 /// One combination in the details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Combination {
     /// `"profile/store"`.
     pub combination: String,
@@ -267,6 +270,7 @@ pub struct Combination {
     /// Passes at `evaluated_at`.
     pub ok: bool,
     /// Why not.
+    #[serde(deserialize_with = "crate::check::failure::lenient_code")]
     pub failure_code: Option<FailureCode>,
     /// Human message.
     pub failure_message: Option<String>,
@@ -285,13 +289,15 @@ pub struct Combination {
 }
 
 /// One handshake in the details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HandshakeReport {
     /// `default` (used by modern and legacy), `tls13`, `tls12`, `no_sni`, `rsa_only`, `ecdsa_only`.
     pub client: String,
     /// Completed.
     pub ok: bool,
     /// Why not.
+    #[serde(deserialize_with = "crate::check::failure::lenient_code")]
     pub failure_code: Option<FailureCode>,
     /// Human message.
     pub failure_message: Option<String>,
@@ -307,6 +313,7 @@ pub struct HandshakeReport {
 
 /// The forecast in words.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Forecast {
     /// One sentence for the whole matrix.
     pub summary: String,
@@ -314,29 +321,59 @@ pub struct Forecast {
     pub lines: Vec<String>,
 }
 
-/// The check's details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The check's details: what a tls check observed.
+///
+/// A run that got no address or no valid server name has only `host` and
+/// `port` (`address`, `evaluated_at`, `handshakes`, `matrix` empty, the rest
+/// `None`); every evaluated run has all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// Target host.
     pub host: String,
     /// Target port.
     pub port: u16,
     /// SNI and the name checked.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub server_name: String,
     /// `ip:port` connected to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// The `now` of the evaluation.
+    /// The `now` of the evaluation, RFC 3339.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub evaluated_at: String,
     /// Every handshake made.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handshakes: Vec<HandshakeReport>,
     /// Store × profile.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matrix: Vec<Combination>,
     /// Chain hygiene findings (default client's chain).
-    pub hygiene: Vec<hygiene::Finding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hygiene: Option<Vec<hygiene::Finding>>,
     /// Forecast in words.
-    pub forecast: Forecast,
-    /// The inventory feed.
-    pub certificates: Vec<CertInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
+    /// The inventory feed: every certificate seen (presented ones with
+    /// their position, and the full roots paths ended at).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Vec<CertInfo>>,
+}
+
+impl Report {
+    /// The report of a run that made no handshake: the target only.
+    pub fn unreached(spec: &TlsSpec) -> Self {
+        Report {
+            host: spec.host.clone(),
+            port: spec.port,
+            ..Report::default()
+        }
+    }
+
+    /// The certificates seen (none before a handshake).
+    pub fn certificates(&self) -> &[CertInfo] {
+        self.certificates.as_deref().unwrap_or_default()
+    }
 }
 
 /// Runs the check now.
@@ -395,7 +432,7 @@ pub async fn run_at(spec: &TlsSpec, timeout: Duration, now: OffsetDateTime) -> K
     KindResult {
         phases,
         result,
-        details: serde_json::to_value(&report).unwrap_or_default(),
+        observed: super::Observed::Tls(report),
     }
 }
 
@@ -403,7 +440,7 @@ fn early(spec: &TlsSpec, f: Failure) -> KindResult {
     KindResult {
         phases: Phases::default(),
         result: Err(f),
-        details: serde_json::json!({ "host": spec.host, "port": spec.port }),
+        observed: super::Observed::Tls(Report::unreached(spec)),
     }
 }
 
@@ -509,9 +546,9 @@ pub fn evaluate(
         evaluated_at: trust::rfc3339(now),
         handshakes: handshakes_report,
         matrix,
-        hygiene,
-        forecast,
-        certificates,
+        hygiene: Some(hygiene),
+        forecast: Some(forecast),
+        certificates: Some(certificates),
     };
     (report, result)
 }

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Uri, body::Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use super::HttpVersion;
@@ -28,8 +28,9 @@ use crate::{
 /// The phase a hop is in, named in timeout messages.
 pub use crate::check::failure::Phase;
 
-/// TLS facts of one https hop.
-#[derive(Debug, Clone, Default, Serialize)]
+/// TLS facts of one https hop (`tls` of a hop in `details.chain`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TlsInfo {
     /// `TLSv1_3`, `TLSv1_2`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,7 +47,10 @@ pub struct TlsInfo {
     /// The chain verified (trust, validity dates, name).
     pub verified: bool,
     /// The failure code when it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::check::failure::lenient_code"
+    )]
     pub error: Option<FailureCode>,
     /// The leaf certificate's notAfter, RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,15 +63,17 @@ pub struct TlsInfo {
     pub certificates: Vec<crate::check::trust::CertInfo>,
 }
 
-/// One hop of a chain as recorded in `details.chain`.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One hop of a chain as recorded in `details.chain`. Filled in as the hop
+/// goes, so a deadline that cuts it short leaves what happened visible.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Hop {
     /// The URL requested.
     pub url: String,
     /// The method actually used on this hop.
     pub method: String,
     /// `http` or `https`.
-    pub scheme: &'static str,
+    pub scheme: String,
     /// The address connected to (`ip:port`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
@@ -97,15 +103,23 @@ pub struct Hop {
     pub phases_us: Phases,
     /// Policy rules this hop's redirect breaks (failure codes). In a check
     /// the first one ends the chain; `outpost-probe check` follows anyway.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::check::failure::lenient_codes"
+    )]
     pub violations: Vec<FailureCode>,
-    /// The phase the run's deadline interrupted.
+    /// The phase the run's deadline interrupted ([`Phase::name`]: `"dns"`,
+    /// `"connect"`, `"tls"`, `"first byte"`, `"body"`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout_phase: Option<&'static str>,
+    pub timeout_phase: Option<String>,
     /// Failure code of this hop's own error (connect, TLS, protocol).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::check::failure::lenient_code"
+    )]
     pub error: Option<FailureCode>,
-    /// The phase in progress (not serialized; read on timeout).
+    /// The phase in progress while the hop runs (not on the wire; read on
+    /// timeout).
     #[serde(skip)]
     pub phase: Phase,
 }

@@ -44,7 +44,8 @@ pub struct Report {
 /// Renders `o` (run with `report_only`, so violations are recorded per hop
 /// while the chain is followed to its end).
 pub fn render(o: &Outcome) -> Report {
-    let d = &o.details;
+    let details = o.details();
+    let d = &details;
     let mut t = String::new();
     let empty = Vec::new();
     let chain = d["chain"].as_array().unwrap_or(&empty);

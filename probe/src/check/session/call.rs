@@ -8,12 +8,12 @@ use std::{collections::BTreeMap, time::Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    SessionSpec, clock::Receipt, headers as header_templates, method, placeholders, render,
-    state::Session, statuses, url,
+    SessionSpec, clock::Receipt, headers as header_templates, method, observed::RequestRecord,
+    placeholders, render, state::Session, statuses, url,
 };
 use crate::{
     check::{
@@ -292,24 +292,20 @@ pub struct CallResult {
 
 impl CallResult {
     /// The details entry.
-    pub fn to_json(&self) -> Value {
-        let (code, msg) = match &self.result {
-            Ok(()) => (None, None),
-            Err(f) => (Some(f.code().as_str()), Some(f.to_string())),
-        };
-        json!({
-            "name": self.name,
-            "url": self.url,
-            "method": self.method,
-            "status": self.status,
-            "ok": self.result.is_ok(),
-            "failure_code": code,
-            "failure_message": msg,
-            "credential": self.credential.as_str(),
-            "retry": self.retry,
-            "assertions": self.assertions,
-            "phases_us": self.phases,
-        })
+    pub fn record(&self) -> RequestRecord {
+        RequestRecord {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            method: self.method.clone(),
+            status: self.status,
+            ok: self.result.is_ok(),
+            failure_code: self.result.as_ref().err().map(Failure::code),
+            failure_message: self.result.as_ref().err().map(Failure::to_string),
+            credential: self.credential.as_str().to_owned(),
+            retry: self.retry,
+            assertions: self.assertions.clone(),
+            phases_us: self.phases,
+        }
     }
 }
 

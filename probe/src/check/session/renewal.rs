@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{
@@ -13,6 +12,7 @@ use super::{
     call::{self, CallResult, Credential},
     clock::{self, Expiry, Receipt},
     login::{self, Grant, Issued, LoginError},
+    observed::Event,
     state::{self, CheckState, Session, ms},
 };
 use crate::{
@@ -36,7 +36,7 @@ pub(super) fn secs(d: time::Duration) -> f64 {
 pub(super) struct Run<'a> {
     pub(super) spec: &'a SessionSpec,
     pub(super) findings: Vec<Failure>,
-    pub(super) events: Vec<Value>,
+    pub(super) events: Vec<Event>,
     /// (source, server − probe) estimates.
     pub(super) offsets: Vec<(&'static str, time::Duration)>,
     /// Every credential value seen, scrubbed from the output.
@@ -107,21 +107,31 @@ impl<'a> Run<'a> {
                 self.secrets.extend(i.refresh_token.clone());
                 self.secrets
                     .extend(i.cookies.iter().map(|c| c.value.clone()));
-                json!({
-                    "kind": kind, "at": at, "ok": true, "status": i.status,
-                    "declared_lifetime_s": i.expiry.map(|e| secs(e.lifetime)),
-                    "expiry_source": i.expiry_source,
-                    "phases_us": i.phases,
-                })
+                Event {
+                    kind: kind.to_owned(),
+                    at,
+                    ok: true,
+                    status: Some(i.status),
+                    declared_lifetime_s: Some(i.expiry.map(|e| secs(e.lifetime))),
+                    expiry_source: Some(i.expiry_source.to_owned()),
+                    failure_code: None,
+                    message: None,
+                    phases_us: i.phases,
+                }
             }
             Err(e) => {
                 self.add_phases(&e.phases);
-                json!({
-                    "kind": kind, "at": at, "ok": false, "status": e.status,
-                    "failure_code": e.failure.code().as_str(),
-                    "message": e.failure.to_string(),
-                    "phases_us": e.phases,
-                })
+                Event {
+                    kind: kind.to_owned(),
+                    at,
+                    ok: false,
+                    status: e.status,
+                    declared_lifetime_s: None,
+                    expiry_source: None,
+                    failure_code: Some(e.failure.code()),
+                    message: Some(e.failure.to_string()),
+                    phases_us: e.phases,
+                }
             }
         };
         self.events.push(e);
