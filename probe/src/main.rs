@@ -325,10 +325,10 @@ async fn once(c: config::ProbeConfig, format: Format) -> i32 {
 }
 
 fn text_line(o: &Outcome) -> String {
-    let ms = o.phases.total.as_secs_f64() * 1000.0;
+    let took = outpost_probe::human::duration(o.phases.total).to_string();
     match &o.result {
-        Ok(()) => format!("PASS  {:<24} {ms:>8.1} ms", o.check_id),
-        Err(f) => format!("FAIL  {:<24} {ms:>8.1} ms  {}: {}", o.check_id, f.code(), f),
+        Ok(()) => format!("PASS  {:<24} {took:>10}", o.check_id),
+        Err(f) => format!("FAIL  {:<24} {took:>10}  {}: {f}", o.check_id, f.code()),
     }
 }
 

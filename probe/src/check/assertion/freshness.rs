@@ -7,8 +7,8 @@
 //!
 //! Accepted timestamp forms (a JSON value found by JSONPath, or a header):
 //! - RFC 3339 strings: `"2024-05-01T12:00:00Z"`, `"2024-05-01T14:00:00.250+02:00"`;
-//! - HTTP-dates (RFC 9110 IMF-fixdate, what `Last-Modified` carries):
-//!   `"Wed, 01 May 2024 12:00:00 GMT"`;
+//! - HTTP-dates (RFC 9110: IMF-fixdate, what `Last-Modified` carries, and
+//!   the obsolete RFC 850 and asctime forms): `"Wed, 01 May 2024 12:00:00 GMT"`;
 //! - epoch numbers, as JSON numbers or digit strings: seconds (`1714564800`,
 //!   fractions allowed) or milliseconds (`1714564800000`). Heuristic: a value
 //!   above 10^11 is milliseconds (10^11 seconds is the year 5138; 10^11
@@ -124,15 +124,13 @@ fn from_epoch(v: f64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
 }
 
-/// Parses an RFC 9110 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the
-/// form servers must send in `Last-Modified`.
+/// Parses an RFC 9110 HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`, the form
+/// servers must send in `Last-Modified` and `Date`; the obsolete RFC 850
+/// and asctime forms are accepted too, as recipients must).
 pub fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), fmt)
+    httpdate::parse_http_date(s.trim())
         .ok()
-        .map(time::PrimitiveDateTime::assume_utc)
+        .map(OffsetDateTime::from)
 }
 
 // ---- the `freshness` assertion: config, validation, evaluation ----
@@ -316,6 +314,12 @@ mod tests {
         assert_eq!(a.age, Duration::from_secs(30 * 60));
         let a = age(&json!("Wed, 01 May 2024 11:00:00 GMT"), NOW).unwrap();
         assert_eq!(a.age, Duration::from_secs(3600));
+        // The obsolete forms RFC 9110 recipients accept.
+        let a = age(&json!("Wednesday, 01-May-24 11:00:00 GMT"), NOW).unwrap();
+        assert_eq!(a.age, Duration::from_secs(3600));
+        let a = age(&json!("Wed May  1 11:00:00 2024"), NOW).unwrap();
+        assert_eq!(a.age, Duration::from_secs(3600));
+        assert!(parse_http_date("Wed, 01 May 2024 11:00:00 PST").is_none());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use serde_json::Value;
 use crate::check::Outcome;
 
 fn ms(v: &Value) -> Option<String> {
-    v.as_u64().map(|us| format!("{:.1} ms", us as f64 / 1000.0))
+    v.as_u64()
+        .map(|us| crate::human::duration(std::time::Duration::from_micros(us)).to_string())
 }
 
 fn reason(status: u64) -> &'static str {

@@ -27,7 +27,7 @@ use crate::{
             exchange::{self, Hop, HopRequest, Limits, Target},
         },
     },
-    config::{Dur, Problems},
+    config::Problems,
     resolver::ResolverSpec,
 };
 
@@ -422,13 +422,8 @@ pub async fn call(
     r
 }
 
-/// `+30.2s` / `-1.5s` for messages.
+/// `+30 s` / `-1.5 s` for messages ([`crate::human::duration`] with a sign).
 pub fn signed(d: time::Duration) -> String {
     let sign = if d.is_negative() { "-" } else { "+" };
-    format!(
-        "{sign}{}",
-        Dur(std::time::Duration::from_millis(
-            d.unsigned_abs().as_millis() as u64
-        ))
-    )
+    format!("{sign}{}", crate::human::duration(d.unsigned_abs()))
 }

@@ -22,7 +22,7 @@ use crate::{
     check::{
         Failure, Phases, RunContext,
         failure::{HeaderExpectation, JsonProblem},
-        http::request::{base64, form_encode},
+        http::request::{base64, form_body, form_encode},
     },
     config::Secret,
 };
@@ -264,11 +264,7 @@ async fn oauth2(
             }
         }
     }
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let body = form_body(form.iter().map(|(k, v)| (*k, v.as_str())));
     let resp = send(
         spec,
         &o.token_url,
