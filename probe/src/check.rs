@@ -2,6 +2,11 @@
 //! probe's local config), the validated [`CheckSpec`], and the one `match`
 //! that dispatches a spec to its kind's module.
 //!
+//! A run's result is an [`Outcome`]: its [`Kind`], phase timings, pass or
+//! a [`Failure`] (a stable [`FailureCode`] with typed context, see
+//! [`failure`]), and what it [`Observed`] (the `details`, one typed value per
+//! kind, see [`observed`]).
+//!
 //! A check's TOML table is the same everywhere: try it with
 //! `outpost-probe once`, then paste it into the controller's `[[checks]]`.
 //! `regions` and `alert` are read by the controller only.

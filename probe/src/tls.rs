@@ -119,6 +119,15 @@ fn unix_text(t: rustls_pki_types::UnixTime) -> Option<String> {
         .ok()
 }
 
+/// `other.test` from rustls's `DnsName("other.test")` (and `IpAddress(…)`).
+fn presented_name(p: &str) -> String {
+    ["DnsName(", "IpAddress("]
+        .iter()
+        .find_map(|pre| p.strip_prefix(pre).and_then(|r| r.strip_suffix(')')))
+        .map(|inner| inner.trim_matches('"').to_owned())
+        .unwrap_or_else(|| p.to_owned())
+}
+
 fn classify_cert(ce: &CertificateError) -> Failure {
     use CertificateError as C;
     match ce {
@@ -157,7 +166,7 @@ fn classify_cert(ce: &CertificateError) -> Failure {
             presented,
         } => Failure::TlsNameMismatch {
             name: Some(expected.to_str().into_owned()),
-            presented: presented.clone(),
+            presented: presented.iter().map(|p| presented_name(p)).collect(),
         },
         other => Failure::TlsCertInvalid {
             reason: format!("{other:?}"),

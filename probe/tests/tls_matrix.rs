@@ -393,6 +393,21 @@ async fn wrong_hostname_is_a_name_mismatch_for_every_profile() {
         code_of(&r, "legacy/d").as_deref(),
         Some("tls_name_mismatch")
     );
+    let Err(Failure::Combinations { must_pass, failing }) = &r.result else {
+        panic!("{:?}", r.result)
+    };
+    assert_eq!((*must_pass, failing.len()), (2, 2));
+    for c in failing {
+        assert_eq!(
+            c.failure,
+            Failure::TlsNameMismatch {
+                name: Some("localhost".into()),
+                presented: vec!["other.test".into()],
+            },
+            "{}",
+            c.combination
+        );
+    }
 }
 
 #[tokio::test]

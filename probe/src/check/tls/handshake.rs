@@ -304,7 +304,10 @@ fn classify(kind: HandshakeKind, err: &std::io::Error) -> Failure {
             client: kind.name().to_owned(),
             negotiated: None,
             min_tls_version: None,
-            reason: Some(base.to_string()),
+            reason: Some(match base {
+                Failure::TlsHandshakeFailure { reason, .. } => reason,
+                other => other.to_string(),
+            }),
         }
     } else {
         match base {
