@@ -2,13 +2,20 @@
 //! probe's local config), the validated [`CheckSpec`], and the one `match`
 //! that dispatches a spec to its kind's module.
 //!
+//! A run's result is an [`Outcome`]: its [`Kind`], phase timings, pass or
+//! a [`Failure`] (a stable [`FailureCode`] with typed context, see
+//! [`failure`]), and what it [`Observed`] (the `details`, one typed value per
+//! kind, see [`observed`]).
+//!
 //! A check's TOML table is the same everywhere: try it with
 //! `outpost-probe once`, then paste it into the controller's `[[checks]]`.
 //! `regions` and `alert` are read by the controller only.
 
 pub mod assertion;
 pub mod dns;
+pub mod failure;
 pub mod http;
+pub mod observed;
 pub mod redirect;
 pub mod session;
 pub mod tls;
@@ -19,6 +26,10 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use self::{
+    failure::{Failure, FailureCode},
+    observed::{Kind, Observed},
+};
 use crate::config::{Dur, Problems};
 
 /// Default interval between runs.
@@ -126,14 +137,19 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            CheckKind::Http(_) => Kind::Http,
+            CheckKind::Dns(_) => Kind::Dns,
+            CheckKind::Session(_) => Kind::Session,
+            CheckKind::Tls(_) => Kind::Tls,
+        }
+    }
+
     /// The kind's name as used in results and metrics.
     pub fn name(&self) -> &'static str {
-        match self {
-            CheckKind::Http(_) => "http",
-            CheckKind::Dns(_) => "dns",
-            CheckKind::Session(_) => "session",
-            CheckKind::Tls(_) => "tls",
-        }
+        self.kind().as_str()
     }
 }
 
@@ -272,224 +288,22 @@ pub fn validate_all(checks: &[RawCheck], prefix: &str, problems: &mut Problems) 
     out
 }
 
-/// Stable snake_case failure codes. Renaming one is a breaking change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum FailureCode {
-    /// The run did not finish within its timeout.
-    Timeout,
-    /// The name did not resolve.
-    DnsFailure,
-    /// A resolver answered NXDOMAIN: the name does not exist.
-    DnsNxdomain,
-    /// A resolver answered SERVFAIL.
-    DnsServfail,
-    /// A resolver answered REFUSED.
-    DnsRefused,
-    /// A resolver answered another rcode than the expected one.
-    DnsRcodeMismatch,
-    /// A resolver did not answer within the check's timeout.
-    DnsTimeout,
-    /// A UDP answer was truncated (TC=1) and the retry over TCP failed.
-    DnsTruncated,
-    /// The records differ from `answers_equal` or lack one of `answers_contain`.
-    DnsAnswerMismatch,
-    /// The CNAME chain does not end at `cname_target`.
-    DnsCnameMismatch,
-    /// A record's TTL is outside `ttl_min`..`ttl_max`.
-    DnsTtlOutOfBounds,
-    /// Fewer records of the asked type than `min_answers`.
-    DnsTooFewAnswers,
-    /// Resolvers serve different answer sets (each resolver's set is in the details).
-    DnsResolversDisagree,
-    /// A changed answer has not reached every resolver within the old TTL
-    /// plus `propagation_grace`; the lagging resolvers are named.
-    DnsPropagationStalled,
-    /// The target refused the TCP connection.
-    ConnectionRefused,
-    /// The TCP connection failed for another reason (unreachable, reset).
-    ConnectFailure,
-    /// The TLS handshake failed (protocol, alert from the peer).
-    TlsHandshakeFailure,
-    /// The certificate chain does not lead to a trusted root.
-    TlsUntrustedRoot,
-    /// A certificate on the chain is expired.
-    TlsCertExpired,
-    /// A certificate on the chain is not yet valid.
-    TlsCertNotYetValid,
-    /// The certificate does not cover the requested name.
-    TlsNameMismatch,
-    /// The certificate was rejected for another reason.
-    TlsCertInvalid,
-    /// The leaf's issuer is neither presented nor trusted: the server does
-    /// not send its intermediate (only AIA-fetching clients cope).
-    TlsChainIncomplete,
-    /// The leaf is self-signed and not trusted.
-    TlsSelfSigned,
-    /// The server refuses the client's protocol versions, or negotiates one
-    /// below `min_tls_version`.
-    TlsProtocolUnsupported,
-    /// A must-pass tls combination starts failing in fewer than its
-    /// `min_days_left` days.
-    TlsExpiringSoon,
-    /// The presented chain has hygiene findings and `hygiene = "fail"`.
-    TlsChainHygiene,
-    /// The peer did not speak HTTP correctly.
-    ProtocolError,
-    /// The status was not in the expected set.
-    UnexpectedStatus,
-    /// A redirect was answered where a machine client expects the final response.
-    RedirectNotFollowed,
-    /// A redirect led from https to plain http (`allow_downgrade = false`).
-    RedirectDowngrade,
-    /// A redirect turned a non-GET request into a GET, dropping its body
-    /// (301/302 after POST, 303; `allow_method_change = false`).
-    RedirectMethodChanged,
-    /// A redirect revisited a (method, URL) already requested in the chain.
-    RedirectLoop,
-    /// The chain needed more redirects than `max_hops`.
-    RedirectLimit,
-    /// The statuses along the chain differ from `redirect_statuses`.
-    RedirectSequenceMismatch,
-    /// The final URL of the chain is not https (`require_https = true`).
-    RedirectScheme,
-    /// A response header is missing, present, or has the wrong value.
-    HeaderMismatch,
-    /// The body does not contain the text or match the pattern.
-    BodyMismatch,
-    /// A JSONPath assertion failed (missing, unequal, out of range, not JSON).
-    JsonPathMismatch,
-    /// The data's timestamp is older than `freshness.max_age`.
-    DataStale,
-    /// A phase (or the total) took longer than its `latency` budget.
-    LatencyBudgetExceeded,
-    /// More samples failed than `max_failure_ratio` allows.
-    SampleFailureRatio,
-    /// The body exceeded the read cap.
-    BodyTooLarge,
-    /// The response headers exceeded the cap.
-    HeadersTooLarge,
-    /// A session credential was rejected (401/403) before its declared
-    /// expiry minus `clock_skew_tolerance`, or right after being issued.
-    SessionRejectedEarly,
-    /// Renewing a session failed (refresh or re-login); the old credential
-    /// stays in use while it is valid.
-    SessionRenewalFailed,
-    /// A session's declared lifetime differs from the one seen before, or
-    /// lies outside `lifetime_bounds`.
-    SessionLifetimeChanged,
-    /// The server's clock (`Date`, a fresh JWT's `iat`) is off the probe's
-    /// by more than `clock_skew_tolerance`.
-    ClockSkew,
-    /// `renewal = "never"`: the session was rejected; the details carry the
-    /// observed lifetime.
-    SessionExpired,
-    /// No session could be started: the login failed.
-    SessionLoginFailed,
-    /// The check could not be run (local problem: bad CA file, no sockets).
-    InternalError,
-}
-
-impl FailureCode {
-    /// The stable code string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCode::Timeout => "timeout",
-            FailureCode::DnsFailure => "dns_failure",
-            FailureCode::DnsNxdomain => "dns_nxdomain",
-            FailureCode::DnsServfail => "dns_servfail",
-            FailureCode::DnsRefused => "dns_refused",
-            FailureCode::DnsRcodeMismatch => "dns_rcode_mismatch",
-            FailureCode::DnsTimeout => "dns_timeout",
-            FailureCode::DnsTruncated => "dns_truncated",
-            FailureCode::DnsAnswerMismatch => "dns_answer_mismatch",
-            FailureCode::DnsCnameMismatch => "dns_cname_mismatch",
-            FailureCode::DnsTtlOutOfBounds => "dns_ttl_out_of_bounds",
-            FailureCode::DnsTooFewAnswers => "dns_too_few_answers",
-            FailureCode::DnsResolversDisagree => "dns_resolvers_disagree",
-            FailureCode::DnsPropagationStalled => "dns_propagation_stalled",
-            FailureCode::ConnectionRefused => "connection_refused",
-            FailureCode::ConnectFailure => "connect_failure",
-            FailureCode::TlsHandshakeFailure => "tls_handshake_failure",
-            FailureCode::TlsUntrustedRoot => "tls_untrusted_root",
-            FailureCode::TlsCertExpired => "tls_cert_expired",
-            FailureCode::TlsCertNotYetValid => "tls_cert_not_yet_valid",
-            FailureCode::TlsNameMismatch => "tls_name_mismatch",
-            FailureCode::TlsCertInvalid => "tls_cert_invalid",
-            FailureCode::TlsChainIncomplete => "tls_chain_incomplete",
-            FailureCode::TlsSelfSigned => "tls_self_signed",
-            FailureCode::TlsProtocolUnsupported => "tls_protocol_unsupported",
-            FailureCode::TlsExpiringSoon => "tls_expiring_soon",
-            FailureCode::TlsChainHygiene => "tls_chain_hygiene",
-            FailureCode::ProtocolError => "protocol_error",
-            FailureCode::UnexpectedStatus => "unexpected_status",
-            FailureCode::RedirectNotFollowed => "redirect_not_followed",
-            FailureCode::RedirectDowngrade => "redirect_downgrade",
-            FailureCode::RedirectMethodChanged => "redirect_method_changed",
-            FailureCode::RedirectLoop => "redirect_loop",
-            FailureCode::RedirectLimit => "redirect_limit",
-            FailureCode::RedirectSequenceMismatch => "redirect_sequence_mismatch",
-            FailureCode::RedirectScheme => "redirect_scheme",
-            FailureCode::HeaderMismatch => "header_mismatch",
-            FailureCode::BodyMismatch => "body_mismatch",
-            FailureCode::JsonPathMismatch => "json_path_mismatch",
-            FailureCode::DataStale => "data_stale",
-            FailureCode::LatencyBudgetExceeded => "latency_budget_exceeded",
-            FailureCode::SampleFailureRatio => "sample_failure_ratio",
-            FailureCode::BodyTooLarge => "body_too_large",
-            FailureCode::HeadersTooLarge => "headers_too_large",
-            FailureCode::SessionRejectedEarly => "session_rejected_early",
-            FailureCode::SessionRenewalFailed => "session_renewal_failed",
-            FailureCode::SessionLifetimeChanged => "session_lifetime_changed",
-            FailureCode::ClockSkew => "clock_skew",
-            FailureCode::SessionExpired => "session_expired",
-            FailureCode::SessionLoginFailed => "session_login_failed",
-            FailureCode::InternalError => "internal_error",
-        }
-    }
-}
-
-impl std::fmt::Display for FailureCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a check failed: a stable code and a human message. A target being
-/// down is a `Failure` (data), not an error of ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// Stable code.
-    pub code: FailureCode,
-    /// Human message naming what was observed.
-    pub message: String,
-}
-
-impl Failure {
-    /// Builds a failure.
-    pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// Phase timings of one run. `None` when a phase did not run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Phase timings of one run. `None` when a phase did not run. On the wire
+/// (`phases_us`): whole microseconds, absent phases left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Phases {
     /// Name resolution.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub dns: Option<Duration>,
     /// TCP connect.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub connect: Option<Duration>,
     /// TLS handshake.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub tls: Option<Duration>,
     /// From sending the request to the response head.
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_us")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_us")]
     pub first_byte: Option<Duration>,
     /// The whole run.
     #[serde(with = "us")]
@@ -497,15 +311,25 @@ pub struct Phases {
 }
 
 mod us {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_micros() as u64)
     }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
+        u64::deserialize(d).map(std::time::Duration::from_micros)
+    }
 }
 
 mod opt_us {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(
         d: &Option<std::time::Duration>,
         s: S,
@@ -515,6 +339,12 @@ mod opt_us {
             None => s.serialize_none(),
         }
     }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|v| v.map(std::time::Duration::from_micros))
+    }
 }
 
 /// The result of one run of one check.
@@ -522,16 +352,17 @@ mod opt_us {
 pub struct Outcome {
     /// The check's id.
     pub check_id: String,
-    /// The check's kind name.
-    pub kind: &'static str,
+    /// The check's kind.
+    pub kind: Kind,
     /// Wall-clock start.
     pub started_at: OffsetDateTime,
     /// Phase timings.
     pub phases: Phases,
     /// Pass, or why not.
     pub result: Result<(), Failure>,
-    /// Kind-specific observations (status, Location, addresses…), a JSON object.
-    pub details: serde_json::Value,
+    /// What the run observed (status, Location, addresses…): the result's
+    /// `details`.
+    pub observed: Observed,
 }
 
 impl Outcome {
@@ -544,7 +375,7 @@ impl Outcome {
     pub fn to_json(&self) -> serde_json::Value {
         let (code, message) = match &self.result {
             Ok(()) => (None, None),
-            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
+            Err(f) => (Some(f.code().as_str()), Some(f.to_string())),
         };
         serde_json::json!({
             "check_id": self.check_id,
@@ -554,8 +385,13 @@ impl Outcome {
             "failure_code": code,
             "failure_message": message,
             "phases_us": self.phases,
-            "details": self.details,
+            "details": self.observed,
         })
+    }
+
+    /// The observations as the `details` JSON object.
+    pub fn details(&self) -> serde_json::Value {
+        self.observed.to_value()
     }
 }
 
@@ -568,19 +404,23 @@ impl Outcome {
 pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
     let started_at = OffsetDateTime::now_utc();
     let clock = std::time::Instant::now();
-    let (mut phases, result, details) = match &spec.kind {
+    let (mut phases, result, observed) = match &spec.kind {
         CheckKind::Http(h) => {
             let fut = Box::pin(http::run(h, spec.timeout, ctx));
             // http::run enforces the timeout itself; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::Timeout,
-                        format!("no complete response within {}", Dur(spec.timeout)),
-                    )),
-                    serde_json::json!({ "url": h.url.as_str() }),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(h.url.clone()),
+                    }),
+                    Observed::Http(http::Observed {
+                        url: h.url.clone(),
+                        ..http::Observed::default()
+                    }),
                 ),
             }
         }
@@ -588,14 +428,18 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             let fut = Box::pin(dns::run(d, &spec.id, spec.timeout));
             // dns::run gives every resolver the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::DnsTimeout,
-                        format!("no DNS answers within {}", Dur(spec.timeout)),
-                    )),
-                    serde_json::json!({ "name": dns::name_text(&d.name) }),
+                    Err(Failure::DnsTimeout {
+                        name: dns::name_text(&d.name),
+                        resolver: None,
+                        after: Some(spec.timeout),
+                    }),
+                    Observed::Dns(dns::Observed {
+                        name: dns::name_text(&d.name),
+                        ..dns::Observed::default()
+                    }),
                 ),
             }
         }
@@ -603,14 +447,15 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             let fut = Box::pin(tls::run(t, spec.timeout));
             // tls::run gives every handshake the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::Timeout,
-                        format!("no TLS handshakes within {}", Dur(spec.timeout)),
-                    )),
-                    serde_json::json!({ "host": t.host, "port": t.port }),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(format!("{}:{}", t.host, t.port)),
+                    }),
+                    Observed::Tls(tls::Report::unreached(t)),
                 ),
             }
         }
@@ -618,17 +463,15 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             // session::run keeps every request within the timeout; this is a safety net.
             let fut = Box::pin(session::run(s, &spec.id, spec.timeout, ctx));
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.details),
+                Ok(r) => (r.phases, r.result, r.observed),
                 Err(_) => (
                     Phases::default(),
-                    Err(Failure::new(
-                        FailureCode::Timeout,
-                        format!(
-                            "the session run did not finish within {}",
-                            Dur(spec.timeout)
-                        ),
-                    )),
-                    session::describe(s),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: None,
+                    }),
+                    Observed::Session(session::describe(s)),
                 ),
             }
         }
@@ -636,11 +479,11 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
     phases.total = clock.elapsed();
     Outcome {
         check_id: spec.id.clone(),
-        kind: spec.kind.name(),
+        kind: spec.kind.kind(),
         started_at,
         phases,
         result,
-        details,
+        observed,
     }
 }
 
@@ -664,7 +507,14 @@ pub struct KindResult {
     /// Pass or failure.
     pub result: Result<(), Failure>,
     /// Observations.
-    pub details: serde_json::Value,
+    pub observed: Observed,
+}
+
+impl KindResult {
+    /// The observations as the `details` JSON object.
+    pub fn details(&self) -> serde_json::Value {
+        self.observed.to_value()
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod config;
 pub mod fnv;
+pub mod human;
 pub mod metrics;
 pub mod outbox;
 pub mod reporter;

@@ -212,9 +212,9 @@ async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>) -> i32 {
     if let Some(tls) = tls {
         let matrix = check::run(&tls, &ctx).await;
         println!("\nTLS: every trust store x client profile for the first hop's server");
-        print!("{}", check::tls::render_matrix(&matrix.details));
+        print!("{}", check::tls::render_matrix(&matrix.observed));
         if let Err(f) = &matrix.result {
-            println!("  ({}: {})", f.code, f.message);
+            println!("  ({}: {f})", f.code());
         }
     }
     if report.passes_following { 0 } else { 1 }
@@ -326,13 +326,10 @@ async fn once(c: config::ProbeConfig, format: Format) -> i32 {
 }
 
 fn text_line(o: &Outcome) -> String {
-    let ms = o.phases.total.as_secs_f64() * 1000.0;
+    let took = outpost_probe::human::duration(o.phases.total).to_string();
     match &o.result {
-        Ok(()) => format!("PASS  {:<24} {ms:>8.1} ms", o.check_id),
-        Err(f) => format!(
-            "FAIL  {:<24} {ms:>8.1} ms  {}: {}",
-            o.check_id, f.code, f.message
-        ),
+        Ok(()) => format!("PASS  {:<24} {took:>10}", o.check_id),
+        Err(f) => format!("FAIL  {:<24} {took:>10}  {}: {f}", o.check_id, f.code()),
     }
 }
 

@@ -231,14 +231,14 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
     let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64).unwrap_or(0);
     let (code, message) = match &outcome.result {
         Ok(()) => (String::new(), String::new()),
-        Err(f) => (f.code.as_str().to_owned(), f.message.clone()),
+        Err(f) => (f.code().as_str().to_owned(), f.to_string()),
     };
     CheckResult {
         result_id: uuid::Uuid::now_v7().to_string(),
         sequence,
         check_id: outcome.check_id.clone(),
         assignment_version: version,
-        kind: outcome.kind.to_owned(),
+        kind: outcome.kind.as_str().to_owned(),
         started_at_unix_ms: (outcome.started_at.unix_timestamp_nanos() / 1_000_000) as i64,
         ok: outcome.ok(),
         failure_code: code,
@@ -250,7 +250,7 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
             first_byte_us: us(outcome.phases.first_byte),
             total_us: outcome.phases.total.as_micros() as u64,
         }),
-        details_json: outcome.details.to_string(),
+        details_json: outcome.observed.to_wire(),
     }
 }
 
@@ -261,31 +261,17 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// CRC-32C (Castagnoli), bitwise-table implementation.
+/// CRC-32C (Castagnoli: the `CRC_32_ISCSI` parameters) of `parts` in order.
+/// The checksum of every record and of the `acked` pointer: segments written
+/// by any version read back (tested against the RFC 3720 vectors and a
+/// record written by the earlier hand-rolled table).
 pub fn crc32c(parts: &[&[u8]]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0x82f6_3b78 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    });
-    let mut crc = !0u32;
+    const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    let mut digest = CASTAGNOLI.digest();
     for p in parts {
-        for b in *p {
-            crc = table[((crc ^ u32::from(*b)) & 0xff) as usize] ^ (crc >> 8);
-        }
+        digest.update(p);
     }
-    !crc
+    digest.finalize()
 }
 
 fn encode_record(seq: u64, ts_ms: i64, payload: &[u8]) -> Vec<u8> {
@@ -877,11 +863,11 @@ mod tests {
     fn outcome() -> Outcome {
         Outcome {
             check_id: "c".into(),
-            kind: "http",
+            kind: crate::check::Kind::Http,
             started_at: time::OffsetDateTime::now_utc(),
             phases: Phases::default(),
             result: Ok(()),
-            details: serde_json::json!({ "pad": "x".repeat(200) }),
+            observed: crate::check::Observed::Other(serde_json::json!({ "pad": "x".repeat(200) })),
         }
     }
 
@@ -895,6 +881,36 @@ mod tests {
     #[test]
     fn crc32c_matches_the_standard_check_value() {
         assert_eq!(crc32c(&[b"123456789"]), 0xe306_9283);
+        assert_eq!(crc32c(&[]), 0);
+        // RFC 3720 B.4.
+        assert_eq!(crc32c(&[&[0u8; 32]]), 0x8a91_36aa);
+        assert_eq!(crc32c(&[&[0xffu8; 32]]), 0x62a8_ab43);
+        let inc: Vec<u8> = (0..32).collect();
+        assert_eq!(crc32c(&[&inc]), 0x46dd_794e);
+        // Parts are one stream.
+        assert_eq!(crc32c(&[b"1234", b"", b"56789"]), 0xe306_9283);
+    }
+
+    /// A segment written by the hand-rolled CRC-32C table (before the `crc`
+    /// crate) opens and its record is delivered: the checksums are the same.
+    #[test]
+    fn a_segment_written_by_the_earlier_implementation_still_reads() {
+        const RECORD: &str = "7f000000b4694b6e07000000000000000068e5cf8b0100000a2430313930663165322d303030302d373030302d383030302d30303030303030303030303110071a187772697474656e2d6265666f72652d6372632d637261746520032a04687474703080d095ffbc31420774696d656f75744a0974696d6564206f75745a187b2275726c223a22687474703a2f2f612e746573742f227d";
+        let bytes: Vec<u8> = (0..RECORD.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&RECORD[i..i + 2], 16).unwrap())
+            .collect();
+        // The stored checksum is the earlier implementation's.
+        assert_eq!(&bytes[4..8], &0x6e4b_69b4u32.to_le_bytes());
+        let d = tempfile::tempdir().unwrap();
+        fs::write(seg_path(d.path(), 7), &bytes).unwrap();
+        let o = Outbox::open(cfg(d.path())).unwrap();
+        let got = o.take_unsent(10);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].sequence, 7);
+        assert_eq!(got[0].check_id, "written-before-crc-crate");
+        assert_eq!(got[0].details_json, r#"{"url":"http://a.test/"}"#);
+        assert_eq!(o.push(&outcome(), 1), 8, "sequences continue after it");
     }
 
     #[test]

@@ -191,6 +191,37 @@ impl QueryError {
             QueryError::InvalidName(_) => FailureCode::InternalError,
         }
     }
+
+    /// The failure a check reports for this error, asking for `name`.
+    pub fn failure(&self, name: &str) -> Failure {
+        match self {
+            QueryError::Timeout { resolver } => Failure::DnsTimeout {
+                name: name.to_owned(),
+                resolver: Some(resolver.clone()),
+                after: None,
+            },
+            QueryError::Truncated { resolver, error } => Failure::DnsTruncated {
+                resolver: resolver.clone(),
+                error: error.clone(),
+            },
+            QueryError::Refused { resolver } => Failure::ConnectionRefused {
+                address: resolver.clone(),
+            },
+            QueryError::Malformed { resolver, reason } => Failure::DnsFailure {
+                name: name.to_owned(),
+                resolver: Some(resolver.clone()),
+                reason: format!("invalid answer: {reason}"),
+            },
+            QueryError::Other { resolver, error } => Failure::DnsFailure {
+                name: name.to_owned(),
+                resolver: Some(resolver.clone()),
+                reason: error.clone(),
+            },
+            QueryError::InvalidName(n) => Failure::InternalError {
+                reason: format!("invalid DNS name {n:?}"),
+            },
+        }
+    }
 }
 
 /// What one resolver answered for one name and type.
@@ -641,8 +672,7 @@ pub async fn lookup_ips(
     let ips = match resolver {
         ResolverSpec::System => lookup_system_ips(host, deadline).await?,
         ResolverSpec::Server { .. } => {
-            let name =
-                fqdn(host).map_err(|e| Failure::new(FailureCode::DnsFailure, e.to_string()))?;
+            let name = fqdn(host).map_err(|e| e.failure(host))?;
             let (v4, v6) = futures_util::future::join(
                 resolve(resolver, &name, RecordType::A, deadline),
                 resolve(resolver, &name, RecordType::AAAA, deadline),
@@ -659,7 +689,7 @@ pub async fn lookup_ips(
                         first_error.get_or_insert_with(|| rcode_failure(host, resolver, res.rcode));
                     }
                     Err(e) => {
-                        first_error.get_or_insert_with(|| Failure::new(e.code(), e.to_string()));
+                        first_error.get_or_insert_with(|| e.failure(host));
                     }
                 }
             }
@@ -674,10 +704,11 @@ pub async fn lookup_ips(
     let mut seen = std::collections::HashSet::new();
     let ips: Vec<IpAddr> = ips.into_iter().filter(|ip| seen.insert(*ip)).collect();
     if ips.is_empty() {
-        return Err(Failure::new(
-            FailureCode::DnsFailure,
-            format!("{host} has no A or AAAA records at {resolver}"),
-        ));
+        return Err(Failure::DnsFailure {
+            name: host.to_owned(),
+            resolver: Some(resolver.to_string()),
+            reason: "no A or AAAA records".into(),
+        });
     }
     Ok((ips, started.elapsed()))
 }
@@ -695,30 +726,50 @@ async fn lookup_system_ips(
             ips.sort_by_key(|ip| ip.is_ipv6());
             Ok(ips)
         }
-        Ok(Err(e)) => Err(Failure::new(
-            FailureCode::DnsFailure,
-            format!("cannot resolve {host} with the system resolver: {e}"),
-        )),
-        Err(_) => Err(Failure::new(
-            FailureCode::DnsTimeout,
-            format!("no answer for {host} from the system resolver before the deadline"),
-        )),
+        Ok(Err(e)) => Err(Failure::DnsFailure {
+            name: host.to_owned(),
+            resolver: Some("the system resolver".into()),
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(Failure::DnsTimeout {
+            name: host.to_owned(),
+            resolver: Some("the system resolver".into()),
+            after: None,
+        }),
     }
 }
 
 /// The failure for an unexpected (non-NOERROR) answer to an address lookup.
 fn rcode_failure(host: &str, resolver: &ResolverSpec, rcode: ResponseCode) -> Failure {
-    let code = match rcode {
-        ResponseCode::NXDomain => FailureCode::DnsNxdomain,
-        ResponseCode::ServFail => FailureCode::DnsServfail,
-        ResponseCode::Refused => FailureCode::DnsRefused,
-        ResponseCode::NoError => FailureCode::DnsFailure,
-        _ => FailureCode::DnsRcodeMismatch,
-    };
-    Failure::new(
-        code,
-        format!("{resolver} answered {} for {host}", rcode_name(rcode)),
-    )
+    let (name, resolver) = (host.to_owned(), Some(resolver.to_string()));
+    match rcode {
+        ResponseCode::NXDomain => Failure::DnsNxdomain {
+            name,
+            resolver,
+            expected: None,
+        },
+        ResponseCode::ServFail => Failure::DnsServfail {
+            name,
+            resolver,
+            expected: None,
+        },
+        ResponseCode::Refused => Failure::DnsRefused {
+            name,
+            resolver,
+            expected: None,
+        },
+        ResponseCode::NoError => Failure::DnsFailure {
+            name,
+            resolver,
+            reason: "NOERROR without addresses".into(),
+        },
+        other => Failure::DnsRcodeMismatch {
+            name,
+            resolver,
+            got: rcode_name(other),
+            expected: Some("NOERROR".into()),
+        },
+    }
 }
 
 /// The mnemonic of a response code: `NOERROR`, `NXDOMAIN`, `SERVFAIL`…

@@ -12,7 +12,7 @@ use std::{
 use rustls::{CertificateError, ClientConfig, RootCertStore, crypto::CryptoProvider};
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 
-use crate::check::{Failure, FailureCode};
+use crate::check::Failure;
 
 /// The one crypto provider used by the probe (ring).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -90,54 +90,86 @@ pub fn classify(err: &std::io::Error) -> Failure {
     let inner = err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>());
-    match inner {
-        Some(rustls::Error::InvalidCertificate(ce)) => classify_cert(ce),
-        Some(rustls::Error::AlertReceived(alert)) => Failure::new(
-            FailureCode::TlsHandshakeFailure,
-            format!("server sent TLS alert {alert:?} during the handshake"),
-        ),
-        Some(rustls::Error::PeerIncompatible(p)) => Failure::new(
-            FailureCode::TlsHandshakeFailure,
-            format!("server is incompatible with this client: {p:?}"),
-        ),
-        Some(e) => Failure::new(
-            FailureCode::TlsHandshakeFailure,
-            format!("tls handshake failed: {e}"),
-        ),
-        None if err.kind() == std::io::ErrorKind::UnexpectedEof => Failure::new(
-            FailureCode::TlsHandshakeFailure,
-            "server closed the connection during the TLS handshake",
-        ),
-        None => Failure::new(
-            FailureCode::TlsHandshakeFailure,
-            format!("tls handshake failed: {err}"),
-        ),
+    let reason = match inner {
+        Some(rustls::Error::InvalidCertificate(ce)) => return classify_cert(ce),
+        Some(rustls::Error::AlertReceived(alert)) => {
+            format!("the server sent TLS alert {alert:?}")
+        }
+        Some(rustls::Error::PeerIncompatible(p)) => {
+            format!("the server is incompatible with this client: {p:?}")
+        }
+        Some(e) => e.to_string(),
+        None if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection during the handshake".to_owned()
+        }
+        None => err.to_string(),
+    };
+    Failure::TlsHandshakeFailure {
+        client: None,
+        reason,
     }
+}
+
+/// RFC 3339 text of a rustls time.
+fn unix_text(t: rustls_pki_types::UnixTime) -> Option<String> {
+    let secs = i64::try_from(t.as_secs()).ok()?;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// `other.test` from rustls's `DnsName("other.test")` (and `IpAddress(…)`).
+fn presented_name(p: &str) -> String {
+    ["DnsName(", "IpAddress("]
+        .iter()
+        .find_map(|pre| p.strip_prefix(pre).and_then(|r| r.strip_suffix(')')))
+        .map(|inner| inner.trim_matches('"').to_owned())
+        .unwrap_or_else(|| p.to_owned())
 }
 
 fn classify_cert(ce: &CertificateError) -> Failure {
     use CertificateError as C;
-    let (code, msg) = match ce {
-        C::Expired | C::ExpiredContext { .. } => (
-            FailureCode::TlsCertExpired,
-            format!("certificate expired: {ce:?}"),
-        ),
-        C::NotValidYet | C::NotValidYetContext { .. } => (
-            FailureCode::TlsCertNotYetValid,
-            format!("certificate not yet valid: {ce:?}"),
-        ),
-        C::UnknownIssuer => (
-            FailureCode::TlsUntrustedRoot,
-            "certificate chain does not lead to a trusted root (unknown issuer)".to_owned(),
-        ),
-        C::NotValidForName | C::NotValidForNameContext { .. } => (
-            FailureCode::TlsNameMismatch,
-            format!("certificate is not valid for the requested name: {ce:?}"),
-        ),
-        other => (
-            FailureCode::TlsCertInvalid,
-            format!("certificate rejected: {other:?}"),
-        ),
-    };
-    Failure::new(code, msg)
+    match ce {
+        C::Expired => Failure::TlsCertExpired {
+            cert: None,
+            not_after: None,
+            store: None,
+            served_path_only: false,
+        },
+        C::ExpiredContext { not_after, .. } => Failure::TlsCertExpired {
+            cert: None,
+            not_after: unix_text(*not_after),
+            store: None,
+            served_path_only: false,
+        },
+        C::NotValidYet => Failure::TlsCertNotYetValid {
+            cert: None,
+            not_before: None,
+            served_path_only: false,
+        },
+        C::NotValidYetContext { not_before, .. } => Failure::TlsCertNotYetValid {
+            cert: None,
+            not_before: unix_text(*not_before),
+            served_path_only: false,
+        },
+        C::UnknownIssuer => Failure::TlsUntrustedRoot {
+            store: None,
+            served_end: None,
+        },
+        C::NotValidForName => Failure::TlsNameMismatch {
+            name: None,
+            presented: Vec::new(),
+        },
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => Failure::TlsNameMismatch {
+            name: Some(expected.to_str().into_owned()),
+            presented: presented.iter().map(|p| presented_name(p)).collect(),
+        },
+        other => Failure::TlsCertInvalid {
+            reason: format!("{other:?}"),
+        },
+    }
 }

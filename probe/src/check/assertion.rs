@@ -23,7 +23,10 @@ pub use self::{
     header::{HeaderAssertion, HeaderRule, RawHeaderAssertion},
     json::{JsonAssertion, JsonRule, RawJsonAssertion},
 };
-use super::{FailureCode, Phases};
+use super::{
+    Failure, FailureCode, Phases,
+    failure::{BodyExpectation, JsonProblem},
+};
 use crate::config::{Dur, Problems};
 
 /// One entry of `expected_status`.
@@ -174,12 +177,13 @@ impl Assertions {
 }
 
 /// The outcome of one assertion, as recorded in `details.assertions`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AssertionResult {
     /// What was asserted, e.g. `status`, `header content-type`, `json $.status`.
     pub name: String,
     /// `status`, `redirect`, `header`, `body`, `json`, `freshness` or `latency`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Passed.
     pub ok: bool,
     /// False when the input was missing or unusable (not JSON, no timestamp).
@@ -189,7 +193,10 @@ pub struct AssertionResult {
     /// What was observed.
     pub actual: Value,
     /// The code a failure carries.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::check::failure::lenient_code"
+    )]
     pub failure_code: Option<FailureCode>,
     /// Human message for a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,39 +206,70 @@ pub struct AssertionResult {
     pub age_seconds: Option<f64>,
 }
 
-impl AssertionResult {
-    /// A result; `message` is kept only on failure.
+/// An evaluated assertion: its record for `details.assertions` and, when
+/// it failed, the typed failure the record's code and message come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The record in the details.
+    pub record: AssertionResult,
+    /// Why it failed.
+    pub failure: Option<Failure>,
+}
+
+impl Checked {
+    /// An evaluated assertion; it passed when `failure` is `None`.
     pub fn new(
         name: impl Into<String>,
-        kind: &'static str,
-        ok: bool,
-        code: FailureCode,
+        kind: &str,
         expected: Value,
         actual: Value,
-        message: String,
+        failure: Option<Failure>,
     ) -> Self {
-        Self {
-            name: name.into(),
-            kind,
-            ok,
-            evaluated: true,
-            expected,
-            actual,
-            failure_code: (!ok).then_some(code),
-            message: (!ok).then_some(message),
-            age_seconds: None,
+        Checked {
+            record: AssertionResult {
+                name: name.into(),
+                kind: kind.to_owned(),
+                ok: failure.is_none(),
+                evaluated: true,
+                expected,
+                actual,
+                failure_code: failure.as_ref().map(Failure::code),
+                message: failure.as_ref().map(Failure::to_string),
+                age_seconds: None,
+            },
+            failure,
         }
     }
 
     fn unevaluated(mut self) -> Self {
-        self.evaluated = false;
+        self.record.evaluated = false;
         self
     }
+
+    /// Passed.
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// The first failure of `checked` (in evaluation order) and the records.
+pub fn split(checked: Vec<Checked>) -> (Option<Failure>, Vec<AssertionResult>) {
+    let mut first = None;
+    let records = checked
+        .into_iter()
+        .map(|c| {
+            if first.is_none() {
+                first = c.failure;
+            }
+            c.record
+        })
+        .collect();
+    (first, records)
 }
 
 /// The final response of a chain, as assertions see it.
 #[derive(Debug, Clone, Copy)]
-pub struct Observed<'a> {
+pub struct Response<'a> {
     /// Response headers.
     pub headers: &'a http::HeaderMap,
     /// The body, if kept (at most `max_body`).
@@ -258,7 +296,7 @@ fn ms(d: Duration) -> String {
 
 impl Assertions {
     /// Evaluates every assertion against `obs`; freshness ages are measured at `now`.
-    pub fn evaluate(&self, obs: &Observed<'_>, now: OffsetDateTime) -> Vec<AssertionResult> {
+    pub fn evaluate(&self, obs: &Response<'_>, now: OffsetDateTime) -> Vec<Checked> {
         let mut out = Vec::new();
         for h in &self.headers {
             out.push(header::evaluate(h, obs.headers));
@@ -266,30 +304,30 @@ impl Assertions {
         let text = String::from_utf8_lossy(obs.body);
         if let Some(s) = &self.body_contains {
             let ok = text.contains(s.as_str());
-            out.push(AssertionResult::new(
+            out.push(Checked::new(
                 "body_contains",
                 "body",
-                ok,
-                FailureCode::BodyMismatch,
                 json!(s),
                 json!(clip(&text)),
-                format!("body ({} bytes) does not contain {s:?}", obs.body.len()),
+                (!ok).then(|| Failure::BodyMismatch {
+                    body_bytes: obs.body.len(),
+                    expected: BodyExpectation::Contains { text: s.clone() },
+                }),
             ));
         }
         if let Some(p) = &self.body_matches {
             let ok = p.0.is_match(&text);
-            out.push(AssertionResult::new(
+            out.push(Checked::new(
                 "body_matches",
                 "body",
-                ok,
-                FailureCode::BodyMismatch,
                 json!(p.0.as_str()),
                 json!(clip(&text)),
-                format!(
-                    "body ({} bytes) does not match /{}/",
-                    obs.body.len(),
-                    p.0.as_str()
-                ),
+                (!ok).then(|| Failure::BodyMismatch {
+                    body_bytes: obs.body.len(),
+                    expected: BodyExpectation::Matches {
+                        pattern: p.0.as_str().to_owned(),
+                    },
+                }),
             ));
         }
         let parsed = (!self.json.is_empty()
@@ -304,12 +342,13 @@ impl Assertions {
         for j in &self.json {
             out.push(match &parsed {
                 Some(Ok(doc)) => json::evaluate(j, doc),
-                _ => not_json(
-                    &format!("json {}", j.source),
-                    "json",
-                    FailureCode::JsonPathMismatch,
-                    &parsed,
-                ),
+                _ => not_json(&format!("json {}", j.source), "json", &parsed, |error| {
+                    Failure::JsonPathMismatch {
+                        path: j.source.clone(),
+                        problem: JsonProblem::NotJson { error },
+                        response: None,
+                    }
+                }),
             });
         }
         if let Some(f) = &self.freshness {
@@ -326,26 +365,19 @@ impl Assertions {
             let name = format!("latency {phase}");
             let expected = json!(format!("<= {}", Dur(*budget)));
             out.push(match took {
-                Some(t) => AssertionResult::new(
+                Some(t) => Checked::new(
                     name,
                     "latency",
-                    t <= *budget,
-                    FailureCode::LatencyBudgetExceeded,
                     expected,
                     json!(ms(t)),
-                    format!("{phase} took {} > budget {}", ms(t), Dur(*budget)),
+                    (t > *budget).then(|| Failure::LatencyBudgetExceeded {
+                        phase: (*phase).to_owned(),
+                        took: t,
+                        budget: *budget,
+                    }),
                 ),
                 // A phase that did not happen (tls on http, dns for an IP) cannot exceed it.
-                None => AssertionResult::new(
-                    name,
-                    "latency",
-                    true,
-                    FailureCode::LatencyBudgetExceeded,
-                    expected,
-                    Value::Null,
-                    String::new(),
-                )
-                .unevaluated(),
+                None => Checked::new(name, "latency", expected, Value::Null, None).unevaluated(),
             });
         }
         out
@@ -354,15 +386,15 @@ impl Assertions {
 
 pub(crate) fn not_json(
     name: &str,
-    kind: &'static str,
-    code: FailureCode,
+    kind: &str,
     parsed: &Option<Result<Value, String>>,
-) -> AssertionResult {
-    let why = match parsed {
-        Some(Err(e)) => format!("body is not JSON: {e}"),
-        _ => "body is not JSON".to_owned(),
+    failure: impl FnOnce(Option<String>) -> Failure,
+) -> Checked {
+    let error = match parsed {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
     };
-    AssertionResult::new(name, kind, false, code, Value::Null, Value::Null, why).unevaluated()
+    Checked::new(name, kind, Value::Null, Value::Null, Some(failure(error))).unevaluated()
 }
 
 /// Parses an `expected_status` entry into an inclusive range.
@@ -418,27 +450,26 @@ pub fn status(
     expected: &[(u16, u16)],
     status: http::StatusCode,
     location: Option<&str>,
-) -> AssertionResult {
+) -> Checked {
     let code = status.as_u16();
     let ok = expected.iter().any(|(a, b)| (*a..=*b).contains(&code));
     let want = status_text(expected);
-    let (fc, msg) = match location {
-        Some(loc) if status.is_redirection() => (
-            FailureCode::RedirectNotFollowed,
-            format!(
-                "got {} {} to {} where {} was expected: a client that does not follow redirects stops here",
-                code,
-                status.canonical_reason().unwrap_or(""),
-                loc,
-                want
-            ),
-        ),
-        _ => (
-            FailureCode::UnexpectedStatus,
-            format!("got status {code}, expected {want}"),
-        ),
+    let failure = match location {
+        _ if ok => None,
+        Some(loc) if status.is_redirection() => Some(Failure::RedirectNotFollowed {
+            status: code,
+            location: loc.to_owned(),
+            expected: want.clone(),
+        }),
+        _ => Some(Failure::UnexpectedStatus {
+            got: code,
+            expected: want.clone(),
+            responder: None,
+            oauth_error: None,
+            session_rejected: false,
+        }),
     };
-    AssertionResult::new("status", "status", ok, fc, json!(want), json!(code), msg)
+    Checked::new("status", "status", json!(want), json!(code), failure)
 }
 
 #[cfg(test)]

@@ -33,7 +33,10 @@
 //! only: after a probe restart the first run is a baseline, not a change.
 //! It is reset when the check's name, type or resolvers change.
 //!
-//! # Details JSON
+//! # Details JSON ([`Observed`])
+//! Resolvers are [`ResolverRecord`] (what they answered: [`ResolverAnswer`],
+//! flattened), changes [`ChangeRecord`], propagation [`PropagationRecord`],
+//! disagreement [`AnswerGroup`]; answer sets are [`AnswerSet`].
 //! ```json
 //! {
 //!   "name": "www.example.net", "type": "A",
@@ -58,9 +61,10 @@
 //!     "old": {"rcode": "NOERROR", "cname_target": "blue.example.net", "answers": ["…"], "fingerprint": "…"},
 //!     "new": {"rcode": "NOERROR", "cname_target": "green.example.net", "answers": ["…"], "fingerprint": "…"}}],
 //!   "propagation": {
-//!     "leader": "udp://192.0.2.53:53", "changed_at": "…", "window_ms": 330000, "deadline": "…",
-//!     "stalled": false, "old": {…}, "new": {…},
-//!     "lagging": [{"resolver": "udp://198.51.100.53:53", "serving": {…}, "lagging_for_ms": 12000}]},
+//!     "leader": "udp://192.0.2.53:53", "changed_at": "…", "old_ttl_s": 300, "window_ms": 330000,
+//!     "deadline": "…", "stalled": false, "old": {…}, "new": {…},
+//!     "lagging": [{"resolver": "udp://198.51.100.53:53", "serving": {…},
+//!                  "serving_since": "…", "lagging_for_ms": 12000}]},
 //!   "disagreement": [{"resolvers": ["udp://…"], "answer_set": {…}}]
 //! }
 //! ```
@@ -86,7 +90,16 @@ use hickory_proto::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Failure, FailureCode, KindResult, Phases};
+mod observed;
+
+pub use self::observed::{
+    AddressTtl, AnswerGroup, ChangeRecord, CnameHop, LaggingRecord, Observed, PropagationRecord,
+    ResolverAnswer, ResolverRecord,
+};
+use super::{
+    Failure, KindResult, Phases,
+    failure::{AnswerView, ResolverFailure},
+};
 use crate::{
     config::{Dur, Problems},
     resolver::{self, QueryError, Resolution, ResolverSpec, fqdn, rcode_name},
@@ -411,7 +424,8 @@ fn canonical_input(rtype: RecordType, text: &str) -> Result<String, String> {
 }
 
 /// One record as shown in details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Answer {
     /// Owner name.
     pub name: String,
@@ -437,7 +451,8 @@ impl Answer {
 
 /// What a resolver serves, without TTLs: the identity compared across
 /// resolvers and runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AnswerSet {
     /// Response code mnemonic.
     pub rcode: String,
@@ -482,9 +497,9 @@ fn fingerprint(text: &str) -> String {
     crate::fnv::hex(text)
 }
 
-/// One run's observation of one resolver, as history needs it.
+/// One run's sighting of one resolver's answer, as history needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
+pub struct Sighting {
     /// The answer set.
     pub set: AnswerSet,
     /// Largest TTL in the answer (or the negative TTL), seconds.
@@ -578,7 +593,7 @@ fn elapsed(now: OffsetDateTime, then: OffsetDateTime) -> Duration {
 pub fn observe(
     history: &mut DnsHistory,
     resolver: &str,
-    observed: &Observed,
+    observed: &Sighting,
     now: OffsetDateTime,
 ) -> Option<Change> {
     let change = match history.views.get_mut(resolver) {
@@ -687,39 +702,37 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn propagation_json(
+fn propagation_record(
     history: &DnsHistory,
     now: OffsetDateTime,
     grace: Duration,
-) -> Option<serde_json::Value> {
+) -> Option<PropagationRecord> {
     let p = history.pending.as_ref()?;
     let window = Duration::from_secs(u64::from(p.old_ttl)) + grace;
     let lagged = elapsed(now, p.changed_at);
-    let lagging: Vec<serde_json::Value> = history
+    let lagging: Vec<LaggingRecord> = history
         .views
         .iter()
         .filter(|(_, v)| v.set.fingerprint != p.new.fingerprint)
-        .map(|(r, v)| {
-            serde_json::json!({
-                "resolver": r,
-                "serving": v.set,
-                "serving_since": rfc3339(v.since),
-                "lagging_for_ms": lagged.as_millis() as u64,
-            })
+        .map(|(r, v)| LaggingRecord {
+            resolver: r.clone(),
+            serving: v.set.clone(),
+            serving_since: rfc3339(v.since),
+            lagging_for_ms: lagged.as_millis() as u64,
         })
         .collect();
     let window_td = time::Duration::try_from(window).unwrap_or(time::Duration::MAX);
-    Some(serde_json::json!({
-        "leader": p.leader,
-        "changed_at": rfc3339(p.changed_at),
-        "old_ttl_s": p.old_ttl,
-        "window_ms": window.as_millis() as u64,
-        "deadline": rfc3339(p.changed_at.saturating_add(window_td)),
-        "stalled": lagged > window && !lagging.is_empty(),
-        "old": p.old,
-        "new": p.new,
-        "lagging": lagging,
-    }))
+    Some(PropagationRecord {
+        leader: p.leader.clone(),
+        changed_at: rfc3339(p.changed_at),
+        old_ttl_s: p.old_ttl,
+        window_ms: window.as_millis() as u64,
+        deadline: rfc3339(p.changed_at.saturating_add(window_td)),
+        stalled: lagged > window && !lagging.is_empty(),
+        old: p.old.clone(),
+        new: p.new.clone(),
+        lagging,
+    })
 }
 
 /// Check id → (identity of name, type and resolvers; last run; history).
@@ -765,46 +778,58 @@ fn with_history<R>(
 struct ResolverRun {
     label: String,
     result: Result<Resolution, QueryError>,
-    observed: Option<Observed>,
+    observed: Option<Sighting>,
     failure: Option<Failure>,
-    details: serde_json::Map<String, serde_json::Value>,
+    record: ResolverRecord,
 }
 
-fn rcode_failure(spec: &DnsSpec, got: ResponseCode) -> Failure {
-    let (code, why) = match got {
-        ResponseCode::NXDomain => (FailureCode::DnsNxdomain, "the name does not exist"),
-        ResponseCode::ServFail => (FailureCode::DnsServfail, "the server failed"),
-        ResponseCode::Refused => (FailureCode::DnsRefused, "the server refused to answer"),
-        _ => (FailureCode::DnsRcodeMismatch, "unexpected response code"),
-    };
-    Failure::new(
-        code,
-        format!(
-            "{} for {} {} ({why}), expected {}",
-            rcode_name(got),
-            name_text(&spec.name),
-            spec.rtype,
-            rcode_name(spec.rcode)
-        ),
-    )
+fn rcode_failure(spec: &DnsSpec, resolver: &str, got: ResponseCode) -> Failure {
+    let name = format!("{} {}", name_text(&spec.name), spec.rtype);
+    let (resolver, expected) = (Some(resolver.to_owned()), Some(rcode_name(spec.rcode)));
+    match got {
+        ResponseCode::NXDomain => Failure::DnsNxdomain {
+            name,
+            resolver,
+            expected,
+        },
+        ResponseCode::ServFail => Failure::DnsServfail {
+            name,
+            resolver,
+            expected,
+        },
+        ResponseCode::Refused => Failure::DnsRefused {
+            name,
+            resolver,
+            expected,
+        },
+        other => Failure::DnsRcodeMismatch {
+            name,
+            resolver,
+            got: rcode_name(other),
+            expected,
+        },
+    }
 }
 
 /// The assertions on one resolver's answer, in documented order.
-fn assess(spec: &DnsSpec, res: &Resolution, finals: &[Answer], all: &[Answer]) -> Option<Failure> {
+fn assess(
+    spec: &DnsSpec,
+    resolver: &str,
+    res: &Resolution,
+    finals: &[Answer],
+    all: &[Answer],
+) -> Option<Failure> {
     if res.rcode != spec.rcode {
-        return Some(rcode_failure(spec, res.rcode));
+        return Some(rcode_failure(spec, resolver, res.rcode));
     }
     let asked = format!("{} {}", name_text(&spec.name), spec.rtype);
     if finals.len() < spec.min_answers {
-        return Some(Failure::new(
-            FailureCode::DnsTooFewAnswers,
-            format!(
-                "{} {} record(s) for {asked}, expected at least {}",
-                finals.len(),
-                spec.rtype,
-                spec.min_answers
-            ),
-        ));
+        return Some(Failure::DnsTooFewAnswers {
+            resolver: resolver.to_owned(),
+            query: asked,
+            got: finals.len(),
+            min: spec.min_answers,
+        });
     }
     if let Some(want) = &spec.cname_target {
         let end = all
@@ -813,19 +838,12 @@ fn assess(spec: &DnsSpec, res: &Resolution, finals: &[Answer], all: &[Answer]) -
             .find(|a| a.rtype == "CNAME")
             .map(|a| a.data.clone());
         if end.as_deref() != Some(want.as_str()) {
-            return Some(Failure::new(
-                FailureCode::DnsCnameMismatch,
-                match end {
-                    Some(got) => format!(
-                        "CNAME chain of {} ends at {got}, expected {want}",
-                        name_text(&spec.name)
-                    ),
-                    None => format!(
-                        "{} has no CNAME, expected a chain ending at {want}",
-                        name_text(&spec.name)
-                    ),
-                },
-            ));
+            return Some(Failure::DnsCnameMismatch {
+                resolver: resolver.to_owned(),
+                name: name_text(&spec.name),
+                got: end,
+                expected: want.clone(),
+            });
         }
     }
     let mut got: Vec<String> = finals.iter().map(|a| a.data.clone()).collect();
@@ -834,60 +852,42 @@ fn assess(spec: &DnsSpec, res: &Resolution, finals: &[Answer], all: &[Answer]) -
     if let Some(want) = &spec.answers_equal
         && &got != want
     {
-        return Some(Failure::new(
-            FailureCode::DnsAnswerMismatch,
-            format!(
-                "{asked} answered [{}], expected exactly [{}]",
-                got.join(", "),
-                want.join(", ")
-            ),
-        ));
+        return Some(Failure::DnsAnswerMismatch {
+            resolver: resolver.to_owned(),
+            query: asked,
+            got,
+            expected: want.clone(),
+            exact: true,
+        });
     }
-    let missing: Vec<&str> = spec
-        .answers_contain
-        .iter()
-        .filter(|w| !got.contains(w))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Some(Failure::new(
-            FailureCode::DnsAnswerMismatch,
-            format!(
-                "{asked} answered [{}], missing [{}]",
-                got.join(", "),
-                missing.join(", ")
-            ),
-        ));
+    if spec.answers_contain.iter().any(|w| !got.contains(w)) {
+        return Some(Failure::DnsAnswerMismatch {
+            resolver: resolver.to_owned(),
+            query: asked,
+            got,
+            expected: spec.answers_contain.clone(),
+            exact: false,
+        });
     }
     for a in all {
         let low = spec.ttl_min.is_some_and(|m| a.ttl < m);
         let high = spec.ttl_max.is_some_and(|m| a.ttl > m);
         if low || high {
-            let bound = if low {
-                format!("below ttl_min {}s", spec.ttl_min.unwrap_or_default())
-            } else {
-                format!("above ttl_max {}s", spec.ttl_max.unwrap_or_default())
-            };
-            return Some(Failure::new(
-                FailureCode::DnsTtlOutOfBounds,
-                format!(
-                    "{} {} {} has TTL {}s, {bound}",
-                    a.name, a.rtype, a.data, a.ttl
-                ),
-            ));
+            return Some(Failure::DnsTtlOutOfBounds {
+                resolver: resolver.to_owned(),
+                record: format!("{} {} {}", a.name, a.rtype, a.data),
+                ttl: a.ttl,
+                ttl_min: spec.ttl_min,
+                ttl_max: spec.ttl_max,
+            });
         }
     }
     None
 }
 
 fn evaluate(spec: &DnsSpec, label: String, result: Result<Resolution, QueryError>) -> ResolverRun {
-    let mut d = serde_json::Map::new();
-    d.insert("resolver".into(), label.clone().into());
-    let (observed, failure) = match &result {
-        Err(e) => {
-            let msg = e.to_string();
-            (None, Some(Failure::new(e.code(), msg)))
-        }
+    let (observed, failure, answer) = match &result {
+        Err(e) => (None, Some(e.failure(&name_text(&spec.name))), None),
         Ok(res) => {
             let all: Vec<Answer> = res.records.iter().map(Answer::from_record).collect();
             let finals: Vec<Answer> = res
@@ -898,79 +898,69 @@ fn evaluate(spec: &DnsSpec, label: String, result: Result<Resolution, QueryError
                 .collect();
             let rcode = rcode_name(res.rcode);
             let set = AnswerSet::new(&rcode, &all);
-            let chain: Vec<serde_json::Value> = res
+            let cname_chain: Vec<CnameHop> = res
                 .records
                 .iter()
                 .filter_map(|r| match &r.data {
-                    RData::CNAME(t) if spec.rtype != RecordType::CNAME => Some(serde_json::json!({
-                        "name": name_text(&r.name),
-                        "target": name_text(&t.0),
-                        "ttl": r.ttl,
-                    })),
+                    RData::CNAME(t) if spec.rtype != RecordType::CNAME => Some(CnameHop {
+                        name: name_text(&r.name),
+                        target: name_text(&t.0),
+                        ttl: r.ttl,
+                    }),
                     _ => None,
                 })
                 .collect();
-            let final_name = res
-                .records
-                .iter()
-                .rev()
-                .find_map(|r| match &r.data {
-                    RData::CNAME(t) if spec.rtype != RecordType::CNAME => Some(name_text(&t.0)),
-                    _ => None,
-                })
+            let final_name = cname_chain
+                .last()
+                .map(|c| c.target.clone())
                 .unwrap_or_else(|| name_text(&spec.name));
             let min_ttl = all.iter().map(|a| a.ttl).min();
             let max_ttl = all.iter().map(|a| a.ttl).max();
-            d.insert("rcode".into(), rcode.into());
-            if let Some(t) = res.transport {
-                d.insert("transport".into(), t.as_str().into());
-            } else {
-                d.insert("transport".into(), "system".into());
-            }
-            d.insert("truncated_retried".into(), res.truncated_retried.into());
-            d.insert("queries".into(), res.queries.into());
-            d.insert("time_us".into(), (res.elapsed.as_micros() as u64).into());
-            d.insert(
-                "answers".into(),
-                serde_json::to_value(&all).unwrap_or_default(),
-            );
-            d.insert("cname_chain".into(), chain.into());
-            d.insert("final_name".into(), final_name.into());
-            if matches!(spec.rtype, RecordType::A | RecordType::AAAA) {
-                let addrs: Vec<serde_json::Value> = finals
-                    .iter()
-                    .map(|a| serde_json::json!({ "ip": a.data, "ttl": a.ttl }))
-                    .collect();
-                d.insert("addresses".into(), addrs.into());
-            }
-            d.insert("min_ttl".into(), min_ttl.into());
-            d.insert("max_ttl".into(), max_ttl.into());
-            d.insert("negative_ttl".into(), res.negative_ttl.into());
-            d.insert("answer_set".into(), set.answers.clone().into());
-            d.insert("fingerprint".into(), set.fingerprint.clone().into());
-            let failure = assess(spec, res, &finals, &all);
-            let observed = Observed {
+            let failure = assess(spec, &label, res, &finals, &all);
+            let answer = ResolverAnswer {
+                rcode,
+                transport: res.transport.map_or("system", |t| t.as_str()).to_owned(),
+                truncated_retried: res.truncated_retried,
+                queries: res.queries,
+                time_us: res.elapsed.as_micros() as u64,
+                cname_chain,
+                final_name,
+                addresses: matches!(spec.rtype, RecordType::A | RecordType::AAAA).then(|| {
+                    finals
+                        .iter()
+                        .map(|a| AddressTtl {
+                            ip: a.data.clone(),
+                            ttl: a.ttl,
+                        })
+                        .collect()
+                }),
+                answers: all,
+                min_ttl,
+                max_ttl,
+                negative_ttl: res.negative_ttl,
+                answer_set: set.answers.clone(),
+                fingerprint: set.fingerprint.clone(),
+            };
+            let observed = Sighting {
                 max_ttl: max_ttl.or(res.negative_ttl).unwrap_or(0),
                 set,
             };
-            (Some(observed), failure)
+            (Some(observed), failure, Some(answer))
         }
     };
-    d.insert("ok".into(), failure.is_none().into());
-    d.insert(
-        "failure_code".into(),
-        failure.as_ref().map(|f| f.code.as_str()).into(),
-    );
-    d.insert(
-        "failure_message".into(),
-        failure.as_ref().map(|f| f.message.clone()).into(),
-    );
+    let record = ResolverRecord {
+        resolver: label.clone(),
+        ok: failure.is_none(),
+        failure_code: failure.as_ref().map(Failure::code),
+        failure_message: failure.as_ref().map(Failure::to_string),
+        answer,
+    };
     ResolverRun {
         label,
         result,
         observed,
         failure,
-        details: d,
+        record,
     }
 }
 
@@ -999,9 +989,11 @@ pub async fn run_at(
         .map(|(r, res)| evaluate(spec, r.to_string(), res))
         .collect();
 
-    let mut details = serde_json::Map::new();
-    details.insert("name".into(), name_text(&spec.name).into());
-    details.insert("type".into(), spec.rtype.to_string().into());
+    let mut observed = Observed {
+        name: name_text(&spec.name),
+        rtype: spec.rtype.to_string(),
+        ..Observed::default()
+    };
 
     let (changes, stalled, pending) = with_history(check_id, spec, now, |h| {
         let changes: Vec<Change> = runs
@@ -1016,27 +1008,20 @@ pub async fn run_at(
         (
             changes,
             stalled,
-            propagation_json(h, now, spec.propagation_grace),
+            propagation_record(h, now, spec.propagation_grace),
         )
     });
-    if !changes.is_empty() {
-        let list: Vec<serde_json::Value> = changes
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "resolver": c.resolver,
-                    "at": rfc3339(c.at),
-                    "old_ttl_s": c.old_ttl,
-                    "old": c.old,
-                    "new": c.new,
-                })
-            })
-            .collect();
-        details.insert("changes".into(), list.into());
-    }
-    if let Some(p) = pending {
-        details.insert("propagation".into(), p);
-    }
+    observed.changes = changes
+        .into_iter()
+        .map(|c| ChangeRecord {
+            resolver: c.resolver,
+            at: rfc3339(c.at),
+            old_ttl_s: c.old_ttl,
+            old: c.old,
+            new: c.new,
+        })
+        .collect();
+    observed.propagation = pending;
 
     // Group resolvers that answered by answer set.
     let mut groups: Vec<(AnswerSet, Vec<String>)> = Vec::new();
@@ -1053,11 +1038,13 @@ pub async fn run_at(
     }
     let disagree = spec.resolvers_agree && groups.len() > 1;
     if groups.len() > 1 {
-        let list: Vec<serde_json::Value> = groups
+        observed.disagreement = groups
             .iter()
-            .map(|(s, names)| serde_json::json!({ "resolvers": names, "answer_set": s }))
+            .map(|(s, names)| AnswerGroup {
+                resolvers: names.clone(),
+                answer_set: s.clone(),
+            })
             .collect();
-        details.insert("disagreement".into(), list.into());
     }
 
     let slowest = runs
@@ -1065,78 +1052,62 @@ pub async fn run_at(
         .filter_map(|r| r.result.as_ref().ok().map(|res| res.elapsed))
         .max();
     let failing: Vec<&ResolverRun> = runs.iter().filter(|r| r.failure.is_some()).collect();
-    let result = if let Some(first) = failing
-        .first()
-        .and_then(|r| r.failure.as_ref().map(|f| (r, f)))
-    {
-        let (run, f) = first;
-        let mut msg = if spec.resolvers.len() > 1 {
-            format!("{}: {}", run.label, f.message)
+    let result = if let Some(first) = failing.first().and_then(|r| r.failure.clone()) {
+        if failing.len() == 1 {
+            Err(first)
         } else {
-            f.message.clone()
-        };
-        let others: Vec<String> = failing
-            .iter()
-            .skip(1)
-            .filter_map(|r| {
-                r.failure
-                    .as_ref()
-                    .map(|f| format!("{} ({})", r.label, f.code))
+            Err(Failure::Resolvers {
+                failing: failing
+                    .iter()
+                    .filter_map(|r| {
+                        r.failure.clone().map(|failure| ResolverFailure {
+                            resolver: r.label.clone(),
+                            failure,
+                        })
+                    })
+                    .collect(),
             })
-            .collect();
-        if !others.is_empty() {
-            msg = format!("{msg}; also failing: {}", others.join(", "));
         }
-        Err(Failure::new(f.code, msg))
     } else if let Some(s) = stalled.filter(|_| spec.resolvers_agree) {
-        let lagging: Vec<String> = s
-            .lagging
-            .iter()
-            .map(|l| format!("{} still serves {}", l.resolver, describe(&l.serving)))
-            .collect();
-        Err(Failure::new(
-            FailureCode::DnsPropagationStalled,
-            format!(
-                "change on {} from {} to {} has not propagated after {} (old TTL plus grace is {}): {}",
-                s.leader,
-                describe(&s.old),
-                describe(&s.new),
-                Dur(Duration::from_millis(
-                    s.lagging
-                        .first()
-                        .map_or(0, |l| l.lagging_for.as_millis() as u64)
-                )),
-                Dur(s.window),
-                lagging.join("; ")
-            ),
-        ))
+        Err(Failure::DnsPropagationStalled {
+            leader: s.leader.clone(),
+            old: describe(&s.old),
+            new: describe(&s.new),
+            lagging_for: s.lagging.first().map_or(Duration::ZERO, |l| l.lagging_for),
+            window: s.window,
+            lagging: s
+                .lagging
+                .iter()
+                .map(|l| AnswerView {
+                    resolvers: vec![l.resolver.clone()],
+                    serving: describe(&l.serving),
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        })
     } else if disagree {
-        let views: Vec<String> = groups
-            .iter()
-            .map(|(s, names)| format!("{} → {}", names.join(", "), describe(s)))
-            .collect();
-        Err(Failure::new(
-            FailureCode::DnsResolversDisagree,
-            format!(
-                "resolvers disagree on {} {}: {}",
-                name_text(&spec.name),
-                spec.rtype,
-                views.join("; ")
-            ),
-        ))
+        Err(Failure::DnsResolversDisagree {
+            query: format!("{} {}", name_text(&spec.name), spec.rtype),
+            views: groups
+                .iter()
+                .map(|(s, names)| AnswerView {
+                    resolvers: names.clone(),
+                    serving: describe(s),
+                })
+                .collect(),
+        })
     } else {
         Ok(())
     };
 
-    let list: Vec<serde_json::Value> = runs.into_iter().map(|r| r.details.into()).collect();
-    details.insert("resolvers".into(), list.into());
+    observed.resolvers = runs.into_iter().map(|r| r.record).collect();
     KindResult {
         phases: Phases {
             dns: slowest,
             ..Phases::default()
         },
         result,
-        details: details.into(),
+        observed: super::Observed::Dns(observed),
     }
 }
 
@@ -1169,7 +1140,7 @@ fn describe(s: &AnswerSet) -> String {
 mod tests {
     use super::*;
 
-    fn set(target: &str) -> Observed {
+    fn set(target: &str) -> Sighting {
         let answers = vec![
             Answer {
                 name: "www.example.test".into(),
@@ -1184,7 +1155,7 @@ mod tests {
                 ttl: 60,
             },
         ];
-        Observed {
+        Sighting {
             set: AnswerSet::new("NOERROR", &answers),
             max_ttl: 300,
         }

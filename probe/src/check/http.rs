@@ -15,11 +15,18 @@
 //! client that does not follow redirects experiences (the IOT 308 incident).
 //!
 //! # `details` (the result's JSON, read by the controller and the page)
+//! The typed value is [`Observed`] ([`observed`]): hops are
+//! [`exchange::Hop`] with [`exchange::TlsInfo`], assertions
+//! [`super::assertion::AssertionResult`], samples [`observed::SampleRecord`]
+//! and [`observed::SamplesSummary`], addresses [`observed::AddressRecord`];
+//! the final-hop fields are [`observed::FinalHop`], flattened.
 //! ```text
 //! url, method              the check's request
 //! address, status, location, http_version, tls, body_bytes, timeout_phase, age_seconds
 //!                          flattened from the final hop of the representative
-//!                          sample (the first failing one, else the first)
+//!                          sample (the first failing one, else the first);
+//!                          timeout_phase "dns" alone when resolving timed out
+//! chain, assertions         present once a request was made (assertions may be [])
 //! chain: [ {               one entry per hop of that sample, in order
 //!   url, method,           the URL requested and the method actually used
 //!   scheme,                "http" | "https"
@@ -43,12 +50,16 @@
 //!                    by_backend: { "<backend>": { total, failed } } }   when samples > 1
 //! addresses: [ { address, ok, failure_code, failure_message, status, location,
 //!                tls, phases_us, chain, assertions, samples_total, samples_failed } ]
+//!                          failure_* only when the address failed
 //! addresses_total, addresses_failing                       when more than one address
 //! ```
+//! In `samples[]` the `failure_*`, `status` and `backend` keys are always
+//! there (`null` when not applicable); elsewhere absent means not applicable.
 //! `backend` is the `backend_header` value; samples without one are grouped
 //! by address. Secrets and request headers never appear in `details`.
 
 pub mod exchange;
+pub mod observed;
 pub mod report;
 pub mod request;
 pub mod sample;
@@ -58,22 +69,24 @@ use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 use bytes::Bytes;
 use hyper::Uri;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use super::assertion::StatusMatch;
 pub use super::redirect::resolve_location;
 use super::{
-    Failure, FailureCode, KindResult, Phases, RunContext,
+    Failure, KindResult, Phases, RunContext,
     assertion::{
         self, Assertions, RawAssertions, RawFreshness, RawHeaderAssertion, RawJsonAssertion,
         RawLatency,
     },
+    failure::AddressFailure,
     redirect::Policy,
 };
 use crate::{
     config::{Problems, RawSecret, Size},
     tls::{self, Trust},
 };
+pub use observed::Observed;
 pub use request::RawBasicAuth;
 
 /// Default `max_body`: bytes of body read at most.
@@ -491,36 +504,30 @@ impl HttpSpec {
 /// Runs the check once within `timeout`.
 pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindResult {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut details = Map::new();
-    details.insert("url".into(), spec.url.clone().into());
-    details.insert("method".into(), spec.method.as_str().into());
+    let mut observed = Observed {
+        url: spec.url.clone(),
+        method: spec.method.as_str().to_owned(),
+        ..Observed::default()
+    };
+    let done = |phases, result, observed| KindResult {
+        phases,
+        result,
+        observed: super::Observed::Http(observed),
+    };
 
     let (addrs, dns) =
         // Boxed: resolution is a large future that is done before any request.
         match tokio::time::timeout_at(deadline, Box::pin(sample::resolve(spec, deadline))).await {
             Ok(Ok(r)) => r,
-            Ok(Err(f)) => {
-                return KindResult {
-                    phases: Phases::default(),
-                    result: Err(f),
-                    details: details.into(),
-                };
-            }
+            Ok(Err(f)) => return done(Phases::default(), Err(f), observed),
             Err(_) => {
-                details.insert("timeout_phase".into(), "dns".into());
-                let f = Failure::new(
-                    FailureCode::Timeout,
-                    format!(
-                        "timed out after {} resolving {}",
-                        crate::config::Dur(timeout),
-                        spec.host
-                    ),
-                );
-                return KindResult {
-                    phases: Phases::default(),
-                    result: Err(f),
-                    details: details.into(),
+                observed.last.timeout_phase = Some(exchange::Phase::Dns.name().to_owned());
+                let f = Failure::Timeout {
+                    phase: exchange::Phase::Dns,
+                    after: timeout,
+                    target: Some(spec.host.clone()),
                 };
+                return done(Phases::default(), Err(f), observed);
             }
         };
 
@@ -528,86 +535,56 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
     let runs = addrs
         .iter()
         .map(|a| sample::run_address(spec, *a, deadline, timeout, ctx));
-    let done = futures_util::future::join_all(runs).await;
+    let runs = futures_util::future::join_all(runs).await;
 
-    let rep = done
+    let rep = runs
         .iter()
         .find(|a| a.result.is_err())
-        .or(done.first())
+        .or(runs.first())
         .and_then(sample::AddressRun::representative);
     let mut phases = Phases::default();
     if let Some(s) = rep {
         phases = s.phases;
-        details.extend(s.summary());
-        details.insert(
-            "chain".into(),
-            serde_json::to_value(&s.chain).unwrap_or_default(),
-        );
-        details.insert(
-            "assertions".into(),
-            serde_json::to_value(&s.assertions).unwrap_or_default(),
-        );
+        observed.address = Some(s.address.to_string());
+        observed.last = s.last_hop();
+        observed.chain = Some(s.chain.clone());
+        observed.assertions = Some(s.assertions.clone());
     }
     phases.dns = exchange::add(dns, phases.dns);
     if spec.samples > 1 {
-        let all: Vec<&sample::Sample> = done.iter().flat_map(|a| &a.samples).collect();
-        details.insert(
-            "samples".into(),
-            all.iter().map(|s| s.to_json()).collect::<Vec<_>>().into(),
-        );
-        details.insert("samples_summary".into(), sample::summary(spec, &all));
+        let all: Vec<&sample::Sample> = runs.iter().flat_map(|a| &a.samples).collect();
+        observed.samples = Some(all.iter().map(|s| s.record()).collect());
+        observed.samples_summary = Some(sample::summary(spec, &all));
     }
 
-    if done.len() == 1 {
-        let result = done.into_iter().next().map(|a| a.result).unwrap_or(Ok(()));
-        return KindResult {
-            phases,
-            result,
-            details: details.into(),
-        };
+    if runs.len() == 1 {
+        let result = runs.into_iter().next().map(|a| a.result).unwrap_or(Ok(()));
+        return done(phases, result, observed);
     }
 
-    let failing: Vec<&sample::AddressRun> = done.iter().filter(|a| a.result.is_err()).collect();
-    details.insert(
-        "addresses".into(),
-        done.iter()
-            .map(sample::AddressRun::to_json)
-            .collect::<Vec<_>>()
-            .into(),
-    );
-    details.insert("addresses_total".into(), done.len().into());
-    details.insert("addresses_failing".into(), failing.len().into());
+    let failing: Vec<&sample::AddressRun> = runs.iter().filter(|a| a.result.is_err()).collect();
+    observed.addresses = Some(runs.iter().map(sample::AddressRun::record).collect());
+    observed.addresses_total = Some(runs.len());
+    observed.addresses_failing = Some(failing.len());
     let must_fail = match spec.passing {
         Passing::All => !failing.is_empty(),
-        Passing::Any => failing.len() == done.len(),
+        Passing::Any => failing.len() == runs.len(),
     };
-    let first_failure = failing.iter().find_map(|a| a.result.as_ref().err());
-    let result = match first_failure {
-        Some(first) if must_fail => {
-            let named: Vec<String> = failing
+    let result = if must_fail {
+        Err(Failure::Backends {
+            total: runs.len(),
+            failing: failing
                 .iter()
                 .filter_map(|a| {
-                    a.result
-                        .as_ref()
-                        .err()
-                        .map(|e| format!("{} {} ({})", a.address, e.code, e.message))
+                    a.result.as_ref().err().map(|f| AddressFailure {
+                        address: a.address.to_string(),
+                        failure: f.clone(),
+                    })
                 })
-                .collect();
-            Err(Failure::new(
-                first.code,
-                format!(
-                    "{} of {} backends failing: {}",
-                    failing.len(),
-                    done.len(),
-                    named.join("; ")
-                ),
-            ))
-        }
-        _ => Ok(()),
+                .collect(),
+        })
+    } else {
+        Ok(())
     };
-    KindResult {
-        phases,
-        result,
-        details: details.into(),
-    }
+    done(phases, result, observed)
 }

@@ -31,7 +31,8 @@ use serde_json::json;
 
 use super::{
     Failure, FailureCode, RunContext,
-    assertion::AssertionResult,
+    assertion::Checked,
+    failure::ProtocolProblem,
     http::{
         HttpSpec, RawHttp,
         exchange::{self, Hop, HopRequest, Target, host_port},
@@ -166,16 +167,16 @@ fn is_credential(name: &HeaderName) -> bool {
         || name == http::header::COOKIE
 }
 
-fn hop_name(idx: usize, uri: &Uri) -> String {
-    format!("hop {} ({uri})", idx + 1)
-}
-
 /// Prefixes a hop failure with the hop when the chain has more than one.
-pub fn name_hop(mut f: Failure, idx: usize, uri: &Uri) -> Failure {
-    if idx > 0 {
-        f.message = format!("{}: {}", hop_name(idx, uri), f.message);
+pub fn name_hop(f: Failure, idx: usize, uri: &Uri) -> Failure {
+    if idx == 0 {
+        return f;
     }
-    f
+    Failure::OnHop {
+        hop: idx + 1,
+        url: uri.to_string(),
+        failure: Box::new(f),
+    }
 }
 
 /// Runs the chain from `spec.uri`, the first hop on `first`. Hops are pushed
@@ -213,7 +214,8 @@ pub async fn follow(
                 "https"
             } else {
                 "http"
-            },
+            }
+            .into(),
             body_kept: spec.body.as_ref().map(|_| body.is_some()),
             credentials_dropped: dropped,
             ..Hop::default()
@@ -231,7 +233,7 @@ pub async fn follow(
         let mut resp = match sent {
             Ok(r) => r,
             Err(f) => {
-                hop.error = Some(f.code);
+                hop.error = Some(f.code());
                 return Err(name_hop(f, idx, &uri));
             }
         };
@@ -243,10 +245,9 @@ pub async fn follow(
                 Err(_) => {
                     hop.error = Some(FailureCode::ProtocolError);
                     return Err(name_hop(
-                        Failure::new(
-                            FailureCode::ProtocolError,
-                            format!("{status} with a Location that is not valid text"),
-                        ),
+                        Failure::ProtocolError {
+                            problem: ProtocolProblem::LocationNotText { status },
+                        },
                         idx,
                         &uri,
                     ));
@@ -262,7 +263,7 @@ pub async fn follow(
                 let body = match body {
                     Ok(b) => b,
                     Err(f) => {
-                        hop.error = Some(f.code);
+                        hop.error = Some(f.code());
                         return Err(name_hop(f, idx, &uri));
                     }
                 };
@@ -282,53 +283,61 @@ pub async fn follow(
             _ => {
                 hop.error = Some(FailureCode::ProtocolError);
                 return Err(name_hop(
-                    Failure::new(
-                        FailureCode::ProtocolError,
-                        format!("{status} redirect to {next:?}, which is not an http(s) URL"),
-                    ),
+                    Failure::ProtocolError {
+                        problem: ProtocolProblem::LocationNotHttp {
+                            status,
+                            location: next.clone(),
+                        },
+                    },
                     idx,
                     &uri,
                 ));
             }
         };
         let (next_method, keep) = redirected_method(status, &method);
-        let here = hop_name(idx, &uri);
+        let (hop_no, url) = (idx + 1, uri.to_string());
         if visited.contains(&(next_method.clone(), next_uri.to_string())) {
             hop.violations.push(FailureCode::RedirectLoop);
-            return Err(Failure::new(
-                FailureCode::RedirectLoop,
-                format!(
-                    "redirect loop: {here} answered {status} back to {next_method} {next_uri}, already requested in this chain"
-                ),
-            ));
+            return Err(Failure::RedirectLoop {
+                hop: hop_no,
+                url,
+                status,
+                method: next_method.to_string(),
+                location: next_uri.to_string(),
+            });
         }
         if idx as u32 >= policy.max_hops {
             hop.violations.push(FailureCode::RedirectLimit);
-            return Err(Failure::new(
-                FailureCode::RedirectLimit,
-                format!(
-                    "more than {} redirects (max_hops): {here} answered {status} to {next_uri}",
-                    policy.max_hops
-                ),
-            ));
+            return Err(Failure::RedirectLimit {
+                max_hops: policy.max_hops,
+                hop: hop_no,
+                url,
+                status,
+                location: next_uri.to_string(),
+            });
         }
         let mut violations = Vec::new();
         if uri.scheme_str() == Some("https")
             && next_uri.scheme_str() == Some("http")
             && !policy.allow_downgrade
         {
-            violations.push(Failure::new(
-                FailureCode::RedirectDowngrade,
-                format!("{here} answered {status} to {next_uri}: https downgraded to http; fix the Location or set allow_downgrade = true"),
-            ));
+            violations.push(Failure::RedirectDowngrade {
+                hop: hop_no,
+                url: url.clone(),
+                status,
+                location: next_uri.to_string(),
+            });
         }
         if next_method != method && !policy.allow_method_change {
-            violations.push(Failure::new(
-                FailureCode::RedirectMethodChanged,
-                format!("{here} answered {status}, which turns {method} into {next_method} and drops the body; redirect with 307/308 to keep the method, or set allow_method_change = true"),
-            ));
+            violations.push(Failure::RedirectMethodChanged {
+                hop: hop_no,
+                url,
+                status,
+                from: method.to_string(),
+                to: next_method.to_string(),
+            });
         }
-        hop.violations = violations.iter().map(|v| v.code).collect();
+        hop.violations = violations.iter().map(Failure::code).collect();
         if !policy.report_only
             && let Some(v) = violations.into_iter().next()
         {
@@ -351,30 +360,32 @@ pub async fn follow(
 }
 
 /// Assertions on a completed chain: the status sequence and the final scheme.
-pub fn chain_assertions(policy: &Policy, hops: &[Hop], final_uri: &Uri) -> Vec<AssertionResult> {
+pub fn chain_assertions(policy: &Policy, hops: &[Hop], final_uri: &Uri) -> Vec<Checked> {
     let mut out = Vec::new();
     if let Some(want) = &policy.statuses {
         let got: Vec<u16> = hops.iter().filter_map(|h| h.status).collect();
-        out.push(AssertionResult::new(
+        let failure = (&got != want).then(|| Failure::RedirectSequenceMismatch {
+            got: got.clone(),
+            expected: want.clone(),
+        });
+        out.push(Checked::new(
             "redirect_statuses",
             "redirect",
-            &got == want,
-            FailureCode::RedirectSequenceMismatch,
             json!(want),
             json!(got),
-            format!("statuses along the chain were {got:?}, expected {want:?}"),
+            failure,
         ));
     }
     if policy.require_https {
         let ok = final_uri.scheme_str() == Some("https");
-        out.push(AssertionResult::new(
+        out.push(Checked::new(
             "require_https",
             "redirect",
-            ok,
-            FailureCode::RedirectScheme,
             json!("https"),
             json!(final_uri.scheme_str()),
-            format!("the final URL {final_uri} is not https"),
+            (!ok).then(|| Failure::RedirectScheme {
+                url: final_uri.to_string(),
+            }),
         ));
     }
     out

@@ -30,6 +30,10 @@
 //! Time arithmetic lives in [`clock`]; state and persistence in [`state`].
 //!
 //! # Details JSON (never a token, refresh token, cookie value or secret)
+//! The typed value is [`Observed`] ([`observed`]): the session's facts are
+//! [`observed::SessionFacts`] and the run's [`observed::RunFacts`], both
+//! flattened; entries are [`observed::Event`], [`observed::RequestRecord`]
+//! and [`observed::Finding`].
 //! ```text
 //! session_id                random id of the logical session (not the token)
 //! renewal, login_method     policy and login kind
@@ -50,12 +54,18 @@
 //! findings: [ { code, message } ]
 //! persisted                 the session is kept in the state directory (else memory only)
 //! ```
+//! The session fields (session_id … next_renewal_at) appear while there is a
+//! session; `previous_declared_lifetime_s`, `observed_lifetime_s`,
+//! `last_observed_lifetime_s` and the clock offset only when known; events
+//! carry `declared_lifetime_s`/`expiry_source` when ok, `failure_code`/
+//! `message` when not.
 
 pub mod call;
 pub mod clock;
 mod details;
 pub mod login;
 pub mod method;
+pub mod observed;
 pub mod renewal;
 pub mod state;
 
@@ -63,7 +73,6 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json_path::JsonPath;
 
 pub use self::{
@@ -73,6 +82,7 @@ pub use self::{
         RawLogin, RawLoginRequest, RawOAuth2, RawRefreshLogin, RawScript, RawSecretRef,
         RawTokenPlace, RawTokenSource, ScriptSpec, TokenSource,
     },
+    observed::Observed,
 };
 use super::{
     KindResult, RunContext,
@@ -446,7 +456,11 @@ pub async fn run(
     renewal::run(spec, check_id, timeout, ctx).await
 }
 
-/// The session's name in details when a run could not finish.
-pub fn describe(spec: &SessionSpec) -> Value {
-    serde_json::json!({ "login_method": spec.login.name(), "renewal": spec.renewal.as_str() })
+/// The observations of a run that could not finish: the policy and login kind.
+pub fn describe(spec: &SessionSpec) -> Observed {
+    Observed {
+        renewal: spec.renewal.as_str().to_owned(),
+        login_method: spec.login.name().to_owned(),
+        ..Observed::default()
+    }
 }

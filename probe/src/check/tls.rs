@@ -53,6 +53,8 @@
 //!                      "signature_algorithm": "ecdsa-with-SHA256", "position": 0,
 //!                      "is_ca": false, "self_signed": false }] }
 //! ```
+//! An early failure (no address for the host, an invalid server name) has
+//! only `host` and `port`; every evaluated run has every key above.
 //! `fails_from` is the date the combination stops working (future, passing)
 //! or stopped working (past, failing with an expiry); `null` when failing for
 //! another reason. `certificates` holds every certificate seen: all presented
@@ -78,20 +80,17 @@ pub use self::{
 };
 use super::{
     Failure, FailureCode, KindResult, Phases,
+    failure::{CombinationFailure, ExpiringCombination},
     trust::{self, CertInfo, Chain, Member, Path, TrustStore, Window},
 };
 use crate::resolver;
 pub use trust::describe_chain;
 
 /// One combination's verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    /// Passes.
-    pub ok: bool,
-    /// Why not.
-    pub code: Option<FailureCode>,
-    /// Human message (empty when ok).
-    pub message: String,
+    /// Why it fails (`None`: it passes).
+    pub failure: Option<Failure>,
     /// Date it starts (or started) failing.
     pub fails_from: Option<OffsetDateTime>,
     /// The anchor's full certificate is known (its expiry counted).
@@ -103,12 +102,15 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Passes.
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+
     /// A failure without a path.
-    pub fn fail(code: FailureCode, message: impl Into<String>) -> Self {
+    pub fn fail(failure: Failure) -> Self {
         Verdict {
-            ok: false,
-            code: Some(code),
-            message: message.into(),
+            failure: Some(failure),
             fails_from: None,
             root_known: false,
             path: Vec::new(),
@@ -138,9 +140,7 @@ impl Verdict {
             .min_by_key(|c| c.not_after)
             .map(|c| c.display_name());
         Verdict {
-            ok: true,
-            code: None,
-            message: String::new(),
+            failure: None,
             fails_from: window.map(|w| w.not_after),
             root_known: window.is_some_and(|w| w.root_known),
             path: names,
@@ -157,10 +157,9 @@ pub fn modern_verdict(
     now: OffsetDateTime,
 ) -> Verdict {
     let Some(leaf) = chain.leaf() else {
-        return Verdict::fail(
-            FailureCode::TlsCertInvalid,
-            "the server presented no parsable certificate",
-        );
+        return Verdict::fail(Failure::TlsCertInvalid {
+            reason: "the server presented no parsable certificate".into(),
+        });
     };
     let windows: Vec<(Path, Window)> = chain
         .candidate_paths(store)
@@ -182,19 +181,16 @@ pub fn modern_verdict(
             (None, Some((p, w))) => {
                 // webpki ignores anchor dates; the full root says it expired.
                 let mut v = Verdict::on_path(chain, store, p, Some(*w));
-                v.ok = false;
-                v.code = Some(FailureCode::TlsCertExpired);
-                v.message = format!(
-                    "every path ends at an expired root ({} expired {})",
-                    v.path.last().cloned().unwrap_or_default(),
-                    trust::rfc3339(w.not_after)
-                );
+                v.failure = Some(Failure::TlsCertExpired {
+                    cert: v.path.last().cloned(),
+                    not_after: Some(trust::rfc3339(w.not_after)),
+                    store: Some(store.name.clone()),
+                    served_path_only: false,
+                });
                 v
             }
             (None, None) => Verdict {
-                ok: true,
-                code: None,
-                message: String::new(),
+                failure: None,
                 fails_from: None,
                 root_known: false,
                 path: vec![leaf.short_name()],
@@ -203,19 +199,29 @@ pub fn modern_verdict(
         },
         Err(e) => {
             let base = crate::tls::classify(&std::io::Error::other(e));
-            let code = match base.code {
-                FailureCode::TlsUntrustedRoot if leaf.info.self_signed => {
-                    FailureCode::TlsSelfSigned
+            let failure = match base {
+                Failure::TlsUntrustedRoot { .. } if leaf.info.self_signed => {
+                    Failure::TlsSelfSigned {
+                        leaf: leaf.short_name(),
+                        store: store.name.clone(),
+                    }
                 }
-                FailureCode::TlsUntrustedRoot
+                Failure::TlsUntrustedRoot { .. }
                     if !chain.certs.iter().skip(1).any(|c| leaf.issued_by(c))
                         && store.issuer_of(leaf).is_none() =>
                 {
-                    FailureCode::TlsChainIncomplete
+                    Failure::TlsChainIncomplete {
+                        leaf_issuer: leaf.info.issuer.clone(),
+                        store: store.name.clone(),
+                    }
                 }
-                c => c,
+                Failure::TlsUntrustedRoot { served_end, .. } => Failure::TlsUntrustedRoot {
+                    store: Some(store.name.clone()),
+                    served_end,
+                },
+                other => other,
             };
-            let mut v = match (code, last_expired.or(best_live)) {
+            let mut v = match (failure.code(), last_expired.or(best_live)) {
                 (FailureCode::TlsCertExpired, Some((p, w))) => {
                     Verdict::on_path(chain, store, p, Some(*w))
                 }
@@ -223,38 +229,35 @@ pub fn modern_verdict(
                     fails_from: None,
                     ..Verdict::on_path(chain, store, p, Some(*w))
                 },
-                _ => Verdict::fail(code, ""),
+                _ => Verdict::fail(failure.clone()),
             };
-            v.ok = false;
-            v.code = Some(code);
-            v.message = match code {
-                FailureCode::TlsSelfSigned => format!(
-                    "the leaf {} is self-signed and not in {}",
-                    leaf.short_name(),
-                    store.name
-                ),
-                FailureCode::TlsChainIncomplete => format!(
-                    "the issuer of the leaf ({}) is neither presented nor in {}: only clients that fetch intermediates (AIA) accept this",
-                    leaf.info.issuer, store.name
-                ),
-                FailureCode::TlsCertExpired => match (&v.expires_first, v.fails_from) {
-                    (Some(first), Some(t)) => format!(
-                        "every path to {} has expired: {first} expired on {} (rustls: {})",
-                        store.name,
-                        trust::rfc3339(t),
-                        base.message
-                    ),
-                    _ => base.message,
+            v.failure = Some(match failure {
+                Failure::TlsCertExpired {
+                    cert, not_after, ..
+                } => match (&v.expires_first, v.fails_from) {
+                    (Some(first), Some(t)) => Failure::TlsCertExpired {
+                        cert: Some(first.clone()),
+                        not_after: Some(trust::rfc3339(t)),
+                        store: Some(store.name.clone()),
+                        served_path_only: false,
+                    },
+                    _ => Failure::TlsCertExpired {
+                        cert,
+                        not_after,
+                        store: Some(store.name.clone()),
+                        served_path_only: false,
+                    },
                 },
-                _ => base.message,
-            };
+                other => other,
+            });
             v
         }
     }
 }
 
 /// One combination in the details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Combination {
     /// `"profile/store"`.
     pub combination: String,
@@ -267,6 +270,7 @@ pub struct Combination {
     /// Passes at `evaluated_at`.
     pub ok: bool,
     /// Why not.
+    #[serde(deserialize_with = "crate::check::failure::lenient_code")]
     pub failure_code: Option<FailureCode>,
     /// Human message.
     pub failure_message: Option<String>,
@@ -285,13 +289,15 @@ pub struct Combination {
 }
 
 /// One handshake in the details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HandshakeReport {
     /// `default` (used by modern and legacy), `tls13`, `tls12`, `no_sni`, `rsa_only`, `ecdsa_only`.
     pub client: String,
     /// Completed.
     pub ok: bool,
     /// Why not.
+    #[serde(deserialize_with = "crate::check::failure::lenient_code")]
     pub failure_code: Option<FailureCode>,
     /// Human message.
     pub failure_message: Option<String>,
@@ -307,6 +313,7 @@ pub struct HandshakeReport {
 
 /// The forecast in words.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Forecast {
     /// One sentence for the whole matrix.
     pub summary: String,
@@ -314,29 +321,59 @@ pub struct Forecast {
     pub lines: Vec<String>,
 }
 
-/// The check's details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The check's details: what a tls check observed.
+///
+/// A run that got no address or no valid server name has only `host` and
+/// `port` (`address`, `evaluated_at`, `handshakes`, `matrix` empty, the rest
+/// `None`); every evaluated run has all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// Target host.
     pub host: String,
     /// Target port.
     pub port: u16,
     /// SNI and the name checked.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub server_name: String,
     /// `ip:port` connected to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// The `now` of the evaluation.
+    /// The `now` of the evaluation, RFC 3339.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub evaluated_at: String,
     /// Every handshake made.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handshakes: Vec<HandshakeReport>,
     /// Store × profile.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matrix: Vec<Combination>,
     /// Chain hygiene findings (default client's chain).
-    pub hygiene: Vec<hygiene::Finding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hygiene: Option<Vec<hygiene::Finding>>,
     /// Forecast in words.
-    pub forecast: Forecast,
-    /// The inventory feed.
-    pub certificates: Vec<CertInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
+    /// The inventory feed: every certificate seen (presented ones with
+    /// their position, and the full roots paths ended at).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Vec<CertInfo>>,
+}
+
+impl Report {
+    /// The report of a run that made no handshake: the target only.
+    pub fn unreached(spec: &TlsSpec) -> Self {
+        Report {
+            host: spec.host.clone(),
+            port: spec.port,
+            ..Report::default()
+        }
+    }
+
+    /// The certificates seen (none before a handshake).
+    pub fn certificates(&self) -> &[CertInfo] {
+        self.certificates.as_deref().unwrap_or_default()
+    }
 }
 
 /// Runs the check now.
@@ -356,7 +393,14 @@ pub async fn run_at(spec: &TlsSpec, timeout: Duration, now: OffsetDateTime) -> K
                 match ips.first() {
                     Some(ip) => *ip,
                     None => {
-                        return early(spec, Failure::new(FailureCode::DnsFailure, "no address"));
+                        return early(
+                            spec,
+                            Failure::DnsFailure {
+                                name: spec.host.clone(),
+                                resolver: Some(spec.resolver.to_string()),
+                                reason: "no addresses".into(),
+                            },
+                        );
                     }
                 }
             }
@@ -367,7 +411,9 @@ pub async fn run_at(spec: &TlsSpec, timeout: Duration, now: OffsetDateTime) -> K
     let server_name = match ServerName::try_from(spec.server_name.clone()) {
         Ok(n) => n,
         Err(e) => {
-            let f = Failure::new(FailureCode::InternalError, format!("server_name: {e}"));
+            let f = Failure::InternalError {
+                reason: format!("invalid server_name {:?}: {e}", spec.server_name),
+            };
             return early(spec, f);
         }
     };
@@ -386,7 +432,7 @@ pub async fn run_at(spec: &TlsSpec, timeout: Duration, now: OffsetDateTime) -> K
     KindResult {
         phases,
         result,
-        details: serde_json::to_value(&report).unwrap_or_default(),
+        observed: super::Observed::Tls(report),
     }
 }
 
@@ -394,7 +440,7 @@ fn early(spec: &TlsSpec, f: Failure) -> KindResult {
     KindResult {
         phases: Phases::default(),
         result: Err(f),
-        details: serde_json::json!({ "host": spec.host, "port": spec.port }),
+        observed: super::Observed::Tls(Report::unreached(spec)),
     }
 }
 
@@ -428,15 +474,21 @@ pub fn evaluate(
         }
     }
     let mut matrix = Vec::new();
+    // Each combination's typed failure, beside `matrix` (which holds the wire form).
+    let mut failures: Vec<Option<Failure>> = Vec::new();
     for profile in &spec.profiles {
         let kind = profile.handshake();
         let hs = handshakes.iter().find(|h| h.kind == kind);
         for (store_name, store) in stores {
             let combination = format!("{}/{store_name}", profile.name());
             let verdict = match hs.map(|h| (&h.result, chains.get(&h.kind))) {
-                None => Verdict::fail(FailureCode::InternalError, "no handshake was made"),
-                Some((Err(f), _)) => Verdict::fail(f.code, f.message.clone()),
-                Some((Ok(_), None)) => Verdict::fail(FailureCode::TlsCertInvalid, "no chain"),
+                None => Verdict::fail(Failure::InternalError {
+                    reason: "no handshake was made".into(),
+                }),
+                Some((Err(f), _)) => Verdict::fail(f.clone()),
+                Some((Ok(_), None)) => Verdict::fail(Failure::TlsCertInvalid {
+                    reason: "the server presented no chain".into(),
+                }),
                 Some((Ok(_), Some(chain))) => match profile {
                     Profile::Legacy => legacy::verdict(chain, store, &server_name, now),
                     _ => modern_verdict(chain, store, &server_name, now),
@@ -457,13 +509,14 @@ pub fn evaluate(
                 .get(&combination)
                 .copied()
                 .unwrap_or(spec.min_days_left);
+            failures.push(verdict.failure.clone());
             matrix.push(Combination {
                 must_pass: spec.must_pass.contains(&combination),
                 profile: profile.name().to_owned(),
                 store: store_name.clone(),
-                ok: verdict.ok,
-                failure_code: verdict.code,
-                failure_message: (!verdict.ok).then(|| verdict.message.clone()),
+                ok: verdict.ok(),
+                failure_code: verdict.failure.as_ref().map(Failure::code),
+                failure_message: verdict.failure.as_ref().map(Failure::to_string),
                 fails_from: verdict.fails_from.map(trust::rfc3339),
                 days_left: verdict.fails_from.map(|t| (t - now).whole_days()),
                 min_days_left,
@@ -484,7 +537,7 @@ pub fn evaluate(
         .unwrap_or_default();
     let handshakes_report = handshakes.iter().map(handshake_report).collect();
     let forecast = forecast::forecast(&matrix, stores);
-    let result = verdict(spec, handshakes, &matrix, &hygiene);
+    let result = verdict(spec, handshakes, &matrix, &failures, &hygiene);
     let report = Report {
         host: spec.host.clone(),
         port: spec.port,
@@ -493,9 +546,9 @@ pub fn evaluate(
         evaluated_at: trust::rfc3339(now),
         handshakes: handshakes_report,
         matrix,
-        hygiene,
-        forecast,
-        certificates,
+        hygiene: Some(hygiene),
+        forecast: Some(forecast),
+        certificates: Some(certificates),
     };
     (report, result)
 }
@@ -509,7 +562,7 @@ fn handshake_report(h: &Handshake) -> HandshakeReport {
             Some(n.version.clone()),
             Some(n.cipher_suite.clone()),
         ),
-        Err(f) => (false, Some(f.code), Some(f.message.clone()), None, None),
+        Err(f) => (false, Some(f.code()), Some(f.to_string()), None, None),
     };
     HandshakeReport {
         client: h.kind.name().to_owned(),
@@ -527,35 +580,31 @@ fn handshake_report(h: &Handshake) -> HandshakeReport {
     }
 }
 
-/// The check's verdict from the matrix and the assertions.
+/// The check's verdict from the matrix (`failures[i]` is `matrix[i]`'s) and
+/// the assertions.
 fn verdict(
     spec: &TlsSpec,
     handshakes: &[Handshake],
     matrix: &[Combination],
+    failures: &[Option<Failure>],
     hygiene: &[hygiene::Finding],
 ) -> Result<(), Failure> {
-    let failing: Vec<&Combination> = matrix.iter().filter(|c| c.must_pass && !c.ok).collect();
-    if let Some(first) = failing.first() {
-        let list: Vec<String> = failing
-            .iter()
-            .map(|c| {
-                format!(
-                    "{}: {} ({})",
-                    c.combination,
-                    c.failure_code.map(|c| c.as_str()).unwrap_or("failed"),
-                    c.failure_message.as_deref().unwrap_or("")
-                )
+    let failing: Vec<CombinationFailure> = matrix
+        .iter()
+        .zip(failures)
+        .filter(|(c, _)| c.must_pass)
+        .filter_map(|(c, f)| {
+            f.clone().map(|failure| CombinationFailure {
+                combination: c.combination.clone(),
+                failure,
             })
-            .collect();
-        return Err(Failure::new(
-            first.failure_code.unwrap_or(FailureCode::TlsCertInvalid),
-            format!(
-                "{} of {} must-pass combinations fail: {}",
-                failing.len(),
-                matrix.iter().filter(|c| c.must_pass).count(),
-                list.join("; ")
-            ),
-        ));
+        })
+        .collect();
+    if !failing.is_empty() {
+        return Err(Failure::Combinations {
+            must_pass: matrix.iter().filter(|c| c.must_pass).count(),
+            failing,
+        });
     }
     if let Some(min) = spec.min_tls_version
         && let Some(Ok(n)) = handshakes
@@ -564,39 +613,33 @@ fn verdict(
             .map(|h| &h.result)
         && n.version.as_str() < min.as_str()
     {
-        return Err(Failure::new(
-            FailureCode::TlsProtocolUnsupported,
-            format!(
-                "the server negotiated TLS {} with a client offering 1.2 and 1.3; min_tls_version is {}",
-                n.version,
-                min.as_str()
-            ),
-        ));
+        return Err(Failure::TlsProtocolUnsupported {
+            client: HandshakeKind::Default.name().to_owned(),
+            negotiated: Some(n.version.clone()),
+            min_tls_version: Some(min.as_str().to_owned()),
+            reason: None,
+        });
     }
-    let soon: Vec<String> = matrix
+    let soon: Vec<ExpiringCombination> = matrix
         .iter()
         .filter(|c| c.must_pass && c.ok)
         .filter_map(|c| {
             let left = c.days_left?;
-            (left < i64::from(c.min_days_left)).then(|| {
-                format!(
-                    "{} fails from {} ({left} days left, minimum {})",
-                    c.combination,
-                    c.fails_from.as_deref().unwrap_or("?"),
-                    c.min_days_left
-                )
+            (left < i64::from(c.min_days_left)).then(|| ExpiringCombination {
+                combination: c.combination.clone(),
+                fails_from: c.fails_from.clone().unwrap_or_default(),
+                days_left: left,
+                min_days_left: c.min_days_left,
             })
         })
         .collect();
     if !soon.is_empty() {
-        return Err(Failure::new(FailureCode::TlsExpiringSoon, soon.join("; ")));
+        return Err(Failure::TlsExpiringSoon { combinations: soon });
     }
     if spec.hygiene == HygieneMode::Fail && !hygiene.is_empty() {
-        let list: Vec<&str> = hygiene.iter().map(|f| f.message.as_str()).collect();
-        return Err(Failure::new(
-            FailureCode::TlsChainHygiene,
-            format!("chain hygiene: {}", list.join("; ")),
-        ));
+        return Err(Failure::TlsChainHygiene {
+            findings: hygiene.to_vec(),
+        });
     }
     Ok(())
 }

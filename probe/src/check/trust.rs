@@ -211,7 +211,8 @@ pub fn verifies(child_der: &[u8], issuer_spki: &[u8]) -> bool {
 }
 
 /// One certificate as the inventory records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CertInfo {
     /// SHA-256 of the DER, lowercase hex.
     pub fingerprint_sha256: String,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::code;
 use outpost_probe::{
-    check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext},
+    check::{self, CheckSpec, Failure, FailureCode, Outcome, RawCheck, RunContext},
     config::Problems,
     resolver::{self, ResolverSpec},
 };
@@ -27,8 +27,8 @@ async fn run(spec: &CheckSpec) -> Outcome {
     check::run(spec, &RunContext::default()).await
 }
 
-fn resolver(o: &Outcome, i: usize) -> &Value {
-    &o.details["resolvers"][i]
+fn resolver(o: &Outcome, i: usize) -> Value {
+    o.details()["resolvers"][i].clone()
 }
 
 async fn blue_green() -> DnsServer {
@@ -61,8 +61,9 @@ async fn cname_chain_is_reported_with_its_ttls_and_final_addresses_over_udp_and_
         ),
     );
     let o = run(&s).await;
-    assert!(o.ok(), "{:?} {}", o.result, o.details);
-    assert_eq!(o.kind, "dns");
+    assert!(o.ok(), "{:?} {}", o.result, o.details());
+    assert_eq!(o.kind, check::Kind::Dns);
+    assert_shape_of_fixture(&o.details(), "dns-cname-chain.json");
     for (i, transport) in [(0, "udp"), (1, "tcp")] {
         let r = resolver(&o, i);
         assert_eq!(r["transport"], transport);
@@ -109,13 +110,13 @@ async fn an_out_of_zone_cname_target_is_followed_at_the_same_server() {
     );
     let o = run(&s).await;
     // The target does not exist: NXDOMAIN from the follow-up query.
-    assert_eq!(code(&o), Some(FailureCode::DnsNxdomain), "{}", o.details);
+    assert_eq!(code(&o), Some(FailureCode::DnsNxdomain), "{}", o.details());
     dns.set_records("api.cdn.test", RecordType::AAAA, &[(20, "2001:db8::7")])
         .unwrap();
     dns.set_records("api.cdn.test", RecordType::A, &[(20, "192.0.2.7")])
         .unwrap();
     let o = run(&s).await;
-    assert!(o.ok(), "{:?} {}", o.result, o.details);
+    assert!(o.ok(), "{:?} {}", o.result, o.details());
     assert_eq!(resolver(&o, 0)["addresses"][0]["ip"], "192.0.2.7");
 }
 
@@ -133,17 +134,21 @@ async fn a_flip_is_detected_with_old_and_new_target() {
     let o = run(&s).await;
     assert!(o.ok(), "{:?}", o.result);
     assert!(
-        o.details.get("changes").is_none(),
+        o.details().get("changes").is_none(),
         "first run is a baseline"
     );
     let o = run(&s).await;
-    assert!(o.details.get("changes").is_none(), "same answer, no change");
+    assert!(
+        o.details().get("changes").is_none(),
+        "same answer, no change"
+    );
 
     dns.set_cname("lb.example.test", "green.example.test", 120)
         .unwrap();
     let o = run(&s).await;
     assert!(o.ok(), "a change alone passes: {:?}", o.result);
-    let changes = o.details["changes"].as_array().unwrap();
+    let changes_details = o.details();
+    let changes = changes_details["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1);
     let c = &changes[0];
     assert_eq!(c["resolver"], dns.udp_url());
@@ -166,7 +171,7 @@ async fn a_flip_is_detected_with_old_and_new_target() {
     assert!(c["at"].as_str().unwrap().contains('T'));
     // Seen once; the next run is quiet again.
     let o = run(&s).await;
-    assert!(o.details.get("changes").is_none());
+    assert!(o.details().get("changes").is_none());
 }
 
 #[tokio::test]
@@ -201,10 +206,11 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
         code(&o),
         Some(FailureCode::DnsResolversDisagree),
         "{}",
-        o.details
+        o.details()
     );
-    assert_eq!(o.details["changes"][0]["resolver"], leader.udp_url());
-    let groups = o.details["disagreement"].as_array().unwrap();
+    assert_eq!(o.details()["changes"][0]["resolver"], leader.udp_url());
+    let groups_details = o.details();
+    let groups = groups_details["disagreement"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[0]["resolvers"][0], leader.udp_url());
     assert_eq!(
@@ -213,7 +219,8 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
     );
     assert_eq!(groups[1]["resolvers"][0], lagging.tcp_url());
     assert_eq!(groups[1]["answer_set"]["cname_target"], "blue.example.test");
-    let p = &o.details["propagation"];
+    let p_details = o.details();
+    let p = &p_details["propagation"];
     assert_eq!(p["stalled"], false);
     assert_eq!(p["window_ms"], 1500);
     assert_eq!(p["lagging"][0]["resolver"], lagging.tcp_url());
@@ -225,11 +232,20 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
         code(&o),
         Some(FailureCode::DnsPropagationStalled),
         "{}",
-        o.details
+        o.details()
     );
-    let msg = &o.result.as_ref().unwrap_err().message;
-    assert!(msg.contains(&lagging.tcp_url()), "{msg}");
-    let p = &o.details["propagation"];
+    let Some(Failure::DnsPropagationStalled {
+        leader: named_leader,
+        lagging: laggards,
+        ..
+    }) = o.result.as_ref().err()
+    else {
+        panic!("{:?}", o.result)
+    };
+    assert_eq!(named_leader, &leader.udp_url());
+    assert_eq!(laggards[0].resolvers, vec![lagging.tcp_url()]);
+    let p_details = o.details();
+    let p = &p_details["propagation"];
     assert_eq!(p["stalled"], true);
     assert_eq!(p["leader"], leader.udp_url());
     assert_eq!(p["old"]["cname_target"], "blue.example.test");
@@ -242,8 +258,8 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
         .unwrap();
     let o = run(&s).await;
     assert!(o.ok(), "{:?}", o.result);
-    assert_eq!(o.details["changes"][0]["resolver"], lagging.tcp_url());
-    assert!(o.details.get("propagation").is_none());
+    assert_eq!(o.details()["changes"][0]["resolver"], lagging.tcp_url());
+    assert!(o.details().get("propagation").is_none());
 }
 
 #[tokio::test]
@@ -265,7 +281,7 @@ async fn resolvers_agree_false_allows_different_answers() {
     );
     let o = run(&s).await;
     assert!(o.ok(), "{:?}", o.result);
-    assert_eq!(o.details["disagreement"].as_array().unwrap().len(), 2);
+    assert_eq!(o.details()["disagreement"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -284,7 +300,7 @@ async fn nxdomain_servfail_refused_and_silence_each_have_their_code_within_the_t
             &format!("name = \"{name}\"\nresolvers = [\"{}\"]", dns.udp_url()),
         );
         let o = run(&s).await;
-        assert_eq!(code(&o), Some(want), "{name}: {}", o.details);
+        assert_eq!(code(&o), Some(want), "{name}: {}", o.details());
     }
     // NXDOMAIN can be the expectation.
     let s = spec(
@@ -322,7 +338,7 @@ async fn nxdomain_servfail_refused_and_silence_each_have_their_code_within_the_t
             code(&o),
             Some(FailureCode::DnsTimeout),
             "{url}: {}",
-            o.details
+            o.details()
         );
         assert!(
             took >= Duration::from_millis(650) && took < Duration::from_millis(1500),
@@ -344,7 +360,7 @@ async fn a_truncated_udp_answer_is_retried_over_tcp() {
         ),
     );
     let o = run(&s).await;
-    assert!(o.ok(), "{:?} {}", o.result, o.details);
+    assert!(o.ok(), "{:?} {}", o.result, o.details());
     let r = resolver(&o, 0);
     assert_eq!(r["transport"], "tcp");
     assert_eq!(r["truncated_retried"], true);
@@ -381,7 +397,7 @@ async fn truncation_without_a_working_tcp_retry_is_dns_truncated() {
     );
     let o = run(&s).await;
     responder.abort();
-    assert_eq!(code(&o), Some(FailureCode::DnsTruncated), "{}", o.details);
+    assert_eq!(code(&o), Some(FailureCode::DnsTruncated), "{}", o.details());
 }
 
 #[tokio::test]
@@ -421,7 +437,7 @@ async fn answer_cname_ttl_and_count_assertions_have_their_codes() {
     ] {
         let s = spec(&format!("assert-{id}"), "2s", &format!("{base}{extra}"));
         let o = run(&s).await;
-        assert_eq!(code(&o), Some(want), "{id}: {}", o.details);
+        assert_eq!(code(&o), Some(want), "{id}: {}", o.details());
         assert_eq!(resolver(&o, 0)["failure_code"], want.as_str());
     }
     // NODATA: the name exists without the type.
@@ -503,7 +519,7 @@ async fn every_query_type_round_trips() {
             ),
         );
         let o = run(&s).await;
-        assert!(o.ok(), "{rtype}: {:?} {}", o.result, o.details);
+        assert!(o.ok(), "{rtype}: {:?} {}", o.result, o.details());
         let answers = resolver(&o, 0)["answers"].as_array().unwrap().clone();
         assert_eq!(answers.len(), 1, "{rtype}");
         assert_eq!(answers[0]["type"], rtype.to_string());
@@ -535,7 +551,7 @@ async fn lookup_ips_returns_every_address_through_a_named_resolver() {
     let err = resolver::lookup_ips("nope.example.test", &r, deadline)
         .await
         .unwrap_err();
-    assert_eq!(err.code, FailureCode::DnsNxdomain);
+    assert_eq!(err.code(), FailureCode::DnsNxdomain);
     let (ips, _) = resolver::lookup_ips("[::1]", &r, deadline).await.unwrap();
     assert_eq!(ips, ["::1".parse::<std::net::IpAddr>().unwrap()]);
 }
@@ -559,8 +575,46 @@ async fn a_closed_resolver_port_is_connection_refused_not_a_timeout() {
             code(&o),
             Some(FailureCode::ConnectionRefused),
             "{scheme}: {}",
-            o.details
+            o.details()
         );
         assert!(t.elapsed() < Duration::from_secs(1), "{scheme}");
     }
+}
+
+/// The shape of a `details` value: every key path, array elements merged.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{at}.{k}");
+                    walk(v, &p, out);
+                    out.insert(p);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// A run today has the shape of the same scenario's run captured (in
+/// `tests/fixtures/details/`) before the details were typed values.
+fn assert_shape_of_fixture(details: &serde_json::Value, fixture: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/details")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (got, want) = (shape(details), shape(&want));
+    assert_eq!(
+        got,
+        want,
+        "details differ in shape from {fixture}: new {:?}, gone {:?}",
+        got.difference(&want).collect::<Vec<_>>(),
+        want.difference(&got).collect::<Vec<_>>()
+    );
 }

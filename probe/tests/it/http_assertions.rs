@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use crate::support::{code, run};
 use outpost_probe::{
-    check::{FailureCode, RawCheck},
+    check::{
+        Failure, FailureCode, RawCheck,
+        failure::{BackendCount, Staleness},
+    },
     config::Problems,
 };
 use outpost_testkit::{HttpServer, Pki, Reply};
@@ -42,11 +45,22 @@ async fn data_seventeen_hours_old_fails_max_age_15m_with_its_age() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::DataStale);
-    assert!(f.message.starts_with("data is 17h 0m"), "{}", f.message);
-    let age = o.details["age_seconds"].as_f64().unwrap();
+    assert_eq!(f.code(), FailureCode::DataStale);
+    let Failure::DataStale {
+        at,
+        problem: Staleness::Old { age, max_age, .. },
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(at, "$.updated_at");
+    assert_eq!(*max_age, Duration::from_secs(15 * 60));
+    assert_eq!(age.as_secs() / 60, 17 * 60, "{age:?}");
+    let age_details = o.details();
+    let age = age_details["age_seconds"].as_f64().unwrap();
     assert!((61_200.0..61_260.0).contains(&age), "{age}");
-    let a = &o.details["assertions"];
+    let a_details = o.details();
+    let a = &a_details["assertions"];
     assert_eq!(a[1]["name"], "json $.status");
     assert_eq!(a[1]["ok"], true);
     assert_eq!(a[2]["kind"], "freshness");
@@ -94,7 +108,7 @@ async fn a_missing_timestamp_cannot_be_evaluated_and_fails() {
     for path in ["/", "/text"] {
         let o = run(&check(&srv.url(path), keys)).await;
         assert_eq!(code(&o), Some(FailureCode::DataStale), "{path}");
-        assert_eq!(o.details["assertions"][1]["evaluated"], false, "{path}");
+        assert_eq!(o.details()["assertions"][1]["evaluated"], false, "{path}");
     }
 }
 
@@ -119,7 +133,7 @@ async fn last_modified_freshness_reads_the_http_date() {
     let keys = "freshness = { header = \"last-modified\", max_age = \"1h\" }";
     let o = run(&check(&srv.url("/old"), keys)).await;
     assert_eq!(code(&o), Some(FailureCode::DataStale), "{:?}", o.result);
-    assert!(o.details["age_seconds"].as_f64().unwrap() >= 7200.0);
+    assert!(o.details()["age_seconds"].as_f64().unwrap() >= 7200.0);
     let o = run(&check(&srv.url("/new"), keys)).await;
     assert!(o.ok(), "{:?}", o.result);
 }
@@ -188,7 +202,8 @@ async fn header_body_and_json_assertions_fail_with_their_codes() {
         "body_contains = \"healthy\"\njson = [{ path = \"$.status\", equals = \"ok\" }]",
     ))
     .await;
-    let a = o.details["assertions"].as_array().unwrap();
+    let a_details = o.details();
+    let a = a_details["assertions"].as_array().unwrap();
     assert_eq!(a.len(), 3);
     assert_eq!(a[2]["actual"], "degraded");
     assert_eq!(a[2]["expected"], json!({ "equals": "ok" }));
@@ -211,9 +226,20 @@ async fn a_slow_first_byte_exceeds_its_latency_budget() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::LatencyBudgetExceeded);
-    assert!(f.message.starts_with("first_byte took"), "{}", f.message);
-    let a = o.details["assertions"].as_array().unwrap();
+    assert_eq!(f.code(), FailureCode::LatencyBudgetExceeded);
+    let Failure::LatencyBudgetExceeded {
+        phase,
+        took,
+        budget,
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(phase, "first_byte");
+    assert_eq!(*budget, Duration::from_millis(100));
+    assert!(*took > *budget, "{took:?}");
+    let a_details = o.details();
+    let a = a_details["assertions"].as_array().unwrap();
     // tls did not happen on plain http: recorded, not evaluated, not failed.
     let tls = a.iter().find(|x| x["name"] == "latency tls").unwrap();
     assert_eq!(tls["evaluated"], false);
@@ -251,28 +277,48 @@ async fn samples_are_attributed_to_backends_behind_one_name() {
         ca.display()
     ))
     .await;
+    assert_shape_of_fixture(&o.details(), "http-samples-by-backend.json");
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::SampleFailureRatio);
-    assert!(
-        f.message.starts_with(&format!(
-            "1 of 2 backends failing: 127.0.0.2:{port} sample_failure_ratio (3 of 3 samples failed (ratio 1.00 > 0.00); by backend: blue 3/3"
-        )),
-        "{}",
-        f.message
+    assert_eq!(f.code(), FailureCode::SampleFailureRatio);
+    let Failure::Backends { total: 2, failing } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
+    let Failure::SampleFailureRatio {
+        failed: 3,
+        total: 3,
+        by_backend,
+        first: Some(first),
+        ..
+    } = &failing[0].failure
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(
+        by_backend,
+        &[BackendCount {
+            backend: "blue".into(),
+            total: 3,
+            failed: 3
+        }]
     );
+    assert_eq!(first.code(), FailureCode::UnexpectedStatus);
     assert_eq!(blue.request_count(), 3);
     assert_eq!(green.request_count(), 3);
-    let samples = o.details["samples"].as_array().unwrap();
+    let samples_details = o.details();
+    let samples = samples_details["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 6);
     assert_eq!(samples[0]["backend"], "blue");
     assert_eq!(samples[0]["failure_code"], "unexpected_status");
     assert_eq!(samples[5]["backend"], "green");
     assert_eq!(samples[5]["ok"], true);
-    let by = &o.details["samples_summary"]["by_backend"];
+    let by_details = o.details();
+    let by = &by_details["samples_summary"]["by_backend"];
     assert_eq!(by["blue"], json!({ "total": 3, "failed": 3 }));
     assert_eq!(by["green"], json!({ "total": 3, "failed": 0 }));
-    assert_eq!(o.details["addresses"][0]["samples_failed"], 3);
-    assert_eq!(o.details["addresses"][1]["ok"], true);
+    assert_eq!(o.details()["addresses"][0]["samples_failed"], 3);
+    assert_eq!(o.details()["addresses"][1]["ok"], true);
 }
 
 #[tokio::test]
@@ -299,14 +345,23 @@ async fn a_failure_ratio_over_the_limit_names_each_backend() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::SampleFailureRatio);
-    assert!(
-        f.message.starts_with(
-            "5 of 10 samples failed (ratio 0.50 > 0.10); by backend: blue 5/5, green 0/5"
-        ),
-        "{}",
-        f.message
-    );
+    assert_eq!(f.code(), FailureCode::SampleFailureRatio);
+    let Failure::SampleFailureRatio {
+        failed: 5,
+        total: 10,
+        max_failure_ratio,
+        by_backend,
+        ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(*max_failure_ratio, 0.1);
+    let by: Vec<(&str, usize, usize)> = by_backend
+        .iter()
+        .map(|b| (b.backend.as_str(), b.failed, b.total))
+        .collect();
+    assert_eq!(by, vec![("blue", 5, 5), ("green", 0, 5)]);
     // Ten fresh connections.
     assert_eq!(lb.connection_count(), 10);
     let o = run(&check(
@@ -315,7 +370,7 @@ async fn a_failure_ratio_over_the_limit_names_each_backend() {
     ))
     .await;
     assert!(o.ok(), "{:?}", o.result);
-    assert_eq!(o.details["samples_summary"]["failed"], 5);
+    assert_eq!(o.details()["samples_summary"]["failed"], 5);
 }
 
 #[tokio::test]
@@ -342,7 +397,7 @@ async fn json_bodies_bearer_tokens_and_http2_are_sent_as_configured() {
         ))
         .await;
         assert!(o.ok(), "{version}: {:?}", o.result);
-        assert_eq!(o.details["http_version"], wire);
+        assert_eq!(o.details()["http_version"], wire);
         let req = srv.requests().pop().unwrap();
         assert_eq!(req.version, wire);
         assert_eq!(req.method, "PUT");
@@ -461,4 +516,42 @@ fn failure_codes_serialize_as_their_stable_strings() {
     ] {
         assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
     }
+}
+
+/// The shape of a `details` value: every key path, array elements merged.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{at}.{k}");
+                    walk(v, &p, out);
+                    out.insert(p);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// A run today has the shape of the same scenario's run captured (in
+/// `tests/fixtures/details/`) before the details were typed values.
+fn assert_shape_of_fixture(details: &serde_json::Value, fixture: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/details")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (got, want) = (shape(details), shape(&want));
+    assert_eq!(
+        got,
+        want,
+        "details differ in shape from {fixture}: new {:?}, gone {:?}",
+        got.difference(&want).collect::<Vec<_>>(),
+        want.difference(&got).collect::<Vec<_>>()
+    );
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{code, run};
 use outpost_probe::{
-    check::{FailureCode, RawCheck},
+    check::{Failure, FailureCode, RawCheck},
     config::Problems,
 };
 use outpost_testkit::{Hostile, HttpServer, Pki, Reply};
@@ -31,8 +31,8 @@ async fn https_target_passes_with_every_phase_timed() {
     assert!(o.ok(), "{:?}", o.result);
     assert!(o.phases.dns.is_some(), "localhost is resolved");
     assert!(o.phases.connect.is_some() && o.phases.tls.is_some() && o.phases.first_byte.is_some());
-    assert_eq!(o.details["status"], 200);
-    assert_eq!(o.details["tls"]["version"], "TLSv1_3");
+    assert_eq!(o.details()["status"], 200);
+    assert_eq!(o.details()["tls"]["version"], "TLSv1_3");
     // The probe identifies itself to the target.
     let req = &srv.requests()[0];
     assert_eq!(req.header("x-outpost-region"), Some("test-region"));
@@ -54,8 +54,11 @@ async fn redirect_is_recorded_and_fails_a_machine_client() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::RedirectNotFollowed));
-    assert_eq!(o.details["status"], 308);
-    assert_eq!(o.details["location"], "https://secure.example.test/ingest");
+    assert_eq!(o.details()["status"], 308);
+    assert_eq!(
+        o.details()["location"],
+        "https://secure.example.test/ingest"
+    );
     // Expecting the redirect makes it pass.
     let o = run(&format!(
         "id = \"ingest\"\nhttp = {{ url = \"{}\", expected_status = [308] }}",
@@ -78,7 +81,7 @@ async fn unexpected_status_is_its_own_code() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::UnexpectedStatus));
-    assert_eq!(o.details["status"], 503);
+    assert_eq!(o.details()["status"], 503);
 }
 
 #[tokio::test]
@@ -92,7 +95,7 @@ async fn silent_target_times_out_within_the_timeout() {
     .await;
     let took = t.elapsed();
     assert_eq!(code(&o), Some(FailureCode::Timeout));
-    assert_eq!(o.details["timeout_phase"], "first byte");
+    assert_eq!(o.details()["timeout_phase"], "first byte");
     assert!(
         took >= Duration::from_millis(700) && took < Duration::from_millis(1500),
         "{took:?}"
@@ -214,15 +217,19 @@ async fn one_broken_backend_of_two_is_named() {
     };
     let o = run(&check("all")).await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::UnexpectedStatus);
-    assert!(
-        f.message.starts_with("1 of 2 backends failing"),
-        "{}",
-        f.message
-    );
-    assert!(f.message.contains(&format!("127.0.0.2:{port}")));
-    assert_eq!(o.details["addresses_failing"], 1);
-    assert_eq!(o.details["addresses"][1]["status"], 200);
+    assert_eq!(f.code(), FailureCode::UnexpectedStatus);
+    let Failure::Backends { total: 2, failing } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
+    assert!(matches!(
+        failing[0].failure,
+        Failure::UnexpectedStatus { got: 502, .. }
+    ));
+    assert_eq!(o.details()["addresses_failing"], 1);
+    assert_eq!(o.details()["addresses"][1]["status"], 200);
+    assert_shape_of_fixture(&o.details(), "http-fan-out-one-backend-failing.json");
     // Both backends saw the name as SNI/Host.
     assert_eq!(
         green.requests()[0].header("host"),
@@ -288,14 +295,12 @@ async fn a_named_resolver_feeds_address_fan_out_and_follows_a_cname_flip() {
         dns.udp_url()
     );
     let o = run(&pair).await;
-    assert_eq!(o.details["addresses_total"], 2, "{}", o.details);
-    assert_eq!(o.details["addresses_failing"], 1);
-    assert!(
-        o.result
-            .unwrap_err()
-            .message
-            .contains(&format!("127.0.0.2:{port}"))
-    );
+    assert_eq!(o.details()["addresses_total"], 2, "{}", o.details());
+    assert_eq!(o.details()["addresses_failing"], 1);
+    let Err(Failure::Backends { failing, .. }) = &o.result else {
+        panic!("{:?}", o.result)
+    };
+    assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
 
     // The app name follows its CNAME: blue (502), then green after the flip.
     let app = format!(
@@ -318,4 +323,42 @@ async fn a_named_resolver_feeds_address_fan_out_and_follows_a_cname_flip() {
     );
     let o = run(&missing).await;
     assert_eq!(code(&o), Some(FailureCode::DnsNxdomain), "{:?}", o.result);
+}
+
+/// The shape of a `details` value: every key path, array elements merged.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{at}.{k}");
+                    walk(v, &p, out);
+                    out.insert(p);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// A run today has the shape of the same scenario's run captured (in
+/// `tests/fixtures/details/`) before the details were typed values.
+fn assert_shape_of_fixture(details: &serde_json::Value, fixture: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/details")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (got, want) = (shape(details), shape(&want));
+    assert_eq!(
+        got,
+        want,
+        "details differ in shape from {fixture}: new {:?}, gone {:?}",
+        got.difference(&want).collect::<Vec<_>>(),
+        want.difference(&got).collect::<Vec<_>>()
+    );
 }

@@ -11,7 +11,7 @@ use std::{
 
 use crate::support::{code, spec};
 use outpost_probe::{
-    check::{self, FailureCode, Outcome, RunContext},
+    check::{self, Failure, FailureCode, Outcome, RunContext, failure::Phase},
     config::RawProbeFile,
 };
 use outpost_testkit::{Hostile, HttpServer, Reply};
@@ -43,8 +43,9 @@ async fn a_slow_gigabyte_stream_times_out_at_the_deadline() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::Timeout), "{:?}", o.result);
-    assert_eq!(o.details["timeout_phase"], "body");
-    let read = o.details["body_bytes"].as_u64().unwrap();
+    assert_eq!(o.details()["timeout_phase"], "body");
+    let read_details = o.details();
+    let read = read_details["body_bytes"].as_u64().unwrap();
     assert!(
         (256 * 1024..1024 * 1024).contains(&read),
         "{read} bytes read"
@@ -61,7 +62,8 @@ async fn a_fast_gigabyte_stream_stops_at_max_body() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::BodyTooLarge), "{:?}", o.result);
-    let read = o.details["body_bytes"].as_u64().unwrap();
+    let read_details = o.details();
+    let read = read_details["body_bytes"].as_u64().unwrap();
     assert!(read > 256 * 1024 && read < 512 * 1024, "{read} bytes read");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
@@ -75,7 +77,7 @@ async fn accept_and_never_answer_times_out_at_the_deadline() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::Timeout));
-    assert_eq!(o.details["timeout_phase"], "first byte");
+    assert_eq!(o.details()["timeout_phase"], "first byte");
     within(took, 700);
 }
 
@@ -133,8 +135,8 @@ async fn a_drip_times_out_at_the_deadline_not_per_read() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::Timeout), "{:?}", o.result);
-    assert_eq!(o.details["timeout_phase"], "body");
-    assert!(o.details["body_bytes"].as_u64().unwrap() >= 5);
+    assert_eq!(o.details()["timeout_phase"], "body");
+    assert!(o.details()["body_bytes"].as_u64().unwrap() >= 5);
     within(took, 1500);
 }
 
@@ -147,8 +149,25 @@ async fn samples_share_the_one_deadline() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::Timeout);
-    assert!(f.message.starts_with("sample 1 of 5"), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::Timeout);
+    let Failure::Sample {
+        sample: 1,
+        of: 5,
+        failure,
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(
+        matches!(
+            **failure,
+            Failure::Timeout {
+                phase: Phase::Body,
+                ..
+            }
+        ),
+        "{failure:?}"
+    );
     within(took, 1000);
 }
 
@@ -227,7 +246,7 @@ async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
         codes
             .entry(o.check_id.as_str())
             .or_default()
-            .push(o.result.as_ref().unwrap_err().code);
+            .push(o.result.as_ref().unwrap_err().code());
     }
     let want = [
         ("silent", FailureCode::Timeout),

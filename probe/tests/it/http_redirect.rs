@@ -6,13 +6,13 @@
 
 use crate::support::{code, run};
 use outpost_probe::{
-    check::{FailureCode, Outcome, RawCheck},
+    check::{Failure, FailureCode, Observed, Outcome, RawCheck},
     config::Problems,
 };
 use outpost_testkit::{HttpServer, Pki, Reply};
 
 fn statuses(o: &Outcome) -> Vec<u64> {
-    o.details["chain"]
+    o.details()["chain"]
         .as_array()
         .unwrap()
         .iter()
@@ -53,9 +53,15 @@ async fn permanent_redirect_to_https_fails_a_client_that_does_not_follow() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::RedirectNotFollowed);
-    assert!(f.message.contains("308"), "{}", f.message);
-    assert!(f.message.contains(&secure.url("/ingest")), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::RedirectNotFollowed);
+    let Failure::RedirectNotFollowed {
+        status, location, ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(*status, 308);
+    assert_eq!(location, &secure.url("/ingest"));
     assert_eq!(statuses(&o), [308]);
     assert_eq!(secure.request_count(), 0);
 }
@@ -85,8 +91,10 @@ require_https = true
     ))
     .await;
     assert!(o.ok(), "{:?}", o.result);
+    assert_shape_of_fixture(&o.details(), "http-redirect-308-to-https.json");
     assert_eq!(statuses(&o), [308, 200]);
-    let chain = &o.details["chain"];
+    let chain_details = o.details();
+    let chain = &chain_details["chain"];
     assert_eq!(chain[0]["scheme"], "http");
     assert_eq!(chain[0]["location"], secure.url("/ingest"));
     assert_eq!(chain[1]["scheme"], "https");
@@ -105,13 +113,18 @@ require_https = true
     assert_eq!(req.method, "POST");
     assert_eq!(&req.body[..], br#"{"ping":true}"#);
     assert_eq!(req.header("content-type"), Some("application/json"));
-    let names: Vec<&str> = o.details["assertions"]
-        .as_array()
-        .unwrap()
+    let Observed::Http(h) = &o.observed else {
+        panic!("{:?}", o.observed)
+    };
+    let names: Vec<&str> = h
+        .assertion_results()
         .iter()
-        .map(|a| a["name"].as_str().unwrap())
+        .map(|a| a.name.as_str())
         .collect();
     assert_eq!(names, ["status", "redirect_statuses", "require_https"]);
+    assert_eq!(h.hops().len(), 2);
+    assert_eq!(h.hops()[1].scheme, "https");
+    assert!(h.hops()[1].tls.as_ref().is_some_and(|t| t.verified));
 }
 
 #[tokio::test]
@@ -149,7 +162,7 @@ async fn a_redirect_loop_is_detected() {
     .await;
     assert_eq!(code(&o), Some(FailureCode::RedirectLoop), "{:?}", o.result);
     assert_eq!(statuses(&o), [302, 302]);
-    assert_eq!(o.details["chain"][1]["violations"][0], "redirect_loop");
+    assert_eq!(o.details()["chain"][1]["violations"][0], "redirect_loop");
     assert_eq!(srv.request_count(), 2);
 }
 
@@ -174,7 +187,10 @@ async fn an_https_to_http_downgrade_fails_unless_allowed() {
         "{:?}",
         o.result
     );
-    assert_eq!(o.details["chain"][0]["violations"][0], "redirect_downgrade");
+    assert_eq!(
+        o.details()["chain"][0]["violations"][0],
+        "redirect_downgrade"
+    );
     // Not followed: nothing was sent over plain http.
     assert_eq!(plain.request_count(), 0);
 
@@ -197,13 +213,24 @@ async fn post_answered_301_fails_with_method_changed_unless_allowed() {
     );
     let o = run(&base).await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::RedirectMethodChanged);
-    assert!(f.message.contains("POST into GET"), "{}", f.message);
+    assert_eq!(f.code(), FailureCode::RedirectMethodChanged);
+    let Failure::RedirectMethodChanged {
+        hop,
+        status,
+        from,
+        to,
+        ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!((*hop, *status), (1, 301));
+    assert_eq!((from.as_str(), to.as_str()), ("POST", "GET"));
 
     let o = run(&format!("{base}allow_method_change = true\n")).await;
     assert!(o.ok(), "{:?}", o.result);
-    assert_eq!(o.details["chain"][1]["method"], "GET");
-    assert_eq!(o.details["chain"][1]["body_kept"], false);
+    assert_eq!(o.details()["chain"][1]["method"], "GET");
+    assert_eq!(o.details()["chain"][1]["body_kept"], false);
     let landing = srv
         .requests()
         .into_iter()
@@ -243,7 +270,7 @@ async fn a_307_keeps_the_post_body() {
         req.header("content-type"),
         Some("application/x-www-form-urlencoded")
     );
-    assert_eq!(o.details["chain"][1]["body_kept"], true);
+    assert_eq!(o.details()["chain"][1]["body_kept"], true);
 }
 
 #[tokio::test]
@@ -316,7 +343,7 @@ async fn credentials_are_dropped_on_cross_origin_hops() {
     let r = &other.requests()[0];
     assert_eq!(r.header("authorization"), None);
     assert_eq!(r.header("cookie"), None);
-    assert_eq!(o.details["chain"][2]["credentials_dropped"], true);
+    assert_eq!(o.details()["chain"][2]["credentials_dropped"], true);
     // Secrets never reach the result.
     assert!(!o.to_json().to_string().contains("s3cret"));
     assert!(!o.to_json().to_string().contains("cHJvYmU6czNjcmV0"));
@@ -347,14 +374,18 @@ async fn a_tls_failure_on_a_later_hop_names_the_hop() {
     ))
     .await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code, FailureCode::TlsUntrustedRoot);
-    assert!(
-        f.message.starts_with("hop 2 (https://localhost:"),
-        "{}",
-        f.message
+    assert_eq!(f.code(), FailureCode::TlsUntrustedRoot);
+    let Failure::OnHop { hop, url, failure } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(*hop, 2);
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    assert!(matches!(**failure, Failure::TlsUntrustedRoot { .. }));
+    assert_eq!(o.details()["chain"][1]["tls"]["verified"], false);
+    assert_eq!(
+        o.details()["chain"][1]["tls"]["error"],
+        "tls_untrusted_root"
     );
-    assert_eq!(o.details["chain"][1]["tls"]["verified"], false);
-    assert_eq!(o.details["chain"][1]["tls"]["error"], "tls_untrusted_root");
 }
 
 #[test]
@@ -460,4 +491,42 @@ async fn the_check_command_prints_every_hop_and_what_each_rule_would_say() {
     }
     // Report-only: the whole chain was requested.
     assert_eq!(plain.request_count(), 1);
+}
+
+/// The shape of a `details` value: every key path, array elements merged.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{at}.{k}");
+                    walk(v, &p, out);
+                    out.insert(p);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// A run today has the shape of the same scenario's run captured (in
+/// `tests/fixtures/details/`) before the details were typed values.
+fn assert_shape_of_fixture(details: &serde_json::Value, fixture: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/details")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (got, want) = (shape(details), shape(&want));
+    assert_eq!(
+        got,
+        want,
+        "details differ in shape from {fixture}: new {:?}, gone {:?}",
+        got.difference(&want).collect::<Vec<_>>(),
+        want.difference(&got).collect::<Vec<_>>()
+    );
 }

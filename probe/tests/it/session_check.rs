@@ -93,7 +93,7 @@ async fn before_expiry_holds_a_session_for_five_lifetimes_with_renewals() {
     for o in &outcomes {
         assert!(o.ok(), "{}", o.to_json());
     }
-    let last = &outcomes[outcomes.len() - 1].details;
+    let last = &outcomes[outcomes.len() - 1].details();
     assert!(f64_of(&last["renewals"]) >= 4.0, "{last}");
     // Client credentials renew by logging in again: one login per renewal.
     assert_eq!(
@@ -102,8 +102,9 @@ async fn before_expiry_holds_a_session_for_five_lifetimes_with_renewals() {
         "{last}"
     );
     assert!(f64_of(&last["session_age_s"]) >= 5.0, "{last}");
-    let id = &outcomes[0].details["session_id"];
-    assert!(outcomes.iter().all(|o| &o.details["session_id"] == id));
+    let id_details = outcomes[0].details();
+    let id = &id_details["session_id"];
+    assert!(outcomes.iter().all(|o| &o.details()["session_id"] == id));
     assert_eq!(ts.unauthorized(), 0, "no protected call was rejected");
     assert!(ts.tokens_issued() >= 5);
     assert_eq!(last["declared_lifetime_s"], 1.0);
@@ -131,21 +132,21 @@ async fn never_fails_with_session_expired_at_the_lifetime_and_reports_it() {
         "{}",
         failed.to_json()
     );
-    let observed = f64_of(&failed.details["observed_lifetime_s"]);
+    let observed = f64_of(&failed.details()["observed_lifetime_s"]);
     assert!(
         (1.0..=3.0).contains(&observed),
         "observed lifetime {observed}"
     );
     let elapsed = start.elapsed().as_secs_f64();
     assert!((1.0..=3.0).contains(&elapsed), "failed after {elapsed}s");
-    assert_eq!(failed.details["requests"][0]["status"], 401);
+    assert_eq!(failed.details()["requests"][0]["status"], 401);
     // The next run starts a new session (and measures its lifetime).
     let next = run(&spec).await;
     assert!(next.ok(), "{}", next.to_json());
-    assert_ne!(next.details["session_id"], first.details["session_id"]);
+    assert_ne!(next.details()["session_id"], first.details()["session_id"]);
     assert_eq!(
-        next.details["last_observed_lifetime_s"],
-        failed.details["observed_lifetime_s"]
+        next.details()["last_observed_lifetime_s"],
+        failed.details()["observed_lifetime_s"]
     );
 }
 
@@ -170,11 +171,11 @@ async fn lifetime_shortened_on_the_server_is_reported() {
         "{}",
         changed.to_json()
     );
-    assert_eq!(changed.details["previous_declared_lifetime_s"], 2.0);
-    assert_eq!(changed.details["declared_lifetime_s"], 1.0);
-    assert_eq!(changed.details["first_declared_lifetime_s"], 2.0);
+    assert_eq!(changed.details()["previous_declared_lifetime_s"], 2.0);
+    assert_eq!(changed.details()["declared_lifetime_s"], 1.0);
+    assert_eq!(changed.details()["first_declared_lifetime_s"], 2.0);
     // The renewed session itself works, and the change is reported once.
-    assert_eq!(changed.details["requests"][0]["status"], 200);
+    assert_eq!(changed.details()["requests"][0]["status"], 200);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = run(&spec).await;
     assert!(after.ok(), "{}", after.to_json());
@@ -204,11 +205,11 @@ async fn skewed_server_clock_is_reported_while_the_session_still_works() {
     let spec = oauth("skew", &ts, "");
     let o = run(&spec).await;
     assert_eq!(code(&o), Some(FailureCode::ClockSkew), "{}", o.to_json());
-    let off = f64_of(&o.details["server_clock_offset_ms"]);
+    let off = f64_of(&o.details()["server_clock_offset_ms"]);
     assert!((28_500.0..=31_500.0).contains(&off), "offset {off}");
-    assert_eq!(o.details["requests"][0]["status"], 200);
+    assert_eq!(o.details()["requests"][0]["status"], 200);
     // Expiry arithmetic is relative (expires_in from receipt): not thrown off by 30 s.
-    let left = f64_of(&o.details["expires_in_s"]);
+    let left = f64_of(&o.details()["expires_in_s"]);
     assert!((58.0..=60.0).contains(&left), "expires in {left}");
     // Within tolerance, nothing is reported.
     let ts2 = server(Duration::from_secs(60)).await;
@@ -234,7 +235,7 @@ async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
     // Before the renewal point: plain success; after it: renewal failed, old token still used.
     let kept: Vec<&(Duration, Outcome)> = outcomes
         .iter()
-        .filter(|(_, o)| o.details["requests"][0]["credential"] == "previous")
+        .filter(|(_, o)| o.details()["requests"][0]["credential"] == "previous")
         .collect();
     assert!(kept.len() >= 3, "{}", outcomes.len());
     let mut kept_ok = 0;
@@ -245,12 +246,13 @@ async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
             "{}",
             o.to_json()
         );
-        assert!(o.details["renewal_failures"].as_u64() >= Some(1));
+        assert!(o.details()["renewal_failures"].as_u64() >= Some(1));
         // `t` is measured from after the first run, so the token is a little older than
         // `t`. A run that starts within a few milliseconds of expiry still sends the old
         // token (it was valid when chosen) and the server may already refuse it; that
         // edge is real behaviour, so only runs well clear of it must see 200.
-        let status = &o.details["requests"][0]["status"];
+        let status_details = o.details();
+        let status = &status_details["requests"][0]["status"];
         if *t < Duration::from_millis(1_700) {
             assert_eq!(*status, 200, "{}", o.to_json());
         } else {
@@ -280,12 +282,12 @@ async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
         "{}",
         last.to_json()
     );
-    assert_eq!(last.details["requests"].as_array().map(Vec::len), Some(0));
+    assert_eq!(last.details()["requests"].as_array().map(Vec::len), Some(0));
     // Repaired: the next run renews and passes.
     ts.set_token_endpoint_status(200);
     let o = run(&spec).await;
     assert!(o.ok(), "{}", o.to_json());
-    assert_eq!(o.details["requests"][0]["credential"], "renewed");
+    assert_eq!(o.details()["requests"][0]["credential"], "renewed");
 }
 
 #[tokio::test]
@@ -308,9 +310,9 @@ async fn restarted_probe_resumes_the_session_without_a_new_login() {
     let b = run(&spec).await;
     assert!(b.ok(), "{}", b.to_json());
     assert_eq!(ts.tokens_issued(), 1, "no new login after the restart");
-    assert_eq!(b.details["session_id"], a.details["session_id"]);
-    assert_eq!(b.details["persisted"], true);
-    assert_eq!(b.details["logins"], 1);
+    assert_eq!(b.details()["session_id"], a.details()["session_id"]);
+    assert_eq!(b.details()["persisted"], true);
+    assert_eq!(b.details()["logins"], 1);
     // A damaged file is not fatal: the run logs in anew.
     std::fs::write(&file, b"{ not json").unwrap();
     session::state::forget("restart");
@@ -333,7 +335,9 @@ async fn on_401_reports_early_rejection_even_when_the_retry_succeeds() {
         "{}",
         o.to_json()
     );
-    let reqs = o.details["requests"].as_array().unwrap();
+    assert_shape_of_fixture(&o.details(), "session-on-401-early.json");
+    let reqs_details = o.details();
+    let reqs = reqs_details["requests"].as_array().unwrap();
     assert_eq!(reqs.len(), 2, "{}", o.to_json());
     assert_eq!(
         (reqs[0]["status"].as_u64(), reqs[0]["retry"].as_bool()),
@@ -343,7 +347,7 @@ async fn on_401_reports_early_rejection_even_when_the_retry_succeeds() {
         (reqs[1]["status"].as_u64(), reqs[1]["retry"].as_bool()),
         (Some(200), Some(true))
     );
-    assert!(f64_of(&o.details["observed_lifetime_s"]) < 1.0);
+    assert!(f64_of(&o.details()["observed_lifetime_s"]) < 1.0);
     ts.set_reject_after(None);
     let o = run(&spec).await;
     assert!(o.ok(), "{}", o.to_json());
@@ -358,7 +362,7 @@ async fn on_401_reports_early_rejection_even_when_the_retry_succeeds() {
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let o = run(&spec).await;
     assert!(o.ok(), "{}", o.to_json());
-    assert_eq!(o.details["requests"][1]["credential"], "relogin");
+    assert_eq!(o.details()["requests"][1]["credential"], "relogin");
 }
 
 #[tokio::test]
@@ -383,8 +387,8 @@ renew_at_fraction = 0.5
     let spec = spec(&spec_text);
     let o = run(&spec).await;
     assert!(o.ok(), "{}", o.to_json());
-    assert_eq!(o.details["expiry_source"], "expires_at");
-    let lt = f64_of(&o.details["declared_lifetime_s"]);
+    assert_eq!(o.details()["expiry_source"], "expires_at");
+    let lt = f64_of(&o.details()["declared_lifetime_s"]);
     assert!((1.9..=2.0).contains(&lt), "lifetime {lt}");
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(2_500) {
@@ -405,7 +409,7 @@ renew_at_fraction = 0.5
         .replace(", headers = { authorization = \"Bearer {{token}}\" }", "");
     let o = run(&spec_from(&jar)).await;
     assert!(o.ok(), "{}", o.to_json());
-    assert_eq!(o.details["expiry_source"], "cookie_max_age");
+    assert_eq!(o.details()["expiry_source"], "cookie_max_age");
     assert!(ts.resource_log().last().unwrap().cookie);
 }
 
@@ -498,5 +502,43 @@ fn invalid_session_configs_name_their_paths() {
             "id = \"x\"\n[session]\nlogin = {}\nuse = []\nrenwal = \"never\"\n"
         )
         .is_err()
+    );
+}
+
+/// The shape of a `details` value: every key path, array elements merged.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{at}.{k}");
+                    walk(v, &p, out);
+                    out.insert(p);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// A run today has the shape of the same scenario's run captured (in
+/// `tests/fixtures/details/`) before the details were typed values.
+fn assert_shape_of_fixture(details: &serde_json::Value, fixture: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/details")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (got, want) = (shape(details), shape(&want));
+    assert_eq!(
+        got,
+        want,
+        "details differ in shape from {fixture}: new {:?}, gone {:?}",
+        got.difference(&want).collect::<Vec<_>>(),
+        want.difference(&got).collect::<Vec<_>>()
     );
 }

@@ -27,5 +27,5 @@ pub async fn run(toml_text: &str) -> Outcome {
 
 /// The failure code, `None` when the check passed.
 pub fn code(o: &Outcome) -> Option<FailureCode> {
-    o.result.as_ref().err().map(|f| f.code)
+    o.result.as_ref().err().map(|f| f.code())
 }

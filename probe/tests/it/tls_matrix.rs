@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 
 use outpost_probe::{
     check::{
-        self, CheckKind, CheckSpec, FailureCode, KindResult, RawCheck, RunContext,
+        self, CheckKind, CheckSpec, Failure, FailureCode, KindResult, RawCheck, RunContext,
         tls::{self, TlsSpec},
     },
     config::Problems,
@@ -73,13 +73,14 @@ async fn run_at(spec: &CheckSpec, now: OffsetDateTime) -> KindResult {
     tls::run_at(tls_spec(spec), Duration::from_secs(5), now).await
 }
 
-fn combo<'a>(r: &'a KindResult, name: &str) -> &'a Value {
-    r.details["matrix"]
+fn combo(r: &KindResult, name: &str) -> Value {
+    r.details()["matrix"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["combination"] == name)
-        .unwrap_or_else(|| panic!("no combination {name} in {:#}", r.details))
+        .cloned()
+        .unwrap_or_else(|| panic!("no combination {name} in {:#}", r.details()))
 }
 
 fn code_of(r: &KindResult, name: &str) -> Option<String> {
@@ -87,7 +88,7 @@ fn code_of(r: &KindResult, name: &str) -> Option<String> {
 }
 
 fn code(r: &KindResult) -> Option<FailureCode> {
-    r.result.as_ref().err().map(|f| f.code)
+    r.result.as_ref().err().map(|f| f.code())
 }
 
 fn leaf_opts(sans: &[&str], not_before: OffsetDateTime, not_after: OffsetDateTime) -> LeafOptions {
@@ -215,7 +216,8 @@ async fn cross_signed_chain_fails_for_legacy_profile_only() {
     assert_eq!(code(&r), Some(FailureCode::TlsCertExpired));
 
     // The forecast in words.
-    let lines: Vec<&str> = r.details["forecast"]["lines"]
+    let lines_details = r.details();
+    let lines: Vec<&str> = lines_details["forecast"]["lines"]
         .as_array()
         .unwrap()
         .iter()
@@ -235,7 +237,8 @@ async fn cross_signed_chain_fails_for_legacy_profile_only() {
     );
 
     // The inventory holds the presented chain and the full roots paths ended at.
-    let certs = r.details["certificates"].as_array().unwrap();
+    let certs_details = r.details();
+    let certs = certs_details["certificates"].as_array().unwrap();
     assert_eq!(certs.iter().filter(|c| !c["position"].is_null()).count(), 3);
     let old_root = certs
         .iter()
@@ -257,7 +260,7 @@ async fn cross_signed_chain_fails_for_legacy_profile_only() {
     assert_eq!(combo(&r, "modern/new")["days_left"], 7);
 
     // The human rendering.
-    let text = tls::render_matrix(&r.details);
+    let text = tls::render_matrix(&r.observed);
     assert!(text.contains("FAIL tls_untrusted_root (info)"), "{text}");
     assert!(
         text.contains("FAIL tls_cert_expired from 2020-05-30"),
@@ -289,7 +292,7 @@ async fn leaf_only_chain_is_incomplete_for_every_profile() {
         code_of(&r, "legacy/a").as_deref(),
         Some("tls_chain_incomplete")
     );
-    assert_eq!(r.details["hygiene"][0]["kind"], "missing_intermediate");
+    assert_eq!(r.details()["hygiene"][0]["kind"], "missing_intermediate");
 }
 
 #[tokio::test]
@@ -310,7 +313,7 @@ async fn leaf_expiring_in_5_days_fails_a_14_day_minimum_with_its_date() {
         assert_eq!(combo(&r, c)["days_left"], 5);
         assert_eq!(combo(&r, c)["fails_from"], "2026-03-06T00:00:00Z");
     }
-    assert_eq!(r.details["hygiene"][0]["kind"], "expiring_member");
+    assert_eq!(r.details()["hygiene"][0]["kind"], "expiring_member");
     // A 3-day minimum for one combination is met for it, not for the other.
     let spec = spec_for(
         &srv,
@@ -320,7 +323,15 @@ async fn leaf_expiring_in_5_days_fails_a_14_day_minimum_with_its_date() {
     );
     let r = run_at(&spec, NOW).await;
     assert_eq!(code(&r), Some(FailureCode::TlsExpiringSoon));
-    assert!(r.result.unwrap_err().message.starts_with("legacy/b"));
+    let Err(Failure::TlsExpiringSoon { combinations }) = &r.result else {
+        panic!("{:?}", r.result)
+    };
+    let named: Vec<&str> = combinations
+        .iter()
+        .map(|c| c.combination.as_str())
+        .collect();
+    assert_eq!(named, ["legacy/b"]);
+    assert_eq!(combinations[0].min_days_left, 30);
 }
 
 #[tokio::test]
@@ -337,13 +348,15 @@ async fn expired_intermediate_under_a_valid_leaf_fails_and_is_named_in_the_inven
     let srv = serve(id).await;
     let r = run_at(&spec_for(&srv, &stores, &["modern", "legacy"], ""), NOW).await;
     assert_eq!(code(&r), Some(FailureCode::TlsCertExpired));
+    assert_shape_of_fixture(&r.details(), "tls-expired-intermediate.json");
     assert_eq!(code_of(&r, "legacy/c").as_deref(), Some("tls_cert_expired"));
     assert_eq!(combo(&r, "modern/c")["fails_from"], "2025-01-01T00:00:00Z");
     assert_eq!(
         combo(&r, "modern/c")["expires_first"],
         "Expired Inter (issued by Root C)"
     );
-    let inter_info = r.details["certificates"]
+    let inter_info_details = r.details();
+    let inter_info = inter_info_details["certificates"]
         .as_array()
         .unwrap()
         .iter()
@@ -359,7 +372,7 @@ async fn expired_intermediate_under_a_valid_leaf_fails_and_is_named_in_the_inven
     assert_eq!(inter_info["is_ca"], true);
     assert_eq!(inter_info["key_type"], "ECDSA P-256");
     assert!(
-        r.details["hygiene"]
+        r.details()["hygiene"]
             .as_array()
             .unwrap()
             .iter()
@@ -380,6 +393,21 @@ async fn wrong_hostname_is_a_name_mismatch_for_every_profile() {
         code_of(&r, "legacy/d").as_deref(),
         Some("tls_name_mismatch")
     );
+    let Err(Failure::Combinations { must_pass, failing }) = &r.result else {
+        panic!("{:?}", r.result)
+    };
+    assert_eq!((*must_pass, failing.len()), (2, 2));
+    for c in failing {
+        assert_eq!(
+            c.failure,
+            Failure::TlsNameMismatch {
+                name: Some("localhost".into()),
+                presented: vec!["other.test".into()],
+            },
+            "{}",
+            c.combination
+        );
+    }
 }
 
 #[tokio::test]
@@ -393,15 +421,16 @@ async fn self_signed_leaf_is_reported_as_such_through_the_dispatch() {
     ))
     .unwrap();
     let o = check::run(&spec, &RunContext::default()).await;
-    assert_eq!(o.kind, "tls");
+    assert_eq!(o.kind, check::Kind::Tls);
     assert_eq!(
-        o.result.as_ref().unwrap_err().code,
+        o.result.as_ref().unwrap_err().code(),
         FailureCode::TlsSelfSigned
     );
-    let m = &o.details["matrix"];
+    let m_details = o.details();
+    let m = &m_details["matrix"];
     assert_eq!(m[0]["combination"], "modern/mozilla");
     assert_eq!(m[1]["failure_code"], "tls_self_signed");
-    assert_eq!(o.details["certificates"][0]["self_signed"], true);
+    assert_eq!(o.details()["certificates"][0]["self_signed"], true);
 }
 
 #[tokio::test]
@@ -429,7 +458,8 @@ async fn tls13_only_server_fails_the_tls12_profile_only() {
         Some("tls_protocol_unsupported")
     );
     assert_eq!(code(&r), Some(FailureCode::TlsProtocolUnsupported));
-    let hs = r.details["handshakes"].as_array().unwrap();
+    let hs_details = r.details();
+    let hs = hs_details["handshakes"].as_array().unwrap();
     assert_eq!(hs[0]["client"], "default");
     assert_eq!(hs[0]["tls_version"], "1.3");
 }
@@ -476,7 +506,8 @@ async fn ecdsa_only_server_fails_the_rsa_only_profile_and_an_rsa_server_the_ecds
         code_of(&r, "ecdsa_only/f").as_deref(),
         Some("tls_handshake_failure")
     );
-    let leaf = &r.details["certificates"][0];
+    let leaf_details = r.details();
+    let leaf = &leaf_details["certificates"][0];
     assert_eq!(leaf["key_type"], "RSA 2048");
 }
 
@@ -496,7 +527,8 @@ async fn needless_root_and_wrong_order_are_hygiene_findings_that_can_fail() {
     let srv = serve(id).await;
     let r = run_at(&spec_for(&srv, &stores, &["modern", "legacy"], ""), NOW).await;
     assert!(r.result.is_ok(), "{:?}", r.result);
-    let kinds: Vec<(String, u64)> = r.details["hygiene"]
+    let kinds_details = r.details();
+    let kinds: Vec<(String, u64)> = kinds_details["hygiene"]
         .as_array()
         .unwrap()
         .iter()
@@ -609,7 +641,7 @@ async fn host_is_resolved_through_the_named_resolver() {
     assert!(o.ok(), "{:?}", o.result);
     assert!(o.phases.dns.is_some());
     assert_eq!(
-        o.details["address"],
+        o.details()["address"],
         format!("127.0.0.1:{}", srv.addr().port())
     );
     // A name the resolver does not know fails with its DNS code.
@@ -618,7 +650,45 @@ async fn host_is_resolved_through_the_named_resolver() {
     let spec = raw.validate("checks[0]", &mut p).unwrap();
     let o = outpost_probe::check::run(&spec, &ctx).await;
     assert_eq!(
-        o.result.unwrap_err().code,
+        o.result.unwrap_err().code(),
         outpost_probe::check::FailureCode::DnsNxdomain
+    );
+}
+
+/// The shape of a `details` value: every key path, array elements merged.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{at}.{k}");
+                    walk(v, &p, out);
+                    out.insert(p);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// A run today has the shape of the same scenario's run captured (in
+/// `tests/fixtures/details/`) before the details were typed values.
+fn assert_shape_of_fixture(details: &serde_json::Value, fixture: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/details")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (got, want) = (shape(details), shape(&want));
+    assert_eq!(
+        got,
+        want,
+        "details differ in shape from {fixture}: new {:?}, gone {:?}",
+        got.difference(&want).collect::<Vec<_>>(),
+        want.difference(&got).collect::<Vec<_>>()
     );
 }

@@ -7,8 +7,8 @@
 //!
 //! Accepted timestamp forms (a JSON value found by JSONPath, or a header):
 //! - RFC 3339 strings: `"2024-05-01T12:00:00Z"`, `"2024-05-01T14:00:00.250+02:00"`;
-//! - HTTP-dates (RFC 9110 IMF-fixdate, what `Last-Modified` carries):
-//!   `"Wed, 01 May 2024 12:00:00 GMT"`;
+//! - HTTP-dates (RFC 9110: IMF-fixdate, what `Last-Modified` carries, and
+//!   the obsolete RFC 850 and asctime forms): `"Wed, 01 May 2024 12:00:00 GMT"`;
 //! - epoch numbers, as JSON numbers or digit strings: seconds (`1714564800`,
 //!   fractions allowed) or milliseconds (`1714564800000`). Heuristic: a value
 //!   above 10^11 is milliseconds (10^11 seconds is the year 5138; 10^11
@@ -25,9 +25,9 @@ use serde_json::{Value, json};
 use serde_json_path::JsonPath;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{AssertionResult, header::header_name, json::parse_path, not_json};
+use super::{Checked, header::header_name, json::parse_path, not_json};
 use crate::{
-    check::FailureCode,
+    check::{Failure, failure::Staleness},
     config::{Dur, Problems},
 };
 
@@ -124,33 +124,13 @@ fn from_epoch(v: f64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
 }
 
-/// Parses an RFC 9110 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the
-/// form servers must send in `Last-Modified`.
+/// Parses an RFC 9110 HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`, the form
+/// servers must send in `Last-Modified` and `Date`; the obsolete RFC 850
+/// and asctime forms are accepted too, as recipients must).
 pub fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), fmt)
+    httpdate::parse_http_date(s.trim())
         .ok()
-        .map(time::PrimitiveDateTime::assume_utc)
-}
-
-/// Formats an age for messages: `17h 0m 3s`, `14m 59s`, `850ms`.
-pub fn format_age(d: Duration) -> String {
-    let s = d.as_secs();
-    if s == 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let (days, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if days > 0 {
-        format!("{days}d {h}h {m}m")
-    } else if h > 0 {
-        format!("{h}h {m}m {sec}s")
-    } else if m > 0 {
-        format!("{m}m {sec}s")
-    } else {
-        format!("{sec}s")
-    }
+        .map(OffsetDateTime::from)
 }
 
 // ---- the `freshness` assertion: config, validation, evaluation ----
@@ -221,67 +201,64 @@ pub fn evaluate(
     headers: &http::HeaderMap,
     parsed: &Option<Result<Value, String>>,
     now: OffsetDateTime,
-) -> AssertionResult {
-    let code = FailureCode::DataStale;
-    let (name, value) = match &f.source {
+) -> Checked {
+    let (what, value) = match &f.source {
         FreshnessSource::Header(h) => (
-            format!("freshness {h}"),
+            h.to_string(),
             headers
                 .get(h)
                 .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())),
         ),
-        FreshnessSource::Json(q, jp) => {
-            let name = format!("freshness {q}");
-            match parsed {
-                Some(Ok(doc)) => (name, jp.query(doc).first().cloned()),
-                _ => return not_json(&name, "freshness", code, parsed),
+        FreshnessSource::Json(q, jp) => match parsed {
+            Some(Ok(doc)) => (q.clone(), jp.query(doc).first().cloned()),
+            _ => {
+                return not_json(&format!("freshness {q}"), "freshness", parsed, |error| {
+                    Failure::DataStale {
+                        at: q.clone(),
+                        problem: Staleness::NotJson { error },
+                    }
+                });
             }
-        }
+        },
     };
+    let name = format!("freshness {what}");
     let expected = json!(format!("age <= {}", Dur(f.max_age)));
-    let what = name.trim_start_matches("freshness ").to_owned();
+    let stale = |problem| Failure::DataStale {
+        at: what.clone(),
+        problem,
+    };
     let Some(value) = value else {
-        return AssertionResult::new(
+        return Checked::new(
             name,
             "freshness",
-            false,
-            code,
             expected,
             Value::Null,
-            format!("no timestamp at {what}: cannot tell how old the data is"),
+            Some(stale(Staleness::Missing)),
         )
         .unevaluated();
     };
     match age(&value, now) {
         Ok(a) => {
-            let ok = a.is_fresh(f.max_age);
-            let mut r = AssertionResult::new(
-                name,
-                "freshness",
-                ok,
-                code,
-                expected,
-                value,
-                format!(
-                    "data is {} old ({what} = {}), max_age is {}",
-                    format_age(a.age),
-                    a.timestamp
+            let failure = (!a.is_fresh(f.max_age)).then(|| {
+                stale(Staleness::Old {
+                    age: a.age,
+                    timestamp: a
+                        .timestamp
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default(),
-                    Dur(f.max_age)
-                ),
-            );
-            r.age_seconds = Some(a.age.as_secs_f64());
+                    max_age: f.max_age,
+                })
+            });
+            let mut r = Checked::new(name, "freshness", expected, value, failure);
+            r.record.age_seconds = Some(a.age.as_secs_f64());
             r
         }
-        Err(e) => AssertionResult::new(
+        Err(FreshnessError::Unparseable { value: text }) => Checked::new(
             name,
             "freshness",
-            false,
-            code,
             expected,
             value,
-            e.to_string(),
+            Some(stale(Staleness::Unparseable { value: text })),
         )
         .unevaluated(),
     }
@@ -337,6 +314,12 @@ mod tests {
         assert_eq!(a.age, Duration::from_secs(30 * 60));
         let a = age(&json!("Wed, 01 May 2024 11:00:00 GMT"), NOW).unwrap();
         assert_eq!(a.age, Duration::from_secs(3600));
+        // The obsolete forms RFC 9110 recipients accept.
+        let a = age(&json!("Wednesday, 01-May-24 11:00:00 GMT"), NOW).unwrap();
+        assert_eq!(a.age, Duration::from_secs(3600));
+        let a = age(&json!("Wed May  1 11:00:00 2024"), NOW).unwrap();
+        assert_eq!(a.age, Duration::from_secs(3600));
+        assert!(parse_http_date("Wed, 01 May 2024 11:00:00 PST").is_none());
     }
 
     #[test]
@@ -358,13 +341,5 @@ mod tests {
         ] {
             assert!(age(&v, NOW).is_err(), "{v}");
         }
-    }
-
-    #[test]
-    fn ages_format_for_humans() {
-        assert_eq!(format_age(Duration::from_secs(17 * 3600 + 3)), "17h 0m 3s");
-        assert_eq!(format_age(Duration::from_secs(899)), "14m 59s");
-        assert_eq!(format_age(Duration::from_millis(850)), "850ms");
-        assert_eq!(format_age(Duration::from_secs(3 * 86400 + 60)), "3d 0h 1m");
     }
 }

@@ -4,8 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{AssertionResult, Pattern, clip, compile};
-use crate::{check::FailureCode, config::Problems};
+use super::{Checked, Pattern, clip, compile};
+use crate::{
+    check::{Failure, failure::HeaderExpectation},
+    config::Problems,
+};
 
 /// One entry of `expected_headers`: a response header and what it must be.
 /// Exactly one of `present`, `equals`, `matches`.
@@ -82,7 +85,7 @@ impl RawHeaderAssertion {
 }
 
 /// Evaluates `h` against the response headers.
-pub fn evaluate(h: &HeaderAssertion, headers: &http::HeaderMap) -> AssertionResult {
+pub fn evaluate(h: &HeaderAssertion, headers: &http::HeaderMap) -> Checked {
     let values: Vec<String> = headers
         .get_all(&h.name)
         .iter()
@@ -94,55 +97,35 @@ pub fn evaluate(h: &HeaderAssertion, headers: &http::HeaderMap) -> AssertionResu
         json!(values.iter().map(|v| clip(v)).collect::<Vec<_>>())
     };
     let name = format!("header {}", h.name);
-    let code = FailureCode::HeaderMismatch;
-    match &h.rule {
-        HeaderRule::Present(want) => {
-            let ok = values.is_empty() != *want;
-            let msg = if *want {
-                format!("response has no {} header", h.name)
+    let (ok, expected, wanted) = match &h.rule {
+        HeaderRule::Present(want) => (
+            values.is_empty() != *want,
+            json!({ "present": want }),
+            if *want {
+                HeaderExpectation::Present
             } else {
-                format!("response has a {} header: {:?}", h.name, values)
-            };
-            AssertionResult::new(
-                name,
-                "header",
-                ok,
-                code,
-                json!({ "present": want }),
-                actual,
-                msg,
-            )
-        }
-        HeaderRule::Equals(want) => {
-            let ok = values.iter().any(|v| v == want);
-            let msg = format!("{} is {:?}, expected {want:?}", h.name, values);
-            AssertionResult::new(
-                name,
-                "header",
-                ok,
-                code,
-                json!({ "equals": want }),
-                actual,
-                msg,
-            )
-        }
-        HeaderRule::Matches(p) => {
-            let ok = values.iter().any(|v| p.0.is_match(v));
-            let msg = format!(
-                "{} is {:?}, which does not match /{}/",
-                h.name,
-                values,
-                p.0.as_str()
-            );
-            AssertionResult::new(
-                name,
-                "header",
-                ok,
-                code,
-                json!({ "matches": p.0.as_str() }),
-                actual,
-                msg,
-            )
-        }
-    }
+                HeaderExpectation::Absent
+            },
+        ),
+        HeaderRule::Equals(want) => (
+            values.iter().any(|v| v == want),
+            json!({ "equals": want }),
+            HeaderExpectation::Equals {
+                value: want.clone(),
+            },
+        ),
+        HeaderRule::Matches(p) => (
+            values.iter().any(|v| p.0.is_match(v)),
+            json!({ "matches": p.0.as_str() }),
+            HeaderExpectation::Matches {
+                pattern: p.0.as_str().to_owned(),
+            },
+        ),
+    };
+    let failure = (!ok).then(|| Failure::HeaderMismatch {
+        header: h.name.to_string(),
+        expected: wanted,
+        got: values.iter().map(|v| clip(v)).collect(),
+    });
+    Checked::new(name, "header", expected, actual, failure)
 }

@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use serde_json_path::JsonPath;
 
-use super::{AssertionResult, clip};
-use crate::{check::FailureCode, config::Problems};
+use super::{Checked, clip};
+use crate::{
+    check::{Failure, failure::JsonProblem},
+    config::Problems,
+};
 
 /// One entry of `json`: a JSONPath (RFC 9535) into the JSON body and what the
 /// nodes it selects must be. Exactly one of `exists`, `equals`, or one or both
@@ -105,10 +108,9 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// Evaluates `j` against the parsed body.
-pub fn evaluate(j: &JsonAssertion, doc: &Value) -> AssertionResult {
+pub fn evaluate(j: &JsonAssertion, doc: &Value) -> Checked {
     let nodes = j.path.query(doc).all();
     let name = format!("json {}", j.source);
-    let code = FailureCode::JsonPathMismatch;
     let actual = match nodes.len() {
         0 => Value::Null,
         1 => nodes[0].clone(),
@@ -120,45 +122,30 @@ pub fn evaluate(j: &JsonAssertion, doc: &Value) -> AssertionResult {
         other => other,
     };
     let actual = clip_value(actual);
-    match &j.rule {
-        JsonRule::Exists(want) => {
-            let ok = nodes.is_empty() != *want;
-            let msg = if *want {
-                format!("{} selects nothing", j.source)
+    let (ok, expected, problem) = match &j.rule {
+        JsonRule::Exists(want) => (
+            nodes.is_empty() != *want,
+            json!({ "exists": want }),
+            if *want {
+                JsonProblem::Nothing { expected: None }
             } else {
-                format!(
-                    "{} selects {} node(s), expected none",
-                    j.source,
-                    nodes.len()
-                )
-            };
-            AssertionResult::new(
-                name,
-                "json",
-                ok,
-                code,
-                json!({ "exists": want }),
-                actual,
-                msg,
-            )
-        }
-        JsonRule::Equals(want) => {
-            let ok = !nodes.is_empty() && nodes.iter().all(|n| json_equal(n, want));
-            let msg = if nodes.is_empty() {
-                format!("{} selects nothing, expected {want}", j.source)
+                JsonProblem::Present { count: nodes.len() }
+            },
+        ),
+        JsonRule::Equals(want) => (
+            !nodes.is_empty() && nodes.iter().all(|n| json_equal(n, want)),
+            json!({ "equals": want }),
+            if nodes.is_empty() {
+                JsonProblem::Nothing {
+                    expected: Some(want.clone()),
+                }
             } else {
-                format!("{} is {actual}, expected {want}", j.source)
-            };
-            AssertionResult::new(
-                name,
-                "json",
-                ok,
-                code,
-                json!({ "equals": want }),
-                actual,
-                msg,
-            )
-        }
+                JsonProblem::NotEqual {
+                    actual: actual.clone(),
+                    expected: want.clone(),
+                }
+            },
+        ),
         JsonRule::Range {
             greater_than,
             less_than,
@@ -168,29 +155,23 @@ pub fn evaluate(j: &JsonAssertion, doc: &Value) -> AssertionResult {
                     greater_than.is_none_or(|g| x > g) && less_than.is_none_or(|l| x < l)
                 })
             };
-            let ok = !nodes.is_empty() && nodes.iter().all(within);
-            let bounds = match (greater_than, less_than) {
-                (Some(g), Some(l)) => format!("> {g} and < {l}"),
-                (Some(g), None) => format!("> {g}"),
-                (None, Some(l)) => format!("< {l}"),
-                (None, None) => String::new(),
-            };
-            let msg = if nodes.is_empty() {
-                format!("{} selects nothing, expected a number {bounds}", j.source)
-            } else {
-                format!("{} is {actual}, expected a number {bounds}", j.source)
-            };
-            AssertionResult::new(
-                name,
-                "json",
-                ok,
-                code,
+            (
+                !nodes.is_empty() && nodes.iter().all(within),
                 json!({ "greater_than": greater_than, "less_than": less_than }),
-                actual,
-                msg,
+                JsonProblem::OutOfRange {
+                    actual: actual.clone(),
+                    greater_than: *greater_than,
+                    less_than: *less_than,
+                },
             )
         }
-    }
+    };
+    let failure = (!ok).then(|| Failure::JsonPathMismatch {
+        path: j.source.clone(),
+        problem,
+        response: None,
+    });
+    Checked::new(name, "json", expected, actual, failure)
 }
 
 #[cfg(test)]

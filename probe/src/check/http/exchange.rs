@@ -16,46 +16,21 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Uri, body::Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use super::HttpVersion;
 use crate::{
-    check::{Failure, FailureCode, Phases, RunContext},
+    check::{Failure, FailureCode, Phases, RunContext, failure::ProtocolProblem},
     tls::{self, Trust},
 };
 
 /// The phase a hop is in, named in timeout messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Phase {
-    /// Resolving the hop's host.
-    Dns,
-    /// TCP connect.
-    #[default]
-    Connect,
-    /// TLS handshake.
-    Tls,
-    /// Waiting for the response head.
-    FirstByte,
-    /// Reading the body.
-    Body,
-}
+pub use crate::check::failure::Phase;
 
-impl Phase {
-    /// Name used in messages and `timeout_phase`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Dns => "dns",
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::FirstByte => "first byte",
-            Phase::Body => "body",
-        }
-    }
-}
-
-/// TLS facts of one https hop.
-#[derive(Debug, Clone, Default, Serialize)]
+/// TLS facts of one https hop (`tls` of a hop in `details.chain`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TlsInfo {
     /// `TLSv1_3`, `TLSv1_2`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +47,10 @@ pub struct TlsInfo {
     /// The chain verified (trust, validity dates, name).
     pub verified: bool,
     /// The failure code when it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::check::failure::lenient_code"
+    )]
     pub error: Option<FailureCode>,
     /// The leaf certificate's notAfter, RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,15 +63,17 @@ pub struct TlsInfo {
     pub certificates: Vec<crate::check::trust::CertInfo>,
 }
 
-/// One hop of a chain as recorded in `details.chain`.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One hop of a chain as recorded in `details.chain`. Filled in as the hop
+/// goes, so a deadline that cuts it short leaves what happened visible.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Hop {
     /// The URL requested.
     pub url: String,
     /// The method actually used on this hop.
     pub method: String,
     /// `http` or `https`.
-    pub scheme: &'static str,
+    pub scheme: String,
     /// The address connected to (`ip:port`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
@@ -123,15 +103,23 @@ pub struct Hop {
     pub phases_us: Phases,
     /// Policy rules this hop's redirect breaks (failure codes). In a check
     /// the first one ends the chain; `outpost-probe check` follows anyway.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::check::failure::lenient_codes"
+    )]
     pub violations: Vec<FailureCode>,
-    /// The phase the run's deadline interrupted.
+    /// The phase the run's deadline interrupted ([`Phase::name`]: `"dns"`,
+    /// `"connect"`, `"tls"`, `"first byte"`, `"body"`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout_phase: Option<&'static str>,
+    pub timeout_phase: Option<String>,
     /// Failure code of this hop's own error (connect, TLS, protocol).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::check::failure::lenient_code"
+    )]
     pub error: Option<FailureCode>,
-    /// The phase in progress (not serialized; read on timeout).
+    /// The phase in progress while the hop runs (not on the wire; read on
+    /// timeout).
     #[serde(skip)]
     pub phase: Phase,
 }
@@ -180,6 +168,7 @@ pub struct Response {
     /// Protocol version.
     pub version: http::Version,
     body: Incoming,
+    max_header_bytes: usize,
     _conn: AbortOnDrop,
 }
 
@@ -246,8 +235,11 @@ pub async fn send(
                         .collect()
                 }
             };
-            let mut last =
-                Failure::new(FailureCode::DnsFailure, format!("{host} has no addresses"));
+            let mut last = Failure::DnsFailure {
+                name: host.clone(),
+                resolver: Some(limits.resolver.to_string()),
+                reason: "no addresses".into(),
+            };
             let mut tcp = None;
             // Like real clients: the next address when one refuses.
             for addr in addrs {
@@ -271,12 +263,11 @@ pub async fn send(
             HttpVersion::Http2 => &[b"h2"],
         };
         let cfg = tls::client_config(limits.trust, alpn)
-            .map_err(|e| Failure::new(FailureCode::InternalError, e))?;
+            .map_err(|reason| Failure::InternalError { reason })?;
         let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-            Failure::new(
-                FailureCode::InternalError,
-                format!("invalid server name {host:?}: {e}"),
-            )
+            Failure::InternalError {
+                reason: format!("invalid server name {host:?}: {e}"),
+            }
         })?;
         let t = Instant::now();
         // Boxed, like the handshakes below: these futures are large (the TLS
@@ -289,7 +280,7 @@ pub async fn send(
                 let f = tls::classify(&e);
                 hop.tls = Some(TlsInfo {
                     verified: false,
-                    error: Some(f.code),
+                    error: Some(f.code()),
                     ..TlsInfo::default()
                 });
                 return Err(f);
@@ -327,10 +318,9 @@ pub async fn send(
             certificates,
         });
         if limits.http_version == HttpVersion::Http2 && !h2 {
-            return Err(Failure::new(
-                FailureCode::ProtocolError,
-                "http_version = \"http2\" but the server did not accept h2 in ALPN",
-            ));
+            return Err(Failure::ProtocolError {
+                problem: ProtocolProblem::H2Refused,
+            });
         }
         Box::pin(exchange(TokioIo::new(stream), h2, req, limits, ctx, hop)).await
     } else {
@@ -343,14 +333,13 @@ async fn connect(addr: SocketAddr, hop: &mut Hop) -> Result<TcpStream, Failure> 
     hop.address = Some(addr.to_string());
     let t = Instant::now();
     let tcp = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => Failure::new(
-            FailureCode::ConnectionRefused,
-            format!("connection to {addr} refused"),
-        ),
-        _ => Failure::new(
-            FailureCode::ConnectFailure,
-            format!("cannot connect to {addr}: {e}"),
-        ),
+        std::io::ErrorKind::ConnectionRefused => Failure::ConnectionRefused {
+            address: addr.to_string(),
+        },
+        _ => Failure::ConnectFailure {
+            address: addr.to_string(),
+            error: e.to_string(),
+        },
     })?;
     hop.phases_us.connect = Some(t.elapsed());
     let _ = tcp.set_nodelay(true);
@@ -390,12 +379,11 @@ where
     for (k, v) in req.headers {
         b = b.header(k, v);
     }
-    let request = b.body(Full::new(req.body.clone())).map_err(|e| {
-        Failure::new(
-            FailureCode::InternalError,
-            format!("cannot build request: {e}"),
-        )
-    })?;
+    let request = b
+        .body(Full::new(req.body.clone()))
+        .map_err(|e| Failure::InternalError {
+            reason: format!("cannot build the request: {e}"),
+        })?;
 
     hop.phase = Phase::FirstByte;
     let t = Instant::now();
@@ -406,7 +394,7 @@ where
         builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let (mut sender, conn) = Box::pin(builder.handshake(io))
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify(&e, limits.max_header_bytes))?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
@@ -420,13 +408,13 @@ where
                 .handshake(io),
         )
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify(&e, limits.max_header_bytes))?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
         (sender.send_request(request).await, guard)
     };
-    let resp = resp.map_err(|e| classify(&e))?;
+    let resp = resp.map_err(|e| classify(&e, limits.max_header_bytes))?;
     hop.phases_us.first_byte = Some(t.elapsed());
     let (parts, body) = resp.into_parts();
     hop.status = Some(parts.status.as_u16());
@@ -436,6 +424,7 @@ where
         headers: parts.headers,
         version: parts.version,
         body,
+        max_header_bytes: limits.max_header_bytes,
         _conn: conn,
     })
 }
@@ -453,15 +442,12 @@ impl Response {
         let mut kept = BytesMut::new();
         let mut read = 0usize;
         while let Some(frame) = self.body.frame().await {
-            let frame = frame.map_err(|e| classify(&e))?;
+            let frame = frame.map_err(|e| classify(&e, self.max_header_bytes))?;
             if let Some(data) = frame.data_ref() {
                 read += data.len();
                 hop.body_bytes = Some(read);
                 if read > max_body {
-                    return Err(Failure::new(
-                        FailureCode::BodyTooLarge,
-                        format!("body exceeds the {max_body}-byte cap (max_body)"),
-                    ));
+                    return Err(Failure::BodyTooLarge { max_body });
                 }
                 if keep {
                     kept.extend_from_slice(data);
@@ -474,32 +460,27 @@ impl Response {
 }
 
 /// Maps a hyper error to a failure, walking `source()` for the cause.
-pub fn classify(e: &hyper::Error) -> Failure {
+/// `max_header_bytes` is the cap a too-large head broke.
+pub fn classify(e: &hyper::Error, max_header_bytes: usize) -> Failure {
     if e.is_parse_too_large() {
-        return Failure::new(
-            FailureCode::HeadersTooLarge,
-            "response headers exceed the size cap (max_header_bytes)",
-        );
+        return Failure::HeadersTooLarge { max_header_bytes };
     }
-    if e.is_parse() || e.is_parse_status() {
-        return Failure::new(
-            FailureCode::ProtocolError,
-            format!("invalid HTTP response: {e}"),
-        );
-    }
-    if e.is_incomplete_message() {
-        return Failure::new(
-            FailureCode::ProtocolError,
-            "connection closed before the response was complete",
-        );
-    }
-    let mut msg = e.to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    Failure::new(FailureCode::ProtocolError, msg)
+    let problem = if e.is_parse() || e.is_parse_status() {
+        ProtocolProblem::InvalidResponse {
+            error: e.to_string(),
+        }
+    } else if e.is_incomplete_message() {
+        ProtocolProblem::Incomplete
+    } else {
+        let mut msg = e.to_string();
+        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        while let Some(s) = src {
+            msg = format!("{msg}: {s}");
+            src = s.source();
+        }
+        ProtocolProblem::Other { error: msg }
+    };
+    Failure::ProtocolError { problem }
 }
 
 /// Sum of two optional phase durations.

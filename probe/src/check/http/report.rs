@@ -1,27 +1,31 @@
 //! `outpost-probe check URL`: what a machine client experiences at each hop,
-//! for a human. Rendered from an outcome's `details`, so the command shows
-//! exactly what a check records.
+//! for a human. Rendered from an outcome's observations
+//! ([`super::Observed`]), so the command shows exactly what a check records.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
-use serde_json::Value;
+use super::exchange::Hop;
+use crate::check::{FailureCode, Observed, Outcome};
 
-use crate::check::Outcome;
-
-fn ms(v: &Value) -> Option<String> {
-    v.as_u64().map(|us| format!("{:.1} ms", us as f64 / 1000.0))
+fn ms(d: Option<Duration>) -> Option<String> {
+    d.map(|d| crate::human::duration(d).to_string())
 }
 
-fn reason(status: u64) -> &'static str {
-    u16::try_from(status)
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status)
         .ok()
-        .and_then(|s| http::StatusCode::from_u16(s).ok())
         .and_then(|s| s.canonical_reason())
         .unwrap_or("")
 }
 
-fn hint(code: &str) -> &'static str {
-    match code {
+fn is_redirect(h: &Hop) -> bool {
+    h.location.is_some()
+        && h.status
+            .is_some_and(|s| [301, 302, 303, 307, 308].contains(&s))
+}
+
+fn hint(code: FailureCode) -> &'static str {
+    match code.as_str() {
         "redirect_downgrade" => " (allow_downgrade = true permits it)",
         "redirect_method_changed" => {
             " (the body is dropped; 307/308 keep the method, or allow_method_change = true)"
@@ -44,149 +48,126 @@ pub struct Report {
 /// Renders `o` (run with `report_only`, so violations are recorded per hop
 /// while the chain is followed to its end).
 pub fn render(o: &Outcome) -> Report {
-    let d = &o.details;
+    let default = super::Observed::default();
+    let d = match &o.observed {
+        Observed::Http(h) => h,
+        _ => &default,
+    };
     let mut t = String::new();
-    let empty = Vec::new();
-    let chain = d["chain"].as_array().unwrap_or(&empty);
-    let _ = writeln!(
-        t,
-        "{} {}",
-        d["method"].as_str().unwrap_or("GET"),
-        d["url"].as_str().unwrap_or("")
-    );
-    let mut first_violation: Option<(usize, String)> = None;
+    let chain = d.hops();
+    let method = if d.method.is_empty() {
+        "GET"
+    } else {
+        &d.method
+    };
+    let _ = writeln!(t, "{method} {}", d.url);
+    let mut first_violation: Option<(usize, FailureCode)> = None;
     for (i, h) in chain.iter().enumerate() {
-        let _ = writeln!(
-            t,
-            "\nhop {}  {} {}",
-            i + 1,
-            h["method"].as_str().unwrap_or(""),
-            h["url"].as_str().unwrap_or("")
-        );
+        let _ = writeln!(t, "\nhop {}  {} {}", i + 1, h.method, h.url);
         if i > 0 {
             let prev = &chain[i - 1];
             let mut changes = Vec::new();
-            if prev["scheme"] != h["scheme"] {
-                let down = h["scheme"] == "http";
+            if prev.scheme != h.scheme {
+                let down = h.scheme == "http";
                 changes.push(format!(
                     "scheme {} → {}{}",
-                    prev["scheme"].as_str().unwrap_or(""),
-                    h["scheme"].as_str().unwrap_or(""),
+                    prev.scheme,
+                    h.scheme,
                     if down { " (downgrade)" } else { "" }
                 ));
             }
-            if prev["method"] != h["method"] {
-                changes.push(format!(
-                    "method {} → {}",
-                    prev["method"].as_str().unwrap_or(""),
-                    h["method"].as_str().unwrap_or("")
-                ));
+            if prev.method != h.method {
+                changes.push(format!("method {} → {}", prev.method, h.method));
             }
-            if h["body_kept"] == false {
+            if h.body_kept == Some(false) {
                 changes.push("request body dropped".into());
             }
-            if h["credentials_dropped"] == true {
+            if h.credentials_dropped {
                 changes.push("Authorization/Cookie withheld (other origin)".into());
             }
             if !changes.is_empty() {
                 let _ = writeln!(t, "       {}", changes.join(" · "));
             }
         }
-        let p = &h["phases_us"];
+        let p = &h.phases_us;
         let mut facts = Vec::new();
-        if let Some(a) = h["address"].as_str() {
-            facts.push(a.to_owned());
-        }
-        if let Some(v) = h["http_version"].as_str() {
-            facts.push(v.to_owned());
-        }
-        for (k, name) in [
-            ("dns", "dns"),
-            ("connect", "connect"),
-            ("tls", "tls"),
-            ("first_byte", "first byte"),
-            ("total", "total"),
+        facts.extend(h.address.clone());
+        facts.extend(h.http_version.clone());
+        for (v, name) in [
+            (p.dns, "dns"),
+            (p.connect, "connect"),
+            (p.tls, "tls"),
+            (p.first_byte, "first byte"),
+            (Some(p.total), "total"),
         ] {
-            if let Some(v) = ms(&p[k]) {
+            if let Some(v) = ms(v) {
                 facts.push(format!("{name} {v}"));
             }
         }
         let _ = writeln!(t, "       {}", facts.join(" · "));
-        if let Some(tls) = h["tls"].as_object() {
-            let mut line = format!(
-                "       TLS {}",
-                tls.get("version").and_then(Value::as_str).unwrap_or("?")
-            );
-            if let Some(alpn) = tls.get("alpn").and_then(Value::as_str) {
+        if let Some(tls) = &h.tls {
+            let mut line = format!("       TLS {}", tls.version.as_deref().unwrap_or("?"));
+            if let Some(alpn) = &tls.alpn {
                 let _ = write!(line, " ({alpn})");
             }
-            if tls.get("verified") == Some(&Value::Bool(true)) {
+            if tls.verified {
                 line.push_str(", certificate verified");
-            } else if let Some(e) = tls.get("error").and_then(Value::as_str) {
+            } else if let Some(e) = tls.error {
                 let _ = write!(line, ", verification FAILED: {e}");
             }
-            if let Some(na) = tls.get("leaf_not_after").and_then(Value::as_str) {
-                let days = tls
-                    .get("leaf_days_left")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
+            if let Some(na) = &tls.leaf_not_after {
+                let days = tls.leaf_days_left.unwrap_or(0);
                 let _ = write!(line, ", leaf expires {na} ({days} days)");
             }
             let _ = writeln!(t, "{line}");
         }
-        if let Some(s) = h["status"].as_u64() {
+        if let Some(s) = h.status {
             let mut line = format!("       ← {s} {}", reason(s));
-            if let Some(b) = h["body_bytes"].as_u64() {
+            if let Some(b) = h.body_bytes {
                 let _ = write!(line, " · {b} body bytes");
             }
             let _ = writeln!(t, "{line}");
         }
-        if let Some(l) = h["location"].as_str() {
+        if let Some(l) = &h.location {
             let _ = writeln!(t, "       Location: {l}");
         }
-        let is_redirect = h["location"].is_string()
-            && h["status"]
-                .as_u64()
-                .is_some_and(|s| [301, 302, 303, 307, 308].contains(&s));
-        if i == 0 && is_redirect {
+        if i == 0 && is_redirect(h) {
             let _ = writeln!(
                 t,
                 "       ! a client that does not follow redirects stops here: redirect_not_followed"
             );
         }
-        for v in h["violations"].as_array().unwrap_or(&empty) {
-            let code = v.as_str().unwrap_or("");
+        for &code in &h.violations {
             let _ = writeln!(t, "       ! a check would fail here: {code}{}", hint(code));
             if first_violation.is_none() {
-                first_violation = Some((i, code.to_owned()));
+                first_violation = Some((i, code));
             }
         }
-        if let Some(e) = h["error"].as_str() {
-            let phase = h["timeout_phase"]
-                .as_str()
+        if let Some(e) = h.error {
+            let phase = h
+                .timeout_phase
+                .as_deref()
                 .map(|p| format!(" during {p}"))
                 .unwrap_or_default();
             let _ = writeln!(t, "       ✗ {e}{phase}");
         }
     }
-    let assertions = d["assertions"].as_array().unwrap_or(&empty);
+    let assertions = d.assertion_results();
     if !assertions.is_empty() {
         let _ = writeln!(t, "\nassertions");
         for a in assertions {
-            let ok = a["ok"] == true;
-            let mark = match (ok, a["evaluated"] == false) {
-                (true, true) => "n/a ",
-                (true, false) => "ok  ",
+            let mark = match (a.ok, a.evaluated) {
+                (true, false) => "n/a ",
+                (true, true) => "ok  ",
                 (false, _) => "FAIL",
             };
             let mut line = format!(
                 "  {mark}  {}: {} (expected {})",
-                a["name"].as_str().unwrap_or(""),
-                a["actual"],
-                a["expected"]
+                a.name, a.actual, a.expected
             );
-            if let Some(m) = a["message"].as_str() {
-                let _ = write!(line, " — {} {m}", a["failure_code"].as_str().unwrap_or(""));
+            if let Some(m) = &a.message {
+                let code = a.failure_code.map(FailureCode::as_str).unwrap_or("");
+                let _ = write!(line, " — {code} {m}");
             }
             let _ = writeln!(t, "{line}");
         }
@@ -195,24 +176,21 @@ pub fn render(o: &Outcome) -> Report {
     let following = match (&first_violation, &o.result) {
         (Some((i, code)), _) => format!("FAIL {code} at hop {}", i + 1),
         (None, Ok(())) => "PASS".to_owned(),
-        (None, Err(f)) => format!("FAIL {}: {}", f.code, f.message),
+        (None, Err(f)) => format!("FAIL {}: {f}", f.code()),
     };
     let _ = writeln!(t, "  following redirects:     {following}");
-    let first_is_redirect = chain.first().is_some_and(|h| {
-        h["location"].is_string()
-            && h["status"]
-                .as_u64()
-                .is_some_and(|s| [301, 302, 303, 307, 308].contains(&s))
-    });
-    if first_is_redirect {
-        let _ = writeln!(
-            t,
-            "  not following redirects: FAIL redirect_not_followed ({} to {})",
-            chain[0]["status"],
-            chain[0]["location"].as_str().unwrap_or("")
-        );
-    } else {
-        let _ = writeln!(t, "  not following redirects: same as above (no redirect)");
+    match chain.first().filter(|h| is_redirect(h)) {
+        Some(h) => {
+            let _ = writeln!(
+                t,
+                "  not following redirects: FAIL redirect_not_followed ({} to {})",
+                h.status.unwrap_or_default(),
+                h.location.as_deref().unwrap_or("")
+            );
+        }
+        None => {
+            let _ = writeln!(t, "  not following redirects: same as above (no redirect)");
+        }
     }
     Report {
         text: t,

@@ -109,11 +109,9 @@ pub fn prepare(raw: &RawHttp, path: &str, problems: &mut Problems) -> Prepared {
         Some(Bytes::from(j.to_string()))
     } else if let Some(f) = &raw.form {
         content_type = Some("application/x-www-form-urlencoded");
-        let pairs: Vec<String> = f
-            .iter()
-            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-            .collect();
-        Some(Bytes::from(pairs.join("&")))
+        Some(Bytes::from(form_body(
+            f.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )))
     } else {
         None
     };
@@ -165,41 +163,23 @@ pub fn prepare(raw: &RawHttp, path: &str, problems: &mut Problems) -> Prepared {
     Prepared { headers, body }
 }
 
-/// `application/x-www-form-urlencoded` encoding of one name or value.
+/// `application/x-www-form-urlencoded` encoding of one name or value
+/// (space as `+`, everything but `*-._` and alphanumerics percent-encoded).
 pub fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A form body of `pairs`, in order.
+pub fn form_body<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// Standard base64 with padding (RFC 4648), for basic auth.
 pub fn base64(input: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 #[cfg(test)]
@@ -224,5 +204,10 @@ mod tests {
     #[test]
     fn form_values_are_urlencoded() {
         assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+        assert_eq!(form_encode("*-._~!"), "*-._%7E%21");
+        assert_eq!(
+            form_body([("grant_type", "client_credentials"), ("scope", "a b")]),
+            "grant_type=client_credentials&scope=a+b"
+        );
     }
 }

@@ -14,17 +14,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::{AddressMode, HttpSpec, exchange};
-use crate::{
-    check::{
-        Failure, FailureCode, Phases, RunContext,
-        assertion::{self, AssertionResult, Observed},
-        redirect,
-    },
-    config::Dur,
+use super::{
+    AddressMode, HttpSpec, exchange,
+    observed::{AddressRecord, BackendTally, FinalHop, SampleRecord, SamplesSummary},
+};
+use crate::check::{
+    Failure, FailureCode, Phases, RunContext,
+    assertion::{self, AssertionResult},
+    failure::BackendCount,
+    redirect,
 };
 
 /// One chain and its assertions.
@@ -78,10 +78,11 @@ pub async fn resolve(
         .map(|ip| SocketAddr::new(ip, spec.port))
         .collect();
     if addrs.is_empty() {
-        return Err(Failure::new(
-            FailureCode::DnsFailure,
-            format!("{} has no addresses", spec.host),
-        ));
+        return Err(Failure::DnsFailure {
+            name: spec.host.clone(),
+            resolver: Some(spec.resolver.to_string()),
+            reason: "no addresses".into(),
+        });
     }
     Ok((pick(spec, addrs), Some(took)))
 }
@@ -138,42 +139,49 @@ pub async fn run_sample(
         }
         Err(_) => {
             let idx = sample.chain.len().saturating_sub(1);
-            let mut phase = "connect";
+            let mut phase = exchange::Phase::Connect;
             let mut hop_url = String::new();
+            let mut target = None;
             if let Some(h) = sample.chain.last_mut() {
-                phase = h.phase.name();
-                h.timeout_phase = Some(phase);
+                phase = h.phase;
+                h.timeout_phase = Some(phase.name().to_owned());
                 h.error = Some(FailureCode::Timeout);
                 hop_url.clone_from(&h.url);
+                target.clone_from(&h.address);
             }
-            let on = if idx > 0 {
-                format!(" on hop {} ({hop_url})", idx + 1)
-            } else {
-                String::new()
+            let timeout = Failure::Timeout {
+                phase,
+                after: timeout,
+                target,
             };
-            sample.result = Err(Failure::new(
-                FailureCode::Timeout,
-                format!("timed out after {} waiting for {phase}{on}", Dur(timeout)),
-            ));
+            sample.result = Err(if idx > 0 {
+                Failure::OnHop {
+                    hop: idx + 1,
+                    url: hop_url,
+                    failure: Box::new(timeout),
+                }
+            } else {
+                timeout
+            });
             return sample;
         }
     };
-    let mut results = vec![assertion::status(
+    let mut checked = vec![assertion::status(
         &spec.expected,
         fin.status,
         fin.location.as_deref(),
     )];
-    results.extend(redirect::chain_assertions(
+    checked.extend(redirect::chain_assertions(
         &spec.redirect,
         &sample.chain,
         &fin.uri,
     ));
-    let obs = Observed {
+    let obs = assertion::Response {
         headers: &fin.headers,
         body: &fin.body,
         phases: &sample.phases,
     };
-    results.extend(spec.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
+    checked.extend(spec.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
     sample.backend = spec
         .backend_header
         .as_ref()
@@ -184,14 +192,9 @@ pub async fn run_sample(
                 .take(100)
                 .collect()
         });
-    sample.result = match results.iter().find(|r| !r.ok) {
-        Some(r) => Err(Failure::new(
-            r.failure_code.unwrap_or(FailureCode::InternalError),
-            r.message.clone().unwrap_or_default(),
-        )),
-        None => Ok(()),
-    };
-    sample.assertions = results;
+    let (first, records) = assertion::split(checked);
+    sample.result = first.map_or(Ok(()), Err);
+    sample.assertions = records;
     sample
 }
 
@@ -207,7 +210,7 @@ pub async fn run_address(
     let mut samples = Vec::with_capacity(k);
     for i in 0..k {
         let s = run_sample(spec, addr, i, deadline, timeout, ctx).await;
-        let timed_out = matches!(&s.result, Err(f) if f.code == FailureCode::Timeout);
+        let timed_out = matches!(&s.result, Err(f) if f.code() == FailureCode::Timeout);
         samples.push(s);
         if timed_out {
             break;
@@ -227,12 +230,13 @@ fn verdict(spec: &HttpSpec, samples: &[Sample]) -> Result<(), Failure> {
         return samples.first().map_or(Ok(()), |s| s.result.clone());
     }
     if let Some(Err(f)) = samples.last().map(|s| &s.result)
-        && f.code == FailureCode::Timeout
+        && f.code() == FailureCode::Timeout
     {
-        return Err(Failure::new(
-            FailureCode::Timeout,
-            format!("sample {} of {k}: {}", samples.len(), f.message),
-        ));
+        return Err(Failure::Sample {
+            sample: samples.len(),
+            of: k,
+            failure: Box::new(f.clone()),
+        });
     }
     let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
     let ratio = failed.len() as f64 / k as f64;
@@ -240,24 +244,23 @@ fn verdict(spec: &HttpSpec, samples: &[Sample]) -> Result<(), Failure> {
         return Ok(());
     }
     let refs: Vec<&Sample> = samples.iter().collect();
-    let by = by_backend(&refs)
-        .iter()
-        .map(|(b, (t, f))| format!("{b} {f}/{t}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let first = failed
-        .first()
-        .and_then(|s| s.result.as_ref().err())
-        .map(|f| format!("; first failure: {} ({})", f.code, f.message))
-        .unwrap_or_default();
-    Err(Failure::new(
-        FailureCode::SampleFailureRatio,
-        format!(
-            "{} of {k} samples failed (ratio {ratio:.2} > {:.2}); by backend: {by}{first}",
-            failed.len(),
-            spec.max_failure_ratio
-        ),
-    ))
+    Err(Failure::SampleFailureRatio {
+        failed: failed.len(),
+        total: k,
+        max_failure_ratio: spec.max_failure_ratio,
+        by_backend: by_backend(&refs)
+            .into_iter()
+            .map(|(backend, (total, failed))| BackendCount {
+                backend,
+                total,
+                failed,
+            })
+            .collect(),
+        first: failed
+            .first()
+            .and_then(|s| s.result.as_ref().err())
+            .map(|f| Box::new(f.clone())),
+    })
 }
 
 /// (total, failed) per backend; samples without a backend value count under their address.
@@ -273,64 +276,52 @@ fn by_backend(samples: &[&Sample]) -> BTreeMap<String, (usize, usize)> {
 }
 
 /// `details.samples_summary` over every sample of the run.
-pub fn summary(spec: &HttpSpec, samples: &[&Sample]) -> Value {
+pub fn summary(spec: &HttpSpec, samples: &[&Sample]) -> SamplesSummary {
     let failed = samples.iter().filter(|s| s.result.is_err()).count();
-    let by: Map<String, Value> = by_backend(samples)
-        .into_iter()
-        .map(|(b, (t, f))| (b, json!({ "total": t, "failed": f })))
-        .collect();
-    json!({
-        "total": samples.len(),
-        "failed": failed,
-        "ratio": if samples.is_empty() { 0.0 } else { failed as f64 / samples.len() as f64 },
-        "max_failure_ratio": spec.max_failure_ratio,
-        "by_backend": by,
-    })
+    SamplesSummary {
+        total: samples.len(),
+        failed,
+        ratio: if samples.is_empty() {
+            0.0
+        } else {
+            failed as f64 / samples.len() as f64
+        },
+        max_failure_ratio: spec.max_failure_ratio,
+        by_backend: by_backend(samples)
+            .into_iter()
+            .map(|(b, (total, failed))| (b, BackendTally { total, failed }))
+            .collect(),
+    }
 }
 
 impl Sample {
-    /// Flattened facts of the final hop (`address`, `status`, `tls`, …).
-    pub fn summary(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("address".into(), self.address.to_string().into());
+    /// Facts of the final hop (`status`, `tls`, …) and the freshness age.
+    pub fn last_hop(&self) -> FinalHop {
+        let mut last = FinalHop::default();
         if let Some(h) = self.chain.last() {
-            for (k, v) in [
-                ("status", h.status.map(Value::from)),
-                ("location", h.location.clone().map(Value::from)),
-                ("http_version", h.http_version.clone().map(Value::from)),
-                ("body_bytes", h.body_bytes.map(Value::from)),
-                ("timeout_phase", h.timeout_phase.map(Value::from)),
-            ] {
-                if let Some(v) = v {
-                    m.insert(k.into(), v);
-                }
-            }
+            last.status = h.status;
+            last.location.clone_from(&h.location);
+            last.http_version.clone_from(&h.http_version);
+            last.body_bytes = h.body_bytes;
+            last.timeout_phase.clone_from(&h.timeout_phase);
         }
-        if let Some(tls) = self.chain.iter().rev().find_map(|h| h.tls.as_ref()) {
-            m.insert("tls".into(), serde_json::to_value(tls).unwrap_or_default());
-        }
-        if let Some(age) = self.assertions.iter().find_map(|a| a.age_seconds) {
-            m.insert("age_seconds".into(), age.into());
-        }
-        m
+        last.tls = self.chain.iter().rev().find_map(|h| h.tls.clone());
+        last.age_seconds = self.assertions.iter().find_map(|a| a.age_seconds);
+        last
     }
 
     /// One entry of `details.samples`.
-    pub fn to_json(&self) -> Value {
-        let (code, msg) = match &self.result {
-            Ok(()) => (None, None),
-            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
-        };
-        json!({
-            "index": self.index,
-            "address": self.address.to_string(),
-            "ok": self.result.is_ok(),
-            "failure_code": code,
-            "failure_message": msg,
-            "status": self.chain.last().and_then(|h| h.status),
-            "backend": self.backend,
-            "phases_us": self.phases,
-        })
+    pub fn record(&self) -> SampleRecord {
+        SampleRecord {
+            index: self.index,
+            address: self.address.to_string(),
+            ok: self.result.is_ok(),
+            failure_code: self.result.as_ref().err().map(Failure::code),
+            failure_message: self.result.as_ref().err().map(Failure::to_string),
+            status: self.chain.last().and_then(|h| h.status),
+            backend: self.backend.clone(),
+            phases_us: self.phases,
+        }
     }
 }
 
@@ -344,39 +335,20 @@ impl AddressRun {
     }
 
     /// One entry of `details.addresses`.
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        if let Some(s) = self.representative() {
-            m.extend(s.summary());
-            m.insert(
-                "phases_us".into(),
-                serde_json::to_value(s.phases).unwrap_or_default(),
-            );
-            m.insert(
-                "chain".into(),
-                serde_json::to_value(&s.chain).unwrap_or_default(),
-            );
-            m.insert(
-                "assertions".into(),
-                serde_json::to_value(&s.assertions).unwrap_or_default(),
-            );
+    pub fn record(&self) -> AddressRecord {
+        let rep = self.representative();
+        AddressRecord {
+            address: self.address.to_string(),
+            ok: self.result.is_ok(),
+            failure_code: self.result.as_ref().err().map(Failure::code),
+            failure_message: self.result.as_ref().err().map(Failure::to_string),
+            samples_total: self.samples.len(),
+            samples_failed: self.samples.iter().filter(|s| s.result.is_err()).count(),
+            last: rep.map(Sample::last_hop).unwrap_or_default(),
+            phases_us: rep.map(|s| s.phases),
+            chain: rep.map(|s| s.chain.clone()),
+            assertions: rep.map(|s| s.assertions.clone()),
         }
-        m.insert("address".into(), self.address.to_string().into());
-        m.insert("ok".into(), self.result.is_ok().into());
-        if let Err(f) = &self.result {
-            m.insert("failure_code".into(), f.code.as_str().into());
-            m.insert("failure_message".into(), f.message.clone().into());
-        }
-        m.insert("samples_total".into(), self.samples.len().into());
-        m.insert(
-            "samples_failed".into(),
-            self.samples
-                .iter()
-                .filter(|s| s.result.is_err())
-                .count()
-                .into(),
-        );
-        Value::Object(m)
     }
 }
 

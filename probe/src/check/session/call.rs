@@ -8,26 +8,26 @@ use std::{collections::BTreeMap, time::Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    SessionSpec, clock::Receipt, headers as header_templates, method, placeholders, render,
-    state::Session, statuses, url,
+    SessionSpec, clock::Receipt, headers as header_templates, method, observed::RequestRecord,
+    placeholders, render, state::Session, statuses, url,
 };
 use crate::{
     check::{
-        Failure, FailureCode, Phases, RunContext,
+        Failure, Phases, RunContext,
         assertion::{
-            self, AssertionResult, Assertions, Observed, RawAssertions, RawFreshness,
-            RawHeaderAssertion, RawJsonAssertion, RawLatency, StatusMatch,
+            self, AssertionResult, Assertions, RawAssertions, RawFreshness, RawHeaderAssertion,
+            RawJsonAssertion, RawLatency, StatusMatch,
         },
         http::{
             DEFAULT_MAX_HEADER_BYTES, HttpVersion,
             exchange::{self, Hop, HopRequest, Limits, Target},
         },
     },
-    config::{Dur, Problems},
+    config::Problems,
     resolver::ResolverSpec,
 };
 
@@ -227,14 +227,11 @@ pub async fn exchange(
         }
         Ok(Err(f)) => Err((f, phases)),
         Err(_) => Err((
-            Failure::new(
-                FailureCode::Timeout,
-                format!(
-                    "no complete response from {} within the check's timeout (waiting for {})",
-                    uri.authority().map_or("", |a| a.as_str()),
-                    hop.phase.name()
-                ),
-            ),
+            Failure::Timeout {
+                phase: hop.phase,
+                after: t.elapsed(),
+                target: uri.authority().map(|a| a.as_str().to_owned()),
+            },
             phases,
         )),
     }
@@ -295,24 +292,20 @@ pub struct CallResult {
 
 impl CallResult {
     /// The details entry.
-    pub fn to_json(&self) -> Value {
-        let (code, msg) = match &self.result {
-            Ok(()) => (None, None),
-            Err(f) => (Some(f.code.as_str()), Some(f.message.as_str())),
-        };
-        json!({
-            "name": self.name,
-            "url": self.url,
-            "method": self.method,
-            "status": self.status,
-            "ok": self.result.is_ok(),
-            "failure_code": code,
-            "failure_message": msg,
-            "credential": self.credential.as_str(),
-            "retry": self.retry,
-            "assertions": self.assertions,
-            "phases_us": self.phases,
-        })
+    pub fn record(&self) -> RequestRecord {
+        RequestRecord {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            method: self.method.clone(),
+            status: self.status,
+            ok: self.result.is_ok(),
+            failure_code: self.result.as_ref().err().map(Failure::code),
+            failure_message: self.result.as_ref().err().map(Failure::to_string),
+            credential: self.credential.as_str().to_owned(),
+            retry: self.retry,
+            assertions: self.assertions.clone(),
+            phases_us: self.phases,
+        }
     }
 }
 
@@ -407,40 +400,30 @@ pub async fn call(
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok());
     let mut results = vec![assertion::status(&u.expected, resp.status, location)];
-    let obs = Observed {
+    let obs = assertion::Response {
         headers: &resp.headers,
         body: &resp.body,
         phases: &r.phases,
     };
     results.extend(u.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
-    r.result = match results.iter().find(|a| !a.ok) {
-        Some(a) => Err(Failure::new(
-            a.failure_code.unwrap_or(FailureCode::InternalError),
-            a.message.clone().unwrap_or_default(),
-        )),
-        None => Ok(()),
-    };
+    let (first, records) = assertion::split(results);
+    r.result = first.map_or(Ok(()), Err);
     if r.rejected && r.result.is_ok() {
         // Listed in expected_status, but a rejection all the same.
-        r.result = Err(Failure::new(
-            FailureCode::UnexpectedStatus,
-            format!(
-                "got status {}: the session was rejected",
-                resp.status.as_u16()
-            ),
-        ));
+        r.result = Err(Failure::UnexpectedStatus {
+            got: resp.status.as_u16(),
+            expected: assertion::status_text(&u.expected),
+            responder: None,
+            oauth_error: None,
+            session_rejected: true,
+        });
     }
-    r.assertions = results;
+    r.assertions = records;
     r
 }
 
-/// `+30.2s` / `-1.5s` for messages.
+/// `+30 s` / `-1.5 s` for messages ([`crate::human::duration`] with a sign).
 pub fn signed(d: time::Duration) -> String {
     let sign = if d.is_negative() { "-" } else { "+" };
-    format!(
-        "{sign}{}",
-        Dur(std::time::Duration::from_millis(
-            d.unsigned_abs().as_millis() as u64
-        ))
-    )
+    format!("{sign}{}", crate::human::duration(d.unsigned_abs()))
 }

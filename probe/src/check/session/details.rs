@@ -1,13 +1,13 @@
-//! A session run's result: the details JSON (shape in [`super`]), the
+//! A session run's result: its [`Observed`] (shape in [`super`]), the
 //! run's code chosen by priority, and the scrubbing that keeps every
 //! credential value seen in the run out of both.
 
-use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::{
     Renewal, SessionSpec,
     call::CallResult,
+    observed::{Finding, Observed, RunFacts, SessionFacts},
     renewal::{Run, renew_at, rfc3339, secs},
     state::CheckState,
 };
@@ -37,15 +37,6 @@ fn scrub_str(s: &str, secrets: &[Secret]) -> String {
     out
 }
 
-fn scrub(v: &mut Value, secrets: &[Secret]) {
-    match v {
-        Value::String(s) => *s = scrub_str(s, secrets),
-        Value::Array(a) => a.iter_mut().for_each(|v| scrub(v, secrets)),
-        Value::Object(o) => o.values_mut().for_each(|v| scrub(v, secrets)),
-        _ => {}
-    }
-}
-
 pub(super) fn finish(
     spec: &SessionSpec,
     st: &CheckState,
@@ -53,88 +44,64 @@ pub(super) fn finish(
     requests: &[CallResult],
 ) -> KindResult {
     let now = OffsetDateTime::now_utc();
-    let mut d = Map::new();
-    d.insert("renewal".into(), spec.renewal.as_str().into());
-    d.insert("login_method".into(), spec.login.name().into());
-    if let Some(s) = &st.session {
-        d.insert("session_id".into(), s.id.clone().into());
-        d.insert("session_started_at".into(), rfc3339(s.started_at).into());
-        d.insert("session_age_s".into(), secs(now - s.started_at).into());
-        d.insert("credential_issued_at".into(), rfc3339(s.issued_at).into());
-        d.insert("credential_age_s".into(), secs(now - s.issued_at).into());
-        d.insert("expires_at".into(), s.expires_at.map(rfc3339).into());
-        d.insert(
-            "expires_in_s".into(),
-            s.expires_at.map(|e| secs(e - now)).into(),
-        );
-        d.insert("expiry_source".into(), s.expiry_source.clone().into());
-        d.insert(
-            "declared_lifetime_s".into(),
-            s.declared_lifetime_ms
-                .map(|l| secs(time::Duration::milliseconds(l)))
-                .into(),
-        );
-        d.insert("session_renewals".into(), s.renewals.into());
-        d.insert("renewal_failures".into(), s.renewal_failures.into());
-        if spec.renewal == Renewal::BeforeExpiry {
-            d.insert(
-                "next_renewal_at".into(),
-                renew_at(s, spec).map(rfc3339).into(),
-            );
-        }
-    }
     let ms_s = |v: Option<i64>| v.map(|l| secs(time::Duration::milliseconds(l)));
-    d.insert(
-        "first_declared_lifetime_s".into(),
-        ms_s(st.history.first_declared_lifetime_ms).into(),
-    );
-    if let Some(p) = run.previous_lifetime_ms {
-        d.insert("previous_declared_lifetime_s".into(), ms_s(Some(p)).into());
-    }
-    if let Some(o) = run.observed_lifetime {
-        d.insert("observed_lifetime_s".into(), secs(o).into());
-    } else if let Some(o) = st.history.last_observed_lifetime_ms {
-        d.insert("last_observed_lifetime_s".into(), ms_s(Some(o)).into());
-    }
-    d.insert("logins".into(), st.history.logins.into());
-    d.insert("renewals".into(), st.history.renewals.into());
+    let session = st.session.as_ref().map(|s| SessionFacts {
+        session_id: s.id.clone(),
+        session_started_at: rfc3339(s.started_at),
+        session_age_s: secs(now - s.started_at),
+        credential_issued_at: rfc3339(s.issued_at),
+        credential_age_s: secs(now - s.issued_at),
+        expires_at: s.expires_at.map(rfc3339),
+        expires_in_s: s.expires_at.map(|e| secs(e - now)),
+        expiry_source: s.expiry_source.clone(),
+        declared_lifetime_s: ms_s(s.declared_lifetime_ms),
+        session_renewals: s.renewals,
+        renewal_failures: s.renewal_failures,
+        next_renewal_at: (spec.renewal == Renewal::BeforeExpiry)
+            .then(|| renew_at(s, spec).map(rfc3339)),
+    });
     // The most precise estimate: a fresh JWT's iat, else the last Date.
     let best = run
         .offsets
         .iter()
         .find(|(s, _)| *s == "jwt_iat")
         .or(run.offsets.last());
-    if let Some((source, off)) = best {
-        d.insert(
-            "server_clock_offset_ms".into(),
-            (off.whole_milliseconds() as i64).into(),
-        );
-        d.insert("server_clock_offset_source".into(), (*source).into());
-    }
-    d.insert("events".into(), Value::Array(run.events.clone()));
-    d.insert(
-        "requests".into(),
-        requests
+    let facts = RunFacts {
+        first_declared_lifetime_s: ms_s(st.history.first_declared_lifetime_ms),
+        previous_declared_lifetime_s: ms_s(run.previous_lifetime_ms),
+        observed_lifetime_s: run.observed_lifetime.map(secs),
+        last_observed_lifetime_s: match run.observed_lifetime {
+            Some(_) => None,
+            None => ms_s(st.history.last_observed_lifetime_ms),
+        },
+        logins: st.history.logins,
+        renewals: st.history.renewals,
+        server_clock_offset_ms: best.map(|(_, off)| off.whole_milliseconds() as i64),
+        server_clock_offset_source: best.map(|(source, _)| (*source).to_owned()),
+        events: run.events.clone(),
+        requests: requests.iter().map(CallResult::record).collect(),
+        findings: run
+            .findings
             .iter()
-            .map(CallResult::to_json)
-            .collect::<Vec<_>>()
-            .into(),
-    );
-    d.insert(
-        "findings".into(),
-        run.findings
-            .iter()
-            .map(|f| json!({ "code": f.code.as_str(), "message": f.message }))
-            .collect::<Vec<_>>()
-            .into(),
-    );
-    d.insert("persisted".into(), st.persisted.into());
+            .map(|f| Finding {
+                code: Some(f.code()),
+                message: f.to_string(),
+            })
+            .collect(),
+        persisted: st.persisted,
+    };
+    let mut observed = Observed {
+        renewal: spec.renewal.as_str().to_owned(),
+        login_method: spec.login.name().to_owned(),
+        session,
+        run: Some(facts),
+    };
 
     // The run's code: the first finding by priority, else the first failing
     // call that was not a session rejection handled above.
     let top = PRIORITY
         .iter()
-        .find_map(|c| run.findings.iter().find(|f| f.code == *c))
+        .find_map(|c| run.findings.iter().find(|f| f.code() == *c))
         .cloned()
         .or_else(|| {
             requests
@@ -145,28 +112,27 @@ pub(super) fn finish(
     let result = match top {
         None => Ok(()),
         Some(f) => {
-            let others: Vec<&str> = run
+            let also: Vec<FailureCode> = run
                 .findings
                 .iter()
-                .filter(|o| o.code != f.code)
-                .map(|o| o.code.as_str())
+                .map(Failure::code)
+                .filter(|c| *c != f.code())
                 .collect();
-            let also = if others.is_empty() {
-                String::new()
+            let f = if also.is_empty() {
+                f
             } else {
-                format!(" (also: {})", others.join(", "))
+                Failure::Also {
+                    failure: Box::new(f),
+                    also,
+                }
             };
-            Err(Failure::new(
-                f.code,
-                scrub_str(&format!("{}{also}", f.message), &run.secrets),
-            ))
+            Err(f.scrubbed(|m| scrub_str(m, &run.secrets)))
         }
     };
-    let mut details = Value::Object(d);
-    scrub(&mut details, &run.secrets);
+    observed.scrub(&|t| scrub_str(t, &run.secrets));
     KindResult {
         phases: run.phases,
         result,
-        details,
+        observed: crate::check::Observed::Session(observed),
     }
 }

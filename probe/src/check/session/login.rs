@@ -20,8 +20,9 @@ use super::{
 };
 use crate::{
     check::{
-        Failure, FailureCode, Phases, RunContext,
-        http::request::{base64, form_encode},
+        Failure, Phases, RunContext,
+        failure::{HeaderExpectation, JsonProblem},
+        http::request::{base64, form_body, form_encode},
     },
     config::Secret,
 };
@@ -66,16 +67,25 @@ pub enum Grant<'a> {
 #[derive(Debug)]
 pub struct LoginError {
     /// Cause (transport code, `unexpected_status`, `json_path_mismatch`…).
-    pub failure: Failure,
+    pub failure: Box<Failure>,
     /// Status, when a response came.
     pub status: Option<u16>,
     /// Timings.
     pub phases: Phases,
 }
 
-fn fail(code: FailureCode, msg: String, resp: Option<&Exchanged>) -> LoginError {
+/// A problem with a JSON value of the scripted login's response.
+fn login_response(problem: JsonProblem, path: String) -> Failure {
+    Failure::JsonPathMismatch {
+        path,
+        problem,
+        response: Some("the login response"),
+    }
+}
+
+fn fail(failure: Failure, resp: Option<&Exchanged>) -> LoginError {
     LoginError {
-        failure: Failure::new(code, msg),
+        failure: Box::new(failure),
         status: resp.map(|r| r.status.as_u16()),
         phases: resp.map(|r| r.phases).unwrap_or_default(),
     }
@@ -137,8 +147,11 @@ pub async fn obtain(
             let cookies = cookies(&resp.headers, &resp.receipt, correction);
             if cookies.is_empty() {
                 return Err(fail(
-                    FailureCode::HeaderMismatch,
-                    "the login response set no cookie".into(),
+                    Failure::HeaderMismatch {
+                        header: "set-cookie".into(),
+                        expected: HeaderExpectation::Cookie { name: None },
+                        got: Vec::new(),
+                    },
                     Some(&resp),
                 ));
             }
@@ -180,7 +193,7 @@ async fn send(
     call::exchange(uri, method, headers, body, spec, ctx, deadline)
         .await
         .map_err(|(failure, phases)| LoginError {
-            failure,
+            failure: Box::new(failure),
             status: None,
             phases,
         })
@@ -195,15 +208,15 @@ fn expect_status(resp: &Exchanged, expected: &[(u16, u16)], what: &str) -> Resul
     let oauth_error = serde_json::from_slice::<Value>(&resp.body)
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-        .filter(|e| e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        .map(|e| format!(" (error {e:?})"))
-        .unwrap_or_default();
+        .filter(|e| e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     Err(fail(
-        FailureCode::UnexpectedStatus,
-        format!(
-            "{what} answered {code}{oauth_error}, expected {}",
-            crate::check::assertion::status_text(expected)
-        ),
+        Failure::UnexpectedStatus {
+            got: code,
+            expected: crate::check::assertion::status_text(expected),
+            responder: Some(what.to_owned()),
+            oauth_error,
+            session_rejected: false,
+        },
         Some(resp),
     ))
 }
@@ -251,11 +264,7 @@ async fn oauth2(
             }
         }
     }
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let body = form_body(form.iter().map(|(k, v)| (*k, v.as_str())));
     let resp = send(
         spec,
         &o.token_url,
@@ -267,10 +276,19 @@ async fn oauth2(
     )
     .await?;
     expect_status(&resp, &[(200, 299)], "the token endpoint")?;
+    let token_response = |problem, path: &str| Failure::JsonPathMismatch {
+        path: path.to_owned(),
+        problem,
+        response: Some("the token response"),
+    };
     let doc: Value = serde_json::from_slice(&resp.body).map_err(|e| {
         fail(
-            FailureCode::JsonPathMismatch,
-            format!("the token response is not JSON: {e}"),
+            token_response(
+                JsonProblem::NotJson {
+                    error: Some(e.to_string()),
+                },
+                "$",
+            ),
             Some(&resp),
         )
     })?;
@@ -280,8 +298,7 @@ async fn oauth2(
         .filter(|t| !t.is_empty())
     else {
         return Err(fail(
-            FailureCode::JsonPathMismatch,
-            "the token response has no access_token".into(),
+            token_response(JsonProblem::NotAString, "$.access_token"),
             Some(&resp),
         ));
     };
@@ -304,8 +321,7 @@ async fn oauth2(
             Some(s) => Some(Declared::ExpiresIn(s)),
             None => {
                 return Err(fail(
-                    FailureCode::JsonPathMismatch,
-                    "expires_in is not a number of seconds".into(),
+                    token_response(JsonProblem::NotSeconds, "$.expires_in"),
                     Some(&resp),
                 ));
             }
@@ -315,7 +331,17 @@ async fn oauth2(
     let expiry = declared
         .map(|d| clock::expiry(d, &resp.receipt, spec.base, correction))
         .transpose()
-        .map_err(|e| fail(FailureCode::JsonPathMismatch, e.to_string(), Some(&resp)))?;
+        .map_err(|e| {
+            fail(
+                token_response(
+                    JsonProblem::Invalid {
+                        reason: e.to_string(),
+                    },
+                    "$.expires_in",
+                ),
+                Some(&resp),
+            )
+        })?;
     let source = declared.map_or("none", |d| d.source());
     Ok(issued(
         &resp,
@@ -367,8 +393,12 @@ fn scripted(
     let doc: Option<Value> = if needs_json {
         Some(serde_json::from_slice(&resp.body).map_err(|e| {
             fail(
-                FailureCode::JsonPathMismatch,
-                format!("the login response is not JSON: {e}"),
+                login_response(
+                    JsonProblem::NotJson {
+                        error: Some(e.to_string()),
+                    },
+                    "$".into(),
+                ),
                 Some(resp),
             )
         })?)
@@ -388,8 +418,7 @@ fn scripted(
             Some(Value::String(t)) if !t.is_empty() => (t, true, None),
             _ => {
                 return Err(fail(
-                    FailureCode::JsonPathMismatch,
-                    format!("no token string at {p}"),
+                    login_response(JsonProblem::NotAString, p.to_string()),
                     Some(resp),
                 ));
             }
@@ -405,8 +434,11 @@ fn scripted(
             }
             _ => {
                 return Err(fail(
-                    FailureCode::HeaderMismatch,
-                    format!("no token in header {h}"),
+                    Failure::HeaderMismatch {
+                        header: h.to_string(),
+                        expected: HeaderExpectation::Present,
+                        got: Vec::new(),
+                    },
                     Some(resp),
                 ));
             }
@@ -415,8 +447,13 @@ fn scripted(
             Some(c) => (c.value.expose().to_owned(), false, Some(name.as_str())),
             None => {
                 return Err(fail(
-                    FailureCode::HeaderMismatch,
-                    format!("the login response set no cookie {name:?}"),
+                    Failure::HeaderMismatch {
+                        header: "set-cookie".into(),
+                        expected: HeaderExpectation::Cookie {
+                            name: Some(name.clone()),
+                        },
+                        got: Vec::new(),
+                    },
                     Some(resp),
                 ));
             }
@@ -426,25 +463,40 @@ fn scripted(
     let iat_offset = jwt
         .and_then(|(iat, _)| iat)
         .map(|iat| clock::offset_from_iat(iat, &resp.receipt));
-    let bad = |what: &str| fail(FailureCode::JsonPathMismatch, what.to_owned(), Some(resp));
+    let bad = |problem, p: &serde_json_path::JsonPath| {
+        fail(login_response(problem, p.to_string()), Some(resp))
+    };
+    let nothing = || JsonProblem::Nothing { expected: None };
     let declared = if let Some(p) = &s.expires_in {
-        let v = first(p).ok_or_else(|| bad(&format!("nothing at {p}")))?;
-        Some(Declared::ExpiresIn(clock::seconds_value(&v).ok_or_else(
-            || bad(&format!("{p} is not a number of seconds")),
-        )?))
+        let v = first(p).ok_or_else(|| bad(nothing(), p))?;
+        Some(Declared::ExpiresIn(
+            clock::seconds_value(&v).ok_or_else(|| bad(JsonProblem::NotSeconds, p))?,
+        ))
     } else if let Some(p) = &s.expires_at {
-        let v = first(p).ok_or_else(|| bad(&format!("nothing at {p}")))?;
-        Some(Declared::ExpiresAt(clock::timestamp(&v).ok_or_else(|| {
-            bad(&format!("{p} is not a timestamp with a zone (RFC 3339 like \"2025-01-30T14:21:00Z\", or epoch seconds/milliseconds)"))
-        })?))
+        let v = first(p).ok_or_else(|| bad(nothing(), p))?;
+        Some(Declared::ExpiresAt(
+            clock::timestamp(&v).ok_or_else(|| bad(JsonProblem::NotTimestamp, p))?,
+        ))
     } else {
         jwt.and_then(|(iat, exp)| exp.map(|exp| Declared::Jwt { iat, exp }))
     };
     let (expiry, source) = match declared {
         Some(d) => (
             Some(
-                clock::expiry(d, &resp.receipt, spec.base, correction)
-                    .map_err(|e| bad(&e.to_string()))?,
+                clock::expiry(d, &resp.receipt, spec.base, correction).map_err(|e| {
+                    fail(
+                        login_response(
+                            JsonProblem::Invalid {
+                                reason: e.to_string(),
+                            },
+                            s.expires_in
+                                .as_ref()
+                                .or(s.expires_at.as_ref())
+                                .map_or_else(|| "$".to_owned(), ToString::to_string),
+                        ),
+                        Some(resp),
+                    )
+                })?,
             ),
             d.source(),
         ),

@@ -15,7 +15,7 @@ use super::{check_names, headers, jsonpath, method, render, secret, statuses, ur
 use crate::{
     check::{
         assertion::{self, StatusMatch},
-        http::request::{form_encode, opt_secret_ref, secret_ref},
+        http::request::{form_body, opt_secret_ref, secret_ref},
     },
     config::{Problems, RawSecret, Secret},
 };
@@ -384,14 +384,13 @@ impl LoginRequest {
                 match t {
                     BodyTemplate::Text(s) => Bytes::from(render(s, &vars)),
                     BodyTemplate::Json(j) => Bytes::from(render_json(j, &vars).to_string()),
-                    BodyTemplate::Form(f) => Bytes::from(
-                        f.iter()
-                            .map(|(k, v)| {
-                                format!("{}={}", form_encode(k), form_encode(&render(v, &vars)))
-                            })
-                            .collect::<Vec<_>>()
-                            .join("&"),
-                    ),
+                    BodyTemplate::Form(f) => {
+                        let rendered: Vec<(&str, String)> = f
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), render(v, &vars)))
+                            .collect();
+                        Bytes::from(form_body(rendered.iter().map(|(k, v)| (*k, v.as_str()))))
+                    }
                 }
             }
         };

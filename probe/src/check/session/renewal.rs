@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{
@@ -13,11 +12,15 @@ use super::{
     call::{self, CallResult, Credential},
     clock::{self, Expiry, Receipt},
     login::{self, Grant, Issued, LoginError},
+    observed::Event,
     state::{self, CheckState, Session, ms},
 };
 use crate::{
-    check::{Failure, FailureCode, KindResult, Phases, RunContext},
-    config::{Dur, Secret},
+    check::{
+        Failure, KindResult, Phases, RunContext,
+        failure::{Rejection, RenewalFailure},
+    },
+    config::Secret,
 };
 
 pub(super) fn rfc3339(t: OffsetDateTime) -> String {
@@ -29,15 +32,11 @@ pub(super) fn secs(d: time::Duration) -> f64 {
     (d.as_seconds_f64() * 1000.0).round() / 1000.0
 }
 
-fn dur(d: time::Duration) -> String {
-    Dur(Duration::from_millis(d.unsigned_abs().as_millis() as u64)).to_string()
-}
-
 /// What one run saw, accumulated as it goes.
 pub(super) struct Run<'a> {
     pub(super) spec: &'a SessionSpec,
     pub(super) findings: Vec<Failure>,
-    pub(super) events: Vec<Value>,
+    pub(super) events: Vec<Event>,
     /// (source, server − probe) estimates.
     pub(super) offsets: Vec<(&'static str, time::Duration)>,
     /// Every credential value seen, scrubbed from the output.
@@ -71,9 +70,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn finding(&mut self, code: FailureCode, message: String) {
-        if !self.findings.iter().any(|f| f.code == code) {
-            self.findings.push(Failure::new(code, message));
+    fn finding(&mut self, failure: Failure) {
+        if !self.findings.iter().any(|f| f.code() == failure.code()) {
+            self.findings.push(failure);
         }
     }
 
@@ -108,21 +107,31 @@ impl<'a> Run<'a> {
                 self.secrets.extend(i.refresh_token.clone());
                 self.secrets
                     .extend(i.cookies.iter().map(|c| c.value.clone()));
-                json!({
-                    "kind": kind, "at": at, "ok": true, "status": i.status,
-                    "declared_lifetime_s": i.expiry.map(|e| secs(e.lifetime)),
-                    "expiry_source": i.expiry_source,
-                    "phases_us": i.phases,
-                })
+                Event {
+                    kind: kind.to_owned(),
+                    at,
+                    ok: true,
+                    status: Some(i.status),
+                    declared_lifetime_s: Some(i.expiry.map(|e| secs(e.lifetime))),
+                    expiry_source: Some(i.expiry_source.to_owned()),
+                    failure_code: None,
+                    message: None,
+                    phases_us: i.phases,
+                }
             }
             Err(e) => {
                 self.add_phases(&e.phases);
-                json!({
-                    "kind": kind, "at": at, "ok": false, "status": e.status,
-                    "failure_code": e.failure.code.as_str(),
-                    "message": e.failure.message,
-                    "phases_us": e.phases,
-                })
+                Event {
+                    kind: kind.to_owned(),
+                    at,
+                    ok: false,
+                    status: e.status,
+                    declared_lifetime_s: None,
+                    expiry_source: None,
+                    failure_code: Some(e.failure.code()),
+                    message: Some(e.failure.to_string()),
+                    phases_us: e.phases,
+                }
             }
         };
         self.events.push(e);
@@ -140,39 +149,26 @@ impl<'a> Run<'a> {
             let prev = time::Duration::milliseconds(prev_ms);
             if clock::lifetime_changed(prev, lt) {
                 self.previous_lifetime_ms = Some(prev_ms);
-                self.finding(
-                    FailureCode::SessionLifetimeChanged,
-                    format!(
-                        "the declared session lifetime changed from {} to {} ({})",
-                        dur(prev),
-                        dur(lt),
-                        i.expiry_source
-                    ),
-                );
+                self.finding(Failure::SessionLifetimeChanged {
+                    declared: lt.unsigned_abs(),
+                    previous: Some(prev.unsigned_abs()),
+                    expiry_source: i.expiry_source.to_owned(),
+                    min: self.spec.lifetime_min,
+                    max: self.spec.lifetime_max,
+                });
             }
         }
         let lt_std = lt.unsigned_abs();
         let below = self.spec.lifetime_min.filter(|m| lt_std < *m);
         let above = self.spec.lifetime_max.filter(|m| lt_std > *m);
         if below.is_some() || above.is_some() {
-            let bounds = format!(
-                "{}..{}",
-                self.spec
-                    .lifetime_min
-                    .map(|d| Dur(d).to_string())
-                    .unwrap_or_default(),
-                self.spec
-                    .lifetime_max
-                    .map(|d| Dur(d).to_string())
-                    .unwrap_or_default()
-            );
-            self.finding(
-                FailureCode::SessionLifetimeChanged,
-                format!(
-                    "the declared session lifetime {} is outside lifetime_bounds {bounds}",
-                    dur(lt)
-                ),
-            );
+            self.finding(Failure::SessionLifetimeChanged {
+                declared: lt_std,
+                previous: None,
+                expiry_source: i.expiry_source.to_owned(),
+                min: self.spec.lifetime_min,
+                max: self.spec.lifetime_max,
+            });
         }
         history
             .first_declared_lifetime_ms
@@ -237,7 +233,7 @@ async fn renew(
     deadline: tokio::time::Instant,
     run: &mut Run<'_>,
     history: &mut state::History,
-) -> Result<Issued, String> {
+) -> Result<Issued, (Option<Failure>, Failure)> {
     if let Some(rt) = &s.refresh_token {
         let res = login::obtain(spec, Grant::Refresh(rt), ctx, deadline).await;
         run.event("refresh", &res);
@@ -249,19 +245,12 @@ async fn renew(
                 return match res {
                     Ok(i) => {
                         history.logins += 1;
-                        run.finding(
-                            FailureCode::SessionRenewalFailed,
-                            format!(
-                                "refreshing failed ({}: {}); a new login succeeded",
-                                e.failure.code, e.failure.message
-                            ),
-                        );
+                        run.finding(Failure::SessionRenewalFailed {
+                            renewal: RenewalFailure::RefreshFailed { refresh: e.failure },
+                        });
                         Ok(i)
                     }
-                    Err(l) => Err(format!(
-                        "refresh failed ({}: {}) and so did a new login ({}: {})",
-                        e.failure.code, e.failure.message, l.failure.code, l.failure.message
-                    )),
+                    Err(l) => Err((Some(*e.failure), *l.failure)),
                 };
             }
         }
@@ -273,11 +262,10 @@ async fn renew(
             history.logins += 1;
             Ok(i)
         }
-        Err(e) => Err(format!("{}: {}", e.failure.code, e.failure.message)),
+        Err(e) => Err((None, *e.failure)),
     }
 }
 
-/// One run of the check for `check_id`.
 pub async fn run(
     spec: &SessionSpec,
     check_id: &str,
@@ -310,10 +298,7 @@ pub async fn run(
                     fresh = true;
                 }
                 Err(e) => {
-                    run.finding(
-                        FailureCode::SessionLoginFailed,
-                        format!("login failed: {} ({})", e.failure.message, e.failure.code),
-                    );
+                    run.finding(Failure::SessionLoginFailed { failure: e.failure });
                     skip_calls = true;
                 }
             }
@@ -333,33 +318,21 @@ pub async fn run(
                         cred = Credential::Renewed;
                         fresh = true;
                     }
-                    Err(msg) => {
+                    Err((refresh, login)) => {
                         s.renewal_failures += 1;
                         cred = Credential::Previous;
                         let now = OffsetDateTime::now_utc();
-                        let tail = match s.expires_at {
-                            Some(e) if now < e => {
-                                format!(
-                                    "the previous credential stays in use until it expires at {}",
-                                    rfc3339(e)
-                                )
-                            }
-                            Some(e) => {
-                                skip_calls = true;
-                                format!(
-                                    "the previous credential expired at {}: protected calls skipped",
-                                    rfc3339(e)
-                                )
-                            }
-                            None => String::new(),
-                        };
-                        run.finding(
-                            FailureCode::SessionRenewalFailed,
-                            format!(
-                                "renewal failed (attempt {}): {msg}; {tail}",
-                                s.renewal_failures
-                            ),
-                        );
+                        let previous_expired = s.expires_at.is_some_and(|e| now >= e);
+                        skip_calls |= previous_expired;
+                        run.finding(Failure::SessionRenewalFailed {
+                            renewal: RenewalFailure::Failed {
+                                attempt: u32::try_from(s.renewal_failures).unwrap_or(u32::MAX),
+                                refresh: refresh.map(Box::new),
+                                login: Box::new(login),
+                                previous_expires_at: s.expires_at.map(rfc3339),
+                                previous_expired,
+                            },
+                        });
                     }
                 }
             }
@@ -408,24 +381,17 @@ pub async fn run(
             Duration::ZERO
         };
         if clock::skewed(off, spec.clock_skew_tolerance + slack) {
-            let side = if off.is_negative() {
-                "behind"
-            } else {
-                "ahead of"
-            };
-            run.finding(
-                FailureCode::ClockSkew,
-                format!(
-                    "the server's clock is {} {side} the probe's ({}; tolerance {})",
-                    dur(off),
-                    if source == "date" {
-                        "Date header"
-                    } else {
-                        "JWT iat"
-                    },
-                    Dur(spec.clock_skew_tolerance)
-                ),
-            );
+            run.finding(Failure::ClockSkew {
+                offset: off.unsigned_abs(),
+                ahead: off.is_positive(),
+                via: if source == "date" {
+                    "Date header"
+                } else {
+                    "JWT iat"
+                }
+                .into(),
+                tolerance: spec.clock_skew_tolerance,
+            });
         }
     }
 
@@ -468,48 +434,37 @@ async fn reject(
         .expires_at
         .map(|e| e - r.at)
         .filter(|left| left.unsigned_abs() > tolerance && left.is_positive());
-    let declared = s
+    let declared_lifetime = s
         .declared_lifetime_ms
-        .map(|l| format!("declared lifetime {}", dur(time::Duration::milliseconds(l))))
-        .unwrap_or_else(|| "no declared expiry".into());
+        .map(|l| time::Duration::milliseconds(l).unsigned_abs());
     if spec.renewal == Renewal::Never {
-        let when = match early_by {
-            Some(left) => format!(", {} before its declared expiry", dur(left)),
-            None => String::new(),
-        };
-        run.finding(
-            FailureCode::SessionExpired,
-            format!(
-                "the session was rejected ({status}) {} after login ({declared}){when}: a client that logs in once fails here",
-                dur(age)
-            ),
-        );
+        run.finding(Failure::SessionExpired {
+            status,
+            age: age.unsigned_abs(),
+            declared_lifetime,
+            before_expiry: early_by.map(|l| l.unsigned_abs()),
+        });
         // The next run starts a new session and measures its lifetime.
         st.session = None;
         return;
     }
     if let Some(left) = early_by {
-        run.finding(
-            FailureCode::SessionRejectedEarly,
-            format!(
-                "the session was rejected ({status}) {} after issuance, {} before its declared expiry ({declared}, tolerance {})",
-                dur(age),
-                dur(left),
-                Dur(tolerance)
-            ),
-        );
+        run.finding(Failure::SessionRejectedEarly {
+            status,
+            rejection: Rejection::BeforeExpiry {
+                age: age.unsigned_abs(),
+                left: left.unsigned_abs(),
+                declared_lifetime,
+                tolerance,
+            },
+        });
     } else if fresh {
-        run.finding(
-            FailureCode::SessionRejectedEarly,
-            format!(
-                "a credential {} in this run was rejected ({status})",
-                if cred == Credential::Renewed {
-                    "renewed"
-                } else {
-                    "issued"
-                }
-            ),
-        );
+        run.finding(Failure::SessionRejectedEarly {
+            status,
+            rejection: Rejection::Fresh {
+                renewed: cred == Credential::Renewed,
+            },
+        });
     }
     // Log in again and retry the rejected call and the rest once.
     let res = login::obtain(spec, Grant::Login, ctx, deadline).await;
@@ -517,13 +472,12 @@ async fn reject(
     let i_new = match res {
         Ok(iss) => iss,
         Err(e) => {
-            run.finding(
-                FailureCode::SessionRenewalFailed,
-                format!(
-                    "logging in again after a {status} failed: {} ({})",
-                    e.failure.message, e.failure.code
-                ),
-            );
+            run.finding(Failure::SessionRenewalFailed {
+                renewal: RenewalFailure::Relogin {
+                    status,
+                    login: e.failure,
+                },
+            });
             return;
         }
     };
@@ -546,13 +500,10 @@ async fn reject(
         let rej = r.rejected;
         requests.push(r);
         if rej {
-            run.finding(
-                FailureCode::SessionRejectedEarly,
-                format!(
-                    "a credential from a new login was rejected ({})",
-                    requests.last().and_then(|r| r.status).unwrap_or(401)
-                ),
-            );
+            run.finding(Failure::SessionRejectedEarly {
+                status: requests.last().and_then(|r| r.status).unwrap_or(401),
+                rejection: Rejection::AfterRelogin,
+            });
             break;
         }
     }

@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, sync::Arc};
 
-use super::{Combination, Report};
+use super::Combination;
 use crate::check::trust::TrustStore;
 
 fn day(rfc3339: &str) -> &str {
@@ -56,12 +56,13 @@ pub fn forecast(matrix: &[Combination], stores: &[(String, Arc<TrustStore>)]) ->
 /// Renders a tls check's details (the JSON `details` of its outcome) for a
 /// human: the store × profile table (PASS/FAIL with code and the date each
 /// combination starts failing), the handshakes, hygiene findings, forecast.
-pub fn render_matrix(details: &serde_json::Value) -> String {
-    let report: Report = match serde_json::from_value(details.clone()) {
-        Ok(r) => r,
-        Err(_) => {
+pub fn render_matrix(observed: &crate::check::Observed) -> String {
+    let report = match observed {
+        crate::check::Observed::Tls(r) if !r.evaluated_at.is_empty() => r,
+        other => {
             return format!(
-                "no tls matrix in these details (the check did not get to a handshake): {details}\n"
+                "no tls matrix in these details (the check did not get to a handshake): {}\n",
+                other.to_wire()
             );
         }
     };
@@ -184,14 +185,15 @@ pub fn render_matrix(details: &serde_json::Value) -> String {
         }
     }
     out.push_str("\nChain hygiene:\n");
-    if report.hygiene.is_empty() {
+    let hygiene = report.hygiene.as_deref().unwrap_or_default();
+    if hygiene.is_empty() {
         out.push_str("  no findings\n");
     }
-    for f in &report.hygiene {
+    for f in hygiene {
         let _ = writeln!(out, "  [{}] #{}: {}", f.kind, f.position, f.message);
     }
     out.push_str("\nCertificates:\n");
-    for c in &report.certificates {
+    for c in report.certificates() {
         let pos = c
             .position
             .map(|p| format!("#{p}"))
@@ -207,7 +209,7 @@ pub fn render_matrix(details: &serde_json::Value) -> String {
         );
     }
     out.push_str("\nForecast:\n");
-    for l in &report.forecast.lines {
+    for l in report.forecast.iter().flat_map(|f| &f.lines) {
         let _ = writeln!(out, "  {l}");
     }
     out

@@ -19,7 +19,7 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::HandshakeKind;
-use crate::check::{Failure, FailureCode};
+use crate::check::{Failure, failure::Phase};
 
 /// What a [`RecordingVerifier`] saw.
 #[derive(Debug, Clone, Default)]
@@ -172,7 +172,9 @@ fn client_config(kind: HandshakeKind) -> Result<(ClientConfig, Arc<RecordingVeri
     };
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .map_err(|e| Failure::new(FailureCode::InternalError, format!("tls setup: {e}")))?
+        .map_err(|e| Failure::InternalError {
+            reason: format!("tls setup: {e}"),
+        })?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
@@ -214,10 +216,11 @@ pub async fn handshake(
 ) -> Handshake {
     let mut out = Handshake {
         kind,
-        result: Err(Failure::new(
-            FailureCode::Timeout,
-            format!("no TLS handshake with {addr} before the deadline"),
-        )),
+        result: Err(Failure::Timeout {
+            phase: Phase::Tls,
+            after: deadline.saturating_duration_since(tokio::time::Instant::now()),
+            target: Some(addr.to_string()),
+        }),
         chain: Vec::new(),
         connect: None,
         tls: None,
@@ -231,14 +234,23 @@ pub async fn handshake(
     };
     let started = Instant::now();
     let tcp = match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
-        Err(_) => return out,
+        Err(_) => {
+            if let Err(Failure::Timeout { phase, .. }) = &mut out.result {
+                *phase = Phase::Connect;
+            }
+            return out;
+        }
         Ok(Err(e)) => {
-            let code = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                FailureCode::ConnectionRefused
+            out.result = Err(if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                Failure::ConnectionRefused {
+                    address: addr.to_string(),
+                }
             } else {
-                FailureCode::ConnectFailure
-            };
-            out.result = Err(Failure::new(code, format!("cannot connect to {addr}: {e}")));
+                Failure::ConnectFailure {
+                    address: addr.to_string(),
+                    error: e.to_string(),
+                }
+            });
             return out;
         }
         Ok(Ok(s)) => s,
@@ -288,18 +300,27 @@ fn classify(kind: HandshakeKind, err: &std::io::Error) -> Failure {
     };
     let base = crate::tls::classify(err);
     if version {
-        Failure::new(
-            FailureCode::TlsProtocolUnsupported,
-            format!(
-                "server refuses the {} client's protocol versions: {}",
-                kind.name(),
-                base.message
-            ),
-        )
+        Failure::TlsProtocolUnsupported {
+            client: kind.name().to_owned(),
+            negotiated: None,
+            min_tls_version: None,
+            reason: Some(match base {
+                Failure::TlsHandshakeFailure { reason, .. } => reason,
+                other => other.to_string(),
+            }),
+        }
     } else {
-        Failure::new(
-            FailureCode::TlsHandshakeFailure,
-            format!("{} handshake failed: {}", kind.name(), base.message),
-        )
+        match base {
+            Failure::TlsHandshakeFailure { reason, .. } => Failure::TlsHandshakeFailure {
+                client: Some(kind.name().to_owned()),
+                reason,
+            },
+            // The recording verifier accepts every chain: a certificate
+            // error here is the handshake's own.
+            other => Failure::TlsHandshakeFailure {
+                client: Some(kind.name().to_owned()),
+                reason: other.to_string(),
+            },
+        }
     }
 }

@@ -19,7 +19,8 @@ use time::{Duration, OffsetDateTime};
 use crate::check::trust::{Chain, TrustStore};
 
 /// One hygiene finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Finding {
     /// Stable snake_case kind (see the module table).
     pub kind: String,

@@ -38,7 +38,8 @@ use time::OffsetDateTime;
 
 use super::Verdict;
 use crate::check::{
-    FailureCode,
+    Failure,
+    failure::ServedEnd,
     trust::{Chain, Member, Path, TrustStore},
 };
 
@@ -93,53 +94,41 @@ pub fn verdict(
     now: OffsetDateTime,
 ) -> Verdict {
     if chain.certs.is_empty() {
-        return Verdict::fail(
-            FailureCode::TlsCertInvalid,
-            "the server presented no parsable certificate",
-        );
+        return Verdict::fail(Failure::TlsCertInvalid {
+            reason: "the server presented no parsable certificate".into(),
+        });
     }
     let (certs, end) = walk(chain, store);
     let anchor = match end {
         End::Trusted(a) => a,
         End::SelfSigned(0) => {
-            return Verdict::fail(
-                FailureCode::TlsSelfSigned,
-                format!(
-                    "the leaf {} is self-signed and not in {}",
-                    chain.certs[0].short_name(),
-                    store.name
-                ),
-            );
+            return Verdict::fail(Failure::TlsSelfSigned {
+                leaf: chain.certs[0].short_name(),
+                store: store.name.clone(),
+            });
         }
         End::SelfSigned(i) => {
-            return Verdict::fail(
-                FailureCode::TlsUntrustedRoot,
-                format!(
-                    "the served chain ends at the self-signed {} which {} does not trust",
-                    chain.certs[i].short_name(),
-                    store.name
-                ),
-            );
+            return Verdict::fail(Failure::TlsUntrustedRoot {
+                store: Some(store.name.clone()),
+                served_end: Some(ServedEnd::SelfSigned {
+                    cert: chain.certs[i].short_name(),
+                }),
+            });
         }
         End::IssuerNotFound(0) => {
-            return Verdict::fail(
-                FailureCode::TlsChainIncomplete,
-                format!(
-                    "the issuer of the leaf ({}) is neither presented nor in {}: only clients that fetch intermediates (AIA) accept this",
-                    chain.certs[0].info.issuer, store.name
-                ),
-            );
+            return Verdict::fail(Failure::TlsChainIncomplete {
+                leaf_issuer: chain.certs[0].info.issuer.clone(),
+                store: store.name.clone(),
+            });
         }
         End::IssuerNotFound(i) => {
-            return Verdict::fail(
-                FailureCode::TlsUntrustedRoot,
-                format!(
-                    "the served chain leads through {} to {}, which {} does not trust (no alternate chains in legacy clients)",
-                    chain.certs[i].display_name(),
-                    chain.certs[i].info.issuer,
-                    store.name
-                ),
-            );
+            return Verdict::fail(Failure::TlsUntrustedRoot {
+                store: Some(store.name.clone()),
+                served_end: Some(ServedEnd::MissingIssuer {
+                    cert: chain.certs[i].display_name(),
+                    issuer: chain.certs[i].info.issuer.clone(),
+                }),
+            });
         }
     };
     let path = Path { certs, anchor };
@@ -151,27 +140,32 @@ pub fn verdict(
         (!c.valid_at(now)).then_some(*c)
     });
     if let Some(c) = bad {
-        let (code, what) = if c.not_after < now {
-            (FailureCode::TlsCertExpired, "expired")
+        v.failure = Some(if c.not_after < now {
+            Failure::TlsCertExpired {
+                cert: Some(c.display_name()),
+                not_after: Some(c.info.not_after.clone()),
+                store: Some(store.name.clone()),
+                served_path_only: true,
+            }
         } else {
-            (FailureCode::TlsCertNotYetValid, "not yet valid")
-        };
-        v.ok = false;
-        v.code = Some(code);
-        v.message = format!(
-            "{} on the served path is {what} (valid {} to {}); legacy clients do not try alternate chains",
-            c.display_name(),
-            c.info.not_before,
-            c.info.not_after
-        );
+            Failure::TlsCertNotYetValid {
+                cert: Some(c.display_name()),
+                not_before: Some(c.info.not_before.clone()),
+                served_path_only: true,
+            }
+        });
         return v;
     }
     let name_ok = ParsedCertificate::try_from(&chain.certs[0].der)
         .and_then(|p| rustls::client::verify_server_name(&p, server_name));
     if let Err(e) = name_ok {
-        v.ok = false;
-        v.code = Some(FailureCode::TlsNameMismatch);
-        v.message = format!("the certificate does not cover {server_name:?}: {e}");
+        v.failure = Some(match crate::tls::classify(&std::io::Error::other(e)) {
+            f @ Failure::TlsNameMismatch { .. } => f,
+            _ => Failure::TlsNameMismatch {
+                name: Some(server_name.to_str().into_owned()),
+                presented: Vec::new(),
+            },
+        });
         v.fails_from = None;
     }
     v
