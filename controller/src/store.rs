@@ -8,10 +8,17 @@
 //!   `busy_timeout` 5 s, foreign keys on. Writers open
 //!   `BEGIN IMMEDIATE` so a read-then-write transaction never fails on a lock
 //!   upgrade.
-//! - **Schema** (`migrations/0001_init.sql`, `0002_offline_and_outbox.sql`,
-//!   `0003_events_and_certificates.sql`,
-//!   applied by [`Store::migrate`] in one transaction each, tracked in
-//!   `schema_migrations`): `results` (one row per result, keyed by the
+//! - **Migrations.** `controller/migrations/sqlite/NNNN_name.sql`, embedded
+//!   by `sqlx::migrate!` ([`MIGRATOR`]) and applied by [`migrate`] on a
+//!   connection of its own before the pool opens, one transaction each,
+//!   recorded with their checksums in sqlx's `_sqlx_migrations`. An applied
+//!   file is never edited (a test pins the checksums); a change is a new
+//!   file. Databases from releases up to 55d6181 recorded versions 1–3 in
+//!   their own `schema_migrations`: [`migrate`] first moves those records
+//!   to `_sqlx_migrations` and drops the old table, in one transaction, so a
+//!   crash mid-bridge changes nothing and the next start bridges again.
+//! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
+//!   `0003_events_and_certificates.sql`): `results` (one row per result, keyed by the
 //!   probe-generated `result_id`), `region_state` (latest state per check ×
 //!   region: the alert rule's only input), `probes` (hello data, last seen,
 //!   and the latest heartbeat: queued and dropped results, by reason),
@@ -58,7 +65,8 @@ pub use certificates::{CertificateRow, SightingRow};
 pub use events::EventRow;
 
 use sqlx::{
-    Row, SqlitePool,
+    ConnectOptions, Connection, Row, SqliteConnection, SqlitePool,
+    migrate::{Migrate, Migration, Migrator},
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
     },
@@ -71,36 +79,33 @@ pub enum StoreError {
     /// The database answered with an error or could not be reached.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
-    /// A migration failed; nothing of it was applied.
-    #[error("migration {version} ({name}) failed: {source}")]
-    Migration {
-        /// Migration number.
+    /// A migration failed (nothing of it was applied), or the database
+    /// records migrations this build does not have (a newer controller
+    /// wrote it) or whose text differs from this build's.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The pre-sqlx `schema_migrations` table names a migration this build
+    /// does not embed under that version and name.
+    #[error(
+        "schema_migrations records version {version} ({name}), which this build does not have: \
+         was the database written by a newer controller?"
+    )]
+    LegacyVersion {
+        /// Version recorded.
         version: i64,
-        /// File name.
-        name: &'static str,
-        /// Cause.
-        source: sqlx::Error,
+        /// File name recorded.
+        name: String,
     },
 }
 
-/// Embedded migrations, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "0001_init.sql",
-        include_str!("../migrations/0001_init.sql"),
-    ),
-    (
-        2,
-        "0002_offline_and_outbox.sql",
-        include_str!("../migrations/0002_offline_and_outbox.sql"),
-    ),
-    (
-        3,
-        "0003_events_and_certificates.sql",
-        include_str!("../migrations/0003_events_and_certificates.sql"),
-    ),
-];
+/// The embedded migrations (`controller/migrations/sqlite/`), applied by
+/// [`migrate`] and tracked by sqlx in [`MIGRATIONS_TABLE`]. Never edit an
+/// applied one: its checksum is recorded in every database it ran on.
+pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+/// Where sqlx records applied migrations (its default).
+pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+/// Where releases up to 55d6181 recorded them, `(version, name, applied_at_ms)`.
+pub const LEGACY_MIGRATIONS_TABLE: &str = "schema_migrations";
 
 /// A handle to the database (cheap to clone).
 #[derive(Debug, Clone)]
@@ -403,14 +408,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        // Migrate on a pool of its own, closed before the real one opens: a
-        // pooled connection that read the schema before a migration rebuilt a
-        // table would describe `SELECT *` with the old columns.
-        let once = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let migrated = Store { pool: once }.migrate_and_close().await;
+        // Migrate on a connection of its own, closed before the pool opens:
+        // a pooled connection that read the schema before a migration
+        // rebuilt a table would describe `SELECT *` with the old columns.
+        let mut conn = options.connect().await?;
+        let migrated = migrate(&mut conn).await;
+        conn.close().await?;
         migrated?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -418,50 +421,6 @@ impl Store {
             .connect_with(options)
             .await?;
         Ok(Store { pool })
-    }
-
-    async fn migrate_and_close(self) -> Result<(), StoreError> {
-        let r = self.migrate().await;
-        self.pool.close().await;
-        r
-    }
-
-    /// Applies embedded migrations not yet recorded in `schema_migrations`.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        for (version, name, sql) in MIGRATIONS {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_some() {
-                continue;
-            }
-            let fail = |source| StoreError::Migration {
-                version: *version,
-                name,
-                source,
-            };
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(fail)?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)",
-            )
-            .bind(version)
-            .bind(*name)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-            tx.commit().await.map_err(fail)?;
-            tracing::info!(version, name, "applied migration");
-        }
-        Ok(())
     }
 
     /// `SELECT 1` (readiness).
@@ -1079,6 +1038,72 @@ async fn insert_event_notification(
     Ok(())
 }
 
+/// Applies the embedded migrations not yet applied, after bridging a
+/// database from before sqlx's migrator ([`bridge_legacy`]).
+pub async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    bridge_legacy(conn).await?;
+    MIGRATOR.run(&mut *conn).await?;
+    Ok(())
+}
+
+/// The file name releases up to 55d6181 recorded for a migration
+/// (`0001_init.sql` for version 1, description `init`).
+fn legacy_name(m: &Migration) -> String {
+    format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_"))
+}
+
+/// One-time bridge from the store's own `schema_migrations` table: every
+/// version recorded there is recorded in `_sqlx_migrations` as sqlx records
+/// an applied migration (with this build's checksum of the same file, so
+/// `Migrator::run` accepts it and applies only what is missing), then the
+/// old table is dropped. One `BEGIN IMMEDIATE` transaction (SQLite DDL is
+/// transactional): a crash anywhere before the commit leaves the database
+/// as it was, and the next start bridges again; after the commit there is
+/// no old table and this does nothing.
+async fn bridge_legacy(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let legacy: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1")
+            .bind(LEGACY_MIGRATIONS_TABLE)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if legacy.is_none() {
+        return Ok(());
+    }
+    let recorded: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, name FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+    let applied: Vec<i64> = tx
+        .list_applied_migrations(MIGRATIONS_TABLE)
+        .await?
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    for (version, name) in &recorded {
+        let Some(m) = MIGRATOR
+            .iter()
+            .find(|m| m.version == *version && legacy_name(m) == *name)
+        else {
+            return Err(StoreError::LegacyVersion {
+                version: *version,
+                name: name.clone(),
+            });
+        };
+        if !applied.contains(version) {
+            tx.skip(MIGRATIONS_TABLE, m).await?;
+        }
+    }
+    sqlx::query("DROP TABLE schema_migrations")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let versions: Vec<i64> = recorded.iter().map(|(v, _)| *v).collect();
+    tracing::info!(versions = ?versions, "recorded the schema_migrations versions in _sqlx_migrations and dropped schema_migrations");
+    Ok(())
+}
+
 fn count(row: &SqliteRow, col: &str) -> Result<u32, sqlx::Error> {
     let v: i64 = row.try_get(col)?;
     Ok(u32::try_from(v.max(0)).unwrap_or(u32::MAX))
@@ -1260,13 +1285,12 @@ mod tests {
         assert_eq!(s.resolve_alert(id, "{}", 4).await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn a_v2_database_keeps_its_outbox_through_the_v3_rebuild() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v2.db");
+    /// A database as releases up to 55d6181 left it: `schema_migrations`
+    /// listing the first `upto` migrations, each applied.
+    async fn legacy_db(path: &Path, upto: usize) -> SqlitePool {
         let options = SqliteConnectOptions::from_str("sqlite://")
             .unwrap()
-            .filename(&path)
+            .filename(path)
             .create_if_missing(true);
         let pool = SqlitePool::connect_with(options).await.unwrap();
         sqlx::raw_sql(
@@ -1275,15 +1299,42 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        for (version, name, sql) in &MIGRATIONS[..2] {
-            sqlx::raw_sql(*sql).execute(&pool).await.unwrap();
-            sqlx::query("INSERT INTO schema_migrations VALUES (?, ?, 0)")
-                .bind(version)
-                .bind(*name)
+        for m in MIGRATOR.iter().take(upto) {
+            sqlx::raw_sql(m.sql.clone()).execute(&pool).await.unwrap();
+            sqlx::query("INSERT INTO schema_migrations VALUES ($1, $2, 0)")
+                .bind(m.version)
+                .bind(legacy_name(m))
                 .execute(&pool)
                 .await
                 .unwrap();
         }
+        pool
+    }
+
+    async fn table_exists(s: &Store, name: &str) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sqlite_master WHERE name = $1")
+            .bind(name)
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+            == 1
+    }
+
+    /// `_sqlx_migrations` as (version, checksum, installed_on).
+    async fn applied(s: &Store) -> Vec<(i64, Vec<u8>, String)> {
+        sqlx::query_as(
+            "SELECT version, checksum, CAST(installed_on AS TEXT) FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_v2_database_keeps_its_outbox_through_the_v3_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let pool = legacy_db(&path, 2).await;
         sqlx::raw_sql(
             "INSERT INTO alerts (check_id, kind, dedup_key, state, severity, summary, opened_at_ms) \
              VALUES ('api', 'check_failing', 'outpost/api/check_failing', 'open', 'critical', 'x', 1); \
@@ -1295,6 +1346,9 @@ mod tests {
         .unwrap();
         pool.close().await;
         let s = Store::open(&path).await.unwrap();
+        assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
+        let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
+        assert_eq!(versions, vec![1, 2, 3], "1 and 2 bridged, 3 applied");
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].alert_id, Some(1));
@@ -1312,8 +1366,188 @@ mod tests {
         s.ingest(vec![result("a", 1, "eu", true, 1)], 2)
             .await
             .unwrap();
+        let first = applied(&s).await;
+        assert_eq!(first.len(), MIGRATOR.iter().count());
         s.close().await;
         let s = Store::open(&path).await.unwrap();
         assert_eq!(s.count_results().await.unwrap(), 1);
+        assert_eq!(applied(&s).await, first);
+        assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
+    }
+
+    /// Editing an applied migration would make every existing database
+    /// refuse to start (sqlx compares checksums): add a new file instead.
+    #[test]
+    fn applied_migrations_are_frozen() {
+        let sums: Vec<(i64, String)> = MIGRATOR
+            .iter()
+            .map(|m| {
+                let hex: String = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
+                (m.version, hex)
+            })
+            .collect();
+        assert_eq!(
+            sums[..3],
+            [
+                (1, "87b287201be53251707a970c88c1f2bf0443ab6fc0a67fd44267d57fd9b398d133dffdfee6b3bfc8624b440d38b7c129".to_owned()),
+                (2, "ae3f8fc58bbd07db74a40d94de1a1dc6073176c87374eaeb5d1236577583d500c65f148da75b6d04141efc44a26bd937".to_owned()),
+                (3, "bfbde94720fc3221c9bb7d719b4360b976b9054862e74d60eb2d0ba69575fd5d6c0181bdf60b5a71286e73265e745d12".to_owned()),
+            ]
+        );
+        let names: Vec<String> = MIGRATOR.iter().map(legacy_name).collect();
+        assert_eq!(
+            names[..3],
+            [
+                "0001_init.sql",
+                "0002_offline_and_outbox.sql",
+                "0003_events_and_certificates.sql"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bridge_that_fails_changes_nothing_and_one_half_done_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        // schema_migrations names a version this build does not have.
+        let path = dir.path().join("newer.db");
+        let pool = legacy_db(&path, 3).await;
+        sqlx::query("INSERT INTO schema_migrations VALUES (99, '0099_future.sql', 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let err = Store::open(&path).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::LegacyVersion { version: 99, .. }),
+            "{err}"
+        );
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(&path);
+        let s = Store {
+            pool: SqlitePool::connect_with(options).await.unwrap(),
+        };
+        assert!(table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
+        assert!(
+            !table_exists(&s, MIGRATIONS_TABLE).await,
+            "the bridge's own table was rolled back with it"
+        );
+        s.close().await;
+
+        // Both tables, some versions already in sqlx's (an older binary
+        // started after a newer one bridged): each version once, old table gone.
+        let path = dir.path().join("both.db");
+        let pool = legacy_db(&path, 3).await;
+        let mut conn = pool.acquire().await.unwrap();
+        conn.ensure_migrations_table(MIGRATIONS_TABLE)
+            .await
+            .unwrap();
+        conn.skip(MIGRATIONS_TABLE, MIGRATOR.iter().next().unwrap())
+            .await
+            .unwrap();
+        drop(conn);
+        pool.close().await;
+        let s = Store::open(&path).await.unwrap();
+        let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
+        assert_eq!(versions, vec![1, 2, 3]);
+        assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
+    }
+
+    /// The database a real controller at 55d6181 wrote (see
+    /// `tests/fixtures/README.md`) opens, migrated once, every row readable,
+    /// its open alerts still open with their pending notifications due.
+    #[tokio::test]
+    async fn the_55d6181_database_is_bridged_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outpost.db");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-55d6181.db"),
+            &path,
+        )
+        .unwrap();
+        let s = Store::open(&path).await.unwrap();
+        assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
+        let first = applied(&s).await;
+        let embedded: Vec<(i64, Vec<u8>)> = MIGRATOR
+            .iter()
+            .map(|m| (m.version, m.checksum.to_vec()))
+            .collect();
+        let recorded: Vec<(i64, Vec<u8>)> = first.iter().map(|a| (a.0, a.1.clone())).collect();
+        assert_eq!(recorded, embedded);
+
+        // Every row reads back through the API.
+        let states = s.region_states().await.unwrap();
+        assert_eq!(states.len(), 30);
+        let mut checks: Vec<&str> = states.iter().map(|r| r.check_id.as_str()).collect();
+        checks.dedup();
+        let mut results = 0;
+        for c in &checks {
+            let rows = s.recent_results(c, 1000).await.unwrap();
+            assert!(
+                rows.iter()
+                    .all(|r| &r.check_id == c && !r.details_json.is_empty())
+            );
+            results += rows.len();
+        }
+        assert_eq!(results, 60);
+        assert_eq!(s.count_results().await.unwrap(), 60);
+        let probes = s.probes().await.unwrap();
+        assert_eq!(probes.len(), 3);
+        assert!(probes.iter().all(|p| p.heartbeat_at_ms.is_some()));
+        let alerts = s.alerts(100).await.unwrap();
+        assert_eq!(alerts.len(), 10);
+        let mut alert_notifications = 0;
+        for a in &alerts {
+            alert_notifications += s.notifications_for_alert(a.id).await.unwrap().len();
+        }
+        assert_eq!(alert_notifications, 22);
+        let c = s.notification_counts().await.unwrap();
+        assert_eq!((c.pending, c.delivered, c.failed), (11, 12, 0));
+        let events = s.events(None, 100).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "dns_change");
+        assert_eq!(events[0].regions, vec!["ap-south"]);
+        assert_eq!(s.certificates().await.unwrap().len(), 6);
+        assert_eq!(s.certificate_sightings().await.unwrap().len(), 33);
+
+        // Open alerts are still open; each has its webhook trigger due, and
+        // the resolved one's webhook resolve still waits behind its trigger.
+        let open = s.open_alerts().await.unwrap();
+        assert_eq!(open.len(), 9);
+        let kinds: BTreeSet<&str> = open.iter().map(|a| a.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            BTreeSet::from(["certificate_expiring", "check_failing", "probe_offline"])
+        );
+        // An hour after the fixture was written (whatever this machine's clock says).
+        let later = 1_796_127_300_000;
+        let due = s.due_notifications(later, 100).await.unwrap();
+        assert_eq!(due.len(), 10, "{due:#?}");
+        assert!(
+            due.iter()
+                .all(|n| n.sink == "hook" && n.action == "trigger")
+        );
+        for a in &open {
+            assert!(due.iter().any(|n| n.alert_id == Some(a.id)), "{a:?}");
+        }
+        let resolved = alerts.iter().find(|a| a.state == "resolved").unwrap();
+        assert_eq!(resolved.kind, "check_failing");
+        let ns = s.notifications_for_alert(resolved.id).await.unwrap();
+        let hook_resolve = ns
+            .iter()
+            .find(|n| n.sink == "hook" && n.action == "resolve")
+            .unwrap();
+        assert_eq!(hook_resolve.state, "pending");
+        assert!(due.iter().all(|n| n.id != hook_resolve.id));
+
+        // It keeps working: a resolve queues for both sinks that got the trigger.
+        let sinks = s.resolve_alert(open[0].id, "{}", now_ms()).await.unwrap();
+        assert_eq!(sinks, Some(vec!["console".to_owned(), "hook".to_owned()]));
+
+        // Re-opening does not migrate again.
+        s.close().await;
+        let s = Store::open(&path).await.unwrap();
+        assert_eq!(applied(&s).await, first);
+        assert_eq!(s.open_alerts().await.unwrap().len(), 8);
     }
 }
