@@ -1,13 +1,11 @@
 //! SQL of the `events` table (see [`crate::event`] for what an event is and
 //! how reports of one change are merged).
 
-use sqlx::{Row, sqlite::SqliteRow};
-
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::event::{MERGE_WINDOW_MS, NewEvent};
 
 /// A stored event (API, page).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRow {
     /// Id.
     pub id: i64,
@@ -20,72 +18,64 @@ pub struct EventRow {
     /// One line for humans.
     pub title: String,
     /// Regions that reported it, in report order.
+    #[sqlx(rename = "regions_json", json)]
     pub regions: Vec<String>,
     /// Probes that reported it, in report order.
+    #[sqlx(rename = "probes_json", json)]
     pub probes: Vec<String>,
     /// The change (JSON object).
     pub detail_json: String,
 }
 
-fn list(row: &SqliteRow, col: &str) -> Result<Vec<String>, sqlx::Error> {
-    let text: String = row.try_get(col)?;
-    Ok(serde_json::from_str(&text).unwrap_or_default())
+/// Who reported an event so far.
+#[derive(sqlx::FromRow)]
+struct Reporters {
+    id: i64,
+    #[sqlx(rename = "regions_json", json)]
+    regions: Vec<String>,
+    #[sqlx(rename = "probes_json", json)]
+    probes: Vec<String>,
 }
 
-fn event_from(row: &SqliteRow) -> Result<EventRow, sqlx::Error> {
-    Ok(EventRow {
-        id: row.try_get("id")?,
-        at_ms: row.try_get("at_ms")?,
-        check_id: row.try_get("check_id")?,
-        kind: row.try_get("kind")?,
-        title: row.try_get("title")?,
-        regions: list(row, "regions_json")?,
-        probes: list(row, "probes_json")?,
-        detail_json: row.try_get("detail_json")?,
-    })
-}
-
-fn push_new(list: &mut Vec<String>, v: &str) {
-    if !list.iter().any(|x| x == v) {
-        list.push(v.to_owned());
-    }
+fn json_list(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
 /// Stores one event inside the ingest transaction: merged into a report of
 /// the same change within the window by another probe (`None`), else a new
 /// row (its id).
-pub(super) async fn record(
-    tx: &mut sqlx::SqliteTransaction<'_>,
-    e: &NewEvent,
-) -> Result<Option<i64>, sqlx::Error> {
-    let near = sqlx::query(
-        "SELECT * FROM events WHERE change_key = ? AND at_ms BETWEEN ? AND ? ORDER BY at_ms DESC, id DESC LIMIT 1",
+pub(super) async fn record(tx: &mut Tx<'_>, e: &NewEvent) -> Result<Option<i64>, sqlx::Error> {
+    let near: Option<Reporters> = sqlx::query_as(
+        "SELECT id, regions_json, probes_json FROM events WHERE change_key = $1 AND at_ms BETWEEN $2 AND $3 \
+         ORDER BY at_ms DESC, id DESC LIMIT 1",
     )
     .bind(&e.change_key)
     .bind(e.at_ms - MERGE_WINDOW_MS)
     .bind(e.at_ms + MERGE_WINDOW_MS)
     .fetch_optional(&mut **tx)
     .await?;
-    if let Some(row) = near {
-        let mut ev = event_from(&row)?;
-        if !ev.probes.contains(&e.probe) {
-            push_new(&mut ev.probes, &e.probe);
-            push_new(&mut ev.regions, &e.region);
-            sqlx::query(
-                "UPDATE events SET regions_json = ?, probes_json = ?, at_ms = MIN(at_ms, ?) WHERE id = ?",
-            )
-            .bind(serde_json::to_string(&ev.regions).unwrap_or_else(|_| "[]".into()))
-            .bind(serde_json::to_string(&ev.probes).unwrap_or_else(|_| "[]".into()))
-            .bind(e.at_ms)
-            .bind(ev.id)
-            .execute(&mut **tx)
-            .await?;
-            return Ok(None);
+    if let Some(mut near) = near
+        && !near.probes.contains(&e.probe)
+    {
+        near.probes.push(e.probe.clone());
+        if !near.regions.contains(&e.region) {
+            near.regions.push(e.region.clone());
         }
+        sqlx::query(
+            "UPDATE events SET regions_json = $1, probes_json = $2, \
+             at_ms = CASE WHEN at_ms < $3 THEN at_ms ELSE $3 END WHERE id = $4",
+        )
+        .bind(json_list(&near.regions))
+        .bind(json_list(&near.probes))
+        .bind(e.at_ms)
+        .bind(near.id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(None);
     }
-    let r = sqlx::query(
+    let id = sqlx::query_scalar(
         "INSERT INTO events (at_ms, check_id, region, probe, kind, change_key, title, regions_json, probes_json, detail_json) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(e.at_ms)
     .bind(&e.check_id)
@@ -94,12 +84,12 @@ pub(super) async fn record(
     .bind(&e.kind)
     .bind(&e.change_key)
     .bind(&e.title)
-    .bind(serde_json::json!([e.region]).to_string())
-    .bind(serde_json::json!([e.probe]).to_string())
+    .bind(json_list(std::slice::from_ref(&e.region)))
+    .bind(json_list(std::slice::from_ref(&e.probe)))
     .bind(e.detail.to_string())
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(Some(r.last_insert_rowid()))
+    Ok(Some(id))
 }
 
 impl Store {
@@ -109,22 +99,19 @@ impl Store {
         check_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM events WHERE (?1 IS NULL OR check_id = ?1) ORDER BY at_ms DESC, id DESC LIMIT ?2",
+        Ok(sqlx::query_as(
+            "SELECT id, at_ms, check_id, kind, title, regions_json, probes_json, detail_json FROM events \
+             WHERE ($1 IS NULL OR check_id = $1) ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(check_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(event_from)
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Deletes events older than `before_ms`; returns how many.
     pub async fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM events WHERE at_ms < ?")
+        let r = sqlx::query("DELETE FROM events WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)
             .await?;
