@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Controller,
     config::{CheckDef, ControllerConfig},
-    store::{AlertRow, NewAlert, RegionState, StoreError},
+    store::{AlertRow, NewAlert, Notification, RegionState, StoreError},
 };
 use rule::Decision;
 
@@ -90,6 +90,22 @@ pub struct AlertEvent {
     pub details: serde_json::Value,
     /// When the alert changed, unix ms.
     pub at_ms: i64,
+}
+
+impl AlertEvent {
+    /// The event a notification delivers: its stored payload, with the
+    /// row's `dedup_key` (the one ordering and deduplication work on) and,
+    /// for an event's `info` notification, `details.event_id`, which the
+    /// payload cannot carry (see [`crate::store::EventNotice`]). `None` when
+    /// the payload does not parse.
+    pub fn from_outbox(n: &Notification) -> Option<AlertEvent> {
+        let mut event: AlertEvent = serde_json::from_str(&n.payload_json).ok()?;
+        event.dedup_key.clone_from(&n.dedup_key);
+        if let (Some(id), Some(details)) = (n.event_id, event.details.as_object_mut()) {
+            details.insert("event_id".into(), id.into());
+        }
+        Some(event)
+    }
 }
 
 /// A state change made by an evaluation.
@@ -409,6 +425,44 @@ mod tests {
     #[test]
     fn dedup_key_is_deterministic() {
         assert_eq!(dedup_key("api-health"), "outpost/api-health/check_failing");
+    }
+
+    #[test]
+    fn an_info_notification_gets_its_event_id_and_key_from_the_row() {
+        let event = AlertEvent {
+            action: "info".into(),
+            dedup_key: "outpost/app-dns/dns_change/".into(),
+            check_id: "app-dns".into(),
+            probe: None,
+            kind: "dns_change".into(),
+            summary: "CNAME blue → green".into(),
+            severity: "info".into(),
+            regions: vec!["eu-west".into()],
+            code: "dns_change".into(),
+            details: serde_json::json!({ "check_id": "app-dns" }),
+            at_ms: 1,
+        };
+        let n = Notification {
+            id: 1,
+            alert_id: None,
+            event_id: Some(17),
+            sink: "hook".into(),
+            action: "info".into(),
+            dedup_key: "outpost/app-dns/dns_change/17".into(),
+            payload_json: serde_json::to_string(&event).unwrap(),
+            attempts: 0,
+            created_ms: 1,
+            first_attempt_ms: None,
+        };
+        let out = AlertEvent::from_outbox(&n).unwrap();
+        assert_eq!(out.dedup_key, "outpost/app-dns/dns_change/17");
+        assert_eq!(out.details["event_id"], 17);
+        assert_eq!(out.details["check_id"], "app-dns");
+        let broken = Notification {
+            payload_json: "not json".into(),
+            ..n
+        };
+        assert_eq!(AlertEvent::from_outbox(&broken), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The store: every SQL statement of the controller lives in this module
-//! and its submodules, one per concern: [`results`] (`results`,
-//! `region_state`, the ingest transaction), [`probes`], [`alerts`],
-//! [`notifications`] (the outbox), [`events`] and [`certificates`]. This
+//! and its submodules, one per concern: `store/results.rs` (`results`,
+//! `region_state`, the ingest transaction), `probes.rs`, `alerts.rs`,
+//! `notifications.rs` (the outbox), `events.rs` and `certificates.rs`. This
 //! file holds the pool, open/close, migrations and everything specific to
 //! the engine.
 //!
@@ -11,7 +11,7 @@
 //!   process crash; a power loss may roll back the last transactions, whose
 //!   acks were already sent — accepted for the single-node default),
 //!   `busy_timeout` 5 s, foreign keys on. Writers open
-//!   `BEGIN IMMEDIATE` ([`Store::begin_write`]) so a read-then-write
+//!   `BEGIN IMMEDIATE` (`Store::begin_write`) so a read-then-write
 //!   transaction never fails on a lock upgrade. Everything engine-specific
 //!   is in this file: the [`Db`] alias every query is typed by, the
 //!   connection options and pragmas, `BEGIN IMMEDIATE`, the migrations
@@ -39,9 +39,17 @@
 //!   `events` (DNS answer changes, one row per change however many probes
 //!   reported it: [`crate::event`]) and the certificate inventory
 //!   `certificates` + `certificate_sightings` ([`crate::certificate`]).
-//!   Events and sightings are written by [`Store::ingest`] in the results'
-//!   transaction and only for results actually inserted, so a resent batch
-//!   adds nothing. Timestamps are unix milliseconds, booleans 0/1 (INTEGER).
+//!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER).
+//! - **Ingest.** [`Store::ingest`] receives one [`IngestBatch`], built by
+//!   [`crate::ingest::build_batch`] outside the transaction (each result
+//!   with the events and certificate sightings its details report, and the
+//!   sinks of event notifications), and only runs SQL: in one transaction
+//!   it writes each new result, advances `region_state`, and writes that
+//!   result's events and sightings — nothing for a result already stored,
+//!   so a resent batch adds nothing. A new event's `info` notification
+//!   needs the event's id, which only the insert knows: the batch carries
+//!   the dedup key up to the id and the payload ([`EventNotice`]), the store
+//!   appends the id to the key and records it in `notifications.event_id`.
 //! - **Invariants.** (1) A result is stored at most once: `INSERT … ON
 //!   CONFLICT (result_id) DO NOTHING`, and `region_state` only moves for
 //!   rows actually inserted, so a resent batch changes nothing. (2)
@@ -81,10 +89,10 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 pub use alerts::{AlertRow, NewAlert};
 pub use certificates::{CertificateRow, SightingRow};
-pub use events::EventRow;
+pub use events::{EventNotice, EventRow, IngestEvent};
 pub use notifications::{Notification, NotificationCounts, NotificationRow};
 pub use probes::{HeartbeatRow, ProbeRow};
-pub use results::{IngestOutcome, NewResult, RegionState, ResultRow};
+pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
 
 use sqlx::{
     ConnectOptions, Connection, SqliteConnection,
@@ -93,7 +101,7 @@ use sqlx::{
 };
 
 /// The database engine every query is typed by. Switching engines starts
-/// here and in [`Store::open`], [`Store::begin_write`] and [`migrate`].
+/// here and in [`Store::open`], `Store::begin_write` and [`migrate`].
 pub type Db = sqlx::Sqlite;
 /// A transaction on [`Db`].
 pub(crate) type Tx<'c> = sqlx::Transaction<'c, Db>;
@@ -207,7 +215,7 @@ impl Store {
 }
 
 /// Applies the embedded migrations not yet applied, after bridging a
-/// database from before sqlx's migrator ([`bridge_legacy`]).
+/// database from before sqlx's migrator (`bridge_legacy`).
 pub async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     bridge_legacy(conn).await?;
     MIGRATOR.run(&mut *conn).await?;
@@ -396,7 +404,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let s = Store::open(&path).await.unwrap();
-        s.ingest(vec![result("a", 1, "eu", true, 1)], 2)
+        s.ingest(IngestBatch::results(vec![result("a", 1, "eu", true, 1)], 2))
             .await
             .unwrap();
         let first = applied(&s).await;

@@ -384,7 +384,7 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         }
     }
     let attempts = n.attempts + 1;
-    let event: Option<AlertEvent> = serde_json::from_str(&n.payload_json).ok();
+    let event = AlertEvent::from_outbox(&n);
     let outcome = match (def, event) {
         (None, _) => Delivery::Reject {
             error: format!("sink {:?} is no longer configured", n.sink),

@@ -27,6 +27,29 @@ pub struct EventRow {
     pub detail_json: String,
 }
 
+/// An event to store, with the notification its sinks get if it is new.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestEvent {
+    /// The event.
+    pub event: NewEvent,
+    /// Its `info` notification ([`crate::event::notice`]).
+    pub notice: EventNotice,
+}
+
+/// What the `info` notification of a new event is made of, short of the
+/// event's id, which only the insert knows. The store completes the dedup
+/// key (`dedup_key_prefix` followed by the new row's id) and records the id
+/// in `notifications.event_id`; the delivery worker sets the payload's
+/// `dedup_key` and `details.event_id` from that row
+/// ([`crate::alerting::AlertEvent::from_outbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNotice {
+    /// The dedup key up to the id: `outpost/<check>/dns_change/`.
+    pub dedup_key_prefix: String,
+    /// The sink-neutral payload ([`crate::alerting::AlertEvent`], `action: "info"`).
+    pub payload_json: String,
+}
+
 /// Who reported an event so far.
 #[derive(sqlx::FromRow)]
 struct Reporters {
@@ -116,5 +139,119 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        certificate::Seen,
+        store::{
+            IngestBatch, IngestItem,
+            tests::{result, temp_store},
+        },
+    };
+
+    fn change(probe: &str, region: &str) -> IngestEvent {
+        IngestEvent {
+            event: NewEvent {
+                at_ms: 1000,
+                check_id: "api".into(),
+                region: region.into(),
+                probe: probe.into(),
+                kind: "dns_change".into(),
+                change_key: "api|udp://10.0.0.53:53|aa|bb".into(),
+                title: "blue → green".into(),
+                detail: serde_json::json!({ "resolver": "udp://10.0.0.53:53" }),
+            },
+            notice: EventNotice {
+                dedup_key_prefix: "outpost/api/dns_change/".into(),
+                payload_json: "{\"action\":\"info\"}".into(),
+            },
+        }
+    }
+
+    fn seen() -> Seen {
+        Seen {
+            fingerprint: "ab".into(),
+            subject: "CN=api".into(),
+            issuer: "CN=ca".into(),
+            sans: vec!["api.example.net".into()],
+            not_before_ms: None,
+            not_after_ms: 9000,
+            key_type: String::new(),
+            signature_algorithm: String::new(),
+            is_ca: false,
+            self_signed: false,
+            position: Some(0),
+            trust_store: None,
+            address: "192.0.2.1:443".into(),
+            host: "api.example.net".into(),
+        }
+    }
+
+    fn batch(id: &str, region: &str, received: i64) -> IngestBatch {
+        let mut item = IngestItem::from(result(id, 1, region, true, 1000));
+        item.events.push(change(&format!("p-{region}"), region));
+        item.certificates.push(seen());
+        IngestBatch {
+            received_at_ms: received,
+            items: vec![item],
+            event_sinks: vec!["hook".into(), "log".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_event_notifies_each_sink_and_merged_or_resent_reports_add_nothing() {
+        let (_d, s) = temp_store().await;
+        let first = s.ingest(batch("a", "eu", 2000)).await.unwrap();
+        assert_eq!((first.dns_changes, first.certificates), (1, 1));
+        // Resent: the result is a duplicate, so nothing derived from it is written.
+        let again = s.ingest(batch("a", "eu", 3000)).await.unwrap();
+        assert_eq!(
+            (again.duplicates, again.dns_changes, again.certificates),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            s.certificate_sightings().await.unwrap()[0].last_seen_ms,
+            1000
+        );
+        // Another probe reports the same change: merged, nobody notified again.
+        let other = s.ingest(batch("b", "us", 2500)).await.unwrap();
+        assert_eq!(other.dns_changes, 1);
+        let events = s.events(None, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].regions, vec!["eu", "us"]);
+        assert_eq!(events[0].probes, vec!["p-eu", "p-us"]);
+        let due = s.due_notifications(i64::MAX, 10).await.unwrap();
+        let id = events[0].id;
+        assert_eq!(
+            due.iter()
+                .map(|n| (
+                    n.sink.as_str(),
+                    n.action.as_str(),
+                    n.dedup_key.clone(),
+                    n.event_id
+                ))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    "hook",
+                    "info",
+                    format!("outpost/api/dns_change/{id}"),
+                    Some(id)
+                ),
+                (
+                    "log",
+                    "info",
+                    format!("outpost/api/dns_change/{id}"),
+                    Some(id)
+                ),
+            ]
+        );
+        assert_eq!(due[0].payload_json, "{\"action\":\"info\"}");
+        assert_eq!(due[0].alert_id, None);
+        assert_eq!(s.certificate_sightings().await.unwrap().len(), 2);
     }
 }

@@ -1,9 +1,18 @@
-//! SQL of `results` and `region_state`: a batch in one transaction, and
-//! the reads of the latest state per (check, region) and recent results.
+//! SQL of `results` and `region_state`: an ingest batch in one
+//! transaction, and the reads of the latest state per (check, region) and
+//! recent results.
+//!
+//! The store only writes what it is given: [`crate::ingest`] builds the
+//! [`IngestBatch`] (each result with the events and certificate sightings
+//! derived from it, and the sinks of event notifications); here each part is
+//! written only if its result is new.
 
 use std::collections::BTreeSet;
 
-use super::{Store, StoreError, Tx, certificates, events, notifications, to_i64};
+use super::{
+    Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications, to_i64,
+};
+use crate::certificate::Seen;
 
 /// One result to ingest.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +48,52 @@ impl NewResult {
     /// so a probe clock ahead of ours cannot keep a region fresh forever.
     pub fn at_ms(&self, received_at_ms: i64) -> i64 {
         self.started_at_ms.min(received_at_ms)
+    }
+}
+
+/// One result of a batch with what ingest derived from it; the derived
+/// rows are written only if the result is new (invariant 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestItem {
+    /// The result.
+    pub result: NewResult,
+    /// DNS answer changes it reports ([`crate::event::from_result`]).
+    pub events: Vec<IngestEvent>,
+    /// Certificates it saw ([`crate::certificate::from_result`]).
+    pub certificates: Vec<Seen>,
+}
+
+impl From<NewResult> for IngestItem {
+    /// A result from which nothing is derived.
+    fn from(result: NewResult) -> IngestItem {
+        IngestItem {
+            result,
+            events: Vec::new(),
+            certificates: Vec::new(),
+        }
+    }
+}
+
+/// Everything one ingest writes, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    /// When the batch arrived.
+    pub received_at_ms: i64,
+    /// Its results.
+    pub items: Vec<IngestItem>,
+    /// Sinks that get an `info` notification for each new event (not for
+    /// reports merged into an existing one): the routes carrying its kind.
+    pub event_sinks: Vec<String>,
+}
+
+impl IngestBatch {
+    /// A batch of results from which nothing is derived, notifying nobody.
+    pub fn results(results: Vec<NewResult>, received_at_ms: i64) -> IngestBatch {
+        IngestBatch {
+            received_at_ms,
+            items: results.into_iter().map(IngestItem::from).collect(),
+            event_sinks: Vec::new(),
+        }
     }
 }
 
@@ -203,57 +258,48 @@ async fn advance_region_state(
 }
 
 impl Store {
-    /// Stores one batch in one transaction; see the module note for the invariants.
-    pub async fn ingest(
-        &self,
-        results: Vec<NewResult>,
-        received_at_ms: i64,
-    ) -> Result<IngestOutcome, StoreError> {
-        self.ingest_notifying(results, received_at_ms, &[]).await
-    }
-
-    /// [`Store::ingest`], also queueing one `info` notification per sink in
-    /// `event_sinks` for each new event (not for reports merged into one),
-    /// in the same transaction.
-    pub async fn ingest_notifying(
-        &self,
-        mut results: Vec<NewResult>,
-        received_at_ms: i64,
-        event_sinks: &[String],
-    ) -> Result<IngestOutcome, StoreError> {
-        results.sort_by_key(|r| (r.started_at_ms, r.sequence));
+    /// Writes one batch in one transaction: each new result, the
+    /// `region_state` it advances, and its events (with their `info`
+    /// notifications when new) and certificate sightings; a result already
+    /// stored adds nothing. Results are written oldest first.
+    pub async fn ingest(&self, mut batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
+        batch
+            .items
+            .sort_by_key(|i| (i.result.started_at_ms, i.result.sequence));
+        let received = batch.received_at_ms;
         let mut out = IngestOutcome::default();
         let mut tx = self.begin_write().await?;
-        for r in &results {
-            if !insert_result(&mut tx, r, received_at_ms).await? {
+        for item in &batch.items {
+            let r = &item.result;
+            if !insert_result(&mut tx, r, received).await? {
                 out.duplicates += 1;
                 continue;
             }
             out.stored += 1;
             out.affected.insert(r.check_id.clone());
             out.inserted.insert(r.result_id.clone());
-            let at = r.at_ms(received_at_ms);
-            advance_region_state(&mut tx, r, at, received_at_ms).await?;
-            for e in crate::event::from_result(r, at) {
+            let at = r.at_ms(received);
+            advance_region_state(&mut tx, r, at, received).await?;
+            for e in &item.events {
                 out.dns_changes += 1;
-                let Some(id) = events::record(&mut tx, &e).await? else {
+                let Some(id) = events::record(&mut tx, &e.event).await? else {
                     continue;
                 };
-                let (key, payload) = crate::event::notification(&e, id);
-                for sink in event_sinks {
+                let key = format!("{}{id}", e.notice.dedup_key_prefix);
+                for sink in &batch.event_sinks {
                     notifications::queue_for_event(
                         &mut tx,
                         id,
                         sink,
                         &key,
-                        &payload,
-                        received_at_ms,
+                        &e.notice.payload_json,
+                        received,
                     )
                     .await?;
                 }
             }
-            for c in crate::certificate::from_result(r) {
-                certificates::record(&mut tx, &c, &r.check_id, &r.probe, &r.region, at).await?;
+            for c in &item.certificates {
+                certificates::record(&mut tx, c, &r.check_id, &r.probe, &r.region, at).await?;
                 out.certificates += 1;
             }
         }
@@ -330,9 +376,12 @@ mod tests {
             result("a", 1, "eu", false, 1000),
             result("b", 2, "eu", false, 2000),
         ];
-        let first = s.ingest(batch.clone(), 3000).await.unwrap();
+        let first = s
+            .ingest(IngestBatch::results(batch.clone(), 3000))
+            .await
+            .unwrap();
         assert_eq!((first.stored, first.duplicates), (2, 0));
-        let again = s.ingest(batch, 4000).await.unwrap();
+        let again = s.ingest(IngestBatch::results(batch, 4000)).await.unwrap();
         assert_eq!((again.stored, again.duplicates), (0, 2));
         assert!(again.affected.is_empty());
         assert_eq!(s.count_results().await.unwrap(), 2);
@@ -344,12 +393,18 @@ mod tests {
     #[tokio::test]
     async fn older_results_do_not_rewind_region_state() {
         let (_d, s) = temp_store().await;
-        s.ingest(vec![result("new", 2, "eu", true, 5000)], 6000)
-            .await
-            .unwrap();
-        s.ingest(vec![result("old", 1, "eu", false, 1000)], 6000)
-            .await
-            .unwrap();
+        s.ingest(IngestBatch::results(
+            vec![result("new", 2, "eu", true, 5000)],
+            6000,
+        ))
+        .await
+        .unwrap();
+        s.ingest(IngestBatch::results(
+            vec![result("old", 1, "eu", false, 1000)],
+            6000,
+        ))
+        .await
+        .unwrap();
         let st = &s.region_states_for("api").await.unwrap()[0];
         assert!(st.last_ok);
         assert_eq!((st.consecutive_passes, st.consecutive_failures), (1, 0));
@@ -361,7 +416,7 @@ mod tests {
         let (_d, s) = temp_store().await;
         let mut r = result("a", 7, "eu", false, 1000);
         r.details_json = "{\"status\":503}".into();
-        s.ingest(vec![r], 900).await.unwrap();
+        s.ingest(IngestBatch::results(vec![r], 900)).await.unwrap();
         let rows = s.recent_results("api", 10).await.unwrap();
         assert_eq!(
             rows,
