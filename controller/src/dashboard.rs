@@ -15,19 +15,18 @@ mod kind;
 
 use std::fmt::Write;
 
+use crate::{
+    Controller,
+    alerting::certificate::KIND_CERTIFICATE_EXPIRING,
+    api::{self, CheckView, RegionView, events::EventView},
+    format::{human_age, timestamp},
+    store::{AlertRow, now_ms},
+};
 use axum::{
     Router,
     extract::State,
     response::{Html, IntoResponse, Response},
     routing::get,
-};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-
-use crate::{
-    Controller,
-    alerting::certificate::KIND_CERTIFICATE_EXPIRING,
-    api::{self, CheckView, RegionView, events::EventView},
-    store::{AlertRow, now_ms},
 };
 
 /// Changes listed on the status page.
@@ -55,25 +54,6 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// `95s`, `12m`, `3h`, `2d`.
-pub fn human_age(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
-pub(crate) fn timestamp(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.replace_millisecond(0).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#111}\
@@ -356,14 +336,6 @@ mod tests {
             escape("<a href=\"x\">&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
         );
-    }
-
-    #[test]
-    fn ages_are_short() {
-        assert_eq!(human_age(95_000), "95s");
-        assert_eq!(human_age(600_000), "10m");
-        assert_eq!(human_age(3 * 3_600_000), "3h");
-        assert_eq!(human_age(3 * 86_400_000), "3d");
     }
 
     #[test]

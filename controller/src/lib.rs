@@ -12,7 +12,7 @@
 //! retries, ordering, rate limit), then [`api`] / [`dashboard`]. What the
 //! controller reads from kind-specific result details: [`event`] (DNS
 //! changes), [`certificate`] (the inventory), [`details`] (cell summaries and
-//! redaction).
+//! redaction); [`format`] holds the age and time formatting they share.
 //! [`Controller::start`] at the bottom of this file wires them together.
 
 pub mod alerting;
@@ -23,6 +23,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod details;
 pub mod event;
+pub mod format;
 pub mod ingest;
 pub mod metrics;
 pub mod store;

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::{
     RunningController, api,
-    dashboard::human_age,
+    format::human_age,
     store::{AlertRow, now_ms},
 };
 

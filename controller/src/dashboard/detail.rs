@@ -13,11 +13,12 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use super::{changes_table, error_page, escape, grid, human_age, kind, page, timestamp};
+use super::{changes_table, error_page, escape, grid, kind, page};
 use crate::{
     Controller,
     api::{self, CHECK_EVENTS, CheckView, events::EventView},
     details,
+    format::{human_age, timestamp},
     store::{RegionState, ResultRow, now_ms},
 };
 
