@@ -52,6 +52,8 @@ use outpost_probe::{
 };
 use serde::Deserialize;
 
+use crate::alerting::{Action, AlertKind, Kind, Severity};
+
 /// Environment variables the controller accepts. Any other `OUTPOST_*`
 /// variable (unless a secret names it) stops the process with exit code 78.
 pub const ENV: &[EnvOverride] = &[
@@ -94,14 +96,9 @@ pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
 /// Default PagerDuty events per minute per routing key (PagerDuty's documented limit).
 pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
 /// Default severity of a `probe_offline` alert.
-pub const DEFAULT_OFFLINE_SEVERITY: &str = "error";
-/// Alert kinds a route can match (`[[routes]].kinds`).
-pub const ALERT_KINDS: &[&str] = &["check_failing", "probe_offline", "certificate_expiring"];
-/// Event kinds a route can carry when it names them (never by default):
-/// info notifications, no alert.
-pub const EVENT_KINDS: &[&str] = &["dns_change"];
-/// Pager severities.
-pub const SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
+pub const DEFAULT_OFFLINE_SEVERITY: Severity = Severity::Error;
+/// Default severity of a check's alert.
+pub const DEFAULT_CHECK_SEVERITY: Severity = Severity::Critical;
 
 /// `controller.toml` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -328,7 +325,7 @@ pub struct ControllerConfig {
     /// Silence after which a probe is offline.
     pub offline_after: Duration,
     /// Severity of `probe_offline` alerts.
-    pub offline_severity: String,
+    pub offline_severity: Severity,
     /// When certificates page.
     pub certificates: certificate::CertificatePolicy,
 }
@@ -376,7 +373,7 @@ pub struct AlertPolicy {
     /// Consecutive passes before a region counts as recovered.
     pub recoveries: u32,
     /// Pager severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Routes notified.
     pub routes: Vec<String>,
     /// False: record alerts, notify nobody.
@@ -397,8 +394,8 @@ pub struct SinkDef {
 impl SinkDef {
     /// Retry horizon for a notification of `action` (resolves: at least
     /// [`MIN_RESOLVE_GIVE_UP`]).
-    pub fn give_up_after(&self, action: &str) -> Duration {
-        if action == "resolve" {
+    pub fn give_up_after(&self, action: Action) -> Duration {
+        if action == Action::Resolve {
             self.give_up_after.max(MIN_RESOLVE_GIVE_UP)
         } else {
             self.give_up_after
@@ -450,8 +447,8 @@ pub struct RouteDef {
     pub sinks: Vec<String>,
     /// Check id globs.
     pub checks: Vec<String>,
-    /// Alert kinds carried.
-    pub kinds: Vec<String>,
+    /// Alert and event kinds carried.
+    pub kinds: Vec<Kind>,
 }
 
 impl ControllerConfig {
@@ -505,25 +502,25 @@ impl ControllerConfig {
         } else {
             self.routes
                 .iter()
-                .filter(|r| r.carries("check_failing"))
+                .filter(|r| r.carries(AlertKind::CheckFailing.into()))
                 .filter(|r| r.checks.iter().any(|g| glob_match(g, &check.raw.id)))
                 .collect()
         };
         sinks_of(&routes)
     }
 
-    /// Sink names a fleet-level alert of `kind` (e.g. `probe_offline`)
-    /// notifies: every route whose `kinds` include it.
-    pub fn sinks_for_kind(&self, kind: &str) -> Vec<String> {
+    /// Sink names a fleet-level alert or an event of `kind` (e.g.
+    /// `probe_offline`) notifies: every route whose `kinds` include it.
+    pub fn sinks_for_kind(&self, kind: Kind) -> Vec<String> {
         let routes: Vec<&RouteDef> = self.routes.iter().filter(|r| r.carries(kind)).collect();
         sinks_of(&routes)
     }
 }
 
 impl RouteDef {
-    /// True when this route carries alerts of `kind`.
-    pub fn carries(&self, kind: &str) -> bool {
-        self.kinds.iter().any(|k| k == kind)
+    /// True when this route carries alerts or events of `kind`.
+    pub fn carries(&self, kind: Kind) -> bool {
+        self.kinds.contains(&kind)
     }
 }
 
@@ -648,20 +645,20 @@ impl RawControllerFile {
                 format!("offline_after must be ≥ 1s, got \"{}\"", Dur(offline_after)),
             );
         }
-        let offline_severity = self
+        let offline_severity = match self
             .alerting
             .as_ref()
-            .and_then(|a| a.offline_severity.clone())
-            .unwrap_or_else(|| DEFAULT_OFFLINE_SEVERITY.to_owned());
-        if !SEVERITIES.contains(&offline_severity.as_str()) {
-            p.push(
-                "alerting.offline_severity",
-                format!(
-                    "unknown severity {offline_severity:?}: use one of {}",
-                    SEVERITIES.join(", ")
-                ),
-            );
-        }
+            .and_then(|a| a.offline_severity.as_deref())
+        {
+            None => DEFAULT_OFFLINE_SEVERITY,
+            Some(text) => text.parse().unwrap_or_else(|_| {
+                p.push(
+                    "alerting.offline_severity",
+                    format!("unknown severity {text:?}: use one of {}", Severity::list()),
+                );
+                DEFAULT_OFFLINE_SEVERITY
+            }),
+        };
         let certificates = certificate::validate(
             self.alerting.as_ref().and_then(|a| a.certificates.as_ref()),
             &mut p,
@@ -811,31 +808,35 @@ impl RawControllerFile {
                     );
                 }
             }
-            let kinds = raw
-                .kinds
-                .clone()
-                .unwrap_or_else(|| ALERT_KINDS.iter().map(|k| (*k).to_owned()).collect());
-            if kinds.is_empty() {
-                p.push(
-                    format!("{path}.kinds"),
-                    format!(
-                        "kinds is empty: list at least one of {}, or remove it to carry every kind",
-                        ALERT_KINDS.join(", ")
-                    ),
-                );
-            }
-            for (j, k) in kinds.iter().enumerate() {
-                if !ALERT_KINDS.contains(&k.as_str()) && !EVENT_KINDS.contains(&k.as_str()) {
-                    p.push(
-                        format!("{path}.kinds[{j}]"),
-                        format!(
-                            "unknown alert kind {k:?}; kinds: {}, {}",
-                            ALERT_KINDS.join(", "),
-                            EVENT_KINDS.join(", ")
-                        ),
-                    );
+            let alert_kinds: Vec<Kind> = AlertKind::ALL.map(Kind::Alert).to_vec();
+            let kinds = match &raw.kinds {
+                None => alert_kinds.clone(),
+                Some(listed) => {
+                    if listed.is_empty() {
+                        p.push(
+                            format!("{path}.kinds"),
+                            format!(
+                                "kinds is empty: list at least one of {}, or remove it to carry every kind",
+                                kind_names(&alert_kinds)
+                            ),
+                        );
+                    }
+                    let mut kinds = Vec::new();
+                    for (j, k) in listed.iter().enumerate() {
+                        match Kind::parse(k) {
+                            Some(kind) => kinds.push(kind),
+                            None => p.push(
+                                format!("{path}.kinds[{j}]"),
+                                format!(
+                                    "unknown alert kind {k:?}; kinds: {}",
+                                    kind_names(&Kind::ALL)
+                                ),
+                            ),
+                        }
+                    }
+                    kinds
                 }
-            }
+            };
             out.push(RouteDef {
                 name: raw.name.clone(),
                 sinks: raw.sinks.clone(),
@@ -958,6 +959,14 @@ fn validate_sink_kind(
     Some(SinkKind::Console)
 }
 
+fn kind_names(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn check_header(name: &str, value: &str, path: String, p: &mut Problems) {
     let ok = http::HeaderName::try_from(name).is_ok() && http::HeaderValue::try_from(value).is_ok();
     if !ok {
@@ -1029,7 +1038,12 @@ fn policy(
         min_regions,
         confirmations: a.confirmations.unwrap_or(2),
         recoveries: a.recoveries.unwrap_or(2),
-        severity: a.severity.unwrap_or_else(|| "critical".to_owned()),
+        // check::validate_all reports an unknown word at this key already.
+        severity: a
+            .severity
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_CHECK_SEVERITY),
         routes: names,
         enabled: a.enabled.unwrap_or(true),
     }

@@ -17,7 +17,7 @@ use std::fmt::Write;
 
 use crate::{
     Controller,
-    alerting::certificate::KIND_CERTIFICATE_EXPIRING,
+    alerting::{AlertKind, rule::RegionStatus},
     api::{self, CheckView, RegionView, events::EventView},
     format::{human_age, timestamp},
     store::{AlertRow, now_ms},
@@ -96,7 +96,7 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
     for a in open {
         // Fleet-level alerts (probe_offline) point at the probes table.
         let href = match &a.probe {
-            _ if a.kind == KIND_CERTIFICATE_EXPIRING => "/certificates".to_owned(),
+            _ if a.kind == AlertKind::CertificateExpiring => "/certificates".to_owned(),
             Some(_) if a.check_id.is_empty() => "/#probes".to_owned(),
             _ => format!("/checks/{}", escape(&a.check_id)),
         };
@@ -105,7 +105,7 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
             "<li><a style=\"color:#fff\" href=\"{href}\">{}</a> <span style=\"font-weight:normal\">(open for {}, {})</span></li>",
             escape(&a.summary),
             human_age(now - a.opened_at_ms),
-            escape(&a.severity),
+            a.severity,
         );
     }
     s.push_str("</ul></div>");
@@ -113,19 +113,18 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
 }
 
 pub(crate) fn region_cell(r: &RegionView) -> String {
+    let age = human_age(r.age_ms.unwrap_or(0));
     let detail = match r.state {
-        "STALE" if r.reason == Some(api::REASON_PROBE_OFFLINE) => format!(
-            "probe offline · last result {} ago",
-            human_age(r.age_ms.unwrap_or(0))
+        RegionStatus::Stale if r.reason == Some(api::REASON_PROBE_OFFLINE) => {
+            format!("probe offline · last result {age} ago")
+        }
+        RegionStatus::Stale => format!("no result for {age}"),
+        RegionStatus::Unknown => "no result yet".to_owned(),
+        RegionStatus::Failing => format!(
+            "{} · {age} ago",
+            escape(r.code.as_deref().unwrap_or("failed"))
         ),
-        "STALE" => format!("no result for {}", human_age(r.age_ms.unwrap_or(0))),
-        "UNKNOWN" => "no result yet".to_owned(),
-        "FAILING" => format!(
-            "{} · {} ago",
-            escape(r.code.as_deref().unwrap_or("failed")),
-            human_age(r.age_ms.unwrap_or(0))
-        ),
-        _ => format!("{} ago", human_age(r.age_ms.unwrap_or(0))),
+        RegionStatus::Ok => format!("{age} ago"),
     };
     let title = [r.message.as_deref(), r.summary.as_deref()]
         .into_iter()
@@ -140,7 +139,8 @@ pub(crate) fn region_cell(r: &RegionView) -> String {
         .unwrap_or_default();
     format!(
         "<td class=\"{}\" title=\"{title}\"><span class=\"word\">{}</span><div class=\"small\">{detail}</div>{summary}</td>",
-        r.state, r.state
+        r.state.css_class(),
+        r.state.as_str()
     )
 }
 
@@ -159,8 +159,8 @@ pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> String {
             c.kind,
             escape(c.target.as_deref().unwrap_or("")),
             escape(&c.interval),
-            c.state,
-            c.state,
+            c.state.css_class(),
+            c.state.as_str(),
             if c.alert_open {
                 "<div class=\"small\">alert open</div>"
             } else {
@@ -185,11 +185,7 @@ fn probes_table(probes: &[api::ProbeView], now: i64) -> String {
          <th>queued results</th><th>dropped results</th><th>version</th></tr>",
     );
     for p in probes {
-        let class = match p.state {
-            "fresh" => "OK",
-            "offline" => "FAILING",
-            _ => "STALE",
-        };
+        let class = p.state.css_class();
         let seen = p
             .last_seen_ms
             .map(|t| format!("{} ago", human_age(now - t)))
@@ -210,7 +206,7 @@ fn probes_table(probes: &[api::ProbeView], now: i64) -> String {
              <td>{}</td><td>{dropped}</td><td>{}</td></tr>",
             escape(&p.name),
             escape(&p.region),
-            p.state.to_ascii_uppercase(),
+            p.state.word(),
             p.queued_results,
             escape(&p.version)
         );
@@ -342,7 +338,7 @@ mod tests {
     fn stale_cell_shows_word_and_age() {
         let r = RegionView {
             region: "eu".into(),
-            state: "STALE",
+            state: RegionStatus::Stale,
             reason: Some(api::REASON_NO_RECENT_RESULT),
             last_result_at_ms: Some(0),
             age_ms: Some(95_000),

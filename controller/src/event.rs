@@ -29,12 +29,42 @@
 //!   timeline, never an incident). Route PagerDuty sinks to `dns_change` only
 //!   if you want that timeline entry.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{EventNotice, NewResult};
+use crate::{
+    alerting::{Action, AlertEvent, Severity},
+    store::{EventNotice, NewResult},
+};
 
-/// Kind of an answer-set change of a `dns` check.
-pub const KIND_DNS_CHANGE: &str = "dns_change";
+/// The kind of an event: a route names it in `kinds` to get its `info`
+/// notifications; stored in `events.kind`, shown by the API.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A resolver's answer set for a `dns` check changed.
+    DnsChange,
+}
+
+impl EventKind {
+    /// The stable name (`dns_change`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::DnsChange => "dns_change",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 /// Reports of the same change this close to the first one are one event.
 pub const MERGE_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// Longest title stored.
@@ -51,16 +81,16 @@ pub fn notice(e: &NewEvent) -> EventNotice {
         map.insert("check_id".into(), e.check_id.clone().into());
         map.insert("probe".into(), e.probe.clone().into());
     }
-    let event = crate::alerting::AlertEvent {
-        action: "info".into(),
+    let event = AlertEvent {
+        action: Action::Info,
         dedup_key: dedup_key_prefix.clone(),
         check_id: e.check_id.clone(),
         probe: None,
-        kind: e.kind.clone(),
+        kind: e.kind.into(),
         summary: e.title.clone(),
-        severity: "info".into(),
+        severity: Severity::Info,
         regions: vec![e.region.clone()],
-        code: e.kind.clone(),
+        code: e.kind.as_str().to_owned(),
         details,
         at_ms: e.at_ms,
     };
@@ -82,7 +112,7 @@ pub struct NewEvent {
     /// Reporting probe.
     pub probe: String,
     /// `dns_change`.
-    pub kind: String,
+    pub kind: EventKind,
     /// What makes two reports the same change.
     pub change_key: String,
     /// One line for humans.
@@ -171,7 +201,7 @@ pub fn from_result(r: &NewResult, at_ms: i64) -> Vec<NewEvent> {
                 check_id: r.check_id.clone(),
                 region: r.region.clone(),
                 probe: r.probe.clone(),
-                kind: KIND_DNS_CHANGE.to_owned(),
+                kind: EventKind::DnsChange,
                 change_key: change_key(&r.check_id, resolver, old_fp, new_fp),
                 title,
                 detail: serde_json::json!({

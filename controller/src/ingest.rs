@@ -571,7 +571,7 @@ async fn handle_batch(
         .map(|r| (r.result_id.clone(), r.check_id.clone()))
         .collect();
     let received = now_ms();
-    let event_sinks = cfg.sinks_for_kind(crate::event::KIND_DNS_CHANGE);
+    let event_sinks = cfg.sinks_for_kind(crate::event::EventKind::DnsChange.into());
     let notify_events = !event_sinks.is_empty();
     let outcome = ctl
         .store()

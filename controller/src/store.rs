@@ -287,6 +287,10 @@ pub(crate) mod tests {
     use sqlx::SqlitePool;
 
     use super::*;
+    use crate::{
+        alerting::{Action, AlertKind, AlertState, Severity, sink::NotificationState},
+        event::EventKind,
+    };
 
     pub(crate) fn result(id: &str, seq: u64, region: &str, ok: bool, at: i64) -> NewResult {
         NewResult {
@@ -546,7 +550,7 @@ pub(crate) mod tests {
         assert_eq!((c.pending, c.delivered, c.failed), (11, 12, 0));
         let events = s.events(None, 100).await.unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].kind, "dns_change");
+        assert_eq!(events[0].kind, EventKind::DnsChange);
         assert_eq!(events[0].regions, vec!["ap-south"]);
         assert_eq!(s.certificates().await.unwrap().len(), 6);
         assert_eq!(s.certificate_sightings().await.unwrap().len(), 33);
@@ -555,30 +559,39 @@ pub(crate) mod tests {
         // the resolved one's webhook resolve still waits behind its trigger.
         let open = s.open_alerts().await.unwrap();
         assert_eq!(open.len(), 9);
-        let kinds: BTreeSet<&str> = open.iter().map(|a| a.kind.as_str()).collect();
+        let kinds: BTreeSet<(AlertKind, Severity)> =
+            open.iter().map(|a| (a.kind, a.severity)).collect();
         assert_eq!(
             kinds,
-            BTreeSet::from(["certificate_expiring", "check_failing", "probe_offline"])
+            BTreeSet::from([
+                (AlertKind::CheckFailing, Severity::Critical),
+                (AlertKind::ProbeOffline, Severity::Error),
+                (AlertKind::CertificateExpiring, Severity::Critical),
+            ])
         );
+        assert!(open.iter().all(|a| a.state == AlertState::Open));
         // An hour after the fixture was written (whatever this machine's clock says).
         let later = 1_796_127_300_000;
         let due = s.due_notifications(later, 100).await.unwrap();
         assert_eq!(due.len(), 10, "{due:#?}");
         assert!(
             due.iter()
-                .all(|n| n.sink == "hook" && n.action == "trigger")
+                .all(|n| n.sink == "hook" && n.action == Action::Trigger)
         );
         for a in &open {
             assert!(due.iter().any(|n| n.alert_id == Some(a.id)), "{a:?}");
         }
-        let resolved = alerts.iter().find(|a| a.state == "resolved").unwrap();
-        assert_eq!(resolved.kind, "check_failing");
+        let resolved = alerts
+            .iter()
+            .find(|a| a.state == AlertState::Resolved)
+            .unwrap();
+        assert_eq!(resolved.kind, AlertKind::CheckFailing);
         let ns = s.notifications_for_alert(resolved.id).await.unwrap();
         let hook_resolve = ns
             .iter()
-            .find(|n| n.sink == "hook" && n.action == "resolve")
+            .find(|n| n.sink == "hook" && n.action == Action::Resolve)
             .unwrap();
-        assert_eq!(hook_resolve.state, "pending");
+        assert_eq!(hook_resolve.state, NotificationState::Pending);
         assert!(due.iter().all(|n| n.id != hook_resolve.id));
 
         // It keeps working: a resolve queues for both sinks that got the trigger.

@@ -65,6 +65,38 @@ const MAX_RESPONSE: usize = 64 * 1024;
 /// Notifications handed out per round.
 const BATCH: u32 = 64;
 
+/// Where a notification is in the outbox.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum NotificationState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// Accepted by the sink.
+    Delivered,
+    /// Rejected by the sink, or given up on.
+    Failed,
+}
+
+impl NotificationState {
+    /// `pending`, `delivered` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Pending => "pending",
+            NotificationState::Delivered => "delivered",
+            NotificationState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for NotificationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// How one delivery attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -403,7 +435,7 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
             Ok(true)
         }
         Delivery::Retry { error, after } => {
-            let horizon = def.map(|d| d.give_up_after(&n.action)).unwrap_or_default();
+            let horizon = def.map(|d| d.give_up_after(n.action)).unwrap_or_default();
             let first = n.first_attempt_ms.unwrap_or(now);
             let seed = outpost_probe::scheduler::fnv1a(&[
                 &n.id.to_string(),

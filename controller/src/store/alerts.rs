@@ -3,6 +3,7 @@
 //! module note).
 
 use super::{Store, StoreError, notifications};
+use crate::alerting::{Action, AlertKind, AlertState, Severity};
 
 /// An alert row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -13,14 +14,14 @@ pub struct AlertRow {
     pub check_id: String,
     /// Probe of a fleet-level alert (`probe_offline`).
     pub probe: Option<String>,
-    /// Kind (`check_failing`, `probe_offline`).
-    pub kind: String,
+    /// Kind.
+    pub kind: AlertKind,
     /// Dedup key.
     pub dedup_key: String,
-    /// `open` or `resolved`.
-    pub state: String,
+    /// Open or resolved.
+    pub state: AlertState,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Summary when it fired.
     pub summary: String,
     /// Regions failing when it fired (JSON array).
@@ -39,11 +40,11 @@ pub struct NewAlert {
     /// Probe of a fleet-level alert.
     pub probe: Option<String>,
     /// Kind.
-    pub kind: String,
+    pub kind: AlertKind,
     /// Dedup key.
     pub dedup_key: String,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Summary.
     pub summary: String,
     /// Failing regions (JSON array).
@@ -61,7 +62,7 @@ impl Store {
     pub async fn open_alert(
         &self,
         check_id: &str,
-        kind: &str,
+        kind: AlertKind,
     ) -> Result<Option<AlertRow>, StoreError> {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
@@ -113,9 +114,9 @@ impl Store {
         )
         .bind(&alert.check_id)
         .bind(&alert.probe)
-        .bind(&alert.kind)
+        .bind(alert.kind)
         .bind(&alert.dedup_key)
-        .bind(&alert.severity)
+        .bind(alert.severity)
         .bind(&alert.summary)
         .bind(&alert.regions_json)
         .bind(now)
@@ -129,7 +130,7 @@ impl Store {
                 &mut tx,
                 id,
                 sink,
-                "trigger",
+                Action::Trigger,
                 &alert.dedup_key,
                 payload_json,
                 now,
@@ -146,7 +147,7 @@ impl Store {
     pub async fn escalate_alert(
         &self,
         alert_id: i64,
-        severity: &str,
+        severity: Severity,
         summary: &str,
         sinks: &[String],
         payload_json: &str,
@@ -169,7 +170,7 @@ impl Store {
                 &mut tx,
                 alert_id,
                 sink,
-                "trigger",
+                Action::Trigger,
                 &key,
                 payload_json,
                 now,
@@ -213,7 +214,7 @@ impl Store {
                 &mut tx,
                 alert_id,
                 &sink,
-                "resolve",
+                Action::Resolve,
                 &key,
                 payload_json,
                 now,
@@ -235,9 +236,9 @@ mod tests {
         NewAlert {
             check_id: "api".into(),
             probe: None,
-            kind: "check_failing".into(),
+            kind: AlertKind::CheckFailing,
             dedup_key: "outpost/api/check_failing".into(),
-            severity: "critical".into(),
+            severity: Severity::Warning,
             summary: "x".into(),
             regions_json: "[]".into(),
         }
@@ -255,19 +256,19 @@ mod tests {
         // Only the first pending notification per (sink, key) is due.
         let due = s.due_notifications(10, 100).await.unwrap();
         assert_eq!(
-            due.iter().map(|n| n.action.as_str()).collect::<Vec<_>>(),
-            vec!["trigger", "trigger"]
+            due.iter().map(|n| n.action).collect::<Vec<_>>(),
+            vec![Action::Trigger, Action::Trigger]
         );
         s.mark_delivered(due[0].id, 1, 11).await.unwrap();
         let due = s.due_notifications(10, 100).await.unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(
-            (due[0].sink.as_str(), due[0].action.as_str()),
-            ("log", "trigger")
+            (due[0].sink.as_str(), due[0].action),
+            ("log", Action::Trigger)
         );
         assert_eq!(
-            (due[1].sink.as_str(), due[1].action.as_str()),
-            ("pd", "resolve")
+            (due[1].sink.as_str(), due[1].action),
+            ("pd", Action::Resolve)
         );
         assert_eq!(s.resolve_alert(id, "{}", 4).await.unwrap(), None);
     }
@@ -282,20 +283,24 @@ mod tests {
             .unwrap();
         let sinks = ["pd".to_owned()];
         assert!(
-            s.escalate_alert(id, "critical", "worse", &sinks, "{}", 2)
+            s.escalate_alert(id, Severity::Critical, "worse", &sinks, "{}", 2)
                 .await
                 .unwrap()
         );
-        let row = s.open_alert("api", "check_failing").await.unwrap().unwrap();
+        let row = s
+            .open_alert("api", AlertKind::CheckFailing)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            (row.severity.as_str(), row.summary.as_str()),
-            ("critical", "worse")
+            (row.severity, row.summary.as_str(), row.state),
+            (Severity::Critical, "worse", AlertState::Open)
         );
         let ns = s.notifications_for_alert(id).await.unwrap();
         assert_eq!(ns.len(), 2);
         s.resolve_alert(id, "{}", 3).await.unwrap();
         assert!(
-            !s.escalate_alert(id, "critical", "x", &sinks, "{}", 4)
+            !s.escalate_alert(id, Severity::Critical, "x", &sinks, "{}", 4)
                 .await
                 .unwrap()
         );

@@ -2,7 +2,7 @@
 //! how reports of one change are merged).
 
 use super::{Store, StoreError, Tx};
-use crate::event::{MERGE_WINDOW_MS, NewEvent};
+use crate::event::{EventKind, MERGE_WINDOW_MS, NewEvent};
 
 /// A stored event (API, page).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -13,8 +13,8 @@ pub struct EventRow {
     pub at_ms: i64,
     /// Check.
     pub check_id: String,
-    /// Kind (`dns_change`).
-    pub kind: String,
+    /// Kind.
+    pub kind: EventKind,
     /// One line for humans.
     pub title: String,
     /// Regions that reported it, in report order.
@@ -104,7 +104,7 @@ pub(super) async fn record(tx: &mut Tx<'_>, e: &NewEvent) -> Result<Option<i64>,
     .bind(&e.check_id)
     .bind(&e.region)
     .bind(&e.probe)
-    .bind(&e.kind)
+    .bind(e.kind)
     .bind(&e.change_key)
     .bind(&e.title)
     .bind(json_list(std::slice::from_ref(&e.region)))
@@ -146,6 +146,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::{
+        alerting::Action,
         certificate::Seen,
         store::{
             IngestBatch, IngestItem,
@@ -160,7 +161,7 @@ mod tests {
                 check_id: "api".into(),
                 region: region.into(),
                 probe: probe.into(),
-                kind: "dns_change".into(),
+                kind: EventKind::DnsChange,
                 change_key: "api|udp://10.0.0.53:53|aa|bb".into(),
                 title: "blue → green".into(),
                 detail: serde_json::json!({ "resolver": "udp://10.0.0.53:53" }),
@@ -228,23 +229,18 @@ mod tests {
         let id = events[0].id;
         assert_eq!(
             due.iter()
-                .map(|n| (
-                    n.sink.as_str(),
-                    n.action.as_str(),
-                    n.dedup_key.clone(),
-                    n.event_id
-                ))
+                .map(|n| (n.sink.as_str(), n.action, n.dedup_key.clone(), n.event_id))
                 .collect::<Vec<_>>(),
             vec![
                 (
                     "hook",
-                    "info",
+                    Action::Info,
                     format!("outpost/api/dns_change/{id}"),
                     Some(id)
                 ),
                 (
                     "log",
-                    "info",
+                    Action::Info,
                     format!("outpost/api/dns_change/{id}"),
                     Some(id)
                 ),

@@ -4,6 +4,7 @@
 //! recording each delivery attempt.
 
 use super::{Store, StoreError, Tx, now_ms};
+use crate::alerting::{Action, sink::NotificationState};
 
 /// A pending notification.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -16,8 +17,8 @@ pub struct Notification {
     pub event_id: Option<i64>,
     /// Sink name.
     pub sink: String,
-    /// `trigger`, `resolve` or `info`.
-    pub action: String,
+    /// Trigger, resolve or info.
+    pub action: Action,
     /// Dedup key.
     pub dedup_key: String,
     /// Sink-neutral event (JSON).
@@ -40,10 +41,10 @@ pub struct NotificationRow {
     pub alert_id: i64,
     /// Sink name.
     pub sink: String,
-    /// `trigger` or `resolve`.
-    pub action: String,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
+    /// Trigger or resolve.
+    pub action: Action,
+    /// Pending, delivered or failed.
+    pub state: NotificationState,
     /// Attempts so far.
     #[sqlx(try_from = "i64")]
     pub attempts: u32,
@@ -73,12 +74,12 @@ pub(super) async fn queue_for_alert(
     tx: &mut Tx<'_>,
     alert_id: i64,
     sink: &str,
-    action: &str,
+    action: Action,
     dedup_key: &str,
     payload_json: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    tracing::debug!(sink, action, dedup_key, "notification queued");
+    tracing::debug!(sink, action = %action, dedup_key, "notification queued");
     sqlx::query(
         "INSERT INTO notifications (alert_id, sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms) \
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
@@ -240,16 +241,16 @@ impl Store {
 
     /// Notifications by state.
     pub async fn notification_counts(&self) -> Result<NotificationCounts, StoreError> {
-        let rows: Vec<(String, i64)> =
+        let rows: Vec<(NotificationState, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM notifications GROUP BY state")
                 .fetch_all(&self.pool)
                 .await?;
         let mut c = NotificationCounts::default();
         for (state, n) in rows {
-            match state.as_str() {
-                "pending" => c.pending = n,
-                "delivered" => c.delivered = n,
-                _ => c.failed += n,
+            match state {
+                NotificationState::Pending => c.pending = n,
+                NotificationState::Delivered => c.delivered = n,
+                NotificationState::Failed => c.failed = n,
             }
         }
         Ok(c)
@@ -258,7 +259,11 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{NewAlert, tests::temp_store};
+    use super::*;
+    use crate::{
+        alerting::{AlertKind, Severity},
+        store::{NewAlert, tests::temp_store},
+    };
 
     #[tokio::test]
     async fn attempts_are_recorded_and_a_deferred_one_is_not_due() {
@@ -266,9 +271,9 @@ mod tests {
         let a = NewAlert {
             check_id: "api".into(),
             probe: None,
-            kind: "check_failing".into(),
+            kind: AlertKind::CheckFailing,
             dedup_key: "k".into(),
-            severity: "critical".into(),
+            severity: Severity::Critical,
             summary: "x".into(),
             regions_json: "[]".into(),
         };
@@ -294,9 +299,12 @@ mod tests {
         let rows = s.notifications_for_alert(id).await.unwrap();
         assert_eq!(
             rows.iter()
-                .map(|n| (n.state.as_str(), n.attempts, n.last_error.as_deref()))
+                .map(|n| (n.state, n.attempts, n.last_error.as_deref()))
                 .collect::<Vec<_>>(),
-            vec![("failed", 2, Some("status 400")), ("delivered", 1, None)]
+            vec![
+                (NotificationState::Failed, 2, Some("status 400")),
+                (NotificationState::Delivered, 1, None)
+            ]
         );
         assert_eq!(rows[1].delivered_ms, Some(102));
         let c = s.notification_counts().await.unwrap();

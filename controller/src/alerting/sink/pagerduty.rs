@@ -18,14 +18,14 @@
 use outpost_probe::config::Secret;
 
 use super::{Delivery, REQUEST_TIMEOUT, post_json};
-use crate::alerting::AlertEvent;
+use crate::alerting::{Action, AlertEvent, AlertKind, Kind};
 
 /// `source` of every event: the monitoring system, not the target.
 pub const SOURCE: &str = "outpost";
 
 /// The JSON body for an event.
 pub fn body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Value {
-    if event.action == "resolve" {
+    if event.action == Action::Resolve {
         return serde_json::json!({
             "routing_key": routing_key.expose(),
             "event_action": "resolve",
@@ -34,7 +34,7 @@ pub fn body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Value {
     }
     // Fleet-level alerts name a probe or a certificate, check alerts a check.
     let (component, group) = match &event.probe {
-        _ if event.kind == crate::alerting::certificate::KIND_CERTIFICATE_EXPIRING => (
+        _ if event.kind == Kind::Alert(AlertKind::CertificateExpiring) => (
             event
                 .details
                 .get("subject")
@@ -92,7 +92,7 @@ pub fn change_body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Valu
 /// Sends one event.
 pub async fn send(api_url: &str, routing_key: &Secret, event: &AlertEvent) -> Delivery {
     let base = api_url.trim_end_matches('/');
-    let (url, payload) = if event.action == "info" {
+    let (url, payload) = if event.action == Action::Info {
         (
             format!("{base}/v2/change/enqueue"),
             change_body(routing_key, event),
@@ -111,15 +111,15 @@ pub async fn send(api_url: &str, routing_key: &Secret, event: &AlertEvent) -> De
 mod tests {
     use super::*;
 
-    fn event(action: &str) -> AlertEvent {
+    fn event(action: Action) -> AlertEvent {
         AlertEvent {
-            action: action.into(),
+            action,
             dedup_key: "outpost/api/check_failing".into(),
             check_id: "api".into(),
             probe: None,
-            kind: "check_failing".into(),
+            kind: AlertKind::CheckFailing.into(),
             summary: "api failing from 2 of 3 regions (eu-west, us-east): timeout".into(),
-            severity: "critical".into(),
+            severity: crate::alerting::Severity::Critical,
             regions: vec!["eu-west".into(), "us-east".into()],
             code: "timeout".into(),
             details: serde_json::json!({ "check_kind": "http" }),
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn trigger_body_has_every_required_field() {
-        let b = body(&Secret::new("key"), &event("trigger"));
+        let b = body(&Secret::new("key"), &event(Action::Trigger));
         assert_eq!(b["routing_key"], "key");
         assert_eq!(b["event_action"], "trigger");
         assert_eq!(b["dedup_key"], "outpost/api/check_failing");
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn info_notifications_are_change_events() {
-        let mut e = event("info");
+        let mut e = event(Action::Info);
         e.summary = "app.example.com A: CNAME blue → green on udp://10.0.0.53:53".into();
         e.at_ms = 1_893_456_000_000;
         let b = change_body(&Secret::new("key"), &e);
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn resolve_body_is_minimal() {
-        let b = body(&Secret::new("key"), &event("resolve"));
+        let b = body(&Secret::new("key"), &event(Action::Resolve));
         assert_eq!(
             b,
             serde_json::json!({ "routing_key": "key", "event_action": "resolve", "dedup_key": "outpost/api/check_failing" })
