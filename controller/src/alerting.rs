@@ -43,6 +43,7 @@
 pub mod certificate;
 pub mod kind;
 pub mod offline;
+pub mod route;
 pub mod rule;
 pub mod severity;
 pub mod sink;

@@ -1,5 +1,7 @@
-//! Notification delivery: the worker that drains the persisted outbox, the
-//! retry policy, and the small HTTP client every HTTP sink uses.
+//! Sinks: `[[sinks]]` (each kind's keys, validation and delivery in its own
+//! module: [`pagerduty`], [`webhook`], [`console`]), the worker that drains
+//! the persisted outbox, the retry policy, and the small HTTP client every
+//! HTTP sink uses.
 //!
 //! - **Order.** [`Store::due_notifications`](crate::store::Store::due_notifications)
 //!   only hands out the oldest pending notification of each (sink, dedup_key),
@@ -40,19 +42,169 @@ use std::{
     time::Duration,
 };
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
-use outpost_probe::config::Secret;
+use outpost_probe::config::{Dur, Problems, Secret};
+use serde::Deserialize;
 use tokio::net::TcpStream;
 
-use super::AlertEvent;
+use super::{Action, AlertEvent};
 use crate::{
     Controller,
-    config::SinkKind,
+    config::push_if_bad_id,
     store::{Notification, now_ms},
 };
+
+/// Default give-up horizon of a sink: a notification still undelivered this
+/// long after its first attempt is marked failed.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(3600);
+/// Resolves are retried at least this long, whatever `give_up_after` says:
+/// a lost resolve leaves an incident open at 3 a.m.
+pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
+
+/// `[[sinks]]`: one notification destination. Exactly one of `pagerduty`,
+/// `webhook` or `console`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// Unique sink name used by `[[routes]]`. Example `"pagerduty"`.
+    pub name: String,
+    /// PagerDuty Events API v2.
+    #[serde(default)]
+    pub pagerduty: Option<pagerduty::RawPagerDuty>,
+    /// Generic JSON webhook.
+    #[serde(default)]
+    pub webhook: Option<webhook::RawWebhook>,
+    /// One log line per notification (`console = {}`).
+    #[serde(default)]
+    pub console: Option<console::RawConsole>,
+    /// How long an undeliverable notification is retried (429, 5xx, timeouts,
+    /// connection errors) counted from its first attempt before it is marked
+    /// failed. Default `"1h"`, minimum `"1m"`. Resolves are retried at least
+    /// `"15m"` even when this is shorter.
+    #[serde(default)]
+    pub give_up_after: Option<Dur>,
+}
+
+/// A validated sink.
+#[derive(Debug, Clone)]
+pub struct SinkDef {
+    /// Name.
+    pub name: String,
+    /// Kind and settings.
+    pub kind: SinkKind,
+    /// Retry horizon for triggers, from the first attempt.
+    pub give_up_after: Duration,
+}
+
+impl SinkDef {
+    /// Retry horizon for a notification of `action` (resolves: at least
+    /// [`MIN_RESOLVE_GIVE_UP`]).
+    pub fn give_up_after(&self, action: Action) -> Duration {
+        if action == Action::Resolve {
+            self.give_up_after.max(MIN_RESOLVE_GIVE_UP)
+        } else {
+            self.give_up_after
+        }
+    }
+}
+
+/// Sink kinds, each validated by its module ([`pagerduty::validate`],
+/// [`webhook::validate`]); [`send`] is the one `match` over them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SinkKind {
+    /// PagerDuty Events API v2.
+    PagerDuty {
+        /// Routing key.
+        routing_key: Secret,
+        /// Base URL without the `/v2/enqueue` path.
+        api_url: String,
+        /// Rate limit per routing key.
+        events_per_minute: u32,
+    },
+    /// JSON webhook.
+    Webhook {
+        /// URL.
+        url: String,
+        /// Headers (secret values already resolved).
+        headers: Vec<(String, Secret)>,
+    },
+    /// Log line.
+    Console,
+}
+
+impl SinkKind {
+    /// The kind's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::PagerDuty { .. } => "pagerduty",
+            SinkKind::Webhook { .. } => "webhook",
+            SinkKind::Console => "console",
+        }
+    }
+}
+
+/// Validates `[[sinks]]`, collecting every problem under `sinks[i]`.
+/// `{ env = … }` secrets are looked up in `vars`, then the process environment.
+pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) -> Vec<SinkDef> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, raw) in raw.iter().enumerate() {
+        let path = format!("sinks[{i}]");
+        push_if_bad_id(p, format!("{path}.name"), "sink name", &raw.name);
+        if !names.insert(raw.name.as_str()) {
+            p.push(
+                format!("{path}.name"),
+                format!("duplicate sink name {:?}", raw.name),
+            );
+        }
+        let count = [
+            raw.pagerduty.is_some(),
+            raw.webhook.is_some(),
+            raw.console.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
+        if count != 1 {
+            p.push(
+                path.clone(),
+                format!(
+                    "a sink has exactly one of pagerduty, webhook or console, found {count}: e.g. `pagerduty = {{ routing_key = {{ env = \"PD_ROUTING_KEY\" }} }}`"
+                ),
+            );
+            continue;
+        }
+        let give_up_after = raw
+            .give_up_after
+            .map(Dur::get)
+            .unwrap_or(DEFAULT_GIVE_UP_AFTER);
+        if give_up_after < Duration::from_secs(60) {
+            p.push(
+                format!("{path}.give_up_after"),
+                format!("give_up_after must be ≥ 1m, got \"{}\"", Dur(give_up_after)),
+            );
+        }
+        let kind = match (&raw.pagerduty, &raw.webhook) {
+            (Some(pd), _) => pagerduty::validate(pd, &path, vars, p),
+            (None, Some(w)) => Some(webhook::validate(w, &path, vars, p)),
+            (None, None) => Some(SinkKind::Console),
+        };
+        if let Some(kind) = kind {
+            out.push(SinkDef {
+                name: raw.name.clone(),
+                kind,
+                give_up_after,
+            });
+        }
+    }
+    out
+}
 
 /// Deadline for one HTTP request to a sink, connect to last body byte.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

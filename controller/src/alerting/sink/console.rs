@@ -1,8 +1,15 @@
 //! Console sink: one log line per notification (WARN for a trigger, INFO
 //! for a resolve or an event's info notification). Always succeeds.
 
+use serde::Deserialize;
+
 use super::Delivery;
 use crate::alerting::{Action, AlertEvent};
+
+/// `[sinks.console]`: no settings (`console = {}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {}
 
 /// Logs one event.
 pub fn send(sink: &str, event: &AlertEvent) -> Delivery {

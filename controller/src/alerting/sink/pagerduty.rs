@@ -15,10 +15,68 @@
 //! second trigger with the same dedup key and a higher severity: PagerDuty
 //! appends it to the open incident instead of opening another one.
 
-use outpost_probe::config::Secret;
+use outpost_probe::config::{Problems, RawSecret, Secret};
+use serde::Deserialize;
 
-use super::{Delivery, REQUEST_TIMEOUT, post_json};
-use crate::alerting::{Action, AlertEvent, AlertKind, Kind};
+use super::{Delivery, REQUEST_TIMEOUT, SinkKind, post_json};
+use crate::{
+    alerting::{Action, AlertEvent, AlertKind, Kind},
+    config::{resolve_secret, validate_url},
+};
+
+/// Default PagerDuty Events API base URL.
+pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com";
+/// Default PagerDuty events per minute per routing key (PagerDuty's documented limit).
+pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
+
+/// `[sinks.pagerduty]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDuty {
+    /// Integration (routing) key of the PagerDuty service:
+    /// `{ env = "PD_ROUTING_KEY" }` or `{ file = "/path" }`.
+    pub routing_key: RawSecret,
+    /// Base URL of the Events API; events are POSTed to `{api_url}/v2/enqueue`.
+    /// Default `"https://events.pagerduty.com"`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Events sent per minute per routing key at most (a token bucket shared
+    /// by every sink with the same key: bursts of a quarter of this, never
+    /// more than this in any minute). Excess events wait in the outbox; none
+    /// is dropped. Default `120` (PagerDuty's limit), minimum `1`.
+    #[serde(default)]
+    pub events_per_minute: Option<u32>,
+}
+
+/// Validates `[sinks.pagerduty]` at `path` (`sinks[i]`): a
+/// [`SinkKind::PagerDuty`], or `None` when the routing key cannot be read.
+pub fn validate(
+    raw: &RawPagerDuty,
+    path: &str,
+    vars: &[(String, String)],
+    p: &mut Problems,
+) -> Option<SinkKind> {
+    let api_url = raw
+        .api_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.to_owned());
+    validate_url(&api_url, format!("{path}.pagerduty.api_url"), p);
+    let events_per_minute = raw.events_per_minute.unwrap_or(DEFAULT_EVENTS_PER_MINUTE);
+    if events_per_minute == 0 {
+        p.push(
+            format!("{path}.pagerduty.events_per_minute"),
+            "events_per_minute must be ≥ 1 (PagerDuty allows 120)",
+        );
+    }
+    let routing_key = resolve_secret(&raw.routing_key, vars)
+        .map_err(|e| p.push(format!("{path}.pagerduty.routing_key"), e))
+        .ok()?;
+    Some(SinkKind::PagerDuty {
+        routing_key,
+        api_url: api_url.trim_end_matches('/').to_owned(),
+        events_per_minute: events_per_minute.max(1),
+    })
+}
 
 /// `source` of every event: the monitoring system, not the target.
 pub const SOURCE: &str = "outpost";
