@@ -65,6 +65,7 @@ impl fmt::Display for EventKind {
         f.pad(self.as_str())
     }
 }
+
 /// Reports of the same change this close to the first one are one event.
 pub const MERGE_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// Longest title stored.

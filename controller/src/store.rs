@@ -276,7 +276,7 @@ async fn bridge_legacy(conn: &mut SqliteConnection) -> Result<(), StoreError> {
         .await?;
     tx.commit().await?;
     let versions: Vec<i64> = recorded.iter().map(|(v, _)| *v).collect();
-    tracing::info!(versions = ?versions, "recorded the schema_migrations versions in _sqlx_migrations and dropped schema_migrations");
+    tracing::info!(versions = ?versions, "bridged schema_migrations to _sqlx_migrations");
     Ok(())
 }
 
@@ -580,6 +580,14 @@ pub(crate) mod tests {
         );
         for a in &open {
             assert!(due.iter().any(|n| n.alert_id == Some(a.id)), "{a:?}");
+        }
+        // Their payloads, written by 55d6181, parse into today's typed event.
+        for n in &due {
+            let event = crate::alerting::AlertEvent::from_outbox(n).expect("an old payload parses");
+            assert_eq!(
+                (event.action, event.dedup_key.as_str()),
+                (n.action, n.dedup_key.as_str())
+            );
         }
         let resolved = alerts
             .iter()

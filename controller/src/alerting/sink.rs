@@ -38,11 +38,10 @@ pub mod ratelimit;
 pub mod webhook;
 
 use std::{
+    collections::HashSet,
     sync::{Arc, OnceLock},
     time::Duration,
 };
-
-use std::collections::HashSet;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
