@@ -19,7 +19,12 @@
 //!   offline probe never pages per check) and `certificate_expiring`
 //!   ([`certificate`]: one alert per certificate of the inventory, escalated
 //!   as thresholds are crossed, evaluated every minute and after batches that
-//!   carried certificates). Routes carry kinds (`[[routes]].kinds`).
+//!   carried certificates). Routes carry kinds (`[[routes]].kinds`). The
+//!   vocabulary is typed end to end, from evaluation through the store's
+//!   rows to the API and the page: [`AlertKind`] (and [`Kind`], which adds
+//!   event kinds), [`Severity`], [`Action`], [`AlertState`] and
+//!   [`sink::NotificationState`], each stored as TEXT with the same words
+//!   the JSON carries.
 //! - **Outbox.** Firing inserts the alert and one `trigger` notification per
 //!   routed sink in one transaction; resolving marks it resolved and queues a
 //!   `resolve` for every sink that got the trigger (even if routes changed
@@ -36,39 +41,102 @@
 //!   replicas or a replayed notification collapse into one incident.
 
 pub mod certificate;
+pub mod kind;
 pub mod offline;
+pub mod route;
 pub mod rule;
+pub mod severity;
 pub mod sink;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    fmt,
     time::Duration,
 };
+
+pub use kind::{AlertKind, Kind};
+pub use severity::Severity;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     Controller,
     config::{CheckDef, ControllerConfig},
-    store::{AlertRow, NewAlert, RegionState, StoreError},
+    store::{AlertRow, NewAlert, Notification, RegionState, StoreError},
 };
 use rule::Decision;
 
-/// Alert kind of a check failing from enough regions.
-pub const KIND_CHECK_FAILING: &str = "check_failing";
 /// How often every check is re-evaluated (staleness needs no new results).
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// The deterministic dedup key of a check's failing alert.
 pub fn dedup_key(check_id: &str) -> String {
-    format!("outpost/{check_id}/{KIND_CHECK_FAILING}")
+    format!("outpost/{check_id}/{}", AlertKind::CheckFailing)
+}
+
+/// Whether an alert is open (at most one per dedup key) or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Fired, not yet resolved.
+    Open,
+    /// Resolved.
+    Resolved,
+}
+
+impl AlertState {
+    /// `open` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for AlertState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What a notification asks of a sink: open (or update) an incident, close
+/// it, or just inform (an event: never an incident).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Action {
+    /// An alert fired or escalated.
+    Trigger,
+    /// An alert resolved.
+    Resolve,
+    /// An event happened (`dns_change`).
+    Info,
+}
+
+impl Action {
+    /// `trigger`, `resolve` or `info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Trigger => "trigger",
+            Action::Resolve => "resolve",
+            Action::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// The sink-neutral event stored with each notification (`payload_json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
-    /// `trigger` or `resolve`.
-    pub action: String,
+    /// `trigger`, `resolve` or `info`.
+    pub action: Action,
     /// Dedup key.
     pub dedup_key: String,
     /// Check id (empty for fleet-level alerts).
@@ -76,12 +144,12 @@ pub struct AlertEvent {
     /// Probe of a fleet-level alert (`probe_offline`).
     #[serde(default)]
     pub probe: Option<String>,
-    /// Alert kind.
-    pub kind: String,
+    /// Alert kind, or event kind of an `info`.
+    pub kind: Kind,
     /// One line for humans.
     pub summary: String,
     /// `critical`, `error`, `warning` or `info`.
-    pub severity: String,
+    pub severity: Severity,
     /// Regions failing (trigger) or still unhealthy (resolve).
     pub regions: Vec<String>,
     /// Failure code of the first failing region (empty on resolve).
@@ -90,6 +158,22 @@ pub struct AlertEvent {
     pub details: serde_json::Value,
     /// When the alert changed, unix ms.
     pub at_ms: i64,
+}
+
+impl AlertEvent {
+    /// The event a notification delivers: its stored payload, with the
+    /// row's `dedup_key` (the one ordering and deduplication work on) and,
+    /// for an event's `info` notification, `details.event_id`, which the
+    /// payload cannot carry (see [`crate::store::EventNotice`]). `None` when
+    /// the payload does not parse.
+    pub fn from_outbox(n: &Notification) -> Option<AlertEvent> {
+        let mut event: AlertEvent = serde_json::from_str(&n.payload_json).ok()?;
+        event.dedup_key.clone_from(&n.dedup_key);
+        if let (Some(id), Some(details)) = (n.event_id, event.details.as_object_mut()) {
+            details.insert("event_id".into(), id.into());
+        }
+        Some(event)
+    }
 }
 
 /// A state change made by an evaluation.
@@ -132,7 +216,7 @@ pub async fn evaluate_checks(
     for id in checks {
         let Some(check) = cfg.check(id) else { continue };
         let states = ctl.store().region_states_for(id).await?;
-        let open = ctl.store().open_alert(id, KIND_CHECK_FAILING).await?;
+        let open = ctl.store().open_alert(id, AlertKind::CheckFailing).await?;
         if let Some(t) = apply(ctl, &cfg, check, &states, &offline, open, now_ms).await? {
             out.push(t);
         }
@@ -155,7 +239,7 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
     }
     let mut open: BTreeMap<String, AlertRow> = all_open
         .into_iter()
-        .filter(|a| a.kind == KIND_CHECK_FAILING)
+        .filter(|a| a.kind == AlertKind::CheckFailing)
         .map(|a| (a.check_id.clone(), a))
         .collect();
     for check in &cfg.checks {
@@ -170,7 +254,7 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
         let event = resolve_event(
             &check_id,
             "check removed from config",
-            &alert.severity,
+            alert.severity,
             now_ms,
         );
         if let Some(t) = resolve(ctl, alert.id, &event).await? {
@@ -204,7 +288,7 @@ async fn apply(
     match (decision, open) {
         (Decision::Fire { failing }, None) => fire(ctl, cfg, check, states, &failing, now_ms).await,
         (Decision::Resolve, Some(alert)) => {
-            let event = resolve_event(&check.raw.id, "recovered", &check.policy.severity, now_ms);
+            let event = resolve_event(&check.raw.id, "recovered", check.policy.severity, now_ms);
             resolve(ctl, alert.id, &event).await
         }
         _ => Ok(None),
@@ -224,9 +308,9 @@ async fn fire(
     let alert = NewAlert {
         check_id: check.raw.id.clone(),
         probe: None,
-        kind: KIND_CHECK_FAILING.to_owned(),
+        kind: AlertKind::CheckFailing,
         dedup_key: event.dedup_key.clone(),
-        severity: event.severity.clone(),
+        severity: event.severity,
         summary: event.summary.clone(),
         regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
     };
@@ -322,13 +406,13 @@ pub fn trigger_event(
     }
     let target = check.raw.http.as_ref().map(|h| h.url.clone());
     AlertEvent {
-        action: "trigger".into(),
+        action: Action::Trigger,
         dedup_key: dedup_key(id),
         check_id: id.clone(),
         probe: None,
-        kind: KIND_CHECK_FAILING.into(),
+        kind: AlertKind::CheckFailing.into(),
         summary: truncate(&summary, 1024),
-        severity: check.policy.severity.clone(),
+        severity: check.policy.severity,
         regions: failing.to_vec(),
         code,
         details: serde_json::json!({
@@ -342,15 +426,15 @@ pub fn trigger_event(
     }
 }
 
-fn resolve_event(check_id: &str, why: &str, severity: &str, now_ms: i64) -> AlertEvent {
+fn resolve_event(check_id: &str, why: &str, severity: Severity, now_ms: i64) -> AlertEvent {
     AlertEvent {
-        action: "resolve".into(),
+        action: Action::Resolve,
         dedup_key: dedup_key(check_id),
         check_id: check_id.to_owned(),
         probe: None,
-        kind: KIND_CHECK_FAILING.into(),
+        kind: AlertKind::CheckFailing.into(),
         summary: format!("{check_id} {why}"),
-        severity: severity.to_owned(),
+        severity,
         regions: Vec::new(),
         code: String::new(),
         details: serde_json::json!({ "check_id": check_id }),
@@ -405,10 +489,49 @@ pub async fn run_evaluator(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventKind;
 
     #[test]
     fn dedup_key_is_deterministic() {
         assert_eq!(dedup_key("api-health"), "outpost/api-health/check_failing");
+    }
+
+    #[test]
+    fn an_info_notification_gets_its_event_id_and_key_from_the_row() {
+        let event = AlertEvent {
+            action: Action::Info,
+            dedup_key: "outpost/app-dns/dns_change/".into(),
+            check_id: "app-dns".into(),
+            probe: None,
+            kind: EventKind::DnsChange.into(),
+            summary: "CNAME blue → green".into(),
+            severity: Severity::Info,
+            regions: vec!["eu-west".into()],
+            code: "dns_change".into(),
+            details: serde_json::json!({ "check_id": "app-dns" }),
+            at_ms: 1,
+        };
+        let n = Notification {
+            id: 1,
+            alert_id: None,
+            event_id: Some(17),
+            sink: "hook".into(),
+            action: Action::Info,
+            dedup_key: "outpost/app-dns/dns_change/17".into(),
+            payload_json: serde_json::to_string(&event).unwrap(),
+            attempts: 0,
+            created_ms: 1,
+            first_attempt_ms: None,
+        };
+        let out = AlertEvent::from_outbox(&n).unwrap();
+        assert_eq!(out.dedup_key, "outpost/app-dns/dns_change/17");
+        assert_eq!(out.details["event_id"], 17);
+        assert_eq!(out.details["check_id"], "app-dns");
+        let broken = Notification {
+            payload_json: "not json".into(),
+            ..n
+        };
+        assert_eq!(AlertEvent::from_outbox(&broken), None);
     }
 
     #[test]

@@ -32,8 +32,9 @@ use serde::Serialize;
 use crate::{
     Controller,
     alerting::{
-        KIND_CHECK_FAILING, offline,
+        AlertKind, offline,
         rule::{self, RegionStatus},
+        sink::NotificationState,
     },
     config::CheckDef,
     store::{AlertRow, NotificationRow, ProbeRow, RegionState, ResultRow, StoreError, now_ms},
@@ -93,7 +94,7 @@ pub struct RegionView {
     /// Region.
     pub region: String,
     /// OK, FAILING, STALE or UNKNOWN.
-    pub state: &'static str,
+    pub state: RegionStatus,
     /// Why a region is STALE: `probe offline` or `no result for 3 intervals`.
     pub reason: Option<&'static str>,
     /// Newest result time (unix ms).
@@ -129,7 +130,7 @@ pub struct CheckView {
     /// Interval, e.g. `30s`.
     pub interval: String,
     /// Worst region state, FAILING when an alert is open.
-    pub state: &'static str,
+    pub state: RegionStatus,
     /// An alert is open.
     pub alert_open: bool,
     /// Assigned regions.
@@ -151,7 +152,7 @@ fn region_view(
     };
     RegionView {
         region: region.to_owned(),
-        state: status.as_str(),
+        state: status,
         reason,
         last_result_at_ms: state.map(|s| s.last_result_at_ms),
         age_ms: state.map(|s| now.saturating_sub(s.last_result_at_ms).max(0)),
@@ -195,7 +196,7 @@ fn check_view(
         kind: check.spec.kind.name(),
         target: check.raw.http.as_ref().map(|h| h.url.clone()),
         interval: outpost_probe::config::Dur(check.spec.interval).to_string(),
-        state: state.as_str(),
+        state,
         alert_open,
         regions,
     }
@@ -225,7 +226,7 @@ pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, S
         .open_alerts()
         .await?
         .into_iter()
-        .filter(|a| a.kind == KIND_CHECK_FAILING)
+        .filter(|a| a.kind == AlertKind::CheckFailing)
         .map(|a| a.check_id)
         .collect();
     Ok(cfg
@@ -256,7 +257,7 @@ pub async fn check_detail(
     let states = ctl.store().region_states_for(id).await?;
     let open = ctl
         .store()
-        .open_alert(id, KIND_CHECK_FAILING)
+        .open_alert(id, AlertKind::CheckFailing)
         .await?
         .is_some();
     let results = ctl.store().recent_results(id, RECENT_RESULTS).await?;
@@ -332,7 +333,7 @@ fn notification_json(n: &NotificationRow) -> serde_json::Value {
         "action": n.action,
         "state": n.state,
         "attempts": n.attempts,
-        "next_attempt_ms": (n.state == "pending").then_some(n.next_attempt_ms),
+        "next_attempt_ms": (n.state == NotificationState::Pending).then_some(n.next_attempt_ms),
         "last_error": n.last_error,
         "delivered_ms": n.delivered_ms,
     })
@@ -367,6 +368,48 @@ async fn list_alerts(State(ctl): State<Controller>) -> Result<Json<serde_json::V
     Ok(Json(serde_json::json!({ "alerts": out })))
 }
 
+/// A probe's liveness for the API and the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeStatus {
+    /// Connected and heard from within `alerting.offline_after`.
+    Fresh,
+    /// No stream, but silent for less than `offline_after`: probably reconnecting.
+    Disconnected,
+    /// Silent longer, never seen, or no longer configured.
+    Offline,
+}
+
+impl ProbeStatus {
+    /// `fresh`, `disconnected` or `offline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeStatus::Fresh => "fresh",
+            ProbeStatus::Disconnected => "disconnected",
+            ProbeStatus::Offline => "offline",
+        }
+    }
+
+    /// The upper-case word on the status page.
+    pub fn word(self) -> &'static str {
+        match self {
+            ProbeStatus::Fresh => "FRESH",
+            ProbeStatus::Disconnected => "DISCONNECTED",
+            ProbeStatus::Offline => "OFFLINE",
+        }
+    }
+
+    /// The status page's CSS class: offline is as loud as a failing check,
+    /// a reconnecting probe as a stale one.
+    pub fn css_class(self) -> &'static str {
+        match self {
+            ProbeStatus::Fresh => RegionStatus::Ok.css_class(),
+            ProbeStatus::Disconnected => RegionStatus::Stale.css_class(),
+            ProbeStatus::Offline => RegionStatus::Failing.css_class(),
+        }
+    }
+}
+
 /// One probe for the API and the page.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeView {
@@ -385,7 +428,7 @@ pub struct ProbeView {
     /// `fresh` (connected, heard from within `alerting.offline_after`),
     /// `disconnected` (no stream, but silent for less than `offline_after`:
     /// probably reconnecting) or `offline` (silent longer, or never seen).
-    pub state: &'static str,
+    pub state: ProbeStatus,
     /// How long the probe has been silent (counted from the controller's
     /// start at the earliest); `None` if never seen.
     pub silent_for_ms: Option<i64>,
@@ -412,9 +455,9 @@ pub async fn probe_views(ctl: &Controller, now: i64) -> Result<Vec<ProbeView>, S
             || !configured
             || offline::is_offline(row, cfg.offline_after, started, now);
         let state = match (off, connected) {
-            (true, _) => "offline",
-            (false, true) => "fresh",
-            (false, false) => "disconnected",
+            (true, _) => ProbeStatus::Offline,
+            (false, true) => ProbeStatus::Fresh,
+            (false, false) => ProbeStatus::Disconnected,
         };
         ProbeView {
             name: name.to_owned(),
@@ -496,7 +539,11 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
         m.set(
             "outpost_probe_offline",
             &[("probe", &p.name)],
-            if p.state == "offline" { 1.0 } else { 0.0 },
+            if p.state == ProbeStatus::Offline {
+                1.0
+            } else {
+                0.0
+            },
         );
         for (reason, n) in &p.dropped_by_reason {
             m.set(
@@ -510,7 +557,7 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
     m.clear("outpost_check_state");
     for c in &views {
         for r in &c.regions {
-            let state = r.state.to_ascii_lowercase();
+            let state = r.state.as_str().to_ascii_lowercase();
             m.set(
                 "outpost_check_state",
                 &[("check", &c.id), ("region", &r.region), ("state", &state)],
@@ -527,4 +574,22 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_states_serialize_as_before_and_map_to_loud_classes() {
+        for (state, word, class) in [
+            (ProbeStatus::Fresh, "fresh", "OK"),
+            (ProbeStatus::Disconnected, "disconnected", "STALE"),
+            (ProbeStatus::Offline, "offline", "FAILING"),
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), word);
+            assert_eq!(state.word(), word.to_ascii_uppercase());
+            assert_eq!(state.css_class(), class);
+        }
+    }
 }

@@ -6,6 +6,13 @@
 //! machinery, [`Secret`] and [`Dur`] come from `outpost_probe::config` so the
 //! probe and the controller report problems the same way.
 //!
+//! This file holds the top-level file, `[server]`, `[store]`, `[[probes]]`,
+//! `[alerting]`, the checks' alert policies and the wiring. Each section
+//! that belongs to a concern lives with it: `[[sinks]]` in
+//! [`crate::alerting::sink`] (each kind's keys in its module:
+//! `sink/pagerduty.rs`, `sink/webhook.rs`, `sink/console.rs`), `[[routes]]`
+//! in [`crate::alerting::route`], `[alerting.certificates]` in [`certificate`].
+//!
 //! ```toml
 //! [server]
 //! grpc_listen = "0.0.0.0:7443"
@@ -40,7 +47,7 @@
 pub mod certificate;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeSet, HashSet},
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -51,6 +58,19 @@ use outpost_probe::{
     config::{ConfigError, Dur, EnvOverride, Problems, RawSecret, Secret, load},
 };
 use serde::Deserialize;
+
+use crate::alerting::{
+    AlertKind, Kind, Severity,
+    route::{self, glob_match, sinks_of},
+    sink,
+};
+pub use crate::alerting::{
+    route::{RawRoute, RouteDef},
+    sink::{RawSink, SinkDef, SinkKind},
+};
+// The config tests below name it as they always did.
+#[cfg(test)]
+use crate::alerting::sink::pagerduty::DEFAULT_EVENTS_PER_MINUTE;
 
 /// Environment variables the controller accepts. Any other `OUTPOST_*`
 /// variable (unless a secret names it) stops the process with exit code 78.
@@ -83,25 +103,10 @@ pub const DEFAULT_STORE_PATH: &str = "./outpost.db";
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Default silence after which a probe counts as offline.
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(60);
-/// Default PagerDuty Events API base URL.
-pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com";
-/// Default give-up horizon of a sink: a notification still undelivered this
-/// long after its first attempt is marked failed.
-pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(3600);
-/// Resolves are retried at least this long, whatever `give_up_after` says:
-/// a lost resolve leaves an incident open at 3 a.m.
-pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
-/// Default PagerDuty events per minute per routing key (PagerDuty's documented limit).
-pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
 /// Default severity of a `probe_offline` alert.
-pub const DEFAULT_OFFLINE_SEVERITY: &str = "error";
-/// Alert kinds a route can match (`[[routes]].kinds`).
-pub const ALERT_KINDS: &[&str] = &["check_failing", "probe_offline", "certificate_expiring"];
-/// Event kinds a route can carry when it names them (never by default):
-/// info notifications, no alert.
-pub const EVENT_KINDS: &[&str] = &["dns_change"];
-/// Pager severities.
-pub const SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
+pub const DEFAULT_OFFLINE_SEVERITY: Severity = Severity::Error;
+/// Default severity of a check's alert.
+pub const DEFAULT_CHECK_SEVERITY: Severity = Severity::Critical;
 
 /// `controller.toml` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -187,97 +192,6 @@ pub struct RawProbeEntry {
     pub token: RawSecret,
 }
 
-/// `[[sinks]]`: one notification destination. Exactly one of `pagerduty`,
-/// `webhook` or `console`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSink {
-    /// Unique sink name used by `[[routes]]`. Example `"pagerduty"`.
-    pub name: String,
-    /// PagerDuty Events API v2.
-    #[serde(default)]
-    pub pagerduty: Option<RawPagerDuty>,
-    /// Generic JSON webhook.
-    #[serde(default)]
-    pub webhook: Option<RawWebhook>,
-    /// One log line per notification (`console = {}`).
-    #[serde(default)]
-    pub console: Option<RawConsole>,
-    /// How long an undeliverable notification is retried (429, 5xx, timeouts,
-    /// connection errors) counted from its first attempt before it is marked
-    /// failed. Default `"1h"`, minimum `"1m"`. Resolves are retried at least
-    /// `"15m"` even when this is shorter.
-    #[serde(default)]
-    pub give_up_after: Option<Dur>,
-}
-
-/// `[sinks.pagerduty]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPagerDuty {
-    /// Integration (routing) key of the PagerDuty service:
-    /// `{ env = "PD_ROUTING_KEY" }` or `{ file = "/path" }`.
-    pub routing_key: RawSecret,
-    /// Base URL of the Events API; events are POSTed to `{api_url}/v2/enqueue`.
-    /// Default `"https://events.pagerduty.com"`.
-    #[serde(default)]
-    pub api_url: Option<String>,
-    /// Events sent per minute per routing key at most (a token bucket shared
-    /// by every sink with the same key: bursts of a quarter of this, never
-    /// more than this in any minute). Excess events wait in the outbox; none
-    /// is dropped. Default `120` (PagerDuty's limit), minimum `1`.
-    #[serde(default)]
-    pub events_per_minute: Option<u32>,
-}
-
-/// `[sinks.webhook]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWebhook {
-    /// `http://` or `https://` URL that receives a JSON POST per notification:
-    /// `{event, dedup_key, check_id, summary, severity, regions, at}`.
-    pub url: String,
-    /// Extra request headers that are not secret, e.g. `{ "x-team" = "sre" }`.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Request headers whose values are secrets, e.g.
-    /// `{ authorization = { env = "HOOK_AUTH" } }`.
-    #[serde(default)]
-    pub secret_headers: BTreeMap<String, RawSecret>,
-}
-
-/// `[sinks.console]`: no settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConsole {}
-
-/// `[[routes]]`: which checks notify which sinks.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRoute {
-    /// Unique route name; a check's `alert.routes` may name it. Example `"oncall"`.
-    pub name: String,
-    /// Names of `[[sinks]]` this route notifies. At least one.
-    pub sinks: Vec<String>,
-    /// Check ids or globs with `*` (`"api-*"`). Default `["*"]`. Used for checks
-    /// without `alert.routes`; a check with `alert.routes` uses exactly those.
-    /// Filters `check_failing` alerts only.
-    #[serde(default)]
-    pub checks: Option<Vec<String>>,
-    /// Alert kinds this route carries: `"check_failing"` (a check failing from
-    /// `min_regions` regions), `"probe_offline"` (a probe silent for
-    /// `alerting.offline_after`, one alert per probe) and/or
-    /// `"certificate_expiring"` (a served certificate within
-    /// `alerting.certificates.thresholds` of expiry, one alert per
-    /// certificate whichever checks see it). Default: all three. Also
-    /// `"dns_change"`, only when listed: an info notification per DNS answer
-    /// change (webhook `event: "info"`, a console line, a PagerDuty change
-    /// event — never an incident).
-    /// Example: `kinds = ["probe_offline"]` for a fleet-operations route.
-    #[serde(default)]
-    pub kinds: Option<Vec<String>>,
-}
-
 /// `[alerting]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,7 +242,7 @@ pub struct ControllerConfig {
     /// Silence after which a probe is offline.
     pub offline_after: Duration,
     /// Severity of `probe_offline` alerts.
-    pub offline_severity: String,
+    pub offline_severity: Severity,
     /// When certificates page.
     pub certificates: certificate::CertificatePolicy,
 }
@@ -376,82 +290,11 @@ pub struct AlertPolicy {
     /// Consecutive passes before a region counts as recovered.
     pub recoveries: u32,
     /// Pager severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Routes notified.
     pub routes: Vec<String>,
     /// False: record alerts, notify nobody.
     pub enabled: bool,
-}
-
-/// A validated sink.
-#[derive(Debug, Clone)]
-pub struct SinkDef {
-    /// Name.
-    pub name: String,
-    /// Kind and settings.
-    pub kind: SinkKind,
-    /// Retry horizon for triggers, from the first attempt.
-    pub give_up_after: Duration,
-}
-
-impl SinkDef {
-    /// Retry horizon for a notification of `action` (resolves: at least
-    /// [`MIN_RESOLVE_GIVE_UP`]).
-    pub fn give_up_after(&self, action: &str) -> Duration {
-        if action == "resolve" {
-            self.give_up_after.max(MIN_RESOLVE_GIVE_UP)
-        } else {
-            self.give_up_after
-        }
-    }
-}
-
-/// Sink kinds.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum SinkKind {
-    /// PagerDuty Events API v2.
-    PagerDuty {
-        /// Routing key.
-        routing_key: Secret,
-        /// Base URL without the `/v2/enqueue` path.
-        api_url: String,
-        /// Rate limit per routing key.
-        events_per_minute: u32,
-    },
-    /// JSON webhook.
-    Webhook {
-        /// URL.
-        url: String,
-        /// Headers (secret values already resolved).
-        headers: Vec<(String, Secret)>,
-    },
-    /// Log line.
-    Console,
-}
-
-impl SinkKind {
-    /// The kind's name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            SinkKind::PagerDuty { .. } => "pagerduty",
-            SinkKind::Webhook { .. } => "webhook",
-            SinkKind::Console => "console",
-        }
-    }
-}
-
-/// A validated route.
-#[derive(Debug, Clone)]
-pub struct RouteDef {
-    /// Name.
-    pub name: String,
-    /// Sink names.
-    pub sinks: Vec<String>,
-    /// Check id globs.
-    pub checks: Vec<String>,
-    /// Alert kinds carried.
-    pub kinds: Vec<String>,
 }
 
 impl ControllerConfig {
@@ -505,62 +348,25 @@ impl ControllerConfig {
         } else {
             self.routes
                 .iter()
-                .filter(|r| r.carries("check_failing"))
+                .filter(|r| r.carries(AlertKind::CheckFailing.into()))
                 .filter(|r| r.checks.iter().any(|g| glob_match(g, &check.raw.id)))
                 .collect()
         };
         sinks_of(&routes)
     }
 
-    /// Sink names a fleet-level alert of `kind` (e.g. `probe_offline`)
-    /// notifies: every route whose `kinds` include it.
-    pub fn sinks_for_kind(&self, kind: &str) -> Vec<String> {
+    /// Sink names a fleet-level alert or an event of `kind` (e.g.
+    /// `probe_offline`) notifies: every route whose `kinds` include it.
+    pub fn sinks_for_kind(&self, kind: Kind) -> Vec<String> {
         let routes: Vec<&RouteDef> = self.routes.iter().filter(|r| r.carries(kind)).collect();
         sinks_of(&routes)
     }
 }
 
-impl RouteDef {
-    /// True when this route carries alerts of `kind`.
-    pub fn carries(&self, kind: &str) -> bool {
-        self.kinds.iter().any(|k| k == kind)
-    }
-}
-
-fn sinks_of(routes: &[&RouteDef]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for s in routes.iter().flat_map(|r| r.sinks.iter()) {
-        if !out.contains(s) {
-            out.push(s.clone());
-        }
-    }
-    out
-}
-
-/// Matches `text` against a pattern where `*` stands for any run of characters.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 /// Resolves a secret, looking `{ env = … }` names up in `vars` first (so a
 /// config parsed from text with explicit variables is self-contained), then
 /// in the process environment.
-fn resolve_secret(raw: &RawSecret, vars: &[(String, String)]) -> Result<Secret, String> {
+pub(crate) fn resolve_secret(raw: &RawSecret, vars: &[(String, String)]) -> Result<Secret, String> {
     if let (Some(name), None) = (&raw.env, &raw.file)
         && let Some((_, v)) = vars.iter().find(|(n, _)| n == name)
     {
@@ -583,7 +389,7 @@ fn parse_addr(value: Option<&str>, default: &str, path: &str, p: &mut Problems) 
     })
 }
 
-fn push_if_bad_id(p: &mut Problems, path: String, what: &str, value: &str) {
+pub(crate) fn push_if_bad_id(p: &mut Problems, path: String, what: &str, value: &str) {
     if !check::valid_id(value) {
         p.push(
             path,
@@ -633,8 +439,10 @@ impl RawControllerFile {
         let probes = self.validate_probes(vars, &mut p);
         let regions: BTreeSet<String> = probes.iter().map(|d| d.region.clone()).collect();
         let specs = check::validate_all(&self.checks, "checks", &mut p);
-        let sinks = self.validate_sinks(vars, &mut p);
-        let routes = self.validate_routes(&sinks, &mut p);
+        let sinks = sink::validate(&self.sinks, vars, &mut p);
+        let declared: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
+        let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
+        let routes = route::validate(&self.routes, &declared, &sinks, &check_ids, &mut p);
         let checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
         let offline_after = self
             .alerting
@@ -648,20 +456,20 @@ impl RawControllerFile {
                 format!("offline_after must be ≥ 1s, got \"{}\"", Dur(offline_after)),
             );
         }
-        let offline_severity = self
+        let offline_severity = match self
             .alerting
             .as_ref()
-            .and_then(|a| a.offline_severity.clone())
-            .unwrap_or_else(|| DEFAULT_OFFLINE_SEVERITY.to_owned());
-        if !SEVERITIES.contains(&offline_severity.as_str()) {
-            p.push(
-                "alerting.offline_severity",
-                format!(
-                    "unknown severity {offline_severity:?}: use one of {}",
-                    SEVERITIES.join(", ")
-                ),
-            );
-        }
+            .and_then(|a| a.offline_severity.as_deref())
+        {
+            None => DEFAULT_OFFLINE_SEVERITY,
+            Some(text) => text.parse().unwrap_or_else(|_| {
+                p.push(
+                    "alerting.offline_severity",
+                    format!("unknown severity {text:?}: use one of {}", Severity::list()),
+                );
+                DEFAULT_OFFLINE_SEVERITY
+            }),
+        };
         let certificates = certificate::validate(
             self.alerting.as_ref().and_then(|a| a.certificates.as_ref()),
             &mut p,
@@ -723,129 +531,6 @@ impl RawControllerFile {
         out
     }
 
-    fn validate_sinks(&self, vars: &[(String, String)], p: &mut Problems) -> Vec<SinkDef> {
-        let mut names = HashSet::new();
-        let mut out = Vec::new();
-        for (i, raw) in self.sinks.iter().enumerate() {
-            let path = format!("sinks[{i}]");
-            push_if_bad_id(p, format!("{path}.name"), "sink name", &raw.name);
-            if !names.insert(raw.name.as_str()) {
-                p.push(
-                    format!("{path}.name"),
-                    format!("duplicate sink name {:?}", raw.name),
-                );
-            }
-            let count = [
-                raw.pagerduty.is_some(),
-                raw.webhook.is_some(),
-                raw.console.is_some(),
-            ]
-            .iter()
-            .filter(|k| **k)
-            .count();
-            if count != 1 {
-                p.push(
-                    path.clone(),
-                    format!(
-                        "a sink has exactly one of pagerduty, webhook or console, found {count}: e.g. `pagerduty = {{ routing_key = {{ env = \"PD_ROUTING_KEY\" }} }}`"
-                    ),
-                );
-                continue;
-            }
-            let give_up_after = raw
-                .give_up_after
-                .map(Dur::get)
-                .unwrap_or(DEFAULT_GIVE_UP_AFTER);
-            if give_up_after < Duration::from_secs(60) {
-                p.push(
-                    format!("{path}.give_up_after"),
-                    format!("give_up_after must be ≥ 1m, got \"{}\"", Dur(give_up_after)),
-                );
-            }
-            if let Some(kind) = validate_sink_kind(raw, &path, vars, p) {
-                out.push(SinkDef {
-                    name: raw.name.clone(),
-                    kind,
-                    give_up_after,
-                });
-            }
-        }
-        out
-    }
-
-    fn validate_routes(&self, sinks: &[SinkDef], p: &mut Problems) -> Vec<RouteDef> {
-        let mut names = HashSet::new();
-        let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
-        let mut out = Vec::new();
-        for (i, raw) in self.routes.iter().enumerate() {
-            let path = format!("routes[{i}]");
-            push_if_bad_id(p, format!("{path}.name"), "route name", &raw.name);
-            if !names.insert(raw.name.as_str()) {
-                p.push(
-                    format!("{path}.name"),
-                    format!("duplicate route name {:?}", raw.name),
-                );
-            }
-            if raw.sinks.is_empty() {
-                p.push(
-                    format!("{path}.sinks"),
-                    "a route needs at least one sink, e.g. sinks = [\"pagerduty\"]",
-                );
-            }
-            for (j, s) in raw.sinks.iter().enumerate() {
-                let declared = self.sinks.iter().any(|d| &d.name == s);
-                if !declared {
-                    let known: Vec<&str> = sinks.iter().map(|d| d.name.as_str()).collect();
-                    p.push(
-                        format!("{path}.sinks[{j}]"),
-                        format!("unknown sink {s:?}; known sinks: {}", known.join(", ")),
-                    );
-                }
-            }
-            let checks = raw.checks.clone().unwrap_or_else(|| vec!["*".to_owned()]);
-            for (j, g) in checks.iter().enumerate() {
-                if !g.contains('*') && !check_ids.contains(g.as_str()) {
-                    p.push(
-                        format!("{path}.checks[{j}]"),
-                        format!("unknown check id {g:?}: name a [[checks]] id or use a glob such as \"api-*\""),
-                    );
-                }
-            }
-            let kinds = raw
-                .kinds
-                .clone()
-                .unwrap_or_else(|| ALERT_KINDS.iter().map(|k| (*k).to_owned()).collect());
-            if kinds.is_empty() {
-                p.push(
-                    format!("{path}.kinds"),
-                    format!(
-                        "kinds is empty: list at least one of {}, or remove it to carry every kind",
-                        ALERT_KINDS.join(", ")
-                    ),
-                );
-            }
-            for (j, k) in kinds.iter().enumerate() {
-                if !ALERT_KINDS.contains(&k.as_str()) && !EVENT_KINDS.contains(&k.as_str()) {
-                    p.push(
-                        format!("{path}.kinds[{j}]"),
-                        format!(
-                            "unknown alert kind {k:?}; kinds: {}, {}",
-                            ALERT_KINDS.join(", "),
-                            EVENT_KINDS.join(", ")
-                        ),
-                    );
-                }
-            }
-            out.push(RouteDef {
-                name: raw.name.clone(),
-                sinks: raw.sinks.clone(),
-                checks,
-                kinds,
-            });
-        }
-        out
-    }
-
     fn validate_check_defs(
         &self,
         specs: Vec<CheckSpec>,
@@ -892,7 +577,8 @@ fn validate_tls(t: &RawTls, p: &mut Problems) -> TlsFiles {
     }
 }
 
-fn validate_url(url: &str, path: String, p: &mut Problems) {
+/// Pushes a problem at `path` unless `url` is an absolute http(s) URL.
+pub(crate) fn validate_url(url: &str, path: String, p: &mut Problems) {
     let ok = url
         .parse::<http::Uri>()
         .ok()
@@ -902,66 +588,6 @@ fn validate_url(url: &str, path: String, p: &mut Problems) {
             path,
             format!("invalid url {url:?}: use an absolute http:// or https:// URL"),
         );
-    }
-}
-
-fn validate_sink_kind(
-    raw: &RawSink,
-    path: &str,
-    vars: &[(String, String)],
-    p: &mut Problems,
-) -> Option<SinkKind> {
-    if let Some(pd) = &raw.pagerduty {
-        let api_url = pd
-            .api_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.to_owned());
-        validate_url(&api_url, format!("{path}.pagerduty.api_url"), p);
-        let events_per_minute = pd.events_per_minute.unwrap_or(DEFAULT_EVENTS_PER_MINUTE);
-        if events_per_minute == 0 {
-            p.push(
-                format!("{path}.pagerduty.events_per_minute"),
-                "events_per_minute must be ≥ 1 (PagerDuty allows 120)",
-            );
-        }
-        let routing_key = resolve_secret(&pd.routing_key, vars)
-            .map_err(|e| p.push(format!("{path}.pagerduty.routing_key"), e))
-            .ok()?;
-        return Some(SinkKind::PagerDuty {
-            routing_key,
-            api_url: api_url.trim_end_matches('/').to_owned(),
-            events_per_minute: events_per_minute.max(1),
-        });
-    }
-    if let Some(w) = &raw.webhook {
-        validate_url(&w.url, format!("{path}.webhook.url"), p);
-        let mut headers = Vec::new();
-        for (k, v) in &w.headers {
-            check_header(k, v, format!("{path}.webhook.headers.{k}"), p);
-            headers.push((k.clone(), Secret::new(v.clone())));
-        }
-        for (k, s) in &w.secret_headers {
-            let hp = format!("{path}.webhook.secret_headers.{k}");
-            match resolve_secret(s, vars) {
-                Ok(v) => {
-                    check_header(k, v.expose(), hp, p);
-                    headers.push((k.clone(), v));
-                }
-                Err(e) => p.push(hp, e),
-            }
-        }
-        return Some(SinkKind::Webhook {
-            url: w.url.clone(),
-            headers,
-        });
-    }
-    Some(SinkKind::Console)
-}
-
-fn check_header(name: &str, value: &str, path: String, p: &mut Problems) {
-    let ok = http::HeaderName::try_from(name).is_ok() && http::HeaderValue::try_from(value).is_ok();
-    if !ok {
-        p.push(path, format!("invalid header {name:?} (or its value)"));
     }
 }
 
@@ -1029,7 +655,12 @@ fn policy(
         min_regions,
         confirmations: a.confirmations.unwrap_or(2),
         recoveries: a.recoveries.unwrap_or(2),
-        severity: a.severity.unwrap_or_else(|| "critical".to_owned()),
+        // check::validate_all reports an unknown word at this key already.
+        severity: a
+            .severity
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_CHECK_SEVERITY),
         routes: names,
         enabled: a.enabled.unwrap_or(true),
     }

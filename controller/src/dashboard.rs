@@ -15,19 +15,18 @@ mod kind;
 
 use std::fmt::Write;
 
+use crate::{
+    Controller,
+    alerting::{AlertKind, rule::RegionStatus},
+    api::{self, CheckView, RegionView, events::EventView},
+    format::{human_age, timestamp},
+    store::{AlertRow, now_ms},
+};
 use axum::{
     Router,
     extract::State,
     response::{Html, IntoResponse, Response},
     routing::get,
-};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-
-use crate::{
-    Controller,
-    alerting::certificate::KIND_CERTIFICATE_EXPIRING,
-    api::{self, CheckView, RegionView, events::EventView},
-    store::{AlertRow, now_ms},
 };
 
 /// Changes listed on the status page.
@@ -55,25 +54,6 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// `95s`, `12m`, `3h`, `2d`.
-pub fn human_age(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
-pub(crate) fn timestamp(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.replace_millisecond(0).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#111}\
@@ -116,7 +96,7 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
     for a in open {
         // Fleet-level alerts (probe_offline) point at the probes table.
         let href = match &a.probe {
-            _ if a.kind == KIND_CERTIFICATE_EXPIRING => "/certificates".to_owned(),
+            _ if a.kind == AlertKind::CertificateExpiring => "/certificates".to_owned(),
             Some(_) if a.check_id.is_empty() => "/#probes".to_owned(),
             _ => format!("/checks/{}", escape(&a.check_id)),
         };
@@ -125,7 +105,7 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
             "<li><a style=\"color:#fff\" href=\"{href}\">{}</a> <span style=\"font-weight:normal\">(open for {}, {})</span></li>",
             escape(&a.summary),
             human_age(now - a.opened_at_ms),
-            escape(&a.severity),
+            a.severity,
         );
     }
     s.push_str("</ul></div>");
@@ -133,19 +113,18 @@ fn banner(open: &[&AlertRow], now: i64) -> String {
 }
 
 pub(crate) fn region_cell(r: &RegionView) -> String {
+    let age = human_age(r.age_ms.unwrap_or(0));
     let detail = match r.state {
-        "STALE" if r.reason == Some(api::REASON_PROBE_OFFLINE) => format!(
-            "probe offline · last result {} ago",
-            human_age(r.age_ms.unwrap_or(0))
+        RegionStatus::Stale if r.reason == Some(api::REASON_PROBE_OFFLINE) => {
+            format!("probe offline · last result {age} ago")
+        }
+        RegionStatus::Stale => format!("no result for {age}"),
+        RegionStatus::Unknown => "no result yet".to_owned(),
+        RegionStatus::Failing => format!(
+            "{} · {age} ago",
+            escape(r.code.as_deref().unwrap_or("failed"))
         ),
-        "STALE" => format!("no result for {}", human_age(r.age_ms.unwrap_or(0))),
-        "UNKNOWN" => "no result yet".to_owned(),
-        "FAILING" => format!(
-            "{} · {} ago",
-            escape(r.code.as_deref().unwrap_or("failed")),
-            human_age(r.age_ms.unwrap_or(0))
-        ),
-        _ => format!("{} ago", human_age(r.age_ms.unwrap_or(0))),
+        RegionStatus::Ok => format!("{age} ago"),
     };
     let title = [r.message.as_deref(), r.summary.as_deref()]
         .into_iter()
@@ -160,7 +139,8 @@ pub(crate) fn region_cell(r: &RegionView) -> String {
         .unwrap_or_default();
     format!(
         "<td class=\"{}\" title=\"{title}\"><span class=\"word\">{}</span><div class=\"small\">{detail}</div>{summary}</td>",
-        r.state, r.state
+        r.state.css_class(),
+        r.state.as_str()
     )
 }
 
@@ -179,8 +159,8 @@ pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> String {
             c.kind,
             escape(c.target.as_deref().unwrap_or("")),
             escape(&c.interval),
-            c.state,
-            c.state,
+            c.state.css_class(),
+            c.state.as_str(),
             if c.alert_open {
                 "<div class=\"small\">alert open</div>"
             } else {
@@ -205,11 +185,7 @@ fn probes_table(probes: &[api::ProbeView], now: i64) -> String {
          <th>queued results</th><th>dropped results</th><th>version</th></tr>",
     );
     for p in probes {
-        let class = match p.state {
-            "fresh" => "OK",
-            "offline" => "FAILING",
-            _ => "STALE",
-        };
+        let class = p.state.css_class();
         let seen = p
             .last_seen_ms
             .map(|t| format!("{} ago", human_age(now - t)))
@@ -230,7 +206,7 @@ fn probes_table(probes: &[api::ProbeView], now: i64) -> String {
              <td>{}</td><td>{dropped}</td><td>{}</td></tr>",
             escape(&p.name),
             escape(&p.region),
-            p.state.to_ascii_uppercase(),
+            p.state.word(),
             p.queued_results,
             escape(&p.version)
         );
@@ -359,18 +335,10 @@ mod tests {
     }
 
     #[test]
-    fn ages_are_short() {
-        assert_eq!(human_age(95_000), "95s");
-        assert_eq!(human_age(600_000), "10m");
-        assert_eq!(human_age(3 * 3_600_000), "3h");
-        assert_eq!(human_age(3 * 86_400_000), "3d");
-    }
-
-    #[test]
     fn stale_cell_shows_word_and_age() {
         let r = RegionView {
             region: "eu".into(),
-            state: "STALE",
+            state: RegionStatus::Stale,
             reason: Some(api::REASON_NO_RECENT_RESULT),
             last_result_at_ms: Some(0),
             age_ms: Some(95_000),

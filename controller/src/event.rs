@@ -6,9 +6,10 @@
 //! - **Source.** A `dns` result carries `details.changes[]` only on the run
 //!   that saw a change (`{resolver, at, old_ttl_s, old, new}`, `old`/`new`
 //!   being `{rcode, cname_target, answers, fingerprint}`; see the probe's
-//!   `check/dns.rs`). [`from_result`] turns each into a [`NewEvent`]; ingest
-//!   stores them in the same transaction as the result, so a resent batch
-//!   (absorbed by the results table) never records an event twice.
+//!   `check/dns.rs`). [`from_result`] turns each into a [`NewEvent`];
+//!   ingest puts them in its batch next to the result, and the store writes
+//!   them in the same transaction, only if the result is new, so a resent
+//!   batch (absorbed by the results table) never records an event twice.
 //! - **One change, one event.** Every region usually asks the same listed
 //!   resolver, so the same change arrives from several probes. Reports with
 //!   the same [`change_key`] (check, resolver, old → new fingerprint) within
@@ -21,48 +22,83 @@
 //! - **Notifications.** Events are not alerts: nothing opens or resolves.
 //!   A route that lists `"dns_change"` in its `kinds` (never a default)
 //!   gets one `info` notification per new event (not per merged report),
-//!   queued in the ingest transaction and delivered through the same outbox:
+//!   queued in the ingest transaction ([`notice`]: everything but the new
+//!   event's id, which the store adds) and delivered through the same outbox:
 //!   webhooks get `event: "info"`, the console logs it at INFO, PagerDuty
 //!   gets a *change event* (`/v2/change/enqueue`: shown on the service's
 //!   timeline, never an incident). Route PagerDuty sinks to `dns_change` only
 //!   if you want that timeline entry.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::NewResult;
+use crate::{
+    alerting::{Action, AlertEvent, Severity},
+    store::{EventNotice, NewResult},
+};
 
-/// Kind of an answer-set change of a `dns` check.
-pub const KIND_DNS_CHANGE: &str = "dns_change";
+/// The kind of an event: a route names it in `kinds` to get its `info`
+/// notifications; stored in `events.kind`, shown by the API.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A resolver's answer set for a `dns` check changed.
+    DnsChange,
+}
+
+impl EventKind {
+    /// The stable name (`dns_change`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::DnsChange => "dns_change",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// Reports of the same change this close to the first one are one event.
 pub const MERGE_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// Longest title stored.
 const MAX_TITLE: usize = 300;
 
-/// The dedup key and sink-neutral payload ([`crate::alerting::AlertEvent`]
-/// with `action: "info"`) of a new event's notification.
-pub fn notification(e: &NewEvent, id: i64) -> (String, String) {
-    let key = format!("outpost/{}/{}/{id}", e.check_id, e.kind);
+/// The `info` notification of a new event, short of the event's id (see
+/// [`EventNotice`]): dedup key `outpost/<check>/<kind>/<id>`, payload an
+/// [`crate::alerting::AlertEvent`] with `action: "info"` whose details are
+/// the change plus `check_id`, `probe` and (filled in at delivery) `event_id`.
+pub fn notice(e: &NewEvent) -> EventNotice {
+    let dedup_key_prefix = format!("outpost/{}/{}/", e.check_id, e.kind);
     let mut details = e.detail.clone();
     if let Some(map) = details.as_object_mut() {
         map.insert("check_id".into(), e.check_id.clone().into());
-        map.insert("event_id".into(), id.into());
         map.insert("probe".into(), e.probe.clone().into());
     }
-    let event = crate::alerting::AlertEvent {
-        action: "info".into(),
-        dedup_key: key.clone(),
+    let event = AlertEvent {
+        action: Action::Info,
+        dedup_key: dedup_key_prefix.clone(),
         check_id: e.check_id.clone(),
         probe: None,
-        kind: e.kind.clone(),
+        kind: e.kind.into(),
         summary: e.title.clone(),
-        severity: "info".into(),
+        severity: Severity::Info,
         regions: vec![e.region.clone()],
-        code: e.kind.clone(),
+        code: e.kind.as_str().to_owned(),
         details,
         at_ms: e.at_ms,
     };
-    let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
-    (key, payload)
+    EventNotice {
+        dedup_key_prefix,
+        payload_json: serde_json::to_string(&event).unwrap_or_else(|_| "{}".into()),
+    }
 }
 
 /// An event to store (ingest).
@@ -77,7 +113,7 @@ pub struct NewEvent {
     /// Reporting probe.
     pub probe: String,
     /// `dns_change`.
-    pub kind: String,
+    pub kind: EventKind,
     /// What makes two reports the same change.
     pub change_key: String,
     /// One line for humans.
@@ -166,7 +202,7 @@ pub fn from_result(r: &NewResult, at_ms: i64) -> Vec<NewEvent> {
                 check_id: r.check_id.clone(),
                 region: r.region.clone(),
                 probe: r.probe.clone(),
-                kind: KIND_DNS_CHANGE.to_owned(),
+                kind: EventKind::DnsChange,
                 change_key: change_key(&r.check_id, resolver, old_fp, new_fp),
                 title,
                 detail: serde_json::json!({

@@ -3,8 +3,10 @@
 //! Per stream: authenticate the bearer token *before* reading anything
 //! (missing or unknown → UNAUTHENTICATED, nothing stored); the first message
 //! must be a `Hello` naming the token's probe; reply with the probe's
-//! `Assignment`; then for each `ResultBatch`: validate, commit through the
-//! store, and only then `Ack` (`through_sequence` = the batch's highest
+//! `Assignment`; then for each `ResultBatch`: validate, derive what the
+//! results' details report ([`build_batch`]: DNS change events, certificate
+//! sightings), commit it all through the store in one transaction, and only
+//! then `Ack` (`through_sequence` = the batch's highest
 //! sequence, including results skipped as invalid so they are not resent
 //! forever), then ask the evaluator to look at the touched checks.
 //!
@@ -33,7 +35,7 @@ use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 use crate::{
     Controller,
     config::{ControllerConfig, ProbeDef},
-    store::{HeartbeatRow, NewResult, ProbeRow, now_ms},
+    store::{HeartbeatRow, IngestBatch, IngestEvent, IngestItem, NewResult, ProbeRow, now_ms},
 };
 
 /// How long a stream may stay silent before its hello.
@@ -497,6 +499,40 @@ fn to_row(r: CheckResult, probe: &ProbeDef) -> NewResult {
     }
 }
 
+/// The batch the store writes for `results` received at `received_at_ms`:
+/// each result with the DNS change events ([`crate::event`]) and
+/// certificate sightings ([`crate::certificate`]) its details report, and
+/// the sinks of the events' `info` notifications. All the reading of
+/// details happens here, outside the store's write transaction.
+pub fn build_batch(
+    results: Vec<NewResult>,
+    received_at_ms: i64,
+    event_sinks: Vec<String>,
+) -> IngestBatch {
+    let items = results
+        .into_iter()
+        .map(|result| {
+            let events = crate::event::from_result(&result, result.at_ms(received_at_ms))
+                .into_iter()
+                .map(|event| IngestEvent {
+                    notice: crate::event::notice(&event),
+                    event,
+                })
+                .collect();
+            IngestItem {
+                certificates: crate::certificate::from_result(&result),
+                events,
+                result,
+            }
+        })
+        .collect();
+    IngestBatch {
+        received_at_ms,
+        items,
+        event_sinks,
+    }
+}
+
 async fn handle_batch(
     ctl: &Controller,
     probe: &ProbeDef,
@@ -535,10 +571,11 @@ async fn handle_batch(
         .map(|r| (r.result_id.clone(), r.check_id.clone()))
         .collect();
     let received = now_ms();
-    let event_sinks = cfg.sinks_for_kind(crate::event::KIND_DNS_CHANGE);
+    let event_sinks = cfg.sinks_for_kind(crate::event::EventKind::DnsChange.into());
+    let notify_events = !event_sinks.is_empty();
     let outcome = ctl
         .store()
-        .ingest_notifying(rows, received, &event_sinks)
+        .ingest(build_batch(rows, received, event_sinks))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot commit result batch");
@@ -591,7 +628,7 @@ async fn handle_batch(
         duplicates = outcome.duplicates,
         "batch acknowledged"
     );
-    if outcome.dns_changes > 0 && !event_sinks.is_empty() {
+    if outcome.dns_changes > 0 && notify_events {
         ctl.wake_delivery();
     }
     if outcome.certificates > 0 {

@@ -12,7 +12,7 @@
 //! retries, ordering, rate limit), then [`api`] / [`dashboard`]. What the
 //! controller reads from kind-specific result details: [`event`] (DNS
 //! changes), [`certificate`] (the inventory), [`details`] (cell summaries and
-//! redaction).
+//! redaction); [`format`] holds the age and time formatting they share.
 //! [`Controller::start`] at the bottom of this file wires them together.
 
 pub mod alerting;
@@ -22,6 +22,7 @@ pub mod config;
 pub mod dashboard;
 pub mod details;
 pub mod event;
+pub mod format;
 pub mod ingest;
 pub mod metrics;
 pub mod store;

@@ -5,8 +5,10 @@
 use std::fmt::Write;
 
 use crate::{
-    RunningController, api,
-    dashboard::human_age,
+    RunningController,
+    alerting::rule::RegionStatus,
+    api,
+    format::human_age,
     store::{AlertRow, now_ms},
 };
 
@@ -22,10 +24,14 @@ pub async fn render(running: &RunningController) -> String {
                 let _ = write!(out, "  {:<width$}  {:<8}", v.id, v.state);
                 for r in &v.regions {
                     let _ = write!(out, "  {}={}", r.region, r.state);
-                    if let Some(code) = r.code.as_deref().filter(|_| r.state == "FAILING") {
+                    if let Some(code) = r
+                        .code
+                        .as_deref()
+                        .filter(|_| r.state == RegionStatus::Failing)
+                    {
                         let _ = write!(out, " ({code})");
                     }
-                    if r.state == "STALE" {
+                    if r.state == RegionStatus::Stale {
                         let _ =
                             write!(out, " (no result for {})", human_age(r.age_ms.unwrap_or(0)));
                     }
@@ -52,9 +58,13 @@ pub async fn render(running: &RunningController) -> String {
 /// What the failing regions saw, one line per distinct message.
 fn failure_messages(out: &mut String, views: &[api::CheckView]) {
     let mut header = false;
-    for v in views.iter().filter(|v| v.state == "FAILING") {
+    for v in views.iter().filter(|v| v.state == RegionStatus::Failing) {
         let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
-        for r in v.regions.iter().filter(|r| r.state == "FAILING") {
+        for r in v
+            .regions
+            .iter()
+            .filter(|r| r.state == RegionStatus::Failing)
+        {
             let Some(msg) = r.message.as_deref() else {
                 continue;
             };

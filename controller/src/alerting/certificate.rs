@@ -32,7 +32,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use super::{AlertEvent, Transition};
+use super::{Action, AlertEvent, AlertKind, Severity, Transition};
 use crate::{
     Controller,
     certificate::{DAY_MS, days_left, rfc3339},
@@ -40,14 +40,15 @@ use crate::{
     store::{AlertRow, CertificateRow, NewAlert, SightingRow, StoreError},
 };
 
-/// Alert kind of a certificate close to expiry.
-pub const KIND_CERTIFICATE_EXPIRING: &str = "certificate_expiring";
 /// How often the inventory is re-evaluated without new results.
 pub const TICK: Duration = Duration::from_secs(60);
 
 /// The deterministic dedup key of a certificate's alert.
 pub fn dedup_key(fingerprint: &str) -> String {
-    format!("outpost/certificate/{fingerprint}/{KIND_CERTIFICATE_EXPIRING}")
+    format!(
+        "outpost/certificate/{fingerprint}/{}",
+        AlertKind::CertificateExpiring
+    )
 }
 
 /// Why a certificate does (or does not) have an alert at `now`.
@@ -55,7 +56,7 @@ pub fn dedup_key(fingerprint: &str) -> String {
 pub enum Standing {
     /// Served, recently seen, not replaced: this severity (`None`: no
     /// threshold applies yet).
-    Current(Option<String>),
+    Current(Option<Severity>),
     /// A later certificate with the same subject and SANs took its place in
     /// every check that saw it.
     Replaced(String),
@@ -107,7 +108,7 @@ pub fn assess<'a>(
                 Standing::Replaced(newer.to_owned())
             } else {
                 let remaining = cert.not_after_ms - now_ms;
-                Standing::Current(policy.severity_for(remaining).map(str::to_owned))
+                Standing::Current(policy.severity_for(remaining))
             };
             Assessment {
                 cert,
@@ -174,7 +175,7 @@ fn short(fp: &str) -> &str {
 }
 
 /// The trigger event of a certificate's alert.
-pub fn trigger_event(a: &Assessment<'_>, severity: &str, now_ms: i64) -> AlertEvent {
+pub fn trigger_event(a: &Assessment<'_>, severity: Severity, now_ms: i64) -> AlertEvent {
     let c = a.cert;
     let mut checks: Vec<&str> = a.seen_by.iter().map(|s| s.check_id.as_str()).collect();
     checks.sort_unstable();
@@ -204,15 +205,15 @@ pub fn trigger_event(a: &Assessment<'_>, severity: &str, now_ms: i64) -> AlertEv
         })
         .collect();
     AlertEvent {
-        action: "trigger".into(),
+        action: Action::Trigger,
         dedup_key: dedup_key(&c.fingerprint),
         check_id: String::new(),
         probe: None,
-        kind: KIND_CERTIFICATE_EXPIRING.into(),
+        kind: AlertKind::CertificateExpiring.into(),
         summary: super::truncate(&summary, 1024),
-        severity: severity.to_owned(),
+        severity,
         regions,
-        code: KIND_CERTIFICATE_EXPIRING.into(),
+        code: AlertKind::CertificateExpiring.as_str().to_owned(),
         details: serde_json::json!({
             "fingerprint": c.fingerprint,
             "subject": c.subject,
@@ -230,13 +231,13 @@ pub fn trigger_event(a: &Assessment<'_>, severity: &str, now_ms: i64) -> AlertEv
 
 fn resolve_event(alert: &AlertRow, fingerprint: &str, why: &str, now_ms: i64) -> AlertEvent {
     AlertEvent {
-        action: "resolve".into(),
+        action: Action::Resolve,
         dedup_key: alert.dedup_key.clone(),
         check_id: String::new(),
         probe: None,
-        kind: KIND_CERTIFICATE_EXPIRING.into(),
+        kind: AlertKind::CertificateExpiring.into(),
         summary: format!("certificate sha256 {} {why}", short(fingerprint)),
-        severity: alert.severity.clone(),
+        severity: alert.severity,
         regions: Vec::new(),
         code: String::new(),
         details: serde_json::json!({ "fingerprint": fingerprint, "reason": why }),
@@ -255,7 +256,7 @@ pub async fn evaluate(ctl: &Controller, now_ms: i64) -> Result<Vec<Transition>, 
         .open_alerts()
         .await?
         .into_iter()
-        .filter(|a| a.kind == KIND_CERTIFICATE_EXPIRING)
+        .filter(|a| a.kind == AlertKind::CertificateExpiring)
         .map(|a| (a.dedup_key.clone(), a))
         .collect();
     let mut out = Vec::new();
@@ -264,12 +265,13 @@ pub async fn evaluate(ctl: &Controller, now_ms: i64) -> Result<Vec<Transition>, 
         let alert = open.remove(&key);
         let why = match (&a.standing, alert) {
             (Standing::Current(Some(severity)), None) => {
-                out.extend(fire(ctl, &cfg, &a, severity, now_ms).await?);
+                out.extend(fire(ctl, &cfg, &a, *severity, now_ms).await?);
                 continue;
             }
             (Standing::Current(Some(severity)), Some(alert)) => {
-                if CertificatePolicy::more_severe(severity, &alert.severity) {
-                    out.extend(escalate(ctl, &cfg, &a, &alert, severity, now_ms).await?);
+                // Severity never goes down while the alert is open.
+                if *severity > alert.severity {
+                    out.extend(escalate(ctl, &cfg, &a, &alert, *severity, now_ms).await?);
                 }
                 continue;
             }
@@ -311,16 +313,16 @@ async fn fire(
     ctl: &Controller,
     cfg: &ControllerConfig,
     a: &Assessment<'_>,
-    severity: &str,
+    severity: Severity,
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
     let event = trigger_event(a, severity, now_ms);
     let alert = NewAlert {
         check_id: String::new(),
         probe: None,
-        kind: KIND_CERTIFICATE_EXPIRING.into(),
+        kind: AlertKind::CertificateExpiring,
         dedup_key: event.dedup_key.clone(),
-        severity: event.severity.clone(),
+        severity: event.severity,
         summary: event.summary.clone(),
         regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
     };
@@ -328,7 +330,7 @@ async fn fire(
         ctl,
         &alert,
         &event,
-        cfg.sinks_for_kind(KIND_CERTIFICATE_EXPIRING),
+        cfg.sinks_for_kind(AlertKind::CertificateExpiring.into()),
     )
     .await
 }
@@ -338,11 +340,11 @@ async fn escalate(
     cfg: &ControllerConfig,
     a: &Assessment<'_>,
     alert: &AlertRow,
-    severity: &str,
+    severity: Severity,
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
     let event = trigger_event(a, severity, now_ms);
-    let sinks = cfg.sinks_for_kind(KIND_CERTIFICATE_EXPIRING);
+    let sinks = cfg.sinks_for_kind(AlertKind::CertificateExpiring.into());
     let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
     if !ctl
         .store()
@@ -351,11 +353,14 @@ async fn escalate(
     {
         return Ok(None);
     }
-    tracing::warn!(kind = KIND_CERTIFICATE_EXPIRING, dedup_key = %alert.dedup_key, alert_id = alert.id,
-        from = %alert.severity, to = severity, sinks = ?sinks, summary = %event.summary, "alert escalated");
+    tracing::warn!(kind = %AlertKind::CertificateExpiring, dedup_key = %alert.dedup_key, alert_id = alert.id,
+        from = %alert.severity, to = %severity, sinks = ?sinks, summary = %event.summary, "alert escalated");
     ctl.metrics().inc(
         "outpost_alerts_total",
-        &[("kind", KIND_CERTIFICATE_EXPIRING), ("action", "escalate")],
+        &[
+            ("kind", AlertKind::CertificateExpiring.as_str()),
+            ("action", "escalate"),
+        ],
         1,
     );
     ctl.wake_delivery();
@@ -412,7 +417,7 @@ mod tests {
         ];
         let s = vec![seen("a", "c1", NOW), seen("b", "c1", NOW - 3 * DAY_MS)];
         let a = assess(&certs, &s, &p, NOW);
-        assert_eq!(a[0].standing, Standing::Current(Some("warning".into())));
+        assert_eq!(a[0].standing, Standing::Current(Some(Severity::Warning)));
         assert_eq!(a[1].standing, Standing::NotSeen);
         let later = assess(&certs, &s, &p, NOW + 13 * DAY_MS);
         assert_eq!(later[0].standing, Standing::NotSeen);
@@ -433,7 +438,7 @@ mod tests {
         ];
         assert_eq!(
             assess(&certs, &s, &p, NOW)[0].standing,
-            Standing::Current(Some("critical".into()))
+            Standing::Current(Some(Severity::Critical))
         );
         s.push(seen("new", "c1", NOW));
         assert_eq!(

@@ -19,19 +19,16 @@
 
 use std::collections::BTreeSet;
 
-use super::{AlertEvent, Transition};
+use super::{Action, AlertEvent, AlertKind, Transition};
 use crate::{
     Controller,
     config::ControllerConfig,
     store::{AlertRow, NewAlert, ProbeRow, StoreError},
 };
 
-/// Alert kind of a silent probe.
-pub const KIND_PROBE_OFFLINE: &str = "probe_offline";
-
 /// The deterministic dedup key of a probe's offline alert.
 pub fn dedup_key(probe: &str) -> String {
-    format!("outpost/probe/{probe}/{KIND_PROBE_OFFLINE}")
+    format!("outpost/probe/{probe}/{}", AlertKind::ProbeOffline)
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -103,24 +100,24 @@ pub fn trigger_event(
     silent_ms: i64,
     now_ms: i64,
 ) -> AlertEvent {
-    let silent = crate::dashboard::human_age(silent_ms);
+    let silent = crate::format::human_age(silent_ms);
     let limit = outpost_probe::config::Dur(cfg.offline_after);
     let checks: Vec<&str> = cfg
         .checks_for_region(region)
         .map(|c| c.raw.id.as_str())
         .collect();
     AlertEvent {
-        action: "trigger".into(),
+        action: Action::Trigger,
         dedup_key: dedup_key(probe),
         check_id: String::new(),
         probe: Some(probe.to_owned()),
-        kind: KIND_PROBE_OFFLINE.into(),
+        kind: AlertKind::ProbeOffline.into(),
         summary: format!(
             "probe {probe} ({region}) offline: nothing received for {silent} (offline_after {limit}); its checks in {region} are STALE"
         ),
-        severity: cfg.offline_severity.clone(),
+        severity: cfg.offline_severity,
         regions: vec![region.to_owned()],
-        code: KIND_PROBE_OFFLINE.into(),
+        code: AlertKind::ProbeOffline.as_str().to_owned(),
         details: serde_json::json!({
             "probe": probe,
             "region": region,
@@ -134,13 +131,13 @@ pub fn trigger_event(
 
 fn resolve_event(alert: &AlertRow, probe: &str, why: &str, now_ms: i64) -> AlertEvent {
     AlertEvent {
-        action: "resolve".into(),
+        action: Action::Resolve,
         dedup_key: alert.dedup_key.clone(),
         check_id: String::new(),
         probe: Some(probe.to_owned()),
-        kind: KIND_PROBE_OFFLINE.into(),
+        kind: AlertKind::ProbeOffline.into(),
         summary: format!("probe {probe} {why}"),
-        severity: alert.severity.clone(),
+        severity: alert.severity,
         regions: Vec::new(),
         code: String::new(),
         details: serde_json::json!({ "probe": probe }),
@@ -168,13 +165,13 @@ pub async fn evaluate(
             (true, None) => {
                 let silent = silent_for_ms(row, started, now_ms).unwrap_or(0);
                 let event = trigger_event(cfg, &p.name, &p.region, silent, now_ms);
-                let sinks = cfg.sinks_for_kind(KIND_PROBE_OFFLINE);
+                let sinks = cfg.sinks_for_kind(AlertKind::ProbeOffline.into());
                 let new = NewAlert {
                     check_id: String::new(),
                     probe: Some(p.name.clone()),
-                    kind: KIND_PROBE_OFFLINE.into(),
+                    kind: AlertKind::ProbeOffline,
                     dedup_key: key,
-                    severity: event.severity.clone(),
+                    severity: event.severity,
                     summary: event.summary.clone(),
                     regions_json: serde_json::to_string(&event.regions)
                         .unwrap_or_else(|_| "[]".into()),
@@ -193,7 +190,7 @@ pub async fn evaluate(
         }
     }
     // Alerts of probes removed from config would otherwise stay open forever.
-    for alert in open.iter().filter(|a| a.kind == KIND_PROBE_OFFLINE) {
+    for alert in open.iter().filter(|a| a.kind == AlertKind::ProbeOffline) {
         let Some(probe) = alert.probe.as_deref() else {
             continue;
         };

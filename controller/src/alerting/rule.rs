@@ -26,8 +26,10 @@ use crate::{config::AlertPolicy, store::RegionState};
 /// A region with no result for this many intervals is stale.
 pub const STALE_AFTER_INTERVALS: u32 = 3;
 
-/// What a region looks like right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// What a region looks like right now. Ordered from best to worst, so the
+/// worst region of a check is the `max`. Serialized as the upper-case word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum RegionStatus {
     /// Newest result passed.
     Ok,
@@ -48,6 +50,18 @@ impl RegionStatus {
             RegionStatus::Stale => "STALE",
             RegionStatus::Failing => "FAILING",
         }
+    }
+
+    /// The status page's CSS class for a cell in this state (solid red for
+    /// FAILING, solid amber for STALE: impossible to miss).
+    pub fn css_class(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RegionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -153,7 +167,7 @@ mod tests {
             min_regions,
             confirmations: 2,
             recoveries: 2,
-            severity: "critical".into(),
+            severity: crate::alerting::Severity::Critical,
             routes: vec![],
             enabled: true,
         }
@@ -185,6 +199,20 @@ mod tests {
 
     fn decide_now(states: &[RegionState], open: bool) -> Decision {
         decide(&policy(2), INTERVAL, &regions(), states, &[], open, NOW)
+    }
+
+    #[test]
+    fn statuses_serialize_as_the_word_the_api_always_sent() {
+        for (status, word) in [
+            (RegionStatus::Ok, "OK"),
+            (RegionStatus::Unknown, "UNKNOWN"),
+            (RegionStatus::Stale, "STALE"),
+            (RegionStatus::Failing, "FAILING"),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), word);
+            assert_eq!(status.as_str(), word);
+            assert_eq!(format!("{status:<8}|"), format!("{word:<8}|"));
+        }
     }
 
     #[test]

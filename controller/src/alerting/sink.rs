@@ -1,5 +1,7 @@
-//! Notification delivery: the worker that drains the persisted outbox, the
-//! retry policy, and the small HTTP client every HTTP sink uses.
+//! Sinks: `[[sinks]]` (each kind's keys, validation and delivery in its own
+//! module: [`pagerduty`], [`webhook`], [`console`]), the worker that drains
+//! the persisted outbox, the retry policy, and the small HTTP client every
+//! HTTP sink uses.
 //!
 //! - **Order.** [`Store::due_notifications`](crate::store::Store::due_notifications)
 //!   only hands out the oldest pending notification of each (sink, dedup_key),
@@ -36,6 +38,7 @@ pub mod ratelimit;
 pub mod webhook;
 
 use std::{
+    collections::HashSet,
     sync::{Arc, OnceLock},
     time::Duration,
 };
@@ -44,15 +47,163 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
-use outpost_probe::config::Secret;
+use outpost_probe::config::{Dur, Problems, Secret};
+use serde::Deserialize;
 use tokio::net::TcpStream;
 
-use super::AlertEvent;
+use super::{Action, AlertEvent};
 use crate::{
     Controller,
-    config::SinkKind,
+    config::push_if_bad_id,
     store::{Notification, now_ms},
 };
+
+/// Default give-up horizon of a sink: a notification still undelivered this
+/// long after its first attempt is marked failed.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(3600);
+/// Resolves are retried at least this long, whatever `give_up_after` says:
+/// a lost resolve leaves an incident open at 3 a.m.
+pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
+
+/// `[[sinks]]`: one notification destination. Exactly one of `pagerduty`,
+/// `webhook` or `console`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// Unique sink name used by `[[routes]]`. Example `"pagerduty"`.
+    pub name: String,
+    /// PagerDuty Events API v2.
+    #[serde(default)]
+    pub pagerduty: Option<pagerduty::RawPagerDuty>,
+    /// Generic JSON webhook.
+    #[serde(default)]
+    pub webhook: Option<webhook::RawWebhook>,
+    /// One log line per notification (`console = {}`).
+    #[serde(default)]
+    pub console: Option<console::RawConsole>,
+    /// How long an undeliverable notification is retried (429, 5xx, timeouts,
+    /// connection errors) counted from its first attempt before it is marked
+    /// failed. Default `"1h"`, minimum `"1m"`. Resolves are retried at least
+    /// `"15m"` even when this is shorter.
+    #[serde(default)]
+    pub give_up_after: Option<Dur>,
+}
+
+/// A validated sink.
+#[derive(Debug, Clone)]
+pub struct SinkDef {
+    /// Name.
+    pub name: String,
+    /// Kind and settings.
+    pub kind: SinkKind,
+    /// Retry horizon for triggers, from the first attempt.
+    pub give_up_after: Duration,
+}
+
+impl SinkDef {
+    /// Retry horizon for a notification of `action` (resolves: at least
+    /// [`MIN_RESOLVE_GIVE_UP`]).
+    pub fn give_up_after(&self, action: Action) -> Duration {
+        if action == Action::Resolve {
+            self.give_up_after.max(MIN_RESOLVE_GIVE_UP)
+        } else {
+            self.give_up_after
+        }
+    }
+}
+
+/// Sink kinds, each validated by its module ([`pagerduty::validate`],
+/// [`webhook::validate`]); [`send`] is the one `match` over them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SinkKind {
+    /// PagerDuty Events API v2.
+    PagerDuty {
+        /// Routing key.
+        routing_key: Secret,
+        /// Base URL without the `/v2/enqueue` path.
+        api_url: String,
+        /// Rate limit per routing key.
+        events_per_minute: u32,
+    },
+    /// JSON webhook.
+    Webhook {
+        /// URL.
+        url: String,
+        /// Headers (secret values already resolved).
+        headers: Vec<(String, Secret)>,
+    },
+    /// Log line.
+    Console,
+}
+
+impl SinkKind {
+    /// The kind's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::PagerDuty { .. } => "pagerduty",
+            SinkKind::Webhook { .. } => "webhook",
+            SinkKind::Console => "console",
+        }
+    }
+}
+
+/// Validates `[[sinks]]`, collecting every problem under `sinks[i]`.
+/// `{ env = … }` secrets are looked up in `vars`, then the process environment.
+pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) -> Vec<SinkDef> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, raw) in raw.iter().enumerate() {
+        let path = format!("sinks[{i}]");
+        push_if_bad_id(p, format!("{path}.name"), "sink name", &raw.name);
+        if !names.insert(raw.name.as_str()) {
+            p.push(
+                format!("{path}.name"),
+                format!("duplicate sink name {:?}", raw.name),
+            );
+        }
+        let count = [
+            raw.pagerduty.is_some(),
+            raw.webhook.is_some(),
+            raw.console.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
+        if count != 1 {
+            p.push(
+                path.clone(),
+                format!(
+                    "a sink has exactly one of pagerduty, webhook or console, found {count}: e.g. `pagerduty = {{ routing_key = {{ env = \"PD_ROUTING_KEY\" }} }}`"
+                ),
+            );
+            continue;
+        }
+        let give_up_after = raw
+            .give_up_after
+            .map(Dur::get)
+            .unwrap_or(DEFAULT_GIVE_UP_AFTER);
+        if give_up_after < Duration::from_secs(60) {
+            p.push(
+                format!("{path}.give_up_after"),
+                format!("give_up_after must be ≥ 1m, got \"{}\"", Dur(give_up_after)),
+            );
+        }
+        let kind = match (&raw.pagerduty, &raw.webhook) {
+            (Some(pd), _) => pagerduty::validate(pd, &path, vars, p),
+            (None, Some(w)) => Some(webhook::validate(w, &path, vars, p)),
+            (None, None) => Some(SinkKind::Console),
+        };
+        if let Some(kind) = kind {
+            out.push(SinkDef {
+                name: raw.name.clone(),
+                kind,
+                give_up_after,
+            });
+        }
+    }
+    out
+}
 
 /// Deadline for one HTTP request to a sink, connect to last body byte.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +215,38 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Notifications handed out per round.
 const BATCH: u32 = 64;
+
+/// Where a notification is in the outbox.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum NotificationState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// Accepted by the sink.
+    Delivered,
+    /// Rejected by the sink, or given up on.
+    Failed,
+}
+
+impl NotificationState {
+    /// `pending`, `delivered` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Pending => "pending",
+            NotificationState::Delivered => "delivered",
+            NotificationState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for NotificationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 /// How one delivery attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,7 +567,7 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         }
     }
     let attempts = n.attempts + 1;
-    let event: Option<AlertEvent> = serde_json::from_str(&n.payload_json).ok();
+    let event = AlertEvent::from_outbox(&n);
     let outcome = match (def, event) {
         (None, _) => Delivery::Reject {
             error: format!("sink {:?} is no longer configured", n.sink),
@@ -403,7 +586,7 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
             Ok(true)
         }
         Delivery::Retry { error, after } => {
-            let horizon = def.map(|d| d.give_up_after(&n.action)).unwrap_or_default();
+            let horizon = def.map(|d| d.give_up_after(n.action)).unwrap_or_default();
             let first = n.first_attempt_ms.unwrap_or(now);
             let seed = outpost_probe::scheduler::fnv1a(&[
                 &n.id.to_string(),

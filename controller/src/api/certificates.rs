@@ -9,7 +9,10 @@ use serde::Serialize;
 use super::ApiError;
 use crate::{
     Controller,
-    alerting::certificate::{self, KIND_CERTIFICATE_EXPIRING, Standing},
+    alerting::{
+        AlertKind,
+        certificate::{self, Standing},
+    },
     certificate::{days_left, rfc3339},
     store::{AlertRow, StoreError, now_ms},
 };
@@ -96,7 +99,7 @@ pub async fn certificate_views(
         .open_alerts()
         .await?
         .into_iter()
-        .filter(|a| a.kind == KIND_CERTIFICATE_EXPIRING)
+        .filter(|a| a.kind == AlertKind::CertificateExpiring)
         .map(|a| (a.dedup_key.clone(), a))
         .collect();
     let mut out: Vec<CertificateView> = certificate::assess(&certs, &sightings, &cfg.certificates, now)
@@ -114,7 +117,7 @@ pub async fn certificate_views(
             } else {
                 cfg.certificates
                     .severity_for(c.not_after_ms - now)
-                    .unwrap_or("ok")
+                    .map_or("ok", |s| s.as_str())
                     .to_owned()
             };
             let seen_by = sightings

@@ -11,6 +11,7 @@ use super::ApiError;
 use crate::{
     Controller,
     certificate::rfc3339,
+    event::EventKind,
     store::{EventRow, StoreError},
 };
 
@@ -35,7 +36,7 @@ pub struct EventView {
     /// Id.
     pub id: i64,
     /// `dns_change`.
-    pub kind: String,
+    pub kind: EventKind,
     /// Check.
     pub check_id: String,
     /// When the first probe saw it, unix ms.
@@ -63,7 +64,7 @@ pub fn event_view(e: &EventRow) -> EventView {
     let detail: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap_or_default();
     EventView {
         id: e.id,
-        kind: e.kind.clone(),
+        kind: e.kind,
         check_id: e.check_id.clone(),
         at_ms: e.at_ms,
         at: rfc3339(e.at_ms),

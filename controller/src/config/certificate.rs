@@ -5,7 +5,7 @@ use std::time::Duration;
 use outpost_probe::config::{Dur, Problems, duration::parse_duration};
 use serde::Deserialize;
 
-use super::SEVERITIES;
+use crate::alerting::Severity;
 
 /// Default thresholds: 30 days → warning, 14 → error, 7 → critical.
 pub const DEFAULT_THRESHOLDS: &[&str] = &["30d:warning", "14d:error", "7d:critical"];
@@ -39,7 +39,7 @@ pub struct Threshold {
     /// Remaining validity at or below which it applies.
     pub within: Duration,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
 }
 
 /// Validated `[alerting.certificates]`.
@@ -57,24 +57,15 @@ impl Default for CertificatePolicy {
     }
 }
 
-fn rank(severity: &str) -> usize {
-    SEVERITIES.len() - SEVERITIES.iter().position(|s| *s == severity).unwrap_or(0)
-}
-
 impl CertificatePolicy {
     /// The severity for a certificate `remaining_ms` from expiry (negative:
     /// expired), or `None` when no threshold applies.
-    pub fn severity_for(&self, remaining_ms: i64) -> Option<&str> {
+    pub fn severity_for(&self, remaining_ms: i64) -> Option<Severity> {
         self.thresholds
             .iter()
             .filter(|t| remaining_ms <= i64::try_from(t.within.as_millis()).unwrap_or(i64::MAX))
             .min_by_key(|t| t.within)
-            .map(|t| t.severity.as_str())
-    }
-
-    /// `critical` > `error` > `warning` > `info`.
-    pub fn more_severe(a: &str, b: &str) -> bool {
-        rank(a) > rank(b)
+            .map(|t| t.severity)
     }
 }
 
@@ -104,28 +95,25 @@ pub fn validate(raw: Option<&RawCertificateAlerting>, p: &mut Problems) -> Certi
             }
         };
         let severity = severity.trim();
-        if !SEVERITIES.contains(&severity) {
+        let Ok(severity) = severity.parse::<Severity>() else {
             p.push(
                 at,
                 format!(
                     "unknown severity {severity:?} in {t:?}: use one of {}",
-                    SEVERITIES.join(", ")
+                    Severity::list()
                 ),
             );
             continue;
-        }
+        };
         if thresholds.iter().any(|o| o.within == within) {
             p.push(at, format!("two thresholds for {}", Dur(within)));
             continue;
         }
-        thresholds.push(Threshold {
-            within,
-            severity: severity.to_owned(),
-        });
+        thresholds.push(Threshold { within, severity });
     }
     thresholds.sort_by_key(|t| std::cmp::Reverse(t.within));
     for w in thresholds.windows(2) {
-        if CertificatePolicy::more_severe(&w[0].severity, &w[1].severity) {
+        if w[0].severity > w[1].severity {
             p.push(
                 format!("{path}.thresholds"),
                 format!(
@@ -164,14 +152,12 @@ mod tests {
     fn defaults_map_days_left_to_severities() {
         let c = CertificatePolicy::default();
         assert_eq!(c.severity_for(31 * DAY), None);
-        assert_eq!(c.severity_for(30 * DAY), Some("warning"));
-        assert_eq!(c.severity_for(14 * DAY + 1), Some("warning"));
-        assert_eq!(c.severity_for(14 * DAY), Some("error"));
-        assert_eq!(c.severity_for(7 * DAY), Some("critical"));
-        assert_eq!(c.severity_for(-3 * DAY), Some("critical"));
+        assert_eq!(c.severity_for(30 * DAY), Some(Severity::Warning));
+        assert_eq!(c.severity_for(14 * DAY + 1), Some(Severity::Warning));
+        assert_eq!(c.severity_for(14 * DAY), Some(Severity::Error));
+        assert_eq!(c.severity_for(7 * DAY), Some(Severity::Critical));
+        assert_eq!(c.severity_for(-3 * DAY), Some(Severity::Critical));
         assert_eq!(c.resolve_after, DEFAULT_RESOLVE_AFTER);
-        assert!(CertificatePolicy::more_severe("critical", "error"));
-        assert!(!CertificatePolicy::more_severe("warning", "error"));
     }
 
     #[test]

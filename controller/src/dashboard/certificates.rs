@@ -12,10 +12,11 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use super::{error_page, escape, human_age, page};
+use super::{error_page, escape, page};
 use crate::{
     Controller,
     api::{self, certificates::CertificateView},
+    format::human_age,
     store::now_ms,
 };
 

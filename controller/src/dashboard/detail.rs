@@ -13,11 +13,13 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use super::{changes_table, error_page, escape, grid, human_age, kind, page, timestamp};
+use super::{changes_table, error_page, escape, grid, kind, page};
 use crate::{
     Controller,
+    alerting::rule::RegionStatus,
     api::{self, CHECK_EVENTS, CheckView, events::EventView},
     details,
+    format::{human_age, timestamp},
     store::{RegionState, ResultRow, now_ms},
 };
 
@@ -55,9 +57,9 @@ fn latest(view: &CheckView, states: &[RegionState], now: i64) -> String {
             serde_json::from_str(&st.last_details_json).unwrap_or_default();
         let safe = details::redact(&raw);
         let (class, word) = if st.last_ok {
-            ("OK", "OK")
+            (RegionStatus::Ok.css_class(), "OK")
         } else {
-            ("FAILING", "FAIL")
+            (RegionStatus::Failing.css_class(), "FAIL")
         };
         let _ = write!(
             s,
@@ -105,8 +107,8 @@ pub fn render_detail(
             body,
             "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.region),
-            r.state,
-            r.state,
+            r.state.css_class(),
+            r.state.as_str(),
             r.consecutive_failures,
             r.consecutive_passes,
             escape(r.summary.as_deref().unwrap_or("")),
@@ -125,9 +127,9 @@ pub fn render_detail(
     body.push_str("<h3>Recent results</h3><table><tr><th>started</th><th>region</th><th>probe</th><th>result</th><th>code</th><th>message</th><th>total</th></tr>");
     for r in results {
         let (class, word) = if r.ok {
-            ("OK", "OK")
+            (RegionStatus::Ok.css_class(), "OK")
         } else {
-            ("FAILING", "FAIL")
+            (RegionStatus::Failing.css_class(), "FAIL")
         };
         let _ = write!(
             body,

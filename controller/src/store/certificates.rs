@@ -1,13 +1,11 @@
 //! SQL of the certificate inventory: `certificates` and
 //! `certificate_sightings` (see [`crate::certificate`]).
 
-use sqlx::{Row, sqlite::SqliteRow};
-
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::certificate::Seen;
 
 /// A certificate of the inventory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CertificateRow {
     /// SHA-256 fingerprint, lowercase hex.
     pub fingerprint: String,
@@ -16,6 +14,7 @@ pub struct CertificateRow {
     /// Issuer.
     pub issuer: String,
     /// Subject alternative names.
+    #[sqlx(rename = "sans_json", json)]
     pub sans: Vec<String>,
     /// Start of validity, unix ms.
     pub not_before_ms: Option<i64>,
@@ -36,7 +35,7 @@ pub struct CertificateRow {
 }
 
 /// Where a certificate was seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SightingRow {
     /// Certificate.
     pub fingerprint: String,
@@ -68,9 +67,9 @@ impl SightingRow {
 }
 
 /// Upserts one sighting (and its certificate) inside the ingest transaction.
-/// Last-seen times never move backwards.
+/// Seen times only widen: first-seen never moves later, last-seen never earlier.
 pub(super) async fn record(
-    tx: &mut sqlx::SqliteTransaction<'_>,
+    tx: &mut Tx<'_>,
     s: &Seen,
     check_id: &str,
     probe: &str,
@@ -79,9 +78,13 @@ pub(super) async fn record(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO certificates (fingerprint, subject, issuer, sans_json, not_before_ms, not_after_ms, key_type, \
-         signature_algorithm, is_ca, self_signed, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT(fingerprint) DO UPDATE SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), \
-         first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms)",
+         signature_algorithm, is_ca, self_signed, first_seen_ms, last_seen_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+         ON CONFLICT (fingerprint) DO UPDATE SET \
+           last_seen_ms = CASE WHEN certificates.last_seen_ms > excluded.last_seen_ms \
+                          THEN certificates.last_seen_ms ELSE excluded.last_seen_ms END, \
+           first_seen_ms = CASE WHEN certificates.first_seen_ms < excluded.first_seen_ms \
+                           THEN certificates.first_seen_ms ELSE excluded.first_seen_ms END",
     )
     .bind(&s.fingerprint)
     .bind(&s.subject)
@@ -94,15 +97,18 @@ pub(super) async fn record(
     .bind(i64::from(s.is_ca))
     .bind(i64::from(s.self_signed))
     .bind(at_ms)
-    .bind(at_ms)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
         "INSERT INTO certificate_sightings (fingerprint, check_id, probe, address, region, host, position, trust_store, \
-         first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT(fingerprint, check_id, probe, address) DO UPDATE SET \
-           region = excluded.region, host = excluded.host, position = excluded.position, trust_store = excluded.trust_store, \
-           first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms), last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)",
+         first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (fingerprint, check_id, probe, address) DO UPDATE SET \
+           region = excluded.region, host = excluded.host, position = excluded.position, \
+           trust_store = excluded.trust_store, \
+           first_seen_ms = CASE WHEN certificate_sightings.first_seen_ms < excluded.first_seen_ms \
+                           THEN certificate_sightings.first_seen_ms ELSE excluded.first_seen_ms END, \
+           last_seen_ms = CASE WHEN certificate_sightings.last_seen_ms > excluded.last_seen_ms \
+                          THEN certificate_sightings.last_seen_ms ELSE excluded.last_seen_ms END",
     )
     .bind(&s.fingerprint)
     .bind(check_id)
@@ -113,79 +119,42 @@ pub(super) async fn record(
     .bind(s.position)
     .bind(&s.trust_store)
     .bind(at_ms)
-    .bind(at_ms)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-fn certificate_from(row: &SqliteRow) -> Result<CertificateRow, sqlx::Error> {
-    let sans: String = row.try_get("sans_json")?;
-    Ok(CertificateRow {
-        fingerprint: row.try_get("fingerprint")?,
-        subject: row.try_get("subject")?,
-        issuer: row.try_get("issuer")?,
-        sans: serde_json::from_str(&sans).unwrap_or_default(),
-        not_before_ms: row.try_get("not_before_ms")?,
-        not_after_ms: row.try_get("not_after_ms")?,
-        key_type: row.try_get("key_type")?,
-        signature_algorithm: row.try_get("signature_algorithm")?,
-        is_ca: row.try_get::<i64, _>("is_ca")? != 0,
-        self_signed: row.try_get::<i64, _>("self_signed")? != 0,
-        first_seen_ms: row.try_get("first_seen_ms")?,
-        last_seen_ms: row.try_get("last_seen_ms")?,
-    })
-}
-
-fn sighting_from(row: &SqliteRow) -> Result<SightingRow, sqlx::Error> {
-    Ok(SightingRow {
-        fingerprint: row.try_get("fingerprint")?,
-        check_id: row.try_get("check_id")?,
-        probe: row.try_get("probe")?,
-        address: row.try_get("address")?,
-        region: row.try_get("region")?,
-        host: row.try_get("host")?,
-        position: row.try_get("position")?,
-        trust_store: row.try_get("trust_store")?,
-        first_seen_ms: row.try_get("first_seen_ms")?,
-        last_seen_ms: row.try_get("last_seen_ms")?,
-    })
-}
-
 impl Store {
     /// Every certificate, soonest expiry first.
     pub async fn certificates(&self) -> Result<Vec<CertificateRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM certificates ORDER BY not_after_ms, fingerprint")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(certificate_from)
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
+        Ok(sqlx::query_as(
+            "SELECT fingerprint, subject, issuer, sans_json, not_before_ms, not_after_ms, key_type, signature_algorithm, \
+             (is_ca <> 0) AS is_ca, (self_signed <> 0) AS self_signed, first_seen_ms, last_seen_ms \
+             FROM certificates ORDER BY not_after_ms, fingerprint",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Every sighting, newest first.
     pub async fn certificate_sightings(&self) -> Result<Vec<SightingRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM certificate_sightings ORDER BY last_seen_ms DESC, check_id, probe, address",
+        Ok(sqlx::query_as(
+            "SELECT fingerprint, check_id, probe, address, region, host, position, trust_store, first_seen_ms, last_seen_ms \
+             FROM certificate_sightings ORDER BY last_seen_ms DESC, check_id, probe, address",
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(sighting_from)
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Forgets sightings, then certificates, not seen since `before_ms`.
     pub async fn prune_certificates(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM certificate_sightings WHERE last_seen_ms < ?")
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM certificate_sightings WHERE last_seen_ms < $1")
             .bind(before_ms)
             .execute(&mut *tx)
             .await?;
         let r = sqlx::query(
-            "DELETE FROM certificates WHERE last_seen_ms < ? AND NOT EXISTS \
+            "DELETE FROM certificates WHERE last_seen_ms < $1 AND NOT EXISTS \
              (SELECT 1 FROM certificate_sightings s WHERE s.fingerprint = certificates.fingerprint)",
         )
         .bind(before_ms)

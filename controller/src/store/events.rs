@@ -1,13 +1,11 @@
 //! SQL of the `events` table (see [`crate::event`] for what an event is and
 //! how reports of one change are merged).
 
-use sqlx::{Row, sqlite::SqliteRow};
-
-use super::{Store, StoreError};
-use crate::event::{MERGE_WINDOW_MS, NewEvent};
+use super::{Store, StoreError, Tx};
+use crate::event::{EventKind, MERGE_WINDOW_MS, NewEvent};
 
 /// A stored event (API, page).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRow {
     /// Id.
     pub id: i64,
@@ -15,91 +13,106 @@ pub struct EventRow {
     pub at_ms: i64,
     /// Check.
     pub check_id: String,
-    /// Kind (`dns_change`).
-    pub kind: String,
+    /// Kind.
+    pub kind: EventKind,
     /// One line for humans.
     pub title: String,
     /// Regions that reported it, in report order.
+    #[sqlx(rename = "regions_json", json)]
     pub regions: Vec<String>,
     /// Probes that reported it, in report order.
+    #[sqlx(rename = "probes_json", json)]
     pub probes: Vec<String>,
     /// The change (JSON object).
     pub detail_json: String,
 }
 
-fn list(row: &SqliteRow, col: &str) -> Result<Vec<String>, sqlx::Error> {
-    let text: String = row.try_get(col)?;
-    Ok(serde_json::from_str(&text).unwrap_or_default())
+/// An event to store, with the notification its sinks get if it is new.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestEvent {
+    /// The event.
+    pub event: NewEvent,
+    /// Its `info` notification ([`crate::event::notice`]).
+    pub notice: EventNotice,
 }
 
-fn event_from(row: &SqliteRow) -> Result<EventRow, sqlx::Error> {
-    Ok(EventRow {
-        id: row.try_get("id")?,
-        at_ms: row.try_get("at_ms")?,
-        check_id: row.try_get("check_id")?,
-        kind: row.try_get("kind")?,
-        title: row.try_get("title")?,
-        regions: list(row, "regions_json")?,
-        probes: list(row, "probes_json")?,
-        detail_json: row.try_get("detail_json")?,
-    })
+/// What the `info` notification of a new event is made of, short of the
+/// event's id, which only the insert knows. The store completes the dedup
+/// key (`dedup_key_prefix` followed by the new row's id) and records the id
+/// in `notifications.event_id`; the delivery worker sets the payload's
+/// `dedup_key` and `details.event_id` from that row
+/// ([`crate::alerting::AlertEvent::from_outbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNotice {
+    /// The dedup key up to the id: `outpost/<check>/dns_change/`.
+    pub dedup_key_prefix: String,
+    /// The sink-neutral payload ([`crate::alerting::AlertEvent`], `action: "info"`).
+    pub payload_json: String,
 }
 
-fn push_new(list: &mut Vec<String>, v: &str) {
-    if !list.iter().any(|x| x == v) {
-        list.push(v.to_owned());
-    }
+/// Who reported an event so far.
+#[derive(sqlx::FromRow)]
+struct Reporters {
+    id: i64,
+    #[sqlx(rename = "regions_json", json)]
+    regions: Vec<String>,
+    #[sqlx(rename = "probes_json", json)]
+    probes: Vec<String>,
+}
+
+fn json_list(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
 /// Stores one event inside the ingest transaction: merged into a report of
 /// the same change within the window by another probe (`None`), else a new
 /// row (its id).
-pub(super) async fn record(
-    tx: &mut sqlx::SqliteTransaction<'_>,
-    e: &NewEvent,
-) -> Result<Option<i64>, sqlx::Error> {
-    let near = sqlx::query(
-        "SELECT * FROM events WHERE change_key = ? AND at_ms BETWEEN ? AND ? ORDER BY at_ms DESC, id DESC LIMIT 1",
+pub(super) async fn record(tx: &mut Tx<'_>, e: &NewEvent) -> Result<Option<i64>, sqlx::Error> {
+    let near: Option<Reporters> = sqlx::query_as(
+        "SELECT id, regions_json, probes_json FROM events WHERE change_key = $1 AND at_ms BETWEEN $2 AND $3 \
+         ORDER BY at_ms DESC, id DESC LIMIT 1",
     )
     .bind(&e.change_key)
     .bind(e.at_ms - MERGE_WINDOW_MS)
     .bind(e.at_ms + MERGE_WINDOW_MS)
     .fetch_optional(&mut **tx)
     .await?;
-    if let Some(row) = near {
-        let mut ev = event_from(&row)?;
-        if !ev.probes.contains(&e.probe) {
-            push_new(&mut ev.probes, &e.probe);
-            push_new(&mut ev.regions, &e.region);
-            sqlx::query(
-                "UPDATE events SET regions_json = ?, probes_json = ?, at_ms = MIN(at_ms, ?) WHERE id = ?",
-            )
-            .bind(serde_json::to_string(&ev.regions).unwrap_or_else(|_| "[]".into()))
-            .bind(serde_json::to_string(&ev.probes).unwrap_or_else(|_| "[]".into()))
-            .bind(e.at_ms)
-            .bind(ev.id)
-            .execute(&mut **tx)
-            .await?;
-            return Ok(None);
+    if let Some(mut near) = near
+        && !near.probes.contains(&e.probe)
+    {
+        near.probes.push(e.probe.clone());
+        if !near.regions.contains(&e.region) {
+            near.regions.push(e.region.clone());
         }
+        sqlx::query(
+            "UPDATE events SET regions_json = $1, probes_json = $2, \
+             at_ms = CASE WHEN at_ms < $3 THEN at_ms ELSE $3 END WHERE id = $4",
+        )
+        .bind(json_list(&near.regions))
+        .bind(json_list(&near.probes))
+        .bind(e.at_ms)
+        .bind(near.id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(None);
     }
-    let r = sqlx::query(
+    let id = sqlx::query_scalar(
         "INSERT INTO events (at_ms, check_id, region, probe, kind, change_key, title, regions_json, probes_json, detail_json) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(e.at_ms)
     .bind(&e.check_id)
     .bind(&e.region)
     .bind(&e.probe)
-    .bind(&e.kind)
+    .bind(e.kind)
     .bind(&e.change_key)
     .bind(&e.title)
-    .bind(serde_json::json!([e.region]).to_string())
-    .bind(serde_json::json!([e.probe]).to_string())
+    .bind(json_list(std::slice::from_ref(&e.region)))
+    .bind(json_list(std::slice::from_ref(&e.probe)))
     .bind(e.detail.to_string())
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(Some(r.last_insert_rowid()))
+    Ok(Some(id))
 }
 
 impl Store {
@@ -109,25 +122,132 @@ impl Store {
         check_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM events WHERE (?1 IS NULL OR check_id = ?1) ORDER BY at_ms DESC, id DESC LIMIT ?2",
+        Ok(sqlx::query_as(
+            "SELECT id, at_ms, check_id, kind, title, regions_json, probes_json, detail_json FROM events \
+             WHERE ($1 IS NULL OR check_id = $1) ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(check_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(event_from)
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Deletes events older than `before_ms`; returns how many.
     pub async fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM events WHERE at_ms < ?")
+        let r = sqlx::query("DELETE FROM events WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        alerting::Action,
+        certificate::Seen,
+        store::{
+            IngestBatch, IngestItem,
+            tests::{result, temp_store},
+        },
+    };
+
+    fn change(probe: &str, region: &str) -> IngestEvent {
+        IngestEvent {
+            event: NewEvent {
+                at_ms: 1000,
+                check_id: "api".into(),
+                region: region.into(),
+                probe: probe.into(),
+                kind: EventKind::DnsChange,
+                change_key: "api|udp://10.0.0.53:53|aa|bb".into(),
+                title: "blue → green".into(),
+                detail: serde_json::json!({ "resolver": "udp://10.0.0.53:53" }),
+            },
+            notice: EventNotice {
+                dedup_key_prefix: "outpost/api/dns_change/".into(),
+                payload_json: "{\"action\":\"info\"}".into(),
+            },
+        }
+    }
+
+    fn seen() -> Seen {
+        Seen {
+            fingerprint: "ab".into(),
+            subject: "CN=api".into(),
+            issuer: "CN=ca".into(),
+            sans: vec!["api.example.net".into()],
+            not_before_ms: None,
+            not_after_ms: 9000,
+            key_type: String::new(),
+            signature_algorithm: String::new(),
+            is_ca: false,
+            self_signed: false,
+            position: Some(0),
+            trust_store: None,
+            address: "192.0.2.1:443".into(),
+            host: "api.example.net".into(),
+        }
+    }
+
+    fn batch(id: &str, region: &str, received: i64) -> IngestBatch {
+        let mut item = IngestItem::from(result(id, 1, region, true, 1000));
+        item.events.push(change(&format!("p-{region}"), region));
+        item.certificates.push(seen());
+        IngestBatch {
+            received_at_ms: received,
+            items: vec![item],
+            event_sinks: vec!["hook".into(), "log".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_event_notifies_each_sink_and_merged_or_resent_reports_add_nothing() {
+        let (_d, s) = temp_store().await;
+        let first = s.ingest(batch("a", "eu", 2000)).await.unwrap();
+        assert_eq!((first.dns_changes, first.certificates), (1, 1));
+        // Resent: the result is a duplicate, so nothing derived from it is written.
+        let again = s.ingest(batch("a", "eu", 3000)).await.unwrap();
+        assert_eq!(
+            (again.duplicates, again.dns_changes, again.certificates),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            s.certificate_sightings().await.unwrap()[0].last_seen_ms,
+            1000
+        );
+        // Another probe reports the same change: merged, nobody notified again.
+        let other = s.ingest(batch("b", "us", 2500)).await.unwrap();
+        assert_eq!(other.dns_changes, 1);
+        let events = s.events(None, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].regions, vec!["eu", "us"]);
+        assert_eq!(events[0].probes, vec!["p-eu", "p-us"]);
+        let due = s.due_notifications(i64::MAX, 10).await.unwrap();
+        let id = events[0].id;
+        assert_eq!(
+            due.iter()
+                .map(|n| (n.sink.as_str(), n.action, n.dedup_key.clone(), n.event_id))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    "hook",
+                    Action::Info,
+                    format!("outpost/api/dns_change/{id}"),
+                    Some(id)
+                ),
+                (
+                    "log",
+                    Action::Info,
+                    format!("outpost/api/dns_change/{id}"),
+                    Some(id)
+                ),
+            ]
+        );
+        assert_eq!(due[0].payload_json, "{\"action\":\"info\"}");
+        assert_eq!(due[0].alert_id, None);
+        assert_eq!(s.certificate_sightings().await.unwrap().len(), 2);
     }
 }

@@ -88,7 +88,7 @@ async fn two_failing_regions_page_once_and_recovery_resolves_once() {
 
     let alerts = ctl.store().alerts(10).await.unwrap();
     assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0].state, "resolved");
+    assert_eq!(alerts[0].state.as_str(), "resolved");
     let m = ctl.controller().metrics();
     assert_eq!(
         m.get(
@@ -279,7 +279,7 @@ async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
                 for n in store.notifications_for_alert(a.id).await.ok()? {
                     // Postponed until a token is due (about a minute), not dropped.
                     if n.sink == "pagerduty"
-                        && n.state == "pending"
+                        && n.state.as_str() == "pending"
                         && n.attempts == 0
                         && n.next_attempt_ms > outpost_controller::store::now_ms() + 30_000
                     {

@@ -198,9 +198,9 @@ async fn one_alert_per_certificate_seen_by_three_checks_escalates_with_days_left
 
     let alerts = ctl.store().alerts(10).await.unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    assert_eq!(alerts[0].kind, "certificate_expiring");
-    assert_eq!(alerts[0].severity, "critical");
-    assert_eq!(alerts[0].state, "open");
+    assert_eq!(alerts[0].kind.as_str(), "certificate_expiring");
+    assert_eq!(alerts[0].severity.as_str(), "critical");
+    assert_eq!(alerts[0].state.as_str(), "open");
 
     // The page shows the inventory; the status page links to it.
     let (status, html) = get(ctl.http_addr(), "/certificates").await;

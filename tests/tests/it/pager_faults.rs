@@ -62,7 +62,7 @@ async fn alert_count(ctl: &outpost_controller::RunningController, state: &str) -
         .await
         .unwrap()
         .iter()
-        .filter(|a| a.state == state)
+        .filter(|a| a.state.as_str() == state)
         .count()
 }
 

@@ -15,17 +15,75 @@
 //! second trigger with the same dedup key and a higher severity: PagerDuty
 //! appends it to the open incident instead of opening another one.
 
-use outpost_probe::config::Secret;
+use outpost_probe::config::{Problems, RawSecret, Secret};
+use serde::Deserialize;
 
-use super::{Delivery, REQUEST_TIMEOUT, post_json};
-use crate::alerting::AlertEvent;
+use super::{Delivery, REQUEST_TIMEOUT, SinkKind, post_json};
+use crate::{
+    alerting::{Action, AlertEvent, AlertKind, Kind},
+    config::{resolve_secret, validate_url},
+};
+
+/// Default PagerDuty Events API base URL.
+pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com";
+/// Default PagerDuty events per minute per routing key (PagerDuty's documented limit).
+pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
+
+/// `[sinks.pagerduty]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDuty {
+    /// Integration (routing) key of the PagerDuty service:
+    /// `{ env = "PD_ROUTING_KEY" }` or `{ file = "/path" }`.
+    pub routing_key: RawSecret,
+    /// Base URL of the Events API; events are POSTed to `{api_url}/v2/enqueue`.
+    /// Default `"https://events.pagerduty.com"`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Events sent per minute per routing key at most (a token bucket shared
+    /// by every sink with the same key: bursts of a quarter of this, never
+    /// more than this in any minute). Excess events wait in the outbox; none
+    /// is dropped. Default `120` (PagerDuty's limit), minimum `1`.
+    #[serde(default)]
+    pub events_per_minute: Option<u32>,
+}
+
+/// Validates `[sinks.pagerduty]` at `path` (`sinks[i]`): a
+/// [`SinkKind::PagerDuty`], or `None` when the routing key cannot be read.
+pub fn validate(
+    raw: &RawPagerDuty,
+    path: &str,
+    vars: &[(String, String)],
+    p: &mut Problems,
+) -> Option<SinkKind> {
+    let api_url = raw
+        .api_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.to_owned());
+    validate_url(&api_url, format!("{path}.pagerduty.api_url"), p);
+    let events_per_minute = raw.events_per_minute.unwrap_or(DEFAULT_EVENTS_PER_MINUTE);
+    if events_per_minute == 0 {
+        p.push(
+            format!("{path}.pagerduty.events_per_minute"),
+            "events_per_minute must be ≥ 1 (PagerDuty allows 120)",
+        );
+    }
+    let routing_key = resolve_secret(&raw.routing_key, vars)
+        .map_err(|e| p.push(format!("{path}.pagerduty.routing_key"), e))
+        .ok()?;
+    Some(SinkKind::PagerDuty {
+        routing_key,
+        api_url: api_url.trim_end_matches('/').to_owned(),
+        events_per_minute: events_per_minute.max(1),
+    })
+}
 
 /// `source` of every event: the monitoring system, not the target.
 pub const SOURCE: &str = "outpost";
 
 /// The JSON body for an event.
 pub fn body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Value {
-    if event.action == "resolve" {
+    if event.action == Action::Resolve {
         return serde_json::json!({
             "routing_key": routing_key.expose(),
             "event_action": "resolve",
@@ -34,7 +92,7 @@ pub fn body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Value {
     }
     // Fleet-level alerts name a probe or a certificate, check alerts a check.
     let (component, group) = match &event.probe {
-        _ if event.kind == crate::alerting::certificate::KIND_CERTIFICATE_EXPIRING => (
+        _ if event.kind == Kind::Alert(AlertKind::CertificateExpiring) => (
             event
                 .details
                 .get("subject")
@@ -92,7 +150,7 @@ pub fn change_body(routing_key: &Secret, event: &AlertEvent) -> serde_json::Valu
 /// Sends one event.
 pub async fn send(api_url: &str, routing_key: &Secret, event: &AlertEvent) -> Delivery {
     let base = api_url.trim_end_matches('/');
-    let (url, payload) = if event.action == "info" {
+    let (url, payload) = if event.action == Action::Info {
         (
             format!("{base}/v2/change/enqueue"),
             change_body(routing_key, event),
@@ -111,15 +169,15 @@ pub async fn send(api_url: &str, routing_key: &Secret, event: &AlertEvent) -> De
 mod tests {
     use super::*;
 
-    fn event(action: &str) -> AlertEvent {
+    fn event(action: Action) -> AlertEvent {
         AlertEvent {
-            action: action.into(),
+            action,
             dedup_key: "outpost/api/check_failing".into(),
             check_id: "api".into(),
             probe: None,
-            kind: "check_failing".into(),
+            kind: AlertKind::CheckFailing.into(),
             summary: "api failing from 2 of 3 regions (eu-west, us-east): timeout".into(),
-            severity: "critical".into(),
+            severity: crate::alerting::Severity::Critical,
             regions: vec!["eu-west".into(), "us-east".into()],
             code: "timeout".into(),
             details: serde_json::json!({ "check_kind": "http" }),
@@ -129,7 +187,7 @@ mod tests {
 
     #[test]
     fn trigger_body_has_every_required_field() {
-        let b = body(&Secret::new("key"), &event("trigger"));
+        let b = body(&Secret::new("key"), &event(Action::Trigger));
         assert_eq!(b["routing_key"], "key");
         assert_eq!(b["event_action"], "trigger");
         assert_eq!(b["dedup_key"], "outpost/api/check_failing");
@@ -141,7 +199,7 @@ mod tests {
 
     #[test]
     fn info_notifications_are_change_events() {
-        let mut e = event("info");
+        let mut e = event(Action::Info);
         e.summary = "app.example.com A: CNAME blue → green on udp://10.0.0.53:53".into();
         e.at_ms = 1_893_456_000_000;
         let b = change_body(&Secret::new("key"), &e);
@@ -154,7 +212,7 @@ mod tests {
 
     #[test]
     fn resolve_body_is_minimal() {
-        let b = body(&Secret::new("key"), &event("resolve"));
+        let b = body(&Secret::new("key"), &event(Action::Resolve));
         assert_eq!(
             b,
             serde_json::json!({ "routing_key": "key", "event_action": "resolve", "dedup_key": "outpost/api/check_failing" })

@@ -1,0 +1,224 @@
+//! `[[routes]]`: which alerts and events notify which sinks.
+//!
+//! A check alert (`check_failing`) goes to the routes its `alert.routes`
+//! names, or, without that, to every route whose `checks` globs match its
+//! id. Fleet-level alerts (`probe_offline`, `certificate_expiring`) and
+//! events (`dns_change`) go to every route whose `kinds` include them;
+//! `kinds` defaults to the three alert kinds, so events are carried only by
+//! routes that list them.
+
+use std::collections::HashSet;
+
+use outpost_probe::config::Problems;
+use serde::Deserialize;
+
+use super::{AlertKind, Kind, sink::SinkDef};
+use crate::config::push_if_bad_id;
+
+/// `[[routes]]`: which checks notify which sinks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique route name; a check's `alert.routes` may name it. Example `"oncall"`.
+    pub name: String,
+    /// Names of `[[sinks]]` this route notifies. At least one.
+    pub sinks: Vec<String>,
+    /// Check ids or globs with `*` (`"api-*"`). Default `["*"]`. Used for checks
+    /// without `alert.routes`; a check with `alert.routes` uses exactly those.
+    /// Filters `check_failing` alerts only.
+    #[serde(default)]
+    pub checks: Option<Vec<String>>,
+    /// Alert kinds this route carries: `"check_failing"` (a check failing from
+    /// `min_regions` regions), `"probe_offline"` (a probe silent for
+    /// `alerting.offline_after`, one alert per probe) and/or
+    /// `"certificate_expiring"` (a served certificate within
+    /// `alerting.certificates.thresholds` of expiry, one alert per
+    /// certificate whichever checks see it). Default: all three. Also
+    /// `"dns_change"`, only when listed: an info notification per DNS answer
+    /// change (webhook `event: "info"`, a console line, a PagerDuty change
+    /// event — never an incident).
+    /// Example: `kinds = ["probe_offline"]` for a fleet-operations route.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+}
+
+/// A validated route.
+#[derive(Debug, Clone)]
+pub struct RouteDef {
+    /// Name.
+    pub name: String,
+    /// Sink names.
+    pub sinks: Vec<String>,
+    /// Check id globs.
+    pub checks: Vec<String>,
+    /// Alert and event kinds carried.
+    pub kinds: Vec<Kind>,
+}
+
+impl RouteDef {
+    /// True when this route carries alerts or events of `kind`.
+    pub fn carries(&self, kind: Kind) -> bool {
+        self.kinds.contains(&kind)
+    }
+}
+
+/// Sink names of `routes`, deduplicated, in route order.
+pub fn sinks_of(routes: &[&RouteDef]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in routes.iter().flat_map(|r| r.sinks.iter()) {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// Matches `text` against a pattern where `*` stands for any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn names(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Validates `[[routes]]` against the sinks as written (`declared`) and
+/// validated (`sinks`, named in errors), and the configured check ids.
+pub fn validate(
+    raw: &[RawRoute],
+    declared: &[&str],
+    sinks: &[SinkDef],
+    check_ids: &HashSet<&str>,
+    p: &mut Problems,
+) -> Vec<RouteDef> {
+    let alert_kinds: Vec<Kind> = AlertKind::ALL.map(Kind::Alert).to_vec();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, raw) in raw.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        push_if_bad_id(p, format!("{path}.name"), "route name", &raw.name);
+        if !seen.insert(raw.name.as_str()) {
+            p.push(
+                format!("{path}.name"),
+                format!("duplicate route name {:?}", raw.name),
+            );
+        }
+        if raw.sinks.is_empty() {
+            p.push(
+                format!("{path}.sinks"),
+                "a route needs at least one sink, e.g. sinks = [\"pagerduty\"]",
+            );
+        }
+        for (j, s) in raw.sinks.iter().enumerate() {
+            if !declared.contains(&s.as_str()) {
+                let known: Vec<&str> = sinks.iter().map(|d| d.name.as_str()).collect();
+                p.push(
+                    format!("{path}.sinks[{j}]"),
+                    format!("unknown sink {s:?}; known sinks: {}", known.join(", ")),
+                );
+            }
+        }
+        let checks = raw.checks.clone().unwrap_or_else(|| vec!["*".to_owned()]);
+        for (j, g) in checks.iter().enumerate() {
+            if !g.contains('*') && !check_ids.contains(g.as_str()) {
+                p.push(
+                    format!("{path}.checks[{j}]"),
+                    format!("unknown check id {g:?}: name a [[checks]] id or use a glob such as \"api-*\""),
+                );
+            }
+        }
+        let kinds = match &raw.kinds {
+            None => alert_kinds.clone(),
+            Some(listed) => {
+                if listed.is_empty() {
+                    p.push(
+                        format!("{path}.kinds"),
+                        format!(
+                            "kinds is empty: list at least one of {}, or remove it to carry every kind",
+                            names(&alert_kinds)
+                        ),
+                    );
+                }
+                let mut kinds = Vec::new();
+                for (j, k) in listed.iter().enumerate() {
+                    match Kind::parse(k) {
+                        Some(kind) => kinds.push(kind),
+                        None => p.push(
+                            format!("{path}.kinds[{j}]"),
+                            format!("unknown alert kind {k:?}; kinds: {}", names(&Kind::ALL)),
+                        ),
+                    }
+                }
+                kinds
+            }
+        };
+        out.push(RouteDef {
+            name: raw.name.clone(),
+            sinks: raw.sinks.clone(),
+            checks,
+            kinds,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    fn raw(name: &str, kinds: Option<&[&str]>) -> RawRoute {
+        RawRoute {
+            name: name.into(),
+            sinks: vec!["log".into()],
+            checks: None,
+            kinds: kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect()),
+        }
+    }
+
+    #[test]
+    fn kinds_default_to_the_alert_kinds_and_events_need_naming() {
+        let mut p = Problems::default();
+        let routes = validate(
+            &[
+                raw("all", None),
+                raw("changes", Some(&["dns_change", "probe_offline"])),
+            ],
+            &["log"],
+            &[],
+            &HashSet::new(),
+            &mut p,
+        );
+        assert!(p.finish("c.toml").is_ok());
+        let dns = Kind::Event(EventKind::DnsChange);
+        assert!(
+            AlertKind::ALL
+                .iter()
+                .all(|k| routes[0].carries((*k).into()))
+        );
+        assert!(!routes[0].carries(dns));
+        assert!(routes[1].carries(dns));
+        assert!(!routes[1].carries(AlertKind::CheckFailing.into()));
+        let refs: Vec<&RouteDef> = routes.iter().collect();
+        assert_eq!(sinks_of(&refs), vec!["log"]);
+    }
+}

@@ -1,0 +1,314 @@
+//! SQL of `notifications`, the persisted outbox: queueing (inside the
+//! transaction of the alert change or the event it belongs to), handing out
+//! due notifications in order (invariant 5 of the module note), and
+//! recording each delivery attempt.
+
+use super::{Store, StoreError, Tx, now_ms};
+use crate::alerting::{Action, sink::NotificationState};
+
+/// A pending notification.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Notification {
+    /// Id (delivery order).
+    pub id: i64,
+    /// Alert (`None` for an event's `info` notification).
+    pub alert_id: Option<i64>,
+    /// Event of an `info` notification.
+    pub event_id: Option<i64>,
+    /// Sink name.
+    pub sink: String,
+    /// Trigger, resolve or info.
+    pub action: Action,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Sink-neutral event (JSON).
+    pub payload_json: String,
+    /// Attempts so far.
+    #[sqlx(try_from = "i64")]
+    pub attempts: u32,
+    /// Queued at.
+    pub created_ms: i64,
+    /// First delivery attempt (the give-up horizon counts from here).
+    pub first_attempt_ms: Option<i64>,
+}
+
+/// A notification's delivery state (API).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NotificationRow {
+    /// Id.
+    pub id: i64,
+    /// Alert.
+    pub alert_id: i64,
+    /// Sink name.
+    pub sink: String,
+    /// Trigger or resolve.
+    pub action: Action,
+    /// Pending, delivered or failed.
+    pub state: NotificationState,
+    /// Attempts so far.
+    #[sqlx(try_from = "i64")]
+    pub attempts: u32,
+    /// Next attempt (pending only).
+    pub next_attempt_ms: i64,
+    /// Last error (status and a snippet of the sink's answer).
+    pub last_error: Option<String>,
+    /// Delivered at.
+    pub delivered_ms: Option<i64>,
+}
+
+/// Counts of notifications by state (tests, metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationCounts {
+    /// Waiting.
+    pub pending: i64,
+    /// Sent.
+    pub delivered: i64,
+    /// Given up.
+    pub failed: i64,
+}
+
+/// Queues a notification of an alert, due at once: an evaluation run with
+/// an injected future `now` (tests, replays) must not park its
+/// notifications until that time comes.
+pub(super) async fn queue_for_alert(
+    tx: &mut Tx<'_>,
+    alert_id: i64,
+    sink: &str,
+    action: Action,
+    dedup_key: &str,
+    payload_json: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    tracing::debug!(sink, action = %action, dedup_key, "notification queued");
+    sqlx::query(
+        "INSERT INTO notifications (alert_id, sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
+    )
+    .bind(alert_id)
+    .bind(sink)
+    .bind(action)
+    .bind(dedup_key)
+    .bind(payload_json)
+    .bind(now.min(now_ms()))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Queues the `info` notification of a new event, due at once.
+pub(super) async fn queue_for_event(
+    tx: &mut Tx<'_>,
+    event_id: i64,
+    sink: &str,
+    dedup_key: &str,
+    payload_json: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    tracing::debug!(sink, action = "info", dedup_key, "notification queued");
+    sqlx::query(
+        "INSERT INTO notifications (event_id, sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms) \
+         VALUES ($1, $2, 'info', $3, $4, 'pending', 0, $5, $5)",
+    )
+    .bind(event_id)
+    .bind(sink)
+    .bind(dedup_key)
+    .bind(payload_json)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Pending notifications due by `now`, each the oldest pending one of its
+    /// (sink, dedup_key): a resolve never overtakes its trigger.
+    pub async fn due_notifications(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT n.id, n.alert_id, n.event_id, n.sink, n.action, n.dedup_key, n.payload_json, n.attempts, \
+             n.created_ms, n.first_attempt_ms FROM notifications n \
+             WHERE n.state = 'pending' AND n.next_attempt_ms <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.sink = n.sink \
+                             AND p.dedup_key = n.dedup_key AND p.id < n.id) \
+             ORDER BY n.id LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Earliest `next_attempt_ms` of any pending notification.
+    pub async fn next_notification_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_ms) FROM notifications WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Records a successful delivery.
+    pub async fn mark_delivered(&self, id: i64, attempts: u32, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET state = 'delivered', attempts = $1, delivered_ms = $2, last_error = NULL, \
+             first_attempt_ms = COALESCE(first_attempt_ms, $2) WHERE id = $3",
+        )
+        .bind(i64::from(attempts))
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt made at `now` to be retried at `next_attempt_ms`.
+    pub async fn mark_retry(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_attempt_ms: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET attempts = $1, next_attempt_ms = $2, last_error = $3, \
+             first_attempt_ms = COALESCE(first_attempt_ms, $4) WHERE id = $5",
+        )
+        .bind(i64::from(attempts))
+        .bind(next_attempt_ms)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives up on a notification (after an attempt made at `now`).
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET state = 'failed', attempts = $1, last_error = $2, \
+             first_attempt_ms = COALESCE(first_attempt_ms, $3) WHERE id = $4",
+        )
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Postpones a notification without counting an attempt (rate limit).
+    pub async fn defer_notification(
+        &self,
+        id: i64,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET next_attempt_ms = $1 WHERE id = $2 AND state = 'pending'",
+        )
+        .bind(next_attempt_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Notifications of an alert, oldest first (API).
+    pub async fn notifications_for_alert(
+        &self,
+        alert_id: i64,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, alert_id, sink, action, state, attempts, next_attempt_ms, last_error, delivered_ms \
+             FROM notifications WHERE alert_id = $1 ORDER BY id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Notifications by state.
+    pub async fn notification_counts(&self) -> Result<NotificationCounts, StoreError> {
+        let rows: Vec<(NotificationState, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM notifications GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut c = NotificationCounts::default();
+        for (state, n) in rows {
+            match state {
+                NotificationState::Pending => c.pending = n,
+                NotificationState::Delivered => c.delivered = n,
+                NotificationState::Failed => c.failed = n,
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        alerting::{AlertKind, Severity},
+        store::{NewAlert, tests::temp_store},
+    };
+
+    #[tokio::test]
+    async fn attempts_are_recorded_and_a_deferred_one_is_not_due() {
+        let (_d, s) = temp_store().await;
+        let a = NewAlert {
+            check_id: "api".into(),
+            probe: None,
+            kind: AlertKind::CheckFailing,
+            dedup_key: "k".into(),
+            severity: Severity::Critical,
+            summary: "x".into(),
+            regions_json: "[]".into(),
+        };
+        let id = s
+            .fire_alert(&a, &["pd".to_owned(), "log".to_owned()], "{}", 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let due = s.due_notifications(1, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        s.mark_retry(due[0].id, 1, 100, "status 503", 5)
+            .await
+            .unwrap();
+        s.defer_notification(due[1].id, 50).await.unwrap();
+        assert!(s.due_notifications(49, 10).await.unwrap().is_empty());
+        assert_eq!(s.next_notification_due().await.unwrap(), Some(50));
+        let due = s.due_notifications(100, 10).await.unwrap();
+        assert_eq!((due[0].attempts, due[0].first_attempt_ms), (1, Some(5)));
+        s.mark_failed(due[0].id, 2, "status 400", 101)
+            .await
+            .unwrap();
+        s.mark_delivered(due[1].id, 1, 102).await.unwrap();
+        let rows = s.notifications_for_alert(id).await.unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|n| (n.state, n.attempts, n.last_error.as_deref()))
+                .collect::<Vec<_>>(),
+            vec![
+                (NotificationState::Failed, 2, Some("status 400")),
+                (NotificationState::Delivered, 1, None)
+            ]
+        );
+        assert_eq!(rows[1].delivered_ms, Some(102));
+        let c = s.notification_counts().await.unwrap();
+        assert_eq!((c.pending, c.delivered, c.failed), (0, 1, 1));
+        assert_eq!(s.next_notification_due().await.unwrap(), None);
+    }
+}

@@ -1,0 +1,446 @@
+//! SQL of `results` and `region_state`: an ingest batch in one
+//! transaction, and the reads of the latest state per (check, region) and
+//! recent results.
+//!
+//! The store only writes what it is given: [`crate::ingest`] builds the
+//! [`IngestBatch`] (each result with the events and certificate sightings
+//! derived from it, and the sinks of event notifications); here each part is
+//! written only if its result is new.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications, to_i64,
+};
+use crate::certificate::Seen;
+
+/// One result to ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewResult {
+    /// Globally unique id from the probe.
+    pub result_id: String,
+    /// Probe name.
+    pub probe: String,
+    /// Probe region (from controller config).
+    pub region: String,
+    /// Check id.
+    pub check_id: String,
+    /// Per-probe sequence.
+    pub sequence: u64,
+    /// Check kind.
+    pub kind: String,
+    /// Start time (probe clock).
+    pub started_at_ms: i64,
+    /// Passed.
+    pub ok: bool,
+    /// Failure code.
+    pub failure_code: Option<String>,
+    /// Failure message.
+    pub failure_message: Option<String>,
+    /// Phase timings in µs: dns, connect, tls, first byte, total.
+    pub phases_us: [u64; 5],
+    /// Kind-specific details (JSON object).
+    pub details_json: String,
+}
+
+impl NewResult {
+    /// When the result counts as taken: its start, clamped to its arrival,
+    /// so a probe clock ahead of ours cannot keep a region fresh forever.
+    pub fn at_ms(&self, received_at_ms: i64) -> i64 {
+        self.started_at_ms.min(received_at_ms)
+    }
+}
+
+/// One result of a batch with what ingest derived from it; the derived
+/// rows are written only if the result is new (invariant 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestItem {
+    /// The result.
+    pub result: NewResult,
+    /// DNS answer changes it reports ([`crate::event::from_result`]).
+    pub events: Vec<IngestEvent>,
+    /// Certificates it saw ([`crate::certificate::from_result`]).
+    pub certificates: Vec<Seen>,
+}
+
+impl From<NewResult> for IngestItem {
+    /// A result from which nothing is derived.
+    fn from(result: NewResult) -> IngestItem {
+        IngestItem {
+            result,
+            events: Vec::new(),
+            certificates: Vec::new(),
+        }
+    }
+}
+
+/// Everything one ingest writes, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    /// When the batch arrived.
+    pub received_at_ms: i64,
+    /// Its results.
+    pub items: Vec<IngestItem>,
+    /// Sinks that get an `info` notification for each new event (not for
+    /// reports merged into an existing one): the routes carrying its kind.
+    pub event_sinks: Vec<String>,
+}
+
+impl IngestBatch {
+    /// A batch of results from which nothing is derived, notifying nobody.
+    pub fn results(results: Vec<NewResult>, received_at_ms: i64) -> IngestBatch {
+        IngestBatch {
+            received_at_ms,
+            items: results.into_iter().map(IngestItem::from).collect(),
+            event_sinks: Vec::new(),
+        }
+    }
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Results newly stored.
+    pub stored: u64,
+    /// Results already stored before.
+    pub duplicates: u64,
+    /// Checks that got at least one new result.
+    pub affected: BTreeSet<String>,
+    /// Ids of the results newly stored.
+    pub inserted: BTreeSet<String>,
+    /// DNS change reports among them (each merged into or creating an event).
+    pub dns_changes: u64,
+    /// Certificate sightings among them.
+    pub certificates: u64,
+}
+
+/// Latest state of one check in one region.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RegionState {
+    /// Check id.
+    pub check_id: String,
+    /// Region.
+    pub region: String,
+    /// Start of the newest result (clamped to its receive time).
+    pub last_result_at_ms: i64,
+    /// When the newest result arrived.
+    pub last_received_at_ms: i64,
+    /// Newest result passed.
+    pub last_ok: bool,
+    /// Failed runs in a row.
+    #[sqlx(try_from = "i64")]
+    pub consecutive_failures: u32,
+    /// Passing runs in a row.
+    #[sqlx(try_from = "i64")]
+    pub consecutive_passes: u32,
+    /// Newest failure code.
+    pub last_code: Option<String>,
+    /// Newest failure message.
+    pub last_message: Option<String>,
+    /// Newest details.
+    pub last_details_json: String,
+    /// Probe that sent the newest result.
+    pub last_probe: String,
+}
+
+/// A stored result (API).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ResultRow {
+    /// Id.
+    pub result_id: String,
+    /// Probe.
+    pub probe: String,
+    /// Region.
+    pub region: String,
+    /// Check.
+    pub check_id: String,
+    /// Sequence.
+    pub sequence: i64,
+    /// Start.
+    pub started_at_ms: i64,
+    /// Arrival.
+    pub received_at_ms: i64,
+    /// Passed.
+    pub ok: bool,
+    /// Code.
+    pub failure_code: Option<String>,
+    /// Message.
+    pub failure_message: Option<String>,
+    /// Total duration µs.
+    pub total_us: i64,
+    /// First byte µs.
+    pub first_byte_us: i64,
+    /// Details.
+    pub details_json: String,
+}
+
+// Booleans are INTEGER 0/1 in every engine; `<> 0` reads them as booleans.
+macro_rules! region_state_columns {
+    () => {
+        "check_id, region, last_result_at_ms, last_received_at_ms, (last_ok <> 0) AS last_ok, \
+         consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe"
+    };
+}
+
+macro_rules! result_columns {
+    () => {
+        "result_id, probe, region, check_id, sequence, started_at_ms, received_at_ms, (ok <> 0) AS ok, \
+         failure_code, failure_message, total_us, first_byte_us, details_json"
+    };
+}
+
+/// Inserts a result unless its id is stored; true when inserted.
+async fn insert_result(
+    tx: &mut Tx<'_>,
+    r: &NewResult,
+    received_at_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
+         failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (result_id) DO NOTHING",
+    )
+    .bind(&r.result_id)
+    .bind(&r.probe)
+    .bind(&r.region)
+    .bind(&r.check_id)
+    .bind(to_i64(r.sequence))
+    .bind(&r.kind)
+    .bind(r.started_at_ms)
+    .bind(received_at_ms)
+    .bind(i64::from(r.ok))
+    .bind(&r.failure_code)
+    .bind(&r.failure_message)
+    .bind(to_i64(r.phases_us[0]))
+    .bind(to_i64(r.phases_us[1]))
+    .bind(to_i64(r.phases_us[2]))
+    .bind(to_i64(r.phases_us[3]))
+    .bind(to_i64(r.phases_us[4]))
+    .bind(&r.details_json)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Moves the (check, region) state forward by one newly stored result;
+/// a result older than the stored newest one changes nothing.
+async fn advance_region_state(
+    tx: &mut Tx<'_>,
+    r: &NewResult,
+    at_ms: i64,
+    received_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+         consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe) \
+         VALUES ($1, $2, $3, $4, $5, 1 - $5, $5, $6, $7, $8, $9) \
+         ON CONFLICT (check_id, region) DO UPDATE SET \
+           consecutive_failures = CASE WHEN excluded.last_ok = 1 THEN 0 ELSE region_state.consecutive_failures + 1 END, \
+           consecutive_passes = CASE WHEN excluded.last_ok = 1 THEN region_state.consecutive_passes + 1 ELSE 0 END, \
+           last_result_at_ms = excluded.last_result_at_ms, last_received_at_ms = excluded.last_received_at_ms, \
+           last_ok = excluded.last_ok, last_code = excluded.last_code, last_message = excluded.last_message, \
+           last_details_json = excluded.last_details_json, last_probe = excluded.last_probe \
+         WHERE excluded.last_result_at_ms >= region_state.last_result_at_ms",
+    )
+    .bind(&r.check_id)
+    .bind(&r.region)
+    .bind(at_ms)
+    .bind(received_at_ms)
+    .bind(i64::from(r.ok))
+    .bind(&r.failure_code)
+    .bind(&r.failure_message)
+    .bind(&r.details_json)
+    .bind(&r.probe)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Writes one batch in one transaction: each new result, the
+    /// `region_state` it advances, and its events (with their `info`
+    /// notifications when new) and certificate sightings; a result already
+    /// stored adds nothing. Results are written oldest first.
+    pub async fn ingest(&self, mut batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
+        batch
+            .items
+            .sort_by_key(|i| (i.result.started_at_ms, i.result.sequence));
+        let received = batch.received_at_ms;
+        let mut out = IngestOutcome::default();
+        let mut tx = self.begin_write().await?;
+        for item in &batch.items {
+            let r = &item.result;
+            if !insert_result(&mut tx, r, received).await? {
+                out.duplicates += 1;
+                continue;
+            }
+            out.stored += 1;
+            out.affected.insert(r.check_id.clone());
+            out.inserted.insert(r.result_id.clone());
+            let at = r.at_ms(received);
+            advance_region_state(&mut tx, r, at, received).await?;
+            for e in &item.events {
+                out.dns_changes += 1;
+                let Some(id) = events::record(&mut tx, &e.event).await? else {
+                    continue;
+                };
+                let key = format!("{}{id}", e.notice.dedup_key_prefix);
+                for sink in &batch.event_sinks {
+                    notifications::queue_for_event(
+                        &mut tx,
+                        id,
+                        sink,
+                        &key,
+                        &e.notice.payload_json,
+                        received,
+                    )
+                    .await?;
+                }
+            }
+            for c in &item.certificates {
+                certificates::record(&mut tx, c, &r.check_id, &r.probe, &r.region, at).await?;
+                out.certificates += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Latest state of every (check, region).
+    pub async fn region_states(&self) -> Result<Vec<RegionState>, StoreError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            region_state_columns!(),
+            " FROM region_state ORDER BY check_id, region"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Latest state of one check in every region that reported it.
+    pub async fn region_states_for(&self, check_id: &str) -> Result<Vec<RegionState>, StoreError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            region_state_columns!(),
+            " FROM region_state WHERE check_id = $1 ORDER BY region"
+        ))
+        .bind(check_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The newest `limit` results of a check.
+    pub async fn recent_results(
+        &self,
+        check_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ResultRow>, StoreError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            result_columns!(),
+            " FROM results WHERE check_id = $1 ORDER BY started_at_ms DESC, sequence DESC LIMIT $2"
+        ))
+        .bind(check_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Number of stored results (tests, metrics).
+    pub async fn count_results(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM results")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Deletes results that arrived before `before_ms`; returns how many.
+    pub async fn prune_results(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM results WHERE received_at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{result, temp_store};
+
+    #[tokio::test]
+    async fn resent_batch_is_stored_once_and_counters_do_not_move() {
+        let (_d, s) = temp_store().await;
+        let batch = vec![
+            result("a", 1, "eu", false, 1000),
+            result("b", 2, "eu", false, 2000),
+        ];
+        let first = s
+            .ingest(IngestBatch::results(batch.clone(), 3000))
+            .await
+            .unwrap();
+        assert_eq!((first.stored, first.duplicates), (2, 0));
+        let again = s.ingest(IngestBatch::results(batch, 4000)).await.unwrap();
+        assert_eq!((again.stored, again.duplicates), (0, 2));
+        assert!(again.affected.is_empty());
+        assert_eq!(s.count_results().await.unwrap(), 2);
+        let st = s.region_states_for("api").await.unwrap();
+        assert_eq!(st[0].consecutive_failures, 2);
+        assert_eq!(st[0].consecutive_passes, 0);
+    }
+
+    #[tokio::test]
+    async fn older_results_do_not_rewind_region_state() {
+        let (_d, s) = temp_store().await;
+        s.ingest(IngestBatch::results(
+            vec![result("new", 2, "eu", true, 5000)],
+            6000,
+        ))
+        .await
+        .unwrap();
+        s.ingest(IngestBatch::results(
+            vec![result("old", 1, "eu", false, 1000)],
+            6000,
+        ))
+        .await
+        .unwrap();
+        let st = &s.region_states_for("api").await.unwrap()[0];
+        assert!(st.last_ok);
+        assert_eq!((st.consecutive_passes, st.consecutive_failures), (1, 0));
+        assert_eq!(s.count_results().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn rows_read_back_field_by_field() {
+        let (_d, s) = temp_store().await;
+        let mut r = result("a", 7, "eu", false, 1000);
+        r.details_json = "{\"status\":503}".into();
+        s.ingest(IngestBatch::results(vec![r], 900)).await.unwrap();
+        let rows = s.recent_results("api", 10).await.unwrap();
+        assert_eq!(
+            rows,
+            vec![ResultRow {
+                result_id: "a".into(),
+                probe: "p-eu".into(),
+                region: "eu".into(),
+                check_id: "api".into(),
+                sequence: 7,
+                started_at_ms: 1000,
+                received_at_ms: 900,
+                ok: false,
+                failure_code: Some("timeout".into()),
+                failure_message: Some("timed out".into()),
+                total_us: 5,
+                first_byte_us: 4,
+                details_json: "{\"status\":503}".into(),
+            }]
+        );
+        let st = s.region_states().await.unwrap();
+        assert_eq!(st.len(), 1);
+        // Clamped to the arrival: the probe's clock was ahead.
+        assert_eq!(st[0].last_result_at_ms, 900);
+        assert!(!st[0].last_ok);
+        assert_eq!(st[0].last_probe, "p-eu");
+    }
+}
