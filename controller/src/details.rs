@@ -1,14 +1,71 @@
-//! Reading a result's kind-specific `details` for people: the one-line
-//! summary a status cell shows ("1 of 2 backends failing", "session age 2h
-//! 13m, 14 renewals, …"), and the redaction applied before any details are
-//! rendered raw.
+//! A result's kind-specific `details`: read once into the probe's typed
+//! [`Observed`] ([`decode`], at ingest and wherever stored rows are read),
+//! the one-line summary a status cell shows ("1 of 2 backends failing",
+//! "session age 2h 13m, 14 renewals, …"), and the redaction applied before
+//! any details are rendered raw.
 //!
-//! Every reader is tolerant: details come from probes of any version, so a
-//! missing or oddly typed field yields less text, never an error. Shapes are
-//! documented in the probe's `check/http.rs`, `check/dns.rs`, `check/tls.rs`
-//! and `check/session.rs`.
+//! Reading is tolerant: details come from probes of any version, so what
+//! does not read as its kind's type becomes [`Observed::Other`], and a
+//! missing field yields less text, never an error. Shapes are documented in
+//! the probe's `check/http.rs`, `check/dns.rs`, `check/tls.rs` and
+//! `check/session.rs`.
 
+use outpost_probe::check::Observed;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// What ingest stores in place of details larger than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Truncated {
+    truncated: bool,
+    bytes: usize,
+}
+
+/// Details that say nothing: what ingest stores for empty or non-JSON
+/// details (`{}`), read as [`Observed::Other`] so the API shows `{}` rather
+/// than a kind's empty defaults.
+pub fn empty() -> Observed {
+    Observed::Other(Value::Object(serde_json::Map::new()))
+}
+
+/// Reads a result's `details_json` of `kind`, as a probe sent it or as the
+/// store holds it: [`Observed::from_wire`], except that the placeholders
+/// ingest stores ([`received`]) read as [`Observed::Other`] with their own
+/// JSON. Total: never fails.
+pub fn decode(kind: &str, details_json: &str) -> Observed {
+    if details_json.trim() == "{}" {
+        return empty();
+    }
+    if let Ok(note) = serde_json::from_str::<Truncated>(details_json) {
+        return Observed::Other(serde_json::to_value(note).unwrap_or_default());
+    }
+    Observed::from_wire(kind, details_json)
+}
+
+/// What ingest keeps of details received from a probe: the text to store
+/// (as sent, or a placeholder: `{"truncated": true, "bytes": N}` above `max`
+/// bytes, `{}` when empty or not JSON) and its typed value, read once.
+pub fn received(kind: &str, details_json: String, max: usize) -> (String, Observed) {
+    if details_json.len() > max {
+        let note = Truncated {
+            truncated: true,
+            bytes: details_json.len(),
+        };
+        let text = serde_json::to_string(&note).unwrap_or_else(|_| "{}".into());
+        let observed = decode(kind, &text);
+        return (text, observed);
+    }
+    let observed = decode(kind, &details_json);
+    // Details that read as their kind's type are JSON; only the rest needs
+    // the check (a second parse, on this rare path only).
+    if matches!(observed, Observed::Other(_))
+        && serde_json::from_str::<serde::de::IgnoredAny>(&details_json).is_err()
+    {
+        return ("{}".to_owned(), empty());
+    }
+    (details_json, observed)
+}
 
 /// Keys whose values are never rendered, whatever a probe sends (matched
 /// case-insensitively as substrings: `access_token`, `Set-Cookie`, …).
@@ -148,6 +205,7 @@ pub fn session_line(d: &Value, now_ms: i64) -> Option<String> {
     }
     if let Some(at) = d
         .get("next_renewal_at")
+        .and_then(Value::as_str)
         .and_then(crate::certificate::parse_time)
     {
         if at > now_ms {
@@ -245,5 +303,36 @@ mod tests {
             assert!(!r.contains(secret), "{r}");
         }
         assert!(r.contains("\"status\":200"), "{r}");
+    }
+
+    #[test]
+    fn details_read_as_their_kind_and_placeholders_as_themselves() {
+        let http = r#"{"url": "https://a.test/", "status": 200, "added_later": 1}"#;
+        let (text, observed) = received("http", http.to_owned(), 1024);
+        assert_eq!(text, http, "stored exactly as sent");
+        assert!(matches!(&observed, Observed::Http(h) if h.last.status == Some(200)));
+        assert_eq!(decode("http", &text), observed);
+
+        let (text, observed) = received("http", "x".repeat(2000), 1024);
+        assert_eq!(text, r#"{"truncated":true,"bytes":2000}"#);
+        assert_eq!(
+            observed,
+            Observed::Other(serde_json::json!({"truncated": true, "bytes": 2000}))
+        );
+        assert_eq!(decode("http", &text), observed);
+
+        for bad in ["", "not json", "{\"url\": "] {
+            assert_eq!(
+                received("dns", bad.to_owned(), 1024),
+                ("{}".to_owned(), empty())
+            );
+        }
+        assert_eq!(decode("tls", "{}"), empty());
+        // JSON that is not the kind's shape is kept as it came.
+        let (text, observed) = received("http", "[1]".to_owned(), 1024);
+        assert_eq!(
+            (text.as_str(), observed),
+            ("[1]", Observed::Other(serde_json::json!([1])))
+        );
     }
 }

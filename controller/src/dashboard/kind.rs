@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use outpost_probe::check::dns::AnswerSet;
 use serde_json::Value;
 
 use super::escape;
@@ -31,24 +32,29 @@ fn ok_cell(v: &Value) -> &'static str {
 }
 
 /// An answer set `{rcode, cname_target, answers}` as HTML.
-pub fn answer_set(set: &Value) -> String {
+pub fn answer_set(set: &AnswerSet) -> String {
     let mut s = String::new();
-    if let Some(t) = set.get("cname_target").and_then(Value::as_str) {
+    if let Some(t) = &set.cname_target {
         let _ = write!(s, "CNAME <b>{}</b><br>", escape(t));
     }
-    let answers: Vec<String> = arr(set, "answers")
-        .filter_map(Value::as_str)
-        .map(escape)
-        .collect();
+    let answers: Vec<String> = set.answers.iter().map(|a| escape(a)).collect();
     if answers.is_empty() {
-        let _ = write!(s, "{} (no answers)", text(set, "rcode"));
+        let _ = write!(s, "{} (no answers)", escape(&set.rcode));
     } else {
         s.push_str(&answers.join("<br>"));
-        if set.get("rcode").and_then(Value::as_str) != Some("NOERROR") {
-            let _ = write!(s, "<br>{}", text(set, "rcode"));
+        if set.rcode != "NOERROR" {
+            let _ = write!(s, "<br>{}", escape(&set.rcode));
         }
     }
     s
+}
+
+fn answer_set_of(v: Option<&Value>) -> String {
+    answer_set(
+        &v.cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+    )
 }
 
 /// The section for a check of `kind` (empty when the kind has none).
@@ -290,8 +296,8 @@ fn dns(d: &Value) -> String {
             text(p, "changed_at"),
             text(p, "old_ttl_s"),
             text(p, "deadline"),
-            answer_set(p.get("old").unwrap_or(&Value::Null)),
-            answer_set(p.get("new").unwrap_or(&Value::Null)),
+            answer_set_of(p.get("old")),
+            answer_set_of(p.get("new")),
         );
         let lagging: Vec<&Value> = arr(p, "lagging").collect();
         if !lagging.is_empty() {
@@ -301,7 +307,7 @@ fn dns(d: &Value) -> String {
                     s,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     text(l, "resolver"),
-                    answer_set(l.get("serving").unwrap_or(&Value::Null)),
+                    answer_set_of(l.get("serving")),
                     text(l, "serving_since"),
                     l.get("lagging_for_ms")
                         .and_then(Value::as_i64)
@@ -326,7 +332,7 @@ fn dns(d: &Value) -> String {
                 s,
                 "<tr><td>{}</td><td>{}</td></tr>",
                 names.join("<br>"),
-                answer_set(g.get("answer_set").unwrap_or(&Value::Null))
+                answer_set_of(g.get("answer_set"))
             );
         }
         s.push_str("</table>");

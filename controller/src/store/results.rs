@@ -9,6 +9,8 @@
 
 use std::collections::BTreeSet;
 
+use outpost_probe::check::Observed;
+
 use super::{
     Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications, to_i64,
 };
@@ -39,11 +41,24 @@ pub struct NewResult {
     pub failure_message: Option<String>,
     /// Phase timings in µs: dns, connect, tls, first byte, total.
     pub phases_us: [u64; 5],
-    /// Kind-specific details (JSON object).
+    /// Kind-specific details as the probe sent them (or ingest's
+    /// placeholder): what is stored.
     pub details_json: String,
+    /// The same, read once at ingest ([`crate::details::received`]): what
+    /// events and certificate sightings are derived from. The store does
+    /// not read it.
+    pub details: Observed,
 }
 
 impl NewResult {
+    /// Sets `details_json` (stored as given) and its typed value, read as
+    /// this result's kind.
+    pub fn with_details(mut self, details_json: impl Into<String>) -> NewResult {
+        self.details_json = details_json.into();
+        self.details = crate::details::decode(&self.kind, &self.details_json);
+        self
+    }
+
     /// When the result counts as taken: its start, clamped to its arrival,
     /// so a probe clock ahead of ours cannot keep a region fresh forever.
     pub fn at_ms(&self, received_at_ms: i64) -> i64 {
