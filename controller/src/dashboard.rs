@@ -262,8 +262,8 @@ pub(crate) fn changes_table(events: &[EventView], now: i64, with_check: bool) ->
             s,
             "<td>{}</td><td>{}</td><td class=\"arrow\">→</td><td>{}</td><td>{}</td></tr>",
             escape(&e.title),
-            kind::answer_set(&e.old),
-            kind::answer_set(&e.new),
+            kind::answer_set(&e.old).into_string(),
+            kind::answer_set(&e.new).into_string(),
             escape(&e.regions.join(", "))
         );
     }

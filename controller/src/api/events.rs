@@ -88,11 +88,17 @@ pub async fn event_views(
     Ok(rows.iter().map(event_view).collect())
 }
 
+/// `GET /api/v1/events`.
+#[derive(Serialize)]
+pub(super) struct EventsBody {
+    events: Vec<EventView>,
+}
+
 pub(super) async fn list_events(
     State(ctl): State<Controller>,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EventsBody>, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     let events = event_views(&ctl, q.check.as_deref(), limit).await?;
-    Ok(Json(serde_json::json!({ "events": events })))
+    Ok(Json(EventsBody { events }))
 }

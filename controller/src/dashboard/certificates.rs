@@ -84,9 +84,7 @@ fn table(certs: &[&CertificateView], now: i64) -> String {
         let alert = c
             .alert
             .as_ref()
-            .and_then(|a| a.get("severity"))
-            .and_then(|s| s.as_str())
-            .map(|s| format!("<b>{}</b>", escape(&s.to_ascii_uppercase())))
+            .map(|a| format!("<b>{}</b>", a.severity.as_str().to_ascii_uppercase()))
             .unwrap_or_default();
         let _ = write!(
             s,

@@ -3,7 +3,7 @@
 //! http; answers, CNAME chains with TTLs, propagation for dns; the matrix and
 //! certificates for tls; session age and renewals for session), its DNS
 //! changes (old → new), and its recent results. Raw details are shown only
-//! after [`crate::details::redact`].
+//! through [`crate::details::Redacted`].
 
 use std::fmt::Write;
 
@@ -47,15 +47,12 @@ async fn render(ctl: &Controller, id: &str) -> Result<Option<String>, api::ApiEr
     Ok(Some(render_detail(&view, &states, &events, &results, now)))
 }
 
-fn latest(view: &CheckView, states: &[RegionState], now: i64) -> String {
+fn latest(states: &[RegionState], now: i64) -> String {
     let mut s = String::from("<h3>Newest result per region</h3>");
     if states.is_empty() {
         s.push_str("<p class=\"muted\">No result yet.</p>");
     }
     for st in states {
-        let raw: serde_json::Value =
-            serde_json::from_str(&st.last_details_json).unwrap_or_default();
-        let safe = details::redact(&raw);
         let (class, word) = if st.last_ok {
             (RegionStatus::Ok.css_class(), "OK")
         } else {
@@ -75,9 +72,9 @@ fn latest(view: &CheckView, states: &[RegionState], now: i64) -> String {
                     escape(st.last_message.as_deref().unwrap_or(""))
                 ))
                 .unwrap_or_default(),
-            kind::section(view.kind, &safe, now),
+            kind::section(&st.last_details, now).into_string(),
         );
-        let pretty = serde_json::to_string_pretty(&safe).unwrap_or_default();
+        let pretty = details::Redacted(&st.last_details).to_pretty();
         let _ = write!(
             s,
             "<details><summary>raw details</summary><pre>{}</pre></details>",
@@ -116,7 +113,7 @@ pub fn render_detail(
         );
     }
     body.push_str("</table>");
-    body.push_str(&latest(view, states, now));
+    body.push_str(&latest(states, now));
     if view.kind == "dns" || !events.is_empty() {
         let _ = write!(
             body,
