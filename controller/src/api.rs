@@ -122,8 +122,8 @@ pub struct RegionView {
     /// Probe that sent the newest result.
     pub probe: Option<String>,
     /// What the newest result's details say in one line, by kind:
-    /// `1 of 2 backends failing (192.0.2.2:443)`, `session age 2h 13m, 14
-    /// renewals, declared lifetime 1h, next renewal in 4m`, `change
+    /// `1 of 2 backends failing (192.0.2.2:443)`, `session age 2 h 13 min,
+    /// 14 renewals, declared lifetime 1 h, next renewal in 4 min 30 s`, `change
     /// propagating: 1 resolver lagging`, the TLS forecast.
     pub summary: Option<String>,
 }

@@ -6,7 +6,7 @@
 //! Built so the states that matter cannot be missed (the IOT incident: stale
 //! data shown as a faint grey border for 17 hours): FAILING is a solid red
 //! cell with the bold word, STALE a solid amber cell with the word and the
-//! age ("no result for 95s"). No external assets, the page refreshes itself
+//! age ("no result for 1 min 35 s"). No external assets, the page refreshes itself
 //! every 5 s. Every page is a maud template (`html!`): text is escaped by
 //! default and the markup is checked at compile time; the only
 //! `PreEscaped` is the page's own style sheet.
@@ -21,7 +21,7 @@ use crate::{
     Controller,
     alerting::{AlertKind, rule::RegionStatus},
     api::{self, CheckView, RegionView, events::EventView},
-    format::{human_age, timestamp},
+    format::{self, timestamp},
     store::{AlertRow, now_ms},
 };
 use axum::{
@@ -77,7 +77,7 @@ pub(crate) fn page(title: &str, body: Markup) -> Markup {
                 header {
                     h1 { a href="/" { "Outpost" } }
                     nav { a href="/" { "status" } a href="/certificates" { "certificates" } }
-                    span.meta { (title) " · updated " (timestamp(now_ms())) " · refreshes every 5s" }
+                    span.meta { (title) " · updated " (timestamp(now_ms())) " · refreshes every 5 s" }
                 }
                 (body)
             }
@@ -108,7 +108,7 @@ fn banner(open: &[&AlertRow], now: i64) -> Markup {
                             a style="color:#fff" href=(alert_href(a)) { (a.summary) }
                             " "
                             span style="font-weight:normal" {
-                                "(open for " (human_age(now - a.opened_at_ms)) ", " (a.severity) ")"
+                                "(open for " (format::ms(now - a.opened_at_ms)) ", " (a.severity) ")"
                             }
                         }
                     }
@@ -119,7 +119,7 @@ fn banner(open: &[&AlertRow], now: i64) -> Markup {
 }
 
 pub(crate) fn region_cell(r: &RegionView) -> Markup {
-    let age = human_age(r.age_ms.unwrap_or(0));
+    let age = format::ms(r.age_ms.unwrap_or(0));
     let title = [r.message.as_deref(), r.summary.as_deref()]
         .into_iter()
         .flatten()
@@ -188,7 +188,7 @@ fn probes_table(probes: &[api::ProbeView], now: i64) -> Markup {
                     td class=(p.state.css_class()) { span.word { (p.state.word()) } }
                     td {
                         @match p.last_seen_ms {
-                            Some(t) => { (human_age(now - t)) " ago" }
+                            Some(t) => { (format::ms(now - t)) " ago" }
                             None => { "never" }
                         }
                     }
@@ -238,7 +238,7 @@ pub(crate) fn changes_table(events: &[EventView], now: i64, with_check: bool) ->
                 }
                 @for e in events {
                     tr {
-                        td { (timestamp(e.at_ms)) " " span.small { "(" (human_age(now - e.at_ms)) " ago)" } }
+                        td { (timestamp(e.at_ms)) " " span.small { "(" (format::ms(now - e.at_ms)) " ago)" } }
                         @if with_check { td { a href={ "/checks/" (e.check_id) } { (e.check_id) } } }
                         td { (e.title) }
                         td { (kind::answer_set(&e.old)) }
@@ -333,7 +333,7 @@ mod tests {
         let html = region_cell(&r).into_string();
         assert!(html.contains("class=\"STALE\""));
         assert!(html.contains(">STALE<"));
-        assert!(html.contains("no result for 95s"));
+        assert!(html.contains("no result for 1 min 35 s"));
         assert!(html.contains("1 of 2 backends failing"));
         assert!(!html.contains("<script>"));
     }

@@ -1,7 +1,7 @@
 //! A result's kind-specific `details`: read once into the probe's typed
 //! [`Observed`] ([`decode`], at ingest and wherever stored rows are read),
 //! the one-line summary a status cell shows ("1 of 2 backends failing",
-//! "session age 2h 13m, 14 renewals, …"), and the redaction applied before
+//! "session age 2 h 13 min, 14 renewals, …"), and the redaction applied before
 //! any details are rendered raw.
 //!
 //! Reading is tolerant: details come from probes of any version, so what
@@ -11,6 +11,8 @@
 //! `check/session.rs`.
 
 use outpost_probe::check::{Observed, dns, http, session};
+
+use crate::format;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -155,29 +157,6 @@ pub fn json_text(v: &Value) -> String {
     }
 }
 
-/// `45s`, `4m`, `2h 13m`, `3d 4h` (two units at most; negative as zero).
-pub fn span(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => match s % 60 {
-            0 => format!("{m}m"),
-            sec if m < 10 => format!("{m}m {sec}s"),
-            _ => format!("{m}m"),
-        },
-        (0, h, 0) => format!("{h}h"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, 0, _) => format!("{d}d"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}
-
-fn secs(s: f64) -> i64 {
-    // Saturating float-to-int: fractions of a second are not shown.
-    s as i64
-}
-
 /// A status cell's line for the newest result of a check.
 pub fn cell_summary(details: &Observed, now_ms: i64) -> Option<String> {
     match details {
@@ -222,16 +201,13 @@ pub fn http_line(d: &http::Observed) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// `session age 2h 13m, 14 renewals, declared lifetime 1h, next renewal in 4m`
+/// `session age 2 h 13 min, 14 renewals, declared lifetime 1 h, next renewal in 4 min`
 /// (plus logins, the observed lifetime and the server clock offset when known).
 pub fn session_line(d: &session::Observed, now_ms: i64) -> Option<String> {
     let mut parts = Vec::new();
     let (facts, run) = (d.session.as_ref(), d.run.as_ref());
     if let Some(f) = facts {
-        parts.push(format!(
-            "session age {}",
-            span(secs(f.session_age_s) * 1000)
-        ));
+        parts.push(format!("session age {}", format::secs(f.session_age_s)));
     }
     if let Some(r) = run {
         let n = r.renewals;
@@ -241,19 +217,19 @@ pub fn session_line(d: &session::Observed, now_ms: i64) -> Option<String> {
         }
     }
     if let Some(l) = facts.and_then(|f| f.declared_lifetime_s) {
-        parts.push(format!("declared lifetime {}", span(secs(l) * 1000)));
+        parts.push(format!("declared lifetime {}", format::secs(l)));
     }
     if let Some(l) = run.and_then(|r| r.observed_lifetime_s) {
-        parts.push(format!("observed lifetime {}", span(secs(l) * 1000)));
+        parts.push(format!("observed lifetime {}", format::secs(l)));
     }
     let next = facts
         .and_then(|f| f.next_renewal_at.clone().flatten())
         .and_then(|t| crate::certificate::parse_time(&t));
     if let Some(at) = next {
         if at > now_ms {
-            parts.push(format!("next renewal in {}", span(at - now_ms)));
+            parts.push(format!("next renewal in {}", format::ms(at - now_ms)));
         } else {
-            parts.push(format!("renewal due {} ago", span(now_ms - at)));
+            parts.push(format!("renewal due {} ago", format::ms(now_ms - at)));
         }
     }
     if let Some(off) = run
@@ -263,7 +239,7 @@ pub fn session_line(d: &session::Observed, now_ms: i64) -> Option<String> {
         parts.push(format!(
             "server clock {}{}",
             if off > 0 { "+" } else { "−" },
-            span(off.abs())
+            format::ms(off.abs())
         ));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
@@ -294,15 +270,6 @@ pub fn dns_line(d: &dns::Observed) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn spans_have_two_units_at_most() {
-        assert_eq!(span(45_000), "45s");
-        assert_eq!(span(240_000), "4m");
-        assert_eq!(span(2 * 3_600_000 + 13 * 60_000 + 5_000), "2h 13m");
-        assert_eq!(span(3_600_000), "1h");
-        assert_eq!(span(27 * 3_600_000), "1d 3h");
-    }
-
     fn typed(kind: &str, details: serde_json::Value) -> Observed {
         decode(kind, &details.to_string())
     }
@@ -320,7 +287,7 @@ mod tests {
         );
         assert_eq!(
             cell_summary(&d, now).unwrap(),
-            "session age 2h 13m, 14 renewals, declared lifetime 1h, next renewal in 4m"
+            "session age 2 h 13 min, 14 renewals, declared lifetime 1 h, next renewal in 4 min"
         );
     }
 

@@ -287,7 +287,11 @@ async fn read_hello(inbound: &mut Streaming<ProbeMessage>, tx: &Outbound) -> Opt
         }
         Ok(Ok(None)) | Ok(Err(_)) => None,
         Err(_) => {
-            send_status(tx, Status::deadline_exceeded("no hello within 10s")).await;
+            let msg = format!(
+                "no hello within {}",
+                outpost_probe::human::duration(HELLO_TIMEOUT)
+            );
+            send_status(tx, Status::deadline_exceeded(msg)).await;
             None
         }
     }

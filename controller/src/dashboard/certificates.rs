@@ -18,7 +18,7 @@ use crate::{
         self,
         certificates::{CertificateView, SeenByView},
     },
-    format::human_age,
+    format,
     store::now_ms,
 };
 
@@ -56,7 +56,7 @@ fn seen_by(s: &SeenByView, now: i64) -> Markup {
             (None, false) => { (s.address) }
         }
         " "
-        span.small { "from " (s.probe) " (" (s.region) "), " (human_age(now - s.last_seen_ms)) " ago" }
+        span.small { "from " (s.probe) " (" (s.region) "), " (format::ms(now - s.last_seen_ms)) " ago" }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{
     alerting::rule::RegionStatus,
     api::{self, CHECK_EVENTS, CheckView, events::EventView},
     details,
-    format::{human_age, timestamp},
+    format::{self, timestamp},
     store::{RegionState, ResultRow, now_ms},
 };
 
@@ -66,7 +66,7 @@ fn latest(states: &[RegionState], now: i64) -> Markup {
                 span class=(class) style="padding:2px 6px" { (word) }
                 " "
                 span.small {
-                    "from " (st.last_probe) ", " (human_age(now - st.last_result_at_ms)) " ago"
+                    "from " (st.last_probe) ", " (format::ms(now - st.last_result_at_ms)) " ago"
                     @if let Some(c) = &st.last_code {
                         " · " code { (c) } " " (st.last_message.as_deref().unwrap_or(""))
                     }
@@ -125,13 +125,13 @@ pub fn render_detail(
                 @for r in results {
                     @let (class, word) = verdict(r.ok);
                     tr {
-                        td { (timestamp(r.started_at_ms)) " " span.small { "(" (human_age(now - r.started_at_ms)) " ago)" } }
+                        td { (timestamp(r.started_at_ms)) " " span.small { "(" (format::ms(now - r.started_at_ms)) " ago)" } }
                         td { (r.region) }
                         td { (r.probe) }
                         td class=(class) { (word) }
                         td { code { (r.failure_code.as_deref().unwrap_or("")) } }
                         td { (r.failure_message.as_deref().unwrap_or("")) }
-                        td { (r.total_us / 1000) " ms" }
+                        td { (format::micros(r.total_us)) }
                     }
                 }
             }

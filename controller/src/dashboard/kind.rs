@@ -14,7 +14,7 @@ use outpost_probe::check::{
     session, tls,
 };
 
-use crate::details;
+use crate::{details, format};
 
 fn ok_cell(ok: bool) -> Markup {
     html! {
@@ -171,13 +171,13 @@ fn resolver_row(r: &dns::ResolverRecord) -> Markup {
             td {
                 @for (i, x) in a.map(|a| a.answers.as_slice()).unwrap_or_default().iter().enumerate() {
                     @if i > 0 { br; }
-                    (x.name) " " (x.rtype) " " (x.data) " " span.small { "(" (x.ttl) "s)" }
+                    (x.name) " " (x.rtype) " " (x.data) " " span.small { "(" (format::ttl(x.ttl)) ")" }
                 }
             }
             td {
                 @for (i, c) in a.map(|a| a.cname_chain.as_slice()).unwrap_or_default().iter().enumerate() {
                     @if i > 0 { br; }
-                    (c.name) " → " (c.target) " " span.small { "(" (c.ttl) "s)" }
+                    (c.name) " → " (c.target) " " span.small { "(" (format::ttl(c.ttl)) ")" }
                 }
                 @if let Some(f) = a.map(|a| &a.final_name).filter(|f| !f.is_empty()) {
                     br; "final: " b { (f) }
@@ -186,7 +186,7 @@ fn resolver_row(r: &dns::ResolverRecord) -> Markup {
             td {
                 @for (i, x) in a.and_then(|a| a.addresses.as_deref()).unwrap_or_default().iter().enumerate() {
                     @if i > 0 { br; }
-                    (x.ip) " " span.small { "(" (x.ttl) "s)" }
+                    (x.ip) " " span.small { "(" (format::ttl(x.ttl)) ")" }
                 }
             }
             td { (opt(a.and_then(|a| a.min_ttl))) }
@@ -198,7 +198,7 @@ fn resolver_row(r: &dns::ResolverRecord) -> Markup {
 fn propagation(p: &dns::PropagationRecord) -> Markup {
     html! {
         h4 { "Propagation" @if p.stalled { " — " span.FAILING { "STALLED" } } }
-        p { (p.leader) " changed at " (p.changed_at) " (old TTL " (p.old_ttl_s) "s; deadline " (p.deadline) "):" }
+        p { (p.leader) " changed at " (p.changed_at) " (old TTL " (format::ttl(p.old_ttl_s)) "; deadline " (p.deadline) "):" }
         table {
             tr { th { "old" } th {} th { "new" } }
             tr { td { (answer_set(&p.old)) } td.arrow { "→" } td { (answer_set(&p.new)) } }
@@ -211,7 +211,7 @@ fn propagation(p: &dns::PropagationRecord) -> Markup {
                         td { (l.resolver) }
                         td { (answer_set(&l.serving)) }
                         td { (l.serving_since) }
-                        td { (details::span(i64::try_from(l.lagging_for_ms).unwrap_or(i64::MAX))) }
+                        td { (format::ms(i64::try_from(l.lagging_for_ms).unwrap_or(i64::MAX))) }
                     }
                 }
             }
@@ -320,7 +320,7 @@ fn session(d: &session::Observed, now_ms: i64) -> Markup {
                         td { (e.at) }
                         (ok_cell(e.ok))
                         td { (opt(e.status)) }
-                        td { (opt(e.declared_lifetime_s.flatten().map(|l| details::span(l as i64 * 1000)))) }
+                        td { (opt(e.declared_lifetime_s.flatten().map(format::secs))) }
                         td { code { (code(e.failure_code)) } }
                     }
                 }

@@ -112,7 +112,9 @@ async fn the_check_page_shows_backends_chain_answers_and_session_without_secrets
         "{index}"
     );
     assert!(
-        index.contains("session age 2h 13m, 14 renewals, declared lifetime 1h, next renewal in 4m"),
+        index.contains(
+            "session age 2 h 13 min, 14 renewals, declared lifetime 1 h, next renewal in 4 min"
+        ),
         "{index}"
     );
     let checks = get_json(ctl.http_addr(), "/api/v1/checks").await;
@@ -154,9 +156,9 @@ async fn the_check_page_shows_backends_chain_answers_and_session_without_secrets
     let (_, page) = get(ctl.http_addr(), "/checks/app-dns").await;
     for needle in [
         "udp://10.0.0.53:53",
-        "app.example.com → blue.example.com <span class=\"small\">(300s)</span>",
-        "blue.example.com A 10.0.0.1 <span class=\"small\">(60s)</span>",
-        "10.0.0.1 <span class=\"small\">(60s)</span>",
+        "app.example.com → blue.example.com <span class=\"small\">(300 s)</span>",
+        "blue.example.com A 10.0.0.1 <span class=\"small\">(60 s)</span>",
+        "10.0.0.1 <span class=\"small\">(60 s)</span>",
         "final: <b>blue.example.com</b>",
     ] {
         assert!(page.contains(needle), "missing {needle:?} in {page}");
@@ -166,7 +168,10 @@ async fn the_check_page_shows_backends_chain_answers_and_session_without_secrets
     // typed details do not know are not shown at all, a sensitive key inside
     // free-form JSON (an assertion's actual value) shows as redacted.
     let (_, page) = get(ctl.http_addr(), "/checks/vendor-session").await;
-    assert!(page.contains("session age 2h 13m, 14 renewals"), "{page}");
+    assert!(
+        page.contains("session age 2 h 13 min, 14 renewals"),
+        "{page}"
+    );
     assert!(page.contains("refresh"), "{page}");
     let (_, api) = get(ctl.http_addr(), "/api/v1/checks/vendor-session").await;
     let (_, web_page) = get(ctl.http_addr(), "/checks/web").await;
