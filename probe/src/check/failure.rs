@@ -153,6 +153,8 @@ failure_codes! {
         "A phase (or the total) took longer than its `latency` budget.";
     SampleFailureRatio = "sample_failure_ratio", "http",
         "More samples failed than `max_failure_ratio` allows.";
+    BackendsPartiallyFailing = "backends_partially_failing", "http",
+        "Some but not all addresses of the name fail (`addresses = \"all\"`); each address's own code is in the details (all failing: their code).";
     BodyTooLarge = "body_too_large", "http, session",
         "The body exceeded the read cap (`max_body`).";
     HeadersTooLarge = "headers_too_large", "http, session",
@@ -735,7 +737,10 @@ pub enum Failure {
         /// What happened.
         failure: Box<Failure>,
     },
-    /// Wrapper: backends (addresses) of one name failing; the code is the first's.
+    /// Wrapper: backends (addresses) of one name failing. Some but not all
+    /// failing is `backends_partially_failing` (half the pool down is not the
+    /// service down); every one failing takes the first's code (the codes
+    /// agree when the service is down; the message lists each).
     Backends {
         /// Addresses tried.
         total: usize,
@@ -1120,9 +1125,11 @@ impl Failure {
             Failure::OnHop { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.code(),
-            Failure::Backends { failing, .. } => failing
-                .first()
-                .map_or(C::InternalError, |f| f.failure.code()),
+            Failure::Backends { total, failing } => match failing.first() {
+                None => C::InternalError,
+                Some(_) if failing.len() < *total => C::BackendsPartiallyFailing,
+                Some(f) => f.failure.code(),
+            },
             Failure::Resolvers { failing } => failing
                 .first()
                 .map_or(C::InternalError, |f| f.failure.code()),
@@ -1140,13 +1147,14 @@ impl Failure {
 
     /// The failure without its wrappers (hop, sample, also…): the one that
     /// names the cause. Groups (backends, resolvers, combinations) give
-    /// their first member's.
+    /// their first member's, except a partial backend failure, which is its
+    /// own cause (the group's code is not any member's).
     pub fn cause(&self) -> &Failure {
         match self {
             Failure::OnHop { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.cause(),
-            Failure::Backends { failing, .. } => {
+            Failure::Backends { total, failing } if failing.len() == *total => {
                 failing.first().map_or(self, |f| f.failure.cause())
             }
             Failure::Resolvers { failing } => failing.first().map_or(self, |f| f.failure.cause()),
@@ -2045,6 +2053,22 @@ mod tests {
             ],
         };
         assert_eq!(resolvers.code(), FailureCode::ConnectionRefused);
+        let backend = |address: &str| AddressFailure {
+            address: address.into(),
+            failure: refused.clone(),
+        };
+        let partial = Failure::Backends {
+            total: 3,
+            failing: vec![backend("10.0.0.1:443")],
+        };
+        assert_eq!(partial.code(), FailureCode::BackendsPartiallyFailing);
+        assert_eq!(partial.cause(), &partial);
+        let all = Failure::Backends {
+            total: 2,
+            failing: vec![backend("10.0.0.1:443"), backend("10.0.0.2:443")],
+        };
+        assert_eq!(all.code(), FailureCode::ConnectionRefused);
+        assert_eq!(all.cause(), &refused);
         assert!(
             resolvers
                 .to_string()

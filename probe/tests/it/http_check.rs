@@ -217,12 +217,18 @@ async fn one_broken_backend_of_two_is_named() {
     };
     let o = run(&check("all")).await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code(), FailureCode::UnexpectedStatus);
+    // Half the pool down is not the service down: a code of its own, the
+    // address's own code kept in the failure and the details.
+    assert_eq!(f.code(), FailureCode::BackendsPartiallyFailing);
     let Failure::Backends { total: 2, failing } = &f else {
         panic!("{f:?}")
     };
     assert_eq!(failing.len(), 1);
     assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
+    assert_eq!(
+        o.details()["addresses"][0]["failure_code"],
+        "unexpected_status"
+    );
     assert!(matches!(
         failing[0].failure,
         Failure::UnexpectedStatus { got: 502, .. }
@@ -239,6 +245,34 @@ async fn one_broken_backend_of_two_is_named() {
     // With passing = "any", one healthy backend is enough.
     let o = run(&check("any")).await;
     assert!(o.ok(), "{:?}", o.result);
+}
+
+#[tokio::test]
+async fn every_backend_failing_alike_keeps_their_code() {
+    let blue = HttpServer::builder()
+        .route("/", Reply::text(503, "down"))
+        .bind("127.0.0.2:0".parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let port = blue.addr().port();
+    let _green = HttpServer::builder()
+        .route("/", Reply::text(503, "down"))
+        .bind(format!("127.0.0.3:{port}").parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let o = run(&format!(
+        "id = \"pair\"\n[http]\nurl = \"http://pair.test:{port}/\"\naddresses = \"all\"\nresolve_to = [\"127.0.0.2\", \"127.0.0.3\"]\n"
+    ))
+    .await;
+    let f = o.result.clone().unwrap_err();
+    assert_eq!(f.code(), FailureCode::UnexpectedStatus, "{f}");
+    let Failure::Backends { total: 2, failing } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(failing.len(), 2);
+    assert_eq!(o.details()["addresses_failing"], 2);
 }
 
 #[test]
