@@ -651,6 +651,9 @@ pub enum Failure {
     BodyTooLarge {
         /// `max_body`, bytes.
         max_body: usize,
+        /// The length the response announced (`Content-Length`), when that
+        /// is what exceeded the cap (nothing was read); `None`: the bytes read did.
+        content_length: Option<u64>,
     },
     /// `headers_too_large`: the response head exceeded `max_header_bytes`.
     HeadersTooLarge {
@@ -1725,11 +1728,23 @@ impl std::fmt::Display for Failure {
                 }
                 Ok(())
             }
-            Failure::BodyTooLarge { max_body } => write!(
-                f,
-                "body exceeds the {} cap (max_body); raise max_body if this size is expected",
-                crate::config::Size(*max_body as u64)
-            ),
+            Failure::BodyTooLarge {
+                max_body,
+                content_length,
+            } => {
+                let cap = crate::config::Size(*max_body as u64);
+                match content_length {
+                    Some(n) => write!(
+                        f,
+                        "the response announces a {} body (Content-Length), above the {cap} cap (max_body); raise max_body if this size is expected",
+                        crate::config::Size(*n)
+                    ),
+                    None => write!(
+                        f,
+                        "body exceeds the {cap} cap (max_body); raise max_body if this size is expected"
+                    ),
+                }
+            }
             Failure::HeadersTooLarge { max_header_bytes } => write!(
                 f,
                 "response headers exceed the {} cap (max_header_bytes)",
@@ -2104,7 +2119,10 @@ mod tests {
         let r = f.clone().scrubbed(scrub);
         assert_eq!(r.code(), FailureCode::JsonPathMismatch);
         assert!(matches!(&r, Failure::Redacted { message, .. } if !message.contains("s3cr3t")));
-        let clean = Failure::BodyTooLarge { max_body: 10 };
+        let clean = Failure::BodyTooLarge {
+            max_body: 10,
+            content_length: None,
+        };
         assert_eq!(clean.clone().scrubbed(scrub), clean);
     }
 

@@ -430,7 +430,9 @@ where
 }
 
 impl Response {
-    /// Reads the body, failing with `body_too_large` past `max_body` bytes.
+    /// Reads the body, failing with `body_too_large` past `max_body` bytes —
+    /// at once, before reading, when the response announces more
+    /// (`Content-Length`; hyper knows HEAD and 204/304 answers carry none).
     /// Keeps the bytes only when `keep`; memory is bounded by `max_body`.
     pub async fn read_body(
         &mut self,
@@ -439,6 +441,15 @@ impl Response {
         hop: &mut Hop,
     ) -> Result<Bytes, Failure> {
         hop.phase = Phase::Body;
+        let announced = hyper::body::Body::size_hint(&self.body).exact();
+        if let Some(n) = announced
+            && n > max_body as u64
+        {
+            return Err(Failure::BodyTooLarge {
+                max_body,
+                content_length: Some(n),
+            });
+        }
         let mut kept = BytesMut::new();
         let mut read = 0usize;
         while let Some(frame) = self.body.frame().await {
@@ -447,7 +458,10 @@ impl Response {
                 read += data.len();
                 hop.body_bytes = Some(read);
                 if read > max_body {
-                    return Err(Failure::BodyTooLarge { max_body });
+                    return Err(Failure::BodyTooLarge {
+                        max_body,
+                        content_length: None,
+                    });
                 }
                 if keep {
                     kept.extend_from_slice(data);
