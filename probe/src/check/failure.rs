@@ -827,6 +827,13 @@ pub struct ExpiringCombination {
 pub enum ProtocolProblem {
     /// `http_version = "http2"` but ALPN did not give h2.
     H2Refused,
+    /// The peer answered with something that is not HTTP at all (a banner,
+    /// TLS records, binary bytes): the wrong port or scheme.
+    NotHttp {
+        /// What it sent: a quoted first line, "a TLS handshake record …",
+        /// or "binary data starting 00 ff …".
+        sent: String,
+    },
     /// The response could not be parsed.
     InvalidResponse {
         /// hyper's error.
@@ -1500,6 +1507,9 @@ impl std::fmt::Display for Failure {
                 ProtocolProblem::H2Refused => f.write_str(
                     "http_version = \"http2\" but the server did not accept h2 in ALPN",
                 ),
+                ProtocolProblem::NotHttp { sent } => {
+                    write!(f, "the peer did not answer with HTTP: it sent {sent}")
+                }
                 ProtocolProblem::InvalidResponse { error } => {
                     write!(f, "invalid HTTP response: {error}")
                 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{code, run};
 use outpost_probe::{
-    check::{Failure, FailureCode, RawCheck},
+    check::{Failure, FailureCode, RawCheck, failure::ProtocolProblem},
     config::Problems,
 };
 use outpost_testkit::{Hostile, HttpServer, Pki, Reply};
@@ -124,6 +124,44 @@ async fn garbage_instead_of_http_is_a_protocol_error() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::ProtocolError), "{:?}", o.result);
+    // Said plainly, with what the peer sent; not hyper's "operation was canceled".
+    let Err(Failure::ProtocolError {
+        problem: ProtocolProblem::NotHttp { sent },
+    }) = &o.result
+    else {
+        panic!("{:?}", o.result)
+    };
+    assert!(sent.starts_with("binary data starting 00 ff"), "{sent}");
+    let message = o.result.as_ref().unwrap_err().to_string();
+    assert!(
+        message.starts_with("the peer did not answer with HTTP: it sent binary data"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_to_a_tls_port_says_the_port_speaks_tls() {
+    let pki = Pki::new("root");
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .tls(pki.leaf(&["localhost"]))
+        .run()
+        .await
+        .unwrap();
+    let o = run(&format!(
+        "id = \"x\"\ntimeout = \"2s\"\nhttp = {{ url = \"http://127.0.0.1:{}/\" }}",
+        srv.addr().port()
+    ))
+    .await;
+    // rustls answers a plain request with a TLS alert record.
+    let f = o.result.unwrap_err();
+    let Failure::ProtocolError {
+        problem: ProtocolProblem::NotHttp { sent },
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(sent.contains("use an https:// URL"), "{sent}");
 }
 
 #[tokio::test]

@@ -19,7 +19,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
-use super::HttpVersion;
+use super::{
+    HttpVersion,
+    sniff::Sniff,
+};
 use crate::{
     check::{Failure, FailureCode, Phases, RunContext, failure::ProtocolProblem},
     tls::{self, Trust},
@@ -322,9 +325,9 @@ pub async fn send(
                 problem: ProtocolProblem::H2Refused,
             });
         }
-        Box::pin(exchange(TokioIo::new(stream), h2, req, limits, ctx, hop)).await
+        Box::pin(exchange(stream, h2, req, limits, ctx, hop)).await
     } else {
-        Box::pin(exchange(TokioIo::new(tcp), h2c, req, limits, ctx, hop)).await
+        Box::pin(exchange(tcp, h2c, req, limits, ctx, hop)).await
     }
 }
 
@@ -346,8 +349,8 @@ async fn connect(addr: SocketAddr, hop: &mut Hop) -> Result<TcpStream, Failure> 
     Ok(tcp)
 }
 
-async fn exchange<IO>(
-    io: IO,
+async fn exchange<S>(
+    stream: S,
     h2: bool,
     req: &HopRequest<'_>,
     limits: Limits<'_>,
@@ -355,8 +358,17 @@ async fn exchange<IO>(
     hop: &mut Hop,
 ) -> Result<Response, Failure>
 where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let (stream, sniffed) = Sniff::new(stream);
+    let io = TokioIo::new(stream);
+    // What the peer sent says "not HTTP" better than hyper's error does.
+    let fail = |e: hyper::Error| match sniffed.not_http() {
+        Some(sent) if !h2 && !e.is_parse_too_large() => Failure::ProtocolError {
+            problem: ProtocolProblem::NotHttp { sent },
+        },
+        _ => classify(&e, limits.max_header_bytes),
+    };
     let authority = req
         .uri
         .authority()
@@ -392,9 +404,7 @@ where
     let (resp, conn) = if h2 {
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let (mut sender, conn) = Box::pin(builder.handshake(io))
-            .await
-            .map_err(|e| classify(&e, limits.max_header_bytes))?;
+        let (mut sender, conn) = Box::pin(builder.handshake(io)).await.map_err(fail)?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
@@ -408,13 +418,13 @@ where
                 .handshake(io),
         )
         .await
-        .map_err(|e| classify(&e, limits.max_header_bytes))?;
+        .map_err(fail)?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
         (sender.send_request(request).await, guard)
     };
-    let resp = resp.map_err(|e| classify(&e, limits.max_header_bytes))?;
+    let resp = resp.map_err(fail)?;
     hop.phases_us.first_byte = Some(t.elapsed());
     let (parts, body) = resp.into_parts();
     hop.status = Some(parts.status.as_u16());
