@@ -430,8 +430,12 @@ pub enum Failure {
     TlsUntrustedRoot {
         /// The trust store (tls checks).
         store: Option<String>,
-        /// Where the served chain ended, for clients that only follow it (legacy).
+        /// Where the served chain ends.
         served_end: Option<ServedEnd>,
+        /// No path of the presented certificates leads to a root of the
+        /// store at all, whatever the dates: alternate chains would not help
+        /// (false: a client that tries them may find one).
+        no_path: bool,
     },
     /// `tls_cert_expired`: a certificate on the chain is expired.
     TlsCertExpired {
@@ -1398,11 +1402,20 @@ impl std::fmt::Display for Failure {
                 Some(c) => write!(f, "the {c} handshake failed: {reason}"),
                 None => write!(f, "the TLS handshake failed: {reason}"),
             },
-            Failure::TlsUntrustedRoot { store, served_end } => match (served_end, store) {
+            Failure::TlsUntrustedRoot {
+                store,
+                served_end,
+                no_path,
+            } => match (served_end, store) {
                 (Some(ServedEnd::SelfSigned { cert }), s) => write!(
                     f,
                     "the served chain ends at the self-signed {cert}, which {} does not trust",
                     opt(s, "the trust store")
+                ),
+                (Some(ServedEnd::MissingIssuer { cert, issuer }), s) if *no_path => write!(
+                    f,
+                    "the served chain leads through {cert} to {issuer}, which {s} does not trust; no path of the presented certificates leads to a root in it",
+                    s = opt(s, "the trust store")
                 ),
                 (Some(ServedEnd::MissingIssuer { cert, issuer }), s) => write!(
                     f,

@@ -161,8 +161,9 @@ pub fn modern_verdict(
             reason: "the server presented no parsable certificate".into(),
         });
     };
-    let windows: Vec<(Path, Window)> = chain
-        .candidate_paths(store)
+    let paths = chain.candidate_paths(store);
+    let no_path = paths.is_empty();
+    let windows: Vec<(Path, Window)> = paths
         .into_iter()
         .filter_map(|p| chain.window(store, &p).map(|w| (p, w)))
         .collect();
@@ -199,27 +200,26 @@ pub fn modern_verdict(
         },
         Err(e) => {
             let base = crate::tls::classify(&std::io::Error::other(e));
-            let failure = match base {
-                Failure::TlsUntrustedRoot { .. } if leaf.info.self_signed => {
-                    Failure::TlsSelfSigned {
-                        leaf: leaf.short_name(),
-                        store: store.name.clone(),
-                    }
-                }
+            // What ends the chain comes first: webpki reports an expired
+            // member it met on the way even when no path reaches the store
+            // (that member is a hygiene finding then).
+            let unreachable = matches!(
+                base,
                 Failure::TlsUntrustedRoot { .. }
-                    if !chain.certs.iter().skip(1).any(|c| leaf.issued_by(c))
-                        && store.issuer_of(leaf).is_none() =>
-                {
-                    Failure::TlsChainIncomplete {
-                        leaf_issuer: leaf.info.issuer.clone(),
-                        store: store.name.clone(),
-                    }
-                }
-                Failure::TlsUntrustedRoot { served_end, .. } => Failure::TlsUntrustedRoot {
-                    store: Some(store.name.clone()),
-                    served_end,
-                },
-                other => other,
+                    | Failure::TlsCertExpired { .. }
+                    | Failure::TlsCertNotYetValid { .. }
+            ) && (no_path || base.code() == FailureCode::TlsUntrustedRoot);
+            let failure = if unreachable {
+                let (_, end) = legacy::walk(chain, store);
+                legacy::end_failure(chain, store, &end, no_path).unwrap_or(
+                    Failure::TlsUntrustedRoot {
+                        store: Some(store.name.clone()),
+                        served_end: None,
+                        no_path,
+                    },
+                )
+            } else {
+                base
             };
             let mut v = match (failure.code(), last_expired.or(best_live)) {
                 (FailureCode::TlsCertExpired, Some((p, w))) => {

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::{code, run};
 use outpost_probe::{
-    check::{Failure, FailureCode, RawCheck, failure::ProtocolProblem},
+    check::{
+        Failure, FailureCode, RawCheck,
+        failure::{ProtocolProblem, ServedEnd},
+    },
     config::Problems,
 };
 use outpost_testkit::{Hostile, HttpServer, Pki, Reply};
@@ -224,6 +227,59 @@ async fn untrusted_and_misnamed_certificates_fail_with_their_codes() {
         "{:?}",
         o.result
     );
+}
+
+/// Served: leaf ← expired intermediate ← Root C. With only Root Z trusted no
+/// path exists whatever the dates: untrusted, not expired. With Root C
+/// trusted, the expiry is what fails.
+#[tokio::test]
+async fn an_https_chain_with_no_path_to_the_roots_is_untrusted_before_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let root_c = Pki::new("Root C");
+    let inter = root_c.intermediate_with(
+        "Expired Inter",
+        now - time::Duration::days(400),
+        now - time::Duration::days(10),
+    );
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .tls(inter.leaf(&["localhost"]))
+        .run()
+        .await
+        .unwrap();
+    let other = Pki::new("Root Z");
+    let z = dir.path().join("z");
+    std::fs::create_dir(&z).unwrap();
+    let check = |ca: &std::path::Path| {
+        format!(
+            "id = \"x\"\nhttp = {{ url = \"{}\", ca_file = \"{}\" }}",
+            srv.url_with_host("localhost", "/"),
+            ca.display()
+        )
+    };
+    let o = run(&check(&other.write_root_pem(&z).unwrap())).await;
+    let f = o.result.clone().unwrap_err();
+    let Failure::TlsUntrustedRoot {
+        served_end: Some(ServedEnd::MissingIssuer { issuer, .. }),
+        no_path: true,
+        ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(issuer.contains("Root C"), "{issuer}");
+    assert_eq!(o.details()["tls"]["error"], "tls_untrusted_root");
+    // Mozilla trusts none of it either.
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url_with_host("localhost", "/")
+    ))
+    .await;
+    assert_eq!(code(&o), Some(FailureCode::TlsUntrustedRoot), "{:?}", o.result);
+    // The right root: now the expired intermediate is the problem.
+    let o = run(&check(&root_c.write_root_pem(dir.path()).unwrap())).await;
+    assert_eq!(code(&o), Some(FailureCode::TlsCertExpired), "{:?}", o.result);
 }
 
 #[tokio::test]

@@ -380,6 +380,54 @@ async fn expired_intermediate_under_a_valid_leaf_fails_and_is_named_in_the_inven
     );
 }
 
+/// Served: leaf ← expired intermediate ← Root C; trusted: only Root Z (and
+/// Mozilla, which trusts none of it). No path exists whatever the dates, so
+/// what ends the chain is reported first; the expired member is a finding.
+#[tokio::test]
+async fn a_chain_with_no_path_to_the_store_is_untrusted_before_expired() {
+    let r0 = root("Root C");
+    let other = root("Root Z");
+    let inter = r0.intermediate_with(
+        "Expired Inter",
+        datetime!(2019-01-01 00:00 UTC),
+        datetime!(2025-01-01 00:00 UTC),
+    );
+    let id = valid_leaf(&inter, &["localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let srv = serve(id).await;
+    let spec = parse(&format!(
+        "host = \"localhost\"\naddress = \"127.0.0.1\"\nport = {}\nstores = {{ z = \"{}\" }}\ntrust_stores = [\"mozilla\", \"z\"]\nprofiles = [\"modern\", \"legacy\"]",
+        srv.addr().port(),
+        write(dir.path(), "z", &[other.root_pem()])
+    ))
+    .unwrap();
+    let r = run_at(&spec, NOW).await;
+    assert_eq!(code(&r), Some(FailureCode::TlsUntrustedRoot), "{:?}", r.result);
+    for c in ["modern/mozilla", "modern/z", "legacy/mozilla", "legacy/z"] {
+        assert_eq!(
+            code_of(&r, c).as_deref(),
+            Some("tls_untrusted_root"),
+            "{c}: {}",
+            combo(&r, c)
+        );
+    }
+    // The modern message names where the served chain ends.
+    let modern = combo(&r, "modern/z")["failure_message"].clone();
+    assert!(
+        modern.as_str().unwrap().contains("Root C"),
+        "{modern}"
+    );
+    assert!(
+        r.details()["hygiene"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "expired_member" && f["position"] == 1),
+        "{}",
+        r.details()["hygiene"]
+    );
+}
+
 #[tokio::test]
 async fn wrong_hostname_is_a_name_mismatch_for_every_profile() {
     let r0 = root("Root D");
