@@ -60,9 +60,14 @@ enum Command {
         /// PEM roots to trust instead of the bundled Mozilla roots.
         #[arg(long)]
         ca_file: Option<PathBuf>,
-        /// Deadline for the whole chain.
+        /// Deadline for the whole command: the request chain and the TLS
+        /// matrix run concurrently, each within it.
         #[arg(long, default_value = "10s")]
         timeout: String,
+        /// Output: `text` (the trace for a human) or `json` (one JSON line
+        /// per run, as `once --format json`: the request, then the TLS matrix).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
         /// Redirects followed at most.
         #[arg(long, default_value_t = 10)]
         max_hops: u32,
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
             max_hops,
             resolve_to,
             trust_stores,
+            format,
         } => {
             let tls = if url.starts_with("https://") {
                 match matrix_spec(
@@ -139,7 +145,7 @@ fn main() -> ExitCode {
             match trace_spec(
                 &url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to,
             ) {
-                Ok(spec) => runtime().block_on(trace(spec, tls)),
+                Ok(spec) => runtime().block_on(trace(spec, tls, format)),
                 Err(e) => config_error(&e),
             }
         }
@@ -201,20 +207,36 @@ fn trace_spec(
     Ok(spec)
 }
 
-async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>) -> i32 {
+async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>, format: Format) -> i32 {
     let ctx = RunContext {
         probe_name: "outpost-probe-check".into(),
         ..RunContext::default()
     };
-    let outcome = check::run(&spec, &ctx).await;
+    // Concurrently: each run keeps within the timeout, so the command does too.
+    let matrix = async {
+        match &tls {
+            Some(t) => Some(check::run(t, &ctx).await),
+            None => None,
+        }
+    };
+    let (outcome, matrix) = futures_util::future::join(check::run(&spec, &ctx), matrix).await;
     let report = check::http::report::render(&outcome);
-    print!("{}", report.text);
-    if let Some(tls) = tls {
-        let matrix = check::run(&tls, &ctx).await;
-        println!("\nTLS: every trust store x client profile for the first hop's server");
-        print!("{}", check::tls::render_matrix(&matrix.observed));
-        if let Err(f) = &matrix.result {
-            println!("  ({}: {f})", f.code());
+    match format {
+        Format::Json => {
+            println!("{}", outcome.to_json());
+            if let Some(m) = &matrix {
+                println!("{}", m.to_json());
+            }
+        }
+        Format::Text => {
+            print!("{}", report.text);
+            if let Some(m) = &matrix {
+                println!("\nTLS: every trust store x client profile for the first hop's server");
+                print!("{}", check::tls::render_matrix(&m.observed));
+                if let Err(f) = &m.result {
+                    println!("  ({}: {f})", f.code());
+                }
+            }
         }
     }
     if report.passes_following { 0 } else { 1 }

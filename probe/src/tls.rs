@@ -142,7 +142,10 @@ impl ServerCertVerifier for PathFirst {
         );
         match verdict {
             Err(rustls::Error::InvalidCertificate(
-                C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. },
             )) => {
                 let mut der = vec![end_entity.clone().into_owned()];
                 der.extend(intermediates.iter().map(|c| c.clone().into_owned()));

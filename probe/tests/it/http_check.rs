@@ -276,10 +276,20 @@ async fn an_https_chain_with_no_path_to_the_roots_is_untrusted_before_expired() 
         srv.url_with_host("localhost", "/")
     ))
     .await;
-    assert_eq!(code(&o), Some(FailureCode::TlsUntrustedRoot), "{:?}", o.result);
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::TlsUntrustedRoot),
+        "{:?}",
+        o.result
+    );
     // The right root: now the expired intermediate is the problem.
     let o = run(&check(&root_c.write_root_pem(dir.path()).unwrap())).await;
-    assert_eq!(code(&o), Some(FailureCode::TlsCertExpired), "{:?}", o.result);
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::TlsCertExpired),
+        "{:?}",
+        o.result
+    );
 }
 
 #[tokio::test]

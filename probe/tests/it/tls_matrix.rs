@@ -402,7 +402,12 @@ async fn a_chain_with_no_path_to_the_store_is_untrusted_before_expired() {
     ))
     .unwrap();
     let r = run_at(&spec, NOW).await;
-    assert_eq!(code(&r), Some(FailureCode::TlsUntrustedRoot), "{:?}", r.result);
+    assert_eq!(
+        code(&r),
+        Some(FailureCode::TlsUntrustedRoot),
+        "{:?}",
+        r.result
+    );
     for c in ["modern/mozilla", "modern/z", "legacy/mozilla", "legacy/z"] {
         assert_eq!(
             code_of(&r, c).as_deref(),
@@ -413,10 +418,7 @@ async fn a_chain_with_no_path_to_the_store_is_untrusted_before_expired() {
     }
     // The modern message names where the served chain ends.
     let modern = combo(&r, "modern/z")["failure_message"].clone();
-    assert!(
-        modern.as_str().unwrap().contains("Root C"),
-        "{modern}"
-    );
+    assert!(modern.as_str().unwrap().contains("Root C"), "{modern}");
     assert!(
         r.details()["hygiene"]
             .as_array()

@@ -19,10 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
-use super::{
-    HttpVersion,
-    sniff::Sniff,
-};
+use super::{HttpVersion, sniff::Sniff};
 use crate::{
     check::{Failure, FailureCode, Phases, RunContext, failure::ProtocolProblem},
     tls::{self, Trust},

@@ -25,7 +25,10 @@ pub struct Sniffed(Arc<Mutex<Vec<u8>>>);
 impl Sniffed {
     /// What was read so far (at most [`KEEP`] bytes).
     pub fn bytes(&self) -> Vec<u8> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A description of what the peer sent when it is not the start of an
@@ -52,7 +55,8 @@ pub fn describe_non_http(b: &[u8]) -> Option<String> {
     }
     let line = b.split(|c| *c == b'\n').next().unwrap_or(b);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let printable = !line.is_empty() && line.iter().all(|c| (0x20..0x7f).contains(c) || *c == b'\t');
+    let printable =
+        !line.is_empty() && line.iter().all(|c| (0x20..0x7f).contains(c) || *c == b'\t');
     if printable {
         let text = String::from_utf8_lossy(line);
         let cut = if b.len() >= KEEP && !b.contains(&b'\n') {
