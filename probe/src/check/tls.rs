@@ -10,10 +10,15 @@
 //! trust store at `now` (injectable: [`run_at`]).
 //!
 //! # Profiles
-//! - `modern`: rustls/webpki path building with alternate chains (like
-//!   OpenSSL ≥ 1.1 and browsers). The verdict is webpki's; the paths and
-//!   dates come from [`super::trust::Chain::candidate_paths`].
-//! - `legacy`: OpenSSL 1.0.x, modelled by us: [`legacy`] documents it.
+//! A profile is a client stack's handshake ([`stack`]: versions, suites,
+//! groups, signature schemes) and a path-building model.
+//! - `modern`: a current client ([`stack::CURRENT`]: OpenSSL 3.x, browsers)
+//!   with rustls/webpki path building and alternate chains. The verdict is
+//!   webpki's; the paths and dates come from [`super::trust::Chain::candidate_paths`].
+//! - `legacy`: an OpenSSL 1.0.2-class client whole: its own ClientHello
+//!   ([`stack::OPENSSL_1_0_2`]: TLS 1.2 only, ECDHE-AES-GCM, P-256/P-384, no
+//!   PSS or Ed25519), so a TLS 1.3-only server fails its handshake with
+//!   `tls_protocol_unsupported`, and the served-path walk of [`legacy`].
 //! - `tls13`, `tls12`: only that protocol version. `no_sni`: no SNI sent.
 //!   `rsa_only`, `ecdsa_only`: only that key type's signature schemes (and,
 //!   for TLS 1.2, cipher suites). Their chains are judged like `modern`; a
@@ -66,6 +71,7 @@ pub mod handshake;
 pub mod hygiene;
 pub mod legacy;
 mod spec;
+pub mod stack;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -292,7 +298,7 @@ pub struct Combination {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HandshakeReport {
-    /// `default` (used by modern and legacy), `tls13`, `tls12`, `no_sni`, `rsa_only`, `ecdsa_only`.
+    /// `default` (modern), `legacy`, `tls13`, `tls12`, `no_sni`, `rsa_only`, `ecdsa_only`.
     pub client: String,
     /// Completed.
     pub ok: bool,

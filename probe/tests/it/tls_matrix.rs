@@ -514,6 +514,111 @@ async fn tls13_only_server_fails_the_tls12_profile_only() {
     assert_eq!(hs[0]["tls_version"], "1.3");
 }
 
+/// The `legacy` profile is an OpenSSL 1.0.2-class client whole: where that
+/// stack cannot complete a handshake (no TLS 1.3, no Ed25519, no ChaCha20),
+/// only its combinations fail, with the handshake's code; where it can
+/// (TLS 1.2, ECDHE-AES-GCM), it passes.
+#[tokio::test]
+async fn the_legacy_client_fails_handshakes_where_openssl_1_0_2_would() {
+    let r0 = root("Root L");
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [("l", write(dir.path(), "l", &[r0.root_pem()]))];
+    let profiles = ["modern", "legacy"];
+    let id = valid_leaf(&r0, &["localhost"]);
+
+    // TLS 1.3 only: the IOT incident's class of failure.
+    let cfg = id.server_config_with(&[&rustls::version::TLS13], Vec::new());
+    let srv = HttpServer::builder().tls_config(cfg).run().await.unwrap();
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert_eq!(
+        combo(&r, "modern/l")["ok"],
+        true,
+        "{}",
+        combo(&r, "modern/l")
+    );
+    assert_eq!(
+        code_of(&r, "legacy/l").as_deref(),
+        Some("tls_protocol_unsupported")
+    );
+    assert_eq!(code(&r), Some(FailureCode::TlsProtocolUnsupported));
+    let handshakes = r.details()["handshakes"].clone();
+    let legacy = handshakes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["client"] == "legacy")
+        .unwrap()
+        .clone();
+    assert_eq!(legacy["ok"], false);
+    assert_eq!(legacy["failure_code"], "tls_protocol_unsupported");
+
+    // TLS 1.2 with a suite the old stack has: it passes, on TLS 1.2.
+    let cfg = id.server_config_with(&[&rustls::version::TLS12], Vec::new());
+    let srv = HttpServer::builder().tls_config(cfg).run().await.unwrap();
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    let handshakes = r.details()["handshakes"].clone();
+    let legacy = handshakes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["client"] == "legacy")
+        .unwrap()
+        .clone();
+    assert_eq!(legacy["tls_version"], "1.2");
+    assert_eq!(
+        legacy["cipher_suite"],
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+    );
+
+    // TLS 1.2 with ChaCha20-Poly1305 only (OpenSSL 1.1.0 and later).
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .unwrap();
+    let srv = HttpServer::builder()
+        .tls_config(std::sync::Arc::new(cfg))
+        .run()
+        .await
+        .unwrap();
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert_eq!(combo(&r, "modern/l")["ok"], true);
+    assert_eq!(
+        code_of(&r, "legacy/l").as_deref(),
+        Some("tls_handshake_failure")
+    );
+
+    // An Ed25519 leaf (OpenSSL 1.1.1 and later can verify it).
+    let ed = r0.leaf_with(LeafOptions {
+        key: KeyKind::Ed25519,
+        ..leaf_opts(
+            &["localhost"],
+            datetime!(2025-06-01 00:00 UTC),
+            datetime!(2027-01-01 00:00 UTC),
+        )
+    });
+    let srv = serve(ed).await;
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert_eq!(
+        combo(&r, "modern/l")["ok"],
+        true,
+        "{}",
+        combo(&r, "modern/l")
+    );
+    assert_eq!(
+        code_of(&r, "legacy/l").as_deref(),
+        Some("tls_handshake_failure")
+    );
+}
+
 #[tokio::test]
 async fn ecdsa_only_server_fails_the_rsa_only_profile_and_an_rsa_server_the_ecdsa_one() {
     let r0 = root("Root F");
