@@ -171,6 +171,8 @@ failure_codes! {
         "`renewal = \"never\"`: the session was rejected; the details carry the observed lifetime.";
     SessionLoginFailed = "session_login_failed", "session",
         "No session could be started: the login failed.";
+    TcpExpectMismatch = "tcp_expect_mismatch", "tcp",
+        "The bytes received did not match `expect` before the peer closed, `max_read` was reached or the deadline came; what was received is named.";
 }
 
 impl std::fmt::Display for FailureCode {
@@ -215,13 +217,15 @@ pub enum Phase {
     FirstByte,
     /// Reading the body.
     Body,
+    /// Sending a tcp script step.
+    Send,
     /// The run as a whole (a kind's own deadline did not fire).
     Run,
 }
 
 impl Phase {
     /// The name used in messages and a hop's `timeout_phase`: `"dns"`,
-    /// `"connect"`, `"tls"`, `"first byte"`, `"body"`, `"run"`.
+    /// `"connect"`, `"tls"`, `"first byte"`, `"body"`, `"send"`, `"run"`.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Dns => "dns",
@@ -229,6 +233,7 @@ impl Phase {
             Phase::Tls => "tls",
             Phase::FirstByte => "first byte",
             Phase::Body => "body",
+            Phase::Send => "send",
             Phase::Run => "run",
         }
     }
@@ -725,6 +730,19 @@ pub enum Failure {
         /// Why the login failed.
         failure: Box<Failure>,
     },
+    /// `tcp_expect_mismatch`: the bytes received did not match `expect`.
+    TcpExpectMismatch {
+        /// The script step (1-based).
+        step: usize,
+        /// The pattern.
+        expect: String,
+        /// What was received, escaped and clipped.
+        received: String,
+        /// Bytes received by the step.
+        received_bytes: usize,
+        /// How the read ended.
+        end: ReadEnd,
+    },
     /// Wrapper: `failure` happened on a later hop of a redirect chain.
     OnHop {
         /// The hop (1-based).
@@ -822,6 +840,25 @@ pub struct ExpiringCombination {
     pub days_left: i64,
     /// The minimum asserted.
     pub min_days_left: u32,
+}
+
+/// How a tcp `expect` read ended without a match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum ReadEnd {
+    /// The peer closed the connection.
+    Closed,
+    /// `max_read` bytes came without a match.
+    Limit {
+        /// `max_read`.
+        max_read: usize,
+    },
+    /// The check's deadline came first.
+    Deadline {
+        /// The timeout.
+        #[serde(rename = "after_ms", with = "crate::human::ms")]
+        after: Duration,
+    },
 }
 
 /// What was wrong with the HTTP exchange.
@@ -1136,6 +1173,7 @@ impl Failure {
             Failure::ClockSkew { .. } => C::ClockSkew,
             Failure::SessionExpired { .. } => C::SessionExpired,
             Failure::SessionLoginFailed { .. } => C::SessionLoginFailed,
+            Failure::TcpExpectMismatch { .. } => C::TcpExpectMismatch,
             Failure::OnHop { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.code(),
@@ -1898,6 +1936,36 @@ impl std::fmt::Display for Failure {
             }
             Failure::SessionLoginFailed { failure } => {
                 write!(f, "login failed: {failure} ({})", failure.code())
+            }
+            Failure::TcpExpectMismatch {
+                step,
+                expect,
+                received,
+                received_bytes,
+                end,
+            } => {
+                write!(f, "step {step}: ")?;
+                match end {
+                    ReadEnd::Closed => write!(
+                        f,
+                        "the peer closed the connection after {received_bytes} bytes without matching /{expect}/"
+                    )?,
+                    ReadEnd::Limit { max_read } => write!(
+                        f,
+                        "{} read without a match of /{expect}/ (max_read)",
+                        crate::config::Size(*max_read as u64)
+                    )?,
+                    ReadEnd::Deadline { after } => write!(
+                        f,
+                        "no match of /{expect}/ within {} ({received_bytes} bytes received)",
+                        h(*after)
+                    )?,
+                }
+                if received.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, "; received \"{received}\"")
+                }
             }
             Failure::OnHop { hop, url, failure } => write!(f, "hop {hop} ({url}): {failure}"),
             Failure::Sample {

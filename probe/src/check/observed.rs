@@ -30,7 +30,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{dns, http, session, tls};
+use super::{dns, http, session, tcp, tls};
 
 /// The kinds of check, as named in results, metrics and config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,11 +45,13 @@ pub enum Kind {
     Tls,
     /// `session`: an authenticated session held across runs.
     Session,
+    /// `tcp`: a connection and its send/expect script.
+    Tcp,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: &'static [Kind] = &[Kind::Http, Kind::Dns, Kind::Tls, Kind::Session];
+    pub const ALL: &'static [Kind] = &[Kind::Http, Kind::Dns, Kind::Tls, Kind::Session, Kind::Tcp];
 
     /// The kind's name: `"http"`, `"dns"`, `"tls"`, `"session"`.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +60,7 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Tls => "tls",
             Kind::Session => "session",
+            Kind::Tcp => "tcp",
         }
     }
 }
@@ -70,7 +73,7 @@ impl std::fmt::Display for Kind {
 
 /// A kind name this build does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown check kind {0:?}: use http, dns, tls or session")]
+#[error("unknown check kind {0:?}: use http, dns, tls, session or tcp")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -104,6 +107,8 @@ pub enum Observed {
     Tls(tls::Report),
     /// A session check's observations.
     Session(session::Observed),
+    /// A tcp check's observations.
+    Tcp(tcp::Observed),
     /// Details of a kind this build does not know, or that do not read as
     /// their kind's type: the JSON as it came (a JSON string holding the
     /// text when it was not JSON at all).
@@ -118,6 +123,7 @@ impl Observed {
             Observed::Dns(_) => Some(Kind::Dns),
             Observed::Tls(_) => Some(Kind::Tls),
             Observed::Session(_) => Some(Kind::Session),
+            Observed::Tcp(_) => Some(Kind::Tcp),
             Observed::Other(_) => None,
         }
     }
@@ -131,6 +137,7 @@ impl Observed {
             Ok(Kind::Dns) => serde_json::from_str(details_json).map(Observed::Dns),
             Ok(Kind::Tls) => serde_json::from_str(details_json).map(Observed::Tls),
             Ok(Kind::Session) => serde_json::from_str(details_json).map(Observed::Session),
+            Ok(Kind::Tcp) => serde_json::from_str(details_json).map(Observed::Tcp),
             Err(_) => serde_json::from_str(details_json).map(Observed::Other),
         };
         typed.unwrap_or_else(|_| {

@@ -219,3 +219,50 @@ async fn check_prints_json_lines_with_format_json() {
         lines[1]["details"]
     );
 }
+
+#[tokio::test]
+async fn check_runs_a_tcp_url_with_send_and_expect() {
+    let redis = outpost_testkit::TcpServer::redis().run().await.unwrap();
+    let url = format!("tcp://127.0.0.1:{}", redis.addr().port());
+    let u = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        probe()
+            .args([
+                "check",
+                &u,
+                "--send",
+                "PING\\r\\n",
+                "--expect",
+                "^\\+PONG",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["kind"], "tcp");
+    assert_eq!(line["details"]["steps"][1]["received"], "+PONG\\r\\n");
+    assert_eq!(redis.lines(), ["PING"]);
+    // Text, failing: the verdict names the code.
+    let out = tokio::task::spawn_blocking(move || {
+        probe()
+            .args(["check", &url, "--expect", "^220 ", "--timeout", "500ms"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict FAIL timeout"), "{text}");
+}

@@ -12,4 +12,5 @@ mod outbox;
 mod scheduler;
 mod session_check;
 mod support;
+mod tcp_check;
 mod tls_matrix;

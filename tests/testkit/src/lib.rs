@@ -22,6 +22,8 @@
 //!   message by message (attach with a token, hello, batches, acks, assignments).
 //! - [`wait`]: [`eventually`](wait::eventually), polling a condition until it holds,
 //!   with a panic naming what it waited for.
+//! - [`tcp`]: [`TcpServer`], a line-protocol TCP server (SMTP/Redis/SSH-like banners and
+//!   scripted replies, optionally TLS), or one that stays silent or streams garbage forever.
 //! - [`token`]: [`TokenServer`], an OAuth2 token endpoint, a scripted login and a
 //!   protected resource issuing and validating real HS256 JWTs, with knobs for
 //!   lifetime, clock skew, a broken token endpoint and early rejection.
@@ -53,6 +55,7 @@ pub mod http;
 pub mod pager;
 pub mod pki;
 mod server;
+pub mod tcp;
 pub mod token;
 pub mod wait;
 
@@ -62,6 +65,7 @@ pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
+pub use tcp::{TcpServer, TcpServerBuilder};
 pub use token::{Claims, ResourceCall, TokenServer, TokenServerBuilder};
 
 /// A loopback port that was free a moment ago (bound, then released). Only for

@@ -289,34 +289,7 @@ pub async fn send(
         hop.phases_us.tls = Some(t.elapsed());
         let (_, conn) = stream.get_ref();
         let h2 = conn.alpn_protocol() == Some(b"h2");
-        // One parse (memoized) feeds both the inventory and the leaf's expiry.
-        let certificates = conn
-            .peer_certificates()
-            .map(crate::check::trust::describe_chain_cached)
-            .unwrap_or_default();
-        let leaf_not_after = certificates
-            .first()
-            .filter(|c| c.position == Some(0))
-            .map(|c| c.not_after.clone());
-        let not_after = leaf_not_after.as_deref().and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        });
-        let now = time::OffsetDateTime::now_utc();
-        hop.tls = Some(TlsInfo {
-            version: conn.protocol_version().map(|v| format!("{v:?}")),
-            cipher: conn
-                .negotiated_cipher_suite()
-                .map(|c| format!("{:?}", c.suite())),
-            alpn: conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            chain_length: conn.peer_certificates().map(<[_]>::len),
-            verified: true,
-            error: None,
-            leaf_not_after,
-            leaf_days_left: not_after.map(|t| (t - now).whole_days()),
-            certificates,
-        });
+        hop.tls = Some(tls_info(conn));
         if limits.http_version == HttpVersion::Http2 && !h2 {
             return Err(Failure::ProtocolError {
                 problem: ProtocolProblem::H2Refused,
@@ -328,21 +301,47 @@ pub async fn send(
     }
 }
 
-async fn connect(addr: SocketAddr, hop: &mut Hop) -> Result<TcpStream, Failure> {
+/// The TLS facts of a completed handshake: version, suite, ALPN and the
+/// presented chain (for the inventory), the leaf's expiry.
+pub fn tls_info(conn: &rustls::ClientConnection) -> TlsInfo {
+    // One parse (memoized) feeds both the inventory and the leaf's expiry.
+    let certificates = conn
+        .peer_certificates()
+        .map(crate::check::trust::describe_chain_cached)
+        .unwrap_or_default();
+    let leaf_not_after = certificates
+        .first()
+        .filter(|c| c.position == Some(0))
+        .map(|c| c.not_after.clone());
+    let not_after = leaf_not_after.as_deref().and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    let now = time::OffsetDateTime::now_utc();
+    TlsInfo {
+        version: conn.protocol_version().map(|v| format!("{v:?}")),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite())),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        chain_length: conn.peer_certificates().map(<[_]>::len),
+        verified: true,
+        error: None,
+        leaf_not_after,
+        leaf_days_left: not_after.map(|t| (t - now).whole_days()),
+        certificates,
+    }
+}
+
+/// Connects to `addr`, recording the address, the phase and the connect
+/// time in `hop`; `TCP_NODELAY` is set (loopback latency).
+pub async fn connect(addr: SocketAddr, hop: &mut Hop) -> Result<TcpStream, Failure> {
     hop.phase = Phase::Connect;
     hop.address = Some(addr.to_string());
     let t = Instant::now();
-    let tcp = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => Failure::ConnectionRefused {
-            address: addr.to_string(),
-        },
-        _ => Failure::ConnectFailure {
-            address: addr.to_string(),
-            error: e.to_string(),
-        },
-    })?;
+    let tcp = crate::check::target::connect(addr).await?;
     hop.phases_us.connect = Some(t.elapsed());
-    let _ = tcp.set_nodelay(true);
     Ok(tcp)
 }
 
