@@ -14,6 +14,7 @@
 pub mod assertion;
 pub mod dns;
 pub mod failure;
+pub mod grpc;
 pub mod http;
 pub mod observed;
 pub mod redirect;
@@ -85,6 +86,10 @@ pub struct RawCheck {
     /// banners, `PING`/`+PONG`. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<tcp::RawTcp>,
+    /// A `grpc.health.v1` Check (or Watch) of a service, plaintext HTTP/2 or
+    /// TLS. Exactly one kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<grpc::RawGrpc>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -142,6 +147,8 @@ pub enum CheckKind {
     Tls(tls::TlsSpec),
     /// A TCP connection and its script.
     Tcp(tcp::TcpSpec),
+    /// A gRPC health check.
+    Grpc(grpc::GrpcSpec),
 }
 
 impl CheckKind {
@@ -153,6 +160,7 @@ impl CheckKind {
             CheckKind::Session(_) => Kind::Session,
             CheckKind::Tls(_) => Kind::Tls,
             CheckKind::Tcp(_) => Kind::Tcp,
+            CheckKind::Grpc(_) => Kind::Grpc,
         }
     }
 
@@ -234,6 +242,7 @@ impl RawCheck {
             ("tls", self.tls.is_some()),
             ("session", self.session.is_some()),
             ("tcp", self.tcp.is_some()),
+            ("grpc", self.grpc.is_some()),
         ];
         let present: Vec<&str> = tables.iter().filter(|t| t.1).map(|t| t.0).collect();
         let sub = |kind: &str| format!("{path}.{kind}");
@@ -270,6 +279,11 @@ impl RawCheck {
                 .as_ref()
                 .and_then(|t| t.validate(&sub("tcp"), problems))
                 .map(CheckKind::Tcp),
+            ["grpc"] => self
+                .grpc
+                .as_ref()
+                .and_then(|g| g.validate(&sub("grpc"), timeout, problems))
+                .map(CheckKind::Grpc),
             several => {
                 problems.push(
                     path.to_owned(),
@@ -512,6 +526,22 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 ),
             }
         }
+        CheckKind::Grpc(g) => {
+            let fut = Box::pin(grpc::run(g, spec.timeout));
+            // grpc::run keeps within the timeout; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.observed),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(g.target.authority()),
+                    }),
+                    Observed::Grpc(grpc::Observed::of(g)),
+                ),
+            }
+        }
     };
     phases.total = clock.elapsed();
     Outcome {
@@ -530,6 +560,7 @@ pub fn render(o: &Outcome) -> String {
     match &o.observed {
         Observed::Http(_) => http::report::render(o).text,
         Observed::Tcp(_) => tcp::render(o),
+        Observed::Grpc(_) => grpc::render(o),
         _ => {
             let verdict = match &o.result {
                 Ok(()) => "PASS".to_owned(),
@@ -611,8 +642,11 @@ mod tests {
     #[test]
     fn a_run_of_every_connection_kind_in_flight_stays_small() {
         let ctx = RunContext::default();
-        let tables = ["tcp = { host = \"127.0.0.1\", port = 9, expect = \"^x\" }"];
-        for table in tables.iter() {
+        let tables = [
+            "tcp = { host = \"127.0.0.1\", port = 9, expect = \"^x\" }",
+            "grpc = { host = \"127.0.0.1\", port = 9, tls = {} }",
+        ];
+        for table in tables {
             let raw: RawCheck = toml::from_str(&format!("id = \"a\"\n{table}\n")).unwrap();
             let mut problems = Problems::default();
             let spec = raw.validate("checks[0]", &mut problems).unwrap();
@@ -623,6 +657,7 @@ mod tests {
             );
             let kind = match &spec.kind {
                 CheckKind::Tcp(t) => std::mem::size_of_val(&tcp::run(t, spec.timeout)),
+                CheckKind::Grpc(g) => std::mem::size_of_val(&grpc::run(g, spec.timeout)),
                 other => unreachable!("{other:?}"),
             };
             assert!(kind <= 1024, "{table}: kind future is {kind} bytes");

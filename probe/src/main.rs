@@ -46,13 +46,13 @@ enum Command {
     /// version and leaf expiry, timings, and what each rule would say. Exit 0
     /// if a check with these settings and follow_redirects = true passes, 1 if not.
     /// Other schemes run that kind once: `tcp://host:port` (`tcps://` for TLS,
-    /// with --send/--expect).
+    /// with --send/--expect), `grpc://host:port[/service]` (`grpcs://` for TLS).
     Check(Box<CheckArgs>),
 }
 
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// Absolute http:// or https:// URL, or tcp://HOST:PORT, tcps://HOST:PORT.
+    /// Absolute http:// or https:// URL, or tcp(s)://HOST:PORT, grpc(s)://HOST:PORT[/SERVICE].
     url: String,
     /// tcp: bytes to send after connecting (escapes \r \n \t \\ are read).
     #[arg(long)]
@@ -304,9 +304,21 @@ fn kind_spec(
             }
             ("tcp", t)
         }
+        Some(scheme @ ("grpc" | "grpcs")) => {
+            let service = uri.path().trim_start_matches('/');
+            let mut t = serde_json::json!({
+                "host": host,
+                "port": uri.port_u16().ok_or_else(|| bad("a grpc URL needs a port"))?,
+                "service": service,
+            });
+            if scheme == "grpcs" {
+                t["tls"] = tls;
+            }
+            ("grpc", t)
+        }
         _ => {
             return Err(bad(
-                "use http://, https://, tcp://HOST:PORT or tcps://HOST:PORT",
+                "use http://, https://, tcp://HOST:PORT, tcps://, grpc://HOST:PORT[/SERVICE] or grpcs://",
             ));
         }
     };

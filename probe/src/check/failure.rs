@@ -171,6 +171,14 @@ failure_codes! {
         "`renewal = \"never\"`: the session was rejected; the details carry the observed lifetime.";
     SessionLoginFailed = "session_login_failed", "session",
         "No session could be started: the login failed.";
+    GrpcNotServing = "grpc_not_serving", "grpc",
+        "The health service answered `NOT_SERVING` for the service (or changed to it during `watch_for`).";
+    GrpcStatusUnknown = "grpc_status_unknown", "grpc",
+        "The health service answered `UNKNOWN` for the service.";
+    GrpcServiceUnknown = "grpc_service_unknown", "grpc",
+        "The health service does not know the service name (`SERVICE_UNKNOWN`, or `NOT_FOUND` from `Check`).";
+    GrpcError = "grpc_error", "grpc",
+        "The health RPC failed with another gRPC status (e.g. `UNIMPLEMENTED`: no health service), named with its message.";
     TcpExpectMismatch = "tcp_expect_mismatch", "tcp",
         "The bytes received did not match `expect` before the peer closed, `max_read` was reached or the deadline came; what was received is named.";
 }
@@ -730,6 +738,37 @@ pub enum Failure {
         /// Why the login failed.
         failure: Box<Failure>,
     },
+    /// `grpc_not_serving`: the service is `NOT_SERVING`.
+    GrpcNotServing {
+        /// The service name (`""`: the server).
+        service: String,
+        /// When a `Watch` changed to it, the time since the stream opened.
+        #[serde(rename = "after_ms", with = "crate::human::ms::option")]
+        after: Option<Duration>,
+    },
+    /// `grpc_status_unknown`: the service's status is `UNKNOWN`.
+    GrpcStatusUnknown {
+        /// The service name.
+        service: String,
+        /// When a `Watch` changed to it.
+        #[serde(rename = "after_ms", with = "crate::human::ms::option")]
+        after: Option<Duration>,
+    },
+    /// `grpc_service_unknown`: the service name is not registered.
+    GrpcServiceUnknown {
+        /// The service name.
+        service: String,
+        /// When a `Watch` changed to it.
+        #[serde(rename = "after_ms", with = "crate::human::ms::option")]
+        after: Option<Duration>,
+    },
+    /// `grpc_error`: the RPC failed with a gRPC status.
+    GrpcError {
+        /// The status code, e.g. `"UNIMPLEMENTED"`.
+        code: String,
+        /// Its message (clipped).
+        message: String,
+    },
     /// `tcp_expect_mismatch`: the bytes received did not match `expect`.
     TcpExpectMismatch {
         /// The script step (1-based).
@@ -1174,6 +1213,10 @@ impl Failure {
             Failure::SessionExpired { .. } => C::SessionExpired,
             Failure::SessionLoginFailed { .. } => C::SessionLoginFailed,
             Failure::TcpExpectMismatch { .. } => C::TcpExpectMismatch,
+            Failure::GrpcNotServing { .. } => C::GrpcNotServing,
+            Failure::GrpcStatusUnknown { .. } => C::GrpcStatusUnknown,
+            Failure::GrpcServiceUnknown { .. } => C::GrpcServiceUnknown,
+            Failure::GrpcError { .. } => C::GrpcError,
             Failure::OnHop { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.code(),
@@ -1936,6 +1979,43 @@ impl std::fmt::Display for Failure {
             }
             Failure::SessionLoginFailed { failure } => {
                 write!(f, "login failed: {failure} ({})", failure.code())
+            }
+            Failure::GrpcNotServing { service, after }
+            | Failure::GrpcStatusUnknown { service, after }
+            | Failure::GrpcServiceUnknown { service, after } => {
+                let status = match self {
+                    Failure::GrpcNotServing { .. } => "NOT_SERVING",
+                    Failure::GrpcStatusUnknown { .. } => "UNKNOWN",
+                    _ => "SERVICE_UNKNOWN",
+                };
+                let who = if service.is_empty() {
+                    "the server".to_owned()
+                } else {
+                    format!("service {service:?}")
+                };
+                match after {
+                    Some(a) => write!(
+                        f,
+                        "the health of {who} changed to {status} {} into the watch",
+                        h(*a)
+                    ),
+                    None if status == "SERVICE_UNKNOWN" => write!(
+                        f,
+                        "the health service does not know {who} (SERVICE_UNKNOWN): check the service name"
+                    ),
+                    None => write!(f, "the health service reports {who} {status}"),
+                }
+            }
+            Failure::GrpcError { code, message } => {
+                write!(f, "the health RPC failed with {code}")?;
+                if code == "UNIMPLEMENTED" {
+                    f.write_str(" (the server has no grpc.health.v1 service)")?;
+                }
+                if message.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, ": {message}")
+                }
             }
             Failure::TcpExpectMismatch {
                 step,

@@ -30,7 +30,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{dns, http, session, tcp, tls};
+use super::{dns, grpc, http, session, tcp, tls};
 
 /// The kinds of check, as named in results, metrics and config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -47,11 +47,20 @@ pub enum Kind {
     Session,
     /// `tcp`: a connection and its send/expect script.
     Tcp,
+    /// `grpc`: a `grpc.health.v1` check.
+    Grpc,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: &'static [Kind] = &[Kind::Http, Kind::Dns, Kind::Tls, Kind::Session, Kind::Tcp];
+    pub const ALL: &'static [Kind] = &[
+        Kind::Http,
+        Kind::Dns,
+        Kind::Tls,
+        Kind::Session,
+        Kind::Tcp,
+        Kind::Grpc,
+    ];
 
     /// The kind's name: `"http"`, `"dns"`, `"tls"`, `"session"`.
     pub fn as_str(self) -> &'static str {
@@ -61,6 +70,7 @@ impl Kind {
             Kind::Tls => "tls",
             Kind::Session => "session",
             Kind::Tcp => "tcp",
+            Kind::Grpc => "grpc",
         }
     }
 }
@@ -73,7 +83,7 @@ impl std::fmt::Display for Kind {
 
 /// A kind name this build does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown check kind {0:?}: use http, dns, tls, session or tcp")]
+#[error("unknown check kind {0:?}: use http, dns, tls, session, tcp or grpc")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -109,6 +119,8 @@ pub enum Observed {
     Session(session::Observed),
     /// A tcp check's observations.
     Tcp(tcp::Observed),
+    /// A grpc check's observations.
+    Grpc(grpc::Observed),
     /// Details of a kind this build does not know, or that do not read as
     /// their kind's type: the JSON as it came (a JSON string holding the
     /// text when it was not JSON at all).
@@ -124,6 +136,7 @@ impl Observed {
             Observed::Tls(_) => Some(Kind::Tls),
             Observed::Session(_) => Some(Kind::Session),
             Observed::Tcp(_) => Some(Kind::Tcp),
+            Observed::Grpc(_) => Some(Kind::Grpc),
             Observed::Other(_) => None,
         }
     }
@@ -138,6 +151,7 @@ impl Observed {
             Ok(Kind::Tls) => serde_json::from_str(details_json).map(Observed::Tls),
             Ok(Kind::Session) => serde_json::from_str(details_json).map(Observed::Session),
             Ok(Kind::Tcp) => serde_json::from_str(details_json).map(Observed::Tcp),
+            Ok(Kind::Grpc) => serde_json::from_str(details_json).map(Observed::Grpc),
             Err(_) => serde_json::from_str(details_json).map(Observed::Other),
         };
         typed.unwrap_or_else(|_| {

@@ -266,3 +266,17 @@ async fn check_runs_a_tcp_url_with_send_and_expect() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("verdict FAIL timeout"), "{text}");
 }
+
+#[tokio::test]
+async fn check_runs_a_grpc_url_naming_the_service() {
+    let srv = outpost_testkit::GrpcHealthServer::start().await.unwrap();
+    srv.set_not_serving("orders.v1.Orders").await;
+    let url = format!("grpc://127.0.0.1:{}/orders.v1.Orders", srv.addr().port());
+    let out = tokio::task::spawn_blocking(move || probe().args(["check", &url]).output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status NOT_SERVING"), "{text}");
+    assert!(text.contains("verdict FAIL grpc_not_serving"), "{text}");
+}

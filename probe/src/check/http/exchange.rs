@@ -180,7 +180,8 @@ impl std::fmt::Debug for Response {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts the task (a connection driver) when dropped: nothing outlives the run.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
