@@ -16,6 +16,7 @@ pub mod dns;
 pub mod failure;
 pub mod grpc;
 pub mod http;
+pub mod icmp;
 pub mod observed;
 pub mod redirect;
 pub mod session;
@@ -90,6 +91,10 @@ pub struct RawCheck {
     /// TLS. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc: Option<grpc::RawGrpc>,
+    /// ICMP echo requests: loss and round-trip times. Exactly one kind
+    /// table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<icmp::RawIcmp>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -149,6 +154,8 @@ pub enum CheckKind {
     Tcp(tcp::TcpSpec),
     /// A gRPC health check.
     Grpc(grpc::GrpcSpec),
+    /// ICMP echo.
+    Icmp(icmp::IcmpSpec),
 }
 
 impl CheckKind {
@@ -161,6 +168,7 @@ impl CheckKind {
             CheckKind::Tls(_) => Kind::Tls,
             CheckKind::Tcp(_) => Kind::Tcp,
             CheckKind::Grpc(_) => Kind::Grpc,
+            CheckKind::Icmp(_) => Kind::Icmp,
         }
     }
 
@@ -243,6 +251,7 @@ impl RawCheck {
             ("session", self.session.is_some()),
             ("tcp", self.tcp.is_some()),
             ("grpc", self.grpc.is_some()),
+            ("icmp", self.icmp.is_some()),
         ];
         let present: Vec<&str> = tables.iter().filter(|t| t.1).map(|t| t.0).collect();
         let sub = |kind: &str| format!("{path}.{kind}");
@@ -284,6 +293,11 @@ impl RawCheck {
                 .as_ref()
                 .and_then(|g| g.validate(&sub("grpc"), timeout, problems))
                 .map(CheckKind::Grpc),
+            ["icmp"] => self
+                .icmp
+                .as_ref()
+                .and_then(|i| i.validate(&sub("icmp"), timeout, problems))
+                .map(CheckKind::Icmp),
             several => {
                 problems.push(
                     path.to_owned(),
@@ -542,6 +556,22 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 ),
             }
         }
+        CheckKind::Icmp(i) => {
+            let fut = Box::pin(icmp::run(i, spec.timeout));
+            // icmp::run keeps within the timeout; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.observed),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(i.target.host.clone()),
+                    }),
+                    Observed::Icmp(icmp::Observed::of(i)),
+                ),
+            }
+        }
     };
     phases.total = clock.elapsed();
     Outcome {
@@ -561,6 +591,7 @@ pub fn render(o: &Outcome) -> String {
         Observed::Http(_) => http::report::render(o).text,
         Observed::Tcp(_) => tcp::render(o),
         Observed::Grpc(_) => grpc::render(o),
+        Observed::Icmp(_) => icmp::render(o),
         _ => {
             let verdict = match &o.result {
                 Ok(()) => "PASS".to_owned(),
@@ -645,6 +676,7 @@ mod tests {
         let tables = [
             "tcp = { host = \"127.0.0.1\", port = 9, expect = \"^x\" }",
             "grpc = { host = \"127.0.0.1\", port = 9, tls = {} }",
+            "icmp = { host = \"127.0.0.1\" }",
         ];
         for table in tables {
             let raw: RawCheck = toml::from_str(&format!("id = \"a\"\n{table}\n")).unwrap();
@@ -658,6 +690,7 @@ mod tests {
             let kind = match &spec.kind {
                 CheckKind::Tcp(t) => std::mem::size_of_val(&tcp::run(t, spec.timeout)),
                 CheckKind::Grpc(g) => std::mem::size_of_val(&grpc::run(g, spec.timeout)),
+                CheckKind::Icmp(i) => std::mem::size_of_val(&icmp::run(i, spec.timeout)),
                 other => unreachable!("{other:?}"),
             };
             assert!(kind <= 1024, "{table}: kind future is {kind} bytes");

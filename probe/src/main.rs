@@ -46,13 +46,14 @@ enum Command {
     /// version and leaf expiry, timings, and what each rule would say. Exit 0
     /// if a check with these settings and follow_redirects = true passes, 1 if not.
     /// Other schemes run that kind once: `tcp://host:port` (`tcps://` for TLS,
-    /// with --send/--expect), `grpc://host:port[/service]` (`grpcs://` for TLS).
+    /// with --send/--expect), `grpc://host:port[/service]` (`grpcs://` for TLS),
+    /// `icmp://host` (5 echoes; fails only when none is answered).
     Check(Box<CheckArgs>),
 }
 
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// Absolute http:// or https:// URL, or tcp(s)://HOST:PORT, grpc(s)://HOST:PORT[/SERVICE].
+    /// Absolute http:// or https:// URL, or tcp(s)://HOST:PORT, grpc(s)://HOST:PORT[/SERVICE], icmp://HOST.
     url: String,
     /// tcp: bytes to send after connecting (escapes \r \n \t \\ are read).
     #[arg(long)]
@@ -316,9 +317,13 @@ fn kind_spec(
             }
             ("grpc", t)
         }
+        Some("icmp") => (
+            "icmp",
+            serde_json::json!({ "host": host, "count": 5, "request_interval": "100ms", "max_loss": 0.8 }),
+        ),
         _ => {
             return Err(bad(
-                "use http://, https://, tcp://HOST:PORT, tcps://, grpc://HOST:PORT[/SERVICE] or grpcs://",
+                "use http://, https://, tcp://HOST:PORT, tcps://, grpc://HOST:PORT[/SERVICE], grpcs:// or icmp://HOST",
             ));
         }
     };

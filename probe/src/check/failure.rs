@@ -179,6 +179,10 @@ failure_codes! {
         "The health service does not know the service name (`SERVICE_UNKNOWN`, or `NOT_FOUND` from `Check`).";
     GrpcError = "grpc_error", "grpc",
         "The health RPC failed with another gRPC status (e.g. `UNIMPLEMENTED`: no health service), named with its message.";
+    IcmpPacketLoss = "icmp_packet_loss", "icmp",
+        "More echo replies were lost than `max_loss` allows (every one lost included).";
+    IcmpNotPermitted = "icmp_not_permitted", "icmp",
+        "The probe may open neither an unprivileged ping socket (`net.ipv4.ping_group_range`) nor a raw socket (`CAP_NET_RAW`): a local problem, the fix is named.";
     TcpExpectMismatch = "tcp_expect_mismatch", "tcp",
         "The bytes received did not match `expect` before the peer closed, `max_read` was reached or the deadline came; what was received is named.";
 }
@@ -769,6 +773,22 @@ pub enum Failure {
         /// Its message (clipped).
         message: String,
     },
+    /// `icmp_packet_loss`: more replies lost than `max_loss`.
+    IcmpPacketLoss {
+        /// Replies lost (requests the deadline kept from being sent included).
+        lost: u32,
+        /// Requests asked for.
+        count: u32,
+        /// `max_loss`.
+        max_loss: f64,
+    },
+    /// `icmp_not_permitted`: no echo socket may be opened here.
+    IcmpNotPermitted {
+        /// Why the ping socket failed, when one was tried.
+        dgram: Option<String>,
+        /// Why the raw socket failed, when one was tried.
+        raw: Option<String>,
+    },
     /// `tcp_expect_mismatch`: the bytes received did not match `expect`.
     TcpExpectMismatch {
         /// The script step (1-based).
@@ -1217,6 +1237,8 @@ impl Failure {
             Failure::GrpcStatusUnknown { .. } => C::GrpcStatusUnknown,
             Failure::GrpcServiceUnknown { .. } => C::GrpcServiceUnknown,
             Failure::GrpcError { .. } => C::GrpcError,
+            Failure::IcmpPacketLoss { .. } => C::IcmpPacketLoss,
+            Failure::IcmpNotPermitted { .. } => C::IcmpNotPermitted,
             Failure::OnHop { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.code(),
@@ -2016,6 +2038,37 @@ impl std::fmt::Display for Failure {
                 } else {
                     write!(f, ": {message}")
                 }
+            }
+            Failure::IcmpPacketLoss {
+                lost,
+                count,
+                max_loss,
+            } => {
+                if lost == count {
+                    write!(f, "no echo reply to any of {count} requests")
+                } else {
+                    write!(
+                        f,
+                        "{lost} of {count} echo replies lost ({:.0}%), max_loss is {:.0}%",
+                        f64::from(*lost) * 100.0 / f64::from(*count),
+                        max_loss * 100.0
+                    )
+                }
+            }
+            Failure::IcmpNotPermitted { dgram, raw } => {
+                f.write_str("cannot open an ICMP socket here: ")?;
+                let mut parts = Vec::new();
+                if let Some(d) = dgram {
+                    parts.push(format!(
+                        "a ping socket was refused ({d}; allow the probe's group in net.ipv4.ping_group_range)"
+                    ));
+                }
+                if let Some(r) = raw {
+                    parts.push(format!(
+                        "a raw socket was refused ({r}; grant CAP_NET_RAW, e.g. AmbientCapabilities=CAP_NET_RAW)"
+                    ));
+                }
+                f.write_str(&parts.join("; "))
             }
             Failure::TcpExpectMismatch {
                 step,

@@ -30,7 +30,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{dns, grpc, http, session, tcp, tls};
+use super::{dns, grpc, http, icmp, session, tcp, tls};
 
 /// The kinds of check, as named in results, metrics and config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,6 +49,8 @@ pub enum Kind {
     Tcp,
     /// `grpc`: a `grpc.health.v1` check.
     Grpc,
+    /// `icmp`: echo requests, loss and RTTs.
+    Icmp,
 }
 
 impl Kind {
@@ -60,6 +62,7 @@ impl Kind {
         Kind::Session,
         Kind::Tcp,
         Kind::Grpc,
+        Kind::Icmp,
     ];
 
     /// The kind's name: `"http"`, `"dns"`, `"tls"`, `"session"`.
@@ -71,6 +74,7 @@ impl Kind {
             Kind::Session => "session",
             Kind::Tcp => "tcp",
             Kind::Grpc => "grpc",
+            Kind::Icmp => "icmp",
         }
     }
 }
@@ -83,7 +87,7 @@ impl std::fmt::Display for Kind {
 
 /// A kind name this build does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown check kind {0:?}: use http, dns, tls, session, tcp or grpc")]
+#[error("unknown check kind {0:?}: use http, dns, tls, session, tcp, grpc or icmp")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -121,6 +125,8 @@ pub enum Observed {
     Tcp(tcp::Observed),
     /// A grpc check's observations.
     Grpc(grpc::Observed),
+    /// An icmp check's observations.
+    Icmp(icmp::Observed),
     /// Details of a kind this build does not know, or that do not read as
     /// their kind's type: the JSON as it came (a JSON string holding the
     /// text when it was not JSON at all).
@@ -137,6 +143,7 @@ impl Observed {
             Observed::Session(_) => Some(Kind::Session),
             Observed::Tcp(_) => Some(Kind::Tcp),
             Observed::Grpc(_) => Some(Kind::Grpc),
+            Observed::Icmp(_) => Some(Kind::Icmp),
             Observed::Other(_) => None,
         }
     }
@@ -152,6 +159,7 @@ impl Observed {
             Ok(Kind::Session) => serde_json::from_str(details_json).map(Observed::Session),
             Ok(Kind::Tcp) => serde_json::from_str(details_json).map(Observed::Tcp),
             Ok(Kind::Grpc) => serde_json::from_str(details_json).map(Observed::Grpc),
+            Ok(Kind::Icmp) => serde_json::from_str(details_json).map(Observed::Icmp),
             Err(_) => serde_json::from_str(details_json).map(Observed::Other),
         };
         typed.unwrap_or_else(|_| {
@@ -272,7 +280,7 @@ mod tests {
 
     #[test]
     fn unreadable_details_are_kept_as_they_came() {
-        let o = Observed::from_wire("icmp", r#"{"rtt_us": 5}"#);
+        let o = Observed::from_wire("smtp", r#"{"rtt_us": 5}"#);
         assert_eq!(o, Observed::Other(serde_json::json!({ "rtt_us": 5 })));
         assert_eq!(o.kind(), None);
         let o = Observed::from_wire("http", "not json");
@@ -294,6 +302,6 @@ mod tests {
                 format!("\"{}\"", k.as_str())
             );
         }
-        assert!("icmp".parse::<Kind>().is_err());
+        assert!("smtp".parse::<Kind>().is_err());
     }
 }

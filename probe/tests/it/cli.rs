@@ -280,3 +280,24 @@ async fn check_runs_a_grpc_url_naming_the_service() {
     assert!(text.contains("status NOT_SERVING"), "{text}");
     assert!(text.contains("verdict FAIL grpc_not_serving"), "{text}");
 }
+
+#[tokio::test]
+async fn check_pings_an_icmp_url() {
+    let out = tokio::task::spawn_blocking(|| {
+        probe()
+            .args(["check", "icmp://127.0.0.1", "--format", "json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["kind"], "icmp");
+    if line["failure_code"] == "icmp_not_permitted" {
+        eprintln!("skipping: {}", line["failure_message"]);
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{line}");
+    assert_eq!(line["details"]["received"], 5);
+}

@@ -9,6 +9,7 @@ mod http_assertions;
 mod http_check;
 mod http_hostile;
 mod http_redirect;
+mod icmp_check;
 mod outbox;
 mod scheduler;
 mod session_check;
