@@ -14,6 +14,7 @@
 pub mod assertion;
 pub mod dns;
 pub mod failure;
+pub mod flow;
 pub mod grpc;
 pub mod http;
 pub mod icmp;
@@ -95,6 +96,10 @@ pub struct RawCheck {
     /// table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<icmp::RawIcmp>,
+    /// Ordered HTTP steps with variables, secrets and a cookie jar between
+    /// them: one scripted API flow, one result. Exactly one kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<flow::RawFlow>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -156,6 +161,8 @@ pub enum CheckKind {
     Grpc(grpc::GrpcSpec),
     /// ICMP echo.
     Icmp(icmp::IcmpSpec),
+    /// A multi-step HTTP flow.
+    Flow(flow::FlowSpec),
 }
 
 impl CheckKind {
@@ -169,6 +176,7 @@ impl CheckKind {
             CheckKind::Tcp(_) => Kind::Tcp,
             CheckKind::Grpc(_) => Kind::Grpc,
             CheckKind::Icmp(_) => Kind::Icmp,
+            CheckKind::Flow(_) => Kind::Flow,
         }
     }
 
@@ -252,6 +260,7 @@ impl RawCheck {
             ("tcp", self.tcp.is_some()),
             ("grpc", self.grpc.is_some()),
             ("icmp", self.icmp.is_some()),
+            ("flow", self.flow.is_some()),
         ];
         let present: Vec<&str> = tables.iter().filter(|t| t.1).map(|t| t.0).collect();
         let sub = |kind: &str| format!("{path}.{kind}");
@@ -298,6 +307,11 @@ impl RawCheck {
                 .as_ref()
                 .and_then(|i| i.validate(&sub("icmp"), timeout, problems))
                 .map(CheckKind::Icmp),
+            ["flow"] => self
+                .flow
+                .as_ref()
+                .and_then(|f| f.validate(&sub("flow"), timeout, problems))
+                .map(CheckKind::Flow),
             several => {
                 problems.push(
                     path.to_owned(),
@@ -572,6 +586,22 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 ),
             }
         }
+        CheckKind::Flow(f) => {
+            let fut = Box::pin(flow::run(f, spec.timeout, ctx));
+            // flow::run gives every step the flow's deadline; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.observed),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: None,
+                    }),
+                    Observed::Flow(flow::Observed::of(f)),
+                ),
+            }
+        }
     };
     phases.total = clock.elapsed();
     Outcome {
@@ -592,6 +622,7 @@ pub fn render(o: &Outcome) -> String {
         Observed::Tcp(_) => tcp::render(o),
         Observed::Grpc(_) => grpc::render(o),
         Observed::Icmp(_) => icmp::render(o),
+        Observed::Flow(_) => flow::render_steps(o),
         _ => {
             let verdict = match &o.result {
                 Ok(()) => "PASS".to_owned(),
@@ -668,15 +699,16 @@ mod tests {
         );
     }
 
-    /// The same bound for the connection-level kinds: each kind's own future
+    /// The same bound for the other kinds: each kind's own future
     /// (what a run holds while its target stalls) stays within 1 KiB.
     #[test]
-    fn a_run_of_every_connection_kind_in_flight_stays_small() {
+    fn a_run_of_every_new_kind_in_flight_stays_small() {
         let ctx = RunContext::default();
         let tables = [
             "tcp = { host = \"127.0.0.1\", port = 9, expect = \"^x\" }",
             "grpc = { host = \"127.0.0.1\", port = 9, tls = {} }",
             "icmp = { host = \"127.0.0.1\" }",
+            "flow = { steps = [{ name = \"a\", http = { url = \"http://127.0.0.1:9/\" } }] }",
         ];
         for table in tables {
             let raw: RawCheck = toml::from_str(&format!("id = \"a\"\n{table}\n")).unwrap();
@@ -691,6 +723,7 @@ mod tests {
                 CheckKind::Tcp(t) => std::mem::size_of_val(&tcp::run(t, spec.timeout)),
                 CheckKind::Grpc(g) => std::mem::size_of_val(&grpc::run(g, spec.timeout)),
                 CheckKind::Icmp(i) => std::mem::size_of_val(&icmp::run(i, spec.timeout)),
+                CheckKind::Flow(f) => std::mem::size_of_val(&flow::run(f, spec.timeout, &ctx)),
                 other => unreachable!("{other:?}"),
             };
             assert!(kind <= 1024, "{table}: kind future is {kind} bytes");

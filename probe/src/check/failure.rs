@@ -179,6 +179,8 @@ failure_codes! {
         "The health service does not know the service name (`SERVICE_UNKNOWN`, or `NOT_FOUND` from `Check`).";
     GrpcError = "grpc_error", "grpc",
         "The health RPC failed with another gRPC status (e.g. `UNIMPLEMENTED`: no health service), named with its message.";
+    FlowExtractFailed = "flow_extract_failed", "flow",
+        "A step's variable could not be extracted from its response (JSONPath selects nothing, header or cookie absent, regex does not match), or a filled-in request is not valid.";
     IcmpPacketLoss = "icmp_packet_loss", "icmp",
         "More echo replies were lost than `max_loss` allows (every one lost included).";
     IcmpNotPermitted = "icmp_not_permitted", "icmp",
@@ -773,6 +775,16 @@ pub enum Failure {
         /// Its message (clipped).
         message: String,
     },
+    /// `flow_extract_failed`: a flow step's variable could not be taken
+    /// from its response, or a request is invalid once filled in.
+    FlowExtractFailed {
+        /// The variable (empty when filling in a request failed).
+        variable: String,
+        /// From where (`"$.id"`, `"header location"`, `"the url"`).
+        from: String,
+        /// What went wrong.
+        problem: String,
+    },
     /// `icmp_packet_loss`: more replies lost than `max_loss`.
     IcmpPacketLoss {
         /// Replies lost (requests the deadline kept from being sent included).
@@ -808,6 +820,15 @@ pub enum Failure {
         hop: usize,
         /// Its URL.
         url: String,
+        /// What happened there.
+        failure: Box<Failure>,
+    },
+    /// Wrapper: `failure` happened in step `step` of a flow.
+    OnStep {
+        /// The step (1-based).
+        step: usize,
+        /// Its name.
+        name: String,
         /// What happened there.
         failure: Box<Failure>,
     },
@@ -1238,8 +1259,10 @@ impl Failure {
             Failure::GrpcServiceUnknown { .. } => C::GrpcServiceUnknown,
             Failure::GrpcError { .. } => C::GrpcError,
             Failure::IcmpPacketLoss { .. } => C::IcmpPacketLoss,
+            Failure::FlowExtractFailed { .. } => C::FlowExtractFailed,
             Failure::IcmpNotPermitted { .. } => C::IcmpNotPermitted,
             Failure::OnHop { failure, .. }
+            | Failure::OnStep { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.code(),
             Failure::Backends { total, failing } => match failing.first() {
@@ -1269,6 +1292,7 @@ impl Failure {
     pub fn cause(&self) -> &Failure {
         match self {
             Failure::OnHop { failure, .. }
+            | Failure::OnStep { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.cause(),
             Failure::Backends { total, failing } if failing.len() == *total => {
@@ -2101,6 +2125,22 @@ impl std::fmt::Display for Failure {
                 }
             }
             Failure::OnHop { hop, url, failure } => write!(f, "hop {hop} ({url}): {failure}"),
+            Failure::OnStep {
+                step,
+                name,
+                failure,
+            } => write!(f, "step {step} ({name}): {failure}"),
+            Failure::FlowExtractFailed {
+                variable,
+                from,
+                problem,
+            } => {
+                if variable.is_empty() {
+                    write!(f, "{from} is {problem}")
+                } else {
+                    write!(f, "cannot extract {variable} from {from}: {problem}")
+                }
+            }
             Failure::Sample {
                 sample,
                 of,

@@ -30,7 +30,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{dns, grpc, http, icmp, session, tcp, tls};
+use super::{dns, flow, grpc, http, icmp, session, tcp, tls};
 
 /// The kinds of check, as named in results, metrics and config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,6 +51,8 @@ pub enum Kind {
     Grpc,
     /// `icmp`: echo requests, loss and RTTs.
     Icmp,
+    /// `flow`: ordered HTTP steps with variables.
+    Flow,
 }
 
 impl Kind {
@@ -63,6 +65,7 @@ impl Kind {
         Kind::Tcp,
         Kind::Grpc,
         Kind::Icmp,
+        Kind::Flow,
     ];
 
     /// The kind's name: `"http"`, `"dns"`, `"tls"`, `"session"`.
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Tcp => "tcp",
             Kind::Grpc => "grpc",
             Kind::Icmp => "icmp",
+            Kind::Flow => "flow",
         }
     }
 }
@@ -87,7 +91,7 @@ impl std::fmt::Display for Kind {
 
 /// A kind name this build does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown check kind {0:?}: use http, dns, tls, session, tcp, grpc or icmp")]
+#[error("unknown check kind {0:?}: use http, dns, tls, session, tcp, grpc, icmp or flow")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -127,6 +131,8 @@ pub enum Observed {
     Grpc(grpc::Observed),
     /// An icmp check's observations.
     Icmp(icmp::Observed),
+    /// A flow's observations.
+    Flow(flow::Observed),
     /// Details of a kind this build does not know, or that do not read as
     /// their kind's type: the JSON as it came (a JSON string holding the
     /// text when it was not JSON at all).
@@ -144,6 +150,7 @@ impl Observed {
             Observed::Tcp(_) => Some(Kind::Tcp),
             Observed::Grpc(_) => Some(Kind::Grpc),
             Observed::Icmp(_) => Some(Kind::Icmp),
+            Observed::Flow(_) => Some(Kind::Flow),
             Observed::Other(_) => None,
         }
     }
@@ -160,6 +167,7 @@ impl Observed {
             Ok(Kind::Tcp) => serde_json::from_str(details_json).map(Observed::Tcp),
             Ok(Kind::Grpc) => serde_json::from_str(details_json).map(Observed::Grpc),
             Ok(Kind::Icmp) => serde_json::from_str(details_json).map(Observed::Icmp),
+            Ok(Kind::Flow) => serde_json::from_str(details_json).map(Observed::Flow),
             Err(_) => serde_json::from_str(details_json).map(Observed::Other),
         };
         typed.unwrap_or_else(|_| {
