@@ -1,6 +1,8 @@
 //! The check-definition schema (shared by the controller's config and a
 //! probe's local config), the validated [`CheckSpec`], and the one `match`
-//! that dispatches a spec to its kind's module.
+//! that dispatches a spec to its kind's module: [`http`], [`dns`], [`tls`],
+//! [`session`], [`flow`] (HTTP steps with variables), [`tcp`], [`grpc`],
+//! [`icmp`]; [`target`] holds what the connection-level kinds share.
 //!
 //! A run's result is an [`Outcome`]: its [`Kind`], phase timings, pass or
 //! a [`Failure`] (a stable [`FailureCode`] with typed context, see

@@ -71,19 +71,19 @@ failure_codes! {
         "The run did not finish within its timeout; the phase it was in is named.";
     InternalError = "internal_error", "any",
         "The check could not be run (a local problem: bad CA file, no sockets).";
-    DnsFailure = "dns_failure", "dns, http, tls",
+    DnsFailure = "dns_failure", "dns, http, tls, tcp, grpc, icmp, flow",
         "The name did not resolve (no addresses, an invalid answer, a resolver error).";
-    DnsNxdomain = "dns_nxdomain", "dns, http, tls",
+    DnsNxdomain = "dns_nxdomain", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered NXDOMAIN: the name does not exist.";
-    DnsServfail = "dns_servfail", "dns, http, tls",
+    DnsServfail = "dns_servfail", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered SERVFAIL.";
-    DnsRefused = "dns_refused", "dns, http, tls",
+    DnsRefused = "dns_refused", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered REFUSED.";
-    DnsRcodeMismatch = "dns_rcode_mismatch", "dns, http, tls",
+    DnsRcodeMismatch = "dns_rcode_mismatch", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered another rcode than the expected one.";
-    DnsTimeout = "dns_timeout", "dns, http, tls",
+    DnsTimeout = "dns_timeout", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver did not answer within the check's timeout.";
-    DnsTruncated = "dns_truncated", "dns, http, tls",
+    DnsTruncated = "dns_truncated", "dns, http, tls, tcp, grpc, icmp, flow",
         "A UDP answer was truncated (TC=1) and the retry over TCP failed.";
     DnsAnswerMismatch = "dns_answer_mismatch", "dns",
         "The records differ from `answers_equal` or lack one of `answers_contain`.";
@@ -97,21 +97,21 @@ failure_codes! {
         "Resolvers serve different answer sets (each resolver's set is in the details).";
     DnsPropagationStalled = "dns_propagation_stalled", "dns",
         "A changed answer has not reached every resolver within the old TTL plus `propagation_grace`; the lagging resolvers are named.";
-    ConnectionRefused = "connection_refused", "dns, http, tls, session",
+    ConnectionRefused = "connection_refused", "dns, http, tls, session, tcp, grpc, flow",
         "The target (or a resolver's port) refused the TCP connection.";
-    ConnectFailure = "connect_failure", "http, tls, session",
+    ConnectFailure = "connect_failure", "http, tls, session, tcp, grpc, flow",
         "The TCP connection failed for another reason (unreachable, reset).";
-    TlsHandshakeFailure = "tls_handshake_failure", "http, tls, session",
+    TlsHandshakeFailure = "tls_handshake_failure", "http, tls, session, tcp, grpc, flow",
         "The TLS handshake failed (protocol, alert from the peer).";
-    TlsUntrustedRoot = "tls_untrusted_root", "http, tls, session",
+    TlsUntrustedRoot = "tls_untrusted_root", "http, tls, session, tcp, grpc, flow",
         "The certificate chain does not lead to a trusted root.";
-    TlsCertExpired = "tls_cert_expired", "http, tls, session",
+    TlsCertExpired = "tls_cert_expired", "http, tls, session, tcp, grpc, flow",
         "A certificate on the chain is expired.";
-    TlsCertNotYetValid = "tls_cert_not_yet_valid", "http, tls, session",
+    TlsCertNotYetValid = "tls_cert_not_yet_valid", "http, tls, session, tcp, grpc, flow",
         "A certificate on the chain is not yet valid.";
-    TlsNameMismatch = "tls_name_mismatch", "http, tls, session",
+    TlsNameMismatch = "tls_name_mismatch", "http, tls, session, tcp, grpc, flow",
         "The certificate does not cover the requested name.";
-    TlsCertInvalid = "tls_cert_invalid", "http, tls, session",
+    TlsCertInvalid = "tls_cert_invalid", "http, tls, session, tcp, grpc, flow",
         "The certificate was rejected for another reason.";
     TlsChainIncomplete = "tls_chain_incomplete", "tls",
         "The leaf's issuer is neither presented nor trusted: the server does not send its intermediate (only AIA-fetching clients cope).";
@@ -123,41 +123,41 @@ failure_codes! {
         "A must-pass tls combination starts failing in fewer than its `min_days_left` days.";
     TlsChainHygiene = "tls_chain_hygiene", "tls",
         "The presented chain has hygiene findings and `hygiene = \"fail\"`.";
-    ProtocolError = "protocol_error", "http, session",
+    ProtocolError = "protocol_error", "http, session, grpc, flow",
         "The peer did not speak HTTP correctly.";
-    UnexpectedStatus = "unexpected_status", "http, session",
+    UnexpectedStatus = "unexpected_status", "http, session, flow",
         "The status was not in the expected set.";
-    RedirectNotFollowed = "redirect_not_followed", "http",
+    RedirectNotFollowed = "redirect_not_followed", "http, flow",
         "A redirect was answered where a machine client expects the final response.";
-    RedirectDowngrade = "redirect_downgrade", "http",
+    RedirectDowngrade = "redirect_downgrade", "http, flow",
         "A redirect led from https to plain http (`allow_downgrade = false`).";
-    RedirectMethodChanged = "redirect_method_changed", "http",
+    RedirectMethodChanged = "redirect_method_changed", "http, flow",
         "A redirect turned a non-GET request into a GET, dropping its body (301/302 after POST, 303; `allow_method_change = false`).";
-    RedirectLoop = "redirect_loop", "http",
+    RedirectLoop = "redirect_loop", "http, flow",
         "A redirect revisited a (method, URL) already requested in the chain.";
-    RedirectLimit = "redirect_limit", "http",
+    RedirectLimit = "redirect_limit", "http, flow",
         "The chain needed more redirects than `max_hops`.";
-    RedirectSequenceMismatch = "redirect_sequence_mismatch", "http",
+    RedirectSequenceMismatch = "redirect_sequence_mismatch", "http, flow",
         "The statuses along the chain differ from `redirect_statuses`.";
-    RedirectScheme = "redirect_scheme", "http",
+    RedirectScheme = "redirect_scheme", "http, flow",
         "The final URL of the chain is not https (`require_https = true`).";
-    HeaderMismatch = "header_mismatch", "http, session",
+    HeaderMismatch = "header_mismatch", "http, session, flow",
         "A response header is missing, present, or has the wrong value.";
-    BodyMismatch = "body_mismatch", "http, session",
+    BodyMismatch = "body_mismatch", "http, session, flow",
         "The body does not contain the text or match the pattern.";
-    JsonPathMismatch = "json_path_mismatch", "http, session",
+    JsonPathMismatch = "json_path_mismatch", "http, session, flow",
         "A JSONPath assertion failed (missing, unequal, out of range, not JSON).";
-    DataStale = "data_stale", "http, session",
+    DataStale = "data_stale", "http, session, flow",
         "The data's timestamp is older than `freshness.max_age` (or cannot be read).";
-    LatencyBudgetExceeded = "latency_budget_exceeded", "http, session",
+    LatencyBudgetExceeded = "latency_budget_exceeded", "http, session, icmp, flow",
         "A phase (or the total) took longer than its `latency` budget.";
     SampleFailureRatio = "sample_failure_ratio", "http",
         "More samples failed than `max_failure_ratio` allows.";
     BackendsPartiallyFailing = "backends_partially_failing", "http",
         "Some but not all addresses of the name fail (`addresses = \"all\"`); each address's own code is in the details (all failing: their code).";
-    BodyTooLarge = "body_too_large", "http, session",
+    BodyTooLarge = "body_too_large", "http, session, flow",
         "The body exceeded the read cap (`max_body`).";
-    HeadersTooLarge = "headers_too_large", "http, session",
+    HeadersTooLarge = "headers_too_large", "http, session, flow",
         "The response headers exceeded the cap (`max_header_bytes`).";
     SessionRejectedEarly = "session_rejected_early", "session",
         "A session credential was rejected (401/403) before its declared expiry minus `clock_skew_tolerance`, or right after being issued.";

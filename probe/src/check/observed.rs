@@ -3,7 +3,9 @@
 //!
 //! Each kind's module owns its type ([`super::http::Observed`],
 //! [`super::dns::Observed`], [`super::tls::Report`],
-//! [`super::session::Observed`]); [`Observed`] is the one enum over them.
+//! [`super::session::Observed`], [`super::tcp::Observed`],
+//! [`super::grpc::Observed`], [`super::icmp::Observed`],
+//! [`super::flow::Observed`]); [`Observed`] is the one enum over them.
 //! The probe builds these values directly and serializes them once, to the
 //! wire string ([`Observed::to_wire`], `details_json` of a `CheckResult`);
 //! the controller parses them once ([`Observed::from_wire`]).
