@@ -188,6 +188,30 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_refuses_heartbeat_checks_and_the_schema_refuses_probe_keys() {
+        let table = "heartbeat = { period = \"1h\", grace = \"5m\", ping_id = { env = \"HB\" } }";
+        let text = format!("[[checks]]\nid = \"etl\"\n{table}\n");
+        let raw: crate::config::RawProbeFile =
+            crate::config::load::load_str(&text, "probe.toml", crate::config::ENV, &[]).unwrap();
+        let err = raw.validate("probe.toml").unwrap_err().to_string();
+        assert!(err.contains("checks[0].heartbeat"), "{err}");
+
+        let raw: crate::check::RawCheck =
+            toml::from_str(&format!("id = \"etl\"\ntimeout = \"5s\"\n{table}\n")).unwrap();
+        let mut p = Problems::default();
+        raw.validate("checks[0]", &mut p);
+        assert!(format!("{p:?}").contains("\"checks[0].timeout\""), "{p:?}");
+
+        let raw: crate::check::RawCheck =
+            toml::from_str(&format!("id = \"etl\"\n{table}\n")).unwrap();
+        let mut p = Problems::default();
+        let spec = raw.validate("checks[0]", &mut p).unwrap();
+        assert!(p.is_empty(), "{p:?}");
+        // The interval the alert rule sees is period + grace.
+        assert_eq!(spec.interval, Duration::from_secs(3900));
+    }
+
+    #[test]
     fn details_round_trip() {
         let o = Observed {
             signal: Signal::Fail,
