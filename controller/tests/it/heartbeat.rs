@@ -74,6 +74,10 @@ async fn pings_keep_it_green_silence_pages_once_and_the_next_ping_resolves() {
         assert_eq!(r.status, 200, "{}", r.text());
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
+    // A late ping inside the grace (1.5 s after the last: past the period,
+    // inside period + grace) changes nothing.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(ping(http, "GET", &path, b"").await.status, 200);
     let state = heartbeat_state(http).await;
     assert_eq!(state["state"], "OK", "{state}");
     assert_eq!(state["region"], "heartbeat");
