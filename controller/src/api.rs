@@ -69,6 +69,7 @@ pub fn router(ctl: Controller) -> Router {
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(crate::dashboard::routes())
+        .merge(crate::heartbeat::routes())
         .with_state(ctl)
 }
 

@@ -245,6 +245,8 @@ pub struct ControllerConfig {
     pub offline_severity: Severity,
     /// When certificates page.
     pub certificates: certificate::CertificatePolicy,
+    /// Heartbeat checks with their resolved ping ids ([`crate::heartbeat`]).
+    pub heartbeats: Vec<crate::heartbeat::HeartbeatDef>,
 }
 
 /// TLS files for the gRPC listener.
@@ -302,6 +304,16 @@ impl ControllerConfig {
     pub fn regions(&self) -> Vec<String> {
         let set: BTreeSet<&str> = self.probes.iter().map(|p| p.region.as_str()).collect();
         set.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Every region results come from: the probes' regions, then
+    /// [`crate::heartbeat::REGION`] when a heartbeat check is configured.
+    pub fn result_regions(&self) -> Vec<String> {
+        let mut out = self.regions();
+        if !self.heartbeats.is_empty() {
+            out.push(crate::heartbeat::REGION.to_owned());
+        }
+        out
     }
 
     /// The check with this id.
@@ -444,6 +456,7 @@ impl RawControllerFile {
         let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
         let routes = route::validate(&self.routes, &declared, &sinks, &check_ids, &mut p);
         let checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
+        let heartbeats = crate::heartbeat::validate(&self.checks, &checks, vars, &mut p);
         let offline_after = self
             .alerting
             .as_ref()
@@ -491,6 +504,7 @@ impl RawControllerFile {
             offline_after,
             offline_severity,
             certificates,
+            heartbeats,
         })
     }
 
@@ -502,6 +516,15 @@ impl RawControllerFile {
             let path = format!("probes[{i}]");
             push_if_bad_id(p, format!("{path}.name"), "probe name", &raw.name);
             push_if_bad_id(p, format!("{path}.region"), "region", &raw.region);
+            if raw.region == crate::heartbeat::REGION {
+                p.push(
+                    format!("{path}.region"),
+                    format!(
+                        "region {:?} is reserved for heartbeat pings: name the probe's region after where it runs",
+                        raw.region
+                    ),
+                );
+            }
             if !names.insert(raw.name.as_str()) {
                 p.push(
                     format!("{path}.name"),
@@ -541,7 +564,13 @@ impl RawControllerFile {
         let mut out = Vec::new();
         for (i, raw) in self.checks.iter().enumerate() {
             let path = format!("checks[{i}]");
-            let check_regions = check_regions(raw, regions, &path, p);
+            // A heartbeat's results come from its pings, in one region of
+            // their own; probes are never assigned it.
+            let check_regions = if raw.heartbeat.is_some() {
+                vec![crate::heartbeat::REGION.to_owned()]
+            } else {
+                check_regions(raw, regions, &path, p)
+            };
             let policy = policy(raw, check_regions.len(), routes, &path, p);
             // validate_all skipped invalid checks; match by id to pair them up.
             if let Some(spec) = specs.iter().find(|s| s.id == raw.id) {
@@ -651,10 +680,13 @@ fn policy(
             );
         }
     }
+    // A heartbeat's deadline already includes its grace: one missed
+    // deadline or one /fail is the failure, one good ping the recovery.
+    let runs = if raw.heartbeat.is_some() { 1 } else { 2 };
     AlertPolicy {
         min_regions,
-        confirmations: a.confirmations.unwrap_or(2),
-        recoveries: a.recoveries.unwrap_or(2),
+        confirmations: a.confirmations.unwrap_or(runs),
+        recoveries: a.recoveries.unwrap_or(runs),
         // check::validate_all reports an unknown word at this key already.
         severity: a
             .severity

@@ -294,7 +294,7 @@ async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
     let alerts = ctl.store().open_alerts().await?;
     let open: Vec<&AlertRow> = alerts.iter().collect();
     let probes = api::probe_views(ctl, now).await?;
-    let regions = ctl.config().regions();
+    let regions = ctl.config().result_regions();
     let events = api::events::event_views(ctl, None, RECENT_CHANGES).await?;
     let strip = certificate_strip(ctl, now).await?;
     let body = html! {

@@ -10,7 +10,7 @@
 //! the probe's `check/http.rs`, `check/dns.rs`, `check/tls.rs` and
 //! `check/session.rs`.
 
-use outpost_probe::check::{Observed, dns, http, session};
+use outpost_probe::check::{Observed, dns, heartbeat, http, session};
 
 use crate::format;
 use serde::{Deserialize, Serialize};
@@ -168,8 +168,27 @@ pub fn cell_summary(details: &Observed, now_ms: i64) -> Option<String> {
             .as_ref()
             .map(|f| f.summary.clone())
             .filter(|s| !s.is_empty()),
+        Observed::Heartbeat(d) => heartbeat_line(d, now_ms),
         _ => None,
     }
+}
+
+/// A heartbeat's newest row: `last ping 3 h 2 min ago` when missed, else
+/// the ping's method and the run's duration: `POST, run 12.5 s`.
+pub fn heartbeat_line(d: &heartbeat::Observed, now_ms: i64) -> Option<String> {
+    if d.signal == heartbeat::Signal::Missed {
+        return d
+            .last_ping_ms
+            .map(|at| format!("last ping {} ago", format::ms(now_ms.saturating_sub(at))));
+    }
+    let mut parts: Vec<String> = d.method.iter().cloned().collect();
+    if let Some(run) = d.run_ms {
+        parts.push(format!(
+            "run {}",
+            format::ms(i64::try_from(run).unwrap_or(i64::MAX))
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Addresses failing behind a name, and failed samples: `1 of 2 backends

@@ -66,7 +66,7 @@ pub fn assignment(cfg: &ControllerConfig, region: &str) -> Assignment {
 }
 
 /// Compares without an early exit, so timing reveals nothing about the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for (i, x) in a.iter().enumerate() {
         diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));

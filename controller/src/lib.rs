@@ -15,7 +15,8 @@
 //! What the controller derives from them: [`event`] (DNS changes),
 //! [`certificate`] (the inventory), [`details`] (cell summaries and the
 //! redaction at the API's edge); [`format`] holds the age and time
-//! formatting they share.
+//! formatting they share. [`heartbeat`] receives push checks' pings and
+//! turns silence into `heartbeat_missed` results.
 //! [`Controller::start`] at the bottom of this file wires them together.
 
 pub mod alerting;
@@ -26,6 +27,7 @@ pub mod dashboard;
 pub mod details;
 pub mod event;
 pub mod format;
+pub mod heartbeat;
 pub mod ingest;
 pub mod metrics;
 pub mod store;
@@ -74,6 +76,7 @@ struct Inner {
     delivery: Notify,
     certificates: Notify,
     limiter: alerting::sink::ratelimit::Limiter,
+    heartbeats: heartbeat::Pings,
     started_ms: i64,
     shutdown: watch::Sender<bool>,
 }
@@ -89,7 +92,8 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// Opens the store, binds both listeners (port 0 allowed), spawns the
     /// gRPC server, the HTTP server, the alert evaluator, the notification
-    /// delivery worker and the pruner, and returns a handle.
+    /// delivery worker, the heartbeat deadline worker and the pruner, and
+    /// returns a handle.
     pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController> {
         let store = Store::open(&config.store_path)
             .await
@@ -126,6 +130,7 @@ impl Controller {
                 delivery: Notify::new(),
                 certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
+                heartbeats: heartbeat::Pings::default(),
                 started_ms: store::now_ms(),
                 shutdown,
             }),
@@ -142,6 +147,7 @@ impl Controller {
                 ctl.clone(),
                 ctl.shutdown_signal(),
             )),
+            tokio::spawn(heartbeat::run_worker(ctl.clone(), ctl.shutdown_signal())),
             tokio::spawn(prune_loop(ctl.clone())),
         ];
         tracing::info!(grpc = %grpc_addr, http = %http_addr, "controller listening");
@@ -218,6 +224,10 @@ impl Controller {
     /// from here at the earliest.
     pub fn started_ms(&self) -> i64 {
         self.inner.started_ms
+    }
+
+    pub(crate) fn heartbeats(&self) -> &heartbeat::Pings {
+        &self.inner.heartbeats
     }
 
     pub(crate) fn limiter(&self) -> &alerting::sink::ratelimit::Limiter {

@@ -89,6 +89,16 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Notifications waiting for delivery.",
     ),
     (
+        "outpost_heartbeat_pings_total",
+        Kind::Counter,
+        "Heartbeat pings received, by check and signal (start, success, fail).",
+    ),
+    (
+        "outpost_heartbeat_rejected_total",
+        Kind::Counter,
+        "Heartbeat pings refused, by reason (unknown_id, rate_limited).",
+    ),
+    (
         "outpost_check_state",
         Kind::Gauge,
         "1 for the current state of each check and region (state: ok, failing, stale, unknown).",

@@ -34,6 +34,15 @@
 //!   integration after its first hour; the renewing one stays green for many
 //!   lifetimes.
 //!
+//! - `iot-etl-heartbeat`: the IOT ETL that stopped for 17 hours without an
+//!   error: a simulated job pings the controller's `/ping/<id>` every 2 s
+//!   (period 2 s, grace 1 s), then stops at +6 s without a word → the
+//!   controller raises `heartbeat_missed` on its own, with no probe involved.
+//! - `vendor-a-tls13`: the IOT Vendor A handshake failure
+//!   (`sslv3_alert_handshake_failure`): the new server speaks TLS 1.3 only;
+//!   modern clients pass, the `legacy` (OpenSSL 1.0.2-class) client cannot
+//!   complete a handshake → `tls_protocol_unsupported` for `legacy`.
+//!
 //! Alerts go to the console sink. With `--for` the demo exits after that
 //! long and prints every check's state per region and every alert raised.
 //!
@@ -80,7 +89,13 @@ struct Targets {
     addtrust_stores: [std::path::PathBuf; 3],
     tokens: TokenServer,
     client_secret: std::path::PathBuf,
+    tls13_only: RunningServer,
 }
+
+/// The simulated ETL job pings this often, and stops after [`ETL_RUNS`] runs.
+const ETL_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Runs of the simulated ETL job before it silently stops.
+const ETL_RUNS: u32 = 4;
 
 async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
     let pki = Pki::new("Outpost Demo Root CA");
@@ -171,6 +186,13 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
     let client_secret = dir.join("vendor-b.secret");
     std::fs::write(&client_secret, "demo-client-secret")?;
 
+    // Vendor A: the new web server accepts TLS 1.3 only.
+    let tls13_only = HttpServer::builder()
+        .route("/telemetry", Reply::text(200, "ok"))
+        .tls_config(leaf.try_server_config_with(&[&rustls::version::TLS13], Vec::new())?)
+        .run()
+        .await?;
+
     Ok(Targets {
         api,
         ingest_http,
@@ -188,6 +210,7 @@ async fn start_targets(dir: &Path) -> anyhow::Result<Targets> {
         addtrust_stores,
         tokens,
         client_secret,
+        tls13_only,
     })
 }
 
@@ -401,6 +424,28 @@ use = [{{ url = "{resource_url}" }}]
 renewal = "before_expiry"
 renew_before = "1500ms"
 
+[[checks]]
+id = "iot-etl-heartbeat"
+labels = {{ incident = "iot-data-stale-17h" }}
+# The ETL job pings when a run completes; silence is the failure.
+heartbeat = {{ period = "2s", grace = "1s", ping_id = {{ env = "DEMO_HB_ETL" }} }}
+
+[[checks]]
+id = "vendor-a-tls13"
+interval = "2s"
+timeout = "1500ms"
+labels = {{ incident = "iot-vendor-a-handshake-failure" }}
+alert = {{ min_regions = 1 }}
+[checks.tls]
+host = "localhost"
+address = "127.0.0.1"
+port = {tls13_port}
+stores = {{ demo = "{ca}" }}
+trust_stores = ["demo"]
+profiles = ["modern", "legacy"]
+# Vendor A's devices run an OpenSSL 1.0.2-class stack: it must handshake too.
+must_pass = ["modern/demo", "legacy/demo"]
+
 [[sinks]]
 name = "console"
 console = {{}}
@@ -423,6 +468,7 @@ sinks = ["console"]
         token_url = t.tokens.url("/oauth/token"),
         resource_url = t.tokens.url("/api/data"),
         client_secret = t.client_secret.display(),
+        tls13_port = t.tls13_only.addr().port(),
     ));
     s
 }
@@ -459,7 +505,9 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("starting demo targets")?;
     let text = controller_toml(dir.path(), &targets, &args.listen);
-    let config = outpost_controller::config::parse(&text, "demo controller config", &[])
+    let ping_id = demo_ping_id();
+    let vars = [("DEMO_HB_ETL".to_owned(), ping_id.clone())];
+    let config = outpost_controller::config::parse(&text, "demo controller config", &vars)
         .map_err(|e| anyhow::anyhow!("demo config is invalid (a bug): {e}"))?;
     let controller = outpost_controller::Controller::start(config)
         .await
@@ -500,6 +548,14 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "                Vendor B sessions: 4 s tokens, one client that never renews and one that does"
     );
+    println!(
+        "                the IOT ETL heartbeat: a job that pings every 2 s, then silently stops at +{} s;",
+        ETL_EVERY.as_secs() * u64::from(ETL_RUNS - 1)
+    );
+    println!(
+        "                Vendor A's handshake failure: a TLS 1.3-only server and an OpenSSL 1.0.2-class client"
+    );
+    let etl = tokio::spawn(etl_job(http, ping_id));
     let primary = targets.dns_primary.clone();
     let flip = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
@@ -521,6 +577,7 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     flip.abort();
+    etl.abort();
     for p in probes {
         p.shutdown().await;
     }
@@ -529,6 +586,36 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     drop(targets.ingest_https);
     println!("{summary}");
     Ok(())
+}
+
+/// A ping id for this run: unguessable enough for a loopback demo, and
+/// valid (22+ URL-safe characters).
+fn demo_ping_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("demo-etl-{nanos:x}-{:x}", std::process::id())
+}
+
+/// The IOT ETL job: pings the controller after each run like a cron job
+/// with `&& curl …/ping/<id>`, then stops without a word (the incident: no
+/// error anywhere, just no data for 17 hours).
+async fn etl_job(http: SocketAddr, ping_id: String) {
+    let path = format!("/ping/{ping_id}");
+    for run in 0..ETL_RUNS {
+        if run > 0 {
+            tokio::time::sleep(ETL_EVERY).await;
+        }
+        match outpost_testkit::client::http(http, "POST", &path, b"etl run complete: 1200 rows")
+            .await
+        {
+            Ok(r) if r.status == 200 => tracing::debug!(run, "demo: ETL job pinged"),
+            Ok(r) => tracing::warn!(status = r.status, "demo: ETL heartbeat ping refused"),
+            Err(e) => tracing::warn!(error = %e, "demo: ETL heartbeat ping failed"),
+        }
+    }
+    tracing::info!("demo: the ETL job stopped (silently, as in the incident)");
 }
 
 fn init_logging() {

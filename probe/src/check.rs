@@ -3,6 +3,8 @@
 //! that dispatches a spec to its kind's module: [`http`], [`dns`], [`tls`],
 //! [`session`], [`flow`] (HTTP steps with variables), [`tcp`], [`grpc`],
 //! [`icmp`]; [`target`] holds what the connection-level kinds share.
+//! [`heartbeat`] checks are pushed to the controller by the job they watch:
+//! their schema lives here with the others, but no probe runs them.
 //!
 //! A run's result is an [`Outcome`]: its [`Kind`], phase timings, pass or
 //! a [`Failure`] (a stable [`FailureCode`] with typed context, see
@@ -18,6 +20,7 @@ pub mod dns;
 pub mod failure;
 pub mod flow;
 pub mod grpc;
+pub mod heartbeat;
 pub mod http;
 pub mod icmp;
 pub mod observed;
@@ -41,6 +44,8 @@ use crate::config::{Dur, Problems};
 
 /// Default interval between runs.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The smallest interval a heartbeat check is given (its `period + grace`).
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default overall deadline for one run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -102,6 +107,12 @@ pub struct RawCheck {
     /// them: one scripted API flow, one result. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<flow::RawFlow>,
+    /// Controller only: a push check. The job pings the controller's
+    /// `/ping/<ping_id>`; no ping within `period + grace` pages
+    /// (`heartbeat_missed`). Exactly one kind table per check; `interval`,
+    /// `timeout` and `regions` do not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<heartbeat::RawHeartbeat>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -165,6 +176,8 @@ pub enum CheckKind {
     Icmp(icmp::IcmpSpec),
     /// A multi-step HTTP flow.
     Flow(flow::FlowSpec),
+    /// A push check evaluated by the controller from pings.
+    Heartbeat(heartbeat::HeartbeatSpec),
 }
 
 impl CheckKind {
@@ -179,6 +192,7 @@ impl CheckKind {
             CheckKind::Grpc(_) => Kind::Grpc,
             CheckKind::Icmp(_) => Kind::Icmp,
             CheckKind::Flow(_) => Kind::Flow,
+            CheckKind::Heartbeat(_) => Kind::Heartbeat,
         }
     }
 
@@ -263,6 +277,7 @@ impl RawCheck {
             ("grpc", self.grpc.is_some()),
             ("icmp", self.icmp.is_some()),
             ("flow", self.flow.is_some()),
+            ("heartbeat", self.heartbeat.is_some()),
         ];
         let present: Vec<&str> = tables.iter().filter(|t| t.1).map(|t| t.0).collect();
         let sub = |kind: &str| format!("{path}.{kind}");
@@ -314,6 +329,27 @@ impl RawCheck {
                 .as_ref()
                 .and_then(|f| f.validate(&sub("flow"), timeout, problems))
                 .map(CheckKind::Flow),
+            ["heartbeat"] => {
+                for (key, set) in [
+                    ("interval", self.interval.is_some()),
+                    ("timeout", self.timeout.is_some()),
+                    ("regions", self.regions.is_some()),
+                ] {
+                    if set {
+                        problems.push(
+                            format!("{path}.{key}"),
+                            format!(
+                                "a heartbeat check has no {key}: the job pings the controller; \
+                                 use heartbeat.period and heartbeat.grace"
+                            ),
+                        );
+                    }
+                }
+                self.heartbeat
+                    .as_ref()
+                    .and_then(|h| h.validate(&sub("heartbeat"), problems))
+                    .map(CheckKind::Heartbeat)
+            }
             several => {
                 problems.push(
                     path.to_owned(),
@@ -325,6 +361,15 @@ impl RawCheck {
                 None
             }
         }?;
+        // A heartbeat's results come every period at best: the rule's
+        // staleness (a multiple of the interval) must not outrun the deadline.
+        let (interval, timeout) = match &kind {
+            CheckKind::Heartbeat(h) => {
+                let every = h.deadline_after_ping().max(MIN_HEARTBEAT_INTERVAL);
+                (every, timeout.min(every))
+            }
+            _ => (interval, timeout),
+        };
         Some(CheckSpec {
             id: self.id.clone(),
             interval,
@@ -604,6 +649,15 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 ),
             }
         }
+        CheckKind::Heartbeat(_) => (
+            Phases::default(),
+            Err(Failure::InternalError {
+                reason: "a heartbeat check is evaluated by the controller from the job's pings; \
+                         probes do not run it"
+                    .into(),
+            }),
+            Observed::Heartbeat(heartbeat::Observed::default()),
+        ),
     };
     phases.total = clock.elapsed();
     Outcome {

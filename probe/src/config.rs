@@ -197,6 +197,15 @@ impl RawProbeFile {
     pub fn validate(&self, source: &str) -> Result<ProbeConfig, ConfigError> {
         let mut p = Problems::default();
         let checks = check::validate_all(&self.checks, "checks", &mut p);
+        for (i, c) in self.checks.iter().enumerate() {
+            if c.heartbeat.is_some() {
+                p.push(
+                    format!("checks[{i}].heartbeat"),
+                    "a heartbeat check is pushed to the controller by the job it watches: \
+                     define it in controller.toml, not in a probe's config",
+                );
+            }
+        }
         let (name, region, labels) = match &self.probe {
             Some(pr) => {
                 if !check::valid_id(&pr.name) {

@@ -108,6 +108,7 @@ fn example_config_in_deploy_is_valid() {
         .env("OUTPOST_TOKEN_AP_SOUTH_1", "token-ap")
         .env("PD_ROUTING_KEY", "R0UT1NGKEY0000000000000000000000")
         .env("OUTPOST_HOOK_AUTH", "Bearer hook")
+        .env("OUTPOST_HB_NIGHTLY_ETL", "hb-example-0123456789abcdef")
         .output()
         .unwrap();
     assert_eq!(
@@ -118,6 +119,6 @@ fn example_config_in_deploy_is_valid() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "ok: 3 probes, 1 checks, 3 sinks"
+        "ok: 3 probes, 2 checks, 3 sinks"
     );
 }

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 #[test]
-fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
+fn demo_for_20s_detects_the_replayed_incidents() {
     let out = Command::new(env!("CARGO_BIN_EXE_outpost-demo"))
         .args(["--for", "20s", "--listen", "127.0.0.1:0"])
         .env_remove("OUTPOST_LOG")
@@ -78,6 +78,19 @@ fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
         renewing.contains("OK") && !renewing.contains("FAILING"),
         "{renewing}"
     );
+    // The IOT ETL heartbeat: pinged, then silent → missed, from the controller's own region.
+    let etl = line("iot-etl-heartbeat");
+    assert!(etl.contains("FAILING (heartbeat_missed)"), "{etl}");
+    // Vendor A: a TLS 1.3-only server; the OpenSSL 1.0.2-class client cannot handshake.
+    let vendor_a = line("vendor-a-tls13");
+    assert!(
+        vendor_a.contains("FAILING (tls_protocol_unsupported)"),
+        "{vendor_a}"
+    );
+    assert!(
+        stdout.contains("legacy/demo: tls_protocol_unsupported"),
+        "{stdout}"
+    );
     // Both alerts raised, the healthy API not.
     let alerts: Vec<&str> = stdout
         .lines()
@@ -93,6 +106,12 @@ fn demo_for_20s_detects_the_308_and_the_half_broken_pair() {
         alerts
             .iter()
             .any(|l| l.contains("tis-lb-pair failing from")),
+        "{stdout}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|l| l.contains("iot-etl-heartbeat failing from")),
         "{stdout}"
     );
     assert!(

@@ -185,6 +185,10 @@ failure_codes! {
         "More echo replies were lost than `max_loss` allows (every one lost included).";
     IcmpNotPermitted = "icmp_not_permitted", "icmp",
         "The probe may open neither an unprivileged ping socket (`net.ipv4.ping_group_range`) nor a raw socket (`CAP_NET_RAW`): a local problem, the fix is named.";
+    HeartbeatMissed = "heartbeat_missed", "heartbeat",
+        "No success or fail ping within `period + grace` of the last one (or within `grace` of a `/start`); the last ping's time is named.";
+    HeartbeatFailed = "heartbeat_failed", "heartbeat",
+        "The job pinged `/ping/<id>/fail`: it reported its own failure; the body's excerpt is in the details.";
     TcpExpectMismatch = "tcp_expect_mismatch", "tcp",
         "The bytes received did not match `expect` before the peer closed, `max_read` was reached or the deadline came; what was received is named.";
 }
@@ -801,6 +805,22 @@ pub enum Failure {
         /// Why the raw socket failed, when one was tried.
         raw: Option<String>,
     },
+    /// `heartbeat_missed`: no ping in time.
+    HeartbeatMissed {
+        /// Silence since the last success or fail ping (or the `/start`).
+        #[serde(rename = "silent_ms", with = "crate::human::ms")]
+        silent: Duration,
+        /// The deadline that passed: `period + grace`, or `grace` after a `/start`.
+        #[serde(rename = "allowed_ms", with = "crate::human::ms")]
+        allowed: Duration,
+        /// True when a `/start` came and neither success nor fail followed.
+        running: bool,
+    },
+    /// `heartbeat_failed`: the job reported failure (`/fail`).
+    HeartbeatFailed {
+        /// The first line of the body, clipped (empty when none).
+        excerpt: String,
+    },
     /// `tcp_expect_mismatch`: the bytes received did not match `expect`.
     TcpExpectMismatch {
         /// The script step (1-based).
@@ -1254,6 +1274,8 @@ impl Failure {
             Failure::SessionExpired { .. } => C::SessionExpired,
             Failure::SessionLoginFailed { .. } => C::SessionLoginFailed,
             Failure::TcpExpectMismatch { .. } => C::TcpExpectMismatch,
+            Failure::HeartbeatMissed { .. } => C::HeartbeatMissed,
+            Failure::HeartbeatFailed { .. } => C::HeartbeatFailed,
             Failure::GrpcNotServing { .. } => C::GrpcNotServing,
             Failure::GrpcStatusUnknown { .. } => C::GrpcStatusUnknown,
             Failure::GrpcServiceUnknown { .. } => C::GrpcServiceUnknown,
@@ -2093,6 +2115,34 @@ impl std::fmt::Display for Failure {
                     ));
                 }
                 f.write_str(&parts.join("; "))
+            }
+            Failure::HeartbeatMissed {
+                silent,
+                allowed,
+                running,
+            } => {
+                if *running {
+                    write!(
+                        f,
+                        "the job started {} ago and has not finished (grace {})",
+                        h(*silent),
+                        h(*allowed)
+                    )
+                } else {
+                    write!(
+                        f,
+                        "no ping for {} (period + grace is {})",
+                        h(*silent),
+                        h(*allowed)
+                    )
+                }
+            }
+            Failure::HeartbeatFailed { excerpt } => {
+                if excerpt.is_empty() {
+                    f.write_str("the job reported failure (/fail)")
+                } else {
+                    write!(f, "the job reported failure (/fail): {excerpt}")
+                }
             }
             Failure::TcpExpectMismatch {
                 step,

@@ -5,7 +5,7 @@
 //! [`super::dns::Observed`], [`super::tls::Report`],
 //! [`super::session::Observed`], [`super::tcp::Observed`],
 //! [`super::grpc::Observed`], [`super::icmp::Observed`],
-//! [`super::flow::Observed`]); [`Observed`] is the one enum over them.
+//! [`super::flow::Observed`], [`super::heartbeat::Observed`]); [`Observed`] is the one enum over them.
 //! The probe builds these values directly and serializes them once, to the
 //! wire string ([`Observed::to_wire`], `details_json` of a `CheckResult`);
 //! the controller parses them once ([`Observed::from_wire`]).
@@ -32,7 +32,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{dns, flow, grpc, http, icmp, session, tcp, tls};
+use super::{dns, flow, grpc, heartbeat, http, icmp, session, tcp, tls};
 
 /// The kinds of check, as named in results, metrics and config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -55,6 +55,8 @@ pub enum Kind {
     Icmp,
     /// `flow`: ordered HTTP steps with variables.
     Flow,
+    /// `heartbeat`: pings pushed by a job to the controller.
+    Heartbeat,
 }
 
 impl Kind {
@@ -68,6 +70,7 @@ impl Kind {
         Kind::Grpc,
         Kind::Icmp,
         Kind::Flow,
+        Kind::Heartbeat,
     ];
 
     /// The kind's name: `"http"`, `"dns"`, `"tls"`, `"session"`.
@@ -81,6 +84,7 @@ impl Kind {
             Kind::Grpc => "grpc",
             Kind::Icmp => "icmp",
             Kind::Flow => "flow",
+            Kind::Heartbeat => "heartbeat",
         }
     }
 }
@@ -93,7 +97,9 @@ impl std::fmt::Display for Kind {
 
 /// A kind name this build does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown check kind {0:?}: use http, dns, tls, session, tcp, grpc, icmp or flow")]
+#[error(
+    "unknown check kind {0:?}: use http, dns, tls, session, tcp, grpc, icmp, flow or heartbeat"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -135,6 +141,8 @@ pub enum Observed {
     Icmp(icmp::Observed),
     /// A flow's observations.
     Flow(flow::Observed),
+    /// A heartbeat ping's (or missed deadline's) details.
+    Heartbeat(heartbeat::Observed),
     /// Details of a kind this build does not know, or that do not read as
     /// their kind's type: the JSON as it came (a JSON string holding the
     /// text when it was not JSON at all).
@@ -153,6 +161,7 @@ impl Observed {
             Observed::Grpc(_) => Some(Kind::Grpc),
             Observed::Icmp(_) => Some(Kind::Icmp),
             Observed::Flow(_) => Some(Kind::Flow),
+            Observed::Heartbeat(_) => Some(Kind::Heartbeat),
             Observed::Other(_) => None,
         }
     }
@@ -170,6 +179,7 @@ impl Observed {
             Ok(Kind::Grpc) => serde_json::from_str(details_json).map(Observed::Grpc),
             Ok(Kind::Icmp) => serde_json::from_str(details_json).map(Observed::Icmp),
             Ok(Kind::Flow) => serde_json::from_str(details_json).map(Observed::Flow),
+            Ok(Kind::Heartbeat) => serde_json::from_str(details_json).map(Observed::Heartbeat),
             Err(_) => serde_json::from_str(details_json).map(Observed::Other),
         };
         typed.unwrap_or_else(|_| {
