@@ -495,12 +495,20 @@ pub async fn run_evaluator(
     }
 }
 
-/// One pass over every check and probe at the clock's `now`, recorded in
-/// [`Controller::evaluated_ms`] once complete.
+/// One pass over every check and probe at the clock's `now`, recorded once
+/// complete in [`Controller::evaluated_ms`] and the gauge
+/// `outpost_alerting_last_pass_timestamp_seconds` (a stuck evaluator shows
+/// as a timestamp that stops moving; tests of another process read it as
+/// proof a pass ran).
 async fn evaluate_every_check(ctl: &Controller) -> Result<(), StoreError> {
     let now = ctl.now_ms();
     evaluate_all(ctl, now).await?;
     ctl.set_evaluated(now);
+    ctl.metrics().set(
+        "outpost_alerting_last_pass_timestamp_seconds",
+        &[],
+        now as f64 / 1000.0,
+    );
     Ok(())
 }
 
