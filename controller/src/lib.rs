@@ -17,6 +17,9 @@
 //! redaction at the API's edge); [`format`] holds the age and time
 //! formatting they share.
 //! [`Controller::start`] at the bottom of this file wires them together.
+//! Every wall-clock stamp and comparison reads [`Controller::clock`] (the
+//! system's, or a [`ManualClock`] a test moves: see
+//! [`Controller::start_with_clock`]).
 
 pub mod alerting;
 pub mod api;
