@@ -456,6 +456,10 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 /// Runs evaluations: on request after batches, and every [`TICK`];
 /// certificates every [`certificate::TICK`] and after batches that carried some.
+/// Every check and certificate is looked at again at once when a manual
+/// clock moves ([`Controller::start_with_clock`]), so tests move time instead
+/// of waiting for a tick; each pass over every check records its `now` in
+/// [`Controller::evaluated_ms`].
 pub async fn run_evaluator(
     ctl: Controller,
     mut requests: tokio::sync::mpsc::Receiver<BTreeSet<String>>,
@@ -465,18 +469,23 @@ pub async fn run_evaluator(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cert_tick = tokio::time::interval(certificate::TICK);
     cert_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut moved = ctl.clock().moved();
     loop {
         let result = tokio::select! {
             Some(mut checks) = requests.recv() => {
                 while let Ok(more) = requests.try_recv() {
                     checks.extend(more);
                 }
-                evaluate_checks(&ctl, &checks, crate::store::now_ms()).await.map(|_| ())
+                evaluate_checks(&ctl, &checks, ctl.now_ms()).await.map(|_| ())
             }
-            _ = tick.tick() => evaluate_all(&ctl, crate::store::now_ms()).await.map(|_| ()),
-            _ = cert_tick.tick() => certificate::evaluate(&ctl, crate::store::now_ms()).await.map(|_| ()),
+            _ = tick.tick() => evaluate_every_check(&ctl).await,
+            _ = moved.changed() => match evaluate_every_check(&ctl).await {
+                Ok(()) => certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ()),
+                Err(e) => Err(e),
+            },
+            _ = cert_tick.tick() => certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ()),
             _ = ctl.certificates_changed().notified() => {
-                certificate::evaluate(&ctl, crate::store::now_ms()).await.map(|_| ())
+                certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ())
             }
             _ = crate::stopped(&mut shutdown) => return,
         };
@@ -484,6 +493,23 @@ pub async fn run_evaluator(
             tracing::error!(error = %e, "alert evaluation failed; retrying on the next tick");
         }
     }
+}
+
+/// One pass over every check and probe at the clock's `now`, recorded once
+/// complete in [`Controller::evaluated_ms`] and the gauge
+/// `outpost_alerting_last_pass_timestamp_seconds` (a stuck evaluator shows
+/// as a timestamp that stops moving; tests of another process read it as
+/// proof a pass ran).
+async fn evaluate_every_check(ctl: &Controller) -> Result<(), StoreError> {
+    let now = ctl.now_ms();
+    evaluate_all(ctl, now).await?;
+    ctl.set_evaluated(now);
+    ctl.metrics().set(
+        "outpost_alerting_last_pass_timestamp_seconds",
+        &[],
+        now as f64 / 1000.0,
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use crate::{
     api::events::EventView,
     config::CheckDef,
     details::Redacted,
-    store::{AlertRow, NotificationRow, ProbeRow, RegionState, ResultRow, StoreError, now_ms},
+    store::{AlertRow, NotificationRow, ProbeRow, RegionState, ResultRow, StoreError},
 };
 
 /// Reason shown for a region whose every probe is offline.
@@ -285,7 +285,7 @@ struct ChecksBody {
 }
 
 async fn list_checks(State(ctl): State<Controller>) -> Result<Json<ChecksBody>, ApiError> {
-    let now = now_ms();
+    let now = ctl.now_ms();
     let checks = check_views(&ctl, now).await?;
     Ok(Json(ChecksBody {
         now_ms: now,
@@ -341,7 +341,7 @@ async fn get_check(
     State(ctl): State<Controller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let now = now_ms();
+    let now = ctl.now_ms();
     let Some((view, results)) = check_detail(&ctl, &id, now).await? else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -577,7 +577,7 @@ struct ProbesBody {
 }
 
 async fn list_probes(State(ctl): State<Controller>) -> Result<Json<ProbesBody>, ApiError> {
-    let probes = probe_views(&ctl, now_ms()).await?;
+    let probes = probe_views(&ctl, ctl.now_ms()).await?;
     Ok(Json(ProbesBody { probes }))
 }
 
@@ -605,7 +605,7 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
         &[],
         ctl.store().notification_counts().await?.pending as f64,
     );
-    let probes = probe_views(&ctl, now_ms()).await?;
+    let probes = probe_views(&ctl, ctl.now_ms()).await?;
     m.clear("outpost_probe_queued_results");
     m.clear("outpost_probe_outbox_dropped_total");
     m.clear("outpost_probe_offline");
@@ -632,7 +632,7 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
             );
         }
     }
-    let views = check_views(&ctl, now_ms()).await?;
+    let views = check_views(&ctl, ctl.now_ms()).await?;
     m.clear("outpost_check_state");
     for c in &views {
         for r in &c.regions {

@@ -289,7 +289,7 @@ async fn certificate_strip(ctl: &Controller, now: i64) -> Result<Markup, api::Ap
 }
 
 async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
-    let now = now_ms();
+    let now = ctl.now_ms();
     let checks = api::check_views(ctl, now).await?;
     let alerts = ctl.store().open_alerts().await?;
     let open: Vec<&AlertRow> = alerts.iter().collect();

@@ -73,7 +73,7 @@ use crate::{
     Controller,
     config::{CheckDef, resolve_secret},
     ingest::constant_time_eq,
-    store::{NewResult, RegionState, StoreError, now_ms},
+    store::{NewResult, RegionState, StoreError},
 };
 
 /// The region (and probe name) of every heartbeat result. Reserved: no
@@ -269,7 +269,7 @@ async fn receive(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| crate::alerting::truncate(s, MAX_USER_AGENT));
-    let now = now_ms();
+    let now = ctl.now_ms();
     let pings = ctl.heartbeats();
     let mut state = pings.state.lock().await;
     if ping == Ping::Start {
@@ -515,12 +515,16 @@ pub fn due(
 pub async fn run_worker(ctl: Controller, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A manual clock (tests) wakes the worker when moved; the system clock
+    // never does, so production runs on the tick alone.
+    let mut moved = ctl.clock().moved();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = moved.changed() => {}
             _ = crate::stopped(&mut shutdown) => return,
         }
-        if let Err(e) = evaluate(&ctl, now_ms()).await {
+        if let Err(e) = evaluate(&ctl, ctl.now_ms()).await {
             tracing::error!(error = %e, "heartbeat deadlines could not be checked; retrying on the next tick");
         }
     }

@@ -36,7 +36,7 @@ use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 use crate::{
     Controller,
     config::{ControllerConfig, ProbeDef},
-    store::{HeartbeatRow, IngestBatch, IngestEvent, IngestItem, NewResult, ProbeRow, now_ms},
+    store::{HeartbeatRow, IngestBatch, IngestEvent, IngestItem, NewResult, ProbeRow},
 };
 
 /// How long a stream may stay silent before its hello.
@@ -325,7 +325,7 @@ async fn session(
         &probe.region,
         &hello.version,
         &serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into()),
-        now_ms(),
+        ctl.now_ms(),
     );
     if let Err(e) = ctl.store().upsert_probe(&row).await {
         tracing::error!(error = %e, "cannot record probe");
@@ -347,7 +347,7 @@ async fn session(
     if ctl.registry().unregister(id)
         && let Err(e) = ctl
             .store()
-            .set_probe_connected(&probe.name, false, now_ms())
+            .set_probe_connected(&probe.name, false, ctl.now_ms())
             .await
     {
         tracing::error!(error = %e, "cannot record probe disconnect");
@@ -392,7 +392,7 @@ async fn stream_loop(
                 let row = heartbeat_row(&hb);
                 if let Err(e) = ctl
                     .store()
-                    .record_heartbeat(&probe.name, now_ms(), &row)
+                    .record_heartbeat(&probe.name, ctl.now_ms(), &row)
                     .await
                 {
                     tracing::warn!(error = %e, "cannot record heartbeat");
@@ -569,7 +569,7 @@ async fn handle_batch(
         .iter()
         .map(|r| (r.result_id.clone(), r.check_id.clone()))
         .collect();
-    let received = now_ms();
+    let received = ctl.now_ms();
     let event_sinks = cfg.sinks_for_kind(crate::event::EventKind::DnsChange.into());
     let notify_events = !event_sinks.is_empty();
     let outcome = ctl

@@ -18,6 +18,9 @@
 //! formatting they share. [`heartbeat`] receives push checks' pings and
 //! turns silence into `heartbeat_missed` results.
 //! [`Controller::start`] at the bottom of this file wires them together.
+//! Every wall-clock stamp and comparison reads [`Controller::clock`] (the
+//! system's, or a [`ManualClock`] a test moves: see
+//! [`Controller::start_with_clock`]).
 
 pub mod alerting;
 pub mod api;
@@ -37,7 +40,10 @@ use std::{
     collections::BTreeSet,
     future::Future,
     net::SocketAddr,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
@@ -52,6 +58,7 @@ pub use api::router;
 pub use config::ControllerConfig;
 use ingest::Registry;
 use metrics::Metrics;
+pub use outpost_probe::clock::{Clock, ManualClock};
 use store::Store;
 
 /// How often old results are pruned.
@@ -78,6 +85,9 @@ struct Inner {
     limiter: alerting::sink::ratelimit::Limiter,
     heartbeats: heartbeat::Pings,
     started_ms: i64,
+    clock: Clock,
+    /// The `now` of the evaluator's newest completed pass over every check.
+    evaluated_ms: AtomicI64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -95,6 +105,18 @@ impl Controller {
     /// delivery worker, the heartbeat deadline worker and the pruner, and
     /// returns a handle.
     pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController> {
+        Controller::start_with_clock(config, Clock::system()).await
+    }
+
+    /// [`Controller::start`] reading `clock` wherever the controller stamps
+    /// or compares wall-clock time (last seen, received, offline detection,
+    /// alert evaluation, notification due times and backoff): tests hand it
+    /// a [`ManualClock`] and move time instead of sleeping. Moving a manual
+    /// clock wakes the evaluator and the delivery worker.
+    pub async fn start_with_clock(
+        config: ControllerConfig,
+        clock: Clock,
+    ) -> anyhow::Result<RunningController> {
         let store = Store::open(&config.store_path)
             .await
             .with_context(|| format!("cannot open store {}", config.store_path.display()))?;
@@ -131,7 +153,9 @@ impl Controller {
                 certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
                 heartbeats: heartbeat::Pings::default(),
-                started_ms: store::now_ms(),
+                started_ms: clock.unix_ms(),
+                evaluated_ms: AtomicI64::new(i64::MIN),
+                clock,
                 shutdown,
             }),
         };
@@ -228,6 +252,29 @@ impl Controller {
 
     pub(crate) fn heartbeats(&self) -> &heartbeat::Pings {
         &self.inner.heartbeats
+    }
+
+    /// The wall clock every stamp and comparison reads (see
+    /// [`Controller::start_with_clock`]).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Unix milliseconds now, by [`Controller::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.unix_ms()
+    }
+
+    /// The `now` (unix ms) of the evaluator's newest completed pass over
+    /// every check and probe; `None` before the first. A test that asserts
+    /// "no alert" after moving the clock waits for this to reach the new
+    /// time first, so the absence is proven, not assumed.
+    pub fn evaluated_ms(&self) -> Option<i64> {
+        Some(self.inner.evaluated_ms.load(Ordering::Acquire)).filter(|&v| v != i64::MIN)
+    }
+
+    pub(crate) fn set_evaluated(&self, now_ms: i64) {
+        self.inner.evaluated_ms.fetch_max(now_ms, Ordering::AcqRel);
     }
 
     pub(crate) fn limiter(&self) -> &alerting::sink::ratelimit::Limiter {
@@ -336,7 +383,7 @@ async fn prune_loop(ctl: Controller) {
             _ = crate::stopped(&mut stop) => return,
         }
         let keep = i64::try_from(ctl.config().retention.as_millis()).unwrap_or(i64::MAX);
-        let before = store::now_ms().saturating_sub(keep);
+        let before = ctl.now_ms().saturating_sub(keep);
         match ctl.store().prune_results(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned old results"),
@@ -434,6 +481,14 @@ pub async fn run(
 /// [`Controller::start`] as a free function.
 pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController> {
     Controller::start(config).await
+}
+
+/// [`Controller::start_with_clock`] as a free function.
+pub async fn start_with_clock(
+    config: ControllerConfig,
+    clock: Clock,
+) -> anyhow::Result<RunningController> {
+    Controller::start_with_clock(config, clock).await
 }
 
 #[cfg(unix)]

@@ -64,6 +64,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Alert transitions, by kind and action (fire, resolve).",
     ),
     (
+        "outpost_alerting_last_pass_timestamp_seconds",
+        Kind::Gauge,
+        "When the evaluator last completed a pass over every check and probe (Unix seconds, by the controller's clock).",
+    ),
+    (
         "outpost_notifications_total",
         Kind::Counter,
         "Notification attempts, by sink and outcome (sent; retried: 429, 5xx, timeout or connection error; rejected: other 4xx, not retried; failed: given up after give_up_after; rate_limited: postponed without an attempt).",

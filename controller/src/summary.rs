@@ -4,17 +4,12 @@
 
 use std::fmt::Write;
 
-use crate::{
-    RunningController,
-    alerting::rule::RegionStatus,
-    api, format,
-    store::{AlertRow, now_ms},
-};
+use crate::{RunningController, alerting::rule::RegionStatus, api, format, store::AlertRow};
 
 /// Renders the summary. Store errors are reported inline, never panics.
 pub async fn render(running: &RunningController) -> String {
     let ctl = running.controller();
-    let now = now_ms();
+    let now = ctl.now_ms();
     let mut out = String::from("Checks (state per region):\n");
     match api::check_views(ctl, now).await {
         Ok(views) => {

@@ -512,7 +512,7 @@ impl Outcome {
 /// largest kind's (about 12 KiB, the TLS matrix), and every run in flight —
 /// a thousand against a slow target — would carry that much whatever its kind.
 pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
-    let started_at = OffsetDateTime::now_utc();
+    let started_at = ctx.clock.now_utc();
     let clock = std::time::Instant::now();
     let (mut phases, result, observed) = match &spec.kind {
         CheckKind::Http(h) => {
@@ -535,7 +535,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             }
         }
         CheckKind::Dns(d) => {
-            let fut = Box::pin(dns::run(d, &spec.id, spec.timeout));
+            let fut = Box::pin(dns::run_at(d, &spec.id, spec.timeout, started_at));
             // dns::run gives every resolver the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
                 Ok(r) => (r.phases, r.result, r.observed),
@@ -554,7 +554,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             }
         }
         CheckKind::Tls(t) => {
-            let fut = Box::pin(tls::run(t, spec.timeout));
+            let fut = Box::pin(tls::run_at(t, spec.timeout, started_at));
             // tls::run gives every handshake the same deadline; this is a safety net.
             match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
                 Ok(r) => (r.phases, r.result, r.observed),
@@ -704,6 +704,10 @@ pub struct RunContext {
     /// Where session checks persist their state (`None`: in memory only);
     /// see [`session::state`]. A running probe uses `<outbox dir>/../sessions`.
     pub session_dir: Option<std::path::PathBuf>,
+    /// The wall clock of time-dependent decisions (a run's `started_at`, DNS
+    /// change tracking, session receipts and expiry): the system's, or a
+    /// manual one in tests. Deadlines stay on tokio's clock.
+    pub clock: crate::clock::Clock,
 }
 
 /// The result of a kind's run before the common fields are added.

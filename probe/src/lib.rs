@@ -4,9 +4,11 @@
 //! Read in this order: [`check`] (the check schema shared with the
 //! controller, failure codes, the one dispatch `match`), [`check::http`],
 //! [`scheduler`], [`outbox`], [`reporter`] (the gRPC stream), then [`spawn`]
-//! which wires them together.
+//! which wires them together. [`clock`] is the wall clock time-dependent
+//! logic reads (manual in tests).
 
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod fnv;
 pub mod human;
@@ -82,6 +84,7 @@ pub fn spawn(
         region: config.region.clone(),
         // Session checks persist their sessions next to the outbox (check::session::state).
         session_dir: config.outbox.dir.parent().map(|p| p.join("sessions")),
+        clock: clock::Clock::system(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_shutdown = rx.clone();

@@ -1073,6 +1073,31 @@ mod tests {
     }
 
     #[test]
+    fn age_bound_drops_segments_whose_newest_result_is_older_than_max_age() {
+        // Age is measured from each result's own `started_at` (the run's
+        // clock), so results started in the past stand in for time passing.
+        let d = tempfile::tempdir().unwrap();
+        let o = Outbox::open(OutboxConfig {
+            max_age: Duration::from_secs(3600),
+            ..cfg(d.path())
+        })
+        .unwrap();
+        let started = |ago: time::Duration| Outcome {
+            started_at: time::OffsetDateTime::now_utc() - ago,
+            ..outcome()
+        };
+        o.push(&started(time::Duration::minutes(61)), 1);
+        assert_eq!(o.dropped_by_reason(), vec![(DropReason::Age, 1)]);
+        assert_eq!(o.len(), 0);
+        o.push(&started(time::Duration::minutes(59)), 1);
+        o.push(&started(time::Duration::ZERO), 1);
+        assert_eq!(o.len(), 2, "younger than max_age: kept");
+        assert_eq!(o.dropped(), 1);
+        let got: Vec<u64> = o.take_unsent(10).iter().map(|r| r.sequence).collect();
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
     fn backlog_is_read_from_disk_beyond_the_cache() {
         let d = tempfile::tempdir().unwrap();
         let o = Outbox::open(cfg(d.path())).unwrap();

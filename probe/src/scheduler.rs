@@ -103,6 +103,20 @@ pub fn jitter(probe: &str, check_id: &str, interval: Duration) -> Duration {
     Duration::from_millis(fnv1a(&[probe, check_id]) % ms)
 }
 
+/// The slot after `due` on its grid (`due + k·interval`) that is still ahead
+/// of `now`, and how many slots before it were missed because the loop fell
+/// behind (skipped, never replayed in a burst).
+pub fn next_slot(due: Instant, interval: Duration, now: Instant) -> (Instant, u64) {
+    let next = due + interval;
+    if next > now {
+        return (next, 0);
+    }
+    let i = interval.as_nanos().max(1);
+    let missed = (now - next).as_nanos() / i + 1;
+    let ahead = Duration::from_nanos(u64::try_from(missed * i).unwrap_or(u64::MAX));
+    (next + ahead, u64::try_from(missed).unwrap_or(u64::MAX))
+}
+
 /// Time from `now_since_epoch` to the next slot `offset + k·interval`.
 pub fn until_next_slot(
     now_since_epoch: Duration,
@@ -226,11 +240,8 @@ impl Scheduler {
             let version = entry.version;
             let running = entry.running.clone();
             // Next slot from the due time, skipping any slots already missed.
-            let mut next = due + spec.interval;
-            while next <= now {
-                next += spec.interval;
-                self.stats.skipped_late.fetch_add(1, Ordering::Relaxed);
-            }
+            let (next, missed) = next_slot(due, spec.interval, now);
+            self.stats.skipped_late.fetch_add(missed, Ordering::Relaxed);
             sh.heap.push(Reverse((next, generation, id)));
 
             if running.swap(true, Ordering::AcqRel) {
@@ -276,6 +287,26 @@ mod tests {
         assert_eq!(a, jitter("p1", "api", i));
         assert!(a < i);
         assert_ne!(jitter("p1", "api", i), jitter("p2", "api", i));
+    }
+
+    #[test]
+    fn the_next_slot_stays_on_the_grid_and_missed_slots_are_skipped() {
+        let t = Instant::now();
+        let i = Duration::from_millis(100);
+        let ms = Duration::from_millis;
+        // On time, or late by less than an interval: the following slot, none missed.
+        assert_eq!(next_slot(t, i, t), (t + i, 0));
+        assert_eq!(next_slot(t, i, t + ms(99)), (t + i, 0));
+        // The following slot is due already: skipped, not run late.
+        assert_eq!(next_slot(t, i, t + i), (t + 2 * i, 1));
+        // 3.5 intervals behind: three slots missed, back on the grid (no drift).
+        assert_eq!(next_slot(t, i, t + ms(350)), (t + 4 * i, 3));
+        // A day behind at 1 s (a suspended laptop): one step, not 86 400 loops.
+        let s = Duration::from_secs(1);
+        assert_eq!(
+            next_slot(t, s, t + Duration::from_secs(86_400)),
+            (t + Duration::from_secs(86_401), 86_400)
+        );
     }
 
     #[test]

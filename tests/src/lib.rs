@@ -13,6 +13,7 @@ use std::{
 
 use outpost_controller::RunningController;
 use outpost_probe::{RunningProbe, config::RawProbeFile};
+use outpost_testkit::wait::eventually;
 
 /// A temporary directory holding tokens, keys and the database.
 pub struct Fleet {
@@ -109,6 +110,25 @@ pub async fn db(path: &Path) -> sqlx::SqlitePool {
         .connect_with(opts)
         .await
         .unwrap()
+}
+
+/// Proof that the controller's workers ran past this moment, so a test may
+/// then assert that nothing (more) happened: waits for an evaluator pass
+/// over every check that started at or after now (within one 1 s tick), then
+/// for no notification due by then to be left pending.
+pub async fn settled(ctl: &RunningController) {
+    let c = ctl.controller();
+    let now = c.now_ms();
+    let wait = Duration::from_secs(10);
+    eventually("an evaluator pass after now", wait, || async {
+        c.evaluated_ms() >= Some(now)
+    })
+    .await;
+    eventually("no notification due and pending", wait, || async {
+        let next = c.store().next_notification_due().await.expect("store");
+        next.is_none_or(|due| due > now)
+    })
+    .await;
 }
 
 /// One integer from a query.

@@ -52,11 +52,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use super::{Action, AlertEvent};
-use crate::{
-    Controller,
-    config::push_if_bad_id,
-    store::{Notification, now_ms},
-};
+use crate::{Controller, config::push_if_bad_id, store::Notification};
 
 /// Default give-up horizon of a sink: a notification still undelivered this
 /// long after its first attempt is marked failed.
@@ -484,8 +480,10 @@ pub fn retry_delay(attempts: u32, retry_after: Option<Duration>, seed: u64) -> D
     delay.max(retry_after.unwrap_or_default())
 }
 
-/// Drains the outbox until `shutdown`; woken early by [`Controller::wake_delivery`].
+/// Drains the outbox until `shutdown`; woken early by [`Controller::wake_delivery`]
+/// and when a manual clock moves (a retry falls due when the test says so).
 pub async fn run_delivery(ctl: Controller, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut moved = ctl.clock().moved();
     loop {
         let wait = match deliver_due(&ctl).await {
             Ok(()) => next_wait(&ctl).await,
@@ -496,6 +494,7 @@ pub async fn run_delivery(ctl: Controller, mut shutdown: tokio::sync::watch::Rec
         };
         tokio::select! {
             _ = ctl.delivery_wakeup().notified() => {}
+            _ = moved.changed() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = crate::stopped(&mut shutdown) => return,
         }
@@ -504,16 +503,18 @@ pub async fn run_delivery(ctl: Controller, mut shutdown: tokio::sync::watch::Rec
 
 async fn next_wait(ctl: &Controller) -> Duration {
     match ctl.store().next_notification_due().await {
-        Ok(Some(due)) => {
-            Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0).clamp(10, 1000))
-        }
+        Ok(Some(due)) => Duration::from_millis(
+            u64::try_from(due - ctl.now_ms())
+                .unwrap_or(0)
+                .clamp(10, 1000),
+        ),
         _ => Duration::from_secs(1),
     }
 }
 
 async fn deliver_due(ctl: &Controller) -> Result<(), crate::store::StoreError> {
     loop {
-        let due = ctl.store().due_notifications(now_ms(), BATCH).await?;
+        let due = ctl.store().due_notifications(ctl.now_ms(), BATCH).await?;
         if due.is_empty() {
             return Ok(());
         }
@@ -555,7 +556,7 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         ..
     }) = def.map(|d| &d.kind)
     {
-        let now = now_ms();
+        let now = ctl.now_ms();
         if let Err(wait_ms) = ctl
             .limiter()
             .try_take(routing_key.expose(), *events_per_minute, now)
@@ -577,7 +578,7 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         },
         (Some(sink), Some(event)) => send(&sink.kind, &sink.name, &event).await,
     };
-    let now = now_ms();
+    let now = ctl.now_ms();
     match outcome {
         Delivery::Sent => {
             store.mark_delivered(n.id, attempts, now).await?;

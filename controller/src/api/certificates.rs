@@ -14,7 +14,7 @@ use crate::{
         certificate::{self, Standing},
     },
     certificate::{days_left, rfc3339},
-    store::{AlertRow, StoreError, now_ms},
+    store::{AlertRow, StoreError},
 };
 
 /// Where a certificate was seen.
@@ -195,7 +195,7 @@ pub(super) struct CertificatesBody {
 pub(super) async fn list_certificates(
     State(ctl): State<Controller>,
 ) -> Result<Json<CertificatesBody>, ApiError> {
-    let now = now_ms();
+    let now = ctl.now_ms();
     let certificates = certificate_views(&ctl, now).await?;
     Ok(Json(CertificatesBody {
         now_ms: now,

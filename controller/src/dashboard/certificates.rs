@@ -19,11 +19,10 @@ use crate::{
         certificates::{CertificateView, SeenByView},
     },
     format,
-    store::now_ms,
 };
 
 pub(super) async fn page_handler(State(ctl): State<Controller>) -> Response {
-    let now = now_ms();
+    let now = ctl.now_ms();
     match api::certificates::certificate_views(&ctl, now).await {
         Ok(certs) => Html(render(&certs, now).into_string()).into_response(),
         Err(e) => error_page(e.into()),

@@ -19,7 +19,7 @@ use crate::{
     api::{self, CHECK_EVENTS, CheckView, events::EventView},
     details,
     format::{self, timestamp},
-    store::{RegionState, ResultRow, now_ms},
+    store::{RegionState, ResultRow},
 };
 
 pub(super) async fn page_handler(
@@ -37,7 +37,7 @@ pub(super) async fn page_handler(
 }
 
 async fn render(ctl: &Controller, id: &str) -> Result<Option<Markup>, api::ApiError> {
-    let now = now_ms();
+    let now = ctl.now_ms();
     let Some((view, results)) = api::check_detail(ctl, id, now).await? else {
         return Ok(None);
     };

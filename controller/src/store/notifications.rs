@@ -89,6 +89,8 @@ pub(super) async fn queue_for_alert(
     .bind(action)
     .bind(dedup_key)
     .bind(payload_json)
+    // Due at once: an evaluation at an injected future `now` (tests of
+    // certificate expiry) must not park its notifications until then.
     .bind(now.min(now_ms()))
     .bind(now)
     .execute(&mut **tx)

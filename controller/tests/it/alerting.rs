@@ -17,9 +17,15 @@ async fn three_probes(addr: std::net::SocketAddr) -> Vec<FakeProbe> {
     probes
 }
 
-/// Lets the evaluator and delivery worker catch up, then asserts nothing more arrived.
-async fn assert_no_more_events(pager: &PagerReceiver, n: usize) {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Waits for the evaluator and delivery worker to have run past now
+/// ([`settle`]), then asserts nothing more arrived.
+async fn assert_no_more_events(
+    ctl: &outpost_controller::RunningController,
+    clock: &outpost_controller::ManualClock,
+    pager: &PagerReceiver,
+    n: usize,
+) {
+    settle(ctl, clock).await;
     assert_eq!(
         pager.events().len(),
         n,
@@ -32,7 +38,7 @@ async fn assert_no_more_events(pager: &PagerReceiver, n: usize) {
 async fn two_failing_regions_page_once_and_recovery_resolves_once() {
     let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ctl = start(&config_text(
+    let (ctl, clock) = start_manual(&config_text(
         &dir.path().join("o.db"),
         &pager.url(),
         API_CHECK,
@@ -44,7 +50,7 @@ async fn two_failing_regions_page_once_and_recovery_resolves_once() {
     p[1].report("api-health", false, 1).await;
     // One region confirmed, the other not yet: no page.
     assert!(
-        alerting::evaluate_all(ctl.controller(), outpost_controller::store::now_ms())
+        alerting::evaluate_all(ctl.controller(), clock.unix_ms())
             .await
             .unwrap()
             .is_empty()
@@ -74,7 +80,7 @@ async fn two_failing_regions_page_once_and_recovery_resolves_once() {
     // More failures while open: still one page.
     p[0].report("api-health", false, 2).await;
     p[1].report("api-health", false, 2).await;
-    assert_no_more_events(&pager, 1).await;
+    assert_no_more_events(&ctl, &clock, &pager, 1).await;
 
     p[0].report("api-health", true, 2).await;
     p[1].report("api-health", true, 2).await;
@@ -83,7 +89,7 @@ async fn two_failing_regions_page_once_and_recovery_resolves_once() {
     assert_eq!(events[1].event_action, "resolve");
     assert_eq!(events[1].dedup_key, events[0].dedup_key);
     assert_eq!(events[1].routing_key, ROUTING_KEY);
-    assert_no_more_events(&pager, 2).await;
+    assert_no_more_events(&ctl, &clock, &pager, 2).await;
     assert!(pager.rejected().is_empty(), "{:#?}", pager.rejections());
 
     let alerts = ctl.store().alerts(10).await.unwrap();
@@ -129,7 +135,7 @@ async fn a_restart_neither_repages_nor_forgets_an_open_alert() {
     let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(&dir.path().join("o.db"), &pager.url(), API_CHECK);
-    let ctl = start(&text).await;
+    let (ctl, clock) = start_manual(&text).await;
     let mut p = three_probes(ctl.grpc_addr()).await;
     p[0].report("api-health", false, 2).await;
     p[1].report("api-health", false, 2).await;
@@ -137,17 +143,17 @@ async fn a_restart_neither_repages_nor_forgets_an_open_alert() {
     drop(p);
     ctl.shutdown().await;
 
-    let ctl = start(&text).await;
+    let ctl = start_with(&text, &clock).await;
     let mut p = three_probes(ctl.grpc_addr()).await;
     p[0].seq = 100;
     p[1].seq = 100;
     p[0].report("api-health", false, 2).await;
     p[1].report("api-health", false, 2).await;
-    let transitions = alerting::evaluate_all(ctl.controller(), outpost_controller::store::now_ms())
+    let transitions = alerting::evaluate_all(ctl.controller(), clock.unix_ms())
         .await
         .unwrap();
     assert!(transitions.is_empty(), "{transitions:?}");
-    assert_no_more_events(&pager, 1).await;
+    assert_no_more_events(&ctl, &clock, &pager, 1).await;
 
     // The open alert was read back: recovery resolves it.
     p[0].report("api-health", true, 2).await;
@@ -163,6 +169,28 @@ async fn a_restart_neither_repages_nor_forgets_an_open_alert() {
     ctl.shutdown().await;
 }
 
+/// Waits for the pagerduty notification to be pending after `attempts`
+/// failed attempts, and returns it.
+async fn retry_pending(
+    ctl: &outpost_controller::RunningController,
+    attempts: u32,
+) -> outpost_controller::store::NotificationRow {
+    let store = ctl.store();
+    let what = format!("a notification pending after {attempts} attempts");
+    eventually(&what, WAIT, || async {
+        for a in store.alerts(10).await.ok()? {
+            for n in store.notifications_for_alert(a.id).await.ok()? {
+                if n.sink == "pagerduty" && n.state.as_str() == "pending" && n.attempts == attempts
+                {
+                    return Some(n);
+                }
+            }
+        }
+        None
+    })
+    .await
+}
+
 #[tokio::test]
 async fn pager_429_is_retried_after_retry_after_and_400_is_not() {
     let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
@@ -171,23 +199,33 @@ async fn pager_429_is_retried_after_retry_after_and_400_is_not() {
         Forced::status(503),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let ctl = start(&config_text(
+    let (ctl, clock) = start_manual(&config_text(
         &dir.path().join("o.db"),
         &pager.url(),
         API_CHECK,
     ))
     .await;
     let mut p = three_probes(ctl.grpc_addr()).await;
-    let started = std::time::Instant::now();
+    let t0 = clock.unix_ms();
     p[0].report("api-health", false, 2).await;
     p[1].report("api-health", false, 2).await;
+    // 429 with Retry-After: 1: pending, due a second later by the clock.
+    let first = retry_pending(&ctl, 1).await;
+    assert!(first.next_attempt_ms >= t0 + 1000, "{first:?}");
+    assert_no_more_events(&ctl, &clock, &pager, 0).await;
+    assert_eq!(pager.attempts(), 1, "no second attempt before it was due");
+    // Due: the 503 gets the backoff of a second attempt (1–2 s).
+    clock.advance(Duration::from_millis(
+        u64::try_from(first.next_attempt_ms - clock.unix_ms()).unwrap(),
+    ));
+    let second = retry_pending(&ctl, 2).await;
+    let backoff = second.next_attempt_ms - clock.unix_ms();
+    assert!((1000..=2000).contains(&backoff), "{second:?}");
+    assert_eq!(pager.attempts(), 2);
+    clock.advance(Duration::from_millis(2000));
     let events = pager.wait_for_events(1, WAIT).await;
     assert_eq!(events.len(), 1);
     assert_eq!(pager.attempts(), 3);
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "Retry-After: 1 was not honoured"
-    );
     let m = ctl.controller().metrics();
     assert_eq!(
         m.get(
@@ -207,7 +245,7 @@ async fn pager_429_is_retried_after_retry_after_and_400_is_not() {
         async move { (store.notification_counts().await.ok()?.failed == 1).then_some(()) }
     })
     .await;
-    assert_no_more_events(&pager, 1).await;
+    assert_no_more_events(&ctl, &clock, &pager, 1).await;
     assert_eq!(pager.attempts(), 4);
     assert_eq!(
         m.get(
@@ -262,7 +300,7 @@ async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
                   [[checks]]\nid = \"api-b\"\ninterval = \"30s\"\nhttp = { url = \"https://b.example.net/\" }\n";
     let text = config_text(&dir.path().join("o.db"), &pager.url(), checks)
         .replace("api_url = ", "events_per_minute = 2, api_url = ");
-    let ctl = start(&text).await;
+    let (ctl, clock) = start_manual(&text).await;
     let mut p = three_probes(ctl.grpc_addr()).await;
     for check in ["api-a", "api-b"] {
         p[0].report(check, false, 2).await;
@@ -270,6 +308,7 @@ async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
     }
     assert_eq!(pager.wait_for_events(1, WAIT).await.len(), 1);
     let store = ctl.store().clone();
+    let a_minute_on = clock.unix_ms() + 30_000;
     eventually("the second trigger is postponed", WAIT, || {
         let store = store.clone();
         async move {
@@ -281,7 +320,7 @@ async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
                     if n.sink == "pagerduty"
                         && n.state.as_str() == "pending"
                         && n.attempts == 0
-                        && n.next_attempt_ms > outpost_controller::store::now_ms() + 30_000
+                        && n.next_attempt_ms > a_minute_on
                     {
                         waiting += 1;
                     }
@@ -291,7 +330,7 @@ async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
         }
     })
     .await;
-    assert_no_more_events(&pager, 1).await;
+    assert_no_more_events(&ctl, &clock, &pager, 1).await;
     assert_eq!(
         pager.attempts(),
         1,

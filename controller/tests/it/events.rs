@@ -147,7 +147,7 @@ async fn a_route_listing_dns_change_gets_one_info_notification_per_change_and_pa
         hook.url()
     );
     let checks = format!("{DNS_CHECK}{extra}");
-    let ctl = start(&config_text(
+    let (ctl, clock) = start_manual(&config_text(
         &dir.path().join("o.db"),
         &pager.url(),
         &checks,
@@ -164,7 +164,7 @@ async fn a_route_listing_dns_change_gets_one_info_notification_per_change_and_pa
         probe.send(vec![r]).await;
     }
     let bodies = hook.wait_for_bodies(1, WAIT).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    settle(&ctl, &clock).await;
     assert_eq!(hook.bodies().len(), 1, "{:#?}", hook.bodies());
     let b = &bodies[0];
     assert_eq!(b["event"], "info");

@@ -5,7 +5,7 @@
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-use outpost_controller::{RunningController, config};
+use outpost_controller::{ManualClock, RunningController, config};
 use outpost_proto::v1::ProbeMessage;
 use outpost_testkit::client;
 pub use outpost_testkit::{
@@ -102,4 +102,48 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     let (status, body) = get(addr, path).await;
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).expect("json")
+}
+
+/// A controller reading a manual clock that stands at the system's now
+/// until the test moves it (offline detection, evaluation, retries).
+pub async fn start_manual(text: &str) -> (RunningController, ManualClock) {
+    let clock = ManualClock::starting_now();
+    (start_with(text, &clock).await, clock)
+}
+
+/// A controller reading `clock` (a restart in a test keeps its clock).
+pub async fn start_with(text: &str, clock: &ManualClock) -> RunningController {
+    let cfg = config::parse(text, "test.toml", &vars()).expect("test config is valid");
+    outpost_controller::start_with_clock(cfg, clock.clock())
+        .await
+        .expect("controller starts")
+}
+
+/// Proof that the controller's workers ran past this moment, so a test may
+/// then assert that nothing (more) happened: moves `clock` by 1 ms (waking
+/// the evaluator), waits for an evaluator pass over every check at that
+/// time, then for no notification due by then to be left pending (each was
+/// delivered, given up or scheduled for later).
+pub async fn settle(ctl: &RunningController, clock: &ManualClock) {
+    clock.advance(Duration::from_millis(1));
+    let now = clock.unix_ms();
+    let c = ctl.controller();
+    eventually("an evaluator pass at the clock's time", WAIT, || async {
+        c.evaluated_ms() >= Some(now)
+    })
+    .await;
+    drained(ctl).await;
+}
+
+/// Waits until no notification due by the controller's now is pending:
+/// each was delivered, given up or scheduled for later, so the delivery
+/// worker has nothing more to send yet.
+pub async fn drained(ctl: &RunningController) {
+    let c = ctl.controller();
+    let now = c.now_ms();
+    eventually("no notification due and pending", WAIT, || async {
+        let next = c.store().next_notification_due().await.expect("store");
+        next.is_none_or(|due| due > now)
+    })
+    .await;
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::code;
 use outpost_probe::{
     check::{self, CheckSpec, Failure, FailureCode, Outcome, RawCheck, RunContext},
+    clock::ManualClock,
     config::Problems,
     resolver::{self, ResolverSpec},
 };
@@ -25,6 +26,15 @@ fn spec(id: &str, timeout: &str, dns: &str) -> CheckSpec {
 
 async fn run(spec: &CheckSpec) -> Outcome {
     check::run(spec, &RunContext::default()).await
+}
+
+/// A run at the time `clock` stands at (change tracking reads it).
+async fn run_at(spec: &CheckSpec, clock: &ManualClock) -> Outcome {
+    let ctx = RunContext {
+        clock: clock.clock(),
+        ..RunContext::default()
+    };
+    check::run(spec, &ctx).await
 }
 
 fn resolver(o: &Outcome, i: usize) -> Value {
@@ -195,13 +205,15 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
             lagging.tcp_url()
         ),
     );
-    let o = run(&s).await;
+    // Manual time: the window is measured from the change, to the millisecond.
+    let clock = ManualClock::starting_now();
+    let o = run_at(&s, &clock).await;
     assert!(o.ok(), "{:?}", o.result);
 
     leader
         .set_cname("www.example.test", "green.example.test", 1)
         .unwrap();
-    let o = run(&s).await;
+    let o = run_at(&s, &clock).await;
     assert_eq!(
         code(&o),
         Some(FailureCode::DnsResolversDisagree),
@@ -225,9 +237,19 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
     assert_eq!(p["window_ms"], 1500);
     assert_eq!(p["lagging"][0]["resolver"], lagging.tcp_url());
 
-    // Old TTL (1 s) plus grace (500 ms) later, the lagging resolver is named.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    let o = run(&s).await;
+    // Up to old TTL (1 s) plus grace (500 ms) it is only a disagreement...
+    clock.advance(Duration::from_millis(1500));
+    let o = run_at(&s, &clock).await;
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::DnsResolversDisagree),
+        "{}",
+        o.details()
+    );
+    assert_eq!(o.details()["propagation"]["stalled"], false);
+    // ...and past that the lagging resolver is named.
+    clock.advance(Duration::from_millis(1));
+    let o = run_at(&s, &clock).await;
     assert_eq!(
         code(&o),
         Some(FailureCode::DnsPropagationStalled),
@@ -250,13 +272,13 @@ async fn a_lagging_resolver_disagrees_then_stalls_after_old_ttl_plus_grace() {
     assert_eq!(p["leader"], leader.udp_url());
     assert_eq!(p["old"]["cname_target"], "blue.example.test");
     assert_eq!(p["new"]["cname_target"], "green.example.test");
-    assert!(p["lagging"][0]["lagging_for_ms"].as_u64().unwrap() >= 1500);
+    assert_eq!(p["lagging"][0]["lagging_for_ms"], 1501);
 
     // It catches up: agreement again, and its change is reported.
     lagging
         .set_cname("www.example.test", "green.example.test", 1)
         .unwrap();
-    let o = run(&s).await;
+    let o = run_at(&s, &clock).await;
     assert!(o.ok(), "{:?}", o.result);
     assert_eq!(o.details()["changes"][0]["resolver"], lagging.tcp_url());
     assert!(o.details().get("propagation").is_none());

@@ -14,7 +14,7 @@ use outpost_probe::{
     check::{self, Failure, FailureCode, Outcome, RunContext, failure::Phase},
     config::RawProbeFile,
 };
-use outpost_testkit::{Hostile, HttpServer, Reply};
+use outpost_testkit::{Hostile, HttpServer, Reply, wait::eventually};
 
 /// Runs the check and returns the outcome and the wall time it took.
 async fn timed(toml_text: &str) -> (Outcome, Duration) {
@@ -284,7 +284,19 @@ async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
     let sink = seen.clone();
     let probe =
         outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
-    tokio::time::sleep(Duration::from_millis(3050)).await;
+    // Real time: the hostile peers hold real connections open. Under their
+    // load until each has failed twice.
+    eventually(
+        "two runs of every hostile check",
+        Duration::from_secs(10),
+        || async {
+            let outcomes = seen.lock().unwrap();
+            hostile
+                .iter()
+                .all(|(id, _, _)| outcomes.iter().filter(|o| o.check_id == *id).count() >= 2)
+        },
+    )
+    .await;
     let grown = rss_kib().saturating_sub(before);
     probe.shutdown().await;
 
@@ -293,12 +305,24 @@ async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
         .iter()
         .filter(|o| o.check_id == "healthy")
         .collect();
-    // 30 slots in ~3 s; the first lands within the first interval.
+    // Meanwhile the healthy check ran in every one of its 100 ms slots, the
+    // next one each time (slots `offset + k·100 ms`, see `scheduler.rs`):
+    // none skipped, up to 95 ms late.
     assert!(
-        (29..=31).contains(&healthy_runs.len()),
+        healthy_runs.len() >= 10,
         "{} healthy runs",
         healthy_runs.len()
     );
+    let offset = outpost_probe::scheduler::jitter("local", "healthy", Duration::from_millis(100));
+    let slots: Vec<i128> = healthy_runs
+        .iter()
+        .map(|o| {
+            let ms = o.started_at.unix_timestamp_nanos() / 1_000_000 - offset.as_millis() as i128;
+            (ms + 5).div_euclid(100)
+        })
+        .collect();
+    let expected: Vec<i128> = (slots[0]..slots[0] + slots.len() as i128).collect();
+    assert_eq!(slots, expected, "slot of each healthy run");
     assert!(healthy_runs.iter().all(|o| o.ok()));
     // Each healthy run finishes well within its interval, hostile peers or not.
     let slowest = healthy_runs.iter().map(|o| o.phases.total).max().unwrap();

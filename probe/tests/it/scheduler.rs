@@ -1,5 +1,12 @@
 //! The scheduler against real targets: cadence, the concurrency cap and
 //! skipped overruns.
+//!
+//! Real time: every run is a real HTTP exchange on loopback, which a paused
+//! runtime would race past (see `outpost_testkit::wait`). So the tests wait
+//! for the runs they need, and judge the cadence by the runs' own start
+//! times against the scheduler's slot grid, not by counting after a sleep.
+//! The slot arithmetic itself (phase, missed slots) is unit-tested in
+//! `scheduler.rs` with injected instants.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,8 +15,8 @@ use std::{
     time::Duration,
 };
 
-use outpost_probe::{check::Outcome, config::RawProbeFile};
-use outpost_testkit::{Hostile, HttpServer, Reply};
+use outpost_probe::{check::Outcome, config::RawProbeFile, scheduler::jitter};
+use outpost_testkit::{Hostile, HttpServer, Reply, wait::eventually};
 
 fn config(text: &str) -> outpost_probe::config::ProbeConfig {
     let raw: RawProbeFile = toml::from_str(text).unwrap();
@@ -18,11 +25,6 @@ fn config(text: &str) -> outpost_probe::config::ProbeConfig {
 
 #[tokio::test]
 async fn checks_run_at_their_interval_and_overruns_are_skipped_and_counted() {
-    let fast = HttpServer::builder()
-        .route("/", Reply::text(200, "ok"))
-        .run()
-        .await
-        .unwrap();
     let silent = Hostile::silent().await.unwrap();
     let cfg = config(&format!(
         r#"
@@ -45,20 +47,33 @@ http = {{ url = "{s}" }}
     let sink = seen.clone();
     let probe =
         outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let stats = probe.scheduler.stats.clone();
-    probe.shutdown().await;
     // One slot, two checks that each hold it for a full interval: runs queue
     // behind each other and due runs of a still-waiting check are skipped.
-    assert!(stats.skipped_overrun.load(Ordering::Relaxed) > 0);
+    eventually(
+        "three runs and a skipped overrun",
+        Duration::from_secs(10),
+        || async {
+            seen.lock().unwrap().len() >= 3 && stats.skipped_overrun.load(Ordering::Relaxed) > 0
+        },
+    )
+    .await;
+    probe.shutdown().await;
     let outcomes = seen.lock().unwrap();
-    assert!(outcomes.len() >= 3, "{}", outcomes.len());
     assert!(outcomes.iter().all(|o| !o.ok()));
-    drop(fast);
+    // Never two runs at once: each started after the previous one's timeout.
+    let mut starts: Vec<_> = outcomes.iter().map(|o| o.started_at).collect();
+    starts.sort();
+    for w in starts.windows(2) {
+        assert!(
+            w[1] - w[0] >= time::Duration::milliseconds(190),
+            "{starts:?}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn a_check_runs_about_once_per_interval() {
+async fn a_check_runs_once_per_slot_on_its_phase() {
     let srv = HttpServer::builder()
         .route("/", Reply::text(200, "ok"))
         .run()
@@ -72,10 +87,29 @@ async fn a_check_runs_about_once_per_interval() {
     let sink = seen.clone();
     let probe =
         outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let stats = probe.scheduler.stats.clone();
+    eventually("ten runs", Duration::from_secs(10), || async {
+        seen.lock().unwrap().len() >= 10
+    })
+    .await;
     probe.shutdown().await;
-    let n = seen.lock().unwrap().len();
-    // 10 slots in ~1 s (the first one lands within the first interval).
-    assert!((9..=11).contains(&n), "{n} runs");
-    assert!(seen.lock().unwrap().iter().all(Outcome::ok));
+    let outcomes = seen.lock().unwrap();
+    assert!(outcomes.iter().all(Outcome::ok));
+    // Slots are `offset + k·100 ms` on the wall clock, offset the check's
+    // deterministic jitter for the probe ("local" when standalone). Each run
+    // starts in its own slot, the next one each time: none doubled, none
+    // skipped, no drift. A run starts at or after its slot; up to 95 ms late
+    // is tolerated (the box is shared), and 5 ms early for the wall clock
+    // being slewed against the monotonic one the slots are timed on.
+    let offset = jitter("local", "a", Duration::from_millis(100)).as_millis() as i128;
+    let slot = |o: &Outcome| {
+        let ms = o.started_at.unix_timestamp_nanos() / 1_000_000 - offset;
+        (ms + 5).div_euclid(100)
+    };
+    let slots: Vec<i128> = outcomes.iter().map(slot).collect();
+    let first = slots[0];
+    let expected: Vec<i128> = (first..first + slots.len() as i128).collect();
+    assert_eq!(slots, expected, "slot of each run");
+    assert_eq!(stats.skipped_late.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.skipped_overrun.load(Ordering::Relaxed), 0);
 }

@@ -3,16 +3,17 @@
 //! `exp`, validated by the resource server against its own clock. Token
 //! lifetimes of one or two seconds; runs are driven by calling `check::run`
 //! in a loop, as the scheduler would.
+//!
+//! Time is a [`ManualClock`] that the probe's runs and the token server both
+//! read: a test moves it between runs instead of sleeping, so a token
+//! expires at exactly its lifetime and every renewal lands on a known run.
 
-use std::{
-    path::PathBuf,
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, sync::OnceLock, time::Duration};
 
 use crate::support::{code, spec};
 use outpost_probe::{
     check::{self, CheckSpec, FailureCode, Outcome, RawCheck, RunContext, session},
+    clock::ManualClock,
     config::Problems,
 };
 use outpost_testkit::TokenServer;
@@ -36,11 +37,14 @@ fn dirs() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
     })
 }
 
-async fn server(lifetime: Duration) -> TokenServer {
+/// A token server on `clock`.
+async fn server(lifetime: Duration, clock: &ManualClock) -> TokenServer {
+    let c = clock.clone();
     TokenServer::builder()
         .client("outpost", SECRET)
         .user("alice", PASSWORD)
         .lifetime(lifetime)
+        .clock(move || c.now_utc().into())
         .run()
         .await
         .unwrap()
@@ -64,12 +68,33 @@ use = [{{ url = "{}", json = [{{ path = "$.ok", equals = true }}] }}]
     ))
 }
 
-async fn run(spec: &CheckSpec) -> Outcome {
+/// One run at the time `clock` stands at.
+async fn run(spec: &CheckSpec, clock: &ManualClock) -> Outcome {
     let ctx = RunContext {
         session_dir: Some(dirs().0.path().join("sessions")),
+        clock: clock.clock(),
         ..RunContext::default()
     };
     check::run(spec, &ctx).await
+}
+
+/// Runs every `step` (moving `clock` between runs) while less than `span`
+/// has passed since the first: the scheduler's cadence, in manual time.
+/// Each outcome comes with the time of its run since the first.
+async fn every(
+    step: Duration,
+    span: Duration,
+    spec: &CheckSpec,
+    clock: &ManualClock,
+) -> Vec<(Duration, Outcome)> {
+    let mut out = Vec::new();
+    let mut t = Duration::ZERO;
+    while t < span {
+        out.push((t, run(spec, clock).await));
+        clock.advance(step);
+        t += step;
+    }
+    out
 }
 
 fn f64_of(v: &Value) -> f64 {
@@ -78,53 +103,60 @@ fn f64_of(v: &Value) -> f64 {
 
 #[tokio::test]
 async fn before_expiry_holds_a_session_for_five_lifetimes_with_renewals() {
-    let ts = server(Duration::from_secs(1)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(1), &clock).await;
     let spec = oauth(
         "hold",
         &ts,
         "renewal = \"before_expiry\"\nrenew_at_fraction = 0.5",
     );
-    let start = Instant::now();
-    let mut outcomes = Vec::new();
-    while start.elapsed() < Duration::from_millis(5_600) {
-        outcomes.push(run(&spec).await);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    let ms = Duration::from_millis;
+    let outcomes: Vec<Outcome> = every(ms(150), ms(5_600), &spec, &clock)
+        .await
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
     for o in &outcomes {
         assert!(o.ok(), "{}", o.to_json());
     }
     let last = &outcomes[outcomes.len() - 1].details();
-    assert!(f64_of(&last["renewals"]) >= 4.0, "{last}");
+    // Due half-way through each 1 s credential: renewed by the first run at
+    // or past it (0.6 s, 1.2 s, … 5.4 s).
+    assert_eq!(last["renewals"], 9, "{last}");
     // Client credentials renew by logging in again: one login per renewal.
     assert_eq!(
         f64_of(&last["logins"]),
         f64_of(&last["renewals"]) + 1.0,
         "{last}"
     );
-    assert!(f64_of(&last["session_age_s"]) >= 5.0, "{last}");
+    assert_eq!(last["session_age_s"], 5.55, "{last}");
     let id_details = outcomes[0].details();
     let id = &id_details["session_id"];
     assert!(outcomes.iter().all(|o| &o.details()["session_id"] == id));
     assert_eq!(ts.unauthorized(), 0, "no protected call was rejected");
-    assert!(ts.tokens_issued() >= 5);
+    assert_eq!(ts.tokens_issued(), 10);
     assert_eq!(last["declared_lifetime_s"], 1.0);
     assert!(last["next_renewal_at"].is_string());
 }
 
 #[tokio::test]
 async fn never_fails_with_session_expired_at_the_lifetime_and_reports_it() {
-    let ts = server(Duration::from_secs(2)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(2), &clock).await;
     let spec = oauth("never", &ts, "renewal = \"never\"");
-    let first = run(&spec).await;
+    let first = run(&spec, &clock).await;
     assert!(first.ok(), "{}", first.to_json());
-    let start = Instant::now();
+    let start = clock.now_utc();
     let failed = loop {
-        let o = run(&spec).await;
+        clock.advance(Duration::from_millis(100));
+        let o = run(&spec, &clock).await;
         if !o.ok() {
             break o;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "never failed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            clock.now_utc() - start < time::Duration::seconds(5),
+            "never failed"
+        );
     };
     assert_eq!(
         code(&failed),
@@ -132,16 +164,13 @@ async fn never_fails_with_session_expired_at_the_lifetime_and_reports_it() {
         "{}",
         failed.to_json()
     );
+    // Rejected by the first run at the declared expiry, not before.
+    assert_eq!(clock.now_utc() - start, time::Duration::seconds(2));
     let observed = f64_of(&failed.details()["observed_lifetime_s"]);
-    assert!(
-        (1.0..=3.0).contains(&observed),
-        "observed lifetime {observed}"
-    );
-    let elapsed = start.elapsed().as_secs_f64();
-    assert!((1.0..=3.0).contains(&elapsed), "failed after {elapsed}s");
+    assert_eq!(observed, 2.0, "observed lifetime");
     assert_eq!(failed.details()["requests"][0]["status"], 401);
     // The next run starts a new session (and measures its lifetime).
-    let next = run(&spec).await;
+    let next = run(&spec, &clock).await;
     assert!(next.ok(), "{}", next.to_json());
     assert_ne!(next.details()["session_id"], first.details()["session_id"]);
     assert_eq!(
@@ -152,19 +181,25 @@ async fn never_fails_with_session_expired_at_the_lifetime_and_reports_it() {
 
 #[tokio::test]
 async fn lifetime_shortened_on_the_server_is_reported() {
-    let ts = server(Duration::from_secs(2)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(2), &clock).await;
     let spec = oauth("shortened", &ts, "renew_at_fraction = 0.5");
-    assert!(run(&spec).await.ok());
+    assert!(run(&spec, &clock).await.ok());
     ts.set_lifetime(Duration::from_secs(1));
-    let start = Instant::now();
+    let start = clock.now_utc();
     let changed = loop {
-        let o = run(&spec).await;
+        clock.advance(Duration::from_millis(100));
+        let o = run(&spec, &clock).await;
         if !o.ok() {
             break o;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "no change seen");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            clock.now_utc() - start < time::Duration::seconds(5),
+            "no change seen"
+        );
     };
+    // Seen at the first renewal: half-way through the 2 s credential.
+    assert_eq!(clock.now_utc() - start, time::Duration::seconds(1));
     assert_eq!(
         code(&changed),
         Some(FailureCode::SessionLifetimeChanged),
@@ -176,20 +211,22 @@ async fn lifetime_shortened_on_the_server_is_reported() {
     assert_eq!(changed.details()["first_declared_lifetime_s"], 2.0);
     // The renewed session itself works, and the change is reported once.
     assert_eq!(changed.details()["requests"][0]["status"], 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let after = run(&spec).await;
+    // The next renewal (of the new 1 s credential) sees no change.
+    clock.advance(Duration::from_millis(600));
+    let after = run(&spec, &clock).await;
     assert!(after.ok(), "{}", after.to_json());
 }
 
 #[tokio::test]
 async fn lifetime_outside_bounds_is_reported() {
-    let ts = server(Duration::from_secs(2)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(2), &clock).await;
     let spec = oauth(
         "bounds",
         &ts,
         "lifetime_bounds = { min = \"50m\", max = \"25h\" }",
     );
-    let o = run(&spec).await;
+    let o = run(&spec, &clock).await;
     assert_eq!(
         code(&o),
         Some(FailureCode::SessionLifetimeChanged),
@@ -200,10 +237,11 @@ async fn lifetime_outside_bounds_is_reported() {
 
 #[tokio::test]
 async fn skewed_server_clock_is_reported_while_the_session_still_works() {
-    let ts = server(Duration::from_secs(60)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(60), &clock).await;
     ts.set_clock_skew(time::Duration::seconds(30));
     let spec = oauth("skew", &ts, "");
-    let o = run(&spec).await;
+    let o = run(&spec, &clock).await;
     assert_eq!(code(&o), Some(FailureCode::ClockSkew), "{}", o.to_json());
     let off = f64_of(&o.details()["server_clock_offset_ms"]);
     assert!((28_500.0..=31_500.0).contains(&off), "offset {off}");
@@ -212,34 +250,33 @@ async fn skewed_server_clock_is_reported_while_the_session_still_works() {
     let left = f64_of(&o.details()["expires_in_s"]);
     assert!((58.0..=60.0).contains(&left), "expires in {left}");
     // Within tolerance, nothing is reported.
-    let ts2 = server(Duration::from_secs(60)).await;
+    let ts2 = server(Duration::from_secs(60), &clock).await;
     ts2.set_clock_skew(time::Duration::seconds(-2));
-    let o = run(&oauth("skew-small", &ts2, "")).await;
+    let o = run(&oauth("skew-small", &ts2, ""), &clock).await;
     assert!(o.ok(), "{}", o.to_json());
 }
 
 #[tokio::test]
 async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
-    let ts = server(Duration::from_secs(2)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(2), &clock).await;
     let spec = oauth("broken-renewal", &ts, "renew_at_fraction = 0.25");
-    let first = run(&spec).await;
+    let first = run(&spec, &clock).await;
     assert!(first.ok(), "{}", first.to_json());
     let old = TokenServer::jti_of(&ts.last_access_token().unwrap()).unwrap();
-    let issued = Instant::now();
     ts.set_token_endpoint_status(503);
-    let mut outcomes = Vec::new();
-    while issued.elapsed() < Duration::from_millis(2_800) {
-        outcomes.push((issued.elapsed(), run(&spec).await));
-        tokio::time::sleep(Duration::from_millis(120)).await;
-    }
-    // Before the renewal point: plain success; after it: renewal failed, old token still used.
+    let ms = Duration::from_millis;
+    let outcomes = every(ms(120), ms(2_800), &spec, &clock).await;
+    // Before the renewal point (0.5 s): plain success; from the first run past
+    // it (0.6 s) until expiry (2 s): renewal failed, old token still used.
     let kept: Vec<&(Duration, Outcome)> = outcomes
         .iter()
         .filter(|(_, o)| o.details()["requests"][0]["credential"] == "previous")
         .collect();
-    assert!(kept.len() >= 3, "{}", outcomes.len());
-    let mut kept_ok = 0;
-    for (t, o) in &kept {
+    let times: Vec<Duration> = kept.iter().map(|(t, _)| *t).collect();
+    let expected: Vec<Duration> = (5..=16).map(|k| ms(120 * k)).collect();
+    assert_eq!(times, expected);
+    for (_, o) in &kept {
         assert_eq!(
             code(o),
             Some(FailureCode::SessionRenewalFailed),
@@ -247,32 +284,17 @@ async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
             o.to_json()
         );
         assert!(o.details()["renewal_failures"].as_u64() >= Some(1));
-        // `t` is measured from after the first run, so the token is a little older than
-        // `t`. A run that starts within a few milliseconds of expiry still sends the old
-        // token (it was valid when chosen) and the server may already refuse it; that
-        // edge is real behaviour, so only runs well clear of it must see 200.
-        let status_details = o.details();
-        let status = &status_details["requests"][0]["status"];
-        if *t < Duration::from_millis(1_700) {
-            assert_eq!(*status, 200, "{}", o.to_json());
-        } else {
-            assert!(*status == 200 || *status == 401, "{}", o.to_json());
-        }
-        if *status == 200 {
-            kept_ok += 1;
-        }
+        assert_eq!(o.details()["requests"][0]["status"], 200, "{}", o.to_json());
     }
-    assert!(
-        kept_ok >= 3,
-        "{kept_ok} runs used the old token successfully"
-    );
-    // The resource server kept receiving the old token's calls, answered 200, until expiry.
+    // The resource server answered the old token's calls with 200 until expiry:
+    // the first run's, the five before the renewal point and the twelve after.
     let log = ts.resource_log();
     let old_ok = log
         .iter()
         .filter(|c| c.jti.as_deref() == Some(old.as_str()) && c.status == 200)
         .count();
-    assert!(old_ok > kept_ok, "{old_ok} calls with the old token");
+    assert_eq!(old_ok, 1 + 5 + kept.len(), "calls with the old token");
+    assert!(log.iter().all(|c| c.status == 200), "none was refused");
     // Past expiry the calls are skipped and the renewal failure is still the code.
     let (t, last) = outcomes.last().unwrap();
     assert!(*t > Duration::from_secs(2));
@@ -285,18 +307,19 @@ async fn broken_renewal_keeps_using_the_old_token_until_it_expires() {
     assert_eq!(last.details()["requests"].as_array().map(Vec::len), Some(0));
     // Repaired: the next run renews and passes.
     ts.set_token_endpoint_status(200);
-    let o = run(&spec).await;
+    let o = run(&spec, &clock).await;
     assert!(o.ok(), "{}", o.to_json());
     assert_eq!(o.details()["requests"][0]["credential"], "renewed");
 }
 
 #[tokio::test]
 async fn restarted_probe_resumes_the_session_without_a_new_login() {
-    let ts = server(Duration::from_secs(60)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(60), &clock).await;
     let spec = oauth("restart", &ts, "");
-    let a = run(&spec).await;
+    let a = run(&spec, &clock).await;
     assert!(a.ok(), "{}", a.to_json());
-    assert!(run(&spec).await.ok());
+    assert!(run(&spec, &clock).await.ok());
     assert_eq!(ts.tokens_issued(), 1);
     let file = dirs().0.path().join("sessions").join("restart.json");
     #[cfg(unix)]
@@ -307,7 +330,7 @@ async fn restarted_probe_resumes_the_session_without_a_new_login() {
     }
     // A restart: the in-memory state is gone, the file is read back.
     session::state::forget("restart");
-    let b = run(&spec).await;
+    let b = run(&spec, &clock).await;
     assert!(b.ok(), "{}", b.to_json());
     assert_eq!(ts.tokens_issued(), 1, "no new login after the restart");
     assert_eq!(b.details()["session_id"], a.details()["session_id"]);
@@ -316,19 +339,20 @@ async fn restarted_probe_resumes_the_session_without_a_new_login() {
     // A damaged file is not fatal: the run logs in anew.
     std::fs::write(&file, b"{ not json").unwrap();
     session::state::forget("restart");
-    let c = run(&spec).await;
+    let c = run(&spec, &clock).await;
     assert!(c.ok(), "{}", c.to_json());
     assert_eq!(ts.tokens_issued(), 2);
 }
 
 #[tokio::test]
 async fn on_401_reports_early_rejection_even_when_the_retry_succeeds() {
-    let ts = server(Duration::from_secs(30)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(30), &clock).await;
     let spec = oauth("early", &ts, "renewal = \"on_401\"");
-    assert!(run(&spec).await.ok());
+    assert!(run(&spec, &clock).await.ok());
     ts.set_reject_after(Some(Duration::from_millis(300)));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let o = run(&spec).await;
+    clock.advance(Duration::from_millis(400));
+    let o = run(&spec, &clock).await;
     assert_eq!(
         code(&o),
         Some(FailureCode::SessionRejectedEarly),
@@ -347,20 +371,20 @@ async fn on_401_reports_early_rejection_even_when_the_retry_succeeds() {
         (reqs[1]["status"].as_u64(), reqs[1]["retry"].as_bool()),
         (Some(200), Some(true))
     );
-    assert!(f64_of(&o.details()["observed_lifetime_s"]) < 1.0);
+    assert_eq!(o.details()["observed_lifetime_s"], 0.4);
     ts.set_reject_after(None);
-    let o = run(&spec).await;
+    let o = run(&spec, &clock).await;
     assert!(o.ok(), "{}", o.to_json());
     // Past the declared expiry a 401 is expected: re-login, retry, pass.
-    let ts = server(Duration::from_secs(1)).await;
+    let ts = server(Duration::from_secs(1), &clock).await;
     let spec = oauth(
         "on401-expiry",
         &ts,
         "renewal = \"on_401\"\nclock_skew_tolerance = \"200ms\"",
     );
-    assert!(run(&spec).await.ok());
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let o = run(&spec).await;
+    assert!(run(&spec, &clock).await.ok());
+    clock.advance(Duration::from_millis(1_200));
+    let o = run(&spec, &clock).await;
     assert!(o.ok(), "{}", o.to_json());
     assert_eq!(o.details()["requests"][1]["credential"], "relogin");
 }
@@ -368,7 +392,8 @@ async fn on_401_reports_early_rejection_even_when_the_retry_succeeds() {
 #[tokio::test]
 async fn scripted_login_reads_token_and_zoned_expiry_and_cookie_jar_works() {
     let (_, _, password) = dirs();
-    let ts = server(Duration::from_secs(2)).await;
+    let clock = ManualClock::starting_now();
+    let ts = server(Duration::from_secs(2), &clock).await;
     // The vendor writes expires_at in CST: the arithmetic must not care.
     ts.set_expires_at_offset(time::UtcOffset::from_hms(-6, 0, 0).unwrap());
     let spec_text = format!(
@@ -385,18 +410,18 @@ renew_at_fraction = 0.5
         ts.url("/api/data"),
     );
     let spec = spec(&spec_text);
-    let o = run(&spec).await;
+    let o = run(&spec, &clock).await;
     assert!(o.ok(), "{}", o.to_json());
     assert_eq!(o.details()["expiry_source"], "expires_at");
     let lt = f64_of(&o.details()["declared_lifetime_s"]);
     assert!((1.9..=2.0).contains(&lt), "lifetime {lt}");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(2_500) {
-        let o = run(&spec).await;
-        assert!(o.ok(), "{}", o.to_json());
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance(Duration::from_millis(150));
+    let ms = Duration::from_millis;
+    for (t, o) in every(ms(150), ms(2_500), &spec, &clock).await {
+        assert!(o.ok(), "at {t:?}: {}", o.to_json());
     }
-    assert!(ts.logins() >= 3);
+    // Logged in at 0, renewed half-way through each 2 s credential.
+    assert_eq!(ts.logins(), 3);
     assert_eq!(ts.unauthorized(), 0);
 
     let jar = spec_text
@@ -407,7 +432,7 @@ renew_at_fraction = 0.5
             "",
         )
         .replace(", headers = { authorization = \"Bearer {{token}}\" }", "");
-    let o = run(&spec_from(&jar)).await;
+    let o = run(&spec_from(&jar), &clock).await;
     assert!(o.ok(), "{}", o.to_json());
     assert_eq!(o.details()["expiry_source"], "cookie_max_age");
     assert!(ts.resource_log().last().unwrap().cookie);
@@ -419,28 +444,32 @@ fn spec_from(text: &str) -> CheckSpec {
 
 #[tokio::test]
 async fn tokens_and_secrets_never_appear_in_results() {
+    let clock = ManualClock::starting_now();
+    let c = clock.clone();
     let ts = TokenServer::builder()
         .client("outpost", SECRET)
         .lifetime(Duration::from_secs(1))
         .refresh_tokens(true)
+        .clock(move || c.now_utc().into())
         .run()
         .await
         .unwrap();
     let spec = oauth("no-leak", &ts, "renew_at_fraction = 0.5");
     let mut tokens = Vec::new();
     let mut texts = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(1_800) {
-        let o = run(&spec).await;
+    let mut t = Duration::ZERO;
+    while t < Duration::from_millis(1_800) {
+        let o = run(&spec, &clock).await;
         texts.push(o.to_json().to_string());
         tokens.extend(ts.last_access_token());
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        clock.advance(Duration::from_millis(150));
+        t += Duration::from_millis(150);
     }
     assert!(ts.refreshes() >= 1, "a refresh token was used");
     // A rejection and a failing refresh produce messages too.
     ts.revoke_all();
     ts.set_token_endpoint_status(401);
-    let o = run(&spec).await;
+    let o = run(&spec, &clock).await;
     texts.push(o.to_json().to_string());
     texts.push(format!("{:?}", o));
     tokens.dedup();

@@ -35,6 +35,9 @@
 //! [`TokenServer::set_reject_after`] (tokens keep declaring their lifetime but
 //! are rejected earlier: early rejection / declared-vs-actual mismatch). Every
 //! response carries a `Date` from the server's (possibly skewed) clock.
+//! That clock is the machine's unless [`TokenServerBuilder::clock`] hands it
+//! another: a test of expiry moves a manual clock instead of sleeping for a
+//! token to expire, and gives the probe the same one.
 //! State is bounded: at most 10 000 refresh tokens, cookie sessions, orders
 //! and logged resource calls (oldest dropped).
 //!
@@ -73,7 +76,7 @@ const ISSUER: &str = "outpost-testkit";
 /// One call to `/api/data` as the resource server judged it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceCall {
-    /// Arrival (the machine's real clock, not the skewed one).
+    /// Arrival (the server's clock without the skew).
     pub at: SystemTime,
     /// The presented token's `jti`, when it was a well-formed signed JWT.
     pub jti: Option<String>,
@@ -99,14 +102,26 @@ pub struct Claims {
     pub exp_ms: i64,
 }
 
+/// Where the server reads the time (before its skew is added).
+type TimeSource = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
 /// Configures a [`TokenServer`].
-#[derive(Debug)]
 pub struct TokenServerBuilder {
     clients: Vec<(String, String)>,
     users: Vec<(String, String)>,
     lifetime: Duration,
     refresh_tokens: bool,
     tls: Option<Identity>,
+    clock: TimeSource,
+}
+
+impl std::fmt::Debug for TokenServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenServerBuilder")
+            .field("lifetime", &self.lifetime)
+            .field("refresh_tokens", &self.refresh_tokens)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -128,6 +143,7 @@ struct Inner {
 
 struct Shared {
     key: hmac::Key,
+    clock: TimeSource,
     clients: Vec<(String, String)>,
     users: Vec<(String, String)>,
     inner: Mutex<Inner>,
@@ -164,6 +180,7 @@ impl TokenServer {
             lifetime: Duration::from_secs(60),
             refresh_tokens: false,
             tls: None,
+            clock: Arc::new(SystemTime::now),
         }
     }
 }
@@ -200,11 +217,21 @@ impl TokenServerBuilder {
         self
     }
 
+    /// The server's clock (before [`TokenServer::set_clock_skew`]): issuance,
+    /// `exp` validation, `Date`. Default: the machine's. Tests of expiry give
+    /// it the manual clock their probe reads, so a token expires when the
+    /// test moves that clock, not after a sleep.
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(now);
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving.
     pub async fn run(self) -> anyhow::Result<TokenServer> {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &crate::random_bytes::<32>());
         let shared = Arc::new(Shared {
             key,
+            clock: self.clock,
             clients: self.clients,
             users: self.users,
             inner: Mutex::new(Inner {
@@ -345,7 +372,7 @@ impl Shared {
     }
 
     fn now_ms(&self) -> i64 {
-        unix_ms(SystemTime::now()).saturating_add(self.lock().skew_ms)
+        unix_ms((self.clock)()).saturating_add(self.lock().skew_ms)
     }
 
     /// Adds the server's `Date` (skewed clock) to a reply.
@@ -367,7 +394,7 @@ impl Shared {
             let i = self.lock();
             (i.lifetime, i.skew_ms, i.generation)
         };
-        let iat_ms = unix_ms(SystemTime::now()).saturating_add(skew);
+        let iat_ms = unix_ms((self.clock)()).saturating_add(skew);
         let exp_ms = iat_ms.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
         let claims = json!({
             "iss": ISSUER, "sub": sub, "aud": aud, "scope": scope,
@@ -678,7 +705,7 @@ impl Shared {
             i.log.pop_front();
         }
         i.log.push_back(ResourceCall {
-            at: SystemTime::now(),
+            at: (self.clock)(),
             jti,
             cookie: is_cookie,
             status,
@@ -917,7 +944,18 @@ mod tests {
 
     #[tokio::test]
     async fn client_credentials_token_works_until_exp_then_401() {
-        let ts = server(Duration::from_millis(800)).await;
+        // The server's clock stands still until the test moves it.
+        let now = Arc::new(Mutex::new(SystemTime::now()));
+        let read = now.clone();
+        let ts = TokenServer::builder()
+            .client("outpost", "s3cret")
+            .lifetime(Duration::from_millis(800))
+            .refresh_tokens(true)
+            .clock(move || *read.lock().unwrap_or_else(PoisonError::into_inner))
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let advance = |by: Duration| *now.lock().unwrap_or_else(PoisonError::into_inner) += by;
         let basic = format!("Basic {}", STANDARD.encode("outpost:s3cret"));
         let (st, h, body) = request(
             &ts,
@@ -940,7 +978,11 @@ mod tests {
                 .0,
             200
         );
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        // Valid up to the last millisecond of its lifetime, expired at it.
+        advance(Duration::from_millis(799));
+        let (st, _, _) = request(&ts, "GET", "/api/data", &[("authorization", &auth)], "").await;
+        assert_eq!(st, 200);
+        advance(Duration::from_millis(1));
         let (st, h, _) = request(&ts, "GET", "/api/data", &[("authorization", &auth)], "").await;
         assert_eq!(st, 401);
         assert!(h.get("www-authenticate").is_some());

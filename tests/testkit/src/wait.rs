@@ -18,6 +18,23 @@
 //! Use [`eventually`] when the test cannot go on without the condition: it
 //! panics naming what it waited for. Use [`within`] when the test wants to
 //! print its own diagnostics (counts, state) before failing.
+//!
+//! ## Time in tests
+//! - Wait on the condition, never for a fixed time. A test that concludes
+//!   "nothing happened" (no page, no resend) first waits for proof that the
+//!   worker ran past the point in question (a counter moved, nothing left
+//!   pending), then asserts the absence.
+//! - Polling runs on tokio's clock, so these helpers work under
+//!   `#[tokio::test(start_paused = true)]`. Pause only tests whose timers run
+//!   with no socket traffic in flight: an idle paused runtime jumps to its
+//!   next timer even while a loopback exchange is under way, so against real
+//!   servers time races ahead of the I/O (a timeout fires before the server
+//!   answered).
+//! - Time-dependent logic that talks to real servers (alert confirmations
+//!   and offline detection, notification retries, session expiry, DNS
+//!   propagation windows) reads an injected wall clock instead: tests hand it
+//!   a `ManualClock` (in `outpost_probe::clock`) and move it forward instead
+//!   of sleeping.
 
 use std::{future::Future, time::Duration};
 
@@ -101,23 +118,36 @@ mod tests {
         assert_eq!(v, 3);
     }
 
-    #[tokio::test]
+    // Paused time (no sockets here): the polls land exactly on their ticks.
+    #[tokio::test(start_paused = true)]
     async fn within_gives_up_after_the_timeout_having_tried_at_the_deadline() {
         let calls = AtomicU32::new(0);
-        let start = std::time::Instant::now();
+        let start = tokio::time::Instant::now();
         let got = within(Duration::from_millis(100), || async {
             calls.fetch_add(1, Ordering::SeqCst);
             false
         })
         .await;
         assert_eq!(got, None);
-        assert!(start.elapsed() >= Duration::from_millis(100));
-        // Polled repeatedly, not once then slept through (at most 6 on time).
-        let n = calls.load(Ordering::SeqCst);
-        assert!((3..=6).contains(&n), "{n} calls");
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        // At 0, 20, 40, 60, 80 ms and once more at the deadline.
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn within_returns_as_soon_as_the_condition_holds() {
+        let start = tokio::time::Instant::now();
+        let ready_at = start + Duration::from_millis(50);
+        let got = within(Duration::from_secs(10), || async {
+            (tokio::time::Instant::now() >= ready_at).then_some("ready")
+        })
+        .await;
+        assert_eq!(got, Some("ready"));
+        // The first poll at or after 50 ms: 60 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(60));
+    }
+
+    #[tokio::test(start_paused = true)]
     #[should_panic(expected = "timed out after 50ms waiting for the impossible")]
     async fn eventually_panics_naming_what_it_waited_for() {
         eventually("the impossible", Duration::from_millis(50), || async {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use outpost_e2e::{Fleet, count, db};
-use outpost_testkit::{HttpServer, Reply};
+use outpost_testkit::{HttpServer, Reply, wait::eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_token_stores_nothing() {
@@ -22,7 +22,13 @@ async fn unknown_token_stores_nothing() {
     );
     let controller = fleet.controller("127.0.0.1:0", &body).await;
     let probe = fleet.probe("eu-west", controller.grpc_addr(), Some("not-the-token"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The controller refused it twice: the probe ran past its first refusal
+    // and retried, still without an assignment.
+    let metrics = controller.controller().metrics();
+    eventually("two refused attempts", Duration::from_secs(10), || async {
+        metrics.get("outpost_auth_failures_total", &[]) >= 2.0
+    })
+    .await;
     // Without a valid token the probe never receives an assignment: it runs nothing.
     assert!(probe.scheduler.is_empty());
     assert_eq!(target.request_count(), 0);

@@ -37,6 +37,28 @@ async fn alerts(http: SocketAddr) -> Option<serde_json::Value> {
     (resp.status == 200).then(|| serde_json::from_slice(&resp.body).ok())?
 }
 
+/// `outpost_alerting_last_pass_timestamp_seconds` from the controller's /metrics.
+async fn last_pass(http: SocketAddr) -> Option<f64> {
+    let resp = client::get(http, "/metrics").await.ok()?;
+    resp.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("outpost_alerting_last_pass_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// No notification of any alert is pending.
+async fn nothing_pending(http: SocketAddr) -> bool {
+    alerts(http).await.is_some_and(|a| {
+        a["alerts"].as_array().is_some_and(|list| {
+            list.iter().all(|al| {
+                al["notifications"]
+                    .as_array()
+                    .is_some_and(|ns| ns.iter().all(|n| n["state"] != "pending"))
+            })
+        })
+    })
+}
+
 /// The trigger of the (only) alert was recorded as delivered to `sink`.
 async fn trigger_delivered(http: SocketAddr) -> bool {
     alerts(http).await.is_some_and(|a| {
@@ -134,8 +156,14 @@ sinks = ["pagerduty"]
     let killed_at = Instant::now();
 
     // The target recovers while the controller is dead; results queue on the probes.
+    let before = target.request_count();
     *failing.lock().unwrap() = false;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    eventually(
+        "passing runs from every probe while the controller is dead",
+        Duration::from_secs(10),
+        || async { target.request_count() >= before + 2 * REGIONS.len() as u64 },
+    )
+    .await;
     let mut controller = spawn(&config);
 
     let events = pager.wait_for_events(2, Duration::from_secs(30)).await;
@@ -143,8 +171,21 @@ sinks = ["pagerduty"]
     assert_eq!(events.len(), 2, "{events:#?}");
     assert_eq!(events[1].event_action, "resolve");
     assert_eq!(events[1].dedup_key, events[0].dedup_key);
-    // Nothing more: no second trigger from the restarted controller, no second resolve.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Nothing more: no second trigger from the restarted controller, no
+    // second resolve. Proof it ran past this point: an evaluator pass that
+    // started after now, and no notification left pending.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    eventually(
+        "an evaluator pass and a drained outbox",
+        Duration::from_secs(10),
+        || async {
+            last_pass(http).await.is_some_and(|t| t >= now_s) && nothing_pending(http).await
+        },
+    )
+    .await;
     let events = pager.events();
     let actions: Vec<&str> = events.iter().map(|e| e.event_action.as_str()).collect();
     assert_eq!(actions, vec!["trigger", "resolve"], "{events:#?}");

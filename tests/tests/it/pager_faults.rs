@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use outpost_e2e::Fleet;
+use outpost_e2e::{Fleet, settled};
 use outpost_testkit::{Forced, HttpServer, PagerReceiver, Reply, wait::eventually};
 
 const REGIONS: [&str; 2] = ["eu-west", "us-east"];
@@ -115,7 +115,7 @@ async fn after_429_then_500_everything_is_delivered_in_order() {
         pager.forced_count()
     );
     assert!(pager.rejected().is_empty(), "{:?}", pager.rejected());
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    settled(&ctl).await;
     assert_eq!(pager.events().len(), 4, "nothing sent twice");
     let m = ctl.controller().metrics();
     assert_eq!(
@@ -167,7 +167,8 @@ async fn a_400_is_not_retried_and_the_resolve_still_goes_out() {
     let events = pager.wait_for_events(1, Duration::from_secs(10)).await;
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0].event_action, "resolve");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Nothing is left pending (the rejected trigger is final): no retry can come.
+    settled(&ctl).await;
     assert_eq!(pager.attempts(), 2, "the 400 was not retried");
     let m = ctl.controller().metrics();
     assert_eq!(

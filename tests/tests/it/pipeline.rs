@@ -9,11 +9,27 @@ use std::{
     time::Duration,
 };
 
-use outpost_e2e::{Fleet, count, db};
+use outpost_e2e::{Fleet, count, db, settled};
 use outpost_testkit::{HttpServer, PagerReceiver, Reply, wait::eventually};
 
 const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 const ROUTING_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32";
+
+const FAILED_EU_US: &str =
+    "SELECT COUNT(*) FROM results WHERE region IN ('eu-west', 'us-east') AND ok = 0";
+const PASSED_EU_US: &str =
+    "SELECT COUNT(*) FROM results WHERE region IN ('eu-west', 'us-east') AND ok = 1";
+const FAILED_AP: &str = "SELECT COUNT(*) FROM results WHERE region = 'ap-south' AND ok = 0";
+
+/// Waits until `n` more rows than now match the counting query `sql`.
+async fn more_results(pool: &sqlx::SqlitePool, sql: &'static str, n: i64) {
+    let before = count(pool, sql).await;
+    let what = format!("{n} more results ({sql})");
+    eventually(&what, Duration::from_secs(10), || async {
+        count(pool, sql).await >= before + n
+    })
+    .await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_failing_regions_page_once_and_resolve_once_one_region_never_pages() {
@@ -102,8 +118,10 @@ sinks = ["pagerduty"]
     );
     let dedup = trigger.dedup_key.clone();
     assert!(!dedup.is_empty());
-    // Still failing a while longer: no second page.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Still failing a while longer (four more failures from each failing
+    // region, then an evaluator pass over them): no second page.
+    more_results(&pool, FAILED_EU_US, 8).await;
+    settled(&controller).await;
     assert_eq!(
         pager.events().len(),
         1,
@@ -116,21 +134,14 @@ sinks = ["pagerduty"]
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].event_action, "resolve");
     assert_eq!(events[1].dedup_key, dedup);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    more_results(&pool, PASSED_EU_US, 8).await;
+    settled(&controller).await;
     assert_eq!(pager.events().len(), 2, "no duplicate resolve");
 
     // One region alone failing never pages.
     failing.lock().unwrap().insert("ap-south".to_owned());
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(
-        count(
-            &pool,
-            "SELECT COUNT(*) FROM results WHERE region = 'ap-south' AND ok = 0"
-        )
-        .await
-            >= 4,
-        "ap-south kept failing"
-    );
+    more_results(&pool, FAILED_AP, 4).await;
+    settled(&controller).await;
     assert_eq!(
         pager.events().len(),
         2,

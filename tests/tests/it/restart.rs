@@ -37,12 +37,14 @@ async fn results_produced_while_the_controller_is_down_arrive_once() {
     }
 
     controller.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let queued = probe.outbox.as_ref().unwrap().len();
-    assert!(
-        queued >= 5,
-        "the probe kept checking while the controller was down ({queued} queued)"
-    );
+    // The probe keeps checking while the controller is down: results queue.
+    let outbox = probe.outbox.as_ref().unwrap();
+    eventually(
+        "five results queued while the controller is down",
+        Duration::from_secs(10),
+        || async { outbox.len() >= 5 },
+    )
+    .await;
 
     let controller = fleet.controller(&grpc.to_string(), &body).await;
     let pool = db(&fleet.db()).await;

@@ -188,13 +188,13 @@ pub async fn exchange(
         body,
     };
     let mut hop = Hop::default();
-    let sent_at = OffsetDateTime::now_utc();
+    let sent_at = ctx.clock.now_utc();
     let t = Instant::now();
     let res = {
         let hop = &mut hop;
         tokio::time::timeout_at(deadline, async move {
             let mut resp = exchange::send(&req, Target::Resolve, limits, ctx, hop).await?;
-            let received_at = OffsetDateTime::now_utc();
+            let received_at = ctx.clock.now_utc();
             let body = resp.read_body(spec.max_body, true, hop).await?;
             Ok::<_, Failure>((
                 resp.status,
@@ -362,7 +362,7 @@ pub async fn call(
     ctx: &RunContext,
     deadline: tokio::time::Instant,
 ) -> CallResult {
-    let now = OffsetDateTime::now_utc();
+    let now = ctx.clock.now_utc();
     let hs = headers(u, s, now);
     let body = u.body.as_ref().map(|(b, _)| b.clone()).unwrap_or_default();
     let mut r = CallResult {
@@ -405,7 +405,7 @@ pub async fn call(
         body: &resp.body,
         phases: &r.phases,
     };
-    results.extend(u.assertions.evaluate(&obs, OffsetDateTime::now_utc()));
+    results.extend(u.assertions.evaluate(&obs, ctx.clock.now_utc()));
     let (first, records) = assertion::split(results);
     r.result = first.map_or(Ok(()), Err);
     if r.rejected && r.result.is_ok() {

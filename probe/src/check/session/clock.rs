@@ -1,6 +1,8 @@
 //! Session time arithmetic, pure: every function takes the instants it needs
 //! (the probe's `now`, when a response was sent and received) as parameters,
-//! so the unit tests below pin each case to the millisecond.
+//! so the unit tests below pin each case to the millisecond. The run reads
+//! those instants from [`RunContext::clock`](crate::check::RunContext::clock)
+//! (manual in the integration tests, so renewals land on known runs).
 //!
 //! Two clocks are involved and never mixed silently: the probe's clock (all
 //! `*_at` values a [`Expiry`] holds) and the server's (`Date`, JWT `iat` /

@@ -2,8 +2,6 @@
 //! run's code chosen by priority, and the scrubbing that keeps every
 //! credential value seen in the run out of both.
 
-use time::OffsetDateTime;
-
 use super::{
     Renewal, SessionSpec,
     call::CallResult,
@@ -43,7 +41,7 @@ pub(super) fn finish(
     run: Run<'_>,
     requests: &[CallResult],
 ) -> KindResult {
-    let now = OffsetDateTime::now_utc();
+    let now = run.clock.now_utc();
     let ms_s = |v: Option<i64>| v.map(|l| secs(time::Duration::milliseconds(l)));
     let session = st.session.as_ref().map(|s| SessionFacts {
         session_id: s.id.clone(),

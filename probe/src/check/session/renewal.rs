@@ -20,6 +20,7 @@ use crate::{
         Failure, KindResult, Phases, RunContext,
         failure::{Rejection, RenewalFailure},
     },
+    clock::Clock,
     config::Secret,
 };
 
@@ -44,10 +45,12 @@ pub(super) struct Run<'a> {
     pub(super) observed_lifetime: Option<time::Duration>,
     pub(super) previous_lifetime_ms: Option<i64>,
     pub(super) phases: Phases,
+    /// The run's wall clock ([`RunContext::clock`]).
+    pub(super) clock: Clock,
 }
 
 impl<'a> Run<'a> {
-    fn new(spec: &'a SessionSpec) -> Self {
+    fn new(spec: &'a SessionSpec, clock: Clock) -> Self {
         let mut secrets = Vec::new();
         match &spec.login {
             LoginSpec::ClientCredentials(o) => secrets.extend(o.client_secret.clone()),
@@ -67,6 +70,7 @@ impl<'a> Run<'a> {
             observed_lifetime: None,
             previous_lifetime_ms: None,
             phases: Phases::default(),
+            clock,
         }
     }
 
@@ -99,7 +103,7 @@ impl<'a> Run<'a> {
 
     /// Records a login or renewal attempt.
     fn event(&mut self, kind: &str, res: &Result<Issued, LoginError>) {
-        let at = rfc3339(OffsetDateTime::now_utc());
+        let at = rfc3339(self.clock.now_utc());
         let e = match res {
             Ok(i) => {
                 self.add_phases(&i.phases);
@@ -177,8 +181,7 @@ impl<'a> Run<'a> {
     }
 }
 
-fn new_session(i: &Issued) -> Session {
-    let now = OffsetDateTime::now_utc();
+fn new_session(i: &Issued, now: OffsetDateTime) -> Session {
     let mut s = Session {
         id: uuid::Uuid::now_v7().to_string(),
         started_at: now,
@@ -275,9 +278,9 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + timeout;
     let dir = ctx.session_dir.as_deref();
     let mut st = state::lock(check_id, &spec.fingerprint, dir).await;
-    let mut run = Run::new(spec);
+    let mut run = Run::new(spec, ctx.clock.clone());
     let mut requests: Vec<CallResult> = Vec::new();
-    let now = OffsetDateTime::now_utc();
+    let now = ctx.clock.now_utc();
     if let Some(s) = &st.session {
         run.remember(s);
     }
@@ -294,7 +297,7 @@ pub async fn run(
                 Ok(i) => {
                     st.history.logins += 1;
                     run.accept(&mut st.history, &i);
-                    st.session = Some(new_session(&i));
+                    st.session = Some(new_session(&i, ctx.clock.now_utc()));
                     fresh = true;
                 }
                 Err(e) => {
@@ -321,7 +324,7 @@ pub async fn run(
                     Err((refresh, login)) => {
                         s.renewal_failures += 1;
                         cred = Credential::Previous;
-                        let now = OffsetDateTime::now_utc();
+                        let now = ctx.clock.now_utc();
                         let previous_expired = s.expires_at.is_some_and(|e| now >= e);
                         skip_calls |= previous_expired;
                         run.finding(Failure::SessionRenewalFailed {

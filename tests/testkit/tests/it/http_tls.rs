@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use outpost_testkit::client;
 use outpost_testkit::{HttpServer, LeafOptions, Pki, Reply};
+use outpost_testkit::{client, wait::within};
 use time::OffsetDateTime;
 
 fn client(pki: &Pki, alpn: &[&[u8]]) -> rustls::ClientConfig {
@@ -251,15 +251,11 @@ async fn shutdown_closes_port_and_drop_stops_server() {
     let addr = srv.addr();
     drop(srv);
     // Abort takes effect at the task's next poll.
-    let mut closed = false;
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(addr).await.is_err() {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(closed, "port still open after drop");
+    let closed = within(Duration::from_millis(500), || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(closed.is_some(), "port still open after drop");
 }
 
 #[tokio::test]
@@ -321,16 +317,11 @@ async fn panicking_handler_gives_500_and_hung_handler_dies_with_server() {
     let hung = tokio::spawn(async move { client::http(addr, "GET", "/hang", b"").await });
     assert_eq!(srv.wait_for_requests(2, Duration::from_secs(2)).await, 2);
     srv.shutdown_and_wait().await;
-    for _ in 0..50 {
-        if dropped.load(Ordering::SeqCst) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(
-        dropped.load(Ordering::SeqCst),
-        "hung handler outlived the server"
-    );
+    let gone = within(Duration::from_millis(500), || async {
+        dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(gone.is_some(), "hung handler outlived the server");
     assert!(
         hung.await.unwrap().is_err(),
         "client sees the connection close"

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use outpost_testkit::client;
 use outpost_testkit::{Forced, PagerReceiver, WebhookReceiver};
+use outpost_testkit::{client, wait::eventually};
 use serde_json::{Value, json};
 
 const KEY: &str = "R0UT1NGKEY0123456789abcdefABCDEF";
@@ -128,19 +128,34 @@ async fn forced_429_then_normal_behaviour_resumes() {
 #[tokio::test]
 async fn fail_for_window_expires() {
     let pager = PagerReceiver::start(KEY).await.unwrap();
+    let opened = tokio::time::Instant::now();
     pager.fail_for(Duration::from_millis(150), 503);
     assert_eq!(post(&pager, &trigger()).await.status, 503);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(post(&pager, &trigger()).await.status, 202);
+    // Every post inside the window is answered 503; the first one after it is accepted.
+    eventually(
+        "the failure window to close",
+        Duration::from_secs(5),
+        || async { post(&pager, &trigger()).await.status == 202 },
+    )
+    .await;
+    assert!(opened.elapsed() >= Duration::from_millis(150));
+    assert_eq!(pager.events().len(), 1);
+    assert_eq!(pager.forced_count() + 1, pager.attempts());
 }
 
-#[tokio::test]
+// Paused time: nothing talks to the receiver, so the runtime, idle, jumps
+// straight to the timeout instead of sleeping through it.
+#[tokio::test(start_paused = true)]
 async fn wait_for_events_returns_what_it_has_on_timeout() {
     let pager = PagerReceiver::start(KEY).await.unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let events = pager.wait_for_events(1, Duration::from_millis(100)).await;
     assert!(events.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(100));
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(100)..Duration::from_millis(102)).contains(&waited),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]
