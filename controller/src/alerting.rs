@@ -461,6 +461,14 @@ pub async fn run_evaluator(
     mut requests: tokio::sync::mpsc::Receiver<BTreeSet<String>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let offline_after = ctl.config().offline_after;
+    if offline::heartbeat_too_slow(offline_after, offline::DEFAULT_HEARTBEAT).is_some() {
+        tracing::warn!(
+            offline_after = %outpost_probe::config::Dur(offline_after),
+            default_heartbeat_interval = %outpost_probe::config::Dur(offline::DEFAULT_HEARTBEAT),
+            "alerting.offline_after is at most twice the probes' default heartbeat_interval: probes on the default page probe_offline after one late heartbeat"
+        );
+    }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cert_tick = tokio::time::interval(certificate::TICK);
