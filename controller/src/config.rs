@@ -103,6 +103,8 @@ pub const DEFAULT_STORE_PATH: &str = "./outpost.db";
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Default silence after which a probe counts as offline.
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(60);
+/// Default `[alerting].update_interval`.
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
 /// Default severity of a `probe_offline` alert.
 pub const DEFAULT_OFFLINE_SEVERITY: Severity = Severity::Error;
 /// Default severity of a check's alert.
@@ -206,6 +208,14 @@ pub struct RawAlerting {
     /// Default `"60s"`, minimum `"1s"`.
     #[serde(default)]
     pub offline_after: Option<Dur>,
+    /// While an alert is open its summary follows the current state
+    /// (failing regions, code, since when); a meaningful change (the set of
+    /// failing regions, the failure code, the severity) is sent again as a
+    /// trigger with the same dedup key (PagerDuty updates the incident), at
+    /// most once per this interval per alert (the latest state then). `"0s"`:
+    /// every change at once. Default `"5m"`.
+    #[serde(default)]
+    pub update_interval: Option<Dur>,
     /// Severity of `probe_offline` alerts: `"critical"`, `"error"`,
     /// `"warning"` or `"info"`. Default `"error"`.
     #[serde(default)]
@@ -243,6 +253,8 @@ pub struct ControllerConfig {
     pub offline_after: Duration,
     /// Severity of `probe_offline` alerts.
     pub offline_severity: Severity,
+    /// At most one update trigger per open alert per this interval.
+    pub update_interval: Duration,
     /// When certificates page.
     pub certificates: certificate::CertificatePolicy,
 }
@@ -490,6 +502,11 @@ impl RawControllerFile {
             routes,
             offline_after,
             offline_severity,
+            update_interval: self
+                .alerting
+                .as_ref()
+                .and_then(|a| a.update_interval)
+                .map_or(DEFAULT_UPDATE_INTERVAL, Dur::get),
             certificates,
         })
     }

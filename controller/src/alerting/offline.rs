@@ -195,16 +195,7 @@ pub async fn evaluate(
                 let silent = silent_for_ms(row, started, now_ms).unwrap_or(0);
                 let event = trigger_event(cfg, &p.name, &p.region, silent, now_ms);
                 let sinks = cfg.sinks_for_kind(AlertKind::ProbeOffline.into());
-                let new = NewAlert {
-                    check_id: String::new(),
-                    probe: Some(p.name.clone()),
-                    kind: AlertKind::ProbeOffline,
-                    dedup_key: key,
-                    severity: event.severity,
-                    summary: event.summary.clone(),
-                    regions_json: serde_json::to_string(&event.regions)
-                        .unwrap_or_else(|_| "[]".into()),
-                };
+                let new = NewAlert::of(AlertKind::ProbeOffline, &event);
                 if let Some(t) = super::fire_alert(ctl, &new, &event, sinks).await? {
                     out.push(t);
                 }

@@ -276,6 +276,8 @@ mod tests {
             severity: Severity::Critical,
             summary: "x".into(),
             regions_json: "[]".into(),
+            code: "timeout".into(),
+            notified_json: "{}".into(),
         };
         let id = s
             .fire_alert(&a, &["pd".to_owned(), "log".to_owned()], "{}", 1)

@@ -305,3 +305,128 @@ async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
     );
     ctl.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_open_alert_follows_the_state_and_updates_the_pager_rate_limited() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let checks = format!("{API_CHECK}[alerting]\nupdate_interval = \"2s\"\n");
+    let ctl = start(&config_text(
+        &dir.path().join("o.db"),
+        &pager.url(),
+        &checks,
+    ))
+    .await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+    p[2].report("api-health", true, 2).await;
+    let events = pager.wait_for_events(1, WAIT).await;
+    let fired_at = std::time::Instant::now();
+    assert!(
+        events[0]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("2 of 3 regions (eu-west, us-east)"),
+        "{events:#?}"
+    );
+    let id = ctl.store().alerts(1).await.unwrap()[0].id;
+
+    // The third region fails: the alert's content follows at once…
+    p[2].report("api-health", false, 2).await;
+    eventually("the alert names 3 regions", WAIT, || async {
+        let a = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{id}")).await;
+        a["alert"]["regions"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    let body = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{id}")).await;
+    let summary = body["alert"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(
+            "api-health failing from 3 of 3 regions (ap-south, eu-west, us-east): timeout"
+        ) && summary.contains(" · since "),
+        "{summary}"
+    );
+    assert_eq!(body["alert"]["code"], "timeout");
+    // …the pager only once update_interval has passed since the trigger,
+    // with the same dedup key (one incident, updated).
+    if fired_at.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(pager.events().len(), 1, "{:#?}", pager.events());
+    }
+    let events = pager.wait_for_events(2, WAIT).await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        fired_at.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        fired_at.elapsed()
+    );
+    assert_eq!(events[1].event_action, "trigger");
+    assert_eq!(events[1].dedup_key, events[0].dedup_key);
+    assert!(
+        events[1]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("3 of 3 regions"),
+        "{events:#?}"
+    );
+    // No news, no more triggers.
+    p[0].report("api-health", false, 1).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(pager.events().len(), 2, "{:#?}", pager.events());
+
+    // Recovery region by region: the shrinking set is news too (sent as it
+    // happens: the interval has passed), then one resolve, last.
+    for probe in &mut p {
+        probe.report("api-health", true, 2).await;
+    }
+    eventually("a resolve", WAIT, || async {
+        pager.events().iter().any(|e| e.event_action == "resolve")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = pager.events();
+    let (last, rest) = events.split_last().unwrap();
+    assert_eq!(last.event_action, "resolve", "{events:#?}");
+    assert!(
+        rest.iter()
+            .all(|e| e.event_action == "trigger" && e.dedup_key == last.dedup_key),
+        "{events:#?}"
+    );
+
+    let body = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{id}")).await;
+    let whats: Vec<&str> = body["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(whats[..3], ["fired", "updated", "notified"], "{body:#}");
+    assert_eq!(whats.last(), Some(&"resolved"), "{body:#}");
+    // One `notified` per update trigger the pager got.
+    assert_eq!(
+        whats.iter().filter(|w| **w == "notified").count(),
+        events.len() - 2,
+        "{body:#}"
+    );
+    assert_eq!(body["timeline"][0]["regions"].as_array().unwrap().len(), 2);
+    assert_eq!(body["timeline"][1]["regions"].as_array().unwrap().len(), 3);
+    assert_eq!(body["timeline"][1]["code"], "timeout");
+    assert_eq!(
+        body["timeline"].as_array().unwrap().last().unwrap()["summary"],
+        "api-health recovered"
+    );
+    // Each notification with its delivery state.
+    let ns = body["alert"]["notifications"].as_array().unwrap();
+    assert_eq!(
+        ns.iter()
+            .filter(|n| n["sink"] == "pagerduty" && n["state"] == "delivered")
+            .count(),
+        events.len(),
+        "{body:#}"
+    );
+    let (status, _) = get(ctl.http_addr(), "/api/v1/alerts/999999").await;
+    assert_eq!(status, 404);
+    ctl.shutdown().await;
+}
