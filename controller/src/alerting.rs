@@ -19,7 +19,10 @@
 //!   offline probe never pages per check) and `certificate_expiring`
 //!   ([`certificate`]: one alert per certificate of the inventory, escalated
 //!   as thresholds are crossed, evaluated every minute and after batches that
-//!   carried certificates). Routes carry kinds (`[[routes]].kinds`). The
+//!   carried certificates), and `notifier_failing` ([`notifier`]: one alert
+//!   per sink that rejects notifications or fails longer than
+//!   `notifier_failing_after`, on the fallback route). Routes carry kinds
+//!   (`[[routes]].kinds`). The
 //!   vocabulary is typed end to end, from evaluation through the store's
 //!   rows to the API and the page: [`AlertKind`] (and [`Kind`], which adds
 //!   event kinds), [`Severity`], [`Action`], [`AlertState`] and
@@ -61,6 +64,7 @@
 
 pub mod certificate;
 pub mod kind;
+pub mod notifier;
 pub mod offline;
 pub mod route;
 pub mod rule;
@@ -323,6 +327,7 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
     let rows = ctl.store().probes().await?;
     let all_open = ctl.store().open_alerts().await?;
     let mut out = offline::evaluate(ctl, &cfg, &rows, &all_open, now_ms).await?;
+    out.extend(notifier::evaluate(ctl, &cfg, &all_open, now_ms).await?);
     let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
     let mut states: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
     for s in ctl.store().region_states().await? {

@@ -364,6 +364,7 @@ async fn get_check(
 /// One notification of an alert.
 #[derive(Serialize)]
 struct NotificationView<'a> {
+    id: i64,
     sink: &'a str,
     action: Action,
     state: NotificationState,
@@ -376,6 +377,7 @@ struct NotificationView<'a> {
 
 fn notification_view(n: &NotificationRow) -> NotificationView<'_> {
     NotificationView {
+        id: n.id,
         sink: &n.sink,
         action: n.action,
         state: n.state,

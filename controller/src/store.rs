@@ -30,7 +30,7 @@
 //!   crash mid-bridge changes nothing and the next start bridges again.
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
-//!   `0005_alert_timeline.sql`):
+//!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -41,6 +41,8 @@
 //!   regions and code follow the current state), `alert_timeline` (every
 //!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
 //!   persisted outbox; each row belongs to an alert or to an event),
+//!   `notification_attempts` (every delivery attempt: sink, time, outcome,
+//!   HTTP status, a bounded excerpt with the sink's secrets scrubbed),
 //!   `events` (DNS answer changes, one row per change however many probes
 //!   reported it: [`crate::event`]) and the certificate inventory
 //!   `certificates` + `certificate_sightings` ([`crate::certificate`]).
@@ -98,7 +100,9 @@ use std::{path::Path, str::FromStr, time::Duration};
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
-pub use notifications::{Notification, NotificationCounts, NotificationRow};
+pub use notifications::{
+    Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,
+};
 pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
 
@@ -404,8 +408,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5],
-            "1 and 2 bridged, 3 to 5 applied"
+            vec![1, 2, 3, 4, 5, 6],
+            "1 and 2 bridged, 3 to 6 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

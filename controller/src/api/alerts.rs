@@ -1,12 +1,16 @@
-//! `GET /api/v1/alerts/{id}`: one alert with its notifications and its
+//! `GET /api/v1/alerts/{id}`: one alert with its notifications, its
 //! timeline, every change in order (`fired`, `updated`, `notified`,
-//! `escalated`, `resolved`: [`Change`]).
+//! `escalated`, `resolved`: [`Change`]), and every delivery attempt of its
+//! notifications (time, sink, outcome, HTTP status, a bounded excerpt with
+//! the sink's secrets scrubbed).
 //!
 //! ```json
 //! { "alert": { "id": 7, "check_id": "api", "state": "open", "summary": "…", "regions": ["eu-west"],
 //!              "code": "timeout", "notifications": [ … ], … },
 //!   "timeline": [ { "at_ms": 1, "what": "fired", "regions": ["eu-west"], "code": "timeout",
-//!                   "severity": "critical", "summary": "…" } ] }
+//!                   "severity": "critical", "summary": "…" } ],
+//!   "attempts": [ { "notification_id": 3, "sink": "pagerduty", "at_ms": 2, "outcome": "retry",
+//!                   "status": 503, "excerpt": "status 503: …" } ] }
 //! ```
 
 use axum::{
@@ -20,9 +24,31 @@ use serde::Serialize;
 use super::{AlertView, ApiError, alert_view};
 use crate::{
     Controller,
-    alerting::{Change, Severity},
-    store::TimelineRow,
+    alerting::{Change, Severity, sink::AttemptOutcome},
+    store::{AttemptRow, TimelineRow},
 };
+
+/// One delivery attempt.
+#[derive(Serialize)]
+struct AttemptView<'a> {
+    notification_id: i64,
+    sink: &'a str,
+    at_ms: i64,
+    outcome: AttemptOutcome,
+    status: Option<i64>,
+    excerpt: &'a str,
+}
+
+fn attempt_view(a: &AttemptRow) -> AttemptView<'_> {
+    AttemptView {
+        notification_id: a.notification_id,
+        sink: &a.sink,
+        at_ms: a.at_ms,
+        outcome: a.outcome,
+        status: a.status,
+        excerpt: &a.excerpt,
+    }
+}
 
 /// One timeline entry.
 #[derive(Serialize)]
@@ -50,6 +76,7 @@ fn timeline_view(t: &TimelineRow) -> TimelineView<'_> {
 struct AlertBody<'a> {
     alert: AlertView<'a>,
     timeline: Vec<TimelineView<'a>>,
+    attempts: Vec<AttemptView<'a>>,
 }
 
 /// `GET /api/v1/alerts/{id}`.
@@ -65,9 +92,11 @@ pub(super) async fn get_alert(
     };
     let notifications = ctl.store().notifications_for_alert(id).await?;
     let timeline = ctl.store().alert_timeline(id).await?;
+    let attempts = ctl.store().attempts_for_alert(id).await?;
     let body = AlertBody {
         alert: alert_view(&alert, &notifications),
         timeline: timeline.iter().map(timeline_view).collect(),
+        attempts: attempts.iter().map(attempt_view).collect(),
     };
     Ok(Json(body).into_response())
 }

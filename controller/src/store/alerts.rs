@@ -448,7 +448,15 @@ mod tests {
             due.iter().map(|n| n.action).collect::<Vec<_>>(),
             vec![Action::Trigger, Action::Trigger]
         );
-        s.mark_delivered(due[0].id, 1, 11).await.unwrap();
+        let delivered = notifications::Attempt {
+            sink: &due[0].sink,
+            outcome: crate::alerting::sink::AttemptOutcome::Delivered,
+            status: Some(202),
+            excerpt: "",
+        };
+        s.mark_delivered(due[0].id, 1, &delivered, 11)
+            .await
+            .unwrap();
         let due = s.due_notifications(10, 100).await.unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(

@@ -430,3 +430,110 @@ async fn an_open_alert_follows_the_state_and_updates_the_pager_rate_limited() {
     assert_eq!(status, 404);
     ctl.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_sink_answering_400_raises_notifier_failing_on_the_fallback_route() {
+    use outpost_testkit::WebhookReceiver;
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let hook = WebhookReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = {:?}\n",
+        dir.path().join("o.db").display().to_string()
+    );
+    for (i, (name, region, _)) in PROBES.iter().enumerate() {
+        text.push_str(&format!(
+            "[[probes]]\nname = \"{name}\"\nregion = \"{region}\"\ntoken = {{ env = \"TEST_TOKEN_{i}\" }}\n"
+        ));
+    }
+    text.push_str(API_CHECK);
+    text.push_str(&format!(
+        "[[sinks]]\nname = \"pagerduty\"\npagerduty = {{ routing_key = {{ env = \"TEST_PD_KEY\" }}, api_url = \"{}\" }}\n\
+         [[sinks]]\nname = \"ops-hook\"\nwebhook = {{ url = \"{}\" }}\n\
+         [[routes]]\nname = \"oncall\"\nsinks = [\"pagerduty\"]\n\
+         [[routes]]\nname = \"ops\"\nsinks = [\"ops-hook\"]\nkinds = [\"notifier_failing\"]\nfallback = true\n",
+        pager.url(),
+        hook.url()
+    ));
+    let ctl = start(&text).await;
+    // PagerDuty refuses the first event (a bad payload or key): not retried.
+    pager.respond_with(vec![Forced::status(400)]);
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+
+    let bodies = hook.wait_for_bodies(1, WAIT).await;
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let b = &bodies[0];
+    assert_eq!(b["event"], "trigger");
+    assert_eq!(b["kind"], "notifier_failing");
+    assert_eq!(b["dedup_key"], "outpost/sink/pagerduty/notifier_failing");
+    assert_eq!(b["details"]["sink"], "pagerduty");
+    assert_eq!(b["details"]["status"], 400);
+    assert!(
+        b["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("sink pagerduty rejects notifications since "),
+        "{b:#}"
+    );
+    // Shown in the banner, linking to the alert with its attempts.
+    let (status, page) = get(ctl.http_addr(), "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("sink pagerduty rejects notifications"),
+        "{page}"
+    );
+
+    // The check alert's page keeps the rejected attempt, secrets scrubbed.
+    let alerts = ctl.store().alerts(10).await.unwrap();
+    let check = alerts.iter().find(|a| a.check_id == "api-health").unwrap();
+    let body = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{}", check.id)).await;
+    let attempts = body["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{body:#}");
+    assert_eq!(attempts[0]["sink"], "pagerduty");
+    assert_eq!(attempts[0]["outcome"], "rejected");
+    assert_eq!(attempts[0]["status"], 400);
+    assert!(
+        attempts[0]["excerpt"]
+            .as_str()
+            .unwrap()
+            .starts_with("status 400")
+    );
+    assert!(!body.to_string().contains(ROUTING_KEY), "{body:#}");
+
+    // PagerDuty accepts again: the check's resolve is delivered, and the
+    // notifier alert resolves on the fallback route.
+    for probe in &mut p {
+        probe.report("api-health", true, 2).await;
+    }
+    let bodies = hook.wait_for_bodies(2, WAIT).await;
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    assert_eq!(bodies[1]["event"], "resolve");
+    assert_eq!(
+        bodies[1]["dedup_key"],
+        "outpost/sink/pagerduty/notifier_failing"
+    );
+    assert_eq!(
+        pager
+            .events()
+            .iter()
+            .map(|e| e.event_action.as_str())
+            .collect::<Vec<_>>(),
+        ["resolve"]
+    );
+    // Exactly one notifier alert, resolved; nothing more on the hook.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hook.bodies().len(), 2, "{:#?}", hook.bodies());
+    let notifier: Vec<_> = ctl
+        .store()
+        .alerts(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == alerting::AlertKind::NotifierFailing)
+        .collect();
+    assert_eq!(notifier.len(), 1);
+    assert_eq!(notifier[0].state.as_str(), "resolved");
+    ctl.shutdown().await;
+}
