@@ -17,4 +17,5 @@ CREATE TABLE notification_attempts (
     excerpt          TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX notification_attempts_by_notification ON notification_attempts (notification_id, id);
-CREATE INDEX notification_attempts_by_sink ON notification_attempts (sink, at_ms);
+-- failing_sinks: the newest delivered attempt per sink, and the attempts after it.
+CREATE INDEX notification_attempts_by_sink ON notification_attempts (sink, outcome, id);
