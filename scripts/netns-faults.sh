@@ -15,9 +15,12 @@
 #   (i)  r1 cut from the target (netem loss 100% on its target link): r1 fails,
 #        2 of 3 regions still pass → no page (quorum), checked through
 #        /api/v1/alerts, the webhook sink and the console sink.
-#   (ii) r2 cut from the controller (netem loss 100% on its control link):
-#        exactly one probe_offline alert; after healing it resolves and r2's
-#        results produced during the cut are backfilled.
+#   (ii) r2 cut from the controller (netem loss 100% on its control link,
+#        or the link down) for 25 s, longer than the HTTP/2 keepalive on
+#        either side (10 s ping + 5 s timeout): exactly one probe_offline
+#        alert, never resolved while cut (the controller noticing the dead
+#        stream is not hearing from the probe); after healing it resolves
+#        and r2's results produced during the cut are backfilled.
 #
 # Skips (exit 0) when not root or when `ip netns` is unavailable. Cleans up
 # its namespaces and processes on every exit. Prints `N passed, M failed`.
@@ -226,12 +229,24 @@ log "(ii) cutting r2 from the controller"
 CUT_MS=$(now_ms)
 cut "$ID-r2" eth-c
 has_offline() { [[ "$(offline_alerts probe-r2)" == "1" ]]; }
-if wait_for 20 has_offline; then pass "one probe_offline alert for probe-r2"; else fail "no probe_offline alert: $(api /api/v1/alerts)"; fi
-sleep 6  # several more evaluation ticks: still exactly one
-if [[ "$(offline_alerts probe-r2)" == "1" && "$(hook_count '"probe_offline"')" -ge 1 ]]; then
-    pass "still exactly one probe_offline alert, delivered to the webhook"
+if wait_for 20 has_offline; then
+    pass "one probe_offline alert for probe-r2 ($(( ($(now_ms) - CUT_MS) / 1000 ))s after the cut, offline_after 5s)"
 else
-    fail "probe_offline alerts: $(offline_alerts probe-r2), webhook: $(hook_count '"probe_offline"')"
+    fail "no probe_offline alert: $(api /api/v1/alerts)"
+fi
+# Stay cut past both keepalives (15 s) with margin: the alert stays open.
+CUT_FOR_MS=25000
+still_open=1
+while (( $(now_ms) - CUT_MS < CUT_FOR_MS )); do
+    if [[ "$(offline_alerts probe-r2)" != "1" || "$(offline_alert_state probe-r2)" != "open" ]]; then
+        still_open=0; break
+    fi
+    sleep 1
+done
+if [[ $still_open == 1 && "$(hook_count '"probe_offline"')" -ge 1 ]]; then
+    pass "still exactly one open probe_offline alert after $(( CUT_FOR_MS / 1000 ))s cut, delivered to the webhook"
+else
+    fail "probe_offline alerts: $(offline_alerts probe-r2) ($(offline_alert_state probe-r2)), webhook: $(hook_count '"probe_offline"')"
 fi
 if [[ "$(region_state r2)" == "STALE" && "$(check_alerts)" == "0" ]]; then
     pass "r2 shown STALE, no check page"
@@ -256,6 +271,12 @@ if [[ "$triggers" == "1" && "$(hook_count check_failing)" == "0" ]]; then
     pass "exactly one probe_offline trigger at the webhook, no check page"
 else
     fail "webhook got $triggers probe_offline triggers: $(cat "$WORK/hook.jsonl")"
+fi
+resolves=$(grep '"probe_offline"' "$WORK/hook.jsonl" | grep -c '"event":"resolve"' || true)
+if [[ "$resolves" == "1" ]]; then
+    pass "exactly one probe_offline resolve at the webhook, after the heal"
+else
+    fail "webhook got $resolves probe_offline resolves: $(cat "$WORK/hook.jsonl")"
 fi
 dups=$(sql "SELECT COUNT(*) - COUNT(DISTINCT result_id) FROM results")
 if [[ "$dups" == "0" ]]; then pass "no result stored twice"; else fail "$dups duplicate results"; fi

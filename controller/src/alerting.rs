@@ -19,7 +19,10 @@
 //!   offline probe never pages per check) and `certificate_expiring`
 //!   ([`certificate`]: one alert per certificate of the inventory, escalated
 //!   as thresholds are crossed, evaluated every minute and after batches that
-//!   carried certificates). Routes carry kinds (`[[routes]].kinds`). The
+//!   carried certificates), and `notifier_failing` ([`notifier`]: one alert
+//!   per sink that rejects notifications or fails longer than
+//!   `notifier_failing_after`, on the fallback route). Routes carry kinds
+//!   (`[[routes]].kinds`). The
 //!   vocabulary is typed end to end, from evaluation through the store's
 //!   rows to the API and the page: [`AlertKind`] (and [`Kind`], which adds
 //!   event kinds), [`Severity`], [`Action`], [`AlertState`] and
@@ -31,10 +34,29 @@
 //!   since), in one transaction. Delivery happens afterwards ([`sink`]), in
 //!   order per (sink, dedup_key), with retries, a give-up horizon per sink
 //!   (resolves at least 15 min) and a rate limit per PagerDuty routing key.
-//! - **Guarantees.** Per dedup key and sink: at most one trigger per alert
-//!   and one resolve after it, delivered at least once (exactly once unless
-//!   the process dies between the sink's answer and recording it), trigger
-//!   before resolve. Nothing pending is lost on a crash or `kill -9`.
+//! - **Guarantees.** Per dedup key and sink: one first trigger per alert,
+//!   then at most one update trigger per `update_interval` (check alerts) or
+//!   per escalation (certificates), all with the alert's dedup key so the
+//!   pager keeps one incident, and one resolve after them, delivered at
+//!   least once (exactly once unless the process dies between the sink's
+//!   answer and recording it), triggers before the resolve. Nothing pending
+//!   is lost on a crash or `kill -9`.
+//! - **Live content.** While a check alert is open, every evaluation
+//!   compares the fresh, confirmed failing regions, the first one's code and
+//!   the severity ([`Sent`]) with the row: a difference updates the row's
+//!   summary (`… failing from 3 of 3 regions (…): code — message · since
+//!   2030-01-01T12:00:03Z`, the time it fired), regions and code, and appends `updated` to the
+//!   timeline. When that state differs from what the sinks were last sent
+//!   and `[alerting].update_interval` has passed since the last trigger, a
+//!   new trigger with the same dedup key goes to every sink that got the
+//!   first one (PagerDuty updates the incident instead of opening another),
+//!   with `notified` on the timeline; changes inside the interval are sent
+//!   as the latest state once it passes. With no fresh failing region left
+//!   (recovering, or stale) the content holds: silence is not news, and the
+//!   resolve says when it is over.
+//! - **Timeline.** Every change of an alert is a row of `alert_timeline`
+//!   ([`Change`]: fired, updated, notified, escalated, resolved) written in
+//!   the transaction of the change, served by `GET /api/v1/alerts/{id}`.
 //! - **Dedup keys.** `outpost/<check_id>/check_failing`,
 //!   `outpost/probe/<probe>/probe_offline` and
 //!   `outpost/certificate/<sha256>/certificate_expiring`: deterministic, so
@@ -42,6 +64,7 @@
 
 pub mod certificate;
 pub mod kind;
+pub mod notifier;
 pub mod offline;
 pub mod route;
 pub mod rule;
@@ -62,7 +85,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Controller,
     config::{CheckDef, ControllerConfig},
-    store::{AlertRow, NewAlert, Notification, RegionState, StoreError},
+    store::{AlertContent, AlertRow, NewAlert, Notification, RegionState, StoreError},
 };
 use rule::Decision;
 
@@ -98,6 +121,70 @@ impl AlertState {
 impl fmt::Display for AlertState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+/// What changed in an alert's life: the `what` of its timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Change {
+    /// Opened; its trigger queued.
+    Fired,
+    /// The content followed the current state (regions, code, severity).
+    Updated,
+    /// An update trigger was queued with the current content.
+    Notified,
+    /// Severity raised with a new trigger (certificates).
+    Escalated,
+    /// Resolved; its resolves queued.
+    Resolved,
+}
+
+impl Change {
+    /// The word stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Fired => "fired",
+            Change::Updated => "updated",
+            Change::Notified => "notified",
+            Change::Escalated => "escalated",
+            Change::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The part of an alert's content whose change is news to the pager:
+/// stored as what the sinks were last sent (`alerts.notified_json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// Failing regions, sorted.
+    pub regions: Vec<String>,
+    /// Failure code of the first failing region.
+    pub code: String,
+    /// Severity.
+    pub severity: Severity,
+}
+
+impl Sent {
+    /// What `event` tells the sinks.
+    pub fn of(event: &AlertEvent) -> Sent {
+        Sent {
+            regions: event.regions.clone(),
+            code: event.code.clone(),
+            severity: event.severity,
+        }
+    }
+
+    /// As stored.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -193,6 +280,14 @@ pub enum Transition {
         /// Sinks notified.
         sinks: Vec<String>,
     },
+    /// An open alert's content followed the current state; `sinks` got an
+    /// update trigger (empty inside `update_interval`).
+    Updated {
+        /// Alert id.
+        alert_id: i64,
+        /// Sinks notified.
+        sinks: Vec<String>,
+    },
     /// An alert resolved.
     Resolved {
         /// Alert id.
@@ -232,6 +327,7 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
     let rows = ctl.store().probes().await?;
     let all_open = ctl.store().open_alerts().await?;
     let mut out = offline::evaluate(ctl, &cfg, &rows, &all_open, now_ms).await?;
+    out.extend(notifier::evaluate(ctl, &cfg, &all_open, now_ms).await?);
     let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
     let mut states: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
     for s in ctl.store().region_states().await? {
@@ -291,8 +387,100 @@ async fn apply(
             let event = resolve_event(&check.raw.id, "recovered", check.policy.severity, now_ms);
             resolve(ctl, alert.id, &event).await
         }
+        (Decision::Hold, Some(alert)) => {
+            let failing = rule::failing_now(
+                &check.policy,
+                check.spec.interval,
+                &check.regions,
+                states,
+                offline,
+                now_ms,
+            );
+            update(ctl, cfg, check, states, &failing, &alert, now_ms).await
+        }
         _ => Ok(None),
     }
+}
+
+/// Keeps an open alert's content on the current state and re-sends a
+/// meaningful change, at most once per `update_interval` (module note).
+async fn update(
+    ctl: &Controller,
+    cfg: &ControllerConfig,
+    check: &CheckDef,
+    states: &[RegionState],
+    failing: &[String],
+    alert: &AlertRow,
+    now_ms: i64,
+) -> Result<Option<Transition>, StoreError> {
+    if failing.is_empty() {
+        return Ok(None);
+    }
+    let mut event = trigger_event(check, states, failing, now_ms);
+    event.summary = with_since(&event.summary, alert.opened_at_ms);
+    let current = Sent::of(&event);
+    let row = Sent {
+        regions: serde_json::from_str(&alert.regions_json).unwrap_or_default(),
+        code: alert.code.clone(),
+        severity: alert.severity,
+    };
+    let sent: Option<Sent> = serde_json::from_str(&alert.notified_json).ok();
+    // An alert fired before v5 has no record of what was sent: its row is.
+    let news = sent.as_ref().unwrap_or(&row) != &current;
+    let due = alert.notified_ms.is_none_or(|at| {
+        now_ms.saturating_sub(at)
+            >= i64::try_from(cfg.update_interval.as_millis()).unwrap_or(i64::MAX)
+    });
+    let notify = news && due;
+    if current == row && !notify {
+        return Ok(None);
+    }
+    let content = AlertContent {
+        severity: event.severity,
+        summary: event.summary.clone(),
+        regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
+        code: event.code.clone(),
+    };
+    let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+    let sent_json = current.to_json();
+    let Some(sinks) = ctl
+        .store()
+        .update_alert(
+            alert.id,
+            &content,
+            current != row,
+            notify.then_some((payload.as_str(), sent_json.as_str())),
+            now_ms,
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    tracing::info!(kind = %AlertKind::CheckFailing, dedup_key = %alert.dedup_key, alert_id = alert.id,
+        regions = ?event.regions, code = %event.code, sinks = ?sinks, "alert updated");
+    if notify {
+        ctl.metrics().inc(
+            "outpost_alerts_total",
+            &[
+                ("kind", AlertKind::CheckFailing.as_str()),
+                ("action", "update"),
+            ],
+            1,
+        );
+        ctl.wake_delivery();
+    }
+    Ok(Some(Transition::Updated {
+        alert_id: alert.id,
+        sinks,
+    }))
+}
+
+/// `summary · since 2030-01-01T12:00:03Z`, within the summary's 1024 bytes.
+fn with_since(summary: &str, opened_ms: i64) -> String {
+    let since = format!(" · since {}", crate::format::timestamp(opened_ms));
+    let mut out = truncate(summary, 1024 - since.len());
+    out.push_str(&since);
+    out
 }
 
 async fn fire(
@@ -305,16 +493,30 @@ async fn fire(
 ) -> Result<Option<Transition>, StoreError> {
     let event = trigger_event(check, states, failing, now_ms);
     let sinks = cfg.sinks_for_check(check);
-    let alert = NewAlert {
-        check_id: check.raw.id.clone(),
-        probe: None,
-        kind: AlertKind::CheckFailing,
-        dedup_key: event.dedup_key.clone(),
-        severity: event.severity,
-        summary: event.summary.clone(),
-        regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
-    };
-    fire_alert(ctl, &alert, &event, sinks).await
+    fire_alert(
+        ctl,
+        &NewAlert::of(AlertKind::CheckFailing, &event),
+        &event,
+        sinks,
+    )
+    .await
+}
+
+impl NewAlert {
+    /// The alert `event` (a trigger) opens.
+    pub fn of(kind: AlertKind, event: &AlertEvent) -> NewAlert {
+        NewAlert {
+            check_id: event.check_id.clone(),
+            probe: event.probe.clone(),
+            kind,
+            dedup_key: event.dedup_key.clone(),
+            severity: event.severity,
+            summary: event.summary.clone(),
+            regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
+            code: event.code.clone(),
+            notified_json: Sent::of(event).to_json(),
+        }
+    }
 }
 
 /// Opens `alert` and queues `event` as a trigger for each sink, atomically.
@@ -350,7 +552,7 @@ pub(crate) async fn resolve(
     let payload = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
     let Some(sinks) = ctl
         .store()
-        .resolve_alert(alert_id, &payload, event.at_ms)
+        .resolve_alert(alert_id, &payload, Some(&event.summary), event.at_ms)
         .await?
     else {
         return Ok(None);
@@ -465,6 +667,14 @@ pub async fn run_evaluator(
     mut requests: tokio::sync::mpsc::Receiver<BTreeSet<String>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let offline_after = ctl.config().offline_after;
+    if offline::heartbeat_too_slow(offline_after, offline::DEFAULT_HEARTBEAT).is_some() {
+        tracing::warn!(
+            offline_after = %outpost_probe::config::Dur(offline_after),
+            default_heartbeat_interval = %outpost_probe::config::Dur(offline::DEFAULT_HEARTBEAT),
+            "alerting.offline_after is at most twice the probes' default heartbeat_interval: probes on the default page probe_offline after one late heartbeat"
+        );
+    }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cert_tick = tokio::time::interval(certificate::TICK);

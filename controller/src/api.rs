@@ -7,6 +7,8 @@
 //!   its 20 newest events. Each region carries `summary`, the newest
 //!   result's details in one line (backends failing, session age, …).
 //! - `GET /api/v1/alerts`: open alerts first, then recent ones.
+//! - `GET /api/v1/alerts/{id}`: one alert with its notifications and its
+//!   timeline ([`alerts`]).
 //! - `GET /api/v1/probes`: configured and seen probes, fresh or offline.
 //! - `GET /api/v1/events?check=ID&limit=N`: DNS answer changes ([`events`]).
 //! - `GET /api/v1/certificates`: the certificate inventory ([`certificates`]).
@@ -17,6 +19,7 @@
 //! never shows its value, whatever a probe sent. Every body is a typed
 //! struct; none is assembled from JSON values.
 
+pub mod alerts;
 pub mod certificates;
 pub mod events;
 
@@ -62,6 +65,7 @@ pub fn router(ctl: Controller) -> Router {
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{id}", get(get_check))
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}", get(alerts::get_alert))
         .route("/api/v1/probes", get(list_probes))
         .route("/api/v1/events", get(events::list_events))
         .route("/api/v1/certificates", get(certificates::list_certificates))
@@ -361,6 +365,7 @@ async fn get_check(
 /// One notification of an alert.
 #[derive(Serialize)]
 struct NotificationView<'a> {
+    id: i64,
     sink: &'a str,
     action: Action,
     state: NotificationState,
@@ -373,6 +378,7 @@ struct NotificationView<'a> {
 
 fn notification_view(n: &NotificationRow) -> NotificationView<'_> {
     NotificationView {
+        id: n.id,
         sink: &n.sink,
         action: n.action,
         state: n.state,
@@ -394,9 +400,12 @@ struct AlertView<'a> {
     dedup_key: &'a str,
     state: AlertState,
     severity: Severity,
+    /// As it fired, then following the current state while open.
     summary: &'a str,
-    /// Regions failing when it fired.
+    /// Regions failing (live while open).
     regions: Vec<String>,
+    /// Failure code of the first failing region (live while open).
+    code: &'a str,
     opened_at_ms: i64,
     resolved_at_ms: Option<i64>,
     notifications: Vec<NotificationView<'a>>,
@@ -413,6 +422,7 @@ fn alert_view<'a>(a: &'a AlertRow, notifications: &'a [NotificationRow]) -> Aler
         severity: a.severity,
         summary: &a.summary,
         regions: serde_json::from_str(&a.regions_json).unwrap_or_default(),
+        code: &a.code,
         opened_at_ms: a.opened_at_ms,
         resolved_at_ms: a.resolved_at_ms,
         notifications: notifications.iter().map(notification_view).collect(),

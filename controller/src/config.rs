@@ -103,6 +103,10 @@ pub const DEFAULT_STORE_PATH: &str = "./outpost.db";
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Default silence after which a probe counts as offline.
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(60);
+/// Default `[alerting].update_interval`.
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
+/// Default `[alerting].notifier_failing_after`.
+pub const DEFAULT_NOTIFIER_FAILING_AFTER: Duration = Duration::from_secs(300);
 /// Default severity of a `probe_offline` alert.
 pub const DEFAULT_OFFLINE_SEVERITY: Severity = Severity::Error;
 /// Default severity of a check's alert.
@@ -206,6 +210,21 @@ pub struct RawAlerting {
     /// Default `"60s"`, minimum `"1s"`.
     #[serde(default)]
     pub offline_after: Option<Dur>,
+    /// While an alert is open its summary follows the current state
+    /// (failing regions, code, since when); a meaningful change (the set of
+    /// failing regions, the failure code, the severity) is sent again as a
+    /// trigger with the same dedup key (PagerDuty updates the incident), at
+    /// most once per this interval per alert (the latest state then). `"0s"`:
+    /// every change at once. Default `"5m"`.
+    #[serde(default)]
+    pub update_interval: Option<Dur>,
+    /// A sink whose deliveries have failed (and are being retried) for this
+    /// long since its last success raises a `notifier_failing` alert on the
+    /// fallback route (`[[routes]] fallback = true`); a rejection (4xx other
+    /// than 408/429) or a give-up raises it at once. It resolves with the
+    /// sink's next delivery. Default `"5m"`.
+    #[serde(default)]
+    pub notifier_failing_after: Option<Dur>,
     /// Severity of `probe_offline` alerts: `"critical"`, `"error"`,
     /// `"warning"` or `"info"`. Default `"error"`.
     #[serde(default)]
@@ -243,6 +262,10 @@ pub struct ControllerConfig {
     pub offline_after: Duration,
     /// Severity of `probe_offline` alerts.
     pub offline_severity: Severity,
+    /// At most one update trigger per open alert per this interval.
+    pub update_interval: Duration,
+    /// Retried failures of a sink for this long raise `notifier_failing`.
+    pub notifier_failing_after: Duration,
     /// When certificates page.
     pub certificates: certificate::CertificatePolicy,
     /// Heartbeat checks with their resolved ping ids ([`crate::heartbeat`]).
@@ -372,6 +395,20 @@ impl ControllerConfig {
     pub fn sinks_for_kind(&self, kind: Kind) -> Vec<String> {
         let routes: Vec<&RouteDef> = self.routes.iter().filter(|r| r.carries(kind)).collect();
         sinks_of(&routes)
+    }
+
+    /// Sinks of a `notifier_failing` alert about `failing`: the fallback
+    /// routes' sinks, or without a fallback route those of every route
+    /// carrying `notifier_failing`; never `failing` itself.
+    pub fn sinks_for_notifier(&self, failing: &str) -> Vec<String> {
+        let fallback: Vec<&RouteDef> = self.routes.iter().filter(|r| r.fallback).collect();
+        let mut sinks = if fallback.is_empty() {
+            self.sinks_for_kind(AlertKind::NotifierFailing.into())
+        } else {
+            sinks_of(&fallback)
+        };
+        sinks.retain(|s| s != failing);
+        sinks
     }
 }
 
@@ -503,6 +540,16 @@ impl RawControllerFile {
             routes,
             offline_after,
             offline_severity,
+            update_interval: self
+                .alerting
+                .as_ref()
+                .and_then(|a| a.update_interval)
+                .map_or(DEFAULT_UPDATE_INTERVAL, Dur::get),
+            notifier_failing_after: self
+                .alerting
+                .as_ref()
+                .and_then(|a| a.notifier_failing_after)
+                .map_or(DEFAULT_NOTIFIER_FAILING_AFTER, Dur::get),
             certificates,
             heartbeats,
         })

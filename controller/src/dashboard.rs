@@ -86,10 +86,13 @@ pub(crate) fn page(title: &str, body: Markup) -> Markup {
 }
 
 /// Where an open alert's banner line points: fleet-level alerts
-/// (`probe_offline`) at the probes table, certificates at the inventory.
+/// (`probe_offline`) at the probes table, certificates at the inventory,
+/// a failing notifier at its alert's API view (attempts included).
 fn alert_href(a: &AlertRow) -> String {
     match &a.probe {
         _ if a.kind == AlertKind::CertificateExpiring => "/certificates".to_owned(),
+        // A failing sink: its alert with every delivery attempt.
+        _ if a.kind == AlertKind::NotifierFailing => format!("/api/v1/alerts/{}", a.id),
         Some(_) if a.check_id.is_empty() => "/#probes".to_owned(),
         _ => format!("/checks/{}", a.check_id),
     }

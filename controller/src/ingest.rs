@@ -319,6 +319,17 @@ async fn session(
     if hello.region != probe.region {
         tracing::warn!(hello_region = %hello.region, "probe reports another region than configured; using the configured one");
     }
+    let offline_after = ctl.config().offline_after;
+    if let Some(heartbeat) = crate::alerting::offline::heartbeat_too_slow(
+        offline_after,
+        Duration::from_millis(hello.heartbeat_interval_ms),
+    ) {
+        tracing::warn!(
+            heartbeat_interval = %outpost_probe::config::Dur(heartbeat),
+            offline_after = %outpost_probe::config::Dur(offline_after),
+            "alerting.offline_after is at most twice this probe's heartbeat_interval: one late heartbeat can page probe_offline; raise offline_after or lower the probe's heartbeat_interval"
+        );
+    }
     let labels: BTreeMap<String, String> = hello.labels.clone().into_iter().collect();
     let row = ProbeRow::hello(
         &probe.name,
@@ -345,10 +356,7 @@ async fn session(
 
     let end = stream_loop(&ctl, &probe, &mut inbound, &tx, &close).await;
     if ctl.registry().unregister(id)
-        && let Err(e) = ctl
-            .store()
-            .set_probe_connected(&probe.name, false, ctl.now_ms())
-            .await
+        && let Err(e) = ctl.store().set_probe_connected(&probe.name, false).await
     {
         tracing::error!(error = %e, "cannot record probe disconnect");
     }

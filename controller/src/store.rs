@@ -29,15 +29,20 @@
 //!   to `_sqlx_migrations` and drops the old table, in one transaction, so a
 //!   crash mid-bridge changes nothing and the next start bridges again.
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
-//!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`):
+//!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
+//!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
 //!   `probes` (hello
 //!   data, last seen, and the latest heartbeat: queued and dropped results,
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
-//!   probe or a certificate instead of a check), `notifications` (the
+//!   probe or a certificate instead of a check; while open, their summary,
+//!   regions and code follow the current state), `alert_timeline` (every
+//!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
 //!   persisted outbox; each row belongs to an alert or to an event),
+//!   `notification_attempts` (every delivery attempt: sink, time, outcome,
+//!   HTTP status, a bounded excerpt with the sink's secrets scrubbed),
 //!   `events` (DNS answer changes, one row per change however many probes
 //!   reported it: [`crate::event`]) and the certificate inventory
 //!   `certificates` + `certificate_sightings` ([`crate::certificate`]).
@@ -92,10 +97,12 @@ mod results;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-pub use alerts::{AlertRow, NewAlert};
+pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
-pub use notifications::{Notification, NotificationCounts, NotificationRow};
+pub use notifications::{
+    Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,
+};
 pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
 
@@ -401,14 +408,14 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4],
-            "1 and 2 bridged, 3 and 4 applied"
+            vec![1, 2, 3, 4, 5, 6],
+            "1 and 2 bridged, 3 to 6 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].alert_id, Some(1));
         assert_eq!(
-            s.resolve_alert(1, "{}", 5).await.unwrap(),
+            s.resolve_alert(1, "{}", None, 5).await.unwrap(),
             Some(vec!["pd".to_owned()])
         );
     }
@@ -504,7 +511,8 @@ pub(crate) mod tests {
         pool.close().await;
         let s = Store::open(&path).await.unwrap();
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4]);
+        let every: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        assert_eq!(versions, every);
         assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
     }
 
@@ -623,7 +631,10 @@ pub(crate) mod tests {
         assert!(due.iter().all(|n| n.id != hook_resolve.id));
 
         // It keeps working: a resolve queues for both sinks that got the trigger.
-        let sinks = s.resolve_alert(open[0].id, "{}", now_ms()).await.unwrap();
+        let sinks = s
+            .resolve_alert(open[0].id, "{}", None, now_ms())
+            .await
+            .unwrap();
         assert_eq!(sinks, Some(vec!["console".to_owned(), "hook".to_owned()]));
 
         // Re-opening does not migrate again.

@@ -163,6 +163,8 @@ async fn session(
             version: env!("CARGO_PKG_VERSION").to_owned(),
             last_sequence: outbox.last_sequence(),
             assignment_version: *version,
+            heartbeat_interval_ms: u64::try_from(cfg.heartbeat_interval.as_millis())
+                .unwrap_or(u64::MAX),
         })),
     })
     .await

@@ -317,15 +317,7 @@ async fn fire(
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
     let event = trigger_event(a, severity, now_ms);
-    let alert = NewAlert {
-        check_id: String::new(),
-        probe: None,
-        kind: AlertKind::CertificateExpiring,
-        dedup_key: event.dedup_key.clone(),
-        severity: event.severity,
-        summary: event.summary.clone(),
-        regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
-    };
+    let alert = NewAlert::of(AlertKind::CertificateExpiring, &event);
     super::fire_alert(
         ctl,
         &alert,

@@ -25,15 +25,20 @@ pub enum AlertKind {
     ProbeOffline,
     /// A served certificate within a threshold of its expiry ([`super::certificate`]).
     CertificateExpiring,
+    /// A sink rejects notifications or fails longer than
+    /// `alerting.notifier_failing_after` (one alert per sink, on the
+    /// fallback route).
+    NotifierFailing,
 }
 
 impl AlertKind {
     /// Every alert kind, in the order the docs and errors list them. A route
     /// without `kinds` carries all of them.
-    pub const ALL: [AlertKind; 3] = [
+    pub const ALL: [AlertKind; 4] = [
         AlertKind::CheckFailing,
         AlertKind::ProbeOffline,
         AlertKind::CertificateExpiring,
+        AlertKind::NotifierFailing,
     ];
 
     /// The stable name (`check_failing`, …).
@@ -42,6 +47,7 @@ impl AlertKind {
             AlertKind::CheckFailing => "check_failing",
             AlertKind::ProbeOffline => "probe_offline",
             AlertKind::CertificateExpiring => "certificate_expiring",
+            AlertKind::NotifierFailing => "notifier_failing",
         }
     }
 }
@@ -66,10 +72,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind a route can name: the alert kinds, then the event kinds.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Alert(AlertKind::CheckFailing),
         Kind::Alert(AlertKind::ProbeOffline),
         Kind::Alert(AlertKind::CertificateExpiring),
+        Kind::Alert(AlertKind::NotifierFailing),
         Kind::Event(EventKind::DnsChange),
     ];
 

@@ -7,6 +7,22 @@
 //!   fleet offline the moment it comes back: probes get `offline_after` to
 //!   reconnect. A probe that never said hello is not alerted on (it may not
 //!   be deployed yet); the API shows it as never seen.
+//! - **Only messages count.** `last_seen_ms` moves on what the probe sent
+//!   and on nothing else: the end of a stream (a reset, the HTTP/2
+//!   keepalive giving up on a silent or half-open peer) only flips
+//!   `probes.connected`. Noticing a dead stream is not hearing from the
+//!   probe — counting it as such turned a 22 s cut into trigger → resolve
+//!   while still cut → trigger → resolve. So detection is `offline_after` +
+//!   at most one [`TICK`](super::TICK) after the last message whatever the
+//!   keepalive does, an outage is one incident however the stream dies, and
+//!   only a hello, heartbeat or batch resolves it.
+//! - **Heartbeats and `offline_after`.** A connected, idle probe is heard
+//!   from once per `heartbeat_interval` (probe side, default 10 s), so
+//!   `offline_after` must leave room for a late heartbeat: keep it above
+//!   twice the interval ([`heartbeat_too_slow`]). The probe reports its
+//!   interval in its hello and the controller warns per probe when
+//!   `offline_after` ≤ 2 × that interval; at start it warns when
+//!   `offline_after` ≤ 2 × the probes' default interval.
 //! - **Regions.** A region is offline when every probe configured in it is
 //!   offline or never seen (and at least one was seen). Its (check, region)
 //!   states show STALE with the reason "probe offline" and count neither as
@@ -33,6 +49,19 @@ pub fn dedup_key(probe: &str) -> String {
 
 fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The probes' default `heartbeat_interval` (`[controller]` of probe.toml).
+pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `Some(heartbeat)` when `offline_after` is at most twice `heartbeat` (one
+/// late heartbeat could then page); `None` when it leaves room, or when the
+/// interval is unknown (zero: an older probe).
+pub fn heartbeat_too_slow(
+    offline_after: std::time::Duration,
+    heartbeat: std::time::Duration,
+) -> Option<std::time::Duration> {
+    (!heartbeat.is_zero() && offline_after <= heartbeat.saturating_mul(2)).then_some(heartbeat)
 }
 
 /// How long the probe has been silent as far as this controller can tell;
@@ -166,16 +195,7 @@ pub async fn evaluate(
                 let silent = silent_for_ms(row, started, now_ms).unwrap_or(0);
                 let event = trigger_event(cfg, &p.name, &p.region, silent, now_ms);
                 let sinks = cfg.sinks_for_kind(AlertKind::ProbeOffline.into());
-                let new = NewAlert {
-                    check_id: String::new(),
-                    probe: Some(p.name.clone()),
-                    kind: AlertKind::ProbeOffline,
-                    dedup_key: key,
-                    severity: event.severity,
-                    summary: event.summary.clone(),
-                    regions_json: serde_json::to_string(&event.regions)
-                        .unwrap_or_else(|_| "[]".into()),
-                };
+                let new = NewAlert::of(AlertKind::ProbeOffline, &event);
                 if let Some(t) = super::fire_alert(ctl, &new, &event, sinks).await? {
                     out.push(t);
                 }
@@ -225,6 +245,17 @@ mod tests {
         assert!(!is_offline(None, after, 0, 600_000));
         // Exactly at the limit: still online.
         assert!(!is_offline(Some(&row("p", 0)), after, 0, 60_000));
+    }
+
+    #[test]
+    fn offline_after_must_leave_room_for_a_late_heartbeat() {
+        let s = Duration::from_secs;
+        assert_eq!(heartbeat_too_slow(s(20), s(10)), Some(s(10)));
+        assert_eq!(heartbeat_too_slow(s(15), s(10)), Some(s(10)));
+        assert_eq!(heartbeat_too_slow(s(21), s(10)), None);
+        assert_eq!(heartbeat_too_slow(s(5), s(1)), None);
+        // An older probe does not report its interval.
+        assert_eq!(heartbeat_too_slow(s(5), Duration::ZERO), None);
     }
 
     #[test]

@@ -4,8 +4,13 @@
 //! names, or, without that, to every route whose `checks` globs match its
 //! id. Fleet-level alerts (`probe_offline`, `certificate_expiring`) and
 //! events (`dns_change`) go to every route whose `kinds` include them;
-//! `kinds` defaults to the three alert kinds, so events are carried only by
+//! `kinds` defaults to the alert kinds, so events are carried only by
 //! routes that list them.
+//!
+//! `notifier_failing` (a sink that cannot deliver: [`super::notifier`]) goes
+//! to the routes marked `fallback = true`; when none is marked, to every
+//! route carrying `notifier_failing` (by default every route). Either way
+//! never to the failing sink itself.
 
 use std::collections::HashSet;
 
@@ -40,6 +45,13 @@ pub struct RawRoute {
     /// Example: `kinds = ["probe_offline"]` for a fleet-operations route.
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
+    /// This route carries `notifier_failing` alerts (a sink rejecting
+    /// notifications or failing longer than `alerting.notifier_failing_after`),
+    /// whatever its `kinds`. Without any fallback route they go to every
+    /// route carrying `notifier_failing` (by default every route); never to
+    /// the failing sink itself. Default false.
+    #[serde(default)]
+    pub fallback: Option<bool>,
 }
 
 /// A validated route.
@@ -53,6 +65,8 @@ pub struct RouteDef {
     pub checks: Vec<String>,
     /// Alert and event kinds carried.
     pub kinds: Vec<Kind>,
+    /// Carries `notifier_failing` (the fallback route).
+    pub fallback: bool,
 }
 
 impl RouteDef {
@@ -176,6 +190,7 @@ pub fn validate(
             sinks: raw.sinks.clone(),
             checks,
             kinds,
+            fallback: raw.fallback.unwrap_or(false),
         });
     }
     out
@@ -192,6 +207,7 @@ mod tests {
             sinks: vec!["log".into()],
             checks: None,
             kinds: kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect()),
+            fallback: None,
         }
     }
 

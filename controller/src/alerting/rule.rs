@@ -130,12 +130,7 @@ pub fn decide(
     }
     let min = usize::try_from(policy.min_regions).unwrap_or(usize::MAX);
     if !alert_open {
-        let mut failing: Vec<String> = fresh
-            .iter()
-            .filter(|s| !s.last_ok && s.consecutive_failures >= policy.confirmations)
-            .map(|s| s.region.clone())
-            .collect();
-        failing.sort();
+        let failing = confirmed_failing(policy, &fresh);
         return if failing.len() >= min {
             Decision::Fire { failing }
         } else {
@@ -153,6 +148,38 @@ pub fn decide(
     } else {
         Decision::Hold
     }
+}
+
+/// Fresh regions failing for `confirmations` runs, sorted: what an open
+/// alert's live content names ([`crate::alerting`]), the same set [`decide`]
+/// fires on.
+pub fn failing_now(
+    policy: &AlertPolicy,
+    interval: Duration,
+    assigned: &[String],
+    states: &[RegionState],
+    offline: &[String],
+    now_ms: i64,
+) -> Vec<String> {
+    let fresh: Vec<&RegionState> = states
+        .iter()
+        .filter(|s| {
+            assigned.contains(&s.region)
+                && !offline.contains(&s.region)
+                && is_fresh(s, interval, now_ms)
+        })
+        .collect();
+    confirmed_failing(policy, &fresh)
+}
+
+fn confirmed_failing(policy: &AlertPolicy, fresh: &[&RegionState]) -> Vec<String> {
+    let mut failing: Vec<String> = fresh
+        .iter()
+        .filter(|s| !s.last_ok && s.consecutive_failures >= policy.confirmations)
+        .map(|s| s.region.clone())
+        .collect();
+    failing.sort();
+    failing
 }
 
 #[cfg(test)]

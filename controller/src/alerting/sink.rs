@@ -244,6 +244,61 @@ impl std::fmt::Display for NotificationState {
     }
 }
 
+/// How one recorded delivery attempt went (`notification_attempts.outcome`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Accepted by the sink.
+    Delivered,
+    /// Failed; will be retried.
+    Retry,
+    /// Refused by the sink (4xx other than 408/429) or not sendable: not retried.
+    Rejected,
+    /// Failed past the sink's `give_up_after`: not retried.
+    GaveUp,
+}
+
+/// The most of an attempt's excerpt kept.
+pub const EXCERPT_CHARS: usize = 300;
+
+/// The HTTP status an error text starts with (`status 400: …`, as
+/// [`HttpResponse::delivery`] writes it), if any.
+pub fn status_of(error: &str) -> Option<u16> {
+    let rest = error.strip_prefix("status ")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `text` bounded to [`EXCERPT_CHARS`] with every secret of the sink (its
+/// routing key, webhook URL and header values) replaced by `[redacted]`: a
+/// sink that echoes the request must not put them in the store or the API.
+pub fn excerpt(kind: Option<&SinkKind>, text: &str) -> String {
+    let mut out = text.to_owned();
+    let mut secrets: Vec<&str> = Vec::new();
+    match kind {
+        Some(SinkKind::PagerDuty { routing_key, .. }) => secrets.push(routing_key.expose()),
+        Some(SinkKind::Webhook { url, headers }) => {
+            secrets.push(url);
+            secrets.extend(headers.iter().map(|(_, v)| v.expose()));
+        }
+        Some(SinkKind::Console) | None => {}
+    }
+    for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
+        out = out.replace(secret, "[redacted]");
+    }
+    let cut: String = out.chars().take(EXCERPT_CHARS).collect();
+    if cut.len() < out.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
 /// How one delivery attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -579,9 +634,14 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         (Some(sink), Some(event)) => send(&sink.kind, &sink.name, &event).await,
     };
     let now = ctl.now_ms();
+    let kind = def.map(|d| &d.kind);
+    let attempt = |outcome, error: &str| (outcome, status_of(error), excerpt(kind, error));
     match outcome {
         Delivery::Sent => {
-            store.mark_delivered(n.id, attempts, now).await?;
+            let a = (AttemptOutcome::Delivered, None, String::new());
+            store
+                .mark_delivered(n.id, attempts, &record(sink, &a), now)
+                .await?;
             count("sent");
             tracing::debug!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, "notification delivered");
             Ok(true)
@@ -597,22 +657,44 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
             let delay = retry_delay(attempts, after, seed);
             let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
             if now.saturating_sub(first) >= ms(horizon) {
-                store.mark_failed(n.id, attempts, &error, now).await?;
+                let a = attempt(AttemptOutcome::GaveUp, &error);
+                store
+                    .mark_failed(n.id, attempts, &record(sink, &a), now)
+                    .await?;
                 count("failed");
                 tracing::warn!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, give_up_after_s = horizon.as_secs(), error = %error, "notification given up");
                 return Ok(true);
             }
-            store.mark_retry(n.id, attempts, next, &error, now).await?;
+            let a = attempt(AttemptOutcome::Retry, &error);
+            store
+                .mark_retry(n.id, attempts, next, &record(sink, &a), now)
+                .await?;
             count("retried");
             tracing::warn!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, delay_ms = delay.as_millis() as u64, error = %error, "notification will be retried");
             Ok(false)
         }
         Delivery::Reject { error } => {
-            store.mark_failed(n.id, attempts, &error, now).await?;
+            let a = attempt(AttemptOutcome::Rejected, &error);
+            store
+                .mark_failed(n.id, attempts, &record(sink, &a), now)
+                .await?;
             count("rejected");
             tracing::warn!(sink, action = %n.action, dedup_key = %n.dedup_key, attempts, error = %error, "sink rejected the notification; not retrying");
             Ok(true)
         }
+    }
+}
+
+/// The attempt row of an outcome, status and excerpt.
+fn record<'a>(
+    sink: &'a str,
+    (outcome, status, text): &'a (AttemptOutcome, Option<u16>, String),
+) -> crate::store::Attempt<'a> {
+    crate::store::Attempt {
+        sink,
+        outcome: *outcome,
+        status: *status,
+        excerpt: text.as_str(),
     }
 }
 
@@ -666,6 +748,24 @@ mod tests {
         );
         assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_scrubbed_and_name_their_status() {
+        let kind = SinkKind::PagerDuty {
+            routing_key: Secret::new("R0UT1NGKEY-SECRET"),
+            api_url: "http://127.0.0.1:1".into(),
+            events_per_minute: 60,
+        };
+        let text = "status 400: {\"routing_key\":\"R0UT1NGKEY-SECRET\"}";
+        assert_eq!(
+            excerpt(Some(&kind), text),
+            "status 400: {\"routing_key\":\"[redacted]\"}"
+        );
+        assert_eq!(status_of(text), Some(400));
+        assert_eq!(status_of("connect to 127.0.0.1:1: refused"), None);
+        let long = "é".repeat(EXCERPT_CHARS + 10);
+        assert_eq!(excerpt(None, &long).chars().count(), EXCERPT_CHARS + 3);
     }
 
     #[test]

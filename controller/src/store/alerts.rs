@@ -1,9 +1,9 @@
-//! SQL of `alerts`: opening, escalating and resolving an alert, each with
-//! its notifications in the same transaction (invariants 3 and 4 of the
-//! module note).
+//! SQL of `alerts` and `alert_timeline`: opening, updating, escalating and
+//! resolving an alert, each with its notifications and its timeline entry
+//! in the same transaction (invariants 3 and 4 of the module note).
 
-use super::{Store, StoreError, notifications};
-use crate::alerting::{Action, AlertKind, AlertState, Severity};
+use super::{Store, StoreError, Tx, notifications};
+use crate::alerting::{Action, AlertKind, AlertState, Change, Severity};
 
 /// An alert row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -22,14 +22,51 @@ pub struct AlertRow {
     pub state: AlertState,
     /// Severity.
     pub severity: Severity,
-    /// Summary when it fired.
+    /// Summary: as it fired, then following the current state while open.
     pub summary: String,
-    /// Regions failing when it fired (JSON array).
+    /// Regions failing (JSON array): as for the summary.
     pub regions_json: String,
+    /// Failure code of the first failing region (empty for fleet-level alerts).
+    pub code: String,
     /// Fired.
     pub opened_at_ms: i64,
     /// Resolved.
     pub resolved_at_ms: Option<i64>,
+    /// What the sinks were last sent ([`crate::alerting::Sent`] as JSON;
+    /// empty before the first update of an alert fired before v5).
+    pub notified_json: String,
+    /// When a trigger was last queued for it (fired, updated or escalated).
+    pub notified_ms: Option<i64>,
+}
+
+/// One entry of an alert's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TimelineRow {
+    /// When.
+    pub at_ms: i64,
+    /// What changed.
+    pub what: Change,
+    /// Failing regions after the change (JSON array).
+    pub regions_json: String,
+    /// Failure code after the change.
+    pub code: String,
+    /// Severity after the change.
+    pub severity: Severity,
+    /// Summary after the change.
+    pub summary: String,
+}
+
+/// An open alert's new content ([`Store::update_alert`]).
+#[derive(Debug, Clone)]
+pub struct AlertContent {
+    /// Severity.
+    pub severity: Severity,
+    /// Summary.
+    pub summary: String,
+    /// Failing regions (JSON array).
+    pub regions_json: String,
+    /// Failure code.
+    pub code: String,
 }
 
 /// An alert to open.
@@ -49,15 +86,84 @@ pub struct NewAlert {
     pub summary: String,
     /// Failing regions (JSON array).
     pub regions_json: String,
+    /// Failure code (empty for fleet-level alerts).
+    pub code: String,
+    /// What the trigger sends ([`crate::alerting::Sent`] as JSON).
+    pub notified_json: String,
 }
 
 macro_rules! alert_columns {
     () => {
-        "id, check_id, probe, kind, dedup_key, state, severity, summary, regions_json, opened_at_ms, resolved_at_ms"
+        "id, check_id, probe, kind, dedup_key, state, severity, summary, regions_json, code, opened_at_ms, \
+         resolved_at_ms, notified_json, notified_ms"
     };
 }
 
+/// Appends a timeline entry in `tx`.
+async fn record(
+    tx: &mut Tx<'_>,
+    alert_id: i64,
+    what: Change,
+    at_ms: i64,
+    content: &AlertContent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO alert_timeline (alert_id, at_ms, what, regions_json, code, severity, summary) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(alert_id)
+    .bind(at_ms)
+    .bind(what)
+    .bind(&content.regions_json)
+    .bind(&content.code)
+    .bind(content.severity)
+    .bind(&content.summary)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The sinks that got an alert's first trigger, each with the dedup key it
+/// carried, in the order they were queued: updates and resolves go to them
+/// (even if routes changed since).
+async fn triggered_sinks(
+    tx: &mut Tx<'_>,
+    alert_id: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    // Every trigger of one alert carries its dedup key; MIN picks it.
+    Ok(sqlx::query_as(
+        "SELECT sink, MIN(dedup_key) FROM notifications WHERE alert_id = $1 AND action = 'trigger' \
+         GROUP BY sink ORDER BY MIN(id)",
+    )
+    .bind(alert_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
 impl Store {
+    /// One alert by id.
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// An alert's timeline, oldest first.
+    pub async fn alert_timeline(&self, alert_id: i64) -> Result<Vec<TimelineRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT at_ms, what, regions_json, code, severity, summary FROM alert_timeline \
+             WHERE alert_id = $1 ORDER BY id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The open alert of a check and kind, if any.
     pub async fn open_alert(
         &self,
@@ -109,8 +215,9 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, opened_at_ms) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, \
+             code, notified_json, notified_ms, opened_at_ms) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $10) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&alert.check_id)
         .bind(&alert.probe)
@@ -119,12 +226,21 @@ impl Store {
         .bind(alert.severity)
         .bind(&alert.summary)
         .bind(&alert.regions_json)
+        .bind(&alert.code)
+        .bind(&alert.notified_json)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
             return Ok(None);
         };
+        let content = AlertContent {
+            severity: alert.severity,
+            summary: alert.summary.clone(),
+            regions_json: alert.regions_json.clone(),
+            code: alert.code.clone(),
+        };
+        record(&mut tx, id, Change::Fired, now, &content).await?;
         for sink in sinks {
             notifications::queue_for_alert(
                 &mut tx,
@@ -154,17 +270,26 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let key: Option<String> = sqlx::query_scalar(
-            "UPDATE alerts SET severity = $1, summary = $2 WHERE id = $3 AND state = 'open' RETURNING dedup_key",
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "UPDATE alerts SET severity = $1, summary = $2, notified_ms = $3 WHERE id = $4 AND state = 'open' \
+             RETURNING dedup_key, regions_json, code",
         )
         .bind(severity)
         .bind(summary)
+        .bind(now)
         .bind(alert_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(key) = key else {
+        let Some((key, regions_json, code)) = row else {
             return Ok(false);
         };
+        let content = AlertContent {
+            severity,
+            summary: summary.to_owned(),
+            regions_json,
+            code,
+        };
+        record(&mut tx, alert_id, Change::Escalated, now, &content).await?;
         for sink in sinks {
             notifications::queue_for_alert(
                 &mut tx,
@@ -183,31 +308,34 @@ impl Store {
 
     /// Resolves an open alert and queues a resolve for every sink that got
     /// its trigger, atomically. Returns those sinks; `None` if it was not open.
+    /// `resolve_summary` is the timeline's line (default: the last summary).
     pub async fn resolve_alert(
         &self,
         alert_id: i64,
         payload_json: &str,
+        resolve_summary: Option<&str>,
         now: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "UPDATE alerts SET state = 'resolved', resolved_at_ms = $1 WHERE id = $2 AND state = 'open'",
+        let row: Option<(Severity, String)> = sqlx::query_as(
+            "UPDATE alerts SET state = 'resolved', resolved_at_ms = $1 WHERE id = $2 AND state = 'open' \
+             RETURNING severity, summary",
         )
         .bind(now)
         .bind(alert_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if r.rows_affected() == 0 {
+        let Some((severity, summary)) = row else {
             return Ok(None);
-        }
-        // Every trigger of one alert carries its dedup key; MIN picks it.
-        let triggered: Vec<(String, String)> = sqlx::query_as(
-            "SELECT sink, MIN(dedup_key) FROM notifications WHERE alert_id = $1 AND action = 'trigger' \
-             GROUP BY sink ORDER BY MIN(id)",
-        )
-        .bind(alert_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        };
+        let resolved = AlertContent {
+            severity,
+            summary: resolve_summary.unwrap_or(&summary).to_owned(),
+            regions_json: "[]".into(),
+            code: String::new(),
+        };
+        record(&mut tx, alert_id, Change::Resolved, now, &resolved).await?;
+        let triggered = triggered_sinks(&mut tx, alert_id).await?;
         let mut sinks = Vec::with_capacity(triggered.len());
         for (sink, key) in triggered {
             notifications::queue_for_alert(
@@ -221,6 +349,65 @@ impl Store {
             )
             .await?;
             sinks.push(sink);
+        }
+        tx.commit().await?;
+        Ok(Some(sinks))
+    }
+
+    /// Sets an open alert's content (timeline entry `updated` when
+    /// `changed`) and, when `notify` holds (payload, sent) JSON, queues the
+    /// payload as a trigger (same dedup key) for every sink that got the
+    /// first trigger and records `sent` as what the sinks were last told
+    /// (timeline entry `notified`), atomically. Returns the sinks notified;
+    /// `None` if the alert is not open.
+    pub async fn update_alert(
+        &self,
+        alert_id: i64,
+        content: &AlertContent,
+        changed: bool,
+        notify: Option<(&str, &str)>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE alerts SET severity = $1, summary = $2, regions_json = $3, code = $4 \
+             WHERE id = $5 AND state = 'open'",
+        )
+        .bind(content.severity)
+        .bind(&content.summary)
+        .bind(&content.regions_json)
+        .bind(&content.code)
+        .bind(alert_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if changed {
+            record(&mut tx, alert_id, Change::Updated, now, content).await?;
+        }
+        let mut sinks = Vec::new();
+        if let Some((payload_json, sent_json)) = notify {
+            sqlx::query("UPDATE alerts SET notified_json = $1, notified_ms = $2 WHERE id = $3")
+                .bind(sent_json)
+                .bind(now)
+                .bind(alert_id)
+                .execute(&mut *tx)
+                .await?;
+            for (sink, key) in triggered_sinks(&mut tx, alert_id).await? {
+                notifications::queue_for_alert(
+                    &mut tx,
+                    alert_id,
+                    &sink,
+                    Action::Trigger,
+                    &key,
+                    payload_json,
+                    now,
+                )
+                .await?;
+                sinks.push(sink);
+            }
+            record(&mut tx, alert_id, Change::Notified, now, content).await?;
         }
         tx.commit().await?;
         Ok(Some(sinks))
@@ -241,6 +428,8 @@ mod tests {
             severity: Severity::Warning,
             summary: "x".into(),
             regions_json: "[]".into(),
+            code: "timeout".into(),
+            notified_json: "{}".into(),
         }
     }
 
@@ -251,7 +440,7 @@ mod tests {
         let sinks = vec!["pd".to_owned(), "log".to_owned()];
         let id = s.fire_alert(&a, &sinks, "{}", 1).await.unwrap().unwrap();
         assert_eq!(s.fire_alert(&a, &sinks, "{}", 2).await.unwrap(), None);
-        let resolved = s.resolve_alert(id, "{}", 3).await.unwrap().unwrap();
+        let resolved = s.resolve_alert(id, "{}", None, 3).await.unwrap().unwrap();
         assert_eq!(resolved, sinks);
         // Only the first pending notification per (sink, key) is due.
         let due = s.due_notifications(10, 100).await.unwrap();
@@ -259,7 +448,15 @@ mod tests {
             due.iter().map(|n| n.action).collect::<Vec<_>>(),
             vec![Action::Trigger, Action::Trigger]
         );
-        s.mark_delivered(due[0].id, 1, 11).await.unwrap();
+        let delivered = notifications::Attempt {
+            sink: &due[0].sink,
+            outcome: crate::alerting::sink::AttemptOutcome::Delivered,
+            status: Some(202),
+            excerpt: "",
+        };
+        s.mark_delivered(due[0].id, 1, &delivered, 11)
+            .await
+            .unwrap();
         let due = s.due_notifications(10, 100).await.unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(
@@ -270,7 +467,72 @@ mod tests {
             (due[1].sink.as_str(), due[1].action),
             ("pd", Action::Resolve)
         );
-        assert_eq!(s.resolve_alert(id, "{}", 4).await.unwrap(), None);
+        assert_eq!(s.resolve_alert(id, "{}", None, 4).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn updates_follow_the_state_and_notify_only_the_triggered_sinks() {
+        let (_d, s) = temp_store().await;
+        let id = s
+            .fire_alert(&alert(), &["pd".to_owned()], "{}", 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let worse = AlertContent {
+            severity: Severity::Warning,
+            summary: "api failing from 2 of 2".into(),
+            regions_json: "[\"eu\",\"us\"]".into(),
+            code: "http_status".into(),
+        };
+        // Content only: no notification.
+        assert_eq!(
+            s.update_alert(id, &worse, true, None, 2).await.unwrap(),
+            Some(vec![])
+        );
+        assert_eq!(s.notifications_for_alert(id).await.unwrap().len(), 1);
+        let row = s.alert(id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.summary.as_str(), row.code.as_str(), row.notified_ms),
+            ("api failing from 2 of 2", "http_status", Some(1))
+        );
+        // Then sent: to the sink that got the trigger, with its key.
+        let sinks = s
+            .update_alert(id, &worse, false, Some(("{}", "{\"sent\":1}")), 3)
+            .await
+            .unwrap();
+        assert_eq!(sinks, Some(vec!["pd".to_owned()]));
+        let ns = s.notifications_for_alert(id).await.unwrap();
+        assert_eq!(
+            ns.iter().map(|n| n.action).collect::<Vec<_>>(),
+            [Action::Trigger, Action::Trigger]
+        );
+        let row = s.alert(id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.notified_json.as_str(), row.notified_ms),
+            ("{\"sent\":1}", Some(3))
+        );
+        s.resolve_alert(id, "{}", Some("api recovered"), 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.update_alert(id, &worse, true, None, 5).await.unwrap(),
+            None
+        );
+        let timeline = s.alert_timeline(id).await.unwrap();
+        assert_eq!(
+            timeline
+                .iter()
+                .map(|t| (t.at_ms, t.what))
+                .collect::<Vec<_>>(),
+            [
+                (1, Change::Fired),
+                (2, Change::Updated),
+                (3, Change::Notified),
+                (4, Change::Resolved)
+            ]
+        );
+        assert_eq!(timeline[1].regions_json, "[\"eu\",\"us\"]");
+        assert_eq!(timeline[3].summary, "api recovered");
     }
 
     #[tokio::test]
@@ -298,7 +560,7 @@ mod tests {
         );
         let ns = s.notifications_for_alert(id).await.unwrap();
         assert_eq!(ns.len(), 2);
-        s.resolve_alert(id, "{}", 3).await.unwrap();
+        s.resolve_alert(id, "{}", None, 3).await.unwrap();
         assert!(
             !s.escalate_alert(id, Severity::Critical, "x", &sinks, "{}", 4)
                 .await

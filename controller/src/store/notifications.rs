@@ -1,10 +1,80 @@
 //! SQL of `notifications`, the persisted outbox: queueing (inside the
 //! transaction of the alert change or the event it belongs to), handing out
 //! due notifications in order (invariant 5 of the module note), and
-//! recording each delivery attempt.
+//! recording each delivery attempt: the notification's own counters and a
+//! row of `notification_attempts`, in one transaction.
 
 use super::{Store, StoreError, Tx, now_ms};
-use crate::alerting::{Action, sink::NotificationState};
+use crate::alerting::{
+    Action,
+    sink::{AttemptOutcome, NotificationState},
+};
+
+/// One delivery attempt, as recorded in `notification_attempts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt<'a> {
+    /// Sink name.
+    pub sink: &'a str,
+    /// How it went.
+    pub outcome: AttemptOutcome,
+    /// The sink's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// What happened, bounded, the sink's secrets scrubbed.
+    pub excerpt: &'a str,
+}
+
+/// A recorded attempt (API).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttemptRow {
+    /// Notification.
+    pub notification_id: i64,
+    /// Sink.
+    pub sink: String,
+    /// When.
+    pub at_ms: i64,
+    /// How it went.
+    pub outcome: AttemptOutcome,
+    /// HTTP status.
+    pub status: Option<i64>,
+    /// Excerpt.
+    pub excerpt: String,
+}
+
+/// A sink whose deliveries fail since its last success ([`Store::failing_sinks`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FailingSink {
+    /// Sink.
+    pub sink: String,
+    /// First failed attempt since the last delivered one.
+    pub since_ms: i64,
+    /// Whether one of those was rejected or given up (not retried).
+    pub permanent: bool,
+    /// The newest attempt's status.
+    pub status: Option<i64>,
+    /// The newest attempt's excerpt.
+    pub excerpt: String,
+}
+
+async fn record_attempt(
+    tx: &mut Tx<'_>,
+    notification_id: i64,
+    a: &Attempt<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO notification_attempts (notification_id, sink, at_ms, outcome, status, excerpt) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(notification_id)
+    .bind(a.sink)
+    .bind(now)
+    .bind(a.outcome)
+    .bind(a.status.map(i64::from))
+    .bind(a.excerpt)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// A pending notification.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -154,7 +224,14 @@ impl Store {
     }
 
     /// Records a successful delivery.
-    pub async fn mark_delivered(&self, id: i64, attempts: u32, now: i64) -> Result<(), StoreError> {
+    pub async fn mark_delivered(
+        &self,
+        id: i64,
+        attempts: u32,
+        attempt: &Attempt<'_>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE notifications SET state = 'delivered', attempts = $1, delivered_ms = $2, last_error = NULL, \
              first_attempt_ms = COALESCE(first_attempt_ms, $2) WHERE id = $3",
@@ -162,8 +239,10 @@ impl Store {
         .bind(i64::from(attempts))
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        record_attempt(&mut tx, id, attempt, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -173,20 +252,23 @@ impl Store {
         id: i64,
         attempts: u32,
         next_attempt_ms: i64,
-        error: &str,
+        attempt: &Attempt<'_>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE notifications SET attempts = $1, next_attempt_ms = $2, last_error = $3, \
              first_attempt_ms = COALESCE(first_attempt_ms, $4) WHERE id = $5",
         )
         .bind(i64::from(attempts))
         .bind(next_attempt_ms)
-        .bind(error)
+        .bind(attempt.excerpt)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        record_attempt(&mut tx, id, attempt, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -195,20 +277,52 @@ impl Store {
         &self,
         id: i64,
         attempts: u32,
-        error: &str,
+        attempt: &Attempt<'_>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE notifications SET state = 'failed', attempts = $1, last_error = $2, \
              first_attempt_ms = COALESCE(first_attempt_ms, $3) WHERE id = $4",
         )
         .bind(i64::from(attempts))
-        .bind(error)
+        .bind(attempt.excerpt)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        record_attempt(&mut tx, id, attempt, now).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The delivery attempts of an alert's notifications, oldest first.
+    pub async fn attempts_for_alert(&self, alert_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT a.notification_id, a.sink, a.at_ms, a.outcome, a.status, a.excerpt \
+             FROM notification_attempts a JOIN notifications n ON n.id = a.notification_id \
+             WHERE n.alert_id = $1 ORDER BY a.id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Sinks with failed attempts since their last delivered one: when the
+    /// first of those was, whether one was permanent, and the newest one.
+    pub async fn failing_sinks(&self) -> Result<Vec<FailingSink>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT a.sink, MIN(a.at_ms) AS since_ms, \
+             (MAX(CASE WHEN a.outcome IN ('rejected', 'gave_up') THEN 1 ELSE 0 END) <> 0) AS permanent, \
+             (SELECT e.status FROM notification_attempts e WHERE e.sink = a.sink ORDER BY e.id DESC LIMIT 1) AS status, \
+             (SELECT e.excerpt FROM notification_attempts e WHERE e.sink = a.sink ORDER BY e.id DESC LIMIT 1) AS excerpt \
+             FROM notification_attempts a \
+             WHERE a.outcome <> 'delivered' AND a.id > COALESCE((SELECT MAX(d.id) FROM notification_attempts d \
+             WHERE d.sink = a.sink AND d.outcome = 'delivered'), 0) \
+             GROUP BY a.sink ORDER BY a.sink",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Postpones a notification without counting an attempt (rate limit).
@@ -278,6 +392,8 @@ mod tests {
             severity: Severity::Critical,
             summary: "x".into(),
             regions_json: "[]".into(),
+            code: "timeout".into(),
+            notified_json: "{}".into(),
         };
         let id = s
             .fire_alert(&a, &["pd".to_owned(), "log".to_owned()], "{}", 1)
@@ -286,18 +402,67 @@ mod tests {
             .unwrap();
         let due = s.due_notifications(1, 10).await.unwrap();
         assert_eq!(due.len(), 2);
-        s.mark_retry(due[0].id, 1, 100, "status 503", 5)
-            .await
-            .unwrap();
+        let attempt = |outcome, status, excerpt| Attempt {
+            sink: "pd",
+            outcome,
+            status,
+            excerpt,
+        };
+        s.mark_retry(
+            due[0].id,
+            1,
+            100,
+            &attempt(AttemptOutcome::Retry, Some(503), "status 503"),
+            5,
+        )
+        .await
+        .unwrap();
         s.defer_notification(due[1].id, 50).await.unwrap();
         assert!(s.due_notifications(49, 10).await.unwrap().is_empty());
         assert_eq!(s.next_notification_due().await.unwrap(), Some(50));
         let due = s.due_notifications(100, 10).await.unwrap();
         assert_eq!((due[0].attempts, due[0].first_attempt_ms), (1, Some(5)));
-        s.mark_failed(due[0].id, 2, "status 400", 101)
-            .await
-            .unwrap();
-        s.mark_delivered(due[1].id, 1, 102).await.unwrap();
+        let failing = s.failing_sinks().await.unwrap();
+        assert_eq!(
+            failing
+                .iter()
+                .map(|f| (f.sink.as_str(), f.since_ms, f.permanent))
+                .collect::<Vec<_>>(),
+            [("pd", 5, false)]
+        );
+        s.mark_failed(
+            due[0].id,
+            2,
+            &attempt(AttemptOutcome::Rejected, Some(400), "status 400"),
+            101,
+        )
+        .await
+        .unwrap();
+        let log = Attempt {
+            sink: "log",
+            ..attempt(AttemptOutcome::Delivered, None, "")
+        };
+        s.mark_delivered(due[1].id, 1, &log, 102).await.unwrap();
+        let failing = s.failing_sinks().await.unwrap();
+        assert_eq!(
+            failing
+                .iter()
+                .map(|f| (f.sink.as_str(), f.since_ms, f.permanent, f.status))
+                .collect::<Vec<_>>(),
+            [("pd", 5, true, Some(400))]
+        );
+        let attempts = s.attempts_for_alert(id).await.unwrap();
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| (a.sink.as_str(), a.at_ms, a.outcome, a.status))
+                .collect::<Vec<_>>(),
+            [
+                ("pd", 5, AttemptOutcome::Retry, Some(503)),
+                ("pd", 101, AttemptOutcome::Rejected, Some(400)),
+                ("log", 102, AttemptOutcome::Delivered, None)
+            ]
+        );
         let rows = s.notifications_for_alert(id).await.unwrap();
         assert_eq!(
             rows.iter()

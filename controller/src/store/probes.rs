@@ -122,22 +122,18 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a probe connected or not.
-    pub async fn set_probe_connected(
-        &self,
-        name: &str,
-        connected: bool,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE probes SET connected = $1, \
-             last_seen_ms = CASE WHEN last_seen_ms > $2 THEN last_seen_ms ELSE $2 END WHERE name = $3",
-        )
-        .bind(i64::from(connected))
-        .bind(at_ms)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
+    /// Marks a probe connected or not. Bookkeeping only: `last_seen_ms` is
+    /// left alone, because noticing that a stream died (a reset, or the
+    /// HTTP/2 keepalive giving up on a silent peer) is not hearing from the
+    /// probe. Liveness moves only on what the probe sent ([`Store::upsert_probe`],
+    /// [`Store::touch_probe`], [`Store::record_heartbeat`]); see
+    /// [`crate::alerting::offline`].
+    pub async fn set_probe_connected(&self, name: &str, connected: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE probes SET connected = $1 WHERE name = $2")
+            .bind(i64::from(connected))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -178,7 +174,7 @@ mod tests {
             dropped_by_reason: [("size".to_owned(), 3)].into_iter().collect(),
         };
         s.record_heartbeat("p", 900, &hb).await.unwrap();
-        s.set_probe_connected("p", false, 800).await.unwrap();
+        s.set_probe_connected("p", false).await.unwrap();
         let rows = s.probes().await.unwrap();
         assert_eq!(
             rows,
@@ -193,5 +189,18 @@ mod tests {
         );
         s.touch_probe("p", 2000).await.unwrap();
         assert_eq!(s.probes().await.unwrap()[0].last_seen_ms, 2000);
+    }
+
+    #[tokio::test]
+    async fn a_disconnect_is_not_hearing_from_the_probe() {
+        let (_d, s) = temp_store().await;
+        s.upsert_probe(&ProbeRow::hello("p", "eu", "1.0", "{}", 1000))
+            .await
+            .unwrap();
+        // The stream is noticed dead much later (keepalive): last seen stays
+        // at the last message, so the probe keeps counting as silent.
+        s.set_probe_connected("p", false).await.unwrap();
+        let row = &s.probes().await.unwrap()[0];
+        assert_eq!((row.connected, row.last_seen_ms), (false, 1000));
     }
 }

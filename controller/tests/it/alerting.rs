@@ -344,3 +344,235 @@ async fn events_beyond_the_routing_key_rate_limit_wait_in_the_outbox() {
     );
     ctl.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_open_alert_follows_the_state_and_updates_the_pager_rate_limited() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let checks = format!("{API_CHECK}[alerting]\nupdate_interval = \"2s\"\n");
+    let ctl = start(&config_text(
+        &dir.path().join("o.db"),
+        &pager.url(),
+        &checks,
+    ))
+    .await;
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+    p[2].report("api-health", true, 2).await;
+    let events = pager.wait_for_events(1, WAIT).await;
+    let fired_at = std::time::Instant::now();
+    assert!(
+        events[0]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("2 of 3 regions (eu-west, us-east)"),
+        "{events:#?}"
+    );
+    let id = ctl.store().alerts(1).await.unwrap()[0].id;
+
+    // The third region fails: the alert's content follows at once…
+    p[2].report("api-health", false, 2).await;
+    eventually("the alert names 3 regions", WAIT, || async {
+        let a = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{id}")).await;
+        a["alert"]["regions"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    let body = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{id}")).await;
+    let summary = body["alert"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(
+            "api-health failing from 3 of 3 regions (ap-south, eu-west, us-east): timeout"
+        ) && summary.contains(" · since "),
+        "{summary}"
+    );
+    assert_eq!(body["alert"]["code"], "timeout");
+    // …the pager only once update_interval has passed since the trigger,
+    // with the same dedup key (one incident, updated).
+    if fired_at.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(pager.events().len(), 1, "{:#?}", pager.events());
+    }
+    let events = pager.wait_for_events(2, WAIT).await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        fired_at.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        fired_at.elapsed()
+    );
+    assert_eq!(events[1].event_action, "trigger");
+    assert_eq!(events[1].dedup_key, events[0].dedup_key);
+    assert!(
+        events[1]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("3 of 3 regions"),
+        "{events:#?}"
+    );
+    // No news, no more triggers.
+    p[0].report("api-health", false, 1).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(pager.events().len(), 2, "{:#?}", pager.events());
+
+    // Recovery region by region: the shrinking set is news too (sent as it
+    // happens: the interval has passed), then one resolve, last.
+    for probe in &mut p {
+        probe.report("api-health", true, 2).await;
+    }
+    eventually("a resolve", WAIT, || async {
+        pager.events().iter().any(|e| e.event_action == "resolve")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = pager.events();
+    let (last, rest) = events.split_last().unwrap();
+    assert_eq!(last.event_action, "resolve", "{events:#?}");
+    assert!(
+        rest.iter()
+            .all(|e| e.event_action == "trigger" && e.dedup_key == last.dedup_key),
+        "{events:#?}"
+    );
+
+    let body = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{id}")).await;
+    let whats: Vec<&str> = body["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(whats[..3], ["fired", "updated", "notified"], "{body:#}");
+    assert_eq!(whats.last(), Some(&"resolved"), "{body:#}");
+    // One `notified` per update trigger the pager got.
+    assert_eq!(
+        whats.iter().filter(|w| **w == "notified").count(),
+        events.len() - 2,
+        "{body:#}"
+    );
+    assert_eq!(body["timeline"][0]["regions"].as_array().unwrap().len(), 2);
+    assert_eq!(body["timeline"][1]["regions"].as_array().unwrap().len(), 3);
+    assert_eq!(body["timeline"][1]["code"], "timeout");
+    assert_eq!(
+        body["timeline"].as_array().unwrap().last().unwrap()["summary"],
+        "api-health recovered"
+    );
+    // Each notification with its delivery state.
+    let ns = body["alert"]["notifications"].as_array().unwrap();
+    assert_eq!(
+        ns.iter()
+            .filter(|n| n["sink"] == "pagerduty" && n["state"] == "delivered")
+            .count(),
+        events.len(),
+        "{body:#}"
+    );
+    let (status, _) = get(ctl.http_addr(), "/api/v1/alerts/999999").await;
+    assert_eq!(status, 404);
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sink_answering_400_raises_notifier_failing_on_the_fallback_route() {
+    use outpost_testkit::WebhookReceiver;
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let hook = WebhookReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = {:?}\n",
+        dir.path().join("o.db").display().to_string()
+    );
+    for (i, (name, region, _)) in PROBES.iter().enumerate() {
+        text.push_str(&format!(
+            "[[probes]]\nname = \"{name}\"\nregion = \"{region}\"\ntoken = {{ env = \"TEST_TOKEN_{i}\" }}\n"
+        ));
+    }
+    text.push_str(API_CHECK);
+    text.push_str(&format!(
+        "[[sinks]]\nname = \"pagerduty\"\npagerduty = {{ routing_key = {{ env = \"TEST_PD_KEY\" }}, api_url = \"{}\" }}\n\
+         [[sinks]]\nname = \"ops-hook\"\nwebhook = {{ url = \"{}\" }}\n\
+         [[routes]]\nname = \"oncall\"\nsinks = [\"pagerduty\"]\n\
+         [[routes]]\nname = \"ops\"\nsinks = [\"ops-hook\"]\nkinds = [\"notifier_failing\"]\nfallback = true\n",
+        pager.url(),
+        hook.url()
+    ));
+    let ctl = start(&text).await;
+    // PagerDuty refuses the first event (a bad payload or key): not retried.
+    pager.respond_with(vec![Forced::status(400)]);
+    let mut p = three_probes(ctl.grpc_addr()).await;
+    p[0].report("api-health", false, 2).await;
+    p[1].report("api-health", false, 2).await;
+
+    let bodies = hook.wait_for_bodies(1, WAIT).await;
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let b = &bodies[0];
+    assert_eq!(b["event"], "trigger");
+    assert_eq!(b["kind"], "notifier_failing");
+    assert_eq!(b["dedup_key"], "outpost/sink/pagerduty/notifier_failing");
+    assert_eq!(b["details"]["sink"], "pagerduty");
+    assert_eq!(b["details"]["status"], 400);
+    assert!(
+        b["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("sink pagerduty rejects notifications since "),
+        "{b:#}"
+    );
+    // Shown in the banner, linking to the alert with its attempts.
+    let (status, page) = get(ctl.http_addr(), "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("sink pagerduty rejects notifications"),
+        "{page}"
+    );
+
+    // The check alert's page keeps the rejected attempt, secrets scrubbed.
+    let alerts = ctl.store().alerts(10).await.unwrap();
+    let check = alerts.iter().find(|a| a.check_id == "api-health").unwrap();
+    let body = get_json(ctl.http_addr(), &format!("/api/v1/alerts/{}", check.id)).await;
+    let attempts = body["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{body:#}");
+    assert_eq!(attempts[0]["sink"], "pagerduty");
+    assert_eq!(attempts[0]["outcome"], "rejected");
+    assert_eq!(attempts[0]["status"], 400);
+    assert!(
+        attempts[0]["excerpt"]
+            .as_str()
+            .unwrap()
+            .starts_with("status 400")
+    );
+    assert!(!body.to_string().contains(ROUTING_KEY), "{body:#}");
+
+    // PagerDuty accepts again: the check's resolve is delivered, and the
+    // notifier alert resolves on the fallback route.
+    for probe in &mut p {
+        probe.report("api-health", true, 2).await;
+    }
+    let bodies = hook.wait_for_bodies(2, WAIT).await;
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    assert_eq!(bodies[1]["event"], "resolve");
+    assert_eq!(
+        bodies[1]["dedup_key"],
+        "outpost/sink/pagerduty/notifier_failing"
+    );
+    assert_eq!(
+        pager
+            .events()
+            .iter()
+            .map(|e| e.event_action.as_str())
+            .collect::<Vec<_>>(),
+        ["resolve"]
+    );
+    // Exactly one notifier alert, resolved; nothing more on the hook.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hook.bodies().len(), 2, "{:#?}", hook.bodies());
+    let notifier: Vec<_> = ctl
+        .store()
+        .alerts(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == alerting::AlertKind::NotifierFailing)
+        .collect();
+    assert_eq!(notifier.len(), 1);
+    assert_eq!(notifier[0].state.as_str(), "resolved");
+    ctl.shutdown().await;
+}

@@ -86,6 +86,7 @@ pub fn hello(name: &str, region: &str) -> ProbeMessage {
             version: "test-1".into(),
             last_sequence: 0,
             assignment_version: 0,
+            heartbeat_interval_ms: 0,
         })),
     }
 }

@@ -26,6 +26,8 @@
 //!   with a panic naming what it waited for.
 //! - [`tcp`]: [`TcpServer`], a line-protocol TCP server (SMTP/Redis/SSH-like banners and
 //!   scripted replies, optionally TLS), or one that stays silent or streams garbage forever.
+//! - [`proxy`]: [`TcpProxy`], a TCP proxy a test blackholes (half-open: bytes vanish,
+//!   connections stay up), resets or heals, to cut a probe from its controller.
 //! - [`token`]: [`TokenServer`], an OAuth2 token endpoint, a scripted login and a
 //!   protected resource issuing and validating real HS256 JWTs, with knobs for
 //!   lifetime, clock skew, a broken token endpoint and early rejection.
@@ -57,6 +59,7 @@ pub mod hostile;
 pub mod http;
 pub mod pager;
 pub mod pki;
+pub mod proxy;
 mod server;
 pub mod tcp;
 pub mod token;
@@ -69,6 +72,7 @@ pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
+pub use proxy::{ProxyMode, TcpProxy};
 pub use tcp::{TcpServer, TcpServerBuilder};
 pub use token::{Claims, ResourceCall, TokenServer, TokenServerBuilder};
 pub use tonic_health::ServingStatus;

@@ -5,6 +5,7 @@ mod auth;
 mod backlog;
 mod kill_controller;
 mod kill_probe;
+mod offline_cut;
 mod pager_faults;
 mod pipeline;
 mod restart;
