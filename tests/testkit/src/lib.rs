@@ -22,6 +22,11 @@
 //!   message by message (attach with a token, hello, batches, acks, assignments).
 //! - [`wait`]: [`eventually`](wait::eventually), polling a condition until it holds,
 //!   with a panic naming what it waited for.
+//! - [`postgres`]: a throwaway PostgreSQL cluster per test process
+//!   (Debian's binaries, `initdb` as `nobody`), one database per test
+//!   ([`postgres::database`]); `OUTPOST_TEST_POSTGRES=skip` opts out.
+//! - [`proxy`]: [`TcpProxy`], a loopback TCP forwarder a test stops to cut a
+//!   process off from its server (e.g. a controller from PostgreSQL).
 //! - [`token`]: [`TokenServer`], an OAuth2 token endpoint, a scripted login and a
 //!   protected resource issuing and validating real HS256 JWTs, with knobs for
 //!   lifetime, clock skew, a broken token endpoint and early rejection.
@@ -52,6 +57,8 @@ pub mod hostile;
 pub mod http;
 pub mod pager;
 pub mod pki;
+pub mod postgres;
+pub mod proxy;
 mod server;
 pub mod token;
 pub mod wait;
@@ -62,6 +69,7 @@ pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
+pub use proxy::TcpProxy;
 pub use token::{Claims, ResourceCall, TokenServer, TokenServerBuilder};
 
 /// A loopback port that was free a moment ago (bound, then released). Only for
