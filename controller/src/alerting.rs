@@ -42,6 +42,7 @@
 
 pub mod certificate;
 pub mod kind;
+pub mod leader;
 pub mod offline;
 pub mod route;
 pub mod rule;
@@ -471,16 +472,30 @@ pub async fn run_evaluator(
                 while let Ok(more) = requests.try_recv() {
                     checks.extend(more);
                 }
+                if !ctl.store().is_leader() {
+                    continue;
+                }
                 evaluate_checks(&ctl, &checks, crate::store::now_ms()).await.map(|_| ())
             }
-            _ = tick.tick() => evaluate_all(&ctl, crate::store::now_ms()).await.map(|_| ()),
-            _ = cert_tick.tick() => certificate::evaluate(&ctl, crate::store::now_ms()).await.map(|_| ()),
-            _ = ctl.certificates_changed().notified() => {
+            _ = tick.tick(), if ctl.store().is_leader() => {
+                evaluate_all(&ctl, crate::store::now_ms()).await.map(|_| ())
+            }
+            _ = cert_tick.tick(), if ctl.store().is_leader() => {
                 certificate::evaluate(&ctl, crate::store::now_ms()).await.map(|_| ())
             }
+            _ = ctl.certificates_changed().notified(), if ctl.store().is_leader() => {
+                certificate::evaluate(&ctl, crate::store::now_ms()).await.map(|_| ())
+            }
+            // A replica that is not the evaluator re-checks once a tick.
+            _ = tokio::time::sleep(TICK), if !ctl.store().is_leader() => Ok(()),
             _ = crate::stopped(&mut shutdown) => return,
         };
-        if let Err(e) = result {
+        if let Err(StoreError::Fenced { epoch }) = &result {
+            tracing::warn!(
+                epoch,
+                "alert change refused: this replica no longer holds the evaluator lease"
+            );
+        } else if let Err(e) = result {
             tracing::error!(error = %e, "alert evaluation failed; retrying on the next tick");
         }
     }

@@ -81,30 +81,146 @@
 mod alerts;
 mod certificates;
 mod events;
+mod lease;
 mod notifications;
 mod probes;
 mod results;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, atomic::AtomicI64},
+    time::Duration,
+};
 
 pub use alerts::{AlertRow, NewAlert};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
+pub use lease::{LEASE_NAME, Lease};
 pub use notifications::{Notification, NotificationCounts, NotificationRow};
 pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
 
+use outpost_probe::config::Secret;
 use sqlx::{
-    ConnectOptions, Connection, SqliteConnection,
+    AnyConnection, Connection, Executor,
+    any::{AnyConnectOptions, AnyPoolOptions},
     migrate::{Migrate, Migration, Migrator},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-/// The database engine every query is typed by. Switching engines starts
-/// here and in [`Store::open`], `Store::begin_write` and [`migrate`].
-pub type Db = sqlx::Sqlite;
+/// The database type every query is typed by: [`sqlx::Any`], which runs the
+/// same `$N` SQL on SQLite and PostgreSQL (the measurement behind this
+/// choice is in the design note).
+pub type Db = sqlx::Any;
 /// A transaction on [`Db`].
 pub(crate) type Tx<'c> = sqlx::Transaction<'c, Db>;
+
+/// Which engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One embedded file, one process (the default).
+    Sqlite,
+    /// A PostgreSQL server shared by any number of controller replicas.
+    Postgres,
+}
+
+impl Engine {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the store lives (`[store]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file, created if missing.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// `postgres://user:password@host:port/db` — a secret: it carries
+        /// the password, and is never logged ([`Location::describe`]).
+        url: Secret,
+        /// CA certificate (PEM) to verify the server with; when set the
+        /// connection requires TLS and checks the server's name
+        /// (`sslmode=verify-full`).
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl Location {
+    /// The engine of this location.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Location::Sqlite { .. } => Engine::Sqlite,
+            Location::Postgres { .. } => Engine::Postgres,
+        }
+    }
+
+    /// What may be logged: the SQLite path, or PostgreSQL's host, port and
+    /// database — never the user or password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite { path } => format!("sqlite {}", path.display()),
+            Location::Postgres { url, ca_file } => {
+                let shown = AnyConnectOptions::from_str(url.expose())
+                    .map(|o| {
+                        let u = &o.database_url;
+                        format!(
+                            "{}:{}{}",
+                            u.host_str().unwrap_or("?"),
+                            u.port().unwrap_or(5432),
+                            u.path()
+                        )
+                    })
+                    .unwrap_or_else(|_| "(unparsable url)".to_owned());
+                let tls = if ca_file.is_some() { " (tls)" } else { "" };
+                format!("postgres {shown}{tls}")
+            }
+        }
+    }
+}
+
+/// A validated `[store]` without retention (which the pruner reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// Engine and where.
+    pub location: Location,
+    /// Most connections the pool opens.
+    pub pool_size: u32,
+}
+
+impl StoreSpec {
+    /// An SQLite file with the default pool.
+    pub fn sqlite(path: impl Into<PathBuf>) -> StoreSpec {
+        StoreSpec {
+            location: Location::Sqlite { path: path.into() },
+            pool_size: DEFAULT_SQLITE_POOL,
+        }
+    }
+
+    /// A PostgreSQL URL without TLS and the default pool.
+    pub fn postgres(url: impl Into<String>) -> StoreSpec {
+        StoreSpec {
+            location: Location::Postgres {
+                url: Secret::new(url.into()),
+                ca_file: None,
+            },
+            pool_size: DEFAULT_POSTGRES_POOL,
+        }
+    }
+}
+
+/// Pool size on SQLite: one writer at a time anyway; readers beside it.
+pub const DEFAULT_SQLITE_POOL: u32 = 4;
+/// Pool size on PostgreSQL, per replica.
+pub const DEFAULT_POSTGRES_POOL: u32 = 10;
 
 /// Store failures. Our process misbehaving, never a target being down.
 #[derive(Debug, thiserror::Error)]
@@ -130,21 +246,40 @@ pub enum StoreError {
         /// File name recorded.
         name: String,
     },
+    /// An alert change was refused: this replica does not hold the
+    /// evaluator lease under `epoch` (it was never leader, its lease
+    /// expired, or another replica took over). Nothing was written.
+    #[error("fenced: this replica is not the evaluator (epoch {epoch})")]
+    Fenced {
+        /// The epoch this replica believed it held (0: none).
+        epoch: i64,
+    },
 }
 
-/// The embedded migrations (`controller/migrations/sqlite/`), applied by
-/// [`migrate`] and tracked by sqlx in [`MIGRATIONS_TABLE`]. Never edit an
-/// applied one: its checksum is recorded in every database it ran on.
+/// The embedded SQLite migrations (`controller/migrations/sqlite/`),
+/// applied by [`migrate`] and tracked by sqlx in [`MIGRATIONS_TABLE`]. Never
+/// edit an applied one: its checksum is recorded in every database it ran on.
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+/// The embedded PostgreSQL migrations (`controller/migrations/postgres/`).
+pub static MIGRATOR_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 /// Where sqlx records applied migrations (its default).
 pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 /// Where releases up to 55d6181 recorded them, `(version, name, applied_at_ms)`.
 pub const LEGACY_MIGRATIONS_TABLE: &str = "schema_migrations";
 
+/// SQLite settings of the design note, run on every new connection (the
+/// `Any` driver takes its options from a URL, which cannot carry pragmas).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+
 /// A handle to the database (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::Pool<Db>,
+    engine: Engine,
+    /// The evaluator epoch this replica holds, 0 when it holds none. Every
+    /// alert change is written under it ([`Store::fence`]).
+    epoch: Arc<AtomicI64>,
 }
 
 /// Unix milliseconds now.
@@ -160,46 +295,156 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The connection settings of the design note.
-fn connect_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error> {
-    Ok(SqliteConnectOptions::from_str("sqlite://")?
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true))
+/// A boolean column: INTEGER 0/1 in both engines (`Any` decodes a boolean
+/// only from a native boolean, which SQLite does not have).
+#[derive(Debug, Clone, Copy, sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct Flag(i64);
+
+impl From<Flag> for bool {
+    fn from(f: Flag) -> bool {
+        f.0 != 0
+    }
+}
+
+/// A JSON list of strings in a TEXT column (`Any` has no JSON type).
+#[derive(Debug, Clone, sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct JsonText(String);
+
+impl TryFrom<JsonText> for Vec<String> {
+    type Error = serde_json::Error;
+    fn try_from(t: JsonText) -> Result<Vec<String>, serde_json::Error> {
+        serde_json::from_str(&t.0)
+    }
+}
+
+/// The typed vocabulary is stored as TEXT with the words its serde form
+/// uses; the derives give every engine `Encode`, this gives `Any` the rest.
+macro_rules! text_enum_for_any {
+    ($($t:ty),* $(,)?) => {$(
+        impl sqlx::Type<Db> for $t {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <str as sqlx::Type<Db>>::type_info()
+            }
+            fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+                <str as sqlx::Type<Db>>::compatible(ty)
+            }
+        }
+        impl<'r> sqlx::Decode<'r, Db> for $t {
+            fn decode(v: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<'r, Db>>::decode(v)?;
+                Ok(serde_json::from_value(serde_json::Value::String(text.to_owned()))?)
+            }
+        }
+    )*};
+}
+text_enum_for_any!(
+    crate::alerting::AlertKind,
+    crate::alerting::AlertState,
+    crate::alerting::Action,
+    crate::alerting::Severity,
+    crate::alerting::sink::NotificationState,
+    crate::event::EventKind,
+);
+
+/// The `Any` options for a location.
+fn any_options(location: &Location) -> Result<AnyConnectOptions, sqlx::Error> {
+    match location {
+        Location::Sqlite { path } => {
+            let mut o = AnyConnectOptions::from_str("sqlite://")?;
+            // The path goes in as a URL path, so a name with '?' or '#' stays one name.
+            o.database_url.set_path(
+                &path
+                    .to_string_lossy()
+                    .replace('%', "%25")
+                    .replace('?', "%3F")
+                    .replace('#', "%23"),
+            );
+            o.database_url.query_pairs_mut().append_pair("mode", "rwc");
+            Ok(o)
+        }
+        Location::Postgres { url, ca_file } => {
+            let mut o = AnyConnectOptions::from_str(url.expose())?;
+            if let Some(ca) = ca_file {
+                o.database_url
+                    .query_pairs_mut()
+                    .append_pair("sslmode", "verify-full")
+                    .append_pair("sslrootcert", &ca.to_string_lossy());
+            }
+            Ok(o)
+        }
+    }
 }
 
 impl Store {
-    /// Opens (creating if missing) the SQLite file and applies migrations.
+    /// Opens (creating if missing) an SQLite file and applies migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent()
+        Store::connect(&StoreSpec::sqlite(path)).await
+    }
+
+    /// Connects to the store of `spec` and applies migrations.
+    pub async fn connect(spec: &StoreSpec) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        if let Location::Sqlite { path } = &spec.location
+            && let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
             // Best effort: a missing directory then shows up as the open error.
             let _ = std::fs::create_dir_all(dir);
         }
-        let options = connect_options(path)?;
+        let engine = spec.location.engine();
+        let options = any_options(&spec.location)?;
         // Migrate on a connection of its own, closed before the pool opens:
         // a pooled connection that read the schema before a migration
         // rebuilt a table would describe its queries with the old columns.
-        let mut conn = options.connect().await?;
-        let migrated = migrate(&mut conn).await;
+        let mut conn = AnyConnection::connect_with(&options).await?;
+        if engine == Engine::Sqlite {
+            conn.execute(SQLITE_PRAGMAS).await?;
+        }
+        let migrated = migrate(&mut conn, engine).await;
         conn.close().await?;
         migrated?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        Ok(Store { pool })
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(spec.pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if engine == Engine::Sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await?;
+        // One process owns an SQLite file: it is always the evaluator.
+        let epoch = if engine == Engine::Sqlite { 1 } else { 0 };
+        Ok(Store {
+            pool,
+            engine,
+            epoch: Arc::new(AtomicI64::new(epoch)),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// True when other replicas may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.engine == Engine::Postgres
     }
 
     /// A write transaction. SQLite: `BEGIN IMMEDIATE` takes the write lock
     /// up front, so a transaction that reads and then writes never fails on
     /// a lock upgrade (it waits up to `busy_timeout` to start instead).
+    /// PostgreSQL: `BEGIN` (READ COMMITTED; conflicts are row locks).
     pub(crate) async fn begin_write(&self) -> Result<Tx<'static>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
     }
 
     /// `SELECT 1` (readiness).
@@ -214,11 +459,16 @@ impl Store {
     }
 }
 
-/// Applies the embedded migrations not yet applied, after bridging a
-/// database from before sqlx's migrator (`bridge_legacy`).
-pub async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    bridge_legacy(conn).await?;
-    MIGRATOR.run(&mut *conn).await?;
+/// Applies the embedded migrations of `engine` not yet applied; on SQLite
+/// after bridging a database from before sqlx's migrator (`bridge_legacy`).
+pub async fn migrate(conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
+    match engine {
+        Engine::Sqlite => {
+            bridge_legacy(conn).await?;
+            MIGRATOR.run(&mut *conn).await?;
+        }
+        Engine::Postgres => MIGRATOR_POSTGRES.run(&mut *conn).await?,
+    }
     Ok(())
 }
 
@@ -228,15 +478,15 @@ fn legacy_name(m: &Migration) -> String {
     format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_"))
 }
 
-/// One-time bridge from the store's own `schema_migrations` table: every
-/// version recorded there is recorded in `_sqlx_migrations` as sqlx records
-/// an applied migration (with this build's checksum of the same file, so
-/// `Migrator::run` accepts it and applies only what is missing), then the
-/// old table is dropped. One `BEGIN IMMEDIATE` transaction (SQLite DDL is
-/// transactional): a crash anywhere before the commit leaves the database
-/// as it was, and the next start bridges again; after the commit there is
-/// no old table and this does nothing.
-async fn bridge_legacy(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+/// One-time bridge from the store's own `schema_migrations` table (SQLite
+/// only): every version recorded there is recorded in `_sqlx_migrations` as
+/// sqlx records an applied migration (with this build's checksum of the same
+/// file, so `Migrator::run` accepts it and applies only what is missing),
+/// then the old table is dropped. One `BEGIN IMMEDIATE` transaction (SQLite
+/// DDL is transactional): a crash anywhere before the commit leaves the
+/// database as it was, and the next start bridges again; after the commit
+/// there is no old table and this does nothing.
+async fn bridge_legacy(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let legacy: Option<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1")
@@ -284,7 +534,7 @@ async fn bridge_legacy(conn: &mut SqliteConnection) -> Result<(), StoreError> {
 pub(crate) mod tests {
     use std::collections::BTreeSet;
 
-    use sqlx::SqlitePool;
+    use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
 
     use super::*;
     use crate::{
@@ -315,19 +565,55 @@ pub(crate) mod tests {
         (dir, store)
     }
 
+    /// What keeps a test's database alive.
+    #[derive(Debug)]
+    #[allow(dead_code)] // held for its lifetime only
+    pub(crate) enum Keep {
+        Dir(tempfile::TempDir),
+        Pg(outpost_testkit::postgres::PgDatabase),
+    }
+
+    /// A fresh PostgreSQL store in a database of its own, holding the
+    /// evaluator lease (so alert changes are not fenced); `None` only with
+    /// `OUTPOST_TEST_POSTGRES=skip`.
+    pub(crate) async fn temp_pg_store() -> Option<(outpost_testkit::postgres::PgDatabase, Store)> {
+        let db = outpost_testkit::postgres::database()?;
+        let s = Store::connect(&StoreSpec::postgres(&db.url)).await.unwrap();
+        let epoch = s
+            .acquire_lease("test", Duration::from_secs(600))
+            .await
+            .unwrap()
+            .unwrap();
+        s.set_epoch(epoch);
+        Some((db, s))
+    }
+
+    /// The same fresh store on every engine: each store test runs its body
+    /// once per engine (SQLite, then PostgreSQL).
+    pub(crate) async fn temp_stores() -> Vec<(Keep, Store)> {
+        let (d, s) = temp_store().await;
+        let mut out = vec![(Keep::Dir(d), s)];
+        if let Some((db, s)) = temp_pg_store().await {
+            out.push((Keep::Pg(db), s));
+        }
+        out
+    }
+
     /// `$N` binds by number in sqlx-sqlite too (SQLite itself treats `$1`
     /// as a named parameter): reused and out of order.
     #[tokio::test]
     async fn dollar_placeholders_bind_by_number() {
-        let (_d, s) = temp_store().await;
-        let text: String = sqlx::query_scalar("SELECT $2 || '-' || $1 || '-' || $2 || '-' || $3")
-            .bind("a")
-            .bind("b")
-            .bind(7_i64)
-            .fetch_one(&s.pool)
-            .await
-            .unwrap();
-        assert_eq!(text, "b-a-b-7");
+        for (_d, s) in temp_stores().await {
+            let text: String =
+                sqlx::query_scalar("SELECT $2 || '-' || $1 || '-' || $2 || '-' || $3")
+                    .bind("a")
+                    .bind("b")
+                    .bind(7_i64)
+                    .fetch_one(&s.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(text, "b-a-b-7");
+        }
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -393,7 +679,11 @@ pub(crate) mod tests {
         let s = Store::open(&path).await.unwrap();
         assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
-        assert_eq!(versions, vec![1, 2, 3], "1 and 2 bridged, 3 applied");
+        assert_eq!(
+            versions,
+            vec![1, 2, 3, 4],
+            "1 and 2 bridged, 3 and 4 applied"
+        );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].alert_id, Some(1));
@@ -466,11 +756,11 @@ pub(crate) mod tests {
             matches!(&err, StoreError::LegacyVersion { version: 99, .. }),
             "{err}"
         );
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .unwrap()
-            .filename(&path);
+        let options = any_options(&Location::Sqlite { path: path.clone() }).unwrap();
         let s = Store {
-            pool: SqlitePool::connect_with(options).await.unwrap(),
+            pool: AnyPoolOptions::new().connect_with(options).await.unwrap(),
+            engine: Engine::Sqlite,
+            epoch: Arc::new(AtomicI64::new(1)),
         };
         assert!(table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
         assert!(
@@ -494,7 +784,7 @@ pub(crate) mod tests {
         pool.close().await;
         let s = Store::open(&path).await.unwrap();
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
-        assert_eq!(versions, vec![1, 2, 3]);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
         assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
     }
 

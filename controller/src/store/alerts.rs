@@ -2,7 +2,7 @@
 //! its notifications in the same transaction (invariants 3 and 4 of the
 //! module note).
 
-use super::{Store, StoreError, notifications};
+use super::{Store, StoreError, lease, notifications};
 use crate::alerting::{Action, AlertKind, AlertState, Severity};
 
 /// An alert row.
@@ -108,9 +108,10 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, opened_at_ms) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, opened_at_ms, epoch) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&alert.check_id)
         .bind(&alert.probe)
@@ -120,6 +121,7 @@ impl Store {
         .bind(&alert.summary)
         .bind(&alert.regions_json)
         .bind(now)
+        .bind(epoch)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
@@ -134,6 +136,7 @@ impl Store {
                 &alert.dedup_key,
                 payload_json,
                 now,
+                epoch,
             )
             .await?;
         }
@@ -154,12 +157,14 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let key: Option<String> = sqlx::query_scalar(
-            "UPDATE alerts SET severity = $1, summary = $2 WHERE id = $3 AND state = 'open' RETURNING dedup_key",
+            "UPDATE alerts SET severity = $1, summary = $2, epoch = $4 WHERE id = $3 AND state = 'open' RETURNING dedup_key",
         )
         .bind(severity)
         .bind(summary)
         .bind(alert_id)
+        .bind(epoch)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(key) = key else {
@@ -174,6 +179,7 @@ impl Store {
                 &key,
                 payload_json,
                 now,
+                epoch,
             )
             .await?;
         }
@@ -190,11 +196,13 @@ impl Store {
         now: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let r = sqlx::query(
-            "UPDATE alerts SET state = 'resolved', resolved_at_ms = $1 WHERE id = $2 AND state = 'open'",
+            "UPDATE alerts SET state = 'resolved', resolved_at_ms = $1, epoch = $3 WHERE id = $2 AND state = 'open'",
         )
         .bind(now)
         .bind(alert_id)
+        .bind(epoch)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
@@ -218,6 +226,7 @@ impl Store {
                 &key,
                 payload_json,
                 now,
+                epoch,
             )
             .await?;
             sinks.push(sink);
@@ -230,7 +239,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::temp_store;
+    use crate::store::tests::temp_stores;
 
     fn alert() -> NewAlert {
         NewAlert {
@@ -246,67 +255,69 @@ mod tests {
 
     #[tokio::test]
     async fn one_open_alert_per_check_and_resolves_follow_triggers() {
-        let (_d, s) = temp_store().await;
-        let a = alert();
-        let sinks = vec!["pd".to_owned(), "log".to_owned()];
-        let id = s.fire_alert(&a, &sinks, "{}", 1).await.unwrap().unwrap();
-        assert_eq!(s.fire_alert(&a, &sinks, "{}", 2).await.unwrap(), None);
-        let resolved = s.resolve_alert(id, "{}", 3).await.unwrap().unwrap();
-        assert_eq!(resolved, sinks);
-        // Only the first pending notification per (sink, key) is due.
-        let due = s.due_notifications(10, 100).await.unwrap();
-        assert_eq!(
-            due.iter().map(|n| n.action).collect::<Vec<_>>(),
-            vec![Action::Trigger, Action::Trigger]
-        );
-        s.mark_delivered(due[0].id, 1, 11).await.unwrap();
-        let due = s.due_notifications(10, 100).await.unwrap();
-        assert_eq!(due.len(), 2);
-        assert_eq!(
-            (due[0].sink.as_str(), due[0].action),
-            ("log", Action::Trigger)
-        );
-        assert_eq!(
-            (due[1].sink.as_str(), due[1].action),
-            ("pd", Action::Resolve)
-        );
-        assert_eq!(s.resolve_alert(id, "{}", 4).await.unwrap(), None);
+        for (_d, s) in temp_stores().await {
+            let a = alert();
+            let sinks = vec!["pd".to_owned(), "log".to_owned()];
+            let id = s.fire_alert(&a, &sinks, "{}", 1).await.unwrap().unwrap();
+            assert_eq!(s.fire_alert(&a, &sinks, "{}", 2).await.unwrap(), None);
+            let resolved = s.resolve_alert(id, "{}", 3).await.unwrap().unwrap();
+            assert_eq!(resolved, sinks);
+            // Only the first pending notification per (sink, key) is due.
+            let due = s.due_notifications(10, 100).await.unwrap();
+            assert_eq!(
+                due.iter().map(|n| n.action).collect::<Vec<_>>(),
+                vec![Action::Trigger, Action::Trigger]
+            );
+            s.mark_delivered(due[0].id, 1, 11).await.unwrap();
+            let due = s.due_notifications(10, 100).await.unwrap();
+            assert_eq!(due.len(), 2);
+            assert_eq!(
+                (due[0].sink.as_str(), due[0].action),
+                ("log", Action::Trigger)
+            );
+            assert_eq!(
+                (due[1].sink.as_str(), due[1].action),
+                ("pd", Action::Resolve)
+            );
+            assert_eq!(s.resolve_alert(id, "{}", 4).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn escalation_changes_the_row_and_queues_a_trigger_per_sink() {
-        let (_d, s) = temp_store().await;
-        let id = s
-            .fire_alert(&alert(), &["pd".to_owned()], "{}", 1)
-            .await
-            .unwrap()
-            .unwrap();
-        let sinks = ["pd".to_owned()];
-        assert!(
-            s.escalate_alert(id, Severity::Critical, "worse", &sinks, "{}", 2)
+        for (_d, s) in temp_stores().await {
+            let id = s
+                .fire_alert(&alert(), &["pd".to_owned()], "{}", 1)
                 .await
                 .unwrap()
-        );
-        let row = s
-            .open_alert("api", AlertKind::CheckFailing)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (row.severity, row.summary.as_str(), row.state),
-            (Severity::Critical, "worse", AlertState::Open)
-        );
-        let ns = s.notifications_for_alert(id).await.unwrap();
-        assert_eq!(ns.len(), 2);
-        s.resolve_alert(id, "{}", 3).await.unwrap();
-        assert!(
-            !s.escalate_alert(id, Severity::Critical, "x", &sinks, "{}", 4)
+                .unwrap();
+            let sinks = ["pd".to_owned()];
+            assert!(
+                s.escalate_alert(id, Severity::Critical, "worse", &sinks, "{}", 2)
+                    .await
+                    .unwrap()
+            );
+            let row = s
+                .open_alert("api", AlertKind::CheckFailing)
                 .await
                 .unwrap()
-        );
-        // Open first, then resolved, newest first.
-        let again = s.fire_alert(&alert(), &[], "{}", 5).await.unwrap().unwrap();
-        let ids: Vec<i64> = s.alerts(10).await.unwrap().iter().map(|a| a.id).collect();
-        assert_eq!(ids, vec![again, id]);
+                .unwrap();
+            assert_eq!(
+                (row.severity, row.summary.as_str(), row.state),
+                (Severity::Critical, "worse", AlertState::Open)
+            );
+            let ns = s.notifications_for_alert(id).await.unwrap();
+            assert_eq!(ns.len(), 2);
+            s.resolve_alert(id, "{}", 3).await.unwrap();
+            assert!(
+                !s.escalate_alert(id, Severity::Critical, "x", &sinks, "{}", 4)
+                    .await
+                    .unwrap()
+            );
+            // Open first, then resolved, newest first.
+            let again = s.fire_alert(&alert(), &[], "{}", 5).await.unwrap().unwrap();
+            let ids: Vec<i64> = s.alerts(10).await.unwrap().iter().map(|a| a.id).collect();
+            assert_eq!(ids, vec![again, id]);
+        }
     }
 }
