@@ -1,26 +1,91 @@
 //! The store: every SQL statement of the controller lives in this module
 //! and its submodules, one per concern: `store/results.rs` (`results`,
 //! `region_state`, the ingest transaction), `probes.rs`, `alerts.rs`,
-//! `notifications.rs` (the outbox), `events.rs` and `certificates.rs`. This
-//! file holds the pool, open/close, migrations and everything specific to
-//! the engine.
+//! `notifications.rs` (the outbox and delivery claims), `events.rs`,
+//! `certificates.rs` and `lease.rs` (the evaluator lease and its fencing
+//! epoch). This file holds the pool, open/close, migrations and everything
+//! specific to an engine.
 //!
 //! Design note.
-//! - **Engine.** SQLite through sqlx, one file (`store.path`), WAL journal,
-//!   `synchronous = NORMAL` (with WAL a committed transaction survives a
-//!   process crash; a power loss may roll back the last transactions, whose
-//!   acks were already sent — accepted for the single-node default),
-//!   `busy_timeout` 5 s, foreign keys on. Writers open
-//!   `BEGIN IMMEDIATE` (`Store::begin_write`) so a read-then-write
-//!   transaction never fails on a lock upgrade. Everything engine-specific
-//!   is in this file: the [`Db`] alias every query is typed by, the
-//!   connection options and pragmas, `BEGIN IMMEDIATE`, the migrations
-//!   directory. The SQL itself is written for SQLite and PostgreSQL alike:
-//!   `$N` placeholders, `RETURNING id`, `CASE WHEN` instead of the scalar
-//!   `MAX(a, b)`, booleans and timestamps as INTEGER (read as booleans with
-//!   `col <> 0`), unsigned counts read as `i64` and converted.
-//! - **Migrations.** `controller/migrations/sqlite/NNNN_name.sql`, embedded
-//!   by `sqlx::migrate!` ([`MIGRATOR`]) and applied by [`migrate`] on a
+//! - **Engines.** SQLite (the default, `[store] path`) or PostgreSQL 15+
+//!   (`[store] url`), both through one code path: [`Db`] is `sqlx::Any`,
+//!   every statement is written once for both (`$N` placeholders, `RETURNING
+//!   id`, `ON CONFLICT`, `CASE WHEN` instead of the scalar `MAX(a, b)`, no
+//!   engine's own functions), and only a handful of places branch on
+//!   [`Engine`]: the connection options (SQLite's pragmas run on every new
+//!   connection: `Any` takes options from a URL only), `begin_write`
+//!   (`BEGIN IMMEDIATE` on SQLite so a read-then-write transaction never
+//!   fails on a lock upgrade; plain `BEGIN`, READ COMMITTED, on
+//!   PostgreSQL), the migrations directory, the `FOR UPDATE SKIP LOCKED` of
+//!   delivery claims, and the lease SQL (PostgreSQL's clock). SQLite: WAL,
+//!   `synchronous = NORMAL` (a committed transaction survives a process
+//!   crash; a power loss may roll back the last ones, whose acks were
+//!   already sent — accepted for the single-node default), `busy_timeout`
+//!   5 s, foreign keys on. PostgreSQL: the server's durability settings;
+//!   TLS with `sslmode=verify-full` when `ca_file` is set (rustls, ring).
+//!   Values: integers are 64-bit everywhere (`BIGINT` on PostgreSQL),
+//!   timestamps unix ms, booleans 0/1 read through `Flag` (`Any` decodes
+//!   a boolean only from a native one), JSON lists as TEXT read through
+//!   `JsonText`, the typed vocabulary (kinds, states, actions) as TEXT.
+//! - **Why `Any`, measured.** The alternative, generic code over
+//!   `sqlx::Database` (or a macro expanding each statement per engine),
+//!   runs exactly today's native SQLite code. `Any` converts each bound
+//!   value and each row (owned copies), so it was measured against the
+//!   native build on the ingest benchmark (`outpost-bench all --only
+//!   controller`, release, runs interleaved on this machine): see
+//!   BENCHMARKS.md, "SQLite through sqlx::Any". The difference is within
+//!   the run-to-run noise, and one code path with one set of statements
+//!   beats two copies of every query's types and bounds.
+//! - **Replicas** (PostgreSQL). Any number of controllers share one
+//!   database. Ingest, API and pages run on every replica: invariants (1)
+//!   and (2) below are enforced by the statements themselves (the primary
+//!   key of `results`, the `WHERE` of the `region_state` upsert), so
+//!   concurrent replicas cannot break them. Alert evaluation runs on one:
+//!   the holder of the `leases` row (`lease.rs`, [`crate::alerting::leader`]);
+//!   every alert change checks that row `FOR SHARE` in its own transaction
+//!   and records the epoch on the alert and its notifications, so a
+//!   deposed evaluator writes nothing. Delivery runs on every replica:
+//!   [`Store::claim_notifications`] picks due rows `FOR UPDATE SKIP LOCKED`
+//!   and marks them claimed for [`crate::alerting::sink::CLAIM`]; a claim
+//!   that lapses (its replica died mid-send) is picked up again, which is
+//!   the same at-least-once window as a crash on one node. Invariant (5)
+//!   holds across replicas because a claimed notification is still
+//!   pending, so its successors wait. Claim times use the claimer's clock:
+//!   replicas' clocks must agree within a claim (60 s), as NTP gives.
+//! - **Growth.** Results are pruned in batches
+//!   ([`Store::prune_results`]: `DELETE … WHERE result_id IN (SELECT … LIMIT
+//!   n)` through `results_by_received`, 5,000 rows a statement, a pause
+//!   between): each batch is a short transaction, so no lock is held for
+//!   long on either engine and ingest keeps flowing. Native partitioning
+//!   by time would make a prune a `DROP` of old partitions, but needs the
+//!   partition key in the primary key — and `results` is keyed by
+//!   `result_id` alone, which is what makes a resent result idempotent
+//!   across replicas; a partitioned table could only deduplicate within a
+//!   partition, and a resend straddling a boundary would be stored twice.
+//!   Batched deletes keep that guarantee; at 10,000 checks × 5 regions per
+//!   minute (~830 rows/s) a day of history is ~72 M rows, pruned hourly in
+//!   ~600 batches a run. Only the evaluator prunes.
+//! - **Indexes**, each with the query that needs it:
+//!   `results` PK (`result_id`): the dedup of every insert (`ON CONFLICT
+//!   (result_id)`); `results_by_check (check_id, started_at_ms DESC)`:
+//!   [`Store::recent_results`] (check page, API); `results_by_received`:
+//!   the prune. `region_state` PK (check, region): the ingest upsert and
+//!   [`Store::region_states_for`]. `alerts_one_open` (unique on
+//!   `dedup_key` WHERE open): invariant (3), and [`Store::open_alert`];
+//!   `alerts_by_opened`: [`Store::alerts`] (newest first). `notifications_pending
+//!   (state, next_attempt_ms)`: due and claimable notifications, and
+//!   [`Store::next_notification_due`]; `notifications_by_key (sink,
+//!   dedup_key, id)`: the "no older pending one" test of invariant (5);
+//!   `notifications_by_alert`: [`Store::notifications_for_alert`] and the
+//!   resolve's "which sinks got the trigger". `events_by_at`,
+//!   `events_by_check`: the event lists (all, per check); `events_by_key`:
+//!   merging a report into the same change. `certificates_by_expiry`: the
+//!   inventory by expiry; `sightings_by_check`: a check's certificates;
+//!   `leases` PK: the lease row. Nothing else is indexed: every other
+//!   query reads a small table whole (`probes`, `region_state`).
+//! - **Migrations.** `controller/migrations/{sqlite,postgres}/NNNN_name.sql`,
+//!   embedded by `sqlx::migrate!` ([`MIGRATOR`], [`MIGRATOR_POSTGRES`]; the
+//!   PostgreSQL set starts with the whole schema of SQLite's 0001–0004) and applied by [`migrate`] on a
 //!   connection of its own before the pool opens, one transaction each,
 //!   recorded with their checksums in sqlx's `_sqlx_migrations`. An applied
 //!   file is never edited (a test pins the checksums); a change is a new

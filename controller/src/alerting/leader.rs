@@ -153,3 +153,19 @@ fn publish(ctl: &Controller) {
     ctl.metrics()
         .set("outpost_evaluator_epoch", &[], store.epoch() as f64);
 }
+
+/// `GET /api/v1/evaluator`: whether this replica evaluates alerts, under
+/// which epoch, and its replica id. Answered from memory, so it also
+/// answers while the database does not (a fenced replica shows
+/// `"leader": false`).
+pub async fn status(
+    axum::extract::State(ctl): axum::extract::State<Controller>,
+) -> axum::Json<serde_json::Value> {
+    let store = ctl.store();
+    axum::Json(serde_json::json!({
+        "leader": store.is_leader(),
+        "epoch": store.epoch(),
+        "replica": ctl.replica(),
+        "engine": store.engine().as_str(),
+    }))
+}

@@ -7,4 +7,5 @@ mod kill_controller;
 mod kill_probe;
 mod pager_faults;
 mod pipeline;
+mod replicas;
 mod restart;
