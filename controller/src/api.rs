@@ -11,9 +11,11 @@
 //! - `GET /api/v1/events?check=ID&limit=N`: DNS answer changes ([`events`]).
 //! - `GET /api/v1/certificates`: the certificate inventory ([`certificates`]).
 //!
-//! Result details are passed through [`crate::details::redact`] before they
-//! leave: a key that looks like a token, secret, password, cookie or
-//! authorization never shows its value, whatever a probe sent.
+//! Result details come from the store typed (the probe's `Observed`, read
+//! once per row) and leave serialized through [`crate::details::Redacted`]:
+//! a key that looks like a token, secret, password, cookie or authorization
+//! never shows its value, whatever a probe sent. Every body is a typed
+//! struct; none is assembled from JSON values.
 
 pub mod certificates;
 pub mod events;
@@ -32,11 +34,13 @@ use serde::Serialize;
 use crate::{
     Controller,
     alerting::{
-        AlertKind, offline,
+        Action, AlertKind, AlertState, Severity, offline,
         rule::{self, RegionStatus},
         sink::NotificationState,
     },
+    api::events::EventView,
     config::CheckDef,
+    details::Redacted,
     store::{AlertRow, NotificationRow, ProbeRow, RegionState, ResultRow, StoreError, now_ms},
 };
 
@@ -83,9 +87,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of an error: `{"error": "…"}`.
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -113,8 +123,8 @@ pub struct RegionView {
     /// Probe that sent the newest result.
     pub probe: Option<String>,
     /// What the newest result's details say in one line, by kind:
-    /// `1 of 2 backends failing (192.0.2.2:443)`, `session age 2h 13m, 14
-    /// renewals, declared lifetime 1h, next renewal in 4m`, `change
+    /// `1 of 2 backends failing (192.0.2.2:443)`, `session age 2 h 13 min,
+    /// 14 renewals, declared lifetime 1 h, next renewal in 4 min 30 s`, `change
     /// propagating: 1 resolver lagging`, the TLS forecast.
     pub summary: Option<String>,
 }
@@ -162,9 +172,7 @@ fn region_view(
         consecutive_failures: state.map(|s| s.consecutive_failures).unwrap_or(0),
         consecutive_passes: state.map(|s| s.consecutive_passes).unwrap_or(0),
         probe: state.map(|s| s.last_probe.clone()),
-        summary: state
-            .and_then(|s| serde_json::from_str(&s.last_details_json).ok())
-            .and_then(|d| crate::details::cell_summary(check.spec.kind.name(), &d, now)),
+        summary: state.and_then(|s| crate::details::cell_summary(&s.last_details, now)),
     }
 }
 
@@ -269,12 +277,23 @@ pub async fn check_detail(
     )))
 }
 
-async fn list_checks(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now_ms();
-    let checks = check_views(&ctl, now).await?;
-    Ok(Json(serde_json::json!({ "now_ms": now, "checks": checks })))
+/// `GET /api/v1/checks`.
+#[derive(Serialize)]
+struct ChecksBody {
+    now_ms: i64,
+    checks: Vec<CheckView>,
 }
 
+async fn list_checks(State(ctl): State<Controller>) -> Result<Json<ChecksBody>, ApiError> {
+    let now = now_ms();
+    let checks = check_views(&ctl, now).await?;
+    Ok(Json(ChecksBody {
+        now_ms: now,
+        checks,
+    }))
+}
+
+/// One stored result.
 #[derive(Serialize)]
 struct ResultView<'a> {
     result_id: &'a str,
@@ -288,7 +307,8 @@ struct ResultView<'a> {
     failure_message: Option<&'a str>,
     total_us: i64,
     first_byte_us: i64,
-    details: serde_json::Value,
+    /// What the run observed, redacted.
+    details: Redacted<'a>,
 }
 
 fn result_view(r: &ResultRow) -> ResultView<'_> {
@@ -304,16 +324,23 @@ fn result_view(r: &ResultRow) -> ResultView<'_> {
         failure_message: r.failure_message.as_deref(),
         total_us: r.total_us,
         first_byte_us: r.first_byte_us,
-        details: serde_json::from_str(&r.details_json)
-            .map(|d| crate::details::redact(&d))
-            .unwrap_or(serde_json::Value::Null),
+        details: Redacted(&r.details),
     }
+}
+
+/// `GET /api/v1/checks/{id}`.
+#[derive(Serialize)]
+struct CheckBody<'a> {
+    now_ms: i64,
+    check: CheckView,
+    recent_results: Vec<ResultView<'a>>,
+    events: Vec<EventView>,
 }
 
 async fn get_check(
     State(ctl): State<Controller>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let now = now_ms();
     let Some((view, results)) = check_detail(&ctl, &id, now).await? else {
         return Err(ApiError(
@@ -321,52 +348,97 @@ async fn get_check(
             format!("no check with id {id:?}"),
         ));
     };
-    let results: Vec<ResultView<'_>> = results.iter().map(result_view).collect();
     let events = events::event_views(&ctl, Some(&id), CHECK_EVENTS).await?;
-    Ok(Json(serde_json::json!({
-        "now_ms": now, "check": view, "recent_results": results, "events": events,
-    })))
+    let body = CheckBody {
+        now_ms: now,
+        check: view,
+        recent_results: results.iter().map(result_view).collect(),
+        events,
+    };
+    Ok(Json(body).into_response())
 }
 
-fn notification_json(n: &NotificationRow) -> serde_json::Value {
-    serde_json::json!({
-        "sink": n.sink,
-        "action": n.action,
-        "state": n.state,
-        "attempts": n.attempts,
-        "next_attempt_ms": (n.state == NotificationState::Pending).then_some(n.next_attempt_ms),
-        "last_error": n.last_error,
-        "delivered_ms": n.delivered_ms,
-    })
+/// One notification of an alert.
+#[derive(Serialize)]
+struct NotificationView<'a> {
+    sink: &'a str,
+    action: Action,
+    state: NotificationState,
+    attempts: u32,
+    /// When the next attempt is due (pending only).
+    next_attempt_ms: Option<i64>,
+    last_error: Option<&'a str>,
+    delivered_ms: Option<i64>,
 }
 
-fn alert_json(a: &AlertRow, notifications: &[NotificationRow]) -> serde_json::Value {
-    let notifications: Vec<serde_json::Value> =
-        notifications.iter().map(notification_json).collect();
-    serde_json::json!({
-        "id": a.id,
-        "check_id": (!a.check_id.is_empty()).then_some(&a.check_id),
-        "probe": a.probe,
-        "kind": a.kind,
-        "dedup_key": a.dedup_key,
-        "state": a.state,
-        "severity": a.severity,
-        "summary": a.summary,
-        "regions": serde_json::from_str::<serde_json::Value>(&a.regions_json).unwrap_or_default(),
-        "opened_at_ms": a.opened_at_ms,
-        "resolved_at_ms": a.resolved_at_ms,
-        "notifications": notifications,
-    })
-}
-
-async fn list_alerts(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
-    let alerts = ctl.store().alerts(ALERTS_LISTED).await?;
-    let mut out = Vec::with_capacity(alerts.len());
-    for a in &alerts {
-        let n = ctl.store().notifications_for_alert(a.id).await?;
-        out.push(alert_json(a, &n));
+fn notification_view(n: &NotificationRow) -> NotificationView<'_> {
+    NotificationView {
+        sink: &n.sink,
+        action: n.action,
+        state: n.state,
+        attempts: n.attempts,
+        next_attempt_ms: (n.state == NotificationState::Pending).then_some(n.next_attempt_ms),
+        last_error: n.last_error.as_deref(),
+        delivered_ms: n.delivered_ms,
     }
-    Ok(Json(serde_json::json!({ "alerts": out })))
+}
+
+/// One alert with its notifications.
+#[derive(Serialize)]
+struct AlertView<'a> {
+    id: i64,
+    /// `null` for fleet-level alerts.
+    check_id: Option<&'a str>,
+    probe: Option<&'a str>,
+    kind: AlertKind,
+    dedup_key: &'a str,
+    state: AlertState,
+    severity: Severity,
+    summary: &'a str,
+    /// Regions failing when it fired.
+    regions: Vec<String>,
+    opened_at_ms: i64,
+    resolved_at_ms: Option<i64>,
+    notifications: Vec<NotificationView<'a>>,
+}
+
+fn alert_view<'a>(a: &'a AlertRow, notifications: &'a [NotificationRow]) -> AlertView<'a> {
+    AlertView {
+        id: a.id,
+        check_id: (!a.check_id.is_empty()).then_some(a.check_id.as_str()),
+        probe: a.probe.as_deref(),
+        kind: a.kind,
+        dedup_key: &a.dedup_key,
+        state: a.state,
+        severity: a.severity,
+        summary: &a.summary,
+        regions: serde_json::from_str(&a.regions_json).unwrap_or_default(),
+        opened_at_ms: a.opened_at_ms,
+        resolved_at_ms: a.resolved_at_ms,
+        notifications: notifications.iter().map(notification_view).collect(),
+    }
+}
+
+/// `GET /api/v1/alerts`.
+#[derive(Serialize)]
+struct AlertsBody<'a> {
+    alerts: Vec<AlertView<'a>>,
+}
+
+async fn list_alerts(State(ctl): State<Controller>) -> Result<Response, ApiError> {
+    let alerts = ctl.store().alerts(ALERTS_LISTED).await?;
+    let mut notifications = Vec::with_capacity(alerts.len());
+    for a in &alerts {
+        notifications.push(ctl.store().notifications_for_alert(a.id).await?);
+    }
+    let body = AlertsBody {
+        alerts: alerts
+            .iter()
+            .zip(&notifications)
+            .map(|(a, n)| alert_view(a, n))
+            .collect(),
+    };
+    Ok(Json(body).into_response())
 }
 
 /// A probe's liveness for the API and the page.
@@ -421,7 +493,7 @@ pub struct ProbeView {
     /// Agent version (empty before the first hello).
     pub version: String,
     /// Labels from the hello.
-    pub labels: serde_json::Value,
+    pub labels: BTreeMap<String, String>,
     /// Last hello, heartbeat or batch.
     pub last_seen_ms: Option<i64>,
     /// A stream is open.
@@ -498,9 +570,15 @@ pub async fn probe_views(ctl: &Controller, now: i64) -> Result<Vec<ProbeView>, S
     Ok(out)
 }
 
-async fn list_probes(State(ctl): State<Controller>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/v1/probes`.
+#[derive(Serialize)]
+struct ProbesBody {
+    probes: Vec<ProbeView>,
+}
+
+async fn list_probes(State(ctl): State<Controller>) -> Result<Json<ProbesBody>, ApiError> {
     let probes = probe_views(&ctl, now_ms()).await?;
-    Ok(Json(serde_json::json!({ "probes": probes })))
+    Ok(Json(ProbesBody { probes }))
 }
 
 async fn readyz(State(ctl): State<Controller>) -> Response {

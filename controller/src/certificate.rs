@@ -1,14 +1,16 @@
 //! The certificate inventory: every certificate any check saw from any probe.
 //!
 //! Design note.
-//! - **Sources.** `tls` results carry `details.certificates[]` (the probe's
-//!   `check/tls.rs`: `{fingerprint_sha256, subject, issuer, sans, not_before,
-//!   not_after, key_type, signature_algorithm, position, trust_store, is_ca,
-//!   self_signed}`) with `details.address` and `details.host`; `http` results
-//!   may carry `details.chain[].tls.certificates` per hop (and the same under
-//!   `details.addresses[].chain[]` with fan-out). [`from_result`] reads all
-//!   of them tolerantly: an entry without a fingerprint or a parseable
-//!   `not_after` (RFC 3339) is skipped, every other field may be missing.
+//! - **Sources.** The result's typed details, read once at ingest: a `tls`
+//!   result's [`tls::Report::certificates`] (the probe's `trust::CertInfo`:
+//!   `{fingerprint_sha256, subject, issuer, sans, not_before, not_after,
+//!   key_type, signature_algorithm, position, trust_store, is_ca,
+//!   self_signed}`) seen at its `address` for its `host`; an `http`
+//!   result's hops ([`http::Observed::hops`], each hop's `tls.certificates`
+//!   at the hop's address for its URL's host), and the same for every
+//!   address's chain with fan-out (`addresses[].chain[]`). [`from_result`]
+//!   skips an entry without a fingerprint or a parseable `not_after` (RFC
+//!   3339); every other field may be empty.
 //! - **Storage.** `certificates` is keyed by fingerprint (what the
 //!   certificate is); `certificate_sightings` by (fingerprint, check, probe,
 //!   address) (where it was seen, and when last). Ingest upserts both in the
@@ -19,7 +21,7 @@
 //!   looks at served certificates only — an operator can replace those.
 //! - **Time.** All arithmetic takes `now` as a parameter: [`days_left`].
 
-use serde_json::Value;
+use outpost_probe::check::{Observed, http, http::exchange::Hop, tls, trust::CertInfo};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::store::NewResult;
@@ -74,8 +76,8 @@ pub fn days_left(not_after_ms: i64, now_ms: i64) -> i64 {
 }
 
 /// Parses an RFC 3339 time to unix ms.
-pub fn parse_time(v: &Value) -> Option<i64> {
-    let t = OffsetDateTime::parse(v.as_str()?, &Rfc3339).ok()?;
+pub fn parse_time(text: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -87,63 +89,41 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn text(v: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter()
-        .find_map(|k| v.get(*k).and_then(Value::as_str))
-        .map(str::to_owned)
-}
-
 /// SANs sorted and deduplicated, so a renewal listing them in another order
 /// still counts as the same names.
-fn sans(c: &Value) -> Vec<String> {
-    let mut out: Vec<String> = c
-        .get("sans")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+fn sans(c: &CertInfo) -> Vec<String> {
+    let mut out = c.sans.clone();
     out.sort();
     out.dedup();
     out
 }
 
 /// One inventory entry, or `None` without a fingerprint or `not_after`.
-fn parse_one(c: &Value, address: &str, host: &str) -> Option<Seen> {
-    let fingerprint = text(c, &["fingerprint_sha256", "fingerprint", "sha256"])?
-        .to_ascii_lowercase()
-        .replace(':', "");
+fn parse_one(c: &CertInfo, address: &str, host: &str) -> Option<Seen> {
+    let fingerprint = c.fingerprint_sha256.to_ascii_lowercase().replace(':', "");
     if fingerprint.is_empty() {
         return None;
     }
-    let not_after_ms = c
-        .get("not_after")
-        .and_then(parse_time)
-        .or_else(|| c.get("not_after_ms").and_then(Value::as_i64))?;
     Some(Seen {
         fingerprint,
-        subject: text(c, &["subject"]).unwrap_or_default(),
-        issuer: text(c, &["issuer"]).unwrap_or_default(),
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
         sans: sans(c),
-        not_before_ms: c.get("not_before").and_then(parse_time),
-        not_after_ms,
-        key_type: text(c, &["key_type"]).unwrap_or_default(),
-        signature_algorithm: text(c, &["signature_algorithm"]).unwrap_or_default(),
-        is_ca: c.get("is_ca").and_then(Value::as_bool).unwrap_or(false),
-        self_signed: c
-            .get("self_signed")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        position: c.get("position").and_then(Value::as_i64),
-        trust_store: text(c, &["trust_store"]),
+        not_before_ms: parse_time(&c.not_before),
+        not_after_ms: parse_time(&c.not_after)?,
+        key_type: c.key_type.clone(),
+        signature_algorithm: c.signature_algorithm.clone(),
+        is_ca: c.is_ca,
+        self_signed: c.self_signed,
+        position: c.position.and_then(|p| i64::try_from(p).ok()),
+        trust_store: c.trust_store.clone(),
         address: address.to_owned(),
         host: host.to_owned(),
     })
 }
 
-fn parse_list(list: Option<&Value>, address: &str, host: &str, out: &mut Vec<Seen>) {
-    for c in list.and_then(Value::as_array).into_iter().flatten() {
+fn add_all(list: &[CertInfo], address: &str, host: &str, out: &mut Vec<Seen>) {
+    for c in list {
         if let Some(s) = parse_one(c, address, host)
             && !out
                 .iter()
@@ -156,47 +136,45 @@ fn parse_list(list: Option<&Value>, address: &str, host: &str, out: &mut Vec<See
 
 /// The host of an absolute URL (`https://host:port/…` → `host`).
 fn url_host(url: &str) -> String {
-    url.parse::<http::Uri>()
+    url.parse::<::http::Uri>()
         .ok()
         .and_then(|u| u.host().map(str::to_owned))
         .unwrap_or_default()
 }
 
-fn parse_chain(chain: Option<&Value>, out: &mut Vec<Seen>) {
-    for hop in chain.and_then(Value::as_array).into_iter().flatten() {
-        let address = text(hop, &["address"]).unwrap_or_default();
-        let host = text(hop, &["url"])
-            .map(|u| url_host(&u))
-            .unwrap_or_default();
-        parse_list(
-            hop.get("tls").and_then(|t| t.get("certificates")),
-            &address,
-            &host,
-            out,
-        );
+fn add_chain(chain: &[Hop], out: &mut Vec<Seen>) {
+    for hop in chain {
+        if let Some(tls) = &hop.tls {
+            let address = hop.address.as_deref().unwrap_or_default();
+            add_all(&tls.certificates, address, &url_host(&hop.url), out);
+        }
+    }
+}
+
+fn from_tls(d: &tls::Report, out: &mut Vec<Seen>) {
+    let address = d.address.as_deref().unwrap_or_default();
+    let host = if d.host.is_empty() {
+        &d.server_name
+    } else {
+        &d.host
+    };
+    add_all(d.certificates(), address, host, out);
+}
+
+fn from_http(d: &http::Observed, out: &mut Vec<Seen>) {
+    add_chain(d.hops(), out);
+    for a in d.addresses.iter().flatten() {
+        add_chain(a.chain.as_deref().unwrap_or_default(), out);
     }
 }
 
 /// Every certificate a result reports, each once per address.
 pub fn from_result(r: &NewResult) -> Vec<Seen> {
-    if !matches!(r.kind.as_str(), "tls" | "http") || !r.details_json.contains("certificates") {
-        return Vec::new();
-    }
-    let Ok(d) = serde_json::from_str::<Value>(&r.details_json) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    let address = text(&d, &["address"]).unwrap_or_default();
-    let host = text(&d, &["host", "server_name"]).unwrap_or_default();
-    parse_list(d.get("certificates"), &address, &host, &mut out);
-    parse_chain(d.get("chain"), &mut out);
-    for a in d
-        .get("addresses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        parse_chain(a.get("chain"), &mut out);
+    match &r.details {
+        Observed::Tls(d) => from_tls(d, &mut out),
+        Observed::Http(d) => from_http(d, &mut out),
+        _ => {}
     }
     out
 }
@@ -205,21 +183,11 @@ pub fn from_result(r: &NewResult) -> Vec<Seen> {
 mod tests {
     use super::*;
 
-    fn result(kind: &str, details: Value) -> NewResult {
-        NewResult {
-            result_id: "r".into(),
-            probe: "p".into(),
-            region: "eu".into(),
-            check_id: "c".into(),
-            sequence: 1,
-            kind: kind.into(),
-            started_at_ms: 1,
-            ok: true,
-            failure_code: None,
-            failure_message: None,
-            phases_us: [0; 5],
-            details_json: details.to_string(),
-        }
+    fn result(kind: &str, details: String) -> NewResult {
+        let mut r = crate::store::tests::result("r", 1, "eu", true, 1);
+        r.check_id = "c".into();
+        r.kind = kind.into();
+        r.with_details(details)
     }
 
     #[test]
@@ -245,7 +213,8 @@ mod tests {
                     {"subject": "no fingerprint", "not_after": "2030-01-01T00:00:00Z"},
                     {"fingerprint_sha256": "ff", "not_after": "2040-01-01T00:00:00Z", "position": null, "trust_store": "mozilla"}
                 ]
-            }),
+            })
+            .to_string(),
         );
         let seen = from_result(&tls);
         assert_eq!(seen.len(), 2);
@@ -260,11 +229,30 @@ mod tests {
                 {"url": "http://www.example.net/", "address": "192.0.2.1:80"},
                 {"url": "https://www.example.net/", "address": "192.0.2.1:443",
                  "tls": {"certificates": [{"fingerprint_sha256": "aa", "not_after": "2030-01-01T00:00:00Z"}]}}
-            ]}),
+            ]})
+            .to_string(),
         );
         let seen = from_result(&http);
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].host, "www.example.net");
         assert_eq!(seen[0].address, "192.0.2.1:443");
+    }
+
+    #[test]
+    fn fan_out_chains_are_read_once_per_address_and_other_kinds_not_at_all() {
+        let cert =
+            serde_json::json!({"fingerprint_sha256": "aa", "not_after": "2030-01-01T00:00:00Z"});
+        let hop = |addr: &str| serde_json::json!({"url": "https://www.example.net/", "address": addr, "tls": {"certificates": [cert]}});
+        let details = serde_json::json!({
+            "url": "https://www.example.net/",
+            "chain": [hop("192.0.2.1:443")],
+            "addresses": [{"address": "192.0.2.1:443", "chain": [hop("192.0.2.1:443")]},
+                          {"address": "192.0.2.2:443", "chain": [hop("192.0.2.2:443")]}]
+        })
+        .to_string();
+        let seen = from_result(&result("http", details.clone()));
+        let addresses: Vec<&str> = seen.iter().map(|s| s.address.as_str()).collect();
+        assert_eq!(addresses, ["192.0.2.1:443", "192.0.2.2:443"]);
+        assert!(from_result(&result("dns", details)).is_empty());
     }
 }

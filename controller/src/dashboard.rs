@@ -6,20 +6,22 @@
 //! Built so the states that matter cannot be missed (the IOT incident: stale
 //! data shown as a faint grey border for 17 hours): FAILING is a solid red
 //! cell with the bold word, STALE a solid amber cell with the word and the
-//! age ("no result for 95s"). No external assets, every text escaped, the
-//! page refreshes itself every 5 s.
+//! age ("no result for 1 min 35 s"). No external assets, the page refreshes itself
+//! every 5 s. Every page is a maud template (`html!`): text is escaped by
+//! default and the markup is checked at compile time; the only
+//! `PreEscaped` is the page's own style sheet.
 
 pub mod certificates;
 pub mod detail;
 mod kind;
 
-use std::fmt::Write;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::{
     Controller,
     alerting::{AlertKind, rule::RegionStatus},
     api::{self, CheckView, RegionView, events::EventView},
-    format::{human_age, timestamp},
+    format::{self, timestamp},
     store::{AlertRow, now_ms},
 };
 use axum::{
@@ -40,22 +42,6 @@ pub fn routes() -> Router<Controller> {
         .route("/certificates", get(certificates::page_handler))
 }
 
-/// HTML-escapes text.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#111}\
 header{background:#222;color:#fff;padding:10px 16px}header a{color:#fff}h1{margin:0;font-size:20px;display:inline}\
 .meta{color:#bbb;margin-left:12px;font-size:13px}main{padding:16px}\
@@ -73,237 +59,236 @@ nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ff
 .error{background:#ff7a00;color:#000;font-weight:bold}.warning{background:#ffd24d;color:#000}.info,.ok{background:#fff}\
 .muted{color:#777}";
 
-pub(crate) fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head>\
-         <body><header><h1><a href=\"/\">Outpost</a></h1><nav><a href=\"/\">status</a><a href=\"/certificates\">certificates</a></nav><span class=\"meta\">{} · updated {} · refreshes every 5s</span></header>{body}</body></html>",
-        escape(title),
-        escape(title),
-        timestamp(now_ms()),
-    )
-}
-
-fn banner(open: &[&AlertRow], now: i64) -> String {
-    if open.is_empty() {
-        return "<div class=\"clear\">No open alerts</div>".into();
-    }
-    let mut s = format!(
-        "<div class=\"banner\" role=\"alert\">{} OPEN ALERT{}<ul>",
-        open.len(),
-        if open.len() == 1 { "" } else { "S" }
-    );
-    for a in open {
-        // Fleet-level alerts (probe_offline) point at the probes table.
-        let href = match &a.probe {
-            _ if a.kind == AlertKind::CertificateExpiring => "/certificates".to_owned(),
-            Some(_) if a.check_id.is_empty() => "/#probes".to_owned(),
-            _ => format!("/checks/{}", escape(&a.check_id)),
-        };
-        let _ = write!(
-            s,
-            "<li><a style=\"color:#fff\" href=\"{href}\">{}</a> <span style=\"font-weight:normal\">(open for {}, {})</span></li>",
-            escape(&a.summary),
-            human_age(now - a.opened_at_ms),
-            a.severity,
-        );
-    }
-    s.push_str("</ul></div>");
-    s
-}
-
-pub(crate) fn region_cell(r: &RegionView) -> String {
-    let age = human_age(r.age_ms.unwrap_or(0));
-    let detail = match r.state {
-        RegionStatus::Stale if r.reason == Some(api::REASON_PROBE_OFFLINE) => {
-            format!("probe offline · last result {age} ago")
+/// The page around `body`: head (auto-refresh, the inline style), the
+/// header with the navigation.
+pub(crate) fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="5";
+                meta name="viewport" content="width=device-width";
+                title { (title) }
+                // Our own constant: no text from outside.
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    h1 { a href="/" { "Outpost" } }
+                    nav { a href="/" { "status" } a href="/certificates" { "certificates" } }
+                    span.meta { (title) " · updated " (timestamp(now_ms())) " · refreshes every 5 s" }
+                }
+                (body)
+            }
         }
-        RegionStatus::Stale => format!("no result for {age}"),
-        RegionStatus::Unknown => "no result yet".to_owned(),
-        RegionStatus::Failing => format!(
-            "{} · {age} ago",
-            escape(r.code.as_deref().unwrap_or("failed"))
-        ),
-        RegionStatus::Ok => format!("{age} ago"),
-    };
+    }
+}
+
+/// Where an open alert's banner line points: fleet-level alerts
+/// (`probe_offline`) at the probes table, certificates at the inventory.
+fn alert_href(a: &AlertRow) -> String {
+    match &a.probe {
+        _ if a.kind == AlertKind::CertificateExpiring => "/certificates".to_owned(),
+        Some(_) if a.check_id.is_empty() => "/#probes".to_owned(),
+        _ => format!("/checks/{}", a.check_id),
+    }
+}
+
+fn banner(open: &[&AlertRow], now: i64) -> Markup {
+    html! {
+        @if open.is_empty() {
+            div.clear { "No open alerts" }
+        } @else {
+            div.banner role="alert" {
+                (open.len()) " OPEN ALERT" @if open.len() != 1 { "S" }
+                ul {
+                    @for a in open {
+                        li {
+                            a style="color:#fff" href=(alert_href(a)) { (a.summary) }
+                            " "
+                            span style="font-weight:normal" {
+                                "(open for " (format::ms(now - a.opened_at_ms)) ", " (a.severity) ")"
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn region_cell(r: &RegionView) -> Markup {
+    let age = format::ms(r.age_ms.unwrap_or(0));
     let title = [r.message.as_deref(), r.summary.as_deref()]
         .into_iter()
         .flatten()
-        .map(escape)
         .collect::<Vec<_>>()
         .join(" — ");
-    let summary = r
-        .summary
-        .as_deref()
-        .map(|s| format!("<div class=\"small\">{}</div>", escape(s)))
-        .unwrap_or_default();
-    format!(
-        "<td class=\"{}\" title=\"{title}\"><span class=\"word\">{}</span><div class=\"small\">{detail}</div>{summary}</td>",
-        r.state.css_class(),
-        r.state.as_str()
-    )
+    html! {
+        td class=(r.state.css_class()) title=(title) {
+            span.word { (r.state.as_str()) }
+            div.small {
+                @match r.state {
+                    RegionStatus::Stale if r.reason == Some(api::REASON_PROBE_OFFLINE) => {
+                        "probe offline · last result " (age) " ago"
+                    }
+                    RegionStatus::Stale => { "no result for " (age) }
+                    RegionStatus::Unknown => { "no result yet" }
+                    RegionStatus::Failing => { (r.code.as_deref().unwrap_or("failed")) " · " (age) " ago" }
+                    RegionStatus::Ok => { (age) " ago" }
+                }
+            }
+            @if let Some(s) = &r.summary { div.small { (s) } }
+        }
+    }
 }
 
-pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> String {
-    let mut s = String::from("<table><tr><th>check</th><th>state</th>");
-    for r in regions {
-        let _ = write!(s, "<th>{}</th>", escape(r));
-    }
-    s.push_str("</tr>");
-    for c in checks {
-        let _ = write!(
-            s,
-            "<tr><td><a href=\"/checks/{}\">{}</a><div class=\"small\">{} {} every {}</div></td><td class=\"{}\"><span class=\"word\">{}</span>{}</td>",
-            escape(&c.id),
-            escape(&c.id),
-            c.kind,
-            escape(c.target.as_deref().unwrap_or("")),
-            escape(&c.interval),
-            c.state.css_class(),
-            c.state.as_str(),
-            if c.alert_open {
-                "<div class=\"small\">alert open</div>"
-            } else {
-                ""
-            },
-        );
-        for region in regions {
-            match c.regions.iter().find(|r| &r.region == region) {
-                Some(r) => s.push_str(&region_cell(r)),
-                None => s.push_str("<td class=\"NA\">—</td>"),
+pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> Markup {
+    html! {
+        table {
+            tr {
+                th { "check" } th { "state" }
+                @for r in regions { th { (r) } }
+            }
+            @for c in checks {
+                tr {
+                    td {
+                        a href={ "/checks/" (c.id) } { (c.id) }
+                        div.small { (c.kind) " " (c.target.as_deref().unwrap_or("")) " every " (c.interval) }
+                    }
+                    td class=(c.state.css_class()) {
+                        span.word { (c.state.as_str()) }
+                        @if c.alert_open { div.small { "alert open" } }
+                    }
+                    @for region in regions {
+                        @match c.regions.iter().find(|r| &r.region == region) {
+                            Some(r) => { (region_cell(r)) }
+                            None => { td.NA { "—" } }
+                        }
+                    }
+                }
             }
         }
-        s.push_str("</tr>");
     }
-    s.push_str("</table>");
-    s
 }
 
-fn probes_table(probes: &[api::ProbeView], now: i64) -> String {
-    let mut s = String::from(
-        "<h2 id=\"probes\">Probes</h2><table><tr><th>probe</th><th>region</th><th>state</th><th>last seen</th>\
-         <th>queued results</th><th>dropped results</th><th>version</th></tr>",
-    );
-    for p in probes {
-        let class = p.state.css_class();
-        let seen = p
-            .last_seen_ms
-            .map(|t| format!("{} ago", human_age(now - t)))
-            .unwrap_or_else(|| "never".into());
-        let dropped = if p.dropped_results == 0 {
-            "0".to_owned()
-        } else {
-            let reasons: Vec<String> = p
-                .dropped_by_reason
-                .iter()
-                .map(|(r, n)| format!("{n} {}", escape(r)))
-                .collect();
-            format!("<b>{}</b> ({})", p.dropped_results, reasons.join(", "))
-        };
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\"><span class=\"word\">{}</span></td><td>{seen}</td>\
-             <td>{}</td><td>{dropped}</td><td>{}</td></tr>",
-            escape(&p.name),
-            escape(&p.region),
-            p.state.word(),
-            p.queued_results,
-            escape(&p.version)
-        );
+fn probes_table(probes: &[api::ProbeView], now: i64) -> Markup {
+    html! {
+        h2 #probes { "Probes" }
+        table {
+            tr {
+                th { "probe" } th { "region" } th { "state" } th { "last seen" }
+                th { "queued results" } th { "dropped results" } th { "version" }
+            }
+            @for p in probes {
+                tr {
+                    td { (p.name) }
+                    td { (p.region) }
+                    td class=(p.state.css_class()) { span.word { (p.state.word()) } }
+                    td {
+                        @match p.last_seen_ms {
+                            Some(t) => { (format::ms(now - t)) " ago" }
+                            None => { "never" }
+                        }
+                    }
+                    td { (p.queued_results) }
+                    td {
+                        @if p.dropped_results == 0 {
+                            "0"
+                        } @else {
+                            b { (p.dropped_results) } " ("
+                            @for (i, (reason, n)) in p.dropped_by_reason.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                (n) " " (reason)
+                            }
+                            ")"
+                        }
+                    }
+                    td { (p.version) }
+                }
+            }
+        }
     }
-    s.push_str("</table>");
-    s
 }
 
 pub(crate) fn error_page(e: api::ApiError) -> Response {
-    (
-        e.0,
-        Html(page(
-            "Outpost: error",
-            &format!("<main><p>{}</p></main>", escape(&e.1)),
-        )),
-    )
-        .into_response()
+    let body = html! { main { p { (e.1) } } };
+    (e.0, Html(page("Outpost: error", body).into_string())).into_response()
 }
 
 async fn index(State(ctl): State<Controller>) -> Response {
     match render_index(&ctl).await {
-        Ok(html) => Html(html).into_response(),
+        Ok(html) => Html(html.into_string()).into_response(),
         Err(e) => error_page(e),
     }
 }
 
 /// The "Recent changes" table: when, check, old → new, where seen.
-pub(crate) fn changes_table(events: &[EventView], now: i64, with_check: bool) -> String {
-    if events.is_empty() {
-        return "<p class=\"muted\">No DNS answer changes recorded.</p>".into();
-    }
-    let mut s = String::from("<table><tr><th>when</th>");
-    if with_check {
-        s.push_str("<th>check</th>");
-    }
-    s.push_str("<th>change</th><th>old</th><th></th><th>new</th><th>seen from</th></tr>");
-    for e in events {
-        let _ = write!(
-            s,
-            "<tr><td>{} <span class=\"small\">({} ago)</span></td>",
-            timestamp(e.at_ms),
-            human_age(now - e.at_ms)
-        );
-        if with_check {
-            let _ = write!(
-                s,
-                "<td><a href=\"/checks/{}\">{}</a></td>",
-                escape(&e.check_id),
-                escape(&e.check_id)
-            );
+pub(crate) fn changes_table(events: &[EventView], now: i64, with_check: bool) -> Markup {
+    html! {
+        @if events.is_empty() {
+            p.muted { "No DNS answer changes recorded." }
+        } @else {
+            table {
+                tr {
+                    th { "when" }
+                    @if with_check { th { "check" } }
+                    th { "change" } th { "old" } th {} th { "new" } th { "seen from" }
+                }
+                @for e in events {
+                    tr {
+                        td { (timestamp(e.at_ms)) " " span.small { "(" (format::ms(now - e.at_ms)) " ago)" } }
+                        @if with_check { td { a href={ "/checks/" (e.check_id) } { (e.check_id) } } }
+                        td { (e.title) }
+                        td { (kind::answer_set(&e.old)) }
+                        td.arrow { "→" }
+                        td { (kind::answer_set(&e.new)) }
+                        td { (e.regions.join(", ")) }
+                    }
+                }
+            }
         }
-        let _ = write!(
-            s,
-            "<td>{}</td><td>{}</td><td class=\"arrow\">→</td><td>{}</td><td>{}</td></tr>",
-            escape(&e.title),
-            kind::answer_set(&e.old),
-            kind::answer_set(&e.new),
-            escape(&e.regions.join(", "))
-        );
     }
-    s.push_str("</table>");
-    s
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// A strip naming expired and soon-expiring served certificates.
-async fn certificate_strip(ctl: &Controller, now: i64) -> Result<String, api::ApiError> {
+async fn certificate_strip(ctl: &Controller, now: i64) -> Result<Markup, api::ApiError> {
     let certs = api::certificates::certificate_views(ctl, now).await?;
     let bad: Vec<_> = certs
         .iter()
         .filter(|c| c.status == "current" && c.level != "ok")
         .collect();
     if bad.is_empty() {
-        return Ok(String::new());
+        return Ok(html! {});
     }
     let expired = bad.iter().filter(|c| c.level == "expired").count();
     let soonest = bad.iter().map(|c| c.days_left).min().unwrap_or(0);
     let text = if expired > 0 {
         format!(
             "{expired} served certificate{} EXPIRED; {} expiring",
-            if expired == 1 { "" } else { "s" },
+            plural(expired),
             bad.len() - expired
         )
     } else {
         format!(
             "{} served certificate{} expiring, the first in {soonest} day{}",
             bad.len(),
-            if bad.len() == 1 { "" } else { "s" },
+            plural(bad.len()),
             if soonest == 1 { "" } else { "s" }
         )
     };
     let class = if expired > 0 { "banner" } else { "warn" };
-    Ok(format!(
-        "<div class=\"{class}\"><a style=\"color:inherit\" href=\"/certificates\">{text} — see certificates</a></div>"
-    ))
+    Ok(html! {
+        div class=(class) { a style="color:inherit" href="/certificates" { (text) " — see certificates" } }
+    })
 }
 
-async fn render_index(ctl: &Controller) -> Result<String, api::ApiError> {
+async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
     let now = now_ms();
     let checks = api::check_views(ctl, now).await?;
     let alerts = ctl.store().open_alerts().await?;
@@ -311,28 +296,24 @@ async fn render_index(ctl: &Controller) -> Result<String, api::ApiError> {
     let probes = api::probe_views(ctl, now).await?;
     let regions = ctl.config().regions();
     let events = api::events::event_views(ctl, None, RECENT_CHANGES).await?;
-    let body = format!(
-        "{}{}<main><h2>Checks</h2>{}<h2 id=\"changes\">Recent changes</h2>{}{}</main>",
-        banner(&open, now),
-        certificate_strip(ctl, now).await?,
-        grid(&checks, &regions),
-        changes_table(&events, now, true),
-        probes_table(&probes, now)
-    );
-    Ok(page("Outpost status", &body))
+    let strip = certificate_strip(ctl, now).await?;
+    let body = html! {
+        (banner(&open, now))
+        (strip)
+        main {
+            h2 { "Checks" }
+            (grid(&checks, &regions))
+            h2 #changes { "Recent changes" }
+            (changes_table(&events, now, true))
+            (probes_table(&probes, now))
+        }
+    };
+    Ok(page("Outpost status", body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
-        );
-    }
 
     #[test]
     fn stale_cell_shows_word_and_age() {
@@ -349,10 +330,10 @@ mod tests {
             probe: None,
             summary: Some("1 of 2 backends failing".into()),
         };
-        let html = region_cell(&r);
+        let html = region_cell(&r).into_string();
         assert!(html.contains("class=\"STALE\""));
         assert!(html.contains(">STALE<"));
-        assert!(html.contains("no result for 95s"));
+        assert!(html.contains("no result for 1 min 35 s"));
         assert!(html.contains("1 of 2 backends failing"));
         assert!(!html.contains("<script>"));
     }

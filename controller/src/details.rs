@@ -1,14 +1,73 @@
-//! Reading a result's kind-specific `details` for people: the one-line
-//! summary a status cell shows ("1 of 2 backends failing", "session age 2h
-//! 13m, 14 renewals, …"), and the redaction applied before any details are
-//! rendered raw.
+//! A result's kind-specific `details`: read once into the probe's typed
+//! [`Observed`] ([`decode`], at ingest and wherever stored rows are read),
+//! the one-line summary a status cell shows ("1 of 2 backends failing",
+//! "session age 2 h 13 min, 14 renewals, …"), and the redaction applied before
+//! any details are rendered raw.
 //!
-//! Every reader is tolerant: details come from probes of any version, so a
-//! missing or oddly typed field yields less text, never an error. Shapes are
-//! documented in the probe's `check/http.rs`, `check/dns.rs`, `check/tls.rs`
-//! and `check/session.rs`.
+//! Reading is tolerant: details come from probes of any version, so what
+//! does not read as its kind's type becomes [`Observed::Other`], and a
+//! missing field yields less text, never an error. Shapes are documented in
+//! the probe's `check/http.rs`, `check/dns.rs`, `check/tls.rs` and
+//! `check/session.rs`.
 
+use outpost_probe::check::{Observed, dns, http, session};
+
+use crate::format;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// What ingest stores in place of details larger than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Truncated {
+    truncated: bool,
+    bytes: usize,
+}
+
+/// Details that say nothing: what ingest stores for empty or non-JSON
+/// details (`{}`), read as [`Observed::Other`] so the API shows `{}` rather
+/// than a kind's empty defaults.
+pub fn empty() -> Observed {
+    Observed::Other(Value::Object(serde_json::Map::new()))
+}
+
+/// Reads a result's `details_json` of `kind`, as a probe sent it or as the
+/// store holds it: [`Observed::from_wire`], except that the placeholders
+/// ingest stores ([`received`]) read as [`Observed::Other`] with their own
+/// JSON. Total: never fails.
+pub fn decode(kind: &str, details_json: &str) -> Observed {
+    if details_json.trim() == "{}" {
+        return empty();
+    }
+    if let Ok(note) = serde_json::from_str::<Truncated>(details_json) {
+        return Observed::Other(serde_json::to_value(note).unwrap_or_default());
+    }
+    Observed::from_wire(kind, details_json)
+}
+
+/// What ingest keeps of details received from a probe: the text to store
+/// (as sent, or a placeholder: `{"truncated": true, "bytes": N}` above `max`
+/// bytes, `{}` when empty or not JSON) and its typed value, read once.
+pub fn received(kind: &str, details_json: String, max: usize) -> (String, Observed) {
+    if details_json.len() > max {
+        let note = Truncated {
+            truncated: true,
+            bytes: details_json.len(),
+        };
+        let text = serde_json::to_string(&note).unwrap_or_else(|_| "{}".into());
+        let observed = decode(kind, &text);
+        return (text, observed);
+    }
+    let observed = decode(kind, &details_json);
+    // Details that read as their kind's type are JSON; only the rest needs
+    // the check (a second parse, on this rare path only).
+    if matches!(observed, Observed::Other(_))
+        && serde_json::from_str::<serde::de::IgnoredAny>(&details_json).is_err()
+    {
+        return ("{}".to_owned(), empty());
+    }
+    (details_json, observed)
+}
 
 /// Keys whose values are never rendered, whatever a probe sends (matched
 /// case-insensitively as substrings: `access_token`, `Set-Cookie`, …).
@@ -32,82 +91,100 @@ pub fn is_sensitive(key: &str) -> bool {
     REDACTED_KEYS.iter().any(|s| k.contains(s))
 }
 
-/// A copy of `v` with the value of every sensitive key replaced by
-/// [`REDACTED`], at any depth.
-pub fn redact(v: &Value) -> Value {
+/// Replaces the value of every sensitive key in `v` with [`REDACTED`], at
+/// any depth.
+pub fn redact(v: &mut Value) {
     match v {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if is_sensitive(k) {
-                        Value::String(REDACTED.into())
-                    } else {
-                        redact(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if is_sensitive(k) {
+                    *v = Value::String(REDACTED.into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
     }
 }
 
-/// `45s`, `4m`, `2h 13m`, `3d 4h` (two units at most; negative as zero).
-pub fn span(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => match s % 60 {
-            0 => format!("{m}m"),
-            sec if m < 10 => format!("{m}m {sec}s"),
-            _ => format!("{m}m"),
-        },
-        (0, h, 0) => format!("{h}h"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, 0, _) => format!("{d}d"),
-        (d, h, _) => format!("{d}d {h}h"),
+/// Details as they leave the controller raw (the API's `details`, the check
+/// page's "raw details"): the typed value serialized, then [`redact`]ed.
+///
+/// The probe already scrubs credentials it knows of from session details,
+/// and a typed value carries only the fields this build knows, so a key a
+/// probe added is not shown at all; what is left to guard is free-form JSON
+/// inside known fields (an assertion's `expected`/`actual`, a body value a
+/// JSONPath picked) and [`Observed::Other`], which is whatever was sent.
+/// Redacting the serialized value covers all of them, whatever the type
+/// grows, so it is done here, once, at the edge.
+#[derive(Debug, Clone, Copy)]
+pub struct Redacted<'a>(pub &'a Observed);
+
+impl Redacted<'_> {
+    /// The redacted JSON.
+    pub fn to_value(self) -> Value {
+        let mut v = self.0.to_value();
+        redact(&mut v);
+        v
+    }
+
+    /// The same, pretty-printed (the check page).
+    pub fn to_pretty(self) -> String {
+        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
     }
 }
 
-fn int(v: &Value, key: &str) -> Option<i64> {
-    v.get(key)
-        .and_then(|x| x.as_i64().or_else(|| x.as_f64().map(|f| f as i64)))
+impl Serialize for Redacted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+/// Free-form JSON from inside typed details (an assertion's expected or
+/// actual value) as text for a page, [`redact`]ed: a string as itself,
+/// `null` as nothing, anything else as compact JSON.
+pub fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => {
+            let mut v = other.clone();
+            redact(&mut v);
+            v.to_string()
+        }
+    }
 }
 
-/// A status cell's line for the newest result of a check of `kind`.
-pub fn cell_summary(kind: &str, details: &Value, now_ms: i64) -> Option<String> {
-    match kind {
-        "http" => http_line(details),
-        "session" => session_line(details, now_ms),
-        "dns" => dns_line(details),
-        "tls" => details
-            .get("forecast")
-            .and_then(|f| text(f, "summary"))
-            .map(str::to_owned),
+/// A status cell's line for the newest result of a check.
+pub fn cell_summary(details: &Observed, now_ms: i64) -> Option<String> {
+    match details {
+        Observed::Http(d) => http_line(d),
+        Observed::Session(d) => session_line(d, now_ms),
+        Observed::Dns(d) => dns_line(d),
+        Observed::Tls(d) => d
+            .forecast
+            .as_ref()
+            .map(|f| f.summary.clone())
+            .filter(|s| !s.is_empty()),
         _ => None,
     }
 }
 
 /// Addresses failing behind a name, and failed samples: `1 of 2 backends
 /// failing (192.0.2.2:443)`, `3 of 20 samples failed`.
-pub fn http_line(d: &Value) -> Option<String> {
+pub fn http_line(d: &http::Observed) -> Option<String> {
     let mut parts = Vec::new();
-    if let Some(total) = int(d, "addresses_total").filter(|t| *t > 1) {
-        let failing = int(d, "addresses_failing").unwrap_or(0);
+    if let Some(total) = d.addresses_total.filter(|t| *t > 1) {
+        let failing = d.addresses_failing.unwrap_or(0);
         if failing > 0 {
             let names: Vec<&str> = d
-                .get("addresses")
-                .and_then(Value::as_array)
-                .into_iter()
+                .addresses
+                .iter()
                 .flatten()
-                .filter(|a| a.get("ok").and_then(Value::as_bool) == Some(false))
-                .filter_map(|a| text(a, "address"))
+                .filter(|a| !a.ok && !a.address.is_empty())
+                .map(|a| a.address.as_str())
                 .collect();
             let mut line = format!("{failing} of {total} backends failing");
             if !names.is_empty() {
@@ -118,132 +195,207 @@ pub fn http_line(d: &Value) -> Option<String> {
             parts.push(format!("all {total} backends passing"));
         }
     }
-    if let Some(s) = d.get("samples_summary") {
-        let (total, failed) = (int(s, "total").unwrap_or(0), int(s, "failed").unwrap_or(0));
-        if failed > 0 {
-            parts.push(format!("{failed} of {total} samples failed"));
-        }
+    if let Some(s) = d.samples_summary.as_ref().filter(|s| s.failed > 0) {
+        parts.push(format!("{} of {} samples failed", s.failed, s.total));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// `session age 2h 13m, 14 renewals, declared lifetime 1h, next renewal in 4m`
+/// `session age 2 h 13 min, 14 renewals, declared lifetime 1 h, next renewal in 4 min`
 /// (plus logins, the observed lifetime and the server clock offset when known).
-pub fn session_line(d: &Value, now_ms: i64) -> Option<String> {
+pub fn session_line(d: &session::Observed, now_ms: i64) -> Option<String> {
     let mut parts = Vec::new();
-    if let Some(age) = int(d, "session_age_s") {
-        parts.push(format!("session age {}", span(age * 1000)));
+    let (facts, run) = (d.session.as_ref(), d.run.as_ref());
+    if let Some(f) = facts {
+        parts.push(format!("session age {}", format::secs(f.session_age_s)));
     }
-    if let Some(n) = int(d, "renewals") {
+    if let Some(r) = run {
+        let n = r.renewals;
         parts.push(format!("{n} renewal{}", if n == 1 { "" } else { "s" }));
-    }
-    if let Some(n) = int(d, "logins").filter(|n| *n > 1) {
-        parts.push(format!("{n} logins"));
-    }
-    if let Some(l) = int(d, "declared_lifetime_s") {
-        parts.push(format!("declared lifetime {}", span(l * 1000)));
-    }
-    if let Some(l) = int(d, "observed_lifetime_s") {
-        parts.push(format!("observed lifetime {}", span(l * 1000)));
-    }
-    if let Some(at) = d
-        .get("next_renewal_at")
-        .and_then(crate::certificate::parse_time)
-    {
-        if at > now_ms {
-            parts.push(format!("next renewal in {}", span(at - now_ms)));
-        } else {
-            parts.push(format!("renewal due {} ago", span(now_ms - at)));
+        if r.logins > 1 {
+            parts.push(format!("{} logins", r.logins));
         }
     }
-    if let Some(off) = int(d, "server_clock_offset_ms").filter(|o| o.abs() >= 1000) {
+    if let Some(l) = facts.and_then(|f| f.declared_lifetime_s) {
+        parts.push(format!("declared lifetime {}", format::secs(l)));
+    }
+    if let Some(l) = run.and_then(|r| r.observed_lifetime_s) {
+        parts.push(format!("observed lifetime {}", format::secs(l)));
+    }
+    let next = facts
+        .and_then(|f| f.next_renewal_at.clone().flatten())
+        .and_then(|t| crate::certificate::parse_time(&t));
+    if let Some(at) = next {
+        if at > now_ms {
+            parts.push(format!("next renewal in {}", format::ms(at - now_ms)));
+        } else {
+            parts.push(format!("renewal due {} ago", format::ms(now_ms - at)));
+        }
+    }
+    if let Some(off) = run
+        .and_then(|r| r.server_clock_offset_ms)
+        .filter(|o| o.abs() >= 1000)
+    {
         parts.push(format!(
             "server clock {}{}",
             if off > 0 { "+" } else { "−" },
-            span(off.abs())
+            format::ms(off.abs())
         ));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Propagation and disagreement in one line.
-pub fn dns_line(d: &Value) -> Option<String> {
-    if let Some(p) = d.get("propagation") {
-        let lagging = p
-            .get("lagging")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        let stalled = p.get("stalled").and_then(Value::as_bool) == Some(true);
+pub fn dns_line(d: &dns::Observed) -> Option<String> {
+    if let Some(p) = &d.propagation {
+        let lagging = p.lagging.len();
         return Some(format!(
             "change {}: {lagging} resolver{} lagging",
-            if stalled { "STALLED" } else { "propagating" },
+            if p.stalled { "STALLED" } else { "propagating" },
             if lagging == 1 { "" } else { "s" }
         ));
     }
-    if let Some(groups) = d.get("disagreement").and_then(Value::as_array) {
-        return Some(format!("resolvers disagree ({} answer sets)", groups.len()));
+    if !d.disagreement.is_empty() {
+        return Some(format!(
+            "resolvers disagree ({} answer sets)",
+            d.disagreement.len()
+        ));
     }
-    let first = d.get("resolvers")?.as_array()?.first()?;
-    let chain: Vec<&str> = first
-        .get("cname_chain")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| text(c, "target"))
-        .collect();
-    chain.last().map(|t| format!("→ {t}"))
+    let answer = d.resolvers.first()?.answer.as_ref()?;
+    let target = &answer.cname_chain.last()?.target;
+    (!target.is_empty()).then(|| format!("→ {target}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn spans_have_two_units_at_most() {
-        assert_eq!(span(45_000), "45s");
-        assert_eq!(span(240_000), "4m");
-        assert_eq!(span(2 * 3_600_000 + 13 * 60_000 + 5_000), "2h 13m");
-        assert_eq!(span(3_600_000), "1h");
-        assert_eq!(span(27 * 3_600_000), "1d 3h");
+    fn typed(kind: &str, details: serde_json::Value) -> Observed {
+        decode(kind, &details.to_string())
     }
 
     #[test]
     fn session_line_reads_like_a_sentence() {
         let now = 1_900_000_000_000;
         let next = crate::certificate::rfc3339(now + 240_000);
-        let d = serde_json::json!({
-            "session_age_s": 7980, "renewals": 14, "logins": 1, "declared_lifetime_s": 3600,
-            "next_renewal_at": next, "access_token": "never-shown"
-        });
+        let d = typed(
+            "session",
+            serde_json::json!({
+                "session_id": "s-1", "session_age_s": 7980.4, "declared_lifetime_s": 3600.0,
+                "next_renewal_at": next, "renewals": 14, "logins": 1, "persisted": true,
+            }),
+        );
         assert_eq!(
-            session_line(&d, now).unwrap(),
-            "session age 2h 13m, 14 renewals, declared lifetime 1h, next renewal in 4m"
+            cell_summary(&d, now).unwrap(),
+            "session age 2 h 13 min, 14 renewals, declared lifetime 1 h, next renewal in 4 min"
         );
     }
 
     #[test]
     fn fan_out_names_the_failing_backend() {
-        let d = serde_json::json!({
-            "addresses_total": 2, "addresses_failing": 1,
-            "addresses": [{"address": "192.0.2.1:443", "ok": true}, {"address": "192.0.2.2:443", "ok": false}]
-        });
+        let d = typed(
+            "http",
+            serde_json::json!({
+                "url": "https://www.example.net/", "addresses_total": 2, "addresses_failing": 1,
+                "addresses": [{"address": "192.0.2.1:443", "ok": true}, {"address": "192.0.2.2:443", "ok": false}]
+            }),
+        );
         assert_eq!(
-            http_line(&d).unwrap(),
+            cell_summary(&d, 0).unwrap(),
             "1 of 2 backends failing (192.0.2.2:443)"
         );
     }
 
     #[test]
+    fn dns_and_tls_lines_come_from_their_kinds_only() {
+        let stalled = serde_json::json!({
+            "name": "app.example.com",
+            "propagation": {"leader": "udp://10.0.0.53:53", "stalled": true,
+                            "lagging": [{"resolver": "udp://10.0.0.54:53"}]}
+        });
+        assert_eq!(
+            cell_summary(&typed("dns", stalled.clone()), 0).unwrap(),
+            "change STALLED: 1 resolver lagging"
+        );
+        // The same JSON under another kind says nothing.
+        assert_eq!(cell_summary(&typed("http", stalled), 0), None);
+        let tls = serde_json::json!({"host": "a.test", "port": 443, "forecast": {"summary": "all pass for 41 days"}});
+        assert_eq!(
+            cell_summary(&typed("tls", tls), 0).unwrap(),
+            "all pass for 41 days"
+        );
+        assert_eq!(cell_summary(&empty(), 0), None);
+    }
+
+    #[test]
     fn sensitive_keys_are_redacted_at_any_depth() {
-        let d = serde_json::json!({
+        let mut d = serde_json::json!({
             "ok": true, "Authorization": "Bearer x",
             "events": [{"refresh_token": "y", "status": 200}],
             "headers": {"Set-Cookie": "sid=z", "x-api-key": "k"}
         });
-        let r = redact(&d).to_string();
+        redact(&mut d);
+        let r = d.to_string();
         for secret in ["Bearer x", "\"y\"", "sid=z", "\"k\""] {
             assert!(!r.contains(secret), "{r}");
         }
         assert!(r.contains("\"status\":200"), "{r}");
+    }
+
+    #[test]
+    fn typed_details_leave_redacted_and_without_keys_this_build_does_not_know() {
+        // A JSONPath assertion that picked a token out of a login response,
+        // and a key a newer probe might add.
+        let d = typed(
+            "http",
+            serde_json::json!({
+                "url": "https://a.test/", "status": 200, "access_token": "SECRET-1",
+                "assertions": [{"name": "json $.session", "kind": "json", "ok": true,
+                                "actual": {"access_token": "SECRET-2", "user": "ann"}}]
+            }),
+        );
+        let out = Redacted(&d).to_value();
+        let text = out.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert_eq!(out["assertions"][0]["actual"]["access_token"], REDACTED);
+        assert_eq!(out["assertions"][0]["actual"]["user"], "ann");
+        assert_eq!(out["status"], 200);
+        // Details of no known kind are shown as sent, redacted too.
+        let other = decode("icmp", r#"{"password": "SECRET-3", "rtt_us": 5}"#);
+        assert_eq!(
+            serde_json::to_value(Redacted(&other)).unwrap(),
+            serde_json::json!({"password": REDACTED, "rtt_us": 5})
+        );
+    }
+
+    #[test]
+    fn details_read_as_their_kind_and_placeholders_as_themselves() {
+        let http = r#"{"url": "https://a.test/", "status": 200, "added_later": 1}"#;
+        let (text, observed) = received("http", http.to_owned(), 1024);
+        assert_eq!(text, http, "stored exactly as sent");
+        assert!(matches!(&observed, Observed::Http(h) if h.last.status == Some(200)));
+        assert_eq!(decode("http", &text), observed);
+
+        let (text, observed) = received("http", "x".repeat(2000), 1024);
+        assert_eq!(text, r#"{"truncated":true,"bytes":2000}"#);
+        assert_eq!(
+            observed,
+            Observed::Other(serde_json::json!({"truncated": true, "bytes": 2000}))
+        );
+        assert_eq!(decode("http", &text), observed);
+
+        for bad in ["", "not json", "{\"url\": "] {
+            assert_eq!(
+                received("dns", bad.to_owned(), 1024),
+                ("{}".to_owned(), empty())
+            );
+        }
+        assert_eq!(decode("tls", "{}"), empty());
+        // JSON that is not the kind's shape is kept as it came.
+        let (text, observed) = received("http", "[1]".to_owned(), 1024);
+        assert_eq!(
+            (text.as_str(), observed),
+            ("[1]", Observed::Other(serde_json::json!([1])))
+        );
     }
 }

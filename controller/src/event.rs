@@ -4,9 +4,11 @@
 //!
 //! Design note.
 //! - **Source.** A `dns` result carries `details.changes[]` only on the run
-//!   that saw a change (`{resolver, at, old_ttl_s, old, new}`, `old`/`new`
-//!   being `{rcode, cname_target, answers, fingerprint}`; see the probe's
-//!   `check/dns.rs`). [`from_result`] turns each into a [`NewEvent`];
+//!   that saw a change (the probe's `dns::ChangeRecord`: `{resolver, at,
+//!   old_ttl_s, old, new}`, `old`/`new` being `dns::AnswerSet`s `{rcode,
+//!   cname_target, answers, fingerprint}`). [`from_result`] turns each entry
+//!   of the result's typed details (read once at ingest) into a [`NewEvent`]
+//!   whose [`ChangeDetail`] is stored and shown as it is;
 //!   ingest puts them in its batch next to the result, and the store writes
 //!   them in the same transaction, only if the result is new, so a resent
 //!   batch (absorbed by the results table) never records an event twice.
@@ -31,8 +33,8 @@
 
 use std::fmt;
 
+use outpost_probe::check::{Observed, dns::AnswerSet};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::{
     alerting::{Action, AlertEvent, Severity},
@@ -71,17 +73,50 @@ pub const MERGE_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// Longest title stored.
 const MAX_TITLE: usize = 300;
 
+/// What a `dns_change` event records (`events.detail_json`, the API's
+/// `detail`): the probe's change report (`details.changes[]`) with the
+/// query it answered. Read tolerantly: rows written by older controllers
+/// may lack `at` and `old_ttl_s` (`null`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChangeDetail {
+    /// The asked name.
+    pub name: String,
+    /// The asked type (`A`, `AAAA`…).
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// The resolver whose answer changed.
+    pub resolver: String,
+    /// When the probe saw the change, RFC 3339.
+    pub at: Option<String>,
+    /// Largest TTL seen for the old set, seconds.
+    pub old_ttl_s: Option<u32>,
+    /// What it served before.
+    pub old: AnswerSet,
+    /// What it serves now.
+    pub new: AnswerSet,
+}
+
+/// The `details` of an event's `info` notification: the change, and who saw it.
+#[derive(Serialize)]
+struct NoticeDetails<'a> {
+    #[serde(flatten)]
+    change: &'a ChangeDetail,
+    check_id: &'a str,
+    probe: &'a str,
+}
+
 /// The `info` notification of a new event, short of the event's id (see
 /// [`EventNotice`]): dedup key `outpost/<check>/<kind>/<id>`, payload an
 /// [`crate::alerting::AlertEvent`] with `action: "info"` whose details are
 /// the change plus `check_id`, `probe` and (filled in at delivery) `event_id`.
 pub fn notice(e: &NewEvent) -> EventNotice {
     let dedup_key_prefix = format!("outpost/{}/{}/", e.check_id, e.kind);
-    let mut details = e.detail.clone();
-    if let Some(map) = details.as_object_mut() {
-        map.insert("check_id".into(), e.check_id.clone().into());
-        map.insert("probe".into(), e.probe.clone().into());
-    }
+    let details = NoticeDetails {
+        change: &e.detail,
+        check_id: &e.check_id,
+        probe: &e.probe,
+    };
     let event = AlertEvent {
         action: Action::Info,
         dedup_key: dedup_key_prefix.clone(),
@@ -92,7 +127,7 @@ pub fn notice(e: &NewEvent) -> EventNotice {
         severity: Severity::Info,
         regions: vec![e.region.clone()],
         code: e.kind.as_str().to_owned(),
-        details,
+        details: serde_json::to_value(details).unwrap_or_default(),
         at_ms: e.at_ms,
     };
     EventNotice {
@@ -119,7 +154,7 @@ pub struct NewEvent {
     /// One line for humans.
     pub title: String,
     /// The change as the probe reported it, plus the query name and type.
-    pub detail: Value,
+    pub detail: ChangeDetail,
 }
 
 /// The dedup key of a change: check, resolver, old and new fingerprint.
@@ -127,37 +162,31 @@ pub fn change_key(check_id: &str, resolver: &str, old_fp: &str, new_fp: &str) ->
     format!("{check_id}|{resolver}|{old_fp}|{new_fp}")
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
 /// The data part of an answer-set entry (`"blue.example.net A 192.0.2.10"` → `192.0.2.10`).
 fn answer_data(entry: &str) -> &str {
     entry.splitn(3, ' ').nth(2).unwrap_or(entry)
 }
 
-fn answers(set: &Value) -> String {
-    let list: Vec<&str> = set
-        .get("answers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(answer_data)
-                .collect()
-        })
-        .unwrap_or_default();
-    if list.is_empty() {
+fn answers(set: &AnswerSet) -> String {
+    if set.answers.is_empty() {
         "(no answers)".to_owned()
     } else {
-        list.join(", ")
+        let data: Vec<&str> = set.answers.iter().map(|a| answer_data(a)).collect();
+        data.join(", ")
     }
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
 /// What changed between two answer sets, in words: `CNAME blue → green`,
 /// `NOERROR → NXDOMAIN`, or `192.0.2.10 → 192.0.2.20`.
-pub fn describe(old: &Value, new: &Value) -> String {
-    let (oc, nc) = (text(old, "cname_target"), text(new, "cname_target"));
+pub fn describe(old: &AnswerSet, new: &AnswerSet) -> String {
+    fn target(s: &AnswerSet) -> Option<&str> {
+        s.cname_target.as_deref().and_then(nonempty)
+    }
+    let (oc, nc) = (target(old), target(new));
     if oc != nc {
         return format!(
             "CNAME {} → {}",
@@ -165,7 +194,7 @@ pub fn describe(old: &Value, new: &Value) -> String {
             nc.unwrap_or("(none)")
         );
     }
-    let (or, nr) = (text(old, "rcode"), text(new, "rcode"));
+    let (or, nr) = (nonempty(&old.rcode), nonempty(&new.rcode));
     if or != nr {
         return format!("{} → {}", or.unwrap_or("?"), nr.unwrap_or("?"));
     }
@@ -175,46 +204,45 @@ pub fn describe(old: &Value, new: &Value) -> String {
 /// Events in one result: one per entry of `details.changes` of a `dns`
 /// result. Entries without a resolver or both fingerprints are skipped.
 pub fn from_result(r: &NewResult, at_ms: i64) -> Vec<NewEvent> {
-    if r.kind != "dns" {
-        return Vec::new();
-    }
-    let Ok(details) = serde_json::from_str::<Value>(&r.details_json) else {
+    let Observed::Dns(details) = &r.details else {
         return Vec::new();
     };
-    let Some(changes) = details.get("changes").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    let name = text(&details, "name").unwrap_or("?");
-    let rtype = text(&details, "type").unwrap_or("?");
-    changes
+    let name = nonempty(&details.name).unwrap_or("?");
+    let rtype = nonempty(&details.rtype).unwrap_or("?");
+    details
+        .changes
         .iter()
-        .filter_map(|c| {
-            let resolver = text(c, "resolver")?;
-            let old = c.get("old")?;
-            let new = c.get("new")?;
-            let (old_fp, new_fp) = (text(old, "fingerprint")?, text(new, "fingerprint")?);
-            let title = crate::alerting::truncate(
-                &format!("{name} {rtype}: {} on {resolver}", describe(old, new)),
+        .filter(|c| !c.resolver.is_empty())
+        .filter(|c| !c.old.fingerprint.is_empty() && !c.new.fingerprint.is_empty())
+        .map(|c| NewEvent {
+            at_ms,
+            check_id: r.check_id.clone(),
+            region: r.region.clone(),
+            probe: r.probe.clone(),
+            kind: EventKind::DnsChange,
+            change_key: change_key(
+                &r.check_id,
+                &c.resolver,
+                &c.old.fingerprint,
+                &c.new.fingerprint,
+            ),
+            title: crate::alerting::truncate(
+                &format!(
+                    "{name} {rtype}: {} on {}",
+                    describe(&c.old, &c.new),
+                    c.resolver
+                ),
                 MAX_TITLE,
-            );
-            Some(NewEvent {
-                at_ms,
-                check_id: r.check_id.clone(),
-                region: r.region.clone(),
-                probe: r.probe.clone(),
-                kind: EventKind::DnsChange,
-                change_key: change_key(&r.check_id, resolver, old_fp, new_fp),
-                title,
-                detail: serde_json::json!({
-                    "name": name,
-                    "type": rtype,
-                    "resolver": resolver,
-                    "at": c.get("at"),
-                    "old_ttl_s": c.get("old_ttl_s"),
-                    "old": old,
-                    "new": new,
-                }),
-            })
+            ),
+            detail: ChangeDetail {
+                name: name.to_owned(),
+                rtype: rtype.to_owned(),
+                resolver: c.resolver.clone(),
+                at: Some(c.at.clone()),
+                old_ttl_s: Some(c.old_ttl_s),
+                old: c.old.clone(),
+                new: c.new.clone(),
+            },
         })
         .collect()
 }
@@ -222,34 +250,29 @@ pub fn from_result(r: &NewResult, at_ms: i64) -> Vec<NewEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn result(details: Value) -> NewResult {
-        NewResult {
-            result_id: "r".into(),
-            probe: "p".into(),
-            region: "eu".into(),
-            check_id: "www-dns".into(),
-            sequence: 1,
-            kind: "dns".into(),
-            started_at_ms: 1,
-            ok: true,
-            failure_code: None,
-            failure_message: None,
-            phases_us: [0; 5],
-            details_json: details.to_string(),
-        }
+    fn result(kind: &str, details: String) -> NewResult {
+        let mut r = crate::store::tests::result("r", 1, "eu", true, 1);
+        r.check_id = "www-dns".into();
+        r.kind = kind.into();
+        r.with_details(details)
+    }
+
+    fn set(text: String) -> AnswerSet {
+        serde_json::from_str(&text).unwrap()
     }
 
     #[test]
     fn a_cname_flip_is_titled_with_old_and_new_target() {
-        let r = result(serde_json::json!({
+        let r = result("dns", json!({
             "name": "app.example.com", "type": "A",
             "changes": [{
                 "resolver": "udp://10.0.0.53:53", "at": "2030-01-01T00:00:00Z", "old_ttl_s": 300,
                 "old": {"rcode": "NOERROR", "cname_target": "blue.example.com", "answers": ["blue.example.com A 10.0.0.1"], "fingerprint": "aa"},
                 "new": {"rcode": "NOERROR", "cname_target": "green.example.com", "answers": ["green.example.com A 10.0.0.2"], "fingerprint": "bb"}
             }, {"resolver": "udp://10.0.0.54:53", "old": {}, "new": {}}]
-        }));
+        }).to_string());
         let events = from_result(&r, 5);
         assert_eq!(events.len(), 1, "an entry without fingerprints is skipped");
         assert_eq!(
@@ -257,26 +280,43 @@ mod tests {
             "app.example.com A: CNAME blue.example.com → green.example.com on udp://10.0.0.53:53"
         );
         assert_eq!(events[0].change_key, "www-dns|udp://10.0.0.53:53|aa|bb");
-        assert_eq!(events[0].detail["old_ttl_s"], 300);
+        assert_eq!(events[0].detail.old_ttl_s, Some(300));
+        // The stored detail keeps the keys rows of older controllers have.
+        let stored = serde_json::to_value(&events[0].detail).unwrap();
+        assert_eq!(stored["type"], "A");
+        assert_eq!(stored["old"]["cname_target"], "blue.example.com");
+        assert_eq!(stored["at"], "2030-01-01T00:00:00Z");
     }
 
     #[test]
     fn answer_and_rcode_changes_are_described() {
-        let a = serde_json::json!({"rcode": "NOERROR", "answers": ["x A 192.0.2.1"]});
-        let b =
-            serde_json::json!({"rcode": "NOERROR", "answers": ["x A 192.0.2.2", "x A 192.0.2.3"]});
+        let a = set(json!({"rcode": "NOERROR", "answers": ["x A 192.0.2.1"]}).to_string());
+        let b = set(
+            json!({"rcode": "NOERROR", "answers": ["x A 192.0.2.2", "x A 192.0.2.3"]}).to_string(),
+        );
         assert_eq!(describe(&a, &b), "192.0.2.1 → 192.0.2.2, 192.0.2.3");
-        let nx = serde_json::json!({"rcode": "NXDOMAIN", "answers": []});
+        let nx = set(json!({"rcode": "NXDOMAIN", "answers": []}).to_string());
         assert_eq!(describe(&a, &nx), "NOERROR → NXDOMAIN");
     }
 
     #[test]
     fn other_kinds_and_bad_json_give_no_events() {
-        let mut r = result(serde_json::json!({"changes": []}));
-        r.kind = "http".into();
-        assert!(from_result(&r, 1).is_empty());
-        r.kind = "dns".into();
-        r.details_json = "not json".into();
-        assert!(from_result(&r, 1).is_empty());
+        let changes = json!({"changes": [{"resolver": "r", "old": {"fingerprint": "a"}, "new": {"fingerprint": "b"}}]});
+        assert_eq!(from_result(&result("dns", changes.to_string()), 1).len(), 1);
+        assert!(from_result(&result("http", changes.to_string()), 1).is_empty());
+        assert!(from_result(&result("dns", "not json".into()), 1).is_empty());
+    }
+
+    #[test]
+    fn details_stored_by_older_controllers_read_back() {
+        let old: ChangeDetail = serde_json::from_value(json!({
+            "name": "app.example.com", "type": "A", "resolver": "udp://10.0.0.53:53",
+            "at": null, "old_ttl_s": null,
+            "old": {"rcode": "NOERROR", "cname_target": null, "answers": [], "fingerprint": "aa"},
+            "new": {"rcode": "NXDOMAIN", "answers": [], "fingerprint": "bb"}
+        }))
+        .unwrap();
+        assert_eq!((old.at, old.old_ttl_s), (None, None));
+        assert_eq!(old.new.rcode, "NXDOMAIN");
     }
 }

@@ -1,18 +1,41 @@
 //! Formatting shared by the status page, alert summaries and the text
-//! summary: ages (`95s`, `12m`) and timestamps. Neutral ground, so alerting
-//! does not reach into the dashboard for a formatter.
+//! summary: durations and timestamps. Neutral ground, so alerting does not
+//! reach into the dashboard for a formatter.
+//!
+//! Every duration the controller shows (an age, a lifetime, a lag, a
+//! clock offset, a result's total time) is written by the probe's one
+//! formatter, [`outpost_probe::human::duration`] (`850 ms`, `4.3 s`,
+//! `4 min 10 s`, `2 h 13 min`), so it reads the same in a probe's message,
+//! an alert and the dashboard. Two kinds of value are quoted as written
+//! instead: config values (`every 30s`, in config syntax so they can be
+//! pasted back) and DNS TTLs ([`ttl`]: the record's field as served, exact).
 
+use std::time::Duration;
+
+use outpost_probe::human::{self, Human};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-/// `95s`, `12m`, `3h`, `2d`.
-pub fn human_age(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
+/// `ms` milliseconds (an age, a lag: a difference of unix-ms times) for
+/// people; negative as zero.
+pub fn ms(ms: i64) -> Human {
+    human::duration(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+/// `s` seconds (session ages and lifetimes, which probes report as
+/// fractional seconds) for people; negative or not a number as zero.
+pub fn secs(s: f64) -> Human {
+    human::duration(Duration::try_from_secs_f64(s).unwrap_or_default())
+}
+
+/// `us` microseconds (a result's phase timings) for people; negative as zero.
+pub fn micros(us: i64) -> Human {
+    human::duration(Duration::from_micros(u64::try_from(us).unwrap_or(0)))
+}
+
+/// A DNS TTL as served: exact seconds (`300 s`), never rounded to minutes
+/// (a TTL's exact value is what caching reasoning needs).
+pub fn ttl(seconds: u32) -> String {
+    format!("{seconds} s")
 }
 
 /// RFC 3339 to the second (`2030-01-01T00:00:00Z`), for the page.
@@ -29,11 +52,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages_are_short() {
-        assert_eq!(human_age(95_000), "95s");
-        assert_eq!(human_age(600_000), "10m");
-        assert_eq!(human_age(3 * 3_600_000), "3h");
-        assert_eq!(human_age(3 * 86_400_000), "3d");
+    fn durations_use_the_probes_formatter() {
+        assert_eq!(ms(95_000).to_string(), "1 min 35 s");
+        assert_eq!(ms(4_347).to_string(), "4.3 s");
+        assert_eq!(ms(3 * 3_600_000).to_string(), "3 h");
+        assert_eq!(ms(-5).to_string(), "0 ms");
+        assert_eq!(secs(7980.4).to_string(), "2 h 13 min");
+        assert_eq!(secs(-1.0).to_string(), "0 ms");
+        assert_eq!(secs(f64::NAN).to_string(), "0 ms");
+        assert_eq!(micros(4_347_000).to_string(), "4.3 s");
+        assert_eq!(ttl(300), "300 s");
     }
 
     #[test]

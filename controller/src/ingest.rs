@@ -3,9 +3,10 @@
 //! Per stream: authenticate the bearer token *before* reading anything
 //! (missing or unknown → UNAUTHENTICATED, nothing stored); the first message
 //! must be a `Hello` naming the token's probe; reply with the probe's
-//! `Assignment`; then for each `ResultBatch`: validate, derive what the
-//! results' details report ([`build_batch`]: DNS change events, certificate
-//! sightings), commit it all through the store in one transaction, and only
+//! `Assignment`; then for each `ResultBatch`: validate, read each result's
+//! details once into the probe's typed `Observed` (kept beside the text as
+//! received, which is what is stored), derive what they report
+//! ([`build_batch`]: DNS change events, certificate sightings), commit it all through the store in one transaction, and only
 //! then `Ack` (`through_sequence` = the batch's highest
 //! sequence, including results skipped as invalid so they are not resent
 //! forever), then ask the evaluator to look at the touched checks.
@@ -286,7 +287,11 @@ async fn read_hello(inbound: &mut Streaming<ProbeMessage>, tx: &Outbound) -> Opt
         }
         Ok(Ok(None)) | Ok(Err(_)) => None,
         Err(_) => {
-            send_status(tx, Status::deadline_exceeded("no hello within 10s")).await;
+            let msg = format!(
+                "no hello within {}",
+                outpost_probe::human::duration(HELLO_TIMEOUT)
+            );
+            send_status(tx, Status::deadline_exceeded(msg)).await;
             None
         }
     }
@@ -459,15 +464,7 @@ fn code_label(code: &str) -> &str {
 
 fn to_row(r: CheckResult, probe: &ProbeDef) -> NewResult {
     let phases = r.phases.unwrap_or_default();
-    let details_json = if r.details_json.len() > MAX_DETAILS {
-        serde_json::json!({ "truncated": true, "bytes": r.details_json.len() }).to_string()
-    } else if r.details_json.is_empty()
-        || serde_json::from_str::<serde_json::Value>(&r.details_json).is_err()
-    {
-        "{}".to_owned()
-    } else {
-        r.details_json
-    };
+    let (details_json, details) = crate::details::received(&r.kind, r.details_json, MAX_DETAILS);
     let nonempty = |s: String| (!s.is_empty()).then_some(s);
     NewResult {
         result_id: r.result_id,
@@ -496,14 +493,16 @@ fn to_row(r: CheckResult, probe: &ProbeDef) -> NewResult {
             phases.total_us,
         ],
         details_json,
+        details,
     }
 }
 
 /// The batch the store writes for `results` received at `received_at_ms`:
 /// each result with the DNS change events ([`crate::event`]) and
 /// certificate sightings ([`crate::certificate`]) its details report, and
-/// the sinks of the events' `info` notifications. All the reading of
-/// details happens here, outside the store's write transaction.
+/// the sinks of the events' `info` notifications. Both read the details
+/// typed once in [`NewResult::details`]; all of it happens here, outside
+/// the store's write transaction.
 pub fn build_batch(
     results: Vec<NewResult>,
     received_at_ms: i64,

@@ -9,10 +9,13 @@
 //! [`alerting::rule`] (the pure fire/resolve rule), [`alerting::offline`]
 //! (silent probes), [`alerting::certificate`] (one alert per expiring
 //! certificate), [`alerting`] and [`alerting::sink`] (outbox delivery:
-//! retries, ordering, rate limit), then [`api`] / [`dashboard`]. What the
-//! controller reads from kind-specific result details: [`event`] (DNS
-//! changes), [`certificate`] (the inventory), [`details`] (cell summaries and
-//! redaction); [`format`] holds the age and time formatting they share.
+//! retries, ordering, rate limit), then [`api`] / [`dashboard`]. Result
+//! details are the probe's typed `Observed`, read once: at ingest
+//! ([`details::received`]) and once per stored row ([`details::decode`]).
+//! What the controller derives from them: [`event`] (DNS changes),
+//! [`certificate`] (the inventory), [`details`] (cell summaries and the
+//! redaction at the API's edge); [`format`] holds the age and time
+//! formatting they share.
 //! [`Controller::start`] at the bottom of this file wires them together.
 
 pub mod alerting;

@@ -94,9 +94,11 @@
 //!   to `_sqlx_migrations` and drops the old table, in one transaction, so a
 //!   crash mid-bridge changes nothing and the next start bridges again.
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
-//!   `0003_events_and_certificates.sql`): `results` (one row per result,
-//!   keyed by the probe-generated `result_id`), `region_state` (latest state
-//!   per check × region: the alert rule's only input), `probes` (hello
+//!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`):
+//!   `results` (one row per result, keyed by the probe-generated
+//!   `result_id`), `region_state` (latest state per check × region: the
+//!   alert rule's only input, with the newest result's kind and details),
+//!   `probes` (hello
 //!   data, last seen, and the latest heartbeat: queued and dropped results,
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
 //!   probe or a certificate instead of a check), `notifications` (the
@@ -104,7 +106,10 @@
 //!   `events` (DNS answer changes, one row per change however many probes
 //!   reported it: [`crate::event`]) and the certificate inventory
 //!   `certificates` + `certificate_sightings` ([`crate::certificate`]).
-//!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER).
+//!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER). Details are
+//!   stored as the probe sent them (`details_json`) and read once per row,
+//!   as the row's kind, into the probe's typed `Observed`
+//!   ([`crate::details::decode`]): rows hand out typed details only.
 //! - **Ingest.** [`Store::ingest`] receives one [`IngestBatch`], built by
 //!   [`crate::ingest::build_batch`] outside the transaction (each result
 //!   with the events and certificate sightings its details report, and the
@@ -621,6 +626,7 @@ pub(crate) mod tests {
             failure_message: (!ok).then(|| "timed out".into()),
             phases_us: [1, 2, 3, 4, 5],
             details_json: "{}".into(),
+            details: crate::details::empty(),
         }
     }
 
@@ -746,8 +752,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4],
-            "1 and 2 bridged, 3 and 4 applied"
+            vec![1, 2, 3, 4, 5],
+            "1 and 2 bridged, 3 to 5 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
@@ -849,7 +855,7 @@ pub(crate) mod tests {
         pool.close().await;
         let s = Store::open(&path).await.unwrap();
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5]);
         assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
     }
 
@@ -875,18 +881,28 @@ pub(crate) mod tests {
         let recorded: Vec<(i64, Vec<u8>)> = first.iter().map(|a| (a.0, a.1.clone())).collect();
         assert_eq!(recorded, embedded);
 
-        // Every row reads back through the API.
+        // Every row reads back through the API, its details as its kind's
+        // typed value: migration 4 gave each region state the kind of its
+        // newest result.
+        let kind_of = |o: &outpost_probe::check::Observed| o.kind().map(|k| k.as_str());
         let states = s.region_states().await.unwrap();
         assert_eq!(states.len(), 30);
+        for st in &states {
+            assert_eq!(
+                kind_of(&st.last_details),
+                Some(st.last_kind.as_str()),
+                "{st:?}"
+            );
+        }
         let mut checks: Vec<&str> = states.iter().map(|r| r.check_id.as_str()).collect();
         checks.dedup();
         let mut results = 0;
         for c in &checks {
             let rows = s.recent_results(c, 1000).await.unwrap();
-            assert!(
-                rows.iter()
-                    .all(|r| &r.check_id == c && !r.details_json.is_empty())
-            );
+            for r in &rows {
+                assert_eq!(&r.check_id, c);
+                assert_eq!(kind_of(&r.details), Some(r.kind.as_str()), "{r:?}");
+            }
             results += rows.len();
         }
         assert_eq!(results, 60);

@@ -7,8 +7,7 @@ use std::fmt::Write;
 use crate::{
     RunningController,
     alerting::rule::RegionStatus,
-    api,
-    format::human_age,
+    api, format,
     store::{AlertRow, now_ms},
 };
 
@@ -32,8 +31,11 @@ pub async fn render(running: &RunningController) -> String {
                         let _ = write!(out, " ({code})");
                     }
                     if r.state == RegionStatus::Stale {
-                        let _ =
-                            write!(out, " (no result for {})", human_age(r.age_ms.unwrap_or(0)));
+                        let _ = write!(
+                            out,
+                            " (no result for {})",
+                            format::ms(r.age_ms.unwrap_or(0))
+                        );
                     }
                 }
                 out.push('\n');
@@ -85,8 +87,8 @@ fn failure_messages(out: &mut String, views: &[api::CheckView]) {
 
 fn alert_line(out: &mut String, a: &AlertRow, now: i64) {
     let state = match a.resolved_at_ms {
-        Some(t) => format!("resolved after {}", human_age(t - a.opened_at_ms)),
-        None => format!("OPEN for {}", human_age(now - a.opened_at_ms)),
+        Some(t) => format!("resolved after {}", format::ms(t - a.opened_at_ms)),
+        None => format!("OPEN for {}", format::ms(now - a.opened_at_ms)),
     };
     let _ = writeln!(out, "  [{}] {} ({state})", a.severity, a.summary);
 }

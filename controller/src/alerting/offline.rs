@@ -100,7 +100,7 @@ pub fn trigger_event(
     silent_ms: i64,
     now_ms: i64,
 ) -> AlertEvent {
-    let silent = crate::format::human_age(silent_ms);
+    let silent = crate::format::ms(silent_ms);
     let limit = outpost_probe::config::Dur(cfg.offline_after);
     let checks: Vec<&str> = cfg
         .checks_for_region(region)

@@ -192,7 +192,8 @@ mod tests {
             consecutive_passes: run.min(0).unsigned_abs(),
             last_code: (run > 0).then(|| "timeout".into()),
             last_message: None,
-            last_details_json: "{}".into(),
+            last_kind: "http".into(),
+            last_details: crate::details::empty(),
             last_probe: "p".into(),
         }
     }

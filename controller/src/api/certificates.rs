@@ -10,7 +10,7 @@ use super::ApiError;
 use crate::{
     Controller,
     alerting::{
-        AlertKind,
+        AlertKind, Severity,
         certificate::{self, Standing},
     },
     certificate::{days_left, rfc3339},
@@ -38,6 +38,17 @@ pub struct SeenByView {
     pub last_seen: String,
     /// The same, unix ms.
     pub last_seen_ms: i64,
+}
+
+/// The open alert of a certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateAlert {
+    /// Alert id.
+    pub id: i64,
+    /// Its severity.
+    pub severity: Severity,
+    /// When it opened, RFC 3339.
+    pub opened_at: String,
 }
 
 /// One certificate.
@@ -80,8 +91,8 @@ pub struct CertificateView {
     pub first_seen: String,
     /// Last seen by any check, RFC 3339.
     pub last_seen: String,
-    /// The open `certificate_expiring` alert: `{id, severity, opened_at}`.
-    pub alert: Option<serde_json::Value>,
+    /// The open `certificate_expiring` alert.
+    pub alert: Option<CertificateAlert>,
     /// Every place it was seen, newest first.
     pub seen_by: Vec<SeenByView>,
 }
@@ -102,65 +113,70 @@ pub async fn certificate_views(
         .filter(|a| a.kind == AlertKind::CertificateExpiring)
         .map(|a| (a.dedup_key.clone(), a))
         .collect();
-    let mut out: Vec<CertificateView> = certificate::assess(&certs, &sightings, &cfg.certificates, now)
-        .into_iter()
-        .map(|a| {
-            let c = a.cert;
-            let (status, replaced_by) = match &a.standing {
-                Standing::Current(_) => ("current", None),
-                Standing::Replaced(by) => ("replaced", Some(by.clone())),
-                Standing::NotSeen => ("not_seen", None),
-                Standing::NotServed => ("trust_store", None),
-            };
-            let level = if c.not_after_ms <= now {
-                "expired".to_owned()
-            } else {
-                cfg.certificates
-                    .severity_for(c.not_after_ms - now)
-                    .map_or("ok", |s| s.as_str())
-                    .to_owned()
-            };
-            let seen_by = sightings
-                .iter()
-                .filter(|s| s.fingerprint == c.fingerprint)
-                .map(|s| SeenByView {
-                    check: s.check_id.clone(),
-                    address: s.address.clone(),
-                    host: s.host.clone(),
-                    probe: s.probe.clone(),
-                    region: s.region.clone(),
-                    position: s.position,
-                    trust_store: s.trust_store.clone(),
-                    last_seen: rfc3339(s.last_seen_ms),
-                    last_seen_ms: s.last_seen_ms,
-                })
-                .collect();
-            let alert = open.get(&certificate::dedup_key(&c.fingerprint)).map(|al| {
-                serde_json::json!({ "id": al.id, "severity": al.severity, "opened_at": rfc3339(al.opened_at_ms) })
-            });
-            CertificateView {
-                fingerprint: c.fingerprint.clone(),
-                subject: c.subject.clone(),
-                issuer: c.issuer.clone(),
-                sans: c.sans.clone(),
-                not_before: c.not_before_ms.map(rfc3339),
-                not_after: rfc3339(c.not_after_ms),
-                not_after_ms: c.not_after_ms,
-                days_left: days_left(c.not_after_ms, now),
-                level,
-                status,
-                replaced_by,
-                key_type: c.key_type.clone(),
-                signature_algorithm: c.signature_algorithm.clone(),
-                is_ca: c.is_ca,
-                self_signed: c.self_signed,
-                first_seen: rfc3339(c.first_seen_ms),
-                last_seen: rfc3339(c.last_seen_ms),
-                alert,
-                seen_by,
-            }
-        })
-        .collect();
+    let mut out: Vec<CertificateView> =
+        certificate::assess(&certs, &sightings, &cfg.certificates, now)
+            .into_iter()
+            .map(|a| {
+                let c = a.cert;
+                let (status, replaced_by) = match &a.standing {
+                    Standing::Current(_) => ("current", None),
+                    Standing::Replaced(by) => ("replaced", Some(by.clone())),
+                    Standing::NotSeen => ("not_seen", None),
+                    Standing::NotServed => ("trust_store", None),
+                };
+                let level = if c.not_after_ms <= now {
+                    "expired".to_owned()
+                } else {
+                    cfg.certificates
+                        .severity_for(c.not_after_ms - now)
+                        .map_or("ok", |s| s.as_str())
+                        .to_owned()
+                };
+                let seen_by = sightings
+                    .iter()
+                    .filter(|s| s.fingerprint == c.fingerprint)
+                    .map(|s| SeenByView {
+                        check: s.check_id.clone(),
+                        address: s.address.clone(),
+                        host: s.host.clone(),
+                        probe: s.probe.clone(),
+                        region: s.region.clone(),
+                        position: s.position,
+                        trust_store: s.trust_store.clone(),
+                        last_seen: rfc3339(s.last_seen_ms),
+                        last_seen_ms: s.last_seen_ms,
+                    })
+                    .collect();
+                let alert =
+                    open.get(&certificate::dedup_key(&c.fingerprint))
+                        .map(|al| CertificateAlert {
+                            id: al.id,
+                            severity: al.severity,
+                            opened_at: rfc3339(al.opened_at_ms),
+                        });
+                CertificateView {
+                    fingerprint: c.fingerprint.clone(),
+                    subject: c.subject.clone(),
+                    issuer: c.issuer.clone(),
+                    sans: c.sans.clone(),
+                    not_before: c.not_before_ms.map(rfc3339),
+                    not_after: rfc3339(c.not_after_ms),
+                    not_after_ms: c.not_after_ms,
+                    days_left: days_left(c.not_after_ms, now),
+                    level,
+                    status,
+                    replaced_by,
+                    key_type: c.key_type.clone(),
+                    signature_algorithm: c.signature_algorithm.clone(),
+                    is_ca: c.is_ca,
+                    self_signed: c.self_signed,
+                    first_seen: rfc3339(c.first_seen_ms),
+                    last_seen: rfc3339(c.last_seen_ms),
+                    alert,
+                    seen_by,
+                }
+            })
+            .collect();
     out.sort_by(|a, b| {
         a.not_after_ms
             .cmp(&b.not_after_ms)
@@ -169,12 +185,20 @@ pub async fn certificate_views(
     Ok(out)
 }
 
+/// `GET /api/v1/certificates`.
+#[derive(Serialize)]
+pub(super) struct CertificatesBody {
+    now_ms: i64,
+    certificates: Vec<CertificateView>,
+}
+
 pub(super) async fn list_certificates(
     State(ctl): State<Controller>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CertificatesBody>, ApiError> {
     let now = now_ms();
     let certificates = certificate_views(&ctl, now).await?;
-    Ok(Json(
-        serde_json::json!({ "now_ms": now, "certificates": certificates }),
-    ))
+    Ok(Json(CertificatesBody {
+        now_ms: now,
+        certificates,
+    }))
 }

@@ -5,13 +5,14 @@ use axum::{
     Json,
     extract::{Query, State},
 };
+use outpost_probe::check::dns::AnswerSet;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 use crate::{
     Controller,
     certificate::rfc3339,
-    event::EventKind,
+    event::{ChangeDetail, EventKind},
     store::{EventRow, StoreError},
 };
 
@@ -52,16 +53,15 @@ pub struct EventView {
     /// Resolver whose answer changed.
     pub resolver: Option<String>,
     /// Answer set before: `{rcode, cname_target, answers, fingerprint}`.
-    pub old: serde_json::Value,
+    pub old: AnswerSet,
     /// Answer set after.
-    pub new: serde_json::Value,
+    pub new: AnswerSet,
     /// Everything the probe reported (name, type, old TTL, times).
-    pub detail: serde_json::Value,
+    pub detail: ChangeDetail,
 }
 
 /// The view of a stored event.
 pub fn event_view(e: &EventRow) -> EventView {
-    let detail: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap_or_default();
     EventView {
         id: e.id,
         kind: e.kind,
@@ -71,13 +71,10 @@ pub fn event_view(e: &EventRow) -> EventView {
         title: e.title.clone(),
         regions: e.regions.clone(),
         probes: e.probes.clone(),
-        resolver: detail
-            .get("resolver")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
-        old: detail.get("old").cloned().unwrap_or_default(),
-        new: detail.get("new").cloned().unwrap_or_default(),
-        detail,
+        resolver: Some(e.detail.resolver.clone()).filter(|r| !r.is_empty()),
+        old: e.detail.old.clone(),
+        new: e.detail.new.clone(),
+        detail: e.detail.clone(),
     }
 }
 
@@ -91,11 +88,17 @@ pub async fn event_views(
     Ok(rows.iter().map(event_view).collect())
 }
 
+/// `GET /api/v1/events`.
+#[derive(Serialize)]
+pub(super) struct EventsBody {
+    events: Vec<EventView>,
+}
+
 pub(super) async fn list_events(
     State(ctl): State<Controller>,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EventsBody>, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     let events = event_views(&ctl, q.check.as_deref(), limit).await?;
-    Ok(Json(serde_json::json!({ "events": events })))
+    Ok(Json(EventsBody { events }))
 }

@@ -5,108 +5,100 @@
 //! (critical, error, warning) with the days left in bold. Replaced, no longer
 //! seen, and trust-store roots follow in a muted table.
 
-use std::fmt::Write;
-
 use axum::{
     extract::State,
     response::{Html, IntoResponse, Response},
 };
+use maud::{Markup, html};
 
-use super::{error_page, escape, page};
+use super::{error_page, page, plural};
 use crate::{
     Controller,
-    api::{self, certificates::CertificateView},
-    format::human_age,
+    api::{
+        self,
+        certificates::{CertificateView, SeenByView},
+    },
+    format,
     store::now_ms,
 };
 
 pub(super) async fn page_handler(State(ctl): State<Controller>) -> Response {
     let now = now_ms();
     match api::certificates::certificate_views(&ctl, now).await {
-        Ok(certs) => Html(render(&certs, now)).into_response(),
+        Ok(certs) => Html(render(&certs, now).into_string()).into_response(),
         Err(e) => error_page(e.into()),
     }
 }
 
-fn left(c: &CertificateView) -> String {
-    match c.days_left {
-        d if d < 0 => format!(
-            "<span class=\"word\">EXPIRED</span><div class=\"small\">{} day{} ago</div>",
-            -d,
-            if d == -1 { "" } else { "s" }
-        ),
-        d => format!(
-            "<span class=\"word\">{d} day{}</span>",
-            if d == 1 { "" } else { "s" }
-        ),
+/// The first 16 hex digits of a fingerprint.
+fn short(fp: &str) -> &str {
+    fp.get(..16).unwrap_or(fp)
+}
+
+fn left(c: &CertificateView) -> Markup {
+    html! {
+        @if c.days_left < 0 {
+            span.word { "EXPIRED" }
+            div.small { (-c.days_left) " day" (plural(c.days_left.unsigned_abs() as usize)) " ago" }
+        } @else {
+            span.word { (c.days_left) " day" (plural(c.days_left as usize)) }
+        }
     }
 }
 
-fn table(certs: &[&CertificateView], now: i64) -> String {
-    let mut s = String::from(
-        "<table><tr><th>days left</th><th>subject</th><th>SANs</th><th>issuer</th><th>not after</th><th>key</th>\
-         <th>seen by</th><th>alert</th></tr>",
-    );
-    for c in certs {
-        let class = if c.status == "current" {
-            c.level.as_str()
-        } else {
-            "muted"
-        };
-        let seen: Vec<String> = c
-            .seen_by
-            .iter()
-            .map(|s| {
-                let place = match (&s.trust_store, s.address.is_empty()) {
-                    (Some(store), _) => format!("root in {}", escape(store)),
-                    (None, true) => escape(&s.host),
-                    (None, false) => escape(&s.address),
-                };
-                format!(
-                    "<a href=\"/checks/{}\">{}</a> @ {place} <span class=\"small\">from {} ({}), {} ago</span>",
-                    escape(&s.check),
-                    escape(&s.check),
-                    escape(&s.probe),
-                    escape(&s.region),
-                    human_age(now - s.last_seen_ms)
-                )
-            })
-            .collect();
-        let status = match (c.status, &c.replaced_by) {
-            ("replaced", Some(by)) => format!(
-                "<div class=\"small\">replaced by {}</div>",
-                escape(by.get(..16).unwrap_or(by))
-            ),
-            ("not_seen", _) => "<div class=\"small\">no longer seen</div>".into(),
-            ("trust_store", _) => "<div class=\"small\">trust store root</div>".into(),
-            _ => String::new(),
-        };
-        let alert = c
-            .alert
-            .as_ref()
-            .and_then(|a| a.get("severity"))
-            .and_then(|s| s.as_str())
-            .map(|s| format!("<b>{}</b>", escape(&s.to_ascii_uppercase())))
-            .unwrap_or_default();
-        let _ = write!(
-            s,
-            "<tr class=\"{class}\"><td>{}{status}</td><td>{}<div class=\"small\"><code>{}</code></div></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{alert}</td></tr>",
-            left(c),
-            escape(&c.subject),
-            escape(c.fingerprint.get(..16).unwrap_or(&c.fingerprint)),
-            escape(&c.sans.join(", ")),
-            escape(&c.issuer),
-            escape(&c.not_after),
-            escape(&c.key_type),
-            seen.join("<br>"),
-        );
+fn seen_by(s: &SeenByView, now: i64) -> Markup {
+    html! {
+        a href={ "/checks/" (s.check) } { (s.check) }
+        " @ "
+        @match (&s.trust_store, s.address.is_empty()) {
+            (Some(store), _) => { "root in " (store) }
+            (None, true) => { (s.host) }
+            (None, false) => { (s.address) }
+        }
+        " "
+        span.small { "from " (s.probe) " (" (s.region) "), " (format::ms(now - s.last_seen_ms)) " ago" }
     }
-    s.push_str("</table>");
-    s
+}
+
+fn table(certs: &[&CertificateView], now: i64) -> Markup {
+    html! {
+        table {
+            tr {
+                th { "days left" } th { "subject" } th { "SANs" } th { "issuer" } th { "not after" } th { "key" }
+                th { "seen by" } th { "alert" }
+            }
+            @for c in certs {
+                @let class = if c.status == "current" { c.level.as_str() } else { "muted" };
+                tr class=(class) {
+                    td {
+                        (left(c))
+                        @match (c.status, &c.replaced_by) {
+                            ("replaced", Some(by)) => { div.small { "replaced by " (short(by)) } }
+                            ("not_seen", _) => { div.small { "no longer seen" } }
+                            ("trust_store", _) => { div.small { "trust store root" } }
+                            _ => {}
+                        }
+                    }
+                    td { (c.subject) div.small { code { (short(&c.fingerprint)) } } }
+                    td { (c.sans.join(", ")) }
+                    td { (c.issuer) }
+                    td { (c.not_after) }
+                    td { (c.key_type) }
+                    td {
+                        @for (i, s) in c.seen_by.iter().enumerate() {
+                            @if i > 0 { br; }
+                            (seen_by(s, now))
+                        }
+                    }
+                    td { @if let Some(a) = &c.alert { b { (a.severity.as_str().to_ascii_uppercase()) } } }
+                }
+            }
+        }
+    }
 }
 
 /// The page.
-pub fn render(certs: &[CertificateView], now: i64) -> String {
+pub fn render(certs: &[CertificateView], now: i64) -> Markup {
     let (current, other): (Vec<&CertificateView>, Vec<&CertificateView>) =
         certs.iter().partition(|c| c.status == "current");
     let expired = current.iter().filter(|c| c.level == "expired").count();
@@ -114,44 +106,28 @@ pub fn render(certs: &[CertificateView], now: i64) -> String {
         .iter()
         .filter(|c| c.level != "expired" && c.level != "ok")
         .count();
-    let mut body = String::new();
-    if expired > 0 {
-        let _ = write!(
-            body,
-            "<div class=\"banner\" role=\"alert\">{expired} SERVED CERTIFICATE{} EXPIRED</div>",
-            if expired == 1 { "" } else { "S" }
-        );
-    }
-    if expiring > 0 {
-        let _ = write!(
-            body,
-            "<div class=\"warn\">{expiring} served certificate{} within an alert threshold</div>",
-            if expiring == 1 { "" } else { "s" }
-        );
-    }
-    if expired == 0 && expiring == 0 {
-        body.push_str(
-            "<div class=\"clear\">No served certificate is expired or close to expiry</div>",
-        );
-    }
-    let _ = write!(
-        body,
-        "<main><h2>Served certificates ({})</h2>",
-        current.len()
-    );
-    if current.is_empty() {
-        body.push_str("<p class=\"muted\">No certificate seen yet: tls checks (and https hops) report what servers present.</p>");
-    } else {
-        body.push_str(&table(&current, now));
-    }
-    if !other.is_empty() {
-        let _ = write!(
-            body,
-            "<h2>Replaced, no longer seen, trust store roots ({})</h2>{}",
-            other.len(),
-            table(&other, now)
-        );
-    }
-    body.push_str("</main>");
-    page("Outpost certificates", &body)
+    let body = html! {
+        @if expired > 0 {
+            div.banner role="alert" { (expired) " SERVED CERTIFICATE" @if expired != 1 { "S" } " EXPIRED" }
+        }
+        @if expiring > 0 {
+            div.warn { (expiring) " served certificate" (plural(expiring)) " within an alert threshold" }
+        }
+        @if expired == 0 && expiring == 0 {
+            div.clear { "No served certificate is expired or close to expiry" }
+        }
+        main {
+            h2 { "Served certificates (" (current.len()) ")" }
+            @if current.is_empty() {
+                p.muted { "No certificate seen yet: tls checks (and https hops) report what servers present." }
+            } @else {
+                (table(&current, now))
+            }
+            @if !other.is_empty() {
+                h2 { "Replaced, no longer seen, trust store roots (" (other.len()) ")" }
+                (table(&other, now))
+            }
+        }
+    };
+    page("Outpost certificates", body)
 }

@@ -3,23 +3,22 @@
 //! http; answers, CNAME chains with TTLs, propagation for dns; the matrix and
 //! certificates for tls; session age and renewals for session), its DNS
 //! changes (old → new), and its recent results. Raw details are shown only
-//! after [`crate::details::redact`].
-
-use std::fmt::Write;
+//! through [`crate::details::Redacted`].
 
 use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{Html, IntoResponse, Response},
 };
+use maud::{Markup, html};
 
-use super::{changes_table, error_page, escape, grid, kind, page};
+use super::{changes_table, error_page, grid, kind, page};
 use crate::{
     Controller,
     alerting::rule::RegionStatus,
     api::{self, CHECK_EVENTS, CheckView, events::EventView},
     details,
-    format::{human_age, timestamp},
+    format::{self, timestamp},
     store::{RegionState, ResultRow, now_ms},
 };
 
@@ -28,7 +27,7 @@ pub(super) async fn page_handler(
     Path(id): Path<String>,
 ) -> Response {
     match render(&ctl, &id).await {
-        Ok(Some(html)) => Html(html).into_response(),
+        Ok(Some(html)) => Html(html.into_string()).into_response(),
         Ok(None) => error_page(api::ApiError(
             StatusCode::NOT_FOUND,
             format!("no check with id {id:?}"),
@@ -37,7 +36,7 @@ pub(super) async fn page_handler(
     }
 }
 
-async fn render(ctl: &Controller, id: &str) -> Result<Option<String>, api::ApiError> {
+async fn render(ctl: &Controller, id: &str) -> Result<Option<Markup>, api::ApiError> {
     let now = now_ms();
     let Some((view, results)) = api::check_detail(ctl, id, now).await? else {
         return Ok(None);
@@ -47,44 +46,39 @@ async fn render(ctl: &Controller, id: &str) -> Result<Option<String>, api::ApiEr
     Ok(Some(render_detail(&view, &states, &events, &results, now)))
 }
 
-fn latest(view: &CheckView, states: &[RegionState], now: i64) -> String {
-    let mut s = String::from("<h3>Newest result per region</h3>");
-    if states.is_empty() {
-        s.push_str("<p class=\"muted\">No result yet.</p>");
+/// `OK` or `FAIL` in its colour, for one result.
+fn verdict(ok: bool) -> (&'static str, &'static str) {
+    if ok {
+        (RegionStatus::Ok.css_class(), "OK")
+    } else {
+        (RegionStatus::Failing.css_class(), "FAIL")
     }
-    for st in states {
-        let raw: serde_json::Value =
-            serde_json::from_str(&st.last_details_json).unwrap_or_default();
-        let safe = details::redact(&raw);
-        let (class, word) = if st.last_ok {
-            (RegionStatus::Ok.css_class(), "OK")
-        } else {
-            (RegionStatus::Failing.css_class(), "FAIL")
-        };
-        let _ = write!(
-            s,
-            "<h4>{} <span class=\"{class}\" style=\"padding:2px 6px\">{word}</span> <span class=\"small\">from {}, {} ago{}</span></h4>{}",
-            escape(&st.region),
-            escape(&st.last_probe),
-            human_age(now - st.last_result_at_ms),
-            st.last_code
-                .as_deref()
-                .map(|c| format!(
-                    " · <code>{}</code> {}",
-                    escape(c),
-                    escape(st.last_message.as_deref().unwrap_or(""))
-                ))
-                .unwrap_or_default(),
-            kind::section(view.kind, &safe, now),
-        );
-        let pretty = serde_json::to_string_pretty(&safe).unwrap_or_default();
-        let _ = write!(
-            s,
-            "<details><summary>raw details</summary><pre>{}</pre></details>",
-            escape(&pretty)
-        );
+}
+
+fn latest(states: &[RegionState], now: i64) -> Markup {
+    html! {
+        h3 { "Newest result per region" }
+        @if states.is_empty() { p.muted { "No result yet." } }
+        @for st in states {
+            @let (class, word) = verdict(st.last_ok);
+            h4 {
+                (st.region) " "
+                span class=(class) style="padding:2px 6px" { (word) }
+                " "
+                span.small {
+                    "from " (st.last_probe) ", " (format::ms(now - st.last_result_at_ms)) " ago"
+                    @if let Some(c) = &st.last_code {
+                        " · " code { (c) } " " (st.last_message.as_deref().unwrap_or(""))
+                    }
+                }
+            }
+            (kind::section(&st.last_details, now))
+            details {
+                summary { "raw details" }
+                pre { (details::Redacted(&st.last_details).to_pretty()) }
+            }
+        }
     }
-    s
 }
 
 /// The whole page.
@@ -94,55 +88,54 @@ pub fn render_detail(
     events: &[EventView],
     results: &[ResultRow],
     now: i64,
-) -> String {
+) -> Markup {
     let regions: Vec<String> = view.regions.iter().map(|r| r.region.clone()).collect();
-    let mut body = format!(
-        "<main><h2>{}</h2>{}",
-        escape(&view.id),
-        grid(std::slice::from_ref(view), &regions)
-    );
-    body.push_str("<h3>Regions</h3><table><tr><th>region</th><th>state</th><th>failures in a row</th><th>passes in a row</th><th>summary</th><th>last message</th></tr>");
-    for r in &view.regions {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&r.region),
-            r.state.css_class(),
-            r.state.as_str(),
-            r.consecutive_failures,
-            r.consecutive_passes,
-            escape(r.summary.as_deref().unwrap_or("")),
-            escape(r.message.as_deref().unwrap_or(""))
-        );
-    }
-    body.push_str("</table>");
-    body.push_str(&latest(view, states, now));
-    if view.kind == "dns" || !events.is_empty() {
-        let _ = write!(
-            body,
-            "<h3>Changes</h3>{}",
-            changes_table(events, now, false)
-        );
-    }
-    body.push_str("<h3>Recent results</h3><table><tr><th>started</th><th>region</th><th>probe</th><th>result</th><th>code</th><th>message</th><th>total</th></tr>");
-    for r in results {
-        let (class, word) = if r.ok {
-            (RegionStatus::Ok.css_class(), "OK")
-        } else {
-            (RegionStatus::Failing.css_class(), "FAIL")
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{} <span class=\"small\">({} ago)</span></td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td><td><code>{}</code></td><td>{}</td><td>{} ms</td></tr>",
-            timestamp(r.started_at_ms),
-            human_age(now - r.started_at_ms),
-            escape(&r.region),
-            escape(&r.probe),
-            escape(r.failure_code.as_deref().unwrap_or("")),
-            escape(r.failure_message.as_deref().unwrap_or("")),
-            r.total_us / 1000
-        );
-    }
-    body.push_str("</table></main>");
-    page(&format!("Outpost: {}", view.id), &body)
+    let body = html! {
+        main {
+            h2 { (view.id) }
+            (grid(std::slice::from_ref(view), &regions))
+            h3 { "Regions" }
+            table {
+                tr {
+                    th { "region" } th { "state" } th { "failures in a row" } th { "passes in a row" }
+                    th { "summary" } th { "last message" }
+                }
+                @for r in &view.regions {
+                    tr {
+                        td { (r.region) }
+                        td class=(r.state.css_class()) { (r.state.as_str()) }
+                        td { (r.consecutive_failures) }
+                        td { (r.consecutive_passes) }
+                        td { (r.summary.as_deref().unwrap_or("")) }
+                        td { (r.message.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+            (latest(states, now))
+            @if view.kind == "dns" || !events.is_empty() {
+                h3 { "Changes" }
+                (changes_table(events, now, false))
+            }
+            h3 { "Recent results" }
+            table {
+                tr {
+                    th { "started" } th { "region" } th { "probe" } th { "result" } th { "code" }
+                    th { "message" } th { "total" }
+                }
+                @for r in results {
+                    @let (class, word) = verdict(r.ok);
+                    tr {
+                        td { (timestamp(r.started_at_ms)) " " span.small { "(" (format::ms(now - r.started_at_ms)) " ago)" } }
+                        td { (r.region) }
+                        td { (r.probe) }
+                        td class=(class) { (word) }
+                        td { code { (r.failure_code.as_deref().unwrap_or("")) } }
+                        td { (r.failure_message.as_deref().unwrap_or("")) }
+                        td { (format::micros(r.total_us)) }
+                    }
+                }
+            }
+        }
+    };
+    page(&format!("Outpost: {}", view.id), body)
 }

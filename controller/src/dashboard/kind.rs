@@ -1,434 +1,330 @@
 //! Kind-specific sections of the check page, rendered from the newest
-//! result's `details` (tolerantly: a missing field renders as nothing).
-//! One function per kind and one `match` choosing it ([`section`]). Every
-//! text is escaped; nothing here renders a key [`crate::details`] redacts.
+//! result's typed details (the probe's `Observed`, read once per row by the
+//! store). One function per kind and one `match` choosing it ([`section`]).
+//! maud escapes every text; free-form JSON inside the details (an
+//! assertion's expected and actual values) is shown only through
+//! [`details::json_text`], which redacts it first.
 
-use std::fmt::Write;
+use maud::{Markup, html};
+use outpost_probe::check::{
+    FailureCode, Observed,
+    assertion::AssertionResult,
+    dns::{self, AnswerSet},
+    http::{self, exchange::Hop},
+    session, tls,
+};
 
-use serde_json::Value;
+use crate::{details, format};
 
-use super::escape;
-use crate::details;
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => escape(s),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => escape(&other.to_string()),
+fn ok_cell(ok: bool) -> Markup {
+    html! {
+        @if ok { td.OK { "OK" } } @else { td.FAILING { "FAIL" } }
     }
 }
 
-fn arr<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    v.get(key).and_then(Value::as_array).into_iter().flatten()
+fn code(c: Option<FailureCode>) -> &'static str {
+    c.map(FailureCode::as_str).unwrap_or_default()
 }
 
-fn ok_cell(v: &Value) -> &'static str {
-    match v.get("ok").and_then(Value::as_bool) {
-        Some(true) => "<td class=\"OK\">OK</td>",
-        Some(false) => "<td class=\"FAILING\">FAIL</td>",
-        None => "<td></td>",
-    }
+/// An optional value as text (nothing when absent).
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// An answer set `{rcode, cname_target, answers}` as HTML.
-pub fn answer_set(set: &Value) -> String {
-    let mut s = String::new();
-    if let Some(t) = set.get("cname_target").and_then(Value::as_str) {
-        let _ = write!(s, "CNAME <b>{}</b><br>", escape(t));
-    }
-    let answers: Vec<String> = arr(set, "answers")
-        .filter_map(Value::as_str)
-        .map(escape)
-        .collect();
-    if answers.is_empty() {
-        let _ = write!(s, "{} (no answers)", text(set, "rcode"));
-    } else {
-        s.push_str(&answers.join("<br>"));
-        if set.get("rcode").and_then(Value::as_str) != Some("NOERROR") {
-            let _ = write!(s, "<br>{}", text(set, "rcode"));
-        }
-    }
-    s
-}
-
-/// The section for a check of `kind` (empty when the kind has none).
-pub fn section(kind: &str, d: &Value, now_ms: i64) -> String {
-    match kind {
-        "http" => http(d),
-        "dns" => dns(d),
-        "tls" => tls(d),
-        "session" => session(d, now_ms),
-        _ => String::new(),
-    }
-}
-
-fn http_chain(chain: &Value) -> String {
-    let hops: Vec<&Value> = chain.as_array().into_iter().flatten().collect();
-    if hops.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from(
-        "<table><tr><th>#</th><th>request</th><th>address</th><th>status</th><th>location</th><th>tls</th><th>violations</th></tr>",
-    );
-    for (i, h) in hops.iter().enumerate() {
-        let tls = match h.get("tls") {
-            Some(t) if t.is_object() => {
-                let verified = match t.get("verified").and_then(Value::as_bool) {
-                    Some(true) => "verified".to_owned(),
-                    Some(false) => format!("<b>NOT verified</b> {}", text(t, "error")),
-                    None => String::new(),
-                };
-                let left = t
-                    .get("leaf_days_left")
-                    .and_then(Value::as_i64)
-                    .map(|d| format!(", leaf {d} days left"))
-                    .unwrap_or_default();
-                format!("{} {verified}{left}", text(t, "version"))
+/// An answer set `{rcode, cname_target, answers}`.
+pub fn answer_set(set: &AnswerSet) -> Markup {
+    html! {
+        @if let Some(t) = &set.cname_target { "CNAME " b { (t) } br; }
+        @if set.answers.is_empty() {
+            (set.rcode) " (no answers)"
+        } @else {
+            @for (i, a) in set.answers.iter().enumerate() {
+                @if i > 0 { br; }
+                (a)
             }
-            _ => String::new(),
-        };
-        let violations: Vec<String> = arr(h, "violations")
-            .filter_map(Value::as_str)
-            .map(|v| format!("<code>{}</code>", escape(v)))
-            .collect();
-        let class = if violations.is_empty() && h.get("error").is_none_or(Value::is_null) {
-            ""
-        } else {
-            " class=\"FAILING\""
-        };
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{} {} <span class=\"small\">({})</span></td><td>{}</td><td{class}>{}{}</td><td>{}</td><td>{tls}</td><td>{}</td></tr>",
-            i + 1,
-            text(h, "method"),
-            text(h, "url"),
-            text(h, "scheme"),
-            text(h, "address"),
-            text(h, "status"),
-            h.get("error")
-                .and_then(Value::as_str)
-                .map(|e| format!(" <code>{}</code>", escape(e)))
-                .unwrap_or_default(),
-            text(h, "location"),
-            violations.join(" "),
-        );
-    }
-    s.push_str("</table>");
-    s
-}
-
-fn assertions(list: &Value) -> String {
-    let items: Vec<&Value> = list.as_array().into_iter().flatten().collect();
-    if items.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from(
-        "<table><tr><th>assertion</th><th>kind</th><th>result</th><th>expected</th><th>actual</th><th>code</th><th>message</th></tr>",
-    );
-    for a in items {
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td>{}<td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",
-            text(a, "name"),
-            text(a, "kind"),
-            ok_cell(a),
-            text(a, "expected"),
-            text(a, "actual"),
-            text(a, "failure_code"),
-            text(a, "message"),
-        );
-    }
-    s.push_str("</table>");
-    s
-}
-
-fn http(d: &Value) -> String {
-    let mut s = String::new();
-    if let Some(line) = details::http_line(d) {
-        let _ = write!(s, "<p><b>{}</b></p>", escape(&line));
-    }
-    if let Some(chain) = d.get("chain") {
-        let body = http_chain(chain);
-        if !body.is_empty() {
-            let _ = write!(s, "<h4>Redirect chain</h4>{body}");
+            @if set.rcode != "NOERROR" { br; (set.rcode) }
         }
     }
-    let addresses: Vec<&Value> = arr(d, "addresses").collect();
-    if !addresses.is_empty() {
-        let _ = write!(
-            s,
-            "<h4>Addresses ({} failing of {})</h4><table><tr><th>address</th><th>result</th><th>status</th><th>code</th><th>message</th><th>samples failed</th></tr>",
-            text(d, "addresses_failing"),
-            text(d, "addresses_total")
-        );
-        for a in addresses {
-            let _ = write!(
-                s,
-                "<tr><td>{}</td>{}<td>{}</td><td><code>{}</code></td><td>{}</td><td>{} of {}</td></tr>",
-                text(a, "address"),
-                ok_cell(a),
-                text(a, "status"),
-                text(a, "failure_code"),
-                text(a, "failure_message"),
-                text(a, "samples_failed"),
-                text(a, "samples_total"),
-            );
-        }
-        s.push_str("</table>");
+}
+
+/// The section for the newest details of a check (empty for a kind
+/// without one, or details that did not read as their kind).
+pub fn section(details: &Observed, now_ms: i64) -> Markup {
+    match details {
+        Observed::Http(d) => http(d),
+        Observed::Dns(d) => dns(d),
+        Observed::Tls(d) => tls(d),
+        Observed::Session(d) => session(d, now_ms),
+        _ => html! {},
     }
-    if let Some(sum) = d.get("samples_summary") {
-        let _ = write!(
-            s,
-            "<h4>Samples</h4><p>{} of {} failed (ratio {}, allowed {})</p>",
-            text(sum, "failed"),
-            text(sum, "total"),
-            text(sum, "ratio"),
-            text(sum, "max_failure_ratio")
-        );
-        if let Some(by) = sum.get("by_backend").and_then(Value::as_object) {
-            s.push_str("<table><tr><th>backend</th><th>failed</th><th>total</th></tr>");
-            for (backend, v) in by {
-                let _ = write!(
-                    s,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(backend),
-                    text(v, "failed"),
-                    text(v, "total")
-                );
+}
+
+fn hop_tls(t: &http::exchange::TlsInfo) -> Markup {
+    html! {
+        (opt(t.version.as_deref())) " "
+        @if t.verified { "verified" } @else { b { "NOT verified" } " " (code(t.error)) }
+        @if let Some(d) = t.leaf_days_left { ", leaf " (d) " days left" }
+    }
+}
+
+fn http_chain(hops: &[Hop]) -> Markup {
+    html! {
+        table {
+            tr { th { "#" } th { "request" } th { "address" } th { "status" } th { "location" } th { "tls" } th { "violations" } }
+            @for (i, h) in hops.iter().enumerate() {
+                @let failing = !h.violations.is_empty() || h.error.is_some();
+                tr {
+                    td { (i + 1) }
+                    td { (h.method) " " (h.url) " " span.small { "(" (h.scheme) ")" } }
+                    td { (opt(h.address.as_deref())) }
+                    td class=[failing.then_some("FAILING")] {
+                        (opt(h.status))
+                        @if let Some(e) = h.error { " " code { (e) } }
+                    }
+                    td { (opt(h.location.as_deref())) }
+                    td { @if let Some(t) = &h.tls { (hop_tls(t)) } }
+                    td {
+                        @for (i, v) in h.violations.iter().enumerate() {
+                            @if i > 0 { " " }
+                            code { (v) }
+                        }
+                    }
+                }
             }
-            s.push_str("</table>");
         }
     }
-    if let Some(list) = d.get("assertions") {
-        let body = assertions(list);
-        if !body.is_empty() {
-            let _ = write!(s, "<h4>Assertions</h4>{body}");
-        }
-    }
-    s
 }
 
-fn dns(d: &Value) -> String {
-    let mut s = format!("<p>{} <b>{}</b></p>", text(d, "name"), text(d, "type"));
-    if let Some(line) = details::dns_line(d) {
-        let _ = write!(s, "<p><b>{}</b></p>", escape(&line));
-    }
-    s.push_str(
-        "<table><tr><th>resolver</th><th>result</th><th>rcode</th><th>answers (TTL)</th><th>CNAME chain (TTL)</th><th>addresses (TTL)</th><th>min TTL</th><th>fingerprint</th></tr>",
-    );
-    for r in arr(d, "resolvers") {
-        let answers: Vec<String> = arr(r, "answers")
-            .map(|a| {
-                format!(
-                    "{} {} {} <span class=\"small\">({}s)</span>",
-                    text(a, "name"),
-                    text(a, "type"),
-                    text(a, "data"),
-                    text(a, "ttl")
-                )
-            })
-            .collect();
-        let chain: Vec<String> = arr(r, "cname_chain")
-            .map(|c| {
-                format!(
-                    "{} → {} <span class=\"small\">({}s)</span>",
-                    text(c, "name"),
-                    text(c, "target"),
-                    text(c, "ttl")
-                )
-            })
-            .collect();
-        let addresses: Vec<String> = arr(r, "addresses")
-            .map(|a| {
-                format!(
-                    "{} <span class=\"small\">({}s)</span>",
-                    text(a, "ip"),
-                    text(a, "ttl")
-                )
-            })
-            .collect();
-        let failure = r
-            .get("failure_code")
-            .and_then(Value::as_str)
-            .map(|c| {
-                format!(
-                    "<br><code>{}</code> {}",
-                    escape(c),
-                    text(r, "failure_message")
-                )
-            })
-            .unwrap_or_default();
-        let _ = write!(
-            s,
-            "<tr><td>{}{failure}</td>{}<td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            text(r, "resolver"),
-            ok_cell(r),
-            text(r, "rcode"),
-            answers.join("<br>"),
-            chain.join("<br>"),
-            r.get("final_name")
-                .and_then(Value::as_str)
-                .map(|f| format!("<br>final: <b>{}</b>", escape(f)))
-                .unwrap_or_default(),
-            addresses.join("<br>"),
-            text(r, "min_ttl"),
-            text(r, "fingerprint"),
-        );
-    }
-    s.push_str("</table>");
-    if let Some(p) = d.get("propagation") {
-        let stalled = p.get("stalled").and_then(Value::as_bool) == Some(true);
-        let _ = write!(
-            s,
-            "<h4>Propagation{}</h4><p>{} changed at {} (old TTL {}s; deadline {}):</p><table><tr><th>old</th><th></th><th>new</th></tr><tr><td>{}</td><td class=\"arrow\">→</td><td>{}</td></tr></table>",
-            if stalled {
-                " — <span class=\"FAILING\">STALLED</span>"
-            } else {
-                ""
-            },
-            text(p, "leader"),
-            text(p, "changed_at"),
-            text(p, "old_ttl_s"),
-            text(p, "deadline"),
-            answer_set(p.get("old").unwrap_or(&Value::Null)),
-            answer_set(p.get("new").unwrap_or(&Value::Null)),
-        );
-        let lagging: Vec<&Value> = arr(p, "lagging").collect();
-        if !lagging.is_empty() {
-            s.push_str("<table><tr><th>lagging resolver</th><th>still serving</th><th>since</th><th>lagging for</th></tr>");
-            for l in lagging {
-                let _ = write!(
-                    s,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    text(l, "resolver"),
-                    answer_set(l.get("serving").unwrap_or(&Value::Null)),
-                    text(l, "serving_since"),
-                    l.get("lagging_for_ms")
-                        .and_then(Value::as_i64)
-                        .map(details::span)
-                        .unwrap_or_default(),
-                );
+fn assertions(list: &[AssertionResult]) -> Markup {
+    html! {
+        table {
+            tr { th { "assertion" } th { "kind" } th { "result" } th { "expected" } th { "actual" } th { "code" } th { "message" } }
+            @for a in list {
+                tr {
+                    td { (a.name) }
+                    td { (a.kind) }
+                    (ok_cell(a.ok))
+                    td { code { (details::json_text(&a.expected)) } }
+                    td { code { (details::json_text(&a.actual)) } }
+                    td { code { (code(a.failure_code)) } }
+                    td { (opt(a.message.as_deref())) }
+                }
             }
-            s.push_str("</table>");
         }
     }
-    let groups: Vec<&Value> = arr(d, "disagreement").collect();
-    if !groups.is_empty() {
-        s.push_str(
-            "<h4>Resolvers disagree</h4><table><tr><th>resolvers</th><th>answer set</th></tr>",
-        );
-        for g in groups {
-            let names: Vec<String> = arr(g, "resolvers")
-                .filter_map(Value::as_str)
-                .map(escape)
-                .collect();
-            let _ = write!(
-                s,
-                "<tr><td>{}</td><td>{}</td></tr>",
-                names.join("<br>"),
-                answer_set(g.get("answer_set").unwrap_or(&Value::Null))
-            );
-        }
-        s.push_str("</table>");
-    }
-    s
 }
 
-fn tls(d: &Value) -> String {
-    let mut s = String::new();
-    if let Some(f) = d.get("forecast") {
-        let _ = write!(s, "<p><b>{}</b></p>", text(f, "summary"));
-        let lines: Vec<String> = arr(f, "lines")
-            .filter_map(Value::as_str)
-            .map(|l| format!("<li>{}</li>", escape(l)))
-            .collect();
-        if !lines.is_empty() {
-            let _ = write!(s, "<ul>{}</ul>", lines.concat());
+fn http(d: &http::Observed) -> Markup {
+    html! {
+        @if let Some(line) = details::http_line(d) { p { b { (line) } } }
+        @if !d.hops().is_empty() {
+            h4 { "Redirect chain" }
+            (http_chain(d.hops()))
+        }
+        @if let Some(addresses) = d.addresses.as_ref().filter(|a| !a.is_empty()) {
+            h4 { "Addresses (" (opt(d.addresses_failing)) " failing of " (opt(d.addresses_total)) ")" }
+            table {
+                tr { th { "address" } th { "result" } th { "status" } th { "code" } th { "message" } th { "samples failed" } }
+                @for a in addresses {
+                    tr {
+                        td { (a.address) }
+                        (ok_cell(a.ok))
+                        td { (opt(a.last.status)) }
+                        td { code { (code(a.failure_code)) } }
+                        td { (opt(a.failure_message.as_deref())) }
+                        td { (a.samples_failed) " of " (a.samples_total) }
+                    }
+                }
+            }
+        }
+        @if let Some(sum) = &d.samples_summary {
+            h4 { "Samples" }
+            p { (sum.failed) " of " (sum.total) " failed (ratio " (sum.ratio) ", allowed " (sum.max_failure_ratio) ")" }
+            @if !sum.by_backend.is_empty() {
+                table {
+                    tr { th { "backend" } th { "failed" } th { "total" } }
+                    @for (backend, t) in &sum.by_backend {
+                        tr { td { (backend) } td { (t.failed) } td { (t.total) } }
+                    }
+                }
+            }
+        }
+        @if !d.assertion_results().is_empty() {
+            h4 { "Assertions" }
+            (assertions(d.assertion_results()))
         }
     }
-    let matrix: Vec<&Value> = arr(d, "matrix").collect();
-    if !matrix.is_empty() {
-        s.push_str("<table><tr><th>profile / store</th><th>result</th><th>code</th><th>fails from</th><th>days left</th><th>expires first</th></tr>");
-        for m in matrix {
-            let _ = write!(
-                s,
-                "<tr><td>{}</td>{}<td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                text(m, "combination"),
-                ok_cell(m),
-                text(m, "failure_code"),
-                text(m, "fails_from"),
-                text(m, "days_left"),
-                text(m, "expires_first"),
-            );
-        }
-        s.push_str("</table>");
-    }
-    let certs: Vec<&Value> = arr(d, "certificates").collect();
-    if !certs.is_empty() {
-        s.push_str("<h4>Certificates seen (<a href=\"/certificates\">inventory</a>)</h4><table><tr><th>position</th><th>subject</th><th>issuer</th><th>not after</th><th>key</th></tr>");
-        for c in certs {
-            let _ = write!(
-                s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                c.get("position")
-                    .and_then(Value::as_i64)
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| format!("root ({})", text(c, "trust_store"))),
-                text(c, "subject"),
-                text(c, "issuer"),
-                text(c, "not_after"),
-                text(c, "key_type"),
-            );
-        }
-        s.push_str("</table>");
-    }
-    s
 }
 
-fn session(d: &Value, now_ms: i64) -> String {
-    let mut s = String::new();
-    if let Some(line) = details::session_line(d, now_ms) {
-        let _ = write!(s, "<p><b>{}</b></p>", escape(&line));
-    }
-    let _ = write!(
-        s,
-        "<p class=\"small\">login {} · renewal {} · expiry from {} · expires at {}</p>",
-        text(d, "login_method"),
-        text(d, "renewal"),
-        text(d, "expiry_source"),
-        text(d, "expires_at"),
-    );
-    let findings: Vec<String> = arr(d, "findings")
-        .map(|f| {
-            format!(
-                "<li><code>{}</code> {}</li>",
-                text(f, "code"),
-                text(f, "message")
-            )
-        })
-        .collect();
-    if !findings.is_empty() {
-        let _ = write!(s, "<h4>Findings</h4><ul>{}</ul>", findings.concat());
-    }
-    let events: Vec<&Value> = arr(d, "events").collect();
-    if !events.is_empty() {
-        s.push_str("<h4>Session events</h4><table><tr><th>kind</th><th>at</th><th>result</th><th>status</th><th>declared lifetime</th><th>code</th></tr>");
-        for e in events {
-            let _ = write!(
-                s,
-                "<tr><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                text(e, "kind"),
-                text(e, "at"),
-                ok_cell(e),
-                text(e, "status"),
-                e.get("declared_lifetime_s")
-                    .and_then(Value::as_i64)
-                    .map(|l| details::span(l * 1000))
-                    .unwrap_or_default(),
-                text(e, "failure_code"),
-            );
+fn resolver_row(r: &dns::ResolverRecord) -> Markup {
+    let a = r.answer.as_ref();
+    html! {
+        tr {
+            td {
+                (r.resolver)
+                @if let Some(c) = r.failure_code {
+                    br; code { (c) } " " (opt(r.failure_message.as_deref()))
+                }
+            }
+            (ok_cell(r.ok))
+            td { (opt(a.map(|a| &a.rcode))) }
+            td {
+                @for (i, x) in a.map(|a| a.answers.as_slice()).unwrap_or_default().iter().enumerate() {
+                    @if i > 0 { br; }
+                    (x.name) " " (x.rtype) " " (x.data) " " span.small { "(" (format::ttl(x.ttl)) ")" }
+                }
+            }
+            td {
+                @for (i, c) in a.map(|a| a.cname_chain.as_slice()).unwrap_or_default().iter().enumerate() {
+                    @if i > 0 { br; }
+                    (c.name) " → " (c.target) " " span.small { "(" (format::ttl(c.ttl)) ")" }
+                }
+                @if let Some(f) = a.map(|a| &a.final_name).filter(|f| !f.is_empty()) {
+                    br; "final: " b { (f) }
+                }
+            }
+            td {
+                @for (i, x) in a.and_then(|a| a.addresses.as_deref()).unwrap_or_default().iter().enumerate() {
+                    @if i > 0 { br; }
+                    (x.ip) " " span.small { "(" (format::ttl(x.ttl)) ")" }
+                }
+            }
+            td { (opt(a.and_then(|a| a.min_ttl))) }
+            td { code { (opt(a.map(|a| &a.fingerprint))) } }
         }
-        s.push_str("</table>");
     }
-    s
+}
+
+fn propagation(p: &dns::PropagationRecord) -> Markup {
+    html! {
+        h4 { "Propagation" @if p.stalled { " — " span.FAILING { "STALLED" } } }
+        p { (p.leader) " changed at " (p.changed_at) " (old TTL " (format::ttl(p.old_ttl_s)) "; deadline " (p.deadline) "):" }
+        table {
+            tr { th { "old" } th {} th { "new" } }
+            tr { td { (answer_set(&p.old)) } td.arrow { "→" } td { (answer_set(&p.new)) } }
+        }
+        @if !p.lagging.is_empty() {
+            table {
+                tr { th { "lagging resolver" } th { "still serving" } th { "since" } th { "lagging for" } }
+                @for l in &p.lagging {
+                    tr {
+                        td { (l.resolver) }
+                        td { (answer_set(&l.serving)) }
+                        td { (l.serving_since) }
+                        td { (format::ms(i64::try_from(l.lagging_for_ms).unwrap_or(i64::MAX))) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dns(d: &dns::Observed) -> Markup {
+    html! {
+        p { (d.name) " " b { (d.rtype) } }
+        @if let Some(line) = details::dns_line(d) { p { b { (line) } } }
+        table {
+            tr { th { "resolver" } th { "result" } th { "rcode" } th { "answers (TTL)" } th { "CNAME chain (TTL)" } th { "addresses (TTL)" } th { "min TTL" } th { "fingerprint" } }
+            @for r in &d.resolvers { (resolver_row(r)) }
+        }
+        @if let Some(p) = &d.propagation { (propagation(p)) }
+        @if !d.disagreement.is_empty() {
+            h4 { "Resolvers disagree" }
+            table {
+                tr { th { "resolvers" } th { "answer set" } }
+                @for g in &d.disagreement {
+                    tr {
+                        td {
+                            @for (i, r) in g.resolvers.iter().enumerate() {
+                                @if i > 0 { br; }
+                                (r)
+                            }
+                        }
+                        td { (answer_set(&g.answer_set)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tls(d: &tls::Report) -> Markup {
+    html! {
+        @if let Some(f) = &d.forecast {
+            p { b { (f.summary) } }
+            @if !f.lines.is_empty() {
+                ul { @for l in &f.lines { li { (l) } } }
+            }
+        }
+        @if !d.matrix.is_empty() {
+            table {
+                tr { th { "profile / store" } th { "result" } th { "code" } th { "fails from" } th { "days left" } th { "expires first" } }
+                @for m in &d.matrix {
+                    tr {
+                        td { (m.combination) }
+                        (ok_cell(m.ok))
+                        td { code { (code(m.failure_code)) } }
+                        td { (opt(m.fails_from.as_deref())) }
+                        td { (opt(m.days_left)) }
+                        td { (opt(m.expires_first.as_deref())) }
+                    }
+                }
+            }
+        }
+        @if !d.certificates().is_empty() {
+            h4 { "Certificates seen (" a href="/certificates" { "inventory" } ")" }
+            table {
+                tr { th { "position" } th { "subject" } th { "issuer" } th { "not after" } th { "key" } }
+                @for c in d.certificates() {
+                    tr {
+                        td {
+                            @match c.position {
+                                Some(p) => { (p) }
+                                None => { "root (" (opt(c.trust_store.as_deref())) ")" }
+                            }
+                        }
+                        td { (c.subject) }
+                        td { (c.issuer) }
+                        td { (c.not_after) }
+                        td { (c.key_type) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn session(d: &session::Observed, now_ms: i64) -> Markup {
+    let facts = d.session.as_ref();
+    let run = d.run.as_ref();
+    let findings = run.map(|r| r.findings.as_slice()).unwrap_or_default();
+    let events = run.map(|r| r.events.as_slice()).unwrap_or_default();
+    html! {
+        @if let Some(line) = details::session_line(d, now_ms) { p { b { (line) } } }
+        p.small {
+            "login " (d.login_method) " · renewal " (d.renewal)
+            " · expiry from " (opt(facts.map(|f| &f.expiry_source)))
+            " · expires at " (opt(facts.and_then(|f| f.expires_at.as_deref())))
+        }
+        @if !findings.is_empty() {
+            h4 { "Findings" }
+            ul { @for f in findings { li { code { (code(f.code)) } " " (f.message) } } }
+        }
+        @if !events.is_empty() {
+            h4 { "Session events" }
+            table {
+                tr { th { "kind" } th { "at" } th { "result" } th { "status" } th { "declared lifetime" } th { "code" } }
+                @for e in events {
+                    tr {
+                        td { (e.kind) }
+                        td { (e.at) }
+                        (ok_cell(e.ok))
+                        td { (opt(e.status)) }
+                        td { (opt(e.declared_lifetime_s.flatten().map(format::secs))) }
+                        td { code { (code(e.failure_code)) } }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -2,10 +2,10 @@
 //! how reports of one change are merged).
 
 use super::{JsonText, Store, StoreError, Tx};
-use crate::event::{EventKind, MERGE_WINDOW_MS, NewEvent};
+use crate::event::{ChangeDetail, EventKind, MERGE_WINDOW_MS, NewEvent};
 
 /// A stored event (API, page).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {
     /// Id.
     pub id: i64,
@@ -18,13 +18,42 @@ pub struct EventRow {
     /// One line for humans.
     pub title: String,
     /// Regions that reported it, in report order.
-    #[sqlx(rename = "regions_json", try_from = "JsonText")]
     pub regions: Vec<String>,
     /// Probes that reported it, in report order.
-    #[sqlx(rename = "probes_json", try_from = "JsonText")]
     pub probes: Vec<String>,
-    /// The change (JSON object).
-    pub detail_json: String,
+    /// The change, read from `detail_json` (tolerantly: a row that does not
+    /// read gives an empty detail, not a failed page).
+    pub detail: ChangeDetail,
+}
+
+/// An `events` row as stored.
+#[derive(sqlx::FromRow)]
+struct EventRecord {
+    id: i64,
+    at_ms: i64,
+    check_id: String,
+    kind: EventKind,
+    title: String,
+    #[sqlx(rename = "regions_json", try_from = "JsonText")]
+    regions: Vec<String>,
+    #[sqlx(rename = "probes_json", try_from = "JsonText")]
+    probes: Vec<String>,
+    detail_json: String,
+}
+
+impl From<EventRecord> for EventRow {
+    fn from(r: EventRecord) -> EventRow {
+        EventRow {
+            id: r.id,
+            at_ms: r.at_ms,
+            check_id: r.check_id,
+            kind: r.kind,
+            title: r.title,
+            regions: r.regions,
+            probes: r.probes,
+            detail: serde_json::from_str(&r.detail_json).unwrap_or_default(),
+        }
+    }
 }
 
 /// An event to store, with the notification its sinks get if it is new.
@@ -109,7 +138,7 @@ pub(super) async fn record(tx: &mut Tx<'_>, e: &NewEvent) -> Result<Option<i64>,
     .bind(&e.title)
     .bind(json_list(std::slice::from_ref(&e.region)))
     .bind(json_list(std::slice::from_ref(&e.probe)))
-    .bind(e.detail.to_string())
+    .bind(serde_json::to_string(&e.detail).unwrap_or_else(|_| "{}".into()))
     .fetch_one(&mut **tx)
     .await?;
     Ok(Some(id))
@@ -122,14 +151,15 @@ impl Store {
         check_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventRow>, StoreError> {
-        Ok(sqlx::query_as(
+        let rows: Vec<EventRecord> = sqlx::query_as(
             "SELECT id, at_ms, check_id, kind, title, regions_json, probes_json, detail_json FROM events \
              WHERE ($1 IS NULL OR check_id = $1) ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(check_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(EventRow::from).collect())
     }
 
     /// Deletes events older than `before_ms`; returns how many.
@@ -164,7 +194,10 @@ mod tests {
                 kind: EventKind::DnsChange,
                 change_key: "api|udp://10.0.0.53:53|aa|bb".into(),
                 title: "blue → green".into(),
-                detail: serde_json::json!({ "resolver": "udp://10.0.0.53:53" }),
+                detail: ChangeDetail {
+                    resolver: "udp://10.0.0.53:53".into(),
+                    ..ChangeDetail::default()
+                },
             },
             notice: EventNotice {
                 dedup_key_prefix: "outpost/api/dns_change/".into(),
@@ -225,6 +258,7 @@ mod tests {
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].regions, vec!["eu", "us"]);
             assert_eq!(events[0].probes, vec!["p-eu", "p-us"]);
+            assert_eq!(events[0].detail.resolver, "udp://10.0.0.53:53");
             let due = s.due_notifications(i64::MAX, 10).await.unwrap();
             let id = events[0].id;
             assert_eq!(

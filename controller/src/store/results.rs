@@ -9,6 +9,8 @@
 
 use std::collections::BTreeSet;
 
+use outpost_probe::check::Observed;
+
 use super::{
     Flag, Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications, to_i64,
 };
@@ -39,11 +41,24 @@ pub struct NewResult {
     pub failure_message: Option<String>,
     /// Phase timings in µs: dns, connect, tls, first byte, total.
     pub phases_us: [u64; 5],
-    /// Kind-specific details (JSON object).
+    /// Kind-specific details as the probe sent them (or ingest's
+    /// placeholder): what is stored.
     pub details_json: String,
+    /// The same, read once at ingest ([`crate::details::received`]): what
+    /// events and certificate sightings are derived from. The store does
+    /// not read it.
+    pub details: Observed,
 }
 
 impl NewResult {
+    /// Sets `details_json` (stored as given) and its typed value, read as
+    /// this result's kind.
+    pub fn with_details(mut self, details_json: impl Into<String>) -> NewResult {
+        self.details_json = details_json.into();
+        self.details = crate::details::decode(&self.kind, &self.details_json);
+        self
+    }
+
     /// When the result counts as taken: its start, clamped to its arrival,
     /// so a probe clock ahead of ours cannot keep a region fresh forever.
     pub fn at_ms(&self, received_at_ms: i64) -> i64 {
@@ -115,7 +130,7 @@ pub struct IngestOutcome {
 }
 
 /// Latest state of one check in one region.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegionState {
     /// Check id.
     pub check_id: String,
@@ -126,26 +141,65 @@ pub struct RegionState {
     /// When the newest result arrived.
     pub last_received_at_ms: i64,
     /// Newest result passed.
-    #[sqlx(try_from = "Flag")]
     pub last_ok: bool,
     /// Failed runs in a row.
-    #[sqlx(try_from = "i64")]
     pub consecutive_failures: u32,
     /// Passing runs in a row.
-    #[sqlx(try_from = "i64")]
     pub consecutive_passes: u32,
     /// Newest failure code.
     pub last_code: Option<String>,
     /// Newest failure message.
     pub last_message: Option<String>,
-    /// Newest details.
-    pub last_details_json: String,
+    /// Kind of the newest result (empty for rows older than migration 4
+    /// whose results were pruned).
+    pub last_kind: String,
+    /// Newest details, read as `last_kind`'s type ([`crate::details::decode`]).
+    pub last_details: Observed,
     /// Probe that sent the newest result.
     pub last_probe: String,
 }
 
+/// A `region_state` row as stored.
+#[derive(sqlx::FromRow)]
+struct RegionStateRecord {
+    check_id: String,
+    region: String,
+    last_result_at_ms: i64,
+    last_received_at_ms: i64,
+    #[sqlx(try_from = "Flag")]
+    last_ok: bool,
+    #[sqlx(try_from = "i64")]
+    consecutive_failures: u32,
+    #[sqlx(try_from = "i64")]
+    consecutive_passes: u32,
+    last_code: Option<String>,
+    last_message: Option<String>,
+    last_kind: String,
+    last_details_json: String,
+    last_probe: String,
+}
+
+impl From<RegionStateRecord> for RegionState {
+    fn from(r: RegionStateRecord) -> RegionState {
+        RegionState {
+            last_details: crate::details::decode(&r.last_kind, &r.last_details_json),
+            check_id: r.check_id,
+            region: r.region,
+            last_result_at_ms: r.last_result_at_ms,
+            last_received_at_ms: r.last_received_at_ms,
+            last_ok: r.last_ok,
+            consecutive_failures: r.consecutive_failures,
+            consecutive_passes: r.consecutive_passes,
+            last_code: r.last_code,
+            last_message: r.last_message,
+            last_kind: r.last_kind,
+            last_probe: r.last_probe,
+        }
+    }
+}
+
 /// A stored result (API).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResultRow {
     /// Id.
     pub result_id: String,
@@ -157,12 +211,13 @@ pub struct ResultRow {
     pub check_id: String,
     /// Sequence.
     pub sequence: i64,
+    /// Kind.
+    pub kind: String,
     /// Start.
     pub started_at_ms: i64,
     /// Arrival.
     pub received_at_ms: i64,
     /// Passed.
-    #[sqlx(try_from = "Flag")]
     pub ok: bool,
     /// Code.
     pub failure_code: Option<String>,
@@ -172,21 +227,62 @@ pub struct ResultRow {
     pub total_us: i64,
     /// First byte µs.
     pub first_byte_us: i64,
-    /// Details.
-    pub details_json: String,
+    /// Details, read as `kind`'s type ([`crate::details::decode`]).
+    pub details: Observed,
+}
+
+/// A `results` row as read.
+#[derive(sqlx::FromRow)]
+struct ResultRecord {
+    result_id: String,
+    probe: String,
+    region: String,
+    check_id: String,
+    sequence: i64,
+    kind: String,
+    started_at_ms: i64,
+    received_at_ms: i64,
+    #[sqlx(try_from = "Flag")]
+    ok: bool,
+    failure_code: Option<String>,
+    failure_message: Option<String>,
+    total_us: i64,
+    first_byte_us: i64,
+    details_json: String,
+}
+
+impl From<ResultRecord> for ResultRow {
+    fn from(r: ResultRecord) -> ResultRow {
+        ResultRow {
+            details: crate::details::decode(&r.kind, &r.details_json),
+            result_id: r.result_id,
+            probe: r.probe,
+            region: r.region,
+            check_id: r.check_id,
+            sequence: r.sequence,
+            kind: r.kind,
+            started_at_ms: r.started_at_ms,
+            received_at_ms: r.received_at_ms,
+            ok: r.ok,
+            failure_code: r.failure_code,
+            failure_message: r.failure_message,
+            total_us: r.total_us,
+            first_byte_us: r.first_byte_us,
+        }
+    }
 }
 
 // Booleans are INTEGER 0/1 in every engine, read through `Flag`.
 macro_rules! region_state_columns {
     () => {
         "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
-         consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe"
+         consecutive_failures, consecutive_passes, last_code, last_message, last_kind, last_details_json, last_probe"
     };
 }
 
 macro_rules! result_columns {
     () => {
-        "result_id, probe, region, check_id, sequence, started_at_ms, received_at_ms, ok, \
+        "result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
          failure_code, failure_message, total_us, first_byte_us, details_json"
     };
 }
@@ -235,14 +331,15 @@ async fn advance_region_state(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
-         consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe) \
-         VALUES ($1, $2, $3, $4, $5, 1 - $5, $5, $6, $7, $8, $9) \
+         consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe, last_kind) \
+         VALUES ($1, $2, $3, $4, $5, 1 - $5, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (check_id, region) DO UPDATE SET \
            consecutive_failures = CASE WHEN excluded.last_ok = 1 THEN 0 ELSE region_state.consecutive_failures + 1 END, \
            consecutive_passes = CASE WHEN excluded.last_ok = 1 THEN region_state.consecutive_passes + 1 ELSE 0 END, \
            last_result_at_ms = excluded.last_result_at_ms, last_received_at_ms = excluded.last_received_at_ms, \
            last_ok = excluded.last_ok, last_code = excluded.last_code, last_message = excluded.last_message, \
-           last_details_json = excluded.last_details_json, last_probe = excluded.last_probe \
+           last_details_json = excluded.last_details_json, last_probe = excluded.last_probe, \
+           last_kind = excluded.last_kind \
          WHERE excluded.last_result_at_ms >= region_state.last_result_at_ms",
     )
     .bind(&r.check_id)
@@ -254,6 +351,7 @@ async fn advance_region_state(
     .bind(&r.failure_message)
     .bind(&r.details_json)
     .bind(&r.probe)
+    .bind(&r.kind)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -311,25 +409,27 @@ impl Store {
 
     /// Latest state of every (check, region).
     pub async fn region_states(&self) -> Result<Vec<RegionState>, StoreError> {
-        Ok(sqlx::query_as(concat!(
+        let rows: Vec<RegionStateRecord> = sqlx::query_as(concat!(
             "SELECT ",
             region_state_columns!(),
             " FROM region_state ORDER BY check_id, region"
         ))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(RegionState::from).collect())
     }
 
     /// Latest state of one check in every region that reported it.
     pub async fn region_states_for(&self, check_id: &str) -> Result<Vec<RegionState>, StoreError> {
-        Ok(sqlx::query_as(concat!(
+        let rows: Vec<RegionStateRecord> = sqlx::query_as(concat!(
             "SELECT ",
             region_state_columns!(),
             " FROM region_state WHERE check_id = $1 ORDER BY region"
         ))
         .bind(check_id)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(RegionState::from).collect())
     }
 
     /// The newest `limit` results of a check.
@@ -338,7 +438,7 @@ impl Store {
         check_id: &str,
         limit: u32,
     ) -> Result<Vec<ResultRow>, StoreError> {
-        Ok(sqlx::query_as(concat!(
+        let rows: Vec<ResultRecord> = sqlx::query_as(concat!(
             "SELECT ",
             result_columns!(),
             " FROM results WHERE check_id = $1 ORDER BY started_at_ms DESC, sequence DESC LIMIT $2"
@@ -346,7 +446,8 @@ impl Store {
         .bind(check_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(ResultRow::from).collect())
     }
 
     /// Number of stored results (tests, metrics).
@@ -432,8 +533,7 @@ mod tests {
     #[tokio::test]
     async fn rows_read_back_field_by_field() {
         for (_d, s) in temp_stores().await {
-            let mut r = result("a", 7, "eu", false, 1000);
-            r.details_json = "{\"status\":503}".into();
+            let r = result("a", 7, "eu", false, 1000).with_details("{\"status\":503}");
             s.ingest(IngestBatch::results(vec![r], 900)).await.unwrap();
             let rows = s.recent_results("api", 10).await.unwrap();
             assert_eq!(
@@ -444,6 +544,7 @@ mod tests {
                     region: "eu".into(),
                     check_id: "api".into(),
                     sequence: 7,
+                    kind: "http".into(),
                     started_at_ms: 1000,
                     received_at_ms: 900,
                     ok: false,
@@ -451,7 +552,13 @@ mod tests {
                     failure_message: Some("timed out".into()),
                     total_us: 5,
                     first_byte_us: 4,
-                    details_json: "{\"status\":503}".into(),
+                    details: Observed::Http(outpost_probe::check::http::Observed {
+                        last: outpost_probe::check::http::observed::FinalHop {
+                            status: Some(503),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }),
                 }]
             );
             let st = s.region_states().await.unwrap();
@@ -460,6 +567,8 @@ mod tests {
             assert_eq!(st[0].last_result_at_ms, 900);
             assert!(!st[0].last_ok);
             assert_eq!(st[0].last_probe, "p-eu");
+            assert_eq!(st[0].last_kind, "http");
+            assert_eq!(st[0].last_details, rows[0].details);
         }
     }
 }

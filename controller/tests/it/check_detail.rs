@@ -35,7 +35,9 @@ fn http_details() -> Value {
         "assertions": [
             {"name": "status", "kind": "status", "ok": false, "expected": "2xx", "actual": "503",
              "failure_code": "unexpected_status", "message": "got 503"},
-            {"name": "latency", "kind": "latency", "ok": true, "expected": "< 2s", "actual": "120ms"}
+            {"name": "latency", "kind": "latency", "ok": true, "expected": "< 2s", "actual": "120ms"},
+            {"name": "json $.session", "kind": "json", "ok": true, "expected": null,
+             "actual": {"user": "ann", "access_token": "SECRET-TOKEN-4"}}
         ],
         "samples_summary": {"total": 4, "failed": 2, "ratio": 0.5, "max_failure_ratio": 0.0,
                             "by_backend": {"backend-a": {"total": 2, "failed": 0}, "backend-b": {"total": 2, "failed": 2}}},
@@ -64,8 +66,11 @@ fn dns_details() -> Value {
     })
 }
 
+/// As a probe sends it (`persisted` marks a finished run), plus keys no
+/// probe sends: a credential under a sensitive key at any depth.
 fn session_details() -> Value {
     json!({
+        "persisted": true,
         "session_id": "s-1", "renewal": "before_expiry", "login_method": "cookie_jar",
         "session_age_s": 7980, "renewals": 14, "logins": 1, "declared_lifetime_s": 3600,
         "next_renewal_at": rfc3339(now_ms() + 4 * 60_000 + 30_000),
@@ -107,7 +112,9 @@ async fn the_check_page_shows_backends_chain_answers_and_session_without_secrets
         "{index}"
     );
     assert!(
-        index.contains("session age 2h 13m, 14 renewals, declared lifetime 1h, next renewal in 4m"),
+        index.contains(
+            "session age 2 h 13 min, 14 renewals, declared lifetime 1 h, next renewal in 4 min"
+        ),
         "{index}"
     );
     let checks = get_json(ctl.http_addr(), "/api/v1/checks").await;
@@ -149,23 +156,31 @@ async fn the_check_page_shows_backends_chain_answers_and_session_without_secrets
     let (_, page) = get(ctl.http_addr(), "/checks/app-dns").await;
     for needle in [
         "udp://10.0.0.53:53",
-        "app.example.com → blue.example.com <span class=\"small\">(300s)</span>",
-        "blue.example.com A 10.0.0.1 <span class=\"small\">(60s)</span>",
-        "10.0.0.1 <span class=\"small\">(60s)</span>",
+        "app.example.com → blue.example.com <span class=\"small\">(300 s)</span>",
+        "blue.example.com A 10.0.0.1 <span class=\"small\">(60 s)</span>",
+        "10.0.0.1 <span class=\"small\">(60 s)</span>",
         "final: <b>blue.example.com</b>",
     ] {
         assert!(page.contains(needle), "missing {needle:?} in {page}");
     }
 
-    // session: the line, the events, and no secret anywhere.
+    // session: the line, the events, and no secret anywhere: keys the
+    // typed details do not know are not shown at all, a sensitive key inside
+    // free-form JSON (an assertion's actual value) shows as redacted.
     let (_, page) = get(ctl.http_addr(), "/checks/vendor-session").await;
-    assert!(page.contains("session age 2h 13m, 14 renewals"), "{page}");
+    assert!(
+        page.contains("session age 2 h 13 min, 14 renewals"),
+        "{page}"
+    );
     assert!(page.contains("refresh"), "{page}");
     let (_, api) = get(ctl.http_addr(), "/api/v1/checks/vendor-session").await;
-    for body in [&page, &api] {
+    let (_, web_page) = get(ctl.http_addr(), "/checks/web").await;
+    let (_, web_api) = get(ctl.http_addr(), "/api/v1/checks/web").await;
+    for body in [&page, &api, &web_page, &web_api] {
         assert!(!body.contains("SECRET"), "a secret leaked: {body}");
     }
-    assert!(api.contains("[redacted]"), "{api}");
+    assert!(web_api.contains("[redacted]"), "{web_api}");
+    assert!(web_page.contains("[redacted]"), "{web_page}");
 
     // An https hop's certificates reach the inventory.
     let certs = get_json(ctl.http_addr(), "/api/v1/certificates").await;

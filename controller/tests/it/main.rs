@@ -6,6 +6,7 @@ mod alerting;
 mod certificates;
 mod check_detail;
 mod cli;
+mod escaping;
 mod events;
 mod http;
 mod ingest;

@@ -1,4 +1,4 @@
--- outpost controller schema v4: the fencing epoch of alert changes and
+-- outpost controller schema v5: the fencing epoch of alert changes and
 -- notifications, delivery claims, and the evaluator lease. On SQLite one
 -- process owns the file and is always the evaluator (epoch 1); the columns
 -- exist so both engines share one schema and one set of statements.
