@@ -65,27 +65,39 @@
 //!   Batched deletes keep that guarantee; at 10,000 checks × 5 regions per
 //!   minute (~830 rows/s) a day of history is ~72 M rows, pruned hourly in
 //!   ~600 batches a run. Only the evaluator prunes.
-//! - **Indexes**, each with the query that needs it:
+//! - **Indexes**, each with the query that needs it (the PostgreSQL
+//!   migration repeats this, statement by statement, beside each index):
 //!   `results` PK (`result_id`): the dedup of every insert (`ON CONFLICT
-//!   (result_id)`); `results_by_check (check_id, started_at_ms DESC)`:
-//!   [`Store::recent_results`] (check page, API); `results_by_received`:
-//!   the prune. `region_state` PK (check, region): the ingest upsert and
+//!   (result_id)`) and the batched prune's `IN (…)`; `results_by_check
+//!   (check_id, started_at_ms DESC)`: [`Store::recent_results`] (check
+//!   page, API); `results_by_received`: the prune's `received_at_ms < $1
+//!   LIMIT n`. `region_state` PK (check, region): the ingest upsert and
 //!   [`Store::region_states_for`]. `alerts_one_open` (unique on
-//!   `dedup_key` WHERE open): invariant (3), and [`Store::open_alert`];
-//!   `alerts_by_opened`: [`Store::alerts`] (newest first). `notifications_pending
-//!   (state, next_attempt_ms)`: due and claimable notifications, and
+//!   `dedup_key` WHERE open): invariant (3), the insert of
+//!   [`Store::fire_alert`]. `notifications_pending (state,
+//!   next_attempt_ms)`: due and claimable notifications, and
 //!   [`Store::next_notification_due`]; `notifications_by_key (sink,
 //!   dedup_key, id)`: the "no older pending one" test of invariant (5);
 //!   `notifications_by_alert`: [`Store::notifications_for_alert`] and the
-//!   resolve's "which sinks got the trigger". `events_by_at`,
-//!   `events_by_check`: the event lists (all, per check); `events_by_key`:
-//!   merging a report into the same change. `certificates_by_expiry`: the
-//!   inventory by expiry; `sightings_by_check`: a check's certificates;
-//!   `leases` PK: the lease row. Nothing else is indexed: every other
-//!   query reads a small table whole (`probes`, `region_state`).
+//!   resolve's "which sinks got the trigger". `events_by_at`: the event
+//!   list and [`Store::prune_events`]; `events_by_check`: one check's
+//!   events; `events_by_key`: merging a report into the same change.
+//!   `certificates_by_expiry`: the inventory by expiry; `leases` PK: the
+//!   lease row. Only on PostgreSQL, where the database is shared and
+//!   grows: `alerts_open_by_check (check_id, kind) WHERE open`:
+//!   [`Store::open_alert`], which the evaluator runs per check and kind on
+//!   every pass, and [`Store::open_alerts`]; `notifications_by_event`: the
+//!   `ON DELETE SET NULL` of each event the prune deletes;
+//!   `sightings_by_seen (last_seen_ms)`: [`Store::prune_certificates`] and
+//!   the sightings list. Only on SQLite (from releases that shipped them):
+//!   `alerts_by_opened` and `sightings_by_check`, which no current
+//!   statement needs ([`Store::alerts`] orders by a `CASE` first). Nothing
+//!   else is indexed: every other query reads a small table whole
+//!   (`probes`, `region_state`).
 //! - **Migrations.** `controller/migrations/{sqlite,postgres}/NNNN_name.sql`,
 //!   embedded by `sqlx::migrate!` ([`MIGRATOR`], [`MIGRATOR_POSTGRES`]; the
-//!   PostgreSQL set starts with the whole schema of SQLite's 0001–0004) and applied by [`migrate`] on a
+//!   PostgreSQL set's 0001 is SQLite's 0001–0003 and 0005 in one, its 0002
+//!   SQLite's 0004) and applied by [`migrate`] on a
 //!   connection of its own before the pool opens, one transaction each,
 //!   recorded with their checksums in sqlx's `_sqlx_migrations`. An applied
 //!   file is never edited (a test pins the checksums); a change is a new
@@ -94,7 +106,8 @@
 //!   to `_sqlx_migrations` and drops the old table, in one transaction, so a
 //!   crash mid-bridge changes nothing and the next start bridges again.
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
-//!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`):
+//!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
+//!   `0005_replicas.sql`: fencing epochs, delivery claims, `leases`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -685,6 +698,50 @@ pub(crate) mod tests {
                     .unwrap();
             assert_eq!(text, "b-a-b-7");
         }
+    }
+
+    /// PostgreSQL's 0002 (SQLite's 0004) on a database that has rows: each
+    /// region state gets the kind of its newest stored result, and reads
+    /// back typed as that kind.
+    #[tokio::test]
+    async fn postgres_0002_gives_existing_region_states_their_kind() {
+        let Some(db) = outpost_testkit::postgres::database() else {
+            return;
+        };
+        let options = any_options(&Location::Postgres {
+            url: Secret::new(db.url.clone()),
+            ca_file: None,
+        })
+        .unwrap();
+        let mut conn = AnyConnection::connect_with(&options).await.unwrap();
+        conn.ensure_migrations_table(MIGRATIONS_TABLE).await.unwrap();
+        let first = MIGRATOR_POSTGRES.iter().next().unwrap();
+        conn.apply(MIGRATIONS_TABLE, first).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, details_json) \
+             VALUES ('old', 'p', 'eu', 'dns', 1, 'dns', 1, 1, 1, '{}'), ('new', 'p', 'eu', 'dns', 2, 'dns', 2, 2, 1, '{}'); \
+             INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+               consecutive_failures, consecutive_passes, last_details_json, last_probe) \
+             VALUES ('dns', 'eu', 2, 2, 1, 0, 2, '{}', 'p'), ('gone', 'eu', 2, 2, 1, 0, 1, '{}', 'p');",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let s = Store::connect(&StoreSpec::postgres(&db.url)).await.unwrap();
+        let kinds: Vec<(String, String)> = s
+            .region_states()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|st| (st.check_id, st.last_kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("dns".into(), "dns".into()), ("gone".into(), String::new())]
+        );
+        let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [1, 2]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`

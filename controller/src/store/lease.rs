@@ -148,3 +148,156 @@ impl Store {
         self.epoch() != 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use outpost_testkit::{TcpProxy, postgres};
+
+    use super::*;
+    use crate::{
+        alerting::{Action, AlertKind, Severity},
+        store::{NewAlert, StoreSpec},
+    };
+
+    const LEASE: Duration = Duration::from_millis(800);
+
+    fn alert(check: &str) -> NewAlert {
+        NewAlert {
+            check_id: check.into(),
+            probe: None,
+            kind: AlertKind::CheckFailing,
+            dedup_key: format!("outpost/{check}/check_failing"),
+            severity: Severity::Warning,
+            summary: "x".into(),
+            regions_json: "[]".into(),
+        }
+    }
+
+    async fn pg(url: &str) -> Store {
+        Store::connect(&StoreSpec::postgres(url)).await.unwrap()
+    }
+
+    /// (state, epoch) of alert `id`, and the actions queued for it.
+    async fn written(s: &Store, id: i64) -> (String, i64, Vec<Action>) {
+        let (state, epoch): (String, i64) =
+            sqlx::query_as("SELECT state, epoch FROM alerts WHERE id = $1")
+                .bind(id)
+                .fetch_one(&s.pool)
+                .await
+                .unwrap();
+        let actions = s
+            .notifications_for_alert(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.action)
+            .collect();
+        (state, epoch, actions)
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_renewing_keeps_the_epoch_and_a_takeover_increments_it() {
+        let Some(db) = postgres::database() else {
+            return;
+        };
+        let (a, b) = (pg(&db.url).await, pg(&db.url).await);
+        let e1 = a.acquire_lease("a", LEASE).await.unwrap().unwrap();
+        assert_eq!(b.acquire_lease("b", LEASE).await.unwrap(), None);
+        assert_eq!(a.acquire_lease("a", LEASE).await.unwrap(), Some(e1));
+        assert_eq!(a.lease().await.unwrap().unwrap().holder, "a");
+        tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+        let e2 = b.acquire_lease("b", LEASE).await.unwrap().unwrap();
+        assert_eq!(e2, e1 + 1);
+        assert_eq!(a.acquire_lease("a", LEASE).await.unwrap(), None);
+        // A clean stop hands over at once, under a new epoch.
+        b.release_lease("b").await.unwrap();
+        assert!(!b.is_leader());
+        assert_eq!(a.acquire_lease("a", LEASE).await.unwrap(), Some(e2 + 1));
+    }
+
+    /// The leader is cut off from PostgreSQL (its link through a proxy,
+    /// stopped) long enough for its lease to lapse; another replica takes
+    /// over. When the link comes back the old leader still believes its
+    /// epoch: every alert change it then tries is refused by the database
+    /// and writes nothing, while the new leader's go through.
+    #[tokio::test]
+    async fn a_deposed_leaders_writes_are_refused_when_its_link_comes_back() {
+        let Some(db) = postgres::database() else {
+            return;
+        };
+        let target = SocketAddr::from(([127, 0, 0, 1], db.port));
+        let proxy = TcpProxy::start(target).await.unwrap();
+        let port = proxy.port();
+        let old = pg(&db.url_via(port)).await;
+        let new = pg(&db.url).await;
+        let e1 = old.acquire_lease("old", LEASE).await.unwrap().unwrap();
+        old.set_epoch(e1);
+        let sinks = vec!["pd".to_owned()];
+        let id = old
+            .fire_alert(&alert("api"), &sinks, "{}", 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            written(&new, id).await,
+            ("open".into(), e1, vec![Action::Trigger])
+        );
+
+        proxy.stop().await;
+        tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+        let e2 = new.acquire_lease("new", LEASE * 10).await.unwrap().unwrap();
+        assert!(e2 > e1);
+        new.set_epoch(e2);
+        let _back = TcpProxy::start_on(port, target).await.unwrap();
+
+        // The old leader's link works again (a plain read goes through) ...
+        assert_eq!(old.open_alerts().await.unwrap().len(), 1);
+        // ... and every change it tries under epoch e1 is refused.
+        assert_eq!(old.epoch(), e1);
+        let refused = old.resolve_alert(id, "{}", 2).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Fenced { epoch } if epoch == e1), "{refused}");
+        let refused = old
+            .escalate_alert(id, Severity::Critical, "worse", &sinks, "{}", 2)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+        let refused = old
+            .fire_alert(&alert("web"), &sinks, "{}", 2)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+        assert_eq!(
+            written(&new, id).await,
+            ("open".into(), e1, vec![Action::Trigger]),
+            "nothing written by the deposed leader"
+        );
+        assert_eq!(new.open_alerts().await.unwrap().len(), 1);
+
+        // The new leader's resolve goes through, under its epoch.
+        assert_eq!(
+            new.resolve_alert(id, "{}", 3).await.unwrap(),
+            Some(sinks.clone())
+        );
+        assert_eq!(
+            written(&new, id).await,
+            ("resolved".into(), e2, vec![Action::Trigger, Action::Resolve])
+        );
+    }
+
+    /// An epoch of 0 (never led, or stepped down) writes nothing either.
+    #[tokio::test]
+    async fn a_replica_that_never_led_cannot_change_alerts() {
+        let Some(db) = postgres::database() else {
+            return;
+        };
+        let s = pg(&db.url).await;
+        let refused = s
+            .fire_alert(&alert("api"), &[], "{}", 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Fenced { epoch: 0 }), "{refused}");
+        assert!(s.open_alerts().await.unwrap().is_empty());
+    }
+}

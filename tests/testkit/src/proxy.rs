@@ -1,7 +1,8 @@
 //! [`TcpProxy`]: a TCP forwarder on loopback that a test can cut. Placed
 //! between a process and its database (or any server), [`TcpProxy::stop`]
 //! closes the listener and every forwarded connection at once: to the
-//! process on one side it looks like the server went away.
+//! process on one side it looks like the server went away;
+//! [`TcpProxy::start_on`] the same port brings it back.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -18,7 +19,13 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Listens on `127.0.0.1:0` and forwards every connection to `target`.
     pub async fn start(target: SocketAddr) -> std::io::Result<TcpProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        TcpProxy::start_on(0, target).await
+    }
+
+    /// Listens on `127.0.0.1:port` (0: any free port): with the port of a
+    /// stopped proxy, the link it cut comes back for the same clients.
+    pub async fn start_on(port: u16, target: SocketAddr) -> std::io::Result<TcpProxy> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
         let addr = listener.local_addr()?;
         let (stop, rx) = watch::channel(false);
         let rx = Arc::new(rx);
