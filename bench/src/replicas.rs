@@ -44,7 +44,10 @@ fn ingest_checks(names: &[String]) -> String {
 /// of `cluster`; `None`: one controller on its own SQLite file), the 8
 /// streams spread over them round-robin.
 fn ingest(cluster: Option<&PgCluster>, replicas: usize, total: u64) -> anyhow::Result<f64> {
-    let url = cluster.map(|c| c.create_database()).transpose()?.map(|db| db.url);
+    let url = cluster
+        .map(|c| c.create_database())
+        .transpose()?
+        .map(|db| db.url);
     let names = stream_names();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let checks = ingest_checks(&names);
@@ -252,7 +255,12 @@ pub fn run(quick: bool, r: &mut Report) -> anyhow::Result<()> {
     let cluster = PgCluster::start(true)?;
     let total = if quick { 5_000 } else { 100_000 };
     let sqlite = ingest(None, 1, total)?;
-    r.add(G, "results ingested per second, 1 controller on SQLite (same load)", sqlite, "/s");
+    r.add(
+        G,
+        "results ingested per second, 1 controller on SQLite (same load)",
+        sqlite,
+        "/s",
+    );
     for n in 1..=3 {
         let rate = ingest(Some(&cluster), n, total)?;
         let name = format!("results ingested per second, {n} replica(s) on one PostgreSQL");
@@ -264,21 +272,41 @@ pub fn run(quick: bool, r: &mut Report) -> anyhow::Result<()> {
     }
     let trials = if quick { 6 } else { 60 };
     let (p50, p99, max, takeover) = alert_latency_with_failover(&cluster, trials)?;
-    r.add(G, "alert latency p50, 2 replicas, evaluator killed halfway", p50, "ms");
-    r.add(G, "alert latency p99 (the leader change is in the window)", p99, "ms");
+    r.add(
+        G,
+        "alert latency p50, 2 replicas, evaluator killed halfway",
+        p50,
+        "ms",
+    );
+    r.add(
+        G,
+        "alert latency p99 (the leader change is in the window)",
+        p99,
+        "ms",
+    );
     r.add(G, "alert latency max", max, "ms");
-    r.add(G, "  takeover after kill -9 (evaluator_lease 2s)", takeover, "ms");
+    r.add(
+        G,
+        "  takeover after kill -9 (evaluator_lease 2s)",
+        takeover,
+        "ms",
+    );
     r.note("postgres: alert latency is measured through the replica that is not the evaluator, which sees the results on its 1 s evaluation tick; the max is the trial sent right after the evaluator was killed (lease + takeover poll)");
     let (checks, window) = if quick {
         (1_000, Duration::from_secs(3))
     } else {
         (10_000, Duration::from_secs(30))
     };
-    for (label, url) in [("SQLite", None), ("PostgreSQL", Some(cluster.create_database()?.url))] {
+    for (label, url) in [
+        ("SQLite", None),
+        ("PostgreSQL", Some(cluster.create_database()?.url)),
+    ] {
         let share = evaluation_cost(url.as_deref(), checks, window)?;
         r.goal(
             G,
-            format!("controller CPU, {checks} checks × 5 regions at 60s, {label} (ingest + evaluation)"),
+            format!(
+                "controller CPU, {checks} checks × 5 regions at 60s, {label} (ingest + evaluation)"
+            ),
             share * 100.0,
             "% core",
             "≤ 10 %",

@@ -582,9 +582,8 @@ pub(crate) fn start_controller_on(
             format!("url = {{ file = \"{}\" }}", file.display())
         }
     };
-    let mut text = format!(
-        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\n[store]\n{store}\n"
-    );
+    let mut text =
+        format!("[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\n[store]\n{store}\n");
     for p in probes {
         let tok = dir.path().join(format!("{p}.token"));
         std::fs::write(&tok, format!("bench-token-{p}"))?;

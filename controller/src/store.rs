@@ -714,7 +714,9 @@ pub(crate) mod tests {
         })
         .unwrap();
         let mut conn = AnyConnection::connect_with(&options).await.unwrap();
-        conn.ensure_migrations_table(MIGRATIONS_TABLE).await.unwrap();
+        conn.ensure_migrations_table(MIGRATIONS_TABLE)
+            .await
+            .unwrap();
         let first = MIGRATOR_POSTGRES.iter().next().unwrap();
         conn.apply(MIGRATIONS_TABLE, first).await.unwrap();
         sqlx::raw_sql(

@@ -428,9 +428,15 @@ mod tests {
     fn bad_controller_urls_name_their_key() {
         for (text, path) in [
             ("", "controller.url"),
-            ("url = \"http://a:1\"\nurls = [\"http://b:1\"]\n", "controller.urls"),
+            (
+                "url = \"http://a:1\"\nurls = [\"http://b:1\"]\n",
+                "controller.urls",
+            ),
             ("urls = []\n", "controller.urls"),
-            ("urls = [\"http://a:1\", \"ftp://b\"]\n", "controller.urls[1]"),
+            (
+                "urls = [\"http://a:1\", \"ftp://b\"]\n",
+                "controller.urls[1]",
+            ),
         ] {
             let err = parse(text).expect_err(text);
             assert!(err.has_path(path), "{text}: expected {path}, got {err}");

@@ -257,7 +257,10 @@ mod tests {
         // ... and every change it tries under epoch e1 is refused.
         assert_eq!(old.epoch(), e1);
         let refused = old.resolve_alert(id, "{}", 2).await.unwrap_err();
-        assert!(matches!(refused, StoreError::Fenced { epoch } if epoch == e1), "{refused}");
+        assert!(
+            matches!(refused, StoreError::Fenced { epoch } if epoch == e1),
+            "{refused}"
+        );
         let refused = old
             .escalate_alert(id, Severity::Critical, "worse", &sinks, "{}", 2)
             .await
@@ -282,7 +285,11 @@ mod tests {
         );
         assert_eq!(
             written(&new, id).await,
-            ("resolved".into(), e2, vec![Action::Trigger, Action::Resolve])
+            (
+                "resolved".into(),
+                e2,
+                vec![Action::Trigger, Action::Resolve]
+            )
         );
     }
 
@@ -293,11 +300,11 @@ mod tests {
             return;
         };
         let s = pg(&db.url).await;
-        let refused = s
-            .fire_alert(&alert("api"), &[], "{}", 1)
-            .await
-            .unwrap_err();
-        assert!(matches!(refused, StoreError::Fenced { epoch: 0 }), "{refused}");
+        let refused = s.fire_alert(&alert("api"), &[], "{}", 1).await.unwrap_err();
+        assert!(
+            matches!(refused, StoreError::Fenced { epoch: 0 }),
+            "{refused}"
+        );
         assert!(s.open_alerts().await.unwrap().is_empty());
     }
 }
