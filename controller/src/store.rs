@@ -27,15 +27,13 @@
 //!   timestamps unix ms, booleans 0/1 read through `Flag` (`Any` decodes
 //!   a boolean only from a native one), JSON lists as TEXT read through
 //!   `JsonText`, the typed vocabulary (kinds, states, actions) as TEXT.
-//! - **Why `Any`, measured.** The alternative, generic code over
-//!   `sqlx::Database` (or a macro expanding each statement per engine),
-//!   runs exactly today's native SQLite code. `Any` converts each bound
-//!   value and each row (owned copies), so it was measured against the
-//!   native build on the ingest benchmark (`outpost-bench all --only
-//!   controller`, release, runs interleaved on this machine): see
-//!   BENCHMARKS.md, "SQLite through sqlx::Any". The difference is within
-//!   the run-to-run noise, and one code path with one set of statements
-//!   beats two copies of every query's types and bounds.
+//! - **Why `Any`.** The alternative, generic code over `sqlx::Database`
+//!   (or a macro expanding each statement per engine), runs exactly the
+//!   native SQLite code. `Any` converts each bound value and each row
+//!   (owned copies); one code path with one set of statements was chosen
+//!   over two copies of every query's types and bounds. Its cost against
+//!   the native build is still to be measured side by side on an idle
+//!   machine (BENCHMARKS.md, "PostgreSQL and replicas").
 //! - **Replicas** (PostgreSQL). Any number of controllers share one
 //!   database. Ingest, API and pages run on every replica: invariants (1)
 //!   and (2) below are enforced by the statements themselves (the primary
