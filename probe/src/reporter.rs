@@ -149,7 +149,7 @@ pub async fn run(
         next = next.wrapping_add(1);
         // The next replica is tried at once; the backoff grows only once
         // every URL failed in a row.
-        let delay = if cfg.urls.len() > 1 && next % cfg.urls.len() != 0 {
+        let delay = if cfg.urls.len() > 1 && !next.is_multiple_of(cfg.urls.len()) {
             BACKOFF_MIN
         } else {
             let d = backoff(attempt, seed);

@@ -70,6 +70,7 @@ pub struct NotificationCounts {
 /// Queues a notification of an alert, due at once: an evaluation run with
 /// an injected future `now` (tests, replays) must not park its
 /// notifications until that time comes.
+#[allow(clippy::too_many_arguments)] // one argument per column of the row
 pub(super) async fn queue_for_alert(
     tx: &mut Tx<'_>,
     alert_id: i64,
