@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod measure;
+mod replicas;
 mod scenario;
 
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ enum Command {
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller.
+        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, postgres.
         #[arg(long)]
         only: Vec<String>,
     },

@@ -45,7 +45,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(
+    pub(crate) fn add(
         &mut self,
         group: &'static str,
         name: impl Into<String>,
@@ -62,7 +62,7 @@ impl Report {
         });
     }
 
-    fn goal(
+    pub(crate) fn goal(
         &mut self,
         group: &'static str,
         name: impl Into<String>,
@@ -81,7 +81,7 @@ impl Report {
         });
     }
 
-    fn note(&mut self, n: impl Into<String>) {
+    pub(crate) fn note(&mut self, n: impl Into<String>) {
         self.notes.push(n.into());
     }
 
@@ -95,8 +95,8 @@ impl Report {
                 let _ = writeln!(out, "\n[{group}]");
             }
             let goal = match (&f.goal, f.met) {
-                (Some(g), Some(true)) => format!("  goal {g}: met"),
-                (Some(g), Some(false)) => format!("  goal {g}: MISSED"),
+                (Some(g), Some(true)) => format!("  PASS (goal {g})"),
+                (Some(g), Some(false)) => format!("  MISS (goal {g})"),
                 _ => String::new(),
             };
             let _ = writeln!(
@@ -168,10 +168,10 @@ impl Sizes {
 }
 
 /// A child process killed on drop.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Proc {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 }
@@ -542,9 +542,10 @@ pub fn check_loop(kind: TargetKind, rate: u64, n: u64) -> anyhow::Result<(f64, f
     breakdown(&target, n, rate)
 }
 
-struct Controller {
-    _proc: Proc,
-    grpc: SocketAddr,
+pub(crate) struct Controller {
+    pub(crate) proc: Proc,
+    pub(crate) grpc: SocketAddr,
+    pub(crate) http: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -559,12 +560,30 @@ fn start_controller(
     checks_toml: &str,
     extra: &str,
 ) -> anyhow::Result<Controller> {
+    start_controller_on(core, probes, checks_toml, extra, None)
+}
+
+/// [`start_controller`] on PostgreSQL at `pg_url` (SQLite in a temp dir when `None`).
+pub(crate) fn start_controller_on(
+    core: Option<u32>,
+    probes: &[&str],
+    checks_toml: &str,
+    extra: &str,
+    pg_url: Option<&str>,
+) -> anyhow::Result<Controller> {
     let dir = tempfile::tempdir()?;
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let mut text = format!(
-        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n",
-        dir.path().join("bench.db").display()
-    );
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let store = match pg_url {
+        None => format!("path = \"{}\"", dir.path().join("bench.db").display()),
+        Some(url) => {
+            let file = dir.path().join("db.url");
+            std::fs::write(&file, url)?;
+            format!("url = {{ file = \"{}\" }}", file.display())
+        }
+    };
+    let mut text =
+        format!("[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\n[store]\n{store}\n");
     for p in probes {
         let tok = dir.path().join(format!("{p}.token"));
         std::fs::write(&tok, format!("bench-token-{p}"))?;
@@ -606,8 +625,9 @@ fn start_controller(
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(Controller {
-        _proc: proc,
+        proc,
         grpc,
+        http,
         _dir: dir,
     })
 }
@@ -920,7 +940,7 @@ fn toml_from<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn result(check: &str, seq: u64, ok: bool) -> CheckResult {
+pub(crate) fn result(check: &str, seq: u64, ok: bool) -> CheckResult {
     CheckResult {
         result_id: uuid::Uuid::now_v7().to_string(),
         sequence: seq,
@@ -953,12 +973,12 @@ fn result(check: &str, seq: u64, ok: bool) -> CheckResult {
     }
 }
 
-struct Stream {
+pub(crate) struct Stream {
     tx: tokio::sync::mpsc::Sender<ProbeMessage>,
     rx: tonic::Streaming<ControllerMessage>,
 }
 
-async fn open_stream(grpc: SocketAddr, name: &str) -> anyhow::Result<Stream> {
+pub(crate) async fn open_stream(grpc: SocketAddr, name: &str) -> anyhow::Result<Stream> {
     let token = format!("bench-token-{name}");
     let hello = fake_probe::hello(name, &format!("region-{name}"));
     let (tx, mut rx) = fake_probe::attach(grpc, Some(&token), vec![hello]).await?;
@@ -967,7 +987,7 @@ async fn open_stream(grpc: SocketAddr, name: &str) -> anyhow::Result<Stream> {
     Ok(Stream { tx, rx })
 }
 
-async fn send_and_ack(s: &mut Stream, results: Vec<CheckResult>) -> anyhow::Result<()> {
+pub(crate) async fn send_and_ack(s: &mut Stream, results: Vec<CheckResult>) -> anyhow::Result<()> {
     let through = results.iter().map(|r| r.sequence).max().unwrap_or(0);
     s.tx.send(ProbeMessage {
         body: Some(PBody::Results(ResultBatch { results })),
@@ -1357,6 +1377,11 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
         r.goal(g, "alert latency p99", a99, "ms", "≤ 100 ms", a99 <= 100.0);
         r.note("alert latency is measured with the sink's events_per_minute raised: with the default 120/min a burst beyond 30 events is spaced 0.5 s apart on purpose (PagerDuty's own limit)");
         r.add(g, "alert latency max", amax, "ms");
+    }
+
+    // 6. PostgreSQL and replicas.
+    if want("postgres") {
+        crate::replicas::run(quick, &mut r)?;
     }
     Ok(r)
 }

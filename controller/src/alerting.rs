@@ -64,6 +64,7 @@
 
 pub mod certificate;
 pub mod kind;
+pub mod leader;
 pub mod notifier;
 pub mod offline;
 pub mod route;
@@ -686,20 +687,32 @@ pub async fn run_evaluator(
                 while let Ok(more) = requests.try_recv() {
                     checks.extend(more);
                 }
+                if !ctl.store().is_leader() {
+                    continue;
+                }
                 evaluate_checks(&ctl, &checks, ctl.now_ms()).await.map(|_| ())
             }
-            _ = tick.tick() => evaluate_every_check(&ctl).await,
-            _ = moved.changed() => match evaluate_every_check(&ctl).await {
+            _ = tick.tick(), if ctl.store().is_leader() => evaluate_every_check(&ctl).await,
+            _ = moved.changed(), if ctl.store().is_leader() => match evaluate_every_check(&ctl).await {
                 Ok(()) => certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ()),
                 Err(e) => Err(e),
             },
-            _ = cert_tick.tick() => certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ()),
-            _ = ctl.certificates_changed().notified() => {
+            _ = cert_tick.tick(), if ctl.store().is_leader() => {
                 certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ())
             }
+            _ = ctl.certificates_changed().notified(), if ctl.store().is_leader() => {
+                certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ())
+            }
+            // A replica that is not the evaluator re-checks once a tick.
+            _ = tokio::time::sleep(TICK), if !ctl.store().is_leader() => Ok(()),
             _ = crate::stopped(&mut shutdown) => return,
         };
-        if let Err(e) = result {
+        if let Err(StoreError::Fenced { epoch }) = &result {
+            tracing::warn!(
+                epoch,
+                "alert change refused: this replica no longer holds the evaluator lease"
+            );
+        } else if let Err(e) = result {
             tracing::error!(error = %e, "alert evaluation failed; retrying on the next tick");
         }
     }

@@ -69,6 +69,7 @@ pub fn router(ctl: Controller) -> Router {
         .route("/api/v1/probes", get(list_probes))
         .route("/api/v1/events", get(events::list_events))
         .route("/api/v1/certificates", get(certificates::list_certificates))
+        .route("/api/v1/evaluator", get(crate::alerting::leader::status))
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

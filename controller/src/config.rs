@@ -20,7 +20,9 @@
 //! tls = { cert_file = "/etc/outpost/controller.pem", key_file = "/etc/outpost/controller.key" }
 //!
 //! [store]
-//! path = "/var/lib/outpost/outpost.db"
+//! path = "/var/lib/outpost/outpost.db"    # SQLite (the default); or, for replicas:
+//! # url = { env = "OUTPOST_DATABASE_URL" }  # postgres://user:password@host:5432/outpost
+//! # ca_file = "/etc/outpost/postgres-ca.pem"
 //! retention = "7d"
 //!
 //! [[probes]]
@@ -99,6 +101,8 @@ pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:7443";
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
 /// Default store path.
 pub const DEFAULT_STORE_PATH: &str = "./outpost.db";
+/// Default evaluator lease (replicas on PostgreSQL).
+pub const DEFAULT_EVALUATOR_LEASE: Duration = Duration::from_secs(10);
 /// Default result retention.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Default silence after which a probe counts as offline.
@@ -169,14 +173,32 @@ pub struct RawTls {
     pub key_file: PathBuf,
 }
 
-/// `[store]`.
+/// `[store]`: SQLite (`path`, the default) or PostgreSQL (`url`), not both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// SQLite database file, created if missing. Default `"./outpost.db"`.
-    /// Env: `OUTPOST_STORE_PATH`.
+    /// Env: `OUTPOST_STORE_PATH`. One controller process per file.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// PostgreSQL (15 or later) instead of SQLite: a secret holding
+    /// `postgres://user:password@host:5432/database`, as
+    /// `{ env = "NAME" }` or `{ file = "/path" }` (never a literal; it
+    /// carries the password and is never logged). Any number of controller
+    /// replicas may share one database; one of them evaluates alerts at a
+    /// time (see `[alerting] evaluator_lease`).
+    #[serde(default)]
+    pub url: Option<RawSecret>,
+    /// PEM file with the CA that issued the PostgreSQL server's
+    /// certificate. When set the connection requires TLS and verifies the
+    /// server's certificate and name (`sslmode=verify-full`). PostgreSQL only.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Most database connections this process opens. Default 4 for SQLite,
+    /// 10 for PostgreSQL (per replica: keep replicas × pool_size below the
+    /// server's `max_connections`). 1 to 1000.
+    #[serde(default)]
+    pub pool_size: Option<u32>,
     /// Results older than this are pruned (hourly). Alerts and the
     /// notification log are kept. Default `"7d"`, minimum `"1m"`.
     #[serde(default)]
@@ -229,6 +251,15 @@ pub struct RawAlerting {
     /// `"warning"` or `"info"`. Default `"error"`.
     #[serde(default)]
     pub offline_severity: Option<String>,
+    /// With several replicas on PostgreSQL: how long the evaluator lease
+    /// lasts. The replica holding it evaluates alerts and renews it every
+    /// third of this; if it dies or loses the database, another replica
+    /// takes over once the lease has lapsed, so this bounds how long alerts
+    /// go unevaluated. The deposed replica stops evaluating before then.
+    /// Ignored with SQLite (one process, always the evaluator).
+    /// Default `"10s"`, `"1s"` to `"5m"`.
+    #[serde(default)]
+    pub evaluator_lease: Option<Dur>,
     /// `certificate_expiring` alerts: thresholds and when they resolve.
     /// Optional; see [`certificate::RawCertificateAlerting`].
     #[serde(default)]
@@ -246,8 +277,10 @@ pub struct ControllerConfig {
     pub http_listen: SocketAddr,
     /// gRPC TLS files.
     pub tls: Option<TlsFiles>,
-    /// SQLite file.
-    pub store_path: PathBuf,
+    /// Engine, location and pool.
+    pub store: crate::store::StoreSpec,
+    /// Evaluator lease (replicas on PostgreSQL).
+    pub evaluator_lease: Duration,
     /// Result retention.
     pub retention: Duration,
     /// Probes.
@@ -476,8 +509,27 @@ impl RawControllerFile {
         let tls = server.tls.as_ref().map(|t| validate_tls(t, &mut p));
         let store = self.store.clone().unwrap_or(RawStore {
             path: None,
+            url: None,
+            ca_file: None,
+            pool_size: None,
             retention: None,
         });
+        let store_spec = validate_store(&store, vars, &mut p);
+        let evaluator_lease = self
+            .alerting
+            .as_ref()
+            .and_then(|a| a.evaluator_lease)
+            .map(Dur::get)
+            .unwrap_or(DEFAULT_EVALUATOR_LEASE);
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&evaluator_lease) {
+            p.push(
+                "alerting.evaluator_lease",
+                format!(
+                    "evaluator_lease must be between 1s and 5m, got \"{}\"",
+                    Dur(evaluator_lease)
+                ),
+            );
+        }
         let retention = store.retention.map(Dur::get).unwrap_or(DEFAULT_RETENTION);
         if retention < Duration::from_secs(60) {
             p.push(
@@ -530,9 +582,8 @@ impl RawControllerFile {
             grpc_listen,
             http_listen,
             tls,
-            store_path: store
-                .path
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
+            store: store_spec,
+            evaluator_lease,
             retention,
             probes,
             checks,
@@ -630,6 +681,89 @@ impl RawControllerFile {
             }
         }
         out
+    }
+}
+
+fn validate_store(
+    raw: &RawStore,
+    vars: &[(String, String)],
+    p: &mut Problems,
+) -> crate::store::StoreSpec {
+    use crate::store::{DEFAULT_POSTGRES_POOL, DEFAULT_SQLITE_POOL, Location, StoreSpec};
+    if let Some(n) = raw.pool_size
+        && !(1..=1000).contains(&n)
+    {
+        p.push(
+            "store.pool_size",
+            format!("pool_size must be between 1 and 1000, got {n}"),
+        );
+    }
+    let location = match &raw.url {
+        None => {
+            if raw.ca_file.is_some() {
+                p.push(
+                    "store.ca_file",
+                    "ca_file applies to PostgreSQL only: set store.url, or remove ca_file",
+                );
+            }
+            Location::Sqlite {
+                path: raw
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
+            }
+        }
+        Some(secret) => {
+            if raw.path.is_some() {
+                p.push(
+                    "store.url",
+                    "set either store.path (SQLite) or store.url (PostgreSQL), not both",
+                );
+            }
+            let url = match resolve_secret(secret, vars) {
+                Ok(url) => {
+                    // The value is a secret: the message names its shape, never its text.
+                    let scheme_ok = url.expose().starts_with("postgres://")
+                        || url.expose().starts_with("postgresql://");
+                    if !scheme_ok {
+                        p.push(
+                            "store.url",
+                            "the secret is not a PostgreSQL URL: use postgres://user:password@host:5432/database",
+                        );
+                    }
+                    url
+                }
+                Err(e) => {
+                    p.push("store.url", e);
+                    Secret::new("")
+                }
+            };
+            if let Some(ca) = &raw.ca_file {
+                match std::fs::read_to_string(ca) {
+                    Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => {}
+                    Ok(_) => p.push(
+                        "store.ca_file",
+                        format!("{} holds no PEM certificate", ca.display()),
+                    ),
+                    Err(e) => p.push(
+                        "store.ca_file",
+                        format!("cannot read {}: {e}", ca.display()),
+                    ),
+                }
+            }
+            Location::Postgres {
+                url,
+                ca_file: raw.ca_file.clone(),
+            }
+        }
+    };
+    let pool_size = raw.pool_size.unwrap_or(match location {
+        Location::Sqlite { .. } => DEFAULT_SQLITE_POOL,
+        Location::Postgres { .. } => DEFAULT_POSTGRES_POOL,
+    });
+    StoreSpec {
+        location,
+        pool_size,
     }
 }
 
@@ -815,10 +949,18 @@ sinks = ["pagerduty", "log"]
 "#;
 
     fn vars() -> Vec<(String, String)> {
-        [("T_EU", "tok-eu"), ("T_US", "tok-us"), ("PD_KEY", "pdkey")]
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect()
+        [
+            ("T_EU", "tok-eu"),
+            ("T_US", "tok-us"),
+            ("PD_KEY", "pdkey"),
+            (
+                "PG_URL",
+                "postgres://outpost:s3cret@db.example.net:5432/outpost",
+            ),
+        ]
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
     }
 
     #[test]
@@ -856,7 +998,7 @@ sinks = ["pagerduty", "log"]
         v.push(("OUTPOST_LOG".into(), "debug".into()));
         let c = parse(GOOD, "c.toml", &v).unwrap();
         assert_eq!(c.http_listen.port(), 18080);
-        assert_eq!(c.store_path, PathBuf::from("/tmp/other.db"));
+        assert_eq!(c.store, crate::store::StoreSpec::sqlite("/tmp/other.db"));
     }
 
     /// Each bad snippet must produce a problem at exactly this path.
@@ -883,6 +1025,47 @@ sinks = ["pagerduty", "log"]
                 "retention without unit",
                 "[store]\nretention = 7\n",
                 "store.retention",
+            ),
+            (
+                "store with path and url",
+                "[store]\npath = \"/tmp/x.db\"\nurl = { env = \"PG_URL\" }\n",
+                "store.url",
+            ),
+            (
+                "literal store url",
+                "[store]\nurl = \"postgres://u:p@h/db\"\n",
+                "store.url",
+            ),
+            (
+                "store url that is not postgres",
+                "[store]\nurl = { env = \"T_EU\" }\n",
+                "store.url",
+            ),
+            (
+                "unset store url variable",
+                "[store]\nurl = { env = \"NOPE_NOT_SET\" }\n",
+                "store.url",
+            ),
+            (
+                "ca_file without url",
+                "[store]\nca_file = \"/etc/ssl/certs/ca-certificates.crt\"\n",
+                "store.ca_file",
+            ),
+            (
+                "unreadable ca_file",
+                "[store]\nurl = { env = \"PG_URL\" }\nca_file = \"/nonexistent/ca.pem\"\n",
+                "store.ca_file",
+            ),
+            ("zero pool", "[store]\npool_size = 0\n", "store.pool_size"),
+            (
+                "store key typo",
+                "[store]\npool_sise = 4\n",
+                "store.pool_sise",
+            ),
+            (
+                "evaluator lease too short",
+                "[alerting]\nevaluator_lease = \"100ms\"\n",
+                "alerting.evaluator_lease",
             ),
             (
                 "retention too short",
@@ -1004,6 +1187,36 @@ sinks = ["pagerduty", "log"]
             );
             assert_eq!(ConfigError::EXIT_CODE, 78);
         }
+    }
+
+    #[test]
+    fn a_postgres_store_takes_its_url_from_a_secret_and_never_shows_it() {
+        let text = "[store]\nurl = { env = \"PG_URL\" }\npool_size = 20\n[alerting]\nevaluator_lease = \"3s\"\n";
+        let c = parse(text, "c.toml", &vars()).unwrap();
+        assert_eq!(c.store.pool_size, 20);
+        assert_eq!(c.evaluator_lease, Duration::from_secs(3));
+        let crate::store::Location::Postgres { url, ca_file } = &c.store.location else {
+            panic!("{:?}", c.store);
+        };
+        assert_eq!(
+            url.expose(),
+            "postgres://outpost:s3cret@db.example.net:5432/outpost"
+        );
+        assert_eq!(ca_file, &None);
+        for shown in [format!("{c:?}"), c.store.location.describe()] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("outpost:"),
+                "{shown}"
+            );
+        }
+        assert_eq!(
+            c.store.location.describe(),
+            "postgres db.example.net:5432/outpost"
+        );
+        // The default stays SQLite, with its own pool size.
+        let c = parse("", "c.toml", &vars()).unwrap();
+        assert_eq!(c.store, crate::store::StoreSpec::sqlite(DEFAULT_STORE_PATH));
+        assert_eq!(c.evaluator_lease, DEFAULT_EVALUATOR_LEASE);
     }
 
     #[test]

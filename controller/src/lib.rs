@@ -63,6 +63,10 @@ use store::Store;
 
 /// How often old results are pruned.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Results deleted per statement when pruning: each batch is a short
+/// transaction, so ingest on every replica keeps flowing while a large
+/// backlog is pruned.
+pub const PRUNE_BATCH: u32 = 5_000;
 /// How long `shutdown` waits for servers to drain before aborting them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -88,6 +92,7 @@ struct Inner {
     clock: Clock,
     /// The `now` of the evaluator's newest completed pass over every check.
     evaluated_ms: AtomicI64,
+    replica: String,
     shutdown: watch::Sender<bool>,
 }
 
@@ -117,10 +122,16 @@ impl Controller {
         config: ControllerConfig,
         clock: Clock,
     ) -> anyhow::Result<RunningController> {
-        let store = Store::open(&config.store_path)
+        let store = Store::connect(&config.store)
             .await
-            .with_context(|| format!("cannot open store {}", config.store_path.display()))?;
-        store.mark_all_probes_disconnected().await?;
+            .with_context(|| format!("cannot open store {}", config.store.location.describe()))?;
+        // Other replicas hold streams of a shared store: only a store of
+        // our own starts with none open.
+        if !store.is_shared() {
+            store.mark_all_probes_disconnected().await?;
+        }
+        let started_ms = clock.unix_ms();
+        let replica = format!("{}/{}/{started_ms}", hostname(), std::process::id());
         let grpc = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| {
@@ -153,7 +164,8 @@ impl Controller {
                 certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
                 heartbeats: heartbeat::Pings::default(),
-                started_ms: clock.unix_ms(),
+                started_ms,
+                replica,
                 evaluated_ms: AtomicI64::new(i64::MIN),
                 clock,
                 shutdown,
@@ -173,8 +185,9 @@ impl Controller {
             )),
             tokio::spawn(heartbeat::run_worker(ctl.clone(), ctl.shutdown_signal())),
             tokio::spawn(prune_loop(ctl.clone())),
+            tokio::spawn(alerting::leader::run(ctl.clone(), ctl.shutdown_signal())),
         ];
-        tracing::info!(grpc = %grpc_addr, http = %http_addr, "controller listening");
+        tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %ctl.config().store.location.describe(), replica = %ctl.replica(), "controller listening");
         Ok(RunningController {
             controller: ctl,
             grpc_addr,
@@ -213,10 +226,10 @@ impl Controller {
         let old = self.config();
         if config.grpc_listen != old.grpc_listen
             || config.http_listen != old.http_listen
-            || config.store_path != old.store_path
+            || config.store != old.store
         {
             tracing::warn!(
-                "listen addresses and store.path change only on restart; the running values stay"
+                "listen addresses and [store] change only on restart; the running values stay"
             );
         }
         if config.path.is_none() {
@@ -242,6 +255,11 @@ impl Controller {
     /// full the 1 s tick covers them.
     pub(crate) fn request_evaluation(&self, checks: BTreeSet<String>) {
         let _ = self.inner.eval_tx.try_send(checks);
+    }
+
+    /// This process's name in the evaluator lease: `host/pid/start ms`.
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
     }
 
     /// When this controller started (unix ms): probe silence is counted
@@ -310,6 +328,15 @@ impl Controller {
 /// Completes once the shutdown flag is set (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
+}
+
+/// The machine's name, for the replica id (best effort).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn grpc_tls(
@@ -382,9 +409,13 @@ async fn prune_loop(ctl: Controller) {
             _ = tick.tick() => {}
             _ = crate::stopped(&mut stop) => return,
         }
+        // Replicas share the store: the evaluator prunes for all of them.
+        if !ctl.store().is_leader() {
+            continue;
+        }
         let keep = i64::try_from(ctl.config().retention.as_millis()).unwrap_or(i64::MAX);
         let before = ctl.now_ms().saturating_sub(keep);
-        match ctl.store().prune_results(before).await {
+        match ctl.store().prune_results(before, PRUNE_BATCH).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned old results"),
             Err(e) => tracing::warn!(error = %e, "pruning results failed"),

@@ -1,26 +1,101 @@
 //! The store: every SQL statement of the controller lives in this module
 //! and its submodules, one per concern: `store/results.rs` (`results`,
 //! `region_state`, the ingest transaction), `probes.rs`, `alerts.rs`,
-//! `notifications.rs` (the outbox), `events.rs` and `certificates.rs`. This
-//! file holds the pool, open/close, migrations and everything specific to
-//! the engine.
+//! `notifications.rs` (the outbox and delivery claims), `events.rs`,
+//! `certificates.rs` and `lease.rs` (the evaluator lease and its fencing
+//! epoch). This file holds the pool, open/close, migrations and everything
+//! specific to an engine.
 //!
 //! Design note.
-//! - **Engine.** SQLite through sqlx, one file (`store.path`), WAL journal,
-//!   `synchronous = NORMAL` (with WAL a committed transaction survives a
-//!   process crash; a power loss may roll back the last transactions, whose
-//!   acks were already sent — accepted for the single-node default),
-//!   `busy_timeout` 5 s, foreign keys on. Writers open
-//!   `BEGIN IMMEDIATE` (`Store::begin_write`) so a read-then-write
-//!   transaction never fails on a lock upgrade. Everything engine-specific
-//!   is in this file: the [`Db`] alias every query is typed by, the
-//!   connection options and pragmas, `BEGIN IMMEDIATE`, the migrations
-//!   directory. The SQL itself is written for SQLite and PostgreSQL alike:
-//!   `$N` placeholders, `RETURNING id`, `CASE WHEN` instead of the scalar
-//!   `MAX(a, b)`, booleans and timestamps as INTEGER (read as booleans with
-//!   `col <> 0`), unsigned counts read as `i64` and converted.
-//! - **Migrations.** `controller/migrations/sqlite/NNNN_name.sql`, embedded
-//!   by `sqlx::migrate!` ([`MIGRATOR`]) and applied by [`migrate`] on a
+//! - **Engines.** SQLite (the default, `[store] path`) or PostgreSQL 15+
+//!   (`[store] url`), both through one code path: [`Db`] is `sqlx::Any`,
+//!   every statement is written once for both (`$N` placeholders, `RETURNING
+//!   id`, `ON CONFLICT`, `CASE WHEN` instead of the scalar `MAX(a, b)`, no
+//!   engine's own functions), and only a handful of places branch on
+//!   [`Engine`]: the connection options (SQLite's pragmas run on every new
+//!   connection: `Any` takes options from a URL only), `begin_write`
+//!   (`BEGIN IMMEDIATE` on SQLite so a read-then-write transaction never
+//!   fails on a lock upgrade; plain `BEGIN`, READ COMMITTED, on
+//!   PostgreSQL), the migrations directory, the `FOR UPDATE SKIP LOCKED` of
+//!   delivery claims, and the lease SQL (PostgreSQL's clock). SQLite: WAL,
+//!   `synchronous = NORMAL` (a committed transaction survives a process
+//!   crash; a power loss may roll back the last ones, whose acks were
+//!   already sent — accepted for the single-node default), `busy_timeout`
+//!   5 s, foreign keys on. PostgreSQL: the server's durability settings;
+//!   TLS with `sslmode=verify-full` when `ca_file` is set (rustls, ring).
+//!   Values: integers are 64-bit everywhere (`BIGINT` on PostgreSQL),
+//!   timestamps unix ms, booleans 0/1 read through `Flag` (`Any` decodes
+//!   a boolean only from a native one), JSON lists as TEXT read through
+//!   `JsonText`, the typed vocabulary (kinds, states, actions) as TEXT.
+//! - **Why `Any`.** The alternative, generic code over `sqlx::Database`
+//!   (or a macro expanding each statement per engine), runs exactly the
+//!   native SQLite code. `Any` converts each bound value and each row
+//!   (owned copies); one code path with one set of statements was chosen
+//!   over two copies of every query's types and bounds. Its cost against
+//!   the native build is still to be measured side by side on an idle
+//!   machine (BENCHMARKS.md, "PostgreSQL and replicas").
+//! - **Replicas** (PostgreSQL). Any number of controllers share one
+//!   database. Ingest, API and pages run on every replica: invariants (1)
+//!   and (2) below are enforced by the statements themselves (the primary
+//!   key of `results`, the `WHERE` of the `region_state` upsert), so
+//!   concurrent replicas cannot break them. Alert evaluation runs on one:
+//!   the holder of the `leases` row (`lease.rs`, [`crate::alerting::leader`]);
+//!   every alert change checks that row `FOR SHARE` in its own transaction
+//!   and records the epoch on the alert and its notifications, so a
+//!   deposed evaluator writes nothing. Delivery runs on every replica:
+//!   [`Store::claim_notifications`] picks due rows `FOR UPDATE SKIP LOCKED`
+//!   and marks them claimed for [`crate::alerting::sink::CLAIM`]; a claim
+//!   that lapses (its replica died mid-send) is picked up again, which is
+//!   the same at-least-once window as a crash on one node. Invariant (5)
+//!   holds across replicas because a claimed notification is still
+//!   pending, so its successors wait. Claim times use the claimer's clock:
+//!   replicas' clocks must agree within a claim (60 s), as NTP gives.
+//! - **Growth.** Results are pruned in batches
+//!   ([`Store::prune_results`]: `DELETE … WHERE result_id IN (SELECT … LIMIT
+//!   n)` through `results_by_received`, 5,000 rows a statement, a pause
+//!   between): each batch is a short transaction, so no lock is held for
+//!   long on either engine and ingest keeps flowing. Native partitioning
+//!   by time would make a prune a `DROP` of old partitions, but needs the
+//!   partition key in the primary key — and `results` is keyed by
+//!   `result_id` alone, which is what makes a resent result idempotent
+//!   across replicas; a partitioned table could only deduplicate within a
+//!   partition, and a resend straddling a boundary would be stored twice.
+//!   Batched deletes keep that guarantee; at 10,000 checks × 5 regions per
+//!   minute (~830 rows/s) a day of history is ~72 M rows, pruned hourly in
+//!   ~600 batches a run. Only the evaluator prunes.
+//! - **Indexes**, each with the query that needs it (the PostgreSQL
+//!   migration repeats this, statement by statement, beside each index):
+//!   `results` PK (`result_id`): the dedup of every insert (`ON CONFLICT
+//!   (result_id)`) and the batched prune's `IN (…)`; `results_by_check
+//!   (check_id, started_at_ms DESC)`: [`Store::recent_results`] (check
+//!   page, API); `results_by_received`: the prune's `received_at_ms < $1
+//!   LIMIT n`. `region_state` PK (check, region): the ingest upsert and
+//!   [`Store::region_states_for`]. `alerts_one_open` (unique on
+//!   `dedup_key` WHERE open): invariant (3), the insert of
+//!   [`Store::fire_alert`]. `notifications_pending (state,
+//!   next_attempt_ms)`: due and claimable notifications, and
+//!   [`Store::next_notification_due`]; `notifications_by_key (sink,
+//!   dedup_key, id)`: the "no older pending one" test of invariant (5);
+//!   `notifications_by_alert`: [`Store::notifications_for_alert`] and the
+//!   resolve's "which sinks got the trigger". `events_by_at`: the event
+//!   list and [`Store::prune_events`]; `events_by_check`: one check's
+//!   events; `events_by_key`: merging a report into the same change.
+//!   `certificates_by_expiry`: the inventory by expiry; `leases` PK: the
+//!   lease row. Only on PostgreSQL, where the database is shared and
+//!   grows: `alerts_open_by_check (check_id, kind) WHERE open`:
+//!   [`Store::open_alert`], which the evaluator runs per check and kind on
+//!   every pass, and [`Store::open_alerts`]; `notifications_by_event`: the
+//!   `ON DELETE SET NULL` of each event the prune deletes;
+//!   `sightings_by_seen (last_seen_ms)`: [`Store::prune_certificates`] and
+//!   the sightings list. Only on SQLite (from releases that shipped them):
+//!   `alerts_by_opened` and `sightings_by_check`, which no current
+//!   statement needs ([`Store::alerts`] orders by a `CASE` first). Nothing
+//!   else is indexed: every other query reads a small table whole
+//!   (`probes`, `region_state`).
+//! - **Migrations.** `controller/migrations/{sqlite,postgres}/NNNN_name.sql`,
+//!   embedded by `sqlx::migrate!` ([`MIGRATOR`], [`MIGRATOR_POSTGRES`]; the
+//!   PostgreSQL set's 0001 is SQLite's 0001–0003 and 0005 in one, its 0002
+//!   SQLite's 0004) and applied by [`migrate`] on a
 //!   connection of its own before the pool opens, one transaction each,
 //!   recorded with their checksums in sqlx's `_sqlx_migrations`. An applied
 //!   file is never edited (a test pins the checksums); a change is a new
@@ -30,7 +105,8 @@
 //!   crash mid-bridge changes nothing and the next start bridges again.
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
-//!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`):
+//!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
+//!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -91,32 +167,148 @@
 mod alerts;
 mod certificates;
 mod events;
+mod lease;
 mod notifications;
 mod probes;
 mod results;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, atomic::AtomicI64},
+    time::Duration,
+};
 
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
+pub use lease::{LEASE_NAME, Lease};
 pub use notifications::{
     Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,
 };
 pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
 
+use outpost_probe::config::Secret;
 use sqlx::{
-    ConnectOptions, Connection, SqliteConnection,
+    AnyConnection, Connection, Executor,
+    any::{AnyConnectOptions, AnyPoolOptions},
     migrate::{Migrate, Migration, Migrator},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-/// The database engine every query is typed by. Switching engines starts
-/// here and in [`Store::open`], `Store::begin_write` and [`migrate`].
-pub type Db = sqlx::Sqlite;
+/// The database type every query is typed by: [`sqlx::Any`], which runs the
+/// same `$N` SQL on SQLite and PostgreSQL (the measurement behind this
+/// choice is in the design note).
+pub type Db = sqlx::Any;
 /// A transaction on [`Db`].
 pub(crate) type Tx<'c> = sqlx::Transaction<'c, Db>;
+
+/// Which engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One embedded file, one process (the default).
+    Sqlite,
+    /// A PostgreSQL server shared by any number of controller replicas.
+    Postgres,
+}
+
+impl Engine {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the store lives (`[store]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file, created if missing.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// `postgres://user:password@host:port/db` — a secret: it carries
+        /// the password, and is never logged ([`Location::describe`]).
+        url: Secret,
+        /// CA certificate (PEM) to verify the server with; when set the
+        /// connection requires TLS and checks the server's name
+        /// (`sslmode=verify-full`).
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl Location {
+    /// The engine of this location.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Location::Sqlite { .. } => Engine::Sqlite,
+            Location::Postgres { .. } => Engine::Postgres,
+        }
+    }
+
+    /// What may be logged: the SQLite path, or PostgreSQL's host, port and
+    /// database — never the user or password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite { path } => format!("sqlite {}", path.display()),
+            Location::Postgres { url, ca_file } => {
+                let shown = AnyConnectOptions::from_str(url.expose())
+                    .map(|o| {
+                        let u = &o.database_url;
+                        format!(
+                            "{}:{}{}",
+                            u.host_str().unwrap_or("?"),
+                            u.port().unwrap_or(5432),
+                            u.path()
+                        )
+                    })
+                    .unwrap_or_else(|_| "(unparsable url)".to_owned());
+                let tls = if ca_file.is_some() { " (tls)" } else { "" };
+                format!("postgres {shown}{tls}")
+            }
+        }
+    }
+}
+
+/// A validated `[store]` without retention (which the pruner reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// Engine and where.
+    pub location: Location,
+    /// Most connections the pool opens.
+    pub pool_size: u32,
+}
+
+impl StoreSpec {
+    /// An SQLite file with the default pool.
+    pub fn sqlite(path: impl Into<PathBuf>) -> StoreSpec {
+        StoreSpec {
+            location: Location::Sqlite { path: path.into() },
+            pool_size: DEFAULT_SQLITE_POOL,
+        }
+    }
+
+    /// A PostgreSQL URL without TLS and the default pool.
+    pub fn postgres(url: impl Into<String>) -> StoreSpec {
+        StoreSpec {
+            location: Location::Postgres {
+                url: Secret::new(url.into()),
+                ca_file: None,
+            },
+            pool_size: DEFAULT_POSTGRES_POOL,
+        }
+    }
+}
+
+/// Pool size on SQLite: one writer at a time anyway; readers beside it.
+pub const DEFAULT_SQLITE_POOL: u32 = 4;
+/// Pool size on PostgreSQL, per replica.
+pub const DEFAULT_POSTGRES_POOL: u32 = 10;
 
 /// Store failures. Our process misbehaving, never a target being down.
 #[derive(Debug, thiserror::Error)]
@@ -142,21 +334,40 @@ pub enum StoreError {
         /// File name recorded.
         name: String,
     },
+    /// An alert change was refused: this replica does not hold the
+    /// evaluator lease under `epoch` (it was never leader, its lease
+    /// expired, or another replica took over). Nothing was written.
+    #[error("fenced: this replica is not the evaluator (epoch {epoch})")]
+    Fenced {
+        /// The epoch this replica believed it held (0: none).
+        epoch: i64,
+    },
 }
 
-/// The embedded migrations (`controller/migrations/sqlite/`), applied by
-/// [`migrate`] and tracked by sqlx in [`MIGRATIONS_TABLE`]. Never edit an
-/// applied one: its checksum is recorded in every database it ran on.
+/// The embedded SQLite migrations (`controller/migrations/sqlite/`),
+/// applied by [`migrate`] and tracked by sqlx in [`MIGRATIONS_TABLE`]. Never
+/// edit an applied one: its checksum is recorded in every database it ran on.
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+/// The embedded PostgreSQL migrations (`controller/migrations/postgres/`).
+pub static MIGRATOR_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 /// Where sqlx records applied migrations (its default).
 pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 /// Where releases up to 55d6181 recorded them, `(version, name, applied_at_ms)`.
 pub const LEGACY_MIGRATIONS_TABLE: &str = "schema_migrations";
 
+/// SQLite settings of the design note, run on every new connection (the
+/// `Any` driver takes its options from a URL, which cannot carry pragmas).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+
 /// A handle to the database (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::Pool<Db>,
+    engine: Engine,
+    /// The evaluator epoch this replica holds, 0 when it holds none. Every
+    /// alert change is written under it ([`Store::fence`]).
+    epoch: Arc<AtomicI64>,
 }
 
 /// Unix milliseconds now.
@@ -172,46 +383,158 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The connection settings of the design note.
-fn connect_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error> {
-    Ok(SqliteConnectOptions::from_str("sqlite://")?
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true))
+/// A boolean column: INTEGER 0/1 in both engines (`Any` decodes a boolean
+/// only from a native boolean, which SQLite does not have).
+#[derive(Debug, Clone, Copy, sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct Flag(i64);
+
+impl From<Flag> for bool {
+    fn from(f: Flag) -> bool {
+        f.0 != 0
+    }
+}
+
+/// A JSON list of strings in a TEXT column (`Any` has no JSON type).
+#[derive(Debug, Clone, sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct JsonText(String);
+
+impl TryFrom<JsonText> for Vec<String> {
+    type Error = serde_json::Error;
+    fn try_from(t: JsonText) -> Result<Vec<String>, serde_json::Error> {
+        serde_json::from_str(&t.0)
+    }
+}
+
+/// The typed vocabulary is stored as TEXT with the words its serde form
+/// uses; the derives give every engine `Encode`, this gives `Any` the rest.
+macro_rules! text_enum_for_any {
+    ($($t:ty),* $(,)?) => {$(
+        impl sqlx::Type<Db> for $t {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <str as sqlx::Type<Db>>::type_info()
+            }
+            fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+                <str as sqlx::Type<Db>>::compatible(ty)
+            }
+        }
+        impl<'r> sqlx::Decode<'r, Db> for $t {
+            fn decode(v: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<'r, Db>>::decode(v)?;
+                Ok(serde_json::from_value(serde_json::Value::String(text.to_owned()))?)
+            }
+        }
+    )*};
+}
+text_enum_for_any!(
+    crate::alerting::AlertKind,
+    crate::alerting::AlertState,
+    crate::alerting::Action,
+    crate::alerting::Severity,
+    crate::alerting::sink::NotificationState,
+    crate::alerting::sink::AttemptOutcome,
+    crate::alerting::Change,
+    crate::event::EventKind,
+);
+
+/// The `Any` options for a location.
+fn any_options(location: &Location) -> Result<AnyConnectOptions, sqlx::Error> {
+    match location {
+        Location::Sqlite { path } => {
+            let mut o = AnyConnectOptions::from_str("sqlite://")?;
+            // The path goes in as a URL path, so a name with '?' or '#' stays one name.
+            o.database_url.set_path(
+                &path
+                    .to_string_lossy()
+                    .replace('%', "%25")
+                    .replace('?', "%3F")
+                    .replace('#', "%23"),
+            );
+            o.database_url.query_pairs_mut().append_pair("mode", "rwc");
+            Ok(o)
+        }
+        Location::Postgres { url, ca_file } => {
+            let mut o = AnyConnectOptions::from_str(url.expose())?;
+            if let Some(ca) = ca_file {
+                o.database_url
+                    .query_pairs_mut()
+                    .append_pair("sslmode", "verify-full")
+                    .append_pair("sslrootcert", &ca.to_string_lossy());
+            }
+            Ok(o)
+        }
+    }
 }
 
 impl Store {
-    /// Opens (creating if missing) the SQLite file and applies migrations.
+    /// Opens (creating if missing) an SQLite file and applies migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent()
+        Store::connect(&StoreSpec::sqlite(path)).await
+    }
+
+    /// Connects to the store of `spec` and applies migrations.
+    pub async fn connect(spec: &StoreSpec) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        if let Location::Sqlite { path } = &spec.location
+            && let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
             // Best effort: a missing directory then shows up as the open error.
             let _ = std::fs::create_dir_all(dir);
         }
-        let options = connect_options(path)?;
+        let engine = spec.location.engine();
+        let options = any_options(&spec.location)?;
         // Migrate on a connection of its own, closed before the pool opens:
         // a pooled connection that read the schema before a migration
         // rebuilt a table would describe its queries with the old columns.
-        let mut conn = options.connect().await?;
-        let migrated = migrate(&mut conn).await;
+        let mut conn = AnyConnection::connect_with(&options).await?;
+        if engine == Engine::Sqlite {
+            conn.execute(SQLITE_PRAGMAS).await?;
+        }
+        let migrated = migrate(&mut conn, engine).await;
         conn.close().await?;
         migrated?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        Ok(Store { pool })
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(spec.pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if engine == Engine::Sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await?;
+        // One process owns an SQLite file: it is always the evaluator.
+        let epoch = if engine == Engine::Sqlite { 1 } else { 0 };
+        Ok(Store {
+            pool,
+            engine,
+            epoch: Arc::new(AtomicI64::new(epoch)),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// True when other replicas may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.engine == Engine::Postgres
     }
 
     /// A write transaction. SQLite: `BEGIN IMMEDIATE` takes the write lock
     /// up front, so a transaction that reads and then writes never fails on
     /// a lock upgrade (it waits up to `busy_timeout` to start instead).
+    /// PostgreSQL: `BEGIN` (READ COMMITTED; conflicts are row locks).
     pub(crate) async fn begin_write(&self) -> Result<Tx<'static>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
     }
 
     /// `SELECT 1` (readiness).
@@ -226,11 +549,16 @@ impl Store {
     }
 }
 
-/// Applies the embedded migrations not yet applied, after bridging a
-/// database from before sqlx's migrator (`bridge_legacy`).
-pub async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    bridge_legacy(conn).await?;
-    MIGRATOR.run(&mut *conn).await?;
+/// Applies the embedded migrations of `engine` not yet applied; on SQLite
+/// after bridging a database from before sqlx's migrator (`bridge_legacy`).
+pub async fn migrate(conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
+    match engine {
+        Engine::Sqlite => {
+            bridge_legacy(conn).await?;
+            MIGRATOR.run(&mut *conn).await?;
+        }
+        Engine::Postgres => MIGRATOR_POSTGRES.run(&mut *conn).await?,
+    }
     Ok(())
 }
 
@@ -240,15 +568,15 @@ fn legacy_name(m: &Migration) -> String {
     format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_"))
 }
 
-/// One-time bridge from the store's own `schema_migrations` table: every
-/// version recorded there is recorded in `_sqlx_migrations` as sqlx records
-/// an applied migration (with this build's checksum of the same file, so
-/// `Migrator::run` accepts it and applies only what is missing), then the
-/// old table is dropped. One `BEGIN IMMEDIATE` transaction (SQLite DDL is
-/// transactional): a crash anywhere before the commit leaves the database
-/// as it was, and the next start bridges again; after the commit there is
-/// no old table and this does nothing.
-async fn bridge_legacy(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+/// One-time bridge from the store's own `schema_migrations` table (SQLite
+/// only): every version recorded there is recorded in `_sqlx_migrations` as
+/// sqlx records an applied migration (with this build's checksum of the same
+/// file, so `Migrator::run` accepts it and applies only what is missing),
+/// then the old table is dropped. One `BEGIN IMMEDIATE` transaction (SQLite
+/// DDL is transactional): a crash anywhere before the commit leaves the
+/// database as it was, and the next start bridges again; after the commit
+/// there is no old table and this does nothing.
+async fn bridge_legacy(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let legacy: Option<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1")
@@ -296,7 +624,7 @@ async fn bridge_legacy(conn: &mut SqliteConnection) -> Result<(), StoreError> {
 pub(crate) mod tests {
     use std::collections::BTreeSet;
 
-    use sqlx::SqlitePool;
+    use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
 
     use super::*;
     use crate::{
@@ -328,19 +656,101 @@ pub(crate) mod tests {
         (dir, store)
     }
 
+    /// What keeps a test's database alive.
+    #[derive(Debug)]
+    #[allow(dead_code)] // held for its lifetime only
+    pub(crate) enum Keep {
+        Dir(tempfile::TempDir),
+        Pg(outpost_testkit::postgres::PgDatabase),
+    }
+
+    /// A fresh PostgreSQL store in a database of its own, holding the
+    /// evaluator lease (so alert changes are not fenced); `None` only with
+    /// `OUTPOST_TEST_POSTGRES=skip`.
+    pub(crate) async fn temp_pg_store() -> Option<(outpost_testkit::postgres::PgDatabase, Store)> {
+        let db = outpost_testkit::postgres::database()?;
+        let s = Store::connect(&StoreSpec::postgres(&db.url)).await.unwrap();
+        let epoch = s
+            .acquire_lease("test", Duration::from_secs(600))
+            .await
+            .unwrap()
+            .unwrap();
+        s.set_epoch(epoch);
+        Some((db, s))
+    }
+
+    /// The same fresh store on every engine: each store test runs its body
+    /// once per engine (SQLite, then PostgreSQL).
+    pub(crate) async fn temp_stores() -> Vec<(Keep, Store)> {
+        let (d, s) = temp_store().await;
+        let mut out = vec![(Keep::Dir(d), s)];
+        if let Some((db, s)) = temp_pg_store().await {
+            out.push((Keep::Pg(db), s));
+        }
+        out
+    }
+
     /// `$N` binds by number in sqlx-sqlite too (SQLite itself treats `$1`
     /// as a named parameter): reused and out of order.
     #[tokio::test]
     async fn dollar_placeholders_bind_by_number() {
-        let (_d, s) = temp_store().await;
-        let text: String = sqlx::query_scalar("SELECT $2 || '-' || $1 || '-' || $2 || '-' || $3")
-            .bind("a")
-            .bind("b")
-            .bind(7_i64)
-            .fetch_one(&s.pool)
+        for (_d, s) in temp_stores().await {
+            let text: String =
+                sqlx::query_scalar("SELECT $2 || '-' || $1 || '-' || $2 || '-' || $3")
+                    .bind("a")
+                    .bind("b")
+                    .bind(7_i64)
+                    .fetch_one(&s.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(text, "b-a-b-7");
+        }
+    }
+
+    /// PostgreSQL's 0002 (SQLite's 0004) on a database that has rows: each
+    /// region state gets the kind of its newest stored result, and reads
+    /// back typed as that kind.
+    #[tokio::test]
+    async fn postgres_0002_gives_existing_region_states_their_kind() {
+        let Some(db) = outpost_testkit::postgres::database() else {
+            return;
+        };
+        let options = any_options(&Location::Postgres {
+            url: Secret::new(db.url.clone()),
+            ca_file: None,
+        })
+        .unwrap();
+        let mut conn = AnyConnection::connect_with(&options).await.unwrap();
+        conn.ensure_migrations_table(MIGRATIONS_TABLE)
             .await
             .unwrap();
-        assert_eq!(text, "b-a-b-7");
+        let first = MIGRATOR_POSTGRES.iter().next().unwrap();
+        conn.apply(MIGRATIONS_TABLE, first).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, details_json) \
+             VALUES ('old', 'p', 'eu', 'dns', 1, 'dns', 1, 1, 1, '{}'), ('new', 'p', 'eu', 'dns', 2, 'dns', 2, 2, 1, '{}'); \
+             INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+               consecutive_failures, consecutive_passes, last_details_json, last_probe) \
+             VALUES ('dns', 'eu', 2, 2, 1, 0, 2, '{}', 'p'), ('gone', 'eu', 2, 2, 1, 0, 1, '{}', 'p');",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let s = Store::connect(&StoreSpec::postgres(&db.url)).await.unwrap();
+        let kinds: Vec<(String, String)> = s
+            .region_states()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|st| (st.check_id, st.last_kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("dns".into(), "dns".into()), ("gone".into(), String::new())]
+        );
+        let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [1, 2, 3, 4]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -408,8 +818,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6],
-            "1 and 2 bridged, 3 to 6 applied"
+            vec![1, 2, 3, 4, 5, 6, 7],
+            "1 and 2 bridged, 3 to 7 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
@@ -483,11 +893,11 @@ pub(crate) mod tests {
             matches!(&err, StoreError::LegacyVersion { version: 99, .. }),
             "{err}"
         );
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .unwrap()
-            .filename(&path);
+        let options = any_options(&Location::Sqlite { path: path.clone() }).unwrap();
         let s = Store {
-            pool: SqlitePool::connect_with(options).await.unwrap(),
+            pool: AnyPoolOptions::new().connect_with(options).await.unwrap(),
+            engine: Engine::Sqlite,
+            epoch: Arc::new(AtomicI64::new(1)),
         };
         assert!(table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
         assert!(

@@ -8,7 +8,8 @@
 //! region = "eu-west"
 //!
 //! [controller]
-//! url = "https://controller.example.net:7443"
+//! url = "https://controller.example.net:7443"   # or several replicas:
+//! # urls = ["https://c1.example.net:7443", "https://c2.example.net:7443"]
 //! token = { env = "OUTPOST_PROBE_TOKEN" }
 //! ca_file = "/etc/outpost/controller-ca.pem"
 //!
@@ -95,8 +96,17 @@ pub struct RawProbe {
 #[serde(deny_unknown_fields)]
 pub struct RawController {
     /// gRPC URL of the controller. `https://` runs the stream over TLS;
-    /// `http://` only with `allow_plaintext = true`.
-    pub url: String,
+    /// `http://` only with `allow_plaintext = true`. One load-balanced name
+    /// for several replicas works too. Set `url` or `urls`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Several controller replicas (sharing one PostgreSQL store), tried in
+    /// order: when the stream to one ends or cannot be opened, the probe
+    /// moves to the next at once and backs off only after every URL failed
+    /// in a row. Unacknowledged results are resent to whichever replica
+    /// answers; the shared store keeps each once. Set `url` or `urls`.
+    #[serde(default)]
+    pub urls: Option<Vec<String>>,
     /// Per-probe token, sent as `authorization: Bearer …`.
     pub token: RawSecret,
     /// PEM bundle to verify the controller's certificate. Default: Mozilla roots.
@@ -180,8 +190,10 @@ pub struct ProbeConfig {
 /// Validated `[controller]`.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
-    /// URL.
+    /// The first URL (`url`, or `urls[0]`).
     pub url: String,
+    /// Every URL, tried in turn (at least one; `url` alone gives one).
+    pub urls: Vec<String>,
     /// Token.
     pub token: Secret,
     /// CA bundle.
@@ -233,15 +245,38 @@ impl RawProbeFile {
             }
         };
         let controller = self.controller.as_ref().and_then(|c| {
-            let url_ok = c.url.starts_with("https://") || c.url.starts_with("http://");
-            if !url_ok || c.url.parse::<http::Uri>().is_err() {
-                p.push("controller.url", format!("invalid controller url {:?}: use https://host:port", c.url));
-            } else if c.url.starts_with("http://") && !c.allow_plaintext {
-                p.push(
-                    "controller.url",
-                    format!("{:?} is plaintext: use https://, or set controller.allow_plaintext = true to send the token in clear", c.url),
-                );
+            let listed: Vec<(String, String)> = match (&c.url, &c.urls) {
+                (Some(_), Some(_)) => {
+                    p.push("controller.urls", "set either controller.url or controller.urls, not both");
+                    Vec::new()
+                }
+                (None, None) => {
+                    p.push("controller.url", "a controller needs url = \"https://host:7443\" (or urls = [...])");
+                    Vec::new()
+                }
+                (Some(u), None) => vec![("controller.url".to_owned(), u.clone())],
+                (None, Some(us)) => {
+                    if us.is_empty() {
+                        p.push("controller.urls", "urls is empty: list at least one controller URL");
+                    }
+                    us.iter()
+                        .enumerate()
+                        .map(|(i, u)| (format!("controller.urls[{i}]"), u.clone()))
+                        .collect()
+                }
+            };
+            for (path, url) in &listed {
+                let url_ok = url.starts_with("https://") || url.starts_with("http://");
+                if !url_ok || url.parse::<http::Uri>().is_err() {
+                    p.push(path, format!("invalid controller url {url:?}: use https://host:port"));
+                } else if url.starts_with("http://") && !c.allow_plaintext {
+                    p.push(
+                        path,
+                        format!("{url:?} is plaintext: use https://, or set controller.allow_plaintext = true to send the token in clear"),
+                    );
+                }
             }
+            let urls: Vec<String> = listed.into_iter().map(|(_, u)| u).collect();
             if let Some(ca) = &c.ca_file
                 && let Err(e) = crate::tls::read_pem_certs(ca)
             {
@@ -255,7 +290,8 @@ impl RawProbeFile {
                 }
             };
             Some(ControllerConfig {
-                url: c.url.clone(),
+                url: urls.first()?.clone(),
+                urls,
                 token: token?,
                 ca_file: c.ca_file.clone(),
                 allow_plaintext: c.allow_plaintext,
@@ -369,4 +405,50 @@ impl RawProbeFile {
 pub fn load_probe(path: &std::path::Path) -> Result<ProbeConfig, ConfigError> {
     let raw: RawProbeFile = load::load_file(path, ENV)?;
     raw.validate(&path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(controller: &str) -> Result<ProbeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").unwrap();
+        let text = format!(
+            "[probe]\nname = \"p\"\nregion = \"r\"\n[controller]\ntoken = {{ file = \"{}\" }}\nallow_plaintext = true\n{controller}",
+            token.display()
+        );
+        let raw: RawProbeFile = load::load_str(&text, "p.toml", ENV, &[])?;
+        raw.validate("p.toml")
+    }
+
+    #[test]
+    fn several_controller_urls_are_kept_in_order_and_one_url_is_a_list_of_one() {
+        let c = parse("urls = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"]\n").unwrap();
+        let ctl = c.controller.unwrap();
+        assert_eq!(ctl.urls, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        assert_eq!(ctl.url, "http://127.0.0.1:1");
+        let c = parse("url = \"http://127.0.0.1:3\"\n").unwrap();
+        assert_eq!(c.controller.unwrap().urls, ["http://127.0.0.1:3"]);
+    }
+
+    #[test]
+    fn bad_controller_urls_name_their_key() {
+        for (text, path) in [
+            ("", "controller.url"),
+            (
+                "url = \"http://a:1\"\nurls = [\"http://b:1\"]\n",
+                "controller.urls",
+            ),
+            ("urls = []\n", "controller.urls"),
+            (
+                "urls = [\"http://a:1\", \"ftp://b\"]\n",
+                "controller.urls[1]",
+            ),
+        ] {
+            let err = parse(text).expect_err(text);
+            assert!(err.has_path(path), "{text}: expected {path}, got {err}");
+        }
+    }
 }

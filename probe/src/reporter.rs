@@ -3,9 +3,12 @@
 //! Per connection: send `Hello`, receive the `Assignment` (applied to the
 //! scheduler), then stream unsent results from the [`Outbox`] in batches and
 //! heartbeats, and apply `Ack`s. When the stream breaks, everything
-//! unacknowledged is resent on the next one. Reconnects back off
-//! exponentially from 50 ms to 30 s with full jitter; checks keep running
-//! meanwhile.
+//! unacknowledged is resent on the next one. With several controller URLs
+//! (replicas on one PostgreSQL store) each new stream goes to the next URL:
+//! the next replica is tried at once, and reconnects back off exponentially
+//! from 50 ms to 30 s with full jitter only once every URL failed in a row.
+//! Checks keep running meanwhile; resent results are stored once by id
+//! whichever replica receives them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -66,14 +69,19 @@ pub struct Identity {
 /// Builds the gRPC endpoint (TLS for https URLs, keepalive so a vanished
 /// controller is noticed within ~15 s: 10 s ping interval + 5 s timeout).
 pub fn endpoint(cfg: &ControllerConfig) -> Result<Endpoint, ReporterError> {
-    let mut ep = Endpoint::from_shared(cfg.url.clone())
+    endpoint_for(cfg, &cfg.url)
+}
+
+/// [`endpoint`] for one of the configured URLs.
+pub fn endpoint_for(cfg: &ControllerConfig, url: &str) -> Result<Endpoint, ReporterError> {
+    let mut ep = Endpoint::from_shared(url.to_owned())
         .map_err(|e| ReporterError::Endpoint(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    if cfg.url.starts_with("https://") {
+    if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new();
         tls = match &cfg.ca_file {
             Some(path) => {
@@ -113,16 +121,19 @@ pub async fn run(
     scheduler: Arc<Scheduler>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    if cfg.url.starts_with("http://") {
-        tracing::warn!(url = %cfg.url, "controller connection is plaintext: the probe token travels unencrypted");
+    for url in cfg.urls.iter().filter(|u| u.starts_with("http://")) {
+        tracing::warn!(url = %url, "controller connection is plaintext: the probe token travels unencrypted");
     }
     let seed = crate::scheduler::fnv1a(&[&me.name, &me.region]) ^ std::process::id() as u64;
     let mut attempt: u32 = 0;
     let mut version = 0u64;
+    // Which URL the next session uses; moves on after every ended stream.
+    let mut next = 0usize;
     loop {
         let started = tokio::time::Instant::now();
+        let url = &cfg.urls[next % cfg.urls.len().max(1)];
         let res = tokio::select! {
-            r = session(&cfg, &me, &outbox, &scheduler, &mut version) => r,
+            r = session(&cfg, url, &me, &outbox, &scheduler, &mut version) => r,
             _ = shutdown.changed() => return,
         };
         match &res {
@@ -135,8 +146,16 @@ pub async fn run(
         if started.elapsed() > Duration::from_secs(30) {
             attempt = 0;
         }
-        let delay = backoff(attempt, seed);
-        attempt = attempt.saturating_add(1);
+        next = next.wrapping_add(1);
+        // The next replica is tried at once; the backoff grows only once
+        // every URL failed in a row.
+        let delay = if cfg.urls.len() > 1 && !next.is_multiple_of(cfg.urls.len()) {
+            BACKOFF_MIN
+        } else {
+            let d = backoff(attempt, seed);
+            attempt = attempt.saturating_add(1);
+            d
+        };
         tracing::debug!(delay_ms = delay.as_millis() as u64, "reconnecting");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -147,12 +166,13 @@ pub async fn run(
 
 async fn session(
     cfg: &ControllerConfig,
+    url: &str,
     me: &Identity,
     outbox: &Outbox,
     scheduler: &Scheduler,
     version: &mut u64,
 ) -> Result<(), ReporterError> {
-    let channel: Channel = endpoint(cfg)?.connect().await?;
+    let channel: Channel = endpoint_for(cfg, url)?.connect().await?;
     let mut client = ProbeServiceClient::new(channel);
     let (tx, rx) = mpsc::channel::<ProbeMessage>(16);
     tx.send(ProbeMessage {
@@ -178,7 +198,7 @@ async fn session(
             .map_err(|_| ReporterError::Endpoint("token is not valid in a header".into()))?,
     );
     let mut inbound = client.attach(req).await?.into_inner();
-    tracing::info!(url = %cfg.url, "connected to controller");
+    tracing::info!(url = %url, "connected to controller");
     outbox.rewind();
 
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);

@@ -211,6 +211,10 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Notifications handed out per round.
 const BATCH: u32 = 64;
+/// How long a replica holds the notifications it claimed before another
+/// may deliver them (it died mid-delivery): well above one batch's sends,
+/// which run concurrently, each bounded by its sink's timeout.
+pub const CLAIM: Duration = Duration::from_secs(60);
 
 /// Where a notification is in the outbox.
 #[derive(
@@ -569,7 +573,11 @@ async fn next_wait(ctl: &Controller) -> Duration {
 
 async fn deliver_due(ctl: &Controller) -> Result<(), crate::store::StoreError> {
     loop {
-        let due = ctl.store().due_notifications(ctl.now_ms(), BATCH).await?;
+        let now = ctl.now_ms();
+        let due = ctl
+            .store()
+            .claim_notifications(now, BATCH, now.saturating_add(ms(CLAIM)))
+            .await?;
         if due.is_empty() {
             return Ok(());
         }

@@ -2,7 +2,7 @@
 //! resolving an alert, each with its notifications and its timeline entry
 //! in the same transaction (invariants 3 and 4 of the module note).
 
-use super::{Store, StoreError, Tx, notifications};
+use super::{Store, StoreError, Tx, lease, notifications};
 use crate::alerting::{Action, AlertKind, AlertState, Change, Severity};
 
 /// An alert row.
@@ -214,10 +214,11 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, \
-             code, notified_json, notified_ms, opened_at_ms) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $10) ON CONFLICT DO NOTHING RETURNING id",
+             code, notified_json, notified_ms, opened_at_ms, epoch) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&alert.check_id)
         .bind(&alert.probe)
@@ -229,6 +230,7 @@ impl Store {
         .bind(&alert.code)
         .bind(&alert.notified_json)
         .bind(now)
+        .bind(epoch)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
@@ -250,6 +252,7 @@ impl Store {
                 &alert.dedup_key,
                 payload_json,
                 now,
+                epoch,
             )
             .await?;
         }
@@ -270,14 +273,16 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let row: Option<(String, String, String)> = sqlx::query_as(
-            "UPDATE alerts SET severity = $1, summary = $2, notified_ms = $3 WHERE id = $4 AND state = 'open' \
+            "UPDATE alerts SET severity = $1, summary = $2, notified_ms = $3, epoch = $5 WHERE id = $4 AND state = 'open' \
              RETURNING dedup_key, regions_json, code",
         )
         .bind(severity)
         .bind(summary)
         .bind(now)
         .bind(alert_id)
+        .bind(epoch)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((key, regions_json, code)) = row else {
@@ -299,6 +304,7 @@ impl Store {
                 &key,
                 payload_json,
                 now,
+                epoch,
             )
             .await?;
         }
@@ -317,12 +323,14 @@ impl Store {
         now: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let row: Option<(Severity, String)> = sqlx::query_as(
-            "UPDATE alerts SET state = 'resolved', resolved_at_ms = $1 WHERE id = $2 AND state = 'open' \
+            "UPDATE alerts SET state = 'resolved', resolved_at_ms = $1, epoch = $3 WHERE id = $2 AND state = 'open' \
              RETURNING severity, summary",
         )
         .bind(now)
         .bind(alert_id)
+        .bind(epoch)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((severity, summary)) = row else {
@@ -346,6 +354,7 @@ impl Store {
                 &key,
                 payload_json,
                 now,
+                epoch,
             )
             .await?;
             sinks.push(sink);
@@ -369,8 +378,9 @@ impl Store {
         now: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let r = sqlx::query(
-            "UPDATE alerts SET severity = $1, summary = $2, regions_json = $3, code = $4 \
+            "UPDATE alerts SET severity = $1, summary = $2, regions_json = $3, code = $4, epoch = $6 \
              WHERE id = $5 AND state = 'open'",
         )
         .bind(content.severity)
@@ -378,6 +388,7 @@ impl Store {
         .bind(&content.regions_json)
         .bind(&content.code)
         .bind(alert_id)
+        .bind(epoch)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
@@ -403,6 +414,7 @@ impl Store {
                     &key,
                     payload_json,
                     now,
+                    epoch,
                 )
                 .await?;
                 sinks.push(sink);
@@ -417,7 +429,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::temp_store;
+    use crate::store::tests::temp_stores;
 
     fn alert() -> NewAlert {
         NewAlert {
@@ -435,140 +447,143 @@ mod tests {
 
     #[tokio::test]
     async fn one_open_alert_per_check_and_resolves_follow_triggers() {
-        let (_d, s) = temp_store().await;
-        let a = alert();
-        let sinks = vec!["pd".to_owned(), "log".to_owned()];
-        let id = s.fire_alert(&a, &sinks, "{}", 1).await.unwrap().unwrap();
-        assert_eq!(s.fire_alert(&a, &sinks, "{}", 2).await.unwrap(), None);
-        let resolved = s.resolve_alert(id, "{}", None, 3).await.unwrap().unwrap();
-        assert_eq!(resolved, sinks);
-        // Only the first pending notification per (sink, key) is due.
-        let due = s.due_notifications(10, 100).await.unwrap();
-        assert_eq!(
-            due.iter().map(|n| n.action).collect::<Vec<_>>(),
-            vec![Action::Trigger, Action::Trigger]
-        );
-        let delivered = notifications::Attempt {
-            sink: &due[0].sink,
-            outcome: crate::alerting::sink::AttemptOutcome::Delivered,
-            status: Some(202),
-            excerpt: "",
-        };
-        s.mark_delivered(due[0].id, 1, &delivered, 11)
-            .await
-            .unwrap();
-        let due = s.due_notifications(10, 100).await.unwrap();
-        assert_eq!(due.len(), 2);
-        assert_eq!(
-            (due[0].sink.as_str(), due[0].action),
-            ("log", Action::Trigger)
-        );
-        assert_eq!(
-            (due[1].sink.as_str(), due[1].action),
-            ("pd", Action::Resolve)
-        );
-        assert_eq!(s.resolve_alert(id, "{}", None, 4).await.unwrap(), None);
+        for (_d, s) in temp_stores().await {
+            let a = alert();
+            let sinks = vec!["pd".to_owned(), "log".to_owned()];
+            let id = s.fire_alert(&a, &sinks, "{}", 1).await.unwrap().unwrap();
+            assert_eq!(s.fire_alert(&a, &sinks, "{}", 2).await.unwrap(), None);
+            let resolved = s.resolve_alert(id, "{}", None, 3).await.unwrap().unwrap();
+            assert_eq!(resolved, sinks);
+            // Only the first pending notification per (sink, key) is due.
+            let due = s.due_notifications(10, 100).await.unwrap();
+            assert_eq!(
+                due.iter().map(|n| n.action).collect::<Vec<_>>(),
+                vec![Action::Trigger, Action::Trigger]
+            );
+            let delivered = notifications::Attempt {
+                sink: &due[0].sink,
+                outcome: crate::alerting::sink::AttemptOutcome::Delivered,
+                status: Some(202),
+                excerpt: "",
+            };
+            s.mark_delivered(due[0].id, 1, &delivered, 11)
+                .await
+                .unwrap();
+            let due = s.due_notifications(10, 100).await.unwrap();
+            assert_eq!(due.len(), 2);
+            assert_eq!(
+                (due[0].sink.as_str(), due[0].action),
+                ("log", Action::Trigger)
+            );
+            assert_eq!(
+                (due[1].sink.as_str(), due[1].action),
+                ("pd", Action::Resolve)
+            );
+            assert_eq!(s.resolve_alert(id, "{}", None, 4).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn updates_follow_the_state_and_notify_only_the_triggered_sinks() {
-        let (_d, s) = temp_store().await;
-        let id = s
-            .fire_alert(&alert(), &["pd".to_owned()], "{}", 1)
-            .await
-            .unwrap()
-            .unwrap();
-        let worse = AlertContent {
-            severity: Severity::Warning,
-            summary: "api failing from 2 of 2".into(),
-            regions_json: "[\"eu\",\"us\"]".into(),
-            code: "http_status".into(),
-        };
-        // Content only: no notification.
-        assert_eq!(
-            s.update_alert(id, &worse, true, None, 2).await.unwrap(),
-            Some(vec![])
-        );
-        assert_eq!(s.notifications_for_alert(id).await.unwrap().len(), 1);
-        let row = s.alert(id).await.unwrap().unwrap();
-        assert_eq!(
-            (row.summary.as_str(), row.code.as_str(), row.notified_ms),
-            ("api failing from 2 of 2", "http_status", Some(1))
-        );
-        // Then sent: to the sink that got the trigger, with its key.
-        let sinks = s
-            .update_alert(id, &worse, false, Some(("{}", "{\"sent\":1}")), 3)
-            .await
-            .unwrap();
-        assert_eq!(sinks, Some(vec!["pd".to_owned()]));
-        let ns = s.notifications_for_alert(id).await.unwrap();
-        assert_eq!(
-            ns.iter().map(|n| n.action).collect::<Vec<_>>(),
-            [Action::Trigger, Action::Trigger]
-        );
-        let row = s.alert(id).await.unwrap().unwrap();
-        assert_eq!(
-            (row.notified_json.as_str(), row.notified_ms),
-            ("{\"sent\":1}", Some(3))
-        );
-        s.resolve_alert(id, "{}", Some("api recovered"), 4)
-            .await
-            .unwrap();
-        assert_eq!(
-            s.update_alert(id, &worse, true, None, 5).await.unwrap(),
-            None
-        );
-        let timeline = s.alert_timeline(id).await.unwrap();
-        assert_eq!(
-            timeline
-                .iter()
-                .map(|t| (t.at_ms, t.what))
-                .collect::<Vec<_>>(),
-            [
-                (1, Change::Fired),
-                (2, Change::Updated),
-                (3, Change::Notified),
-                (4, Change::Resolved)
-            ]
-        );
-        assert_eq!(timeline[1].regions_json, "[\"eu\",\"us\"]");
-        assert_eq!(timeline[3].summary, "api recovered");
+        for (_d, s) in temp_stores().await {
+            let id = s
+                .fire_alert(&alert(), &["pd".to_owned()], "{}", 1)
+                .await
+                .unwrap()
+                .unwrap();
+            let worse = AlertContent {
+                severity: Severity::Warning,
+                summary: "api failing from 2 of 2".into(),
+                regions_json: "[\"eu\",\"us\"]".into(),
+                code: "http_status".into(),
+            };
+            // Content only: no notification.
+            assert_eq!(
+                s.update_alert(id, &worse, true, None, 2).await.unwrap(),
+                Some(vec![])
+            );
+            assert_eq!(s.notifications_for_alert(id).await.unwrap().len(), 1);
+            let row = s.alert(id).await.unwrap().unwrap();
+            assert_eq!(
+                (row.summary.as_str(), row.code.as_str(), row.notified_ms),
+                ("api failing from 2 of 2", "http_status", Some(1))
+            );
+            // Then sent: to the sink that got the trigger, with its key.
+            let sinks = s
+                .update_alert(id, &worse, false, Some(("{}", "{\"sent\":1}")), 3)
+                .await
+                .unwrap();
+            assert_eq!(sinks, Some(vec!["pd".to_owned()]));
+            let ns = s.notifications_for_alert(id).await.unwrap();
+            assert_eq!(
+                ns.iter().map(|n| n.action).collect::<Vec<_>>(),
+                [Action::Trigger, Action::Trigger]
+            );
+            let row = s.alert(id).await.unwrap().unwrap();
+            assert_eq!(
+                (row.notified_json.as_str(), row.notified_ms),
+                ("{\"sent\":1}", Some(3))
+            );
+            s.resolve_alert(id, "{}", Some("api recovered"), 4)
+                .await
+                .unwrap();
+            assert_eq!(
+                s.update_alert(id, &worse, true, None, 5).await.unwrap(),
+                None
+            );
+            let timeline = s.alert_timeline(id).await.unwrap();
+            assert_eq!(
+                timeline
+                    .iter()
+                    .map(|t| (t.at_ms, t.what))
+                    .collect::<Vec<_>>(),
+                [
+                    (1, Change::Fired),
+                    (2, Change::Updated),
+                    (3, Change::Notified),
+                    (4, Change::Resolved)
+                ]
+            );
+            assert_eq!(timeline[1].regions_json, "[\"eu\",\"us\"]");
+            assert_eq!(timeline[3].summary, "api recovered");
+        }
     }
 
     #[tokio::test]
     async fn escalation_changes_the_row_and_queues_a_trigger_per_sink() {
-        let (_d, s) = temp_store().await;
-        let id = s
-            .fire_alert(&alert(), &["pd".to_owned()], "{}", 1)
-            .await
-            .unwrap()
-            .unwrap();
-        let sinks = ["pd".to_owned()];
-        assert!(
-            s.escalate_alert(id, Severity::Critical, "worse", &sinks, "{}", 2)
+        for (_d, s) in temp_stores().await {
+            let id = s
+                .fire_alert(&alert(), &["pd".to_owned()], "{}", 1)
                 .await
                 .unwrap()
-        );
-        let row = s
-            .open_alert("api", AlertKind::CheckFailing)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (row.severity, row.summary.as_str(), row.state),
-            (Severity::Critical, "worse", AlertState::Open)
-        );
-        let ns = s.notifications_for_alert(id).await.unwrap();
-        assert_eq!(ns.len(), 2);
-        s.resolve_alert(id, "{}", None, 3).await.unwrap();
-        assert!(
-            !s.escalate_alert(id, Severity::Critical, "x", &sinks, "{}", 4)
+                .unwrap();
+            let sinks = ["pd".to_owned()];
+            assert!(
+                s.escalate_alert(id, Severity::Critical, "worse", &sinks, "{}", 2)
+                    .await
+                    .unwrap()
+            );
+            let row = s
+                .open_alert("api", AlertKind::CheckFailing)
                 .await
                 .unwrap()
-        );
-        // Open first, then resolved, newest first.
-        let again = s.fire_alert(&alert(), &[], "{}", 5).await.unwrap().unwrap();
-        let ids: Vec<i64> = s.alerts(10).await.unwrap().iter().map(|a| a.id).collect();
-        assert_eq!(ids, vec![again, id]);
+                .unwrap();
+            assert_eq!(
+                (row.severity, row.summary.as_str(), row.state),
+                (Severity::Critical, "worse", AlertState::Open)
+            );
+            let ns = s.notifications_for_alert(id).await.unwrap();
+            assert_eq!(ns.len(), 2);
+            s.resolve_alert(id, "{}", None, 3).await.unwrap();
+            assert!(
+                !s.escalate_alert(id, Severity::Critical, "x", &sinks, "{}", 4)
+                    .await
+                    .unwrap()
+            );
+            // Open first, then resolved, newest first.
+            let again = s.fire_alert(&alert(), &[], "{}", 5).await.unwrap().unwrap();
+            let ids: Vec<i64> = s.alerts(10).await.unwrap().iter().map(|a| a.id).collect();
+            assert_eq!(ids, vec![again, id]);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! SQL of the certificate inventory: `certificates` and
 //! `certificate_sightings` (see [`crate::certificate`]).
 
-use super::{Store, StoreError, Tx};
+use super::{Flag, JsonText, Store, StoreError, Tx};
 use crate::certificate::Seen;
 
 /// A certificate of the inventory.
@@ -14,7 +14,7 @@ pub struct CertificateRow {
     /// Issuer.
     pub issuer: String,
     /// Subject alternative names.
-    #[sqlx(rename = "sans_json", json)]
+    #[sqlx(rename = "sans_json", try_from = "JsonText")]
     pub sans: Vec<String>,
     /// Start of validity, unix ms.
     pub not_before_ms: Option<i64>,
@@ -25,8 +25,10 @@ pub struct CertificateRow {
     /// Signature algorithm.
     pub signature_algorithm: String,
     /// CA certificate.
+    #[sqlx(try_from = "Flag")]
     pub is_ca: bool,
     /// Self-signed.
+    #[sqlx(try_from = "Flag")]
     pub self_signed: bool,
     /// First seen by any check.
     pub first_seen_ms: i64,
@@ -129,7 +131,7 @@ impl Store {
     pub async fn certificates(&self) -> Result<Vec<CertificateRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT fingerprint, subject, issuer, sans_json, not_before_ms, not_after_ms, key_type, signature_algorithm, \
-             (is_ca <> 0) AS is_ca, (self_signed <> 0) AS self_signed, first_seen_ms, last_seen_ms \
+             is_ca, self_signed, first_seen_ms, last_seen_ms \
              FROM certificates ORDER BY not_after_ms, fingerprint",
         )
         .fetch_all(&self.pool)

@@ -1,7 +1,7 @@
 //! SQL of the `events` table (see [`crate::event`] for what an event is and
 //! how reports of one change are merged).
 
-use super::{Store, StoreError, Tx};
+use super::{JsonText, Store, StoreError, Tx};
 use crate::event::{ChangeDetail, EventKind, MERGE_WINDOW_MS, NewEvent};
 
 /// A stored event (API, page).
@@ -34,9 +34,9 @@ struct EventRecord {
     check_id: String,
     kind: EventKind,
     title: String,
-    #[sqlx(rename = "regions_json", json)]
+    #[sqlx(rename = "regions_json", try_from = "JsonText")]
     regions: Vec<String>,
-    #[sqlx(rename = "probes_json", json)]
+    #[sqlx(rename = "probes_json", try_from = "JsonText")]
     probes: Vec<String>,
     detail_json: String,
 }
@@ -83,9 +83,9 @@ pub struct EventNotice {
 #[derive(sqlx::FromRow)]
 struct Reporters {
     id: i64,
-    #[sqlx(rename = "regions_json", json)]
+    #[sqlx(rename = "regions_json", try_from = "JsonText")]
     regions: Vec<String>,
-    #[sqlx(rename = "probes_json", json)]
+    #[sqlx(rename = "probes_json", try_from = "JsonText")]
     probes: Vec<String>,
 }
 
@@ -180,7 +180,7 @@ mod tests {
         certificate::Seen,
         store::{
             IngestBatch, IngestItem,
-            tests::{result, temp_store},
+            tests::{result, temp_stores},
         },
     };
 
@@ -238,50 +238,51 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_event_notifies_each_sink_and_merged_or_resent_reports_add_nothing() {
-        let (_d, s) = temp_store().await;
-        let first = s.ingest(batch("a", "eu", 2000)).await.unwrap();
-        assert_eq!((first.dns_changes, first.certificates), (1, 1));
-        // Resent: the result is a duplicate, so nothing derived from it is written.
-        let again = s.ingest(batch("a", "eu", 3000)).await.unwrap();
-        assert_eq!(
-            (again.duplicates, again.dns_changes, again.certificates),
-            (1, 0, 0)
-        );
-        assert_eq!(
-            s.certificate_sightings().await.unwrap()[0].last_seen_ms,
-            1000
-        );
-        // Another probe reports the same change: merged, nobody notified again.
-        let other = s.ingest(batch("b", "us", 2500)).await.unwrap();
-        assert_eq!(other.dns_changes, 1);
-        let events = s.events(None, 10).await.unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].regions, vec!["eu", "us"]);
-        assert_eq!(events[0].probes, vec!["p-eu", "p-us"]);
-        assert_eq!(events[0].detail.resolver, "udp://10.0.0.53:53");
-        let due = s.due_notifications(i64::MAX, 10).await.unwrap();
-        let id = events[0].id;
-        assert_eq!(
-            due.iter()
-                .map(|n| (n.sink.as_str(), n.action, n.dedup_key.clone(), n.event_id))
-                .collect::<Vec<_>>(),
-            vec![
-                (
-                    "hook",
-                    Action::Info,
-                    format!("outpost/api/dns_change/{id}"),
-                    Some(id)
-                ),
-                (
-                    "log",
-                    Action::Info,
-                    format!("outpost/api/dns_change/{id}"),
-                    Some(id)
-                ),
-            ]
-        );
-        assert_eq!(due[0].payload_json, "{\"action\":\"info\"}");
-        assert_eq!(due[0].alert_id, None);
-        assert_eq!(s.certificate_sightings().await.unwrap().len(), 2);
+        for (_d, s) in temp_stores().await {
+            let first = s.ingest(batch("a", "eu", 2000)).await.unwrap();
+            assert_eq!((first.dns_changes, first.certificates), (1, 1));
+            // Resent: the result is a duplicate, so nothing derived from it is written.
+            let again = s.ingest(batch("a", "eu", 3000)).await.unwrap();
+            assert_eq!(
+                (again.duplicates, again.dns_changes, again.certificates),
+                (1, 0, 0)
+            );
+            assert_eq!(
+                s.certificate_sightings().await.unwrap()[0].last_seen_ms,
+                1000
+            );
+            // Another probe reports the same change: merged, nobody notified again.
+            let other = s.ingest(batch("b", "us", 2500)).await.unwrap();
+            assert_eq!(other.dns_changes, 1);
+            let events = s.events(None, 10).await.unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].regions, vec!["eu", "us"]);
+            assert_eq!(events[0].probes, vec!["p-eu", "p-us"]);
+            assert_eq!(events[0].detail.resolver, "udp://10.0.0.53:53");
+            let due = s.due_notifications(i64::MAX, 10).await.unwrap();
+            let id = events[0].id;
+            assert_eq!(
+                due.iter()
+                    .map(|n| (n.sink.as_str(), n.action, n.dedup_key.clone(), n.event_id))
+                    .collect::<Vec<_>>(),
+                vec![
+                    (
+                        "hook",
+                        Action::Info,
+                        format!("outpost/api/dns_change/{id}"),
+                        Some(id)
+                    ),
+                    (
+                        "log",
+                        Action::Info,
+                        format!("outpost/api/dns_change/{id}"),
+                        Some(id)
+                    ),
+                ]
+            );
+            assert_eq!(due[0].payload_json, "{\"action\":\"info\"}");
+            assert_eq!(due[0].alert_id, None);
+            assert_eq!(s.certificate_sightings().await.unwrap().len(), 2);
+        }
     }
 }

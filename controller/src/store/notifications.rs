@@ -4,7 +4,7 @@
 //! recording each delivery attempt: the notification's own counters and a
 //! row of `notification_attempts`, in one transaction.
 
-use super::{Store, StoreError, Tx, now_ms};
+use super::{Engine, Store, StoreError, Tx, now_ms};
 use crate::alerting::{
     Action,
     sink::{AttemptOutcome, NotificationState},
@@ -48,6 +48,7 @@ pub struct FailingSink {
     /// First failed attempt since the last delivered one.
     pub since_ms: i64,
     /// Whether one of those was rejected or given up (not retried).
+    #[sqlx(try_from = "super::Flag")]
     pub permanent: bool,
     /// The newest attempt's status.
     pub status: Option<i64>,
@@ -140,6 +141,7 @@ pub struct NotificationCounts {
 /// Queues a notification of an alert, due at once: an evaluation run with
 /// an injected future `now` (tests, replays) must not park its
 /// notifications until that time comes.
+#[allow(clippy::too_many_arguments)] // one argument per column of the row
 pub(super) async fn queue_for_alert(
     tx: &mut Tx<'_>,
     alert_id: i64,
@@ -148,11 +150,12 @@ pub(super) async fn queue_for_alert(
     dedup_key: &str,
     payload_json: &str,
     now: i64,
+    epoch: i64,
 ) -> Result<(), sqlx::Error> {
-    tracing::debug!(sink, action = %action, dedup_key, "notification queued");
+    tracing::debug!(sink, action = %action, dedup_key, epoch, "notification queued");
     sqlx::query(
-        "INSERT INTO notifications (alert_id, sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
+        "INSERT INTO notifications (alert_id, sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms, epoch) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $8)",
     )
     .bind(alert_id)
     .bind(sink)
@@ -163,6 +166,7 @@ pub(super) async fn queue_for_alert(
     // certificate expiry) must not park its notifications until then.
     .bind(now.min(now_ms()))
     .bind(now)
+    .bind(epoch)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -214,6 +218,50 @@ impl Store {
         .await?)
     }
 
+    /// Claims up to `limit` due notifications for delivery by this replica
+    /// until `until` (unix ms): the same selection as
+    /// [`Store::due_notifications`], skipping notifications another replica
+    /// holds a claim on. On PostgreSQL the rows are picked `FOR UPDATE SKIP
+    /// LOCKED`, so concurrent claimers never wait for or double-claim each
+    /// other; a claim lapses at `until` (the claimer died), and recording
+    /// the attempt ([`Store::mark_delivered`], `mark_retry`, `mark_failed`,
+    /// `defer_notification`) ends it. Oldest first.
+    pub async fn claim_notifications(
+        &self,
+        now: i64,
+        limit: u32,
+        until: i64,
+    ) -> Result<Vec<Notification>, StoreError> {
+        macro_rules! claim {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE notifications SET claimed_until_ms = $3 WHERE id IN (",
+                    "SELECT n.id FROM notifications n ",
+                    "WHERE n.state = 'pending' AND n.next_attempt_ms <= $1 AND n.claimed_until_ms <= $1 ",
+                    "AND NOT EXISTS (SELECT 1 FROM notifications p WHERE p.state = 'pending' AND p.sink = n.sink ",
+                    "AND p.dedup_key = n.dedup_key AND p.id < n.id) ",
+                    "ORDER BY n.id LIMIT $2",
+                    $lock,
+                    ") RETURNING id, alert_id, event_id, sink, action, dedup_key, payload_json, attempts, ",
+                    "created_ms, first_attempt_ms"
+                )
+            };
+        }
+        let sql = match self.engine {
+            // One writer at a time: the UPDATE is the claim.
+            Engine::Sqlite => claim!(""),
+            Engine::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
+        };
+        let mut rows: Vec<Notification> = sqlx::query_as(sql)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.sort_by_key(|n| n.id);
+        Ok(rows)
+    }
+
     /// Earliest `next_attempt_ms` of any pending notification.
     pub async fn next_notification_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
@@ -234,7 +282,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE notifications SET state = 'delivered', attempts = $1, delivered_ms = $2, last_error = NULL, \
-             first_attempt_ms = COALESCE(first_attempt_ms, $2) WHERE id = $3",
+             first_attempt_ms = COALESCE(first_attempt_ms, $2), claimed_until_ms = 0 WHERE id = $3",
         )
         .bind(i64::from(attempts))
         .bind(now)
@@ -258,7 +306,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE notifications SET attempts = $1, next_attempt_ms = $2, last_error = $3, \
-             first_attempt_ms = COALESCE(first_attempt_ms, $4) WHERE id = $5",
+             first_attempt_ms = COALESCE(first_attempt_ms, $4), claimed_until_ms = 0 WHERE id = $5",
         )
         .bind(i64::from(attempts))
         .bind(next_attempt_ms)
@@ -283,7 +331,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE notifications SET state = 'failed', attempts = $1, last_error = $2, \
-             first_attempt_ms = COALESCE(first_attempt_ms, $3) WHERE id = $4",
+             first_attempt_ms = COALESCE(first_attempt_ms, $3), claimed_until_ms = 0 WHERE id = $4",
         )
         .bind(i64::from(attempts))
         .bind(attempt.excerpt)
@@ -313,7 +361,7 @@ impl Store {
     pub async fn failing_sinks(&self) -> Result<Vec<FailingSink>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT a.sink, MIN(a.at_ms) AS since_ms, \
-             (MAX(CASE WHEN a.outcome IN ('rejected', 'gave_up') THEN 1 ELSE 0 END) <> 0) AS permanent, \
+             MAX(CASE WHEN a.outcome IN ('rejected', 'gave_up') THEN 1 ELSE 0 END) AS permanent, \
              (SELECT e.status FROM notification_attempts e WHERE e.sink = a.sink ORDER BY e.id DESC LIMIT 1) AS status, \
              (SELECT e.excerpt FROM notification_attempts e WHERE e.sink = a.sink ORDER BY e.id DESC LIMIT 1) AS excerpt \
              FROM notification_attempts a \
@@ -332,7 +380,7 @@ impl Store {
         next_attempt_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE notifications SET next_attempt_ms = $1 WHERE id = $2 AND state = 'pending'",
+            "UPDATE notifications SET next_attempt_ms = $1, claimed_until_ms = 0 WHERE id = $2 AND state = 'pending'",
         )
         .bind(next_attempt_ms)
         .bind(id)
@@ -378,104 +426,105 @@ mod tests {
     use super::*;
     use crate::{
         alerting::{AlertKind, Severity},
-        store::{NewAlert, tests::temp_store},
+        store::{NewAlert, tests::temp_stores},
     };
 
     #[tokio::test]
     async fn attempts_are_recorded_and_a_deferred_one_is_not_due() {
-        let (_d, s) = temp_store().await;
-        let a = NewAlert {
-            check_id: "api".into(),
-            probe: None,
-            kind: AlertKind::CheckFailing,
-            dedup_key: "k".into(),
-            severity: Severity::Critical,
-            summary: "x".into(),
-            regions_json: "[]".into(),
-            code: "timeout".into(),
-            notified_json: "{}".into(),
-        };
-        let id = s
-            .fire_alert(&a, &["pd".to_owned(), "log".to_owned()], "{}", 1)
+        for (_d, s) in temp_stores().await {
+            let a = NewAlert {
+                check_id: "api".into(),
+                probe: None,
+                kind: AlertKind::CheckFailing,
+                dedup_key: "k".into(),
+                severity: Severity::Critical,
+                summary: "x".into(),
+                regions_json: "[]".into(),
+                code: "timeout".into(),
+                notified_json: "{}".into(),
+            };
+            let id = s
+                .fire_alert(&a, &["pd".to_owned(), "log".to_owned()], "{}", 1)
+                .await
+                .unwrap()
+                .unwrap();
+            let due = s.due_notifications(1, 10).await.unwrap();
+            assert_eq!(due.len(), 2);
+            let attempt = |outcome, status, excerpt| Attempt {
+                sink: "pd",
+                outcome,
+                status,
+                excerpt,
+            };
+            s.mark_retry(
+                due[0].id,
+                1,
+                100,
+                &attempt(AttemptOutcome::Retry, Some(503), "status 503"),
+                5,
+            )
             .await
-            .unwrap()
             .unwrap();
-        let due = s.due_notifications(1, 10).await.unwrap();
-        assert_eq!(due.len(), 2);
-        let attempt = |outcome, status, excerpt| Attempt {
-            sink: "pd",
-            outcome,
-            status,
-            excerpt,
-        };
-        s.mark_retry(
-            due[0].id,
-            1,
-            100,
-            &attempt(AttemptOutcome::Retry, Some(503), "status 503"),
-            5,
-        )
-        .await
-        .unwrap();
-        s.defer_notification(due[1].id, 50).await.unwrap();
-        assert!(s.due_notifications(49, 10).await.unwrap().is_empty());
-        assert_eq!(s.next_notification_due().await.unwrap(), Some(50));
-        let due = s.due_notifications(100, 10).await.unwrap();
-        assert_eq!((due[0].attempts, due[0].first_attempt_ms), (1, Some(5)));
-        let failing = s.failing_sinks().await.unwrap();
-        assert_eq!(
-            failing
-                .iter()
-                .map(|f| (f.sink.as_str(), f.since_ms, f.permanent))
-                .collect::<Vec<_>>(),
-            [("pd", 5, false)]
-        );
-        s.mark_failed(
-            due[0].id,
-            2,
-            &attempt(AttemptOutcome::Rejected, Some(400), "status 400"),
-            101,
-        )
-        .await
-        .unwrap();
-        let log = Attempt {
-            sink: "log",
-            ..attempt(AttemptOutcome::Delivered, None, "")
-        };
-        s.mark_delivered(due[1].id, 1, &log, 102).await.unwrap();
-        let failing = s.failing_sinks().await.unwrap();
-        assert_eq!(
-            failing
-                .iter()
-                .map(|f| (f.sink.as_str(), f.since_ms, f.permanent, f.status))
-                .collect::<Vec<_>>(),
-            [("pd", 5, true, Some(400))]
-        );
-        let attempts = s.attempts_for_alert(id).await.unwrap();
-        assert_eq!(
-            attempts
-                .iter()
-                .map(|a| (a.sink.as_str(), a.at_ms, a.outcome, a.status))
-                .collect::<Vec<_>>(),
-            [
-                ("pd", 5, AttemptOutcome::Retry, Some(503)),
-                ("pd", 101, AttemptOutcome::Rejected, Some(400)),
-                ("log", 102, AttemptOutcome::Delivered, None)
-            ]
-        );
-        let rows = s.notifications_for_alert(id).await.unwrap();
-        assert_eq!(
-            rows.iter()
-                .map(|n| (n.state, n.attempts, n.last_error.as_deref()))
-                .collect::<Vec<_>>(),
-            vec![
-                (NotificationState::Failed, 2, Some("status 400")),
-                (NotificationState::Delivered, 1, None)
-            ]
-        );
-        assert_eq!(rows[1].delivered_ms, Some(102));
-        let c = s.notification_counts().await.unwrap();
-        assert_eq!((c.pending, c.delivered, c.failed), (0, 1, 1));
-        assert_eq!(s.next_notification_due().await.unwrap(), None);
+            s.defer_notification(due[1].id, 50).await.unwrap();
+            assert!(s.due_notifications(49, 10).await.unwrap().is_empty());
+            assert_eq!(s.next_notification_due().await.unwrap(), Some(50));
+            let due = s.due_notifications(100, 10).await.unwrap();
+            assert_eq!((due[0].attempts, due[0].first_attempt_ms), (1, Some(5)));
+            let failing = s.failing_sinks().await.unwrap();
+            assert_eq!(
+                failing
+                    .iter()
+                    .map(|f| (f.sink.as_str(), f.since_ms, f.permanent))
+                    .collect::<Vec<_>>(),
+                [("pd", 5, false)]
+            );
+            s.mark_failed(
+                due[0].id,
+                2,
+                &attempt(AttemptOutcome::Rejected, Some(400), "status 400"),
+                101,
+            )
+            .await
+            .unwrap();
+            let log = Attempt {
+                sink: "log",
+                ..attempt(AttemptOutcome::Delivered, None, "")
+            };
+            s.mark_delivered(due[1].id, 1, &log, 102).await.unwrap();
+            let failing = s.failing_sinks().await.unwrap();
+            assert_eq!(
+                failing
+                    .iter()
+                    .map(|f| (f.sink.as_str(), f.since_ms, f.permanent, f.status))
+                    .collect::<Vec<_>>(),
+                [("pd", 5, true, Some(400))]
+            );
+            let attempts = s.attempts_for_alert(id).await.unwrap();
+            assert_eq!(
+                attempts
+                    .iter()
+                    .map(|a| (a.sink.as_str(), a.at_ms, a.outcome, a.status))
+                    .collect::<Vec<_>>(),
+                [
+                    ("pd", 5, AttemptOutcome::Retry, Some(503)),
+                    ("pd", 101, AttemptOutcome::Rejected, Some(400)),
+                    ("log", 102, AttemptOutcome::Delivered, None)
+                ]
+            );
+            let rows = s.notifications_for_alert(id).await.unwrap();
+            assert_eq!(
+                rows.iter()
+                    .map(|n| (n.state, n.attempts, n.last_error.as_deref()))
+                    .collect::<Vec<_>>(),
+                vec![
+                    (NotificationState::Failed, 2, Some("status 400")),
+                    (NotificationState::Delivered, 1, None)
+                ]
+            );
+            assert_eq!(rows[1].delivered_ms, Some(102));
+            let c = s.notification_counts().await.unwrap();
+            assert_eq!((c.pending, c.delivered, c.failed), (0, 1, 1));
+            assert_eq!(s.next_notification_due().await.unwrap(), None);
+        }
     }
 }

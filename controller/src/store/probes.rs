@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Store, StoreError, to_i64};
+use super::{Flag, Store, StoreError, to_i64};
 
 /// A probe row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -18,6 +18,7 @@ pub struct ProbeRow {
     /// Last hello/heartbeat/batch.
     pub last_seen_ms: i64,
     /// A stream is open.
+    #[sqlx(try_from = "Flag")]
     pub connected: bool,
     /// Results waiting on the probe for an ack, as of its last heartbeat.
     #[sqlx(try_from = "i64")]
@@ -148,7 +149,7 @@ impl Store {
     /// Every probe that ever said hello.
     pub async fn probes(&self) -> Result<Vec<ProbeRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT name, region, version, labels_json, last_seen_ms, (connected <> 0) AS connected, \
+            "SELECT name, region, version, labels_json, last_seen_ms, connected, \
              queued_results, dropped_results, dropped_json, heartbeat_at_ms FROM probes ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -159,48 +160,50 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::temp_store;
+    use crate::store::tests::temp_stores;
 
     #[tokio::test]
     async fn last_seen_never_moves_back_and_heartbeats_are_kept() {
-        let (_d, s) = temp_store().await;
-        s.upsert_probe(&ProbeRow::hello("p", "eu", "1.0", "{\"az\":\"a\"}", 1000))
-            .await
-            .unwrap();
-        s.touch_probe("p", 500).await.unwrap();
-        let hb = HeartbeatRow {
-            queued_results: 7,
-            dropped_results: 3,
-            dropped_by_reason: [("size".to_owned(), 3)].into_iter().collect(),
-        };
-        s.record_heartbeat("p", 900, &hb).await.unwrap();
-        s.set_probe_connected("p", false).await.unwrap();
-        let rows = s.probes().await.unwrap();
-        assert_eq!(
-            rows,
-            vec![ProbeRow {
-                connected: false,
+        for (_d, s) in temp_stores().await {
+            s.upsert_probe(&ProbeRow::hello("p", "eu", "1.0", "{\"az\":\"a\"}", 1000))
+                .await
+                .unwrap();
+            s.touch_probe("p", 500).await.unwrap();
+            let hb = HeartbeatRow {
                 queued_results: 7,
                 dropped_results: 3,
-                dropped_json: "{\"size\":3}".into(),
-                heartbeat_at_ms: Some(900),
-                ..ProbeRow::hello("p", "eu", "1.0", "{\"az\":\"a\"}", 1000)
-            }]
-        );
-        s.touch_probe("p", 2000).await.unwrap();
-        assert_eq!(s.probes().await.unwrap()[0].last_seen_ms, 2000);
+                dropped_by_reason: [("size".to_owned(), 3)].into_iter().collect(),
+            };
+            s.record_heartbeat("p", 900, &hb).await.unwrap();
+            s.set_probe_connected("p", false).await.unwrap();
+            let rows = s.probes().await.unwrap();
+            assert_eq!(
+                rows,
+                vec![ProbeRow {
+                    connected: false,
+                    queued_results: 7,
+                    dropped_results: 3,
+                    dropped_json: "{\"size\":3}".into(),
+                    heartbeat_at_ms: Some(900),
+                    ..ProbeRow::hello("p", "eu", "1.0", "{\"az\":\"a\"}", 1000)
+                }]
+            );
+            s.touch_probe("p", 2000).await.unwrap();
+            assert_eq!(s.probes().await.unwrap()[0].last_seen_ms, 2000);
+        }
     }
 
     #[tokio::test]
     async fn a_disconnect_is_not_hearing_from_the_probe() {
-        let (_d, s) = temp_store().await;
-        s.upsert_probe(&ProbeRow::hello("p", "eu", "1.0", "{}", 1000))
-            .await
-            .unwrap();
-        // The stream is noticed dead much later (keepalive): last seen stays
-        // at the last message, so the probe keeps counting as silent.
-        s.set_probe_connected("p", false).await.unwrap();
-        let row = &s.probes().await.unwrap()[0];
-        assert_eq!((row.connected, row.last_seen_ms), (false, 1000));
+        for (_d, s) in temp_stores().await {
+            s.upsert_probe(&ProbeRow::hello("p", "eu", "1.0", "{}", 1000))
+                .await
+                .unwrap();
+            // The stream is noticed dead much later (keepalive): last seen stays
+            // at the last message, so the probe keeps counting as silent.
+            s.set_probe_connected("p", false).await.unwrap();
+            let row = &s.probes().await.unwrap()[0];
+            assert_eq!((row.connected, row.last_seen_ms), (false, 1000));
+        }
     }
 }

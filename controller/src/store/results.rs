@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use outpost_probe::check::Observed;
 
 use super::{
-    Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications, to_i64,
+    Flag, Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications, to_i64,
 };
 use crate::certificate::Seen;
 
@@ -166,6 +166,7 @@ struct RegionStateRecord {
     region: String,
     last_result_at_ms: i64,
     last_received_at_ms: i64,
+    #[sqlx(try_from = "Flag")]
     last_ok: bool,
     #[sqlx(try_from = "i64")]
     consecutive_failures: u32,
@@ -241,6 +242,7 @@ struct ResultRecord {
     kind: String,
     started_at_ms: i64,
     received_at_ms: i64,
+    #[sqlx(try_from = "Flag")]
     ok: bool,
     failure_code: Option<String>,
     failure_message: Option<String>,
@@ -270,17 +272,17 @@ impl From<ResultRecord> for ResultRow {
     }
 }
 
-// Booleans are INTEGER 0/1 in every engine; `<> 0` reads them as booleans.
+// Booleans are INTEGER 0/1 in every engine, read through `Flag`.
 macro_rules! region_state_columns {
     () => {
-        "check_id, region, last_result_at_ms, last_received_at_ms, (last_ok <> 0) AS last_ok, \
+        "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
          consecutive_failures, consecutive_passes, last_code, last_message, last_kind, last_details_json, last_probe"
     };
 }
 
 macro_rules! result_columns {
     () => {
-        "result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, (ok <> 0) AS ok, \
+        "result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
          failure_code, failure_message, total_us, first_byte_us, details_json"
     };
 }
@@ -455,101 +457,118 @@ impl Store {
             .await?)
     }
 
-    /// Deletes results that arrived before `before_ms`; returns how many.
-    pub async fn prune_results(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM results WHERE received_at_ms < $1")
+    /// Deletes results that arrived before `before_ms`, `batch` rows per
+    /// statement (each its own short transaction, found through
+    /// `results_by_received`), until none is left; returns how many. No lock
+    /// is held between batches, and the pause between them lets ingest in.
+    pub async fn prune_results(&self, before_ms: i64, batch: u32) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let r = sqlx::query(
+                "DELETE FROM results WHERE result_id IN \
+                 (SELECT result_id FROM results WHERE received_at_ms < $1 LIMIT $2)",
+            )
             .bind(before_ms)
+            .bind(i64::from(batch.max(1)))
             .execute(&self.pool)
             .await?;
-        Ok(r.rows_affected())
+            total += r.rows_affected();
+            if r.rows_affected() < u64::from(batch.max(1)) {
+                return Ok(total);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{result, temp_store};
+    use crate::store::tests::{result, temp_stores};
 
     #[tokio::test]
     async fn resent_batch_is_stored_once_and_counters_do_not_move() {
-        let (_d, s) = temp_store().await;
-        let batch = vec![
-            result("a", 1, "eu", false, 1000),
-            result("b", 2, "eu", false, 2000),
-        ];
-        let first = s
-            .ingest(IngestBatch::results(batch.clone(), 3000))
-            .await
-            .unwrap();
-        assert_eq!((first.stored, first.duplicates), (2, 0));
-        let again = s.ingest(IngestBatch::results(batch, 4000)).await.unwrap();
-        assert_eq!((again.stored, again.duplicates), (0, 2));
-        assert!(again.affected.is_empty());
-        assert_eq!(s.count_results().await.unwrap(), 2);
-        let st = s.region_states_for("api").await.unwrap();
-        assert_eq!(st[0].consecutive_failures, 2);
-        assert_eq!(st[0].consecutive_passes, 0);
+        for (_d, s) in temp_stores().await {
+            let batch = vec![
+                result("a", 1, "eu", false, 1000),
+                result("b", 2, "eu", false, 2000),
+            ];
+            let first = s
+                .ingest(IngestBatch::results(batch.clone(), 3000))
+                .await
+                .unwrap();
+            assert_eq!((first.stored, first.duplicates), (2, 0));
+            let again = s.ingest(IngestBatch::results(batch, 4000)).await.unwrap();
+            assert_eq!((again.stored, again.duplicates), (0, 2));
+            assert!(again.affected.is_empty());
+            assert_eq!(s.count_results().await.unwrap(), 2);
+            let st = s.region_states_for("api").await.unwrap();
+            assert_eq!(st[0].consecutive_failures, 2);
+            assert_eq!(st[0].consecutive_passes, 0);
+        }
     }
 
     #[tokio::test]
     async fn older_results_do_not_rewind_region_state() {
-        let (_d, s) = temp_store().await;
-        s.ingest(IngestBatch::results(
-            vec![result("new", 2, "eu", true, 5000)],
-            6000,
-        ))
-        .await
-        .unwrap();
-        s.ingest(IngestBatch::results(
-            vec![result("old", 1, "eu", false, 1000)],
-            6000,
-        ))
-        .await
-        .unwrap();
-        let st = &s.region_states_for("api").await.unwrap()[0];
-        assert!(st.last_ok);
-        assert_eq!((st.consecutive_passes, st.consecutive_failures), (1, 0));
-        assert_eq!(s.count_results().await.unwrap(), 2);
+        for (_d, s) in temp_stores().await {
+            s.ingest(IngestBatch::results(
+                vec![result("new", 2, "eu", true, 5000)],
+                6000,
+            ))
+            .await
+            .unwrap();
+            s.ingest(IngestBatch::results(
+                vec![result("old", 1, "eu", false, 1000)],
+                6000,
+            ))
+            .await
+            .unwrap();
+            let st = &s.region_states_for("api").await.unwrap()[0];
+            assert!(st.last_ok);
+            assert_eq!((st.consecutive_passes, st.consecutive_failures), (1, 0));
+            assert_eq!(s.count_results().await.unwrap(), 2);
+        }
     }
 
     #[tokio::test]
     async fn rows_read_back_field_by_field() {
-        let (_d, s) = temp_store().await;
-        let r = result("a", 7, "eu", false, 1000).with_details("{\"status\":503}");
-        s.ingest(IngestBatch::results(vec![r], 900)).await.unwrap();
-        let rows = s.recent_results("api", 10).await.unwrap();
-        assert_eq!(
-            rows,
-            vec![ResultRow {
-                result_id: "a".into(),
-                probe: "p-eu".into(),
-                region: "eu".into(),
-                check_id: "api".into(),
-                sequence: 7,
-                kind: "http".into(),
-                started_at_ms: 1000,
-                received_at_ms: 900,
-                ok: false,
-                failure_code: Some("timeout".into()),
-                failure_message: Some("timed out".into()),
-                total_us: 5,
-                first_byte_us: 4,
-                details: Observed::Http(outpost_probe::check::http::Observed {
-                    last: outpost_probe::check::http::observed::FinalHop {
-                        status: Some(503),
+        for (_d, s) in temp_stores().await {
+            let r = result("a", 7, "eu", false, 1000).with_details("{\"status\":503}");
+            s.ingest(IngestBatch::results(vec![r], 900)).await.unwrap();
+            let rows = s.recent_results("api", 10).await.unwrap();
+            assert_eq!(
+                rows,
+                vec![ResultRow {
+                    result_id: "a".into(),
+                    probe: "p-eu".into(),
+                    region: "eu".into(),
+                    check_id: "api".into(),
+                    sequence: 7,
+                    kind: "http".into(),
+                    started_at_ms: 1000,
+                    received_at_ms: 900,
+                    ok: false,
+                    failure_code: Some("timeout".into()),
+                    failure_message: Some("timed out".into()),
+                    total_us: 5,
+                    first_byte_us: 4,
+                    details: Observed::Http(outpost_probe::check::http::Observed {
+                        last: outpost_probe::check::http::observed::FinalHop {
+                            status: Some(503),
+                            ..Default::default()
+                        },
                         ..Default::default()
-                    },
-                    ..Default::default()
-                }),
-            }]
-        );
-        let st = s.region_states().await.unwrap();
-        assert_eq!(st.len(), 1);
-        // Clamped to the arrival: the probe's clock was ahead.
-        assert_eq!(st[0].last_result_at_ms, 900);
-        assert!(!st[0].last_ok);
-        assert_eq!(st[0].last_probe, "p-eu");
-        assert_eq!(st[0].last_kind, "http");
-        assert_eq!(st[0].last_details, rows[0].details);
+                    }),
+                }]
+            );
+            let st = s.region_states().await.unwrap();
+            assert_eq!(st.len(), 1);
+            // Clamped to the arrival: the probe's clock was ahead.
+            assert_eq!(st[0].last_result_at_ms, 900);
+            assert!(!st[0].last_ok);
+            assert_eq!(st[0].last_probe, "p-eu");
+            assert_eq!(st[0].last_kind, "http");
+            assert_eq!(st[0].last_details, rows[0].details);
+        }
     }
 }

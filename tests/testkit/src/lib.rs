@@ -24,6 +24,11 @@
 //!   message by message (attach with a token, hello, batches, acks, assignments).
 //! - [`wait`]: [`eventually`](wait::eventually), polling a condition until it holds,
 //!   with a panic naming what it waited for.
+//! - [`postgres`]: a throwaway PostgreSQL cluster per test process
+//!   (Debian's binaries, `initdb` as `nobody`), one database per test
+//!   ([`postgres::database`]); `OUTPOST_TEST_POSTGRES=skip` opts out.
+//! - [`proxy`]: [`TcpProxy`], a loopback TCP forwarder a test stops to cut a
+//!   process off from its server (e.g. a controller from PostgreSQL).
 //! - [`tcp`]: [`TcpServer`], a line-protocol TCP server (SMTP/Redis/SSH-like banners and
 //!   scripted replies, optionally TLS), or one that stays silent or streams garbage forever.
 //! - [`proxy`]: [`TcpProxy`], a TCP proxy a test blackholes (half-open: bytes vanish,
@@ -59,6 +64,7 @@ pub mod hostile;
 pub mod http;
 pub mod pager;
 pub mod pki;
+pub mod postgres;
 pub mod proxy;
 mod server;
 pub mod tcp;

@@ -19,6 +19,11 @@
 //!
 //! Leaving a blackhole closes the connections it swallowed (their byte
 //! streams lost data, so they cannot carry on); peers reconnect.
+//!
+//! [`TcpProxy::stop`] is the server going away: the listener and every
+//! forwarded connection close at once and new connections are refused;
+//! [`TcpProxy::start_on`] the same port brings the link back for the same
+//! clients (a database a process reconnects to, for instance).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,13 +49,20 @@ pub struct TcpProxy {
     addr: SocketAddr,
     mode: watch::Sender<ProxyMode>,
     accepted: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TcpProxy {
     /// Listens on `127.0.0.1:0` and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<TcpProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        TcpProxy::start_on(0, upstream).await
+    }
+
+    /// Listens on `127.0.0.1:port` (0: any free port) and forwards to
+    /// `upstream`: with the port of a stopped proxy, the link it cut comes
+    /// back for the same clients.
+    pub async fn start_on(port: u16, upstream: SocketAddr) -> std::io::Result<TcpProxy> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
         let addr = listener.local_addr()?;
         let (mode, rx) = watch::channel(ProxyMode::Pass);
         let accepted = Arc::new(AtomicU64::new(0));
@@ -71,13 +83,29 @@ impl TcpProxy {
             addr,
             mode,
             accepted,
-            task,
+            task: Some(task),
         })
     }
 
     /// The address clients dial.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The port clients dial.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Closes the listener and every forwarded connection; new connections
+    /// are refused from then on (the port is free for [`TcpProxy::start_on`]).
+    pub async fn stop(mut self) {
+        // The accept task owns the listener and the connections' JoinSet:
+        // once it is gone, both are closed.
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// Connections accepted so far.
@@ -108,7 +136,9 @@ impl TcpProxy {
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

@@ -8,4 +8,5 @@ mod kill_probe;
 mod offline_cut;
 mod pager_faults;
 mod pipeline;
+mod replicas;
 mod restart;
