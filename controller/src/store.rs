@@ -1,7 +1,7 @@
 //! The store: every SQL statement of the controller lives in this module
 //! and its submodules, one per concern: `store/results.rs` (`results`,
 //! `region_state`, the ingest transaction), `probes.rs`, `alerts.rs`,
-//! `notifications.rs` (the outbox), `events.rs` and `certificates.rs`. This
+//! `notifications.rs` (the outbox), `events.rs`, `certificates.rs` and `sessions.rs`. This
 //! file holds the pool, open/close, migrations and everything specific to
 //! the engine.
 //!
@@ -29,7 +29,8 @@
 //!   to `_sqlx_migrations` and drops the old table, in one transaction, so a
 //!   crash mid-bridge changes nothing and the next start bridges again.
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
-//!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`):
+//!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
+//!   `0005_sessions.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -40,7 +41,9 @@
 //!   persisted outbox; each row belongs to an alert or to an event),
 //!   `events` (DNS answer changes, one row per change however many probes
 //!   reported it: [`crate::event`]) and the certificate inventory
-//!   `certificates` + `certificate_sightings` ([`crate::certificate`]).
+//!   `certificates` + `certificate_sightings` ([`crate::certificate`]), and
+//!   `sessions` (dashboard logins, by the SHA-256 of the cookie's id:
+//!   [`crate::auth::session`]).
 //!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER). Details are
 //!   stored as the probe sent them (`details_json`) and read once per row,
 //!   as the row's kind, into the probe's typed `Observed`
@@ -89,6 +92,7 @@ mod events;
 mod notifications;
 mod probes;
 mod results;
+mod sessions;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -98,6 +102,7 @@ pub use events::{EventNotice, EventRow, IngestEvent};
 pub use notifications::{Notification, NotificationCounts, NotificationRow};
 pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
+pub use sessions::SessionRow;
 
 use sqlx::{
     ConnectOptions, Connection, SqliteConnection,
