@@ -1,6 +1,8 @@
 //! The check-definition schema (shared by the controller's config and a
 //! probe's local config), the validated [`CheckSpec`], and the one `match`
-//! that dispatches a spec to its kind's module.
+//! that dispatches a spec to its kind's module: [`http`], [`dns`], [`tls`],
+//! [`session`], [`flow`] (HTTP steps with variables), [`tcp`], [`grpc`],
+//! [`icmp`]; [`target`] holds what the connection-level kinds share.
 //!
 //! A run's result is an [`Outcome`]: its [`Kind`], phase timings, pass or
 //! a [`Failure`] (a stable [`FailureCode`] with typed context, see
@@ -14,10 +16,15 @@
 pub mod assertion;
 pub mod dns;
 pub mod failure;
+pub mod flow;
+pub mod grpc;
 pub mod http;
+pub mod icmp;
 pub mod observed;
 pub mod redirect;
 pub mod session;
+pub mod target;
+pub mod tcp;
 pub mod tls;
 pub mod trust;
 
@@ -79,6 +86,22 @@ pub struct RawCheck {
     /// table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<session::RawSession>,
+    /// A TCP connection (optionally TLS) and an optional send/expect script:
+    /// banners, `PING`/`+PONG`. Exactly one kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<tcp::RawTcp>,
+    /// A `grpc.health.v1` Check (or Watch) of a service, plaintext HTTP/2 or
+    /// TLS. Exactly one kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<grpc::RawGrpc>,
+    /// ICMP echo requests: loss and round-trip times. Exactly one kind
+    /// table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<icmp::RawIcmp>,
+    /// Ordered HTTP steps with variables, secrets and a cookie jar between
+    /// them: one scripted API flow, one result. Exactly one kind table per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<flow::RawFlow>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -134,6 +157,14 @@ pub enum CheckKind {
     Session(session::SessionSpec),
     /// TLS handshakes evaluated against trust stores and client profiles.
     Tls(tls::TlsSpec),
+    /// A TCP connection and its script.
+    Tcp(tcp::TcpSpec),
+    /// A gRPC health check.
+    Grpc(grpc::GrpcSpec),
+    /// ICMP echo.
+    Icmp(icmp::IcmpSpec),
+    /// A multi-step HTTP flow.
+    Flow(flow::FlowSpec),
 }
 
 impl CheckKind {
@@ -144,6 +175,10 @@ impl CheckKind {
             CheckKind::Dns(_) => Kind::Dns,
             CheckKind::Session(_) => Kind::Session,
             CheckKind::Tls(_) => Kind::Tls,
+            CheckKind::Tcp(_) => Kind::Tcp,
+            CheckKind::Grpc(_) => Kind::Grpc,
+            CheckKind::Icmp(_) => Kind::Icmp,
+            CheckKind::Flow(_) => Kind::Flow,
         }
     }
 
@@ -219,43 +254,73 @@ impl RawCheck {
                 }
             }
         }
-        let kinds = [
-            self.http.is_some(),
-            self.dns.is_some(),
-            self.session.is_some(),
-            self.tls.is_some(),
-        ]
-        .iter()
-        .filter(|k| **k)
-        .count();
-        let kind = match (kinds, &self.http, &self.dns) {
-            (0, _, _) => {
+        let tables = [
+            ("http", self.http.is_some()),
+            ("dns", self.dns.is_some()),
+            ("tls", self.tls.is_some()),
+            ("session", self.session.is_some()),
+            ("tcp", self.tcp.is_some()),
+            ("grpc", self.grpc.is_some()),
+            ("icmp", self.icmp.is_some()),
+            ("flow", self.flow.is_some()),
+        ];
+        let present: Vec<&str> = tables.iter().filter(|t| t.1).map(|t| t.0).collect();
+        let sub = |kind: &str| format!("{path}.{kind}");
+        let kind = match present.as_slice() {
+            [] => {
                 problems.push(
                     path.to_owned(),
                     "a check needs one kind table, e.g. `http = { url = \"https://…\" }`",
                 );
                 None
             }
-            (1, _, _) if self.tls.is_some() => self
+            ["http"] => self
+                .http
+                .as_ref()
+                .and_then(|h| h.validate(&sub("http"), problems))
+                .map(CheckKind::Http),
+            ["dns"] => self
+                .dns
+                .as_ref()
+                .and_then(|d| d.validate(&sub("dns"), problems))
+                .map(CheckKind::Dns),
+            ["tls"] => self
                 .tls
                 .as_ref()
-                .and_then(|t| t.validate(&format!("{path}.tls"), problems))
+                .and_then(|t| t.validate(&sub("tls"), problems))
                 .map(CheckKind::Tls),
-            (1, _, _) if self.session.is_some() => self
+            ["session"] => self
                 .session
                 .as_ref()
-                .and_then(|s| s.validate(&format!("{path}.session"), problems))
+                .and_then(|s| s.validate(&sub("session"), problems))
                 .map(CheckKind::Session),
-            (1, Some(h), _) => h
-                .validate(&format!("{path}.http"), problems)
-                .map(CheckKind::Http),
-            (1, _, Some(d)) => d
-                .validate(&format!("{path}.dns"), problems)
-                .map(CheckKind::Dns),
-            _ => {
+            ["tcp"] => self
+                .tcp
+                .as_ref()
+                .and_then(|t| t.validate(&sub("tcp"), problems))
+                .map(CheckKind::Tcp),
+            ["grpc"] => self
+                .grpc
+                .as_ref()
+                .and_then(|g| g.validate(&sub("grpc"), timeout, problems))
+                .map(CheckKind::Grpc),
+            ["icmp"] => self
+                .icmp
+                .as_ref()
+                .and_then(|i| i.validate(&sub("icmp"), timeout, problems))
+                .map(CheckKind::Icmp),
+            ["flow"] => self
+                .flow
+                .as_ref()
+                .and_then(|f| f.validate(&sub("flow"), timeout, problems))
+                .map(CheckKind::Flow),
+            several => {
                 problems.push(
                     path.to_owned(),
-                    "a check has exactly one kind table (http, dns, …)",
+                    format!(
+                        "a check has exactly one kind table, got {}: split it into one check per kind",
+                        several.join(", ")
+                    ),
                 );
                 None
             }
@@ -475,6 +540,70 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 ),
             }
         }
+        CheckKind::Tcp(t) => {
+            let fut = Box::pin(tcp::run(t, spec.timeout));
+            // tcp::run keeps within the timeout; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.observed),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(t.target.authority()),
+                    }),
+                    Observed::Tcp(tcp::Observed::of(t)),
+                ),
+            }
+        }
+        CheckKind::Grpc(g) => {
+            let fut = Box::pin(grpc::run(g, spec.timeout));
+            // grpc::run keeps within the timeout; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.observed),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(g.target.authority()),
+                    }),
+                    Observed::Grpc(grpc::Observed::of(g)),
+                ),
+            }
+        }
+        CheckKind::Icmp(i) => {
+            let fut = Box::pin(icmp::run(i, spec.timeout));
+            // icmp::run keeps within the timeout; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.observed),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: Some(i.target.host.clone()),
+                    }),
+                    Observed::Icmp(icmp::Observed::of(i)),
+                ),
+            }
+        }
+        CheckKind::Flow(f) => {
+            let fut = Box::pin(flow::run(f, spec.timeout, ctx));
+            // flow::run gives every step the flow's deadline; this is a safety net.
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
+                Ok(r) => (r.phases, r.result, r.observed),
+                Err(_) => (
+                    Phases::default(),
+                    Err(Failure::Timeout {
+                        phase: failure::Phase::Run,
+                        after: spec.timeout,
+                        target: None,
+                    }),
+                    Observed::Flow(flow::Observed::of(f)),
+                ),
+            }
+        }
     };
     phases.total = clock.elapsed();
     Outcome {
@@ -484,6 +613,30 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
         phases,
         result,
         observed,
+    }
+}
+
+/// An outcome for a human (`outpost-probe check`): the kind's own rendering
+/// where it has one, else the verdict and the details.
+pub fn render(o: &Outcome) -> String {
+    match &o.observed {
+        Observed::Http(_) => http::report::render(o).text,
+        Observed::Tcp(_) => tcp::render(o),
+        Observed::Grpc(_) => grpc::render(o),
+        Observed::Icmp(_) => icmp::render(o),
+        Observed::Flow(_) => flow::render_steps(o),
+        _ => {
+            let verdict = match &o.result {
+                Ok(()) => "PASS".to_owned(),
+                Err(f) => format!("FAIL {}: {f}", f.code()),
+            };
+            format!(
+                "{} {}\n{:#}\nverdict {verdict}\n",
+                o.kind,
+                o.check_id,
+                o.details()
+            )
+        }
     }
 }
 
@@ -546,5 +699,36 @@ mod tests {
             "http::run future is {} bytes",
             std::mem::size_of_val(&http)
         );
+    }
+
+    /// The same bound for the other kinds: each kind's own future
+    /// (what a run holds while its target stalls) stays within 1 KiB.
+    #[test]
+    fn a_run_of_every_new_kind_in_flight_stays_small() {
+        let ctx = RunContext::default();
+        let tables = [
+            "tcp = { host = \"127.0.0.1\", port = 9, expect = \"^x\" }",
+            "grpc = { host = \"127.0.0.1\", port = 9, tls = {} }",
+            "icmp = { host = \"127.0.0.1\" }",
+            "flow = { steps = [{ name = \"a\", http = { url = \"http://127.0.0.1:9/\" } }] }",
+        ];
+        for table in tables {
+            let raw: RawCheck = toml::from_str(&format!("id = \"a\"\n{table}\n")).unwrap();
+            let mut problems = Problems::default();
+            let spec = raw.validate("checks[0]", &mut problems).unwrap();
+            let size = std::mem::size_of_val(&run(&spec, &ctx));
+            assert!(
+                size <= 1024,
+                "check::run future for {table} is {size} bytes"
+            );
+            let kind = match &spec.kind {
+                CheckKind::Tcp(t) => std::mem::size_of_val(&tcp::run(t, spec.timeout)),
+                CheckKind::Grpc(g) => std::mem::size_of_val(&grpc::run(g, spec.timeout)),
+                CheckKind::Icmp(i) => std::mem::size_of_val(&icmp::run(i, spec.timeout)),
+                CheckKind::Flow(f) => std::mem::size_of_val(&flow::run(f, spec.timeout, &ctx)),
+                other => unreachable!("{other:?}"),
+            };
+            assert!(kind <= 1024, "{table}: kind future is {kind} bytes");
+        }
     }
 }

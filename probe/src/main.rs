@@ -45,36 +45,53 @@ enum Command {
     /// and print each hop: status, Location, scheme and method changes, TLS
     /// version and leaf expiry, timings, and what each rule would say. Exit 0
     /// if a check with these settings and follow_redirects = true passes, 1 if not.
-    Check {
-        /// Absolute http:// or https:// URL.
-        url: String,
-        /// Request method.
-        #[arg(long, short = 'X', default_value = "GET")]
-        method: String,
-        /// Request header, repeatable. Example: -H 'accept: application/json'.
-        #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
-        headers: Vec<String>,
-        /// Request body, sent as is.
-        #[arg(long)]
-        body: Option<String>,
-        /// PEM roots to trust instead of the bundled Mozilla roots.
-        #[arg(long)]
-        ca_file: Option<PathBuf>,
-        /// Deadline for the whole chain.
-        #[arg(long, default_value = "10s")]
-        timeout: String,
-        /// Redirects followed at most.
-        #[arg(long, default_value_t = 10)]
-        max_hops: u32,
-        /// Connect to this IP for the URL's host (SNI and Host keep the name).
-        #[arg(long, value_name = "IP")]
-        resolve_to: Vec<String>,
-        /// For https URLs: also validate the served chain against this PEM
-        /// bundle, named NAME in the TLS matrix (repeatable), e.g.
-        /// `--trust-store old-device=/etc/old-ca.pem`.
-        #[arg(long = "trust-store", value_name = "NAME=FILE")]
-        trust_stores: Vec<String>,
-    },
+    /// Other schemes run that kind once: `tcp://host:port` (`tcps://` for TLS,
+    /// with --send/--expect), `grpc://host:port[/service]` (`grpcs://` for TLS),
+    /// `icmp://host` (5 echoes; fails only when none is answered).
+    Check(Box<CheckArgs>),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Absolute http:// or https:// URL, or tcp(s)://HOST:PORT, grpc(s)://HOST:PORT[/SERVICE], icmp://HOST.
+    url: String,
+    /// tcp: bytes to send after connecting (escapes \r \n \t \\ are read).
+    #[arg(long)]
+    send: Option<String>,
+    /// tcp: regex the received bytes must match.
+    #[arg(long)]
+    expect: Option<String>,
+    /// Request method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    method: String,
+    /// Request header, repeatable. Example: -H 'accept: application/json'.
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// Request body, sent as is.
+    #[arg(long)]
+    body: Option<String>,
+    /// PEM roots to trust instead of the bundled Mozilla roots.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Deadline for the whole command: the request chain and the TLS
+    /// matrix run concurrently, each within it.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+    /// Output: `text` (the trace for a human) or `json` (one JSON line
+    /// per run, as `once --format json`: the request, then the TLS matrix).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Redirects followed at most.
+    #[arg(long, default_value_t = 10)]
+    max_hops: u32,
+    /// Connect to this IP for the URL's host (SNI and Host keep the name).
+    #[arg(long, value_name = "IP")]
+    resolve_to: Vec<String>,
+    /// For https URLs: also validate the served chain against this PEM
+    /// bundle, named NAME in the TLS matrix (repeatable), e.g.
+    /// `--trust-store old-device=/etc/old-ca.pem`.
+    #[arg(long = "trust-store", value_name = "NAME=FILE")]
+    trust_stores: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,17 +128,27 @@ fn main() -> ExitCode {
             Ok(c) => runtime().block_on(run(c)),
             Err(e) => config_error(&e),
         },
-        Command::Check {
-            url,
-            method,
-            headers,
-            body,
-            ca_file,
-            timeout,
-            max_hops,
-            resolve_to,
-            trust_stores,
-        } => {
+        Command::Check(args) => {
+            let CheckArgs {
+                url,
+                method,
+                headers,
+                body,
+                ca_file,
+                timeout,
+                max_hops,
+                resolve_to,
+                trust_stores,
+                format,
+                send,
+                expect,
+            } = *args;
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return match kind_spec(&url, &timeout, ca_file.as_deref(), send, expect) {
+                    Ok(spec) => ExitCode::from(runtime().block_on(once_kind(spec, format)) as u8),
+                    Err(e) => ExitCode::from(config_error(&e) as u8),
+                };
+            }
             let tls = if url.starts_with("https://") {
                 match matrix_spec(
                     &url,
@@ -139,7 +166,7 @@ fn main() -> ExitCode {
             match trace_spec(
                 &url, &method, &headers, body, ca_file, &timeout, max_hops, resolve_to,
             ) {
-                Ok(spec) => runtime().block_on(trace(spec, tls)),
+                Ok(spec) => runtime().block_on(trace(spec, tls, format)),
                 Err(e) => config_error(&e),
             }
         }
@@ -201,23 +228,127 @@ fn trace_spec(
     Ok(spec)
 }
 
-async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>) -> i32 {
+async fn trace(spec: check::CheckSpec, tls: Option<check::CheckSpec>, format: Format) -> i32 {
     let ctx = RunContext {
         probe_name: "outpost-probe-check".into(),
         ..RunContext::default()
     };
-    let outcome = check::run(&spec, &ctx).await;
+    // Concurrently: each run keeps within the timeout, so the command does too.
+    let matrix = async {
+        match &tls {
+            Some(t) => Some(check::run(t, &ctx).await),
+            None => None,
+        }
+    };
+    let (outcome, matrix) = futures_util::future::join(check::run(&spec, &ctx), matrix).await;
     let report = check::http::report::render(&outcome);
-    print!("{}", report.text);
-    if let Some(tls) = tls {
-        let matrix = check::run(&tls, &ctx).await;
-        println!("\nTLS: every trust store x client profile for the first hop's server");
-        print!("{}", check::tls::render_matrix(&matrix.observed));
-        if let Err(f) = &matrix.result {
-            println!("  ({}: {f})", f.code());
+    match format {
+        Format::Json => {
+            println!("{}", outcome.to_json());
+            if let Some(m) = &matrix {
+                println!("{}", m.to_json());
+            }
+        }
+        Format::Text => {
+            print!("{}", report.text);
+            if let Some(m) = &matrix {
+                println!("\nTLS: every trust store x client profile for the first hop's server");
+                print!("{}", check::tls::render_matrix(&m.observed));
+                if let Err(f) = &m.result {
+                    println!("  ({}: {f})", f.code());
+                }
+            }
         }
     }
     if report.passes_following { 0 } else { 1 }
+}
+
+/// The check `outpost-probe check` runs for a non-http URL.
+fn kind_spec(
+    url: &str,
+    timeout: &str,
+    ca_file: Option<&std::path::Path>,
+    send: Option<String>,
+    expect: Option<String>,
+) -> Result<check::CheckSpec, ConfigError> {
+    let source = "command line";
+    let bad = |why: &str| ConfigError::one(source, "URL", format!("invalid URL {url:?}: {why}"));
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| bad("write tcp://HOST:PORT or tcps://HOST:PORT"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| bad("no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let unescape = |s: String| {
+        s.replace("\\r", "\r")
+            .replace("\\n", "\n")
+            .replace("\\t", "\t")
+            .replace("\\\\", "\\")
+    };
+    let tls = ca_file.map_or(
+        serde_json::json!({}),
+        |c| serde_json::json!({ "ca_file": c }),
+    );
+    let table = match uri.scheme_str() {
+        Some(scheme @ ("tcp" | "tcps")) => {
+            let mut t = serde_json::json!({
+                "host": host,
+                "port": uri.port_u16().ok_or_else(|| bad("a tcp URL needs a port"))?,
+                "send": send.map(unescape),
+                "expect": expect,
+            });
+            if scheme == "tcps" {
+                t["tls"] = tls;
+            }
+            ("tcp", t)
+        }
+        Some(scheme @ ("grpc" | "grpcs")) => {
+            let service = uri.path().trim_start_matches('/');
+            let mut t = serde_json::json!({
+                "host": host,
+                "port": uri.port_u16().ok_or_else(|| bad("a grpc URL needs a port"))?,
+                "service": service,
+            });
+            if scheme == "grpcs" {
+                t["tls"] = tls;
+            }
+            ("grpc", t)
+        }
+        Some("icmp") => (
+            "icmp",
+            serde_json::json!({ "host": host, "count": 5, "request_interval": "100ms", "max_loss": 0.8 }),
+        ),
+        _ => {
+            return Err(bad(
+                "use http://, https://, tcp://HOST:PORT, tcps://, grpc://HOST:PORT[/SERVICE], grpcs:// or icmp://HOST",
+            ));
+        }
+    };
+    let mut raw = serde_json::json!({ "id": "check", "interval": timeout, "timeout": timeout });
+    raw[table.0] = table.1;
+    let raw: check::RawCheck = serde_json::from_value(raw)
+        .map_err(|e| ConfigError::one(source, "(arguments)", e.to_string()))?;
+    let mut problems = config::Problems::default();
+    let spec = raw.validate("check", &mut problems);
+    problems.finish(source)?;
+    spec.ok_or_else(|| ConfigError::one(source, "URL", "invalid check"))
+}
+
+/// Runs one check of a connection-level kind and prints it.
+async fn once_kind(spec: check::CheckSpec, format: Format) -> i32 {
+    let ctx = RunContext {
+        probe_name: "outpost-probe-check".into(),
+        ..RunContext::default()
+    };
+    let o = check::run(&spec, &ctx).await;
+    match format {
+        Format::Json => println!("{}", o.to_json()),
+        Format::Text => print!("{}", check::render(&o)),
+    }
+    if o.ok() { 0 } else { 1 }
 }
 
 /// The TLS matrix for an https URL: Mozilla and system roots, `--ca-file`

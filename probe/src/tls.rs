@@ -1,5 +1,7 @@
-//! TLS client configuration for checks: which roots are trusted, and the
-//! mapping of rustls errors to failure codes. Configs are built once per
+//! TLS client configuration for checks: which roots are trusted, the
+//! verifier (webpki, but a chain with no path to the store is untrusted
+//! before it is expired: `PathFirst`), and the mapping of rustls errors to
+//! failure codes. Configs are built once per
 //! trust source and cached, because building one (parsing ~150 roots) costs
 //! more than a handshake.
 
@@ -9,10 +11,21 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use rustls::{CertificateError, ClientConfig, RootCertStore, crypto::CryptoProvider};
-use rustls_pki_types::{CertificateDer, pem::PemObject};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::{
+        WebPkiServerVerifier,
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    },
+    crypto::CryptoProvider,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 
-use crate::check::Failure;
+use crate::check::{
+    Failure,
+    tls::legacy,
+    trust::{Chain, StoreSource, TrustStore},
+};
 
 /// The one crypto provider used by the probe (ring).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -69,10 +82,25 @@ pub fn client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>,
     if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(c.clone());
     }
+    let roots = Arc::new(roots(trust)?);
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| format!("tls setup: {e}"))?;
+    let store = match trust {
+        Trust::Mozilla => TrustStore::load("mozilla", &StoreSource::Mozilla),
+        Trust::CaFile(path) => TrustStore::load(
+            "ca_file",
+            &StoreSource::Bundle {
+                path: path.clone(),
+                certs: read_pem_certs(path)?,
+            },
+        ),
+    };
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls setup: {e}"))?
-        .with_root_certificates(roots(trust)?)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PathFirst { webpki, store }))
         .with_no_client_auth();
     cfg.alpn_protocols = key.1.clone();
     // Each run measures a full handshake: no session resumption.
@@ -84,6 +112,95 @@ pub fn client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>,
         .insert(key, cfg.clone());
     Ok(cfg)
 }
+
+/// webpki's verdict, except that a chain with no path to any anchor of the
+/// store — whatever the dates — is untrusted, even when webpki met an
+/// expired (or not yet valid) member first: what ends the chain is what
+/// must be fixed first.
+#[derive(Debug)]
+struct PathFirst {
+    webpki: Arc<WebPkiServerVerifier>,
+    store: Arc<TrustStore>,
+}
+
+impl ServerCertVerifier for PathFirst {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use CertificateError as C;
+        let verdict = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verdict {
+            Err(rustls::Error::InvalidCertificate(
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. },
+            )) => {
+                let mut der = vec![end_entity.clone().into_owned()];
+                der.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+                let chain = Chain::new(&der);
+                if chain.candidate_paths(&self.store).is_empty() {
+                    let (_, end) = legacy::walk(&chain, &self.store);
+                    let failure = legacy::end_failure(&chain, &self.store, &end, true);
+                    return Err(rustls::Error::InvalidCertificate(C::Other(
+                        rustls::OtherError(Arc::new(NoPath(failure))),
+                    )));
+                }
+                verdict
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// [`PathFirst`]'s verdict, carried through rustls to [`classify`]: where
+/// the served chain ends (`None`: untrusted without more to say).
+#[derive(Debug)]
+struct NoPath(Option<Failure>);
+
+impl std::fmt::Display for NoPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(failure) => write!(f, "{failure}"),
+            None => f.write_str("no path to a trusted root"),
+        }
+    }
+}
+
+impl std::error::Error for NoPath {}
 
 /// Maps a TLS handshake error to a failure.
 pub fn classify(err: &std::io::Error) -> Failure {
@@ -156,6 +273,7 @@ fn classify_cert(ce: &CertificateError) -> Failure {
         C::UnknownIssuer => Failure::TlsUntrustedRoot {
             store: None,
             served_end: None,
+            no_path: false,
         },
         C::NotValidForName => Failure::TlsNameMismatch {
             name: None,
@@ -168,6 +286,21 @@ fn classify_cert(ce: &CertificateError) -> Failure {
             name: Some(expected.to_str().into_owned()),
             presented: presented.iter().map(|p| presented_name(p)).collect(),
         },
+        C::Other(o) if o.0.downcast_ref::<NoPath>().is_some() => {
+            match o.0.downcast_ref::<NoPath>().and_then(|n| n.0.clone()) {
+                Some(Failure::TlsUntrustedRoot { served_end, .. }) => Failure::TlsUntrustedRoot {
+                    store: None,
+                    served_end,
+                    no_path: true,
+                },
+                Some(other) => other,
+                None => Failure::TlsUntrustedRoot {
+                    store: None,
+                    served_end: None,
+                    no_path: true,
+                },
+            }
+        }
         other => Failure::TlsCertInvalid {
             reason: format!("{other:?}"),
         },

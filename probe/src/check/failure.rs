@@ -71,19 +71,19 @@ failure_codes! {
         "The run did not finish within its timeout; the phase it was in is named.";
     InternalError = "internal_error", "any",
         "The check could not be run (a local problem: bad CA file, no sockets).";
-    DnsFailure = "dns_failure", "dns, http, tls",
+    DnsFailure = "dns_failure", "dns, http, tls, tcp, grpc, icmp, flow",
         "The name did not resolve (no addresses, an invalid answer, a resolver error).";
-    DnsNxdomain = "dns_nxdomain", "dns, http, tls",
+    DnsNxdomain = "dns_nxdomain", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered NXDOMAIN: the name does not exist.";
-    DnsServfail = "dns_servfail", "dns, http, tls",
+    DnsServfail = "dns_servfail", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered SERVFAIL.";
-    DnsRefused = "dns_refused", "dns, http, tls",
+    DnsRefused = "dns_refused", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered REFUSED.";
-    DnsRcodeMismatch = "dns_rcode_mismatch", "dns, http, tls",
+    DnsRcodeMismatch = "dns_rcode_mismatch", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver answered another rcode than the expected one.";
-    DnsTimeout = "dns_timeout", "dns, http, tls",
+    DnsTimeout = "dns_timeout", "dns, http, tls, tcp, grpc, icmp, flow",
         "A resolver did not answer within the check's timeout.";
-    DnsTruncated = "dns_truncated", "dns, http, tls",
+    DnsTruncated = "dns_truncated", "dns, http, tls, tcp, grpc, icmp, flow",
         "A UDP answer was truncated (TC=1) and the retry over TCP failed.";
     DnsAnswerMismatch = "dns_answer_mismatch", "dns",
         "The records differ from `answers_equal` or lack one of `answers_contain`.";
@@ -97,21 +97,21 @@ failure_codes! {
         "Resolvers serve different answer sets (each resolver's set is in the details).";
     DnsPropagationStalled = "dns_propagation_stalled", "dns",
         "A changed answer has not reached every resolver within the old TTL plus `propagation_grace`; the lagging resolvers are named.";
-    ConnectionRefused = "connection_refused", "dns, http, tls, session",
+    ConnectionRefused = "connection_refused", "dns, http, tls, session, tcp, grpc, flow",
         "The target (or a resolver's port) refused the TCP connection.";
-    ConnectFailure = "connect_failure", "http, tls, session",
+    ConnectFailure = "connect_failure", "http, tls, session, tcp, grpc, flow",
         "The TCP connection failed for another reason (unreachable, reset).";
-    TlsHandshakeFailure = "tls_handshake_failure", "http, tls, session",
+    TlsHandshakeFailure = "tls_handshake_failure", "http, tls, session, tcp, grpc, flow",
         "The TLS handshake failed (protocol, alert from the peer).";
-    TlsUntrustedRoot = "tls_untrusted_root", "http, tls, session",
+    TlsUntrustedRoot = "tls_untrusted_root", "http, tls, session, tcp, grpc, flow",
         "The certificate chain does not lead to a trusted root.";
-    TlsCertExpired = "tls_cert_expired", "http, tls, session",
+    TlsCertExpired = "tls_cert_expired", "http, tls, session, tcp, grpc, flow",
         "A certificate on the chain is expired.";
-    TlsCertNotYetValid = "tls_cert_not_yet_valid", "http, tls, session",
+    TlsCertNotYetValid = "tls_cert_not_yet_valid", "http, tls, session, tcp, grpc, flow",
         "A certificate on the chain is not yet valid.";
-    TlsNameMismatch = "tls_name_mismatch", "http, tls, session",
+    TlsNameMismatch = "tls_name_mismatch", "http, tls, session, tcp, grpc, flow",
         "The certificate does not cover the requested name.";
-    TlsCertInvalid = "tls_cert_invalid", "http, tls, session",
+    TlsCertInvalid = "tls_cert_invalid", "http, tls, session, tcp, grpc, flow",
         "The certificate was rejected for another reason.";
     TlsChainIncomplete = "tls_chain_incomplete", "tls",
         "The leaf's issuer is neither presented nor trusted: the server does not send its intermediate (only AIA-fetching clients cope).";
@@ -123,39 +123,41 @@ failure_codes! {
         "A must-pass tls combination starts failing in fewer than its `min_days_left` days.";
     TlsChainHygiene = "tls_chain_hygiene", "tls",
         "The presented chain has hygiene findings and `hygiene = \"fail\"`.";
-    ProtocolError = "protocol_error", "http, session",
+    ProtocolError = "protocol_error", "http, session, grpc, flow",
         "The peer did not speak HTTP correctly.";
-    UnexpectedStatus = "unexpected_status", "http, session",
+    UnexpectedStatus = "unexpected_status", "http, session, flow",
         "The status was not in the expected set.";
-    RedirectNotFollowed = "redirect_not_followed", "http",
+    RedirectNotFollowed = "redirect_not_followed", "http, flow",
         "A redirect was answered where a machine client expects the final response.";
-    RedirectDowngrade = "redirect_downgrade", "http",
+    RedirectDowngrade = "redirect_downgrade", "http, flow",
         "A redirect led from https to plain http (`allow_downgrade = false`).";
-    RedirectMethodChanged = "redirect_method_changed", "http",
+    RedirectMethodChanged = "redirect_method_changed", "http, flow",
         "A redirect turned a non-GET request into a GET, dropping its body (301/302 after POST, 303; `allow_method_change = false`).";
-    RedirectLoop = "redirect_loop", "http",
+    RedirectLoop = "redirect_loop", "http, flow",
         "A redirect revisited a (method, URL) already requested in the chain.";
-    RedirectLimit = "redirect_limit", "http",
+    RedirectLimit = "redirect_limit", "http, flow",
         "The chain needed more redirects than `max_hops`.";
-    RedirectSequenceMismatch = "redirect_sequence_mismatch", "http",
+    RedirectSequenceMismatch = "redirect_sequence_mismatch", "http, flow",
         "The statuses along the chain differ from `redirect_statuses`.";
-    RedirectScheme = "redirect_scheme", "http",
+    RedirectScheme = "redirect_scheme", "http, flow",
         "The final URL of the chain is not https (`require_https = true`).";
-    HeaderMismatch = "header_mismatch", "http, session",
+    HeaderMismatch = "header_mismatch", "http, session, flow",
         "A response header is missing, present, or has the wrong value.";
-    BodyMismatch = "body_mismatch", "http, session",
+    BodyMismatch = "body_mismatch", "http, session, flow",
         "The body does not contain the text or match the pattern.";
-    JsonPathMismatch = "json_path_mismatch", "http, session",
+    JsonPathMismatch = "json_path_mismatch", "http, session, flow",
         "A JSONPath assertion failed (missing, unequal, out of range, not JSON).";
-    DataStale = "data_stale", "http, session",
+    DataStale = "data_stale", "http, session, flow",
         "The data's timestamp is older than `freshness.max_age` (or cannot be read).";
-    LatencyBudgetExceeded = "latency_budget_exceeded", "http, session",
+    LatencyBudgetExceeded = "latency_budget_exceeded", "http, session, icmp, flow",
         "A phase (or the total) took longer than its `latency` budget.";
     SampleFailureRatio = "sample_failure_ratio", "http",
         "More samples failed than `max_failure_ratio` allows.";
-    BodyTooLarge = "body_too_large", "http, session",
+    BackendsPartiallyFailing = "backends_partially_failing", "http",
+        "Some but not all addresses of the name fail (`addresses = \"all\"`); each address's own code is in the details (all failing: their code).";
+    BodyTooLarge = "body_too_large", "http, session, flow",
         "The body exceeded the read cap (`max_body`).";
-    HeadersTooLarge = "headers_too_large", "http, session",
+    HeadersTooLarge = "headers_too_large", "http, session, flow",
         "The response headers exceeded the cap (`max_header_bytes`).";
     SessionRejectedEarly = "session_rejected_early", "session",
         "A session credential was rejected (401/403) before its declared expiry minus `clock_skew_tolerance`, or right after being issued.";
@@ -169,6 +171,22 @@ failure_codes! {
         "`renewal = \"never\"`: the session was rejected; the details carry the observed lifetime.";
     SessionLoginFailed = "session_login_failed", "session",
         "No session could be started: the login failed.";
+    GrpcNotServing = "grpc_not_serving", "grpc",
+        "The health service answered `NOT_SERVING` for the service (or changed to it during `watch_for`).";
+    GrpcStatusUnknown = "grpc_status_unknown", "grpc",
+        "The health service answered `UNKNOWN` for the service.";
+    GrpcServiceUnknown = "grpc_service_unknown", "grpc",
+        "The health service does not know the service name (`SERVICE_UNKNOWN`, or `NOT_FOUND` from `Check`).";
+    GrpcError = "grpc_error", "grpc",
+        "The health RPC failed with another gRPC status (e.g. `UNIMPLEMENTED`: no health service), named with its message.";
+    FlowExtractFailed = "flow_extract_failed", "flow",
+        "A step's variable could not be extracted from its response (JSONPath selects nothing, header or cookie absent, regex does not match), or a filled-in request is not valid.";
+    IcmpPacketLoss = "icmp_packet_loss", "icmp",
+        "More echo replies were lost than `max_loss` allows (every one lost included).";
+    IcmpNotPermitted = "icmp_not_permitted", "icmp",
+        "The probe may open neither an unprivileged ping socket (`net.ipv4.ping_group_range`) nor a raw socket (`CAP_NET_RAW`): a local problem, the fix is named.";
+    TcpExpectMismatch = "tcp_expect_mismatch", "tcp",
+        "The bytes received did not match `expect` before the peer closed, `max_read` was reached or the deadline came; what was received is named.";
 }
 
 impl std::fmt::Display for FailureCode {
@@ -213,13 +231,15 @@ pub enum Phase {
     FirstByte,
     /// Reading the body.
     Body,
+    /// Sending a tcp script step.
+    Send,
     /// The run as a whole (a kind's own deadline did not fire).
     Run,
 }
 
 impl Phase {
     /// The name used in messages and a hop's `timeout_phase`: `"dns"`,
-    /// `"connect"`, `"tls"`, `"first byte"`, `"body"`, `"run"`.
+    /// `"connect"`, `"tls"`, `"first byte"`, `"body"`, `"send"`, `"run"`.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Dns => "dns",
@@ -227,6 +247,7 @@ impl Phase {
             Phase::Tls => "tls",
             Phase::FirstByte => "first byte",
             Phase::Body => "body",
+            Phase::Send => "send",
             Phase::Run => "run",
         }
     }
@@ -428,8 +449,12 @@ pub enum Failure {
     TlsUntrustedRoot {
         /// The trust store (tls checks).
         store: Option<String>,
-        /// Where the served chain ended, for clients that only follow it (legacy).
+        /// Where the served chain ends.
         served_end: Option<ServedEnd>,
+        /// No path of the presented certificates leads to a root of the
+        /// store at all, whatever the dates: alternate chains would not help
+        /// (false: a client that tries them may find one).
+        no_path: bool,
     },
     /// `tls_cert_expired`: a certificate on the chain is expired.
     TlsCertExpired {
@@ -649,6 +674,9 @@ pub enum Failure {
     BodyTooLarge {
         /// `max_body`, bytes.
         max_body: usize,
+        /// The length the response announced (`Content-Length`), when that
+        /// is what exceeded the cap (nothing was read); `None`: the bytes read did.
+        content_length: Option<u64>,
     },
     /// `headers_too_large`: the response head exceeded `max_header_bytes`.
     HeadersTooLarge {
@@ -716,12 +744,91 @@ pub enum Failure {
         /// Why the login failed.
         failure: Box<Failure>,
     },
+    /// `grpc_not_serving`: the service is `NOT_SERVING`.
+    GrpcNotServing {
+        /// The service name (`""`: the server).
+        service: String,
+        /// When a `Watch` changed to it, the time since the stream opened.
+        #[serde(rename = "after_ms", with = "crate::human::ms::option")]
+        after: Option<Duration>,
+    },
+    /// `grpc_status_unknown`: the service's status is `UNKNOWN`.
+    GrpcStatusUnknown {
+        /// The service name.
+        service: String,
+        /// When a `Watch` changed to it.
+        #[serde(rename = "after_ms", with = "crate::human::ms::option")]
+        after: Option<Duration>,
+    },
+    /// `grpc_service_unknown`: the service name is not registered.
+    GrpcServiceUnknown {
+        /// The service name.
+        service: String,
+        /// When a `Watch` changed to it.
+        #[serde(rename = "after_ms", with = "crate::human::ms::option")]
+        after: Option<Duration>,
+    },
+    /// `grpc_error`: the RPC failed with a gRPC status.
+    GrpcError {
+        /// The status code, e.g. `"UNIMPLEMENTED"`.
+        code: String,
+        /// Its message (clipped).
+        message: String,
+    },
+    /// `flow_extract_failed`: a flow step's variable could not be taken
+    /// from its response, or a request is invalid once filled in.
+    FlowExtractFailed {
+        /// The variable (empty when filling in a request failed).
+        variable: String,
+        /// From where (`"$.id"`, `"header location"`, `"the url"`).
+        from: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// `icmp_packet_loss`: more replies lost than `max_loss`.
+    IcmpPacketLoss {
+        /// Replies lost (requests the deadline kept from being sent included).
+        lost: u32,
+        /// Requests asked for.
+        count: u32,
+        /// `max_loss`.
+        max_loss: f64,
+    },
+    /// `icmp_not_permitted`: no echo socket may be opened here.
+    IcmpNotPermitted {
+        /// Why the ping socket failed, when one was tried.
+        dgram: Option<String>,
+        /// Why the raw socket failed, when one was tried.
+        raw: Option<String>,
+    },
+    /// `tcp_expect_mismatch`: the bytes received did not match `expect`.
+    TcpExpectMismatch {
+        /// The script step (1-based).
+        step: usize,
+        /// The pattern.
+        expect: String,
+        /// What was received, escaped and clipped.
+        received: String,
+        /// Bytes received by the step.
+        received_bytes: usize,
+        /// How the read ended.
+        end: ReadEnd,
+    },
     /// Wrapper: `failure` happened on a later hop of a redirect chain.
     OnHop {
         /// The hop (1-based).
         hop: usize,
         /// Its URL.
         url: String,
+        /// What happened there.
+        failure: Box<Failure>,
+    },
+    /// Wrapper: `failure` happened in step `step` of a flow.
+    OnStep {
+        /// The step (1-based).
+        step: usize,
+        /// Its name.
+        name: String,
         /// What happened there.
         failure: Box<Failure>,
     },
@@ -735,7 +842,10 @@ pub enum Failure {
         /// What happened.
         failure: Box<Failure>,
     },
-    /// Wrapper: backends (addresses) of one name failing; the code is the first's.
+    /// Wrapper: backends (addresses) of one name failing. Some but not all
+    /// failing is `backends_partially_failing` (half the pool down is not the
+    /// service down); every one failing takes the first's code (the codes
+    /// agree when the service is down; the message lists each).
     Backends {
         /// Addresses tried.
         total: usize,
@@ -812,6 +922,25 @@ pub struct ExpiringCombination {
     pub min_days_left: u32,
 }
 
+/// How a tcp `expect` read ended without a match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum ReadEnd {
+    /// The peer closed the connection.
+    Closed,
+    /// `max_read` bytes came without a match.
+    Limit {
+        /// `max_read`.
+        max_read: usize,
+    },
+    /// The check's deadline came first.
+    Deadline {
+        /// The timeout.
+        #[serde(rename = "after_ms", with = "crate::human::ms")]
+        after: Duration,
+    },
+}
+
 /// What was wrong with the HTTP exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
@@ -819,6 +948,13 @@ pub struct ExpiringCombination {
 pub enum ProtocolProblem {
     /// `http_version = "http2"` but ALPN did not give h2.
     H2Refused,
+    /// The peer answered with something that is not HTTP at all (a banner,
+    /// TLS records, binary bytes): the wrong port or scheme.
+    NotHttp {
+        /// What it sent: a quoted first line, "a TLS handshake record …",
+        /// or "binary data starting 00 ff …".
+        sent: String,
+    },
     /// The response could not be parsed.
     InvalidResponse {
         /// hyper's error.
@@ -1117,12 +1253,23 @@ impl Failure {
             Failure::ClockSkew { .. } => C::ClockSkew,
             Failure::SessionExpired { .. } => C::SessionExpired,
             Failure::SessionLoginFailed { .. } => C::SessionLoginFailed,
+            Failure::TcpExpectMismatch { .. } => C::TcpExpectMismatch,
+            Failure::GrpcNotServing { .. } => C::GrpcNotServing,
+            Failure::GrpcStatusUnknown { .. } => C::GrpcStatusUnknown,
+            Failure::GrpcServiceUnknown { .. } => C::GrpcServiceUnknown,
+            Failure::GrpcError { .. } => C::GrpcError,
+            Failure::IcmpPacketLoss { .. } => C::IcmpPacketLoss,
+            Failure::FlowExtractFailed { .. } => C::FlowExtractFailed,
+            Failure::IcmpNotPermitted { .. } => C::IcmpNotPermitted,
             Failure::OnHop { failure, .. }
+            | Failure::OnStep { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.code(),
-            Failure::Backends { failing, .. } => failing
-                .first()
-                .map_or(C::InternalError, |f| f.failure.code()),
+            Failure::Backends { total, failing } => match failing.first() {
+                None => C::InternalError,
+                Some(_) if failing.len() < *total => C::BackendsPartiallyFailing,
+                Some(f) => f.failure.code(),
+            },
             Failure::Resolvers { failing } => failing
                 .first()
                 .map_or(C::InternalError, |f| f.failure.code()),
@@ -1140,13 +1287,15 @@ impl Failure {
 
     /// The failure without its wrappers (hop, sample, also…): the one that
     /// names the cause. Groups (backends, resolvers, combinations) give
-    /// their first member's.
+    /// their first member's, except a partial backend failure, which is its
+    /// own cause (the group's code is not any member's).
     pub fn cause(&self) -> &Failure {
         match self {
             Failure::OnHop { failure, .. }
+            | Failure::OnStep { failure, .. }
             | Failure::Sample { failure, .. }
             | Failure::Also { failure, .. } => failure.cause(),
-            Failure::Backends { failing, .. } => {
+            Failure::Backends { total, failing } if failing.len() == *total => {
                 failing.first().map_or(self, |f| f.failure.cause())
             }
             Failure::Resolvers { failing } => failing.first().map_or(self, |f| f.failure.cause()),
@@ -1380,11 +1529,20 @@ impl std::fmt::Display for Failure {
                 Some(c) => write!(f, "the {c} handshake failed: {reason}"),
                 None => write!(f, "the TLS handshake failed: {reason}"),
             },
-            Failure::TlsUntrustedRoot { store, served_end } => match (served_end, store) {
+            Failure::TlsUntrustedRoot {
+                store,
+                served_end,
+                no_path,
+            } => match (served_end, store) {
                 (Some(ServedEnd::SelfSigned { cert }), s) => write!(
                     f,
                     "the served chain ends at the self-signed {cert}, which {} does not trust",
                     opt(s, "the trust store")
+                ),
+                (Some(ServedEnd::MissingIssuer { cert, issuer }), s) if *no_path => write!(
+                    f,
+                    "the served chain leads through {cert} to {issuer}, which {s} does not trust; no path of the presented certificates leads to a root in it",
+                    s = opt(s, "the trust store")
                 ),
                 (Some(ServedEnd::MissingIssuer { cert, issuer }), s) => write!(
                     f,
@@ -1489,6 +1647,9 @@ impl std::fmt::Display for Failure {
                 ProtocolProblem::H2Refused => f.write_str(
                     "http_version = \"http2\" but the server did not accept h2 in ALPN",
                 ),
+                ProtocolProblem::NotHttp { sent } => {
+                    write!(f, "the peer did not answer with HTTP: it sent {sent}")
+                }
                 ProtocolProblem::InvalidResponse { error } => {
                     write!(f, "invalid HTTP response: {error}")
                 }
@@ -1717,11 +1878,23 @@ impl std::fmt::Display for Failure {
                 }
                 Ok(())
             }
-            Failure::BodyTooLarge { max_body } => write!(
-                f,
-                "body exceeds the {} cap (max_body); raise max_body if this size is expected",
-                crate::config::Size(*max_body as u64)
-            ),
+            Failure::BodyTooLarge {
+                max_body,
+                content_length,
+            } => {
+                let cap = crate::config::Size(*max_body as u64);
+                match content_length {
+                    Some(n) => write!(
+                        f,
+                        "the response announces a {} body (Content-Length), above the {cap} cap (max_body); raise max_body if this size is expected",
+                        crate::config::Size(*n)
+                    ),
+                    None => write!(
+                        f,
+                        "body exceeds the {cap} cap (max_body); raise max_body if this size is expected"
+                    ),
+                }
+            }
             Failure::HeadersTooLarge { max_header_bytes } => write!(
                 f,
                 "response headers exceed the {} cap (max_header_bytes)",
@@ -1853,7 +2026,121 @@ impl std::fmt::Display for Failure {
             Failure::SessionLoginFailed { failure } => {
                 write!(f, "login failed: {failure} ({})", failure.code())
             }
+            Failure::GrpcNotServing { service, after }
+            | Failure::GrpcStatusUnknown { service, after }
+            | Failure::GrpcServiceUnknown { service, after } => {
+                let status = match self {
+                    Failure::GrpcNotServing { .. } => "NOT_SERVING",
+                    Failure::GrpcStatusUnknown { .. } => "UNKNOWN",
+                    _ => "SERVICE_UNKNOWN",
+                };
+                let who = if service.is_empty() {
+                    "the server".to_owned()
+                } else {
+                    format!("service {service:?}")
+                };
+                match after {
+                    Some(a) => write!(
+                        f,
+                        "the health of {who} changed to {status} {} into the watch",
+                        h(*a)
+                    ),
+                    None if status == "SERVICE_UNKNOWN" => write!(
+                        f,
+                        "the health service does not know {who} (SERVICE_UNKNOWN): check the service name"
+                    ),
+                    None => write!(f, "the health service reports {who} {status}"),
+                }
+            }
+            Failure::GrpcError { code, message } => {
+                write!(f, "the health RPC failed with {code}")?;
+                if code == "UNIMPLEMENTED" {
+                    f.write_str(" (the server has no grpc.health.v1 service)")?;
+                }
+                if message.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, ": {message}")
+                }
+            }
+            Failure::IcmpPacketLoss {
+                lost,
+                count,
+                max_loss,
+            } => {
+                if lost == count {
+                    write!(f, "no echo reply to any of {count} requests")
+                } else {
+                    write!(
+                        f,
+                        "{lost} of {count} echo replies lost ({:.0}%), max_loss is {:.0}%",
+                        f64::from(*lost) * 100.0 / f64::from(*count),
+                        max_loss * 100.0
+                    )
+                }
+            }
+            Failure::IcmpNotPermitted { dgram, raw } => {
+                f.write_str("cannot open an ICMP socket here: ")?;
+                let mut parts = Vec::new();
+                if let Some(d) = dgram {
+                    parts.push(format!(
+                        "a ping socket was refused ({d}; allow the probe's group in net.ipv4.ping_group_range)"
+                    ));
+                }
+                if let Some(r) = raw {
+                    parts.push(format!(
+                        "a raw socket was refused ({r}; grant CAP_NET_RAW, e.g. AmbientCapabilities=CAP_NET_RAW)"
+                    ));
+                }
+                f.write_str(&parts.join("; "))
+            }
+            Failure::TcpExpectMismatch {
+                step,
+                expect,
+                received,
+                received_bytes,
+                end,
+            } => {
+                write!(f, "step {step}: ")?;
+                match end {
+                    ReadEnd::Closed => write!(
+                        f,
+                        "the peer closed the connection after {received_bytes} bytes without matching /{expect}/"
+                    )?,
+                    ReadEnd::Limit { max_read } => write!(
+                        f,
+                        "{} read without a match of /{expect}/ (max_read)",
+                        crate::config::Size(*max_read as u64)
+                    )?,
+                    ReadEnd::Deadline { after } => write!(
+                        f,
+                        "no match of /{expect}/ within {} ({received_bytes} bytes received)",
+                        h(*after)
+                    )?,
+                }
+                if received.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, "; received \"{received}\"")
+                }
+            }
             Failure::OnHop { hop, url, failure } => write!(f, "hop {hop} ({url}): {failure}"),
+            Failure::OnStep {
+                step,
+                name,
+                failure,
+            } => write!(f, "step {step} ({name}): {failure}"),
+            Failure::FlowExtractFailed {
+                variable,
+                from,
+                problem,
+            } => {
+                if variable.is_empty() {
+                    write!(f, "{from} is {problem}")
+                } else {
+                    write!(f, "cannot extract {variable} from {from}: {problem}")
+                }
+            }
             Failure::Sample {
                 sample,
                 of,
@@ -2045,6 +2332,22 @@ mod tests {
             ],
         };
         assert_eq!(resolvers.code(), FailureCode::ConnectionRefused);
+        let backend = |address: &str| AddressFailure {
+            address: address.into(),
+            failure: refused.clone(),
+        };
+        let partial = Failure::Backends {
+            total: 3,
+            failing: vec![backend("10.0.0.1:443")],
+        };
+        assert_eq!(partial.code(), FailureCode::BackendsPartiallyFailing);
+        assert_eq!(partial.cause(), &partial);
+        let all = Failure::Backends {
+            total: 2,
+            failing: vec![backend("10.0.0.1:443"), backend("10.0.0.2:443")],
+        };
+        assert_eq!(all.code(), FailureCode::ConnectionRefused);
+        assert_eq!(all.cause(), &refused);
         assert!(
             resolvers
                 .to_string()
@@ -2080,7 +2383,10 @@ mod tests {
         let r = f.clone().scrubbed(scrub);
         assert_eq!(r.code(), FailureCode::JsonPathMismatch);
         assert!(matches!(&r, Failure::Redacted { message, .. } if !message.contains("s3cr3t")));
-        let clean = Failure::BodyTooLarge { max_body: 10 };
+        let clean = Failure::BodyTooLarge {
+            max_body: 10,
+            content_length: None,
+        };
         assert_eq!(clean.clone().scrubbed(scrub), clean);
     }
 

@@ -63,6 +63,7 @@ pub mod observed;
 pub mod report;
 pub mod request;
 pub mod sample;
+pub mod sniff;
 
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 

@@ -3,7 +3,9 @@
 //!
 //! Each kind's module owns its type ([`super::http::Observed`],
 //! [`super::dns::Observed`], [`super::tls::Report`],
-//! [`super::session::Observed`]); [`Observed`] is the one enum over them.
+//! [`super::session::Observed`], [`super::tcp::Observed`],
+//! [`super::grpc::Observed`], [`super::icmp::Observed`],
+//! [`super::flow::Observed`]); [`Observed`] is the one enum over them.
 //! The probe builds these values directly and serializes them once, to the
 //! wire string ([`Observed::to_wire`], `details_json` of a `CheckResult`);
 //! the controller parses them once ([`Observed::from_wire`]).
@@ -30,7 +32,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{dns, http, session, tls};
+use super::{dns, flow, grpc, http, icmp, session, tcp, tls};
 
 /// The kinds of check, as named in results, metrics and config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,11 +47,28 @@ pub enum Kind {
     Tls,
     /// `session`: an authenticated session held across runs.
     Session,
+    /// `tcp`: a connection and its send/expect script.
+    Tcp,
+    /// `grpc`: a `grpc.health.v1` check.
+    Grpc,
+    /// `icmp`: echo requests, loss and RTTs.
+    Icmp,
+    /// `flow`: ordered HTTP steps with variables.
+    Flow,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: &'static [Kind] = &[Kind::Http, Kind::Dns, Kind::Tls, Kind::Session];
+    pub const ALL: &'static [Kind] = &[
+        Kind::Http,
+        Kind::Dns,
+        Kind::Tls,
+        Kind::Session,
+        Kind::Tcp,
+        Kind::Grpc,
+        Kind::Icmp,
+        Kind::Flow,
+    ];
 
     /// The kind's name: `"http"`, `"dns"`, `"tls"`, `"session"`.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +77,10 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Tls => "tls",
             Kind::Session => "session",
+            Kind::Tcp => "tcp",
+            Kind::Grpc => "grpc",
+            Kind::Icmp => "icmp",
+            Kind::Flow => "flow",
         }
     }
 }
@@ -70,7 +93,7 @@ impl std::fmt::Display for Kind {
 
 /// A kind name this build does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown check kind {0:?}: use http, dns, tls or session")]
+#[error("unknown check kind {0:?}: use http, dns, tls, session, tcp, grpc, icmp or flow")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -104,6 +127,14 @@ pub enum Observed {
     Tls(tls::Report),
     /// A session check's observations.
     Session(session::Observed),
+    /// A tcp check's observations.
+    Tcp(tcp::Observed),
+    /// A grpc check's observations.
+    Grpc(grpc::Observed),
+    /// An icmp check's observations.
+    Icmp(icmp::Observed),
+    /// A flow's observations.
+    Flow(flow::Observed),
     /// Details of a kind this build does not know, or that do not read as
     /// their kind's type: the JSON as it came (a JSON string holding the
     /// text when it was not JSON at all).
@@ -118,6 +149,10 @@ impl Observed {
             Observed::Dns(_) => Some(Kind::Dns),
             Observed::Tls(_) => Some(Kind::Tls),
             Observed::Session(_) => Some(Kind::Session),
+            Observed::Tcp(_) => Some(Kind::Tcp),
+            Observed::Grpc(_) => Some(Kind::Grpc),
+            Observed::Icmp(_) => Some(Kind::Icmp),
+            Observed::Flow(_) => Some(Kind::Flow),
             Observed::Other(_) => None,
         }
     }
@@ -131,6 +166,10 @@ impl Observed {
             Ok(Kind::Dns) => serde_json::from_str(details_json).map(Observed::Dns),
             Ok(Kind::Tls) => serde_json::from_str(details_json).map(Observed::Tls),
             Ok(Kind::Session) => serde_json::from_str(details_json).map(Observed::Session),
+            Ok(Kind::Tcp) => serde_json::from_str(details_json).map(Observed::Tcp),
+            Ok(Kind::Grpc) => serde_json::from_str(details_json).map(Observed::Grpc),
+            Ok(Kind::Icmp) => serde_json::from_str(details_json).map(Observed::Icmp),
+            Ok(Kind::Flow) => serde_json::from_str(details_json).map(Observed::Flow),
             Err(_) => serde_json::from_str(details_json).map(Observed::Other),
         };
         typed.unwrap_or_else(|_| {
@@ -251,7 +290,7 @@ mod tests {
 
     #[test]
     fn unreadable_details_are_kept_as_they_came() {
-        let o = Observed::from_wire("icmp", r#"{"rtt_us": 5}"#);
+        let o = Observed::from_wire("smtp", r#"{"rtt_us": 5}"#);
         assert_eq!(o, Observed::Other(serde_json::json!({ "rtt_us": 5 })));
         assert_eq!(o.kind(), None);
         let o = Observed::from_wire("http", "not json");
@@ -273,6 +312,6 @@ mod tests {
                 format!("\"{}\"", k.as_str())
             );
         }
-        assert!("icmp".parse::<Kind>().is_err());
+        assert!("smtp".parse::<Kind>().is_err());
     }
 }

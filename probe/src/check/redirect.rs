@@ -179,6 +179,16 @@ pub fn name_hop(f: Failure, idx: usize, uri: &Uri) -> Failure {
     }
 }
 
+/// A cookie store the chain consults on every hop (a flow's jar): cookies
+/// are matched by domain and path per hop, not by origin, so they are not
+/// subject to the cross-origin credential rule.
+pub trait Jar: Send {
+    /// The `Cookie` header for a request to `uri`, if any cookie matches.
+    fn outgoing(&self, uri: &Uri) -> Option<HeaderValue>;
+    /// Takes the `Set-Cookie` headers of the answer from `uri`.
+    fn incoming(&mut self, uri: &Uri, headers: &http::HeaderMap);
+}
+
 /// Runs the chain from `spec.uri`, the first hop on `first`. Hops are pushed
 /// to `hops` as they start, so a deadline that interrupts leaves them visible.
 pub async fn follow(
@@ -187,6 +197,18 @@ pub async fn follow(
     keep_body: bool,
     ctx: &RunContext,
     hops: &mut Vec<Hop>,
+) -> Result<Final, Failure> {
+    follow_with(spec, first, keep_body, ctx, hops, None).await
+}
+
+/// [`follow`] with a cookie jar consulted and fed on every hop.
+pub async fn follow_with(
+    spec: &HttpSpec,
+    first: SocketAddr,
+    keep_body: bool,
+    ctx: &RunContext,
+    hops: &mut Vec<Hop>,
+    mut jar: Option<&mut dyn Jar>,
 ) -> Result<Final, Failure> {
     let policy = &spec.redirect;
     let origin0 = origin(&spec.uri);
@@ -222,10 +244,22 @@ pub async fn follow(
         });
         let hop = &mut hops[idx];
         let started = std::time::Instant::now();
+        let with_cookies;
+        let hop_headers = match jar.as_deref().and_then(|j| j.outgoing(&uri)) {
+            Some(cookie) if !headers.iter().any(|(k, _)| k == http::header::COOKIE) => {
+                with_cookies = headers
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once((http::header::COOKIE, cookie)))
+                    .collect::<Vec<_>>();
+                &with_cookies
+            }
+            _ => &headers,
+        };
         let req = HopRequest {
             uri: &uri,
             method: &method,
-            headers: &headers,
+            headers: hop_headers,
             body: body.clone().unwrap_or_default(),
         };
         let sent = exchange::send(&req, target, spec.limits(), ctx, hop).await;
@@ -237,6 +271,9 @@ pub async fn follow(
                 return Err(name_hop(f, idx, &uri));
             }
         };
+        if let Some(j) = jar.as_deref_mut() {
+            j.incoming(&uri, &resp.headers);
+        }
         let status = resp.status.as_u16();
         let location = match resp.headers.get(http::header::LOCATION) {
             None => None,

@@ -10,10 +10,15 @@
 //! trust store at `now` (injectable: [`run_at`]).
 //!
 //! # Profiles
-//! - `modern`: rustls/webpki path building with alternate chains (like
-//!   OpenSSL ≥ 1.1 and browsers). The verdict is webpki's; the paths and
-//!   dates come from [`super::trust::Chain::candidate_paths`].
-//! - `legacy`: OpenSSL 1.0.x, modelled by us: [`legacy`] documents it.
+//! A profile is a client stack's handshake ([`stack`]: versions, suites,
+//! groups, signature schemes) and a path-building model.
+//! - `modern`: a current client ([`stack::CURRENT`]: OpenSSL 3.x, browsers)
+//!   with rustls/webpki path building and alternate chains. The verdict is
+//!   webpki's; the paths and dates come from [`super::trust::Chain::candidate_paths`].
+//! - `legacy`: an OpenSSL 1.0.2-class client whole: its own ClientHello
+//!   ([`stack::OPENSSL_1_0_2`]: TLS 1.2 only, ECDHE-AES-GCM, P-256/P-384, no
+//!   PSS or Ed25519), so a TLS 1.3-only server fails its handshake with
+//!   `tls_protocol_unsupported`, and the served-path walk of [`legacy`].
 //! - `tls13`, `tls12`: only that protocol version. `no_sni`: no SNI sent.
 //!   `rsa_only`, `ecdsa_only`: only that key type's signature schemes (and,
 //!   for TLS 1.2, cipher suites). Their chains are judged like `modern`; a
@@ -66,6 +71,7 @@ pub mod handshake;
 pub mod hygiene;
 pub mod legacy;
 mod spec;
+pub mod stack;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -161,8 +167,9 @@ pub fn modern_verdict(
             reason: "the server presented no parsable certificate".into(),
         });
     };
-    let windows: Vec<(Path, Window)> = chain
-        .candidate_paths(store)
+    let paths = chain.candidate_paths(store);
+    let no_path = paths.is_empty();
+    let windows: Vec<(Path, Window)> = paths
         .into_iter()
         .filter_map(|p| chain.window(store, &p).map(|w| (p, w)))
         .collect();
@@ -199,27 +206,26 @@ pub fn modern_verdict(
         },
         Err(e) => {
             let base = crate::tls::classify(&std::io::Error::other(e));
-            let failure = match base {
-                Failure::TlsUntrustedRoot { .. } if leaf.info.self_signed => {
-                    Failure::TlsSelfSigned {
-                        leaf: leaf.short_name(),
-                        store: store.name.clone(),
-                    }
-                }
+            // What ends the chain comes first: webpki reports an expired
+            // member it met on the way even when no path reaches the store
+            // (that member is a hygiene finding then).
+            let unreachable = matches!(
+                base,
                 Failure::TlsUntrustedRoot { .. }
-                    if !chain.certs.iter().skip(1).any(|c| leaf.issued_by(c))
-                        && store.issuer_of(leaf).is_none() =>
-                {
-                    Failure::TlsChainIncomplete {
-                        leaf_issuer: leaf.info.issuer.clone(),
-                        store: store.name.clone(),
-                    }
-                }
-                Failure::TlsUntrustedRoot { served_end, .. } => Failure::TlsUntrustedRoot {
-                    store: Some(store.name.clone()),
-                    served_end,
-                },
-                other => other,
+                    | Failure::TlsCertExpired { .. }
+                    | Failure::TlsCertNotYetValid { .. }
+            ) && (no_path || base.code() == FailureCode::TlsUntrustedRoot);
+            let failure = if unreachable {
+                let (_, end) = legacy::walk(chain, store);
+                legacy::end_failure(chain, store, &end, no_path).unwrap_or(
+                    Failure::TlsUntrustedRoot {
+                        store: Some(store.name.clone()),
+                        served_end: None,
+                        no_path,
+                    },
+                )
+            } else {
+                base
             };
             let mut v = match (failure.code(), last_expired.or(best_live)) {
                 (FailureCode::TlsCertExpired, Some((p, w))) => {
@@ -292,7 +298,7 @@ pub struct Combination {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HandshakeReport {
-    /// `default` (used by modern and legacy), `tls13`, `tls12`, `no_sni`, `rsa_only`, `ecdsa_only`.
+    /// `default` (modern), `legacy`, `tls13`, `tls12`, `no_sni`, `rsa_only`, `ecdsa_only`.
     pub client: String,
     /// Completed.
     pub ok: bool,

@@ -142,3 +142,162 @@ async fn once_prints_json_lines_and_exits_1_when_a_check_fails() {
         "https://elsewhere.test/"
     );
 }
+
+/// `check --timeout` bounds the whole command: the request and the TLS
+/// matrix run concurrently, each within it (one after the other took twice).
+#[tokio::test]
+async fn check_is_bounded_by_its_timeout_overall() {
+    let srv = outpost_testkit::Hostile::silent().await.unwrap();
+    let url = format!("https://127.0.0.1:{}/", srv.addr().port());
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        probe()
+            .args(["check", "--timeout", "1500ms", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        took < std::time::Duration::from_millis(2600),
+        "check took {took:?} with --timeout 1500ms"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("timeout"), "{text}");
+    assert!(text.contains("TLS:"), "{text}");
+}
+
+#[tokio::test]
+async fn check_prints_json_lines_with_format_json() {
+    let pki = outpost_testkit::Pki::new("root");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.write_root_pem(dir.path()).unwrap();
+    let srv = HttpServer::builder()
+        .route("/old", Reply::redirect(308, "/new"))
+        .route("/new", Reply::text(200, "ok"))
+        .tls(pki.leaf(&["localhost"]))
+        .run()
+        .await
+        .unwrap();
+    let url = srv.url("/old");
+    let out = tokio::task::spawn_blocking(move || {
+        probe()
+            .args(["check", "--format", "json", "--ca-file"])
+            .arg(&ca)
+            .arg(&url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["kind"], "http");
+    assert_eq!(lines[0]["ok"], true);
+    let chain = lines[0]["details"]["chain"].as_array().unwrap();
+    assert_eq!(chain[0]["status"], 308);
+    assert_eq!(chain[1]["status"], 200);
+    assert_eq!(lines[1]["kind"], "tls");
+    assert!(
+        lines[1]["details"]["matrix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["combination"] == "modern/ca-file" && c["ok"] == true),
+        "{}",
+        lines[1]["details"]
+    );
+}
+
+#[tokio::test]
+async fn check_runs_a_tcp_url_with_send_and_expect() {
+    let redis = outpost_testkit::TcpServer::redis().run().await.unwrap();
+    let url = format!("tcp://127.0.0.1:{}", redis.addr().port());
+    let u = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        probe()
+            .args([
+                "check",
+                &u,
+                "--send",
+                "PING\\r\\n",
+                "--expect",
+                "^\\+PONG",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["kind"], "tcp");
+    assert_eq!(line["details"]["steps"][1]["received"], "+PONG\\r\\n");
+    assert_eq!(redis.lines(), ["PING"]);
+    // Text, failing: the verdict names the code.
+    let out = tokio::task::spawn_blocking(move || {
+        probe()
+            .args(["check", &url, "--expect", "^220 ", "--timeout", "500ms"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict FAIL timeout"), "{text}");
+}
+
+#[tokio::test]
+async fn check_runs_a_grpc_url_naming_the_service() {
+    let srv = outpost_testkit::GrpcHealthServer::start().await.unwrap();
+    srv.set_not_serving("orders.v1.Orders").await;
+    let url = format!("grpc://127.0.0.1:{}/orders.v1.Orders", srv.addr().port());
+    let out = tokio::task::spawn_blocking(move || probe().args(["check", &url]).output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status NOT_SERVING"), "{text}");
+    assert!(text.contains("verdict FAIL grpc_not_serving"), "{text}");
+}
+
+#[tokio::test]
+async fn check_pings_an_icmp_url() {
+    let out = tokio::task::spawn_blocking(|| {
+        probe()
+            .args(["check", "icmp://127.0.0.1", "--format", "json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["kind"], "icmp");
+    if line["failure_code"] == "icmp_not_permitted" {
+        eprintln!("skipping: {}", line["failure_message"]);
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{line}");
+    assert_eq!(line["details"]["received"], 5);
+}

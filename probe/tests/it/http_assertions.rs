@@ -279,12 +279,14 @@ async fn samples_are_attributed_to_backends_behind_one_name() {
     .await;
     assert_shape_of_fixture(&o.details(), "http-samples-by-backend.json");
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code(), FailureCode::SampleFailureRatio);
+    // One backend of two: the pool is partly down; the address's own code is kept.
+    assert_eq!(f.code(), FailureCode::BackendsPartiallyFailing);
     let Failure::Backends { total: 2, failing } = &f else {
         panic!("{f:?}")
     };
     assert_eq!(failing.len(), 1);
     assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
+    assert_eq!(failing[0].failure.code(), FailureCode::SampleFailureRatio);
     let Failure::SampleFailureRatio {
         failed: 3,
         total: 3,

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::{code, run};
 use outpost_probe::{
-    check::{Failure, FailureCode, RawCheck},
+    check::{
+        Failure, FailureCode, RawCheck,
+        failure::{ProtocolProblem, ServedEnd},
+    },
     config::Problems,
 };
 use outpost_testkit::{Hostile, HttpServer, Pki, Reply};
@@ -124,6 +127,44 @@ async fn garbage_instead_of_http_is_a_protocol_error() {
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::ProtocolError), "{:?}", o.result);
+    // Said plainly, with what the peer sent; not hyper's "operation was canceled".
+    let Err(Failure::ProtocolError {
+        problem: ProtocolProblem::NotHttp { sent },
+    }) = &o.result
+    else {
+        panic!("{:?}", o.result)
+    };
+    assert!(sent.starts_with("binary data starting 00 ff"), "{sent}");
+    let message = o.result.as_ref().unwrap_err().to_string();
+    assert!(
+        message.starts_with("the peer did not answer with HTTP: it sent binary data"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_to_a_tls_port_says_the_port_speaks_tls() {
+    let pki = Pki::new("root");
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .tls(pki.leaf(&["localhost"]))
+        .run()
+        .await
+        .unwrap();
+    let o = run(&format!(
+        "id = \"x\"\ntimeout = \"2s\"\nhttp = {{ url = \"http://127.0.0.1:{}/\" }}",
+        srv.addr().port()
+    ))
+    .await;
+    // rustls answers a plain request with a TLS alert record.
+    let f = o.result.unwrap_err();
+    let Failure::ProtocolError {
+        problem: ProtocolProblem::NotHttp { sent },
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(sent.contains("use an https:// URL"), "{sent}");
 }
 
 #[tokio::test]
@@ -188,6 +229,69 @@ async fn untrusted_and_misnamed_certificates_fail_with_their_codes() {
     );
 }
 
+/// Served: leaf ← expired intermediate ← Root C. With only Root Z trusted no
+/// path exists whatever the dates: untrusted, not expired. With Root C
+/// trusted, the expiry is what fails.
+#[tokio::test]
+async fn an_https_chain_with_no_path_to_the_roots_is_untrusted_before_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let root_c = Pki::new("Root C");
+    let inter = root_c.intermediate_with(
+        "Expired Inter",
+        now - time::Duration::days(400),
+        now - time::Duration::days(10),
+    );
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .tls(inter.leaf(&["localhost"]))
+        .run()
+        .await
+        .unwrap();
+    let other = Pki::new("Root Z");
+    let z = dir.path().join("z");
+    std::fs::create_dir(&z).unwrap();
+    let check = |ca: &std::path::Path| {
+        format!(
+            "id = \"x\"\nhttp = {{ url = \"{}\", ca_file = \"{}\" }}",
+            srv.url_with_host("localhost", "/"),
+            ca.display()
+        )
+    };
+    let o = run(&check(&other.write_root_pem(&z).unwrap())).await;
+    let f = o.result.clone().unwrap_err();
+    let Failure::TlsUntrustedRoot {
+        served_end: Some(ServedEnd::MissingIssuer { issuer, .. }),
+        no_path: true,
+        ..
+    } = &f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(issuer.contains("Root C"), "{issuer}");
+    assert_eq!(o.details()["tls"]["error"], "tls_untrusted_root");
+    // Mozilla trusts none of it either.
+    let o = run(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url_with_host("localhost", "/")
+    ))
+    .await;
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::TlsUntrustedRoot),
+        "{:?}",
+        o.result
+    );
+    // The right root: now the expired intermediate is the problem.
+    let o = run(&check(&root_c.write_root_pem(dir.path()).unwrap())).await;
+    assert_eq!(
+        code(&o),
+        Some(FailureCode::TlsCertExpired),
+        "{:?}",
+        o.result
+    );
+}
+
 #[tokio::test]
 async fn one_broken_backend_of_two_is_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,12 +321,18 @@ async fn one_broken_backend_of_two_is_named() {
     };
     let o = run(&check("all")).await;
     let f = o.result.clone().unwrap_err();
-    assert_eq!(f.code(), FailureCode::UnexpectedStatus);
+    // Half the pool down is not the service down: a code of its own, the
+    // address's own code kept in the failure and the details.
+    assert_eq!(f.code(), FailureCode::BackendsPartiallyFailing);
     let Failure::Backends { total: 2, failing } = &f else {
         panic!("{f:?}")
     };
     assert_eq!(failing.len(), 1);
     assert_eq!(failing[0].address, format!("127.0.0.2:{port}"));
+    assert_eq!(
+        o.details()["addresses"][0]["failure_code"],
+        "unexpected_status"
+    );
     assert!(matches!(
         failing[0].failure,
         Failure::UnexpectedStatus { got: 502, .. }
@@ -239,6 +349,34 @@ async fn one_broken_backend_of_two_is_named() {
     // With passing = "any", one healthy backend is enough.
     let o = run(&check("any")).await;
     assert!(o.ok(), "{:?}", o.result);
+}
+
+#[tokio::test]
+async fn every_backend_failing_alike_keeps_their_code() {
+    let blue = HttpServer::builder()
+        .route("/", Reply::text(503, "down"))
+        .bind("127.0.0.2:0".parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let port = blue.addr().port();
+    let _green = HttpServer::builder()
+        .route("/", Reply::text(503, "down"))
+        .bind(format!("127.0.0.3:{port}").parse().unwrap())
+        .run()
+        .await
+        .unwrap();
+    let o = run(&format!(
+        "id = \"pair\"\n[http]\nurl = \"http://pair.test:{port}/\"\naddresses = \"all\"\nresolve_to = [\"127.0.0.2\", \"127.0.0.3\"]\n"
+    ))
+    .await;
+    let f = o.result.clone().unwrap_err();
+    assert_eq!(f.code(), FailureCode::UnexpectedStatus, "{f}");
+    let Failure::Backends { total: 2, failing } = &f else {
+        panic!("{f:?}")
+    };
+    assert_eq!(failing.len(), 2);
+    assert_eq!(o.details()["addresses_failing"], 2);
 }
 
 #[test]

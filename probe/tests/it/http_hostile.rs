@@ -34,9 +34,9 @@ fn within(took: Duration, deadline_ms: u64) {
 }
 
 #[tokio::test]
-async fn a_slow_gigabyte_stream_times_out_at_the_deadline() {
+async fn a_slow_unannounced_stream_times_out_at_the_deadline() {
     // 256 KiB/s would need 4 s to reach the 1 MiB cap: the 2 s deadline comes first.
-    let srv = Hostile::endless_body(256 * 1024).await.unwrap();
+    let srv = Hostile::endless_stream(256 * 1024).await.unwrap();
     let (o, took) = timed(&format!(
         "id = \"x\"\ntimeout = \"2s\"\nhttp = {{ url = \"{}\", max_body = \"1MiB\" }}",
         srv.url("/")
@@ -54,18 +54,82 @@ async fn a_slow_gigabyte_stream_times_out_at_the_deadline() {
 }
 
 #[tokio::test]
-async fn a_fast_gigabyte_stream_stops_at_max_body() {
-    let srv = Hostile::endless_body(8 * 1024 * 1024).await.unwrap();
+async fn a_fast_unannounced_stream_stops_at_max_body() {
+    let srv = Hostile::endless_stream(8 * 1024 * 1024).await.unwrap();
     let (o, took) = timed(&format!(
         "id = \"x\"\ntimeout = \"5s\"\nhttp = {{ url = \"{}\", max_body = \"256KiB\" }}",
         srv.url("/")
     ))
     .await;
     assert_eq!(code(&o), Some(FailureCode::BodyTooLarge), "{:?}", o.result);
+    assert!(matches!(
+        o.result,
+        Err(Failure::BodyTooLarge {
+            max_body: 262_144,
+            content_length: None
+        })
+    ));
     let read_details = o.details();
     let read = read_details["body_bytes"].as_u64().unwrap();
     assert!(read > 256 * 1024 && read < 512 * 1024, "{read} bytes read");
     assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn an_announced_gigabyte_is_too_large_at_once_without_reading() {
+    // `Content-Length: 1 GiB` and a body trickling at 1 KiB/s: the length
+    // alone exceeds the cap, so nothing is read and the deadline is not awaited.
+    let srv = Hostile::endless_body(1024).await.unwrap();
+    let (o, took) = timed(&format!(
+        "id = \"x\"\ntimeout = \"5s\"\nhttp = {{ url = \"{}\", max_body = \"1MiB\" }}",
+        srv.url("/")
+    ))
+    .await;
+    let Err(Failure::BodyTooLarge {
+        max_body,
+        content_length,
+    }) = &o.result
+    else {
+        panic!("{:?}", o.result)
+    };
+    assert_eq!(*max_body, 1 << 20);
+    assert_eq!(*content_length, Some(1 << 30));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(o.details().get("body_bytes").is_none(), "{}", o.details());
+    let message = o.result.unwrap_err().to_string();
+    assert!(message.contains("1GiB"), "{message}");
+}
+
+#[tokio::test]
+async fn a_head_answer_announcing_a_large_body_is_not_too_large() {
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(200, vec![b'x'; 2 << 20]))
+        .run()
+        .await
+        .unwrap();
+    let (o, _) = timed(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\", method = \"HEAD\", max_body = \"1MiB\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert!(o.ok(), "{:?}", o.result);
+    // The same resource with GET is too large, before a byte of it is read.
+    let (o, _) = timed(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\", max_body = \"1MiB\" }}",
+        srv.url("/")
+    ))
+    .await;
+    assert!(
+        matches!(
+            o.result,
+            Err(Failure::BodyTooLarge {
+                content_length: Some(2097152),
+                ..
+            })
+        ),
+        "{:?}",
+        o.result
+    );
 }
 
 #[tokio::test]
@@ -190,13 +254,15 @@ async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
     let silent = Hostile::silent().await.unwrap();
     let garbage = Hostile::garbage().await.unwrap();
     let headers = Hostile::huge_headers(1024 * 1024).await.unwrap();
-    let stream = Hostile::endless_body(64 * 1024 * 1024).await.unwrap();
-    let slow = Hostile::endless_body(256 * 1024).await.unwrap();
+    let announced = Hostile::endless_body(64 * 1024 * 1024).await.unwrap();
+    let stream = Hostile::endless_stream(64 * 1024 * 1024).await.unwrap();
+    let slow = Hostile::endless_stream(256 * 1024).await.unwrap();
     let drip = Hostile::drip(Duration::from_millis(200)).await.unwrap();
     let hostile = [
         ("silent", silent.url("/"), ""),
         ("garbage", garbage.url("/"), ""),
         ("headers", headers.url("/"), ""),
+        ("announced", announced.url("/"), ", max_body = \"1MiB\""),
         ("stream", stream.url("/"), ", max_body = \"1MiB\""),
         ("slow", slow.url("/"), ", max_body = \"1MiB\""),
         ("drip", drip.url("/"), ""),
@@ -252,6 +318,7 @@ async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
         ("silent", FailureCode::Timeout),
         ("garbage", FailureCode::ProtocolError),
         ("headers", FailureCode::HeadersTooLarge),
+        ("announced", FailureCode::BodyTooLarge),
         ("stream", FailureCode::BodyTooLarge),
         ("slow", FailureCode::Timeout),
         ("drip", FailureCode::Timeout),

@@ -4,12 +4,16 @@
 
 mod cli;
 mod dns_check;
+mod flow_check;
+mod grpc_check;
 mod http_assertions;
 mod http_check;
 mod http_hostile;
 mod http_redirect;
+mod icmp_check;
 mod outbox;
 mod scheduler;
 mod session_check;
 mod support;
+mod tcp_check;
 mod tls_matrix;

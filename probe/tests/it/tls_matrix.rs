@@ -380,6 +380,56 @@ async fn expired_intermediate_under_a_valid_leaf_fails_and_is_named_in_the_inven
     );
 }
 
+/// Served: leaf ← expired intermediate ← Root C; trusted: only Root Z (and
+/// Mozilla, which trusts none of it). No path exists whatever the dates, so
+/// what ends the chain is reported first; the expired member is a finding.
+#[tokio::test]
+async fn a_chain_with_no_path_to_the_store_is_untrusted_before_expired() {
+    let r0 = root("Root C");
+    let other = root("Root Z");
+    let inter = r0.intermediate_with(
+        "Expired Inter",
+        datetime!(2019-01-01 00:00 UTC),
+        datetime!(2025-01-01 00:00 UTC),
+    );
+    let id = valid_leaf(&inter, &["localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let srv = serve(id).await;
+    let spec = parse(&format!(
+        "host = \"localhost\"\naddress = \"127.0.0.1\"\nport = {}\nstores = {{ z = \"{}\" }}\ntrust_stores = [\"mozilla\", \"z\"]\nprofiles = [\"modern\", \"legacy\"]",
+        srv.addr().port(),
+        write(dir.path(), "z", &[other.root_pem()])
+    ))
+    .unwrap();
+    let r = run_at(&spec, NOW).await;
+    assert_eq!(
+        code(&r),
+        Some(FailureCode::TlsUntrustedRoot),
+        "{:?}",
+        r.result
+    );
+    for c in ["modern/mozilla", "modern/z", "legacy/mozilla", "legacy/z"] {
+        assert_eq!(
+            code_of(&r, c).as_deref(),
+            Some("tls_untrusted_root"),
+            "{c}: {}",
+            combo(&r, c)
+        );
+    }
+    // The modern message names where the served chain ends.
+    let modern = combo(&r, "modern/z")["failure_message"].clone();
+    assert!(modern.as_str().unwrap().contains("Root C"), "{modern}");
+    assert!(
+        r.details()["hygiene"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "expired_member" && f["position"] == 1),
+        "{}",
+        r.details()["hygiene"]
+    );
+}
+
 #[tokio::test]
 async fn wrong_hostname_is_a_name_mismatch_for_every_profile() {
     let r0 = root("Root D");
@@ -462,6 +512,111 @@ async fn tls13_only_server_fails_the_tls12_profile_only() {
     let hs = hs_details["handshakes"].as_array().unwrap();
     assert_eq!(hs[0]["client"], "default");
     assert_eq!(hs[0]["tls_version"], "1.3");
+}
+
+/// The `legacy` profile is an OpenSSL 1.0.2-class client whole: where that
+/// stack cannot complete a handshake (no TLS 1.3, no Ed25519, no ChaCha20),
+/// only its combinations fail, with the handshake's code; where it can
+/// (TLS 1.2, ECDHE-AES-GCM), it passes.
+#[tokio::test]
+async fn the_legacy_client_fails_handshakes_where_openssl_1_0_2_would() {
+    let r0 = root("Root L");
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [("l", write(dir.path(), "l", &[r0.root_pem()]))];
+    let profiles = ["modern", "legacy"];
+    let id = valid_leaf(&r0, &["localhost"]);
+
+    // TLS 1.3 only: the IOT incident's class of failure.
+    let cfg = id.server_config_with(&[&rustls::version::TLS13], Vec::new());
+    let srv = HttpServer::builder().tls_config(cfg).run().await.unwrap();
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert_eq!(
+        combo(&r, "modern/l")["ok"],
+        true,
+        "{}",
+        combo(&r, "modern/l")
+    );
+    assert_eq!(
+        code_of(&r, "legacy/l").as_deref(),
+        Some("tls_protocol_unsupported")
+    );
+    assert_eq!(code(&r), Some(FailureCode::TlsProtocolUnsupported));
+    let handshakes = r.details()["handshakes"].clone();
+    let legacy = handshakes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["client"] == "legacy")
+        .unwrap()
+        .clone();
+    assert_eq!(legacy["ok"], false);
+    assert_eq!(legacy["failure_code"], "tls_protocol_unsupported");
+
+    // TLS 1.2 with a suite the old stack has: it passes, on TLS 1.2.
+    let cfg = id.server_config_with(&[&rustls::version::TLS12], Vec::new());
+    let srv = HttpServer::builder().tls_config(cfg).run().await.unwrap();
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    let handshakes = r.details()["handshakes"].clone();
+    let legacy = handshakes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["client"] == "legacy")
+        .unwrap()
+        .clone();
+    assert_eq!(legacy["tls_version"], "1.2");
+    assert_eq!(
+        legacy["cipher_suite"],
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+    );
+
+    // TLS 1.2 with ChaCha20-Poly1305 only (OpenSSL 1.1.0 and later).
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .unwrap();
+    let srv = HttpServer::builder()
+        .tls_config(std::sync::Arc::new(cfg))
+        .run()
+        .await
+        .unwrap();
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert_eq!(combo(&r, "modern/l")["ok"], true);
+    assert_eq!(
+        code_of(&r, "legacy/l").as_deref(),
+        Some("tls_handshake_failure")
+    );
+
+    // An Ed25519 leaf (OpenSSL 1.1.1 and later can verify it).
+    let ed = r0.leaf_with(LeafOptions {
+        key: KeyKind::Ed25519,
+        ..leaf_opts(
+            &["localhost"],
+            datetime!(2025-06-01 00:00 UTC),
+            datetime!(2027-01-01 00:00 UTC),
+        )
+    });
+    let srv = serve(ed).await;
+    let r = run_at(&spec_for(&srv, &stores, &profiles, ""), NOW).await;
+    assert_eq!(
+        combo(&r, "modern/l")["ok"],
+        true,
+        "{}",
+        combo(&r, "modern/l")
+    );
+    assert_eq!(
+        code_of(&r, "legacy/l").as_deref(),
+        Some("tls_handshake_failure")
+    );
 }
 
 #[tokio::test]

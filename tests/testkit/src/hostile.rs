@@ -13,6 +13,7 @@
 //! | [`Hostile::garbage`] | random non-HTTP bytes, then close (parse error) |
 //! | [`Hostile::huge_headers`] | `200` status line then `size_bytes` of header lines |
 //! | [`Hostile::endless_body`] | `Content-Length: 1 GiB`, zeros at a fixed rate |
+//! | [`Hostile::endless_stream`] | no `Content-Length` (read until close), zeros at a fixed rate |
 //! | [`Hostile::drip`] | `Content-Length: 1000`, one body byte per interval |
 //! | [`Hostile::reset`] | TCP RST after the request (connection reset) |
 //! | [`Hostile::close`] | FIN after the request, no response (incomplete message) |
@@ -61,6 +62,13 @@ pub enum Behaviour {
         /// Body bytes per second.
         bytes_per_sec: u64,
     },
+    /// `HTTP/1.1 200 OK` with `Connection: close` and no length (the body
+    /// ends when the connection does), then zeros at `bytes_per_sec` until the
+    /// client leaves (or 1 GiB is sent): only reading tells the size.
+    EndlessStream {
+        /// Body bytes per second.
+        bytes_per_sec: u64,
+    },
     /// `HTTP/1.1 200 OK` with `Content-Length: 1000`, then one byte per `interval`.
     Drip {
         /// Pause before each body byte.
@@ -95,6 +103,11 @@ impl Hostile {
     /// See [`Behaviour::EndlessBody`].
     pub async fn endless_body(bytes_per_sec: u64) -> anyhow::Result<HostileServer> {
         Hostile::start(Behaviour::EndlessBody { bytes_per_sec }, None).await
+    }
+
+    /// See [`Behaviour::EndlessStream`].
+    pub async fn endless_stream(bytes_per_sec: u64) -> anyhow::Result<HostileServer> {
+        Hostile::start(Behaviour::EndlessStream { bytes_per_sec }, None).await
     }
 
     /// See [`Behaviour::Drip`].
@@ -256,14 +269,11 @@ where
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {ENDLESS_CONTENT_LENGTH}\r\n\r\n"
             );
-            let rate = *bytes_per_sec;
-            until_client_leaves(stream, move |writer| async move {
-                let mut writer = writer;
-                writer.write_all(head.as_bytes()).await?;
-                writer.flush().await?;
-                stream_zeros(&mut writer, rate).await
-            })
-            .await?;
+            endless(stream, head, *bytes_per_sec).await?;
+        }
+        Behaviour::EndlessStream { bytes_per_sec } => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+            endless(stream, head.to_owned(), *bytes_per_sec).await?;
         }
         Behaviour::Drip { interval } => {
             let head = format!(
@@ -287,6 +297,20 @@ where
         Behaviour::Close => close_gracefully(stream).await,
     }
     Ok(())
+}
+
+/// Writes `head`, then zeros at `rate` bytes per second until the client leaves.
+async fn endless<S>(stream: S, head: String, rate: u64) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    until_client_leaves(stream, move |writer| async move {
+        let mut writer = writer;
+        writer.write_all(head.as_bytes()).await?;
+        writer.flush().await?;
+        stream_zeros(&mut writer, rate).await
+    })
+    .await
 }
 
 /// Reads until the end of an HTTP request head, EOF, 64 KiB or 5 s, whichever first.

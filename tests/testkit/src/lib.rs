@@ -18,10 +18,14 @@
 //!   zone, rcodes, silence and UDP truncation the test changes while it runs.
 //! - [`client`]: one HTTP(S) request over a fresh loopback connection, raw sockets
 //!   for hostile-peer tests.
+//! - [`grpc`]: [`GrpcHealthServer`], a gRPC server with tonic-health's `grpc.health.v1`
+//!   service (statuses switched while it runs; plaintext h2c or TLS).
 //! - [`fake_probe`]: [`FakeProbe`], a real `outpost.v1` gRPC client a test drives
 //!   message by message (attach with a token, hello, batches, acks, assignments).
 //! - [`wait`]: [`eventually`](wait::eventually), polling a condition until it holds,
 //!   with a panic naming what it waited for.
+//! - [`tcp`]: [`TcpServer`], a line-protocol TCP server (SMTP/Redis/SSH-like banners and
+//!   scripted replies, optionally TLS), or one that stays silent or streams garbage forever.
 //! - [`token`]: [`TokenServer`], an OAuth2 token endpoint, a scripted login and a
 //!   protected resource issuing and validating real HS256 JWTs, with knobs for
 //!   lifetime, clock skew, a broken token endpoint and early rejection.
@@ -48,21 +52,26 @@
 pub mod client;
 pub mod dns;
 pub mod fake_probe;
+pub mod grpc;
 pub mod hostile;
 pub mod http;
 pub mod pager;
 pub mod pki;
 mod server;
+pub mod tcp;
 pub mod token;
 pub mod wait;
 
 pub use dns::{DnsQuery, DnsServer, DnsTransport, Rcode, RecordType};
 pub use fake_probe::FakeProbe;
+pub use grpc::GrpcHealthServer;
 pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
+pub use tcp::{TcpServer, TcpServerBuilder};
 pub use token::{Claims, ResourceCall, TokenServer, TokenServerBuilder};
+pub use tonic_health::ServingStatus;
 
 /// A loopback port that was free a moment ago (bound, then released). Only for
 /// addresses that must be known before the server starts — a config file for a

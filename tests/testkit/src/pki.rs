@@ -81,6 +81,10 @@ pub enum KeyKind {
     /// RSA-2048 with PKCS#1 SHA-256 signatures. `rcgen` on `ring` cannot generate RSA
     /// keys, so every RSA leaf shares one fixed test key.
     Rsa2048,
+    /// A fresh Ed25519 key (the certificate is still signed by its ECDSA issuer):
+    /// clients without Ed25519 signature support (OpenSSL < 1.1.1) cannot
+    /// complete a handshake with it.
+    Ed25519,
 }
 
 /// Everything [`Pki::leaf_with`] can vary. Start from `..Default::default()`.
@@ -500,6 +504,9 @@ fn leaf_key(kind: KeyKind) -> anyhow::Result<KeyPair> {
         KeyKind::Rsa2048 => {
             KeyPair::from_pkcs8_pem_and_sign_algo(RSA2048_PEM, &rcgen::PKCS_RSA_SHA256)
                 .context("loading the fixed RSA-2048 test key")
+        }
+        KeyKind::Ed25519 => {
+            KeyPair::generate_for(&rcgen::PKCS_ED25519).context("generating Ed25519 key")
         }
     }
 }

@@ -17,6 +17,10 @@
 //! - `GET /api/data`: `Authorization: Bearer <jwt>` (HS256 signature, `exp`
 //!   and revocation checked against the server's clock) or `Cookie: session=…`.
 //!   200 `{ok, sub, served_at}`, else 401 with `WWW-Authenticate`.
+//! - `POST /api/orders` (the same credentials; JSON `{item, quantity}`): 201
+//!   `{id, item, quantity, owner, status}` with `Location: /api/orders/<id>`;
+//!   `GET /api/orders/<id>`: the caller's order (404 unknown, 403 another
+//!   subject's). What a multi-step flow logs in for, creates and reads back.
 //!
 //! Tokens are HS256 JWTs (`base64url(header).base64url(claims).base64url(hmac)`,
 //! ring's HMAC-SHA256 with a random 256-bit key per server) with claims `iss`,
@@ -31,8 +35,8 @@
 //! [`TokenServer::set_reject_after`] (tokens keep declaring their lifetime but
 //! are rejected earlier: early rejection / declared-vs-actual mismatch). Every
 //! response carries a `Date` from the server's (possibly skewed) clock.
-//! State is bounded: at most 10 000 refresh tokens, cookie sessions and
-//! logged resource calls (oldest dropped).
+//! State is bounded: at most 10 000 refresh tokens, cookie sessions, orders
+//! and logged resource calls (oldest dropped).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -119,6 +123,7 @@ struct Inner {
     last_access_token: Option<String>,
     log: VecDeque<ResourceCall>,
     expires_at_offset: time::UtcOffset,
+    orders: VecDeque<Value>,
 }
 
 struct Shared {
@@ -132,6 +137,7 @@ struct Shared {
     unauthorized: AtomicU64,
     resource_calls: AtomicU64,
     token_requests: AtomicU64,
+    orders_created: AtomicU64,
 }
 
 /// A running token + resource server. Dropping it stops it.
@@ -215,6 +221,7 @@ impl TokenServerBuilder {
                 last_access_token: None,
                 log: VecDeque::new(),
                 expires_at_offset: time::UtcOffset::UTC,
+                orders: VecDeque::new(),
             }),
             tokens_issued: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
@@ -222,8 +229,10 @@ impl TokenServerBuilder {
             unauthorized: AtomicU64::new(0),
             resource_calls: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
+            orders_created: AtomicU64::new(0),
         });
-        let (t, l, r, f) = (
+        let (t, l, r, o, f) = (
+            shared.clone(),
             shared.clone(),
             shared.clone(),
             shared.clone(),
@@ -233,7 +242,13 @@ impl TokenServerBuilder {
             .handler("/oauth/token", move |req| t.token(req))
             .handler("/login", move |req| l.login(req))
             .handler("/api/data", move |req| r.resource(req))
-            .fallback(move |_| f.dated(Reply::json(404, &json!({ "error": "not_found" }))));
+            .handler("/api/orders", move |req| o.create_order(req))
+            .fallback(
+                move |req| match req.path_only().strip_prefix("/api/orders/") {
+                    Some(id) if req.method == "GET" => f.read_order(req, id),
+                    _ => f.dated(Reply::json(404, &json!({ "error": "not_found" }))),
+                },
+            );
         if let Some(id) = self.tls {
             b = b.tls(id);
         }
@@ -589,8 +604,12 @@ impl Shared {
         )
     }
 
-    fn resource(&self, req: &RequestInfo) -> Reply {
-        self.resource_calls.fetch_add(1, Ordering::SeqCst);
+    /// Who presented the request (a Bearer JWT or a session cookie): the
+    /// subject, or why not; the token's `jti`; whether a cookie was used.
+    fn authenticate(
+        &self,
+        req: &RequestInfo,
+    ) -> (Result<String, &'static str>, Option<String>, bool) {
         let bearer = req
             .header("authorization")
             .and_then(|v| {
@@ -630,6 +649,12 @@ impl Shared {
             }
             (None, None) => (Err("missing"), None, false),
         };
+        (result, jti, is_cookie)
+    }
+
+    fn resource(&self, req: &RequestInfo) -> Reply {
+        self.resource_calls.fetch_add(1, Ordering::SeqCst);
+        let (result, jti, is_cookie) = self.authenticate(req);
         let (reply, status, reason) = match result {
             Ok(sub) => (
                 Reply::json(
@@ -664,7 +689,68 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// `POST /api/orders`: creates an order owned by the caller.
+    fn create_order(&self, req: &RequestInfo) -> Reply {
+        let sub = match self.authenticate(req).0 {
+            Ok(sub) => sub,
+            Err(reason) => return self.dated(unauthorized(reason)),
+        };
+        if req.method != "POST" {
+            return self.dated(Reply::json(405, &json!({ "error": "method_not_allowed" })));
+        }
+        let body: Option<Value> = serde_json::from_slice(&req.body).ok();
+        let item = body
+            .as_ref()
+            .and_then(|b| b.get("item"))
+            .and_then(Value::as_str);
+        let quantity = body
+            .as_ref()
+            .and_then(|b| b.get("quantity"))
+            .and_then(Value::as_u64);
+        let (Some(item), Some(quantity)) = (item, quantity) else {
+            return self.dated(Reply::json(
+                400,
+                &json!({ "error": "item (string) and quantity (number) required" }),
+            ));
+        };
+        let id = format!(
+            "ord-{}",
+            self.orders_created.fetch_add(1, Ordering::SeqCst) + 1
+        );
+        let order = json!({ "id": id, "item": item, "quantity": quantity, "owner": sub, "status": "created" });
+        let mut i = self.lock();
+        if i.orders.len() >= MAX_ENTRIES {
+            i.orders.pop_front();
+        }
+        i.orders.push_back(order.clone());
+        drop(i);
+        self.dated(Reply::json(201, &order).header("location", &format!("/api/orders/{id}")))
+    }
+
+    /// `GET /api/orders/<id>`: the caller's order.
+    fn read_order(&self, req: &RequestInfo, id: &str) -> Reply {
+        let sub = match self.authenticate(req).0 {
+            Ok(sub) => sub,
+            Err(reason) => return self.dated(unauthorized(reason)),
+        };
+        let found = self.lock().orders.iter().find(|o| o["id"] == id).cloned();
+        self.dated(match found {
+            None => Reply::json(404, &json!({ "error": "no such order" })),
+            Some(o) if o["owner"] != sub.as_str() => {
+                Reply::json(403, &json!({ "error": "not your order" }))
+            }
+            Some(o) => Reply::json(200, &o),
+        })
+    }
+}
+
 impl TokenServer {
+    /// Orders created through `POST /api/orders`.
+    pub fn orders_created(&self) -> u64 {
+        self.shared.orders_created.load(Ordering::SeqCst)
+    }
+
     /// `http(s)://…:PORT<path>`: `/oauth/token`, `/login`, `/api/data`.
     pub fn url(&self, path: &str) -> String {
         self.server.url(path)

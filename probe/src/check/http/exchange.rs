@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
-use super::HttpVersion;
+use super::{HttpVersion, sniff::Sniff};
 use crate::{
     check::{Failure, FailureCode, Phases, RunContext, failure::ProtocolProblem},
     tls::{self, Trust},
@@ -180,7 +180,8 @@ impl std::fmt::Debug for Response {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts the task (a connection driver) when dropped: nothing outlives the run.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -289,65 +290,64 @@ pub async fn send(
         hop.phases_us.tls = Some(t.elapsed());
         let (_, conn) = stream.get_ref();
         let h2 = conn.alpn_protocol() == Some(b"h2");
-        // One parse (memoized) feeds both the inventory and the leaf's expiry.
-        let certificates = conn
-            .peer_certificates()
-            .map(crate::check::trust::describe_chain_cached)
-            .unwrap_or_default();
-        let leaf_not_after = certificates
-            .first()
-            .filter(|c| c.position == Some(0))
-            .map(|c| c.not_after.clone());
-        let not_after = leaf_not_after.as_deref().and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        });
-        let now = time::OffsetDateTime::now_utc();
-        hop.tls = Some(TlsInfo {
-            version: conn.protocol_version().map(|v| format!("{v:?}")),
-            cipher: conn
-                .negotiated_cipher_suite()
-                .map(|c| format!("{:?}", c.suite())),
-            alpn: conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            chain_length: conn.peer_certificates().map(<[_]>::len),
-            verified: true,
-            error: None,
-            leaf_not_after,
-            leaf_days_left: not_after.map(|t| (t - now).whole_days()),
-            certificates,
-        });
+        hop.tls = Some(tls_info(conn));
         if limits.http_version == HttpVersion::Http2 && !h2 {
             return Err(Failure::ProtocolError {
                 problem: ProtocolProblem::H2Refused,
             });
         }
-        Box::pin(exchange(TokioIo::new(stream), h2, req, limits, ctx, hop)).await
+        Box::pin(exchange(stream, h2, req, limits, ctx, hop)).await
     } else {
-        Box::pin(exchange(TokioIo::new(tcp), h2c, req, limits, ctx, hop)).await
+        Box::pin(exchange(tcp, h2c, req, limits, ctx, hop)).await
     }
 }
 
-async fn connect(addr: SocketAddr, hop: &mut Hop) -> Result<TcpStream, Failure> {
+/// The TLS facts of a completed handshake: version, suite, ALPN and the
+/// presented chain (for the inventory), the leaf's expiry.
+pub fn tls_info(conn: &rustls::ClientConnection) -> TlsInfo {
+    // One parse (memoized) feeds both the inventory and the leaf's expiry.
+    let certificates = conn
+        .peer_certificates()
+        .map(crate::check::trust::describe_chain_cached)
+        .unwrap_or_default();
+    let leaf_not_after = certificates
+        .first()
+        .filter(|c| c.position == Some(0))
+        .map(|c| c.not_after.clone());
+    let not_after = leaf_not_after.as_deref().and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    let now = time::OffsetDateTime::now_utc();
+    TlsInfo {
+        version: conn.protocol_version().map(|v| format!("{v:?}")),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite())),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        chain_length: conn.peer_certificates().map(<[_]>::len),
+        verified: true,
+        error: None,
+        leaf_not_after,
+        leaf_days_left: not_after.map(|t| (t - now).whole_days()),
+        certificates,
+    }
+}
+
+/// Connects to `addr`, recording the address, the phase and the connect
+/// time in `hop`; `TCP_NODELAY` is set (loopback latency).
+pub async fn connect(addr: SocketAddr, hop: &mut Hop) -> Result<TcpStream, Failure> {
     hop.phase = Phase::Connect;
     hop.address = Some(addr.to_string());
     let t = Instant::now();
-    let tcp = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => Failure::ConnectionRefused {
-            address: addr.to_string(),
-        },
-        _ => Failure::ConnectFailure {
-            address: addr.to_string(),
-            error: e.to_string(),
-        },
-    })?;
+    let tcp = crate::check::target::connect(addr).await?;
     hop.phases_us.connect = Some(t.elapsed());
-    let _ = tcp.set_nodelay(true);
     Ok(tcp)
 }
 
-async fn exchange<IO>(
-    io: IO,
+async fn exchange<S>(
+    stream: S,
     h2: bool,
     req: &HopRequest<'_>,
     limits: Limits<'_>,
@@ -355,8 +355,17 @@ async fn exchange<IO>(
     hop: &mut Hop,
 ) -> Result<Response, Failure>
 where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let (stream, sniffed) = Sniff::new(stream);
+    let io = TokioIo::new(stream);
+    // What the peer sent says "not HTTP" better than hyper's error does.
+    let fail = |e: hyper::Error| match sniffed.not_http() {
+        Some(sent) if !h2 && !e.is_parse_too_large() => Failure::ProtocolError {
+            problem: ProtocolProblem::NotHttp { sent },
+        },
+        _ => classify(&e, limits.max_header_bytes),
+    };
     let authority = req
         .uri
         .authority()
@@ -392,9 +401,7 @@ where
     let (resp, conn) = if h2 {
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let (mut sender, conn) = Box::pin(builder.handshake(io))
-            .await
-            .map_err(|e| classify(&e, limits.max_header_bytes))?;
+        let (mut sender, conn) = Box::pin(builder.handshake(io)).await.map_err(fail)?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
@@ -408,13 +415,13 @@ where
                 .handshake(io),
         )
         .await
-        .map_err(|e| classify(&e, limits.max_header_bytes))?;
+        .map_err(fail)?;
         let guard = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
         (sender.send_request(request).await, guard)
     };
-    let resp = resp.map_err(|e| classify(&e, limits.max_header_bytes))?;
+    let resp = resp.map_err(fail)?;
     hop.phases_us.first_byte = Some(t.elapsed());
     let (parts, body) = resp.into_parts();
     hop.status = Some(parts.status.as_u16());
@@ -430,7 +437,9 @@ where
 }
 
 impl Response {
-    /// Reads the body, failing with `body_too_large` past `max_body` bytes.
+    /// Reads the body, failing with `body_too_large` past `max_body` bytes —
+    /// at once, before reading, when the response announces more
+    /// (`Content-Length`; hyper knows HEAD and 204/304 answers carry none).
     /// Keeps the bytes only when `keep`; memory is bounded by `max_body`.
     pub async fn read_body(
         &mut self,
@@ -439,6 +448,15 @@ impl Response {
         hop: &mut Hop,
     ) -> Result<Bytes, Failure> {
         hop.phase = Phase::Body;
+        let announced = hyper::body::Body::size_hint(&self.body).exact();
+        if let Some(n) = announced
+            && n > max_body as u64
+        {
+            return Err(Failure::BodyTooLarge {
+                max_body,
+                content_length: Some(n),
+            });
+        }
         let mut kept = BytesMut::new();
         let mut read = 0usize;
         while let Some(frame) = self.body.frame().await {
@@ -447,7 +465,10 @@ impl Response {
                 read += data.len();
                 hop.body_bytes = Some(read);
                 if read > max_body {
-                    return Err(Failure::BodyTooLarge { max_body });
+                    return Err(Failure::BodyTooLarge {
+                        max_body,
+                        content_length: None,
+                    });
                 }
                 if keep {
                     kept.extend_from_slice(data);

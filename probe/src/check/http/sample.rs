@@ -105,13 +105,33 @@ pub async fn run_sample(
     timeout: std::time::Duration,
     ctx: &RunContext,
 ) -> Sample {
+    let keep = spec.assertions.needs_body();
+    run_sample_final(spec, addr, index, deadline, timeout, ctx, keep, None)
+        .await
+        .0
+}
+
+/// [`run_sample`], keeping the final response (its body when `keep_body`
+/// or an assertion needs it) and consulting `jar` on every hop: a flow's
+/// step, which extracts variables from the response.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_sample_final(
+    spec: &HttpSpec,
+    addr: SocketAddr,
+    index: usize,
+    deadline: tokio::time::Instant,
+    timeout: std::time::Duration,
+    ctx: &RunContext,
+    keep_body: bool,
+    jar: Option<&mut dyn redirect::Jar>,
+) -> (Sample, Option<redirect::Final>) {
     // Most chains are one hop; a Vec grows to 4 hops (1.7 KiB) on first push.
     let mut chain = Vec::with_capacity(1);
     let t = Instant::now();
-    let keep = spec.assertions.needs_body();
+    let keep = keep_body || spec.assertions.needs_body();
     let res = tokio::time::timeout_at(
         deadline,
-        redirect::follow(spec, addr, keep, ctx, &mut chain),
+        redirect::follow_with(spec, addr, keep, ctx, &mut chain, jar),
     )
     .await;
     let mut phases = Phases::default();
@@ -135,7 +155,7 @@ pub async fn run_sample(
         Ok(Ok(fin)) => fin,
         Ok(Err(f)) => {
             sample.result = Err(f);
-            return sample;
+            return (sample, None);
         }
         Err(_) => {
             let idx = sample.chain.len().saturating_sub(1);
@@ -163,7 +183,7 @@ pub async fn run_sample(
             } else {
                 timeout
             });
-            return sample;
+            return (sample, None);
         }
     };
     let mut checked = vec![assertion::status(
@@ -195,7 +215,7 @@ pub async fn run_sample(
     let (first, records) = assertion::split(checked);
     sample.result = first.map_or(Ok(()), Err);
     sample.assertions = records;
-    sample
+    (sample, Some(fin))
 }
 
 /// Runs `spec.samples` samples against `addr` and decides the address.

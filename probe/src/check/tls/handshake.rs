@@ -18,7 +18,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::HandshakeKind;
+use super::{HandshakeKind, stack};
 use crate::check::{Failure, failure::Phase};
 
 /// What a [`RecordingVerifier`] saw.
@@ -141,7 +141,14 @@ fn is_ecdsa(s: SignatureScheme) -> bool {
 
 /// A recording client config for `kind`, and its verifier.
 fn client_config(kind: HandshakeKind) -> Result<(ClientConfig, Arc<RecordingVerifier>), Failure> {
-    let base = crate::tls::provider();
+    let stack = match kind {
+        HandshakeKind::Legacy => &stack::OPENSSL_1_0_2,
+        _ => &stack::CURRENT,
+    };
+    let base = match kind {
+        HandshakeKind::Legacy => Arc::new(stack.provider()),
+        _ => crate::tls::provider(),
+    };
     let family: Option<fn(SignatureScheme) -> bool> = match kind {
         HandshakeKind::RsaOnly => Some(is_rsa),
         HandshakeKind::EcdsaOnly => Some(is_ecdsa),
@@ -164,11 +171,14 @@ fn client_config(kind: HandshakeKind) -> Result<(ClientConfig, Arc<RecordingVeri
     if let Some(keep) = family {
         verifier = verifier.with_schemes(keep);
     }
+    if stack.signature_schemes.is_some() {
+        verifier = verifier.with_schemes(|s| stack.offers(s));
+    }
     let verifier = Arc::new(verifier);
     let versions: &[&'static rustls::SupportedProtocolVersion] = match kind {
         HandshakeKind::Tls13 => &[&rustls::version::TLS13],
         HandshakeKind::Tls12 => &[&rustls::version::TLS12],
-        _ => rustls::DEFAULT_VERSIONS,
+        _ => stack.versions,
     };
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)

@@ -86,6 +86,40 @@ pub fn walk(chain: &Chain, store: &TrustStore) -> (Vec<usize>, End) {
     }
 }
 
+/// The failure of a walk that did not end at an anchor of `store` (`None`
+/// for [`End::Trusted`]): `tls_self_signed` (the leaf), `tls_chain_incomplete`
+/// (the leaf's issuer is missing) or `tls_untrusted_root` naming where the
+/// served chain ends. `no_path`: no path of the presented certificates leads
+/// to an anchor at all (so alternate chains would not help either).
+pub fn end_failure(chain: &Chain, store: &TrustStore, end: &End, no_path: bool) -> Option<Failure> {
+    Some(match *end {
+        End::Trusted(_) => return None,
+        End::SelfSigned(0) => Failure::TlsSelfSigned {
+            leaf: chain.certs[0].short_name(),
+            store: store.name.clone(),
+        },
+        End::SelfSigned(i) => Failure::TlsUntrustedRoot {
+            store: Some(store.name.clone()),
+            served_end: Some(ServedEnd::SelfSigned {
+                cert: chain.certs[i].short_name(),
+            }),
+            no_path,
+        },
+        End::IssuerNotFound(0) => Failure::TlsChainIncomplete {
+            leaf_issuer: chain.certs[0].info.issuer.clone(),
+            store: store.name.clone(),
+        },
+        End::IssuerNotFound(i) => Failure::TlsUntrustedRoot {
+            store: Some(store.name.clone()),
+            served_end: Some(ServedEnd::MissingIssuer {
+                cert: chain.certs[i].display_name(),
+                issuer: chain.certs[i].info.issuer.clone(),
+            }),
+            no_path,
+        },
+    })
+}
+
 /// The legacy verdict for `chain` with `store` at `now`.
 pub fn verdict(
     chain: &Chain,
@@ -101,34 +135,15 @@ pub fn verdict(
     let (certs, end) = walk(chain, store);
     let anchor = match end {
         End::Trusted(a) => a,
-        End::SelfSigned(0) => {
-            return Verdict::fail(Failure::TlsSelfSigned {
-                leaf: chain.certs[0].short_name(),
-                store: store.name.clone(),
-            });
-        }
-        End::SelfSigned(i) => {
-            return Verdict::fail(Failure::TlsUntrustedRoot {
-                store: Some(store.name.clone()),
-                served_end: Some(ServedEnd::SelfSigned {
-                    cert: chain.certs[i].short_name(),
-                }),
-            });
-        }
-        End::IssuerNotFound(0) => {
-            return Verdict::fail(Failure::TlsChainIncomplete {
-                leaf_issuer: chain.certs[0].info.issuer.clone(),
-                store: store.name.clone(),
-            });
-        }
-        End::IssuerNotFound(i) => {
-            return Verdict::fail(Failure::TlsUntrustedRoot {
-                store: Some(store.name.clone()),
-                served_end: Some(ServedEnd::MissingIssuer {
-                    cert: chain.certs[i].display_name(),
-                    issuer: chain.certs[i].info.issuer.clone(),
-                }),
-            });
+        other => {
+            let no_path = chain.candidate_paths(store).is_empty();
+            return Verdict::fail(end_failure(chain, store, &other, no_path).unwrap_or(
+                Failure::TlsUntrustedRoot {
+                    store: Some(store.name.clone()),
+                    served_end: None,
+                    no_path,
+                },
+            ));
         }
     };
     let path = Path { certs, anchor };

@@ -48,8 +48,10 @@ pub struct RawTls {
     /// `stores`. Default: `["mozilla"]` followed by every name in `stores`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_stores: Option<Vec<String>>,
-    /// Client profiles: `"modern"` (path building with alternate chains),
-    /// `"legacy"` (OpenSSL 1.0.x: follows the served chain, no alternates),
+    /// Client profiles: `"modern"` (a current client: TLS 1.2 and 1.3, path
+    /// building with alternate chains), `"legacy"` (an OpenSSL 1.0.2-class
+    /// client whole: TLS 1.2 only, its cipher suites, groups and signature
+    /// algorithms, and the served chain only, no alternates),
     /// `"tls13"`, `"tls12"` (only that version), `"no_sni"`, `"rsa_only"`,
     /// `"ecdsa_only"`. Default `["modern"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +155,8 @@ impl Profile {
     /// The handshake this profile's chain comes from.
     pub fn handshake(self) -> HandshakeKind {
         match self {
-            Profile::Modern | Profile::Legacy => HandshakeKind::Default,
+            Profile::Modern => HandshakeKind::Default,
+            Profile::Legacy => HandshakeKind::Legacy,
             Profile::Tls13 => HandshakeKind::Tls13,
             Profile::Tls12 => HandshakeKind::Tls12,
             Profile::NoSni => HandshakeKind::NoSni,
@@ -163,11 +166,15 @@ impl Profile {
     }
 }
 
-/// A distinct client handshake (modern and legacy share the default one).
+/// A distinct client handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HandshakeKind {
-    /// TLS 1.2 + 1.3, SNI, every suite and scheme.
+    /// TLS 1.2 + 1.3, SNI, every suite and scheme: the current stack
+    /// ([`super::stack::CURRENT`], the `modern` profile).
     Default,
+    /// The OpenSSL 1.0.2-class ClientHello ([`super::stack::OPENSSL_1_0_2`],
+    /// the `legacy` profile): TLS 1.2, its suites, groups and signature schemes.
+    Legacy,
     /// TLS 1.3 only.
     Tls13,
     /// TLS 1.2 only.
@@ -185,6 +192,7 @@ impl HandshakeKind {
     pub fn name(self) -> &'static str {
         match self {
             HandshakeKind::Default => "default",
+            HandshakeKind::Legacy => "legacy",
             HandshakeKind::Tls13 => "tls13",
             HandshakeKind::Tls12 => "tls12",
             HandshakeKind::NoSni => "no_sni",
@@ -468,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn modern_and_legacy_share_one_handshake() {
+    fn each_distinct_client_hello_is_one_handshake() {
         let spec = TlsSpec {
             host: "a.test".into(),
             port: 443,
@@ -485,7 +493,11 @@ mod tests {
         };
         assert_eq!(
             spec.handshake_kinds(),
-            vec![HandshakeKind::Default, HandshakeKind::Tls12]
+            vec![
+                HandshakeKind::Default,
+                HandshakeKind::Legacy,
+                HandshakeKind::Tls12
+            ]
         );
     }
 }

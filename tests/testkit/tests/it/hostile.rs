@@ -75,6 +75,23 @@ async fn endless_body_streams_at_rate_and_stops_when_client_leaves() {
 }
 
 #[tokio::test]
+async fn endless_stream_announces_no_length() {
+    let srv = Hostile::endless_stream(20_000).await.unwrap();
+    let mut tcp = client::raw_get(srv.addr()).await.unwrap();
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        client::read_at_least(&mut tcp, 5_000),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let head = String::from_utf8_lossy(&got);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(head.contains("Connection: close\r\n"));
+    assert!(!head.to_ascii_lowercase().contains("content-length"));
+}
+
+#[tokio::test]
 async fn drip_sends_one_byte_per_interval() {
     let srv = Hostile::drip(Duration::from_millis(20)).await.unwrap();
     let mut tcp = client::raw_get(srv.addr()).await.unwrap();

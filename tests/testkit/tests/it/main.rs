@@ -4,3 +4,4 @@
 mod hostile;
 mod http_tls;
 mod pager;
+mod tcp;
