@@ -406,8 +406,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4],
-            "1 and 2 bridged, 3 and 4 applied"
+            vec![1, 2, 3, 4, 5],
+            "1 and 2 bridged, 3 to 5 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
@@ -509,7 +509,7 @@ pub(crate) mod tests {
         pool.close().await;
         let s = Store::open(&path).await.unwrap();
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5]);
         assert!(!table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
     }
 

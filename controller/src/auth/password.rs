@@ -57,6 +57,19 @@ pub fn hash(secret: &[u8]) -> Result<String, HashError> {
         .map_err(|e| HashError::Argon2(e.to_string()))
 }
 
+/// A fresh API token: 32 random bytes, base64url without padding (43
+/// characters), and its PHC string for `[[auth.tokens]] hash`.
+pub fn generate_token() -> Result<(String, String), HashError> {
+    use base64::Engine as _;
+    let raw: [u8; 32] = super::random_bytes().map_err(|_| HashError::Rng)?;
+    let token = format!(
+        "opt_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    let phc = hash(token.as_bytes())?;
+    Ok((token, phc))
+}
+
 /// Checks that `phc` is an argon2id PHC string with bounded costs; the
 /// message names what is wrong and how to make a good one.
 pub fn check(phc: &str) -> Result<(), String> {
@@ -146,6 +159,17 @@ mod tests {
         assert!(verify_now(b"correct horse battery staple", &h));
         assert!(!verify_now(b"correct horse battery stapl", &h));
         assert_ne!(h, hash(b"correct horse battery staple").unwrap(), "salted");
+    }
+
+    #[test]
+    fn generated_tokens_are_long_distinct_and_verify_against_their_hash() {
+        let (a, ha) = generate_token().unwrap();
+        let (b, _) = generate_token().unwrap();
+        assert_ne!(a, b);
+        assert!(a.len() >= crate::auth::config::MIN_TOKEN_CHARS, "{a}");
+        check(&ha).unwrap();
+        assert!(verify_now(a.as_bytes(), &ha));
+        assert!(!verify_now(b.as_bytes(), &ha));
     }
 
     #[test]
