@@ -12,4 +12,5 @@ mod events;
 mod http;
 mod ingest;
 mod offline;
+mod slowloris;
 mod support;
