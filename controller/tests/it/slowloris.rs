@@ -272,3 +272,85 @@ async fn tls_probe(
         .into_inner();
     (tx, inbound)
 }
+
+/// The case: under a 256-descriptor limit the old controller logged
+/// `Too many open files` every second and probes could not connect. Now the
+/// caps are fitted to the limit (a warning says so, once), 600 slow sockets
+/// leave room for a probe and the page, and no descriptor-shortage line is
+/// logged more than once per period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_256_descriptor_limit_probes_connect_and_logs_stay_quiet() {
+    raise_open_files(4096);
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = SocketAddr::from(([127, 0, 0, 1], outpost_testkit::free_port().unwrap()));
+    let http = SocketAddr::from(([127, 0, 0, 1], outpost_testkit::free_port().unwrap()));
+    let text = config_text(&dir.path().join("o.db"), "http://127.0.0.1:9", API_CHECK)
+        .replacen(
+            "grpc_listen = \"127.0.0.1:0\"",
+            &format!("grpc_listen = \"{grpc}\""),
+            1,
+        )
+        .replacen(
+            "http_listen = \"127.0.0.1:0\"",
+            &format!("http_listen = \"{http}\""),
+            1,
+        );
+    let cfg = dir.path().join("controller.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.args(["--nofile=256:256", "--"])
+        .arg(env!("CARGO_BIN_EXE_outpost-controller"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("OUTPOST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in crate::support::vars() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .expect("prlimit (util-linux) runs the controller");
+    eventually("the controller listens", WAIT, || async {
+        client::get(http, "/livez")
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+
+    let web = Attacker::start(http, Slow::HttpHeaders, 300);
+    let rpc = Attacker::start(grpc, Slow::H2Preface, 300);
+    attack_under_way(&[&web, &rpc], 600).await;
+    let t = Instant::now();
+    let mut probe = tokio::time::timeout(BOUND, connect(grpc, "eu-west-1"))
+        .await
+        .expect("the probe connects under the 256-descriptor limit");
+    probe.assignment().await;
+    let probe_connect = t.elapsed();
+    for _ in 0..10 {
+        let resp = tokio::time::timeout(BOUND, client::get(http, "/livez"))
+            .await
+            .expect("the page answers")
+            .expect("request");
+        assert_eq!(resp.status, 200);
+    }
+    // Three more seconds of attack, then read what the controller said.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    web.stop().await;
+    rpc.stop().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let fitted = stderr.matches("exceed the open-files limit").count();
+    assert_eq!(fitted, 1, "{stderr}");
+    let shortage = stderr
+        .lines()
+        .filter(|l| l.contains("out of file descriptors") || l.contains("Too many open files"))
+        .count();
+    // At most one line per 10 s per listener over this ≤ 40 s test.
+    assert!(
+        shortage <= 8,
+        "{shortage} descriptor-shortage lines:\n{stderr}"
+    );
+    eprintln!("256 descriptors: probe connect {probe_connect:?}, {shortage} shortage lines");
+}
