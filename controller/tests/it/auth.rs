@@ -3,6 +3,8 @@
 //! role, bearer tokens, the dashboard login over plain HTTP and HTTPS,
 //! CSRF, the guess limit, revocation on reload, and the security headers.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;

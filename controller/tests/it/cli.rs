@@ -1,5 +1,7 @@
 //! The binary's exit codes and messages for config problems.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
 use std::process::Command;
 
 fn controller() -> Command {

@@ -6,6 +6,8 @@
 //! generous (a loaded 2-core machine); the benchmark (`outpost-bench
 //! slowloris`) prints the figures.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
