@@ -16,6 +16,7 @@
 mod measure;
 mod replicas;
 mod scenario;
+mod slowloris;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,16 @@ enum Command {
         #[arg(long, default_value_t = 4000)]
         n: u64,
     },
+    /// A release controller under a slowloris attack: attacker sockets held,
+    /// probe connect time and status page p99 during the attack.
+    Slowloris {
+        /// Attacker sockets, half on each listener.
+        #[arg(long, default_value_t = 1000)]
+        sockets: usize,
+        /// Page loads per phase (without, then with the attack).
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// Serve the benchmark target (used by `all` as a child process).
     Target {
         /// What to serve.
@@ -79,6 +90,30 @@ fn main() -> anyhow::Result<()> {
         Command::CheckLoop { kind, rate, n } => {
             let (check, push) = scenario::check_loop(kind, rate, n)?;
             println!("check::run {check:.1} µs CPU per check; outbox push {push:.1} µs");
+            Ok(())
+        }
+        Command::Slowloris { sockets, requests } => {
+            let f = slowloris::run(sockets, requests)?;
+            println!(
+                "slowloris: {} attacker sockets (half-sent HTTP/1.1 heads on http, half-sent HTTP/2 prefaces on grpc)",
+                f.sockets
+            );
+            println!(
+                "  attacker sockets held during the attack: median {}, max {} ({} connections opened while measuring)",
+                f.held_median, f.held_max, f.connects
+            );
+            println!(
+                "  probe connect (attach to assignment): {:.1} ms idle, {:.1} ms under attack",
+                f.probe_ms.0, f.probe_ms.1
+            );
+            println!(
+                "  status page GET /: idle p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                f.page_idle.0, f.page_idle.1, f.page_idle.2
+            );
+            println!(
+                "  status page GET /: under attack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} failed",
+                f.page_attack.0, f.page_attack.1, f.page_attack.2, f.page_errors
+            );
             Ok(())
         }
         Command::All { quick, json, only } => {

@@ -183,7 +183,7 @@ impl Drop for Proc {
     }
 }
 
-fn exe_dir() -> PathBuf {
+pub(crate) fn exe_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -191,7 +191,7 @@ fn exe_dir() -> PathBuf {
 }
 
 /// Runs `program args` pinned to `core` when `taskset` exists.
-fn pinned(core: Option<u32>, program: &Path, args: &[&str]) -> Command {
+pub(crate) fn pinned(core: Option<u32>, program: &Path, args: &[&str]) -> Command {
     let taskset = Path::new("/usr/bin/taskset");
     match core {
         Some(c) if taskset.exists() => {
@@ -549,7 +549,7 @@ pub(crate) struct Controller {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(outpost_testkit::free_port()?)
 }
 

@@ -1,6 +1,12 @@
-//! The HTTP surface: the read-only JSON API, plus [`router`] which also
-//! mounts the status page ([`crate::dashboard`]), `/metrics`, `/livez` and
-//! `/readyz`. Tests call `router(controller)` without a socket.
+//! The HTTP surface: the JSON API, plus [`router`] which also mounts the
+//! status page ([`crate::dashboard`]), `/metrics`, `/livez` and `/readyz`.
+//! Tests call `router(controller)` without a socket.
+//!
+//! Every route is registered through the route table ([`route::Routes`]) in
+//! one of three sets: [`public_routes`] (no credentials), by method
+//! (GET → viewer, other methods → operator) and [`admin_routes`]; one auth
+//! layer over the whole router ([`crate::auth::gate`]) enforces them, and
+//! [`headers`] adds the security headers to every response.
 //!
 //! - `GET /api/v1/checks`: every check with its overall state and per-region state.
 //! - `GET /api/v1/checks/{id}`: one check plus its 50 newest results and
@@ -12,6 +18,8 @@
 //! - `GET /api/v1/probes`: configured and seen probes, fresh or offline.
 //! - `GET /api/v1/events?check=ID&limit=N`: DNS answer changes ([`events`]).
 //! - `GET /api/v1/certificates`: the certificate inventory ([`certificates`]).
+//! - `GET /api/v1/whoami`, and for admins `GET /api/v1/sessions`,
+//!   `DELETE /api/v1/sessions/{user}`, `POST /api/v1/reload` ([`admin`]).
 //!
 //! Result details come from the store typed (the probe's `Observed`, read
 //! once per row) and leave serialized through [`crate::details::Redacted`]:
@@ -19,18 +27,21 @@
 //! never shows its value, whatever a probe sent. Every body is a typed
 //! struct; none is assembled from JSON values.
 
+pub mod admin;
 pub mod alerts;
 pub mod certificates;
 pub mod events;
+pub mod headers;
+pub mod route;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, Path, State},
     http::{StatusCode, header},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use serde::Serialize;
 
@@ -42,6 +53,8 @@ use crate::{
         sink::NotificationState,
     },
     api::events::EventView,
+    api::route::Routes,
+    auth::{Gate, Role},
     config::CheckDef,
     details::Redacted,
     store::{AlertRow, NotificationRow, ProbeRow, RegionState, ResultRow, StoreError},
@@ -59,22 +72,60 @@ pub const CHECK_EVENTS: u32 = 20;
 /// Alerts listed.
 pub const ALERTS_LISTED: u32 = 100;
 
-/// The whole HTTP app.
-pub fn router(ctl: Controller) -> Router {
-    Router::new()
-        .route("/api/v1/checks", get(list_checks))
-        .route("/api/v1/checks/{id}", get(get_check))
-        .route("/api/v1/alerts", get(list_alerts))
-        .route("/api/v1/alerts/{id}", get(alerts::get_alert))
-        .route("/api/v1/probes", get(list_probes))
-        .route("/api/v1/events", get(events::list_events))
-        .route("/api/v1/certificates", get(certificates::list_certificates))
-        .route("/api/v1/evaluator", get(crate::alerting::leader::status))
-        .route("/metrics", get(metrics))
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .merge(crate::dashboard::routes())
+/// Largest request body any route reads (forms, JSON).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Routes anyone may call: health and the dashboard's public pages
+/// (login, the opt-in status page). Heartbeat pings (`/ping/{id}`) belong
+/// here. Adding a route to this set makes it readable by anyone.
+pub fn public_routes() -> Routes {
+    Routes::public()
+        .get("/livez", || async { "ok\n" })
+        .get("/readyz", readyz)
+        .merge(crate::dashboard::public_routes())
         .merge(crate::heartbeat::routes())
+}
+
+/// The JSON API, `/metrics` and the pages: GET → viewer, others → operator.
+pub fn routes() -> Routes {
+    Routes::by_method()
+        .get("/api/v1/checks", list_checks)
+        .get("/api/v1/checks/{id}", get_check)
+        .get("/api/v1/alerts", list_alerts)
+        .get("/api/v1/alerts/{id}", alerts::get_alert)
+        .get("/api/v1/probes", list_probes)
+        .get("/api/v1/events", events::list_events)
+        .get("/api/v1/certificates", certificates::list_certificates)
+        .get("/api/v1/evaluator", crate::alerting::leader::status)
+        .get("/api/v1/whoami", admin::whoami)
+        .get("/metrics", metrics)
+        .merge(crate::dashboard::routes())
+        .merge(crate::dashboard::session_routes())
+}
+
+/// Routes only an admin may call, whatever the method.
+pub fn admin_routes() -> Routes {
+    Routes::at_least(Role::Admin)
+        .get("/api/v1/sessions", admin::list_sessions)
+        .delete("/api/v1/sessions/{user}", admin::end_sessions)
+        .post("/api/v1/reload", admin::reload)
+}
+
+/// Every route of the HTTP listener, each with its access level.
+pub fn all_routes() -> Routes {
+    public_routes().merge(routes()).merge(admin_routes())
+}
+
+/// The whole HTTP app: every route, behind the auth gate, with the
+/// security headers on every response.
+pub fn router(ctl: Controller) -> Router {
+    let (app, table) = all_routes().into_parts();
+    let https = ctl.config().http_tls.is_some();
+    let gate = Gate::new(ctl.clone(), &table, https);
+    app.fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn_with_state(gate, crate::auth::gate))
+        .layer(from_fn_with_state(https, headers::security_headers))
         .with_state(ctl)
 }
 

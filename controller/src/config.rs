@@ -11,13 +11,27 @@
 //! that belongs to a concern lives with it: `[[sinks]]` in
 //! [`crate::alerting::sink`] (each kind's keys in its module:
 //! `sink/pagerduty.rs`, `sink/webhook.rs`, `sink/console.rs`), `[[routes]]`
-//! in [`crate::alerting::route`], `[alerting.certificates]` in [`certificate`].
+//! in [`crate::alerting::route`], `[alerting.certificates]` in [`certificate`],
+//! `[auth]` in [`crate::auth::config`], `[server.limits]` in
+//! [`crate::listener`], `[public_status]` in [`crate::dashboard::public`].
+//!
+//! Exposure rules (exit 78, checked here so `check-config` reports them
+//! too): an `http_listen` that is not a loopback address needs
+//! `server.http_tls` (or `server.allow_insecure_http = true`) and at least
+//! one `[[auth.users]]` or `[[auth.tokens]]` (or
+//! `server.allow_unauthenticated = true`).
 //!
 //! ```toml
 //! [server]
 //! grpc_listen = "0.0.0.0:7443"
-//! http_listen = "0.0.0.0:8080"
+//! http_listen = "0.0.0.0:8443"
 //! tls = { cert_file = "/etc/outpost/controller.pem", key_file = "/etc/outpost/controller.key" }
+//! http_tls = { cert_file = "/etc/outpost/controller.pem", key_file = "/etc/outpost/controller.key" }
+//!
+//! [[auth.users]]
+//! name = "alice"
+//! role = "admin"
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
 //!
 //! [store]
 //! path = "/var/lib/outpost/outpost.db"    # SQLite (the default); or, for replicas:
@@ -95,10 +109,10 @@ pub const ENV: &[EnvOverride] = &[
     },
 ];
 
-/// Default gRPC listen address.
-pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:7443";
-/// Default HTTP listen address.
-pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
+/// Default gRPC listen address (loopback: exposing it is a decision).
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:7443";
+/// Default HTTP listen address (loopback: exposing it is a decision).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 /// Default store path.
 pub const DEFAULT_STORE_PATH: &str = "./outpost.db";
 /// Default evaluator lease (replicas on PostgreSQL).
@@ -142,18 +156,27 @@ pub struct RawControllerFile {
     /// Fleet-level alerting settings. Optional.
     #[serde(default)]
     pub alerting: Option<RawAlerting>,
+    /// Who may use the dashboard, the API and `/metrics`. Optional: without
+    /// it nobody can authenticate (every non-public route answers 401).
+    #[serde(default)]
+    pub auth: Option<crate::auth::config::RawAuth>,
+    /// The opt-in public status page. Optional, off by default.
+    #[serde(default)]
+    pub public_status: Option<crate::dashboard::public::RawPublicStatus>,
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Address for the probe gRPC stream, `host:port`. Default
-    /// `"0.0.0.0:7443"`; port 0 picks a free port. Env: `OUTPOST_GRPC_LISTEN`.
+    /// `"127.0.0.1:7443"`; port 0 picks a free port. Env: `OUTPOST_GRPC_LISTEN`.
     #[serde(default)]
     pub grpc_listen: Option<String>,
     /// Address for the dashboard, JSON API, `/metrics`, `/livez` and
-    /// `/readyz`, `host:port`. Default `"0.0.0.0:8080"`. Env: `OUTPOST_HTTP_LISTEN`.
+    /// `/readyz`, `host:port`. Default `"127.0.0.1:8080"`. Another address
+    /// than loopback needs `http_tls` and credentials in `[auth]` (or the
+    /// `allow_*` keys below). Env: `OUTPOST_HTTP_LISTEN`.
     #[serde(default)]
     pub http_listen: Option<String>,
     /// TLS for the gRPC listener. Without it the probe stream is plaintext
@@ -161,6 +184,28 @@ pub struct RawServer {
     /// Example: `tls = { cert_file = "/etc/outpost/controller.pem", key_file = "/etc/outpost/controller.key" }`.
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// HTTPS for the HTTP listener (HTTP/1.1 and HTTP/2 by ALPN, TLS 1.2+,
+    /// HSTS, `Secure` cookies). Usually the same files as `tls`. Example:
+    /// `http_tls = { cert_file = "/etc/outpost/controller.pem", key_file = "/etc/outpost/controller.key" }`.
+    #[serde(default)]
+    pub http_tls: Option<RawTls>,
+    /// Serve plain HTTP on a non-loopback `http_listen` (e.g. behind a TLS
+    /// proxy on a private network): passwords, cookies and tokens then
+    /// cross that network in clear. Default `false`; a warning is logged
+    /// at start when it takes effect.
+    #[serde(default)]
+    pub allow_insecure_http: Option<bool>,
+    /// Serve callers without credentials as the read-only viewer
+    /// `anonymous`: every page, the API and `/metrics` to anyone who can
+    /// connect (and, by DNS rebinding, to web pages a local browser opens).
+    /// Also lets a non-loopback `http_listen` start without `[auth]`
+    /// credentials. Default `false`; a warning is logged at start.
+    #[serde(default)]
+    pub allow_unauthenticated: Option<bool>,
+    /// Connection limits and timeouts of both listeners
+    /// ([`crate::listener::RawLimits`]). Optional.
+    #[serde(default)]
+    pub limits: Option<crate::listener::RawLimits>,
 }
 
 /// `[server.tls]`.
@@ -281,6 +326,18 @@ pub struct ControllerConfig {
     pub store: crate::store::StoreSpec,
     /// Evaluator lease (replicas on PostgreSQL).
     pub evaluator_lease: Duration,
+    /// HTTPS files of the HTTP listener.
+    pub http_tls: Option<TlsFiles>,
+    /// Plain HTTP on a non-loopback address was opted into.
+    pub allow_insecure_http: bool,
+    /// Callers without credentials are served as a viewer.
+    pub allow_unauthenticated: bool,
+    /// Connection limits and timeouts of both listeners.
+    pub limits: crate::listener::Limits,
+    /// Tokens, users, session lifetimes.
+    pub auth: crate::auth::config::AuthConfig,
+    /// The public status page.
+    pub public_status: crate::dashboard::public::PublicStatus,
     /// Result retention.
     pub retention: Duration,
     /// Probes.
@@ -305,8 +362,8 @@ pub struct ControllerConfig {
     pub heartbeats: Vec<crate::heartbeat::HeartbeatDef>,
 }
 
-/// TLS files for the gRPC listener.
-#[derive(Debug, Clone)]
+/// TLS files of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// Certificate chain PEM.
     pub cert_file: PathBuf,
@@ -489,11 +546,7 @@ impl RawControllerFile {
         vars: &[(String, String)],
     ) -> Result<ControllerConfig, ConfigError> {
         let mut p = Problems::default();
-        let server = self.server.clone().unwrap_or(RawServer {
-            grpc_listen: None,
-            http_listen: None,
-            tls: None,
-        });
+        let server = self.server.clone().unwrap_or_default();
         let grpc_listen = parse_addr(
             server.grpc_listen.as_deref(),
             DEFAULT_GRPC_LISTEN,
@@ -506,7 +559,26 @@ impl RawControllerFile {
             "server.http_listen",
             &mut p,
         );
-        let tls = server.tls.as_ref().map(|t| validate_tls(t, &mut p));
+        let tls = server
+            .tls
+            .as_ref()
+            .map(|t| validate_tls(t, "server.tls", &mut p));
+        let http_tls = server
+            .http_tls
+            .as_ref()
+            .map(|t| validate_tls(t, "server.http_tls", &mut p));
+        let limits = crate::listener::validate_limits(server.limits.as_ref(), &mut p);
+        let auth = crate::auth::config::validate(self.auth.as_ref(), vars, &mut p);
+        let allow_insecure_http = server.allow_insecure_http.unwrap_or(false);
+        let allow_unauthenticated = server.allow_unauthenticated.unwrap_or(false);
+        check_exposure(
+            http_listen,
+            http_tls.is_some(),
+            allow_insecure_http,
+            auth.is_empty(),
+            allow_unauthenticated,
+            &mut p,
+        );
         let store = self.store.clone().unwrap_or(RawStore {
             path: None,
             url: None,
@@ -546,6 +618,8 @@ impl RawControllerFile {
         let routes = route::validate(&self.routes, &declared, &sinks, &check_ids, &mut p);
         let checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
         let heartbeats = crate::heartbeat::validate(&self.checks, &checks, vars, &mut p);
+        let public_status =
+            crate::dashboard::public::validate(self.public_status.as_ref(), &check_ids, &mut p);
         let offline_after = self
             .alerting
             .as_ref()
@@ -584,6 +658,12 @@ impl RawControllerFile {
             tls,
             store: store_spec,
             evaluator_lease,
+            http_tls,
+            allow_insecure_http,
+            allow_unauthenticated,
+            limits,
+            auth,
+            public_status,
             retention,
             probes,
             checks,
@@ -767,16 +847,53 @@ fn validate_store(
     }
 }
 
-fn validate_tls(t: &RawTls, p: &mut Problems) -> TlsFiles {
+/// The exposure rules of the module docs: a non-loopback `http_listen`
+/// needs TLS and credentials unless the config opts out by name.
+fn check_exposure(
+    http_listen: SocketAddr,
+    https: bool,
+    allow_insecure_http: bool,
+    no_credentials: bool,
+    allow_unauthenticated: bool,
+    p: &mut Problems,
+) {
+    if http_listen.ip().is_loopback() {
+        return;
+    }
+    if !https && !allow_insecure_http {
+        p.push(
+            "server.http_tls",
+            format!(
+                "server.http_listen = \"{http_listen}\" is not a loopback address and server.http_tls is not set: \
+                 passwords, session cookies and API tokens would cross the network in clear. Set \
+                 server.http_tls = {{ cert_file = \"…\", key_file = \"…\" }}, listen on 127.0.0.1 behind a TLS proxy, \
+                 or set server.allow_insecure_http = true to accept that"
+            ),
+        );
+    }
+    if no_credentials && !allow_unauthenticated {
+        p.push(
+            "auth",
+            format!(
+                "server.http_listen = \"{http_listen}\" is not a loopback address and [auth] has no [[auth.users]] \
+                 or [[auth.tokens]]: nobody could sign in. Add a user (`outpost-controller hash-password`) or a \
+                 token (`outpost-controller generate-token`), or set server.allow_unauthenticated = true to serve \
+                 every page and the API read-only to anyone who can connect"
+            ),
+        );
+    }
+}
+
+fn validate_tls(t: &RawTls, at: &str, p: &mut Problems) -> TlsFiles {
     for (key, file) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
         match std::fs::read_to_string(file) {
             Ok(text) if text.contains("-----BEGIN ") => {}
             Ok(_) => p.push(
-                format!("server.tls.{key}"),
+                format!("{at}.{key}"),
                 format!("{} is not a PEM file", file.display()),
             ),
             Err(e) => p.push(
-                format!("server.tls.{key}"),
+                format!("{at}.{key}"),
                 format!("cannot read {}: {e}", file.display()),
             ),
         }

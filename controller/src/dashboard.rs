@@ -1,7 +1,8 @@
 //! The server-rendered status page: `/` (checks × regions grid, open-alert
 //! banner, recent DNS changes, probes), `/checks/{id}` ([`detail`]: per-region
 //! state, what the newest results saw by kind, changes, recent results) and
-//! `/certificates` ([`certificates`]: the inventory).
+//! `/certificates` ([`certificates`]: the inventory); the login form and
+//! logout ([`login`]) and the opt-in public status page ([`public`]).
 //!
 //! Built so the states that matter cannot be missed (the IOT incident: stale
 //! data shown as a faint grey border for 17 hours): FAILING is a solid red
@@ -9,11 +10,14 @@
 //! age ("no result for 1 min 35 s"). No external assets, the page refreshes itself
 //! every 5 s. Every page is a maud template (`html!`): text is escaped by
 //! default and the markup is checked at compile time; the only
-//! `PreEscaped` is the page's own style sheet.
+//! `PreEscaped` is the page's own style sheet. Every state-changing form
+//! carries the session's CSRF token through [`csrf_field`].
 
 pub mod certificates;
 pub mod detail;
 mod kind;
+pub mod login;
+pub mod public;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -25,24 +29,53 @@ use crate::{
     store::{AlertRow, now_ms},
 };
 use axum::{
-    Router,
     extract::State,
+    http::StatusCode,
     response::{Html, IntoResponse, Response},
-    routing::get,
+};
+
+use crate::{
+    api::route::Routes,
+    auth::{Caller, Role},
 };
 
 /// Changes listed on the status page.
 pub const RECENT_CHANGES: u32 = 10;
 
-/// Routes of the page (merged into [`api::router`]).
-pub fn routes() -> Router<Controller> {
-    Router::new()
-        .route("/", get(index))
-        .route("/checks/{id}", get(detail::page_handler))
-        .route("/certificates", get(certificates::page_handler))
+/// Routes of the pages (merged into [`api::router`]), by method.
+pub fn routes() -> Routes {
+    Routes::by_method()
+        .get("/", index)
+        .get("/checks/{id}", detail::page_handler)
+        .get("/certificates", certificates::page_handler)
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#111}\
+/// Pages anyone may open: the login form and the public status page.
+pub fn public_routes() -> Routes {
+    Routes::public()
+        .get("/login", login::login_page)
+        .post("/login", login::login)
+        .get("/status", public::page_handler)
+}
+
+/// Signing out: any authenticated caller, whatever the role.
+pub fn session_routes() -> Routes {
+    Routes::at_least(Role::Viewer)
+        .get("/logout", login::logout_page)
+        .post("/logout", login::logout)
+}
+
+/// The hidden `csrf` field every state-changing form must carry (empty for
+/// callers without a session, whose requests need none).
+pub fn csrf_field(caller: &Caller) -> Markup {
+    html! {
+        @if let Some(token) = caller.csrf() {
+            input type="hidden" name="csrf" value=(token);
+        }
+    }
+}
+
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#111}\
 header{background:#222;color:#fff;padding:10px 16px}header a{color:#fff}h1{margin:0;font-size:20px;display:inline}\
 .meta{color:#bbb;margin-left:12px;font-size:13px}main{padding:16px}\
 .banner{background:#b00000;color:#fff;padding:12px 16px;font-weight:bold;font-size:16px}\
@@ -62,12 +95,17 @@ nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ff
 /// The page around `body`: head (auto-refresh, the inline style), the
 /// header with the navigation.
 pub(crate) fn page(title: &str, body: Markup) -> Markup {
+    page_with(title, body, true)
+}
+
+/// [`page`], refreshing every 5 s or not (forms).
+pub(crate) fn page_with(title: &str, body: Markup, refresh: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
-                meta http-equiv="refresh" content="5";
+                @if refresh { meta http-equiv="refresh" content="5"; }
                 meta name="viewport" content="width=device-width";
                 title { (title) }
                 // Our own constant: no text from outside.
@@ -76,8 +114,11 @@ pub(crate) fn page(title: &str, body: Markup) -> Markup {
             body {
                 header {
                     h1 { a href="/" { "Outpost" } }
-                    nav { a href="/" { "status" } a href="/certificates" { "certificates" } }
-                    span.meta { (title) " · updated " (timestamp(now_ms())) " · refreshes every 5 s" }
+                    nav { a href="/" { "status" } a href="/certificates" { "certificates" } a href="/logout" { "sign out" } }
+                    span.meta {
+                        (title) " · updated " (timestamp(now_ms()))
+                        @if refresh { " · refreshes every 5 s" }
+                    }
                 }
                 (body)
             }
@@ -213,6 +254,12 @@ fn probes_table(probes: &[api::ProbeView], now: i64) -> Markup {
             }
         }
     }
+}
+
+/// A page with one message, answered with `status`.
+pub(crate) fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
+    let body = html! { main { p { (text) } } };
+    (status, Html(page_with(title, body, false).into_string())).into_response()
 }
 
 pub(crate) fn error_page(e: api::ApiError) -> Response {

@@ -53,12 +53,10 @@ use std::{
 };
 
 use axum::{
-    Router,
     body::Body,
     extract::{Path, State},
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use futures_util::StreamExt as _;
 use outpost_probe::{
@@ -182,10 +180,12 @@ impl Pings {
 }
 
 /// The ping routes, to be merged into the router (public: see the module docs).
-pub fn routes() -> Router<Controller> {
-    Router::new()
-        .route("/ping/{id}", get(ping_success).post(ping_success))
-        .route("/ping/{id}/{signal}", get(ping_signal).post(ping_signal))
+pub fn routes() -> crate::api::route::Routes {
+    crate::api::route::Routes::public()
+        .get("/ping/{id}", ping_success)
+        .post("/ping/{id}", ping_success)
+        .get("/ping/{id}/{signal}", ping_signal)
+        .post("/ping/{id}/{signal}", ping_signal)
 }
 
 /// What a ping asks.

@@ -17,6 +17,9 @@
 //! redaction at the API's edge); [`format`] holds the age and time
 //! formatting they share. [`heartbeat`] receives push checks' pings and
 //! turns silence into `heartbeat_missed` results.
+//! Who may do what over HTTP: [`auth`] (the gate,
+//! tokens, users, sessions) and the route table [`api::route`]; both
+//! listeners' connection hygiene: [`listener`].
 //! [`Controller::start`] at the bottom of this file wires them together.
 //! Every wall-clock stamp and comparison reads [`Controller::clock`] (the
 //! system's, or a [`ManualClock`] a test moves: see
@@ -24,6 +27,7 @@
 
 pub mod alerting;
 pub mod api;
+pub mod auth;
 pub mod certificate;
 pub mod config;
 pub mod dashboard;
@@ -32,6 +36,7 @@ pub mod event;
 pub mod format;
 pub mod heartbeat;
 pub mod ingest;
+pub mod listener;
 pub mod metrics;
 pub mod store;
 pub mod summary;
@@ -88,6 +93,7 @@ struct Inner {
     certificates: Notify,
     limiter: alerting::sink::ratelimit::Limiter,
     heartbeats: heartbeat::Pings,
+    auth: auth::AuthState,
     started_ms: i64,
     clock: Clock,
     /// The `now` of the evaluator's newest completed pass over every check.
@@ -150,6 +156,9 @@ impl Controller {
             })?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         let tls = grpc_tls(&config)?;
+        let http_tls = http_tls(&config)?;
+        warn_about_exposure(&config, http_addr);
+        let caps = listener::fitted_caps(&config.limits, listener::open_files_limit());
         let (eval_tx, eval_rx) = mpsc::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let ctl = Controller {
@@ -163,6 +172,7 @@ impl Controller {
                 delivery: Notify::new(),
                 certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
+                auth: auth::AuthState::default(),
                 heartbeats: heartbeat::Pings::default(),
                 started_ms,
                 replica,
@@ -172,8 +182,8 @@ impl Controller {
             }),
         };
         let tasks = vec![
-            tokio::spawn(serve_grpc(ctl.clone(), grpc, tls)),
-            tokio::spawn(serve_http(ctl.clone(), http)),
+            tokio::spawn(serve_grpc(ctl.clone(), grpc, tls, caps.1)),
+            tokio::spawn(serve_http(ctl.clone(), http, http_tls, caps.0)),
             tokio::spawn(alerting::run_evaluator(
                 ctl.clone(),
                 eval_rx,
@@ -220,6 +230,11 @@ impl Controller {
         &self.inner.registry
     }
 
+    /// Token cache, password verifier and guess limiter.
+    pub fn auth(&self) -> &auth::AuthState {
+        &self.inner.auth
+    }
+
     /// Replaces the config and pushes changed assignments to connected
     /// probes. Listen addresses, TLS and the store path need a restart.
     pub fn reload(&self, mut config: ControllerConfig) {
@@ -227,11 +242,30 @@ impl Controller {
         if config.grpc_listen != old.grpc_listen
             || config.http_listen != old.http_listen
             || config.store != old.store
+            || config.tls != old.tls
+            || config.http_tls != old.http_tls
+            || config.limits != old.limits
         {
             tracing::warn!(
-                "listen addresses and [store] change only on restart; the running values stay"
+                "listen addresses, TLS files, server.limits and [store] change only on restart; the running values stay"
             );
         }
+        // Sessions of users no longer configured (or expired) end now; the
+        // gate refuses them on their next request anyway.
+        let users: Vec<String> = config.auth.users.iter().map(|u| u.name.clone()).collect();
+        let idle = i64::try_from(config.auth.session_idle.as_millis()).unwrap_or(i64::MAX);
+        let store = self.store().clone();
+        tokio::spawn(async move {
+            let now = store::now_ms();
+            match store
+                .prune_sessions(&users, now, now.saturating_sub(idle))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(ended = n, "dashboard sessions of removed users ended"),
+                Err(e) => tracing::warn!(error = %e, "pruning sessions failed"),
+            }
+        });
         if config.path.is_none() {
             config.path = old.path.clone();
         }
@@ -339,65 +373,305 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-fn grpc_tls(
-    config: &ControllerConfig,
-) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+/// Loads a certificate chain and key into a rustls server config (ring
+/// provider, TLS 1.2 and 1.3) offering `alpn`.
+pub fn server_tls_config(
+    files: &config::TlsFiles,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+    let certs = CertificateDer::pem_file_iter(&files.cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "cannot read certificates from {}",
+                files.cert_file.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", files.cert_file.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file).with_context(|| {
+        format!(
+            "cannot read a private key from {}",
+            files.key_file.display()
+        )
+    })?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("rustls protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .with_context(|| {
+        format!(
+            "{} and {} are not a certificate and its key",
+            files.cert_file.display(),
+            files.key_file.display()
+        )
+    })?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}
+
+/// The gRPC listener's TLS: `server.tls`, offering h2. (The probe↔controller
+/// work builds mutual TLS on this config.)
+fn grpc_tls(config: &ControllerConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     let Some(files) = &config.tls else {
         tracing::warn!(
             "server.tls is not set: the probe gRPC stream is plaintext and probe tokens travel in clear"
         );
         return Ok(None);
     };
-    let cert = std::fs::read(&files.cert_file)
-        .with_context(|| format!("cannot read {}", files.cert_file.display()))?;
-    let key = std::fs::read(&files.key_file)
-        .with_context(|| format!("cannot read {}", files.key_file.display()))?;
-    let identity = tonic::transport::Identity::from_pem(cert, key);
     Ok(Some(
-        tonic::transport::ServerTlsConfig::new().identity(identity),
+        server_tls_config(files, &[b"h2"]).context("server.tls")?,
     ))
 }
 
+/// The HTTP listener's TLS: `server.http_tls`, offering h2 and HTTP/1.1.
+fn http_tls(config: &ControllerConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    config
+        .http_tls
+        .as_ref()
+        .map(|files| server_tls_config(files, &[b"h2", b"http/1.1"]).context("server.http_tls"))
+        .transpose()
+}
+
+/// Loud warnings for what the config opted into by name.
+fn warn_about_exposure(config: &ControllerConfig, http_addr: SocketAddr) {
+    let exposed = !http_addr.ip().is_loopback();
+    if exposed && config.http_tls.is_none() {
+        tracing::warn!(
+            http = %http_addr,
+            "server.allow_insecure_http = true: the dashboard and API are served over plain HTTP on a non-loopback address; passwords, cookies and tokens cross the network in clear"
+        );
+    }
+    if config.allow_unauthenticated {
+        tracing::warn!(
+            http = %http_addr,
+            "server.allow_unauthenticated = true: anyone who can connect reads every page, the API and /metrics (every target URL, response excerpts, probe names)"
+        );
+    } else if config.auth.is_empty() {
+        tracing::warn!(
+            "no [[auth.users]] or [[auth.tokens]] configured: every page, the API and /metrics answer 401 (see `outpost-controller hash-password`)"
+        );
+    }
+}
+
+/// The gRPC listener: our accept loop (cap, shedding, TLS handshake
+/// timeout) feeding tonic, whose own limits bound streams and keepalive.
 async fn serve_grpc(
     ctl: Controller,
-    listener: TcpListener,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tcp: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
 ) {
-    let mut builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
-    if let Some(tls) = tls {
-        builder = match builder.tls_config(tls) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "invalid gRPC TLS identity; the gRPC listener is not serving");
-                return;
-            }
-        };
+    let limits = ctl.config().limits;
+    let tracker = listener::Tracker::new(
+        ctl.clone(),
+        listener::Listener::Grpc,
+        max_connections,
+        &limits,
+    );
+    tokio::spawn(tracker.clone().run_reaper(ctl.shutdown_signal()));
+    match tls {
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let (tx, rx) = mpsc::channel(64);
+            let t = tracker.clone();
+            tokio::spawn(listener::accept_loop(
+                tcp,
+                tracker.clone(),
+                ctl.shutdown_signal(),
+                move |sock| {
+                    let (acceptor, tx, t) = (acceptor.clone(), tx.clone(), t.clone());
+                    async move {
+                        let conn = sock.conn().clone();
+                        let hs = listener::handshake(
+                            &t,
+                            &conn,
+                            limits.tls_handshake_timeout,
+                            acceptor.accept(sock),
+                        )
+                        .await;
+                        if let Some(io) = hs {
+                            let _ = tx.send(Ok::<_, std::io::Error>(io)).await;
+                        }
+                    }
+                },
+            ));
+            run_tonic(
+                ctl,
+                tracker,
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            )
+            .await;
+        }
+        None => {
+            let (tx, rx) = mpsc::channel(64);
+            let t = tracker.clone();
+            tokio::spawn(listener::accept_loop(
+                tcp,
+                tracker.clone(),
+                ctl.shutdown_signal(),
+                move |sock| {
+                    let (tx, t) = (tx.clone(), t.clone());
+                    async move {
+                        t.ready(sock.conn());
+                        let _ = tx.send(Ok::<_, std::io::Error>(sock)).await;
+                    }
+                },
+            ));
+            run_tonic(
+                ctl,
+                tracker,
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            )
+            .await;
+        }
     }
+}
+
+async fn run_tonic<IO>(
+    ctl: Controller,
+    tracker: Arc<listener::Tracker>,
+    incoming: tokio_stream::wrappers::ReceiverStream<Result<IO, std::io::Error>>,
+) where
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+{
     let service = outpost_proto::v1::probe_service_server::ProbeServiceServer::new(
         ingest::IngestService::new(ctl.clone()),
     );
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = ctl.shutdown_signal();
     let signal = async move { stopped(&mut stop).await };
-    if let Err(e) = builder
+    let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .max_concurrent_streams(listener::GRPC_MAX_STREAMS)
+        .http2_max_header_list_size(u32::try_from(listener::MAX_HEADER_BYTES).unwrap_or(u32::MAX))
+        .timeout(Duration::from_secs(30))
+        .layer(listener::TrackLayer::new(tracker))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, signal)
-        .await
-    {
+        .await;
+    if let Err(e) = result {
         tracing::error!(error = %e, "gRPC server failed");
     }
 }
 
-async fn serve_http(ctl: Controller, listener: TcpListener) {
-    let mut stop = ctl.shutdown_signal();
-    let signal = async move { stopped(&mut stop).await };
-    if let Err(e) = axum::serve(listener, router(ctl))
-        .with_graceful_shutdown(signal)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
+/// The HTTP listener: our accept loop (cap, shedding, TLS handshake
+/// timeout) and hyper-util's server with the header-read timer armed.
+async fn serve_http(
+    ctl: Controller,
+    tcp: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
+) {
+    let limits = ctl.config().limits;
+    let tracker = listener::Tracker::new(
+        ctl.clone(),
+        listener::Listener::Http,
+        max_connections,
+        &limits,
+    );
+    tokio::spawn(tracker.clone().run_reaper(ctl.shutdown_signal()));
+    let app = router(ctl.clone());
+    let builder = Arc::new(http_builder(&limits));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let t = tracker.clone();
+    let stop = ctl.shutdown_signal();
+    listener::accept_loop(tcp, tracker, ctl.shutdown_signal(), move |sock| {
+        let (app, builder, acceptor, t, stop) = (
+            app.clone(),
+            builder.clone(),
+            acceptor.clone(),
+            t.clone(),
+            stop.clone(),
+        );
+        async move {
+            let conn = sock.conn().clone();
+            match acceptor {
+                Some(acceptor) => {
+                    let hs = listener::handshake(
+                        &t,
+                        &conn,
+                        limits.tls_handshake_timeout,
+                        acceptor.accept(sock),
+                    )
+                    .await;
+                    if let Some(io) = hs {
+                        serve_http_conn(io, app, &builder, t, conn, stop).await;
+                    }
+                }
+                None => {
+                    t.ready(&conn);
+                    serve_http_conn(sock, app, &builder, t, conn, stop).await;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+fn http_builder(
+    limits: &listener::Limits,
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(listener::MAX_HEADER_BYTES);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(listener::HTTP2_MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .max_header_list_size(u32::try_from(listener::MAX_HEADER_BYTES).unwrap_or(u32::MAX));
+    b
+}
+
+async fn serve_http_conn<IO>(
+    io: IO,
+    app: axum::Router,
+    builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    tracker: Arc<listener::Tracker>,
+    conn: Arc<listener::Conn>,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer();
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        let active = tracker.begin(&conn);
+        req.extensions_mut().insert(auth::ClientAddr(peer));
+        let mut app = app.clone();
+        async move {
+            let resp = tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await;
+            resp.map(|r| {
+                r.map(|b| axum::body::Body::new(listener::GuardedBody::new(b, Some(active))))
+            })
+        }
+    });
+    let served = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    tokio::pin!(served);
+    tokio::select! {
+        r = served.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "HTTP connection ended with an error");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            served.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, served).await;
+        }
     }
 }
 
@@ -426,6 +700,17 @@ async fn prune_loop(ctl: Controller) {
         }
         if let Err(e) = ctl.store().prune_certificates(before).await {
             tracing::warn!(error = %e, "pruning certificates failed");
+        }
+        let cfg = ctl.config();
+        let users: Vec<String> = cfg.auth.users.iter().map(|u| u.name.clone()).collect();
+        let now = store::now_ms();
+        let idle = i64::try_from(cfg.auth.session_idle.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = ctl
+            .store()
+            .prune_sessions(&users, now, now.saturating_sub(idle))
+            .await
+        {
+            tracing::warn!(error = %e, "pruning sessions failed");
         }
     }
 }

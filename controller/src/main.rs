@@ -30,6 +30,12 @@ enum Command {
         /// Path of controller.toml.
         file: PathBuf,
     },
+    /// Read a password on stdin (one line) and print its argon2id PHC string
+    /// for `[[auth.users]] password_hash`.
+    HashPassword,
+    /// Print a new random API token and its argon2id PHC string for
+    /// `[[auth.tokens]] hash`; the token is shown once, keep it in a secret store.
+    GenerateToken,
 }
 
 fn init_logging() {
@@ -107,11 +113,59 @@ fn check_config(file: PathBuf) -> ExitCode {
     }
 }
 
+fn hash_password() -> ExitCode {
+    use outpost_controller::auth::password;
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let secret = line.strip_suffix('\n').unwrap_or(&line);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.chars().count() < password::MIN_PASSWORD_CHARS {
+        eprintln!(
+            "error: the password has {} characters; use at least {} (e.g. four random words)",
+            secret.chars().count(),
+            password::MIN_PASSWORD_CHARS
+        );
+        return exit(ConfigError::EXIT_CODE);
+    }
+    match password::hash(secret.as_bytes()) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate_token() -> ExitCode {
+    match outpost_controller::auth::password::generate_token() {
+        Ok((token, phc)) => {
+            println!("token: {token}");
+            println!("hash:  {phc}");
+            eprintln!(
+                "put the hash in [[auth.tokens]] hash = \"…\"; give the token to the client (sent as `Authorization: Bearer <token>`); it is not shown again"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(file),
+        Command::HashPassword => hash_password(),
+        Command::GenerateToken => generate_token(),
         Command::Run { config } => {
             init_logging();
             run(config).await

@@ -104,6 +104,26 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Heartbeat pings refused, by reason (unknown_id, rate_limited).",
     ),
     (
+        "outpost_connections_open",
+        Kind::Gauge,
+        "Connections open on a listener (listener: http, grpc), TLS handshakes included.",
+    ),
+    (
+        "outpost_connections_rejected_total",
+        Kind::Counter,
+        "Connections closed at once because the listener's cap was reached and every connection had a request in flight, by listener.",
+    ),
+    (
+        "outpost_connections_closed_total",
+        Kind::Counter,
+        "Connections the controller closed, by listener and reason (shed: the oldest idle one at the cap; handshake_timeout; first_request_timeout; idle_timeout; fd_shortage: shed because accept ran out of descriptors).",
+    ),
+    (
+        "outpost_accept_errors_total",
+        Kind::Counter,
+        "Errors accepting connections (e.g. out of file descriptors), by listener.",
+    ),
+    (
         "outpost_check_state",
         Kind::Gauge,
         "1 for the current state of each check and region (state: ok, failing, stale, unknown).",
@@ -253,6 +273,9 @@ const FAMILIES_WITH_LABELS: &[&str] = &[
     "outpost_probe_queued_results",
     "outpost_probe_outbox_dropped_total",
     "outpost_probe_offline",
+    "outpost_connections_rejected_total",
+    "outpost_connections_closed_total",
+    "outpost_accept_errors_total",
 ];
 
 fn render_labels(labels: &[(String, String)]) -> String {

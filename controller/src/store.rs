@@ -2,9 +2,9 @@
 //! and its submodules, one per concern: `store/results.rs` (`results`,
 //! `region_state`, the ingest transaction), `probes.rs`, `alerts.rs`,
 //! `notifications.rs` (the outbox and delivery claims), `events.rs`,
-//! `certificates.rs` and `lease.rs` (the evaluator lease and its fencing
-//! epoch). This file holds the pool, open/close, migrations and everything
-//! specific to an engine.
+//! `certificates.rs`, `lease.rs` (the evaluator lease and its fencing
+//! epoch) and `sessions.rs` (dashboard sessions). This file holds the pool,
+//! open/close, migrations and everything specific to an engine.
 //!
 //! Design note.
 //! - **Engines.** SQLite (the default, `[store] path`) or PostgreSQL 15+
@@ -106,7 +106,8 @@
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
-//!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`):
+//!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
+//!   `0008_sessions.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -121,7 +122,9 @@
 //!   HTTP status, a bounded excerpt with the sink's secrets scrubbed),
 //!   `events` (DNS answer changes, one row per change however many probes
 //!   reported it: [`crate::event`]) and the certificate inventory
-//!   `certificates` + `certificate_sightings` ([`crate::certificate`]).
+//!   `certificates` + `certificate_sightings` ([`crate::certificate`]), and
+//!   `sessions` (dashboard logins, by the SHA-256 of the cookie's id:
+//!   [`crate::auth::session`]).
 //!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER). Details are
 //!   stored as the probe sent them (`details_json`) and read once per row,
 //!   as the row's kind, into the probe's typed `Observed`
@@ -171,6 +174,7 @@ mod lease;
 mod notifications;
 mod probes;
 mod results;
+mod sessions;
 
 use std::{
     path::{Path, PathBuf},
@@ -188,6 +192,7 @@ pub use notifications::{
 };
 pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
+pub use sessions::SessionRow;
 
 use outpost_probe::config::Secret;
 use sqlx::{
@@ -750,7 +755,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -818,8 +823,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7],
-            "1 and 2 bridged, 3 to 7 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8],
+            "1 and 2 bridged, 3 to 8 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

@@ -296,6 +296,9 @@ fn controller_toml(dir: &Path, t: &Targets, listen: &str) -> String {
 [server]
 grpc_listen = "127.0.0.1:0"
 http_listen = "{listen}"
+# The demo's dashboard is for whoever runs it on this machine: read-only,
+# no login (the controller logs a warning about it).
+allow_unauthenticated = true
 
 [store]
 path = "{db}"

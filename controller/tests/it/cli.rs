@@ -1,5 +1,7 @@
 //! The binary's exit codes and messages for config problems.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
 use std::process::Command;
 
 fn controller() -> Command {
@@ -109,6 +111,10 @@ fn example_config_in_deploy_is_valid() {
         .env("PD_ROUTING_KEY", "R0UT1NGKEY0000000000000000000000")
         .env("OUTPOST_HOOK_AUTH", "Bearer hook")
         .env("OUTPOST_HB_NIGHTLY_ETL", "hb-example-0123456789abcdef")
+        .env(
+            "OUTPOST_PROMETHEUS_TOKEN",
+            "prometheus-token-0123456789abcdef0123456789",
+        )
         .output()
         .unwrap();
     assert_eq!(
@@ -121,4 +127,99 @@ fn example_config_in_deploy_is_valid() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "ok: 3 probes, 2 checks, 3 sinks"
     );
+}
+
+fn run_with(text: &str, sub: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    std::fs::write(&path, text).unwrap();
+    let args: Vec<&str> = match sub {
+        "run" => vec!["run", "--config", path.to_str().unwrap()],
+        _ => vec!["check-config", path.to_str().unwrap()],
+    };
+    controller()
+        .args(&args)
+        .env("CLI_TEST_TOKEN", "t")
+        .env("CLI_TEST_PD", "k")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn non_loopback_http_without_tls_or_credentials_exits_78_naming_the_keys() {
+    let exposed = format!("[server]\nhttp_listen = \"0.0.0.0:0\"\n{GOOD}");
+    for sub in ["check-config", "run"] {
+        let out = run_with(&exposed, sub);
+        assert_eq!(out.status.code(), Some(78), "{sub}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("server.http_tls"), "{sub}: {stderr}");
+        assert!(stderr.contains("server.allow_insecure_http"), "{stderr}");
+        assert!(stderr.contains("auth"), "{stderr}");
+        assert!(stderr.contains("server.allow_unauthenticated"), "{stderr}");
+    }
+    // Opting in by name to both starts (check-config says ok).
+    let opted = format!(
+        "[server]\nhttp_listen = \"0.0.0.0:0\"\nallow_insecure_http = true\nallow_unauthenticated = true\n{GOOD}"
+    );
+    let out = run_with(&opted, "check-config");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The default (no [server]) is loopback and valid.
+    assert_eq!(run_with(GOOD, "check-config").status.code(), Some(0));
+}
+
+#[test]
+fn hash_password_prints_a_phc_string_that_the_config_accepts() {
+    use std::io::Write as _;
+    let mut child = controller()
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let phc = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+    assert!(outpost_controller::auth::password::verify_now(
+        b"correct horse battery staple",
+        &phc
+    ));
+    let with_user = format!(
+        "{GOOD}[[auth.users]]\nname = \"alice\"\nrole = \"admin\"\npassword_hash = \"{phc}\"\n"
+    );
+    assert_eq!(run_with(&with_user, "check-config").status.code(), Some(0));
+    // A short password is refused.
+    let mut child = controller()
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hunter2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_literal_secret_in_password_hash_exits_78_at_its_path() {
+    let text = format!(
+        "{GOOD}[[auth.users]]\nname = \"alice\"\nrole = \"admin\"\npassword_hash = \"hunter2\"\n"
+    );
+    let out = run_with(&text, "check-config");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("auth.users[0].password_hash"), "{stderr}");
 }

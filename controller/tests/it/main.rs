@@ -3,6 +3,7 @@
 //! probes; every other module is one concern.
 
 mod alerting;
+mod auth;
 mod certificates;
 mod check_detail;
 mod cli;
@@ -12,4 +13,5 @@ mod heartbeat;
 mod http;
 mod ingest;
 mod offline;
+mod slowloris;
 mod support;

@@ -33,11 +33,17 @@ pub fn vars() -> Vec<(String, String)> {
     v
 }
 
+/// The `[server]` line that serves callers without credentials as a
+/// viewer: the tests of pages and the API read them anonymously; the auth
+/// tests (`auth.rs`) remove it.
+pub const ANONYMOUS_VIEWER: &str = "allow_unauthenticated = true\n";
+
 /// A config with three probes, `checks` appended verbatim, and a PagerDuty
-/// sink at `pager_url` routed for every check.
+/// sink at `pager_url` routed for every check; callers without credentials
+/// are anonymous viewers ([`ANONYMOUS_VIEWER`]).
 pub fn config_text(db: &Path, pager_url: &str, checks: &str) -> String {
     let mut s = format!(
-        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = {:?}\n",
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{ANONYMOUS_VIEWER}[store]\npath = {:?}\n",
         db.display().to_string()
     );
     for (i, (name, region, _)) in PROBES.iter().enumerate() {

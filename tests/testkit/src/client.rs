@@ -59,6 +59,32 @@ pub async fn request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    request_with(
+        io,
+        h2,
+        method,
+        host,
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+}
+
+/// [`request`] with the given headers (and no default content type):
+/// `Authorization`, `Cookie`, a form's content type.
+pub async fn request_with<S>(
+    io: S,
+    h2: bool,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> anyhow::Result<Response>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let uri = if h2 {
         format!("https://{host}{path}")
     } else {
@@ -68,9 +94,10 @@ where
     if !h2 {
         req = req.header("host", host);
     }
-    let req = req
-        .header("content-type", "application/json")
-        .body(Full::new(body))?;
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body))?;
     let response = if h2 {
         let (mut sender, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
@@ -106,6 +133,28 @@ pub async fn http(
         method,
         &addr.to_string(),
         path,
+        Bytes::copy_from_slice(body),
+    )
+    .await
+}
+
+/// Plain HTTP/1.1 request to `addr` with `headers`.
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Response> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    request_with(
+        tcp,
+        false,
+        method,
+        &addr.to_string(),
+        path,
+        headers,
         Bytes::copy_from_slice(body),
     )
     .await

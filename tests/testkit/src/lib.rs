@@ -67,6 +67,7 @@ pub mod pki;
 pub mod postgres;
 pub mod proxy;
 mod server;
+pub mod slowloris;
 pub mod tcp;
 pub mod token;
 pub mod wait;
@@ -79,6 +80,7 @@ pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer}
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
 pub use proxy::{ProxyMode, TcpProxy};
+pub use slowloris::{Attacker, Slow};
 pub use tcp::{TcpServer, TcpServerBuilder};
 pub use token::{Claims, ResourceCall, TokenServer, TokenServerBuilder};
 pub use tonic_health::ServingStatus;

@@ -98,6 +98,8 @@ async fn a_controller_killed_between_trigger_and_resolve_pages_once_and_resolves
         r#"[server]
 grpc_listen = "{grpc}"
 http_listen = "{http}"
+# The test reads /api/v1/alerts without credentials.
+allow_unauthenticated = true
 [store]
 path = "{db}"
 {probes}
