@@ -119,7 +119,7 @@ pub enum Expect {
     /// One every period.
     Every(Duration),
     /// At the times of a cron schedule.
-    Schedule(schedule::Schedule),
+    Schedule(Box<schedule::Schedule>),
 }
 
 impl Expect {
@@ -157,7 +157,7 @@ pub fn validate(
         let expect = match &spec.cadence {
             Cadence::Period(period) => Expect::Every(*period),
             Cadence::Schedule { expr, tz } => match schedule::Schedule::parse(expr, tz) {
-                Ok(s) => Expect::Schedule(s),
+                Ok(s) => Expect::Schedule(Box::new(s)),
                 Err(e) => {
                     let key = if matches!(e, schedule::ScheduleError::Zone { .. }) {
                         "tz"
@@ -713,7 +713,7 @@ mod tests {
     fn a_schedule_is_due_at_its_next_run_after_the_ping_plus_grace() {
         let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
         let daily = schedule::Schedule::parse("0 3 * * *", "Europe/Berlin").unwrap();
-        let s = (Expect::Schedule(daily), Duration::from_secs(1800));
+        let s = (Expect::Schedule(Box::new(daily)), Duration::from_secs(1800));
         // Pinged 03:05 CET the day before spring forward: due 03:30 CEST.
         let pinged = at("2026-03-28T02:05:00Z");
         let deadline = at("2026-03-29T01:30:00Z");
