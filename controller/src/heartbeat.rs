@@ -165,6 +165,11 @@ pub fn validate(
                         "schedule"
                     };
                     p.push(format!("checks[{i}].heartbeat.{key}"), e.to_string());
+                    // Parsing stops at the expression: name a bad zone too.
+                    if key == "schedule" && jiff::tz::TimeZone::get(tz).is_err() {
+                        let zone = schedule::ScheduleError::Zone { tz: tz.clone() };
+                        p.push(format!("checks[{i}].heartbeat.tz"), zone.to_string());
+                    }
                     continue;
                 }
             },

@@ -397,6 +397,17 @@ fn heartbeat_config_is_strict() {
     ];
     let mut vars = vars();
     vars.push(("TEST_SHORT".into(), "abc".into()));
+    // A bad expression and a bad zone: both named.
+    let both = "[[checks]]\nid = \"a\"\nheartbeat = { schedule = \"0 3 * *\", tz = \"Nowhere/City\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n";
+    let err = config::parse(
+        &config_text(&db, "http://127.0.0.1:9/", both),
+        "test.toml",
+        &vars,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("checks[0].heartbeat.schedule"), "{err}");
+    assert!(err.contains("checks[0].heartbeat.tz"), "{err}");
     for (checks, path) in cases {
         let text = config_text(&db, "http://127.0.0.1:9/", checks);
         let err = config::parse(&text, "test.toml", &vars).unwrap_err();
