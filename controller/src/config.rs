@@ -616,8 +616,8 @@ impl RawControllerFile {
         let declared: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
         let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
         let routes = route::validate(&self.routes, &declared, &sinks, &check_ids, &mut p);
-        let checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
-        let heartbeats = crate::heartbeat::validate(&self.checks, &checks, vars, &mut p);
+        let mut checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
+        let heartbeats = crate::heartbeat::validate(&self.checks, &mut checks, vars, &mut p);
         let public_status =
             crate::dashboard::public::validate(self.public_status.as_ref(), &check_ids, &mut p);
         let offline_after = self

@@ -24,14 +24,22 @@
 //!   The body (POST) is read up to [`MAX_EXCERPT`] bytes within
 //!   [`BODY_DEADLINE`] and kept as the details' `excerpt`; the rest is never
 //!   read.
-//! - **Missed.** The worker ([`run_worker`], every [`TICK`]) reads each
-//!   heartbeat's `region_state` and writes a `heartbeat_missed` row once
-//!   `last ping + period + grace < now` (or `start + grace < now` after a
-//!   `/start` with no success or fail since), then one more every
-//!   `period + grace` while the silence lasts, so the region stays fresh
-//!   and FAILING rather than turning STALE. Before the first ping a
-//!   heartbeat is UNKNOWN: a new job is not late (Healthchecks.io's "new").
-//!   A missed deadline is noticed at most one tick late.
+//! - **Deadline.** After a success or fail ping at `t` the next is due by
+//!   `expected(t) + grace`, where `expected(t)` is `t + period`, or with a
+//!   `schedule` the first scheduled time strictly after `t` in its `tz`
+//!   ([`schedule::Schedule::next_after`]: a daily 03:00 job that pinged at
+//!   03:04 is due by tomorrow's 03:00 local time + grace, 23 or 25 hours
+//!   later across a DST change). After an unfinished `/start` at `s`: by
+//!   `s + grace`. The rule is [`due`], pure.
+//! - **Missed.** The worker ([`run_worker`], every [`TICK`], and whenever a
+//!   manual clock moves) reads each heartbeat's `region_state` and writes a
+//!   `heartbeat_missed` row once `now` is strictly past the deadline, then
+//!   one more at each following deadline (`expected(report) + grace`) while
+//!   the silence lasts, so the region stays fresh and FAILING rather than
+//!   turning STALE (a schedule's check interval is its longest gap between
+//!   runs + grace, for the same reason). Before the first ping a heartbeat
+//!   is UNKNOWN: a new job is not late (Healthchecks.io's "new"), whatever
+//!   its schedule. A missed deadline is noticed at most one tick late.
 //! - **Alerting.** Policy defaults for heartbeats are `confirmations = 1`,
 //!   `recoveries = 1` and a quorum of the one region: one missed deadline or
 //!   one `/fail` fires (`outpost/<check>/check_failing`), the next success
@@ -62,10 +70,12 @@ use futures_util::StreamExt as _;
 use outpost_probe::{
     check::{
         CheckKind, Failure, Kind, Observed, RawCheck,
-        heartbeat::{self, HeartbeatSpec, Signal},
+        heartbeat::{self, Cadence, Signal},
     },
     config::{Problems, Secret},
 };
+
+pub mod schedule;
 
 use crate::{
     Controller,
@@ -88,22 +98,51 @@ pub const MIN_PING_GAP: Duration = Duration::from_millis(100);
 const MAX_USER_AGENT: usize = 200;
 const MAX_FAIL_LINE: usize = 200;
 
-/// A heartbeat check with its resolved ping id.
+/// A heartbeat check with its resolved ping id and parsed cadence.
 #[derive(Debug, Clone)]
 pub struct HeartbeatDef {
     /// The check's id.
     pub check_id: String,
     /// The id in its ping URL.
     pub ping_id: Secret,
-    /// Period and grace.
-    pub spec: HeartbeatSpec,
+    /// When pings are expected.
+    pub expect: Expect,
+    /// Allowed lateness.
+    pub grace: Duration,
+}
+
+/// When a heartbeat's pings are expected, parsed.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// One every period.
+    Every(Duration),
+    /// At the times of a cron schedule.
+    Schedule(Box<schedule::Schedule>),
+}
+
+impl Expect {
+    /// When the next ping is expected after one at `ms` (unix ms), before
+    /// grace: `ms + period`, or the first scheduled time strictly after.
+    pub fn next_after(&self, ms: i64) -> Option<i64> {
+        match self {
+            Expect::Every(period) => Some(ms.saturating_add(millis(*period))),
+            Expect::Schedule(s) => s.next_after(ms),
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Resolves every heartbeat check's ping id (looking `{ env = … }` up in
-/// `vars` first), recording problems at `checks[i].heartbeat.ping_id`.
+/// `vars` first) and parses its schedule, recording problems at
+/// `checks[i].heartbeat.ping_id`, `.schedule` and `.tz`. A schedule's check
+/// interval becomes its longest gap between runs + grace (see the module
+/// docs: the rule's staleness must not outrun the deadline).
 pub fn validate(
     raw: &[RawCheck],
-    checks: &[CheckDef],
+    checks: &mut [CheckDef],
     vars: &[(String, String)],
     p: &mut Problems,
 ) -> Vec<HeartbeatDef> {
@@ -113,6 +152,39 @@ pub fn validate(
             continue;
         };
         let i = raw.iter().position(|r| r.id == check.raw.id).unwrap_or(0);
+        let expect = match &spec.cadence {
+            Cadence::Period(period) => Expect::Every(*period),
+            Cadence::Schedule { expr, tz } => match schedule::Schedule::parse(expr, tz) {
+                Ok(s) => Expect::Schedule(Box::new(s)),
+                Err(e) => {
+                    let key = if matches!(e, schedule::ScheduleError::Zone { .. }) {
+                        "tz"
+                    } else {
+                        "schedule"
+                    };
+                    p.push(format!("checks[{i}].heartbeat.{key}"), e.to_string());
+                    // Parsing stops at the expression: name a bad zone too.
+                    if key == "schedule" && jiff::tz::TimeZone::get(tz).is_err() {
+                        let zone = schedule::ScheduleError::Zone { tz: tz.clone() };
+                        p.push(format!("checks[{i}].heartbeat.tz"), zone.to_string());
+                    }
+                    continue;
+                }
+            },
+        };
+        let grace = spec.grace;
+        if let Expect::Schedule(s) = &expect {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(millis)
+                .unwrap_or_default();
+            let every = s
+                .longest_gap(now)
+                .saturating_add(grace)
+                .max(Duration::from_secs(1));
+            check.spec.interval = every;
+            check.spec.timeout = check.spec.timeout.min(every);
+        }
         let path = format!("checks[{i}].heartbeat.ping_id");
         let ping_id = match resolve_secret(&spec.ping_id, vars)
             .and_then(|s| heartbeat::check_ping_id(s.expose()).map(|()| s))
@@ -136,7 +208,8 @@ pub fn validate(
         out.push(HeartbeatDef {
             check_id: check.raw.id.clone(),
             ping_id,
-            spec: spec.clone(),
+            expect,
+            grace,
         });
     }
     out
@@ -472,7 +545,9 @@ impl Last {
 pub struct Missed {
     /// Silence since the last ping (or the unfinished `/start`).
     pub silent: Duration,
-    /// The allowance that ran out: `period + grace`, or `grace` after a start.
+    /// The allowance that ran out, from the last ping (or start) to its
+    /// deadline: `period + grace`, the time to the next scheduled run +
+    /// grace, or `grace` after a start.
     pub allowed: Duration,
     /// A `/start` came and nothing after it.
     pub running: bool,
@@ -482,27 +557,33 @@ pub struct Missed {
 
 /// The rule, pure: is a `heartbeat_missed` row due at `now_ms`? `start_ms`
 /// is an unfinished `/start`. Nothing is due before the first ping or start;
-/// a deadline is missed only once strictly passed; after a missed row the
-/// next is due `period + grace` later while the silence lasts.
+/// a deadline (`expect.next_after(ping) + grace`, or `start + grace`) is
+/// missed only once strictly passed; after a missed row the next is due at
+/// `expect.next_after(report) + grace` while the silence lasts.
 pub fn due(
-    spec: &HeartbeatSpec,
+    expect: &Expect,
+    grace: Duration,
     last: Option<Last>,
     start_ms: Option<i64>,
     now_ms: i64,
 ) -> Option<Missed> {
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let every = spec.deadline_after_ping();
     let last_ping = last.and_then(|l| l.last_ping_ms);
     // An unfinished /start newer than the last ping sets the deadline.
-    let (from, allowed, running) = match start_ms {
-        Some(s) if last_ping.is_none_or(|p| s >= p) => (s, spec.grace, true),
-        _ => (last_ping?, every, false),
+    let (from, first, running) = match start_ms {
+        Some(s) if last_ping.is_none_or(|p| s >= p) => (s, s, true),
+        _ => {
+            let p = last_ping?;
+            (p, expect.next_after(p)?, false)
+        }
     };
-    let mut deadline = from.saturating_add(ms(allowed));
+    let first = first.saturating_add(millis(grace));
+    let mut deadline = first;
     if let Some(l) = last.filter(|l| l.missed && l.at_ms > from) {
-        // Already reported: again one period + grace after the last report.
-        deadline = deadline.max(l.at_ms.saturating_add(ms(every)));
+        // Already reported: again at the next deadline after the report.
+        let again = expect.next_after(l.at_ms)?.saturating_add(millis(grace));
+        deadline = deadline.max(again);
     }
+    let allowed = Duration::from_millis(u64::try_from(first.saturating_sub(from)).unwrap_or(0));
     (now_ms > deadline).then(|| Missed {
         silent: Duration::from_millis(u64::try_from(now_ms.saturating_sub(from)).unwrap_or(0)),
         allowed,
@@ -543,7 +624,7 @@ pub async fn evaluate(ctl: &Controller, now: i64) -> Result<usize, StoreError> {
         let states = ctl.store().region_states_for(&def.check_id).await?;
         let last = states.iter().find(|s| s.region == REGION).map(Last::of);
         let start = state.starts.get(&def.check_id).copied();
-        let Some(missed) = due(&def.spec, last, start, now) else {
+        let Some(missed) = due(&def.expect, def.grace, last, start, now) else {
             continue;
         };
         let failure = Failure::HeartbeatMissed {
@@ -567,17 +648,22 @@ pub async fn evaluate(ctl: &Controller, now: i64) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outpost_probe::config::RawSecret;
 
-    fn spec(period_ms: u64, grace_ms: u64) -> HeartbeatSpec {
-        HeartbeatSpec {
-            period: Duration::from_millis(period_ms),
-            grace: Duration::from_millis(grace_ms),
-            ping_id: RawSecret {
-                env: Some("X".into()),
-                file: None,
-            },
-        }
+    /// A period heartbeat, as `(expect, grace)`.
+    fn spec(period_ms: u64, grace_ms: u64) -> (Expect, Duration) {
+        (
+            Expect::Every(Duration::from_millis(period_ms)),
+            Duration::from_millis(grace_ms),
+        )
+    }
+
+    fn due(
+        (expect, grace): &(Expect, Duration),
+        last: Option<Last>,
+        start: Option<i64>,
+        now: i64,
+    ) -> Option<Missed> {
+        super::due(expect, *grace, last, start, now)
     }
 
     fn ping(at_ms: i64) -> Option<Last> {
@@ -626,5 +712,27 @@ mod tests {
         assert_eq!(m.allowed, Duration::from_millis(500));
         // A start older than the last ping is finished.
         assert_eq!(due(&s, ping(2000), Some(1000), 2600), None);
+    }
+
+    #[test]
+    fn a_schedule_is_due_at_its_next_run_after_the_ping_plus_grace() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        let daily = schedule::Schedule::parse("0 3 * * *", "Europe/Berlin").unwrap();
+        let s = (Expect::Schedule(Box::new(daily)), Duration::from_secs(1800));
+        // Pinged 03:05 CET the day before spring forward: due 03:30 CEST.
+        let pinged = at("2026-03-28T02:05:00Z");
+        let deadline = at("2026-03-29T01:30:00Z");
+        assert_eq!(due(&s, ping(pinged), None, deadline), None);
+        let m = due(&s, ping(pinged), None, deadline + 1).unwrap();
+        assert_eq!(m.allowed, Duration::from_secs(23 * 3600 + 25 * 60));
+        // Reported: again at the following run + grace, not a day after.
+        let reported = Some(Last {
+            at_ms: deadline + 1000,
+            missed: true,
+            last_ping_ms: Some(pinged),
+        });
+        let again = at("2026-03-30T01:30:00Z");
+        assert_eq!(due(&s, reported, None, again), None);
+        assert!(due(&s, reported, None, again + 1).is_some());
     }
 }

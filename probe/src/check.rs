@@ -340,7 +340,7 @@ impl RawCheck {
                             format!("{path}.{key}"),
                             format!(
                                 "a heartbeat check has no {key}: the job pings the controller; \
-                                 use heartbeat.period and heartbeat.grace"
+                                 use heartbeat.period (or heartbeat.schedule) and heartbeat.grace"
                             ),
                         );
                     }
@@ -365,7 +365,12 @@ impl RawCheck {
         // staleness (a multiple of the interval) must not outrun the deadline.
         let (interval, timeout) = match &kind {
             CheckKind::Heartbeat(h) => {
-                let every = h.deadline_after_ping().max(MIN_HEARTBEAT_INTERVAL);
+                // A schedule's longest gap needs the parsed expression: the
+                // controller sets that interval (`heartbeat::validate`).
+                let every = h
+                    .deadline_after_ping()
+                    .unwrap_or(h.grace)
+                    .max(MIN_HEARTBEAT_INTERVAL);
                 (every, timeout.min(every))
             }
             _ => (interval, timeout),

@@ -66,6 +66,38 @@ fn misspelled_key_exits_78_with_its_path() {
 }
 
 #[test]
+fn a_heartbeat_with_an_unknown_zone_or_a_bad_schedule_exits_78_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    for (heartbeat, key) in [
+        (
+            "schedule = \"0 3 * * *\", tz = \"Mars/Olympus\"",
+            "checks[1].heartbeat.tz",
+        ),
+        ("schedule = \"0 3 * *\"", "checks[1].heartbeat.schedule"),
+        (
+            "schedule = \"0 3 * * *\", period = \"1d\"",
+            "checks[1].heartbeat.schedule",
+        ),
+    ] {
+        let text = format!(
+            "{GOOD}[[checks]]\nid = \"etl\"\nheartbeat = {{ {heartbeat}, grace = \"5m\", ping_id = {{ env = \"CLI_TEST_HB\" }} }}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let out = controller()
+            .args(["check-config", path.to_str().unwrap()])
+            .env("CLI_TEST_TOKEN", "t")
+            .env("CLI_TEST_PD", "k")
+            .env("CLI_TEST_HB", "hb-cli-0123456789abcdefghij")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{key}: {stderr}");
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
+}
+
+#[test]
 fn unknown_outpost_variable_exits_78() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("controller.toml");
@@ -115,6 +147,7 @@ fn example_config_in_deploy_is_valid() {
             "OUTPOST_PROMETHEUS_TOKEN",
             "prometheus-token-0123456789abcdef0123456789",
         )
+        .env("OUTPOST_HB_NIGHTLY_BACKUP", "hb-example-backup-0123456789")
         .output()
         .unwrap();
     assert_eq!(
@@ -125,7 +158,7 @@ fn example_config_in_deploy_is_valid() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "ok: 3 probes, 2 checks, 3 sinks"
+        "ok: 3 probes, 3 checks, 3 sinks"
     );
 }
 

@@ -1,28 +1,28 @@
 //! Heartbeat checks on loopback: real pings over HTTP to a real controller,
-//! its deadline worker, and the test kit's PagerDuty receiver. Periods are
-//! short (1 s + 1 s grace) instead of sleeping through real schedules.
+//! its deadline worker, and the test kit's PagerDuty receiver. Deadlines run
+//! on a manual clock (`start_manual`), so periods are realistic (1 h + 5 min
+//! grace, a daily cron schedule across DST changes) and each "not yet" is
+//! proven at the exact millisecond before it turns into "missed". The HTTP
+//! surface (404, HEAD, body bound, 429) runs on the system clock.
 
 #![allow(clippy::unwrap_used)]
 
 use std::{net::SocketAddr, time::Duration};
 
-use outpost_controller::{RunningController, config, heartbeat};
+use outpost_controller::{ManualClock, RunningController, config, heartbeat};
 use outpost_probe::check::{Observed, heartbeat::Signal};
 use outpost_testkit::{PagerReceiver, client};
 
 use crate::support::*;
 
-const PING_ID: &str = "hb-test-0123456789abcdefABCDEF";
-const CHECK: &str = "[[checks]]\nid = \"nightly-etl\"\nheartbeat = { period = \"1s\", grace = \"1s\", ping_id = { env = \"TEST_HB_ID\" } }\n";
+const PING_ID: &str = HB_PING_ID;
+const CHECK: &str = "[[checks]]\nid = \"nightly-etl\"\nheartbeat = { period = \"1h\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n";
+const DAILY_BERLIN: &str = "[[checks]]\nid = \"nightly-etl\"\nheartbeat = { schedule = \"0 3 * * *\", tz = \"Europe/Berlin\", grace = \"30m\", ping_id = { env = \"TEST_HB_ID\" } }\n";
+const DEDUP_KEY: &str = "outpost/nightly-etl/check_failing";
+const MINUTE: i64 = 60_000;
 
 async fn start_hb(db: &std::path::Path, pager: &str) -> RunningController {
-    let text = config_text(db, pager, CHECK);
-    let mut vars = vars();
-    vars.push(("TEST_HB_ID".into(), PING_ID.into()));
-    let cfg = config::parse(&text, "test.toml", &vars).expect("test config is valid");
-    outpost_controller::start(cfg)
-        .await
-        .expect("controller starts")
+    start(&config_text(db, pager, CHECK)).await
 }
 
 async fn ping(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> client::Response {
@@ -55,75 +55,118 @@ async fn missed_rows(ctl: &RunningController) -> usize {
         .count()
 }
 
+/// Unix ms of an RFC 3339 UTC time.
+fn utc(s: &str) -> i64 {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap()
+}
+
+/// A manual clock standing at `rfc3339`.
+fn clock_at(rfc3339: &str) -> ManualClock {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    ManualClock::new(t)
+}
+
+/// Proves that nothing is due at the clock's time (after `settle`): the
+/// deadline rule, run here at that time, writes nothing; no missed row
+/// exists beyond `missed`; no page beyond `pages` went out.
+async fn nothing_due(
+    ctl: &RunningController,
+    clock: &ManualClock,
+    pager: &PagerReceiver,
+    missed: usize,
+    pages: usize,
+) {
+    settle(ctl, clock).await;
+    let now = clock.unix_ms();
+    assert_eq!(heartbeat::evaluate(ctl.controller(), now).await.unwrap(), 0);
+    assert_eq!(missed_rows(ctl).await, missed);
+    drained(ctl).await;
+    assert_eq!(pager.events().len(), pages, "{:#?}", pager.events());
+}
+
+async fn success(http: SocketAddr) {
+    let r = ping(http, "GET", &format!("/ping/{PING_ID}"), b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[tokio::test]
-async fn pings_keep_it_green_silence_pages_once_and_the_next_ping_resolves() {
+async fn silence_past_period_plus_grace_pages_once_and_the_next_ping_resolves() {
     let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ctl = start_hb(&dir.path().join("o.db"), &pager.url()).await;
+    let (ctl, clock) =
+        start_manual(&config_text(&dir.path().join("o.db"), &pager.url(), CHECK)).await;
     let http = ctl.http_addr();
     let path = format!("/ping/{PING_ID}");
 
-    // Before the first ping: UNKNOWN, and the worker finds nothing due.
+    // Before the first ping: UNKNOWN however long it stays silent.
+    clock.advance(Duration::from_secs(24 * 3600));
+    nothing_due(&ctl, &clock, &pager, 0, 0).await;
     assert_eq!(heartbeat_state(http).await["state"], "UNKNOWN");
-    let now = outpost_controller::store::now_ms();
-    assert_eq!(heartbeat::evaluate(ctl.controller(), now).await.unwrap(), 0);
 
-    // Pings every 600 ms for 3 s: longer than period + grace, never late.
-    for _ in 0..5 {
-        let r = ping(http, "GET", &path, b"").await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
-    // A late ping inside the grace (1.5 s after the last: past the period,
-    // inside period + grace) changes nothing.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(ping(http, "GET", &path, b"").await.status, 200);
+    success(http).await;
+    // A late ping inside the grace (1 h 4 min later) changes nothing.
+    advance_to(&clock, clock.unix_ms() + 64 * MINUTE);
+    nothing_due(&ctl, &clock, &pager, 0, 0).await;
+    let late = clock.unix_ms();
+    success(http).await;
     let state = heartbeat_state(http).await;
     assert_eq!(state["state"], "OK", "{state}");
     assert_eq!(state["region"], "heartbeat");
-    // The worker ran over those pings and found nothing due.
-    let now = outpost_controller::store::now_ms();
-    assert_eq!(heartbeat::evaluate(ctl.controller(), now).await.unwrap(), 0);
-    assert_eq!(missed_rows(&ctl).await, 0);
-    assert!(pager.events().is_empty(), "{:?}", pager.events());
 
-    // Silence: one page with heartbeat_missed, within period + grace + ticks.
+    // At the deadline itself (last ping + 1 h + 5 min): not yet missed.
+    let deadline = late + 65 * MINUTE;
+    advance_to(&clock, deadline - 1);
+    nothing_due(&ctl, &clock, &pager, 0, 0).await;
+    assert_eq!(clock.unix_ms(), deadline);
+    assert_eq!(heartbeat_state(http).await["state"], "OK");
+
+    // One millisecond past it: the worker (woken by the move) writes the
+    // missed row, and exactly one page goes out.
+    clock.advance(Duration::from_millis(1));
     let events = pager.wait_for_events(1, WAIT).await;
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0].event_action, "trigger");
-    assert_eq!(events[0].dedup_key, "outpost/nightly-etl/check_failing");
+    assert_eq!(events[0].dedup_key, DEDUP_KEY);
     let summary = events[0].summary.clone().unwrap();
     assert!(summary.contains("heartbeat_missed"), "{summary}");
     let state = heartbeat_state(http).await;
     assert_eq!(state["state"], "FAILING", "{state}");
     assert_eq!(state["code"], "heartbeat_missed");
-
-    // The silence goes on: reported again (the region stays fresh and
-    // FAILING), paged no more.
-    eventually("a second heartbeat_missed row", WAIT, || async {
-        (missed_rows(&ctl).await >= 2).then_some(())
-    })
-    .await;
-    assert_eq!(heartbeat_state(http).await["state"], "FAILING");
-    assert_eq!(pager.events().len(), 1, "{:#?}", pager.events());
+    nothing_due(&ctl, &clock, &pager, 1, 1).await;
     let rows = ctl.store().recent_results("nightly-etl", 1).await.unwrap();
     let Observed::Heartbeat(missed) = &rows[0].details else {
         panic!("{:?}", rows[0].details)
     };
     assert_eq!(missed.signal, Signal::Missed);
-    assert!(missed.last_ping_ms.is_some());
+    assert_eq!(missed.last_ping_ms, Some(late));
+    let reported = rows[0].started_at_ms;
+
+    // The silence goes on: reported again one period + grace after the
+    // report (the region stays fresh and FAILING), paged no more.
+    advance_to(&clock, reported + 65 * MINUTE - 1);
+    nothing_due(&ctl, &clock, &pager, 1, 1).await;
+    clock.advance(Duration::from_millis(1));
+    eventually("a second heartbeat_missed row", WAIT, || async {
+        (missed_rows(&ctl).await >= 2).then_some(())
+    })
+    .await;
+    nothing_due(&ctl, &clock, &pager, 2, 1).await;
+    assert_eq!(heartbeat_state(http).await["state"], "FAILING");
 
     // The next ping resolves, with the same dedup key.
     assert_eq!(ping(http, "POST", &path, b"done").await.status, 200);
     let events = pager.wait_for_events(2, WAIT).await;
     assert_eq!(events.len(), 2, "{events:#?}");
     assert_eq!(events[1].event_action, "resolve");
-    assert_eq!(events[1].dedup_key, "outpost/nightly-etl/check_failing");
+    assert_eq!(events[1].dedup_key, DEDUP_KEY);
     assert_eq!(heartbeat_state(http).await["state"], "OK");
+    nothing_due(&ctl, &clock, &pager, 2, 2).await;
 
-    tokio::time::sleep(heartbeat::MIN_PING_GAP).await;
-
-    // /fail: failing at once, heartbeat_failed, the body's first line named.
+    clock.advance(heartbeat::MIN_PING_GAP);
+    // /fail: failing at once (the clock does not move), heartbeat_failed,
+    // the body's first line named.
     let fail = ping(
         http,
         "POST",
@@ -132,13 +175,91 @@ async fn pings_keep_it_green_silence_pages_once_and_the_next_ping_resolves() {
     )
     .await;
     assert_eq!(fail.status, 200);
-    let events = pager.wait_for_events(3, Duration::from_secs(3)).await;
+    let events = pager.wait_for_events(3, WAIT).await;
     assert_eq!(events.len(), 3, "{events:#?}");
     assert_eq!(events[2].event_action, "trigger");
+    assert_eq!(events[2].dedup_key, DEDUP_KEY);
     let summary = events[2].summary.clone().unwrap();
     assert!(summary.contains("heartbeat_failed"), "{summary}");
     let state = heartbeat_state(http).await;
     assert_eq!(state["code"], "heartbeat_failed", "{state}");
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_daily_berlin_schedule_is_due_by_local_time_after_spring_forward() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("o.db"), &pager.url(), DAILY_BERLIN);
+    // Saturday 2026-03-28 03:04 CET; Berlin skips 02:00–03:00 overnight.
+    let clock = clock_at("2026-03-28T02:04:00Z");
+    let ctl = start_with(&text, &clock).await;
+    let http = ctl.http_addr();
+    success(http).await;
+    nothing_due(&ctl, &clock, &pager, 0, 0).await;
+
+    // Due by Sunday 03:00 CEST + 30 min = 01:30Z: 23 h 26 min after the
+    // ping, where a 1-day period would wait until 02:34Z.
+    let deadline = utc("2026-03-29T01:30:00Z");
+    advance_to(&clock, deadline - 1);
+    nothing_due(&ctl, &clock, &pager, 0, 0).await;
+    assert_eq!(heartbeat_state(http).await["state"], "OK");
+    clock.advance(Duration::from_millis(1));
+    let events = pager.wait_for_events(1, WAIT).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].event_action, "trigger");
+    assert!(
+        events[0]
+            .summary
+            .clone()
+            .unwrap()
+            .contains("heartbeat_missed")
+    );
+    nothing_due(&ctl, &clock, &pager, 1, 1).await;
+
+    // The job runs late (03:40 CEST): the ping resolves; the next run is
+    // Monday 03:00 CEST.
+    advance_to(&clock, utc("2026-03-29T01:40:00Z"));
+    success(http).await;
+    let events = pager.wait_for_events(2, WAIT).await;
+    assert_eq!(events[1].event_action, "resolve");
+    assert_eq!(events[1].dedup_key, DEDUP_KEY);
+    advance_to(&clock, utc("2026-03-30T01:30:00Z") - 1);
+    nothing_due(&ctl, &clock, &pager, 1, 2).await;
+    assert_eq!(heartbeat_state(http).await["state"], "OK");
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_daily_berlin_schedule_is_not_missed_by_the_25_hour_night_of_fall_back() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("o.db"), &pager.url(), DAILY_BERLIN);
+    // Saturday 2026-10-24 03:04 CEST; Berlin repeats 02:00–03:00 overnight.
+    let clock = clock_at("2026-10-24T01:04:00Z");
+    let ctl = start_with(&text, &clock).await;
+    let http = ctl.http_addr();
+    success(http).await;
+
+    // Sunday's run is at 03:00 CET = 02:00Z, 24 h 56 min later. At 03:25
+    // CET a 1-day period + grace (due 01:34Z) would have paged; the
+    // schedule has not, and the run's ping keeps it green.
+    advance_to(&clock, utc("2026-10-25T02:25:00Z"));
+    nothing_due(&ctl, &clock, &pager, 0, 0).await;
+    assert_eq!(heartbeat_state(http).await["state"], "OK");
+    success(http).await;
+
+    // Monday's run is missed: due 03:30 CET = 02:30Z, not a millisecond
+    // earlier.
+    let deadline = utc("2026-10-26T02:30:00Z");
+    advance_to(&clock, deadline - 1);
+    nothing_due(&ctl, &clock, &pager, 0, 0).await;
+    clock.advance(Duration::from_millis(1));
+    let events = pager.wait_for_events(1, WAIT).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].event_action, "trigger");
+    assert_eq!(events[0].dedup_key, DEDUP_KEY);
+    nothing_due(&ctl, &clock, &pager, 1, 1).await;
     ctl.shutdown().await;
 }
 
@@ -249,10 +370,44 @@ fn heartbeat_config_is_strict() {
              [[checks]]\nid = \"b\"\nheartbeat = { period = \"1h\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n",
             "checks[1].heartbeat.ping_id",
         ),
+        (
+            "[[checks]]\nid = \"a\"\nheartbeat = { period = \"1h\", schedule = \"0 3 * * *\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n",
+            "checks[0].heartbeat.schedule",
+        ),
+        (
+            "[[checks]]\nid = \"a\"\nheartbeat = { grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n",
+            "checks[0].heartbeat.period",
+        ),
+        (
+            "[[checks]]\nid = \"a\"\nheartbeat = { period = \"1h\", tz = \"Europe/Berlin\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n",
+            "checks[0].heartbeat.tz",
+        ),
+        (
+            "[[checks]]\nid = \"a\"\nheartbeat = { schedule = \"0 3 * *\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n",
+            "checks[0].heartbeat.schedule",
+        ),
+        (
+            "[[checks]]\nid = \"a\"\nheartbeat = { schedule = \"0 25 * * *\", tz = \"UTC\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n",
+            "checks[0].heartbeat.schedule",
+        ),
+        (
+            "[[checks]]\nid = \"a\"\nheartbeat = { schedule = \"0 3 * * *\", tz = \"Europe/Atlantis\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n",
+            "checks[0].heartbeat.tz",
+        ),
     ];
     let mut vars = vars();
-    vars.push(("TEST_HB_ID".into(), PING_ID.into()));
     vars.push(("TEST_SHORT".into(), "abc".into()));
+    // A bad expression and a bad zone: both named.
+    let both = "[[checks]]\nid = \"a\"\nheartbeat = { schedule = \"0 3 * *\", tz = \"Nowhere/City\", grace = \"5m\", ping_id = { env = \"TEST_HB_ID\" } }\n";
+    let err = config::parse(
+        &config_text(&db, "http://127.0.0.1:9/", both),
+        "test.toml",
+        &vars,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("checks[0].heartbeat.schedule"), "{err}");
+    assert!(err.contains("checks[0].heartbeat.tz"), "{err}");
     for (checks, path) in cases {
         let text = config_text(&db, "http://127.0.0.1:9/", checks);
         let err = config::parse(&text, "test.toml", &vars).unwrap_err();
@@ -270,4 +425,15 @@ fn heartbeat_config_is_strict() {
         ),
         (1, 1, 1)
     );
+    // A schedule's interval (what staleness counts in) is its longest gap
+    // between runs plus grace: a weekday job is silent over the weekend.
+    let weekdays = "[[checks]]\nid = \"nightly-etl\"\nheartbeat = { schedule = \"0 9 * * MON-FRI\", grace = \"1h\", ping_id = { env = \"TEST_HB_ID\" } }\n";
+    let cfg = config::parse(
+        &config_text(&db, "http://127.0.0.1:9/", weekdays),
+        "test.toml",
+        &vars,
+    )
+    .unwrap();
+    let def = cfg.check("nightly-etl").unwrap();
+    assert_eq!(def.spec.interval, Duration::from_secs(3 * 86_400 + 3600));
 }

@@ -30,6 +30,7 @@ pub fn vars() -> Vec<(String, String)> {
         .map(|(i, (_, _, t))| (format!("TEST_TOKEN_{i}"), (*t).to_owned()))
         .collect();
     v.push(("TEST_PD_KEY".into(), ROUTING_KEY.into()));
+    v.push(("TEST_HB_ID".into(), HB_PING_ID.into()));
     v
 }
 
@@ -37,6 +38,16 @@ pub fn vars() -> Vec<(String, String)> {
 /// viewer: the tests of pages and the API read them anonymously; the auth
 /// tests (`auth.rs`) remove it.
 pub const ANONYMOUS_VIEWER: &str = "allow_unauthenticated = true\n";
+
+/// The ping id behind `{ env = "TEST_HB_ID" }` in [`vars`].
+pub const HB_PING_ID: &str = "hb-test-0123456789abcdefABCDEF";
+
+/// Moves `clock` forward to `unix_ms` (which must not be behind it).
+pub fn advance_to(clock: &ManualClock, unix_ms: i64) {
+    let by = unix_ms - clock.unix_ms();
+    assert!(by >= 0, "the clock is {by} ms past the target");
+    clock.advance(Duration::from_millis(by.unsigned_abs()));
+}
 
 /// A config with three probes, `checks` appended verbatim, and a PagerDuty
 /// sink at `pager_url` routed for every check; callers without credentials

@@ -810,7 +810,9 @@ pub enum Failure {
         /// Silence since the last success or fail ping (or the `/start`).
         #[serde(rename = "silent_ms", with = "crate::human::ms")]
         silent: Duration,
-        /// The deadline that passed: `period + grace`, or `grace` after a `/start`.
+        /// The allowance that ran out, counted from the last ping: `period +
+        /// grace`, the time to the next scheduled run `+ grace` for a
+        /// `schedule`, or `grace` after a `/start`.
         #[serde(rename = "allowed_ms", with = "crate::human::ms")]
         allowed: Duration,
         /// True when a `/start` came and neither success nor fail followed.
@@ -2131,7 +2133,7 @@ impl std::fmt::Display for Failure {
                 } else {
                     write!(
                         f,
-                        "no ping for {} (period + grace is {})",
+                        "no ping for {} ({} were allowed after the last one)",
                         h(*silent),
                         h(*allowed)
                     )

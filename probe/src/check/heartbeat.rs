@@ -9,13 +9,21 @@
 //! [[checks]]
 //! id = "nightly-etl"
 //! heartbeat = { period = "1d", grace = "1h", ping_id = { env = "OUTPOST_HB_NIGHTLY_ETL" } }
+//!
+//! [[checks]]
+//! id = "backup"
+//! heartbeat = { schedule = "0 3 * * *", tz = "Europe/Berlin", grace = "30m", ping_id = { env = "OUTPOST_HB_BACKUP" } }
 //! ```
 //!
 //! Semantics are Healthchecks.io's: the job pings `/ping/<ping_id>` when it
 //! succeeds (`/fail` when it fails, `/start` when it begins). A heartbeat is
 //! **missed** (`heartbeat_missed`) when no success or fail ping came within
-//! `period + grace` of the last one, or no success or fail within `grace`
-//! of a `/start`. Until the first ping it is UNKNOWN (a new job is not late).
+//! `period + grace` of the last one — or, with a `schedule`, by the first
+//! scheduled time strictly after the last ping `+ grace` — or no success or
+//! fail within `grace` of a `/start`. Until the first ping it is UNKNOWN (a
+//! new job is not late). Exactly one of `period` and `schedule` is set; this
+//! module checks that, the controller parses the expression and the zone
+//! (`outpost_controller::heartbeat::schedule`): probes need no cron code.
 //!
 //! # Details ([`Observed`])
 //! ```text
@@ -48,10 +56,26 @@ pub const MAX_PING_ID_LEN: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct RawHeartbeat {
     /// How often the job runs: a ping is expected every `period`.
-    /// Example: `"1d"`, `"15m"`. At least `"1s"`.
-    pub period: Dur,
-    /// How late a ping may be before the heartbeat is missed (after `period`,
-    /// or after a `/start`). Example: `"1h"`. May be `"0s"`.
+    /// Example: `"1d"`, `"15m"`. At least `"1s"`. Exactly one of `period`
+    /// and `schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Dur>,
+    /// When the job runs, as a five-field cron expression (minute hour
+    /// day-of-month month day-of-week; names like `MON`, `JAN`, lists,
+    /// ranges and steps; day-of-month and day-of-week restricted together
+    /// match either, as in Vixie cron). A ping is expected by the first
+    /// scheduled time after the last ping, plus `grace`. Example:
+    /// `"0 3 * * *"` (03:00 daily), `"*/15 * * * MON-FRI"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The IANA time zone `schedule` is read in, from the system's tz
+    /// database (`/usr/share/zoneinfo`, Debian's `tzdata`). Example:
+    /// `"Europe/Berlin"`. Default `"UTC"`; only with `schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// How late a ping may be before the heartbeat is missed (after `period`
+    /// or the scheduled time, or after a `/start`). Example: `"1h"`. May be
+    /// `"0s"`.
     pub grace: Dur,
     /// The unguessable id in the ping URL (`/ping/<ping_id>`): 22–128 of
     /// `A-Z a-z 0-9 - _`, from a secret: `{ env = "NAME" }` or
@@ -61,11 +85,26 @@ pub struct RawHeartbeat {
     pub ping_id: RawSecret,
 }
 
+/// When pings are expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cadence {
+    /// One every `period`.
+    Period(Duration),
+    /// At the times of a cron expression read in a time zone, both as
+    /// written (the controller parses them).
+    Schedule {
+        /// The five-field expression.
+        expr: String,
+        /// The IANA zone name (`"UTC"` when not written).
+        tz: String,
+    },
+}
+
 /// A validated heartbeat.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeartbeatSpec {
-    /// Expected time between pings.
-    pub period: Duration,
+    /// When pings are expected.
+    pub cadence: Cadence,
     /// Allowed lateness.
     pub grace: Duration,
     /// Where the ping id comes from; the controller resolves it.
@@ -73,9 +112,13 @@ pub struct HeartbeatSpec {
 }
 
 impl HeartbeatSpec {
-    /// The longest silence after a ping that is not yet missed.
-    pub fn deadline_after_ping(&self) -> Duration {
-        self.period.saturating_add(self.grace)
+    /// The longest silence after a ping that is not yet missed, for a
+    /// `period`; `None` for a schedule (it depends on the time of the ping).
+    pub fn deadline_after_ping(&self) -> Option<Duration> {
+        match &self.cadence {
+            Cadence::Period(p) => Some(p.saturating_add(self.grace)),
+            Cadence::Schedule { .. } => None,
+        }
     }
 }
 
@@ -83,15 +126,43 @@ impl RawHeartbeat {
     /// Validates the table at `path` (`checks[3].heartbeat`).
     pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<HeartbeatSpec> {
         let before = problems.len();
-        if self.period.get() < MIN_PERIOD {
-            problems.push(
-                format!("{path}.period"),
-                format!(
-                    "period must be ≥ 1s, got \"{}\": the job's schedule, e.g. \"1d\"",
-                    self.period
-                ),
-            );
-        }
+        let cadence = match (&self.period, &self.schedule) {
+            (Some(_), Some(_)) => {
+                problems.push(
+                    format!("{path}.schedule"),
+                    "set either `period` or `schedule`, not both",
+                );
+                None
+            }
+            (None, None) => {
+                problems.push(
+                    format!("{path}.period"),
+                    "a heartbeat needs `period` (e.g. \"1d\") or `schedule` (e.g. \"0 3 * * *\")",
+                );
+                None
+            }
+            (Some(period), None) => {
+                if period.get() < MIN_PERIOD {
+                    problems.push(
+                        format!("{path}.period"),
+                        format!(
+                            "period must be ≥ 1s, got \"{period}\": the job's schedule, e.g. \"1d\""
+                        ),
+                    );
+                }
+                if self.tz.is_some() {
+                    problems.push(
+                        format!("{path}.tz"),
+                        "tz applies to `schedule` only: remove it, or replace `period` with a `schedule`",
+                    );
+                }
+                Some(Cadence::Period(period.get()))
+            }
+            (None, Some(expr)) => Some(Cadence::Schedule {
+                expr: expr.clone(),
+                tz: self.tz.clone().unwrap_or_else(|| "UTC".to_owned()),
+            }),
+        };
         match (&self.ping_id.env, &self.ping_id.file) {
             (Some(_), Some(_)) => problems.push(
                 format!("{path}.ping_id"),
@@ -103,8 +174,9 @@ impl RawHeartbeat {
             ),
             _ => {}
         }
+        let cadence = cadence?;
         (problems.len() == before).then(|| HeartbeatSpec {
-            period: self.period.get(),
+            cadence,
             grace: self.grace.get(),
             ping_id: self.ping_id.clone(),
         })
