@@ -562,12 +562,15 @@ fn start_controller(
     let dir = tempfile::tempdir()?;
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let mut text = format!(
-        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n",
+        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"127.0.0.1:0\"\nallow_plaintext_probes = true\n[store]\npath = \"{}\"\n",
         dir.path().join("bench.db").display()
     );
     for p in probes {
         let tok = dir.path().join(format!("{p}.token"));
-        std::fs::write(&tok, format!("bench-token-{p}"))?;
+        std::fs::write(
+            &tok,
+            format!("bench-token-{p}-0123456789abcdef0123456789abcdef"),
+        )?;
         text.push_str(&format!(
             "[[probes]]\nname = \"{p}\"\nregion = \"region-{p}\"\ntoken = {{ file = \"{}\" }}\n",
             tok.display()
@@ -959,7 +962,7 @@ struct Stream {
 }
 
 async fn open_stream(grpc: SocketAddr, name: &str) -> anyhow::Result<Stream> {
-    let token = format!("bench-token-{name}");
+    let token = format!("bench-token-{name}-0123456789abcdef0123456789abcdef");
     let hello = fake_probe::hello(name, &format!("region-{name}"));
     let (tx, mut rx) = fake_probe::attach(grpc, Some(&token), vec![hello]).await?;
     // The assignment comes first.

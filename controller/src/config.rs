@@ -45,6 +45,7 @@
 //! ```
 
 pub mod certificate;
+pub mod limits;
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -148,11 +149,19 @@ pub struct RawServer {
     /// `/readyz`, `host:port`. Default `"0.0.0.0:8080"`. Env: `OUTPOST_HTTP_LISTEN`.
     #[serde(default)]
     pub http_listen: Option<String>,
-    /// TLS for the gRPC listener. Without it the probe stream is plaintext
-    /// (probe tokens travel in clear) and a warning is logged at start.
+    /// TLS for the gRPC listener. Required unless `allow_plaintext_probes`
+    /// is set: without it the controller refuses to start (exit 78).
     /// Example: `tls = { cert_file = "/etc/outpost/controller.pem", key_file = "/etc/outpost/controller.key" }`.
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// Serve the probe gRPC stream without TLS (probe tokens then travel in
+    /// clear; a warning is logged at start). For loopback and tests only;
+    /// the probe must opt in too (`controller.allow_plaintext`). Default false.
+    #[serde(default)]
+    pub allow_plaintext_probes: bool,
+    /// Bounds on what probes send ([`limits`]). Optional.
+    #[serde(default)]
+    pub probe_limits: Option<limits::RawProbeLimits>,
 }
 
 /// `[server.tls]`.
@@ -227,6 +236,10 @@ pub struct ControllerConfig {
     pub http_listen: SocketAddr,
     /// gRPC TLS files.
     pub tls: Option<TlsFiles>,
+    /// The gRPC listener may serve without TLS (`server.allow_plaintext_probes`).
+    pub allow_plaintext_probes: bool,
+    /// Bounds on what probes send.
+    pub probe_limits: limits::ProbeLimits,
     /// SQLite file.
     pub store_path: PathBuf,
     /// Result retention.
@@ -390,6 +403,16 @@ pub(crate) fn resolve_secret(raw: &RawSecret, vars: &[(String, String)]) -> Resu
     raw.resolve()
 }
 
+/// The shortest bearer token a probe may use (`probes[].token` here,
+/// `controller.token` on the probe): 32 characters, e.g. `openssl rand -hex 32`
+/// gives 64.
+pub const MIN_TOKEN_LEN: usize = outpost_probe::config::MIN_TOKEN_LEN;
+
+fn check_token_length(token: Secret) -> Result<Secret, String> {
+    outpost_probe::config::check_token_length(&token)?;
+    Ok(token)
+}
+
 fn parse_addr(value: Option<&str>, default: &str, path: &str, p: &mut Problems) -> SocketAddr {
     let text = value.unwrap_or(default);
     text.parse().unwrap_or_else(|_| {
@@ -423,6 +446,8 @@ impl RawControllerFile {
             grpc_listen: None,
             http_listen: None,
             tls: None,
+            allow_plaintext_probes: false,
+            probe_limits: None,
         });
         let grpc_listen = parse_addr(
             server.grpc_listen.as_deref(),
@@ -437,6 +462,14 @@ impl RawControllerFile {
             &mut p,
         );
         let tls = server.tls.as_ref().map(|t| validate_tls(t, &mut p));
+        if tls.is_none() && !server.allow_plaintext_probes {
+            p.push(
+                "server.tls",
+                "the probe gRPC listener needs TLS: set server.tls = { cert_file = \"…\", key_file = \"…\" }, \
+                 or set server.allow_plaintext_probes = true to accept probe tokens in clear (loopback and tests only)",
+            );
+        }
+        let probe_limits = limits::validate(server.probe_limits.as_ref(), &mut p);
         let store = self.store.clone().unwrap_or(RawStore {
             path: None,
             retention: None,
@@ -493,6 +526,8 @@ impl RawControllerFile {
             grpc_listen,
             http_listen,
             tls,
+            allow_plaintext_probes: server.allow_plaintext_probes,
+            probe_limits,
             store_path: store
                 .path
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
@@ -531,7 +566,7 @@ impl RawControllerFile {
                     format!("duplicate probe name {:?}", raw.name),
                 );
             }
-            match resolve_secret(&raw.token, vars) {
+            match resolve_secret(&raw.token, vars).and_then(check_token_length) {
                 Ok(token) => {
                     if let Some((_, j)) = tokens.iter().find(|(t, _)| *t == token) {
                         p.push(
@@ -729,6 +764,7 @@ mod tests {
 [server]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
+allow_plaintext_probes = true
 
 [store]
 path = "/tmp/x.db"
@@ -768,10 +804,15 @@ sinks = ["pagerduty", "log"]
 "#;
 
     fn vars() -> Vec<(String, String)> {
-        [("T_EU", "tok-eu"), ("T_US", "tok-us"), ("PD_KEY", "pdkey")]
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect()
+        [
+            ("T_EU", "tok-eu-0123456789abcdef0123456789abcdef"),
+            ("T_US", "tok-us-0123456789abcdef0123456789abcdef"),
+            ("PD_KEY", "pdkey"),
+            ("SHORT_TOKEN", "hunter2"),
+        ]
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
     }
 
     #[test]
@@ -947,6 +988,22 @@ sinks = ["pagerduty", "log"]
                 "unknown route kind",
                 "[[sinks]]\nname = \"log\"\nconsole = {}\n[[routes]]\nname = \"r\"\nsinks = [\"log\"]\nkinds = [\"probe_down\"]\n",
                 "routes[0].kinds[0]",
+            ),
+            ("no tls and no plaintext opt-in", "[server]\n", "server.tls"),
+            (
+                "short probe token",
+                "[[probes]]\nname = \"a\"\nregion = \"r\"\ntoken = { env = \"SHORT_TOKEN\" }\n",
+                "probes[0].token",
+            ),
+            (
+                "burst below batch size",
+                "[server.probe_limits]\nresults_burst = 10\n",
+                "server.probe_limits.results_burst",
+            ),
+            (
+                "tiny message size",
+                "[server.probe_limits]\nmax_message_size = \"1KiB\"\n",
+                "server.probe_limits.max_message_size",
             ),
         ];
         for (name, text, path) in cases {

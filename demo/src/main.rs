@@ -296,6 +296,7 @@ fn controller_toml(dir: &Path, t: &Targets, listen: &str) -> String {
 [server]
 grpc_listen = "127.0.0.1:0"
 http_listen = "{listen}"
+allow_plaintext_probes = true
 
 [store]
 path = "{db}"
@@ -498,7 +499,10 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let dir = tempfile::Builder::new().prefix("outpost-demo-").tempdir()?;
     for r in REGIONS {
-        let token = format!("demo-token-{r}-{}", std::process::id());
+        let token = format!(
+            "demo-token-{r}-{}-0123456789abcdef0123456789abcdef",
+            std::process::id()
+        );
         std::fs::write(dir.path().join(format!("{r}.token")), token)?;
     }
     let targets = start_targets(dir.path())

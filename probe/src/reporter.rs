@@ -152,6 +152,14 @@ async fn session(
     scheduler: &Scheduler,
     version: &mut u64,
 ) -> Result<(), ReporterError> {
+    if !cfg.url.starts_with("https://") && !cfg.allow_plaintext {
+        // Config validation refuses this already; never send the token in
+        // clear without the opt-in, whoever built the config.
+        return Err(ReporterError::Endpoint(format!(
+            "{:?} is not https://: set controller.allow_plaintext = true to send the token in clear",
+            cfg.url
+        )));
+    }
     let channel: Channel = endpoint(cfg)?.connect().await?;
     let mut client = ProbeServiceClient::new(channel);
     let (tx, rx) = mpsc::channel::<ProbeMessage>(16);

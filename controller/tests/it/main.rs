@@ -11,5 +11,7 @@ mod events;
 mod heartbeat;
 mod http;
 mod ingest;
+mod limits;
 mod offline;
 mod support;
+mod transport;

@@ -26,7 +26,10 @@ fn example_configs_in_deploy_are_valid() {
     let out = probe()
         .args(["check-config"])
         .arg(deploy("probe.example.toml"))
-        .env("OUTPOST_PROBE_TOKEN", "example-token")
+        .env(
+            "OUTPOST_PROBE_TOKEN",
+            "example-token-0123456789abcdef0123456789abcdef",
+        )
         .output()
         .unwrap();
     assert!(
@@ -89,14 +92,41 @@ fn plaintext_controller_needs_explicit_permission() {
         "[probe]\nname = \"p\"\nregion = \"r\"\n[controller]\nurl = \"http://127.0.0.1:7443\"\ntoken = { env = \"T\" }\n",
     )
     .unwrap();
+    // Refused by default, for `check-config` and `run` alike (the token is
+    // never sent), naming the key and the opt-in.
+    for sub in ["check-config", "run"] {
+        let mut cmd = probe();
+        if sub == "run" {
+            cmd.args(["run", "--config"]);
+        } else {
+            cmd.arg(sub);
+        }
+        let out = cmd
+            .arg(&f)
+            .env("T", "plaintext-test-token-0123456789abcdef")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{sub}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("controller.url") && stderr.contains("controller.allow_plaintext"),
+            "{stderr}"
+        );
+    }
+    // A token under 32 characters is refused, its value not printed.
     let out = probe()
         .arg("check-config")
         .arg(&f)
-        .env("T", "x")
+        .env("T", "x-short")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("controller.url"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller.token") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("x-short"), "{stderr}");
 }
 
 #[tokio::test]

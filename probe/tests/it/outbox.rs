@@ -19,7 +19,11 @@ async fn tiny_outbox_drops_oldest_counts_them_and_checks_keep_their_schedule() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "t").unwrap();
+    std::fs::write(
+        dir.path().join("token"),
+        "outbox-test-token-0123456789abcdef",
+    )
+    .unwrap();
     // A controller address nothing listens on: every result stays in the outbox.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

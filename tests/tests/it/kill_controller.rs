@@ -76,6 +76,7 @@ async fn a_controller_killed_between_trigger_and_resolve_pages_once_and_resolves
         r#"[server]
 grpc_listen = "{grpc}"
 http_listen = "{http}"
+allow_plaintext_probes = true
 [store]
 path = "{db}"
 {probes}
