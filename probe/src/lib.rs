@@ -6,6 +6,7 @@
 //! [`scheduler`], [`outbox`], [`reporter`] (the gRPC stream), then [`spawn`]
 //! which wires them together.
 
+pub mod bound;
 pub mod check;
 pub mod config;
 pub mod fnv;

@@ -231,7 +231,10 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
     let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64).unwrap_or(0);
     let (code, message) = match &outcome.result {
         Ok(()) => (String::new(), String::new()),
-        Err(f) => (f.code().as_str().to_owned(), f.to_string()),
+        Err(f) => (
+            f.code().as_str().to_owned(),
+            crate::bound::clip(&f.to_string(), crate::bound::MAX_MESSAGE).into_owned(),
+        ),
     };
     CheckResult {
         result_id: uuid::Uuid::now_v7().to_string(),
