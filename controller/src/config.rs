@@ -392,7 +392,7 @@ impl ControllerConfig {
 /// config parsed from text with explicit variables is self-contained), then
 /// in the process environment.
 pub(crate) fn resolve_secret(raw: &RawSecret, vars: &[(String, String)]) -> Result<Secret, String> {
-    if let (Some(name), None) = (&raw.env, &raw.file)
+    if let (Some(name), None, None) = (&raw.env, &raw.file, &raw.credential)
         && let Some((_, v)) = vars.iter().find(|(n, _)| n == name)
     {
         if v.trim().is_empty() {
@@ -483,7 +483,11 @@ impl RawControllerFile {
         }
         let probes = self.validate_probes(vars, &mut p);
         let regions: BTreeSet<String> = probes.iter().map(|d| d.region.clone()).collect();
+        // Check credentials resolve on the probes: here only their shape is
+        // validated, and the assignment ships the references.
+        p.secrets_by_reference(true);
         let specs = check::validate_all(&self.checks, "checks", &mut p);
+        p.secrets_by_reference(false);
         let sinks = sink::validate(&self.sinks, vars, &mut p);
         let declared: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
         let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
@@ -813,6 +817,37 @@ sinks = ["pagerduty", "log"]
         .iter()
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
         .collect()
+    }
+
+    /// Check credentials are not needed on the controller: an unset
+    /// variable, a missing file and a systemd credential all validate by
+    /// shape, and the assignment carries the references, never a value.
+    #[test]
+    fn check_secrets_are_shipped_as_references_never_resolved() {
+        let text = format!(
+            "{GOOD}\n[[checks]]\nid = \"private\"\nregions = [\"eu-west\"]\n\
+             http = {{ url = \"https://api.example.net/\", basic_auth = {{ username = \"u\", password = {{ env = \"ONLY_ON_THE_PROBE\" }} }} }}\n\
+             [[checks]]\nid = \"private2\"\nregions = [\"eu-west\"]\n\
+             http = {{ url = \"https://api.example.net/\", bearer_token = {{ credential = \"api.token\" }} }}\n"
+        );
+        let text = text.replace("alert = { routes = [\"oncall\"] }", "");
+        let c = parse(&text, "c.toml", &vars()).unwrap();
+        let a = crate::ingest::assignment(&c, "eu-west");
+        let spec = |id: &str| {
+            let c = a.checks.iter().find(|c| c.id == id).unwrap();
+            c.spec_json.clone()
+        };
+        let basic = spec("private");
+        assert!(basic.contains(r#"{"env":"ONLY_ON_THE_PROBE"}"#), "{basic}");
+        let bearer = spec("private2");
+        assert!(bearer.contains(r#"{"credential":"api.token"}"#), "{bearer}");
+        // A malformed reference is still refused, by its key.
+        let bad = text.replace(
+            "{ credential = \"api.token\" }",
+            "{ credential = \"../x\" }",
+        );
+        let err = parse(&bad, "c.toml", &vars()).unwrap_err();
+        assert!(err.has_path("checks[3].http.bearer_token"), "{err}");
     }
 
     #[test]

@@ -572,6 +572,7 @@ mod tests {
             ping_id: RawSecret {
                 env: Some("X".into()),
                 file: None,
+                credential: None,
             },
         }
     }

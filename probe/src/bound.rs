@@ -2,9 +2,9 @@
 //!
 //! A hostile or broken target decides the text a check sees: a 60 KB
 //! `Location`, a header value, a body excerpt, an error string. Everything a
-//! result carries passes through here once, where it is serialized
-//! ([`crate::check::observed::Observed::to_wire`] for the details,
-//! [`crate::outbox::to_wire`] for the failure message):
+//! result carries passes through here once, where the probe serializes it
+//! for its outbox ([`crate::outbox::to_wire`]: [`clip_details`] for the
+//! details, [`clip`] for the failure message):
 //!
 //! - every string value in the details: at most [`MAX_VALUE`] (1 KiB);
 //! - the failure message: at most [`MAX_MESSAGE`] (2 KiB).
@@ -34,6 +34,20 @@ pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
         .find(|i| s.is_char_boundary(*i))
         .unwrap_or(0);
     Cow::Owned(format!("{}… ({} bytes)", &s[..cut], s.len()))
+}
+
+/// The wire form of a probe's observation with every string value clipped
+/// to [`MAX_VALUE`] (unchanged, key order included, when nothing is longer).
+pub fn clip_details(observed: &crate::check::observed::Observed) -> String {
+    let text = observed.to_wire();
+    if text.len() <= MAX_VALUE {
+        return text; // no string in it can be longer
+    }
+    let mut v = observed.to_value();
+    if !clip_json(&mut v, MAX_VALUE) {
+        return text;
+    }
+    serde_json::to_string(&v).unwrap_or(text)
 }
 
 /// Clips every string in `v` (object values, array items; not keys, which

@@ -253,7 +253,7 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
             first_byte_us: us(outcome.phases.first_byte),
             total_us: outcome.phases.total.as_micros() as u64,
         }),
-        details_json: outcome.observed.to_wire(),
+        details_json: crate::bound::clip_details(&outcome.observed),
     }
 }
 

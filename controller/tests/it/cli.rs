@@ -154,8 +154,14 @@ fn example_config_in_deploy_is_valid() {
     std::fs::write(&key, leaf.key_pem()).unwrap();
     let text = std::fs::read_to_string(&example)
         .unwrap()
-        .replace("/etc/outpost/controller.pem", cert.to_str().unwrap())
-        .replace("/etc/outpost/controller.key", key.to_str().unwrap());
+        .replace(
+            "/run/credentials/outpost-controller.service/controller.pem",
+            cert.to_str().unwrap(),
+        )
+        .replace(
+            "/run/credentials/outpost-controller.service/controller.key",
+            key.to_str().unwrap(),
+        );
     assert!(
         text.contains(cert.to_str().unwrap()),
         "the example sets server.tls"

@@ -191,21 +191,9 @@ impl Observed {
     }
 
     /// The wire form, `details_json`: the kind's JSON object.
-    ///
-    /// Every string value is clipped to [`crate::bound::MAX_VALUE`] here,
-    /// the one place details are serialized for the wire, so no target can
-    /// make a result huge whatever kind recorded the text.
     pub fn to_wire(&self) -> String {
         // These types serialize infallibly (string keys, no custom errors).
-        let text = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
-        if text.len() <= crate::bound::MAX_VALUE {
-            return text; // no string in it can be longer
-        }
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if !crate::bound::clip_json(&mut v, crate::bound::MAX_VALUE) {
-            return text;
-        }
-        serde_json::to_string(&v).unwrap_or(text)
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// The same as a JSON value (`once --format json`, tests).

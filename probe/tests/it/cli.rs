@@ -23,19 +23,50 @@ fn deploy(file: &str) -> std::path::PathBuf {
 
 #[test]
 fn example_configs_in_deploy_are_valid() {
+    // As the shipped unit runs it: the token is a systemd credential.
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(
+        creds.path().join("probe.token"),
+        "example-token-0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
     let out = probe()
         .args(["check-config"])
         .arg(deploy("probe.example.toml"))
-        .env(
-            "OUTPOST_PROBE_TOKEN",
-            "example-token-0123456789abcdef0123456789abcdef",
-        )
+        .env("CREDENTIALS_DIRECTORY", creds.path())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Without systemd's directory, or without the file: exit 78 naming the
+    // key and what is missing.
+    let out = probe()
+        .args(["check-config"])
+        .arg(deploy("probe.example.toml"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller.token") && stderr.contains("$CREDENTIALS_DIRECTORY is not set"),
+        "{stderr}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = probe()
+        .args(["check-config"])
+        .arg(deploy("probe.example.toml"))
+        .env("CREDENTIALS_DIRECTORY", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller.token") && stderr.contains("probe.token"),
+        "{stderr}"
     );
     let out = probe()
         .args(["check-config"])
