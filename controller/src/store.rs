@@ -183,7 +183,13 @@ impl Store {
             && !dir.as_os_str().is_empty()
         {
             // Best effort: a missing directory then shows up as the open error.
-            let _ = std::fs::create_dir_all(dir);
+            let _ = outpost_probe::private::create_dir_all(dir);
+        }
+        // 0600 before SQLite sees it: its -wal and -shm files take the
+        // database file's mode. Best effort like the directory (":memory:"
+        // and URIs are not files).
+        if !path.as_os_str().to_string_lossy().starts_with(':') {
+            let _ = outpost_probe::private::ensure_file(path);
         }
         let options = connect_options(path)?;
         // Migrate on a connection of its own, closed before the pool opens:

@@ -13,6 +13,7 @@ pub mod fnv;
 pub mod human;
 pub mod metrics;
 pub mod outbox;
+pub mod private;
 pub mod reporter;
 pub mod resolver;
 pub mod scheduler;

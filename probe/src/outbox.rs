@@ -368,7 +368,7 @@ fn scan(path: &Path, first_name: u64) -> io::Result<(Option<Segment>, bool)> {
 impl Outbox {
     /// Opens (or creates) the outbox in `cfg.dir`, repairing a torn tail.
     pub fn open(cfg: OutboxConfig) -> Result<Self, OutboxError> {
-        fs::create_dir_all(&cfg.dir).map_err(io_err(&cfg.dir))?;
+        crate::private::create_dir_all(&cfg.dir).map_err(io_err(&cfg.dir))?;
         let acked = read_acked(&cfg.dir);
         let mut segments = BTreeMap::new();
         let mut corrupt_segments = 0u64;
@@ -539,7 +539,7 @@ impl Outbox {
         };
         if rotate {
             let path = seg_path(&dir, seq);
-            let f = OpenOptions::new()
+            let f = crate::private::options()
                 .create(true)
                 .append(true)
                 .open(&path)
@@ -845,7 +845,7 @@ fn write_acked(dir: &Path, file: &mut Option<File>, through: u64) -> io::Result<
     buf[8..].copy_from_slice(&crc32c(&[&v]).to_le_bytes());
     if file.is_none() {
         *file = Some(
-            OpenOptions::new()
+            crate::private::options()
                 .create(true)
                 .truncate(false)
                 .write(true)

@@ -13,5 +13,6 @@ mod http;
 mod ingest;
 mod limits;
 mod offline;
+mod private_files;
 mod support;
 mod transport;

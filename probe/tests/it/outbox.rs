@@ -68,6 +68,21 @@ listen = "127.0.0.1:0"
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let ob = probe.outbox.as_ref().unwrap();
+    // Private without systemd's UMask: the directory 0700, every file 0600.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let outbox = dir.path().join("outbox");
+        assert_eq!(mode(&outbox), 0o700);
+        let files: Vec<_> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(!files.is_empty());
+        for f in files {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
     let finished = probe
         .scheduler
         .stats
