@@ -36,15 +36,17 @@ pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}… ({} bytes)", &s[..cut], s.len()))
 }
 
-/// The wire form of a probe's observation with every string value clipped
-/// to [`MAX_VALUE`] (unchanged, key order included, when nothing is longer).
+/// The wire form of a probe's observation with every URL in it redacted
+/// ([`crate::redact`]) and every string value clipped to [`MAX_VALUE`]
+/// (unchanged, key order included, when neither applies).
 pub fn clip_details(observed: &crate::check::observed::Observed) -> String {
     let text = observed.to_wire();
-    if text.len() <= MAX_VALUE {
-        return text; // no string in it can be longer
+    if text.len() <= MAX_VALUE && !text.contains("://") {
+        return text; // no string in it can be longer, nor hold a URL
     }
     let mut v = observed.to_value();
-    if !clip_json(&mut v, MAX_VALUE) {
+    let redacted = crate::redact::json(&mut v);
+    if !clip_json(&mut v, MAX_VALUE) && !redacted {
         return text;
     }
     serde_json::to_string(&v).unwrap_or(text)

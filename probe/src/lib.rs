@@ -14,6 +14,7 @@ pub mod human;
 pub mod metrics;
 pub mod outbox;
 pub mod private;
+pub mod redact;
 pub mod reporter;
 pub mod resolver;
 pub mod scheduler;

@@ -233,7 +233,11 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
         Ok(()) => (String::new(), String::new()),
         Err(f) => (
             f.code().as_str().to_owned(),
-            crate::bound::clip(&f.to_string(), crate::bound::MAX_MESSAGE).into_owned(),
+            crate::bound::clip(
+                &crate::redact::text(&f.to_string()),
+                crate::bound::MAX_MESSAGE,
+            )
+            .into_owned(),
         ),
     };
     CheckResult {
