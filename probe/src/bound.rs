@@ -36,15 +36,19 @@ pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}… ({} bytes)", &s[..cut], s.len()))
 }
 
-/// The wire form of a probe's observation with every URL in it redacted
-/// ([`crate::redact`]) and every string value clipped to [`MAX_VALUE`]
-/// (unchanged, key order included, when neither applies).
+/// The wire form of a probe's observation with every remembered secret
+/// scrubbed and every URL redacted ([`crate::redact`]), and every string
+/// value clipped to [`MAX_VALUE`] (unchanged, key order included, when
+/// none of it applies).
 pub fn clip_details(observed: &crate::check::observed::Observed) -> String {
-    let text = observed.to_wire();
+    let wire = observed.to_wire();
+    let text = crate::redact::scrub(&wire).into_owned();
     if text.len() <= MAX_VALUE && !text.contains("://") {
         return text; // no string in it can be longer, nor hold a URL
     }
-    let mut v = observed.to_value();
+    let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
+        return text;
+    };
     let redacted = crate::redact::json(&mut v);
     if !clip_json(&mut v, MAX_VALUE) && !redacted {
         return text;

@@ -264,7 +264,7 @@ impl RawProbeFile {
             {
                 p.push("controller.ca_file", e);
             }
-            let token = match c.token.resolve().and_then(|t| check_token_length(&t).map(|()| t)) {
+            let token = match c.token.resolve().and_then(|t| check_token_length(&t).map(|()| t)).inspect(|t| crate::redact::remember(t.expose())) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     p.push("controller.token", e);

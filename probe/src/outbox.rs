@@ -234,7 +234,7 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
         Err(f) => (
             f.code().as_str().to_owned(),
             crate::bound::clip(
-                &crate::redact::text(&f.to_string()),
+                &crate::redact::text(&crate::redact::scrub(&f.to_string())),
                 crate::bound::MAX_MESSAGE,
             )
             .into_owned(),

@@ -8,6 +8,9 @@
 //! controller uses [`url`] where it shows a check's configured URL (API,
 //! pages, pager and webhook payloads).
 //!
+//! Secret values the probe resolved are scrubbed from the same text
+//! ([`remember`], [`scrub`]).
+//!
 //! What is redacted: the whole userinfo (`***@host`), and the value of every
 //! query parameter whose lowercased name contains one of [`SECRET_NAMES`]
 //! (`token`, `key`, `secret`, `password`, `passwd`, `signature`, `auth`,
@@ -15,7 +18,48 @@
 //! `REDACTED`. Matching by containment errs on the side of hiding
 //! (`api_key`, `access_token`, `X-Amz-Credential` all match).
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::BTreeSet, sync::RwLock};
+
+/// Secret values this process resolved (check credentials, the probe
+/// token, basic-auth header forms): [`scrub`] removes them from anything
+/// recorded, so a target that echoes a bearer token back in its body does
+/// not get it stored or shown.
+static SECRETS: RwLock<BTreeSet<String>> = RwLock::new(BTreeSet::new());
+
+/// Shorter values are not scrubbed: they would mangle ordinary text.
+pub const MIN_SCRUB_LEN: usize = 6;
+
+/// Remembers a resolved secret value for [`scrub`].
+pub fn remember(value: &str) {
+    if value.len() < MIN_SCRUB_LEN {
+        return;
+    }
+    let mut set = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if !set.contains(value) {
+        set.insert(value.to_owned());
+        // As it appears inside JSON text (quotes, backslashes escaped).
+        let escaped = serde_json::to_string(value).unwrap_or_default();
+        let inner = escaped.trim_matches('"');
+        if inner != value && inner.len() >= MIN_SCRUB_LEN {
+            set.insert(inner.to_owned());
+        }
+    }
+}
+
+/// `s` with every remembered secret value replaced by [`REDACTED`].
+pub fn scrub(s: &str) -> Cow<'_, str> {
+    let set = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut out: Cow<'_, str> = Cow::Borrowed(s);
+    // Longest first, so a value containing another is replaced whole.
+    let mut values: Vec<&String> = set.iter().filter(|v| out.contains(v.as_str())).collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values {
+        if out.contains(v.as_str()) {
+            out = Cow::Owned(out.replace(v.as_str(), REDACTED));
+        }
+    }
+    out
+}
 
 /// Substrings of a query parameter name that mark its value secret.
 pub const SECRET_NAMES: &[&str] = &[
@@ -161,6 +205,18 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert!(matches!(url("not a url"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn remembered_secrets_are_scrubbed_longest_first() {
+        remember("echoed-bearer-0123456789");
+        remember("echoed-bearer-0123456789-and-more");
+        remember("tiny");
+        let body = r#"{"echo":"Bearer echoed-bearer-0123456789-and-more","again":"echoed-bearer-0123456789","tiny":"tiny"}"#;
+        assert_eq!(
+            scrub(body),
+            r#"{"echo":"Bearer REDACTED","again":"REDACTED","tiny":"tiny"}"#
+        );
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl Problems {
             raw.check_shape().map(|()| super::Secret::new(""))
         } else {
             raw.resolve()
+                .inspect(|s| crate::redact::remember(s.expose()))
         };
         res.map_err(|e| self.push(path, e)).ok()
     }

@@ -143,6 +143,7 @@ pub fn prepare(raw: &RawHttp, path: &str, problems: &mut Problems) -> Prepared {
         }
         if let Some(pw) = resolve(&b.password, format!("{path}.basic_auth.password"), problems) {
             let token = base64(format!("{}:{}", b.username, pw.expose()).as_bytes());
+            crate::redact::remember(&token);
             match credential(format!("Basic {token}")) {
                 Some(v) => headers.push((http::header::AUTHORIZATION, v)),
                 None => problems.push(
