@@ -76,6 +76,7 @@ pub fn clip_json(v: &mut Value, max: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -188,6 +188,7 @@ pub fn json(v: &mut serde_json::Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -2,6 +2,8 @@
 //! gets a status naming the limit, is counted by reason and stores nothing;
 //! one stream per probe.
 
+#![allow(clippy::unwrap_used)]
+
 use crate::support::*;
 use outpost_proto::v1::{
     ProbeMessage, ResultBatch, controller_message::Body as CBody, probe_message::Body as PBody,

@@ -2,6 +2,8 @@
 //! created 0700, the database and SQLite's `-wal`/`-shm` files are 0600, and
 //! a database left 0644 by an older version is narrowed on open.
 
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::support::*;

@@ -2,6 +2,8 @@
 //! refuses a plaintext probe and serves a TLS one; the probe token is only
 //! ever sent inside TLS.
 
+#![allow(clippy::unwrap_used)]
+
 use crate::support::*;
 use outpost_proto::v1::probe_service_client::ProbeServiceClient;
 use tokio_stream::wrappers::ReceiverStream;

@@ -134,6 +134,7 @@ impl fmt::Debug for Secret {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn raw(env: Option<&str>, file: Option<&str>, credential: Option<&str>) -> RawSecret {
