@@ -46,6 +46,49 @@ pub fn remember(value: &str) {
     }
 }
 
+/// Remembers the values of `u`'s secret-looking query parameters (as
+/// written and percent-decoded) for [`scrub`].
+pub fn remember_query_secrets(u: &str) {
+    let Some((_, query)) = u.split_once('?') else {
+        return;
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    for pair in query.split('&') {
+        if let Some((name, value)) = pair.split_once('=')
+            && secret_name(name)
+        {
+            remember(value);
+            if let Ok(decoded) = percent_decode(value) {
+                remember(&decoded);
+            }
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, ()> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).map_err(|_| ())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
 /// `s` with every remembered secret value replaced by [`REDACTED`].
 pub fn scrub(s: &str) -> Cow<'_, str> {
     let set = SECRETS.read().unwrap_or_else(|e| e.into_inner());

@@ -8,3 +8,4 @@ mod kill_probe;
 mod pager_faults;
 mod pipeline;
 mod restart;
+mod secrets;
