@@ -10,8 +10,8 @@
 //! [server.probe_limits]
 //! max_message_size = "4MiB"    # one gRPC message (tonic's decoder limit)
 //! max_batch_results = 1000     # results in one ResultBatch
-//! results_per_second = 500     # token bucket per probe: refill rate
-//! results_burst = 5000         # … and capacity
+//! results_per_second = 5000    # token bucket per probe: refill rate
+//! results_burst = 50000        # … and capacity
 //! max_labels = 32              # hello labels
 //! max_label_bytes = 256        # each label key and value
 //! max_failure_message = "8KiB" # one result's failure_message
@@ -30,11 +30,11 @@ pub struct RawProbeLimits {
     /// Results in one batch at most (the probe sends at most 500). Default 1000.
     #[serde(default)]
     pub max_batch_results: Option<usize>,
-    /// Sustained results per second per probe. Default 500.
+    /// Sustained results per second per probe. Default 5000.
     #[serde(default)]
     pub results_per_second: Option<u32>,
     /// Results a probe may send at once after being quiet (a reconnect
-    /// backlog). Default 5000; at least `max_batch_results`.
+    /// backlog). Default 50000; at least `max_batch_results`.
     #[serde(default)]
     pub results_burst: Option<u32>,
     /// Labels in a hello at most. Default 32.
@@ -73,8 +73,8 @@ impl Default for ProbeLimits {
         ProbeLimits {
             max_message_size: 4 * 1024 * 1024,
             max_batch_results: 1000,
-            results_per_second: 500,
-            results_burst: 5000,
+            results_per_second: 5000,
+            results_burst: 50_000,
             max_labels: 32,
             max_label_bytes: 256,
             max_failure_message: 8 * 1024,

@@ -21,7 +21,11 @@ async fn unknown_token_stores_nothing() {
         target.url("/")
     );
     let controller = fleet.controller("127.0.0.1:0", &body).await;
-    let probe = fleet.probe("eu-west", controller.grpc_addr(), Some("not-the-token"));
+    let probe = fleet.probe(
+        "eu-west",
+        controller.grpc_addr(),
+        Some("not-the-token-0123456789abcdef0123456789"),
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Without a valid token the probe never receives an assignment: it runs nothing.
     assert!(probe.scheduler.is_empty());
