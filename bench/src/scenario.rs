@@ -582,11 +582,15 @@ pub(crate) fn start_controller_on(
             format!("url = {{ file = \"{}\" }}", file.display())
         }
     };
-    let mut text =
-        format!("[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\n[store]\n{store}\n");
+    let mut text = format!(
+        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\nallow_plaintext_probes = true\n[store]\n{store}\n"
+    );
     for p in probes {
         let tok = dir.path().join(format!("{p}.token"));
-        std::fs::write(&tok, format!("bench-token-{p}"))?;
+        std::fs::write(
+            &tok,
+            format!("bench-token-{p}-0123456789abcdef0123456789abcdef"),
+        )?;
         text.push_str(&format!(
             "[[probes]]\nname = \"{p}\"\nregion = \"region-{p}\"\ntoken = {{ file = \"{}\" }}\n",
             tok.display()
@@ -979,7 +983,7 @@ pub(crate) struct Stream {
 }
 
 pub(crate) async fn open_stream(grpc: SocketAddr, name: &str) -> anyhow::Result<Stream> {
-    let token = format!("bench-token-{name}");
+    let token = format!("bench-token-{name}-0123456789abcdef0123456789abcdef");
     let hello = fake_probe::hello(name, &format!("region-{name}"));
     let (tx, mut rx) = fake_probe::attach(grpc, Some(&token), vec![hello]).await?;
     // The assignment comes first.

@@ -607,7 +607,11 @@ pub fn trigger_event(
             }),
         );
     }
-    let target = check.raw.http.as_ref().map(|h| h.url.clone());
+    let target = check
+        .raw
+        .http
+        .as_ref()
+        .map(|h| outpost_probe::redact::url(&h.url).into_owned());
     AlertEvent {
         action: Action::Trigger,
         dedup_key: dedup_key(id),

@@ -259,7 +259,11 @@ fn check_view(
     CheckView {
         id: check.raw.id.clone(),
         kind: check.spec.kind.name(),
-        target: check.raw.http.as_ref().map(|h| h.url.clone()),
+        target: check
+            .raw
+            .http
+            .as_ref()
+            .map(|h| outpost_probe::redact::url(&h.url).into_owned()),
         interval: outpost_probe::config::Dur(check.spec.interval).to_string(),
         state,
         alert_open,

@@ -61,6 +61,7 @@
 //! ```
 
 pub mod certificate;
+pub mod limits;
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -179,8 +180,8 @@ pub struct RawServer {
     /// `allow_*` keys below). Env: `OUTPOST_HTTP_LISTEN`.
     #[serde(default)]
     pub http_listen: Option<String>,
-    /// TLS for the gRPC listener. Without it the probe stream is plaintext
-    /// (probe tokens travel in clear) and a warning is logged at start.
+    /// TLS for the gRPC listener. Required unless `allow_plaintext_probes`
+    /// is set: without it the controller refuses to start (exit 78).
     /// Example: `tls = { cert_file = "/etc/outpost/controller.pem", key_file = "/etc/outpost/controller.key" }`.
     #[serde(default)]
     pub tls: Option<RawTls>,
@@ -206,6 +207,14 @@ pub struct RawServer {
     /// ([`crate::listener::RawLimits`]). Optional.
     #[serde(default)]
     pub limits: Option<crate::listener::RawLimits>,
+    /// Serve the probe gRPC stream without TLS (probe tokens then travel in
+    /// clear; a warning is logged at start). For loopback and tests only;
+    /// the probe must opt in too (`controller.allow_plaintext`). Default false.
+    #[serde(default)]
+    pub allow_plaintext_probes: bool,
+    /// Bounds on what probes send ([`limits`]). Optional.
+    #[serde(default)]
+    pub probe_limits: Option<limits::RawProbeLimits>,
 }
 
 /// `[server.tls]`.
@@ -338,6 +347,10 @@ pub struct ControllerConfig {
     pub auth: crate::auth::config::AuthConfig,
     /// The public status page.
     pub public_status: crate::dashboard::public::PublicStatus,
+    /// The gRPC listener may serve without TLS (`server.allow_plaintext_probes`).
+    pub allow_plaintext_probes: bool,
+    /// Bounds on what probes send.
+    pub probe_limits: limits::ProbeLimits,
     /// Result retention.
     pub retention: Duration,
     /// Probes.
@@ -506,7 +519,7 @@ impl ControllerConfig {
 /// config parsed from text with explicit variables is self-contained), then
 /// in the process environment.
 pub(crate) fn resolve_secret(raw: &RawSecret, vars: &[(String, String)]) -> Result<Secret, String> {
-    if let (Some(name), None) = (&raw.env, &raw.file)
+    if let (Some(name), None, None) = (&raw.env, &raw.file, &raw.credential)
         && let Some((_, v)) = vars.iter().find(|(n, _)| n == name)
     {
         if v.trim().is_empty() {
@@ -515,6 +528,16 @@ pub(crate) fn resolve_secret(raw: &RawSecret, vars: &[(String, String)]) -> Resu
         return Ok(Secret::new(v.trim()));
     }
     raw.resolve()
+}
+
+/// The shortest bearer token a probe may use (`probes[].token` here,
+/// `controller.token` on the probe): 32 characters, e.g. `openssl rand -hex 32`
+/// gives 64.
+pub const MIN_TOKEN_LEN: usize = outpost_probe::config::MIN_TOKEN_LEN;
+
+fn check_token_length(token: Secret) -> Result<Secret, String> {
+    outpost_probe::config::check_token_length(&token)?;
+    Ok(token)
 }
 
 fn parse_addr(value: Option<&str>, default: &str, path: &str, p: &mut Problems) -> SocketAddr {
@@ -579,6 +602,14 @@ impl RawControllerFile {
             allow_unauthenticated,
             &mut p,
         );
+        if tls.is_none() && !server.allow_plaintext_probes {
+            p.push(
+                "server.tls",
+                "the probe gRPC listener needs TLS: set server.tls = { cert_file = \"…\", key_file = \"…\" }, \
+                 or set server.allow_plaintext_probes = true to accept probe tokens in clear (loopback and tests only)",
+            );
+        }
+        let probe_limits = limits::validate(server.probe_limits.as_ref(), &mut p);
         let store = self.store.clone().unwrap_or(RawStore {
             path: None,
             url: None,
@@ -611,7 +642,11 @@ impl RawControllerFile {
         }
         let probes = self.validate_probes(vars, &mut p);
         let regions: BTreeSet<String> = probes.iter().map(|d| d.region.clone()).collect();
+        // Check credentials resolve on the probes: here only their shape is
+        // validated, and the assignment ships the references.
+        p.secrets_by_reference(true);
         let specs = check::validate_all(&self.checks, "checks", &mut p);
+        p.secrets_by_reference(false);
         let sinks = sink::validate(&self.sinks, vars, &mut p);
         let declared: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
         let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
@@ -664,6 +699,8 @@ impl RawControllerFile {
             limits,
             auth,
             public_status,
+            allow_plaintext_probes: server.allow_plaintext_probes,
+            probe_limits,
             retention,
             probes,
             checks,
@@ -709,7 +746,7 @@ impl RawControllerFile {
                     format!("duplicate probe name {:?}", raw.name),
                 );
             }
-            match resolve_secret(&raw.token, vars) {
+            match resolve_secret(&raw.token, vars).and_then(check_token_length) {
                 Ok(token) => {
                     if let Some((_, j)) = tokens.iter().find(|(t, _)| *t == token) {
                         p.push(
@@ -1027,6 +1064,7 @@ mod tests {
 [server]
 grpc_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
+allow_plaintext_probes = true
 
 [store]
 path = "/tmp/x.db"
@@ -1067,17 +1105,49 @@ sinks = ["pagerduty", "log"]
 
     fn vars() -> Vec<(String, String)> {
         [
-            ("T_EU", "tok-eu"),
-            ("T_US", "tok-us"),
+            ("T_EU", "tok-eu-0123456789abcdef0123456789abcdef"),
+            ("T_US", "tok-us-0123456789abcdef0123456789abcdef"),
             ("PD_KEY", "pdkey"),
             (
                 "PG_URL",
                 "postgres://outpost:s3cret@db.example.net:5432/outpost",
             ),
+            ("SHORT_TOKEN", "hunter2"),
         ]
         .iter()
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
         .collect()
+    }
+
+    /// Check credentials are not needed on the controller: an unset
+    /// variable, a missing file and a systemd credential all validate by
+    /// shape, and the assignment carries the references, never a value.
+    #[test]
+    fn check_secrets_are_shipped_as_references_never_resolved() {
+        let text = format!(
+            "{GOOD}\n[[checks]]\nid = \"private\"\nregions = [\"eu-west\"]\n\
+             http = {{ url = \"https://api.example.net/\", basic_auth = {{ username = \"u\", password = {{ env = \"ONLY_ON_THE_PROBE\" }} }} }}\n\
+             [[checks]]\nid = \"private2\"\nregions = [\"eu-west\"]\n\
+             http = {{ url = \"https://api.example.net/\", bearer_token = {{ credential = \"api.token\" }} }}\n"
+        );
+        let text = text.replace("alert = { routes = [\"oncall\"] }", "");
+        let c = parse(&text, "c.toml", &vars()).unwrap();
+        let a = crate::ingest::assignment(&c, "eu-west");
+        let spec = |id: &str| {
+            let c = a.checks.iter().find(|c| c.id == id).unwrap();
+            c.spec_json.clone()
+        };
+        let basic = spec("private");
+        assert!(basic.contains(r#"{"env":"ONLY_ON_THE_PROBE"}"#), "{basic}");
+        let bearer = spec("private2");
+        assert!(bearer.contains(r#"{"credential":"api.token"}"#), "{bearer}");
+        // A malformed reference is still refused, by its key.
+        let bad = text.replace(
+            "{ credential = \"api.token\" }",
+            "{ credential = \"../x\" }",
+        );
+        let err = parse(&bad, "c.toml", &vars()).unwrap_err();
+        assert!(err.has_path("checks[3].http.bearer_token"), "{err}");
     }
 
     #[test]
@@ -1294,6 +1364,22 @@ sinks = ["pagerduty", "log"]
                 "unknown route kind",
                 "[[sinks]]\nname = \"log\"\nconsole = {}\n[[routes]]\nname = \"r\"\nsinks = [\"log\"]\nkinds = [\"probe_down\"]\n",
                 "routes[0].kinds[0]",
+            ),
+            ("no tls and no plaintext opt-in", "[server]\n", "server.tls"),
+            (
+                "short probe token",
+                "[[probes]]\nname = \"a\"\nregion = \"r\"\ntoken = { env = \"SHORT_TOKEN\" }\n",
+                "probes[0].token",
+            ),
+            (
+                "burst below batch size",
+                "[server.probe_limits]\nresults_burst = 10\n",
+                "server.probe_limits.results_burst",
+            ),
+            (
+                "tiny message size",
+                "[server.probe_limits]\nmax_message_size = \"1KiB\"\n",
+                "server.probe_limits.max_message_size",
             ),
         ];
         for (name, text, path) in cases {

@@ -12,7 +12,21 @@
 //! forever), then ask the evaluator to look at the touched checks.
 //!
 //! Connected streams are kept in a [`Registry`] so a config reload can push
-//! new assignments (or close streams whose probe was removed).
+//! new assignments (or close streams whose probe was removed). One stream
+//! per probe: a new stream replaces the open one, which ends with
+//! `ABORTED` ("replaced by a newer stream").
+//!
+//! Bounds (`[server.probe_limits]`, [`crate::config::limits`]): the message
+//! size is tonic's decoder limit; a hello with too many or too large labels
+//! is refused (`INVALID_ARGUMENT`); a batch with more results than
+//! `max_batch_results`, or more than the probe's token bucket holds
+//! (`results_per_second`, `results_burst`, kept per probe across its
+//! reconnects), ends the stream with `RESOURCE_EXHAUSTED` naming the limit
+//! and nothing of it is stored or acked. A single result over a per-result
+//! bound (failure message, field lengths) is skipped, never stored, acked so
+//! it is not resent forever, and reported in-band with an `Error`
+//! (`limit_exceeded`). Every violation counts in
+//! `outpost_probe_limit_violations_total{reason}`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -35,7 +49,7 @@ use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 
 use crate::{
     Controller,
-    config::{ControllerConfig, ProbeDef},
+    config::{ControllerConfig, ProbeDef, limits::ProbeLimits},
     store::{HeartbeatRow, IngestBatch, IngestEvent, IngestItem, NewResult, ProbeRow},
 };
 
@@ -99,6 +113,29 @@ pub fn authenticate(cfg: &ControllerConfig, metadata: &MetadataMap) -> Result<Pr
     found.ok_or_else(|| Status::unauthenticated("unknown probe token"))
 }
 
+/// A token bucket of results per second for one probe.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Bucket {
+    /// Takes `n` tokens after refilling at `rate`/s up to `burst`; false
+    /// (and nothing taken) when the bucket holds fewer.
+    fn take(&mut self, n: u32, rate: u32, burst: u32, now: tokio::time::Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(burst));
+        self.at = now;
+        if self.tokens >= f64::from(n) {
+            self.tokens -= f64::from(n);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 struct Conn {
     probe: String,
     region: String,
@@ -113,6 +150,8 @@ struct Conn {
 pub struct Registry {
     conns: Mutex<HashMap<u64, Conn>>,
     next: AtomicU64,
+    /// Per probe name, kept across reconnects so a reconnect does not refill.
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -128,7 +167,9 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, probe: &ProbeDef, tx: Outbound, close: Arc<Notify>) -> u64 {
+    /// Registers a stream; the probe's other open streams are told they
+    /// were replaced and closed. Returns the id and how many were replaced.
+    fn register(&self, probe: &ProbeDef, tx: Outbound, close: Arc<Notify>) -> (u64, usize) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let conn = Conn {
             probe: probe.name.clone(),
@@ -138,8 +179,32 @@ impl Registry {
             version: 0,
             close,
         };
-        self.lock().insert(id, conn);
-        id
+        let mut conns = self.lock();
+        let mut replaced = 0;
+        for old in conns.values().filter(|c| c.probe == probe.name) {
+            // Stays registered until its session ends, so its unregister
+            // sees the new stream and does not mark the probe disconnected.
+            let _ = old.tx.try_send(Err(Status::aborted(format!(
+                "replaced by a newer stream for probe {:?}: one stream per probe",
+                probe.name
+            ))));
+            old.close.notify_one();
+            replaced += 1;
+        }
+        conns.insert(id, conn);
+        (id, replaced)
+    }
+
+    /// Takes `n` results from `probe`'s bucket; false when it holds fewer.
+    fn take_results(&self, probe: &str, n: usize, limits: &ProbeLimits) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(probe.to_owned()).or_insert(Bucket {
+            tokens: f64::from(limits.results_burst),
+            at: now,
+        });
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        bucket.take(n, limits.results_per_second, limits.results_burst, now)
     }
 
     /// Removes a stream; true when the probe has no other stream open.
@@ -316,6 +381,16 @@ async fn session(
         send_status(&tx, Status::permission_denied(msg)).await;
         return;
     }
+    if let Err((reason, status)) = check_hello(&hello, &ctl.config().probe_limits) {
+        ctl.metrics().inc(
+            "outpost_probe_limit_violations_total",
+            &[("reason", reason)],
+            1,
+        );
+        tracing::warn!(reason, message = %status.message(), "probe hello refused");
+        send_status(&tx, status).await;
+        return;
+    }
     if hello.region != probe.region {
         tracing::warn!(hello_region = %hello.region, "probe reports another region than configured; using the configured one");
     }
@@ -348,7 +423,15 @@ async fn session(
         return;
     }
     let close = Arc::new(Notify::new());
-    let id = ctl.registry().register(&probe, tx.clone(), close.clone());
+    let (id, replaced) = ctl.registry().register(&probe, tx.clone(), close.clone());
+    if replaced > 0 {
+        ctl.metrics()
+            .inc("outpost_probe_streams_replaced_total", &[], replaced as u64);
+        tracing::info!(
+            replaced,
+            "a new stream for this probe replaces its open one"
+        );
+    }
     ctl.update_connected_gauge();
     tracing::info!(version = %hello.version, last_sequence = hello.last_sequence, "probe connected");
     ctl.registry()
@@ -379,7 +462,27 @@ async fn stream_loop(
     let mut shutdown = ctl.shutdown_signal();
     loop {
         let msg = tokio::select! {
-            m = inbound.message() => m?,
+            m = inbound.message() => match m {
+                Ok(m) => m,
+                Err(status) => {
+                    // tonic's decoder refuses a message over max_message_size.
+                    if status.message().contains("message length too large") {
+                        ctl.metrics().inc(
+                            "outpost_probe_limit_violations_total",
+                            &[("reason", "message_size")],
+                            1,
+                        );
+                        tracing::warn!(message = %status.message(), "probe message refused");
+                        let msg = format!(
+                            "a message over server.probe_limits.max_message_size = {} bytes: {}",
+                            ctl.config().probe_limits.max_message_size,
+                            status.message()
+                        );
+                        send_status(tx, Status::resource_exhausted(msg)).await;
+                    }
+                    return Err(status);
+                }
+            },
             _ = close.notified() => return Ok(()),
             _ = crate::stopped(&mut shutdown) => return Ok(()),
         };
@@ -446,10 +549,75 @@ fn is_known_drop_reason(r: &str) -> bool {
     matches!(r, "size" | "age" | "corrupt" | "io")
 }
 
+/// A hello within the label bounds, or the violation's reason and status.
+fn check_hello(hello: &Hello, limits: &ProbeLimits) -> Result<(), (&'static str, Status)> {
+    if hello.labels.len() > limits.max_labels {
+        let msg = format!(
+            "hello has {} labels; the limit is server.probe_limits.max_labels = {}",
+            hello.labels.len(),
+            limits.max_labels
+        );
+        return Err(("labels", Status::invalid_argument(msg)));
+    }
+    if let Some((k, v)) = hello
+        .labels
+        .iter()
+        .find(|(k, v)| k.len() > limits.max_label_bytes || v.len() > limits.max_label_bytes)
+    {
+        let msg = format!(
+            "a hello label is {} bytes; the limit is server.probe_limits.max_label_bytes = {} per key and value",
+            k.len().max(v.len()),
+            limits.max_label_bytes
+        );
+        return Err(("labels", Status::invalid_argument(msg)));
+    }
+    if hello.version.len() > MAX_FIELD
+        || hello.probe_name.len() > MAX_FIELD
+        || hello.region.len() > MAX_FIELD
+    {
+        let msg = format!("hello name, region and version are at most {MAX_FIELD} bytes each");
+        return Err(("hello", Status::invalid_argument(msg)));
+    }
+    Ok(())
+}
+
+/// Bytes of a result's short fields (`check_id`, `kind`, `failure_code`) and
+/// of a hello's name, region and version at most.
+pub const MAX_FIELD: usize = 128;
+
+/// A batch within the size bound and the probe's token bucket, or the
+/// violation's reason and status (nothing of the batch is stored).
+fn admit_batch(
+    ctl: &Controller,
+    probe: &ProbeDef,
+    n: usize,
+    limits: &ProbeLimits,
+) -> Result<(), (&'static str, Status)> {
+    if n > limits.max_batch_results {
+        let msg = format!(
+            "batch has {n} results; the limit is server.probe_limits.max_batch_results = {}",
+            limits.max_batch_results
+        );
+        return Err(("batch_results", Status::resource_exhausted(msg)));
+    }
+    if !ctl.registry().take_results(&probe.name, n, limits) {
+        let msg = format!(
+            "more results than server.probe_limits.results_per_second = {} (burst {}) allow; \
+             the batch was not stored, resend it later",
+            limits.results_per_second, limits.results_burst
+        );
+        return Err(("rate", Status::resource_exhausted(msg)));
+    }
+    Ok(())
+}
+
 /// Why a result was skipped (bounded metric label).
 fn validate_result(r: &CheckResult, assigned: &HashSet<&str>) -> Result<(), &'static str> {
     if r.result_id.is_empty() || r.result_id.len() > 128 {
         return Err("invalid_result_id");
+    }
+    if r.kind.len() > MAX_FIELD || r.failure_code.len() > MAX_FIELD {
+        return Err("result_field");
     }
     if !assigned.contains(r.check_id.as_str()) {
         return Err("check_not_assigned");
@@ -551,17 +719,57 @@ async fn handle_batch(
         .checks_for_region(&probe.region)
         .map(|c| c.raw.id.as_str())
         .collect();
+    let limits = cfg.probe_limits;
+    if let Err((reason, status)) = admit_batch(ctl, probe, batch.results.len(), &limits) {
+        ctl.metrics().inc(
+            "outpost_probe_limit_violations_total",
+            &[("reason", reason)],
+            1,
+        );
+        tracing::warn!(reason, results = batch.results.len(), message = %status.message(), "result batch refused");
+        return Err(status);
+    }
     let through = batch.results.iter().map(|r| r.sequence).max().unwrap_or(0);
     let mut rows = Vec::with_capacity(batch.results.len());
+    let mut oversized = 0usize;
     for r in batch.results {
+        if r.failure_message.len() > limits.max_failure_message {
+            oversized += 1;
+            tracing::debug!(check = %r.check_id, bytes = r.failure_message.len(), "skipping result with an oversized failure message");
+            ctl.metrics().inc(
+                "outpost_probe_limit_violations_total",
+                &[("reason", "failure_message")],
+                1,
+            );
+            continue;
+        }
         match validate_result(&r, &assigned) {
             Ok(()) => rows.push(to_row(r, probe)),
             Err(reason) => {
                 tracing::debug!(check = %r.check_id, reason, "skipping result");
+                if reason == "result_field" {
+                    ctl.metrics().inc(
+                        "outpost_probe_limit_violations_total",
+                        &[("reason", reason)],
+                        1,
+                    );
+                }
                 ctl.metrics()
                     .inc("outpost_results_rejected_total", &[("reason", reason)], 1);
             }
         }
+    }
+    if oversized > 0 {
+        let err = PbError {
+            code: "limit_exceeded".into(),
+            message: format!(
+                "{oversized} result(s) skipped, not stored: failure_message over server.probe_limits.max_failure_message = {} bytes",
+                limits.max_failure_message
+            ),
+        };
+        let _ = tx.try_send(Ok(ControllerMessage {
+            body: Some(CBody::Error(err)),
+        }));
     }
     let failures: Vec<(String, String)> = rows
         .iter()

@@ -419,8 +419,14 @@ pub fn server_tls_config(
 /// work builds mutual TLS on this config.)
 fn grpc_tls(config: &ControllerConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     let Some(files) = &config.tls else {
+        // Config validation refuses this already; a config built in code
+        // must opt in by name too.
+        anyhow::ensure!(
+            config.allow_plaintext_probes,
+            "server.tls is not set: set it, or server.allow_plaintext_probes = true to serve probes in clear"
+        );
         tracing::warn!(
-            "server.tls is not set: the probe gRPC stream is plaintext and probe tokens travel in clear"
+            "server.allow_plaintext_probes is set: the probe gRPC stream is plaintext and probe tokens travel in clear"
         );
         return Ok(None);
     };
@@ -548,7 +554,8 @@ async fn run_tonic<IO>(
 {
     let service = outpost_proto::v1::probe_service_server::ProbeServiceServer::new(
         ingest::IngestService::new(ctl.clone()),
-    );
+    )
+    .max_decoding_message_size(ctl.config().probe_limits.max_message_size);
     let mut stop = ctl.shutdown_signal();
     let signal = async move { stopped(&mut stop).await };
     let result = tonic::transport::Server::builder()

@@ -48,6 +48,16 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Result batches committed and acknowledged, by region.",
     ),
     (
+        "outpost_probe_limit_violations_total",
+        Kind::Counter,
+        "Probe messages refused for exceeding a [server.probe_limits] bound, by reason (batch_results, rate, labels, hello, failure_message, result_field, message_size); nothing of them is stored.",
+    ),
+    (
+        "outpost_probe_streams_replaced_total",
+        Kind::Counter,
+        "Probe streams closed because a newer stream for the same probe arrived.",
+    ),
+    (
         "outpost_auth_failures_total",
         Kind::Counter,
         "Probe streams refused for a missing or unknown token.",
@@ -266,6 +276,7 @@ const FAMILIES_WITH_LABELS: &[&str] = &[
     "outpost_results_ingested_total",
     "outpost_result_duplicates_total",
     "outpost_results_rejected_total",
+    "outpost_probe_limit_violations_total",
     "outpost_check_failures_total",
     "outpost_batches_total",
     "outpost_alerts_total",

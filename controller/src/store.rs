@@ -481,12 +481,19 @@ impl Store {
     /// Connects to the store of `spec` and applies migrations.
     pub async fn connect(spec: &StoreSpec) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        if let Location::Sqlite { path } = &spec.location
-            && let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            // Best effort: a missing directory then shows up as the open error.
-            let _ = std::fs::create_dir_all(dir);
+        if let Location::Sqlite { path } = &spec.location {
+            if let Some(dir) = path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                // Best effort: a missing directory then shows up as the open error.
+                let _ = outpost_probe::private::create_dir_all(dir);
+            }
+            // 0600 before SQLite sees it: its -wal and -shm files take the
+            // database file's mode. Best effort like the directory
+            // (":memory:" and URIs are not files).
+            if !path.as_os_str().to_string_lossy().starts_with(':') {
+                let _ = outpost_probe::private::ensure_file(path);
+            }
         }
         let engine = spec.location.engine();
         let options = any_options(&spec.location)?;

@@ -299,6 +299,7 @@ http_listen = "{listen}"
 # The demo's dashboard is for whoever runs it on this machine: read-only,
 # no login (the controller logs a warning about it).
 allow_unauthenticated = true
+allow_plaintext_probes = true
 
 [store]
 path = "{db}"
@@ -501,7 +502,10 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let dir = tempfile::Builder::new().prefix("outpost-demo-").tempdir()?;
     for r in REGIONS {
-        let token = format!("demo-token-{r}-{}", std::process::id());
+        let token = format!(
+            "demo-token-{r}-{}-0123456789abcdef0123456789abcdef",
+            std::process::id()
+        );
         std::fs::write(dir.path().join(format!("{r}.token")), token)?;
     }
     let targets = start_targets(dir.path())

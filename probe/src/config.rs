@@ -31,6 +31,22 @@ pub use secret::{RawSecret, Secret};
 use serde::Deserialize;
 pub use size::Size;
 
+/// The shortest bearer token between a probe and the controller
+/// (`controller.token` here, `probes[].token` on the controller).
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// Refuses a probe token shorter than [`MIN_TOKEN_LEN`]; the message names
+/// the length, never the value.
+pub fn check_token_length(token: &Secret) -> Result<(), String> {
+    let n = token.expose().chars().count();
+    if n < MIN_TOKEN_LEN {
+        return Err(format!(
+            "the token is {n} characters; use at least {MIN_TOKEN_LEN} random characters (e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(())
+}
+
 use crate::check::{self, CheckSpec, RawCheck};
 
 /// Environment variables the probe accepts. Any other `OUTPOST_*` is an error.
@@ -113,7 +129,8 @@ pub struct RawController {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Permit an `http://` controller URL (the token then travels in clear;
-    /// a warning is logged at start). Default false.
+    /// a warning is logged at start). Default false: an `http://` URL is
+    /// refused (exit 78) and the token is never sent in clear.
     #[serde(default)]
     pub allow_plaintext: bool,
     /// Interval between heartbeats. Default `"10s"`.
@@ -282,7 +299,7 @@ impl RawProbeFile {
             {
                 p.push("controller.ca_file", e);
             }
-            let token = match c.token.resolve() {
+            let token = match c.token.resolve().and_then(|t| check_token_length(&t).map(|()| t)).inspect(|t| crate::redact::remember(t.expose())) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     p.push("controller.token", e);

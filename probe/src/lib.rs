@@ -7,6 +7,7 @@
 //! which wires them together. [`clock`] is the wall clock time-dependent
 //! logic reads (manual in tests).
 
+pub mod bound;
 pub mod check;
 pub mod clock;
 pub mod config;
@@ -14,6 +15,8 @@ pub mod fnv;
 pub mod human;
 pub mod metrics;
 pub mod outbox;
+pub mod private;
+pub mod redact;
 pub mod reporter;
 pub mod resolver;
 pub mod scheduler;

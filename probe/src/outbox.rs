@@ -231,7 +231,14 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
     let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64).unwrap_or(0);
     let (code, message) = match &outcome.result {
         Ok(()) => (String::new(), String::new()),
-        Err(f) => (f.code().as_str().to_owned(), f.to_string()),
+        Err(f) => (
+            f.code().as_str().to_owned(),
+            crate::bound::clip(
+                &crate::redact::text(&crate::redact::scrub(&f.to_string())),
+                crate::bound::MAX_MESSAGE,
+            )
+            .into_owned(),
+        ),
     };
     CheckResult {
         result_id: uuid::Uuid::now_v7().to_string(),
@@ -250,7 +257,7 @@ pub fn to_wire(outcome: &Outcome, version: u64, sequence: u64) -> CheckResult {
             first_byte_us: us(outcome.phases.first_byte),
             total_us: outcome.phases.total.as_micros() as u64,
         }),
-        details_json: outcome.observed.to_wire(),
+        details_json: crate::bound::clip_details(&outcome.observed),
     }
 }
 
@@ -365,7 +372,7 @@ fn scan(path: &Path, first_name: u64) -> io::Result<(Option<Segment>, bool)> {
 impl Outbox {
     /// Opens (or creates) the outbox in `cfg.dir`, repairing a torn tail.
     pub fn open(cfg: OutboxConfig) -> Result<Self, OutboxError> {
-        fs::create_dir_all(&cfg.dir).map_err(io_err(&cfg.dir))?;
+        crate::private::create_dir_all(&cfg.dir).map_err(io_err(&cfg.dir))?;
         let acked = read_acked(&cfg.dir);
         let mut segments = BTreeMap::new();
         let mut corrupt_segments = 0u64;
@@ -536,7 +543,7 @@ impl Outbox {
         };
         if rotate {
             let path = seg_path(&dir, seq);
-            let f = OpenOptions::new()
+            let f = crate::private::options()
                 .create(true)
                 .append(true)
                 .open(&path)
@@ -842,7 +849,7 @@ fn write_acked(dir: &Path, file: &mut Option<File>, through: u64) -> io::Result<
     buf[8..].copy_from_slice(&crc32c(&[&v]).to_le_bytes());
     if file.is_none() {
         *file = Some(
-            OpenOptions::new()
+            crate::private::options()
                 .create(true)
                 .truncate(false)
                 .write(true)

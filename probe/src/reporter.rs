@@ -172,6 +172,13 @@ async fn session(
     scheduler: &Scheduler,
     version: &mut u64,
 ) -> Result<(), ReporterError> {
+    if !url.starts_with("https://") && !cfg.allow_plaintext {
+        // Config validation refuses this already; never send the token in
+        // clear without the opt-in, whoever built the config.
+        return Err(ReporterError::Endpoint(format!(
+            "{url:?} is not https://: set controller.allow_plaintext = true to send the token in clear"
+        )));
+    }
     let channel: Channel = endpoint_for(cfg, url)?.connect().await?;
     let mut client = ProbeServiceClient::new(channel);
     let (tx, rx) = mpsc::channel::<ProbeMessage>(16);

@@ -51,7 +51,10 @@ impl Fleet {
     pub fn probes_toml(&self, regions: &[&str]) -> String {
         let mut s = String::new();
         for r in regions {
-            let token = self.secret(&format!("{r}.token"), &format!("token-{r}-0123456789"));
+            let token = self.secret(
+                &format!("{r}.token"),
+                &format!("token-{r}-0123456789abcdef0123456789abcdef"),
+            );
             s.push_str(&format!(
                 "[[probes]]\nname = \"probe-{r}\"\nregion = \"{r}\"\ntoken = {{ file = \"{}\" }}\n",
                 token.display()
@@ -63,7 +66,7 @@ impl Fleet {
     /// Starts a controller from TOML text (store path filled in).
     pub async fn controller(&self, grpc_listen: &str, body: &str) -> RunningController {
         let text = format!(
-            "[server]\ngrpc_listen = \"{grpc_listen}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n{body}",
+            "[server]\ngrpc_listen = \"{grpc_listen}\"\nhttp_listen = \"127.0.0.1:0\"\nallow_plaintext_probes = true\n[store]\npath = \"{}\"\n{body}",
             self.db().display()
         );
         let cfg = outpost_controller::config::parse(&text, "test controller", &[])
@@ -189,7 +192,7 @@ impl Fleet {
         body: &str,
     ) -> outpost_controller::ControllerConfig {
         let text = format!(
-            "[server]\ngrpc_listen = \"{grpc_listen}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n{body}",
+            "[server]\ngrpc_listen = \"{grpc_listen}\"\nhttp_listen = \"127.0.0.1:0\"\nallow_plaintext_probes = true\n[store]\npath = \"{}\"\n{body}",
             self.db().display()
         );
         outpost_controller::config::parse(&text, "test controller", &[])

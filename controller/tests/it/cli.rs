@@ -13,7 +13,9 @@ fn controller() -> Command {
     c
 }
 
-const GOOD: &str = "[[probes]]\nname = \"eu-west-1\"\nregion = \"eu-west\"\ntoken = { env = \"CLI_TEST_TOKEN\" }\n\
+const TOKEN: &str = "cli-test-token-0123456789abcdef0123456789";
+
+const GOOD: &str = "[server]\nallow_plaintext_probes = true\n[[probes]]\nname = \"eu-west-1\"\nregion = \"eu-west\"\ntoken = { env = \"CLI_TEST_TOKEN\" }\n\
 [[checks]]\nid = \"api\"\nhttp = { url = \"https://api.example.net/\" }\n\
 [[sinks]]\nname = \"pagerduty\"\npagerduty = { routing_key = { env = \"CLI_TEST_PD\" } }\n\
 [[routes]]\nname = \"oncall\"\nsinks = [\"pagerduty\"]\n";
@@ -25,7 +27,7 @@ fn check_config_accepts_a_valid_file() {
     std::fs::write(&path, GOOD).unwrap();
     let out = controller()
         .args(["check-config", path.to_str().unwrap()])
-        .env("CLI_TEST_TOKEN", "t")
+        .env("CLI_TEST_TOKEN", TOKEN)
         .env("CLI_TEST_PD", "k")
         .output()
         .unwrap();
@@ -41,6 +43,48 @@ fn check_config_accepts_a_valid_file() {
     );
 }
 
+/// Secure by default: no `server.tls` and no opt-in by name → exit 78
+/// naming both keys, for `check-config` and `run` alike; a short probe
+/// token → exit 78 naming it.
+#[test]
+fn default_controller_without_tls_or_with_a_short_token_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    let no_opt_in = GOOD.replace("allow_plaintext_probes = true\n", "");
+    std::fs::write(&path, &no_opt_in).unwrap();
+    for sub in [
+        vec!["check-config", path.to_str().unwrap()],
+        vec!["run", "--config", path.to_str().unwrap()],
+    ] {
+        let out = controller()
+            .args(&sub)
+            .env("CLI_TEST_TOKEN", TOKEN)
+            .env("CLI_TEST_PD", "k")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{sub:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("server.tls") && stderr.contains("server.allow_plaintext_probes"),
+            "{stderr}"
+        );
+    }
+    std::fs::write(&path, GOOD).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", "short-token")
+        .env("CLI_TEST_PD", "k")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("probes[0].token") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short-token"), "{stderr}");
+}
+
 #[test]
 fn misspelled_key_exits_78_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +96,7 @@ fn misspelled_key_exits_78_with_its_path() {
     ] {
         let out = controller()
             .args(&sub)
-            .env("CLI_TEST_TOKEN", "t")
+            .env("CLI_TEST_TOKEN", TOKEN)
             .env("CLI_TEST_PD", "k")
             .output()
             .unwrap();
@@ -104,7 +148,7 @@ fn unknown_outpost_variable_exits_78() {
     std::fs::write(&path, GOOD).unwrap();
     let out = controller()
         .args(["check-config", path.to_str().unwrap()])
-        .env("CLI_TEST_TOKEN", "t")
+        .env("CLI_TEST_TOKEN", TOKEN)
         .env("CLI_TEST_PD", "k")
         .env("OUTPOST_HTTP_LISTN", "0.0.0.0:1")
         .output()
@@ -120,7 +164,7 @@ fn unset_secret_exits_78_naming_the_variable() {
     std::fs::write(&path, GOOD).unwrap();
     let out = controller()
         .args(["check-config", path.to_str().unwrap()])
-        .env("CLI_TEST_TOKEN", "t")
+        .env("CLI_TEST_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
@@ -135,11 +179,43 @@ fn unset_secret_exits_78_naming_the_variable() {
 fn example_config_in_deploy_is_valid() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy/config/controller.example.toml");
+    // The example names /etc/outpost files; point them at real PEM files.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = outpost_testkit::Pki::new("cli-example-root");
+    let leaf = pki.leaf(&["controller.example.net"]);
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+    std::fs::write(&cert, leaf.chain_pem()).unwrap();
+    std::fs::write(&key, leaf.key_pem()).unwrap();
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace(
+            "/run/credentials/outpost-controller.service/controller.pem",
+            cert.to_str().unwrap(),
+        )
+        .replace(
+            "/run/credentials/outpost-controller.service/controller.key",
+            key.to_str().unwrap(),
+        );
+    assert!(
+        text.contains(cert.to_str().unwrap()),
+        "the example sets server.tls"
+    );
+    let example = dir.path().join("controller.toml");
+    std::fs::write(&example, text).unwrap();
     let out = controller()
         .args(["check-config", example.to_str().unwrap()])
-        .env("OUTPOST_TOKEN_EU_WEST_1", "token-eu")
-        .env("OUTPOST_TOKEN_US_EAST_1", "token-us")
-        .env("OUTPOST_TOKEN_AP_SOUTH_1", "token-ap")
+        .env(
+            "OUTPOST_TOKEN_EU_WEST_1",
+            "token-eu-0123456789abcdef0123456789abcdef",
+        )
+        .env(
+            "OUTPOST_TOKEN_US_EAST_1",
+            "token-us-0123456789abcdef0123456789abcdef",
+        )
+        .env(
+            "OUTPOST_TOKEN_AP_SOUTH_1",
+            "token-ap-0123456789abcdef0123456789abcdef",
+        )
         .env("PD_ROUTING_KEY", "R0UT1NGKEY0000000000000000000000")
         .env("OUTPOST_HOOK_AUTH", "Bearer hook")
         .env("OUTPOST_HB_NIGHTLY_ETL", "hb-example-0123456789abcdef")

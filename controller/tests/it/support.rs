@@ -16,9 +16,21 @@ pub use outpost_testkit::{
 
 /// Probe names, regions and tokens used by every test config.
 pub const PROBES: &[(&str, &str, &str)] = &[
-    ("eu-west-1", "eu-west", "token-eu"),
-    ("us-east-1", "us-east", "token-us"),
-    ("ap-south-1", "ap-south", "token-ap"),
+    (
+        "eu-west-1",
+        "eu-west",
+        "token-eu-0123456789abcdef0123456789abcdef",
+    ),
+    (
+        "us-east-1",
+        "us-east",
+        "token-us-0123456789abcdef0123456789abcdef",
+    ),
+    (
+        "ap-south-1",
+        "ap-south",
+        "token-ap-0123456789abcdef0123456789abcdef",
+    ),
 ];
 pub const ROUTING_KEY: &str = "R0UT1NGKEY0000000000000000000000";
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -54,7 +66,7 @@ pub fn advance_to(clock: &ManualClock, unix_ms: i64) {
 /// are anonymous viewers ([`ANONYMOUS_VIEWER`]).
 pub fn config_text(db: &Path, pager_url: &str, checks: &str) -> String {
     let mut s = format!(
-        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{ANONYMOUS_VIEWER}[store]\npath = {:?}\n",
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{ANONYMOUS_VIEWER}allow_plaintext_probes = true\n[store]\npath = {:?}\n",
         db.display().to_string()
     );
     for (i, (name, region, _)) in PROBES.iter().enumerate() {

@@ -442,11 +442,8 @@ impl RawFlow {
                     format!("invalid secret name {name:?}: lowercase letters, digits and '_'"),
                 );
             }
-            match s.0.resolve() {
-                Ok(v) => {
-                    secrets.insert(name.clone(), v);
-                }
-                Err(e) => problems.push(p, e),
+            if let Some(v) = problems.secret(&s.0, p) {
+                secrets.insert(name.clone(), v);
             }
         }
         for name in self.variables.keys() {

@@ -326,6 +326,9 @@ impl RawHttp {
     /// Validates; problems are recorded under `path` (`checks[0].http`).
     pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<HttpSpec> {
         let before = problems.len();
+        // A secret query value may come back in a body or a path (an echo):
+        // scrub it from what the probe records, like a resolved credential.
+        crate::redact::remember_query_secrets(&self.url);
         let uri: Option<Uri> = match self.url.parse::<Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
                 Some(u)

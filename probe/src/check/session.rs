@@ -340,7 +340,7 @@ fn jsonpath(s: &str, path: String, problems: &mut Problems) -> Option<JsonPath> 
 }
 
 fn secret(s: &RawSecret, path: String, problems: &mut Problems) -> Option<Secret> {
-    s.resolve().map_err(|e| problems.push(path, e)).ok()
+    problems.secret(s, path)
 }
 
 /// FNV-1a, stable across builds (std's hasher is not).

@@ -68,8 +68,13 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Collects problems during `validate()`.
+///
+/// Also carries how check secrets are treated: resolved (the probe, the
+/// default) or, after [`Problems::secrets_by_reference`], only checked for
+/// their shape (the controller, which ships the references to the probes
+/// and never holds check credentials).
 #[derive(Debug, Default)]
-pub struct Problems(Vec<Problem>);
+pub struct Problems(Vec<Problem>, bool);
 
 impl Problems {
     /// Records a problem at `path`.
@@ -78,6 +83,28 @@ impl Problems {
             path: path.into(),
             message: message.into(),
         });
+    }
+
+    /// From now on check secrets are validated for shape only, not read
+    /// (`false` turns resolving back on).
+    pub fn secrets_by_reference(&mut self, by_reference: bool) {
+        self.1 = by_reference;
+    }
+
+    /// Resolves a check's secret — or, by reference, checks its shape and
+    /// returns an empty placeholder — recording a problem at `path`.
+    pub fn secret(
+        &mut self,
+        raw: &super::RawSecret,
+        path: impl Into<String>,
+    ) -> Option<super::Secret> {
+        let res = if self.1 {
+            raw.check_shape().map(|()| super::Secret::new(""))
+        } else {
+            raw.resolve()
+                .inspect(|s| crate::redact::remember(s.expose()))
+        };
+        res.map_err(|e| self.push(path, e)).ok()
     }
 
     /// Number of problems recorded so far.

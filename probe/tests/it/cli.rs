@@ -23,16 +23,50 @@ fn deploy(file: &str) -> std::path::PathBuf {
 
 #[test]
 fn example_configs_in_deploy_are_valid() {
+    // As the shipped unit runs it: the token is a systemd credential.
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(
+        creds.path().join("probe.token"),
+        "example-token-0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
     let out = probe()
         .args(["check-config"])
         .arg(deploy("probe.example.toml"))
-        .env("OUTPOST_PROBE_TOKEN", "example-token")
+        .env("CREDENTIALS_DIRECTORY", creds.path())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Without systemd's directory, or without the file: exit 78 naming the
+    // key and what is missing.
+    let out = probe()
+        .args(["check-config"])
+        .arg(deploy("probe.example.toml"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller.token") && stderr.contains("$CREDENTIALS_DIRECTORY is not set"),
+        "{stderr}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = probe()
+        .args(["check-config"])
+        .arg(deploy("probe.example.toml"))
+        .env("CREDENTIALS_DIRECTORY", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller.token") && stderr.contains("probe.token"),
+        "{stderr}"
     );
     let out = probe()
         .args(["check-config"])
@@ -89,14 +123,41 @@ fn plaintext_controller_needs_explicit_permission() {
         "[probe]\nname = \"p\"\nregion = \"r\"\n[controller]\nurl = \"http://127.0.0.1:7443\"\ntoken = { env = \"T\" }\n",
     )
     .unwrap();
+    // Refused by default, for `check-config` and `run` alike (the token is
+    // never sent), naming the key and the opt-in.
+    for sub in ["check-config", "run"] {
+        let mut cmd = probe();
+        if sub == "run" {
+            cmd.args(["run", "--config"]);
+        } else {
+            cmd.arg(sub);
+        }
+        let out = cmd
+            .arg(&f)
+            .env("T", "plaintext-test-token-0123456789abcdef")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{sub}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("controller.url") && stderr.contains("controller.allow_plaintext"),
+            "{stderr}"
+        );
+    }
+    // A token under 32 characters is refused, its value not printed.
     let out = probe()
         .arg("check-config")
         .arg(&f)
-        .env("T", "x")
+        .env("T", "x-short")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("controller.url"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller.token") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("x-short"), "{stderr}");
 }
 
 #[tokio::test]

@@ -356,3 +356,39 @@ async fn hostile_targets_do_not_slow_a_healthy_check_or_grow_memory() {
     }
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
 }
+
+/// A target's 50 KB `Location` does not become a 50 KB result: the
+/// recorded message and every string in the details are clipped
+/// (`outpost_probe::bound`), with the original length kept.
+#[tokio::test]
+async fn a_huge_location_is_clipped_in_what_the_probe_records() {
+    let target = format!("/{}", "a".repeat(50 * 1024));
+    let srv = HttpServer::builder()
+        .route("/", Reply::redirect(302, &target))
+        .run()
+        .await
+        .unwrap();
+    let (o, _) = timed(&format!(
+        "id = \"x\"\nhttp = {{ url = \"{}\" }}",
+        srv.url("/")
+    ))
+    .await;
+    let wire = outpost_probe::outbox::to_wire(&o, 1, 1);
+    assert!(!wire.ok, "{:?}", o.result);
+    assert!(
+        wire.failure_message.len() <= outpost_probe::bound::MAX_MESSAGE + 32,
+        "{} bytes",
+        wire.failure_message.len()
+    );
+    assert!(
+        wire.details_json.len() < 16 * 1024,
+        "{} bytes of details",
+        wire.details_json.len()
+    );
+    let details: serde_json::Value = serde_json::from_str(&wire.details_json).unwrap();
+    let text = details.to_string();
+    assert!(
+        text.contains("bytes)"),
+        "a clipped value names its length: {text}"
+    );
+}

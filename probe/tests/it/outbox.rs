@@ -20,7 +20,11 @@ async fn tiny_outbox_drops_oldest_counts_them_and_checks_keep_their_schedule() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "t").unwrap();
+    std::fs::write(
+        dir.path().join("token"),
+        "outbox-test-token-0123456789abcdef",
+    )
+    .unwrap();
     // A controller address nothing listens on: every result stays in the outbox.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -70,6 +74,21 @@ listen = "127.0.0.1:0"
     let held = within(Duration::from_millis(2100), || async { finished() >= 340 }).await;
     assert!(held.is_some(), "only {} runs in 2.1 s", finished());
     let ob = probe.outbox.as_ref().unwrap();
+    // Private without systemd's UMask: the directory 0700, every file 0600.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let outbox = dir.path().join("outbox");
+        assert_eq!(mode(&outbox), 0o700);
+        let files: Vec<_> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(!files.is_empty());
+        for f in files {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
     assert!(ob.dropped() > 0, "drops are counted");
     assert!(
         ob.disk_bytes() <= 64 * 1024 + 16 * 1024,

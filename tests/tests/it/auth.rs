@@ -21,7 +21,11 @@ async fn unknown_token_stores_nothing() {
         target.url("/")
     );
     let controller = fleet.controller("127.0.0.1:0", &body).await;
-    let probe = fleet.probe("eu-west", controller.grpc_addr(), Some("not-the-token"));
+    let probe = fleet.probe(
+        "eu-west",
+        controller.grpc_addr(),
+        Some("not-the-token-0123456789abcdef0123456789"),
+    );
     // The controller refused it twice: the probe ran past its first refusal
     // and retried, still without an assignment.
     let metrics = controller.controller().metrics();

@@ -100,6 +100,7 @@ grpc_listen = "{grpc}"
 http_listen = "{http}"
 # The test reads /api/v1/alerts without credentials.
 allow_unauthenticated = true
+allow_plaintext_probes = true
 [store]
 path = "{db}"
 {probes}

@@ -10,3 +10,4 @@ mod pager_faults;
 mod pipeline;
 mod replicas;
 mod restart;
+mod secrets;

@@ -30,10 +30,13 @@ pub fn secret_ref<S: Serializer>(s: &RawSecret, ser: S) -> Result<S::Ok, S::Erro
         env: Option<&'a String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         file: Option<&'a std::path::PathBuf>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credential: Option<&'a String>,
     }
     Ref {
         env: s.env.as_ref(),
         file: s.file.as_ref(),
+        credential: s.credential.as_ref(),
     }
     .serialize(ser)
 }
@@ -62,7 +65,7 @@ fn credential(value: String) -> Option<HeaderValue> {
 }
 
 fn resolve(s: &RawSecret, path: String, problems: &mut Problems) -> Option<Secret> {
-    s.resolve().map_err(|e| problems.push(path, e)).ok()
+    problems.secret(s, path)
 }
 
 /// Builds headers and body from the request keys of `[checks.http]`.
@@ -140,6 +143,7 @@ pub fn prepare(raw: &RawHttp, path: &str, problems: &mut Problems) -> Prepared {
         }
         if let Some(pw) = resolve(&b.password, format!("{path}.basic_auth.password"), problems) {
             let token = base64(format!("{}:{}", b.username, pw.expose()).as_bytes());
+            crate::redact::remember(&token);
             match credential(format!("Basic {token}")) {
                 Some(v) => headers.push((http::header::AUTHORIZATION, v)),
                 None => problems.push(

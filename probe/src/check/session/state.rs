@@ -326,17 +326,7 @@ pub fn save(dir: &Path, check_id: &str, st: &CheckState) -> std::io::Result<()> 
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        b.mode(0o700);
-    }
-    b.create(dir)
+    crate::private::create_dir_all(dir)
 }
 
 #[cfg(test)]
