@@ -30,7 +30,8 @@
 //!   crash mid-bridge changes nothing and the next start bridges again.
 //! - **Schema** (`0001_init.sql`, `0002_offline_and_outbox.sql`,
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
-//!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`):
+//!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
+//!   `0007_flapping.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -38,7 +39,8 @@
 //!   data, last seen, and the latest heartbeat: queued and dropped results,
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
 //!   probe or a certificate instead of a check; while open, their summary,
-//!   regions and code follow the current state), `alert_timeline` (every
+//!   regions and code follow the current state; `flapping` marks a check
+//!   alert opened or held by flap detection), `alert_timeline` (every
 //!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
 //!   persisted outbox; each row belongs to an alert or to an event),
 //!   `notification_attempts` (every delivery attempt: sink, time, outcome,
@@ -104,7 +106,9 @@ pub use notifications::{
     Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,
 };
 pub use probes::{HeartbeatRow, ProbeRow};
-pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
+pub use results::{
+    IngestBatch, IngestItem, IngestOutcome, NewResult, RegionChanges, RegionState, ResultRow,
+};
 
 use sqlx::{
     ConnectOptions, Connection, SqliteConnection,
@@ -408,8 +412,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6],
-            "1 and 2 bridged, 3 to 6 applied"
+            vec![1, 2, 3, 4, 5, 6, 7],
+            "1 and 2 bridged, 3 to 7 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

@@ -8,6 +8,7 @@ mod check_detail;
 mod cli;
 mod escaping;
 mod events;
+mod flapping;
 mod heartbeat;
 mod http;
 mod ingest;
