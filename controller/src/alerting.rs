@@ -54,8 +54,15 @@
 //!   as the latest state once it passes. With no fresh failing region left
 //!   (recovering, or stale) the content holds: silence is not news, and the
 //!   resolve says when it is over.
+//! - **Flapping.** Before the rule, [`flap`] counts each region's pass/fail
+//!   changes within the check's `flap_window`: enough of them open one alert
+//!   marked flapping (or mark the open one, `alerts.flapping`), whose content
+//!   says FLAPPING and names every region that flapped since; while marked,
+//!   the rule's resolve is not applied. A whole window without a change
+//!   clears the mark (`stable`) and hands the alert back to the rule.
 //! - **Timeline.** Every change of an alert is a row of `alert_timeline`
-//!   ([`Change`]: fired, updated, notified, escalated, resolved) written in
+//!   ([`Change`]: fired, updated, notified, escalated, flapping, stable,
+//!   resolved) written in
 //!   the transaction of the change, served by `GET /api/v1/alerts/{id}`.
 //! - **Dedup keys.** `outpost/<check_id>/check_failing`,
 //!   `outpost/probe/<probe>/probe_offline` and
