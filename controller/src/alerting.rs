@@ -54,8 +54,15 @@
 //!   as the latest state once it passes. With no fresh failing region left
 //!   (recovering, or stale) the content holds: silence is not news, and the
 //!   resolve says when it is over.
+//! - **Flapping.** Before the rule, [`flap`] counts each region's pass/fail
+//!   changes within the check's `flap_window`: enough of them open one alert
+//!   marked flapping (or mark the open one, `alerts.flapping`), whose content
+//!   says FLAPPING and names every region that flapped since; while marked,
+//!   the rule's resolve is not applied. A whole window without a change
+//!   clears the mark (`stable`) and hands the alert back to the rule.
 //! - **Timeline.** Every change of an alert is a row of `alert_timeline`
-//!   ([`Change`]: fired, updated, notified, escalated, resolved) written in
+//!   ([`Change`]: fired, updated, notified, escalated, flapping, stable,
+//!   resolved) written in
 //!   the transaction of the change, served by `GET /api/v1/alerts/{id}`.
 //! - **Dedup keys.** `outpost/<check_id>/check_failing`,
 //!   `outpost/probe/<probe>/probe_offline` and
@@ -63,6 +70,7 @@
 //!   replicas or a replayed notification collapse into one incident.
 
 pub mod certificate;
+pub mod flap;
 pub mod kind;
 pub mod leader;
 pub mod notifier;
@@ -140,6 +148,10 @@ pub enum Change {
     Escalated,
     /// Resolved; its resolves queued.
     Resolved,
+    /// Marked flapping by flap detection ([`flap`]).
+    Flapping,
+    /// Stable for the flap window again: the mark cleared.
+    Stable,
 }
 
 impl Change {
@@ -151,6 +163,8 @@ impl Change {
             Change::Notified => "notified",
             Change::Escalated => "escalated",
             Change::Resolved => "resolved",
+            Change::Flapping => "flapping",
+            Change::Stable => "stable",
         }
     }
 }
@@ -171,6 +185,9 @@ pub struct Sent {
     pub code: String,
     /// Severity.
     pub severity: Severity,
+    /// Flapping ([`flap`]); absent before v7.
+    #[serde(default)]
+    pub flapping: bool,
 }
 
 impl Sent {
@@ -180,6 +197,7 @@ impl Sent {
             regions: event.regions.clone(),
             code: event.code.clone(),
             severity: event.severity,
+            flapping: event.is_flapping(),
         }
     }
 
@@ -249,6 +267,12 @@ pub struct AlertEvent {
 }
 
 impl AlertEvent {
+    /// Whether the event is about a flapping check: `details.flapping`,
+    /// which every sink carries with the details.
+    pub fn is_flapping(&self) -> bool {
+        self.details.get("flapping") == Some(&serde_json::Value::Bool(true))
+    }
+
     /// The event a notification delivers: its stored payload, with the
     /// row's `dedup_key` (the one ordering and deduplication work on) and,
     /// for an event's `info` notification, `details.event_id`, which the
@@ -373,6 +397,68 @@ async fn apply(
     open: Option<AlertRow>,
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
+    let flap = if flap::may_flap(check, states, open.as_ref().is_some_and(|a| a.flapping)) {
+        let since = flap::window_start(check.policy.flap_window, now_ms);
+        let context = since.saturating_sub(
+            i64::try_from(rule::stale_after(check.spec.interval).as_millis()).unwrap_or(0),
+        );
+        let changes = ctl
+            .store()
+            .state_changes(&check.raw.id, since, context)
+            .await?;
+        Some(flap::judge(check, offline, &changes))
+    } else {
+        None
+    };
+    let flapping = flap
+        .as_ref()
+        .is_some_and(|f| f.flapping(check.policy.min_regions));
+    let mut open = open;
+    match (&flap, open.as_mut()) {
+        (Some(f), None) if flapping => {
+            let event = flap_event(ctl, check, states, f, None, now_ms).await?;
+            let sinks = cfg.sinks_for_check(check);
+            return fire_alert(
+                ctl,
+                &NewAlert::of(AlertKind::CheckFailing, &event),
+                &event,
+                sinks,
+            )
+            .await;
+        }
+        (Some(f), Some(alert)) if flapping || (alert.flapping && !f.quiet) => {
+            let mut event = flap_event(ctl, check, states, f, Some(alert), now_ms).await?;
+            event.summary = with_since(&event.summary, alert.opened_at_ms);
+            if !alert.flapping {
+                let content = content_of(&event);
+                ctl.store()
+                    .set_flapping(alert.id, true, &content, now_ms)
+                    .await?;
+                tracing::info!(dedup_key = %alert.dedup_key, alert_id = alert.id, regions = ?f.regions, "alert flapping");
+                alert.flapping = true;
+                alert.summary = content.summary;
+                alert.regions_json = content.regions_json;
+                alert.code = content.code;
+            }
+            return update(ctl, cfg, event, alert, now_ms).await;
+        }
+        (_, Some(alert)) if alert.flapping => {
+            // Stable for the window (or detection turned off): the
+            // ordinary rule takes over below.
+            let mut content = content_of_row(alert);
+            content.summary = format!(
+                "{} stable for {}",
+                check.raw.id,
+                outpost_probe::config::Dur(check.policy.flap_window)
+            );
+            ctl.store()
+                .set_flapping(alert.id, false, &content, now_ms)
+                .await?;
+            tracing::info!(dedup_key = %alert.dedup_key, alert_id = alert.id, "alert stable");
+            alert.flapping = false;
+        }
+        _ => {}
+    }
     let decision = rule::decide(
         &check.policy,
         check.spec.interval,
@@ -397,33 +483,107 @@ async fn apply(
                 offline,
                 now_ms,
             );
-            update(ctl, cfg, check, states, &failing, &alert, now_ms).await
+            if failing.is_empty() {
+                return Ok(None);
+            }
+            let mut event = trigger_event(check, states, &failing, now_ms);
+            event.summary = with_since(&event.summary, alert.opened_at_ms);
+            update(ctl, cfg, event, &alert, now_ms).await
         }
         _ => Ok(None),
     }
 }
 
-/// Keeps an open alert's content on the current state and re-sends a
-/// meaningful change, at most once per `update_interval` (module note).
+/// The trigger of a flapping check: `api-health FLAPPING from 3 of 3
+/// regions (…): changed between pass and fail 6 times within 30m; last
+/// failure: timeout — …`, naming the regions flapping now and those the
+/// open alert `held` names, with its code when no failure is left in the
+/// window (a check calming down is not news), `details.flapping = true`.
+async fn flap_event(
+    ctl: &Controller,
+    check: &CheckDef,
+    states: &[RegionState],
+    flap: &flap::Flap,
+    held: Option<&AlertRow>,
+    now_ms: i64,
+) -> Result<AlertEvent, StoreError> {
+    let mut regions: BTreeSet<String> = flap.regions.iter().cloned().collect();
+    if let Some(a) = held {
+        regions.extend(serde_json::from_str::<Vec<String>>(&a.regions_json).unwrap_or_default());
+    }
+    let regions: Vec<String> = regions.into_iter().collect();
+    let since = flap::window_start(check.policy.flap_window, now_ms);
+    let last = ctl.store().last_failure(&check.raw.id, since).await?;
+    let mut event = trigger_event(check, states, &regions, now_ms);
+    let id = &check.raw.id;
+    let mut summary = format!(
+        "{id} FLAPPING from {} of {} regions ({}): changed between pass and fail {} times within {}",
+        regions.len(),
+        check.regions.len(),
+        regions.join(", "),
+        flap.changes,
+        outpost_probe::config::Dur(check.policy.flap_window),
+    );
+    if let Some((_, code, message)) = &last {
+        let code = code.clone().unwrap_or_else(|| "unknown".into());
+        summary.push_str(&format!("; last failure: {code}"));
+        if let Some(m) = message.as_deref().filter(|m| !m.is_empty()) {
+            summary.push_str(" — ");
+            summary.push_str(m);
+        }
+        event.code = code;
+    } else if let Some(a) = held.filter(|a| !a.code.is_empty()) {
+        summary.push_str(&format!("; last failure: {}", a.code));
+        event.code.clone_from(&a.code);
+    }
+    event.summary = truncate(&summary, 1024);
+    if let Some(d) = event.details.as_object_mut() {
+        d.insert("flapping".into(), true.into());
+        d.insert("flap_changes".into(), flap.changes.into());
+        d.insert(
+            "flap_window".into(),
+            outpost_probe::config::Dur(check.policy.flap_window)
+                .to_string()
+                .into(),
+        );
+    }
+    Ok(event)
+}
+
+fn content_of(event: &AlertEvent) -> AlertContent {
+    AlertContent {
+        severity: event.severity,
+        summary: event.summary.clone(),
+        regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
+        code: event.code.clone(),
+    }
+}
+
+fn content_of_row(alert: &AlertRow) -> AlertContent {
+    AlertContent {
+        severity: alert.severity,
+        summary: alert.summary.clone(),
+        regions_json: alert.regions_json.clone(),
+        code: alert.code.clone(),
+    }
+}
+
+/// Keeps an open alert's content on the current state (`event`, a
+/// trigger) and re-sends a meaningful change, at most once per
+/// `update_interval` (module note).
 async fn update(
     ctl: &Controller,
     cfg: &ControllerConfig,
-    check: &CheckDef,
-    states: &[RegionState],
-    failing: &[String],
+    event: AlertEvent,
     alert: &AlertRow,
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
-    if failing.is_empty() {
-        return Ok(None);
-    }
-    let mut event = trigger_event(check, states, failing, now_ms);
-    event.summary = with_since(&event.summary, alert.opened_at_ms);
     let current = Sent::of(&event);
     let row = Sent {
         regions: serde_json::from_str(&alert.regions_json).unwrap_or_default(),
         code: alert.code.clone(),
         severity: alert.severity,
+        flapping: alert.flapping,
     };
     let sent: Option<Sent> = serde_json::from_str(&alert.notified_json).ok();
     // An alert fired before v5 has no record of what was sent: its row is.
@@ -436,12 +596,7 @@ async fn update(
     if current == row && !notify {
         return Ok(None);
     }
-    let content = AlertContent {
-        severity: event.severity,
-        summary: event.summary.clone(),
-        regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
-        code: event.code.clone(),
-    };
+    let content = content_of(&event);
     let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
     let sent_json = current.to_json();
     let Some(sinks) = ctl
@@ -516,6 +671,7 @@ impl NewAlert {
             regions_json: serde_json::to_string(&event.regions).unwrap_or_else(|_| "[]".into()),
             code: event.code.clone(),
             notified_json: Sent::of(event).to_json(),
+            flapping: event.is_flapping(),
         }
     }
 }

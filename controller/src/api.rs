@@ -34,7 +34,7 @@ pub mod events;
 pub mod headers;
 pub mod route;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::{
     Json, Router,
@@ -196,10 +196,13 @@ pub struct CheckView {
     pub target: Option<String>,
     /// Interval, e.g. `30s`.
     pub interval: String,
-    /// Worst region state, FAILING when an alert is open.
+    /// Worst region state, FAILING when an alert is open, FLAPPING when
+    /// flap detection holds it open.
     pub state: RegionStatus,
     /// An alert is open.
     pub alert_open: bool,
+    /// The open alert is flapping ([`crate::alerting::flap`]).
+    pub flapping: bool,
     /// Assigned regions.
     pub regions: Vec<RegionView>,
 }
@@ -236,9 +239,11 @@ fn check_view(
     check: &CheckDef,
     states: &[RegionState],
     offline: &[String],
-    alert_open: bool,
+    alert: Option<&AlertRow>,
     now: i64,
 ) -> CheckView {
+    let alert_open = alert.is_some();
+    let flapping = alert.is_some_and(|a| a.flapping);
     let mut worst: Option<RegionStatus> = None;
     let regions: Vec<RegionView> = check
         .regions
@@ -251,7 +256,9 @@ fn check_view(
             region_view(check, r, st, off, now)
         })
         .collect();
-    let state = if alert_open {
+    let state = if flapping {
+        RegionStatus::Flapping
+    } else if alert_open {
         RegionStatus::Failing
     } else {
         worst.unwrap_or(RegionStatus::Unknown)
@@ -267,6 +274,7 @@ fn check_view(
         interval: outpost_probe::config::Dur(check.spec.interval).to_string(),
         state,
         alert_open,
+        flapping,
         regions,
     }
 }
@@ -290,13 +298,13 @@ pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, S
     for s in ctl.store().region_states().await? {
         by_check.entry(s.check_id.clone()).or_default().push(s);
     }
-    let open: BTreeSet<String> = ctl
+    let open: BTreeMap<String, AlertRow> = ctl
         .store()
         .open_alerts()
         .await?
         .into_iter()
         .filter(|a| a.kind == AlertKind::CheckFailing)
-        .map(|a| a.check_id)
+        .map(|a| (a.check_id.clone(), a))
         .collect();
     Ok(cfg
         .checks
@@ -306,7 +314,7 @@ pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, S
                 c,
                 by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]),
                 &offline,
-                open.contains(&c.raw.id),
+                open.get(&c.raw.id),
                 now,
             )
         })
@@ -324,15 +332,11 @@ pub async fn check_detail(
         return Ok(None);
     };
     let states = ctl.store().region_states_for(id).await?;
-    let open = ctl
-        .store()
-        .open_alert(id, AlertKind::CheckFailing)
-        .await?
-        .is_some();
+    let open = ctl.store().open_alert(id, AlertKind::CheckFailing).await?;
     let results = ctl.store().recent_results(id, RECENT_RESULTS).await?;
     let offline = offline_regions(ctl, now).await?;
     Ok(Some((
-        check_view(check, &states, &offline, open, now),
+        check_view(check, &states, &offline, open.as_ref(), now),
         results,
     )))
 }
@@ -464,6 +468,8 @@ struct AlertView<'a> {
     code: &'a str,
     opened_at_ms: i64,
     resolved_at_ms: Option<i64>,
+    /// Held open by flap detection.
+    flapping: bool,
     notifications: Vec<NotificationView<'a>>,
 }
 
@@ -481,6 +487,7 @@ fn alert_view<'a>(a: &'a AlertRow, notifications: &'a [NotificationRow]) -> Aler
         code: &a.code,
         opened_at_ms: a.opened_at_ms,
         resolved_at_ms: a.resolved_at_ms,
+        flapping: a.flapping,
         notifications: notifications.iter().map(notification_view).collect(),
     }
 }

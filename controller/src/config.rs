@@ -423,7 +423,17 @@ pub struct AlertPolicy {
     pub routes: Vec<String>,
     /// False: record alerts, notify nobody.
     pub enabled: bool,
+    /// Pass/fail changes of a region within `flap_window` that make it
+    /// flapping; 0: off ([`crate::alerting::flap`]).
+    pub flap_changes: u32,
+    /// The window flap detection counts changes in.
+    pub flap_window: Duration,
 }
+
+/// Default `[checks.alert] flap_changes`.
+pub const DEFAULT_FLAP_CHANGES: u32 = 5;
+/// Default `[checks.alert] flap_window`.
+pub const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 impl ControllerConfig {
     /// Every region that has a probe, sorted.
@@ -1030,6 +1040,11 @@ fn policy(
             .unwrap_or(DEFAULT_CHECK_SEVERITY),
         routes: names,
         enabled: a.enabled.unwrap_or(true),
+        flap_changes: a.flap_changes.unwrap_or(DEFAULT_FLAP_CHANGES),
+        flap_window: a
+            .flap_window
+            .map(outpost_probe::config::Dur::get)
+            .unwrap_or(DEFAULT_FLAP_WINDOW),
     }
 }
 

@@ -83,6 +83,7 @@ header{background:#222;color:#fff;padding:10px 16px}header a{color:#fff}h1{margi
 table{border-collapse:collapse;background:#fff;margin-bottom:16px}th,td{border:1px solid #ccc;padding:6px 10px;text-align:left;vertical-align:top}\
 th{background:#eee}.small{font-size:12px;color:#444}\
 .FAILING{background:#c00000;color:#fff;font-weight:bold}.FAILING .small{color:#fff}\
+.FLAPPING{background:repeating-linear-gradient(45deg,#c00000 0 8px,#e07000 8px 16px);color:#fff;font-weight:bold}.FLAPPING .small{color:#fff}\
 .STALE{background:#ffb000;color:#000;font-weight:bold}.STALE .small{color:#000}\
 .UNKNOWN{background:#ddd;color:#333}.OK{background:#d8f5dc;color:#114a1d}.NA{background:#fafafa;color:#aaa}\
 .word{font-size:15px;letter-spacing:.5px}code{font-size:12px}\
@@ -179,7 +180,7 @@ pub(crate) fn region_cell(r: &RegionView) -> Markup {
                     }
                     RegionStatus::Stale => { "no result for " (age) }
                     RegionStatus::Unknown => { "no result yet" }
-                    RegionStatus::Failing => { (r.code.as_deref().unwrap_or("failed")) " · " (age) " ago" }
+                    RegionStatus::Failing | RegionStatus::Flapping => { (r.code.as_deref().unwrap_or("failed")) " · " (age) " ago" }
                     RegionStatus::Ok => { (age) " ago" }
                 }
             }
@@ -203,7 +204,11 @@ pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> Markup {
                     }
                     td class=(c.state.css_class()) {
                         span.word { (c.state.as_str()) }
-                        @if c.alert_open { div.small { "alert open" } }
+                        @if c.flapping {
+                            div.small { "alert open: changing between pass and fail, resolves once stable" }
+                        } @else if c.alert_open {
+                            div.small { "alert open" }
+                        }
                     }
                     @for region in regions {
                         @match c.regions.iter().find(|r| &r.region == region) {

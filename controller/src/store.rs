@@ -107,7 +107,7 @@
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
-//!   `0008_sessions.sql`):
+//!   `0008_sessions.sql`; `0009_flapping.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -115,7 +115,8 @@
 //!   data, last seen, and the latest heartbeat: queued and dropped results,
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
 //!   probe or a certificate instead of a check; while open, their summary,
-//!   regions and code follow the current state), `alert_timeline` (every
+//!   regions and code follow the current state; `flapping` marks a check
+//!   alert opened or held by flap detection), `alert_timeline` (every
 //!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
 //!   persisted outbox; each row belongs to an alert or to an event),
 //!   `notification_attempts` (every delivery attempt: sink, time, outcome,
@@ -191,7 +192,9 @@ pub use notifications::{
     Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,
 };
 pub use probes::{HeartbeatRow, ProbeRow};
-pub use results::{IngestBatch, IngestItem, IngestOutcome, NewResult, RegionState, ResultRow};
+pub use results::{
+    IngestBatch, IngestItem, IngestOutcome, NewResult, RegionChanges, RegionState, ResultRow,
+};
 pub use sessions::SessionRow;
 
 use outpost_probe::config::Secret;
@@ -762,7 +765,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -830,8 +833,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7, 8],
-            "1 and 2 bridged, 3 to 8 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+            "1 and 2 bridged, 3 to 9 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

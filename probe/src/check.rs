@@ -138,6 +138,15 @@ pub struct RawAlertPolicy {
     /// Set to false to record state without notifying. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Pass/fail changes of a region within `flap_window` that make the
+    /// check FLAPPING: one alert marked flapping instead of a trigger/resolve
+    /// storm, resolved only once stable for the window. Default 5; 0 turns
+    /// flap detection off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_changes: Option<u32>,
+    /// The window flap detection counts changes in. Default `"30m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_window: Option<Dur>,
 }
 
 /// A validated check, ready to schedule.
@@ -266,6 +275,19 @@ impl RawCheck {
                         format!("{key} must be at least 1"),
                     );
                 }
+            }
+            if a.flap_changes == Some(1) {
+                problems.push(
+                    format!("{path}.alert.flap_changes"),
+                    "flap_changes = 1 would call every failure flapping: use 0 (off) or at least 2"
+                        .to_owned(),
+                );
+            }
+            if a.flap_window.is_some_and(|w| w.get().is_zero()) {
+                problems.push(
+                    format!("{path}.alert.flap_window"),
+                    "flap_window must be longer than 0s".to_owned(),
+                );
             }
         }
         let tables = [

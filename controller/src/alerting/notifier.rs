@@ -187,6 +187,7 @@ mod tests {
             resolved_at_ms: None,
             notified_json: String::new(),
             notified_ms: None,
+            flapping: false,
         };
         assert_eq!(sink_of(&row), Some("pagerduty"));
     }

@@ -39,6 +39,9 @@ pub enum RegionStatus {
     Stale,
     /// Newest result failed.
     Failing,
+    /// A check (never a region) whose alert flap detection holds open
+    /// ([`crate::alerting::flap`]).
+    Flapping,
 }
 
 impl RegionStatus {
@@ -49,6 +52,7 @@ impl RegionStatus {
             RegionStatus::Unknown => "UNKNOWN",
             RegionStatus::Stale => "STALE",
             RegionStatus::Failing => "FAILING",
+            RegionStatus::Flapping => "FLAPPING",
         }
     }
 
@@ -197,6 +201,8 @@ mod tests {
             severity: crate::alerting::Severity::Critical,
             routes: vec![],
             enabled: true,
+            flap_changes: 5,
+            flap_window: Duration::from_secs(1800),
         }
     }
 
@@ -236,6 +242,7 @@ mod tests {
             (RegionStatus::Unknown, "UNKNOWN"),
             (RegionStatus::Stale, "STALE"),
             (RegionStatus::Failing, "FAILING"),
+            (RegionStatus::Flapping, "FLAPPING"),
         ] {
             assert_eq!(serde_json::to_value(status).unwrap(), word);
             assert_eq!(status.as_str(), word);

@@ -37,6 +37,9 @@ pub struct AlertRow {
     pub notified_json: String,
     /// When a trigger was last queued for it (fired, updated or escalated).
     pub notified_ms: Option<i64>,
+    /// Held open by flap detection (check alerts; [`crate::alerting::flap`]).
+    #[sqlx(try_from = "super::Flag")]
+    pub flapping: bool,
 }
 
 /// One entry of an alert's timeline.
@@ -90,12 +93,14 @@ pub struct NewAlert {
     pub code: String,
     /// What the trigger sends ([`crate::alerting::Sent`] as JSON).
     pub notified_json: String,
+    /// Opened by flap detection.
+    pub flapping: bool,
 }
 
 macro_rules! alert_columns {
     () => {
         "id, check_id, probe, kind, dedup_key, state, severity, summary, regions_json, code, opened_at_ms, \
-         resolved_at_ms, notified_json, notified_ms"
+         resolved_at_ms, notified_json, notified_ms, flapping"
     };
 }
 
@@ -217,8 +222,8 @@ impl Store {
         let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, \
-             code, notified_json, notified_ms, opened_at_ms, epoch) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT DO NOTHING RETURNING id",
+             code, notified_json, notified_ms, opened_at_ms, epoch, flapping) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&alert.check_id)
         .bind(&alert.probe)
@@ -231,6 +236,7 @@ impl Store {
         .bind(&alert.notified_json)
         .bind(now)
         .bind(epoch)
+        .bind(i64::from(alert.flapping))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
@@ -363,6 +369,47 @@ impl Store {
         Ok(Some(sinks))
     }
 
+    /// Marks an open alert flapping (its content set to `content`) or
+    /// stable again (content kept), with its timeline entry (`flapping` or
+    /// `stable`) carrying `content`, atomically. `false` if the alert is
+    /// not open or already so marked.
+    pub async fn set_flapping(
+        &self,
+        alert_id: i64,
+        flapping: bool,
+        content: &AlertContent,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
+        let r = sqlx::query(
+            "UPDATE alerts SET flapping = $1, epoch = $6, \
+               summary = CASE WHEN $1 = 1 THEN $3 ELSE summary END, \
+               regions_json = CASE WHEN $1 = 1 THEN $4 ELSE regions_json END, \
+               code = CASE WHEN $1 = 1 THEN $5 ELSE code END \
+             WHERE id = $2 AND state = 'open' AND flapping <> $1",
+        )
+        .bind(i64::from(flapping))
+        .bind(alert_id)
+        .bind(&content.summary)
+        .bind(&content.regions_json)
+        .bind(&content.code)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let what = if flapping {
+            Change::Flapping
+        } else {
+            Change::Stable
+        };
+        record(&mut tx, alert_id, what, now, content).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Sets an open alert's content (timeline entry `updated` when
     /// `changed`) and, when `notify` holds (payload, sent) JSON, queues the
     /// payload as a trigger (same dedup key) for every sink that got the
@@ -442,6 +489,7 @@ mod tests {
             regions_json: "[]".into(),
             code: "timeout".into(),
             notified_json: "{}".into(),
+            flapping: false,
         }
     }
 

@@ -174,6 +174,7 @@ mod tests {
             regions_json: "[]".into(),
             code: "timeout".into(),
             notified_json: "{}".into(),
+            flapping: false,
         }
     }
 

@@ -442,6 +442,7 @@ mod tests {
                 regions_json: "[]".into(),
                 code: "timeout".into(),
                 notified_json: "{}".into(),
+                flapping: false,
             };
             let id = s
                 .fire_alert(&a, &["pd".to_owned(), "log".to_owned()], "{}", 1)

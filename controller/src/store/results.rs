@@ -130,6 +130,18 @@ pub struct IngestOutcome {
 }
 
 /// Latest state of one check in one region.
+/// How often one region of a check changed between pass and fail in a
+/// window ([`Store::state_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionChanges {
+    /// Region.
+    pub region: String,
+    /// Changes (a result whose outcome differs from the one before it).
+    pub changes: u32,
+    /// Start time of the newest result that was a change.
+    pub last_change_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionState {
     /// Check id.
@@ -448,6 +460,58 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(ResultRow::from).collect())
+    }
+
+    /// Pass/fail changes per region among a check's results started at or
+    /// after `since_ms` (flap detection, [`crate::alerting::flap`]), each
+    /// compared with the result before it — found back to `context_ms`, so
+    /// the first result of the window counts too: regions without a change
+    /// are absent.
+    pub async fn state_changes(
+        &self,
+        check_id: &str,
+        since_ms: i64,
+        context_ms: i64,
+    ) -> Result<Vec<RegionChanges>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT region, COUNT(*), MAX(started_at_ms) FROM ( \
+               SELECT region, started_at_ms, ok, \
+                 LAG(ok) OVER (PARTITION BY region ORDER BY started_at_ms, sequence) AS prev \
+               FROM results WHERE check_id = $1 AND started_at_ms >= $3) AS t \
+             WHERE started_at_ms >= $2 AND prev IS NOT NULL AND prev <> ok \
+             GROUP BY region ORDER BY region",
+        )
+        .bind(check_id)
+        .bind(since_ms)
+        .bind(context_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(region, changes, last_change_ms)| RegionChanges {
+                region,
+                changes: u32::try_from(changes).unwrap_or(u32::MAX),
+                last_change_ms,
+            })
+            .collect())
+    }
+
+    /// A check's newest failed result started at or after `since_ms`:
+    /// (region, code, message) — what a flapping alert names.
+    pub async fn last_failure(
+        &self,
+        check_id: &str,
+        since_ms: i64,
+    ) -> Result<Option<(String, Option<String>, Option<String>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT region, failure_code, failure_message FROM results \
+             WHERE check_id = $1 AND started_at_ms >= $2 AND ok = 0 \
+             ORDER BY started_at_ms DESC, sequence DESC LIMIT 1",
+        )
+        .bind(check_id)
+        .bind(since_ms)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Number of stored results (tests, metrics).

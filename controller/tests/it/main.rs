@@ -9,6 +9,7 @@ mod check_detail;
 mod cli;
 mod escaping;
 mod events;
+mod flapping;
 mod heartbeat;
 mod http;
 mod ingest;
