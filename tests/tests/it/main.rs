@@ -3,6 +3,7 @@
 
 mod auth;
 mod backlog;
+mod drain;
 mod kill_controller;
 mod kill_probe;
 mod offline_cut;
