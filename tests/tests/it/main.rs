@@ -10,3 +10,4 @@ mod offline_cut;
 mod pager_faults;
 mod pipeline;
 mod restart;
+mod session_never;
