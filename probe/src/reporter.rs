@@ -331,6 +331,12 @@ async fn session(
                             apply_assignment(&a, scheduler);
                         }
                     }
+                    ControllerMessage { body: Some(CBody::RunNow(r)) } => {
+                        if !draining {
+                            let outcome = scheduler.run_now(&r.check_id);
+                            tracing::debug!(check = %r.check_id, reason = %r.reason, outcome = ?outcome, "run-now hint");
+                        }
+                    }
                     ControllerMessage { body: Some(CBody::Error(e)) } => {
                         tracing::warn!(code = %e.code, message = %e.message, "controller reported an error");
                     }
