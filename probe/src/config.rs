@@ -136,6 +136,10 @@ pub struct RawController {
     /// Interval between heartbeats. Default `"10s"`.
     #[serde(default)]
     pub heartbeat_interval: Option<Dur>,
+    /// On shutdown (SIGTERM), how long to wait for the controller to ack
+    /// what was sent before exiting. Default `"5s"`; `"0s"` exits at once.
+    #[serde(default)]
+    pub drain_timeout: Option<Dur>,
 }
 
 /// `[scheduler]`.
@@ -204,6 +208,9 @@ pub struct ProbeConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
+/// Default `[controller] drain_timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Validated `[controller]`.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -219,6 +226,8 @@ pub struct ControllerConfig {
     pub allow_plaintext: bool,
     /// Heartbeat interval.
     pub heartbeat_interval: Duration,
+    /// How long shutdown waits for acks (`reporter` design notes).
+    pub drain_timeout: Duration,
 }
 
 impl RawProbeFile {
@@ -313,6 +322,7 @@ impl RawProbeFile {
                 ca_file: c.ca_file.clone(),
                 allow_plaintext: c.allow_plaintext,
                 heartbeat_interval: c.heartbeat_interval.map(Dur::get).unwrap_or(Duration::from_secs(10)),
+                drain_timeout: c.drain_timeout.map(Dur::get).unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             })
         });
         let max_concurrency = self

@@ -3,12 +3,30 @@
 //! Per connection: send `Hello`, receive the `Assignment` (applied to the
 //! scheduler), then stream unsent results from the [`Outbox`] in batches and
 //! heartbeats, and apply `Ack`s. When the stream breaks, everything
-//! unacknowledged is resent on the next one. With several controller URLs
-//! (replicas on one PostgreSQL store) each new stream goes to the next URL:
-//! the next replica is tried at once, and reconnects back off exponentially
-//! from 50 ms to 30 s with full jitter only once every URL failed in a row.
-//! Checks keep running meanwhile; resent results are stored once by id
+//! unacknowledged is resent on the next one; checks keep running meanwhile.
+//! With several controller URLs (replicas on one PostgreSQL store) each new
+//! stream goes to the next URL, tried at once; the backoff below grows only
+//! once every URL failed in a row. Resent results are stored once by id
 //! whichever replica receives them.
+//!
+//! Design notes:
+//! - **Reconnect.** Delays back off exponentially from 50 ms with full
+//!   jitter. A controller that refuses the TCP connection (down, restarting)
+//!   costs nothing to ask again, so those delays are capped at
+//!   [`UNREACHABLE_MAX`] (1 s): the probe is back within about a second of
+//!   the controller. Anything else (TLS, a rejected token, a status) backs
+//!   off up to [`BACKOFF_MAX`] (30 s).
+//! - **Reset.** The backoff starts over once a stream is *established and
+//!   acknowledged*: the controller answered the hello with an assignment or
+//!   acked a batch. A stream that dies right after that reconnects in 50 ms,
+//!   however short it lived; one refused at hello keeps backing off.
+//! - **Drain.** On shutdown (SIGTERM) with a live stream, the scheduler
+//!   stops and the reporter keeps the stream until everything in the outbox
+//!   is acked or [`ControllerConfig::drain_timeout`] (default 5 s) passes. A
+//!   stream that breaks while draining is reconnected within the same bound
+//!   (what it sent is still unacked). Shut down while disconnected, it exits
+//!   at once. Whatever is left stays in the durable outbox and is resent by
+//!   the next start; runs still in flight when the drain ends are abandoned.
 
 use std::{sync::Arc, time::Duration};
 
@@ -36,6 +54,8 @@ pub const LINGER: Duration = Duration::from_millis(20);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Longest reconnect delay while the controller refuses connections.
+pub const UNREACHABLE_MAX: Duration = Duration::from_secs(1);
 
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +73,26 @@ pub enum ReporterError {
     /// The controller closed the stream.
     #[error("controller closed the stream")]
     Closed,
+}
+
+impl ReporterError {
+    /// True when the controller's address refused the connection (nothing
+    /// listens: down or restarting), as opposed to a peer that answered.
+    pub fn is_refused(&self) -> bool {
+        let ReporterError::Transport(e) = self else {
+            return false;
+        };
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = source {
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::ConnectionRefused
+            {
+                return true;
+            }
+            source = err.source();
+        }
+        false
+    }
 }
 
 /// Identity sent in `Hello`.
@@ -113,7 +153,8 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Keeps a stream to the controller up until `shutdown` fires.
+/// Keeps a stream to the controller up until `shutdown` fires, then drains
+/// (see the design notes).
 pub async fn run(
     cfg: ControllerConfig,
     me: Identity,
@@ -127,15 +168,34 @@ pub async fn run(
     let seed = crate::scheduler::fnv1a(&[&me.name, &me.region]) ^ std::process::id() as u64;
     let mut attempt: u32 = 0;
     let mut version = 0u64;
+    // Set when shutdown arrives on a live stream: the drain's deadline.
+    let mut stop: Option<tokio::time::Instant> = None;
     // Which URL the next session uses; moves on after every ended stream.
     let mut next = 0usize;
     loop {
-        let started = tokio::time::Instant::now();
+        let mut established = false;
         let url = &cfg.urls[next % cfg.urls.len().max(1)];
-        let res = tokio::select! {
-            r = session(&cfg, url, &me, &outbox, &scheduler, &mut version) => r,
-            _ = shutdown.changed() => return,
-        };
+        let res = session(
+            &cfg,
+            url,
+            &me,
+            &outbox,
+            &scheduler,
+            &mut version,
+            &mut established,
+            &mut shutdown,
+            &mut stop,
+        )
+        .await;
+        if *shutdown.borrow() {
+            match stop {
+                Some(deadline) if !outbox.is_empty() && tokio::time::Instant::now() < deadline => {}
+                _ => {
+                    log_stop(&outbox, stop.is_some());
+                    return;
+                }
+            }
+        }
         match &res {
             Err(ReporterError::Status(s)) if s.code() == tonic::Code::Unauthenticated => {
                 tracing::error!(error = %s.message(), "controller rejected this probe's token");
@@ -143,7 +203,7 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "controller stream ended"),
             Ok(()) => {}
         }
-        if started.elapsed() > Duration::from_secs(30) {
+        if established {
             attempt = 0;
         }
         next = next.wrapping_add(1);
@@ -152,18 +212,66 @@ pub async fn run(
         let delay = if cfg.urls.len() > 1 && !next.is_multiple_of(cfg.urls.len()) {
             BACKOFF_MIN
         } else {
-            let d = backoff(attempt, seed);
+            let mut d = backoff(attempt, seed);
+            if res.as_ref().err().is_some_and(ReporterError::is_refused) {
+                d = d.min(UNREACHABLE_MAX);
+            }
             attempt = attempt.saturating_add(1);
             d
         };
         tracing::debug!(delay_ms = delay.as_millis() as u64, "reconnecting");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => return,
+            _ = stopped(&mut shutdown), if stop.is_none() => {
+                log_stop(&outbox, false);
+                return;
+            }
+            _ = sleep_until_opt(stop) => {
+                log_stop(&outbox, true);
+                return;
+            }
         }
     }
 }
 
+fn log_stop(outbox: &Outbox, drained: bool) {
+    let unacked = outbox.len();
+    if !drained {
+        tracing::info!(
+            unacked,
+            "reporter stopped while disconnected; unacked results stay in the outbox"
+        );
+    } else if unacked == 0 {
+        tracing::info!("every result sent was acked; reporter stopped");
+    } else {
+        tracing::warn!(
+            unacked,
+            "drain timeout passed; unacked results stay in the outbox and are resent on the next start"
+        );
+    }
+}
+
+/// Resolves once shutdown was requested.
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|v| *v).await.is_err() {
+        // The sender is gone: nobody can ask for a shutdown any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// One stream: connect, hello, then batches, acks and heartbeats until it
+/// breaks or the drain ends. `established` is set once the controller
+/// answered (assignment or ack); `stop` is the drain deadline, set here when
+/// `shutdown` fires on a live stream.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     cfg: &ControllerConfig,
     url: &str,
@@ -171,40 +279,18 @@ async fn session(
     outbox: &Outbox,
     scheduler: &Scheduler,
     version: &mut u64,
+    established: &mut bool,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    stop: &mut Option<tokio::time::Instant>,
 ) -> Result<(), ReporterError> {
-    if !url.starts_with("https://") && !cfg.allow_plaintext {
-        // Config validation refuses this already; never send the token in
-        // clear without the opt-in, whoever built the config.
-        return Err(ReporterError::Endpoint(format!(
-            "{url:?} is not https://: set controller.allow_plaintext = true to send the token in clear"
-        )));
-    }
-    let channel: Channel = endpoint_for(cfg, url)?.connect().await?;
-    let mut client = ProbeServiceClient::new(channel);
-    let (tx, rx) = mpsc::channel::<ProbeMessage>(16);
-    tx.send(ProbeMessage {
-        body: Some(PBody::Hello(Hello {
-            probe_name: me.name.clone(),
-            region: me.region.clone(),
-            labels: me.labels.clone().into_iter().collect(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            last_sequence: outbox.last_sequence(),
-            assignment_version: *version,
-            heartbeat_interval_ms: u64::try_from(cfg.heartbeat_interval.as_millis())
-                .unwrap_or(u64::MAX),
-        })),
-    })
-    .await
-    .map_err(|_| ReporterError::Closed)?;
-    let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    let bearer = format!("Bearer {}", cfg.token.expose());
-    req.metadata_mut().insert(
-        "authorization",
-        bearer
-            .parse()
-            .map_err(|_| ReporterError::Endpoint("token is not valid in a header".into()))?,
-    );
-    let mut inbound = client.attach(req).await?.into_inner();
+    let deadline = *stop;
+    let draining = deadline.is_some();
+    let connect = connect(cfg, url, me, outbox, *version);
+    let (tx, mut inbound) = tokio::select! {
+        r = connect => r?,
+        _ = stopped(shutdown), if !draining => return Ok(()),
+        _ = sleep_until_opt(deadline) => return Ok(()),
+    };
     tracing::info!(url = %url, "connected to controller");
     outbox.rewind();
 
@@ -214,14 +300,17 @@ async fn session(
     let mut in_flight = false;
     // Results are collected for up to LINGER before a batch goes out, so a
     // quiet probe sends one message per LINGER, not one per result; a backlog
-    // (the previous batch was full) goes out back to back.
+    // (the previous batch was full) goes out back to back. A drain sends at once.
     let mut linger: Option<tokio::time::Instant> = None;
     let mut backlog = true;
     loop {
+        if stop.is_some() && !in_flight && !outbox.has_unsent() {
+            return Ok(());
+        }
         if !in_flight && outbox.has_unsent() {
             let now = tokio::time::Instant::now();
             let due = *linger.get_or_insert(now + LINGER);
-            if backlog || now >= due {
+            if backlog || stop.is_some() || now >= due {
                 let results = outbox.take_unsent(MAX_BATCH);
                 backlog = results.len() == MAX_BATCH;
                 tx.send(ProbeMessage {
@@ -240,18 +329,35 @@ async fn session(
                 _ => std::future::pending::<()>().await,
             }
         };
+        let draining = stop.is_some();
         tokio::select! {
             _ = linger_wait => {}
+            _ = stopped(shutdown), if !draining => {
+                let unacked = outbox.len();
+                tracing::info!(unacked, drain_timeout_ms = cfg.drain_timeout.as_millis() as u64, "shutting down: waiting for the controller to ack what was sent");
+                *stop = Some(tokio::time::Instant::now() + cfg.drain_timeout);
+            }
+            _ = sleep_until_opt(*stop) => return Ok(()),
             msg = inbound.message() => {
                 let Some(msg) = msg? else { return Err(ReporterError::Closed) };
                 match msg {
                     ControllerMessage { body: Some(CBody::Ack(ack)) } => {
+                        *established = true;
                         outbox.ack(ack.through_sequence);
                         in_flight = false;
                     }
                     ControllerMessage { body: Some(CBody::Assignment(a)) } => {
+                        *established = true;
                         *version = a.version;
-                        apply_assignment(&a, scheduler);
+                        if !draining {
+                            apply_assignment(&a, scheduler);
+                        }
+                    }
+                    ControllerMessage { body: Some(CBody::RunNow(r)) } => {
+                        if !draining {
+                            let outcome = scheduler.run_now(&r.check_id);
+                            tracing::debug!(check = %r.check_id, reason = %r.reason, outcome = ?outcome, "run-now hint");
+                        }
                     }
                     ControllerMessage { body: Some(CBody::Error(e)) } => {
                         tracing::warn!(code = %e.code, message = %e.message, "controller reported an error");
@@ -275,6 +381,56 @@ async fn session(
             }
         }
     }
+}
+
+/// Connects, sends the hello and opens the stream.
+async fn connect(
+    cfg: &ControllerConfig,
+    url: &str,
+    me: &Identity,
+    outbox: &Outbox,
+    version: u64,
+) -> Result<
+    (
+        mpsc::Sender<ProbeMessage>,
+        tonic::Streaming<ControllerMessage>,
+    ),
+    ReporterError,
+> {
+    if !url.starts_with("https://") && !cfg.allow_plaintext {
+        // Config validation refuses this already; never send the token in
+        // clear without the opt-in, whoever built the config.
+        return Err(ReporterError::Endpoint(format!(
+            "{url:?} is not https://: set controller.allow_plaintext = true to send the token in clear"
+        )));
+    }
+    let channel: Channel = endpoint_for(cfg, url)?.connect().await?;
+    let mut client = ProbeServiceClient::new(channel);
+    let (tx, rx) = mpsc::channel::<ProbeMessage>(16);
+    tx.send(ProbeMessage {
+        body: Some(PBody::Hello(Hello {
+            probe_name: me.name.clone(),
+            region: me.region.clone(),
+            labels: me.labels.clone().into_iter().collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            last_sequence: outbox.last_sequence(),
+            assignment_version: version,
+            heartbeat_interval_ms: u64::try_from(cfg.heartbeat_interval.as_millis())
+                .unwrap_or(u64::MAX),
+        })),
+    })
+    .await
+    .map_err(|_| ReporterError::Closed)?;
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    let bearer = format!("Bearer {}", cfg.token.expose());
+    req.metadata_mut().insert(
+        "authorization",
+        bearer
+            .parse()
+            .map_err(|_| ReporterError::Endpoint("token is not valid in a header".into()))?,
+    );
+    let inbound = client.attach(req).await?.into_inner();
+    Ok((tx, inbound))
 }
 
 /// Validates an assignment with the same schema as local config and hands

@@ -16,6 +16,12 @@
 //!   replayed in a burst.
 //! - **Updates.** [`Scheduler::set_checks`] replaces the whole set; unchanged
 //!   checks keep their phase, runs in flight finish and report.
+//! - **Run now.** [`Scheduler::run_now`] (the controller's `RunNow` hint)
+//!   starts one extra run at once, outside the slot grid: the regular slots
+//!   do not move. A check already running is not doubled (the hint is
+//!   skipped: that run's result is as fresh). At most one extra run per
+//!   check per `min(interval, 1 s)` ([`ExtraRuns`]), so a hostile or buggy
+//!   controller cannot make the probe hammer a target.
 
 use std::{
     cmp::Reverse,
@@ -45,6 +51,8 @@ pub struct Stats {
     pub skipped_overrun: AtomicU64,
     /// Due slots skipped because the scheduler fell more than an interval behind.
     pub skipped_late: AtomicU64,
+    /// Extra runs started by [`Scheduler::run_now`].
+    pub extra_runs: AtomicU64,
     /// Optional record of start lateness in microseconds (benchmarks).
     pub lateness_us: Mutex<Option<Vec<u32>>>,
 }
@@ -63,12 +71,54 @@ struct Entry {
     generation: u64,
 }
 
+/// The rate limit of extra runs: one per check per `min(interval, 1 s)`.
+#[derive(Debug, Default)]
+pub struct ExtraRuns {
+    last: HashMap<String, Instant>,
+}
+
+/// The shortest spacing of extra runs of a check.
+pub const EXTRA_RUN_SPACING_MAX: Duration = Duration::from_secs(1);
+
+impl ExtraRuns {
+    /// True (and recorded) when an extra run of `check_id` may start at `now`.
+    pub fn allow(&mut self, check_id: &str, interval: Duration, now: Instant) -> bool {
+        let spacing = interval.min(EXTRA_RUN_SPACING_MAX);
+        match self.last.get(check_id) {
+            Some(last) if now.saturating_duration_since(*last) < spacing => false,
+            _ => {
+                self.last.insert(check_id.to_owned(), now);
+                true
+            }
+        }
+    }
+
+    /// Forgets checks no longer scheduled.
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.last.retain(|id, _| keep(id));
+    }
+}
+
+/// What [`Scheduler::run_now`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNow {
+    /// An extra run started.
+    Started,
+    /// The check is running already; its result is as fresh.
+    AlreadyRunning,
+    /// An extra run of this check started less than `min(interval, 1 s)` ago.
+    RateLimited,
+    /// No such check on this probe.
+    Unknown,
+}
+
 struct Shared {
     entries: HashMap<String, Entry>,
     /// (due, generation, id): an item whose generation no longer matches its
     /// entry is stale and ignored.
     heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_generation: u64,
+    extra: ExtraRuns,
 }
 
 /// Schedules checks and hands outcomes to a [`Sink`].
@@ -139,6 +189,7 @@ impl Scheduler {
                 entries: HashMap::new(),
                 heap: BinaryHeap::new(),
                 next_generation: 1,
+                extra: ExtraRuns::default(),
             }),
             wake: tokio::sync::Notify::new(),
             permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
@@ -186,8 +237,34 @@ impl Scheduler {
                 }
             }
         }
+        let Shared { entries, extra, .. } = &mut *sh;
+        extra.retain(|id| entries.contains_key(id));
         drop(sh);
         self.wake.notify_one();
+    }
+
+    /// Starts one extra run of `check_id` now (the controller's `RunNow`
+    /// hint), outside its slots and rate-limited (see the design notes).
+    pub fn run_now(&self, check_id: &str) -> RunNow {
+        let now = Instant::now();
+        let mut sh = self.lock();
+        let Some(entry) = sh.entries.get(check_id) else {
+            return RunNow::Unknown;
+        };
+        let (spec, version, running) = (entry.spec.clone(), entry.version, entry.running.clone());
+        if running.load(Ordering::Acquire) {
+            return RunNow::AlreadyRunning;
+        }
+        if !sh.extra.allow(check_id, spec.interval, now) {
+            return RunNow::RateLimited;
+        }
+        drop(sh);
+        if running.swap(true, Ordering::AcqRel) {
+            return RunNow::AlreadyRunning;
+        }
+        self.stats.extra_runs.fetch_add(1, Ordering::Relaxed);
+        self.start(spec, version, running, now);
+        RunNow::Started
     }
 
     /// Number of checks scheduled.
@@ -249,30 +326,37 @@ impl Scheduler {
                 tracing::debug!(check = %spec.id, "previous run still going; skipped");
                 continue;
             }
-            let permits = self.permits.clone();
-            let ctx = self.ctx.clone();
-            let sink = self.sink.clone();
-            let stats = self.stats.clone();
-            tokio::spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                let late = Instant::now().saturating_duration_since(due);
-                if let Some(v) = stats
-                    .lateness_us
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                {
-                    v.push(late.as_micros().min(u128::from(u32::MAX)) as u32);
-                }
-                stats.started.fetch_add(1, Ordering::Relaxed);
-                let outcome = check::run(&spec, &ctx).await;
-                running.store(false, Ordering::Release);
-                stats.finished.fetch_add(1, Ordering::Relaxed);
-                sink(version, outcome);
-            });
+            self.start(spec, version, running, due);
         }
+    }
+
+    /// Spawns one run (waiting for a concurrency permit); `running` is
+    /// already set and cleared when the run ends.
+    fn start(&self, spec: Arc<CheckSpec>, version: u64, running: Arc<AtomicBool>, due: Instant) {
+        let permits = self.permits.clone();
+        let ctx = self.ctx.clone();
+        let sink = self.sink.clone();
+        let stats = self.stats.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                running.store(false, Ordering::Release);
+                return;
+            };
+            let late = Instant::now().saturating_duration_since(due);
+            if let Some(v) = stats
+                .lateness_us
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                v.push(late.as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            stats.started.fetch_add(1, Ordering::Relaxed);
+            let outcome = check::run(&spec, &ctx).await;
+            running.store(false, Ordering::Release);
+            stats.finished.fetch_add(1, Ordering::Relaxed);
+            sink(version, outcome);
+        });
     }
 }
 
@@ -307,6 +391,37 @@ mod tests {
             next_slot(t, s, t + Duration::from_secs(86_400)),
             (t + Duration::from_secs(86_401), 86_400)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extra_runs_are_limited_to_one_per_check_per_min_interval_1s() {
+        let mut extra = ExtraRuns::default();
+        let ms = Duration::from_millis;
+        let slow = Duration::from_secs(60);
+        let fast = ms(200);
+        assert!(extra.allow("slow", slow, Instant::now()));
+        assert!(extra.allow("fast", fast, Instant::now()), "per check");
+        // A burst of hints: refused until the spacing has passed.
+        for _ in 0..100 {
+            assert!(!extra.allow("slow", slow, Instant::now()));
+            assert!(!extra.allow("fast", fast, Instant::now()));
+        }
+        tokio::time::advance(ms(199)).await;
+        assert!(!extra.allow("fast", fast, Instant::now()));
+        tokio::time::advance(ms(1)).await;
+        // `fast` spaces by its interval (200 ms), `slow` by 1 s, not 60 s.
+        assert!(extra.allow("fast", fast, Instant::now()));
+        assert!(!extra.allow("slow", slow, Instant::now()));
+        tokio::time::advance(ms(800)).await;
+        assert!(extra.allow("slow", slow, Instant::now()));
+        assert!(!extra.allow("slow", slow, Instant::now()));
+        // At most one per second over a minute of hints every 10 ms.
+        let mut started = 0;
+        for _ in 0..6000 {
+            tokio::time::advance(ms(10)).await;
+            started += u32::from(extra.allow("slow", slow, Instant::now()));
+        }
+        assert_eq!(started, 60);
     }
 
     #[test]

@@ -168,7 +168,7 @@ failure_codes! {
     ClockSkew = "clock_skew", "session",
         "The server's clock (`Date`, a fresh JWT's `iat`) is off the probe's by more than `clock_skew_tolerance`.";
     SessionExpired = "session_expired", "session",
-        "`renewal = \"never\"`: the session was rejected; the details carry the observed lifetime.";
+        "`renewal = \"never\"`: the session was rejected; it is kept (every later run fails too) until the check's login config changes or its state is reset; the details carry the observed lifetime.";
     SessionLoginFailed = "session_login_failed", "session",
         "No session could be started: the login failed.";
     GrpcNotServing = "grpc_not_serving", "grpc",
@@ -742,6 +742,9 @@ pub enum Failure {
         /// How long before the declared expiry it came, when early.
         #[serde(rename = "before_expiry_ms", with = "crate::human::ms::option")]
         before_expiry: Option<Duration>,
+        /// The session had been rejected by an earlier run and was kept.
+        #[serde(default)]
+        kept: bool,
     },
     /// `session_login_failed`: no session could be started.
     SessionLoginFailed {
@@ -2032,7 +2035,11 @@ impl std::fmt::Display for Failure {
                 age,
                 declared_lifetime,
                 before_expiry,
+                kept,
             } => {
+                if *kept {
+                    f.write_str("session rejected; renewal = never keeps it until reset: ")?;
+                }
                 write!(
                     f,
                     "the session was rejected ({status}) {} after login (",

@@ -14,8 +14,14 @@
 //!   credential in use until it expires.
 //! - `on_401`: use the session until it is rejected (401/403), then log in
 //!   again and retry once.
-//! - `never`: the incident's client. The first rejection fails the run with
-//!   `session_expired` and the observed lifetime; the next run logs in anew.
+//! - `never`: the incident's client: it logs in once and keeps the session.
+//!   The first rejection fails the run with `session_expired` and the
+//!   observed lifetime, and the dead session is kept (`rejected_at`,
+//!   persisted): every later run fails the same way ("session rejected;
+//!   renewal = never keeps it until reset"), so the default alert rule
+//!   confirms and pages. It is dropped when the check's login config
+//!   changes (its fingerprint, [`state::lock`]) or its state file is
+//!   removed; an operator reset from the controller is not built yet.
 //!
 //! # Failure codes (first in this order wins; `details.findings` lists all)
 //! `session_login_failed` (no session could be started), `session_rejected_early`

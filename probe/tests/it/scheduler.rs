@@ -113,3 +113,63 @@ async fn a_check_runs_once_per_slot_on_its_phase() {
     assert_eq!(stats.skipped_late.load(Ordering::Relaxed), 0);
     assert_eq!(stats.skipped_overrun.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn run_now_starts_one_extra_run_at_once_rate_limited_without_moving_slots() {
+    use outpost_probe::scheduler::RunNow;
+    let srv = HttpServer::builder()
+        .route("/", Reply::text(200, "ok"))
+        .run()
+        .await
+        .unwrap();
+    // A 1 h interval: no regular slot is due during the test (checked below).
+    let cfg = config(&format!(
+        "[[checks]]\nid = \"hourly\"\ninterval = \"1h\"\ntimeout = \"500ms\"\nhttp = {{ url = \"{}\" }}\n",
+        srv.url("/")
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let next =
+        outpost_probe::scheduler::until_next_slot(now, hour, jitter("local", "hourly", hour));
+    if next < Duration::from_secs(30) {
+        eprintln!("skipped: the regular slot of the check is due within the test");
+        return;
+    }
+    let seen: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let sink = seen.clone();
+    let probe =
+        outpost_probe::spawn(cfg, Some(Arc::new(move |o| sink.lock().unwrap().push(o)))).unwrap();
+    let s = probe.scheduler.clone();
+    assert_eq!(s.run_now("nope"), RunNow::Unknown);
+    assert_eq!(s.run_now("hourly"), RunNow::Started);
+    // A burst of hints while it runs or right after: no second run.
+    for _ in 0..50 {
+        let r = s.run_now("hourly");
+        assert!(
+            matches!(r, RunNow::AlreadyRunning | RunNow::RateLimited),
+            "{r:?}"
+        );
+    }
+    eventually("the extra run", Duration::from_secs(5), || async {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(s.run_now("hourly"), RunNow::RateLimited);
+    // min(1 h, 1 s) later: one more.
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    assert_eq!(s.run_now("hourly"), RunNow::Started);
+    eventually("the second extra run", Duration::from_secs(5), || async {
+        seen.lock().unwrap().len() == 2
+    })
+    .await;
+    assert!(seen.lock().unwrap().iter().all(Outcome::ok));
+    assert_eq!(s.stats.extra_runs.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        s.stats.started.load(Ordering::Relaxed),
+        2,
+        "no regular slot ran"
+    );
+    probe.shutdown().await;
+}

@@ -169,14 +169,41 @@ async fn never_fails_with_session_expired_at_the_lifetime_and_reports_it() {
     let observed = f64_of(&failed.details()["observed_lifetime_s"]);
     assert_eq!(observed, 2.0, "observed lifetime");
     assert_eq!(failed.details()["requests"][0]["status"], 401);
-    // The next run starts a new session (and measures its lifetime).
-    let next = run(&spec, &clock).await;
+    let logins = ts.tokens_issued();
+    // The incident's client keeps the dead session: every later run fails
+    // the same way, with the first rejection's lifetime, and logs in no more.
+    for _ in 0..3 {
+        clock.advance(Duration::from_millis(500));
+        let again = run(&spec, &clock).await;
+        assert_eq!(
+            code(&again),
+            Some(FailureCode::SessionExpired),
+            "{}",
+            again.to_json()
+        );
+        let d = again.details();
+        assert_eq!(d["session_id"], first.details()["session_id"], "{d}");
+        assert_eq!(f64_of(&d["observed_lifetime_s"]), 2.0, "{d}");
+        let message = again.result.as_ref().unwrap_err().to_string();
+        assert!(
+            message.starts_with("session rejected; renewal = never keeps it until reset"),
+            "{message}"
+        );
+    }
+    assert_eq!(ts.tokens_issued(), logins, "no login after the rejection");
+    // A changed login config (a new fingerprint: the key now spelled out)
+    // drops the dead session.
+    let changed = oauth(
+        "never",
+        &ts,
+        "renewal = \"never\"\nexpires_in_base = \"receipt\"",
+    );
+    let next = run(&changed, &clock).await;
     assert!(next.ok(), "{}", next.to_json());
     assert_ne!(next.details()["session_id"], first.details()["session_id"]);
-    assert_eq!(
-        next.details()["last_observed_lifetime_s"],
-        failed.details()["observed_lifetime_s"]
-    );
+    assert_eq!(ts.tokens_issued(), logins + 1);
+    // A new config starts a new history too.
+    assert_eq!(next.details()["logins"], 1, "{}", next.to_json());
 }
 
 #[tokio::test]

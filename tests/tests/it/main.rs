@@ -3,6 +3,7 @@
 
 mod auth;
 mod backlog;
+mod drain;
 mod kill_controller;
 mod kill_probe;
 mod offline_cut;
@@ -11,3 +12,4 @@ mod pipeline;
 mod replicas;
 mod restart;
 mod secrets;
+mod session_never;

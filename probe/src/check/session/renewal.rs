@@ -195,6 +195,7 @@ fn new_session(i: &Issued, now: OffsetDateTime) -> Session {
         expiry_source: String::new(),
         renewals: 0,
         renewal_failures: 0,
+        rejected_at: None,
     };
     apply(&mut s, i);
     s
@@ -428,10 +429,13 @@ async fn reject(
     let Some(s) = st.session.clone() else { return };
     let r = &requests[i];
     let status = r.status.unwrap_or(401);
+    // A `never` session rejected before keeps its first rejection: the
+    // observed lifetime does not grow with each failing run.
+    let rejected_at = s.rejected_at.unwrap_or(r.at);
     // Whole milliseconds, as persisted, so details agree across runs.
-    let age = time::Duration::milliseconds(ms(r.at) - ms(s.issued_at));
+    let age = time::Duration::milliseconds(ms(rejected_at) - ms(s.issued_at));
     run.observed_lifetime = Some(age);
-    st.history.last_observed_lifetime_ms = Some(ms(r.at) - ms(s.issued_at));
+    st.history.last_observed_lifetime_ms = Some(ms(rejected_at) - ms(s.issued_at));
     let tolerance = spec.clock_skew_tolerance;
     let early_by = s
         .expires_at
@@ -441,14 +445,23 @@ async fn reject(
         .declared_lifetime_ms
         .map(|l| time::Duration::milliseconds(l).unsigned_abs());
     if spec.renewal == Renewal::Never {
+        let before_expiry = s
+            .expires_at
+            .map(|e| e - rejected_at)
+            .filter(|left| left.unsigned_abs() > tolerance && left.is_positive());
         run.finding(Failure::SessionExpired {
             status,
             age: age.unsigned_abs(),
             declared_lifetime,
-            before_expiry: early_by.map(|l| l.unsigned_abs()),
+            before_expiry: before_expiry.map(|l| l.unsigned_abs()),
+            kept: s.rejected_at.is_some(),
         });
-        // The next run starts a new session and measures its lifetime.
-        st.session = None;
+        // The incident's client: it keeps the dead session, so every later
+        // run fails too, until the login config changes (a new
+        // fingerprint, `state::lock`) or the state is reset.
+        if let Some(sess) = st.session.as_mut() {
+            sess.rejected_at = Some(rejected_at);
+        }
         return;
     }
     if let Some(left) = early_by {

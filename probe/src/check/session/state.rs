@@ -89,6 +89,9 @@ pub struct Session {
     pub renewals: u64,
     /// Consecutive failed renewal attempts (memory only).
     pub renewal_failures: u64,
+    /// When the server first rejected this session (`renewal = "never"`
+    /// keeps a rejected session until its config changes or it is reset).
+    pub rejected_at: Option<OffsetDateTime>,
 }
 
 /// What outlives sessions.
@@ -187,6 +190,8 @@ struct FileSession {
     declared_lifetime_ms: Option<i64>,
     expiry_source: String,
     renewals: u64,
+    #[serde(default)]
+    rejected_at_ms: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -258,6 +263,7 @@ fn load(dir: &Path, check_id: &str) -> Option<CheckState> {
             expiry_source: s.expiry_source,
             renewals: s.renewals,
             renewal_failures: 0,
+            rejected_at: s.rejected_at_ms.and_then(from_ms),
         })
     });
     Some(CheckState {
@@ -295,6 +301,7 @@ pub fn save(dir: &Path, check_id: &str, st: &CheckState) -> std::io::Result<()> 
             declared_lifetime_ms: s.declared_lifetime_ms,
             expiry_source: s.expiry_source.clone(),
             renewals: s.renewals,
+            rejected_at_ms: s.rejected_at.map(ms),
         }),
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
@@ -362,6 +369,7 @@ mod tests {
                 expiry_source: "expires_in".into(),
                 renewals: 1,
                 renewal_failures: 0,
+                rejected_at: None,
             }),
             persisted: true,
         };
