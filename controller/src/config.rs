@@ -1409,7 +1409,7 @@ sinks = ["pagerduty", "log"]
 
     #[test]
     fn a_postgres_store_takes_its_url_from_a_secret_and_never_shows_it() {
-        let text = "[store]\nurl = { env = \"PG_URL\" }\npool_size = 20\n[alerting]\nevaluator_lease = \"3s\"\n";
+        let text = "[server]\nallow_plaintext_probes = true\n[store]\nurl = { env = \"PG_URL\" }\npool_size = 20\n[alerting]\nevaluator_lease = \"3s\"\n";
         let c = parse(text, "c.toml", &vars()).unwrap();
         assert_eq!(c.store.pool_size, 20);
         assert_eq!(c.evaluator_lease, Duration::from_secs(3));
@@ -1432,7 +1432,12 @@ sinks = ["pagerduty", "log"]
             "postgres db.example.net:5432/outpost"
         );
         // The default stays SQLite, with its own pool size.
-        let c = parse("", "c.toml", &vars()).unwrap();
+        let c = parse(
+            "[server]\nallow_plaintext_probes = true\n",
+            "c.toml",
+            &vars(),
+        )
+        .unwrap();
         assert_eq!(c.store, crate::store::StoreSpec::sqlite(DEFAULT_STORE_PATH));
         assert_eq!(c.evaluator_lease, DEFAULT_EVALUATOR_LEASE);
     }

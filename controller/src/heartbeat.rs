@@ -51,6 +51,12 @@
 //!   `period + grace` from the last ping instead of `grace` from its start).
 //!   Pings and the worker are serialized by one lock, so a ping racing a
 //!   deadline is never followed by a stale `heartbeat_missed`.
+//! - **Replicas** (PostgreSQL): any replica takes pings; only the
+//!   evaluator (lease holder) runs the deadline worker. The lock above and
+//!   the `/start` times are per process, so behind a load balancer a ping
+//!   on one replica can race the worker on another (a `heartbeat_missed`
+//!   row just before the success row: the success resolves it), and a
+//!   `/start` is paired only with a success or fail on the same replica.
 //! - **Limits.** At most one success or fail ping per check per
 //!   [`MIN_PING_GAP`] is stored; faster ones get `429` with `Retry-After`.
 
@@ -604,6 +610,12 @@ pub async fn run_worker(ctl: Controller, mut shutdown: tokio::sync::watch::Recei
             _ = tick.tick() => {}
             _ = moved.changed() => {}
             _ = crate::stopped(&mut shutdown) => return,
+        }
+        // Replicas on PostgreSQL: only the evaluator (the lease holder)
+        // writes missed deadlines, or each replica would store its own row
+        // for the same silence. SQLite: always this process.
+        if !ctl.store().is_leader() {
+            continue;
         }
         if let Err(e) = evaluate(&ctl, ctl.now_ms()).await {
             tracing::error!(error = %e, "heartbeat deadlines could not be checked; retrying on the next tick");

@@ -255,8 +255,8 @@ impl Controller {
         let users: Vec<String> = config.auth.users.iter().map(|u| u.name.clone()).collect();
         let idle = i64::try_from(config.auth.session_idle.as_millis()).unwrap_or(i64::MAX);
         let store = self.store().clone();
+        let now = self.now_ms();
         tokio::spawn(async move {
-            let now = store::now_ms();
             match store
                 .prune_sessions(&users, now, now.saturating_sub(idle))
                 .await
@@ -710,7 +710,7 @@ async fn prune_loop(ctl: Controller) {
         }
         let cfg = ctl.config();
         let users: Vec<String> = cfg.auth.users.iter().map(|u| u.name.clone()).collect();
-        let now = store::now_ms();
+        let now = ctl.now_ms();
         let idle = i64::try_from(cfg.auth.session_idle.as_millis()).unwrap_or(i64::MAX);
         if let Err(e) = ctl
             .store()

@@ -441,7 +441,7 @@ mod tests {
     fn parse(controller: &str) -> Result<ProbeConfig, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
-        std::fs::write(&token, "t").unwrap();
+        std::fs::write(&token, "t-0123456789abcdef0123456789abcdef").unwrap();
         let text = format!(
             "[probe]\nname = \"p\"\nregion = \"r\"\n[controller]\ntoken = {{ file = \"{}\" }}\nallow_plaintext = true\n{controller}",
             token.display()

@@ -105,7 +105,7 @@ mod tests {
     fn check(text: &str) -> CheckDef {
         let cfg = crate::config::parse(
             &format!(
-                "[server]\n[store]\npath = \"x.db\"\n\
+                "[server]\nallow_plaintext_probes = true\n[store]\npath = \"x.db\"\n\
                  [[probes]]\nname = \"a\"\nregion = \"eu\"\ntoken = {{ env = \"T1\" }}\n\
                  [[probes]]\nname = \"b\"\nregion = \"us\"\ntoken = {{ env = \"T2\" }}\n\
                  [[checks]]\nid = \"api\"\ninterval = \"30s\"\nhttp = {{ url = \"https://x.example/\" }}\n{text}"
@@ -119,8 +119,14 @@ mod tests {
 
     fn vars() -> Vec<(String, String)> {
         vec![
-            ("T1".into(), "token-1".into()),
-            ("T2".into(), "token-2".into()),
+            (
+                "T1".into(),
+                "token-1-0123456789abcdef0123456789abcdef".into(),
+            ),
+            (
+                "T2".into(),
+                "token-2-0123456789abcdef0123456789abcdef".into(),
+            ),
         ]
     }
 

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq as _;
 use super::{Caller, Via, config::UserDef};
 use crate::{
     Controller,
-    store::{SessionRow, StoreError, now_ms},
+    store::{SessionRow, StoreError},
 };
 
 /// Cookie name over HTTPS.
@@ -155,7 +155,7 @@ pub enum SessionError {
 pub async fn create(ctl: &Controller, user: &UserDef) -> Result<SessionId, SessionError> {
     let id = SessionId::generate().map_err(|_| SessionError::Rng)?;
     let auth = &ctl.config().auth;
-    let now = now_ms();
+    let now = ctl.now_ms();
     let idle = ms(auth.session_idle);
     ctl.store()
         .insert_session(
@@ -186,7 +186,7 @@ pub async fn lookup(ctl: &Controller, id: &SessionId) -> Result<Option<Caller>, 
         return Ok(None);
     };
     let cfg = ctl.config();
-    let now = now_ms();
+    let now = ctl.now_ms();
     let idle_over = row.last_seen_ms.saturating_add(ms(cfg.auth.session_idle)) <= now;
     let user = cfg
         .auth

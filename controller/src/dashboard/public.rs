@@ -102,7 +102,7 @@ pub async fn page_handler(State(ctl): State<Controller>) -> Response {
     if !public.enabled {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    let views = match crate::api::check_views(&ctl, now_ms()).await {
+    let views = match crate::api::check_views(&ctl, ctl.now_ms()).await {
         Ok(v) => v,
         Err(e) => return super::error_page(e.into()),
     };

@@ -477,7 +477,7 @@ async fn a_sink_answering_400_raises_notifier_failing_on_the_fallback_route() {
     let hook = WebhookReceiver::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!(
-        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{ANONYMOUS_VIEWER}[store]\npath = {:?}\n",
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{ANONYMOUS_VIEWER}allow_plaintext_probes = true\n[store]\npath = {:?}\n",
         dir.path().join("o.db").display().to_string()
     );
     for (i, (name, region, _)) in PROBES.iter().enumerate() {

@@ -130,7 +130,7 @@ fn a_heartbeat_with_an_unknown_zone_or_a_bad_schedule_exits_78_naming_the_key() 
         std::fs::write(&path, text).unwrap();
         let out = controller()
             .args(["check-config", path.to_str().unwrap()])
-            .env("CLI_TEST_TOKEN", "t")
+            .env("CLI_TEST_TOKEN", TOKEN)
             .env("CLI_TEST_PD", "k")
             .env("CLI_TEST_HB", "hb-cli-0123456789abcdefghij")
             .output()
@@ -248,7 +248,7 @@ fn run_with(text: &str, sub: &str) -> std::process::Output {
     };
     controller()
         .args(&args)
-        .env("CLI_TEST_TOKEN", "t")
+        .env("CLI_TEST_TOKEN", TOKEN)
         .env("CLI_TEST_PD", "k")
         .output()
         .unwrap()
@@ -256,7 +256,7 @@ fn run_with(text: &str, sub: &str) -> std::process::Output {
 
 #[test]
 fn non_loopback_http_without_tls_or_credentials_exits_78_naming_the_keys() {
-    let exposed = format!("[server]\nhttp_listen = \"0.0.0.0:0\"\n{GOOD}");
+    let exposed = GOOD.replacen("[server]\n", "[server]\nhttp_listen = \"0.0.0.0:0\"\n", 1);
     for sub in ["check-config", "run"] {
         let out = run_with(&exposed, sub);
         assert_eq!(out.status.code(), Some(78), "{sub}");
@@ -267,8 +267,10 @@ fn non_loopback_http_without_tls_or_credentials_exits_78_naming_the_keys() {
         assert!(stderr.contains("server.allow_unauthenticated"), "{stderr}");
     }
     // Opting in by name to both starts (check-config says ok).
-    let opted = format!(
-        "[server]\nhttp_listen = \"0.0.0.0:0\"\nallow_insecure_http = true\nallow_unauthenticated = true\n{GOOD}"
+    let opted = GOOD.replacen(
+        "[server]\n",
+        "[server]\nhttp_listen = \"0.0.0.0:0\"\nallow_insecure_http = true\nallow_unauthenticated = true\n",
+        1,
     );
     let out = run_with(&opted, "check-config");
     assert_eq!(

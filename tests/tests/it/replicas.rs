@@ -129,7 +129,7 @@ async fn replica(s: &Setup, i: usize, db_url: &str) -> Replica {
     let http = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let url_file = s.fleet.secret(&format!("db-{i}.url"), db_url);
     let text = format!(
-        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\n[store]\nurl = {{ file = \"{}\" }}\npool_size = 4\n{}",
+        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\nallow_plaintext_probes = true\nallow_unauthenticated = true\n[store]\nurl = {{ file = \"{}\" }}\npool_size = 4\n{}",
         url_file.display(),
         s.body
     );

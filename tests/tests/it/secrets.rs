@@ -81,6 +81,7 @@ async fn no_configured_secret_appears_in_logs_api_pages_database_or_outbox() {
 grpc_listen = "{grpc}"
 http_listen = "{http}"
 allow_plaintext_probes = true
+allow_unauthenticated = true
 [store]
 path = "{db}"
 {probes}
