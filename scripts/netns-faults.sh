@@ -146,13 +146,18 @@ touch "$WORK/hook.jsonl"
 [server]
 grpc_listen = "10.77.0.10:7443"
 http_listen = "10.77.0.10:8080"
+# Private namespaces made by this script: plaintext and a read-only API
+# without credentials are opted into by name (the defaults refuse both).
+allow_plaintext_probes = true
+allow_insecure_http = true
+allow_unauthenticated = true
 [store]
 path = "$WORK/outpost.db"
 [alerting]
 offline_after = "5s"
 EOF
     for r in "${REGIONS[@]}"; do
-        echo "token-$r-0123456789" > "$WORK/$r.token"
+        echo "token-$r-0123456789abcdef0123456789abcdef" > "$WORK/$r.token"
         printf '[[probes]]\nname = "probe-%s"\nregion = "%s"\ntoken = { file = "%s" }\n' "$r" "$r" "$WORK/$r.token"
     done
     cat <<EOF
