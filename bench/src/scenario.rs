@@ -583,7 +583,7 @@ pub(crate) fn start_controller_on(
         }
     };
     let mut text = format!(
-        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\nallow_plaintext_probes = true\n[store]\n{store}\n"
+        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\nallow_plaintext_probes = true\nallow_unauthenticated = true\n[store]\n{store}\n"
     );
     for p in probes {
         let tok = dir.path().join(format!("{p}.token"));

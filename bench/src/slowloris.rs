@@ -54,9 +54,9 @@ fn start() -> anyhow::Result<Running> {
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let tok = dir.path().join("probe.token");
-    std::fs::write(&tok, "bench-token-slow")?;
+    std::fs::write(&tok, "bench-token-slow-0123456789abcdef0123456789abcdef")?;
     let text = format!(
-        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\nallow_unauthenticated = true\n\
+        "[server]\ngrpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\nallow_unauthenticated = true\nallow_plaintext_probes = true\n\
          [store]\npath = \"{}\"\n\
          [[probes]]\nname = \"slow\"\nregion = \"region-slow\"\ntoken = {{ file = \"{}\" }}\n\
          [[checks]]\nid = \"c\"\ninterval = \"1m\"\nalert = {{ enabled = false }}\nhttp = {{ url = \"http://127.0.0.1:9/\" }}\n",
@@ -106,7 +106,11 @@ async fn probe_connect(grpc: SocketAddr) -> anyhow::Result<f64> {
     let hello = fake_probe::hello("slow", "region-slow");
     let (tx, mut rx) = tokio::time::timeout(
         Duration::from_secs(30),
-        fake_probe::attach(grpc, Some("bench-token-slow"), vec![hello]),
+        fake_probe::attach(
+            grpc,
+            Some("bench-token-slow-0123456789abcdef0123456789abcdef"),
+            vec![hello],
+        ),
     )
     .await??;
     let _ = tokio::time::timeout(Duration::from_secs(30), rx.message()).await??;
