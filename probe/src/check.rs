@@ -613,68 +613,40 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
             }
         }
         CheckKind::Tcp(t) => {
-            let fut = Box::pin(tcp::run(t, spec.timeout));
-            // tcp::run keeps within the timeout; this is a safety net.
-            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.observed),
-                Err(_) => (
-                    Phases::default(),
-                    Err(Failure::Timeout {
-                        phase: failure::Phase::Run,
-                        after: spec.timeout,
-                        target: Some(t.target.authority()),
-                    }),
-                    Observed::Tcp(tcp::Observed::of(t)),
-                ),
-            }
+            safety_net(
+                spec.timeout,
+                Box::pin(tcp::run(t, spec.timeout)),
+                || Some(t.target.authority()),
+                || Observed::Tcp(tcp::Observed::of(t)),
+            )
+            .await
         }
         CheckKind::Grpc(g) => {
-            let fut = Box::pin(grpc::run(g, spec.timeout));
-            // grpc::run keeps within the timeout; this is a safety net.
-            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.observed),
-                Err(_) => (
-                    Phases::default(),
-                    Err(Failure::Timeout {
-                        phase: failure::Phase::Run,
-                        after: spec.timeout,
-                        target: Some(g.target.authority()),
-                    }),
-                    Observed::Grpc(grpc::Observed::of(g)),
-                ),
-            }
+            safety_net(
+                spec.timeout,
+                Box::pin(grpc::run(g, spec.timeout)),
+                || Some(g.target.authority()),
+                || Observed::Grpc(grpc::Observed::of(g)),
+            )
+            .await
         }
         CheckKind::Icmp(i) => {
-            let fut = Box::pin(icmp::run(i, spec.timeout));
-            // icmp::run keeps within the timeout; this is a safety net.
-            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.observed),
-                Err(_) => (
-                    Phases::default(),
-                    Err(Failure::Timeout {
-                        phase: failure::Phase::Run,
-                        after: spec.timeout,
-                        target: Some(i.target.host.clone()),
-                    }),
-                    Observed::Icmp(icmp::Observed::of(i)),
-                ),
-            }
+            safety_net(
+                spec.timeout,
+                Box::pin(icmp::run(i, spec.timeout)),
+                || Some(i.target.host.clone()),
+                || Observed::Icmp(icmp::Observed::of(i)),
+            )
+            .await
         }
         CheckKind::Flow(f) => {
-            let fut = Box::pin(flow::run(f, spec.timeout, ctx));
-            // flow::run gives every step the flow's deadline; this is a safety net.
-            match tokio::time::timeout(spec.timeout + Duration::from_secs(1), fut).await {
-                Ok(r) => (r.phases, r.result, r.observed),
-                Err(_) => (
-                    Phases::default(),
-                    Err(Failure::Timeout {
-                        phase: failure::Phase::Run,
-                        after: spec.timeout,
-                        target: None,
-                    }),
-                    Observed::Flow(flow::Observed::of(f)),
-                ),
-            }
+            safety_net(
+                spec.timeout,
+                Box::pin(flow::run(f, spec.timeout, ctx)),
+                || None,
+                || Observed::Flow(flow::Observed::of(f)),
+            )
+            .await
         }
         CheckKind::Heartbeat(_) => (
             Phases::default(),
@@ -735,6 +707,29 @@ pub struct RunContext {
     /// change tracking, session receipts and expiry): the system's, or a
     /// manual one in tests. Deadlines stay on tokio's clock.
     pub clock: crate::clock::Clock,
+}
+
+/// Runs a kind that keeps within `timeout` itself under a safety net one
+/// second past it: should the kind overrun anyway, the run fails with a
+/// `timeout` in phase `run` naming `target`, observing `fallback`.
+async fn safety_net(
+    timeout: Duration,
+    run: impl Future<Output = KindResult>,
+    target: impl FnOnce() -> Option<String>,
+    fallback: impl FnOnce() -> Observed,
+) -> (Phases, Result<(), Failure>, Observed) {
+    match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
+        Ok(r) => (r.phases, r.result, r.observed),
+        Err(_) => (
+            Phases::default(),
+            Err(Failure::Timeout {
+                phase: failure::Phase::Run,
+                after: timeout,
+                target: target(),
+            }),
+            fallback(),
+        ),
+    }
 }
 
 /// The result of a kind's run before the common fields are added.
