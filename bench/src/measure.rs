@@ -53,3 +53,12 @@ pub fn quantile(v: &mut [f64], q: f64) -> f64 {
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages, as text: printed with
+/// CPU figures, which other work on the machine disturbs.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -8,11 +8,19 @@
 //!   times and the open alert rows, all in the store. Nothing lives only in
 //!   memory, so a restart neither re-pages an open alert nor forgets it: the
 //!   next evaluation reads it back.
-//! - **When.** After each committed batch for the checks it touched, and every
-//!   second for every check and probe ([`TICK`]) so regions turn STALE and
-//!   probes offline without results. Evaluations are serialized by a lock;
-//!   the store's one-open-alert-per-dedup-key index guards against anything
-//!   that slips through.
+//! - **When.** After each committed batch for the checks it touched (three
+//!   queries however many: probes, open alerts, the checks' region states),
+//!   and every second ([`TICK`]) for every probe and sink and for what time
+//!   alone can change ([`Due`]): the checks with an open alert (a region
+//!   turning STALE holds, updates or resolves it; with no alert open, time
+//!   only removes fresh failing regions, so it can never fire one), every
+//!   check when the set of offline regions changed and on an evaluator's
+//!   first pass, and on PostgreSQL the checks other replicas' batches
+//!   moved (a scan of `region_state` receipt times, no details read). A
+//!   request that finds the evaluator's queue full waits in a set for the
+//!   next request or tick, never dropped. Evaluations are serialized by a
+//!   lock; the store's one-open-alert-per-dedup-key index guards against
+//!   anything that slips through.
 //! - **Kinds.** `check_failing` ([`rule`]: a check failing from `min_regions`
 //!   fresh regions) and `probe_offline` ([`offline`]: one fleet-level alert
 //!   per silent probe; its regions count as stale for every check, so an
@@ -322,7 +330,9 @@ pub enum Transition {
     },
 }
 
-/// Evaluates the given checks now (after a batch).
+/// Evaluates the given checks now (after a batch): three queries however
+/// many checks (probes, open alerts, the checks' region states), then the
+/// rule per check.
 pub async fn evaluate_checks(
     ctl: &Controller,
     checks: &BTreeSet<String>,
@@ -332,45 +342,161 @@ pub async fn evaluate_checks(
     let cfg = ctl.config();
     let rows = ctl.store().probes().await?;
     let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
+    let ids: Vec<&str> = checks
+        .iter()
+        .filter(|id| cfg.check(id).is_some())
+        .map(String::as_str)
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut open = open_check_alerts(ctl.store().open_alerts().await?);
+    let mut states = by_check(ctl.store().region_states_of(&ids).await?);
     let mut out = Vec::new();
-    for id in checks {
+    for id in ids {
         let Some(check) = cfg.check(id) else { continue };
-        let states = ctl.store().region_states_for(id).await?;
-        let open = ctl.store().open_alert(id, AlertKind::CheckFailing).await?;
-        if let Some(t) = apply(ctl, &cfg, check, &states, &offline, open, now_ms).await? {
+        let st = states.remove(id).unwrap_or_default();
+        let alert = open.remove(id);
+        if let Some(t) = apply(ctl, &cfg, check, &st, &offline, alert, now_ms).await? {
             out.push(t);
         }
     }
     Ok(out)
 }
 
-/// Evaluates every check and every probe (the 1 s ticker), with three
-/// queries for the whole fleet.
+/// Open `check_failing` alerts by check.
+fn open_check_alerts(all_open: Vec<AlertRow>) -> BTreeMap<String, AlertRow> {
+    all_open
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::CheckFailing)
+        .map(|a| (a.check_id.clone(), a))
+        .collect()
+}
+
+fn by_check(states: Vec<RegionState>) -> BTreeMap<String, Vec<RegionState>> {
+    let mut out: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
+    for s in states {
+        out.entry(s.check_id.clone()).or_default().push(s);
+    }
+    out
+}
+
+/// Evaluates every check and every probe, with three queries for the
+/// whole fleet (the first pass of an evaluator, and tests).
 pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transition>, StoreError> {
     let _guard = ctl.eval_lock().lock().await;
+    pass(ctl, None, now_ms).await
+}
+
+/// What the 1 s tick must look at besides probes and sinks (module note,
+/// "When"). Results reach the rule through [`evaluate_checks`] after their
+/// batch commits; with no new result, time alone can only turn regions
+/// stale or offline, which never fires an alert (the rule fires on fresh
+/// failing regions only) but can hold, update or resolve an open one. So a
+/// tick evaluates the checks with an open alert, and every check when the
+/// set of offline regions changed (a probe back online brings its regions'
+/// states back into the rule) or on the evaluator's first pass. On
+/// PostgreSQL other replicas ingest too, and their batches wake only their
+/// own evaluator: the tick also reads the (check, region) keys whose
+/// `last_received_at_ms` is within [`Due::SLACK`] of the previous scan and
+/// evaluates those whose time moved since it last saw them.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Offline regions at the previous pass; `None` before the first.
+    offline: Option<Vec<String>>,
+    /// PostgreSQL: the newest `last_received_at_ms` seen per (check,
+    /// region) within the scan window (older entries are dropped).
+    received: std::collections::HashMap<(String, String), i64>,
+    /// PostgreSQL: the `now` of the previous scan.
+    scanned_ms: i64,
+}
+
+impl Due {
+    /// How far back each scan reaches before the previous one: another
+    /// replica's batch is stamped with its arrival time before its commit,
+    /// and replicas' clocks differ a little (NTP).
+    pub const SLACK: Duration = Duration::from_secs(5);
+
+    /// Checks whose `region_state` another replica moved since the previous scan.
+    async fn changed_elsewhere(
+        &mut self,
+        ctl: &Controller,
+        now_ms: i64,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let slack = i64::try_from(Self::SLACK.as_millis()).unwrap_or(i64::MAX);
+        let since = self.scanned_ms.saturating_sub(slack);
+        let rows = ctl.store().region_state_receipts(since).await?;
+        let mut changed = BTreeSet::new();
+        for (check, region, received) in rows {
+            match self.received.get_mut(&(check.clone(), region.clone())) {
+                Some(seen) if *seen >= received => {}
+                Some(seen) => {
+                    *seen = received;
+                    changed.insert(check);
+                }
+                None => {
+                    self.received.insert((check.clone(), region), received);
+                    changed.insert(check);
+                }
+            }
+        }
+        self.received.retain(|_, at| *at >= since);
+        self.scanned_ms = now_ms;
+        Ok(changed)
+    }
+}
+
+/// One pass: probes, sinks, then every check (`due` is `None`, or its
+/// first pass, or the offline regions changed) or only the checks `due`
+/// names; alerts of checks no longer in config resolve either way.
+async fn pass(
+    ctl: &Controller,
+    due: Option<&mut Due>,
+    now_ms: i64,
+) -> Result<Vec<Transition>, StoreError> {
     let cfg = ctl.config();
     let rows = ctl.store().probes().await?;
     let all_open = ctl.store().open_alerts().await?;
     let mut out = offline::evaluate(ctl, &cfg, &rows, &all_open, now_ms).await?;
     out.extend(notifier::evaluate(ctl, &cfg, &all_open, now_ms).await?);
     let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
-    let mut states: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
-    for s in ctl.store().region_states().await? {
-        states.entry(s.check_id.clone()).or_default().push(s);
-    }
-    let mut open: BTreeMap<String, AlertRow> = all_open
-        .into_iter()
-        .filter(|a| a.kind == AlertKind::CheckFailing)
-        .map(|a| (a.check_id.clone(), a))
-        .collect();
+    let mut open = open_check_alerts(all_open);
+    let only: Option<BTreeSet<String>> = match due {
+        Some(due) if due.offline.as_ref() == Some(&offline) => {
+            let mut only: BTreeSet<String> = open.keys().cloned().collect();
+            if ctl.store().engine() == crate::store::Engine::Postgres {
+                only.extend(due.changed_elsewhere(ctl, now_ms).await?);
+            }
+            Some(only)
+        }
+        Some(due) => {
+            due.offline = Some(offline.clone());
+            // Everything is read below: the scan window starts here.
+            due.received.clear();
+            due.scanned_ms = now_ms;
+            None
+        }
+        None => None,
+    };
+    let mut states = match &only {
+        None => by_check(ctl.store().region_states().await?),
+        Some(ids) => {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            by_check(ctl.store().region_states_of(&ids).await?)
+        }
+    };
     for check in &cfg.checks {
+        if only.as_ref().is_some_and(|o| !o.contains(&check.raw.id)) {
+            continue;
+        }
         let st = states.remove(&check.raw.id).unwrap_or_default();
         let alert = open.remove(&check.raw.id);
         if let Some(t) = apply(ctl, &cfg, check, &st, &offline, alert, now_ms).await? {
             out.push(t);
         }
     }
-    // Alerts of checks removed from config would otherwise stay open forever.
+    // Alerts of checks removed from config would otherwise stay open forever
+    // (every open alert's check was evaluated above if still configured).
     for (check_id, alert) in open {
         let event = resolve_event(
             &check_id,
@@ -841,18 +967,24 @@ pub async fn run_evaluator(
     let mut cert_tick = tokio::time::interval(certificate::TICK);
     cert_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut moved = ctl.clock().moved();
+    let mut due = Due::default();
     loop {
+        if !ctl.store().is_leader() {
+            // A new term starts with a pass over everything.
+            due = Due::default();
+        }
         let result = tokio::select! {
             Some(mut checks) = requests.recv() => {
                 while let Ok(more) = requests.try_recv() {
                     checks.extend(more);
                 }
+                checks.extend(ctl.take_evaluation_overflow());
                 if !ctl.store().is_leader() {
                     continue;
                 }
                 evaluate_checks(&ctl, &checks, ctl.now_ms()).await.map(|_| ())
             }
-            _ = tick.tick(), if ctl.store().is_leader() => evaluate_every_check(&ctl).await,
+            _ = tick.tick(), if ctl.store().is_leader() => evaluate_due(&ctl, &mut due).await,
             _ = moved.changed(), if ctl.store().is_leader() => match evaluate_every_check(&ctl).await {
                 Ok(()) => certificate::evaluate(&ctl, ctl.now_ms()).await.map(|_| ()),
                 Err(e) => Err(e),
@@ -886,13 +1018,34 @@ pub async fn run_evaluator(
 async fn evaluate_every_check(ctl: &Controller) -> Result<(), StoreError> {
     let now = ctl.now_ms();
     evaluate_all(ctl, now).await?;
+    passed(ctl, now);
+    Ok(())
+}
+
+/// The 1 s tick: what [`Due`] says may have changed with time, recorded
+/// as a pass over every check (it is one: the checks it skips cannot
+/// change with time alone).
+async fn evaluate_due(ctl: &Controller, due: &mut Due) -> Result<(), StoreError> {
+    let now = ctl.now_ms();
+    let overflow = ctl.take_evaluation_overflow();
+    if !overflow.is_empty() {
+        evaluate_checks(ctl, &overflow, now).await?;
+    }
+    {
+        let _guard = ctl.eval_lock().lock().await;
+        pass(ctl, Some(due), now).await?;
+    }
+    passed(ctl, now);
+    Ok(())
+}
+
+fn passed(ctl: &Controller, now: i64) {
     ctl.set_evaluated(now);
     ctl.metrics().set(
         "outpost_alerting_last_pass_timestamp_seconds",
         &[],
         now as f64 / 1000.0,
     );
-    Ok(())
 }
 
 #[cfg(test)]

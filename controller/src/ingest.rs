@@ -846,7 +846,9 @@ async fn handle_batch(
     if outcome.dns_changes > 0 && notify_events {
         ctl.wake_delivery();
     }
-    if outcome.certificates > 0 {
+    // A certificate seen again changes nothing the inventory's evaluation
+    // needs before its minute tick; a new one (or a new sighting) may.
+    if outcome.new_sightings > 0 {
         ctl.certificates_changed().notify_one();
     }
     if !outcome.affected.is_empty() {

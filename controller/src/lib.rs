@@ -89,6 +89,9 @@ struct Inner {
     registry: Registry,
     eval_tx: mpsc::Sender<BTreeSet<String>>,
     eval_lock: tokio::sync::Mutex<()>,
+    /// Checks whose evaluation request found the queue full (at most every
+    /// check once): the evaluator takes them with the next request or tick.
+    eval_overflow: std::sync::Mutex<BTreeSet<String>>,
     delivery: Notify,
     certificates: Notify,
     limiter: alerting::sink::ratelimit::Limiter,
@@ -169,6 +172,7 @@ impl Controller {
                 registry: Registry::default(),
                 eval_tx,
                 eval_lock: tokio::sync::Mutex::new(()),
+                eval_overflow: std::sync::Mutex::default(),
                 delivery: Notify::new(),
                 certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
@@ -286,9 +290,28 @@ impl Controller {
     }
 
     /// Asks the evaluator to look at these checks soon. If its queue is
-    /// full the 1 s tick covers them.
+    /// full they wait in a set the evaluator drains on its next request or
+    /// tick: the tick looks only at what may change with time, so a
+    /// request is never dropped.
     pub(crate) fn request_evaluation(&self, checks: BTreeSet<String>) {
-        let _ = self.inner.eval_tx.try_send(checks);
+        if let Err(mpsc::error::TrySendError::Full(checks)) = self.inner.eval_tx.try_send(checks) {
+            self.inner
+                .eval_overflow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(checks);
+        }
+    }
+
+    /// The requests that found the evaluator's queue full.
+    pub(crate) fn take_evaluation_overflow(&self) -> BTreeSet<String> {
+        std::mem::take(
+            &mut *self
+                .inner
+                .eval_overflow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// This process's name in the evaluator lease: `host/pid/start ms`.

@@ -140,6 +140,19 @@
 //!   needs the event's id, which only the insert knows: the batch carries
 //!   the dedup key up to the id and the payload ([`EventNotice`]), the store
 //!   appends the id to the key and records it in `notifications.event_id`.
+//!   The statements are per batch, not per result (a round trip each on
+//!   PostgreSQL): one multi-row `INSERT … ON CONFLICT (result_id) DO
+//!   NOTHING RETURNING result_id` per 1,000 results; then for the
+//!   (check, region) keys the new results touch, one read of their
+//!   counters (`FOR UPDATE` on PostgreSQL, after a placeholder row is
+//!   inserted for a key without one, so every key is locked and a
+//!   concurrent replica's batch for the same key waits), the counters
+//!   advanced in memory exactly as one upsert per result in order would,
+//!   and one multi-row upsert of the final rows; certificate sightings are
+//!   coalesced per (fingerprint, check, probe, address) with their seen
+//!   times widened, and one read says which are new (only those wake the
+//!   inventory's evaluation before its minute tick). Chunks stay under
+//!   SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 //! - **Invariants.** (1) A result is stored at most once: `INSERT … ON
 //!   CONFLICT (result_id) DO NOTHING`, and `region_state` only moves for
 //!   rows actually inserted, so a resent batch changes nothing. (2)

@@ -68,20 +68,135 @@ impl SightingRow {
     }
 }
 
-/// Upserts one sighting (and its certificate) inside the ingest transaction.
-/// Seen times only widen: first-seen never moves later, last-seen never earlier.
-pub(super) async fn record(
+/// One sighting of a batch, coalesced: every result of the batch that saw
+/// this certificate at this (check, probe, address), newest last.
+#[derive(Debug)]
+pub(super) struct Sighting<'a> {
+    /// The newest result's view (its region, host, position win, as they
+    /// would one upsert per result, oldest first).
+    pub seen: &'a Seen,
+    pub check_id: &'a str,
+    pub probe: &'a str,
+    pub region: &'a str,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+type SightingKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// The sightings of one batch, one per (fingerprint, check, probe, address).
+#[derive(Debug, Default)]
+pub(super) struct Sightings<'a> {
+    by_key: std::collections::BTreeMap<SightingKey<'a>, Sighting<'a>>,
+}
+
+impl<'a> Sightings<'a> {
+    /// Adds one result's sighting at `at_ms` (results come oldest first).
+    pub fn add(
+        &mut self,
+        seen: &'a Seen,
+        check_id: &'a str,
+        probe: &'a str,
+        region: &'a str,
+        at_ms: i64,
+    ) {
+        let key = (
+            seen.fingerprint.as_str(),
+            check_id,
+            probe,
+            seen.address.as_str(),
+        );
+        self.by_key
+            .entry(key)
+            .and_modify(|s| {
+                s.seen = seen;
+                s.region = region;
+                s.first_ms = s.first_ms.min(at_ms);
+                s.last_ms = s.last_ms.max(at_ms);
+            })
+            .or_insert(Sighting {
+                seen,
+                check_id,
+                probe,
+                region,
+                first_ms: at_ms,
+                last_ms: at_ms,
+            });
+    }
+
+    /// Writes them inside the ingest transaction; returns how many were not
+    /// stored before (a new certificate, or one seen somewhere new: what
+    /// the inventory's evaluation must look at now rather than on its
+    /// minute tick). Two statements per distinct certificate and sighting,
+    /// plus one read, however many results saw them.
+    pub async fn write(&self, tx: &mut Tx<'_>) -> Result<u64, sqlx::Error> {
+        if self.by_key.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<&SightingKey<'_>> = self.by_key.keys().collect();
+        let mut known = std::collections::HashSet::new();
+        for chunk in keys.chunks(1000) {
+            let mut values = String::new();
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    values.push_str(", ");
+                }
+                let b = 4 * i;
+                values.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+            }
+            let sql = format!(
+                "SELECT fingerprint, check_id, probe, address FROM certificate_sightings \
+                 WHERE (fingerprint, check_id, probe, address) IN (VALUES {values})"
+            );
+            let mut q =
+                sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql));
+            for (f, c, p, a) in chunk {
+                q = q.bind(*f).bind(*c).bind(*p).bind(*a);
+            }
+            known.extend(q.fetch_all(&mut **tx).await?);
+        }
+        let mut certs: std::collections::BTreeMap<&str, (&Seen, i64, i64)> =
+            std::collections::BTreeMap::new();
+        for s in self.by_key.values() {
+            certs
+                .entry(s.seen.fingerprint.as_str())
+                .and_modify(|c| {
+                    c.1 = c.1.min(s.first_ms);
+                    c.2 = c.2.max(s.last_ms);
+                })
+                .or_insert((s.seen, s.first_ms, s.last_ms));
+        }
+        for (seen, first, last) in certs.values() {
+            record_certificate(tx, seen, *first, *last).await?;
+        }
+        let mut new = 0;
+        for ((f, c, p, a), s) in &self.by_key {
+            if !known.contains(&(
+                (*f).to_owned(),
+                (*c).to_owned(),
+                (*p).to_owned(),
+                (*a).to_owned(),
+            )) {
+                new += 1;
+            }
+            record_sighting(tx, s).await?;
+        }
+        Ok(new)
+    }
+}
+
+/// Upserts a certificate. Seen times only widen: first-seen never moves
+/// later, last-seen never earlier.
+async fn record_certificate(
     tx: &mut Tx<'_>,
     s: &Seen,
-    check_id: &str,
-    probe: &str,
-    region: &str,
-    at_ms: i64,
+    first_ms: i64,
+    last_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO certificates (fingerprint, subject, issuer, sans_json, not_before_ms, not_after_ms, key_type, \
          signature_algorithm, is_ca, self_signed, first_seen_ms, last_seen_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (fingerprint) DO UPDATE SET \
            last_seen_ms = CASE WHEN certificates.last_seen_ms > excluded.last_seen_ms \
                           THEN certificates.last_seen_ms ELSE excluded.last_seen_ms END, \
@@ -98,12 +213,18 @@ pub(super) async fn record(
     .bind(&s.signature_algorithm)
     .bind(i64::from(s.is_ca))
     .bind(i64::from(s.self_signed))
-    .bind(at_ms)
+    .bind(first_ms)
+    .bind(last_ms)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Upserts a sighting (its certificate is written first). Seen times only widen.
+async fn record_sighting(tx: &mut Tx<'_>, s: &Sighting<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO certificate_sightings (fingerprint, check_id, probe, address, region, host, position, trust_store, \
-         first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (fingerprint, check_id, probe, address) DO UPDATE SET \
            region = excluded.region, host = excluded.host, position = excluded.position, \
            trust_store = excluded.trust_store, \
@@ -112,15 +233,16 @@ pub(super) async fn record(
            last_seen_ms = CASE WHEN certificate_sightings.last_seen_ms > excluded.last_seen_ms \
                           THEN certificate_sightings.last_seen_ms ELSE excluded.last_seen_ms END",
     )
-    .bind(&s.fingerprint)
-    .bind(check_id)
-    .bind(probe)
-    .bind(&s.address)
-    .bind(region)
-    .bind(&s.host)
-    .bind(s.position)
-    .bind(&s.trust_store)
-    .bind(at_ms)
+    .bind(&s.seen.fingerprint)
+    .bind(s.check_id)
+    .bind(s.probe)
+    .bind(&s.seen.address)
+    .bind(s.region)
+    .bind(&s.seen.host)
+    .bind(s.seen.position)
+    .bind(&s.seen.trust_store)
+    .bind(s.first_ms)
+    .bind(s.last_ms)
     .execute(&mut **tx)
     .await?;
     Ok(())

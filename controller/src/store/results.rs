@@ -7,12 +7,13 @@
 //! derived from it, and the sinks of event notifications); here each part is
 //! written only if its result is new.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use outpost_probe::check::Observed;
 
 use super::{
-    Flag, Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications, to_i64,
+    Engine, Flag, Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications,
+    to_i64,
 };
 use crate::certificate::Seen;
 
@@ -127,6 +128,9 @@ pub struct IngestOutcome {
     pub dns_changes: u64,
     /// Certificate sightings among them.
     pub certificates: u64,
+    /// Distinct sightings among them not stored before: a certificate
+    /// first seen, or seen by a check, probe or address for the first time.
+    pub new_sightings: u64,
 }
 
 /// Latest state of one check in one region.
@@ -299,73 +303,269 @@ macro_rules! result_columns {
     };
 }
 
-/// Inserts a result unless its id is stored; true when inserted.
-async fn insert_result(
-    tx: &mut Tx<'_>,
-    r: &NewResult,
-    received_at_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
-         failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (result_id) DO NOTHING",
-    )
-    .bind(&r.result_id)
-    .bind(&r.probe)
-    .bind(&r.region)
-    .bind(&r.check_id)
-    .bind(to_i64(r.sequence))
-    .bind(&r.kind)
-    .bind(r.started_at_ms)
-    .bind(received_at_ms)
-    .bind(i64::from(r.ok))
-    .bind(&r.failure_code)
-    .bind(&r.failure_message)
-    .bind(to_i64(r.phases_us[0]))
-    .bind(to_i64(r.phases_us[1]))
-    .bind(to_i64(r.phases_us[2]))
-    .bind(to_i64(r.phases_us[3]))
-    .bind(to_i64(r.phases_us[4]))
-    .bind(&r.details_json)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() > 0)
+/// Rows per multi-row statement. A result row binds 17 values, so a chunk
+/// binds at most 17,000: under SQLite's 32,766 and PostgreSQL's 65,535.
+/// The multi-row statements are built at run time (`AssertSqlSafe`): only
+/// `$N` placeholders and constants are formatted into them, every value is
+/// bound.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// `($1, $2, …), (…)`: `rows` tuples of `cols` placeholders each.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for row in 0..rows {
+        s.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..cols {
+            if col > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(row * cols + col + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
 }
 
-/// Moves the (check, region) state forward by one newly stored result;
-/// a result older than the stored newest one changes nothing.
-async fn advance_region_state(
+/// Inserts the results whose id is not stored yet, one multi-row
+/// statement per [`ROWS_PER_STATEMENT`]; returns the ids inserted.
+async fn insert_results(
     tx: &mut Tx<'_>,
-    r: &NewResult,
+    results: &[&NewResult],
+    received_at_ms: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut inserted = HashSet::with_capacity(results.len());
+    for chunk in results.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
+             failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
+             VALUES {} ON CONFLICT (result_id) DO NOTHING RETURNING result_id",
+            placeholders(chunk.len(), 17)
+        );
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(&r.result_id)
+                .bind(&r.probe)
+                .bind(&r.region)
+                .bind(&r.check_id)
+                .bind(to_i64(r.sequence))
+                .bind(&r.kind)
+                .bind(r.started_at_ms)
+                .bind(received_at_ms)
+                .bind(i64::from(r.ok))
+                .bind(&r.failure_code)
+                .bind(&r.failure_message)
+                .bind(to_i64(r.phases_us[0]))
+                .bind(to_i64(r.phases_us[1]))
+                .bind(to_i64(r.phases_us[2]))
+                .bind(to_i64(r.phases_us[3]))
+                .bind(to_i64(r.phases_us[4]))
+                .bind(&r.details_json);
+        }
+        inserted.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(inserted)
+}
+
+/// The part of a `region_state` row that results advance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Streak {
     at_ms: i64,
+    failures: u32,
+    passes: u32,
+}
+
+impl Streak {
+    /// A (check, region) without a row: the first result applies.
+    const NONE: Streak = Streak {
+        at_ms: i64::MIN,
+        failures: 0,
+        passes: 0,
+    };
+
+    /// One result in order; a result older than the newest applied one
+    /// changes nothing (the `WHERE` of the former per-result upsert).
+    fn advance(&mut self, ok: bool, at_ms: i64) -> bool {
+        if at_ms < self.at_ms {
+            return false;
+        }
+        self.at_ms = at_ms;
+        if ok {
+            self.passes += 1;
+            self.failures = 0;
+        } else {
+            self.failures += 1;
+            self.passes = 0;
+        }
+        true
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StreakRecord {
+    check_id: String,
+    region: String,
+    last_result_at_ms: i64,
+    #[sqlx(try_from = "i64")]
+    consecutive_failures: u32,
+    #[sqlx(try_from = "i64")]
+    consecutive_passes: u32,
+}
+
+type Key<'a> = (&'a str, &'a str);
+
+/// The stored streaks of `keys` (absent keys are absent), row-locked
+/// `FOR UPDATE` on PostgreSQL so a concurrent replica's ingest of the same
+/// (check, region) waits for this transaction; SQLite's `BEGIN IMMEDIATE`
+/// already holds the only write lock.
+async fn read_streaks(
+    tx: &mut Tx<'_>,
+    engine: Engine,
+    keys: &[Key<'_>],
+) -> Result<HashMap<(String, String), Streak>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let lock = if engine == Engine::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT check_id, region, last_result_at_ms, consecutive_failures, consecutive_passes \
+             FROM region_state WHERE (check_id, region) IN (VALUES {}) ORDER BY check_id, region{lock}",
+            placeholders(chunk.len(), 2)
+        );
+        let mut q = sqlx::query_as::<_, StreakRecord>(sqlx::AssertSqlSafe(sql));
+        for (check, region) in chunk {
+            q = q.bind(*check).bind(*region);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                (r.check_id, r.region),
+                Streak {
+                    at_ms: r.last_result_at_ms,
+                    failures: r.consecutive_failures,
+                    passes: r.consecutive_passes,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// PostgreSQL: inserts a placeholder row (older than any result) for each
+/// key without one, so [`read_streaks`] can lock every key. A replica
+/// inserting the same key concurrently makes this wait and do nothing; the
+/// placeholder never outlives the transaction, which overwrites it.
+/// A placeholder's `last_result_at_ms`: older than any result. Not
+/// `i64::MIN`, which PostgreSQL cannot read as a `BIGINT` literal.
+const PLACEHOLDER_AT: i64 = i64::MIN + 1;
+
+async fn insert_placeholders(tx: &mut Tx<'_>, keys: &[Key<'_>]) -> Result<(), sqlx::Error> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut values = String::new();
+        for i in 0..chunk.len() {
+            if i > 0 {
+                values.push_str(", ");
+            }
+            values.push_str(&format!(
+                "(${}, ${}, {PLACEHOLDER_AT}, 0, 0, 0, 0, '{{}}', '', '')",
+                2 * i + 1,
+                2 * i + 2,
+            ));
+        }
+        let sql = format!(
+            "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+             consecutive_failures, consecutive_passes, last_details_json, last_probe, last_kind) \
+             VALUES {values} ON CONFLICT (check_id, region) DO NOTHING"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (check, region) in chunk {
+            q = q.bind(*check).bind(*region);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Moves `region_state` forward by the newly stored `results` (oldest
+/// first) exactly as one upsert per result in that order would — each
+/// (check, region)'s counters advance by every result not older than its
+/// newest, and the newest applied result's fields are kept — with one read
+/// and one multi-row upsert per [`ROWS_PER_STATEMENT`] keys.
+async fn advance_region_states(
+    tx: &mut Tx<'_>,
+    engine: Engine,
+    results: &[&NewResult],
     received_at_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
-         consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe, last_kind) \
-         VALUES ($1, $2, $3, $4, $5, 1 - $5, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (check_id, region) DO UPDATE SET \
-           consecutive_failures = CASE WHEN excluded.last_ok = 1 THEN 0 ELSE region_state.consecutive_failures + 1 END, \
-           consecutive_passes = CASE WHEN excluded.last_ok = 1 THEN region_state.consecutive_passes + 1 ELSE 0 END, \
-           last_result_at_ms = excluded.last_result_at_ms, last_received_at_ms = excluded.last_received_at_ms, \
-           last_ok = excluded.last_ok, last_code = excluded.last_code, last_message = excluded.last_message, \
-           last_details_json = excluded.last_details_json, last_probe = excluded.last_probe, \
-           last_kind = excluded.last_kind \
-         WHERE excluded.last_result_at_ms >= region_state.last_result_at_ms",
-    )
-    .bind(&r.check_id)
-    .bind(&r.region)
-    .bind(at_ms)
-    .bind(received_at_ms)
-    .bind(i64::from(r.ok))
-    .bind(&r.failure_code)
-    .bind(&r.failure_message)
-    .bind(&r.details_json)
-    .bind(&r.probe)
-    .bind(&r.kind)
-    .execute(&mut **tx)
-    .await?;
+    let mut keys: Vec<Key<'_>> = results
+        .iter()
+        .map(|r| (r.check_id.as_str(), r.region.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut stored = read_streaks(tx, engine, &keys).await?;
+    if engine == Engine::Postgres {
+        let absent: Vec<Key<'_>> = keys
+            .iter()
+            .filter(|(c, r)| !stored.contains_key(&((*c).to_owned(), (*r).to_owned())))
+            .copied()
+            .collect();
+        if !absent.is_empty() {
+            insert_placeholders(tx, &absent).await?;
+            stored.extend(read_streaks(tx, engine, &absent).await?);
+        }
+    }
+    let mut next: BTreeMap<Key<'_>, (Streak, Option<&NewResult>)> = BTreeMap::new();
+    for r in results {
+        let key = (r.check_id.as_str(), r.region.as_str());
+        let entry = next.entry(key).or_insert_with(|| {
+            let streak = stored
+                .get(&(key.0.to_owned(), key.1.to_owned()))
+                .copied()
+                .unwrap_or(Streak::NONE);
+            (streak, None)
+        });
+        if entry.0.advance(r.ok, r.at_ms(received_at_ms)) {
+            entry.1 = Some(r);
+        }
+    }
+    let rows: Vec<(Streak, &NewResult)> = next
+        .into_values()
+        .filter_map(|(s, r)| r.map(|r| (s, r)))
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+             consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe, last_kind) \
+             VALUES {} ON CONFLICT (check_id, region) DO UPDATE SET \
+               last_result_at_ms = excluded.last_result_at_ms, last_received_at_ms = excluded.last_received_at_ms, \
+               last_ok = excluded.last_ok, consecutive_failures = excluded.consecutive_failures, \
+               consecutive_passes = excluded.consecutive_passes, last_code = excluded.last_code, \
+               last_message = excluded.last_message, last_details_json = excluded.last_details_json, \
+               last_probe = excluded.last_probe, last_kind = excluded.last_kind",
+            placeholders(chunk.len(), 12)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (s, r) in chunk {
+            q = q
+                .bind(&r.check_id)
+                .bind(&r.region)
+                .bind(s.at_ms)
+                .bind(received_at_ms)
+                .bind(i64::from(r.ok))
+                .bind(i64::from(s.failures))
+                .bind(i64::from(s.passes))
+                .bind(&r.failure_code)
+                .bind(&r.failure_message)
+                .bind(&r.details_json)
+                .bind(&r.probe)
+                .bind(&r.kind);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -373,17 +573,37 @@ impl Store {
     /// Writes one batch in one transaction: each new result, the
     /// `region_state` it advances, and its events (with their `info`
     /// notifications when new) and certificate sightings; a result already
-    /// stored adds nothing. Results are written oldest first.
+    /// stored adds nothing. Results are taken oldest first. A handful of
+    /// statements per batch, not per result: one multi-row insert of the
+    /// results (`RETURNING` the new ids), one read and one multi-row upsert
+    /// of `region_state`, then the rows derived from new results (events
+    /// and certificates, which few results carry).
     pub async fn ingest(&self, mut batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
         batch
             .items
             .sort_by_key(|i| (i.result.started_at_ms, i.result.sequence));
         let received = batch.received_at_ms;
         let mut out = IngestOutcome::default();
+        // A result sent twice in one batch is stored once, the first time.
+        let mut seen = HashSet::with_capacity(batch.items.len());
+        let unique: Vec<&NewResult> = batch
+            .items
+            .iter()
+            .map(|i| &i.result)
+            .filter(|r| seen.insert(r.result_id.as_str()))
+            .collect();
         let mut tx = self.begin_write().await?;
+        let inserted = insert_results(&mut tx, &unique, received).await?;
+        let new: Vec<&NewResult> = unique
+            .into_iter()
+            .filter(|r| inserted.contains(&r.result_id))
+            .collect();
+        advance_region_states(&mut tx, self.engine, &new, received).await?;
+        let mut first = HashSet::with_capacity(new.len());
+        let mut sightings = certificates::Sightings::default();
         for item in &batch.items {
             let r = &item.result;
-            if !insert_result(&mut tx, r, received).await? {
+            if !inserted.contains(&r.result_id) || !first.insert(r.result_id.as_str()) {
                 out.duplicates += 1;
                 continue;
             }
@@ -391,7 +611,6 @@ impl Store {
             out.affected.insert(r.check_id.clone());
             out.inserted.insert(r.result_id.clone());
             let at = r.at_ms(received);
-            advance_region_state(&mut tx, r, at, received).await?;
             for e in &item.events {
                 out.dns_changes += 1;
                 let Some(id) = events::record(&mut tx, &e.event).await? else {
@@ -411,10 +630,11 @@ impl Store {
                 }
             }
             for c in &item.certificates {
-                certificates::record(&mut tx, c, &r.check_id, &r.probe, &r.region, at).await?;
+                sightings.add(c, &r.check_id, &r.probe, &r.region, at);
                 out.certificates += 1;
             }
         }
+        out.new_sightings = sightings.write(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -442,6 +662,58 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(RegionState::from).collect())
+    }
+
+    /// Latest state of the given checks in every region that reported
+    /// them, ordered by check and region: one statement per
+    /// [`ROWS_PER_STATEMENT`] checks (the evaluator after a batch).
+    pub async fn region_states_of(
+        &self,
+        check_ids: &[&str],
+    ) -> Result<Vec<RegionState>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in check_ids.chunks(ROWS_PER_STATEMENT) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                concat!(
+                    "SELECT ",
+                    region_state_columns!(),
+                    " FROM region_state WHERE check_id IN ({}) ORDER BY check_id, region"
+                ),
+                list
+            );
+            let mut q = sqlx::query_as::<_, RegionStateRecord>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(
+                q.fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(RegionState::from),
+            );
+        }
+        Ok(out)
+    }
+
+    /// (check, region, `last_received_at_ms`) of every `region_state` row
+    /// received at or after `since_ms`: what the evaluator scans on
+    /// PostgreSQL for batches other replicas committed
+    /// ([`crate::alerting::Due`]). Reads no details.
+    pub async fn region_state_receipts(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT check_id, region, last_received_at_ms FROM region_state \
+             WHERE last_received_at_ms >= $1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The newest `limit` results of a check.
@@ -591,6 +863,179 @@ mod tests {
             assert!(st.last_ok);
             assert_eq!((st.consecutive_passes, st.consecutive_failures), (1, 0));
             assert_eq!(s.count_results().await.unwrap(), 2);
+        }
+    }
+
+    /// Results for check `check`, out of order, with both outcomes, three
+    /// regions, one older than the stored state and an id sent twice.
+    fn mixed(check: &str) -> Vec<NewResult> {
+        let spec: [(&str, &str, bool, i64); 12] = [
+            ("1", "eu", true, 1000),
+            ("2", "eu", false, 2000),
+            ("3", "us", false, 1500),
+            ("4", "eu", false, 3000),
+            ("5", "eu", true, 2500),
+            ("6", "us", false, 1600),
+            ("7", "ap", true, 900),
+            ("8", "eu", false, 3000),
+            ("2", "eu", false, 2000),
+            ("9", "us", true, 1400),
+            ("10", "ap", true, 5000),
+            ("11", "eu", false, 9000),
+        ];
+        spec.iter()
+            .enumerate()
+            .map(|(i, (id, region, ok, at))| {
+                let mut r = result(&format!("{check}-{id}"), i as u64 + 1, region, *ok, *at);
+                r.check_id = check.into();
+                r
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_moves_region_state_as_its_results_one_by_one_would() {
+        for (_d, s) in temp_stores().await {
+            // The state before: one stored result per region of both checks.
+            for check in ["one", "all"] {
+                let mut before = Vec::new();
+                for (i, region) in ["eu", "us"].into_iter().enumerate() {
+                    let mut r = result(
+                        &format!("{check}-0-{region}"),
+                        100 + i as u64,
+                        region,
+                        false,
+                        1200,
+                    );
+                    r.check_id = check.into();
+                    before.push(r);
+                }
+                s.ingest(IngestBatch::results(before, 10_000))
+                    .await
+                    .unwrap();
+            }
+            // A batch is taken oldest first: so are the single results.
+            let mut singles = mixed("one");
+            singles.sort_by_key(|r| (r.started_at_ms, r.sequence));
+            let mut one_by_one = (0, 0);
+            for r in singles {
+                let o = s.ingest(IngestBatch::results(vec![r], 4000)).await.unwrap();
+                one_by_one.0 += o.stored;
+                one_by_one.1 += o.duplicates;
+            }
+            let batch = s
+                .ingest(IngestBatch::results(mixed("all"), 4000))
+                .await
+                .unwrap();
+            assert_eq!((batch.stored, batch.duplicates), one_by_one);
+            assert_eq!((batch.stored, batch.duplicates), (11, 1));
+            let strip = |mut v: Vec<RegionState>| {
+                for st in &mut v {
+                    st.check_id.clear();
+                }
+                v
+            };
+            let one = strip(s.region_states_for("one").await.unwrap());
+            let all = strip(s.region_states_for("all").await.unwrap());
+            assert_eq!(one.len(), 3);
+            assert_eq!(all, one);
+            // eu: 1200 ✗ stored; then 1000 ✓ (older than it: ignored),
+            // 2000 ✗, 2500 ✓, 3000 ✗, 3000 ✗, 9000 ✗ clamped to 4000.
+            let eu = one.iter().find(|r| r.region == "eu").unwrap();
+            assert_eq!((eu.consecutive_failures, eu.consecutive_passes), (3, 0));
+            assert_eq!(eu.last_result_at_ms, 4000);
+            assert_eq!(s.count_results().await.unwrap(), 4 + 22);
+        }
+    }
+
+    #[tokio::test]
+    async fn region_states_of_reads_only_the_named_checks() {
+        for (_d, s) in temp_stores().await {
+            let mut rows = mixed("a");
+            rows.extend(mixed("b"));
+            rows.extend(mixed("c"));
+            s.ingest(IngestBatch::results(rows, 4000)).await.unwrap();
+            let got = s.region_states_of(&["a", "c", "missing"]).await.unwrap();
+            let keys: Vec<(&str, &str)> = got
+                .iter()
+                .map(|r| (r.check_id.as_str(), r.region.as_str()))
+                .collect();
+            assert_eq!(
+                keys,
+                [
+                    ("a", "ap"),
+                    ("a", "eu"),
+                    ("a", "us"),
+                    ("c", "ap"),
+                    ("c", "eu"),
+                    ("c", "us")
+                ]
+            );
+            let receipts = s.region_state_receipts(4000).await.unwrap();
+            assert_eq!(receipts.len(), 9);
+            assert!(s.region_state_receipts(4001).await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn sightings_are_coalesced_per_batch_and_only_new_ones_count() {
+        for (_d, s) in temp_stores().await {
+            let seen = |fp: &str| Seen {
+                fingerprint: fp.into(),
+                subject: "CN=api".into(),
+                issuer: "CN=ca".into(),
+                sans: vec!["api.example.net".into()],
+                not_before_ms: None,
+                not_after_ms: 9_000_000,
+                key_type: "ECDSA P-256".into(),
+                signature_algorithm: "ecdsa-with-SHA256".into(),
+                is_ca: false,
+                self_signed: false,
+                position: Some(0),
+                trust_store: None,
+                address: "192.0.2.1:443".into(),
+                host: "api.example.net".into(),
+            };
+            let item = |id: &str, region: &str, at: i64| IngestItem {
+                result: result(id, 1, region, true, at),
+                events: Vec::new(),
+                certificates: vec![seen("aa"), seen("bb")],
+            };
+            let batch = |items| IngestBatch {
+                received_at_ms: 10_000,
+                items,
+                event_sinks: Vec::new(),
+            };
+            let o = s
+                .ingest(batch(vec![
+                    item("r1", "eu", 1000),
+                    item("r2", "eu", 3000),
+                    item("r3", "eu", 2000),
+                ]))
+                .await
+                .unwrap();
+            assert_eq!((o.certificates, o.new_sightings), (6, 2));
+            let rows = s.certificate_sightings().await.unwrap();
+            assert_eq!(rows.len(), 2);
+            assert!(
+                rows.iter()
+                    .all(|r| (r.first_seen_ms, r.last_seen_ms) == (1000, 3000))
+            );
+            let o = s.ingest(batch(vec![item("r4", "eu", 5000)])).await.unwrap();
+            assert_eq!((o.certificates, o.new_sightings), (2, 0));
+            let rows = s.certificate_sightings().await.unwrap();
+            assert!(
+                rows.iter()
+                    .all(|r| (r.first_seen_ms, r.last_seen_ms) == (1000, 5000))
+            );
+            // Another probe (region us, probe p-us) is a new sighting.
+            let o = s.ingest(batch(vec![item("r5", "us", 6000)])).await.unwrap();
+            assert_eq!((o.certificates, o.new_sightings), (2, 2));
+            // A resent result adds nothing.
+            let o = s.ingest(batch(vec![item("r5", "us", 6000)])).await.unwrap();
+            assert_eq!((o.duplicates, o.certificates, o.new_sightings), (1, 0, 0));
+            let certs = s.certificates().await.unwrap();
+            assert_eq!(certs.len(), 2);
         }
     }
 

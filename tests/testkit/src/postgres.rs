@@ -264,7 +264,8 @@ impl PgCluster {
         Ok(c)
     }
 
-    fn psql(&self, db: &str, sql: &str) -> anyhow::Result<String> {
+    /// Runs `sql` in database `db` with `psql`; returns its output.
+    pub fn psql(&self, db: &str, sql: &str) -> anyhow::Result<String> {
         let out = Command::new(self.bin.join("psql"))
             .arg(format!("{}/{db}", self.base))
             .args(["-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
