@@ -1274,6 +1274,28 @@ sinks = ["pagerduty", "log"]
     }
 
     /// Each bad snippet must produce a problem at exactly this path.
+    #[cfg(unix)]
+    #[test]
+    fn a_probe_ca_key_readable_by_others_is_refused_and_makes_tokens_optional() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::identity::init_ca(dir.path(), time::OffsetDateTime::now_utc()).unwrap();
+        let text = format!(
+            "[server]\ntls = {{ cert_file = {cert:?}, key_file = {key:?} }}\n\
+             probe_ca = {{ cert_file = {cert:?}, key_file = {key:?} }}\n\
+             [[probes]]\nname = \"a\"\nregion = \"r\"\n",
+            cert = ca.cert_file.display().to_string(),
+            key = ca.key_file.display().to_string(),
+        );
+        let cfg = parse(&text, "c.toml", &vars()).unwrap();
+        assert!(cfg.probe("a").unwrap().token.is_none());
+        assert_eq!(cfg.probe_cert_validity, crate::identity::DEFAULT_VALIDITY);
+        std::fs::set_permissions(&ca.key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = parse(&text, "c.toml", &vars()).unwrap_err();
+        assert!(err.has_path("server.probe_ca.key_file"), "{err}");
+        assert_eq!(ConfigError::EXIT_CODE, 78);
+    }
+
     #[test]
     fn bad_configs_name_the_offending_key() {
         let cases: &[(&str, &str, &str)] = &[
@@ -1347,7 +1369,12 @@ sinks = ["pagerduty", "log"]
             (
                 "probe without token",
                 "[[probes]]\nname = \"a\"\nregion = \"r\"\n",
-                "probes[0]",
+                "probes[0].token",
+            ),
+            (
+                "probe certificates valid too briefly",
+                "[server]\nprobe_cert_validity = \"10m\"\n",
+                "server.probe_cert_validity",
             ),
             (
                 "unset token variable",
