@@ -215,6 +215,20 @@ pub struct RawServer {
     /// Bounds on what probes send ([`limits`]). Optional.
     #[serde(default)]
     pub probe_limits: Option<limits::RawProbeLimits>,
+    /// The CA that issues probes' client certificates (mutual TLS,
+    /// [`crate::identity`]). PEM files; every replica uses the same ones.
+    /// The key file must be mode 0600 (else exit 78). Create both with
+    /// `outpost-controller ca init --dir /etc/outpost/probe-ca`. With it the
+    /// gRPC listener asks probes for a client certificate (bearer tokens keep
+    /// working), probes may enroll (`outpost-controller probe enroll`), and
+    /// `[[probes]] token` becomes optional. Needs `tls`. Example:
+    /// `probe_ca = { cert_file = "/etc/outpost/probe-ca/ca.pem", key_file = "/etc/outpost/probe-ca/ca.key" }`.
+    #[serde(default)]
+    pub probe_ca: Option<RawTls>,
+    /// Validity of an issued probe certificate; probes renew at half of it.
+    /// Default `"7d"`, `"1h"` to `"365d"`.
+    #[serde(default)]
+    pub probe_cert_validity: Option<Dur>,
 }
 
 /// `[server.tls]`.
@@ -268,8 +282,12 @@ pub struct RawProbeEntry {
     /// Region the probe runs in; checks name regions, not probes. Example `"eu-west"`.
     pub region: String,
     /// The probe's bearer token, unique per probe: `{ env = "NAME" }` or
-    /// `{ file = "/path" }`, never a literal.
-    pub token: RawSecret,
+    /// `{ file = "/path" }`, never a literal. Optional when `[server]
+    /// probe_ca` is set (the probe then enrolls for a client certificate);
+    /// both may be set, and either authenticates the probe. A probe with
+    /// neither is refused (exit 78).
+    #[serde(default)]
+    pub token: Option<RawSecret>,
 }
 
 /// `[alerting]`.
@@ -351,6 +369,10 @@ pub struct ControllerConfig {
     pub allow_plaintext_probes: bool,
     /// Bounds on what probes send.
     pub probe_limits: limits::ProbeLimits,
+    /// The probe CA's files (`server.probe_ca`), if mutual TLS is on.
+    pub probe_ca: Option<TlsFiles>,
+    /// Validity of issued probe certificates.
+    pub probe_cert_validity: Duration,
     /// Result retention.
     pub retention: Duration,
     /// Probes.
@@ -391,8 +413,8 @@ pub struct ProbeDef {
     pub name: String,
     /// Region.
     pub region: String,
-    /// Bearer token.
-    pub token: Secret,
+    /// Bearer token; `None` for a probe that authenticates by certificate only.
+    pub token: Option<Secret>,
 }
 
 /// A validated check with the definition it came from.
@@ -620,6 +642,35 @@ impl RawControllerFile {
             );
         }
         let probe_limits = limits::validate(server.probe_limits.as_ref(), &mut p);
+        let probe_ca = server
+            .probe_ca
+            .as_ref()
+            .map(|t| validate_tls(t, "server.probe_ca", &mut p));
+        if let Some(ca) = &probe_ca {
+            if let Err(e) = crate::identity::check_key_mode(&ca.key_file) {
+                p.push("server.probe_ca.key_file", e.to_string());
+            }
+            if tls.is_none() {
+                p.push(
+                    "server.probe_ca",
+                    "mutual TLS needs the gRPC listener's own TLS: set server.tls too",
+                );
+            }
+        }
+        let probe_cert_validity = server
+            .probe_cert_validity
+            .map_or(crate::identity::DEFAULT_VALIDITY, Dur::get);
+        if !(Duration::from_secs(3600)..=Duration::from_secs(365 * 86_400))
+            .contains(&probe_cert_validity)
+        {
+            p.push(
+                "server.probe_cert_validity",
+                format!(
+                    "probe_cert_validity must be between \"1h\" and \"365d\", got \"{}\"",
+                    Dur(probe_cert_validity)
+                ),
+            );
+        }
         let store = self.store.clone().unwrap_or(RawStore {
             path: None,
             url: None,
@@ -711,6 +762,8 @@ impl RawControllerFile {
             public_status,
             allow_plaintext_probes: server.allow_plaintext_probes,
             probe_limits,
+            probe_ca,
+            probe_cert_validity,
             retention,
             probes,
             checks,
@@ -734,6 +787,7 @@ impl RawControllerFile {
     }
 
     fn validate_probes(&self, vars: &[(String, String)], p: &mut Problems) -> Vec<ProbeDef> {
+        let ca = self.server.as_ref().is_some_and(|s| s.probe_ca.is_some());
         let mut names = HashSet::new();
         let mut tokens: Vec<(Secret, usize)> = Vec::new();
         let mut out = Vec::new();
@@ -756,25 +810,41 @@ impl RawControllerFile {
                     format!("duplicate probe name {:?}", raw.name),
                 );
             }
-            match resolve_secret(&raw.token, vars).and_then(check_token_length) {
-                Ok(token) => {
-                    if let Some((_, j)) = tokens.iter().find(|(t, _)| *t == token) {
-                        p.push(
-                            format!("{path}.token"),
-                            format!(
-                                "probes[{j}] has the same token: give every probe its own token"
-                            ),
-                        );
-                    }
-                    tokens.push((token.clone(), i));
-                    out.push(ProbeDef {
-                        name: raw.name.clone(),
-                        region: raw.region.clone(),
-                        token,
-                    });
+            let token = match &raw.token {
+                None if !ca => {
+                    p.push(
+                        format!("{path}.token"),
+                        "a probe needs a token = { env = \"NAME\" } (or server.probe_ca, to enroll it for a client certificate)",
+                    );
+                    continue;
                 }
-                Err(e) => p.push(format!("{path}.token"), e),
-            }
+                None => None,
+                Some(raw_token) => {
+                    match resolve_secret(raw_token, vars).and_then(check_token_length) {
+                        Ok(token) => {
+                            if let Some((_, j)) = tokens.iter().find(|(t, _)| *t == token) {
+                                p.push(
+                                format!("{path}.token"),
+                                format!(
+                                    "probes[{j}] has the same token: give every probe its own token"
+                                ),
+                            );
+                            }
+                            tokens.push((token.clone(), i));
+                            Some(token)
+                        }
+                        Err(e) => {
+                            p.push(format!("{path}.token"), e);
+                            continue;
+                        }
+                    }
+                }
+            };
+            out.push(ProbeDef {
+                name: raw.name.clone(),
+                region: raw.region.clone(),
+                token,
+            });
         }
         out
     }
@@ -1204,6 +1274,28 @@ sinks = ["pagerduty", "log"]
     }
 
     /// Each bad snippet must produce a problem at exactly this path.
+    #[cfg(unix)]
+    #[test]
+    fn a_probe_ca_key_readable_by_others_is_refused_and_makes_tokens_optional() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::identity::init_ca(dir.path(), time::OffsetDateTime::now_utc()).unwrap();
+        let text = format!(
+            "[server]\ntls = {{ cert_file = {cert:?}, key_file = {key:?} }}\n\
+             probe_ca = {{ cert_file = {cert:?}, key_file = {key:?} }}\n\
+             [[probes]]\nname = \"a\"\nregion = \"r\"\n",
+            cert = ca.cert_file.display().to_string(),
+            key = ca.key_file.display().to_string(),
+        );
+        let cfg = parse(&text, "c.toml", &vars()).unwrap();
+        assert!(cfg.probe("a").unwrap().token.is_none());
+        assert_eq!(cfg.probe_cert_validity, crate::identity::DEFAULT_VALIDITY);
+        std::fs::set_permissions(&ca.key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = parse(&text, "c.toml", &vars()).unwrap_err();
+        assert!(err.has_path("server.probe_ca.key_file"), "{err}");
+        assert_eq!(ConfigError::EXIT_CODE, 78);
+    }
+
     #[test]
     fn bad_configs_name_the_offending_key() {
         let cases: &[(&str, &str, &str)] = &[
@@ -1277,7 +1369,12 @@ sinks = ["pagerduty", "log"]
             (
                 "probe without token",
                 "[[probes]]\nname = \"a\"\nregion = \"r\"\n",
-                "probes[0]",
+                "probes[0].token",
+            ),
+            (
+                "probe certificates valid too briefly",
+                "[server]\nprobe_cert_validity = \"10m\"\n",
+                "server.probe_cert_validity",
             ),
             (
                 "unset token variable",

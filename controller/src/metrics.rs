@@ -60,7 +60,7 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         "outpost_auth_failures_total",
         Kind::Counter,
-        "Probe streams refused for a missing or unknown token.",
+        "Probe streams refused for a missing or unknown token, or a refused client certificate.",
     ),
     (
         "outpost_probes_connected",
@@ -132,6 +132,26 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "outpost_accept_errors_total",
         Kind::Counter,
         "Errors accepting connections (e.g. out of file descriptors), by listener.",
+    ),
+    (
+        "outpost_tls_handshake_failures_total",
+        Kind::Counter,
+        "TLS handshakes that failed (e.g. a probe certificate from another CA than server.probe_ca), by listener.",
+    ),
+    (
+        "outpost_probe_certificates_refused_total",
+        Kind::Counter,
+        "Probe client certificates refused after the handshake, by reason (no_probe_name, unknown_serial, revoked, probe_removed).",
+    ),
+    (
+        "outpost_probe_certificates_issued_total",
+        Kind::Counter,
+        "Probe client certificates issued, by how (enroll, renew).",
+    ),
+    (
+        "outpost_enrollments_refused_total",
+        Kind::Counter,
+        "Enroll and Renew calls refused, by reason (unknown_token, used_token, expired_token, probe_removed, no_probe_ca, no_certificate).",
     ),
     (
         "outpost_check_state",

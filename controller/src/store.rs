@@ -3,7 +3,8 @@
 //! `region_state`, the ingest transaction), `probes.rs`, `alerts.rs`,
 //! `notifications.rs` (the outbox and delivery claims), `events.rs`,
 //! `certificates.rs`, `lease.rs` (the evaluator lease and its fencing
-//! epoch) and `sessions.rs` (dashboard sessions). This file holds the pool,
+//! epoch), `sessions.rs` (dashboard sessions) and `identities.rs` (probe
+//! enrollment tokens and issued client certificates). This file holds the pool,
 //! open/close, migrations and everything specific to an engine.
 //!
 //! Design note.
@@ -107,7 +108,7 @@
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
-//!   `0008_sessions.sql`; `0009_flapping.sql`):
+//!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_probe_identities.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -125,7 +126,9 @@
 //!   reported it: [`crate::event`]) and the certificate inventory
 //!   `certificates` + `certificate_sightings` ([`crate::certificate`]), and
 //!   `sessions` (dashboard logins, by the SHA-256 of the cookie's id:
-//!   [`crate::auth::session`]).
+//!   [`crate::auth::session`]), `enrollment_tokens` (one-time, by SHA-256)
+//!   and `probe_certificates` (every issued probe client certificate, with
+//!   its revocation: [`crate::identity`]).
 //!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER). Details are
 //!   stored as the probe sent them (`details_json`) and read once per row,
 //!   as the row's kind, into the probe's typed `Observed`
@@ -171,6 +174,7 @@
 mod alerts;
 mod certificates;
 mod events;
+mod identities;
 mod lease;
 mod notifications;
 mod probes;
@@ -187,6 +191,7 @@ use std::{
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
+pub use identities::{EnrollmentTokenRow, ProbeCertificateRow};
 pub use lease::{LEASE_NAME, Lease};
 pub use notifications::{
     Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,

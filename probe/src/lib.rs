@@ -3,9 +3,10 @@
 //!
 //! Read in this order: [`check`] (the check schema shared with the
 //! controller, failure codes, the one dispatch `match`), [`check::http`],
-//! [`scheduler`], [`outbox`], [`reporter`] (the gRPC stream), then [`spawn`]
+//! [`scheduler`], [`outbox`], [`reporter`] (the gRPC stream; with
+//! [`identity`], the client certificate for mutual TLS), then [`spawn`]
 //! which wires them together. [`clock`] is the wall clock time-dependent
-//! logic reads (manual in tests).
+//! logic reads (manual in tests: [`spawn_with_clock`]).
 
 pub mod bound;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod fnv;
 pub mod human;
+pub mod identity;
 pub mod metrics;
 pub mod outbox;
 pub mod private;
@@ -82,12 +84,22 @@ pub fn spawn(
     config: ProbeConfig,
     standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
 ) -> Result<RunningProbe, StartError> {
+    spawn_with_clock(config, standalone_sink, clock::Clock::system())
+}
+
+/// [`spawn`] reading `clock` for wall-clock time (check runs, certificate
+/// renewal): tests hand it a [`clock::ManualClock`]'s clock.
+pub fn spawn_with_clock(
+    config: ProbeConfig,
+    standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
+    clock: clock::Clock,
+) -> Result<RunningProbe, StartError> {
     let ctx = RunContext {
         probe_name: config.name.clone(),
         region: config.region.clone(),
         // Session checks persist their sessions next to the outbox (check::session::state).
         session_dir: config.outbox.dir.parent().map(|p| p.join("sessions")),
-        clock: clock::Clock::system(),
+        clock: clock.clone(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_shutdown = rx.clone();
@@ -132,6 +144,7 @@ pub fn spawn(
                 ob.clone(),
                 scheduler.clone(),
                 rx,
+                clock,
             )));
         }
         _ => scheduler.set_checks(config.checks, 0),

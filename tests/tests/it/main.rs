@@ -6,6 +6,7 @@ mod backlog;
 mod drain;
 mod kill_controller;
 mod kill_probe;
+mod mtls;
 mod offline_cut;
 mod pager_faults;
 mod pipeline;
