@@ -7,12 +7,16 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use outpost_controller::config;
-use outpost_probe::config::ConfigError;
+use outpost_probe::{config::ConfigError, logging::LogFormat};
 
 /// Outpost controller: gRPC ingest, store, alerting, dashboard.
 #[derive(Debug, Parser)]
 #[command(name = "outpost-controller", version, about)]
 struct Cli {
+    /// Log line format on stderr. The filter comes from OUTPOST_LOG, or
+    /// RUST_LOG when OUTPOST_LOG is unset (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,19 +40,6 @@ enum Command {
     /// Print a new random API token and its argon2id PHC string for
     /// `[[auth.tokens]] hash`; the token is shown once, keep it in a secret store.
     GenerateToken,
-}
-
-fn init_logging() {
-    let filter = std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
-        eprintln!("OUTPOST_LOG={filter:?} is not a valid filter ({e}); using \"info\"");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {
@@ -167,7 +158,7 @@ async fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::GenerateToken => generate_token(),
         Command::Run { config } => {
-            init_logging();
+            outpost_probe::logging::init(cli.log_format);
             run(config).await
         }
     }

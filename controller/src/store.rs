@@ -171,6 +171,7 @@
 mod alerts;
 mod certificates;
 mod events;
+mod latest;
 mod lease;
 mod notifications;
 mod probes;
@@ -187,6 +188,7 @@ use std::{
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
+pub use latest::LatestTimings;
 pub use lease::{LEASE_NAME, Lease};
 pub use notifications::{
     Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,

@@ -9,6 +9,7 @@ mod kill_probe;
 mod offline_cut;
 mod pager_faults;
 mod pipeline;
+mod prometheus;
 mod replicas;
 mod restart;
 mod secrets;
