@@ -18,9 +18,7 @@ use std::{
 
 use outpost_e2e::Fleet;
 use outpost_probe::config::RawProbeFile;
-use outpost_testkit::{
-    HttpServer, Pki, Reply, client, free_port, pki::LeafOptions, wait::eventually,
-};
+use outpost_testkit::{HttpServer, Pki, Reply, client, free_port, pki::LeafOptions};
 
 const API_TOKEN: &str = "scrape-0123456789abcdef0123456789abcdef";
 const EXPORTER_TOKEN: &str = "probe-0123456789abcdef0123456789abcdef";
@@ -108,17 +106,19 @@ impl Prometheus {
 
     /// Waits until `promql` returns exactly one series, and gives its value.
     async fn one(&self, promql: &str) -> f64 {
-        let mut got = Vec::new();
-        eventually(
-            &format!("one series for {promql}"),
-            Duration::from_secs(30),
-            || async {
-                got = self.query(promql).await;
-                got.len() == 1
-            },
-        )
-        .await;
-        got[0].1
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.query(promql).await;
+            if got.len() == 1 {
+                return got[0].1;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+                let targets = client::get(addr, "/api/v1/targets").await.map(|r| r.text());
+                panic!("no single series for {promql} within 30 s: {got:?}; targets: {targets:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -151,7 +151,7 @@ async fn prometheus_scrapes_controller_and_blackbox_style_probe() {
     )
     .unwrap();
     let leaf = pki.leaf_with(LeafOptions {
-        sans: vec!["127.0.0.1".into()],
+        sans: vec!["localhost".into(), "127.0.0.1".into()],
         not_after,
         ..Default::default()
     });
