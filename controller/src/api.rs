@@ -34,7 +34,7 @@ pub mod events;
 pub mod headers;
 pub mod route;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::{
     Json, Router,
@@ -717,15 +717,13 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
             );
         }
     }
+    let cfg = ctl.config();
+    let configured: BTreeSet<&str> = cfg.checks.iter().map(|c| c.raw.id.as_str()).collect();
+    let states = ctl.store().region_states().await?;
+    let timings = ctl.store().latest_timings().await?;
+    crate::blackbox::publish(m, &configured, &states, &timings);
     let body = m.render();
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
 }
 
 #[cfg(test)]

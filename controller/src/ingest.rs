@@ -1096,6 +1096,18 @@ async fn handle_batch(
         .iter()
         .map(|r| (r.result_id.clone(), r.check_id.clone()))
         .collect();
+    // Phases for outpost_check_duration_seconds, observed once stored.
+    let timed: Vec<(String, String, String, [u64; 5])> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.result_id.clone(),
+                r.check_id.clone(),
+                r.kind.clone(),
+                r.phases_us,
+            )
+        })
+        .collect();
     let received = ctl.now_ms();
     let event_sinks = cfg.sinks_for_kind(crate::event::EventKind::DnsChange.into());
     let notify_events = !event_sinks.is_empty();
@@ -1120,6 +1132,11 @@ async fn handle_batch(
         outcome.duplicates,
     );
     m.inc("outpost_batches_total", &[("region", region)], 1);
+    for (id, check, kind, phases) in &timed {
+        if outcome.inserted.contains(id) {
+            crate::blackbox::observe(m, check, region, kind, *phases);
+        }
+    }
     for (result_id, code) in &failures {
         if outcome.inserted.contains(result_id)
             && let Some(check) = check_of.get(result_id)

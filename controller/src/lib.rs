@@ -28,6 +28,7 @@
 pub mod alerting;
 pub mod api;
 pub mod auth;
+pub mod blackbox;
 pub mod certificate;
 pub mod config;
 pub mod dashboard;

@@ -7,12 +7,16 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use outpost_controller::config;
-use outpost_probe::config::ConfigError;
+use outpost_probe::{config::ConfigError, logging::LogFormat};
 
 /// Outpost controller: gRPC ingest, store, alerting, dashboard.
 #[derive(Debug, Parser)]
 #[command(name = "outpost-controller", version, about)]
 struct Cli {
+    /// Log line format on stderr. The filter comes from OUTPOST_LOG, or
+    /// RUST_LOG when OUTPOST_LOG is unset (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,19 +89,6 @@ enum ProbeCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
-}
-
-fn init_logging() {
-    let filter = std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
-        eprintln!("OUTPOST_LOG={filter:?} is not a valid filter ({e}); using \"info\"");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {
@@ -340,7 +331,7 @@ async fn main() -> ExitCode {
             command: ProbeCommand::Revoke { name, config },
         } => probe_revoke(&name, &config).await,
         Command::Run { config } => {
-            init_logging();
+            outpost_probe::logging::init(cli.log_format);
             run(config).await
         }
     }

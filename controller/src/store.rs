@@ -175,6 +175,7 @@ mod alerts;
 mod certificates;
 mod events;
 mod identities;
+mod latest;
 mod lease;
 mod notifications;
 mod probes;
@@ -192,6 +193,7 @@ pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
 pub use identities::{EnrollmentTokenRow, ProbeCertificateRow};
+pub use latest::LatestTimings;
 pub use lease::{LEASE_NAME, Lease};
 pub use notifications::{
     Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,

@@ -92,6 +92,10 @@ pub struct RawProbeFile {
     /// The probe's own Prometheus endpoint.
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    /// Opt-in blackbox_exporter-compatible `/probe?target=…&module=…`
+    /// ([`crate::exporter`]): modules are check templates. Default: none.
+    #[serde(default)]
+    pub exporter: Option<crate::exporter::RawExporter>,
 }
 
 /// `[probe]`.
@@ -222,6 +226,8 @@ pub struct ProbeConfig {
     pub outbox: crate::outbox::OutboxConfig,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The blackbox-compatible `/probe` endpoint, if configured.
+    pub exporter: Option<crate::exporter::ExporterConfig>,
 }
 
 /// Default `[controller] drain_timeout`.
@@ -411,10 +417,11 @@ impl RawProbeFile {
                 None
             }
         });
-        if self.controller.is_none() && self.checks.is_empty() {
+        let exporter = self.exporter.as_ref().and_then(|e| e.validate(&mut p));
+        if self.controller.is_none() && self.checks.is_empty() && self.exporter.is_none() {
             p.push(
                 "(root)",
-                "nothing to do: add [controller] or at least one [[checks]] entry",
+                "nothing to do: add [controller], [exporter] or at least one [[checks]] entry",
             );
         }
         p.finish(source)?;
@@ -427,6 +434,7 @@ impl RawProbeFile {
             max_concurrency,
             outbox,
             metrics_listen,
+            exporter,
         })
     }
 

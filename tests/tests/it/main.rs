@@ -10,6 +10,7 @@ mod mtls;
 mod offline_cut;
 mod pager_faults;
 mod pipeline;
+mod prometheus;
 mod replicas;
 mod restart;
 mod secrets;
