@@ -164,6 +164,15 @@ pub struct RawControllerFile {
     /// The opt-in public status page. Optional, off by default.
     #[serde(default)]
     pub public_status: Option<crate::dashboard::public::RawPublicStatus>,
+    /// Fixed silences: matching checks' alerts are recorded, not paged,
+    /// until `ends_at` ([`crate::alerting::silence`]). More can be made
+    /// from the dashboard and `POST /api/v1/silences`.
+    #[serde(default)]
+    pub silences: Vec<crate::alerting::silence::RawSilence>,
+    /// Recurring maintenance windows: matching checks page nobody inside
+    /// them ([`crate::alerting::silence`]).
+    #[serde(default)]
+    pub maintenance: Vec<crate::alerting::silence::RawMaintenance>,
 }
 
 /// `[server]`.
@@ -373,6 +382,10 @@ pub struct ControllerConfig {
     pub certificates: certificate::CertificatePolicy,
     /// Heartbeat checks with their resolved ping ids ([`crate::heartbeat`]).
     pub heartbeats: Vec<crate::heartbeat::HeartbeatDef>,
+    /// Silences of the config file.
+    pub silences: Vec<crate::alerting::silence::SilenceDef>,
+    /// Maintenance windows.
+    pub maintenance: Vec<crate::alerting::silence::MaintenanceDef>,
 }
 
 /// TLS files of a listener.
@@ -662,6 +675,7 @@ impl RawControllerFile {
         let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
         let routes = route::validate(&self.routes, &declared, &sinks, &check_ids, &mut p);
         let mut checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
+        validate_depends_on(&self.checks, &mut p);
         let heartbeats = crate::heartbeat::validate(&self.checks, &mut checks, vars, &mut p);
         let public_status =
             crate::dashboard::public::validate(self.public_status.as_ref(), &check_ids, &mut p);
@@ -695,6 +709,8 @@ impl RawControllerFile {
             self.alerting.as_ref().and_then(|a| a.certificates.as_ref()),
             &mut p,
         );
+        let silences = crate::alerting::silence::validate_silences(&self.silences, &mut p);
+        let maintenance = crate::alerting::silence::validate_maintenance(&self.maintenance, &mut p);
         p.finish(source)?;
         Ok(ControllerConfig {
             path: None,
@@ -730,6 +746,8 @@ impl RawControllerFile {
                 .map_or(DEFAULT_NOTIFIER_FAILING_AFTER, Dur::get),
             certificates,
             heartbeats,
+            silences,
+            maintenance,
         })
     }
 
@@ -809,6 +827,58 @@ impl RawControllerFile {
         }
         out
     }
+}
+
+/// `checks[N].depends_on`: every id names another check, and no check
+/// depends on itself through any chain (the key of the first edge that
+/// closes a cycle is named).
+fn validate_depends_on(raw: &[RawCheck], p: &mut Problems) {
+    let index: std::collections::HashMap<&str, usize> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    for (i, c) in raw.iter().enumerate() {
+        for (j, dep) in c.depends_on.iter().enumerate() {
+            let path = format!("checks[{i}].depends_on[{j}]");
+            if dep == &c.id {
+                p.push(path, format!("check {dep:?} cannot depend on itself"));
+            } else if !index.contains_key(dep.as_str()) {
+                p.push(path, format!("no check has id {dep:?}: name a check of this file"));
+            } else if reaches(raw, &index, dep, &c.id) {
+                p.push(
+                    path,
+                    format!(
+                        "depends_on cycle: {dep:?} depends (directly or not) on {:?}; remove one of the edges",
+                        c.id
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Whether check `from` depends, through any chain, on `to`.
+fn reaches(
+    raw: &[RawCheck],
+    index: &std::collections::HashMap<&str, usize>,
+    from: &str,
+    to: &str,
+) -> bool {
+    let mut seen = HashSet::new();
+    let mut stack = vec![from];
+    while let Some(id) = stack.pop() {
+        if id == to {
+            return true;
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(&i) = index.get(id) {
+            stack.extend(raw[i].depends_on.iter().map(String::as_str));
+        }
+    }
+    false
 }
 
 fn validate_store(
@@ -1395,6 +1465,28 @@ sinks = ["pagerduty", "log"]
                 "tiny message size",
                 "[server.probe_limits]\nmax_message_size = \"1KiB\"\n",
                 "server.probe_limits.max_message_size",
+            ),
+            (
+                "dependency on an unknown check",
+                "[[checks]]\nid = \"a\"\nhttp = { url = \"https://a.example\" }\ndepends_on = [\"nope\"]\n",
+                "checks[0].depends_on[0]",
+            ),
+            (
+                "dependency cycle",
+                "[[checks]]\nid = \"a\"\nhttp = { url = \"https://a.example\" }\ndepends_on = [\"b\"]\n\
+                 [[checks]]\nid = \"b\"\nhttp = { url = \"https://b.example\" }\ndepends_on = [\"c\"]\n\
+                 [[checks]]\nid = \"c\"\nhttp = { url = \"https://c.example\" }\ndepends_on = [\"a\"]\n",
+                "checks[2].depends_on[0]",
+            ),
+            (
+                "silence without an end",
+                "[[silences]]\ncomment = \"x\"\nends_at = \"soon\"\n",
+                "silences[0].ends_at",
+            ),
+            (
+                "maintenance in an unknown zone",
+                "[[maintenance]]\nname = \"w\"\nschedule = \"0 2 * * *\"\nduration = \"1h\"\ntz = \"Nowhere/City\"\n",
+                "maintenance[0].tz",
             ),
         ];
         for (name, text, path) in cases {

@@ -107,7 +107,7 @@
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
-//!   `0008_sessions.sql`; `0009_flapping.sql`):
+//!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_silences.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -116,7 +116,10 @@
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
 //!   probe or a certificate instead of a check; while open, their summary,
 //!   regions and code follow the current state; `flapping` marks a check
-//!   alert opened or held by flap detection), `alert_timeline` (every
+//!   alert opened or held by flap detection, `suppressed_by` one recorded
+//!   but not paged: [`crate::alerting::silence`]), `silences` (made from the
+//!   dashboard or the API; those of the config file live in the config),
+//!   `alert_timeline` (every
 //!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
 //!   persisted outbox; each row belongs to an alert or to an event),
 //!   `notification_attempts` (every delivery attempt: sink, time, outcome,
@@ -176,6 +179,7 @@ mod notifications;
 mod probes;
 mod results;
 mod sessions;
+mod silences;
 
 use std::{
     path::{Path, PathBuf},
@@ -196,6 +200,7 @@ pub use results::{
     IngestBatch, IngestItem, IngestOutcome, NewResult, RegionChanges, RegionState, ResultRow,
 };
 pub use sessions::SessionRow;
+pub use silences::{NewSilence, SilenceRow};
 
 use outpost_probe::config::Secret;
 use sqlx::{

@@ -57,7 +57,10 @@ fn failure_messages(out: &mut String, views: &[api::CheckView]) {
     let mut header = false;
     for v in views
         .iter()
-        .filter(|v| matches!(v.state, RegionStatus::Failing | RegionStatus::Flapping))
+        .filter(|v| matches!(
+            v.state,
+            RegionStatus::Failing | RegionStatus::Flapping | RegionStatus::Suppressed
+        ))
     {
         let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
         for r in v
