@@ -762,9 +762,9 @@ async fn resuppress(
         // outage's: page only on one that came after it recovered (the
         // first pass of its current run of passes, in its last region to
         // recover; runs are one interval apart).
-        let interval = cfg
-            .check(dep)
-            .map_or(0, |d| i64::try_from(d.spec.interval.as_millis()).unwrap_or(0));
+        let interval = cfg.check(dep).map_or(0, |d| {
+            i64::try_from(d.spec.interval.as_millis()).unwrap_or(0)
+        });
         let recovered_at = ctl
             .store()
             .region_states_for(dep)
@@ -819,7 +819,10 @@ async fn resuppress(
     tracing::warn!(dedup_key = %alert.dedup_key, alert_id = alert.id, ended = %ended, sinks = ?sinks, "suppression ended: alert paged");
     ctl.metrics().inc(
         "outpost_alerts_total",
-        &[("kind", AlertKind::CheckFailing.as_str()), ("action", "fire")],
+        &[
+            ("kind", AlertKind::CheckFailing.as_str()),
+            ("action", "fire"),
+        ],
         1,
     );
     ctl.wake_delivery();

@@ -844,7 +844,10 @@ fn validate_depends_on(raw: &[RawCheck], p: &mut Problems) {
             if dep == &c.id {
                 p.push(path, format!("check {dep:?} cannot depend on itself"));
             } else if !index.contains_key(dep.as_str()) {
-                p.push(path, format!("no check has id {dep:?}: name a check of this file"));
+                p.push(
+                    path,
+                    format!("no check has id {dep:?}: name a check of this file"),
+                );
             } else if reaches(raw, &index, dep, &c.id) {
                 p.push(
                     path,

@@ -292,9 +292,7 @@ pub fn validate_silences(raw: &[RawSilence], p: &mut Problems) -> Vec<SilenceDef
                 if v.is_none() {
                     p.push(
                         format!("{path}.starts_at"),
-                        format!(
-                            "invalid time {t:?}: use RFC 3339, e.g. \"2030-01-01T02:00:00Z\""
-                        ),
+                        format!("invalid time {t:?}: use RFC 3339, e.g. \"2030-01-01T02:00:00Z\""),
                     );
                 }
                 v

@@ -178,7 +178,7 @@ pub async fn create(
     let comment = req.comment.trim();
     if comment.is_empty() {
         return Err(bad(
-            "comment must say why, e.g. \"database migration\"".into(),
+            "comment must say why, e.g. \"database migration\"".into()
         ));
     }
     if comment.len() > MAX_COMMENT {
@@ -205,9 +205,8 @@ pub async fn create(
             ))
         })?,
         (None, Some(d)) => {
-            let d = outpost_probe::config::duration::parse_duration(d).map_err(|_| {
-                bad(format!("invalid duration {d:?}: e.g. \"2h\" or \"30m\""))
-            })?;
+            let d = outpost_probe::config::duration::parse_duration(d)
+                .map_err(|_| bad(format!("invalid duration {d:?}: e.g. \"2h\" or \"30m\"")))?;
             starts.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         }
         _ => {
@@ -217,7 +216,9 @@ pub async fn create(
         }
     };
     if ends <= starts.max(now) {
-        return Err(bad("the silence must end after its start and after now".into()));
+        return Err(bad(
+            "the silence must end after its start and after now".into()
+        ));
     }
     let new = NewSilence {
         check_glob: check.to_owned(),
@@ -259,7 +260,12 @@ pub async fn end(ctl: &Controller, caller: &Caller, id: i64, now: i64) -> Result
 /// Asks the evaluator to look at every check now, so a new or ended
 /// silence takes effect within one evaluation instead of the next tick.
 fn wake(ctl: &Controller) {
-    let checks = ctl.config().checks.iter().map(|c| c.raw.id.clone()).collect();
+    let checks = ctl
+        .config()
+        .checks
+        .iter()
+        .map(|c| c.raw.id.clone())
+        .collect();
     ctl.request_evaluation(checks);
 }
 

@@ -605,7 +605,11 @@ mod tests {
             assert_eq!(queued, Some(sinks.clone()));
             let row = s.alert(id).await.unwrap().unwrap();
             assert_eq!(
-                (row.suppressed_by.as_str(), row.notified_ms, row.summary.as_str()),
+                (
+                    row.suppressed_by.as_str(),
+                    row.notified_ms,
+                    row.summary.as_str()
+                ),
                 ("", Some(3), "api failing; silence 1 ended")
             );
             let ns = s.notifications_for_alert(id).await.unwrap();

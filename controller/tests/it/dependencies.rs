@@ -44,8 +44,12 @@ async fn round(probes: &mut [FakeProbe], clock: &ManualClock, runs: &[(&str, boo
 async fn a_failing_dependency_pages_alone_and_a_dependent_still_failing_after_it_pages_then() {
     let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (ctl, clock) =
-        start_manual(&config_text(&dir.path().join("o.db"), &pager.url(), &checks())).await;
+    let (ctl, clock) = start_manual(&config_text(
+        &dir.path().join("o.db"),
+        &pager.url(),
+        &checks(),
+    ))
+    .await;
     let mut p = Vec::new();
     for (name, _, _) in PROBES {
         let mut probe = connect(ctl.grpc_addr(), name).await;
@@ -115,7 +119,9 @@ async fn a_failing_dependency_pages_alone_and_a_dependent_still_failing_after_it
         "{events:#?}"
     );
     assert!(
-        events.iter().all(|e| e.dedup_key != "outpost/api-2/check_failing"),
+        events
+            .iter()
+            .all(|e| e.dedup_key != "outpost/api-2/check_failing"),
         "{events:#?}"
     );
     let api2 = ctl.store().alerts(10).await.unwrap();
