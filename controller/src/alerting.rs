@@ -70,6 +70,7 @@
 //!   replicas or a replayed notification collapse into one incident.
 
 pub mod certificate;
+pub mod confirm;
 pub mod flap;
 pub mod kind;
 pub mod leader;
@@ -345,9 +346,11 @@ pub async fn evaluate_checks(
         let Some(check) = cfg.check(id) else { continue };
         let states = ctl.store().region_states_for(id).await?;
         let open = ctl.store().open_alert(id, AlertKind::CheckFailing).await?;
+        let was_open = open.is_some();
         if let Some(t) = apply(ctl, &cfg, check, &states, &env, open, now_ms).await? {
             out.push(t);
         }
+        confirm::nudge(ctl, check, &states, &env.offline, was_open, now_ms);
     }
     Ok(out)
 }
@@ -374,9 +377,11 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
     for check in &cfg.checks {
         let st = states.remove(&check.raw.id).unwrap_or_default();
         let alert = open.remove(&check.raw.id);
+        let was_open = alert.is_some();
         if let Some(t) = apply(ctl, &cfg, check, &st, &env, alert, now_ms).await? {
             out.push(t);
         }
+        confirm::nudge(ctl, check, &st, &env.offline, was_open, now_ms);
     }
     // Alerts of checks removed from config would otherwise stay open forever.
     for (check_id, alert) in open {

@@ -441,7 +441,15 @@ pub struct AlertPolicy {
     pub flap_changes: u32,
     /// The window flap detection counts changes in.
     pub flap_window: Duration,
+    /// How long after an unconfirmed failure its region's probes are asked
+    /// to run again ([`crate::alerting::confirm`]); `None`: off.
+    pub retry_interval: Option<Duration>,
+    /// A first failure asks every other region to run at once.
+    pub confirm_from_other_regions: bool,
 }
+
+/// Longest default `[checks.alert] retry_interval`.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Default `[checks.alert] flap_changes`.
 pub const DEFAULT_FLAP_CHANGES: u32 = 5;
@@ -1101,7 +1109,27 @@ fn policy(
     // A heartbeat's deadline already includes its grace: one missed
     // deadline or one /fail is the failure, one good ping the recovery.
     let runs = if raw.heartbeat.is_some() { 1 } else { 2 };
+    let interval = raw
+        .interval
+        .map_or(outpost_probe::check::DEFAULT_INTERVAL, Dur::get);
+    let retry_interval = match a.retry_interval.as_deref() {
+        _ if raw.heartbeat.is_some() => None,
+        None => Some(interval.min(DEFAULT_RETRY_INTERVAL)),
+        Some("off") => None,
+        Some(text) => match outpost_probe::config::duration::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(1) => Some(d),
+            _ => {
+                p.push(
+                    format!("{path}.alert.retry_interval"),
+                    format!("retry_interval must be a duration ≥ 1s (e.g. \"10s\") or \"off\", got {text:?}"),
+                );
+                None
+            }
+        },
+    };
     AlertPolicy {
+        retry_interval,
+        confirm_from_other_regions: a.confirm_from_other_regions.unwrap_or(false),
         min_regions,
         confirmations: a.confirmations.unwrap_or(runs),
         recoveries: a.recoveries.unwrap_or(runs),

@@ -153,6 +153,19 @@ pub struct RawAlertPolicy {
     /// The window flap detection counts changes in. Default `"30m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flap_window: Option<Dur>,
+    /// While a region fails but is not yet confirmed (fewer than
+    /// `confirmations` failures in a row), the controller asks its probes
+    /// to run the check again this long after the newest failure
+    /// (`RunNow`), so confirming takes seconds, not `confirmations ×
+    /// interval`. A duration (`"10s"`) or `"off"`. Default: the interval,
+    /// at most 10 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<String>,
+    /// On a first failure in one region, ask every other region's probes to
+    /// run the check at once, so the `min_regions` quorum is reached in one
+    /// round trip. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_from_other_regions: Option<bool>,
 }
 
 /// A validated check, ready to schedule.

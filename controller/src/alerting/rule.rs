@@ -208,6 +208,8 @@ mod tests {
             enabled: true,
             flap_changes: 5,
             flap_window: Duration::from_secs(1800),
+            retry_interval: None,
+            confirm_from_other_regions: false,
         }
     }
 

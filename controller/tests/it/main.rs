@@ -7,6 +7,7 @@ mod auth;
 mod certificates;
 mod check_detail;
 mod cli;
+mod confirm;
 mod dependencies;
 mod escaping;
 mod events;
