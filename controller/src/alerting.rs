@@ -60,9 +60,18 @@
 //!   says FLAPPING and names every region that flapped since; while marked,
 //!   the rule's resolve is not applied. A whole window without a change
 //!   clears the mark (`stable`) and hands the alert back to the rule.
+//! - **Suppression.** Before every fire and for every open check alert,
+//!   [`silence::cause`] names what explains the failure now (a silence, a
+//!   maintenance window, a failing `depends_on`): the alert is opened with
+//!   `suppressed_by` and no trigger (or, open, gets no update triggers),
+//!   and pages when the cause ends while the check still fails
+//!   ([`silence`]'s note).
+//! - **Confirmation.** After each evaluation of a check without an open
+//!   alert, [`confirm::nudge`] asks the probes of unconfirmed failing
+//!   regions (and optionally every other region) to run it now.
 //! - **Timeline.** Every change of an alert is a row of `alert_timeline`
 //!   ([`Change`]: fired, updated, notified, escalated, flapping, stable,
-//!   resolved) written in
+//!   suppressed, released, resolved) written in
 //!   the transaction of the change, served by `GET /api/v1/alerts/{id}`.
 //! - **Dedup keys.** `outpost/<check_id>/check_failing`,
 //!   `outpost/probe/<probe>/probe_offline` and
