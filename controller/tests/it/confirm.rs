@@ -3,6 +3,8 @@
 //! failing unconfirmed, and to the other regions on a first failure; the
 //! probes answer with results; the test kit's PagerDuty receiver.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
 use std::time::Duration;
 
 use crate::support::*;

@@ -2,6 +2,8 @@
 //! dependency fails with its dependents, and only it pages; a dependent
 //! still failing after the dependency recovered pages then.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
 use std::time::Duration;
 
 use crate::support::*;

@@ -3,6 +3,8 @@
 //! (an operator token makes and ends silences), the pages and the test
 //! kit's PagerDuty receiver.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
 use std::time::Duration;
 
 use crate::support::*;
