@@ -164,6 +164,15 @@ pub struct RawControllerFile {
     /// The opt-in public status page. Optional, off by default.
     #[serde(default)]
     pub public_status: Option<crate::dashboard::public::RawPublicStatus>,
+    /// Fixed silences: matching checks' alerts are recorded, not paged,
+    /// until `ends_at` ([`crate::alerting::silence`]). More can be made
+    /// from the dashboard and `POST /api/v1/silences`.
+    #[serde(default)]
+    pub silences: Vec<crate::alerting::silence::RawSilence>,
+    /// Recurring maintenance windows: matching checks page nobody inside
+    /// them ([`crate::alerting::silence`]).
+    #[serde(default)]
+    pub maintenance: Vec<crate::alerting::silence::RawMaintenance>,
 }
 
 /// `[server]`.
@@ -395,6 +404,10 @@ pub struct ControllerConfig {
     pub certificates: certificate::CertificatePolicy,
     /// Heartbeat checks with their resolved ping ids ([`crate::heartbeat`]).
     pub heartbeats: Vec<crate::heartbeat::HeartbeatDef>,
+    /// Silences of the config file.
+    pub silences: Vec<crate::alerting::silence::SilenceDef>,
+    /// Maintenance windows.
+    pub maintenance: Vec<crate::alerting::silence::MaintenanceDef>,
 }
 
 /// TLS files of a listener.
@@ -450,7 +463,15 @@ pub struct AlertPolicy {
     pub flap_changes: u32,
     /// The window flap detection counts changes in.
     pub flap_window: Duration,
+    /// How long after an unconfirmed failure its region's probes are asked
+    /// to run again ([`crate::alerting::confirm`]); `None`: off.
+    pub retry_interval: Option<Duration>,
+    /// A first failure asks every other region to run at once.
+    pub confirm_from_other_regions: bool,
 }
+
+/// Longest default `[checks.alert] retry_interval`.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Default `[checks.alert] flap_changes`.
 pub const DEFAULT_FLAP_CHANGES: u32 = 5;
@@ -713,6 +734,7 @@ impl RawControllerFile {
         let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
         let routes = route::validate(&self.routes, &declared, &sinks, &check_ids, &mut p);
         let mut checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
+        validate_depends_on(&self.checks, &mut p);
         let heartbeats = crate::heartbeat::validate(&self.checks, &mut checks, vars, &mut p);
         let public_status =
             crate::dashboard::public::validate(self.public_status.as_ref(), &check_ids, &mut p);
@@ -746,6 +768,8 @@ impl RawControllerFile {
             self.alerting.as_ref().and_then(|a| a.certificates.as_ref()),
             &mut p,
         );
+        let silences = crate::alerting::silence::validate_silences(&self.silences, &mut p);
+        let maintenance = crate::alerting::silence::validate_maintenance(&self.maintenance, &mut p);
         p.finish(source)?;
         Ok(ControllerConfig {
             path: None,
@@ -783,6 +807,8 @@ impl RawControllerFile {
                 .map_or(DEFAULT_NOTIFIER_FAILING_AFTER, Dur::get),
             certificates,
             heartbeats,
+            silences,
+            maintenance,
         })
     }
 
@@ -879,6 +905,61 @@ impl RawControllerFile {
         }
         out
     }
+}
+
+/// `checks[N].depends_on`: every id names another check, and no check
+/// depends on itself through any chain (the key of the first edge that
+/// closes a cycle is named).
+fn validate_depends_on(raw: &[RawCheck], p: &mut Problems) {
+    let index: std::collections::HashMap<&str, usize> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    for (i, c) in raw.iter().enumerate() {
+        for (j, dep) in c.depends_on.iter().enumerate() {
+            let path = format!("checks[{i}].depends_on[{j}]");
+            if dep == &c.id {
+                p.push(path, format!("check {dep:?} cannot depend on itself"));
+            } else if !index.contains_key(dep.as_str()) {
+                p.push(
+                    path,
+                    format!("no check has id {dep:?}: name a check of this file"),
+                );
+            } else if reaches(raw, &index, dep, &c.id) {
+                p.push(
+                    path,
+                    format!(
+                        "depends_on cycle: {dep:?} depends (directly or not) on {:?}; remove one of the edges",
+                        c.id
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Whether check `from` depends, through any chain, on `to`.
+fn reaches(
+    raw: &[RawCheck],
+    index: &std::collections::HashMap<&str, usize>,
+    from: &str,
+    to: &str,
+) -> bool {
+    let mut seen = HashSet::new();
+    let mut stack = vec![from];
+    while let Some(id) = stack.pop() {
+        if id == to {
+            return true;
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(&i) = index.get(id) {
+            stack.extend(raw[i].depends_on.iter().map(String::as_str));
+        }
+    }
+    false
 }
 
 fn validate_store(
@@ -1098,7 +1179,27 @@ fn policy(
     // A heartbeat's deadline already includes its grace: one missed
     // deadline or one /fail is the failure, one good ping the recovery.
     let runs = if raw.heartbeat.is_some() { 1 } else { 2 };
+    let interval = raw
+        .interval
+        .map_or(outpost_probe::check::DEFAULT_INTERVAL, Dur::get);
+    let retry_interval = match a.retry_interval.as_deref() {
+        _ if raw.heartbeat.is_some() => None,
+        None => Some(interval.min(DEFAULT_RETRY_INTERVAL)),
+        Some("off") => None,
+        Some(text) => match outpost_probe::config::duration::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(1) => Some(d),
+            _ => {
+                p.push(
+                    format!("{path}.alert.retry_interval"),
+                    format!("retry_interval must be a duration ≥ 1s (e.g. \"10s\") or \"off\", got {text:?}"),
+                );
+                None
+            }
+        },
+    };
     AlertPolicy {
+        retry_interval,
+        confirm_from_other_regions: a.confirm_from_other_regions.unwrap_or(false),
         min_regions,
         confirmations: a.confirmations.unwrap_or(runs),
         recoveries: a.recoveries.unwrap_or(runs),
@@ -1492,6 +1593,28 @@ sinks = ["pagerduty", "log"]
                 "tiny message size",
                 "[server.probe_limits]\nmax_message_size = \"1KiB\"\n",
                 "server.probe_limits.max_message_size",
+            ),
+            (
+                "dependency on an unknown check",
+                "[[checks]]\nid = \"a\"\nhttp = { url = \"https://a.example\" }\ndepends_on = [\"nope\"]\n",
+                "checks[0].depends_on[0]",
+            ),
+            (
+                "dependency cycle",
+                "[[checks]]\nid = \"a\"\nhttp = { url = \"https://a.example\" }\ndepends_on = [\"b\"]\n\
+                 [[checks]]\nid = \"b\"\nhttp = { url = \"https://b.example\" }\ndepends_on = [\"c\"]\n\
+                 [[checks]]\nid = \"c\"\nhttp = { url = \"https://c.example\" }\ndepends_on = [\"a\"]\n",
+                "checks[2].depends_on[0]",
+            ),
+            (
+                "silence without an end",
+                "[[silences]]\ncomment = \"x\"\nends_at = \"soon\"\n",
+                "silences[0].ends_at",
+            ),
+            (
+                "maintenance in an unknown zone",
+                "[[maintenance]]\nname = \"w\"\nschedule = \"0 2 * * *\"\nduration = \"1h\"\ntz = \"Nowhere/City\"\n",
+                "maintenance[0].tz",
             ),
         ];
         for (name, text, path) in cases {

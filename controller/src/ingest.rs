@@ -338,6 +338,26 @@ impl Registry {
         })
     }
 
+    /// Sends `RunNow` for `check_id` on every open stream of `region`'s
+    /// probes (a full stream is skipped: the hint is optional); how many
+    /// streams got it.
+    pub fn run_now(&self, region: &str, check_id: &str, reason: &str) -> usize {
+        let conns = self.lock();
+        let mut sent = 0;
+        for c in conns.values().filter(|c| c.region == region) {
+            let msg = ControllerMessage {
+                body: Some(CBody::RunNow(outpost_proto::v1::RunNow {
+                    check_id: check_id.to_owned(),
+                    reason: reason.to_owned(),
+                })),
+            };
+            if c.tx.try_send(Ok(msg)).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// Sends `a` on stream `id` unless it already runs that version.
     fn send_assignment(&self, id: u64, a: Assignment) -> bool {
         let mut conns = self.lock();

@@ -91,6 +91,8 @@ struct Inner {
     registry: Registry,
     eval_tx: mpsc::Sender<BTreeSet<String>>,
     eval_lock: tokio::sync::Mutex<()>,
+    /// When each (check, region) was last asked to run now ([`alerting::confirm`]).
+    confirm: alerting::confirm::Asked,
     delivery: Notify,
     certificates: Notify,
     limiter: alerting::sink::ratelimit::Limiter,
@@ -179,6 +181,7 @@ impl Controller {
                 registry: Registry::default(),
                 eval_tx,
                 eval_lock: tokio::sync::Mutex::new(()),
+                confirm: alerting::confirm::Asked::default(),
                 delivery: Notify::new(),
                 certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
@@ -306,6 +309,11 @@ impl Controller {
     /// full the 1 s tick covers them.
     pub(crate) fn request_evaluation(&self, checks: BTreeSet<String>) {
         let _ = self.inner.eval_tx.try_send(checks);
+    }
+
+    /// When each (check, region) was last asked to run now.
+    pub(crate) fn confirm_asked(&self) -> &alerting::confirm::Asked {
+        &self.inner.confirm
     }
 
     /// This process's name in the evaluator lease: `host/pid/start ms`.

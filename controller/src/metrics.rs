@@ -108,6 +108,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Alert transitions, by kind and action (fire, resolve).",
     ),
     (
+        "outpost_confirm_run_now_total",
+        Kind::Counter,
+        "RunNow hints sent to confirm an unconfirmed failure faster, by check.",
+    ),
+    (
         "outpost_alerting_last_pass_timestamp_seconds",
         Kind::Gauge,
         "When the evaluator last completed a pass over every check and probe (Unix seconds, by the controller's clock).",
@@ -475,6 +480,7 @@ const FAMILIES_WITH_LABELS: &[&str] = &[
     "outpost_check_failures_total",
     "outpost_batches_total",
     "outpost_alerts_total",
+    "outpost_confirm_run_now_total",
     "outpost_notifications_total",
     "outpost_probe_queued_results",
     "outpost_probe_outbox_dropped_total",

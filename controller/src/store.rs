@@ -108,7 +108,8 @@
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
-//!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_probe_identities.sql`):
+//!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_probe_identities.sql`;
+//!   `0011_silences.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -117,7 +118,10 @@
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
 //!   probe or a certificate instead of a check; while open, their summary,
 //!   regions and code follow the current state; `flapping` marks a check
-//!   alert opened or held by flap detection), `alert_timeline` (every
+//!   alert opened or held by flap detection, `suppressed_by` one recorded
+//!   but not paged: [`crate::alerting::silence`]), `silences` (made from the
+//!   dashboard or the API; those of the config file live in the config),
+//!   `alert_timeline` (every
 //!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
 //!   persisted outbox; each row belongs to an alert or to an event),
 //!   `notification_attempts` (every delivery attempt: sink, time, outcome,
@@ -181,6 +185,7 @@ mod notifications;
 mod probes;
 mod results;
 mod sessions;
+mod silences;
 
 use std::{
     path::{Path, PathBuf},
@@ -203,6 +208,7 @@ pub use results::{
     IngestBatch, IngestItem, IngestOutcome, NewResult, RegionChanges, RegionState, ResultRow,
 };
 pub use sessions::SessionRow;
+pub use silences::{NewSilence, SilenceRow};
 
 use outpost_probe::config::Secret;
 use sqlx::{
@@ -772,7 +778,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -840,8 +846,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
-            "1 and 2 bridged, 3 to 9 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            "1 and 2 bridged, 3 to 11 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

@@ -234,7 +234,7 @@ fn example_config_in_deploy_is_valid() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "ok: 3 probes, 3 checks, 3 sinks"
+        "ok: 3 probes, 5 checks, 3 sinks"
     );
 }
 
