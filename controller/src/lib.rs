@@ -708,6 +708,11 @@ async fn prune_loop(ctl: Controller) {
         if let Err(e) = ctl.store().prune_certificates(before).await {
             tracing::warn!(error = %e, "pruning certificates failed");
         }
+        match ctl.store().prune_attempts(before, PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned old delivery attempts"),
+            Err(e) => tracing::warn!(error = %e, "pruning delivery attempts failed"),
+        }
         let cfg = ctl.config();
         let users: Vec<String> = cfg.auth.users.iter().map(|u| u.name.clone()).collect();
         let now = ctl.now_ms();

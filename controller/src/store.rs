@@ -169,6 +169,7 @@
 //!   (each runs in a transaction), and the next start applies it again.
 
 mod alerts;
+mod attempts;
 mod certificates;
 mod events;
 mod lease;
