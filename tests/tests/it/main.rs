@@ -9,6 +9,7 @@ mod kill_probe;
 mod offline_cut;
 mod pager_faults;
 mod pipeline;
+mod receivers;
 mod replicas;
 mod restart;
 mod secrets;
