@@ -1,6 +1,6 @@
 //! outpost-controller: receives probe results over gRPC, stores them in
 //! SQLite, decides per check across regions when to page, delivers
-//! notifications (PagerDuty, webhook, console) through a persisted outbox,
+//! notifications (PagerDuty, Slack, Opsgenie, webhook, console) through a persisted outbox,
 //! and serves a status page, a JSON API and Prometheus metrics.
 //!
 //! Read in this order: [`config`] (what an operator writes), [`ingest`]
