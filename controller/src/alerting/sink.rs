@@ -1,5 +1,5 @@
 //! Sinks: `[[sinks]]` (each kind's keys, validation and delivery in its own
-//! module: [`pagerduty`], [`slack`], [`opsgenie`], [`webhook`],
+//! module: [`pagerduty`], [`slack`], [`opsgenie`], [`email`], [`webhook`],
 //! [`console`]), the worker that drains
 //! the persisted outbox, the retry policy, and the small HTTP client every
 //! HTTP sink uses.
@@ -35,6 +35,7 @@
 //!   body cap. Notifications are rare; pooling would only hide failures.
 
 pub mod console;
+pub mod email;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod ratelimit;
@@ -66,7 +67,7 @@ pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(3600);
 pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
 
 /// `[[sinks]]`: one notification destination. Exactly one of `pagerduty`,
-/// `slack`, `opsgenie`, `webhook` or `console`.
+/// `slack`, `opsgenie`, `email`, `webhook` or `console`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
@@ -81,6 +82,9 @@ pub struct RawSink {
     /// Opsgenie Alert API v2.
     #[serde(default)]
     pub opsgenie: Option<opsgenie::RawOpsgenie>,
+    /// Email over SMTP (STARTTLS by default).
+    #[serde(default)]
+    pub email: Option<email::RawEmail>,
     /// Generic JSON webhook.
     #[serde(default)]
     pub webhook: Option<webhook::RawWebhook>,
@@ -159,6 +163,8 @@ pub enum SinkKind {
         /// Rate limit per API key.
         requests_per_minute: u32,
     },
+    /// Email over SMTP.
+    Email(Box<email::EmailSpec>),
 }
 
 impl SinkKind {
@@ -170,6 +176,7 @@ impl SinkKind {
             SinkKind::Console => "console",
             SinkKind::Slack { .. } => "slack",
             SinkKind::Opsgenie { .. } => "opsgenie",
+            SinkKind::Email(_) => "email",
         }
     }
 
@@ -201,6 +208,10 @@ impl SinkKind {
                 format!("opsgenie {}", api_key.expose()),
                 *requests_per_minute,
             )),
+            SinkKind::Email(spec) => Some((
+                format!("email {}:{} {}", spec.host, spec.port, spec.from),
+                spec.messages_per_minute,
+            )),
             SinkKind::Webhook { .. } | SinkKind::Console => None,
         }
     }
@@ -221,6 +232,7 @@ impl SinkKind {
                 ..
             } => vec![token.expose()],
             SinkKind::Opsgenie { api_key, .. } => vec![api_key.expose()],
+            SinkKind::Email(spec) => spec.auth.iter().map(|(_, pw)| pw.expose()).collect(),
             SinkKind::Console => Vec::new(),
         }
     }
@@ -254,6 +266,7 @@ pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) ->
             raw.pagerduty.is_some(),
             raw.slack.is_some(),
             raw.opsgenie.is_some(),
+            raw.email.is_some(),
             raw.webhook.is_some(),
             raw.console.is_some(),
         ]
@@ -264,7 +277,7 @@ pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) ->
             p.push(
                 path.clone(),
                 format!(
-                    "a sink has exactly one of pagerduty, slack, opsgenie, webhook or console, found {count}: e.g. `pagerduty = {{ routing_key = {{ env = \"PD_ROUTING_KEY\" }} }}`"
+                    "a sink has exactly one of pagerduty, slack, opsgenie, email, webhook or console, found {count}: e.g. `pagerduty = {{ routing_key = {{ env = \"PD_ROUTING_KEY\" }} }}`"
                 ),
             );
             continue;
@@ -285,6 +298,8 @@ pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) ->
             slack::validate(s, &path, vars, p)
         } else if let Some(o) = &raw.opsgenie {
             opsgenie::validate(o, &path, vars, p)
+        } else if let Some(e) = &raw.email {
+            email::validate(e, &path, vars, p)
         } else if let Some(w) = &raw.webhook {
             Some(webhook::validate(w, &path, vars, p))
         } else {
@@ -830,6 +845,7 @@ pub async fn send(
             tags,
             ..
         } => opsgenie::send(api_url, api_key, tags, event, ctx).await,
+        SinkKind::Email(spec) => email::send(spec, event, ctx).await,
     }
 }
 
