@@ -78,7 +78,7 @@ use serde::Deserialize;
 
 use crate::alerting::{
     AlertKind, Kind, Severity,
-    route::{self, glob_match, sinks_of},
+    route::{self, sinks_of},
     sink,
 };
 pub use crate::alerting::{
@@ -238,6 +238,12 @@ pub struct RawServer {
     /// Default `"7d"`, `"1h"` to `"365d"`.
     #[serde(default)]
     pub probe_cert_validity: Option<Dur>,
+    /// The dashboard's address as on-call engineers reach it (behind a
+    /// proxy, a DNS name), e.g. `"https://outpost.example.com"`. Slack,
+    /// Opsgenie and email notifications link to the alert's page under it;
+    /// without it they carry no link. Optional.
+    #[serde(default)]
+    pub external_url: Option<String>,
 }
 
 /// `[server.tls]`.
@@ -368,6 +374,8 @@ pub struct ControllerConfig {
     pub allow_insecure_http: bool,
     /// Callers without credentials are served as a viewer.
     pub allow_unauthenticated: bool,
+    /// `server.external_url` without a trailing slash: links in notifications.
+    pub external_url: Option<String>,
     /// Connection limits and timeouts of both listeners.
     pub limits: crate::listener::Limits,
     /// Tokens, users, session lifetimes.
@@ -540,7 +548,9 @@ impl ControllerConfig {
             self.routes
                 .iter()
                 .filter(|r| r.carries(AlertKind::CheckFailing.into()))
-                .filter(|r| r.checks.iter().any(|g| glob_match(g, &check.raw.id)))
+                .filter(|r| {
+                    r.matches_check(&check.raw.id, &check.raw.labels, check.policy.severity)
+                })
                 .collect()
         };
         sinks_of(&routes)
@@ -647,6 +657,13 @@ impl RawControllerFile {
         let auth = crate::auth::config::validate(self.auth.as_ref(), vars, &mut p);
         let allow_insecure_http = server.allow_insecure_http.unwrap_or(false);
         let allow_unauthenticated = server.allow_unauthenticated.unwrap_or(false);
+        if let Some(url) = &server.external_url {
+            validate_url(url, "server.external_url".into(), &mut p);
+        }
+        let external_url = server
+            .external_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned());
         check_exposure(
             http_listen,
             http_tls.is_some(),
@@ -781,6 +798,7 @@ impl RawControllerFile {
             http_tls,
             allow_insecure_http,
             allow_unauthenticated,
+            external_url,
             limits,
             auth,
             public_status,
@@ -1687,12 +1705,12 @@ sinks = ["pagerduty", "log"]
 
     #[test]
     fn globs_match() {
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("api-*", "api-health"));
-        assert!(glob_match("*-health", "api-health"));
-        assert!(glob_match("a*c*e", "abcde"));
-        assert!(!glob_match("api-*", "web"));
-        assert!(!glob_match("a*a", "a"));
-        assert!(glob_match("exact", "exact"));
+        assert!(route::glob_match("*", "anything"));
+        assert!(route::glob_match("api-*", "api-health"));
+        assert!(route::glob_match("*-health", "api-health"));
+        assert!(route::glob_match("a*c*e", "abcde"));
+        assert!(!route::glob_match("api-*", "web"));
+        assert!(!route::glob_match("a*a", "a"));
+        assert!(route::glob_match("exact", "exact"));
     }
 }

@@ -1,6 +1,6 @@
 //! outpost-controller: receives probe results over gRPC, stores them in
 //! SQLite, decides per check across regions when to page, delivers
-//! notifications (PagerDuty, webhook, console) through a persisted outbox,
+//! notifications (PagerDuty, Slack, Opsgenie, webhook, console) through a persisted outbox,
 //! and serves a status page, a JSON API and Prometheus metrics.
 //!
 //! Read in this order: [`config`] (what an operator writes), [`ingest`]
@@ -781,6 +781,11 @@ async fn prune_loop(ctl: Controller) {
         }
         if let Err(e) = ctl.store().prune_certificates(before).await {
             tracing::warn!(error = %e, "pruning certificates failed");
+        }
+        match ctl.store().prune_attempts(before, PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned old delivery attempts"),
+            Err(e) => tracing::warn!(error = %e, "pruning delivery attempts failed"),
         }
         let cfg = ctl.config();
         let users: Vec<String> = cfg.auth.users.iter().map(|u| u.name.clone()).collect();

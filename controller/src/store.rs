@@ -176,6 +176,7 @@
 //!   (each runs in a transaction), and the next start applies it again.
 
 mod alerts;
+mod attempts;
 mod certificates;
 mod events;
 mod identities;

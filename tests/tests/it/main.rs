@@ -11,6 +11,7 @@ mod offline_cut;
 mod pager_faults;
 mod pipeline;
 mod prometheus;
+mod receivers;
 mod replicas;
 mod restart;
 mod secrets;
