@@ -197,7 +197,7 @@ pub fn validate_create(body: &Value) -> BTreeMap<String, String> {
         ("source", 100),
     ] {
         if let Some(v) = body.get(field)
-            && !chars(v).is_some_and(|n| n <= max)
+            && chars(v).is_none_or(|n| n > max)
         {
             err(
                 field,

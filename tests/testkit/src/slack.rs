@@ -211,7 +211,7 @@ pub fn validate_blocks(body: &Value) -> Result<(), String> {
                 }
             }
             Some("context") => {
-                if !b["elements"].as_array().is_some_and(|e| !e.is_empty()) {
+                if b["elements"].as_array().is_none_or(|e| e.is_empty()) {
                     return Err(format!("blocks[{i}]: context needs elements"));
                 }
             }

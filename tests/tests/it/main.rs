@@ -4,6 +4,7 @@
 mod auth;
 mod backlog;
 mod drain;
+mod email;
 mod kill_controller;
 mod kill_probe;
 mod mtls;
