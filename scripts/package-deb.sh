@@ -67,8 +67,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 conf="$work/controller.toml"
 sed "s#/run/credentials/outpost-controller.service/#$work/#g" /etc/outpost/controller.toml >"$conf"
 envs=()
-for name in $(grep -o 'env = "[A-Z0-9_]*"' "$conf" | sed 's/env = "\(.*\)"/\1/' | sort -u); do
-  envs+=("$name=$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | head -c 40)")
+# (only keys the config uses: commented examples would be unknown OUTPOST_* variables, exit 78)
+for name in $(grep -v '^[[:space:]]*#' "$conf" | grep -o 'env = "[A-Z0-9_]*"' | sed 's/env = "\(.*\)"/\1/' | sort -u); do
+  value=$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
+  case "$name" in *_URL) value="https://hooks.example.net/services/$value" ;; esac
+  envs+=("$name=$value")
 done
 env "${envs[@]}" /usr/bin/outpost-controller check-config "$conf"
 
