@@ -1,7 +1,9 @@
 //! The server-rendered status page: `/` (checks × regions grid, open-alert
 //! banner, recent DNS changes, probes), `/checks/{id}` ([`detail`]: per-region
 //! state, what the newest results saw by kind, changes, recent results) and
-//! `/certificates` ([`certificates`]: the inventory); the login form and
+//! `/certificates` ([`certificates`]: the inventory), `/silences`
+//! ([`silences`]: silences, maintenance windows, the operator's form to
+//! make one); the login form and
 //! logout ([`login`]) and the opt-in public status page ([`public`]).
 //!
 //! Built so the states that matter cannot be missed (the IOT incident: stale
@@ -18,6 +20,7 @@ pub mod detail;
 mod kind;
 pub mod login;
 pub mod public;
+pub mod silences;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -48,6 +51,9 @@ pub fn routes() -> Routes {
         .get("/", index)
         .get("/checks/{id}", detail::page_handler)
         .get("/certificates", certificates::page_handler)
+        .get("/silences", silences::page_handler)
+        .post("/silences", silences::create)
+        .post("/silences/{id}/end", silences::end)
 }
 
 /// Pages anyone may open: the login form and the public status page.
@@ -84,6 +90,7 @@ table{border-collapse:collapse;background:#fff;margin-bottom:16px}th,td{border:1
 th{background:#eee}.small{font-size:12px;color:#444}\
 .FAILING{background:#c00000;color:#fff;font-weight:bold}.FAILING .small{color:#fff}\
 .FLAPPING{background:repeating-linear-gradient(45deg,#c00000 0 8px,#e07000 8px 16px);color:#fff;font-weight:bold}.FLAPPING .small{color:#fff}\
+.SUPPRESSED{background:repeating-linear-gradient(45deg,#c00000 0 8px,#777 8px 16px);color:#fff;font-weight:bold}.SUPPRESSED .small{color:#fff}\
 .STALE{background:#ffb000;color:#000;font-weight:bold}.STALE .small{color:#000}\
 .UNKNOWN{background:#ddd;color:#333}.OK{background:#d8f5dc;color:#114a1d}.NA{background:#fafafa;color:#aaa}\
 .word{font-size:15px;letter-spacing:.5px}code{font-size:12px}\
@@ -115,7 +122,7 @@ pub(crate) fn page_with(title: &str, body: Markup, refresh: bool) -> Markup {
             body {
                 header {
                     h1 { a href="/" { "Outpost" } }
-                    nav { a href="/" { "status" } a href="/certificates" { "certificates" } a href="/logout" { "sign out" } }
+                    nav { a href="/" { "status" } a href="/certificates" { "certificates" } a href="/silences" { "silences" } a href="/logout" { "sign out" } }
                     span.meta {
                         (title) " · updated " (timestamp(now_ms()))
                         @if refresh { " · refreshes every 5 s" }
@@ -140,15 +147,21 @@ fn alert_href(a: &AlertRow) -> String {
     }
 }
 
+/// The open alerts: those that paged in red, then the suppressed ones
+/// (silence, maintenance) in amber with their cause — recorded, not paged.
 fn banner(open: &[&AlertRow], now: i64) -> Markup {
+    let (quiet, paging): (Vec<&AlertRow>, Vec<&AlertRow>) =
+        open.iter().partition(|a| !a.suppressed_by.is_empty());
     html! {
         @if open.is_empty() {
             div.clear { "No open alerts" }
+        } @else if paging.is_empty() {
+            div.clear { "No alert paging" }
         } @else {
             div.banner role="alert" {
-                (open.len()) " OPEN ALERT" @if open.len() != 1 { "S" }
+                (paging.len()) " OPEN ALERT" @if paging.len() != 1 { "S" }
                 ul {
-                    @for a in open {
+                    @for a in &paging {
                         li {
                             a style="color:#fff" href=(alert_href(a)) { (a.summary) }
                             " "
@@ -158,6 +171,24 @@ fn banner(open: &[&AlertRow], now: i64) -> Markup {
                         }
                     }
                 }
+            }
+        }
+        @if !quiet.is_empty() {
+            div.warn {
+                (quiet.len()) " SUPPRESSED (recorded, not paged: silence, maintenance or a failing dependency)"
+                ul {
+                    @for a in &quiet {
+                        li {
+                            a href=(alert_href(a)) { (a.summary) }
+                            " "
+                            span style="font-weight:normal" {
+                                "(suppressed by " (a.suppressed_by) ", open for "
+                                (format::ms(now - a.opened_at_ms)) ")"
+                            }
+                        }
+                    }
+                }
+                a href="/silences" { "silences" }
             }
         }
     }
@@ -180,7 +211,7 @@ pub(crate) fn region_cell(r: &RegionView) -> Markup {
                     }
                     RegionStatus::Stale => { "no result for " (age) }
                     RegionStatus::Unknown => { "no result yet" }
-                    RegionStatus::Failing | RegionStatus::Flapping => { (r.code.as_deref().unwrap_or("failed")) " · " (age) " ago" }
+                    RegionStatus::Failing | RegionStatus::Flapping | RegionStatus::Suppressed => { (r.code.as_deref().unwrap_or("failed")) " · " (age) " ago" }
                     RegionStatus::Ok => { (age) " ago" }
                 }
             }
@@ -204,6 +235,9 @@ pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> Markup {
                     }
                     td class=(c.state.css_class()) {
                         span.word { (c.state.as_str()) }
+                        @if let Some(by) = &c.suppressed_by {
+                            div.small { "alert recorded, not paged: suppressed by " (by) }
+                        }
                         @if c.flapping {
                             div.small { "alert open: changing between pass and fail, resolves once stable" }
                         } @else if c.alert_open {

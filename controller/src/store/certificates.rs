@@ -249,6 +249,27 @@ async fn record_sighting(tx: &mut Tx<'_>, s: &Sighting<'_>) -> Result<(), sqlx::
 }
 
 impl Store {
+    /// Records sightings the controller makes itself (its own listeners'
+    /// certificates, probes' client certificates: [`crate::alerting::certificate`])
+    /// at `at_ms`, in one transaction. Each is `(certificate, check_id, probe, region)`.
+    pub async fn record_own_certificates(
+        &self,
+        seen: &[(Seen, String, String, String)],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Sightings::default();
+        for (s, check, probe, region) in seen {
+            batch.add(s, check, probe, region, at_ms);
+        }
+        let mut tx = self.begin_write().await?;
+        batch.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every certificate, soonest expiry first.
     pub async fn certificates(&self) -> Result<Vec<CertificateRow>, StoreError> {
         Ok(sqlx::query_as(
