@@ -504,7 +504,7 @@ fn result_row(
 /// Stores one heartbeat row through the probes' ingest path and asks the
 /// evaluator to look at its check.
 async fn store(ctl: &Controller, row: NewResult, now: i64) -> Result<(), StoreError> {
-    let batch = crate::ingest::build_batch(vec![row], now, Vec::new());
+    let batch = crate::ingest::build_batch(vec![row], now, Vec::new(), None);
     let outcome = ctl.store().ingest(batch).await?;
     ctl.metrics().inc(
         "outpost_results_ingested_total",

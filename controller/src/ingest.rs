@@ -1014,6 +1014,7 @@ pub fn build_batch(
     results: Vec<NewResult>,
     received_at_ms: i64,
     event_sinks: Vec<String>,
+    probe: Option<String>,
 ) -> IngestBatch {
     let items = results
         .into_iter()
@@ -1035,6 +1036,7 @@ pub fn build_batch(
     IngestBatch {
         received_at_ms,
         items,
+        probe,
         event_sinks,
     }
 }
@@ -1133,7 +1135,12 @@ async fn handle_batch(
     let notify_events = !event_sinks.is_empty();
     let outcome = ctl
         .store()
-        .ingest(build_batch(rows, received, event_sinks))
+        .ingest(build_batch(
+            rows,
+            received,
+            event_sinks,
+            Some(probe.name.clone()),
+        ))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot commit result batch");
@@ -1171,9 +1178,6 @@ async fn handle_batch(
                 1,
             );
         }
-    }
-    if let Err(e) = ctl.store().touch_probe(&probe.name, received).await {
-        tracing::warn!(error = %e, "cannot record probe last-seen");
     }
     let ack = Ack {
         through_sequence: through,

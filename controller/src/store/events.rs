@@ -232,6 +232,7 @@ mod tests {
         IngestBatch {
             received_at_ms: received,
             items: vec![item],
+            probe: None,
             event_sinks: vec!["hook".into(), "log".into()],
         }
     }

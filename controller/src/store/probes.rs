@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Flag, Store, StoreError, to_i64};
+use super::{Flag, Store, StoreError, Tx, to_i64};
 
 /// A probe row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -89,14 +89,9 @@ impl Store {
 
     /// Updates a probe's last-seen time (never backwards).
     pub async fn touch_probe(&self, name: &str, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE probes SET last_seen_ms = CASE WHEN last_seen_ms > $1 THEN last_seen_ms ELSE $1 END \
-             WHERE name = $2",
-        )
-        .bind(at_ms)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.begin_write().await?;
+        touch(&mut tx, name, at_ms).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -206,4 +201,18 @@ mod tests {
             assert_eq!((row.connected, row.last_seen_ms), (false, 1000));
         }
     }
+}
+
+/// Moves a probe's last-seen time forward to `at_ms` (never back), inside
+/// a write transaction (an ingested batch's, or its own).
+pub(super) async fn touch(tx: &mut Tx<'_>, name: &str, at_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE probes SET last_seen_ms = CASE WHEN last_seen_ms > $1 THEN last_seen_ms ELSE $1 END \
+         WHERE name = $2",
+    )
+    .bind(at_ms)
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

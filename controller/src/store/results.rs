@@ -13,7 +13,7 @@ use outpost_probe::check::Observed;
 
 use super::{
     Engine, Flag, Store, StoreError, Tx, certificates, events, events::IngestEvent, notifications,
-    to_i64,
+    probes, to_i64,
 };
 use crate::certificate::Seen;
 
@@ -97,6 +97,10 @@ pub struct IngestBatch {
     pub received_at_ms: i64,
     /// Its results.
     pub items: Vec<IngestItem>,
+    /// The probe that sent it, if one did: its `last_seen_ms` moves to
+    /// `received_at_ms` in the same transaction (liveness comes from what
+    /// the probe sent, and one commit per batch instead of two).
+    pub probe: Option<String>,
     /// Sinks that get an `info` notification for each new event (not for
     /// reports merged into an existing one): the routes carrying its kind.
     pub event_sinks: Vec<String>,
@@ -108,6 +112,7 @@ impl IngestBatch {
         IngestBatch {
             received_at_ms,
             items: results.into_iter().map(IngestItem::from).collect(),
+            probe: None,
             event_sinks: Vec::new(),
         }
     }
@@ -635,6 +640,9 @@ impl Store {
             }
         }
         out.new_sightings = sightings.write(&mut tx).await?;
+        if let Some(probe) = &batch.probe {
+            probes::touch(&mut tx, probe, received).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
@@ -1004,6 +1012,7 @@ mod tests {
             let batch = |items| IngestBatch {
                 received_at_ms: 10_000,
                 items,
+                probe: None,
                 event_sinks: Vec::new(),
             };
             let o = s
