@@ -16,8 +16,10 @@
 //!   [`Engine`]: the connection options (SQLite's pragmas run on every new
 //!   connection: `Any` takes options from a URL only), `begin_write`
 //!   (`BEGIN IMMEDIATE` on SQLite so a read-then-write transaction never
-//!   fails on a lock upgrade; plain `BEGIN`, READ COMMITTED, on
-//!   PostgreSQL), the migrations directory, the `FOR UPDATE SKIP LOCKED` of
+//!   fails on a lock upgrade, on a one-connection writer pool so writers
+//!   queue in order in this process rather than in SQLite's unfair busy
+//!   handler, where a saturated ingest once starved a writer past
+//!   `busy_timeout`; plain `BEGIN`, READ COMMITTED, on PostgreSQL), the migrations directory, the `FOR UPDATE SKIP LOCKED` of
 //!   delivery claims, and the lease SQL (PostgreSQL's clock). SQLite: WAL,
 //!   `synchronous = NORMAL` (a committed transaction survives a process
 //!   crash; a power loss may roll back the last ones, whose acks were
@@ -399,6 +401,13 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NO
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::Pool<Db>,
+    /// Where write transactions start ([`Store::begin_write`]). SQLite: a
+    /// pool of one connection, so writers queue in this process, first
+    /// come first served, instead of in SQLite's busy handler (which is
+    /// not fair: under saturated ingest a writer could wait past
+    /// `busy_timeout` and fail with "database is locked"). PostgreSQL: the
+    /// pool itself (row locks order writers).
+    writer: sqlx::Pool<Db>,
     engine: Engine,
     /// The evaluator epoch this replica holds, 0 when it holds none. Every
     /// alert change is written under it ([`Store::fence`]).
@@ -537,22 +546,32 @@ impl Store {
         let migrated = migrate(&mut conn, engine).await;
         conn.close().await?;
         migrated?;
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(spec.pool_size.max(1))
-            .acquire_timeout(Duration::from_secs(10));
-        if engine == Engine::Sqlite {
-            pool = pool.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(SQLITE_PRAGMAS).await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = pool.connect_with(options).await?;
+        let pool_options = |size: u32| {
+            let mut pool = AnyPoolOptions::new()
+                .max_connections(size.max(1))
+                .acquire_timeout(Duration::from_secs(10));
+            if engine == Engine::Sqlite {
+                pool = pool.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(SQLITE_PRAGMAS).await?;
+                        Ok(())
+                    })
+                });
+            }
+            pool
+        };
+        let pool = pool_options(spec.pool_size)
+            .connect_with(options.clone())
+            .await?;
+        let writer = match engine {
+            Engine::Sqlite => pool_options(1).connect_with(options).await?,
+            Engine::Postgres => pool.clone(),
+        };
         // One process owns an SQLite file: it is always the evaluator.
         let epoch = if engine == Engine::Sqlite { 1 } else { 0 };
         Ok(Store {
             pool,
+            writer,
             engine,
             epoch: Arc::new(AtomicI64::new(epoch)),
         })
@@ -574,7 +593,7 @@ impl Store {
     /// PostgreSQL: `BEGIN` (READ COMMITTED; conflicts are row locks).
     pub(crate) async fn begin_write(&self) -> Result<Tx<'static>, sqlx::Error> {
         match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Engine::Postgres => self.pool.begin().await,
         }
     }
@@ -587,6 +606,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -939,8 +959,10 @@ pub(crate) mod tests {
             "{err}"
         );
         let options = any_options(&Location::Sqlite { path: path.clone() }).unwrap();
+        let pool = AnyPoolOptions::new().connect_with(options).await.unwrap();
         let s = Store {
-            pool: AnyPoolOptions::new().connect_with(options).await.unwrap(),
+            writer: pool.clone(),
+            pool,
             engine: Engine::Sqlite,
             epoch: Arc::new(AtomicI64::new(1)),
         };
