@@ -35,6 +35,7 @@ pub mod details;
 pub mod event;
 pub mod format;
 pub mod heartbeat;
+pub mod history;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
@@ -136,6 +137,7 @@ impl Controller {
         if !store.is_shared() {
             store.mark_all_probes_disconnected().await?;
         }
+        store.set_stale_after(history::stale_after_ms(&config));
         let started_ms = clock.unix_ms();
         let replica = format!("{}/{}/{started_ms}", hostname(), std::process::id());
         let grpc = TcpListener::bind(config.grpc_listen)
@@ -252,6 +254,8 @@ impl Controller {
         }
         // Sessions of users no longer configured (or expired) end now; the
         // gate refuses them on their next request anyway.
+        self.store()
+            .set_stale_after(history::stale_after_ms(&config));
         let users: Vec<String> = config.auth.users.iter().map(|u| u.name.clone()).collect();
         let idle = i64::try_from(config.auth.session_idle.as_millis()).unwrap_or(i64::MAX);
         let store = self.store().clone();
@@ -700,6 +704,23 @@ async fn prune_loop(ctl: Controller) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned old results"),
             Err(e) => tracing::warn!(error = %e, "pruning results failed"),
+        }
+        // Each resolution of the history has its own retention.
+        for res in history::Resolution::ALL {
+            let Some(keep) = ctl.config().history.of(res) else {
+                continue;
+            };
+            let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            let before = ctl.now_ms().saturating_sub(keep);
+            match ctl.store().prune_rollups(res, before, PRUNE_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(resolution = res.as_str(), deleted = n, "pruned old rollups")
+                }
+                Err(e) => {
+                    tracing::warn!(resolution = res.as_str(), error = %e, "pruning rollups failed")
+                }
+            }
         }
         // Events and certificates no check saw for the retention go too.
         if let Err(e) = ctl.store().prune_events(before).await {

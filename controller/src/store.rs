@@ -168,6 +168,7 @@
 //!   sink sees an event twice. A crash during a migration rolls it back
 //!   (each runs in a transaction), and the next start applies it again.
 
+mod alert_history;
 mod alerts;
 mod certificates;
 mod events;
@@ -175,6 +176,7 @@ mod lease;
 mod notifications;
 mod probes;
 mod results;
+mod rollups;
 mod sessions;
 
 use std::{
@@ -184,6 +186,7 @@ use std::{
     time::Duration,
 };
 
+pub use alert_history::AlertFilter;
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
@@ -195,6 +198,7 @@ pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{
     IngestBatch, IngestItem, IngestOutcome, NewResult, RegionChanges, RegionState, ResultRow,
 };
+pub use rollups::{Cursor, RollupRow};
 pub use sessions::SessionRow;
 
 use outpost_probe::config::Secret;
@@ -376,6 +380,9 @@ pub struct Store {
     /// The evaluator epoch this replica holds, 0 when it holds none. Every
     /// alert change is written under it ([`Store::fence`]).
     epoch: Arc<AtomicI64>,
+    /// `stale_after` per check for the rollups' STALE gaps
+    /// ([`Store::set_stale_after`]).
+    stale_after: Arc<std::sync::RwLock<Arc<std::collections::HashMap<String, i64>>>>,
 }
 
 /// Unix milliseconds now.
@@ -528,6 +535,7 @@ impl Store {
             pool,
             engine,
             epoch: Arc::new(AtomicI64::new(epoch)),
+            stale_after: Arc::default(),
         })
     }
 
@@ -765,7 +773,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -833,8 +841,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
-            "1 and 2 bridged, 3 to 9 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            "1 and 2 bridged, 3 to 10 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
@@ -913,6 +921,7 @@ pub(crate) mod tests {
             pool: AnyPoolOptions::new().connect_with(options).await.unwrap(),
             engine: Engine::Sqlite,
             epoch: Arc::new(AtomicI64::new(1)),
+            stale_after: Arc::default(),
         };
         assert!(table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
         assert!(

@@ -381,12 +381,14 @@ impl Store {
         let received = batch.received_at_ms;
         let mut out = IngestOutcome::default();
         let mut tx = self.begin_write().await?;
+        let mut rolled: Vec<(&NewResult, i64)> = Vec::with_capacity(batch.items.len());
         for item in &batch.items {
             let r = &item.result;
             if !insert_result(&mut tx, r, received).await? {
                 out.duplicates += 1;
                 continue;
             }
+            rolled.push((r, r.at_ms(received)));
             out.stored += 1;
             out.affected.insert(r.check_id.clone());
             out.inserted.insert(r.result_id.clone());
@@ -415,6 +417,8 @@ impl Store {
                 out.certificates += 1;
             }
         }
+        // History: one call per batch, with the results inserted above.
+        super::rollups::apply(&mut tx, self.engine, &self.stale_after(), &rolled).await?;
         tx.commit().await?;
         Ok(out)
     }
