@@ -13,11 +13,15 @@
 //! `PreEscaped` is the page's own style sheet. Every state-changing form
 //! carries the session's CSRF token through [`csrf_field`].
 
+pub mod alerts;
 pub mod certificates;
 pub mod detail;
+pub mod fleet;
+pub mod history;
 mod kind;
 pub mod login;
 pub mod public;
+pub mod sla;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -48,6 +52,11 @@ pub fn routes() -> Routes {
         .get("/", index)
         .get("/checks/{id}", detail::page_handler)
         .get("/certificates", certificates::page_handler)
+        .get("/alerts", alerts::list_handler)
+        .get("/alerts/{id}", alerts::alert_handler)
+        .get("/fleet", fleet::page_handler)
+        .get("/sla", sla::page_handler)
+        .get("/sla.csv", sla::csv_handler)
 }
 
 /// Pages anyone may open: the login form and the public status page.
@@ -91,7 +100,10 @@ nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ff
 .arrow{font-weight:bold;padding:0 4px}pre{background:#fff;border:1px solid #ccc;padding:8px;font-size:12px;overflow:auto;max-width:100%}\
 .expired{background:#c00000;color:#fff;font-weight:bold}.critical{background:#e04000;color:#fff;font-weight:bold}\
 .error{background:#ff7a00;color:#000;font-weight:bold}.warning{background:#ffd24d;color:#000}.info,.ok{background:#fff}\
-.muted{color:#777}";
+.muted{color:#666}\
+svg.bar{display:block}.s-up{fill:#1e7b34}.s-down{fill:#c00000}.s-stale{fill:#ffb000}.s-none{fill:#bbb}\
+svg.chart{background:#fff;border:1px solid #ccc;max-width:760px}.axis{stroke:#888}.tick{font-size:11px;fill:#444}\
+.stale-text{background:#ffb000;color:#000;padding:0 3px}td.hist{min-width:370px}";
 
 /// The page around `body`: head (auto-refresh, the inline style), the
 /// header with the navigation.
@@ -115,7 +127,10 @@ pub(crate) fn page_with(title: &str, body: Markup, refresh: bool) -> Markup {
             body {
                 header {
                     h1 { a href="/" { "Outpost" } }
-                    nav { a href="/" { "status" } a href="/certificates" { "certificates" } a href="/logout" { "sign out" } }
+                    nav {
+                        a href="/" { "status" } a href="/alerts" { "alerts" } a href="/fleet" { "fleet" }
+                        a href="/sla" { "SLA" } a href="/certificates" { "certificates" } a href="/logout" { "sign out" }
+                    }
                     span.meta {
                         (title) " · updated " (timestamp(now_ms()))
                         @if refresh { " · refreshes every 5 s" }
@@ -189,11 +204,17 @@ pub(crate) fn region_cell(r: &RegionView) -> Markup {
     }
 }
 
-pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> Markup {
+pub(crate) fn grid(
+    checks: &[CheckView],
+    regions: &[String],
+    history: Option<&std::collections::BTreeMap<String, history::Overview>>,
+    now: i64,
+) -> Markup {
     html! {
         table {
             tr {
                 th { "check" } th { "state" }
+                @if history.is_some() { th { "history" } }
                 @for r in regions { th { (r) } }
             }
             @for c in checks {
@@ -208,6 +229,12 @@ pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> Markup {
                             div.small { "alert open: changing between pass and fail, resolves once stable" }
                         } @else if c.alert_open {
                             div.small { "alert open" }
+                        }
+                    }
+                    @if let Some(h) = history {
+                        @match h.get(&c.id) {
+                            Some(o) => { (history::overview_cell(o, now)) }
+                            None => { td.NA { "—" } }
                         }
                     }
                     @for region in regions {
@@ -272,8 +299,17 @@ pub(crate) fn error_page(e: api::ApiError) -> Response {
     (e.0, Html(page("Outpost: error", body).into_string())).into_response()
 }
 
-async fn index(State(ctl): State<Controller>) -> Response {
-    match render_index(&ctl).await {
+/// `GET /` query: the status bar's slot width.
+#[derive(Debug, Default, serde::Deserialize)]
+struct IndexQuery {
+    bar: Option<String>,
+}
+
+async fn index(
+    State(ctl): State<Controller>,
+    axum::extract::Query(q): axum::extract::Query<IndexQuery>,
+) -> Response {
+    match render_index(&ctl, history::bar_resolution(q.bar.as_deref())).await {
         Ok(html) => Html(html.into_string()).into_response(),
         Err(e) => error_page(e),
     }
@@ -343,11 +379,22 @@ async fn certificate_strip(ctl: &Controller, now: i64) -> Result<Markup, api::Ap
     })
 }
 
-async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
+async fn render_index(
+    ctl: &Controller,
+    bar: crate::history::Resolution,
+) -> Result<Markup, api::ApiError> {
     let now = ctl.now_ms();
     let checks = api::check_views(ctl, now).await?;
     let alerts = ctl.store().open_alerts().await?;
     let open: Vec<&AlertRow> = alerts.iter().collect();
+    let mut overview = history::overview(ctl, bar, now).await?;
+    for a in &alerts {
+        if a.kind == AlertKind::CheckFailing
+            && let Some(o) = overview.get_mut(&a.check_id)
+        {
+            o.failing_since = Some(a.opened_at_ms);
+        }
+    }
     let probes = api::probe_views(ctl, now).await?;
     let regions = ctl.config().result_regions();
     let events = api::events::event_views(ctl, None, RECENT_CHANGES).await?;
@@ -357,7 +404,7 @@ async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
         (strip)
         main {
             h2 { "Checks" }
-            (grid(&checks, &regions))
+            (grid(&checks, &regions, Some(&overview), now))
             h2 #changes { "Recent changes" }
             (changes_table(&events, now, true))
             (probes_table(&probes, now))
