@@ -11,6 +11,7 @@ mod escaping;
 mod events;
 mod flapping;
 mod heartbeat;
+mod history;
 mod http;
 mod ingest;
 mod limits;
