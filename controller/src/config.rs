@@ -37,7 +37,12 @@
 //! path = "/var/lib/outpost/outpost.db"    # SQLite (the default); or, for replicas:
 //! # url = { env = "OUTPOST_DATABASE_URL" }  # postgres://user:password@host:5432/outpost
 //! # ca_file = "/etc/outpost/postgres-ca.pem"
-//! retention = "7d"
+//!
+//! [store.history]                         # how long each resolution is kept
+//! raw = "7d"                              # every result (= [store] retention)
+//! minute = "30d"
+//! hour = "400d"
+//! day = "forever"
 //!
 //! [[probes]]
 //! name = "eu-west-1"
@@ -1250,6 +1255,29 @@ sinks = ["pagerduty", "log"]
     }
 
     #[test]
+    fn history_retention_takes_durations_and_forever() {
+        let text = format!(
+            "{GOOD}\n[store.history]\nraw = \"2d\"\nminute = \"forever\"\nhour = \"90d\"\nday = \"3650d\"\n"
+        );
+        let c = parse(&text, "c.toml", &vars()).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(c.retention, 2 * day);
+        assert_eq!(
+            c.history,
+            crate::history::HistoryRetention {
+                raw: 2 * day,
+                minute: None,
+                hour: Some(90 * day),
+                day: Some(3650 * day),
+            }
+        );
+        // The older key alone still sets raw retention.
+        let old = GOOD.replacen("[store]\n", "[store]\nretention = \"3d\"\n", 1);
+        let c = parse(&old, "c.toml", &vars()).unwrap();
+        assert_eq!(c.history.raw, 3 * day);
+    }
+
+    #[test]
     fn good_config_parses_with_defaults() {
         let c = parse(GOOD, "c.toml", &vars()).unwrap();
         assert_eq!(c.probes.len(), 2);
@@ -1262,6 +1290,7 @@ sinks = ["pagerduty", "log"]
         assert_eq!(eu.policy.min_regions, 1);
         assert_eq!(c.sinks_for_check(eu), vec!["pagerduty", "log"]);
         assert_eq!(c.retention, DEFAULT_RETENTION);
+        assert_eq!(c.history, crate::history::HistoryRetention::default());
         match &c.sink("pagerduty").unwrap().kind {
             SinkKind::PagerDuty {
                 api_url,
@@ -1357,6 +1386,31 @@ sinks = ["pagerduty", "log"]
                 "retention too short",
                 "[store]\nretention = \"1s\"\n",
                 "store.retention",
+            ),
+            (
+                "retention twice",
+                "[store]\nretention = \"7d\"\n[store.history]\nraw = \"7d\"\n",
+                "store.history.raw",
+            ),
+            (
+                "raw results forever",
+                "[store.history]\nraw = \"forever\"\n",
+                "store.history.raw",
+            ),
+            (
+                "minute rollups too short",
+                "[store.history]\nminute = \"10s\"\n",
+                "store.history.minute",
+            ),
+            (
+                "hour rollups without unit",
+                "[store.history]\nhour = \"400\"\n",
+                "store.history.hour",
+            ),
+            (
+                "history key typo",
+                "[store.history]\nweek = \"1d\"\n",
+                "store.history.week",
             ),
             (
                 "probe without token",
