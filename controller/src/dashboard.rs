@@ -1,8 +1,11 @@
 //! The server-rendered status page: `/` (checks × regions grid, open-alert
 //! banner, recent DNS changes, probes), `/checks/{id}` ([`detail`]: per-region
 //! state, what the newest results saw by kind, changes, recent results) and
-//! `/certificates` ([`certificates`]: the inventory); the login form and
-//! logout ([`login`]) and the opt-in public status page ([`public`]).
+//! `/certificates` ([`certificates`]: the inventory); history from the
+//! rollups ([`history`]: status bars, uptime, SVG latency graphs), `/alerts`
+//! ([`alerts`]), `/fleet` ([`fleet`]) and `/sla` ([`sla`]); the login form
+//! and logout ([`login`]) and the opt-in public status page ([`public`]).
+//! Colours and their contrast: [`palette`].
 //!
 //! Built so the states that matter cannot be missed (the IOT incident: stale
 //! data shown as a faint grey border for 17 hours): FAILING is a solid red

@@ -81,7 +81,10 @@
 //!   list and [`Store::prune_events`]; `events_by_check`: one check's
 //!   events; `events_by_key`: merging a report into the same change.
 //!   `certificates_by_expiry`: the inventory by expiry; `leases` PK: the
-//!   lease row. Only on PostgreSQL, where the database is shared and
+//!   lease row. `rollups` PK (resolution, check, bucket, region): the
+//!   ingest's read-merge-write of a row and a check's range read;
+//!   `rollups_by_age (resolution, bucket_ms)`: the overview's every-check
+//!   range read and the batched retention prune; `rollup_cursor` PK. Only on PostgreSQL, where the database is shared and
 //!   grows: `alerts_open_by_check (check_id, kind) WHERE open`:
 //!   [`Store::open_alert`], which the evaluator runs per check and kind on
 //!   every pass, and [`Store::open_alerts`]; `notifications_by_event`: the
@@ -107,7 +110,11 @@
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
-//!   `0008_sessions.sql`; `0009_flapping.sql`):
+//!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_history.sql`: `rollups`
+//!   and `rollup_cursor`, the history per check × region × minute / hour /
+//!   day, written by [`Store::ingest`] in its transaction through one call
+//!   per batch, `store/rollups.rs`; the math and its design note are
+//!   [`crate::history`]):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
