@@ -297,6 +297,52 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.into_row(res)).collect())
     }
 
+    /// Writes rollup rows as given, replacing stored ones: for seeding a
+    /// store (the benchmark's 30 days of history); ingest merges instead.
+    pub async fn put_rollups(&self, rows: &[RollupRow]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO rollups (resolution, check_id, bucket_ms, region, count, failures, stale_ms, \
+                 latency_json, codes_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (resolution, check_id, bucket_ms, region) DO UPDATE SET count = excluded.count, \
+                 failures = excluded.failures, stale_ms = excluded.stale_ms, \
+                 latency_json = excluded.latency_json, codes_json = excluded.codes_json",
+            )
+            .bind(r.resolution.as_str())
+            .bind(&r.check_id)
+            .bind(r.bucket_ms)
+            .bind(&r.region)
+            .bind(to_i64(r.rollup.count))
+            .bind(to_i64(r.rollup.failures))
+            .bind(r.rollup.stale_ms)
+            .bind(r.rollup.latency_json())
+            .bind(r.rollup.codes_json())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Bytes the SQLite file holds in use (pages less free pages; `None`
+    /// on PostgreSQL): the benchmark's bytes per check-region-day.
+    pub async fn sqlite_live_bytes(&self) -> Result<Option<i64>, StoreError> {
+        if self.engine != Engine::Sqlite {
+            return Ok(None);
+        }
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.pool)
+            .await?;
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&self.pool)
+            .await?;
+        let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((pages - free) * size))
+    }
+
     /// Newest rolled-up result time per (check, region): where an open
     /// STALE gap starts ([`history::open_gap`]).
     pub async fn rollup_cursors(&self) -> Result<Vec<Cursor>, StoreError> {
