@@ -135,6 +135,11 @@ struct Sizes {
     throughput_window: Duration,
     lateness_window: Duration,
     blackbox_n: u64,
+    /// A controller that falls behind the probe (more results unacknowledged
+    /// at the end of a window than the window finished) makes a probe figure
+    /// invalid: an error in a full run; in the quick smoke (a debug build, a
+    /// 2 s window, where a debug controller can trail a 4,000/s probe) a note.
+    backlog_is_error: bool,
 }
 
 impl Sizes {
@@ -150,6 +155,7 @@ impl Sizes {
                 throughput_window: Duration::from_secs(2),
                 lateness_window: Duration::from_secs(3),
                 blackbox_n: 0,
+                backlog_is_error: false,
             }
         } else {
             Sizes {
@@ -162,6 +168,7 @@ impl Sizes {
                 throughput_window: Duration::from_secs(10),
                 lateness_window: Duration::from_secs(12),
                 blackbox_n: 1000,
+                backlog_is_error: true,
             }
         }
     }
@@ -684,6 +691,7 @@ fn probe_all_in(
     interval: &str,
     window: Duration,
     max_concurrency: usize,
+    backlog_is_error: bool,
 ) -> anyhow::Result<(f64, f64, u64)> {
     let timeout = if interval == "250ms" {
         "240ms"
@@ -738,7 +746,11 @@ fn probe_all_in(
         probe.shutdown().await;
         let done = (f1 - f0).max(1);
         if unacked > (done as usize) {
-            bail!("controller fell behind: {unacked} results unacknowledged");
+            let msg = format!("controller fell behind: {unacked} results unacknowledged after a window that finished {done}");
+            if backlog_is_error {
+                bail!("{msg}");
+            }
+            eprintln!("note (quick run, figure not valid): {msg}");
         }
         Ok((
             (c1 - c0) as f64 / 1000.0 / done as f64,
@@ -1167,8 +1179,10 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
             "µs",
         );
 
-        let (probe_tls, _, _) = probe_all_in(&https, 50, "250ms", sz.window, 256)?;
-        let (probe_plain, _, _) = probe_all_in(&plain, 50, "250ms", sz.window, 256)?;
+        let (probe_tls, _, _) =
+            probe_all_in(&https, 50, "250ms", sz.window, 256, sz.backlog_is_error)?;
+        let (probe_plain, _, _) =
+            probe_all_in(&plain, 50, "250ms", sz.window, 256, sz.backlog_is_error)?;
         r.add(
             g,
             "outpost probe all-in, HTTPS (50 checks at 250 ms = 200/s)",
@@ -1215,7 +1229,7 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
         // A server that offers h2: the probe's default (`http_version = "auto"`)
         // negotiates it, as browsers and curl do. No raw h2 baseline.
         let h2 = start_target(dir.path(), TargetKind::HttpsH2)?;
-        let (probe_h2, _, _) = probe_all_in(&h2, 50, "250ms", sz.window, 256)?;
+        let (probe_h2, _, _) = probe_all_in(&h2, 50, "250ms", sz.window, 256, sz.backlog_is_error)?;
         drop(h2);
         r.add(
             g,
@@ -1268,7 +1282,14 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
     // 2. Throughput on one core.
     if want("throughput") {
         let g = "throughput";
-        let (cpu, rate, skipped) = probe_all_in(&https, 2000, "500ms", sz.throughput_window, 512)?;
+        let (cpu, rate, skipped) = probe_all_in(
+            &https,
+            2000,
+            "500ms",
+            sz.throughput_window,
+            512,
+            sz.backlog_is_error,
+        )?;
         r.goal(
             g,
             "HTTPS checks per second on one core (4,000/s demanded)",

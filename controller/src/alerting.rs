@@ -60,9 +60,18 @@
 //!   says FLAPPING and names every region that flapped since; while marked,
 //!   the rule's resolve is not applied. A whole window without a change
 //!   clears the mark (`stable`) and hands the alert back to the rule.
+//! - **Suppression.** Before every fire and for every open check alert,
+//!   [`silence::cause`] names what explains the failure now (a silence, a
+//!   maintenance window, a failing `depends_on`): the alert is opened with
+//!   `suppressed_by` and no trigger (or, open, gets no update triggers),
+//!   and pages when the cause ends while the check still fails
+//!   ([`silence`]'s note).
+//! - **Confirmation.** After each evaluation of a check without an open
+//!   alert, [`confirm::nudge`] asks the probes of unconfirmed failing
+//!   regions (and optionally every other region) to run it now.
 //! - **Timeline.** Every change of an alert is a row of `alert_timeline`
 //!   ([`Change`]: fired, updated, notified, escalated, flapping, stable,
-//!   resolved) written in
+//!   suppressed, released, resolved) written in
 //!   the transaction of the change, served by `GET /api/v1/alerts/{id}`.
 //! - **Dedup keys.** `outpost/<check_id>/check_failing`,
 //!   `outpost/probe/<probe>/probe_offline` and
@@ -70,6 +79,7 @@
 //!   replicas or a replayed notification collapse into one incident.
 
 pub mod certificate;
+pub mod confirm;
 pub mod flap;
 pub mod kind;
 pub mod leader;
@@ -78,6 +88,7 @@ pub mod offline;
 pub mod route;
 pub mod rule;
 pub mod severity;
+pub mod silence;
 pub mod sink;
 
 use std::{
@@ -152,6 +163,11 @@ pub enum Change {
     Flapping,
     /// Stable for the flap window again: the mark cleared.
     Stable,
+    /// Recorded but not paged: a silence, a maintenance window or a
+    /// failing dependency ([`silence`]) suppresses it.
+    Suppressed,
+    /// The suppression ended; paged then if still failing.
+    Released,
 }
 
 impl Change {
@@ -165,6 +181,8 @@ impl Change {
             Change::Resolved => "resolved",
             Change::Flapping => "flapping",
             Change::Stable => "stable",
+            Change::Suppressed => "suppressed",
+            Change::Released => "released",
         }
     }
 }
@@ -331,15 +349,17 @@ pub async fn evaluate_checks(
     let _guard = ctl.eval_lock().lock().await;
     let cfg = ctl.config();
     let rows = ctl.store().probes().await?;
-    let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
+    let env = Env::load(ctl, &cfg, &rows, now_ms).await?;
     let mut out = Vec::new();
     for id in checks {
         let Some(check) = cfg.check(id) else { continue };
         let states = ctl.store().region_states_for(id).await?;
         let open = ctl.store().open_alert(id, AlertKind::CheckFailing).await?;
-        if let Some(t) = apply(ctl, &cfg, check, &states, &offline, open, now_ms).await? {
+        let was_open = open.is_some();
+        if let Some(t) = apply(ctl, &cfg, check, &states, &env, open, now_ms).await? {
             out.push(t);
         }
+        confirm::nudge(ctl, check, &states, &env.offline, was_open, now_ms);
     }
     Ok(out)
 }
@@ -353,7 +373,7 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
     let all_open = ctl.store().open_alerts().await?;
     let mut out = offline::evaluate(ctl, &cfg, &rows, &all_open, now_ms).await?;
     out.extend(notifier::evaluate(ctl, &cfg, &all_open, now_ms).await?);
-    let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
+    let env = Env::load(ctl, &cfg, &rows, now_ms).await?;
     let mut states: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
     for s in ctl.store().region_states().await? {
         states.entry(s.check_id.clone()).or_default().push(s);
@@ -366,9 +386,11 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
     for check in &cfg.checks {
         let st = states.remove(&check.raw.id).unwrap_or_default();
         let alert = open.remove(&check.raw.id);
-        if let Some(t) = apply(ctl, &cfg, check, &st, &offline, alert, now_ms).await? {
+        let was_open = alert.is_some();
+        if let Some(t) = apply(ctl, &cfg, check, &st, &env, alert, now_ms).await? {
             out.push(t);
         }
+        confirm::nudge(ctl, check, &st, &env.offline, was_open, now_ms);
     }
     // Alerts of checks removed from config would otherwise stay open forever.
     for (check_id, alert) in open {
@@ -388,15 +410,69 @@ pub async fn evaluate_all(ctl: &Controller, now_ms: i64) -> Result<Vec<Transitio
     Ok(out)
 }
 
+/// What every check's evaluation in one pass shares: the regions whose
+/// probes are offline, the stored silences not yet ended and the
+/// dependencies (`depends_on`) failing now.
+struct Env {
+    offline: Vec<String>,
+    silences: Vec<crate::store::SilenceRow>,
+    failing: BTreeSet<String>,
+}
+
+impl Env {
+    async fn load(
+        ctl: &Controller,
+        cfg: &ControllerConfig,
+        probes: &[crate::store::ProbeRow],
+        now_ms: i64,
+    ) -> Result<Env, StoreError> {
+        let offline = offline::offline_regions(cfg, probes, ctl.started_ms(), now_ms);
+        let deps: BTreeSet<&str> = cfg
+            .checks
+            .iter()
+            .flat_map(|c| c.raw.depends_on.iter().map(String::as_str))
+            .collect();
+        let mut failing = BTreeSet::new();
+        for id in deps {
+            let Some(dep) = cfg.check(id) else { continue };
+            let states = ctl.store().region_states_for(id).await?;
+            let open = ctl
+                .store()
+                .open_alert(id, AlertKind::CheckFailing)
+                .await?
+                .is_some();
+            if silence::dependency_failing(dep, &states, &offline, open, now_ms) {
+                failing.insert(id.to_owned());
+            }
+        }
+        Ok(Env {
+            offline,
+            silences: ctl.store().current_silences(now_ms).await?,
+            failing,
+        })
+    }
+}
+
 async fn apply(
     ctl: &Controller,
     cfg: &ControllerConfig,
     check: &CheckDef,
     states: &[RegionState],
-    offline: &[String],
+    env: &Env,
     open: Option<AlertRow>,
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
+    let offline = env.offline.as_slice();
+    let cause = silence::cause(cfg, &env.silences, &env.failing, check, now_ms);
+    let mut open = open;
+    if let Some(alert) = open.as_mut()
+        && alert.suppressed_by != cause.as_deref().unwrap_or("")
+    {
+        let t = resuppress(ctl, cfg, check, states, env, alert, now_ms).await?;
+        if t.is_some() {
+            return Ok(t);
+        }
+    }
     let flap = if flap::may_flap(check, states, open.as_ref().is_some_and(|a| a.flapping)) {
         let since = flap::window_start(check.policy.flap_window, now_ms);
         let context = since.saturating_sub(
@@ -413,18 +489,10 @@ async fn apply(
     let flapping = flap
         .as_ref()
         .is_some_and(|f| f.flapping(check.policy.min_regions));
-    let mut open = open;
     match (&flap, open.as_mut()) {
         (Some(f), None) if flapping => {
             let event = flap_event(ctl, check, states, f, None, now_ms).await?;
-            let sinks = cfg.sinks_for_check(check);
-            return fire_alert(
-                ctl,
-                &NewAlert::of(AlertKind::CheckFailing, &event),
-                &event,
-                sinks,
-            )
-            .await;
+            return fire_check(ctl, cfg, check, &event, cause).await;
         }
         (Some(f), Some(alert)) if flapping || (alert.flapping && !f.quiet) => {
             let mut event = flap_event(ctl, check, states, f, Some(alert), now_ms).await?;
@@ -469,7 +537,10 @@ async fn apply(
         now_ms,
     );
     match (decision, open) {
-        (Decision::Fire { failing }, None) => fire(ctl, cfg, check, states, &failing, now_ms).await,
+        (Decision::Fire { failing }, None) => {
+            let event = trigger_event(check, states, &failing, now_ms);
+            fire_check(ctl, cfg, check, &event, cause).await
+        }
         (Decision::Resolve, Some(alert)) => {
             let event = resolve_event(&check.raw.id, "recovered", check.policy.severity, now_ms);
             resolve(ctl, alert.id, &event).await
@@ -592,7 +663,8 @@ async fn update(
         now_ms.saturating_sub(at)
             >= i64::try_from(cfg.update_interval.as_millis()).unwrap_or(i64::MAX)
     });
-    let notify = news && due;
+    // Suppressed: the row follows the state, the pager hears nothing.
+    let notify = news && due && alert.suppressed_by.is_empty();
     if current == row && !notify {
         return Ok(None);
     }
@@ -639,23 +711,139 @@ fn with_since(summary: &str, opened_ms: i64) -> String {
     out
 }
 
-async fn fire(
+/// Opens a check's alert for `event`: paging its routed sinks, or, with
+/// a `cause` ([`silence::cause`]), recorded and suppressed.
+async fn fire_check(
+    ctl: &Controller,
+    cfg: &ControllerConfig,
+    check: &CheckDef,
+    event: &AlertEvent,
+    cause: Option<String>,
+) -> Result<Option<Transition>, StoreError> {
+    let mut alert = NewAlert::of(AlertKind::CheckFailing, event);
+    let sinks = match cause {
+        Some(by) => {
+            tracing::info!(dedup_key = %alert.dedup_key, suppressed_by = %by, "alert suppressed: recorded, not paged");
+            alert.suppressed_by = by;
+            Vec::new()
+        }
+        None => cfg.sinks_for_check(check),
+    };
+    fire_alert(ctl, &alert, event, sinks).await
+}
+
+/// An open check alert whose suppression changed (module note of
+/// [`silence`]): suppressed by another cause, or released — paging its
+/// routed sinks then if the check still fails or flaps.
+async fn resuppress(
     ctl: &Controller,
     cfg: &ControllerConfig,
     check: &CheckDef,
     states: &[RegionState],
-    failing: &[String],
+    env: &Env,
+    alert: &mut AlertRow,
     now_ms: i64,
 ) -> Result<Option<Transition>, StoreError> {
-    let event = trigger_event(check, states, failing, now_ms);
+    let cause = silence::cause(cfg, &env.silences, &env.failing, check, now_ms);
+    let mut content = content_of_row(alert);
+    if let Some(by) = cause {
+        content.summary = format!("not paged: suppressed by {by}");
+        ctl.store()
+            .set_suppressed(alert.id, &by, &content, None, now_ms)
+            .await?;
+        tracing::info!(dedup_key = %alert.dedup_key, alert_id = alert.id, suppressed_by = %by, "alert suppressed: recorded, not paged");
+        alert.suppressed_by = by;
+        return Ok(None);
+    }
+    let mut failing = rule::failing_now(
+        &check.policy,
+        check.spec.interval,
+        &check.regions,
+        states,
+        &env.offline,
+        now_ms,
+    );
+    if failing.is_empty() && alert.flapping {
+        failing = serde_json::from_str(&alert.regions_json).unwrap_or_default();
+    }
+    if failing.is_empty() {
+        // Recovering or stale: nothing to page now. The mark stays, so the
+        // alert pages once a region fails again, or resolves unpaged.
+        return Ok(None);
+    }
+    if let Some(dep) = alert.suppressed_by.strip_prefix(silence::DEPENDENCY) {
+        // Failures seen up to the dependency's first pass are its
+        // outage's: page only on one that came after it recovered (the
+        // first pass of its current run of passes, in its last region to
+        // recover; runs are one interval apart).
+        let interval = cfg.check(dep).map_or(0, |d| {
+            i64::try_from(d.spec.interval.as_millis()).unwrap_or(0)
+        });
+        let recovered_at = ctl
+            .store()
+            .region_states_for(dep)
+            .await?
+            .iter()
+            .filter(|s| s.last_ok)
+            .map(|s| {
+                let earlier = i64::from(s.consecutive_passes.saturating_sub(1));
+                s.last_result_at_ms
+                    .saturating_sub(earlier.saturating_mul(interval))
+            })
+            .max()
+            .unwrap_or(i64::MIN);
+        if !states
+            .iter()
+            .any(|s| failing.contains(&s.region) && s.last_result_at_ms > recovered_at)
+        {
+            return Ok(None);
+        }
+    }
+    let ended = std::mem::take(&mut alert.suppressed_by);
+    let mut event = trigger_event(check, states, &failing, now_ms);
+    if alert.flapping {
+        event.summary = alert.summary.clone();
+        if let Some(d) = event.details.as_object_mut() {
+            d.insert("flapping".into(), true.into());
+        }
+    } else {
+        event.summary = with_since(&event.summary, alert.opened_at_ms);
+    }
+    event.summary = truncate(
+        &format!("{} — {}", event.summary, silence::release_note(&ended)),
+        1024,
+    );
+    let content = content_of(&event);
     let sinks = cfg.sinks_for_check(check);
-    fire_alert(
-        ctl,
-        &NewAlert::of(AlertKind::CheckFailing, &event),
-        &event,
+    let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+    let sent = Sent::of(&event).to_json();
+    let Some(sinks) = ctl
+        .store()
+        .set_suppressed(
+            alert.id,
+            "",
+            &content,
+            Some((&sinks, payload.as_str(), sent.as_str())),
+            now_ms,
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    tracing::warn!(dedup_key = %alert.dedup_key, alert_id = alert.id, ended = %ended, sinks = ?sinks, "suppression ended: alert paged");
+    ctl.metrics().inc(
+        "outpost_alerts_total",
+        &[
+            ("kind", AlertKind::CheckFailing.as_str()),
+            ("action", "fire"),
+        ],
+        1,
+    );
+    ctl.wake_delivery();
+    Ok(Some(Transition::Fired {
+        alert_id: alert.id,
         sinks,
-    )
-    .await
+    }))
 }
 
 impl NewAlert {
@@ -672,6 +860,7 @@ impl NewAlert {
             code: event.code.clone(),
             notified_json: Sent::of(event).to_json(),
             flapping: event.is_flapping(),
+            suppressed_by: String::new(),
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - `GET /api/v1/probes`: configured and seen probes, fresh or offline.
 //! - `GET /api/v1/events?check=ID&limit=N`: DNS answer changes ([`events`]).
 //! - `GET /api/v1/certificates`: the certificate inventory ([`certificates`]).
+//! - `GET/POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`:
+//!   silences ([`silences`]; POST and DELETE need an operator).
 //! - `GET /api/v1/whoami`, and for admins `GET /api/v1/sessions`,
 //!   `DELETE /api/v1/sessions/{user}`, `POST /api/v1/reload` ([`admin`]).
 //!
@@ -33,8 +35,9 @@ pub mod certificates;
 pub mod events;
 pub mod headers;
 pub mod route;
+pub mod silences;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::{
     Json, Router,
@@ -97,6 +100,9 @@ pub fn routes() -> Routes {
         .get("/api/v1/events", events::list_events)
         .get("/api/v1/certificates", certificates::list_certificates)
         .get("/api/v1/evaluator", crate::alerting::leader::status)
+        .get("/api/v1/silences", silences::list_silences)
+        .post("/api/v1/silences", silences::create_silence)
+        .delete("/api/v1/silences/{id}", silences::delete_silence)
         .get("/api/v1/whoami", admin::whoami)
         .get("/metrics", metrics)
         .merge(crate::dashboard::routes())
@@ -197,12 +203,16 @@ pub struct CheckView {
     /// Interval, e.g. `30s`.
     pub interval: String,
     /// Worst region state, FAILING when an alert is open, FLAPPING when
-    /// flap detection holds it open.
+    /// flap detection holds it open, SUPPRESSED when its open alert is
+    /// recorded but not paged (`suppressed_by` says why).
     pub state: RegionStatus,
     /// An alert is open.
     pub alert_open: bool,
     /// The open alert is flapping ([`crate::alerting::flap`]).
     pub flapping: bool,
+    /// Why the open alert is recorded but not paged (`silence 3`,
+    /// `maintenance nightly`: [`crate::alerting::silence`]).
+    pub suppressed_by: Option<String>,
     /// Assigned regions.
     pub regions: Vec<RegionView>,
 }
@@ -256,7 +266,9 @@ fn check_view(
             region_view(check, r, st, off, now)
         })
         .collect();
-    let state = if flapping {
+    let state = if alert.is_some_and(|a| !a.suppressed_by.is_empty()) {
+        RegionStatus::Suppressed
+    } else if flapping {
         RegionStatus::Flapping
     } else if alert_open {
         RegionStatus::Failing
@@ -271,6 +283,9 @@ fn check_view(
         state,
         alert_open,
         flapping,
+        suppressed_by: alert
+            .map(|a| a.suppressed_by.clone())
+            .filter(|s| !s.is_empty()),
         regions,
     }
 }
@@ -491,6 +506,8 @@ struct AlertView<'a> {
     resolved_at_ms: Option<i64>,
     /// Held open by flap detection.
     flapping: bool,
+    /// Recorded, not paged: the cause (`silence 3`, `maintenance nightly`).
+    suppressed_by: Option<&'a str>,
     notifications: Vec<NotificationView<'a>>,
 }
 
@@ -509,6 +526,7 @@ fn alert_view<'a>(a: &'a AlertRow, notifications: &'a [NotificationRow]) -> Aler
         opened_at_ms: a.opened_at_ms,
         resolved_at_ms: a.resolved_at_ms,
         flapping: a.flapping,
+        suppressed_by: (!a.suppressed_by.is_empty()).then_some(a.suppressed_by.as_str()),
         notifications: notifications.iter().map(notification_view).collect(),
     }
 }
@@ -738,15 +756,13 @@ async fn metrics(State(ctl): State<Controller>) -> Result<Response, ApiError> {
             );
         }
     }
+    let cfg = ctl.config();
+    let configured: BTreeSet<&str> = cfg.checks.iter().map(|c| c.raw.id.as_str()).collect();
+    let states = ctl.store().region_states().await?;
+    let timings = ctl.store().latest_timings().await?;
+    crate::blackbox::publish(m, &configured, &states, &timings);
     let body = m.render();
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
 }
 
 #[cfg(test)]

@@ -168,6 +168,16 @@ fn from_http(d: &http::Observed, out: &mut Vec<Seen>) {
     }
 }
 
+/// The inventory entry of a certificate the controller holds itself (a
+/// listener's, or a probe's client certificate), as if served at `address`.
+pub fn own(der: &rustls_pki_types::CertificateDer<'_>, address: &str, host: &str) -> Option<Seen> {
+    let info = outpost_probe::check::trust::describe_chain(std::slice::from_ref(der));
+    let mut s = parse_one(info.first()?, address, host)?;
+    s.position = Some(0);
+    s.trust_store = None;
+    Some(s)
+}
+
 /// Every certificate a result reports, each once per address.
 pub fn from_result(r: &NewResult) -> Vec<Seen> {
     let mut out = Vec::new();

@@ -83,7 +83,7 @@ use serde::Deserialize;
 
 use crate::alerting::{
     AlertKind, Kind, Severity,
-    route::{self, glob_match, sinks_of},
+    route::{self, sinks_of},
     sink,
 };
 pub use crate::alerting::{
@@ -169,6 +169,15 @@ pub struct RawControllerFile {
     /// The opt-in public status page. Optional, off by default.
     #[serde(default)]
     pub public_status: Option<crate::dashboard::public::RawPublicStatus>,
+    /// Fixed silences: matching checks' alerts are recorded, not paged,
+    /// until `ends_at` ([`crate::alerting::silence`]). More can be made
+    /// from the dashboard and `POST /api/v1/silences`.
+    #[serde(default)]
+    pub silences: Vec<crate::alerting::silence::RawSilence>,
+    /// Recurring maintenance windows: matching checks page nobody inside
+    /// them ([`crate::alerting::silence`]).
+    #[serde(default)]
+    pub maintenance: Vec<crate::alerting::silence::RawMaintenance>,
 }
 
 /// `[server]`.
@@ -220,6 +229,26 @@ pub struct RawServer {
     /// Bounds on what probes send ([`limits`]). Optional.
     #[serde(default)]
     pub probe_limits: Option<limits::RawProbeLimits>,
+    /// The CA that issues probes' client certificates (mutual TLS,
+    /// [`crate::identity`]). PEM files; every replica uses the same ones.
+    /// The key file must be mode 0600 (else exit 78). Create both with
+    /// `outpost-controller ca init --dir /etc/outpost/probe-ca`. With it the
+    /// gRPC listener asks probes for a client certificate (bearer tokens keep
+    /// working), probes may enroll (`outpost-controller probe enroll`), and
+    /// `[[probes]] token` becomes optional. Needs `tls`. Example:
+    /// `probe_ca = { cert_file = "/etc/outpost/probe-ca/ca.pem", key_file = "/etc/outpost/probe-ca/ca.key" }`.
+    #[serde(default)]
+    pub probe_ca: Option<RawTls>,
+    /// Validity of an issued probe certificate; probes renew at half of it.
+    /// Default `"7d"`, `"1h"` to `"365d"`.
+    #[serde(default)]
+    pub probe_cert_validity: Option<Dur>,
+    /// The dashboard's address as on-call engineers reach it (behind a
+    /// proxy, a DNS name), e.g. `"https://outpost.example.com"`. Slack,
+    /// Opsgenie and email notifications link to the alert's page under it;
+    /// without it they carry no link. Optional.
+    #[serde(default)]
+    pub external_url: Option<String>,
 }
 
 /// `[server.tls]`.
@@ -358,8 +387,12 @@ pub struct RawProbeEntry {
     /// Region the probe runs in; checks name regions, not probes. Example `"eu-west"`.
     pub region: String,
     /// The probe's bearer token, unique per probe: `{ env = "NAME" }` or
-    /// `{ file = "/path" }`, never a literal.
-    pub token: RawSecret,
+    /// `{ file = "/path" }`, never a literal. Optional when `[server]
+    /// probe_ca` is set (the probe then enrolls for a client certificate);
+    /// both may be set, and either authenticates the probe. A probe with
+    /// neither is refused (exit 78).
+    #[serde(default)]
+    pub token: Option<RawSecret>,
 }
 
 /// `[alerting]`.
@@ -431,6 +464,8 @@ pub struct ControllerConfig {
     pub allow_insecure_http: bool,
     /// Callers without credentials are served as a viewer.
     pub allow_unauthenticated: bool,
+    /// `server.external_url` without a trailing slash: links in notifications.
+    pub external_url: Option<String>,
     /// Connection limits and timeouts of both listeners.
     pub limits: crate::listener::Limits,
     /// Tokens, users, session lifetimes.
@@ -441,6 +476,10 @@ pub struct ControllerConfig {
     pub allow_plaintext_probes: bool,
     /// Bounds on what probes send.
     pub probe_limits: limits::ProbeLimits,
+    /// The probe CA's files (`server.probe_ca`), if mutual TLS is on.
+    pub probe_ca: Option<TlsFiles>,
+    /// Validity of issued probe certificates.
+    pub probe_cert_validity: Duration,
     /// Result retention (`history.raw`).
     pub retention: Duration,
     /// Retention of each resolution of the history (`[store.history]`).
@@ -465,6 +504,10 @@ pub struct ControllerConfig {
     pub certificates: certificate::CertificatePolicy,
     /// Heartbeat checks with their resolved ping ids ([`crate::heartbeat`]).
     pub heartbeats: Vec<crate::heartbeat::HeartbeatDef>,
+    /// Silences of the config file.
+    pub silences: Vec<crate::alerting::silence::SilenceDef>,
+    /// Maintenance windows.
+    pub maintenance: Vec<crate::alerting::silence::MaintenanceDef>,
 }
 
 /// TLS files of a listener.
@@ -483,8 +526,8 @@ pub struct ProbeDef {
     pub name: String,
     /// Region.
     pub region: String,
-    /// Bearer token.
-    pub token: Secret,
+    /// Bearer token; `None` for a probe that authenticates by certificate only.
+    pub token: Option<Secret>,
 }
 
 /// A validated check with the definition it came from.
@@ -520,7 +563,15 @@ pub struct AlertPolicy {
     pub flap_changes: u32,
     /// The window flap detection counts changes in.
     pub flap_window: Duration,
+    /// How long after an unconfirmed failure its region's probes are asked
+    /// to run again ([`crate::alerting::confirm`]); `None`: off.
+    pub retry_interval: Option<Duration>,
+    /// A first failure asks every other region to run at once.
+    pub confirm_from_other_regions: bool,
 }
+
+/// Longest default `[checks.alert] retry_interval`.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Default `[checks.alert] flap_changes`.
 pub const DEFAULT_FLAP_CHANGES: u32 = 5;
@@ -589,7 +640,9 @@ impl ControllerConfig {
             self.routes
                 .iter()
                 .filter(|r| r.carries(AlertKind::CheckFailing.into()))
-                .filter(|r| r.checks.iter().any(|g| glob_match(g, &check.raw.id)))
+                .filter(|r| {
+                    r.matches_check(&check.raw.id, &check.raw.labels, check.policy.severity)
+                })
                 .collect()
         };
         sinks_of(&routes)
@@ -696,6 +749,13 @@ impl RawControllerFile {
         let auth = crate::auth::config::validate(self.auth.as_ref(), vars, &mut p);
         let allow_insecure_http = server.allow_insecure_http.unwrap_or(false);
         let allow_unauthenticated = server.allow_unauthenticated.unwrap_or(false);
+        if let Some(url) = &server.external_url {
+            validate_url(url, "server.external_url".into(), &mut p);
+        }
+        let external_url = server
+            .external_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned());
         check_exposure(
             http_listen,
             http_tls.is_some(),
@@ -712,6 +772,35 @@ impl RawControllerFile {
             );
         }
         let probe_limits = limits::validate(server.probe_limits.as_ref(), &mut p);
+        let probe_ca = server
+            .probe_ca
+            .as_ref()
+            .map(|t| validate_tls(t, "server.probe_ca", &mut p));
+        if let Some(ca) = &probe_ca {
+            if let Err(e) = crate::identity::check_key_mode(&ca.key_file) {
+                p.push("server.probe_ca.key_file", e.to_string());
+            }
+            if tls.is_none() {
+                p.push(
+                    "server.probe_ca",
+                    "mutual TLS needs the gRPC listener's own TLS: set server.tls too",
+                );
+            }
+        }
+        let probe_cert_validity = server
+            .probe_cert_validity
+            .map_or(crate::identity::DEFAULT_VALIDITY, Dur::get);
+        if !(Duration::from_secs(3600)..=Duration::from_secs(365 * 86_400))
+            .contains(&probe_cert_validity)
+        {
+            p.push(
+                "server.probe_cert_validity",
+                format!(
+                    "probe_cert_validity must be between \"1h\" and \"365d\", got \"{}\"",
+                    Dur(probe_cert_validity)
+                ),
+            );
+        }
         let store = self.store.clone().unwrap_or(RawStore {
             path: None,
             url: None,
@@ -750,6 +839,7 @@ impl RawControllerFile {
         let check_ids: HashSet<&str> = self.checks.iter().map(|c| c.id.as_str()).collect();
         let routes = route::validate(&self.routes, &declared, &sinks, &check_ids, &mut p);
         let mut checks = self.validate_check_defs(specs, &regions, &routes, &mut p);
+        validate_depends_on(&self.checks, &mut p);
         let heartbeats = crate::heartbeat::validate(&self.checks, &mut checks, vars, &mut p);
         let public_status =
             crate::dashboard::public::validate(self.public_status.as_ref(), &check_ids, &mut p);
@@ -783,6 +873,8 @@ impl RawControllerFile {
             self.alerting.as_ref().and_then(|a| a.certificates.as_ref()),
             &mut p,
         );
+        let silences = crate::alerting::silence::validate_silences(&self.silences, &mut p);
+        let maintenance = crate::alerting::silence::validate_maintenance(&self.maintenance, &mut p);
         p.finish(source)?;
         Ok(ControllerConfig {
             path: None,
@@ -794,11 +886,14 @@ impl RawControllerFile {
             http_tls,
             allow_insecure_http,
             allow_unauthenticated,
+            external_url,
             limits,
             auth,
             public_status,
             allow_plaintext_probes: server.allow_plaintext_probes,
             probe_limits,
+            probe_ca,
+            probe_cert_validity,
             retention,
             history,
             probes,
@@ -819,10 +914,13 @@ impl RawControllerFile {
                 .map_or(DEFAULT_NOTIFIER_FAILING_AFTER, Dur::get),
             certificates,
             heartbeats,
+            silences,
+            maintenance,
         })
     }
 
     fn validate_probes(&self, vars: &[(String, String)], p: &mut Problems) -> Vec<ProbeDef> {
+        let ca = self.server.as_ref().is_some_and(|s| s.probe_ca.is_some());
         let mut names = HashSet::new();
         let mut tokens: Vec<(Secret, usize)> = Vec::new();
         let mut out = Vec::new();
@@ -845,25 +943,41 @@ impl RawControllerFile {
                     format!("duplicate probe name {:?}", raw.name),
                 );
             }
-            match resolve_secret(&raw.token, vars).and_then(check_token_length) {
-                Ok(token) => {
-                    if let Some((_, j)) = tokens.iter().find(|(t, _)| *t == token) {
-                        p.push(
-                            format!("{path}.token"),
-                            format!(
-                                "probes[{j}] has the same token: give every probe its own token"
-                            ),
-                        );
-                    }
-                    tokens.push((token.clone(), i));
-                    out.push(ProbeDef {
-                        name: raw.name.clone(),
-                        region: raw.region.clone(),
-                        token,
-                    });
+            let token = match &raw.token {
+                None if !ca => {
+                    p.push(
+                        format!("{path}.token"),
+                        "a probe needs a token = { env = \"NAME\" } (or server.probe_ca, to enroll it for a client certificate)",
+                    );
+                    continue;
                 }
-                Err(e) => p.push(format!("{path}.token"), e),
-            }
+                None => None,
+                Some(raw_token) => {
+                    match resolve_secret(raw_token, vars).and_then(check_token_length) {
+                        Ok(token) => {
+                            if let Some((_, j)) = tokens.iter().find(|(t, _)| *t == token) {
+                                p.push(
+                                format!("{path}.token"),
+                                format!(
+                                    "probes[{j}] has the same token: give every probe its own token"
+                                ),
+                            );
+                            }
+                            tokens.push((token.clone(), i));
+                            Some(token)
+                        }
+                        Err(e) => {
+                            p.push(format!("{path}.token"), e);
+                            continue;
+                        }
+                    }
+                }
+            };
+            out.push(ProbeDef {
+                name: raw.name.clone(),
+                region: raw.region.clone(),
+                token,
+            });
         }
         out
     }
@@ -898,6 +1012,61 @@ impl RawControllerFile {
         }
         out
     }
+}
+
+/// `checks[N].depends_on`: every id names another check, and no check
+/// depends on itself through any chain (the key of the first edge that
+/// closes a cycle is named).
+fn validate_depends_on(raw: &[RawCheck], p: &mut Problems) {
+    let index: std::collections::HashMap<&str, usize> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    for (i, c) in raw.iter().enumerate() {
+        for (j, dep) in c.depends_on.iter().enumerate() {
+            let path = format!("checks[{i}].depends_on[{j}]");
+            if dep == &c.id {
+                p.push(path, format!("check {dep:?} cannot depend on itself"));
+            } else if !index.contains_key(dep.as_str()) {
+                p.push(
+                    path,
+                    format!("no check has id {dep:?}: name a check of this file"),
+                );
+            } else if reaches(raw, &index, dep, &c.id) {
+                p.push(
+                    path,
+                    format!(
+                        "depends_on cycle: {dep:?} depends (directly or not) on {:?}; remove one of the edges",
+                        c.id
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Whether check `from` depends, through any chain, on `to`.
+fn reaches(
+    raw: &[RawCheck],
+    index: &std::collections::HashMap<&str, usize>,
+    from: &str,
+    to: &str,
+) -> bool {
+    let mut seen = HashSet::new();
+    let mut stack = vec![from];
+    while let Some(id) = stack.pop() {
+        if id == to {
+            return true;
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(&i) = index.get(id) {
+            stack.extend(raw[i].depends_on.iter().map(String::as_str));
+        }
+    }
+    false
 }
 
 fn validate_store(
@@ -1117,7 +1286,27 @@ fn policy(
     // A heartbeat's deadline already includes its grace: one missed
     // deadline or one /fail is the failure, one good ping the recovery.
     let runs = if raw.heartbeat.is_some() { 1 } else { 2 };
+    let interval = raw
+        .interval
+        .map_or(outpost_probe::check::DEFAULT_INTERVAL, Dur::get);
+    let retry_interval = match a.retry_interval.as_deref() {
+        _ if raw.heartbeat.is_some() => None,
+        None => Some(interval.min(DEFAULT_RETRY_INTERVAL)),
+        Some("off") => None,
+        Some(text) => match outpost_probe::config::duration::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(1) => Some(d),
+            _ => {
+                p.push(
+                    format!("{path}.alert.retry_interval"),
+                    format!("retry_interval must be a duration ≥ 1s (e.g. \"10s\") or \"off\", got {text:?}"),
+                );
+                None
+            }
+        },
+    };
     AlertPolicy {
+        retry_interval,
+        confirm_from_other_regions: a.confirm_from_other_regions.unwrap_or(false),
         min_regions,
         confirmations: a.confirmations.unwrap_or(runs),
         recoveries: a.recoveries.unwrap_or(runs),
@@ -1317,6 +1506,28 @@ sinks = ["pagerduty", "log"]
     }
 
     /// Each bad snippet must produce a problem at exactly this path.
+    #[cfg(unix)]
+    #[test]
+    fn a_probe_ca_key_readable_by_others_is_refused_and_makes_tokens_optional() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::identity::init_ca(dir.path(), time::OffsetDateTime::now_utc()).unwrap();
+        let text = format!(
+            "[server]\ntls = {{ cert_file = {cert:?}, key_file = {key:?} }}\n\
+             probe_ca = {{ cert_file = {cert:?}, key_file = {key:?} }}\n\
+             [[probes]]\nname = \"a\"\nregion = \"r\"\n",
+            cert = ca.cert_file.display().to_string(),
+            key = ca.key_file.display().to_string(),
+        );
+        let cfg = parse(&text, "c.toml", &vars()).unwrap();
+        assert!(cfg.probe("a").unwrap().token.is_none());
+        assert_eq!(cfg.probe_cert_validity, crate::identity::DEFAULT_VALIDITY);
+        std::fs::set_permissions(&ca.key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = parse(&text, "c.toml", &vars()).unwrap_err();
+        assert!(err.has_path("server.probe_ca.key_file"), "{err}");
+        assert_eq!(ConfigError::EXIT_CODE, 78);
+    }
+
     #[test]
     fn bad_configs_name_the_offending_key() {
         let cases: &[(&str, &str, &str)] = &[
@@ -1415,7 +1626,12 @@ sinks = ["pagerduty", "log"]
             (
                 "probe without token",
                 "[[probes]]\nname = \"a\"\nregion = \"r\"\n",
-                "probes[0]",
+                "probes[0].token",
+            ),
+            (
+                "probe certificates valid too briefly",
+                "[server]\nprobe_cert_validity = \"10m\"\n",
+                "server.probe_cert_validity",
             ),
             (
                 "unset token variable",
@@ -1534,6 +1750,28 @@ sinks = ["pagerduty", "log"]
                 "[server.probe_limits]\nmax_message_size = \"1KiB\"\n",
                 "server.probe_limits.max_message_size",
             ),
+            (
+                "dependency on an unknown check",
+                "[[checks]]\nid = \"a\"\nhttp = { url = \"https://a.example\" }\ndepends_on = [\"nope\"]\n",
+                "checks[0].depends_on[0]",
+            ),
+            (
+                "dependency cycle",
+                "[[checks]]\nid = \"a\"\nhttp = { url = \"https://a.example\" }\ndepends_on = [\"b\"]\n\
+                 [[checks]]\nid = \"b\"\nhttp = { url = \"https://b.example\" }\ndepends_on = [\"c\"]\n\
+                 [[checks]]\nid = \"c\"\nhttp = { url = \"https://c.example\" }\ndepends_on = [\"a\"]\n",
+                "checks[2].depends_on[0]",
+            ),
+            (
+                "silence without an end",
+                "[[silences]]\ncomment = \"x\"\nends_at = \"soon\"\n",
+                "silences[0].ends_at",
+            ),
+            (
+                "maintenance in an unknown zone",
+                "[[maintenance]]\nname = \"w\"\nschedule = \"0 2 * * *\"\nduration = \"1h\"\ntz = \"Nowhere/City\"\n",
+                "maintenance[0].tz",
+            ),
         ];
         for (name, text, path) in cases {
             let err = parse(text, "c.toml", &vars()).expect_err(name);
@@ -1605,12 +1843,12 @@ sinks = ["pagerduty", "log"]
 
     #[test]
     fn globs_match() {
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("api-*", "api-health"));
-        assert!(glob_match("*-health", "api-health"));
-        assert!(glob_match("a*c*e", "abcde"));
-        assert!(!glob_match("api-*", "web"));
-        assert!(!glob_match("a*a", "a"));
-        assert!(glob_match("exact", "exact"));
+        assert!(route::glob_match("*", "anything"));
+        assert!(route::glob_match("api-*", "api-health"));
+        assert!(route::glob_match("*-health", "api-health"));
+        assert!(route::glob_match("a*c*e", "abcde"));
+        assert!(!route::glob_match("api-*", "web"));
+        assert!(!route::glob_match("a*a", "a"));
+        assert!(route::glob_match("exact", "exact"));
     }
 }

@@ -3,7 +3,9 @@
 //! state, what the newest results saw by kind, changes, recent results) and
 //! `/certificates` ([`certificates`]: the inventory); history from the
 //! rollups ([`history`]: status bars, uptime, SVG latency graphs), `/alerts`
-//! ([`alerts`]), `/fleet` ([`fleet`]) and `/sla` ([`sla`]); the login form
+//! ([`alerts`]), `/fleet` ([`fleet`]) and `/sla` ([`sla`]), `/silences`
+//! ([`silences`]: silences, maintenance windows, the operator's form to
+//! make one); the login form
 //! and logout ([`login`]) and the opt-in public status page ([`public`]).
 //! Colours and their contrast: [`palette`].
 //!
@@ -26,6 +28,7 @@ pub mod login;
 pub mod palette;
 pub mod public;
 pub mod sla;
+pub mod silences;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -61,6 +64,9 @@ pub fn routes() -> Routes {
         .get("/fleet", fleet::page_handler)
         .get("/sla", sla::page_handler)
         .get("/sla.csv", sla::csv_handler)
+        .get("/silences", silences::page_handler)
+        .post("/silences", silences::create)
+        .post("/silences/{id}/end", silences::end)
 }
 
 /// Pages anyone may open: the login form and the public status page.
@@ -97,9 +103,10 @@ table{border-collapse:collapse;background:#ffffff;margin-bottom:16px}th,td{borde
 th{background:#eee}.small{font-size:12px;color:#444}\
 .FAILING{background:#c00000;color:#ffffff;font-weight:bold}.FAILING .small,.FAILING a{color:#ffffff}\
 .FLAPPING{background:repeating-linear-gradient(45deg,#c00000 0 8px,#9a3412 8px 16px);color:#ffffff;font-weight:bold}.FLAPPING .small,.FLAPPING a{color:#ffffff}\
+.SUPPRESSED{background:repeating-linear-gradient(45deg,#c00000 0 8px,#666666 8px 16px);color:#ffffff;font-weight:bold}.SUPPRESSED .small,.SUPPRESSED a{color:#ffffff}\
 .STALE{background:#ffb000;color:#000000;font-weight:bold}.STALE .small,.STALE a{color:#000000}\
 .UNKNOWN{background:#dddddd;color:#333333}.OK{background:#d8f5dc;color:#114a1d}.NA{background:#fafafa;color:#666666}\
-.FAILING .word::before{content:\"\\2716  \"}.STALE .word::before{content:\"\\25F7  \"}.FLAPPING .word::before{content:\"\\21C5  \"}\
+.FAILING .word::before{content:\"\\2716  \"}.STALE .word::before{content:\"\\25F7  \"}.FLAPPING .word::before{content:\"\\21C5  \"}.SUPPRESSED .word::before{content:\"\\2298  \"}\
 .OK .word::before{content:\"\\2713  \"}.UNKNOWN .word::before{content:\"?  \"}\
 .word{font-size:15px;letter-spacing:.5px}code{font-size:12px}\
 nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ffb000;color:#000000;padding:8px 16px;font-weight:bold}\
@@ -142,7 +149,8 @@ pub(crate) fn page_with(title: &str, body: Markup, refresh: bool) -> Markup {
                     h1 { a href="/" { "Outpost" } }
                     nav {
                         a href="/" { "status" } a href="/alerts" { "alerts" } a href="/fleet" { "fleet" }
-                        a href="/sla" { "SLA" } a href="/certificates" { "certificates" } a href="/logout" { "sign out" }
+                        a href="/sla" { "SLA" } a href="/certificates" { "certificates" } a href="/silences" { "silences" }
+                        a href="/logout" { "sign out" }
                     }
                     span.meta {
                         (title) " · updated " (timestamp(now_ms()))
@@ -168,15 +176,21 @@ fn alert_href(a: &AlertRow) -> String {
     }
 }
 
+/// The open alerts: those that paged in red, then the suppressed ones
+/// (silence, maintenance) in amber with their cause — recorded, not paged.
 fn banner(open: &[&AlertRow], now: i64) -> Markup {
+    let (quiet, paging): (Vec<&AlertRow>, Vec<&AlertRow>) =
+        open.iter().partition(|a| !a.suppressed_by.is_empty());
     html! {
         @if open.is_empty() {
             div.clear { "No open alerts" }
+        } @else if paging.is_empty() {
+            div.clear { "No alert paging" }
         } @else {
             div.banner role="alert" {
-                (open.len()) " OPEN ALERT" @if open.len() != 1 { "S" }
+                (paging.len()) " OPEN ALERT" @if paging.len() != 1 { "S" }
                 ul {
-                    @for a in open {
+                    @for a in &paging {
                         li {
                             a style="color:#fff" href=(alert_href(a)) { (a.summary) }
                             " "
@@ -186,6 +200,24 @@ fn banner(open: &[&AlertRow], now: i64) -> Markup {
                         }
                     }
                 }
+            }
+        }
+        @if !quiet.is_empty() {
+            div.warn {
+                (quiet.len()) " SUPPRESSED (recorded, not paged: silence, maintenance or a failing dependency)"
+                ul {
+                    @for a in &quiet {
+                        li {
+                            a href=(alert_href(a)) { (a.summary) }
+                            " "
+                            span style="font-weight:normal" {
+                                "(suppressed by " (a.suppressed_by) ", open for "
+                                (format::ms(now - a.opened_at_ms)) ")"
+                            }
+                        }
+                    }
+                }
+                a href="/silences" { "silences" }
             }
         }
     }
@@ -208,7 +240,7 @@ pub(crate) fn region_cell(r: &RegionView) -> Markup {
                     }
                     RegionStatus::Stale => { "no result for " (age) }
                     RegionStatus::Unknown => { "no result yet" }
-                    RegionStatus::Failing | RegionStatus::Flapping => { (r.code.as_deref().unwrap_or("failed")) " · " (age) " ago" }
+                    RegionStatus::Failing | RegionStatus::Flapping | RegionStatus::Suppressed => { (r.code.as_deref().unwrap_or("failed")) " · " (age) " ago" }
                     RegionStatus::Ok => { (age) " ago" }
                 }
             }
@@ -238,6 +270,9 @@ pub(crate) fn grid(
                     }
                     td class=(c.state.css_class()) {
                         span.word { (c.state.as_str()) }
+                        @if let Some(by) = &c.suppressed_by {
+                            div.small { "alert recorded, not paged: suppressed by " (by) }
+                        }
                         @if c.flapping {
                             div.small { "alert open: changing between pass and fail, resolves once stable" }
                         } @else if c.alert_open {

@@ -1,8 +1,13 @@
 //! gRPC ingest: the `outpost.v1.ProbeService` server.
 //!
-//! Per stream: authenticate the bearer token *before* reading anything
-//! (missing or unknown → UNAUTHENTICATED, nothing stored); the first message
-//! must be a `Hello` naming the token's probe; reply with the probe's
+//! Per stream: authenticate *before* reading anything: a client
+//! certificate the probe CA issued (mutual TLS, [`crate::identity`]: its
+//! serial must be on record, not revoked, and its probe still configured —
+//! else UNAUTHENTICATED or PERMISSION_DENIED, counted in
+//! `outpost_probe_certificates_refused_total{reason}`), or else the bearer
+//! token (missing or unknown → UNAUTHENTICATED, nothing stored); the first
+//! message must be a `Hello` naming the authenticated probe (its region
+//! comes from the config, whatever the hello says); reply with the probe's
 //! `Assignment`; then for each `ResultBatch`: validate, read each result's
 //! details once into the probe's typed `Observed` (kept beside the text as
 //! received, which is what is stored), derive what they report
@@ -27,6 +32,11 @@
 //! it is not resent forever, and reported in-band with an `Error`
 //! (`limit_exceeded`). Every violation counts in
 //! `outpost_probe_limit_violations_total{reason}`.
+//!
+//! Unary calls: `Enroll` (a one-time enrollment token and a CSR → the
+//! probe's first client certificate; no client certificate needed) and
+//! `Renew` (a CSR, authenticated by the current client certificate → a new
+//! one). Refusals count in `outpost_enrollments_refused_total{reason}`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -39,9 +49,10 @@ use std::{
 
 use outpost_probe::config::Secret;
 use outpost_proto::v1::{
-    Ack, AssignedCheck, Assignment, CheckResult, ControllerMessage, Error as PbError, Heartbeat,
-    Hello, ProbeMessage, ResultBatch, controller_message::Body as CBody,
-    probe_message::Body as PBody, probe_service_server::ProbeService,
+    Ack, AssignedCheck, Assignment, CheckResult, ControllerMessage, EnrollRequest,
+    Error as PbError, Heartbeat, Hello, IssuedCertificate, ProbeMessage, RenewRequest, ResultBatch,
+    controller_message::Body as CBody, probe_message::Body as PBody,
+    probe_service_server::ProbeService,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -50,7 +61,11 @@ use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 use crate::{
     Controller,
     config::{ControllerConfig, ProbeDef, limits::ProbeLimits},
-    store::{HeartbeatRow, IngestBatch, IngestEvent, IngestItem, NewResult, ProbeRow},
+    identity,
+    store::{
+        HeartbeatRow, IngestBatch, IngestEvent, IngestItem, NewResult, ProbeCertificateRow,
+        ProbeRow,
+    },
 };
 
 /// How long a stream may stay silent before its hello.
@@ -106,11 +121,90 @@ pub fn authenticate(cfg: &ControllerConfig, metadata: &MetadataMap) -> Result<Pr
         .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
     let mut found = None;
     for p in &cfg.probes {
-        if constant_time_eq(p.token.expose().as_bytes(), token.as_bytes()) && found.is_none() {
+        let Some(own) = &p.token else { continue };
+        if constant_time_eq(own.expose().as_bytes(), token.as_bytes()) && found.is_none() {
             found = Some(p.clone());
         }
     }
     found.ok_or_else(|| Status::unauthenticated("unknown probe token"))
+}
+
+/// How a stream or call authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The probe's bearer token (this value).
+    Token(Secret),
+    /// A client certificate with this hex serial.
+    Certificate(String),
+}
+
+/// The probe a verified client certificate identifies: `Ok(None)` when the
+/// peer sent none. The TLS handshake already verified it against the probe
+/// CA (on the controller's clock); here its serial must be on record and
+/// not revoked, and its probe still configured. A refusal is counted and
+/// logged here.
+pub async fn authenticate_certificate(
+    ctl: &Controller,
+    peer: Option<std::net::SocketAddr>,
+    leaf: Option<rustls_pki_types::CertificateDer<'static>>,
+) -> Result<Option<(ProbeDef, String)>, Status> {
+    let Some(der) = leaf else {
+        return Ok(None);
+    };
+    let refuse = |reason: &'static str, status: Status| {
+        ctl.metrics().inc(
+            "outpost_probe_certificates_refused_total",
+            &[("reason", reason)],
+            1,
+        );
+        ctl.metrics().inc("outpost_auth_failures_total", &[], 1);
+        tracing::warn!(peer = ?peer, reason, message = %status.message(), "probe certificate refused");
+        status
+    };
+    let Some(claimed) = identity::claimed(&der) else {
+        return Err(refuse(
+            "no_probe_name",
+            Status::unauthenticated(
+                "the client certificate names no probe (spiffe://outpost/probe/<name>)",
+            ),
+        ));
+    };
+    let row = match ctl.store().probe_certificate(&claimed.serial).await {
+        Ok(Some(row)) if row.probe == claimed.probe => row,
+        Ok(_) => {
+            return Err(refuse(
+                "unknown_serial",
+                Status::unauthenticated(
+                    "this client certificate was not issued by this controller's probe CA records",
+                ),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look up a probe certificate");
+            return Err(Status::unavailable(
+                "controller store unavailable; retry later",
+            ));
+        }
+    };
+    if row.revoked_ms.is_some() {
+        return Err(refuse(
+            "revoked",
+            Status::unauthenticated(format!(
+                "the client certificate of probe {:?} was revoked: enroll again (`outpost-controller probe enroll`)",
+                row.probe
+            )),
+        ));
+    }
+    match ctl.config().probe(&row.probe) {
+        Some(p) => Ok(Some((p.clone(), row.serial))),
+        None => Err(refuse(
+            "probe_removed",
+            Status::permission_denied(format!(
+                "probe {:?} is no longer in the controller's [[probes]]",
+                row.probe
+            )),
+        )),
+    }
 }
 
 /// A token bucket of results per second for one probe.
@@ -139,7 +233,7 @@ impl Bucket {
 struct Conn {
     probe: String,
     region: String,
-    token: Secret,
+    credential: Credential,
     tx: Outbound,
     version: u64,
     close: Arc<Notify>,
@@ -169,12 +263,18 @@ impl Registry {
 
     /// Registers a stream; the probe's other open streams are told they
     /// were replaced and closed. Returns the id and how many were replaced.
-    fn register(&self, probe: &ProbeDef, tx: Outbound, close: Arc<Notify>) -> (u64, usize) {
+    fn register(
+        &self,
+        probe: &ProbeDef,
+        credential: &Credential,
+        tx: Outbound,
+        close: Arc<Notify>,
+    ) -> (u64, usize) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let conn = Conn {
             probe: probe.name.clone(),
             region: probe.region.clone(),
-            token: probe.token.clone(),
+            credential: credential.clone(),
             tx,
             version: 0,
             close,
@@ -229,6 +329,35 @@ impl Registry {
         names
     }
 
+    /// The serial of the client certificate `probe`'s open stream
+    /// authenticated with (`None`: no stream, or a bearer token).
+    pub fn certificate_of(&self, probe: &str) -> Option<String> {
+        self.lock().values().find_map(|c| match &c.credential {
+            Credential::Certificate(serial) if c.probe == probe => Some(serial.clone()),
+            _ => None,
+        })
+    }
+
+    /// Sends `RunNow` for `check_id` on every open stream of `region`'s
+    /// probes (a full stream is skipped: the hint is optional); how many
+    /// streams got it.
+    pub fn run_now(&self, region: &str, check_id: &str, reason: &str) -> usize {
+        let conns = self.lock();
+        let mut sent = 0;
+        for c in conns.values().filter(|c| c.region == region) {
+            let msg = ControllerMessage {
+                body: Some(CBody::RunNow(outpost_proto::v1::RunNow {
+                    check_id: check_id.to_owned(),
+                    reason: reason.to_owned(),
+                })),
+            };
+            if c.tx.try_send(Ok(msg)).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// Sends `a` on stream `id` unless it already runs that version.
     fn send_assignment(&self, id: u64, a: Assignment) -> bool {
         let mut conns = self.lock();
@@ -256,15 +385,20 @@ impl Registry {
     /// After a config change: new assignments to streams whose set changed;
     /// streams whose probe was removed or whose token changed are closed.
     pub fn push_assignments(&self, cfg: &ControllerConfig) -> usize {
-        let ids: Vec<(u64, String, String, Secret)> = self
+        let ids: Vec<(u64, String, String, Credential)> = self
             .lock()
             .iter()
-            .map(|(id, c)| (*id, c.probe.clone(), c.region.clone(), c.token.clone()))
+            .map(|(id, c)| (*id, c.probe.clone(), c.region.clone(), c.credential.clone()))
             .collect();
         let mut sent = 0;
-        for (id, probe, region, token) in ids {
+        for (id, probe, region, credential) in ids {
+            let still = |p: &ProbeDef| match &credential {
+                Credential::Token(t) => p.token.as_ref() == Some(t),
+                // Revocation by `probe revoke` applies at the next connection.
+                Credential::Certificate(_) => true,
+            };
             match cfg.probe(&probe) {
-                Some(p) if p.token == token && p.region == region => {
+                Some(p) if still(p) && p.region == region => {
                     if self.send_assignment(id, assignment(cfg, &region)) {
                         sent += 1;
                     }
@@ -316,21 +450,215 @@ impl ProbeService for IngestService {
         request: Request<Streaming<ProbeMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         let peer = request.remote_addr();
-        let probe = match authenticate(&self.ctl.config(), request.metadata()) {
-            Ok(p) => p,
-            Err(status) => {
-                self.ctl
-                    .metrics()
-                    .inc("outpost_auth_failures_total", &[], 1);
-                tracing::warn!(peer = ?peer, reason = %status.message(), "probe stream refused");
-                return Err(status);
-            }
+        let (probe, credential) = match authenticate_certificate(&self.ctl, peer, leaf(&request))
+            .await?
+        {
+            Some((probe, serial)) => (probe, Credential::Certificate(serial)),
+            None => match authenticate(&self.ctl.config(), request.metadata()) {
+                Ok(p) => {
+                    let token = p
+                        .token
+                        .clone()
+                        .unwrap_or_else(|| Secret::new(String::new()));
+                    (p, Credential::Token(token))
+                }
+                Err(status) => {
+                    self.ctl
+                        .metrics()
+                        .inc("outpost_auth_failures_total", &[], 1);
+                    tracing::warn!(peer = ?peer, reason = %status.message(), "probe stream refused");
+                    return Err(status);
+                }
+            },
         };
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(session(self.ctl.clone(), probe, inbound, tx));
+        tokio::spawn(session(self.ctl.clone(), probe, credential, inbound, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<IssuedCertificate>, Status> {
+        let ctl = &self.ctl;
+        let peer = request.remote_addr();
+        let refuse = |reason: &'static str, status: Status| {
+            ctl.metrics().inc(
+                "outpost_enrollments_refused_total",
+                &[("reason", reason)],
+                1,
+            );
+            tracing::warn!(peer = ?peer, reason, message = %status.message(), "enrollment refused");
+            Err(status)
+        };
+        let Some(ca) = ctl.probe_ca() else {
+            return refuse(
+                "no_probe_ca",
+                Status::failed_precondition(
+                    "this controller has no server.probe_ca: enrollment is off",
+                ),
+            );
+        };
+        let req = request.into_inner();
+        let hash = identity::enrollment_token_hash(&req.token);
+        let now = ctl.now_ms();
+        let token = match ctl.store().enrollment_token(&hash).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return refuse(
+                    "unknown_token",
+                    Status::unauthenticated("unknown enrollment token"),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look up an enrollment token");
+                return Err(Status::unavailable(
+                    "controller store unavailable; retry later",
+                ));
+            }
+        };
+        const AGAIN: &str = "make a new one with `outpost-controller probe enroll NAME --region R`";
+        if token.used_ms.is_some() {
+            return refuse(
+                "used_token",
+                Status::unauthenticated(format!("this enrollment token was used already: {AGAIN}")),
+            );
+        }
+        if token.expires_ms <= now {
+            return refuse(
+                "expired_token",
+                Status::unauthenticated(format!("this enrollment token expired: {AGAIN}")),
+            );
+        }
+        let cfg = ctl.config();
+        let probe = match cfg.probe(&token.probe) {
+            Some(p) if p.region == token.region => p.clone(),
+            _ => {
+                return refuse(
+                    "probe_removed",
+                    Status::permission_denied(format!(
+                        "probe {:?} in region {:?} is no longer in the controller's [[probes]]",
+                        token.probe, token.region
+                    )),
+                );
+            }
+        };
+        let (row, reply) = issue(ctl, ca, &probe, &req.csr_pem, cfg.probe_cert_validity)?;
+        match ctl.store().redeem_enrollment_token(&hash, now, &row).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return refuse(
+                    "used_token",
+                    Status::unauthenticated(format!(
+                        "this enrollment token was used already: {AGAIN}"
+                    )),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record an enrollment");
+                return Err(Status::unavailable(
+                    "controller store unavailable; retry later",
+                ));
+            }
+        }
+        ctl.metrics().inc(
+            "outpost_probe_certificates_issued_total",
+            &[("via", "enroll")],
+            1,
+        );
+        tracing::info!(probe = %probe.name, region = %probe.region, serial = %row.serial, not_after_ms = row.not_after_ms, "probe enrolled");
+        Ok(Response::new(reply))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<IssuedCertificate>, Status> {
+        let ctl = &self.ctl;
+        let Some(ca) = ctl.probe_ca() else {
+            return Err(Status::failed_precondition(
+                "this controller has no server.probe_ca: renewal is off",
+            ));
+        };
+        let peer = request.remote_addr();
+        let Some((probe, old)) = authenticate_certificate(ctl, peer, leaf(&request)).await? else {
+            ctl.metrics().inc(
+                "outpost_enrollments_refused_total",
+                &[("reason", "no_certificate")],
+                1,
+            );
+            return Err(Status::unauthenticated(
+                "renewal needs the current client certificate",
+            ));
+        };
+        let cfg = ctl.config();
+        let (row, reply) = issue(
+            ctl,
+            ca,
+            &probe,
+            &request.into_inner().csr_pem,
+            cfg.probe_cert_validity,
+        )?;
+        if let Err(e) = ctl.store().insert_probe_certificate(&row).await {
+            tracing::error!(error = %e, "cannot record a renewal");
+            return Err(Status::unavailable(
+                "controller store unavailable; retry later",
+            ));
+        }
+        ctl.metrics().inc(
+            "outpost_probe_certificates_issued_total",
+            &[("via", "renew")],
+            1,
+        );
+        tracing::info!(probe = %probe.name, old_serial = %old, serial = %row.serial, not_after_ms = row.not_after_ms, "probe certificate renewed");
+        Ok(Response::new(reply))
+    }
+}
+
+/// The client certificate the TLS handshake verified, if any.
+fn leaf<T>(request: &Request<T>) -> Option<rustls_pki_types::CertificateDer<'static>> {
+    request
+        .peer_certs()
+        .and_then(|certs| certs.first().cloned())
+}
+
+/// Signs `csr_pem` for `probe` on the controller's clock.
+fn issue(
+    ctl: &Controller,
+    ca: &identity::ProbeCa,
+    probe: &ProbeDef,
+    csr_pem: &str,
+    validity: Duration,
+) -> Result<(ProbeCertificateRow, IssuedCertificate), Status> {
+    let issued = ca
+        .issue(csr_pem, &probe.name, ctl.clock().now_utc(), validity)
+        .map_err(|e| match e {
+            identity::IdentityError::Csr(_) => Status::invalid_argument(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "cannot issue a probe certificate");
+                Status::internal("cannot issue a certificate")
+            }
+        })?;
+    let row = ProbeCertificateRow {
+        serial: issued.serial.clone(),
+        probe: probe.name.clone(),
+        region: probe.region.clone(),
+        not_before_ms: issued.not_before_ms,
+        not_after_ms: issued.not_after_ms,
+        fingerprint: issued.fingerprint.clone(),
+        cert_pem: issued.cert_pem.clone(),
+        issued_ms: ctl.now_ms(),
+        revoked_ms: None,
+    };
+    let reply = IssuedCertificate {
+        cert_pem: issued.cert_pem,
+        chain_pem: ca.cert_pem().to_owned(),
+        not_before_unix_ms: issued.not_before_ms,
+        not_after_unix_ms: issued.not_after_ms,
+        serial: issued.serial,
+    };
+    Ok((row, reply))
 }
 
 async fn send_status(tx: &Outbound, status: Status) {
@@ -366,6 +694,7 @@ async fn read_hello(inbound: &mut Streaming<ProbeMessage>, tx: &Outbound) -> Opt
 async fn session(
     ctl: Controller,
     probe: ProbeDef,
+    credential: Credential,
     mut inbound: Streaming<ProbeMessage>,
     tx: Outbound,
 ) {
@@ -423,7 +752,9 @@ async fn session(
         return;
     }
     let close = Arc::new(Notify::new());
-    let (id, replaced) = ctl.registry().register(&probe, tx.clone(), close.clone());
+    let (id, replaced) = ctl
+        .registry()
+        .register(&probe, &credential, tx.clone(), close.clone());
     if replaced > 0 {
         ctl.metrics()
             .inc("outpost_probe_streams_replaced_total", &[], replaced as u64);
@@ -785,6 +1116,18 @@ async fn handle_batch(
         .iter()
         .map(|r| (r.result_id.clone(), r.check_id.clone()))
         .collect();
+    // Phases for outpost_check_duration_seconds, observed once stored.
+    let timed: Vec<(String, String, String, [u64; 5])> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.result_id.clone(),
+                r.check_id.clone(),
+                r.kind.clone(),
+                r.phases_us,
+            )
+        })
+        .collect();
     let received = ctl.now_ms();
     let event_sinks = cfg.sinks_for_kind(crate::event::EventKind::DnsChange.into());
     let notify_events = !event_sinks.is_empty();
@@ -809,6 +1152,11 @@ async fn handle_batch(
         outcome.duplicates,
     );
     m.inc("outpost_batches_total", &[("region", region)], 1);
+    for (id, check, kind, phases) in &timed {
+        if outcome.inserted.contains(id) {
+            crate::blackbox::observe(m, check, region, kind, *phases);
+        }
+    }
     for (result_id, code) in &failures {
         if outcome.inserted.contains(result_id)
             && let Some(check) = check_of.get(result_id)

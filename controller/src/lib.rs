@@ -1,6 +1,6 @@
 //! outpost-controller: receives probe results over gRPC, stores them in
 //! SQLite, decides per check across regions when to page, delivers
-//! notifications (PagerDuty, webhook, console) through a persisted outbox,
+//! notifications (PagerDuty, Slack, Opsgenie, webhook, console) through a persisted outbox,
 //! and serves a status page, a JSON API and Prometheus metrics.
 //!
 //! Read in this order: [`config`] (what an operator writes), [`ingest`]
@@ -28,6 +28,7 @@
 pub mod alerting;
 pub mod api;
 pub mod auth;
+pub mod blackbox;
 pub mod certificate;
 pub mod config;
 pub mod dashboard;
@@ -36,6 +37,7 @@ pub mod event;
 pub mod format;
 pub mod heartbeat;
 pub mod history;
+pub mod identity;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
@@ -90,10 +92,14 @@ struct Inner {
     registry: Registry,
     eval_tx: mpsc::Sender<BTreeSet<String>>,
     eval_lock: tokio::sync::Mutex<()>,
+    /// When each (check, region) was last asked to run now ([`alerting::confirm`]).
+    confirm: alerting::confirm::Asked,
     delivery: Notify,
     certificates: Notify,
     limiter: alerting::sink::ratelimit::Limiter,
     heartbeats: heartbeat::Pings,
+    /// `server.probe_ca`, loaded at start (a change needs a restart).
+    probe_ca: Option<Arc<identity::ProbeCa>>,
     auth: auth::AuthState,
     started_ms: i64,
     clock: Clock,
@@ -157,7 +163,13 @@ impl Controller {
                 )
             })?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
-        let tls = grpc_tls(&config)?;
+        let probe_ca = config
+            .probe_ca
+            .as_ref()
+            .map(|files| identity::ProbeCa::load(files).map(Arc::new))
+            .transpose()
+            .context("server.probe_ca")?;
+        let tls = grpc_tls(&config, probe_ca.as_deref(), &clock)?;
         let http_tls = http_tls(&config)?;
         warn_about_exposure(&config, http_addr);
         let caps = listener::fitted_caps(&config.limits, listener::open_files_limit());
@@ -171,11 +183,13 @@ impl Controller {
                 registry: Registry::default(),
                 eval_tx,
                 eval_lock: tokio::sync::Mutex::new(()),
+                confirm: alerting::confirm::Asked::default(),
                 delivery: Notify::new(),
                 certificates: Notify::new(),
                 limiter: alerting::sink::ratelimit::Limiter::default(),
                 auth: auth::AuthState::default(),
                 heartbeats: heartbeat::Pings::default(),
+                probe_ca,
                 started_ms,
                 replica,
                 evaluated_ms: AtomicI64::new(i64::MIN),
@@ -232,6 +246,11 @@ impl Controller {
         &self.inner.registry
     }
 
+    /// The probe CA, when mutual TLS is on.
+    pub fn probe_ca(&self) -> Option<&identity::ProbeCa> {
+        self.inner.probe_ca.as_deref()
+    }
+
     /// Token cache, password verifier and guess limiter.
     pub fn auth(&self) -> &auth::AuthState {
         &self.inner.auth
@@ -245,11 +264,12 @@ impl Controller {
             || config.http_listen != old.http_listen
             || config.store != old.store
             || config.tls != old.tls
+            || config.probe_ca != old.probe_ca
             || config.http_tls != old.http_tls
             || config.limits != old.limits
         {
             tracing::warn!(
-                "listen addresses, TLS files, server.limits and [store] change only on restart; the running values stay"
+                "listen addresses, TLS files, server.probe_ca, server.limits and [store] change only on restart; the running values stay"
             );
         }
         // Sessions of users no longer configured (or expired) end now; the
@@ -295,9 +315,25 @@ impl Controller {
         let _ = self.inner.eval_tx.try_send(checks);
     }
 
+    /// When each (check, region) was last asked to run now.
+    pub(crate) fn confirm_asked(&self) -> &alerting::confirm::Asked {
+        &self.inner.confirm
+    }
+
     /// This process's name in the evaluator lease: `host/pid/start ms`.
     pub fn replica(&self) -> &str {
         &self.inner.replica
+    }
+
+    /// The host part of [`Controller::replica`] (the controller's own
+    /// certificate sightings name it as their probe).
+    pub fn replica_host(&self) -> String {
+        self.inner
+            .replica
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// When this controller started (unix ms): probe silence is counted
@@ -383,6 +419,49 @@ pub fn server_tls_config(
     files: &config::TlsFiles,
     alpn: &[&[u8]],
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    server_tls_config_with(files, alpn, None)
+}
+
+/// [`server_tls_config`], asking for client certificates from `probe_ca`
+/// (verified against `clock`) when given.
+fn server_tls_config_with(
+    files: &config::TlsFiles,
+    alpn: &[&[u8]],
+    probe_ca: Option<(&identity::ProbeCa, &Clock)>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (certs, key) = read_cert_and_key(files)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = match probe_ca {
+        None => rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("rustls protocol versions")?
+            .with_no_client_auth(),
+        Some((ca, clock)) => rustls::ServerConfig::builder_with_details(
+            provider.clone(),
+            Arc::new(identity::ClockTime(clock.clone())),
+        )
+        .with_safe_default_protocol_versions()
+        .context("rustls protocol versions")?
+        .with_client_cert_verifier(identity::client_verifier(ca, provider)?),
+    };
+    let mut cfg = builder.with_single_cert(certs, key).with_context(|| {
+        format!(
+            "{} and {} are not a certificate and its key",
+            files.cert_file.display(),
+            files.key_file.display()
+        )
+    })?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}
+
+/// The certificate chain and private key of a listener's `TlsFiles`.
+pub fn read_cert_and_key(
+    files: &config::TlsFiles,
+) -> anyhow::Result<(
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+)> {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
     let certs = CertificateDer::pem_file_iter(&files.cert_file)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -401,27 +480,17 @@ pub fn server_tls_config(
             files.key_file.display()
         )
     })?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("rustls protocol versions")?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .with_context(|| {
-        format!(
-            "{} and {} are not a certificate and its key",
-            files.cert_file.display(),
-            files.key_file.display()
-        )
-    })?;
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(cfg))
+    Ok((certs, key))
 }
 
-/// The gRPC listener's TLS: `server.tls`, offering h2. (The probe↔controller
-/// work builds mutual TLS on this config.)
-fn grpc_tls(config: &ControllerConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+/// The gRPC listener's TLS: `server.tls`, offering h2; with
+/// `server.probe_ca`, client certificates are requested (optional: bearer
+/// tokens and `Enroll` work without one) and verified against the probe CA.
+fn grpc_tls(
+    config: &ControllerConfig,
+    probe_ca: Option<&identity::ProbeCa>,
+    clock: &Clock,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     let Some(files) = &config.tls else {
         // Config validation refuses this already; a config built in code
         // must opt in by name too.
@@ -429,13 +498,18 @@ fn grpc_tls(config: &ControllerConfig) -> anyhow::Result<Option<Arc<rustls::Serv
             config.allow_plaintext_probes,
             "server.tls is not set: set it, or server.allow_plaintext_probes = true to serve probes in clear"
         );
+        anyhow::ensure!(
+            probe_ca.is_none(),
+            "server.probe_ca needs server.tls: client certificates need TLS"
+        );
         tracing::warn!(
             "server.allow_plaintext_probes is set: the probe gRPC stream is plaintext and probe tokens travel in clear"
         );
         return Ok(None);
     };
     Ok(Some(
-        server_tls_config(files, &[b"h2"]).context("server.tls")?,
+        server_tls_config_with(files, &[b"h2"], probe_ca.map(|ca| (ca, clock)))
+            .context("server.tls")?,
     ))
 }
 
@@ -728,6 +802,11 @@ async fn prune_loop(ctl: Controller) {
         }
         if let Err(e) = ctl.store().prune_certificates(before).await {
             tracing::warn!(error = %e, "pruning certificates failed");
+        }
+        match ctl.store().prune_attempts(before, PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned old delivery attempts"),
+            Err(e) => tracing::warn!(error = %e, "pruning delivery attempts failed"),
         }
         let cfg = ctl.config();
         let users: Vec<String> = cfg.auth.users.iter().map(|u| u.name.clone()).collect();

@@ -36,7 +36,9 @@
 //!   `outpost_connections_rejected_total{listener}`,
 //!   `outpost_connections_closed_total{listener,reason}` (reason: `shed`,
 //!   `handshake_timeout`, `first_request_timeout`, `idle_timeout`,
-//!   `fd_shortage`), `outpost_accept_errors_total{listener}`.
+//!   `fd_shortage`), `outpost_accept_errors_total{listener}`,
+//!   `outpost_tls_handshake_failures_total{listener}` (e.g. a probe
+//!   certificate from another CA).
 //! - **State.** Memory only; a restart starts with no connection.
 
 use std::{
@@ -771,6 +773,12 @@ where
             Some(io)
         }
         Ok(Err(e)) => {
+            // E.g. a client certificate from another CA than server.probe_ca.
+            tracker.ctl.metrics().inc(
+                "outpost_tls_handshake_failures_total",
+                &[("listener", tracker.listener.as_str())],
+                1,
+            );
             tracing::debug!(listener = tracker.listener.as_str(), peer = %conn.peer, error = %e, "TLS handshake failed");
             None
         }

@@ -7,12 +7,16 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use outpost_controller::config;
-use outpost_probe::config::ConfigError;
+use outpost_probe::{config::ConfigError, logging::LogFormat};
 
 /// Outpost controller: gRPC ingest, store, alerting, dashboard.
 #[derive(Debug, Parser)]
 #[command(name = "outpost-controller", version, about)]
 struct Cli {
+    /// Log line format on stderr. The filter comes from OUTPOST_LOG, or
+    /// RUST_LOG when OUTPOST_LOG is unset (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,19 +40,55 @@ enum Command {
     /// Print a new random API token and its argon2id PHC string for
     /// `[[auth.tokens]] hash`; the token is shown once, keep it in a secret store.
     GenerateToken,
+    /// The probe CA for per-probe client certificates (`[server] probe_ca`).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Probe identities: enroll (one-time token) and revoke.
+    Probe {
+        #[command(subcommand)]
+        command: ProbeCommand,
+    },
 }
 
-fn init_logging() {
-    let filter = std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
-        eprintln!("OUTPOST_LOG={filter:?} is not a valid filter ({e}); using \"info\"");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Write a new probe CA (ECDSA P-256, 10 years) as DIR/ca.pem and
+    /// DIR/ca.key (0600, in a 0700 directory); refuses to overwrite one.
+    Init {
+        /// Directory for ca.pem and ca.key.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProbeCommand {
+    /// Print a one-time enrollment token for probe NAME (stored hashed;
+    /// redeemable once on any replica sharing the store).
+    Enroll {
+        /// The probe's `[[probes]] name`.
+        name: String,
+        /// The probe's `[[probes]] region` (must match the config).
+        #[arg(long)]
+        region: String,
+        /// Path of controller.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How long the token stays usable, e.g. "1h", "30m".
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Revoke every client certificate of probe NAME and its unused
+    /// enrollment tokens (its next connection is refused).
+    Revoke {
+        /// The probe's name.
+        name: String,
+        /// Path of controller.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {
@@ -159,6 +199,115 @@ fn generate_token() -> ExitCode {
     }
 }
 
+fn ca_init(dir: &std::path::Path) -> ExitCode {
+    match outpost_controller::identity::init_ca(dir, time::OffsetDateTime::now_utc()) {
+        Ok(files) => {
+            println!("cert_file = {:?}", files.cert_file.display().to_string());
+            println!("key_file = {:?}", files.key_file.display().to_string());
+            eprintln!(
+                "put these in [server] probe_ca = {{ cert_file = …, key_file = … }} on every replica; keep the key 0600"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn probe_enroll(name: &str, region: &str, path: &std::path::Path, ttl: &str) -> ExitCode {
+    use outpost_controller::identity;
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    let ttl = match outpost_probe::config::duration::parse_duration(ttl) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            eprintln!("error: --ttl {ttl:?} is not a duration such as \"1h\" or \"30m\"");
+            return exit(ConfigError::EXIT_CODE);
+        }
+    };
+    if config.probe_ca.is_none() {
+        eprintln!(
+            "error: {} has no [server] probe_ca: create one with `outpost-controller ca init --dir DIR` first",
+            path.display()
+        );
+        return exit(ConfigError::EXIT_CODE);
+    }
+    match config.probe(name) {
+        Some(p) if p.region == region => {}
+        Some(p) => {
+            eprintln!(
+                "error: probe {name:?} is in region {:?} in {}, not {region:?}",
+                p.region,
+                path.display()
+            );
+            return exit(ConfigError::EXIT_CODE);
+        }
+        None => {
+            eprintln!(
+                "error: no [[probes]] entry named {name:?} in {}: add it (token is optional with probe_ca) and reload first",
+                path.display()
+            );
+            return exit(ConfigError::EXIT_CODE);
+        }
+    }
+    let result = async {
+        let store = outpost_controller::store::Store::connect(&config.store).await?;
+        let now = outpost_probe::clock::Clock::system().unix_ms();
+        let token = identity::new_enrollment(&store, name, region, now, ttl).await?;
+        store.close().await;
+        anyhow::Ok(token)
+    }
+    .await;
+    match result {
+        Ok(token) => {
+            println!("{token}");
+            eprintln!(
+                "one-time enrollment token for probe {name:?}, valid {}: give it to the probe as [controller] enrollment_token (or `outpost-probe enroll --token`); it is not shown again",
+                outpost_probe::config::Dur(ttl)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn probe_revoke(name: &str, path: &std::path::Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    let result = async {
+        let store = outpost_controller::store::Store::connect(&config.store).await?;
+        let now = outpost_probe::clock::Clock::system().unix_ms();
+        let n = store.revoke_probe(name, now).await?;
+        store.close().await;
+        anyhow::Ok(n)
+    }
+    .await;
+    match result {
+        Ok(n) => {
+            println!("revoked {n} certificate(s) of probe {name:?}");
+            if config.probe(name).is_some_and(|p| p.token.is_some()) {
+                eprintln!(
+                    "probe {name:?} still has a bearer token in [[probes]]: remove or rotate it too to lock it out"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -166,8 +315,23 @@ async fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(file),
         Command::HashPassword => hash_password(),
         Command::GenerateToken => generate_token(),
+        Command::Ca {
+            command: CaCommand::Init { dir },
+        } => ca_init(&dir),
+        Command::Probe {
+            command:
+                ProbeCommand::Enroll {
+                    name,
+                    region,
+                    config,
+                    ttl,
+                },
+        } => probe_enroll(&name, &region, &config, &ttl).await,
+        Command::Probe {
+            command: ProbeCommand::Revoke { name, config },
+        } => probe_revoke(&name, &config).await,
         Command::Run { config } => {
-            init_logging();
+            outpost_probe::logging::init(cli.log_format);
             run(config).await
         }
     }

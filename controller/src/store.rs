@@ -3,7 +3,8 @@
 //! `region_state`, the ingest transaction), `probes.rs`, `alerts.rs`,
 //! `notifications.rs` (the outbox and delivery claims), `events.rs`,
 //! `certificates.rs`, `lease.rs` (the evaluator lease and its fencing
-//! epoch) and `sessions.rs` (dashboard sessions). This file holds the pool,
+//! epoch), `sessions.rs` (dashboard sessions) and `identities.rs` (probe
+//! enrollment tokens and issued client certificates). This file holds the pool,
 //! open/close, migrations and everything specific to an engine.
 //!
 //! Design note.
@@ -110,8 +111,9 @@
 //!   `0003_events_and_certificates.sql`, `0004_region_state_kind.sql`,
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
-//!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_history.sql`: `rollups`
-//!   and `rollup_cursor`, the history per check × region × minute / hour /
+//!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_probe_identities.sql`;
+//!   `0011_silences.sql`; `0012_history.sql`: `rollups` and
+//!   `rollup_cursor`, the history per check × region × minute / hour /
 //!   day, written by [`Store::ingest`] in its transaction through one call
 //!   per batch, `store/rollups.rs`; the math and its design note are
 //!   [`crate::history`]):
@@ -123,7 +125,10 @@
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
 //!   probe or a certificate instead of a check; while open, their summary,
 //!   regions and code follow the current state; `flapping` marks a check
-//!   alert opened or held by flap detection), `alert_timeline` (every
+//!   alert opened or held by flap detection, `suppressed_by` one recorded
+//!   but not paged: [`crate::alerting::silence`]), `silences` (made from the
+//!   dashboard or the API; those of the config file live in the config),
+//!   `alert_timeline` (every
 //!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
 //!   persisted outbox; each row belongs to an alert or to an event),
 //!   `notification_attempts` (every delivery attempt: sink, time, outcome,
@@ -132,7 +137,9 @@
 //!   reported it: [`crate::event`]) and the certificate inventory
 //!   `certificates` + `certificate_sightings` ([`crate::certificate`]), and
 //!   `sessions` (dashboard logins, by the SHA-256 of the cookie's id:
-//!   [`crate::auth::session`]).
+//!   [`crate::auth::session`]), `enrollment_tokens` (one-time, by SHA-256)
+//!   and `probe_certificates` (every issued probe client certificate, with
+//!   its revocation: [`crate::identity`]).
 //!   Timestamps are unix milliseconds, booleans 0/1 (INTEGER). Details are
 //!   stored as the probe sent them (`details_json`) and read once per row,
 //!   as the row's kind, into the probe's typed `Observed`
@@ -177,14 +184,18 @@
 
 mod alert_history;
 mod alerts;
+mod attempts;
 mod certificates;
 mod events;
+mod identities;
+mod latest;
 mod lease;
 mod notifications;
 mod probes;
 mod results;
 mod rollups;
 mod sessions;
+mod silences;
 
 use std::{
     path::{Path, PathBuf},
@@ -197,6 +208,8 @@ pub use alert_history::AlertFilter;
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
+pub use identities::{EnrollmentTokenRow, ProbeCertificateRow};
+pub use latest::LatestTimings;
 pub use lease::{LEASE_NAME, Lease};
 pub use notifications::{
     Attempt, AttemptRow, FailingSink, Notification, NotificationCounts, NotificationRow,
@@ -207,6 +220,7 @@ pub use results::{
 };
 pub use rollups::{Cursor, RollupRow};
 pub use sessions::SessionRow;
+pub use silences::{NewSilence, SilenceRow};
 
 use outpost_probe::config::Secret;
 use sqlx::{
@@ -780,7 +794,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -848,8 +862,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-            "1 and 2 bridged, 3 to 10 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            "1 and 2 bridged, 3 to 12 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

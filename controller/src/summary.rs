@@ -55,10 +55,12 @@ pub async fn render(running: &RunningController) -> String {
 /// What the failing regions saw, one line per distinct message.
 fn failure_messages(out: &mut String, views: &[api::CheckView]) {
     let mut header = false;
-    for v in views
-        .iter()
-        .filter(|v| matches!(v.state, RegionStatus::Failing | RegionStatus::Flapping))
-    {
+    for v in views.iter().filter(|v| {
+        matches!(
+            v.state,
+            RegionStatus::Failing | RegionStatus::Flapping | RegionStatus::Suppressed
+        )
+    }) {
         let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
         for r in v
             .regions

@@ -13,7 +13,7 @@
 //!
 //! A check's TOML table is the same everywhere: try it with
 //! `outpost-probe once`, then paste it into the controller's `[[checks]]`.
-//! `regions` and `alert` are read by the controller only.
+//! `regions`, `alert` and `depends_on` are read by the controller only.
 
 pub mod assertion;
 pub mod dns;
@@ -73,6 +73,12 @@ pub struct RawCheck {
     /// Controller only: when this check pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<RawAlertPolicy>,
+    /// Controller only: ids of checks this one needs (`["db-primary"]`).
+    /// While one of them fails, this check's alert is recorded as
+    /// suppressed by it instead of paging; if this check still fails when
+    /// the dependency recovers, it pages then. No cycles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
     /// An HTTP(S) request and its assertions. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<http::RawHttp>,
@@ -147,6 +153,19 @@ pub struct RawAlertPolicy {
     /// The window flap detection counts changes in. Default `"30m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flap_window: Option<Dur>,
+    /// While a region fails but is not yet confirmed (fewer than
+    /// `confirmations` failures in a row), the controller asks its probes
+    /// to run the check again this long after the newest failure
+    /// (`RunNow`), so confirming takes seconds, not `confirmations ×
+    /// interval`. A duration (`"10s"`) or `"off"`. Default: the interval,
+    /// at most 10 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<String>,
+    /// On a first failure in one region, ask every other region's probes to
+    /// run the check at once, so the `min_regions` quorum is reached in one
+    /// round trip. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_from_other_regions: Option<bool>,
 }
 
 /// A validated check, ready to schedule.

@@ -126,7 +126,8 @@ impl Moved {
     }
 }
 
-fn unix_ms(t: OffsetDateTime) -> i64 {
+/// Unix milliseconds of `t` (saturating).
+pub fn unix_ms(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 

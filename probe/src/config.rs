@@ -92,6 +92,10 @@ pub struct RawProbeFile {
     /// The probe's own Prometheus endpoint.
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    /// Opt-in blackbox_exporter-compatible `/probe?target=…&module=…`
+    /// ([`crate::exporter`]): modules are check templates. Default: none.
+    #[serde(default)]
+    pub exporter: Option<crate::exporter::RawExporter>,
 }
 
 /// `[probe]`.
@@ -123,8 +127,24 @@ pub struct RawController {
     /// answers; the shared store keeps each once. Set `url` or `urls`.
     #[serde(default)]
     pub urls: Option<Vec<String>>,
-    /// Per-probe token, sent as `authorization: Bearer …`.
-    pub token: RawSecret,
+    /// Per-probe token, sent as `authorization: Bearer …` when the probe
+    /// has no client certificate. Optional with `enrollment_token` (or an
+    /// identity already in `identity_dir`); set one of them.
+    #[serde(default)]
+    pub token: Option<RawSecret>,
+    /// One-time token from `outpost-controller probe enroll NAME --region R`
+    /// (`{ env = "…" }`, `{ file = "…" }` or `{ credential = "…" }`). When
+    /// `identity_dir` holds no certificate yet, the probe makes a key, sends
+    /// a CSR with this token once and stores the client certificate it gets;
+    /// from then on it connects with mutual TLS and renews at half life. Needs
+    /// `https://` URLs.
+    #[serde(default)]
+    pub enrollment_token: Option<RawSecret>,
+    /// Where the client certificate and its key live (`identity.pem`,
+    /// 0600, in a 0700 directory). Default `$STATE_DIRECTORY/identity` under
+    /// systemd, else `./outpost-identity`.
+    #[serde(default)]
+    pub identity_dir: Option<PathBuf>,
     /// PEM bundle to verify the controller's certificate. Default: Mozilla roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -206,6 +226,8 @@ pub struct ProbeConfig {
     pub outbox: crate::outbox::OutboxConfig,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The blackbox-compatible `/probe` endpoint, if configured.
+    pub exporter: Option<crate::exporter::ExporterConfig>,
 }
 
 /// Default `[controller] drain_timeout`.
@@ -218,8 +240,12 @@ pub struct ControllerConfig {
     pub url: String,
     /// Every URL, tried in turn (at least one; `url` alone gives one).
     pub urls: Vec<String>,
-    /// Token.
-    pub token: Secret,
+    /// Bearer token, if any.
+    pub token: Option<Secret>,
+    /// One-time enrollment token, if any.
+    pub enrollment_token: Option<Secret>,
+    /// Where the client identity lives ([`crate::identity`]).
+    pub identity_dir: PathBuf,
     /// CA bundle.
     pub ca_file: Option<PathBuf>,
     /// Plaintext permitted.
@@ -308,17 +334,61 @@ impl RawProbeFile {
             {
                 p.push("controller.ca_file", e);
             }
-            let token = match c.token.resolve().and_then(|t| check_token_length(&t).map(|()| t)).inspect(|t| crate::redact::remember(t.expose())) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    p.push("controller.token", e);
-                    None
+            let mut bad_secret = false;
+            let token = c.token.as_ref().and_then(|raw| {
+                match raw.resolve().and_then(|t| check_token_length(&t).map(|()| t)).inspect(|t| crate::redact::remember(t.expose())) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        p.push("controller.token", e);
+                        bad_secret = true;
+                        None
+                    }
                 }
-            };
+            });
+            let enrollment_token = c.enrollment_token.as_ref().and_then(|raw| {
+                match raw.resolve().and_then(|t| check_token_length(&t).map(|()| t)).inspect(|t| crate::redact::remember(t.expose())) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        p.push("controller.enrollment_token", e);
+                        bad_secret = true;
+                        None
+                    }
+                }
+            });
+            let identity_dir = c.identity_dir.clone().unwrap_or_else(|| {
+                match std::env::var_os("STATE_DIRECTORY") {
+                    Some(d) => PathBuf::from(d).join("identity"),
+                    None => PathBuf::from("outpost-identity"),
+                }
+            });
+            if c.enrollment_token.is_some() && urls.iter().any(|u| u.starts_with("http://")) {
+                p.push(
+                    "controller.enrollment_token",
+                    "enrollment needs TLS: use https:// controller URLs (client certificates need TLS)",
+                );
+            }
+            if !bad_secret
+                && token.is_none()
+                && enrollment_token.is_none()
+                && !identity_dir.join(crate::identity::IDENTITY_FILE).exists()
+            {
+                p.push(
+                    "controller.token",
+                    format!(
+                        "the probe needs a credential: token = {{ env = \"NAME\" }}, or enrollment_token = {{ env = \"NAME\" }}                          (from `outpost-controller probe enroll`), or an enrolled identity in {}",
+                        identity_dir.display()
+                    ),
+                );
+            }
+            if bad_secret {
+                return None;
+            }
             Some(ControllerConfig {
                 url: urls.first()?.clone(),
                 urls,
-                token: token?,
+                token,
+                enrollment_token,
+                identity_dir,
                 ca_file: c.ca_file.clone(),
                 allow_plaintext: c.allow_plaintext,
                 heartbeat_interval: c.heartbeat_interval.map(Dur::get).unwrap_or(Duration::from_secs(10)),
@@ -347,10 +417,11 @@ impl RawProbeFile {
                 None
             }
         });
-        if self.controller.is_none() && self.checks.is_empty() {
+        let exporter = self.exporter.as_ref().and_then(|e| e.validate(&mut p));
+        if self.controller.is_none() && self.checks.is_empty() && self.exporter.is_none() {
             p.push(
                 "(root)",
-                "nothing to do: add [controller] or at least one [[checks]] entry",
+                "nothing to do: add [controller], [exporter] or at least one [[checks]] entry",
             );
         }
         p.finish(source)?;
@@ -363,6 +434,7 @@ impl RawProbeFile {
             max_concurrency,
             outbox,
             metrics_listen,
+            exporter,
         })
     }
 

@@ -3,16 +3,21 @@
 //!
 //! Read in this order: [`check`] (the check schema shared with the
 //! controller, failure codes, the one dispatch `match`), [`check::http`],
-//! [`scheduler`], [`outbox`], [`reporter`] (the gRPC stream), then [`spawn`]
+//! [`scheduler`], [`outbox`], [`reporter`] (the gRPC stream; with
+//! [`identity`], the client certificate for mutual TLS), then [`spawn`]
 //! which wires them together. [`clock`] is the wall clock time-dependent
-//! logic reads (manual in tests).
+//! logic reads (manual in tests: [`spawn_with_clock`]).
 
+pub mod blackbox;
 pub mod bound;
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod exporter;
 pub mod fnv;
 pub mod human;
+pub mod identity;
+pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod private;
@@ -39,6 +44,9 @@ pub enum StartError {
     /// The metrics listener could not be bound.
     #[error("cannot listen for metrics on {0}: {1}")]
     Metrics(std::net::SocketAddr, std::io::Error),
+    /// The `[exporter]` listener could not be bound.
+    #[error("cannot listen for [exporter] on {0}: {1}")]
+    Exporter(std::net::SocketAddr, std::io::Error),
 }
 
 /// A running probe: scheduler, outbox and (if configured) the reporter.
@@ -50,6 +58,8 @@ pub struct RunningProbe {
     pub outbox: Option<Arc<Outbox>>,
     /// Where `/metrics` is served, if configured.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the `[exporter]` serves `/probe`, if configured.
+    pub exporter_addr: Option<std::net::SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -82,15 +92,27 @@ pub fn spawn(
     config: ProbeConfig,
     standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
 ) -> Result<RunningProbe, StartError> {
+    spawn_with_clock(config, standalone_sink, clock::Clock::system())
+}
+
+/// [`spawn`] reading `clock` for wall-clock time (check runs, certificate
+/// renewal): tests hand it a [`clock::ManualClock`]'s clock.
+pub fn spawn_with_clock(
+    config: ProbeConfig,
+    standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
+    clock: clock::Clock,
+) -> Result<RunningProbe, StartError> {
     let ctx = RunContext {
         probe_name: config.name.clone(),
         region: config.region.clone(),
         // Session checks persist their sessions next to the outbox (check::session::state).
         session_dir: config.outbox.dir.parent().map(|p| p.join("sessions")),
-        clock: clock::Clock::system(),
+        clock: clock.clone(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_shutdown = rx.clone();
+    let exporter_shutdown = rx.clone();
+    let run_ctx = ctx.clone();
     let outbox = match &config.controller {
         Some(_) => Some(Arc::new(Outbox::open(config.outbox.clone())?)),
         None => None,
@@ -132,19 +154,14 @@ pub fn spawn(
                 ob.clone(),
                 scheduler.clone(),
                 rx,
+                clock,
             )));
         }
         _ => scheduler.set_checks(config.checks, 0),
     }
     let mut metrics_addr = None;
     if let Some(addr) = config.metrics_listen {
-        let std_listener =
-            std::net::TcpListener::bind(addr).map_err(|e| StartError::Metrics(addr, e))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| StartError::Metrics(addr, e))?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)
-            .map_err(|e| StartError::Metrics(addr, e))?;
+        let listener = bind(addr).map_err(|e| StartError::Metrics(addr, e))?;
         metrics_addr = listener.local_addr().ok();
         tasks.push(tokio::spawn(metrics::serve(
             listener,
@@ -153,11 +170,35 @@ pub fn spawn(
             metrics_shutdown,
         )));
     }
+    let mut exporter_addr = None;
+    if let Some(ex) = config.exporter {
+        let addr = ex.listen;
+        let listener = bind(addr).map_err(|e| StartError::Exporter(addr, e))?;
+        exporter_addr = listener.local_addr().ok();
+        if ex.token.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "[exporter] listens beyond loopback without a token: anyone who reaches it can make this probe run its modules");
+        }
+        tasks.push(tokio::spawn(exporter::serve(
+            listener,
+            ex,
+            run_ctx,
+            metrics::registry(scheduler.clone(), outbox.clone()),
+            exporter_shutdown,
+        )));
+    }
     Ok(RunningProbe {
         scheduler,
         outbox,
         metrics_addr,
+        exporter_addr,
         shutdown: tx,
         tasks,
     })
+}
+
+/// Binds a listener on the current runtime.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(std_listener)
 }

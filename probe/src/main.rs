@@ -15,6 +15,10 @@ use outpost_probe::{
     about = "Outpost probe agent: runs checks and reports to the controller"
 )]
 struct Cli {
+    /// Log line format on stderr. The filter comes from OUTPOST_LOG, or
+    /// RUST_LOG when OUTPOST_LOG is unset (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = outpost_probe::logging::LogFormat::Text)]
+    log_format: outpost_probe::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,7 +106,7 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    outpost_probe::logging::init(cli.log_format);
     let code = match cli.command {
         Command::CheckConfig { file } => match config::load_probe(&file) {
             Ok(c) => {
@@ -419,16 +423,6 @@ fn runtime() -> tokio::runtime::Runtime {
     // refuses threads, and then nothing can run anyway.
     #[allow(clippy::expect_used)]
     tokio::runtime::Runtime::new().expect("cannot start the tokio runtime")
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 async fn once(c: config::ProbeConfig, format: Format) -> i32 {

@@ -8,52 +8,90 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
 
 use crate::{outbox::Outbox, scheduler::Scheduler};
 
-/// Renders the metrics in Prometheus text format.
-pub fn render(scheduler: &Scheduler, outbox: Option<&Outbox>) -> String {
-    let s = &scheduler.stats;
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: u64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-        ));
-    };
-    counter(
-        "outpost_probe_runs_started_total",
-        "Check runs started.",
-        s.started.load(Ordering::Relaxed),
-    );
-    counter(
-        "outpost_probe_runs_finished_total",
-        "Check runs finished.",
-        s.finished.load(Ordering::Relaxed),
-    );
-    counter(
-        "outpost_probe_runs_skipped_overrun_total",
-        "Due runs skipped because the previous run of the check was still going.",
-        s.skipped_overrun.load(Ordering::Relaxed),
-    );
-    counter(
-        "outpost_probe_runs_skipped_late_total",
-        "Due slots skipped because the scheduler fell more than an interval behind.",
-        s.skipped_late.load(Ordering::Relaxed),
-    );
-    out.push_str(&format!(
-        "# HELP outpost_probe_checks Checks scheduled.\n# TYPE outpost_probe_checks gauge\noutpost_probe_checks {}\n",
-        scheduler.len()
-    ));
-    if let Some(ob) = outbox {
-        out.push_str(&format!(
-            "# HELP outpost_probe_outbox_results Results waiting for the controller's ack.\n# TYPE outpost_probe_outbox_results gauge\noutpost_probe_outbox_results {}\n",
-            ob.len()
-        ));
-        out.push_str(&format!(
-            "# HELP outpost_probe_outbox_bytes Bytes of the outbox on disk.\n# TYPE outpost_probe_outbox_bytes gauge\noutpost_probe_outbox_bytes {}\n",
-            ob.disk_bytes()
-        ));
-        out.push_str("# HELP outpost_probe_outbox_dropped_total Results dropped from the outbox, by reason.\n# TYPE outpost_probe_outbox_dropped_total counter\n");
+/// `Content-Type` of [`render`]'s output (Prometheus text 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Reads the scheduler's and the outbox's counters at each scrape (they
+/// are atomics of their own; nothing is copied between scrapes).
+#[derive(Debug)]
+struct ProbeCollector {
+    scheduler: Arc<Scheduler>,
+    outbox: Option<Arc<Outbox>>,
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    // The encoder appends `_total`.
+    ConstCounter::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let v = i64::try_from(v).unwrap_or(i64::MAX);
+    ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+impl Collector for ProbeCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.scheduler.stats;
+        counter(
+            &mut e,
+            "outpost_probe_runs_started",
+            "Check runs started.",
+            s.started.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "outpost_probe_runs_finished",
+            "Check runs finished.",
+            s.finished.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "outpost_probe_runs_skipped_overrun",
+            "Due runs skipped because the previous run of the check was still going.",
+            s.skipped_overrun.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "outpost_probe_runs_skipped_late",
+            "Due slots skipped because the scheduler fell more than an interval behind.",
+            s.skipped_late.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "outpost_probe_checks",
+            "Checks scheduled.",
+            self.scheduler.len() as u64,
+        )?;
+        let Some(ob) = &self.outbox else {
+            return Ok(());
+        };
+        gauge(
+            &mut e,
+            "outpost_probe_outbox_results",
+            "Results waiting for the controller's ack.",
+            ob.len() as u64,
+        )?;
+        gauge(
+            &mut e,
+            "outpost_probe_outbox_bytes",
+            "Bytes of the outbox on disk.",
+            ob.disk_bytes(),
+        )?;
+        let mut family = e.encode_descriptor(
+            "outpost_probe_outbox_dropped",
+            "Results dropped from the outbox, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
         let by = ob.dropped_by_reason();
         for reason in [
             crate::outbox::DropReason::Size,
@@ -66,11 +104,26 @@ pub fn render(scheduler: &Scheduler, outbox: Option<&Outbox>) -> String {
                 .find(|(r, _)| *r == reason)
                 .map(|(_, n)| *n)
                 .unwrap_or(0);
-            out.push_str(&format!(
-                "outpost_probe_outbox_dropped_total{{reason=\"{}\"}} {n}\n",
-                reason.as_str()
-            ));
+            let labels = [("reason", reason.as_str())];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
+        Ok(())
+    }
+}
+
+/// A registry holding the probe's own series.
+pub fn registry(scheduler: Arc<Scheduler>, outbox: Option<Arc<Outbox>>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProbeCollector { scheduler, outbox }));
+    registry
+}
+
+/// Renders `registry` in the Prometheus text format ([`CONTENT_TYPE`]).
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, registry) {
+        // Writing to a String cannot fail; a collector error would be ours.
+        tracing::error!(error = %e, "cannot encode metrics");
     }
     out
 }
@@ -82,6 +135,7 @@ pub async fn serve(
     outbox: Option<Arc<Outbox>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let registry = Arc::new(registry(scheduler, outbox));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -91,18 +145,18 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (scheduler, outbox) = (scheduler.clone(), outbox.clone());
+        let registry = registry.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let body = if req.uri().path() == "/metrics" {
-                    Some(render(&scheduler, outbox.as_deref()))
+                    Some(render(&registry))
                 } else {
                     None
                 };
                 async move {
                     match body {
                         Some(b) => Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4")
+                            .header("content-type", CONTENT_TYPE)
                             .body(Full::new(Bytes::from(b))),
                         None => Response::builder()
                             .status(404)

@@ -49,6 +49,22 @@ pub fn ensure_file(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to `path` as a 0600 file, all or nothing: into
+/// `path.tmp` (fsynced), then renamed over `path`. A reader sees the old
+/// file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let mut f = options().write(true).create_new(true).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -27,6 +27,13 @@
 //!   (what it sent is still unacked). Shut down while disconnected, it exits
 //!   at once. Whatever is left stays in the durable outbox and is resent by
 //!   the next start; runs still in flight when the drain ends are abandoned.
+//! - **Credentials.** With a client identity in `identity_dir` the stream
+//!   uses mutual TLS and sends no bearer token; without one but with an
+//!   `enrollment_token`, the probe enrolls first ([`crate::identity`]);
+//!   otherwise it sends its bearer token. At half life of the certificate
+//!   (checked on each heartbeat tick, on the injected clock) it renews over
+//!   the live channel, then ends the stream and reconnects at once with the
+//!   new certificate.
 
 use std::{sync::Arc, time::Duration};
 
@@ -41,7 +48,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     check::RawCheck,
+    clock::Clock,
     config::{ControllerConfig, Problems},
+    identity::{self, ClientIdentity},
     outbox::Outbox,
     scheduler::Scheduler,
 };
@@ -73,6 +82,9 @@ pub enum ReporterError {
     /// The controller closed the stream.
     #[error("controller closed the stream")]
     Closed,
+    /// The client identity could not be read or written.
+    #[error("client identity: {0}")]
+    Identity(#[from] identity::IdentityError),
 }
 
 impl ReporterError {
@@ -114,6 +126,15 @@ pub fn endpoint(cfg: &ControllerConfig) -> Result<Endpoint, ReporterError> {
 
 /// [`endpoint`] for one of the configured URLs.
 pub fn endpoint_for(cfg: &ControllerConfig, url: &str) -> Result<Endpoint, ReporterError> {
+    endpoint_with(cfg, url, None)
+}
+
+/// [`endpoint_for`] presenting `identity` as the client certificate.
+pub fn endpoint_with(
+    cfg: &ControllerConfig,
+    url: &str,
+    identity: Option<&ClientIdentity>,
+) -> Result<Endpoint, ReporterError> {
     let mut ep = Endpoint::from_shared(url.to_owned())
         .map_err(|e| ReporterError::Endpoint(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
@@ -132,6 +153,12 @@ pub fn endpoint_for(cfg: &ControllerConfig, url: &str) -> Result<Endpoint, Repor
             }
             None => tls.with_webpki_roots(),
         };
+        if let Some(id) = identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                &id.cert_pem,
+                &id.key_pem,
+            ));
+        }
         ep = ep.tls_config(tls).map_err(ReporterError::Transport)?;
     }
     Ok(ep)
@@ -161,6 +188,7 @@ pub async fn run(
     outbox: Arc<Outbox>,
     scheduler: Arc<Scheduler>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    clock: Clock,
 ) {
     for url in cfg.urls.iter().filter(|u| u.starts_with("http://")) {
         tracing::warn!(url = %url, "controller connection is plaintext: the probe token travels unencrypted");
@@ -185,6 +213,7 @@ pub async fn run(
             &mut established,
             &mut shutdown,
             &mut stop,
+            &clock,
         )
         .await;
         if *shutdown.borrow() {
@@ -198,7 +227,7 @@ pub async fn run(
         }
         match &res {
             Err(ReporterError::Status(s)) if s.code() == tonic::Code::Unauthenticated => {
-                tracing::error!(error = %s.message(), "controller rejected this probe's token");
+                tracing::error!(error = %s.message(), "controller rejected this probe's credentials");
             }
             Err(e) => tracing::warn!(error = %e, "controller stream ended"),
             Ok(()) => {}
@@ -282,11 +311,12 @@ async fn session(
     established: &mut bool,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     stop: &mut Option<tokio::time::Instant>,
+    clock: &Clock,
 ) -> Result<(), ReporterError> {
     let deadline = *stop;
     let draining = deadline.is_some();
     let connect = connect(cfg, url, me, outbox, *version);
-    let (tx, mut inbound) = tokio::select! {
+    let (tx, mut inbound, mut client, current_id) = tokio::select! {
         r = connect => r?,
         _ = stopped(shutdown), if !draining => return Ok(()),
         _ = sleep_until_opt(deadline) => return Ok(()),
@@ -303,6 +333,8 @@ async fn session(
     // (the previous batch was full) goes out back to back. A drain sends at once.
     let mut linger: Option<tokio::time::Instant> = None;
     let mut backlog = true;
+    // The earliest next renewal attempt (after a failed one).
+    let mut renew_after: Option<tokio::time::Instant> = None;
     loop {
         if stop.is_some() && !in_flight && !outbox.has_unsent() {
             return Ok(());
@@ -378,25 +410,95 @@ async fn session(
                         .collect(),
                 };
                 tx.send(ProbeMessage { body: Some(PBody::Heartbeat(hb)) }).await.map_err(|_| ReporterError::Closed)?;
+                if let Some(id) = &current_id
+                    && !draining
+                    && identity::renewal_due(id, clock.unix_ms())
+                    && renew_after.is_none_or(|t| tokio::time::Instant::now() >= t)
+                {
+                    match renew(cfg, me, &mut client, id).await {
+                        Ok(new) => {
+                            tracing::info!(old_serial = %id.serial, serial = %new.serial, not_after_ms = new.not_after_ms, "client certificate renewed; reconnecting with it");
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, serial = %id.serial, not_after_ms = id.not_after_ms, "client certificate renewal failed; keeping the current one");
+                            renew_after = Some(tokio::time::Instant::now() + identity::RENEW_RETRY);
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-/// Connects, sends the hello and opens the stream.
+/// The open stream, its client (for unary calls on the same channel) and
+/// the client certificate it authenticated with.
+type Connected = (
+    mpsc::Sender<ProbeMessage>,
+    tonic::Streaming<ControllerMessage>,
+    ProbeServiceClient<Channel>,
+    Option<ClientIdentity>,
+);
+
+/// Exchanges the enrollment token and a CSR for the first client
+/// certificate, over server-authenticated TLS, and stores it.
+async fn enroll(
+    cfg: &ControllerConfig,
+    url: &str,
+    me: &Identity,
+    token: &crate::config::Secret,
+) -> Result<ClientIdentity, ReporterError> {
+    let (key_pem, csr_pem) = identity::new_key_and_csr(&me.name)?;
+    let channel: Channel = endpoint_for(cfg, url)?.connect().await?;
+    let issued = ProbeServiceClient::new(channel)
+        .enroll(pb::EnrollRequest {
+            token: token.expose().to_owned(),
+            csr_pem,
+        })
+        .await?
+        .into_inner();
+    let id = identity::store(
+        &cfg.identity_dir,
+        &issued.cert_pem,
+        &key_pem,
+        &issued.chain_pem,
+    )?;
+    tracing::info!(serial = %id.serial, not_after_ms = id.not_after_ms, dir = %cfg.identity_dir.display(), "enrolled: client certificate stored");
+    Ok(id)
+}
+
+/// A new key and certificate for `current`, over the channel it
+/// authenticated; stored before it is returned.
+async fn renew(
+    cfg: &ControllerConfig,
+    me: &Identity,
+    client: &mut ProbeServiceClient<Channel>,
+    current: &ClientIdentity,
+) -> Result<ClientIdentity, ReporterError> {
+    let (key_pem, csr_pem) = identity::new_key_and_csr(&me.name)?;
+    let issued = client
+        .renew(pb::RenewRequest { csr_pem })
+        .await?
+        .into_inner();
+    let new = identity::store(
+        &cfg.identity_dir,
+        &issued.cert_pem,
+        &key_pem,
+        &issued.chain_pem,
+    )?;
+    debug_assert_ne!(new.serial, current.serial);
+    Ok(new)
+}
+
+/// Connects (enrolling first when there is no identity yet but an
+/// enrollment token), sends the hello and opens the stream.
 async fn connect(
     cfg: &ControllerConfig,
     url: &str,
     me: &Identity,
     outbox: &Outbox,
     version: u64,
-) -> Result<
-    (
-        mpsc::Sender<ProbeMessage>,
-        tonic::Streaming<ControllerMessage>,
-    ),
-    ReporterError,
-> {
+) -> Result<Connected, ReporterError> {
     if !url.starts_with("https://") && !cfg.allow_plaintext {
         // Config validation refuses this already; never send the token in
         // clear without the opt-in, whoever built the config.
@@ -404,8 +506,15 @@ async fn connect(
             "{url:?} is not https://: set controller.allow_plaintext = true to send the token in clear"
         )));
     }
-    let channel: Channel = endpoint_for(cfg, url)?.connect().await?;
-    let mut client = ProbeServiceClient::new(channel);
+    let mut id = identity::load(&cfg.identity_dir)?;
+    if id.is_none()
+        && let Some(token) = &cfg.enrollment_token
+        && url.starts_with("https://")
+    {
+        id = Some(enroll(cfg, url, me, token).await?);
+    }
+    let channel: Channel = endpoint_with(cfg, url, id.as_ref())?.connect().await?;
+    let client = ProbeServiceClient::new(channel);
     let (tx, rx) = mpsc::channel::<ProbeMessage>(16);
     tx.send(ProbeMessage {
         body: Some(PBody::Hello(Hello {
@@ -422,15 +531,27 @@ async fn connect(
     .await
     .map_err(|_| ReporterError::Closed)?;
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    let bearer = format!("Bearer {}", cfg.token.expose());
-    req.metadata_mut().insert(
-        "authorization",
-        bearer
-            .parse()
-            .map_err(|_| ReporterError::Endpoint("token is not valid in a header".into()))?,
-    );
-    let inbound = client.attach(req).await?.into_inner();
-    Ok((tx, inbound))
+    match (&id, &cfg.token) {
+        // The certificate authenticates the stream.
+        (Some(_), _) => {}
+        (None, Some(token)) => {
+            let bearer = format!("Bearer {}", token.expose());
+            req.metadata_mut().insert(
+                "authorization",
+                bearer.parse().map_err(|_| {
+                    ReporterError::Endpoint("token is not valid in a header".into())
+                })?,
+            );
+        }
+        (None, None) => {
+            return Err(ReporterError::Endpoint(format!(
+                "no credential for {url}: no client certificate in {} and no controller.token",
+                cfg.identity_dir.display()
+            )));
+        }
+    }
+    let inbound = client.clone().attach(req).await?.into_inner();
+    Ok((tx, inbound, client, id))
 }
 
 /// Validates an assignment with the same schema as local config and hands

@@ -29,6 +29,14 @@
 //!   certificates; `now` is a parameter ([`evaluate`]) so tests inject it.
 //!   State is the alert row, as for every kind: a restart neither re-pages
 //!   nor forgets.
+//! - **The controller's own certificates** join the inventory on every
+//!   pass ([`refresh_own`]): the gRPC listener's (`server.tls`, check
+//!   `controller:grpc`) and the HTTPS listener's (`controller:https`), and
+//!   each configured probe's newest unrevoked client certificate (check
+//!   `probe-identity`, the probe and its region). They are "seen" as long
+//!   as they are in use, so one that is not renewed pages before it
+//!   expires; a renewal has the same subject and SANs and a later expiry,
+//!   so it replaces the old one.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -249,6 +257,7 @@ fn resolve_event(alert: &AlertRow, fingerprint: &str, why: &str, now_ms: i64) ->
 pub async fn evaluate(ctl: &Controller, now_ms: i64) -> Result<Vec<Transition>, StoreError> {
     let _guard = ctl.eval_lock().lock().await;
     let cfg = ctl.config();
+    refresh_own(ctl, &cfg, now_ms).await?;
     let certs = ctl.store().certificates().await?;
     let sightings = ctl.store().certificate_sightings().await?;
     let mut open: BTreeMap<String, AlertRow> = ctl
@@ -307,6 +316,56 @@ pub async fn evaluate(ctl: &Controller, now_ms: i64) -> Result<Vec<Transition>, 
         out.extend(super::resolve(ctl, alert.id, &event).await?);
     }
     Ok(out)
+}
+
+/// Check ids of the controller's own sightings.
+pub const OWN_GRPC: &str = "controller:grpc";
+/// See [`OWN_GRPC`].
+pub const OWN_HTTPS: &str = "controller:https";
+/// See [`OWN_GRPC`].
+pub const OWN_PROBE: &str = "probe-identity";
+
+/// Records the controller's own certificates as seen at `now_ms` (see the
+/// design note). A listener certificate that cannot be read is skipped
+/// (the listener refused to start with it anyway).
+pub async fn refresh_own(
+    ctl: &Controller,
+    cfg: &ControllerConfig,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject as _};
+    let mut seen = Vec::new();
+    let listeners = [
+        (cfg.tls.as_ref(), OWN_GRPC, cfg.grpc_listen),
+        (cfg.http_tls.as_ref(), OWN_HTTPS, cfg.http_listen),
+    ];
+    for (files, check, addr) in listeners {
+        let Some(files) = files else { continue };
+        let Ok(der) = CertificateDer::from_pem_file(&files.cert_file) else {
+            continue;
+        };
+        if let Some(s) = crate::certificate::own(&der, &addr.to_string(), "") {
+            seen.push((s, check.to_owned(), ctl.replica_host(), String::new()));
+        }
+    }
+    if cfg.probe_ca.is_some() {
+        let mut newest: BTreeMap<String, crate::store::ProbeCertificateRow> = BTreeMap::new();
+        for row in ctl.store().probe_certificates().await? {
+            if row.revoked_ms.is_none() && cfg.probe(&row.probe).is_some() {
+                // Newest first: the first row per probe is its current one.
+                newest.entry(row.probe.clone()).or_insert(row);
+            }
+        }
+        for row in newest.into_values() {
+            let Ok(der) = CertificateDer::from_pem_slice(row.cert_pem.as_bytes()) else {
+                continue;
+            };
+            if let Some(s) = crate::certificate::own(&der, "", &row.probe) {
+                seen.push((s, OWN_PROBE.to_owned(), row.probe, row.region));
+            }
+        }
+    }
+    ctl.store().record_own_certificates(&seen, now_ms).await
 }
 
 async fn fire(

@@ -188,6 +188,7 @@ mod tests {
             notified_json: String::new(),
             notified_ms: None,
             flapping: false,
+            suppressed_by: String::new(),
         };
         assert_eq!(sink_of(&row), Some("pagerduty"));
     }

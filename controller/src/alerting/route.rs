@@ -1,8 +1,10 @@
 //! `[[routes]]`: which alerts and events notify which sinks.
 //!
 //! A check alert (`check_failing`) goes to the routes its `alert.routes`
-//! names, or, without that, to every route whose `checks` globs match its
-//! id. Fleet-level alerts (`probe_offline`, `certificate_expiring`) and
+//! names, or, without that, to every route whose matchers all match it:
+//! `checks` (id globs), `labels` (every listed label present on the check,
+//! its value matching the glob) and `severity` (the check's
+//! `alert.severity` listed). Omitted matchers match everything. Fleet-level alerts (`probe_offline`, `certificate_expiring`) and
 //! events (`dns_change`) go to every route whose `kinds` include them;
 //! `kinds` defaults to the alert kinds, so events are carried only by
 //! routes that list them.
@@ -12,12 +14,12 @@
 //! route carrying `notifier_failing` (by default every route). Either way
 //! never to the failing sink itself.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use outpost_probe::config::Problems;
 use serde::Deserialize;
 
-use super::{AlertKind, Kind, sink::SinkDef};
+use super::{AlertKind, Kind, Severity, sink::SinkDef};
 use crate::config::push_if_bad_id;
 
 /// `[[routes]]`: which checks notify which sinks.
@@ -52,6 +54,19 @@ pub struct RawRoute {
     /// the failing sink itself. Default false.
     #[serde(default)]
     pub fallback: Option<bool>,
+    /// Check labels that must all match, values as globs with `*`:
+    /// `labels = { team = "payments", tier = "*" }` carries checks labelled
+    /// `team = "payments"` that have any `tier`. A check without one of the
+    /// labels does not match. Default: no label condition. Filters
+    /// `check_failing` alerts only (like `checks`).
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Check severities carried: `severity = ["critical"]` for a paging
+    /// route, `["warning", "info"]` for a chat route. Words: `critical`,
+    /// `error`, `warning`, `info`. Default: every severity. Filters
+    /// `check_failing` alerts only (like `checks`).
+    #[serde(default)]
+    pub severity: Option<Vec<String>>,
 }
 
 /// A validated route.
@@ -67,12 +82,32 @@ pub struct RouteDef {
     pub kinds: Vec<Kind>,
     /// Carries `notifier_failing` (the fallback route).
     pub fallback: bool,
+    /// Label name → value glob; all must match.
+    pub labels: BTreeMap<String, String>,
+    /// Severities carried (empty: every severity).
+    pub severity: Vec<Severity>,
 }
 
 impl RouteDef {
     /// True when this route carries alerts or events of `kind`.
     pub fn carries(&self, kind: Kind) -> bool {
         self.kinds.contains(&kind)
+    }
+
+    /// True when a `check_failing` alert of check `id`, with `labels` and
+    /// `severity`, matches this route's `checks`, `labels` and `severity`.
+    pub fn matches_check(
+        &self,
+        id: &str,
+        labels: &BTreeMap<String, String>,
+        severity: Severity,
+    ) -> bool {
+        self.checks.iter().any(|g| glob_match(g, id))
+            && self
+                .labels
+                .iter()
+                .all(|(k, g)| labels.get(k).is_some_and(|v| glob_match(g, v)))
+            && (self.severity.is_empty() || self.severity.contains(&severity))
     }
 }
 
@@ -185,12 +220,45 @@ pub fn validate(
                 kinds
             }
         };
+        let labels = raw.labels.clone().unwrap_or_default();
+        for k in labels.keys() {
+            if k.is_empty() {
+                p.push(
+                    format!("{path}.labels"),
+                    "label names cannot be empty, e.g. labels = { team = \"payments\" }",
+                );
+            }
+        }
+        let mut severity = Vec::new();
+        for (j, word) in raw.severity.iter().flatten().enumerate() {
+            match word.parse::<Severity>() {
+                Ok(s) => severity.push(s),
+                Err(_) => p.push(
+                    format!("{path}.severity[{j}]"),
+                    format!(
+                        "unknown severity {word:?}; severities: {}",
+                        Severity::list()
+                    ),
+                ),
+            }
+        }
+        if raw.severity.as_ref().is_some_and(|s| s.is_empty()) {
+            p.push(
+                format!("{path}.severity"),
+                format!(
+                    "severity is empty: list at least one of {}, or remove it to carry every severity",
+                    Severity::list()
+                ),
+            );
+        }
         out.push(RouteDef {
             name: raw.name.clone(),
             sinks: raw.sinks.clone(),
             checks,
             kinds,
             fallback: raw.fallback.unwrap_or(false),
+            labels,
+            severity,
         });
     }
     out
@@ -208,7 +276,55 @@ mod tests {
             checks: None,
             kinds: kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect()),
             fallback: None,
+            labels: None,
+            severity: None,
         }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn label_and_severity_matchers_must_all_match() {
+        let mut payments = raw("payments", None);
+        payments.labels = Some(labels(&[("team", "pay*"), ("tier", "*")]));
+        payments.severity = Some(vec!["critical".into(), "error".into()]);
+        let mut p = Problems::default();
+        let routes = validate(
+            &[payments, raw("all", None)],
+            &["log"],
+            &[],
+            &HashSet::new(),
+            &mut p,
+        );
+        assert!(p.finish("c.toml").is_ok());
+        let (pay, all) = (&routes[0], &routes[1]);
+        let team = labels(&[("team", "payments"), ("tier", "1")]);
+        assert!(pay.matches_check("api", &team, Severity::Critical));
+        assert!(pay.matches_check("api", &team, Severity::Error));
+        assert!(!pay.matches_check("api", &team, Severity::Warning));
+        let no_tier = labels(&[("team", "payments")]);
+        assert!(!pay.matches_check("api", &no_tier, Severity::Critical));
+        let other = labels(&[("team", "search"), ("tier", "1")]);
+        assert!(!pay.matches_check("api", &other, Severity::Critical));
+        assert!(all.matches_check("api", &BTreeMap::new(), Severity::Info));
+    }
+
+    #[test]
+    fn bad_severities_are_named_with_their_path() {
+        let mut r = raw("r", None);
+        r.severity = Some(vec!["critical".into(), "urgent".into()]);
+        let mut empty = raw("e", None);
+        empty.severity = Some(vec![]);
+        let mut p = Problems::default();
+        validate(&[r, empty], &["log"], &[], &HashSet::new(), &mut p);
+        let err = p.finish("c.toml").unwrap_err().to_string();
+        assert!(err.contains("routes[0].severity[1]"), "{err}");
+        assert!(err.contains("routes[1].severity"), "{err}");
     }
 
     #[test]

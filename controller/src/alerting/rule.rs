@@ -42,6 +42,10 @@ pub enum RegionStatus {
     /// A check (never a region) whose alert flap detection holds open
     /// ([`crate::alerting::flap`]).
     Flapping,
+    /// A check (never a region) whose open alert is recorded but not
+    /// paged: silenced, in maintenance, or a dependency failing
+    /// ([`crate::alerting::silence`]; the cause is `suppressed_by`).
+    Suppressed,
 }
 
 impl RegionStatus {
@@ -53,6 +57,7 @@ impl RegionStatus {
             RegionStatus::Stale => "STALE",
             RegionStatus::Failing => "FAILING",
             RegionStatus::Flapping => "FLAPPING",
+            RegionStatus::Suppressed => "SUPPRESSED",
         }
     }
 
@@ -203,6 +208,8 @@ mod tests {
             enabled: true,
             flap_changes: 5,
             flap_window: Duration::from_secs(1800),
+            retry_interval: None,
+            confirm_from_other_regions: false,
         }
     }
 

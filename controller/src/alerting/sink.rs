@@ -1,5 +1,6 @@
 //! Sinks: `[[sinks]]` (each kind's keys, validation and delivery in its own
-//! module: [`pagerduty`], [`webhook`], [`console`]), the worker that drains
+//! module: [`pagerduty`], [`slack`], [`opsgenie`], [`email`], [`webhook`],
+//! [`console`]), the worker that drains
 //! the persisted outbox, the retry policy, and the small HTTP client every
 //! HTTP sink uses.
 //!
@@ -17,8 +18,9 @@
 //!   undelivered `give_up_after` (per sink, default 1 h) after its first
 //!   attempt is marked failed (`outcome="failed"`); resolves get at least
 //!   15 min whatever the setting.
-//! - **Rate limit.** PagerDuty sinks take a token from their routing key's
-//!   bucket ([`ratelimit`]) before each attempt; without one the
+//! - **Rate limit.** PagerDuty, Slack and Opsgenie sinks take a token from
+//!   their credential's bucket ([`ratelimit`], [`SinkKind::rate_limit`])
+//!   before each attempt; without one the
 //!   notification is postponed in the outbox (no attempt counted,
 //!   `outcome="rate_limited"`), never dropped.
 //! - **Logs.** Every state change (queued, postponed, delivered) at DEBUG;
@@ -33,8 +35,11 @@
 //!   body cap. Notifications are rare; pooling would only hide failures.
 
 pub mod console;
+pub mod email;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod ratelimit;
+pub mod slack;
 pub mod webhook;
 
 use std::{
@@ -62,7 +67,7 @@ pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(3600);
 pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
 
 /// `[[sinks]]`: one notification destination. Exactly one of `pagerduty`,
-/// `webhook` or `console`.
+/// `slack`, `opsgenie`, `email`, `webhook` or `console`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
@@ -71,6 +76,15 @@ pub struct RawSink {
     /// PagerDuty Events API v2.
     #[serde(default)]
     pub pagerduty: Option<pagerduty::RawPagerDuty>,
+    /// Slack: incoming webhook (`url`) or `chat.postMessage` (`token`, `channel`).
+    #[serde(default)]
+    pub slack: Option<slack::RawSlack>,
+    /// Opsgenie Alert API v2.
+    #[serde(default)]
+    pub opsgenie: Option<opsgenie::RawOpsgenie>,
+    /// Email over SMTP (STARTTLS by default).
+    #[serde(default)]
+    pub email: Option<email::RawEmail>,
     /// Generic JSON webhook.
     #[serde(default)]
     pub webhook: Option<webhook::RawWebhook>,
@@ -131,6 +145,26 @@ pub enum SinkKind {
     },
     /// Log line.
     Console,
+    /// Slack message.
+    Slack {
+        /// Webhook or `chat.postMessage`.
+        mode: slack::SlackMode,
+        /// Rate limit per webhook URL or (token, channel).
+        messages_per_minute: u32,
+    },
+    /// Opsgenie alert.
+    Opsgenie {
+        /// API key (`GenieKey`).
+        api_key: Secret,
+        /// Base URL without a trailing slash.
+        api_url: String,
+        /// Extra tags.
+        tags: Vec<String>,
+        /// Rate limit per API key.
+        requests_per_minute: u32,
+    },
+    /// Email over SMTP.
+    Email(Box<email::EmailSpec>),
 }
 
 impl SinkKind {
@@ -140,8 +174,78 @@ impl SinkKind {
             SinkKind::PagerDuty { .. } => "pagerduty",
             SinkKind::Webhook { .. } => "webhook",
             SinkKind::Console => "console",
+            SinkKind::Slack { .. } => "slack",
+            SinkKind::Opsgenie { .. } => "opsgenie",
+            SinkKind::Email(_) => "email",
         }
     }
+
+    /// The rate-limit bucket key (a secret: never logged) and its
+    /// per-minute budget, for sinks whose API limits requests.
+    pub fn rate_limit(&self) -> Option<(String, u32)> {
+        match self {
+            SinkKind::PagerDuty {
+                routing_key,
+                events_per_minute,
+                ..
+            } => Some((routing_key.expose().to_owned(), *events_per_minute)),
+            SinkKind::Slack {
+                mode: slack::SlackMode::Webhook { url },
+                messages_per_minute,
+            } => Some((format!("slack {}", url.expose()), *messages_per_minute)),
+            SinkKind::Slack {
+                mode: slack::SlackMode::PostMessage { token, channel, .. },
+                messages_per_minute,
+            } => Some((
+                format!("slack {} {channel}", token.expose()),
+                *messages_per_minute,
+            )),
+            SinkKind::Opsgenie {
+                api_key,
+                requests_per_minute,
+                ..
+            } => Some((
+                format!("opsgenie {}", api_key.expose()),
+                *requests_per_minute,
+            )),
+            SinkKind::Email(spec) => Some((
+                format!("email {}:{} {}", spec.host, spec.port, spec.from),
+                spec.messages_per_minute,
+            )),
+            SinkKind::Webhook { .. } | SinkKind::Console => None,
+        }
+    }
+
+    /// Secret strings of the sink, scrubbed from excerpts.
+    fn secrets(&self) -> Vec<&str> {
+        match self {
+            SinkKind::PagerDuty { routing_key, .. } => vec![routing_key.expose()],
+            SinkKind::Webhook { url, headers } => std::iter::once(url.as_str())
+                .chain(headers.iter().map(|(_, v)| v.expose()))
+                .collect(),
+            SinkKind::Slack {
+                mode: slack::SlackMode::Webhook { url },
+                ..
+            } => vec![url.expose()],
+            SinkKind::Slack {
+                mode: slack::SlackMode::PostMessage { token, .. },
+                ..
+            } => vec![token.expose()],
+            SinkKind::Opsgenie { api_key, .. } => vec![api_key.expose()],
+            SinkKind::Email(spec) => spec.auth.iter().map(|(_, pw)| pw.expose()).collect(),
+            SinkKind::Console => Vec::new(),
+        }
+    }
+}
+
+/// What a sink may need besides the event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendContext<'a> {
+    /// `server.external_url`: notifications link the dashboard under it.
+    pub external_url: Option<&'a str>,
+    /// This trigger follows one already delivered to this sink for the
+    /// same alert (live content, escalation): Opsgenie adds a note.
+    pub update: bool,
 }
 
 /// Validates `[[sinks]]`, collecting every problem under `sinks[i]`.
@@ -160,6 +264,9 @@ pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) ->
         }
         let count = [
             raw.pagerduty.is_some(),
+            raw.slack.is_some(),
+            raw.opsgenie.is_some(),
+            raw.email.is_some(),
             raw.webhook.is_some(),
             raw.console.is_some(),
         ]
@@ -170,7 +277,7 @@ pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) ->
             p.push(
                 path.clone(),
                 format!(
-                    "a sink has exactly one of pagerduty, webhook or console, found {count}: e.g. `pagerduty = {{ routing_key = {{ env = \"PD_ROUTING_KEY\" }} }}`"
+                    "a sink has exactly one of pagerduty, slack, opsgenie, email, webhook or console, found {count}: e.g. `pagerduty = {{ routing_key = {{ env = \"PD_ROUTING_KEY\" }} }}`"
                 ),
             );
             continue;
@@ -185,10 +292,18 @@ pub fn validate(raw: &[RawSink], vars: &[(String, String)], p: &mut Problems) ->
                 format!("give_up_after must be ≥ 1m, got \"{}\"", Dur(give_up_after)),
             );
         }
-        let kind = match (&raw.pagerduty, &raw.webhook) {
-            (Some(pd), _) => pagerduty::validate(pd, &path, vars, p),
-            (None, Some(w)) => Some(webhook::validate(w, &path, vars, p)),
-            (None, None) => Some(SinkKind::Console),
+        let kind = if let Some(pd) = &raw.pagerduty {
+            pagerduty::validate(pd, &path, vars, p)
+        } else if let Some(s) = &raw.slack {
+            slack::validate(s, &path, vars, p)
+        } else if let Some(o) = &raw.opsgenie {
+            opsgenie::validate(o, &path, vars, p)
+        } else if let Some(e) = &raw.email {
+            email::validate(e, &path, vars, p)
+        } else if let Some(w) = &raw.webhook {
+            Some(webhook::validate(w, &path, vars, p))
+        } else {
+            Some(SinkKind::Console)
         };
         if let Some(kind) = kind {
             out.push(SinkDef {
@@ -283,15 +398,7 @@ pub fn status_of(error: &str) -> Option<u16> {
 /// sink that echoes the request must not put them in the store or the API.
 pub fn excerpt(kind: Option<&SinkKind>, text: &str) -> String {
     let mut out = text.to_owned();
-    let mut secrets: Vec<&str> = Vec::new();
-    match kind {
-        Some(SinkKind::PagerDuty { routing_key, .. }) => secrets.push(routing_key.expose()),
-        Some(SinkKind::Webhook { url, headers }) => {
-            secrets.push(url);
-            secrets.extend(headers.iter().map(|(_, v)| v.expose()));
-        }
-        Some(SinkKind::Console) | None => {}
-    }
+    let secrets = kind.map(SinkKind::secrets).unwrap_or_default();
     for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
         out = out.replace(secret, "[redacted]");
     }
@@ -613,20 +720,12 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         );
     };
     let def = cfg.sink(&n.sink);
-    if let Some(SinkKind::PagerDuty {
-        routing_key,
-        events_per_minute,
-        ..
-    }) = def.map(|d| &d.kind)
-    {
+    if let Some((bucket, per_minute)) = def.and_then(|d| d.kind.rate_limit()) {
         let now = ctl.now_ms();
-        if let Err(wait_ms) = ctl
-            .limiter()
-            .try_take(routing_key.expose(), *events_per_minute, now)
-        {
+        if let Err(wait_ms) = ctl.limiter().try_take(&bucket, per_minute, now) {
             store.defer_notification(n.id, now + wait_ms).await?;
             count("rate_limited");
-            tracing::debug!(sink, action = %n.action, dedup_key = %n.dedup_key, wait_ms, "notification postponed by the routing key's rate limit");
+            tracing::debug!(sink, action = %n.action, dedup_key = %n.dedup_key, wait_ms, "notification postponed by the sink's rate limit");
             return Ok(false);
         }
     }
@@ -639,7 +738,21 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         (_, None) => Delivery::Reject {
             error: "stored payload does not parse".into(),
         },
-        (Some(sink), Some(event)) => send(&sink.kind, &sink.name, &event).await,
+        (Some(sink), Some(event)) => {
+            let update = match (n.action, n.alert_id) {
+                (Action::Trigger, Some(alert_id)) => {
+                    store
+                        .trigger_delivered_before(alert_id, &n.sink, n.id)
+                        .await?
+                }
+                _ => false,
+            };
+            let ctx = SendContext {
+                external_url: cfg.external_url.as_deref(),
+                update,
+            };
+            send(&sink.kind, &sink.name, &event, &ctx).await
+        }
     };
     let now = ctl.now_ms();
     let kind = def.map(|d| &d.kind);
@@ -711,7 +824,12 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// Sends one event through one sink. The one `match` over sink kinds.
-pub async fn send(kind: &SinkKind, sink_name: &str, event: &AlertEvent) -> Delivery {
+pub async fn send(
+    kind: &SinkKind,
+    sink_name: &str,
+    event: &AlertEvent,
+    ctx: &SendContext<'_>,
+) -> Delivery {
     match kind {
         SinkKind::PagerDuty {
             routing_key,
@@ -720,6 +838,14 @@ pub async fn send(kind: &SinkKind, sink_name: &str, event: &AlertEvent) -> Deliv
         } => pagerduty::send(api_url, routing_key, event).await,
         SinkKind::Webhook { url, headers } => webhook::send(url, headers, event).await,
         SinkKind::Console => console::send(sink_name, event),
+        SinkKind::Slack { mode, .. } => slack::send(mode, event, ctx).await,
+        SinkKind::Opsgenie {
+            api_key,
+            api_url,
+            tags,
+            ..
+        } => opsgenie::send(api_url, api_key, tags, event, ctx).await,
+        SinkKind::Email(spec) => email::send(spec, event, ctx).await,
     }
 }
 

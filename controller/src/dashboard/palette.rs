@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | FAILING | `#c00000` | `#ffffff` | 6.5 |
 //! | FLAPPING | `#c00000` / `#9a3412` stripes | `#ffffff` | 6.5 / 7.3 |
+//! | SUPPRESSED | `#c00000` / `#666666` stripes | `#ffffff` | 6.5 / 5.7 |
 //! | STALE | `#ffb000` | `#000000` | 11.5 |
 //! | OK | `#d8f5dc` | `#114a1d` | 8.9 |
 //! | UNKNOWN | `#dddddd` | `#333333` | 9.3 |
@@ -19,14 +20,15 @@
 //! | bar: up / down / STALE on white | `#1e7b34` / `#c00000` / `#b07800` | — | 5.3 / 6.5 / 3.8 |
 //!
 //! Colour is never the only key: every state cell carries its word
-//! (FAILING, STALE, FLAPPING, OK, UNKNOWN) and a glyph drawn before it
-//! (✖, ◷, ⇅, ✓, ?); status-bar slots differ in height (DOWN full, STALE
+//! (FAILING, STALE, FLAPPING, SUPPRESSED, OK, UNKNOWN) and a glyph drawn
+//! before it (✖, ◷, ⇅, ⊘, ✓, ?); status-bar slots differ in height (DOWN full, STALE
 //! half, no data a line).
 
 /// (what, background, text): every pair the style sheet draws text with.
 pub const TEXT_PAIRS: &[(&str, &str, &str)] = &[
     ("FAILING", "#c00000", "#ffffff"),
     ("FLAPPING stripe", "#9a3412", "#ffffff"),
+    ("SUPPRESSED stripe", "#666666", "#ffffff"),
     ("STALE", "#ffb000", "#000000"),
     ("OK", "#d8f5dc", "#114a1d"),
     ("UNKNOWN", "#dddddd", "#333333"),

@@ -30,7 +30,7 @@ impl Store {
         // so one statement serves every combination.
         let rows = sqlx::query_as(
             "SELECT id, check_id, probe, kind, dedup_key, state, severity, summary, regions_json, code, \
-             opened_at_ms, resolved_at_ms, notified_json, notified_ms, flapping FROM alerts \
+             opened_at_ms, resolved_at_ms, notified_json, notified_ms, flapping, suppressed_by FROM alerts \
              WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR check_id = $2) \
                AND opened_at_ms >= $3 \
                AND (opened_at_ms < $4 OR (opened_at_ms = $4 AND id < $5)) \
@@ -68,6 +68,7 @@ mod tests {
             code: "timeout".into(),
             notified_json: "[]".into(),
             flapping: false,
+            suppressed_by: String::new(),
         }
     }
 

@@ -40,6 +40,9 @@ pub struct AlertRow {
     /// Held open by flap detection (check alerts; [`crate::alerting::flap`]).
     #[sqlx(try_from = "super::Flag")]
     pub flapping: bool,
+    /// Why it is recorded but not paged (`silence 3`, `maintenance
+    /// nightly`); empty when it pages ([`crate::alerting::silence`]).
+    pub suppressed_by: String,
 }
 
 /// One entry of an alert's timeline.
@@ -95,12 +98,14 @@ pub struct NewAlert {
     pub notified_json: String,
     /// Opened by flap detection.
     pub flapping: bool,
+    /// Opened suppressed (recorded, no trigger queued): the cause.
+    pub suppressed_by: String,
 }
 
 macro_rules! alert_columns {
     () => {
         "id, check_id, probe, kind, dedup_key, state, severity, summary, regions_json, code, opened_at_ms, \
-         resolved_at_ms, notified_json, notified_ms, flapping"
+         resolved_at_ms, notified_json, notified_ms, flapping, suppressed_by"
     };
 }
 
@@ -222,8 +227,8 @@ impl Store {
         let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO alerts (check_id, probe, kind, dedup_key, state, severity, summary, regions_json, \
-             code, notified_json, notified_ms, opened_at_ms, epoch, flapping) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id",
+             code, notified_json, notified_ms, opened_at_ms, epoch, flapping, suppressed_by) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&alert.check_id)
         .bind(&alert.probe)
@@ -237,6 +242,7 @@ impl Store {
         .bind(now)
         .bind(epoch)
         .bind(i64::from(alert.flapping))
+        .bind(&alert.suppressed_by)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
@@ -249,6 +255,15 @@ impl Store {
             code: alert.code.clone(),
         };
         record(&mut tx, id, Change::Fired, now, &content).await?;
+        if !alert.suppressed_by.is_empty() {
+            let why = AlertContent {
+                summary: format!("not paged: suppressed by {}", alert.suppressed_by),
+                ..content
+            };
+            record(&mut tx, id, Change::Suppressed, now, &why).await?;
+            tx.commit().await?;
+            return Ok(Some(id));
+        }
         for sink in sinks {
             notifications::queue_for_alert(
                 &mut tx,
@@ -410,6 +425,71 @@ impl Store {
         Ok(true)
     }
 
+    /// Suppresses an open alert (`by` non-empty: timeline `suppressed`, no
+    /// update triggers while so) or releases it (`by` empty: timeline
+    /// `released`), atomically; a release with `page` = (sinks, payload,
+    /// sent) queues the payload as a trigger for each of `sinks` (the
+    /// alert's routed sinks: it pages now) and records what was sent.
+    /// Returns the sinks queued; `None` if the alert is not open or already
+    /// suppressed by exactly `by`.
+    pub async fn set_suppressed(
+        &self,
+        alert_id: i64,
+        by: &str,
+        content: &AlertContent,
+        page: Option<(&[String], &str, &str)>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let epoch = lease::fence(&mut tx, self.engine, self.epoch()).await?;
+        let key: Option<String> = sqlx::query_scalar(
+            "UPDATE alerts SET suppressed_by = $1, epoch = $3 \
+             WHERE id = $2 AND state = 'open' AND suppressed_by <> $1 RETURNING dedup_key",
+        )
+        .bind(by)
+        .bind(alert_id)
+        .bind(epoch)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let what = if by.is_empty() {
+            Change::Released
+        } else {
+            Change::Suppressed
+        };
+        record(&mut tx, alert_id, what, now, content).await?;
+        let mut queued = Vec::new();
+        if let (true, Some((sinks, payload_json, sent_json))) = (by.is_empty(), page) {
+            sqlx::query(
+                "UPDATE alerts SET notified_json = $1, notified_ms = $2, summary = $3 WHERE id = $4",
+            )
+            .bind(sent_json)
+            .bind(now)
+            .bind(&content.summary)
+            .bind(alert_id)
+            .execute(&mut *tx)
+            .await?;
+            for sink in sinks {
+                notifications::queue_for_alert(
+                    &mut tx,
+                    alert_id,
+                    sink,
+                    Action::Trigger,
+                    &key,
+                    payload_json,
+                    now,
+                    epoch,
+                )
+                .await?;
+                queued.push(sink.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(queued))
+    }
+
     /// Sets an open alert's content (timeline entry `updated` when
     /// `changed`) and, when `notify` holds (payload, sent) JSON, queues the
     /// payload as a trigger (same dedup key) for every sink that got the
@@ -490,6 +570,83 @@ mod tests {
             code: "timeout".into(),
             notified_json: "{}".into(),
             flapping: false,
+            suppressed_by: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_suppressed_alert_is_recorded_without_triggers_and_pages_when_released() {
+        for (_d, s) in temp_stores().await {
+            let a = NewAlert {
+                suppressed_by: "silence 1".into(),
+                ..alert()
+            };
+            let sinks = vec!["pd".to_owned()];
+            let id = s.fire_alert(&a, &sinks, "{}", 1).await.unwrap().unwrap();
+            assert!(s.notifications_for_alert(id).await.unwrap().is_empty());
+            let row = s.alert(id).await.unwrap().unwrap();
+            assert_eq!(row.suppressed_by, "silence 1");
+            let content = AlertContent {
+                severity: Severity::Warning,
+                summary: "api failing; silence 1 ended".into(),
+                regions_json: "[\"eu\"]".into(),
+                code: "timeout".into(),
+            };
+            // Same cause: nothing to do.
+            let same = s
+                .set_suppressed(id, "silence 1", &content, None, 2)
+                .await
+                .unwrap();
+            assert_eq!(same, None);
+            let queued = s
+                .set_suppressed(id, "", &content, Some((&sinks, "{}", "{\"x\":1}")), 3)
+                .await
+                .unwrap();
+            assert_eq!(queued, Some(sinks.clone()));
+            let row = s.alert(id).await.unwrap().unwrap();
+            assert_eq!(
+                (
+                    row.suppressed_by.as_str(),
+                    row.notified_ms,
+                    row.summary.as_str()
+                ),
+                ("", Some(3), "api failing; silence 1 ended")
+            );
+            let ns = s.notifications_for_alert(id).await.unwrap();
+            assert_eq!(ns.len(), 1);
+            assert_eq!(ns[0].action, Action::Trigger);
+            // Suppressed again mid-incident: no trigger; the resolve still
+            // goes to the sink that got one.
+            assert!(
+                s.set_suppressed(id, "maintenance nightly", &content, None, 4)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            let resolved = s.resolve_alert(id, "{}", None, 5).await.unwrap();
+            assert_eq!(resolved, Some(sinks));
+            let whats: Vec<Change> = s
+                .alert_timeline(id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.what)
+                .collect();
+            assert_eq!(
+                whats,
+                [
+                    Change::Fired,
+                    Change::Suppressed,
+                    Change::Released,
+                    Change::Suppressed,
+                    Change::Resolved
+                ]
+            );
+            // A resolved alert cannot be suppressed.
+            assert_eq!(
+                s.set_suppressed(id, "x", &content, None, 6).await.unwrap(),
+                None
+            );
         }
     }
 

@@ -127,6 +127,25 @@ pub(super) async fn record(
 }
 
 impl Store {
+    /// Records sightings the controller makes itself (its own listeners'
+    /// certificates, probes' client certificates: [`crate::alerting::certificate`])
+    /// at `at_ms`, in one transaction. Each is `(certificate, check_id, probe, region)`.
+    pub async fn record_own_certificates(
+        &self,
+        seen: &[(Seen, String, String, String)],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (s, check, probe, region) in seen {
+            record(&mut tx, s, check, probe, region, at_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every certificate, soonest expiry first.
     pub async fn certificates(&self) -> Result<Vec<CertificateRow>, StoreError> {
         Ok(sqlx::query_as(

@@ -175,6 +175,7 @@ mod tests {
             code: "timeout".into(),
             notified_json: "{}".into(),
             flapping: false,
+            suppressed_by: String::new(),
         }
     }
 

@@ -443,6 +443,7 @@ mod tests {
                 code: "timeout".into(),
                 notified_json: "{}".into(),
                 flapping: false,
+                suppressed_by: String::new(),
             };
             let id = s
                 .fire_alert(&a, &["pd".to_owned(), "log".to_owned()], "{}", 1)

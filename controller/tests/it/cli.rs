@@ -218,6 +218,12 @@ fn example_config_in_deploy_is_valid() {
         )
         .env("PD_ROUTING_KEY", "R0UT1NGKEY0000000000000000000000")
         .env("OUTPOST_HOOK_AUTH", "Bearer hook")
+        .env(
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+        )
+        .env("SLACK_BOT_TOKEN", "xoxb-0000-1111-example")
+        .env("OPSGENIE_API_KEY", "eb243592-faa2-4ba2-a551-1afdf565c889")
         .env("OUTPOST_HB_NIGHTLY_ETL", "hb-example-0123456789abcdef")
         .env(
             "OUTPOST_PROMETHEUS_TOKEN",
@@ -234,7 +240,7 @@ fn example_config_in_deploy_is_valid() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "ok: 3 probes, 3 checks, 3 sinks"
+        "ok: 3 probes, 5 checks, 6 sinks"
     );
 }
 

@@ -139,6 +139,7 @@ async fn pages_show_the_stored_history() {
         code: "timeout".into(),
         notified_json: "[]".into(),
         flapping: false,
+        suppressed_by: String::new(),
     };
     let id = store
         .fire_alert(&alert, &[], "{}", now)

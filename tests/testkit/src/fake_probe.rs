@@ -44,6 +44,9 @@ pub struct FakeProbe {
     /// Sequence number of the last result built by [`FakeProbe::result`];
     /// set it to continue a previous stream's numbering.
     pub seq: u64,
+    /// Check ids of the `RunNow` hints received so far, in order (a real
+    /// probe would run them at once; tests answer with results).
+    pub run_now: Vec<String>,
 }
 
 /// Opens `Attach` on the controller at `addr` (plaintext gRPC) with
@@ -171,6 +174,7 @@ impl FakeProbe {
             tx,
             inbound,
             seq: 0,
+            run_now: Vec::new(),
         }
     }
 
@@ -205,7 +209,7 @@ impl FakeProbe {
     }
 
     /// Sends one batch and waits for its ack (assignments pushed meanwhile
-    /// are skipped).
+    /// are skipped, `RunNow` hints recorded in [`FakeProbe::run_now`]).
     pub async fn send(&mut self, results: Vec<CheckResult>) -> Ack {
         let msg = ProbeMessage {
             body: Some(PBody::Results(ResultBatch { results })),
@@ -217,7 +221,23 @@ impl FakeProbe {
             match self.next().await.body {
                 Some(CBody::Ack(a)) => return a,
                 Some(CBody::Assignment(_)) => continue,
+                Some(CBody::RunNow(r)) => self.run_now.push(r.check_id),
                 other => panic!("probe {}: expected an ack, got {other:?}", self.name),
+            }
+        }
+    }
+
+    /// Waits for the next `RunNow` hint (acks and assignments in between
+    /// are skipped) and returns its check id.
+    pub async fn next_run_now(&mut self) -> String {
+        loop {
+            match self.next().await.body {
+                Some(CBody::RunNow(r)) => {
+                    self.run_now.push(r.check_id.clone());
+                    return r.check_id;
+                }
+                Some(CBody::Ack(_) | CBody::Assignment(_)) => continue,
+                other => panic!("probe {}: expected RunNow, got {other:?}", self.name),
             }
         }
     }

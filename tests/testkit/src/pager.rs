@@ -69,7 +69,7 @@ impl Forced {
         }
     }
 
-    fn reply(&self) -> Reply {
+    pub(crate) fn reply(&self) -> Reply {
         let body = match self.status {
             400 => json!({
                 "status": "invalid event",
@@ -93,15 +93,15 @@ impl Forced {
     }
 }
 
-/// The forced-failure script shared by both receivers.
+/// The forced-failure script shared by every receiver.
 #[derive(Debug, Default)]
-struct Script {
-    queue: VecDeque<Forced>,
-    until: Option<(Instant, Forced)>,
+pub(crate) struct Script {
+    pub(crate) queue: VecDeque<Forced>,
+    pub(crate) until: Option<(Instant, Forced)>,
 }
 
 impl Script {
-    fn next(&mut self) -> Option<Forced> {
+    pub(crate) fn next(&mut self) -> Option<Forced> {
         if let Some(forced) = self.queue.pop_front() {
             return Some(forced);
         }
@@ -166,7 +166,7 @@ pub struct PagerReceiver {
     accepted: watch::Sender<usize>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

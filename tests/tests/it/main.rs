@@ -4,11 +4,15 @@
 mod auth;
 mod backlog;
 mod drain;
+mod email;
 mod kill_controller;
 mod kill_probe;
+mod mtls;
 mod offline_cut;
 mod pager_faults;
 mod pipeline;
+mod prometheus;
+mod receivers;
 mod replicas;
 mod restart;
 mod secrets;

@@ -4,8 +4,9 @@
 //! controller's and the probe's logs, the API responses, the pages, the
 //! database files (with WAL) and the outbox files are searched for every
 //! secret: the probe token, the check's bearer token and basic-auth password
-//! (and its base64 form), a secret query parameter and the PagerDuty routing
-//! key. None is found — while the run is shown to have used each of them.
+//! (and its base64 form), a secret query parameter, the PagerDuty routing
+//! key, the Slack webhook URL and bot token and the Opsgenie API key. None
+//! is found — while the run is shown to have used each of them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,12 +17,17 @@ use std::{
 };
 
 use outpost_e2e::{Fleet, binary};
-use outpost_testkit::{HttpServer, PagerReceiver, Reply, client, free_port, wait::eventually};
+use outpost_testkit::{
+    HttpServer, OpsgenieReceiver, PagerReceiver, Reply, SlackReceiver, client, free_port,
+    wait::eventually,
+};
 
 const ROUTING_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32";
 const BEARER: &str = "bearer-secret-6f1d0c2b9a8e7d6c5b4a";
 const PASSWORD: &str = "basic-password-1a2b3c4d5e6f";
 const QUERY: &str = "query-secret-9z8y7x6w5v4u";
+const SLACK_TOKEN: &str = "xoxb-slack-secret-0a9b8c7d6e5f";
+const OPSGENIE_KEY: &str = "opsgenie-secret-4f3e2d1c0b9a";
 
 fn command(bin: &str, config: &std::path::Path, log: &std::path::Path) -> Command {
     let mut cmd = Command::new(binary(bin));
@@ -66,7 +72,14 @@ async fn no_configured_secret_appears_in_logs_api_pages_database_or_outbox() {
         .await
         .unwrap();
     let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let slack = SlackReceiver::start(SLACK_TOKEN, &["C0SECRETS"])
+        .await
+        .unwrap();
+    let opsgenie = OpsgenieReceiver::start(OPSGENIE_KEY).await.unwrap();
     let fleet = Fleet::new();
+    let slack_url = fleet.secret("slack.url", &slack.webhook_url());
+    let slack_token = fleet.secret("slack.token", SLACK_TOKEN);
+    let og_key = fleet.secret("og.key", OPSGENIE_KEY);
     let dir = fleet.dir.path().to_path_buf();
     let key = fleet.secret("pd.key", ROUTING_KEY);
     let probes = fleet.probes_toml(&["eu-west"]);
@@ -103,13 +116,30 @@ http = {{ url = "{url}", basic_auth = {{ username = "outpost", password = {{ env
 name = "pagerduty"
 pagerduty = {{ routing_key = {{ file = "{key}" }}, api_url = "{pd}" }}
 
+[[sinks]]
+name = "slack-hook"
+slack = {{ url = {{ file = "{slack_url}" }} }}
+
+[[sinks]]
+name = "slack-api"
+slack = {{ token = {{ file = "{slack_token}" }}, channel = "C0SECRETS", api_url = "{slack_api}" }}
+
+[[sinks]]
+name = "opsgenie"
+opsgenie = {{ api_key = {{ file = "{og_key}" }}, api_url = "{og}" }}
+
 [[routes]]
 name = "oncall"
-sinks = ["pagerduty"]
+sinks = ["pagerduty", "slack-hook", "slack-api", "opsgenie"]
 "#,
         db = fleet.db().display(),
         key = key.display(),
         pd = pager.url(),
+        slack_url = slack_url.display(),
+        slack_token = slack_token.display(),
+        slack_api = slack.api_url(),
+        og_key = og_key.display(),
+        og = opsgenie.url(),
     );
     let ctl_config = dir.join("controller.toml");
     std::fs::write(&ctl_config, controller_toml).unwrap();
@@ -146,6 +176,21 @@ sinks = ["pagerduty"]
             tail(&probe_log)
         );
     }
+    // Every sink was used with its secret.
+    assert!(
+        slack
+            .wait_for_messages(4, Duration::from_secs(30))
+            .await
+            .len()
+            >= 4
+    );
+    assert!(
+        opsgenie
+            .wait_for_requests(2, Duration::from_secs(30))
+            .await
+            .len()
+            >= 2
+    );
     let seen = target.requests();
     let basic =
         outpost_probe::check::http::request::base64(format!("outpost:{PASSWORD}").as_bytes());
@@ -239,6 +284,9 @@ sinks = ["pagerduty"]
         ("basic header", basic),
         ("query parameter", QUERY.to_owned()),
         ("routing key", ROUTING_KEY.to_owned()),
+        ("slack webhook url", slack.webhook_url()),
+        ("slack token", SLACK_TOKEN.to_owned()),
+        ("opsgenie key", OPSGENIE_KEY.to_owned()),
     ];
     let mut leaks = Vec::new();
     for (place, bytes) in &places {
