@@ -141,15 +141,19 @@ fn main() -> anyhow::Result<()> {
                 f.seeded_rows
             );
             println!(
-                "  ingest of 1,000 results with their rollups: {:.1} ms (median of 20 batches)",
+                "  ingest of 1,000 results with their minute rollups: {:.1} ms (median of 20 batches)",
                 f.ingest_ms_per_1000
+            );
+            println!(
+                "  fold of 1,000 minute rollups into hours, days and summaries: {:.1} ms",
+                f.fold_ms_per_1000
             );
             println!(
                 "  bytes per check-region-day at one run a minute: rollups {:.0} B, raw results {:.0} B",
                 f.rollup_bytes_per_check_region_day, f.raw_bytes_per_check_region_day
             );
             println!(
-                "  overview GET /: median {:.0} ms, p90 {:.0} ms, max {:.0} ms over {loads} loads",
+                "  overview GET /: median {:.1} ms, p99 {:.1} ms, max {:.1} ms over {loads} loads",
                 f.overview_ms.0, f.overview_ms.1, f.overview_ms.2
             );
             Ok(())

@@ -27,8 +27,8 @@ mod kind;
 pub mod login;
 pub mod palette;
 pub mod public;
-pub mod sla;
 pub mod silences;
+pub mod sla;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 

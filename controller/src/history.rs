@@ -18,15 +18,35 @@
 //!   bucket is updated batch by batch and an hour is the sum of its
 //!   minutes. A percentile is the middle of its bin: within ±12.5 % of the
 //!   true value, whatever the scale.
-//!   Stored sparse (`[[bin, count], …]` per phase) — a minute of one run
-//!   holds one bin per phase.
-//! - **Written per batch.** `Store::ingest` calls
-//!   `store::rollups::apply` once per batch, in the batch's transaction,
-//!   with the results it actually inserted: a resent result is neither
-//!   stored nor counted twice, and a crash loses both or neither. Each
-//!   touched row is read (`FOR UPDATE` on PostgreSQL), merged here
-//!   ([`Rollup::merge`]) and written back; keys are visited in order, so
-//!   two replicas never deadlock on them.
+//!   Stored binary ([`Rollup::body`]: per phase the non-empty bins as
+//!   (bin byte, varint count), then the codes) in a BLOB / BYTEA beside
+//!   integer count, failures and STALE columns — a minute of one run is
+//!   about 12 bytes of body.
+//! - **Keys.** A check × region is a *series* with an integer id
+//!   (`rollup_series`, which also holds the cursor below); rollups are
+//!   keyed (series, resolution 0/1/2, bucket) in a `WITHOUT ROWID` table,
+//!   so no text is repeated per row.
+//! - **Minutes written per batch, hours and days folded from them.**
+//!   `Store::ingest` calls `store::rollups::apply` once per batch, in the
+//!   batch's transaction, with the results it actually inserted (a resent
+//!   result is neither stored nor counted twice, a crash loses both or
+//!   neither): the touched minute rows are read in one statement, merged
+//!   here ([`Rollup::merge`]) and written back in one multi-row upsert.
+//!   Hours and days are not written per result: `Store::fold_rollups`
+//!   (every 15 s, `FOLD_GRACE_MS` after a minute ends) reads the minutes
+//!   past the fold's mark (`rollup_fold.done_ms`), adds them to their hour
+//!   and day rows and to the summaries, and moves the mark, in one
+//!   transaction. A minute the fold has passed already (a late resend, a
+//!   STALE gap reaching back) is added to its hour, day and summary by the
+//!   ingest itself, so each minute is counted exactly once. Readers of
+//!   hours and days add the minutes past the mark in the same statement
+//!   (one snapshot), so pages never lag the fold.
+//! - **Summaries for the overview.** Per series one row
+//!   (`rollup_summary`, [`Summary`]): (count, failures, STALE ms) of its
+//!   last 96 hours and 32 days, varint-encoded (~4 bytes a bucket),
+//!   updated wherever its hours and days are. The overview reads these
+//!   rows (one per check × region) and the unfolded minutes, never the
+//!   rollups: its cost grows with the fleet, not with the history.
 //! - **STALE from gaps, at ingest.** A region is STALE when it has no
 //!   result for `stale_after` (3 × the check's interval, as the alert rule
 //!   says: [`crate::alerting::rule::stale_after`]). The rollup keeps the
@@ -53,10 +73,16 @@
 //!   if their failures overlapped, which at one run a minute is exactly
 //!   "≥ `min_regions` regions failed in that minute" ([`overall`]). STALE
 //!   is reported beside uptime and never counted as up: uptime =
-//!   up / (up + down).
+//!   up / (up + down). In a coarser bucket the `min_regions`-th largest
+//!   fraction is an upper bound of the time `min_regions` regions were
+//!   down together (they may not have overlapped): the overview's hour
+//!   and day uptimes err towards down; the SLA report and check page use
+//!   minutes while they are kept, which is exact at one run a minute.
 //! - **Retention** per resolution (`[store.history]`: raw results 7 d,
 //!   minutes 30 d, hours 400 d, days forever), deleted in batches of
-//!   [`crate::PRUNE_BATCH`] rows, each its own short transaction.
+//!   [`crate::PRUNE_BATCH`] rows, each its own short transaction; a
+//!   minute past the fold's mark is never pruned (it is not in its hour
+//!   yet).
 //! - **Months in a time zone.** An SLA month is `[first day 00:00, next
 //!   month's first day 00:00)` in the reader's zone ([`month_range`],
 //!   jiff with the system tzdb). Minute rollups are used while they are
@@ -107,7 +133,16 @@ impl Resolution {
         at_ms.div_euclid(self.width_ms()) * self.width_ms()
     }
 
-    /// The word stored in `rollups.resolution`.
+    /// The number stored in `rollups.resolution`.
+    pub fn code(self) -> i64 {
+        match self {
+            Resolution::Minute => 0,
+            Resolution::Hour => 1,
+            Resolution::Day => 2,
+        }
+    }
+
+    /// The word for logs and pages.
     pub fn as_str(self) -> &'static str {
         match self {
             Resolution::Minute => "minute",
@@ -299,35 +334,243 @@ impl Rollup {
             self.add_code(code, *n);
         }
     }
+}
 
-    /// The latency column: `{"dns": [[bin, n], …], …}`, empty phases left out.
-    pub fn latency_json(&self) -> String {
-        let map: BTreeMap<&str, Vec<[u64; 2]>> = PHASES
-            .iter()
-            .zip(&self.latency)
-            .filter(|(_, h)| h.count() > 0)
-            .map(|(p, h)| (*p, h.to_pairs()))
-            .collect();
-        serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+/// Appends `v` as a LEB128 varint (7 bits a byte, low first).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
     }
+    out.push(v as u8);
+}
 
-    /// The codes column: `{"timeout": 3}`.
-    pub fn codes_json(&self) -> String {
-        serde_json::to_string(&self.codes).unwrap_or_else(|_| "{}".to_owned())
+/// Reads a LEB128 varint at `*at`, moving past it; `None` when truncated.
+pub fn get_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
     }
+    None
+}
 
-    /// Reads the two JSON columns back (unreadable text reads as empty:
-    /// a rollup is a summary, never worth failing a page over).
-    pub fn with_json(mut self, latency_json: &str, codes_json: &str) -> Rollup {
-        let map: BTreeMap<String, Vec<[u64; 2]>> =
-            serde_json::from_str(latency_json).unwrap_or_default();
-        for (i, p) in PHASES.iter().enumerate() {
-            if let Some(pairs) = map.get(*p) {
-                self.latency[i] = Histogram::from_pairs(pairs);
+impl Rollup {
+    /// The `body` column: per phase ([`PHASES`] order) the number of
+    /// non-empty bins, then (bin as one byte, count as a varint) for each;
+    /// then the number of codes and (length, UTF-8 bytes, count) for each.
+    /// One run in a minute is about 12 bytes.
+    pub fn body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        for h in &self.latency {
+            let pairs = h.to_pairs();
+            put_varint(&mut out, pairs.len() as u64);
+            for [bin, count] in pairs {
+                // Bins are < BINS = 128: one byte.
+                out.push(u8::try_from(bin).unwrap_or(u8::MAX));
+                put_varint(&mut out, count);
             }
         }
-        self.codes = serde_json::from_str(codes_json).unwrap_or_default();
+        put_varint(&mut out, self.codes.len() as u64);
+        for (code, n) in &self.codes {
+            put_varint(&mut out, code.len() as u64);
+            out.extend_from_slice(code.as_bytes());
+            put_varint(&mut out, *n);
+        }
+        out
+    }
+
+    /// Reads [`Rollup::body`] back into `self` (a truncated or unreadable
+    /// body keeps what was read: a rollup is a summary, never worth
+    /// failing a page over).
+    pub fn with_body(mut self, body: &[u8]) -> Rollup {
+        let mut at = 0;
+        let _ = self.read_body(body, &mut at);
         self
+    }
+
+    fn read_body(&mut self, body: &[u8], at: &mut usize) -> Option<()> {
+        for h in &mut self.latency {
+            let n = get_varint(body, at)?;
+            let mut pairs = Vec::new();
+            for _ in 0..n {
+                let bin = *body.get(*at)?;
+                *at += 1;
+                pairs.push([u64::from(bin), get_varint(body, at)?]);
+            }
+            *h = Histogram::from_pairs(&pairs);
+        }
+        let n = get_varint(body, at)?;
+        for _ in 0..n {
+            let len = usize::try_from(get_varint(body, at)?).ok()?;
+            let text = body.get(*at..at.checked_add(len)?)?;
+            *at += len;
+            let code = String::from_utf8_lossy(text).into_owned();
+            let count = get_varint(body, at)?;
+            self.add_code(&code, count);
+        }
+        Some(())
+    }
+}
+
+/// Hours a [`Summary`] keeps (the overview's 90-slot bar and 24 h, with room).
+pub const SUMMARY_HOURS: i64 = 96;
+/// Days a [`Summary`] keeps (the overview's 7 d and 30 d, with room).
+pub const SUMMARY_DAYS: i64 = 32;
+
+/// The overview's compact copy of one check × region's newest hour and
+/// day rollups without latency: (count, failures, STALE ms) per bucket
+/// for the last [`SUMMARY_HOURS`] hours and [`SUMMARY_DAYS`] days. One
+/// row per check × region (`rollup_summary`), updated whenever its hour or
+/// day rollups are, so the overview reads one row per check × region
+/// instead of 120 rollups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Hour bucket start → (count, failures, stale ms).
+    pub hours: BTreeMap<i64, (u64, u64, i64)>,
+    /// Day bucket start → (count, failures, stale ms).
+    pub days: BTreeMap<i64, (u64, u64, i64)>,
+}
+
+impl Summary {
+    fn map(&mut self, res: Resolution) -> Option<&mut BTreeMap<i64, (u64, u64, i64)>> {
+        match res {
+            Resolution::Minute => None,
+            Resolution::Hour => Some(&mut self.hours),
+            Resolution::Day => Some(&mut self.days),
+        }
+    }
+
+    /// Adds a rollup's counts to its bucket (minutes are ignored).
+    pub fn add(&mut self, res: Resolution, bucket_ms: i64, r: &Rollup) {
+        if let Some(map) = self.map(res) {
+            let e = map.entry(bucket_ms).or_default();
+            e.0 += r.count;
+            e.1 += r.failures;
+            e.2 += r.stale_ms;
+        }
+    }
+
+    /// Replaces a bucket's counts with a rollup's.
+    pub fn set(&mut self, res: Resolution, bucket_ms: i64, r: &Rollup) {
+        if let Some(map) = self.map(res) {
+            map.insert(bucket_ms, (r.count, r.failures, r.stale_ms));
+        }
+    }
+
+    /// Drops buckets older than the kept span before the newest one.
+    pub fn trim(&mut self) {
+        for (map, res, keep) in [
+            (&mut self.hours, Resolution::Hour, SUMMARY_HOURS),
+            (&mut self.days, Resolution::Day, SUMMARY_DAYS),
+        ] {
+            if let Some(newest) = map.keys().next_back().copied() {
+                let from = newest - (keep - 1) * res.width_ms();
+                *map = map.split_off(&from);
+            }
+        }
+    }
+
+    /// The bucket as a [`Rollup`] without latency.
+    pub fn rollup(&self, res: Resolution, bucket_ms: i64) -> Option<Rollup> {
+        let map = match res {
+            Resolution::Minute => return None,
+            Resolution::Hour => &self.hours,
+            Resolution::Day => &self.days,
+        };
+        map.get(&bucket_ms)
+            .map(|(count, failures, stale_ms)| Rollup {
+                count: *count,
+                failures: *failures,
+                stale_ms: *stale_ms,
+                ..Rollup::default()
+            })
+    }
+
+    /// One region's slots of `res` from the bucket holding `from_ms` to
+    /// the one holding `now_ms` (cut at `now_ms`), with the open STALE gap
+    /// after `last_at_ms` added: what [`Series::build`] makes from rollup
+    /// rows, from the summary alone.
+    pub fn slots(
+        &self,
+        res: Resolution,
+        from_ms: i64,
+        now_ms: i64,
+        last_at_ms: Option<i64>,
+        stale_after_ms: Option<i64>,
+    ) -> Vec<Slot> {
+        let first = res.bucket(from_ms);
+        let w = res.width_ms();
+        let gap = match (last_at_ms, stale_after_ms) {
+            (Some(last), Some(after)) => open_gap(last, now_ms, after),
+            _ => None,
+        };
+        (0..)
+            .map(|i| first + i * w)
+            .take_while(|s| *s <= now_ms)
+            .map(|start| {
+                let mut r = self.rollup(res, start).unwrap_or_default();
+                if let Some((from, to)) = gap {
+                    let lo = from.max(first).max(start);
+                    let hi = to.min(start + w);
+                    if hi > lo {
+                        r.stale_ms += hi - lo;
+                    }
+                }
+                Slot::region(start, w.min(now_ms - start).max(0), &r)
+            })
+            .collect()
+    }
+
+    /// Varints: per map the entry count, then per entry the bucket's
+    /// index (start / width) as a delta from the previous one, count,
+    /// failures, STALE ms. About 4 bytes an entry.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 4 * (self.hours.len() + self.days.len()));
+        for (map, res) in [
+            (&self.hours, Resolution::Hour),
+            (&self.days, Resolution::Day),
+        ] {
+            put_varint(&mut out, map.len() as u64);
+            let mut prev = 0i64;
+            for (start, (count, failures, stale)) in map {
+                let index = start.div_euclid(res.width_ms());
+                put_varint(&mut out, u64::try_from(index - prev).unwrap_or(0));
+                prev = index;
+                put_varint(&mut out, *count);
+                put_varint(&mut out, *failures);
+                put_varint(&mut out, u64::try_from(*stale).unwrap_or(0));
+            }
+        }
+        out
+    }
+
+    /// Reads [`Summary::encode`] back; what cannot be read is left out.
+    pub fn decode(buf: &[u8]) -> Summary {
+        let mut s = Summary::default();
+        let mut at = 0;
+        let _ = s.read(buf, &mut at);
+        s
+    }
+
+    fn read(&mut self, buf: &[u8], at: &mut usize) -> Option<()> {
+        for res in [Resolution::Hour, Resolution::Day] {
+            let n = get_varint(buf, at)?;
+            let mut index = 0i64;
+            for _ in 0..n {
+                index += i64::try_from(get_varint(buf, at)?).ok()?;
+                let count = get_varint(buf, at)?;
+                let failures = get_varint(buf, at)?;
+                let stale = i64::try_from(get_varint(buf, at)?).ok()?;
+                let map = self.map(res)?;
+                map.insert(index * res.width_ms(), (count, failures, stale));
+            }
+        }
+        Some(())
     }
 }
 
@@ -789,7 +1032,7 @@ mod tests {
         }
         assert_eq!(r.codes.len(), MAX_CODES + 1);
         assert_eq!(r.codes[OTHER_CODE], 12);
-        let back = Rollup::default().with_json(&r.latency_json(), &r.codes_json());
+        let back = Rollup::default().with_body(&r.body());
         assert_eq!(back.codes, r.codes);
     }
 
@@ -963,5 +1206,107 @@ mod tests {
         assert_eq!(o.down_ms, 60_000.0);
         let us = Uptime::of(&s.regions["us"]);
         assert_eq!((us.up_ms, us.down_ms), (210_000.0, 60_000.0));
+    }
+
+    #[test]
+    fn bodies_and_summaries_read_back_what_was_written() {
+        let mut r = Rollup::default();
+        for ms in [12u64, 15, 480, 9_000] {
+            r.record(true, None, &[ms * 100, ms * 200, 0, ms * 500, ms * 1000]);
+        }
+        r.record(false, Some("timeout"), &[0; 5]);
+        let body = r.body();
+        assert!(body.len() < 64, "{} bytes", body.len());
+        assert_eq!(
+            Rollup {
+                count: r.count,
+                failures: r.failures,
+                ..Rollup::default()
+            }
+            .with_body(&body),
+            r
+        );
+        // A truncated body reads what it can, without failing.
+        for n in 0..body.len() {
+            let cut = Rollup::default().with_body(&body[..n]);
+            let whole = Rollup {
+                count: r.count,
+                failures: r.failures,
+                ..cut
+            };
+            assert_ne!(
+                whole,
+                r,
+                "{n} bytes of {} never read as the whole",
+                body.len()
+            );
+        }
+        let mut v = Vec::new();
+        for n in [0u64, 127, 128, 300_000, u64::MAX] {
+            v.clear();
+            put_varint(&mut v, n);
+            let mut at = 0;
+            assert_eq!(get_varint(&v, &mut at), Some(n));
+            assert_eq!(at, v.len());
+        }
+
+        const HOUR: i64 = 3_600_000;
+        let mut s = Summary::default();
+        for h in 0..200 {
+            s.add(Resolution::Hour, h * HOUR, &rollup(60, h as u64 % 3, 1_000));
+        }
+        s.add(Resolution::Day, 0, &rollup(1440, 2, 0));
+        s.trim();
+        assert_eq!(
+            s.hours.len(),
+            SUMMARY_HOURS as usize,
+            "only the newest hours are kept"
+        );
+        assert_eq!(
+            *s.hours.keys().next().unwrap(),
+            (200 - SUMMARY_HOURS) * HOUR
+        );
+        let bytes = s.encode();
+        assert!(
+            bytes.len() < 6 * s.hours.len() + 16,
+            "{} bytes",
+            bytes.len()
+        );
+        assert_eq!(Summary::decode(&bytes), s);
+    }
+
+    #[test]
+    fn summary_slots_are_the_series_slots_of_the_same_rollups() {
+        const HOUR: i64 = 3_600_000;
+        let rows = vec![
+            row("eu", 0, rollup(60, 0, 0)),
+            row("eu", HOUR, rollup(30, 3, 1_800_000)),
+        ];
+        let mut hour_rows = rows.clone();
+        for r in &mut hour_rows {
+            r.resolution = Resolution::Hour;
+        }
+        let mut sum = Summary::default();
+        for r in &hour_rows {
+            sum.add(Resolution::Hour, r.bucket_ms, &r.rollup);
+        }
+        // eu silent since 1:20, stale after 3 min; now 4:30.
+        let now = 4 * HOUR + 1_800_000;
+        let last = HOUR + 1_200_000;
+        let series = Series::build(
+            Resolution::Hour,
+            0,
+            now + 1,
+            now,
+            &["eu".to_owned()],
+            &hour_rows,
+            &[("eu".to_owned(), last)],
+            Some(180_000),
+        );
+        let slots = sum.slots(Resolution::Hour, 0, now, Some(last), Some(180_000));
+        assert_eq!(slots, series.regions["eu"]);
+        assert_eq!(slots.len(), 5);
+        assert_eq!(slots[3].status(), SlotStatus::Stale);
+        assert_eq!(slots[4].width_ms, 1_800_000);
     }
 }

@@ -211,6 +211,7 @@ impl Controller {
             )),
             tokio::spawn(heartbeat::run_worker(ctl.clone(), ctl.shutdown_signal())),
             tokio::spawn(prune_loop(ctl.clone())),
+            tokio::spawn(fold_loop(ctl.clone())),
             tokio::spawn(alerting::leader::run(ctl.clone(), ctl.shutdown_signal())),
         ];
         tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %ctl.config().store.location.describe(), replica = %ctl.replica(), "controller listening");
@@ -756,6 +757,30 @@ async fn serve_http_conn<IO>(
         _ = stopped(&mut stop) => {
             served.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, served).await;
+        }
+    }
+}
+
+/// How often minute rollups are folded into hours, days and summaries.
+pub const FOLD_EVERY: Duration = Duration::from_secs(15);
+
+/// Folds minute rollups ([`store::Store::fold_rollups`]) every
+/// [`FOLD_EVERY`] on the controller's clock. On the evaluator replica
+/// only, like the pruner (the fold's row would serialize replicas anyway).
+async fn fold_loop(ctl: Controller) {
+    let mut stop = ctl.shutdown_signal();
+    let mut tick = tokio::time::interval(FOLD_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        if !ctl.store().is_leader() {
+            continue;
+        }
+        match ctl.store().fold_rollups(ctl.now_ms()).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "folding rollups failed"),
         }
     }
 }

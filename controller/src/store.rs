@@ -112,11 +112,13 @@
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
 //!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_probe_identities.sql`;
-//!   `0011_silences.sql`; `0012_history.sql`: `rollups` and
-//!   `rollup_cursor`, the history per check × region × minute / hour /
-//!   day, written by [`Store::ingest`] in its transaction through one call
-//!   per batch, `store/rollups.rs`; the math and its design note are
-//!   [`crate::history`]):
+//!   `0011_silences.sql`; `0012_history.sql`: `rollup_series` (integer
+//!   key and cursor per check × region), `rollups` (minute / hour / day,
+//!   binary bodies), `rollup_summary` (the overview's row per series) and
+//!   `rollup_fold` (the fold's mark); minutes written by [`Store::ingest`]
+//!   in its transaction through one call per batch, hours and days folded
+//!   by [`Store::fold_rollups`], `store/rollups.rs`; the math and its
+//!   design note are [`crate::history`]):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -218,7 +220,7 @@ pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{
     IngestBatch, IngestItem, IngestOutcome, NewResult, RegionChanges, RegionState, ResultRow,
 };
-pub use rollups::{Cursor, RollupRow};
+pub use rollups::{Cursor, RollupRow, SeriesSummary};
 pub use sessions::SessionRow;
 pub use silences::{NewSilence, SilenceRow};
 

@@ -64,9 +64,11 @@ fn cursors_of(cursors: &[Cursor], check: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// The overview of every configured check: three range reads in all
-/// (the bar's resolution, hours for 24 h, days for 7 d / 30 d), whatever
-/// the number of checks.
+/// The overview of every configured check from one read of the
+/// summaries (one row per check × region, [`crate::history::Summary`]):
+/// the default hour bar, 24 h (hours), 7 d and 30 d (UTC days), quorum
+/// per slot. A `minute` or `day` bar reads the rollups of its 90 visible
+/// slots instead.
 pub async fn overview(
     ctl: &Controller,
     bar: Resolution,
@@ -75,59 +77,72 @@ pub async fn overview(
     let cfg = ctl.config();
     let store = ctl.store();
     let stale_after = history::stale_after_ms(&cfg);
-    let cursors = store.rollup_cursors().await?;
+    let summaries = store.summaries().await?;
     let bar_from = bar.bucket(now) - (BAR_SLOTS - 1) * bar.width_ms();
-    let bar_rows = store.rollups(bar, None, bar_from, now + 1).await?;
-    let hour_rows = if bar == Resolution::Hour {
-        None
+    let bar_rows = if bar == Resolution::Hour {
+        Vec::new()
     } else {
-        Some(
-            store
-                .rollups(Resolution::Hour, None, now - 24 * HOUR, now + 1)
-                .await?,
-        )
+        store.rollups(bar, None, bar_from, now + 1).await?
     };
-    let day_rows = if bar == Resolution::Day {
-        None
+    let cursors = if bar == Resolution::Hour {
+        Vec::new()
     } else {
-        Some(
-            store
-                .rollups(
-                    Resolution::Day,
-                    None,
-                    Resolution::Day.bucket(now) - 29 * DAY,
-                    now + 1,
-                )
-                .await?,
-        )
+        store.rollup_cursors().await?
     };
-    let hour_rows = hour_rows.as_deref().unwrap_or(&bar_rows);
-    let day_rows = day_rows.as_deref().unwrap_or(&bar_rows);
+    let empty = history::Summary::default();
     let mut out = BTreeMap::new();
     for c in &cfg.checks {
         let id = c.raw.id.as_str();
-        let cur = cursors_of(&cursors, id);
+        let start = summaries.partition_point(|s| s.check_id.as_str() < id);
+        let end = summaries.partition_point(|s| s.check_id.as_str() <= id);
+        let mine = &summaries[start..end];
         let after = stale_after.get(id).copied();
-        let series = |res: Resolution, from: i64, rows: &[RollupRow]| {
+        // The configured regions (even without data) and any with data.
+        let mut regions: Vec<(&str, &history::Summary, Option<i64>)> = mine
+            .iter()
+            .map(|s| {
+                let last = (s.last_at_ms >= 0).then_some(s.last_at_ms);
+                (s.region.as_str(), &s.summary, last)
+            })
+            .collect();
+        for r in &c.regions {
+            if !regions.iter().any(|(name, _, _)| name == r) {
+                regions.push((r.as_str(), &empty, None));
+            }
+        }
+        let overall_of = |res: Resolution, from: i64| -> Vec<Slot> {
+            let per_region: Vec<Vec<Slot>> = regions
+                .iter()
+                .map(|(_, sum, last)| sum.slots(res, from, now, *last, after))
+                .collect();
+            let n = per_region.first().map_or(0, Vec::len);
+            let mut cell = Vec::with_capacity(per_region.len());
+            (0..n)
+                .map(|i| {
+                    cell.clear();
+                    cell.extend(per_region.iter().filter_map(|v| v.get(i).copied()));
+                    let (s, w) = cell.first().map_or((0, 0), |x| (x.start_ms, x.width_ms));
+                    history::overall(s, w, &cell, c.policy.min_regions)
+                })
+                .collect()
+        };
+        let bar_slots = if bar == Resolution::Hour {
+            overall_of(Resolution::Hour, bar_from)
+        } else {
             Series::build(
-                res,
-                from,
+                bar,
+                bar_from,
                 now + 1,
                 now,
                 &c.regions,
-                rows_of(rows, id),
-                &cur,
+                rows_of(&bar_rows, id),
+                &cursors_of(&cursors, id),
                 after,
             )
             .overall(c.policy.min_regions)
         };
-        let bar_slots = series(bar, bar_from, &bar_rows);
-        let h24 = series(Resolution::Hour, now - 24 * HOUR + 1, hour_rows);
-        let days = series(
-            Resolution::Day,
-            Resolution::Day.bucket(now) - 29 * DAY,
-            day_rows,
-        );
+        let h24 = overall_of(Resolution::Hour, now - 24 * HOUR + 1);
+        let days = overall_of(Resolution::Day, Resolution::Day.bucket(now) - 29 * DAY);
         let week_from = days.len().saturating_sub(7);
         out.insert(
             id.to_owned(),

@@ -1,12 +1,24 @@
-//! SQL of `rollups` and `rollup_cursor` (the math and the design note are
-//! in [`crate::history`]): the per-batch merge that [`Store::ingest`]
-//! calls once, in its transaction, with the results it inserted; range
-//! reads; the batched retention prune.
+//! SQL of the history tables (the math and the design note are in
+//! [`crate::history`]): the per-batch write of minute rollups that
+//! [`Store::ingest`] calls once, in its transaction, with the results it
+//! inserted; the fold of minutes into hours, days and the overview's
+//! summaries ([`Store::fold_rollups`]); range reads; the batched
+//! retention prune.
+//!
+//! Every write is a few multi-row statements per batch, whatever the
+//! batch's size: read the touched rows (`(key) IN (VALUES …)`), merge in
+//! Rust, write them back with one `INSERT … ON CONFLICT DO UPDATE` per
+//! [`CHUNK`] rows. On PostgreSQL the ingest locks its series rows
+//! (`FOR UPDATE`, in id order) and reads the fold's row `FOR SHARE`; the
+//! fold locks that row `FOR UPDATE`: two writers of one rollup row always
+//! run one after the other, so a read-merge-write never loses an update.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::AssertSqlSafe;
 
 use super::{Engine, NewResult, Store, StoreError, Tx, to_i64};
-use crate::history::{self, Resolution, Rollup};
+use crate::history::{self, Resolution, Rollup, Summary};
 
 /// One stored rollup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,40 +35,6 @@ pub struct RollupRow {
     pub rollup: Rollup,
 }
 
-#[derive(sqlx::FromRow)]
-struct RollupRecord {
-    check_id: String,
-    region: String,
-    bucket_ms: i64,
-    count: i64,
-    failures: i64,
-    stale_ms: i64,
-    latency_json: String,
-    codes_json: String,
-}
-
-impl RollupRecord {
-    fn rollup(&self) -> Rollup {
-        Rollup {
-            count: u64::try_from(self.count).unwrap_or(0),
-            failures: u64::try_from(self.failures).unwrap_or(0),
-            stale_ms: self.stale_ms,
-            ..Rollup::default()
-        }
-        .with_json(&self.latency_json, &self.codes_json)
-    }
-
-    fn into_row(self, resolution: Resolution) -> RollupRow {
-        RollupRow {
-            rollup: self.rollup(),
-            check_id: self.check_id,
-            region: self.region,
-            resolution,
-            bucket_ms: self.bucket_ms,
-        }
-    }
-}
-
 /// The newest result time a (check, region) was rolled up with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -68,14 +46,281 @@ pub struct Cursor {
     pub last_at_ms: i64,
 }
 
-/// A row key in visiting order (resolution, check, bucket, region): the
-/// primary key's order, so replicas lock rows in the same order.
-type Key = (Resolution, String, i64, String);
+/// One check × region's overview summary ([`Store::summaries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesSummary {
+    /// Check.
+    pub check_id: String,
+    /// Region.
+    pub region: String,
+    /// Newest result time, unix ms (where an open STALE gap starts).
+    pub last_at_ms: i64,
+    /// Hours and days, minutes not folded yet included.
+    pub summary: Summary,
+}
+
+/// Rows per multi-row statement (7 binds a row: far below SQLite's 32,766
+/// and PostgreSQL's 65,535 parameters).
+pub const CHUNK: usize = 1_000;
+
+/// How long after a minute ends it is folded: results of a minute still
+/// arriving (a probe's queue) land before the fold, not after it.
+pub const FOLD_GRACE_MS: i64 = 60_000;
+
+/// Minutes folded per transaction: a fold after a long pause runs as
+/// several short transactions, never one long one.
+const FOLD_WINDOW_MS: i64 = 60 * 60_000;
+
+/// A rollup row's key, in primary-key order (series, resolution, bucket):
+/// visiting keys in this order locks rows in the same order everywhere.
+type Key = (i64, i64, i64);
+
+fn key(series: i64, res: Resolution, bucket: i64) -> Key {
+    (series, res.code(), bucket)
+}
+
+fn resolution_of(code: i64) -> Resolution {
+    match code {
+        0 => Resolution::Minute,
+        1 => Resolution::Hour,
+        _ => Resolution::Day,
+    }
+}
+
+/// `($1, $2), ($3, $4), …`: `rows` tuples of `cols` placeholders. The
+/// only text spliced into SQL here (numbers this file makes: hence
+/// `AssertSqlSafe`); every value is bound.
+fn values(rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * cols + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// (series, resolution, bucket, count, failures, stale ms, body).
+type RowRecord = (i64, i64, i64, i64, i64, i64, Vec<u8>);
+/// A range read's row: (check, region) before [`RowRecord`]'s columns.
+type RangeRecord = (String, String, i64, i64, i64, i64, i64, Vec<u8>);
+/// A summaries read's row: (check, region, last at, summary body or an
+/// unfolded minute's bucket, count, failures, stale ms).
+type SummaryRecord = (
+    String,
+    String,
+    i64,
+    Option<Vec<u8>>,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+);
+
+fn rollup_of(count: i64, failures: i64, stale_ms: i64, body: &[u8]) -> Rollup {
+    Rollup {
+        count: u64::try_from(count).unwrap_or(0),
+        failures: u64::try_from(failures).unwrap_or(0),
+        stale_ms,
+        ..Rollup::default()
+    }
+    .with_body(body)
+}
+
+/// Ids (and newest result times, `None` for a new series) of these
+/// (check, region) pairs, creating the missing ones; locked on PostgreSQL.
+async fn series_of(
+    tx: &mut Tx<'_>,
+    lock: bool,
+    pairs: &[(&str, &str)],
+) -> Result<HashMap<(String, String), (i64, Option<i64>)>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(pairs.len());
+    for chunk in pairs.chunks(CHUNK) {
+        let insert = format!(
+            "INSERT INTO rollup_series (check_id, region, last_at_ms) SELECT v.column1, v.column2, -1 FROM (VALUES {}) AS v \
+             WHERE NOT EXISTS (SELECT 1 FROM rollup_series s WHERE s.check_id = v.column1 AND s.region = v.column2) \
+             ON CONFLICT (check_id, region) DO NOTHING",
+            values(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(insert));
+        for (c, r) in chunk {
+            q = q.bind(*c).bind(*r);
+        }
+        q.execute(&mut **tx).await?;
+        let select = format!(
+            "SELECT id, check_id, region, last_at_ms FROM rollup_series WHERE (check_id, region) IN (VALUES {}) ORDER BY id{}",
+            values(chunk.len(), 2),
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let mut q = sqlx::query_as::<_, (i64, String, String, i64)>(AssertSqlSafe(select));
+        for (c, r) in chunk {
+            q = q.bind(*c).bind(*r);
+        }
+        for (id, c, r, last) in q.fetch_all(&mut **tx).await? {
+            out.insert((c, r), (id, (last >= 0).then_some(last)));
+        }
+    }
+    Ok(out)
+}
+
+/// The stored rollups of these keys.
+async fn read_rows(
+    tx: &mut Tx<'_>,
+    lock: bool,
+    keys: &[Key],
+) -> Result<HashMap<Key, Rollup>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT series, resolution, bucket_ms, count, failures, stale_ms, body FROM rollups \
+             WHERE (series, resolution, bucket_ms) IN (VALUES {}){}",
+            values(chunk.len(), 3),
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let mut q = sqlx::query_as::<_, RowRecord>(AssertSqlSafe(sql));
+        for (s, r, b) in chunk {
+            q = q.bind(*s).bind(*r).bind(*b);
+        }
+        for (s, r, b, count, failures, stale, body) in q.fetch_all(&mut **tx).await? {
+            out.insert((s, r, b), rollup_of(count, failures, stale, &body));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes these rows as given (one upsert per [`CHUNK`]).
+async fn write_rows(tx: &mut Tx<'_>, rows: &[(Key, &Rollup)]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO rollups (series, resolution, bucket_ms, count, failures, stale_ms, body) VALUES {} \
+             ON CONFLICT (series, resolution, bucket_ms) DO UPDATE SET count = excluded.count, \
+             failures = excluded.failures, stale_ms = excluded.stale_ms, body = excluded.body",
+            values(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for ((s, r, b), rollup) in chunk {
+            q = q
+                .bind(*s)
+                .bind(*r)
+                .bind(*b)
+                .bind(to_i64(rollup.count))
+                .bind(to_i64(rollup.failures))
+                .bind(rollup.stale_ms)
+                .bind(rollup.body());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Adds `deltas` to their stored rows: one read and one write per chunk.
+async fn merge_rows(
+    tx: &mut Tx<'_>,
+    lock: bool,
+    deltas: &BTreeMap<Key, Rollup>,
+) -> Result<(), sqlx::Error> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Key> = deltas.keys().copied().collect();
+    let mut stored = read_rows(tx, lock, &keys).await?;
+    let merged: Vec<(Key, Rollup)> = deltas
+        .iter()
+        .map(|(k, d)| {
+            let mut r = stored.remove(k).unwrap_or_default();
+            r.merge(d);
+            (*k, r)
+        })
+        .collect();
+    let refs: Vec<(Key, &Rollup)> = merged.iter().map(|(k, r)| (*k, r)).collect();
+    write_rows(tx, &refs).await
+}
+
+/// Applies hour and day rows to the series' summaries: added (`replace`
+/// false, deltas) or replacing the bucket (`replace`, whole rows).
+async fn update_summaries(
+    tx: &mut Tx<'_>,
+    lock: bool,
+    rows: &BTreeMap<Key, Rollup>,
+    replace: bool,
+) -> Result<(), sqlx::Error> {
+    let series: Vec<i64> = rows
+        .keys()
+        .filter(|k| k.1 != Resolution::Minute.code())
+        .map(|k| k.0)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for chunk in series.chunks(CHUNK) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT series, body FROM rollup_summary WHERE series IN ({}){}",
+            placeholders.join(", "),
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(AssertSqlSafe(sql));
+        for s in chunk {
+            q = q.bind(*s);
+        }
+        let mut summaries: BTreeMap<i64, Summary> =
+            chunk.iter().map(|s| (*s, Summary::default())).collect();
+        for (s, body) in q.fetch_all(&mut **tx).await? {
+            summaries.insert(s, Summary::decode(&body));
+        }
+        let (lo, hi) = (chunk[0], chunk[chunk.len() - 1]);
+        for ((s, res, bucket), r) in rows.range((lo, i64::MIN, i64::MIN)..=(hi, i64::MAX, i64::MAX))
+        {
+            if let Some(sum) = summaries.get_mut(s) {
+                if replace {
+                    sum.set(resolution_of(*res), *bucket, r);
+                } else {
+                    sum.add(resolution_of(*res), *bucket, r);
+                }
+            }
+        }
+        let sql = format!(
+            "INSERT INTO rollup_summary (series, body) VALUES {} \
+             ON CONFLICT (series) DO UPDATE SET body = excluded.body",
+            values(summaries.len(), 2)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (s, mut sum) in summaries {
+            sum.trim();
+            q = q.bind(s).bind(sum.encode());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Hour and day deltas of these minute deltas.
+fn coarse(minutes: &BTreeMap<Key, Rollup>) -> BTreeMap<Key, Rollup> {
+    let mut out: BTreeMap<Key, Rollup> = BTreeMap::new();
+    for ((s, _, bucket), r) in minutes {
+        for res in [Resolution::Hour, Resolution::Day] {
+            out.entry(key(*s, res, res.bucket(*bucket)))
+                .or_default()
+                .merge(r);
+        }
+    }
+    out
+}
 
 /// Rolls up the results one ingest inserted (`(result, its time)`), in
-/// the ingest's transaction: counts and latency into every resolution's
-/// bucket, closed STALE gaps (`stale_after_ms` per check; a check absent
-/// from it gets none) into the buckets they cover, and the cursors forward.
+/// the ingest's transaction: counts and latency into their minute rows,
+/// closed STALE gaps (`stale_after_ms` per check; a check absent from it
+/// gets none) into the minutes they cover, and the cursors forward.
+/// Minutes the fold has passed already (a late result, a gap reaching
+/// back) go into their hours, days and summaries too.
 pub(crate) async fn apply(
     tx: &mut Tx<'_>,
     engine: Engine,
@@ -93,47 +338,37 @@ pub(crate) async fn apply(
             .or_default()
             .push(item);
     }
-    let mut deltas: BTreeMap<Key, Rollup> = BTreeMap::new();
+    let pairs: Vec<(&str, &str)> = by_region.keys().copied().collect();
+    let series = series_of(tx, lock, &pairs).await?;
+    let done: i64 = sqlx::query_scalar(if lock {
+        "SELECT done_ms FROM rollup_fold WHERE id = 1 FOR SHARE"
+    } else {
+        "SELECT done_ms FROM rollup_fold WHERE id = 1"
+    })
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut minutes: BTreeMap<Key, Rollup> = BTreeMap::new();
+    let mut cursors: Vec<(i64, &str, &str, i64)> = Vec::new();
     for ((check, region), mut items) in by_region {
-        items.sort_by_key(|(r, at)| (*at, r.sequence));
-        // PostgreSQL: locked, so two replicas never both extend one gap.
-        macro_rules! cursor {
-            ($lock:literal) => {
-                concat!(
-                    "SELECT last_at_ms FROM rollup_cursor WHERE check_id = $1 AND region = $2",
-                    $lock
-                )
-            };
-        }
-        let sql = if lock {
-            cursor!(" FOR UPDATE")
-        } else {
-            cursor!("")
+        let Some(&(id, prev)) = series.get(&(check.to_owned(), region.to_owned())) else {
+            continue;
         };
-        let prev: Option<i64> = sqlx::query_scalar(sql)
-            .bind(check)
-            .bind(region)
-            .fetch_optional(&mut **tx)
-            .await?;
+        items.sort_by_key(|(r, at)| (*at, r.sequence));
         let stale_after = stale_after_ms.get(check).copied();
         let mut cursor = prev;
         for (r, at) in items {
-            for res in Resolution::ALL {
-                deltas
-                    .entry((res, check.to_owned(), res.bucket(*at), region.to_owned()))
-                    .or_default()
-                    .record(r.ok, r.failure_code.as_deref(), &r.phases_us);
-            }
+            minutes
+                .entry(key(id, Resolution::Minute, Resolution::Minute.bucket(*at)))
+                .or_default()
+                .record(r.ok, r.failure_code.as_deref(), &r.phases_us);
             if let (Some(last), Some(after)) = (cursor, stale_after)
                 && let Some((from, to)) = history::closed_gap(last, *at, after)
             {
-                for res in Resolution::ALL {
-                    for (bucket, ms) in history::stale_spans(res, from, to) {
-                        deltas
-                            .entry((res, check.to_owned(), bucket, region.to_owned()))
-                            .or_default()
-                            .stale_ms += ms;
-                    }
+                for (bucket, ms) in history::stale_spans(Resolution::Minute, from, to) {
+                    minutes
+                        .entry(key(id, Resolution::Minute, bucket))
+                        .or_default()
+                        .stale_ms += ms;
                 }
             }
             cursor = Some(cursor.map_or(*at, |c| c.max(*at)));
@@ -141,99 +376,48 @@ pub(crate) async fn apply(
         if let Some(last) = cursor
             && cursor != prev
         {
-            sqlx::query(
-                "INSERT INTO rollup_cursor (check_id, region, last_at_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (check_id, region) DO UPDATE SET last_at_ms = excluded.last_at_ms \
-                 WHERE excluded.last_at_ms > rollup_cursor.last_at_ms",
-            )
-            .bind(check)
-            .bind(region)
-            .bind(last)
-            .execute(&mut **tx)
-            .await?;
+            cursors.push((id, check, region, last));
         }
     }
-    for ((res, check, bucket, region), delta) in deltas {
-        merge_row(tx, lock, res, &check, bucket, &region, &delta).await?;
+    merge_rows(tx, lock, &minutes).await?;
+    if done > 0 {
+        let late: BTreeMap<Key, Rollup> = minutes
+            .iter()
+            .filter(|(k, _)| k.2 < done)
+            .map(|(k, r)| (*k, r.clone()))
+            .collect();
+        if !late.is_empty() {
+            let late = coarse(&late);
+            merge_rows(tx, lock, &late).await?;
+            update_summaries(tx, lock, &late, false).await?;
+        }
+    }
+    for chunk in cursors.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO rollup_series (id, check_id, region, last_at_ms) VALUES {} \
+             ON CONFLICT (id) DO UPDATE SET last_at_ms = excluded.last_at_ms",
+            values(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, c, r, last) in chunk {
+            q = q.bind(*id).bind(*c).bind(*r).bind(*last);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Read, merge, write back one row. A row another replica inserts between
-/// our read and our insert makes the insert do nothing: then it is read
-/// again (locked) and updated.
-async fn merge_row(
-    tx: &mut Tx<'_>,
-    lock: bool,
-    res: Resolution,
-    check: &str,
-    bucket: i64,
-    region: &str,
-    delta: &Rollup,
-) -> Result<(), sqlx::Error> {
-    for _ in 0..2 {
-        macro_rules! row {
-            ($lock:literal) => {
-                concat!(
-                    "SELECT check_id, region, bucket_ms, count, failures, stale_ms, latency_json, codes_json \
-                     FROM rollups WHERE resolution = $1 AND check_id = $2 AND bucket_ms = $3 AND region = $4",
-                    $lock
-                )
-            };
-        }
-        let sql = if lock { row!(" FOR UPDATE") } else { row!("") };
-        let stored: Option<RollupRecord> = sqlx::query_as(sql)
-            .bind(res.as_str())
-            .bind(check)
-            .bind(bucket)
-            .bind(region)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let Some(stored) = stored else {
-            let done = sqlx::query(
-                "INSERT INTO rollups (resolution, check_id, bucket_ms, region, count, failures, stale_ms, \
-                 latency_json, codes_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (resolution, check_id, bucket_ms, region) DO NOTHING",
-            )
-            .bind(res.as_str())
-            .bind(check)
-            .bind(bucket)
-            .bind(region)
-            .bind(to_i64(delta.count))
-            .bind(to_i64(delta.failures))
-            .bind(delta.stale_ms)
-            .bind(delta.latency_json())
-            .bind(delta.codes_json())
-            .execute(&mut **tx)
-            .await?;
-            if done.rows_affected() > 0 {
-                return Ok(());
-            }
-            continue;
-        };
-        let mut merged = stored.rollup();
-        merged.merge(delta);
-        sqlx::query(
-            "UPDATE rollups SET count = $5, failures = $6, stale_ms = $7, latency_json = $8, codes_json = $9 \
-             WHERE resolution = $1 AND check_id = $2 AND bucket_ms = $3 AND region = $4",
-        )
-        .bind(res.as_str())
-        .bind(check)
-        .bind(bucket)
-        .bind(region)
-        .bind(to_i64(merged.count))
-        .bind(to_i64(merged.failures))
-        .bind(merged.stale_ms)
-        .bind(merged.latency_json())
-        .bind(merged.codes_json())
-        .execute(&mut **tx)
-        .await?;
-        return Ok(());
-    }
-    // The row was inserted by another replica after our read and then
-    // vanished before our second read: only a prune of a bucket that is
-    // being written could do that, which retention (≥ 1 m) rules out.
-    Ok(())
+/// Rows of a range read, in the order the readers expect (check, bucket, region).
+fn sorted(map: BTreeMap<(String, i64, String), Rollup>, res: Resolution) -> Vec<RollupRow> {
+    map.into_iter()
+        .map(|((check_id, bucket_ms, region), rollup)| RollupRow {
+            check_id,
+            region,
+            resolution: res,
+            bucket_ms,
+            rollup,
+        })
+        .collect()
 }
 
 impl Store {
@@ -255,8 +439,69 @@ impl Store {
             .clone()
     }
 
+    /// Folds the minutes that ended at least [`FOLD_GRACE_MS`] before
+    /// `now_ms` and are not folded yet into their hours, days and
+    /// summaries, an hour of minutes per transaction; returns how many
+    /// minute rows were folded. Any replica may run it: the fold's row
+    /// serializes them.
+    pub async fn fold_rollups(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let lock = self.engine == Engine::Postgres;
+        let until = Resolution::Minute.bucket(now_ms - FOLD_GRACE_MS);
+        let mut folded = 0u64;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let mut done: i64 = sqlx::query_scalar(if lock {
+                "SELECT done_ms FROM rollup_fold WHERE id = 1 FOR UPDATE"
+            } else {
+                "SELECT done_ms FROM rollup_fold WHERE id = 1"
+            })
+            .fetch_one(&mut *tx)
+            .await?;
+            if done <= 0 {
+                // Never folded: from the oldest minute there is.
+                let first: Option<i64> =
+                    sqlx::query_scalar("SELECT MIN(bucket_ms) FROM rollups WHERE resolution = 0")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let Some(first) = first else {
+                    return Ok(folded);
+                };
+                done = first;
+            }
+            if done >= until {
+                return Ok(folded);
+            }
+            let end = until.min(done + FOLD_WINDOW_MS);
+            let rows: Vec<RowRecord> = sqlx::query_as(
+                "SELECT series, resolution, bucket_ms, count, failures, stale_ms, body FROM rollups \
+                 WHERE resolution = 0 AND bucket_ms >= $1 AND bucket_ms < $2",
+            )
+            .bind(done)
+            .bind(end)
+            .fetch_all(&mut *tx)
+            .await?;
+            folded += rows.len() as u64;
+            let minutes: BTreeMap<Key, Rollup> = rows
+                .into_iter()
+                .map(|(s, r, b, count, failures, stale, body)| {
+                    ((s, r, b), rollup_of(count, failures, stale, &body))
+                })
+                .collect();
+            let deltas = coarse(&minutes);
+            merge_rows(&mut tx, lock, &deltas).await?;
+            update_summaries(&mut tx, lock, &deltas, false).await?;
+            sqlx::query("UPDATE rollup_fold SET done_ms = $1 WHERE id = 1")
+                .bind(end)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+    }
+
     /// Rollups of `res` with `from_ms <= bucket_ms < to_ms`, of one check
-    /// (or of every check), ordered by check, bucket, region.
+    /// (or of every check), ordered by check, bucket, region. Hours and
+    /// days include the minutes not folded yet, in the same statement (one
+    /// snapshot: a fold committing meanwhile counts nothing twice).
     pub async fn rollups(
         &self,
         res: Resolution,
@@ -264,63 +509,124 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<RollupRow>, StoreError> {
-        macro_rules! range {
-            ($rest:literal) => {
-                concat!(
-                    "SELECT check_id, region, bucket_ms, count, failures, stale_ms, latency_json, codes_json \
-                     FROM rollups WHERE resolution = $1 AND bucket_ms >= $2 AND bucket_ms < $3",
-                    $rest
-                )
-            };
+        // Unfolded minutes of the range: those of buckets in it.
+        let tail_from = res.bucket(from_ms);
+        let rows: Vec<RangeRecord> = sqlx::query_as(
+            "SELECT s.check_id, s.region, r.resolution, r.bucket_ms, r.count, r.failures, r.stale_ms, r.body \
+             FROM rollups r JOIN rollup_series s ON s.id = r.series \
+             WHERE r.resolution = $1 AND r.bucket_ms >= $2 AND r.bucket_ms < $3 AND ($4 IS NULL OR s.check_id = $4) \
+             UNION ALL \
+             SELECT s.check_id, s.region, r.resolution, r.bucket_ms, r.count, r.failures, r.stale_ms, r.body \
+             FROM rollups r JOIN rollup_series s ON s.id = r.series \
+             WHERE $1 > 0 AND r.resolution = 0 AND r.bucket_ms >= $5 AND r.bucket_ms < $3 \
+               AND r.bucket_ms >= (SELECT done_ms FROM rollup_fold WHERE id = 1) \
+               AND ($4 IS NULL OR s.check_id = $4)",
+        )
+        .bind(res.code())
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(check_id)
+        .bind(tail_from)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut map: BTreeMap<(String, i64, String), Rollup> = BTreeMap::new();
+        for (check, region, _, bucket, count, failures, stale, body) in rows {
+            let b = res.bucket(bucket);
+            if b < from_ms {
+                continue;
+            }
+            map.entry((check, b, region))
+                .or_default()
+                .merge(&rollup_of(count, failures, stale, &body));
         }
-        let rows: Vec<RollupRecord> = match check_id {
-            Some(check) => {
-                sqlx::query_as(range!(
-                    " AND check_id = $4 ORDER BY check_id, bucket_ms, region"
-                ))
-                .bind(res.as_str())
-                .bind(from_ms)
-                .bind(to_ms)
-                .bind(check)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(range!(" ORDER BY check_id, bucket_ms, region"))
-                    .bind(res.as_str())
-                    .bind(from_ms)
-                    .bind(to_ms)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        Ok(rows.into_iter().map(|r| r.into_row(res)).collect())
+        Ok(sorted(map, res))
     }
 
-    /// Writes rollup rows as given, replacing stored ones: for seeding a
-    /// store (the benchmark's 30 days of history); ingest merges instead.
-    pub async fn put_rollups(&self, rows: &[RollupRow]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO rollups (resolution, check_id, bucket_ms, region, count, failures, stale_ms, \
-                 latency_json, codes_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (resolution, check_id, bucket_ms, region) DO UPDATE SET count = excluded.count, \
-                 failures = excluded.failures, stale_ms = excluded.stale_ms, \
-                 latency_json = excluded.latency_json, codes_json = excluded.codes_json",
+    /// Every check × region's overview summary, the minutes not folded
+    /// yet added (one statement, one snapshot): one row per check ×
+    /// region plus a few unfolded minutes, whatever the history's length.
+    pub async fn summaries(&self) -> Result<Vec<SeriesSummary>, StoreError> {
+        let rows: Vec<SummaryRecord> =
+            sqlx::query_as(
+                "SELECT s.check_id, s.region, s.last_at_ms, m.body, CAST(NULL AS BIGINT), 0, 0, 0 \
+                 FROM rollup_series s LEFT JOIN rollup_summary m ON m.series = s.id \
+                 UNION ALL \
+                 SELECT s.check_id, s.region, s.last_at_ms, NULL, r.bucket_ms, r.count, r.failures, r.stale_ms \
+                 FROM rollups r JOIN rollup_series s ON s.id = r.series \
+                 WHERE r.resolution = 0 AND r.bucket_ms >= (SELECT done_ms FROM rollup_fold WHERE id = 1)",
             )
-            .bind(r.resolution.as_str())
-            .bind(&r.check_id)
-            .bind(r.bucket_ms)
-            .bind(&r.region)
-            .bind(to_i64(r.rollup.count))
-            .bind(to_i64(r.rollup.failures))
-            .bind(r.rollup.stale_ms)
-            .bind(r.rollup.latency_json())
-            .bind(r.rollup.codes_json())
-            .execute(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
+        let mut out: BTreeMap<(String, String), SeriesSummary> = BTreeMap::new();
+        for (check_id, region, last, body, bucket, count, failures, stale) in rows {
+            let e = out
+                .entry((check_id.clone(), region.clone()))
+                .or_insert_with(|| SeriesSummary {
+                    check_id,
+                    region,
+                    last_at_ms: last,
+                    summary: Summary::default(),
+                });
+            if let Some(body) = body {
+                let tail = std::mem::take(&mut e.summary);
+                e.summary = Summary::decode(&body);
+                for (res, map) in [(Resolution::Hour, tail.hours), (Resolution::Day, tail.days)] {
+                    for (b, (c, f, st)) in map {
+                        e.summary.add(
+                            res,
+                            b,
+                            &Rollup {
+                                count: c,
+                                failures: f,
+                                stale_ms: st,
+                                ..Rollup::default()
+                            },
+                        );
+                    }
+                }
+            }
+            if let Some(bucket) = bucket {
+                let r = Rollup {
+                    count: u64::try_from(count).unwrap_or(0),
+                    failures: u64::try_from(failures).unwrap_or(0),
+                    stale_ms: stale,
+                    ..Rollup::default()
+                };
+                for res in [Resolution::Hour, Resolution::Day] {
+                    e.summary.add(res, res.bucket(bucket), &r);
+                }
+            }
         }
+        Ok(out
+            .into_values()
+            .filter(|s| {
+                s.last_at_ms >= 0 || !s.summary.hours.is_empty() || !s.summary.days.is_empty()
+            })
+            .collect())
+    }
+
+    /// Writes rollup rows as given, replacing stored ones, and their
+    /// hours and days into the summaries: for seeding a store (the
+    /// benchmark's 30 days of history); ingest merges instead.
+    pub async fn put_rollups(&self, rows: &[RollupRow]) -> Result<(), StoreError> {
+        let lock = self.engine == Engine::Postgres;
+        let mut tx = self.begin_write().await?;
+        let pairs: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.check_id.as_str(), r.region.as_str()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let series = series_of(&mut tx, lock, &pairs).await?;
+        let mut keyed: BTreeMap<Key, Rollup> = BTreeMap::new();
+        for r in rows {
+            if let Some((id, _)) = series.get(&(r.check_id.clone(), r.region.clone())) {
+                keyed.insert(key(*id, r.resolution, r.bucket_ms), r.rollup.clone());
+            }
+        }
+        let refs: Vec<(Key, &Rollup)> = keyed.iter().map(|(k, r)| (*k, r)).collect();
+        write_rows(&mut tx, &refs).await?;
+        update_summaries(&mut tx, lock, &keyed, true).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -347,7 +653,7 @@ impl Store {
     /// STALE gap starts ([`history::open_gap`]).
     pub async fn rollup_cursors(&self) -> Result<Vec<Cursor>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT check_id, region, last_at_ms FROM rollup_cursor ORDER BY check_id, region",
+            "SELECT check_id, region, last_at_ms FROM rollup_series WHERE last_at_ms >= 0 ORDER BY check_id, region",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -361,9 +667,10 @@ impl Store {
             .collect())
     }
 
-    /// Deletes rollups of `res` whose bucket starts before `before_ms`,
-    /// `batch` rows per statement (each its own short transaction, found
-    /// through `rollups_by_age`), with a pause between; returns how many.
+    /// Deletes rollups of `res` whose bucket starts before `before_ms`
+    /// (minutes: never one not folded yet), `batch` rows per statement
+    /// (each its own short transaction, found through `rollups_by_age`),
+    /// with a pause between; returns how many.
     pub async fn prune_rollups(
         &self,
         res: Resolution,
@@ -371,15 +678,22 @@ impl Store {
         batch: u32,
     ) -> Result<u64, StoreError> {
         let batch = batch.max(1);
+        let mut before = before_ms;
+        if res == Resolution::Minute {
+            let done: i64 = sqlx::query_scalar("SELECT done_ms FROM rollup_fold WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+            before = before.min(done);
+        }
         let mut total = 0;
         loop {
             let r = sqlx::query(
-                "DELETE FROM rollups WHERE (resolution, check_id, bucket_ms, region) IN \
-                 (SELECT resolution, check_id, bucket_ms, region FROM rollups \
+                "DELETE FROM rollups WHERE (series, resolution, bucket_ms) IN \
+                 (SELECT series, resolution, bucket_ms FROM rollups \
                   WHERE resolution = $1 AND bucket_ms < $2 LIMIT $3)",
             )
-            .bind(res.as_str())
-            .bind(before_ms)
+            .bind(res.code())
+            .bind(before)
             .bind(i64::from(batch))
             .execute(&self.pool)
             .await?;
@@ -547,6 +861,14 @@ mod tests {
                 s.prune_rollups(Resolution::Minute, 10 * MIN, 3)
                     .await
                     .unwrap(),
+                0,
+                "minutes not folded yet are kept"
+            );
+            assert_eq!(s.fold_rollups(13 * MIN + FOLD_GRACE_MS).await.unwrap(), 12);
+            assert_eq!(
+                s.prune_rollups(Resolution::Minute, 10 * MIN, 3)
+                    .await
+                    .unwrap(),
                 10
             );
             let left = s
@@ -567,6 +889,124 @@ mod tests {
                 12
             );
             assert_eq!(s.prune_rollups(Resolution::Hour, 0, 3).await.unwrap(), 0);
+        }
+    }
+
+    fn hour_counts(rows: &[RollupRow]) -> Vec<(u64, u64)> {
+        rows.iter()
+            .map(|r| (r.rollup.count, r.rollup.failures))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_fold_counts_each_minute_once_and_late_results_reach_hours_and_summaries() {
+        for (_d, s) in temp_stores().await {
+            let batch: Vec<NewResult> = (0..6)
+                .map(|i| {
+                    result(
+                        &format!("r{i}"),
+                        i,
+                        "eu",
+                        i != 3,
+                        i64::try_from(i).unwrap() * MIN,
+                    )
+                })
+                .collect();
+            s.ingest(IngestBatch::results(batch, 6 * MIN))
+                .await
+                .unwrap();
+            let hours = || s.rollups(Resolution::Hour, Some("api"), 0, 60 * MIN);
+            // Before any fold the hour is the minutes' sum, read at once.
+            assert_eq!(hour_counts(&hours().await.unwrap()), [(6, 1)]);
+            assert_eq!(s.fold_rollups(10 * MIN).await.unwrap(), 6);
+            assert_eq!(s.fold_rollups(10 * MIN).await.unwrap(), 0, "folded once");
+            assert_eq!(
+                hour_counts(&hours().await.unwrap()),
+                [(6, 1)],
+                "folded minutes are not counted again"
+            );
+            let sum = s.summaries().await.unwrap();
+            assert_eq!(sum.len(), 1);
+            assert_eq!(
+                (sum[0].check_id.as_str(), sum[0].region.as_str()),
+                ("api", "eu")
+            );
+            assert_eq!(sum[0].last_at_ms, 5 * MIN);
+            assert_eq!(sum[0].summary.hours[&0], (6, 1, 0));
+            assert_eq!(sum[0].summary.days[&0], (6, 1, 0));
+
+            // Late: minute 2 was folded; its new result reaches the hour,
+            // the day and the summary in the ingest's transaction.
+            s.ingest(IngestBatch::results(
+                vec![result("late", 10, "eu", false, 2 * MIN + 5)],
+                11 * MIN,
+            ))
+            .await
+            .unwrap();
+            assert_eq!(hour_counts(&hours().await.unwrap()), [(7, 2)]);
+            let days = s
+                .rollups(Resolution::Day, Some("api"), 0, i64::MAX)
+                .await
+                .unwrap();
+            assert_eq!(hour_counts(&days), [(7, 2)]);
+            assert_eq!(s.summaries().await.unwrap()[0].summary.hours[&0], (7, 2, 0));
+            // New, not folded yet: read from the minute until the fold.
+            s.ingest(IngestBatch::results(
+                vec![result("new", 11, "eu", true, 12 * MIN)],
+                12 * MIN,
+            ))
+            .await
+            .unwrap();
+            assert_eq!(hour_counts(&hours().await.unwrap()), [(8, 2)]);
+            assert_eq!(s.summaries().await.unwrap()[0].summary.hours[&0], (8, 2, 0));
+            assert_eq!(s.fold_rollups(20 * MIN).await.unwrap(), 1);
+            assert_eq!(hour_counts(&hours().await.unwrap()), [(8, 2)]);
+            let sum = s.summaries().await.unwrap();
+            assert_eq!(sum[0].summary.hours[&0], (8, 2, 0));
+            assert_eq!(sum[0].last_at_ms, 12 * MIN);
+            // The minute rows themselves: the late one merged into minute 2.
+            let minutes = s
+                .rollups(Resolution::Minute, Some("api"), 0, 60 * MIN)
+                .await
+                .unwrap();
+            assert_eq!(minutes.len(), 7);
+            assert_eq!(hour_counts(&minutes[2..3]), [(2, 1)]);
+        }
+    }
+
+    #[tokio::test]
+    async fn seeded_rows_replace_and_reach_the_summaries() {
+        for (_d, s) in temp_stores().await {
+            let row = |region: &str, res: Resolution, bucket_ms: i64, count: u64| RollupRow {
+                check_id: "api".into(),
+                region: region.into(),
+                resolution: res,
+                bucket_ms,
+                rollup: Rollup {
+                    count,
+                    failures: 1,
+                    ..Rollup::default()
+                },
+            };
+            let hour = Resolution::Hour.width_ms();
+            s.put_rollups(&[
+                row("eu", Resolution::Hour, 0, 60),
+                row("us", Resolution::Hour, hour, 30),
+            ])
+            .await
+            .unwrap();
+            s.put_rollups(&[row("eu", Resolution::Hour, 0, 50)])
+                .await
+                .unwrap();
+            let sum = s.summaries().await.unwrap();
+            assert_eq!(sum.len(), 2);
+            assert_eq!(sum[0].summary.hours[&0], (50, 1, 0), "replaced, not added");
+            assert_eq!(sum[1].summary.hours[&hour], (30, 1, 0));
+            let rows = s
+                .rollups(Resolution::Hour, None, 0, 2 * hour)
+                .await
+                .unwrap();
+            assert_eq!(hour_counts(&rows), [(50, 1), (30, 1)]);
         }
     }
 }
