@@ -119,7 +119,8 @@ svg.bar{display:block}.s-up{fill:#1e7b34}.s-down{fill:#c00000}.s-stale{fill:#b07
 svg.chart{background:#ffffff;border:1px solid #ccc;max-width:760px}.axis{stroke:#888}.tick{font-size:11px;fill:#444}\
 .stale-text{background:#ffb000;color:#000000;padding:0 3px}td.hist{min-width:370px}\
 @media (max-width:640px){main{padding:8px}.banner{font-size:14px;padding:8px}.banner ul{max-height:20vh}\
-table{display:block;overflow-x:auto;max-width:100%}td.hist{min-width:0}.meta{display:block;margin:4px 0 0 0}nav{display:block;margin:4px 0 0 0}}\
+table{display:block;overflow-x:auto;max-width:100%}td.hist{min-width:0}.meta{display:block;margin:4px 0 0 0}nav{display:block;margin:4px 0 0 0}\
+nav a{display:inline-block;margin:0 10px 4px 0;white-space:nowrap}header{padding:8px}}\
 @media (prefers-color-scheme:dark){body{background:#18181b;color:#e4e4e7}a{color:#93c5fd}header{background:#222222}header a{color:#ffffff}\
 table,pre,svg.chart{background:#27272a;color:#e4e4e7}th{background:#3f3f46}th,td{border-color:#52525b}.small{color:#d4d4d8}\
 .muted,.NA{color:#a1a1aa}.NA{background:#27272a}.OK{background:#14532d;color:#dcfce7}.UNKNOWN{background:#3f3f46;color:#e4e4e7}\

@@ -4,6 +4,7 @@
 
 mod alerting;
 mod auth;
+mod browser;
 mod certificates;
 mod check_detail;
 mod cli;
