@@ -1309,4 +1309,56 @@ mod tests {
         assert_eq!(slots[3].status(), SlotStatus::Stale);
         assert_eq!(slots[4].width_ms, 1_800_000);
     }
+
+    #[test]
+    fn a_month_in_its_zone_counts_only_its_own_minutes_and_stale_time() {
+        // April 2026 in Berlin starts at 31 March 22:00 UTC (CEST).
+        let (start, end) = month_range("2026-04", "Europe/Berlin").unwrap();
+        const MIN: i64 = 60_000;
+        // eu failed at 21:58 and 21:59 UTC (March in Berlin), passed at
+        // 22:00 and 22:01, then went silent (stale after 90 s: STALE from
+        // 22:02:30) until its next result at 22:04:30.
+        let rows = vec![
+            row("eu", start - 2 * MIN, rollup(1, 1, 0)),
+            row("eu", start - MIN, rollup(1, 1, 0)),
+            row("eu", start, rollup(1, 0, 0)),
+            row("eu", start + MIN, rollup(1, 0, 0)),
+            row("eu", start + 2 * MIN, rollup(0, 0, 30_000)),
+            row("eu", start + 3 * MIN, rollup(0, 0, 60_000)),
+            row("eu", start + 4 * MIN, rollup(1, 0, 30_000)),
+        ];
+        // The reader's clock: 22:05 UTC on 31 March, inside April in Berlin.
+        let now = start + 5 * MIN;
+        let april = Series::build(
+            Resolution::Minute,
+            start,
+            end,
+            now,
+            &["eu".to_owned()],
+            &rows,
+            &[("eu".to_owned(), start + 4 * MIN + 30_000)],
+            Some(90_000),
+        );
+        let u = Uptime::of(&april.overall(1));
+        assert_eq!(u.down_ms, 0.0, "March's failures are not April's");
+        assert_eq!(u.stale_ms, 120_000.0, "STALE apart, never up");
+        assert_eq!(u.up_ms, 150_000.0);
+        assert_eq!(u.percent(), Some(100.0));
+        assert_eq!(april.starts.first(), Some(&start));
+        assert_eq!(april.starts.len(), 6, "no slot after the reader's now");
+        // The same minutes read as March (UTC midnight is later): the failures count.
+        let (m_start, m_end) = month_range("2026-03", "Europe/Berlin").unwrap();
+        assert_eq!(m_end, start);
+        let march = Series::build(
+            Resolution::Minute,
+            m_start,
+            m_end,
+            now,
+            &["eu".to_owned()],
+            &rows,
+            &[],
+            None,
+        );
+        assert_eq!(Uptime::of(&march.overall(1)).down_ms, 120_000.0);
+    }
 }
