@@ -50,7 +50,7 @@
 //! - **STALE from gaps, at ingest.** A region is STALE when it has no
 //!   result for `stale_after` (3 × the check's interval, as the alert rule
 //!   says: [`crate::alerting::rule::stale_after`]). The rollup keeps the
-//!   newest result time per (check, region) (`rollup_cursor`); when a
+//!   newest result time per (check, region) (`rollup_series.last_at_ms`); when a
 //!   result arrives more than `stale_after` after the previous one, the
 //!   interval `[previous + stale_after, this)` is added to the `stale_ms`
 //!   of every bucket it overlaps ([`stale_spans`]). A gap still open (no

@@ -82,10 +82,12 @@
 //!   list and [`Store::prune_events`]; `events_by_check`: one check's
 //!   events; `events_by_key`: merging a report into the same change.
 //!   `certificates_by_expiry`: the inventory by expiry; `leases` PK: the
-//!   lease row. `rollups` PK (resolution, check, bucket, region): the
-//!   ingest's read-merge-write of a row and a check's range read;
-//!   `rollups_by_age (resolution, bucket_ms)`: the overview's every-check
-//!   range read and the batched retention prune; `rollup_cursor` PK. Only on PostgreSQL, where the database is shared and
+//!   lease row. `rollups` PK (series, resolution, bucket): the batch's
+//!   read and upsert of its rows and a check's range read;
+//!   `rollups_by_age (resolution, bucket_ms)`: the fold's window of every
+//!   series' minutes and the batched retention prune; `rollup_series`
+//!   UNIQUE (check_id, region): a batch's series lookup; `rollup_summary`
+//!   PK. Only on PostgreSQL, where the database is shared and
 //!   grows: `alerts_open_by_check (check_id, kind) WHERE open`:
 //!   [`Store::open_alert`], which the evaluator runs per check and kind on
 //!   every pass, and [`Store::open_alerts`]; `notifications_by_event`: the
