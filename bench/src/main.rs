@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod history;
 mod measure;
 mod pace;
 mod replicas;
@@ -67,6 +68,19 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// History: ingest cost with rollups, bytes per check-region-day, and
+    /// the overview's `GET /` with 90 hours and 30 days of rollups seeded.
+    History {
+        /// Checks in the overview.
+        #[arg(long, default_value_t = 2000)]
+        checks: usize,
+        /// Regions (one probe each), every check in all of them.
+        #[arg(long, default_value_t = 5)]
+        regions: usize,
+        /// Overview loads measured.
+        #[arg(long, default_value_t = 20)]
+        loads: usize,
+    },
     /// Serve the benchmark target (used by `all` as a child process).
     Target {
         /// What to serve.
@@ -114,6 +128,34 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "  status page GET /: under attack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} failed",
                 f.page_attack.0, f.page_attack.1, f.page_attack.2, f.page_errors
+            );
+            Ok(())
+        }
+        Command::History {
+            checks,
+            regions,
+            loads,
+        } => {
+            let f = history::run(checks, regions, loads)?;
+            println!(
+                "history ({checks} checks × {regions} regions, {} rollup rows seeded)",
+                f.seeded_rows
+            );
+            println!(
+                "  ingest of 1,000 results with their minute rollups: {:.1} ms (median of 20 batches)",
+                f.ingest_ms_per_1000
+            );
+            println!(
+                "  fold of 1,000 minute rollups into hours, days and summaries: {:.1} ms",
+                f.fold_ms_per_1000
+            );
+            println!(
+                "  bytes per check-region-day at one run a minute: rollups {:.0} B, raw results {:.0} B",
+                f.rollup_bytes_per_check_region_day, f.raw_bytes_per_check_region_day
+            );
+            println!(
+                "  overview GET /: median {:.1} ms, p99 {:.1} ms, max {:.1} ms over {loads} loads",
+                f.overview_ms.0, f.overview_ms.1, f.overview_ms.2
             );
             Ok(())
         }

@@ -278,11 +278,7 @@ fn check_view(
     CheckView {
         id: check.raw.id.clone(),
         kind: check.spec.kind.name(),
-        target: check
-            .raw
-            .http
-            .as_ref()
-            .map(|h| outpost_probe::redact::url(&h.url).into_owned()),
+        target: target(check),
         interval: outpost_probe::config::Dur(check.spec.interval).to_string(),
         state,
         alert_open,
@@ -291,6 +287,31 @@ fn check_view(
             .map(|a| a.suppressed_by.clone())
             .filter(|s| !s.is_empty()),
         regions,
+    }
+}
+
+/// What a check probes, for every kind: the URL (userinfo and secret
+/// query values redacted), `name TYPE` for dns, `host:port` for tls, tcp
+/// and grpc, the host for icmp, the first request for a session; `None`
+/// for push checks (their ping id is a credential).
+pub fn target(check: &CheckDef) -> Option<String> {
+    use outpost_probe::check::CheckKind;
+    match &check.spec.kind {
+        CheckKind::Http(_) => check
+            .raw
+            .http
+            .as_ref()
+            .map(|h| outpost_probe::redact::url(&h.url).into_owned()),
+        CheckKind::Dns(d) => Some(format!("{} {}", d.name, d.rtype)),
+        CheckKind::Tls(t) => Some(format!("{}:{}", t.host, t.port)),
+        CheckKind::Tcp(t) => Some(format!("{}:{}", t.target.host, t.target.port)),
+        CheckKind::Grpc(g) => Some(format!("{}:{} {}", g.target.host, g.target.port, g.service)),
+        CheckKind::Icmp(i) => Some(i.target.host.clone()),
+        CheckKind::Session(s) => s
+            .requests
+            .first()
+            .map(|r| outpost_probe::redact::url(&r.uri.to_string()).into_owned()),
+        _ => None,
     }
 }
 

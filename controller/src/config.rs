@@ -37,7 +37,12 @@
 //! path = "/var/lib/outpost/outpost.db"    # SQLite (the default); or, for replicas:
 //! # url = { env = "OUTPOST_DATABASE_URL" }  # postgres://user:password@host:5432/outpost
 //! # ca_file = "/etc/outpost/postgres-ca.pem"
-//! retention = "7d"
+//!
+//! [store.history]                         # how long each resolution is kept
+//! raw = "7d"                              # every result (= [store] retention)
+//! minute = "30d"
+//! hour = "400d"
+//! day = "forever"
 //!
 //! [[probes]]
 //! name = "eu-west-1"
@@ -283,9 +288,94 @@ pub struct RawStore {
     #[serde(default)]
     pub pool_size: Option<u32>,
     /// Results older than this are pruned (hourly). Alerts and the
-    /// notification log are kept. Default `"7d"`, minimum `"1m"`.
+    /// notification log are kept. Default `"7d"`, minimum `"1m"`. The same
+    /// as `[store.history] raw` (set one of them).
     #[serde(default)]
     pub retention: Option<Dur>,
+    /// `[store.history]`: how long each resolution of the history is kept.
+    #[serde(default)]
+    pub history: Option<RawHistory>,
+}
+
+/// `[store.history]`: retention of raw results and of the minute, hour and
+/// day rollups the pages and SLA reports read ([`crate::history`]). Each a
+/// duration (`"30d"`) or `"forever"`; pruned hourly, in batches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// Raw results (every run, with its details): default `"7d"`, minimum
+    /// `"1m"`, never `"forever"`. The check page's newest results and flap
+    /// detection read them.
+    #[serde(default)]
+    pub raw: Option<String>,
+    /// Minute rollups: default `"30d"`. The 1 h / 24 h graphs, 90-minute
+    /// status bars and SLA months within it are exact to the minute.
+    #[serde(default)]
+    pub minute: Option<String>,
+    /// Hour rollups: default `"400d"` (a year and its month-over-month view).
+    #[serde(default)]
+    pub hour: Option<String>,
+    /// Day rollups: default `"forever"` (for multi-year uptime records).
+    #[serde(default)]
+    pub day: Option<String>,
+}
+
+/// `[store] retention` and `[store.history]`, with defaults, every problem
+/// pushed with its key path.
+fn validate_history(store: &RawStore, p: &mut Problems) -> crate::history::HistoryRetention {
+    let mut out = crate::history::HistoryRetention::default();
+    let h = store.history.clone().unwrap_or_default();
+    let parse = |key: &str, text: &str, p: &mut Problems| -> Option<Option<Duration>> {
+        if text.trim() == "forever" {
+            return Some(None);
+        }
+        match outpost_probe::config::duration::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(60) => Some(Some(d)),
+            Ok(d) => {
+                p.push(
+                    key,
+                    format!("{key} must be ≥ 1m or \"forever\", got \"{}\"", Dur(d)),
+                );
+                None
+            }
+            Err(e) => {
+                p.push(key, format!("{e}, or \"forever\""));
+                None
+            }
+        }
+    };
+    match (store.retention, h.raw.as_deref()) {
+        (Some(_), Some(_)) => p.push(
+            "store.history.raw",
+            "set either store.retention or store.history.raw (the same setting), not both",
+        ),
+        (Some(d), None) if d.get() < Duration::from_secs(60) => p.push(
+            "store.retention",
+            format!("retention must be ≥ 1m, got \"{d}\""),
+        ),
+        (Some(d), None) => out.raw = d.get(),
+        (None, Some(text)) => match parse("store.history.raw", text, p) {
+            Some(Some(d)) => out.raw = d,
+            Some(None) => p.push(
+                "store.history.raw",
+                "raw results cannot be kept forever: give a duration such as \"7d\" (rollups keep the history)",
+            ),
+            None => {}
+        },
+        (None, None) => {}
+    }
+    for (key, text, slot) in [
+        ("store.history.minute", &h.minute, &mut out.minute),
+        ("store.history.hour", &h.hour, &mut out.hour),
+        ("store.history.day", &h.day, &mut out.day),
+    ] {
+        if let Some(text) = text
+            && let Some(keep) = parse(key, text, p)
+        {
+            *slot = keep;
+        }
+    }
+    out
 }
 
 /// `[[probes]]`: a probe allowed to connect.
@@ -390,8 +480,10 @@ pub struct ControllerConfig {
     pub probe_ca: Option<TlsFiles>,
     /// Validity of issued probe certificates.
     pub probe_cert_validity: Duration,
-    /// Result retention.
+    /// Result retention (`history.raw`).
     pub retention: Duration,
+    /// Retention of each resolution of the history (`[store.history]`).
+    pub history: crate::history::HistoryRetention,
     /// Probes.
     pub probes: Vec<ProbeDef>,
     /// Checks.
@@ -715,6 +807,7 @@ impl RawControllerFile {
             ca_file: None,
             pool_size: None,
             retention: None,
+            history: None,
         });
         let store_spec = validate_store(&store, vars, &mut p);
         let evaluator_lease = self
@@ -732,13 +825,8 @@ impl RawControllerFile {
                 ),
             );
         }
-        let retention = store.retention.map(Dur::get).unwrap_or(DEFAULT_RETENTION);
-        if retention < Duration::from_secs(60) {
-            p.push(
-                "store.retention",
-                format!("retention must be ≥ 1m, got \"{}\"", Dur(retention)),
-            );
-        }
+        let history = validate_history(&store, &mut p);
+        let retention = history.raw;
         let probes = self.validate_probes(vars, &mut p);
         let regions: BTreeSet<String> = probes.iter().map(|d| d.region.clone()).collect();
         // Check credentials resolve on the probes: here only their shape is
@@ -807,6 +895,7 @@ impl RawControllerFile {
             probe_ca,
             probe_cert_validity,
             retention,
+            history,
             probes,
             checks,
             sinks,
@@ -1355,6 +1444,29 @@ sinks = ["pagerduty", "log"]
     }
 
     #[test]
+    fn history_retention_takes_durations_and_forever() {
+        let text = format!(
+            "{GOOD}\n[store.history]\nraw = \"2d\"\nminute = \"forever\"\nhour = \"90d\"\nday = \"3650d\"\n"
+        );
+        let c = parse(&text, "c.toml", &vars()).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(c.retention, 2 * day);
+        assert_eq!(
+            c.history,
+            crate::history::HistoryRetention {
+                raw: 2 * day,
+                minute: None,
+                hour: Some(90 * day),
+                day: Some(3650 * day),
+            }
+        );
+        // The older key alone still sets raw retention.
+        let old = GOOD.replacen("[store]\n", "[store]\nretention = \"3d\"\n", 1);
+        let c = parse(&old, "c.toml", &vars()).unwrap();
+        assert_eq!(c.history.raw, 3 * day);
+    }
+
+    #[test]
     fn good_config_parses_with_defaults() {
         let c = parse(GOOD, "c.toml", &vars()).unwrap();
         assert_eq!(c.probes.len(), 2);
@@ -1367,6 +1479,7 @@ sinks = ["pagerduty", "log"]
         assert_eq!(eu.policy.min_regions, 1);
         assert_eq!(c.sinks_for_check(eu), vec!["pagerduty", "log"]);
         assert_eq!(c.retention, DEFAULT_RETENTION);
+        assert_eq!(c.history, crate::history::HistoryRetention::default());
         match &c.sink("pagerduty").unwrap().kind {
             SinkKind::PagerDuty {
                 api_url,
@@ -1484,6 +1597,31 @@ sinks = ["pagerduty", "log"]
                 "retention too short",
                 "[store]\nretention = \"1s\"\n",
                 "store.retention",
+            ),
+            (
+                "retention twice",
+                "[store]\nretention = \"7d\"\n[store.history]\nraw = \"7d\"\n",
+                "store.history.raw",
+            ),
+            (
+                "raw results forever",
+                "[store.history]\nraw = \"forever\"\n",
+                "store.history.raw",
+            ),
+            (
+                "minute rollups too short",
+                "[store.history]\nminute = \"10s\"\n",
+                "store.history.minute",
+            ),
+            (
+                "hour rollups without unit",
+                "[store.history]\nhour = \"400\"\n",
+                "store.history.hour",
+            ),
+            (
+                "history key typo",
+                "[store.history]\nweek = \"1d\"\n",
+                "store.history.week",
             ),
             (
                 "probe without token",

@@ -1,10 +1,13 @@
 //! The server-rendered status page: `/` (checks × regions grid, open-alert
 //! banner, recent DNS changes, probes), `/checks/{id}` ([`detail`]: per-region
 //! state, what the newest results saw by kind, changes, recent results) and
-//! `/certificates` ([`certificates`]: the inventory), `/silences`
+//! `/certificates` ([`certificates`]: the inventory); history from the
+//! rollups ([`history`]: status bars, uptime, SVG latency graphs), `/alerts`
+//! ([`alerts`]), `/fleet` ([`fleet`]) and `/sla` ([`sla`]), `/silences`
 //! ([`silences`]: silences, maintenance windows, the operator's form to
-//! make one); the login form and
-//! logout ([`login`]) and the opt-in public status page ([`public`]).
+//! make one); the login form
+//! and logout ([`login`]) and the opt-in public status page ([`public`]).
+//! Colours and their contrast: [`palette`].
 //!
 //! Built so the states that matter cannot be missed (the IOT incident: stale
 //! data shown as a faint grey border for 17 hours): FAILING is a solid red
@@ -15,12 +18,17 @@
 //! `PreEscaped` is the page's own style sheet. Every state-changing form
 //! carries the session's CSRF token through [`csrf_field`].
 
+pub mod alerts;
 pub mod certificates;
 pub mod detail;
+pub mod fleet;
+pub mod history;
 mod kind;
 pub mod login;
+pub mod palette;
 pub mod public;
 pub mod silences;
+pub mod sla;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -51,6 +59,11 @@ pub fn routes() -> Routes {
         .get("/", index)
         .get("/checks/{id}", detail::page_handler)
         .get("/certificates", certificates::page_handler)
+        .get("/alerts", alerts::list_handler)
+        .get("/alerts/{id}", alerts::alert_handler)
+        .get("/fleet", fleet::page_handler)
+        .get("/sla", sla::page_handler)
+        .get("/sla.csv", sla::csv_handler)
         .get("/silences", silences::page_handler)
         .post("/silences", silences::create)
         .post("/silences/{id}/end", silences::end)
@@ -81,24 +94,37 @@ pub fn csrf_field(caller: &Caller) -> Markup {
     }
 }
 
-pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#111}\
-header{background:#222;color:#fff;padding:10px 16px}header a{color:#fff}h1{margin:0;font-size:20px;display:inline}\
-.meta{color:#bbb;margin-left:12px;font-size:13px}main{padding:16px}\
-.banner{background:#b00000;color:#fff;padding:12px 16px;font-weight:bold;font-size:16px}\
-.banner ul{margin:6px 0 0 0}.clear{background:#1e7b34;color:#fff;padding:8px 16px}\
-table{border-collapse:collapse;background:#fff;margin-bottom:16px}th,td{border:1px solid #ccc;padding:6px 10px;text-align:left;vertical-align:top}\
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#111111}\
+header{background:#222222;color:#ffffff;padding:10px 16px}header a{color:#ffffff}h1{margin:0;font-size:20px;display:inline}\
+.meta{color:#bbbbbb;margin-left:12px;font-size:13px}main{padding:16px}\
+.banner{background:#b00000;color:#ffffff;padding:12px 16px;font-weight:bold;font-size:16px}\
+.banner ul{margin:6px 0 0 0;max-height:30vh;overflow:auto}.clear{background:#1e7b34;color:#ffffff;padding:8px 16px}\
+table{border-collapse:collapse;background:#ffffff;margin-bottom:16px}th,td{border:1px solid #ccc;padding:6px 10px;text-align:left;vertical-align:top}\
 th{background:#eee}.small{font-size:12px;color:#444}\
-.FAILING{background:#c00000;color:#fff;font-weight:bold}.FAILING .small{color:#fff}\
-.FLAPPING{background:repeating-linear-gradient(45deg,#c00000 0 8px,#e07000 8px 16px);color:#fff;font-weight:bold}.FLAPPING .small{color:#fff}\
-.SUPPRESSED{background:repeating-linear-gradient(45deg,#c00000 0 8px,#777 8px 16px);color:#fff;font-weight:bold}.SUPPRESSED .small{color:#fff}\
-.STALE{background:#ffb000;color:#000;font-weight:bold}.STALE .small{color:#000}\
-.UNKNOWN{background:#ddd;color:#333}.OK{background:#d8f5dc;color:#114a1d}.NA{background:#fafafa;color:#aaa}\
+.FAILING{background:#c00000;color:#ffffff;font-weight:bold}.FAILING .small,.FAILING a{color:#ffffff}\
+.FLAPPING{background:repeating-linear-gradient(45deg,#c00000 0 8px,#9a3412 8px 16px);color:#ffffff;font-weight:bold}.FLAPPING .small,.FLAPPING a{color:#ffffff}\
+.SUPPRESSED{background:repeating-linear-gradient(45deg,#c00000 0 8px,#666666 8px 16px);color:#ffffff;font-weight:bold}.SUPPRESSED .small,.SUPPRESSED a{color:#ffffff}\
+.STALE{background:#ffb000;color:#000000;font-weight:bold}.STALE .small,.STALE a{color:#000000}\
+.UNKNOWN{background:#dddddd;color:#333333}.OK{background:#d8f5dc;color:#114a1d}.NA{background:#fafafa;color:#666666}\
+.FAILING .word::before{content:\"\\2716  \"}.STALE .word::before{content:\"\\25F7  \"}.FLAPPING .word::before{content:\"\\21C5  \"}.SUPPRESSED .word::before{content:\"\\2298  \"}\
+.OK .word::before{content:\"\\2713  \"}.UNKNOWN .word::before{content:\"?  \"}\
 .word{font-size:15px;letter-spacing:.5px}code{font-size:12px}\
-nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ffb000;color:#000;padding:8px 16px;font-weight:bold}\
-.arrow{font-weight:bold;padding:0 4px}pre{background:#fff;border:1px solid #ccc;padding:8px;font-size:12px;overflow:auto;max-width:100%}\
-.expired{background:#c00000;color:#fff;font-weight:bold}.critical{background:#e04000;color:#fff;font-weight:bold}\
-.error{background:#ff7a00;color:#000;font-weight:bold}.warning{background:#ffd24d;color:#000}.info,.ok{background:#fff}\
-.muted{color:#777}";
+nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ffb000;color:#000000;padding:8px 16px;font-weight:bold}\
+.arrow{font-weight:bold;padding:0 4px}pre{background:#ffffff;border:1px solid #ccc;padding:8px;font-size:12px;overflow:auto;max-width:100%}\
+.expired{background:#c00000;color:#ffffff;font-weight:bold}.critical{background:#b93800;color:#ffffff;font-weight:bold}\
+.expired .small,.expired a,.expired .muted,.critical .small,.critical a,.critical .muted{color:#ffffff}\
+.error{background:#ff7a00;color:#000000;font-weight:bold}.error .small,.error a{color:#000000}.warning{background:#ffd24d;color:#000000}.info,.ok{background:#ffffff}\
+.muted{color:#666666}\
+svg.bar{display:block}.s-up{fill:#1e7b34}.s-down{fill:#c00000}.s-stale{fill:#b07800}.s-none{fill:#bbb}\
+svg.chart{background:#ffffff;border:1px solid #ccc;max-width:760px}.axis{stroke:#888}.tick{font-size:11px;fill:#444}\
+.stale-text{background:#ffb000;color:#000000;padding:0 3px}td.hist{min-width:370px}\
+@media (max-width:640px){main{padding:8px}.banner{font-size:14px;padding:8px}.banner ul{max-height:20vh}\
+table{display:block;overflow-x:auto;max-width:100%}td.hist{min-width:0}.meta{display:block;margin:4px 0 0 0}nav{display:block;margin:4px 0 0 0}\
+nav a{display:inline-block;margin:0 10px 4px 0;white-space:nowrap}header{padding:8px}}\
+@media (prefers-color-scheme:dark){body{background:#18181b;color:#e4e4e7}a{color:#93c5fd}header{background:#222222}header a{color:#ffffff}\
+table,pre,svg.chart{background:#27272a;color:#e4e4e7}th{background:#3f3f46}th,td{border-color:#52525b}.small{color:#d4d4d8}\
+.muted,.NA{color:#a1a1aa}.NA{background:#27272a}.OK{background:#14532d;color:#dcfce7}.UNKNOWN{background:#3f3f46;color:#e4e4e7}\
+.info,.ok{background:#27272a}.tick{fill:#d4d4d8}.s-up{fill:#22c55e}.s-down{fill:#f87171}.s-stale{fill:#ffb000}.s-none{fill:#52525b}}";
 
 /// The page around `body`: head (auto-refresh, the inline style), the
 /// header with the navigation.
@@ -114,7 +140,7 @@ pub(crate) fn page_with(title: &str, body: Markup, refresh: bool) -> Markup {
             head {
                 meta charset="utf-8";
                 @if refresh { meta http-equiv="refresh" content="5"; }
-                meta name="viewport" content="width=device-width";
+                meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 // Our own constant: no text from outside.
                 style { (PreEscaped(STYLE)) }
@@ -122,7 +148,11 @@ pub(crate) fn page_with(title: &str, body: Markup, refresh: bool) -> Markup {
             body {
                 header {
                     h1 { a href="/" { "Outpost" } }
-                    nav { a href="/" { "status" } a href="/certificates" { "certificates" } a href="/silences" { "silences" } a href="/logout" { "sign out" } }
+                    nav {
+                        a href="/" { "status" } a href="/alerts" { "alerts" } a href="/fleet" { "fleet" }
+                        a href="/sla" { "SLA" } a href="/certificates" { "certificates" } a href="/silences" { "silences" }
+                        a href="/logout" { "sign out" }
+                    }
                     span.meta {
                         (title) " · updated " (timestamp(now_ms()))
                         @if refresh { " · refreshes every 5 s" }
@@ -220,11 +250,17 @@ pub(crate) fn region_cell(r: &RegionView) -> Markup {
     }
 }
 
-pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> Markup {
+pub(crate) fn grid(
+    checks: &[CheckView],
+    regions: &[String],
+    history: Option<&std::collections::BTreeMap<String, history::Overview>>,
+    now: i64,
+) -> Markup {
     html! {
         table {
             tr {
                 th { "check" } th { "state" }
+                @if history.is_some() { th { "history" } }
                 @for r in regions { th { (r) } }
             }
             @for c in checks {
@@ -242,6 +278,12 @@ pub(crate) fn grid(checks: &[CheckView], regions: &[String]) -> Markup {
                             div.small { "alert open: changing between pass and fail, resolves once stable" }
                         } @else if c.alert_open {
                             div.small { "alert open" }
+                        }
+                    }
+                    @if let Some(h) = history {
+                        @match h.get(&c.id) {
+                            Some(o) => { (history::overview_cell(o, now)) }
+                            None => { td.NA { "—" } }
                         }
                     }
                     @for region in regions {
@@ -306,8 +348,17 @@ pub(crate) fn error_page(e: api::ApiError) -> Response {
     (e.0, Html(page("Outpost: error", body).into_string())).into_response()
 }
 
-async fn index(State(ctl): State<Controller>) -> Response {
-    match render_index(&ctl).await {
+/// `GET /` query: the status bar's slot width.
+#[derive(Debug, Default, serde::Deserialize)]
+struct IndexQuery {
+    bar: Option<String>,
+}
+
+async fn index(
+    State(ctl): State<Controller>,
+    axum::extract::Query(q): axum::extract::Query<IndexQuery>,
+) -> Response {
+    match render_index(&ctl, history::bar_resolution(q.bar.as_deref())).await {
         Ok(html) => Html(html.into_string()).into_response(),
         Err(e) => error_page(e),
     }
@@ -377,11 +428,22 @@ async fn certificate_strip(ctl: &Controller, now: i64) -> Result<Markup, api::Ap
     })
 }
 
-async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
+async fn render_index(
+    ctl: &Controller,
+    bar: crate::history::Resolution,
+) -> Result<Markup, api::ApiError> {
     let now = ctl.now_ms();
     let checks = api::check_views(ctl, now).await?;
     let alerts = ctl.store().open_alerts().await?;
     let open: Vec<&AlertRow> = alerts.iter().collect();
+    let mut overview = history::overview(ctl, bar, now).await?;
+    for a in &alerts {
+        if a.kind == AlertKind::CheckFailing
+            && let Some(o) = overview.get_mut(&a.check_id)
+        {
+            o.failing_since = Some(a.opened_at_ms);
+        }
+    }
     let probes = api::probe_views(ctl, now).await?;
     let regions = ctl.config().result_regions();
     let events = api::events::event_views(ctl, None, RECENT_CHANGES).await?;
@@ -391,7 +453,7 @@ async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
         (strip)
         main {
             h2 { "Checks" }
-            (grid(&checks, &regions))
+            (grid(&checks, &regions, Some(&overview), now))
             h2 #changes { "Recent changes" }
             (changes_table(&events, now, true))
             (probes_table(&probes, now))

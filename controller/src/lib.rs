@@ -36,6 +36,7 @@ pub mod details;
 pub mod event;
 pub mod format;
 pub mod heartbeat;
+pub mod history;
 pub mod identity;
 pub mod ingest;
 pub mod listener;
@@ -145,6 +146,7 @@ impl Controller {
         if !store.is_shared() {
             store.mark_all_probes_disconnected().await?;
         }
+        store.set_stale_after(history::stale_after_ms(&config));
         let started_ms = clock.unix_ms();
         let replica = format!("{}/{}/{started_ms}", hostname(), std::process::id());
         let grpc = TcpListener::bind(config.grpc_listen)
@@ -213,6 +215,7 @@ impl Controller {
             )),
             tokio::spawn(heartbeat::run_worker(ctl.clone(), ctl.shutdown_signal())),
             tokio::spawn(prune_loop(ctl.clone())),
+            tokio::spawn(fold_loop(ctl.clone())),
             tokio::spawn(alerting::leader::run(ctl.clone(), ctl.shutdown_signal())),
         ];
         tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %ctl.config().store.location.describe(), replica = %ctl.replica(), "controller listening");
@@ -276,6 +279,8 @@ impl Controller {
         }
         // Sessions of users no longer configured (or expired) end now; the
         // gate refuses them on their next request anyway.
+        self.store()
+            .set_stale_after(history::stale_after_ms(&config));
         let users: Vec<String> = config.auth.users.iter().map(|u| u.name.clone()).collect();
         let idle = i64::try_from(config.auth.session_idle.as_millis()).unwrap_or(i64::MAX);
         let store = self.store().clone();
@@ -779,6 +784,30 @@ async fn serve_http_conn<IO>(
     }
 }
 
+/// How often minute rollups are folded into hours, days and summaries.
+pub const FOLD_EVERY: Duration = Duration::from_secs(15);
+
+/// Folds minute rollups ([`store::Store::fold_rollups`]) every
+/// [`FOLD_EVERY`] on the controller's clock. On the evaluator replica
+/// only, like the pruner (the fold's row would serialize replicas anyway).
+async fn fold_loop(ctl: Controller) {
+    let mut stop = ctl.shutdown_signal();
+    let mut tick = tokio::time::interval(FOLD_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        if !ctl.store().is_leader() {
+            continue;
+        }
+        match ctl.store().fold_rollups(ctl.now_ms()).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "folding rollups failed"),
+        }
+    }
+}
+
 async fn prune_loop(ctl: Controller) {
     let mut stop = ctl.shutdown_signal();
     let mut tick = tokio::time::interval(PRUNE_EVERY);
@@ -797,6 +826,23 @@ async fn prune_loop(ctl: Controller) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned old results"),
             Err(e) => tracing::warn!(error = %e, "pruning results failed"),
+        }
+        // Each resolution of the history has its own retention.
+        for res in history::Resolution::ALL {
+            let Some(keep) = ctl.config().history.of(res) else {
+                continue;
+            };
+            let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            let before = ctl.now_ms().saturating_sub(keep);
+            match ctl.store().prune_rollups(res, before, PRUNE_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(resolution = res.as_str(), deleted = n, "pruned old rollups")
+                }
+                Err(e) => {
+                    tracing::warn!(resolution = res.as_str(), error = %e, "pruning rollups failed")
+                }
+            }
         }
         // Events and certificates no check saw for the retention go too.
         if let Err(e) = ctl.store().prune_events(before).await {

@@ -84,7 +84,12 @@
 //!   list and [`Store::prune_events`]; `events_by_check`: one check's
 //!   events; `events_by_key`: merging a report into the same change.
 //!   `certificates_by_expiry`: the inventory by expiry; `leases` PK: the
-//!   lease row. Only on PostgreSQL, where the database is shared and
+//!   lease row. `rollups` PK (series, resolution, bucket): the batch's
+//!   read and upsert of its rows and a check's range read;
+//!   `rollups_by_age (resolution, bucket_ms)`: the fold's window of every
+//!   series' minutes and the batched retention prune; `rollup_series`
+//!   UNIQUE (check_id, region): a batch's series lookup; `rollup_summary`
+//!   PK. Only on PostgreSQL, where the database is shared and
 //!   grows: `alerts_open_by_check (check_id, kind) WHERE open`:
 //!   [`Store::open_alert`], which the evaluator runs per check and kind on
 //!   every pass, and [`Store::open_alerts`]; `notifications_by_event`: the
@@ -111,7 +116,13 @@
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
 //!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_probe_identities.sql`;
-//!   `0011_silences.sql`):
+//!   `0011_silences.sql`; `0012_history.sql`: `rollup_series` (integer
+//!   key and cursor per check × region), `rollups` (minute / hour / day,
+//!   binary bodies), `rollup_summary` (the overview's row per series) and
+//!   `rollup_fold` (the fold's mark); minutes written by [`Store::ingest`]
+//!   in its transaction through one call per batch, hours and days folded
+//!   by [`Store::fold_rollups`], `store/rollups.rs`; the math and its
+//!   design note are [`crate::history`]):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -190,6 +201,7 @@
 //!   sink sees an event twice. A crash during a migration rolls it back
 //!   (each runs in a transaction), and the next start applies it again.
 
+mod alert_history;
 mod alerts;
 mod attempts;
 mod certificates;
@@ -200,6 +212,7 @@ mod lease;
 mod notifications;
 mod probes;
 mod results;
+mod rollups;
 mod sessions;
 mod silences;
 
@@ -210,6 +223,7 @@ use std::{
     time::Duration,
 };
 
+pub use alert_history::AlertFilter;
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
@@ -223,6 +237,7 @@ pub use probes::{HeartbeatRow, ProbeRow};
 pub use results::{
     IngestBatch, IngestItem, IngestOutcome, NewResult, RegionChanges, RegionState, ResultRow,
 };
+pub use rollups::{Cursor, RollupRow, SeriesSummary};
 pub use sessions::SessionRow;
 pub use silences::{NewSilence, SilenceRow};
 
@@ -412,6 +427,9 @@ pub struct Store {
     /// The evaluator epoch this replica holds, 0 when it holds none. Every
     /// alert change is written under it ([`Store::fence`]).
     epoch: Arc<AtomicI64>,
+    /// `stale_after` per check for the rollups' STALE gaps
+    /// ([`Store::set_stale_after`]).
+    stale_after: Arc<std::sync::RwLock<Arc<std::collections::HashMap<String, i64>>>>,
 }
 
 /// Unix milliseconds now.
@@ -574,6 +592,7 @@ impl Store {
             writer,
             engine,
             epoch: Arc::new(AtomicI64::new(epoch)),
+            stale_after: Arc::default(),
         })
     }
 
@@ -815,7 +834,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -883,8 +902,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
-            "1 and 2 bridged, 3 to 11 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            "1 and 2 bridged, 3 to 12 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);
@@ -965,6 +984,7 @@ pub(crate) mod tests {
             pool,
             engine: Engine::Sqlite,
             epoch: Arc::new(AtomicI64::new(1)),
+            stale_after: Arc::default(),
         };
         assert!(table_exists(&s, LEGACY_MIGRATIONS_TABLE).await);
         assert!(

@@ -22,11 +22,19 @@ use crate::{
     store::{RegionState, ResultRow},
 };
 
+/// `?range=1h|24h|7d|30d` of the history section.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct DetailQuery {
+    range: Option<String>,
+}
+
 pub(super) async fn page_handler(
     State(ctl): State<Controller>,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DetailQuery>,
 ) -> Response {
-    match render(&ctl, &id).await {
+    let range = super::history::Range::parse(q.range.as_deref());
+    match render(&ctl, &id, range).await {
         Ok(Some(html)) => Html(html.into_string()).into_response(),
         Ok(None) => error_page(api::ApiError(
             StatusCode::NOT_FOUND,
@@ -36,14 +44,27 @@ pub(super) async fn page_handler(
     }
 }
 
-async fn render(ctl: &Controller, id: &str) -> Result<Option<Markup>, api::ApiError> {
+async fn render(
+    ctl: &Controller,
+    id: &str,
+    range: super::history::Range,
+) -> Result<Option<Markup>, api::ApiError> {
     let now = ctl.now_ms();
     let Some((view, results)) = api::check_detail(ctl, id, now).await? else {
         return Ok(None);
     };
     let states = ctl.store().region_states_for(id).await?;
     let events = api::events::event_views(ctl, Some(id), CHECK_EVENTS).await?;
-    Ok(Some(render_detail(&view, &states, &events, &results, now)))
+    let history = match ctl.config().check(id) {
+        Some(check) => {
+            let series = super::history::check_series(ctl, check, range, now).await?;
+            super::history::section(id, &series, range, check.policy.min_regions)
+        }
+        None => maud::html! {},
+    };
+    Ok(Some(render_detail(
+        &view, &states, &events, &results, &history, now,
+    )))
 }
 
 /// `OK` or `FAIL` in its colour, for one result.
@@ -87,13 +108,14 @@ pub fn render_detail(
     states: &[RegionState],
     events: &[EventView],
     results: &[ResultRow],
+    history: &Markup,
     now: i64,
 ) -> Markup {
     let regions: Vec<String> = view.regions.iter().map(|r| r.region.clone()).collect();
     let body = html! {
         main {
             h2 { (view.id) }
-            (grid(std::slice::from_ref(view), &regions))
+            (grid(std::slice::from_ref(view), &regions, None, now))
             h3 { "Regions" }
             table {
                 tr {
@@ -111,6 +133,7 @@ pub fn render_detail(
                     }
                 }
             }
+            (history)
             (latest(states, now))
             @if view.kind == "dns" || !events.is_empty() {
                 h3 { "Changes" }

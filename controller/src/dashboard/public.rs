@@ -1,13 +1,17 @@
 //! The opt-in public status page (`GET /status`, no credentials): the
-//! checks listed in `[public_status] checks` with their overall state word
-//! and nothing else — no target URL, no message, no region, no probe, since
-//! anyone may read it. Off (404) unless `[public_status] enabled = true`.
+//! checks listed in `[public_status] checks` with their overall state word,
+//! their 90-hour status bar and 24 h / 7 d / 30 d uptime (from the history
+//! summaries, [`super::history`]), and the operator's incident notes
+//! (`notes`, shown as written) — no target URL, no failure message, no
+//! region, no probe, since anyone may read it. Off (404) unless
+//! `[public_status] enabled = true`.
 //!
 //! ```toml
 //! [public_status]
 //! enabled = true
 //! title = "Example Corp status"
 //! checks = ["api-*", "web"]
+//! notes = ["2026-11-30 14:02 UTC: card payments slow in Europe, fixed 14:40"]
 //! ```
 
 use std::collections::HashSet;
@@ -40,6 +44,10 @@ pub struct RawPublicStatus {
     /// Page title. Default `"Service status"`, at most 100 characters.
     #[serde(default)]
     pub title: Option<String>,
+    /// Incident notes shown on the page as written, in this order (newest
+    /// first, by convention), each at most 500 characters. Default: none.
+    #[serde(default)]
+    pub notes: Option<Vec<String>>,
 }
 
 /// Validated `[public_status]`.
@@ -51,6 +59,8 @@ pub struct PublicStatus {
     pub checks: Vec<String>,
     /// Title.
     pub title: String,
+    /// Incident notes.
+    pub notes: Vec<String>,
 }
 
 impl Default for PublicStatus {
@@ -59,6 +69,7 @@ impl Default for PublicStatus {
             enabled: false,
             checks: Vec::new(),
             title: DEFAULT_TITLE.to_owned(),
+            notes: Vec::new(),
         }
     }
 }
@@ -88,10 +99,20 @@ pub fn validate(
     if title.chars().count() > 100 {
         p.push("public_status.title", "title is longer than 100 characters");
     }
+    let notes = raw.notes.clone().unwrap_or_default();
+    for (i, n) in notes.iter().enumerate() {
+        if n.chars().count() > 500 {
+            p.push(
+                format!("public_status.notes[{i}]"),
+                "a note is longer than 500 characters",
+            );
+        }
+    }
     PublicStatus {
         enabled: raw.enabled.unwrap_or(false),
         checks,
         title,
+        notes,
     }
 }
 
@@ -104,6 +125,12 @@ pub async fn page_handler(State(ctl): State<Controller>) -> Response {
     }
     let views = match crate::api::check_views(&ctl, ctl.now_ms()).await {
         Ok(v) => v,
+        Err(e) => return super::error_page(e.into()),
+    };
+    let now = ctl.now_ms();
+    let history = match super::history::overview(&ctl, crate::history::Resolution::Hour, now).await
+    {
+        Ok(h) => h,
         Err(e) => return super::error_page(e.into()),
     };
     let shown: Vec<_> = views
@@ -125,12 +152,30 @@ pub async fn page_handler(State(ctl): State<Controller>) -> Response {
                 header { h1 { (public.title) } }
                 main {
                     table {
-                        tr { th { "service" } th { "state" } }
+                        tr { th { "service" } th { "state" } th { "last 90 hours" } }
                         @for c in &shown {
                             tr {
                                 td { (c.id) }
                                 td class=(c.state.css_class()) { span.word { (c.state.as_str()) } }
+                                @if let Some(o) = history.get(&c.id) {
+                                    td.hist {
+                                        (super::history::status_bar(&o.bar, o.bar_resolution))
+                                        div.small {
+                                            "uptime 24 h " b { (super::history::percent(&o.uptime[0])) }
+                                            " · 7 d " b { (super::history::percent(&o.uptime[1])) }
+                                            " · 30 d " b { (super::history::percent(&o.uptime[2])) }
+                                        }
+                                    }
+                                } @else {
+                                    td.muted { "no history yet" }
+                                }
                             }
+                        }
+                    }
+                    @if !public.notes.is_empty() {
+                        h2 { "Incident notes" }
+                        ul.notes {
+                            @for n in &public.notes { li { (n) } }
                         }
                     }
                     p.small.muted { "Updated " (crate::format::timestamp(now_ms())) ", refreshes every 30 s." }

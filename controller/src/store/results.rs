@@ -606,12 +606,14 @@ impl Store {
         advance_region_states(&mut tx, self.engine, &new, received).await?;
         let mut first = HashSet::with_capacity(new.len());
         let mut sightings = certificates::Sightings::default();
+        let mut rolled: Vec<(&NewResult, i64)> = Vec::with_capacity(new.len());
         for item in &batch.items {
             let r = &item.result;
             if !inserted.contains(&r.result_id) || !first.insert(r.result_id.as_str()) {
                 out.duplicates += 1;
                 continue;
             }
+            rolled.push((r, r.at_ms(received)));
             out.stored += 1;
             out.affected.insert(r.check_id.clone());
             out.inserted.insert(r.result_id.clone());
@@ -643,6 +645,8 @@ impl Store {
         if let Some(probe) = &batch.probe {
             probes::touch(&mut tx, probe, received).await?;
         }
+        // History: one call per batch, with the results inserted above.
+        super::rollups::apply(&mut tx, self.engine, &self.stale_after(), &rolled).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -4,6 +4,7 @@
 
 mod alerting;
 mod auth;
+mod browser;
 mod certificates;
 mod check_detail;
 mod cli;
@@ -13,6 +14,7 @@ mod escaping;
 mod events;
 mod flapping;
 mod heartbeat;
+mod history;
 mod http;
 mod ingest;
 mod limits;
