@@ -359,9 +359,17 @@ impl Scheduler {
             stats.started.fetch_add(1, Ordering::Relaxed);
             // Ids before the run (traceparent, log lines); spans after it.
             ctx.trace = ctx.telemetry.begin();
+            let run = async {
+                let o = check::run(&spec, &ctx).await;
+                let code = o.result.as_ref().err().map(|f| f.code().as_str());
+                tracing::debug!(check = %o.check_id, ok = o.ok(), failure_code = code, "check run finished");
+                o
+            };
             let outcome = match ctx.trace {
-                None => check::run(&spec, &ctx).await,
+                None => run.await,
                 Some(t) => {
+                    // Log lines of a traced run carry its ids (`span.trace_id`
+                    // and `span.span_id` in JSON logs).
                     use tracing::Instrument;
                     let span = tracing::info_span!(
                         "run",
@@ -369,7 +377,7 @@ impl Scheduler {
                         trace_id = %t.trace_id_hex(),
                         span_id = %t.span_id_hex()
                     );
-                    let outcome = check::run(&spec, &ctx).instrument(span).await;
+                    let outcome = run.instrument(span).await;
                     ctx.telemetry.finish_run(t, &outcome, &ctx);
                     outcome
                 }
