@@ -36,6 +36,11 @@
 
 pub mod spans;
 
+pub use opentelemetry::{
+    KeyValue,
+    trace::{SpanKind, Status},
+};
+
 use std::{
     collections::VecDeque,
     sync::{
@@ -46,7 +51,7 @@ use std::{
 };
 
 use opentelemetry::{
-    InstrumentationScope, KeyValue, SpanId, TraceId,
+    InstrumentationScope, SpanId, TraceId,
     trace::{SpanContext, TraceFlags, TraceState},
 };
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
@@ -265,6 +270,41 @@ impl Telemetry {
             propagate: false,
             ..h
         })
+    }
+
+    /// Records an operation begun with [`Telemetry::begin_operation`] as a
+    /// one-span trace (the controller's ingest batches and deliveries):
+    /// status error with `error` as description when it failed; skipped
+    /// under `failures_only` when it did not. Never waits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_operation(
+        &self,
+        handle: TraceHandle,
+        kind: SpanKind,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        start: std::time::SystemTime,
+        end: std::time::SystemTime,
+        attributes: Vec<KeyValue>,
+        error: Option<&str>,
+    ) {
+        if error.is_none() && self.sampling() == Sampling::FailuresOnly {
+            return;
+        }
+        let status = error
+            .map(|e| Status::error(e.to_owned()))
+            .unwrap_or_default();
+        let span = self.span(
+            handle,
+            handle.span_id,
+            0,
+            kind,
+            name,
+            start,
+            end,
+            attributes,
+            status,
+        );
+        self.record(vec![span]);
     }
 
     /// A new random span id.

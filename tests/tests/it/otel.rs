@@ -237,3 +237,58 @@ async fn failures_only_exports_the_failing_runs_and_none_of_the_passing_ones() {
     );
     probe.shutdown().await;
 }
+
+/// Issue 15 item 1 (controller): ingest batches and notification deliveries
+/// are traced with the same `[telemetry]` table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_traces_ingest_batches_and_each_delivery_with_its_sink_and_result() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let hook = outpost_testkit::WebhookReceiver::start().await.unwrap();
+    let srv = target().await;
+    let fleet = outpost_e2e::Fleet::new();
+    let body = format!(
+        "{probes}[telemetry]\notlp_endpoint = \"{otlp}\"\nsampling = \"always\"\nbatch_delay = \"50ms\"\n\
+         [[checks]]\nid = \"api\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
+         alert = {{ min_regions = 1, confirmations = 1 }}\nhttp = {{ url = \"{url}\" }}\n\
+         [[sinks]]\nname = \"hook\"\nwebhook = {{ url = \"{hook}\" }}\n\
+         [[routes]]\nname = \"ops\"\nsinks = [\"hook\"]\n",
+        probes = fleet.probes_toml(&["eu-west"]),
+        otlp = receiver.endpoint(),
+        url = srv.url("/broken"),
+        hook = hook.url(),
+    );
+    let ctl = fleet.controller("127.0.0.1:0", &body).await;
+    let probe = fleet.probe("eu-west", ctl.grpc_addr(), None);
+
+    let delivery = eventually("a delivery span", WAIT, || async {
+        receiver
+            .roots()
+            .into_iter()
+            .find(|s| s.name == "notification delivery")
+    })
+    .await;
+    assert_eq!(delivery.kind, 3, "client");
+    assert_eq!(delivery.attr("outpost.sink"), Some("hook"));
+    assert_eq!(
+        delivery.attr("outpost.notification.action"),
+        Some("trigger")
+    );
+    assert_eq!(delivery.attr("outpost.delivery.result"), Some("sent"));
+    assert_eq!(delivery.status_code, 0, "{delivery:?}");
+    assert_eq!(
+        delivery.resource.get("service.name").map(String::as_str),
+        Some("outpost-controller")
+    );
+    let ingest = receiver
+        .roots()
+        .into_iter()
+        .find(|s| s.name == "ingest batch")
+        .expect("an ingest span before the delivery it led to");
+    assert_eq!(ingest.kind, 2, "server");
+    assert_eq!(ingest.attr("outpost.probe"), Some("probe-eu-west"));
+    assert_eq!(ingest.attr("outpost.region"), Some("eu-west"));
+    assert!(ingest.attr("outpost.results").is_some_and(|n| n != "0"));
+    assert_eq!(ingest.status_code, 0);
+    probe.shutdown().await;
+    ctl.shutdown().await;
+}
