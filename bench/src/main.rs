@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod measure;
+mod otel;
 mod replicas;
 mod scenario;
 mod slowloris;
@@ -39,7 +40,7 @@ enum Command {
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, postgres.
+        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, postgres, tracing.
         #[arg(long)]
         only: Vec<String>,
     },
