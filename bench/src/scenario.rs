@@ -1415,7 +1415,7 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
         for f in &figures {
             r.add(
                 g,
-                &format!(
+                format!(
                     "sampling = \"{}\" ({} checks in the window, {} spans exported in all)",
                     f.sampling, f.checks, f.spans
                 ),

@@ -1652,6 +1652,16 @@ sinks = ["pagerduty", "log"]
                 "[[maintenance]]\nname = \"w\"\nschedule = \"0 2 * * *\"\nduration = \"1h\"\ntz = \"Nowhere/City\"\n",
                 "maintenance[0].tz",
             ),
+            (
+                "traceparent is a probe setting",
+                "[telemetry]\nsampling = \"always\"\ntraceparent = true\n",
+                "telemetry.traceparent",
+            ),
+            (
+                "unknown sampling",
+                "[telemetry]\nsampling = \"most\"\n",
+                "telemetry.sampling",
+            ),
         ];
         for (name, text, path) in cases {
             let err = parse(text, "c.toml", &vars()).expect_err(name);

@@ -24,8 +24,9 @@
 //!   batches of at most `max_batch_size` spans, as soon as a batch is full
 //!   or `batch_delay` after the oldest waiting span, each export bounded by
 //!   `export_timeout`; a failed export is dropped and counted, never
-//!   retried past that deadline. A crash loses what was queued (traces are
-//!   diagnostics; results travel through the durable outbox).
+//!   retried past that deadline. On shutdown what is queued is flushed
+//!   within one `export_timeout`. A crash loses what was queued (traces
+//!   are diagnostics; results travel through the durable outbox).
 //! - **No tracing-opentelemetry.** Spans are `SpanData` handed to the
 //!   `opentelemetry-otlp` exporter directly: a `tracing` layer would put
 //!   span bookkeeping on every run's path and could not decide
@@ -485,13 +486,21 @@ async fn export_loop(
             break;
         }
     }
+    // The last flush is bounded as a whole by one export_timeout, so a
+    // collector that is down delays shutdown by that much at most.
     inner.queue.closed.store(true, Ordering::Relaxed);
-    loop {
-        let spans = inner.queue.take(batch);
-        if spans.is_empty() {
-            break;
+    let flush = async {
+        loop {
+            let spans = inner.queue.take(batch);
+            if spans.is_empty() {
+                break;
+            }
+            export(&inner, &exporter, spans, timeout, &mut failing).await;
         }
-        export(&inner, &exporter, spans, timeout, &mut failing).await;
+    };
+    if tokio::time::timeout(timeout, flush).await.is_err() {
+        let left = inner.queue.take(usize::MAX).len() as u64;
+        inner.stats.spans_dropped.fetch_add(left, Ordering::Relaxed);
     }
     let _ = exporter.shutdown();
 }
