@@ -15,6 +15,7 @@
 
 mod history;
 mod measure;
+mod otel;
 mod pace;
 mod replicas;
 mod scenario;
@@ -41,7 +42,7 @@ enum Command {
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, pace, postgres, fleet.
+        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, pace, postgres, fleet, tracing.
         #[arg(long)]
         only: Vec<String>,
     },

@@ -1463,5 +1463,26 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
     if want("fleet") {
         crate::replicas::run_fleet(quick, &mut r)?;
     }
+
+    // 9. Tracing cost.
+    if want("tracing") {
+        let g = "probe CPU per check with [telemetry] tracing (50 HTTPS checks at 250 ms, standalone probe, OTLP receiver on loopback, its CPU subtracted)";
+        let figures = crate::otel::run(&https.url, https.ca.as_deref(), sz.window)?;
+        let off = figures.first().map(|f| f.cpu_us).unwrap_or(0.0);
+        for f in &figures {
+            r.add(
+                g,
+                format!(
+                    "sampling = \"{}\" ({} checks in the window, {} spans exported in all)",
+                    f.sampling, f.checks, f.spans
+                ),
+                f.cpu_us,
+                "µs",
+            );
+        }
+        if let Some(always) = figures.iter().find(|f| f.sampling == "always") {
+            r.add(g, "  always − off", always.cpu_us - off, "µs");
+        }
+    }
     Ok(r)
 }

@@ -178,6 +178,12 @@ pub struct RawControllerFile {
     /// them ([`crate::alerting::silence`]).
     #[serde(default)]
     pub maintenance: Vec<crate::alerting::silence::RawMaintenance>,
+    /// OpenTelemetry traces of ingest batches and notification deliveries
+    /// over OTLP/gRPC: the probe's `[telemetry]` table
+    /// ([`outpost_probe::config::telemetry::RawTelemetry`]; `traceparent`
+    /// is probe-only). Default: off. Read at start (a change needs a restart).
+    #[serde(default)]
+    pub telemetry: Option<outpost_probe::config::telemetry::RawTelemetry>,
 }
 
 /// `[server]`.
@@ -508,6 +514,8 @@ pub struct ControllerConfig {
     pub silences: Vec<crate::alerting::silence::SilenceDef>,
     /// Maintenance windows.
     pub maintenance: Vec<crate::alerting::silence::MaintenanceDef>,
+    /// Trace export, when `[telemetry]` sampling is not `off`.
+    pub telemetry: Option<outpost_probe::config::telemetry::TelemetryConfig>,
 }
 
 /// TLS files of a listener.
@@ -875,6 +883,15 @@ impl RawControllerFile {
         );
         let silences = crate::alerting::silence::validate_silences(&self.silences, &mut p);
         let maintenance = crate::alerting::silence::validate_maintenance(&self.maintenance, &mut p);
+        let telemetry = self.telemetry.as_ref().and_then(|t| {
+            if t.traceparent {
+                p.push(
+                    "telemetry.traceparent",
+                    "traceparent is a probe setting (sent to check targets); remove it here",
+                );
+            }
+            t.validate(&mut p)
+        });
         p.finish(source)?;
         Ok(ControllerConfig {
             path: None,
@@ -916,6 +933,7 @@ impl RawControllerFile {
             heartbeats,
             silences,
             maintenance,
+            telemetry,
         })
     }
 
@@ -1771,6 +1789,16 @@ sinks = ["pagerduty", "log"]
                 "maintenance in an unknown zone",
                 "[[maintenance]]\nname = \"w\"\nschedule = \"0 2 * * *\"\nduration = \"1h\"\ntz = \"Nowhere/City\"\n",
                 "maintenance[0].tz",
+            ),
+            (
+                "traceparent is a probe setting",
+                "[telemetry]\nsampling = \"always\"\ntraceparent = true\n",
+                "telemetry.traceparent",
+            ),
+            (
+                "unknown sampling",
+                "[telemetry]\nsampling = \"most\"\n",
+                "telemetry.sampling",
             ),
         ];
         for (name, text, path) in cases {

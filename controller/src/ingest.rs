@@ -1041,7 +1041,49 @@ pub fn build_batch(
     }
 }
 
+/// [`handle_batch_untraced`], recorded as a trace (`ingest batch`, a server
+/// span) when `[telemetry]` is on: probe, region, results, the gRPC status
+/// of a refusal.
 async fn handle_batch(
+    ctl: &Controller,
+    probe: &ProbeDef,
+    batch: ResultBatch,
+    tx: &Outbound,
+) -> Result<(), Status> {
+    let Some(trace) = ctl.telemetry().begin_operation() else {
+        return handle_batch_untraced(ctl, probe, batch, tx).await;
+    };
+    use outpost_probe::telemetry::{KeyValue, SpanKind};
+    let results = batch.results.len();
+    let start = std::time::SystemTime::now();
+    let timer = std::time::Instant::now();
+    let r = handle_batch_untraced(ctl, probe, batch, tx).await;
+    let mut attrs = vec![
+        KeyValue::new("rpc.system", "grpc"),
+        KeyValue::new("rpc.service", "outpost.v1.ProbeService"),
+        KeyValue::new("rpc.method", "Attach"),
+        KeyValue::new("outpost.probe", probe.name.clone()),
+        KeyValue::new("outpost.region", probe.region.clone()),
+        KeyValue::new("outpost.results", results as i64),
+    ];
+    let error = r.as_ref().err().map(|s| format!("{:?}", s.code()));
+    if let Err(s) = &r {
+        attrs.push(KeyValue::new("rpc.grpc.status_code", s.code() as i64));
+        attrs.push(KeyValue::new("error.type", format!("{:?}", s.code())));
+    }
+    ctl.telemetry().record_operation(
+        trace,
+        SpanKind::Server,
+        "ingest batch",
+        start,
+        start + timer.elapsed(),
+        attrs,
+        error.as_deref(),
+    );
+    r
+}
+
+async fn handle_batch_untraced(
     ctl: &Controller,
     probe: &ProbeDef,
     batch: ResultBatch,

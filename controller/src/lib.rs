@@ -110,6 +110,8 @@ struct Inner {
     evaluated_ms: AtomicI64,
     replica: String,
     shutdown: watch::Sender<bool>,
+    /// `[telemetry]`: traces of ingest batches and deliveries (read at start).
+    telemetry: outpost_probe::telemetry::Telemetry,
 }
 
 impl std::fmt::Debug for Controller {
@@ -178,6 +180,25 @@ impl Controller {
         let caps = listener::fitted_caps(&config.limits, listener::open_files_limit());
         let (eval_tx, eval_rx) = mpsc::channel(1024);
         let (shutdown, _) = watch::channel(false);
+        let mut telemetry_worker = None;
+        let telemetry = match &config.telemetry {
+            Some(t) => {
+                let resource = vec![outpost_probe::telemetry::KeyValue::new(
+                    "service.instance.id",
+                    replica.clone(),
+                )];
+                let (telemetry, worker) = outpost_probe::telemetry::Telemetry::start(
+                    t,
+                    "outpost-controller",
+                    resource,
+                    shutdown.subscribe(),
+                )
+                .context("[telemetry]")?;
+                telemetry_worker = Some(worker);
+                telemetry
+            }
+            None => outpost_probe::telemetry::Telemetry::off(),
+        };
         let ctl = Controller {
             inner: Arc::new(Inner {
                 config: RwLock::new(Arc::new(config)),
@@ -199,9 +220,10 @@ impl Controller {
                 evaluated_ms: AtomicI64::new(i64::MIN),
                 clock,
                 shutdown,
+                telemetry,
             }),
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(serve_grpc(ctl.clone(), grpc, tls, caps.1)),
             tokio::spawn(serve_http(ctl.clone(), http, http_tls, caps.0)),
             tokio::spawn(alerting::run_evaluator(
@@ -218,6 +240,7 @@ impl Controller {
             tokio::spawn(fold_loop(ctl.clone())),
             tokio::spawn(alerting::leader::run(ctl.clone(), ctl.shutdown_signal())),
         ];
+        tasks.extend(telemetry_worker);
         tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %ctl.config().store.location.describe(), replica = %ctl.replica(), "controller listening");
         Ok(RunningController {
             controller: ctl,
@@ -244,6 +267,11 @@ impl Controller {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The trace pipeline (`[telemetry]`; off by default).
+    pub fn telemetry(&self) -> &outpost_probe::telemetry::Telemetry {
+        &self.inner.telemetry
     }
 
     /// Open probe streams.

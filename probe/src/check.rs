@@ -726,6 +726,11 @@ pub struct RunContext {
     /// change tracking, session receipts and expiry): the system's, or a
     /// manual one in tests. Deadlines stay on tokio's clock.
     pub clock: crate::clock::Clock,
+    /// The trace pipeline (`[telemetry]`; off by default).
+    pub telemetry: crate::telemetry::Telemetry,
+    /// This run's trace ids, set per run by the scheduler when it is
+    /// traced; with `propagate`, HTTP requests send `traceparent`.
+    pub trace: Option<crate::telemetry::TraceHandle>,
 }
 
 /// Runs a kind that keeps within `timeout` itself under a safety net one

@@ -22,6 +22,7 @@ pub mod duration;
 pub mod load;
 pub mod secret;
 pub mod size;
+pub mod telemetry;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -96,6 +97,10 @@ pub struct RawProbeFile {
     /// ([`crate::exporter`]): modules are check templates. Default: none.
     #[serde(default)]
     pub exporter: Option<crate::exporter::RawExporter>,
+    /// OpenTelemetry traces of check runs over OTLP/gRPC
+    /// ([`telemetry::RawTelemetry`]). Default: off.
+    #[serde(default)]
+    pub telemetry: Option<telemetry::RawTelemetry>,
 }
 
 /// `[probe]`.
@@ -228,6 +233,8 @@ pub struct ProbeConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The blackbox-compatible `/probe` endpoint, if configured.
     pub exporter: Option<crate::exporter::ExporterConfig>,
+    /// Trace export, when `[telemetry]` sampling is not `off`.
+    pub telemetry: Option<telemetry::TelemetryConfig>,
 }
 
 /// Default `[controller] drain_timeout`.
@@ -418,6 +425,7 @@ impl RawProbeFile {
             }
         });
         let exporter = self.exporter.as_ref().and_then(|e| e.validate(&mut p));
+        let telemetry = self.telemetry.as_ref().and_then(|t| t.validate(&mut p));
         if self.controller.is_none() && self.checks.is_empty() && self.exporter.is_none() {
             p.push(
                 "(root)",
@@ -435,6 +443,7 @@ impl RawProbeFile {
             outbox,
             metrics_listen,
             exporter,
+            telemetry,
         })
     }
 

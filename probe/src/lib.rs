@@ -25,6 +25,7 @@ pub mod redact;
 pub mod reporter;
 pub mod resolver;
 pub mod scheduler;
+pub mod telemetry;
 pub mod tls;
 
 use std::sync::Arc;
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The `[exporter]` listener could not be bound.
     #[error("cannot listen for [exporter] on {0}: {1}")]
     Exporter(std::net::SocketAddr, std::io::Error),
+    /// The `[telemetry]` exporter could not be started.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
 }
 
 /// A running probe: scheduler, outbox and (if configured) the reporter.
@@ -102,14 +106,30 @@ pub fn spawn_with_clock(
     standalone_sink: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
     clock: clock::Clock,
 ) -> Result<RunningProbe, StartError> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let telemetry = match &config.telemetry {
+        Some(t) => {
+            let resource = vec![
+                opentelemetry::KeyValue::new("outpost.probe", config.name.clone()),
+                opentelemetry::KeyValue::new("outpost.region", config.region.clone()),
+            ];
+            let (telemetry, worker) =
+                telemetry::Telemetry::start(t, "outpost-probe", resource, rx.clone())?;
+            tasks.push(worker);
+            telemetry
+        }
+        None => telemetry::Telemetry::off(),
+    };
     let ctx = RunContext {
         probe_name: config.name.clone(),
         region: config.region.clone(),
         // Session checks persist their sessions next to the outbox (check::session::state).
         session_dir: config.outbox.dir.parent().map(|p| p.join("sessions")),
         clock: clock.clone(),
+        telemetry,
+        trace: None,
     };
-    let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_shutdown = rx.clone();
     let exporter_shutdown = rx.clone();
     let run_ctx = ctx.clone();
@@ -130,7 +150,6 @@ pub fn spawn_with_clock(
         }),
     };
     let scheduler = Scheduler::new(ctx, config.max_concurrency, sink);
-    let mut tasks = Vec::new();
     let mut srx = rx.clone();
     tasks.push(tokio::spawn(scheduler.clone().run(async move {
         let _ = srx.wait_for(|v| *v).await;

@@ -9,7 +9,10 @@
 //!
 //! JSON is one object per line on stderr (`timestamp`, `level`, `target`,
 //! `fields` with `message`, and the current span and its parents), for log
-//! shippers that read JSON lines.
+//! shippers that read JSON lines. With `[telemetry]` on, a line emitted
+//! inside a traced check run is inside the scheduler's `run` span, so it
+//! carries the run's ids as `span.trace_id` and `span.span_id` (the
+//! exported trace and its `check` span; see [`crate::telemetry`]).
 
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -71,6 +71,33 @@ impl Collector for ProbeCollector {
             "Checks scheduled.",
             self.scheduler.len() as u64,
         )?;
+        if self.scheduler.telemetry().is_on() {
+            let t = self.scheduler.telemetry().stats();
+            counter(
+                &mut e,
+                "outpost_probe_traces_queued",
+                "Traces of check runs queued for OTLP export ([telemetry]).",
+                t.traces_queued.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "outpost_probe_trace_spans_exported",
+                "Spans the OTLP collector accepted.",
+                t.spans_exported.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "outpost_probe_trace_spans_dropped",
+                "Spans dropped: the export queue was full, or their export failed or timed out.",
+                t.spans_dropped.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "outpost_probe_trace_export_failures",
+                "OTLP export requests that failed or timed out.",
+                t.export_failures.load(Ordering::Relaxed),
+            )?;
+        }
         let Some(ob) = &self.outbox else {
             return Ok(());
         };

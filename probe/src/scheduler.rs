@@ -267,6 +267,11 @@ impl Scheduler {
         RunNow::Started
     }
 
+    /// The trace pipeline runs are traced with.
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.ctx.telemetry
+    }
+
     /// Number of checks scheduled.
     pub fn len(&self) -> usize {
         self.lock().entries.len()
@@ -334,7 +339,7 @@ impl Scheduler {
     /// already set and cleared when the run ends.
     fn start(&self, spec: Arc<CheckSpec>, version: u64, running: Arc<AtomicBool>, due: Instant) {
         let permits = self.permits.clone();
-        let ctx = self.ctx.clone();
+        let mut ctx = self.ctx.clone();
         let sink = self.sink.clone();
         let stats = self.stats.clone();
         tokio::spawn(async move {
@@ -352,7 +357,31 @@ impl Scheduler {
                 v.push(late.as_micros().min(u128::from(u32::MAX)) as u32);
             }
             stats.started.fetch_add(1, Ordering::Relaxed);
-            let outcome = check::run(&spec, &ctx).await;
+            // Ids before the run (traceparent, log lines); spans after it.
+            ctx.trace = ctx.telemetry.begin();
+            let run = async {
+                let o = check::run(&spec, &ctx).await;
+                let code = o.result.as_ref().err().map(|f| f.code().as_str());
+                tracing::debug!(check = %o.check_id, ok = o.ok(), failure_code = code, "check run finished");
+                o
+            };
+            let outcome = match ctx.trace {
+                None => run.await,
+                Some(t) => {
+                    // Log lines of a traced run carry its ids (`span.trace_id`
+                    // and `span.span_id` in JSON logs).
+                    use tracing::Instrument;
+                    let span = tracing::info_span!(
+                        "run",
+                        check = %spec.id,
+                        trace_id = %t.trace_id_hex(),
+                        span_id = %t.span_id_hex()
+                    );
+                    let outcome = run.instrument(span).await;
+                    ctx.telemetry.finish_run(t, &outcome, &ctx);
+                    outcome
+                }
+            };
             running.store(false, Ordering::Release);
             stats.finished.fetch_add(1, Ordering::Relaxed);
             sink(version, outcome);

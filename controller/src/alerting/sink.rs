@@ -730,6 +730,8 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
         }
     }
     let attempts = n.attempts + 1;
+    let trace = ctl.telemetry().begin_operation();
+    let (start, timer) = (std::time::SystemTime::now(), std::time::Instant::now());
     let event = AlertEvent::from_outbox(&n);
     let outcome = match (def, event) {
         (None, _) => Delivery::Reject {
@@ -756,6 +758,9 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
     };
     let now = ctl.now_ms();
     let kind = def.map(|d| &d.kind);
+    if let Some(trace) = trace {
+        delivery_span(ctl, trace, &n, attempts, &outcome, kind, (start, timer));
+    }
     let attempt = |outcome, error: &str| (outcome, status_of(error), excerpt(kind, error));
     match outcome {
         Delivery::Sent => {
@@ -804,6 +809,49 @@ async fn deliver_one(ctl: &Controller, n: Notification) -> Result<bool, crate::s
             Ok(true)
         }
     }
+}
+
+/// One delivery attempt as a trace (`notification delivery`, a client
+/// span): sink, action, attempt, result (`sent`, `retry`, `rejected`), the
+/// HTTP status the sink answered; status error unless sent.
+fn delivery_span(
+    ctl: &Controller,
+    trace: outpost_probe::telemetry::TraceHandle,
+    n: &Notification,
+    attempts: u32,
+    outcome: &Delivery,
+    kind: Option<&SinkKind>,
+    (start, timer): (std::time::SystemTime, std::time::Instant),
+) {
+    use outpost_probe::telemetry::{KeyValue, SpanKind};
+    let (result, error) = match outcome {
+        Delivery::Sent => ("sent", None),
+        Delivery::Retry { error, .. } => ("retry", Some(error.as_str())),
+        Delivery::Reject { error } => ("rejected", Some(error.as_str())),
+    };
+    let mut attrs = vec![
+        KeyValue::new("outpost.sink", n.sink.clone()),
+        KeyValue::new("outpost.notification.action", n.action.to_string()),
+        KeyValue::new("outpost.notification.attempt", i64::from(attempts)),
+        KeyValue::new("outpost.delivery.result", result),
+    ];
+    if let Some(s) = error.and_then(status_of) {
+        attrs.push(KeyValue::new("http.response.status_code", i64::from(s)));
+    }
+    if error.is_some() {
+        attrs.push(KeyValue::new("error.type", result));
+    }
+    // Scrubbed of the sink's secrets and bounded like an attempt's excerpt.
+    let description = error.map(|e| excerpt(kind, e));
+    ctl.telemetry().record_operation(
+        trace,
+        SpanKind::Client,
+        "notification delivery",
+        start,
+        start + timer.elapsed(),
+        attrs,
+        description.as_deref(),
+    );
 }
 
 /// The attempt row of an outcome, status and excerpt.

@@ -16,4 +16,5 @@ mod scheduler;
 mod session_check;
 mod support;
 mod tcp_check;
+mod telemetry;
 mod tls_matrix;

@@ -18,6 +18,8 @@
 //!   zone, rcodes, silence and UDP truncation the test changes while it runs.
 //! - [`client`]: one HTTP(S) request over a fresh loopback connection, raw sockets
 //!   for hostile-peer tests.
+//! - [`otlp`]: [`OtlpReceiver`], an OTLP/gRPC trace receiver (opentelemetry-proto's
+//!   `TraceService` on tonic) recording every exported span.
 //! - [`grpc`]: [`GrpcHealthServer`], a gRPC server with tonic-health's `grpc.health.v1`
 //!   service (statuses switched while it runs; plaintext h2c or TLS).
 //! - [`fake_probe`]: [`FakeProbe`], a real `outpost.v1` gRPC client a test drives
@@ -63,6 +65,7 @@ pub mod grpc;
 pub mod hostile;
 pub mod http;
 pub mod opsgenie;
+pub mod otlp;
 pub mod pager;
 pub mod pki;
 pub mod postgres;
@@ -81,6 +84,7 @@ pub use grpc::GrpcHealthServer;
 pub use hostile::{Behaviour, Hostile, HostileServer};
 pub use http::{HttpServer, HttpServerBuilder, Reply, RequestInfo, RunningServer};
 pub use opsgenie::{OpsgenieAlert, OpsgenieReceiver, OpsgenieRequest};
+pub use otlp::OtlpReceiver;
 pub use pager::{Forced, PagerEvent, PagerReceiver, Rejection, WebhookReceiver};
 pub use pki::{Identity, KeyKind, LeafOptions, Pki};
 pub use proxy::{ProxyMode, TcpProxy};

@@ -9,6 +9,7 @@ mod kill_controller;
 mod kill_probe;
 mod mtls;
 mod offline_cut;
+mod otel;
 mod pager_faults;
 mod pipeline;
 mod prometheus;

@@ -385,6 +385,9 @@ where
         )
         .header("x-outpost-probe", ctx.probe_name.as_str())
         .header("x-outpost-region", ctx.region.as_str());
+    if let Some(t) = ctx.trace.filter(|t| t.propagate) {
+        b = b.header("traceparent", t.traceparent());
+    }
     for (k, v) in req.headers {
         b = b.header(k, v);
     }
