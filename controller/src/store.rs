@@ -109,7 +109,7 @@
 //!   `0005_alert_timeline.sql`, `0006_notification_attempts.sql`,
 //!   `0007_replicas.sql`: fencing epochs, delivery claims, `leases`;
 //!   `0008_sessions.sql`; `0009_flapping.sql`; `0010_probe_identities.sql`;
-//!   `0011_silences.sql`):
+//!   `0011_silences.sql`; `0013_alert_groups.sql`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -122,8 +122,10 @@
 //!   but not paged: [`crate::alerting::silence`]), `silences` (made from the
 //!   dashboard or the API; those of the config file live in the config),
 //!   `alert_timeline` (every
-//!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
-//!   persisted outbox; each row belongs to an alert or to an event),
+//!   change of an alert: fired, updated, notified, escalated, resolved),
+//!   `alert_groups` (the notification groups of routes with `group_by`:
+//!   [`crate::alerting::group`]), `notifications` (the
+//!   persisted outbox; each row belongs to an alert, an event or a group),
 //!   `notification_attempts` (every delivery attempt: sink, time, outcome,
 //!   HTTP status, a bounded excerpt with the sink's secrets scrubbed),
 //!   `events` (DNS answer changes, one row per change however many probes
@@ -179,6 +181,7 @@ mod alerts;
 mod attempts;
 mod certificates;
 mod events;
+mod groups;
 mod identities;
 mod latest;
 mod lease;
@@ -198,6 +201,7 @@ use std::{
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
+pub use groups::GroupRow;
 pub use identities::{EnrollmentTokenRow, ProbeCertificateRow};
 pub use latest::LatestTimings;
 pub use lease::{LEASE_NAME, Lease};

@@ -1,0 +1,205 @@
+//! `[[routes]] group_by` end to end on loopback, under a manual clock, with
+//! the real PagerDuty receiver: five checks of one team fail together →
+//! one trigger naming all five on the grouped route (and five on a route
+//! without grouping); a restart re-pages nothing; one recovers → one
+//! update with the same dedup key after `group_interval`; all recover →
+//! one resolve.
+
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
+
+use std::time::Duration;
+
+use crate::support::*;
+use outpost_controller::ManualClock;
+use outpost_testkit::{PagerEvent, PagerReceiver};
+
+const STEP: Duration = Duration::from_secs(30);
+const CHECKS: [&str; 5] = ["pay-1", "pay-2", "pay-3", "pay-4", "pay-5"];
+
+fn config(db: &std::path::Path, grouped_url: &str, each_url: &str) -> String {
+    let mut checks = String::new();
+    for id in CHECKS {
+        checks.push_str(&format!(
+            "[[checks]]\nid = \"{id}\"\ninterval = \"30s\"\ntimeout = \"5s\"\nlabels = {{ team = \"payments\" }}\n\
+             http = {{ url = \"https://{id}.example.net/health\" }}\n"
+        ));
+    }
+    // config_text ends inside the route `oncall` (pagerduty + log): it
+    // groups by team; `each` pages per alert.
+    let mut s = config_text(db, grouped_url, &checks);
+    s.push_str(&format!(
+        "group_by = [\"team\"]\ngroup_wait = \"1m\"\ngroup_interval = \"5m\"\n\
+         [[sinks]]\nname = \"pd-each\"\npagerduty = {{ routing_key = {{ env = \"TEST_PD_KEY\" }}, api_url = \"{each_url}\" }}\n\
+         [[routes]]\nname = \"each\"\nsinks = [\"pd-each\"]\n"
+    ));
+    s
+}
+
+async fn probes(ctl: &outpost_controller::RunningController) -> Vec<FakeProbe> {
+    let mut p = Vec::new();
+    for (name, _, _) in PROBES {
+        let mut probe = connect(ctl.grpc_addr(), name).await;
+        probe.assignment().await;
+        p.push(probe);
+    }
+    p
+}
+
+/// One run of every check in every region at the clock's time, failing
+/// unless listed in `passing`; the clock moves one interval; then a pass
+/// and the deliveries it queued are waited for.
+async fn round(
+    ctl: &outpost_controller::RunningController,
+    probes: &mut [FakeProbe],
+    clock: &ManualClock,
+    passing: &[&str],
+) {
+    for p in probes.iter_mut() {
+        let batch = CHECKS
+            .iter()
+            .map(|check| {
+                let mut r = p.result(check, passing.contains(check));
+                r.started_at_unix_ms = clock.unix_ms();
+                r
+            })
+            .collect();
+        p.send(batch).await;
+    }
+    clock.advance(STEP);
+    settle(ctl, clock).await;
+}
+
+/// Rounds until `done` holds, at most `max`.
+async fn rounds_until(
+    ctl: &outpost_controller::RunningController,
+    probes: &mut [FakeProbe],
+    clock: &ManualClock,
+    passing: &[&str],
+    max: usize,
+    done: impl Fn() -> bool,
+) {
+    for _ in 0..max {
+        if done() {
+            return;
+        }
+        round(ctl, probes, clock, passing).await;
+    }
+    assert!(done(), "not done after {max} rounds");
+}
+
+fn members(e: &PagerEvent) -> Vec<String> {
+    e.raw["payload"]["custom_details"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["check_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn five_failing_checks_of_a_team_page_once_update_once_and_resolve_once() {
+    let grouped = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let each = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&dir.path().join("o.db"), &grouped.url(), &each.url());
+    let (ctl, clock) = start_manual(&text).await;
+    let mut p = probes(&ctl).await;
+
+    // All five fail: the route without group_by pages five times at once;
+    // the grouped one waits group_wait (1m) to collect them.
+    rounds_until(&ctl, &mut p, &clock, &[], 4, || each.events().len() >= 5).await;
+    assert!(grouped.events().is_empty(), "{:#?}", grouped.events());
+    let keys: Vec<String> = each.events().iter().map(|e| e.dedup_key.clone()).collect();
+    assert_eq!(
+        keys.len(),
+        5,
+        "one trigger per check on the ungrouped route: {keys:?}"
+    );
+    for id in CHECKS {
+        assert!(
+            keys.contains(&format!("outpost/{id}/check_failing")),
+            "{keys:?}"
+        );
+    }
+    rounds_until(&ctl, &mut p, &clock, &[], 4, || {
+        !grouped.events().is_empty()
+    })
+    .await;
+    let events = grouped.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let first = &events[0];
+    assert_eq!(first.event_action, "trigger");
+    assert!(
+        first.dedup_key.starts_with("outpost/group/oncall/"),
+        "{first:#?}"
+    );
+    let summary = first.summary.as_deref().unwrap();
+    assert!(
+        summary.starts_with("5 checks failing (team=payments): pay-1, pay-2, pay-3, +2"),
+        "{summary}"
+    );
+    assert_eq!(members(first), CHECKS);
+    let details = &first.raw["payload"]["custom_details"];
+    assert_eq!(details["count"], 5);
+    assert_eq!(details["group"]["labels"]["team"], "payments");
+    assert_eq!(details["members"][0]["code"], "timeout", "{details:#}");
+    assert_eq!(
+        details["members"][0]["regions"].as_array().unwrap().len(),
+        3
+    );
+    let key = first.dedup_key.clone();
+
+    // A restart re-pages nothing: the group, its members and what was
+    // sent are in the store.
+    ctl.shutdown().await;
+    let ctl = start_with(&text, &clock).await;
+    let mut p = probes(&ctl).await;
+    round(&ctl, &mut p, &clock, &[]).await;
+    assert_eq!(grouped.events().len(), 1, "{:#?}", grouped.events());
+    assert_eq!(each.events().len(), 5, "{:#?}", each.events());
+
+    // pay-1 recovers: one update with the same key within group_interval
+    // (5m) of the first trigger.
+    rounds_until(&ctl, &mut p, &clock, &["pay-1"], 14, || {
+        grouped.events().len() >= 2
+    })
+    .await;
+    let events = grouped.events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let update = &events[1];
+    assert_eq!(update.event_action, "trigger");
+    assert_eq!(update.dedup_key, key);
+    assert_eq!(members(update), &CHECKS[1..]);
+    assert!(
+        update
+            .summary
+            .as_deref()
+            .unwrap()
+            .starts_with("4 checks failing (team=payments): pay-2, pay-3, pay-4, +1"),
+        "{update:#?}"
+    );
+
+    // All recover: one resolve, same key.
+    rounds_until(&ctl, &mut p, &clock, &CHECKS, 14, || {
+        grouped.events().len() >= 3
+    })
+    .await;
+    round(&ctl, &mut p, &clock, &CHECKS).await;
+    let events = grouped.events();
+    assert_eq!(events.len(), 3, "{events:#?}");
+    assert_eq!(events[2].event_action, "resolve");
+    assert_eq!(events[2].dedup_key, key);
+    assert!(grouped.rejected().is_empty(), "{:?}", grouped.rejected());
+    // The ungrouped route: a trigger and a resolve per check.
+    let each_events = each.events();
+    let resolves = each_events
+        .iter()
+        .filter(|e| e.event_action == "resolve")
+        .count();
+    assert_eq!(resolves, 5, "{each_events:#?}");
+    assert!(
+        ctl.store().open_groups().await.unwrap().is_empty(),
+        "the group resolved"
+    );
+    ctl.shutdown().await;
+}
