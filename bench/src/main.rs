@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerting;
 mod measure;
 mod replicas;
 mod scenario;
@@ -39,7 +40,7 @@ enum Command {
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, postgres.
+        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, postgres, alerting.
         #[arg(long)]
         only: Vec<String>,
     },
