@@ -297,15 +297,23 @@ pub fn step(
     }
 }
 
+/// Whether `event` is a group's update trigger (`details.group_update`):
+/// sinks that keep the first message of an incident (Opsgenie) add a note.
+pub fn is_update(event: &AlertEvent) -> bool {
+    event.details.get("group_update") == Some(&serde_json::Value::Bool(true))
+}
+
 /// The trigger of a group: summary `5 checks failing (team=payments): a,
 /// b, c, +2 · since …`, the most severe member's severity, every failing
-/// region, and the members in `details.members`.
+/// region, and the members in `details.members`; `update` when it follows
+/// the group's first trigger (`details.group_update`).
 pub fn trigger_event(
     route: &str,
     values: &[(String, String)],
     dedup_key: &str,
     members: &[Member],
     opened_ms: i64,
+    update: bool,
     now_ms: i64,
 ) -> AlertEvent {
     let mut members = members.to_vec();
@@ -369,6 +377,7 @@ pub fn trigger_event(
             "group": { "route": route, "labels": labels },
             "count": n,
             "members": listed,
+            "group_update": update,
         }),
         at_ms: now_ms,
     }
@@ -529,6 +538,7 @@ pub async fn evaluate(ctl: &Controller, now_ms: i64) -> Result<Vec<GroupChange>,
                     &row.dedup_key,
                     &members,
                     row.opened_at_ms,
+                    row.notified_ms.is_some(),
                     now_ms,
                 );
                 let payload = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
@@ -671,7 +681,11 @@ mod tests {
             .collect();
         let values = vec![("team".to_owned(), "payments".to_owned())];
         let key = dedup_key("oncall", &group_key(&values));
-        let e = trigger_event("oncall", &values, &key, &members, 0, 5);
+        let e = trigger_event("oncall", &values, &key, &members, 0, false, 5);
+        assert!(!is_update(&e));
+        assert!(is_update(&trigger_event(
+            "oncall", &values, &key, &members, 0, true, 5
+        )));
         assert!(
             e.summary
                 .starts_with("5 checks failing (team=payments): a, b, c, +2 · since "),
@@ -684,7 +698,7 @@ mod tests {
         assert_eq!(e.details["group"]["labels"]["team"], "payments");
         assert_eq!(e.regions, ["eu-west"]);
         assert_eq!(e.dedup_key, key);
-        let one = trigger_event("oncall", &values, &key, &members[..1], 0, 5);
+        let one = trigger_event("oncall", &values, &key, &members[..1], 0, false, 5);
         assert!(
             one.summary
                 .starts_with("1 check failing (team=payments): e — timeout"),
