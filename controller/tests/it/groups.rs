@@ -3,7 +3,7 @@
 //! one trigger naming all five on the grouped route (and five on a route
 //! without grouping); a restart re-pages nothing; one recovers → one
 //! update with the same dedup key after `group_interval`; all recover →
-//! one resolve.
+//! one resolve. Alerts suppressed by a failing dependency are not members.
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a panic is the failure
 
@@ -200,6 +200,64 @@ async fn five_failing_checks_of_a_team_page_once_update_once_and_resolve_once() 
     assert!(
         ctl.store().open_groups().await.unwrap().is_empty(),
         "the group resolved"
+    );
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn suppressed_alerts_are_not_members_of_their_group() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checks = String::new();
+    for (id, deps) in [
+        ("db", ""),
+        ("pay-1", "depends_on = [\"db\"]\n"),
+        ("pay-2", "depends_on = [\"db\"]\n"),
+    ] {
+        checks.push_str(&format!(
+            "[[checks]]\nid = \"{id}\"\ninterval = \"30s\"\ntimeout = \"5s\"\nlabels = {{ team = \"payments\" }}\n{deps}\
+             http = {{ url = \"https://{id}.example.net/health\" }}\n"
+        ));
+    }
+    let mut text = config_text(&dir.path().join("o.db"), &pager.url(), &checks);
+    text.push_str("group_by = [\"team\"]\ngroup_wait = \"0s\"\n");
+    let (ctl, clock) = start_manual(&text).await;
+    let mut p = probes(&ctl).await;
+    for _ in 0..3 {
+        for probe in p.iter_mut() {
+            let batch = ["db", "pay-1", "pay-2"]
+                .iter()
+                .map(|check| {
+                    let mut r = probe.result(check, false);
+                    r.started_at_unix_ms = clock.unix_ms();
+                    r
+                })
+                .collect();
+            probe.send(batch).await;
+        }
+        clock.advance(STEP);
+        settle(&ctl, &clock).await;
+    }
+    // The dependents are open, suppressed: the group names db alone.
+    for id in ["pay-1", "pay-2"] {
+        let a = ctl
+            .store()
+            .open_alert(id, outpost_controller::alerting::AlertKind::CheckFailing)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} recorded"));
+        assert_eq!(a.suppressed_by, "dependency db");
+    }
+    let events = pager.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(members(&events[0]), ["db"]);
+    assert!(
+        events[0]
+            .summary
+            .as_deref()
+            .unwrap()
+            .starts_with("1 check failing (team=payments): db — timeout"),
+        "{events:#?}"
     );
     ctl.shutdown().await;
 }
