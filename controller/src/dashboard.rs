@@ -1,7 +1,9 @@
 //! The server-rendered status page: `/` (checks × regions grid, open-alert
 //! banner, recent DNS changes, probes), `/checks/{id}` ([`detail`]: per-region
 //! state, what the newest results saw by kind, changes, recent results) and
-//! `/certificates` ([`certificates`]: the inventory), `/silences`
+//! `/alert-groups/{id}` ([`groups`]: one notification group, its members,
+//! notifications and delivery attempts; the status page lists the open
+//! ones), `/certificates` ([`certificates`]: the inventory), `/silences`
 //! ([`silences`]: silences, maintenance windows, the operator's form to
 //! make one); the login form and
 //! logout ([`login`]) and the opt-in public status page ([`public`]).
@@ -17,6 +19,7 @@
 
 pub mod certificates;
 pub mod detail;
+pub mod groups;
 mod kind;
 pub mod login;
 pub mod public;
@@ -50,6 +53,7 @@ pub fn routes() -> Routes {
     Routes::by_method()
         .get("/", index)
         .get("/checks/{id}", detail::page_handler)
+        .get("/alert-groups/{id}", groups::page_handler)
         .get("/certificates", certificates::page_handler)
         .get("/silences", silences::page_handler)
         .post("/silences", silences::create)
@@ -386,12 +390,14 @@ async fn render_index(ctl: &Controller) -> Result<Markup, api::ApiError> {
     let regions = ctl.config().result_regions();
     let events = api::events::event_views(ctl, None, RECENT_CHANGES).await?;
     let strip = certificate_strip(ctl, now).await?;
+    let open_groups = ctl.store().open_groups().await?;
     let body = html! {
         (banner(&open, now))
         (strip)
         main {
             h2 { "Checks" }
             (grid(&checks, &regions))
+            (groups::open_list(&open_groups))
             h2 #changes { "Recent changes" }
             (changes_table(&events, now, true))
             (probes_table(&probes, now))

@@ -201,7 +201,7 @@ use std::{
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
-pub use groups::GroupRow;
+pub use groups::{GroupNotificationRow, GroupRecord, GroupRow};
 pub use identities::{EnrollmentTokenRow, ProbeCertificateRow};
 pub use latest::LatestTimings;
 pub use lease::{LEASE_NAME, Lease};

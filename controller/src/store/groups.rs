@@ -3,8 +3,14 @@
 //! or update) and closing it (with its resolves, or unsent when it emptied
 //! while waiting) are each one transaction with their notifications, fenced
 //! with the evaluator epoch like every alert change.
+//!
+//! Reads for the API and the dashboard ([`Store::alert_groups`],
+//! [`Store::alert_group`], [`Store::group_notifications`],
+//! [`Store::group_attempts`]): group notifications have no alert
+//! (`alert_id` NULL), so they are found by the group's dedup key within its
+//! lifetime (a resolved group's key is reused when the group opens again).
 
-use super::{Store, StoreError, lease, notifications};
+use super::{AttemptRow, Store, StoreError, lease, notifications};
 use crate::alerting::Action;
 
 /// An open group.
@@ -28,6 +34,69 @@ pub struct GroupRow {
     pub sinks_json: String,
 }
 
+/// A group open or resolved, as the API and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GroupRecord {
+    /// Id.
+    pub id: i64,
+    /// Route name.
+    pub route: String,
+    /// The group labels' values: a JSON array of `[name, value]` pairs.
+    pub group_key: String,
+    /// Dedup key of every notification of the group.
+    pub dedup_key: String,
+    /// `open` or `resolved`.
+    pub state: String,
+    /// Opened.
+    pub opened_at_ms: i64,
+    /// Last trigger queued; `None` while waiting (or closed unsent).
+    pub notified_ms: Option<i64>,
+    /// What the sinks were last sent: JSON object check id → code.
+    pub sent_json: String,
+    /// Sinks that got the first trigger (JSON array).
+    pub sinks_json: String,
+    /// Resolved at.
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// A notification of a group (no alert).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GroupNotificationRow {
+    /// Id.
+    pub id: i64,
+    /// Sink name.
+    pub sink: String,
+    /// Trigger or resolve.
+    pub action: Action,
+    /// Pending, delivered or failed.
+    pub state: crate::alerting::sink::NotificationState,
+    /// Attempts so far.
+    #[sqlx(try_from = "i64")]
+    pub attempts: u32,
+    /// Queued at.
+    pub created_ms: i64,
+    /// Next attempt (pending only).
+    pub next_attempt_ms: i64,
+    /// Last error (status and a snippet of the sink's answer).
+    pub last_error: Option<String>,
+    /// Delivered at.
+    pub delivered_ms: Option<i64>,
+}
+
+macro_rules! record_columns {
+    () => {
+        "id, route, group_key, dedup_key, state, opened_at_ms, notified_ms, sent_json, sinks_json, resolved_at_ms"
+    };
+}
+
+/// The notifications of group `g`: its dedup key, no alert, queued while it
+/// was open (its resolve is queued at `resolved_at_ms`).
+macro_rules! of_group {
+    () => {
+        "n.alert_id IS NULL AND n.dedup_key = $1 AND n.created_ms >= $2 AND n.created_ms <= $3"
+    };
+}
+
 macro_rules! group_columns {
     () => {
         "id, route, group_key, dedup_key, opened_at_ms, notified_ms, sent_json, sinks_json"
@@ -42,6 +111,73 @@ impl Store {
             group_columns!(),
             " FROM alert_groups WHERE state = 'open' ORDER BY opened_at_ms, id"
         ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Open groups (oldest first), then the `limit` most recently opened
+    /// resolved ones.
+    pub async fn alert_groups(&self, limit: u32) -> Result<Vec<GroupRecord>, StoreError> {
+        let mut out: Vec<GroupRecord> = sqlx::query_as(concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM alert_groups WHERE state = 'open' ORDER BY opened_at_ms, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let recent: Vec<GroupRecord> = sqlx::query_as(concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM alert_groups WHERE state <> 'open' ORDER BY opened_at_ms DESC, id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        out.extend(recent);
+        Ok(out)
+    }
+
+    /// Group `id`, open or not.
+    pub async fn alert_group(&self, id: i64) -> Result<Option<GroupRecord>, StoreError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM alert_groups WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The notifications of group `g`, in queue order.
+    pub async fn group_notifications(
+        &self,
+        g: &GroupRecord,
+    ) -> Result<Vec<GroupNotificationRow>, StoreError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT n.id, n.sink, n.action, n.state, n.attempts, n.created_ms, n.next_attempt_ms, \
+             n.last_error, n.delivered_ms FROM notifications n WHERE ",
+            of_group!(),
+            " ORDER BY n.id"
+        ))
+        .bind(&g.dedup_key)
+        .bind(g.opened_at_ms)
+        .bind(g.resolved_at_ms.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every delivery attempt of the notifications of group `g`, in order.
+    pub async fn group_attempts(&self, g: &GroupRecord) -> Result<Vec<AttemptRow>, StoreError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT a.notification_id, a.sink, a.at_ms, a.outcome, a.status, a.excerpt \
+             FROM notification_attempts a JOIN notifications n ON n.id = a.notification_id WHERE ",
+            of_group!(),
+            " ORDER BY a.id"
+        ))
+        .bind(&g.dedup_key)
+        .bind(g.opened_at_ms)
+        .bind(g.resolved_at_ms.unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -243,6 +379,55 @@ mod tests {
             assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
             let err = s.close_group(g.id, &[], "{}", 4).await.unwrap_err();
             assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+        }
+    }
+    #[tokio::test]
+    async fn groups_list_open_then_recent_each_with_its_own_notifications() {
+        for (_d, s) in temp_stores().await {
+            let sinks = vec!["pd".to_owned()];
+            let old = s.open_group("r", "[]", "k", 10).await.unwrap().unwrap();
+            assert!(
+                s.notify_group(old.id, &sinks, "{\"a\":\"timeout\"}", "{}", 11)
+                    .await
+                    .unwrap()
+            );
+            assert!(s.close_group(old.id, &sinks, "{}", 20).await.unwrap());
+            // Same key again: a new group, later notifications.
+            let new = s.open_group("r", "[]", "k", 30).await.unwrap().unwrap();
+            assert!(
+                s.notify_group(new.id, &sinks, "{}", "{}", 31)
+                    .await
+                    .unwrap()
+            );
+            let other = s.open_group("r2", "[]", "k2", 40).await.unwrap().unwrap();
+            let list = s.alert_groups(10).await.unwrap();
+            let got: Vec<(i64, &str)> = list.iter().map(|g| (g.id, g.state.as_str())).collect();
+            assert_eq!(
+                got,
+                [(new.id, "open"), (other.id, "open"), (old.id, "resolved")]
+            );
+            assert_eq!(
+                s.alert_groups(0).await.unwrap().len(),
+                2,
+                "open ones always"
+            );
+            let old_rec = s.alert_group(old.id).await.unwrap().unwrap();
+            assert_eq!(old_rec.resolved_at_ms, Some(20));
+            assert_eq!(old_rec.sent_json, "{\"a\":\"timeout\"}");
+            let actions = |ns: Vec<GroupNotificationRow>| -> Vec<(Action, i64)> {
+                ns.iter().map(|n| (n.action, n.created_ms)).collect()
+            };
+            assert_eq!(
+                actions(s.group_notifications(&old_rec).await.unwrap()),
+                [(Action::Trigger, 11), (Action::Resolve, 20)]
+            );
+            let new_rec = s.alert_group(new.id).await.unwrap().unwrap();
+            assert_eq!(
+                actions(s.group_notifications(&new_rec).await.unwrap()),
+                [(Action::Trigger, 31)]
+            );
+            assert!(s.group_attempts(&new_rec).await.unwrap().is_empty());
+            assert!(s.alert_group(other.id + 100).await.unwrap().is_none());
         }
     }
 }

@@ -261,3 +261,204 @@ async fn suppressed_alerts_are_not_members_of_their_group() {
     );
     ctl.shutdown().await;
 }
+
+/// The group of `pay-1` and `pay-2` over `GET /api/v1/alert-groups`, its
+/// page and the status page's list: members, dedup key (the one PagerDuty
+/// got), sinks, notifications with their attempts; resolved, then opened
+/// again with the same dedup key, each group keeps its own notifications.
+#[tokio::test]
+async fn groups_are_visible_over_the_api_and_on_their_page() {
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checks = String::new();
+    for id in ["pay-1", "pay-2"] {
+        checks.push_str(&format!(
+            "[[checks]]\nid = \"{id}\"\ninterval = \"30s\"\ntimeout = \"5s\"\nlabels = {{ team = \"payments\" }}\n\
+             http = {{ url = \"https://{id}.example.net/health\" }}\n"
+        ));
+    }
+    let mut text = config_text(&dir.path().join("o.db"), &pager.url(), &checks);
+    text.push_str("group_by = [\"team\"]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\n");
+    let (ctl, clock) = start_manual(&text).await;
+    let http = ctl.http_addr();
+    let mut p = probes(&ctl).await;
+    async fn both(
+        ctl: &outpost_controller::RunningController,
+        p: &mut [FakeProbe],
+        clock: &ManualClock,
+        ok: bool,
+    ) {
+        for probe in p.iter_mut() {
+            let batch = ["pay-1", "pay-2"]
+                .iter()
+                .map(|check| {
+                    let mut r = probe.result(check, ok);
+                    r.started_at_unix_ms = clock.unix_ms();
+                    r
+                })
+                .collect();
+            probe.send(batch).await;
+        }
+        clock.advance(STEP);
+        settle(ctl, clock).await;
+    }
+    for _ in 0..6 {
+        if !pager.events().is_empty() {
+            break;
+        }
+        both(&ctl, &mut p, &clock, false).await;
+    }
+    drained(&ctl).await;
+    let events = pager.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+
+    let body = get_json(http, "/api/v1/alert-groups").await;
+    let groups = body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{body:#}");
+    let g = &groups[0];
+    let id = g["id"].as_i64().unwrap();
+    assert_eq!(g["state"], "open");
+    assert_eq!(g["route"], "oncall");
+    assert_eq!(g["labels"], serde_json::json!([["team", "payments"]]));
+    assert_eq!(g["dedup_key"].as_str().unwrap(), events[0].dedup_key);
+    assert_eq!(g["sinks"], serde_json::json!(["pagerduty", "log"]));
+    assert_eq!(
+        g["members"],
+        serde_json::json!([
+            {"check_id": "pay-1", "code": "timeout"},
+            {"check_id": "pay-2", "code": "timeout"},
+        ])
+    );
+    let ns = g["notifications"].as_array().unwrap();
+    let got: Vec<(&str, &str, &str)> = ns
+        .iter()
+        .map(|n| {
+            (
+                n["sink"].as_str().unwrap(),
+                n["action"].as_str().unwrap(),
+                n["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("pagerduty", "trigger", "delivered"),
+            ("log", "trigger", "delivered")
+        ],
+        "{g:#}"
+    );
+    let attempts = g["attempts"].as_array().unwrap();
+    let pd_attempt = attempts
+        .iter()
+        .find(|a| a["notification_id"] == ns[0]["id"])
+        .unwrap_or_else(|| panic!("the PagerDuty trigger's attempt: {g:#}"));
+    assert_eq!(pd_attempt["sink"], "pagerduty");
+    assert_eq!(pd_attempt["outcome"], "delivered");
+    assert_eq!(
+        get_json(http, &format!("/api/v1/alert-groups/{id}")).await["group"],
+        *g
+    );
+    let (status, body) = get(http, "/api/v1/alert-groups/999").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no alert group with id 999"), "{body}");
+
+    // Its page: members linking to their checks, the key, the deliveries.
+    let (status, page) = get(http, &format!("/alert-groups/{id}")).await;
+    assert_eq!(status, 200, "{page}");
+    for needle in [
+        "href=\"/checks/pay-1\"",
+        "href=\"/checks/pay-2\"",
+        "team=payments",
+        events[0].dedup_key.as_str(),
+        "<td>trigger</td>",
+        "<td>delivered</td>",
+        "<td>pagerduty</td>",
+    ] {
+        assert!(page.contains(needle), "{needle} missing:\n{page}");
+    }
+    let (status, _) = get(http, "/alert-groups/999").await;
+    assert_eq!(status, 404);
+    let (_, index) = get(http, "/").await;
+    assert!(
+        index.contains(&format!("href=\"/alert-groups/{id}\"")),
+        "{index}"
+    );
+    assert!(index.contains("oncall: team=payments"), "{index}");
+
+    // Both recover: the group resolves with one resolve per sink.
+    for _ in 0..6 {
+        if pager.events().len() >= 2 {
+            break;
+        }
+        both(&ctl, &mut p, &clock, true).await;
+    }
+    drained(&ctl).await;
+    assert_eq!(pager.events().len(), 2, "{:#?}", pager.events());
+    let (_, index) = get(http, "/").await;
+    assert!(!index.contains("/alert-groups/"), "no open group: {index}");
+    // Failing again opens a new group with the same dedup key.
+    for _ in 0..6 {
+        if pager.events().len() >= 3 {
+            break;
+        }
+        both(&ctl, &mut p, &clock, false).await;
+    }
+    drained(&ctl).await;
+    assert_eq!(pager.events().len(), 3, "{:#?}", pager.events());
+    let body = get_json(http, "/api/v1/alert-groups").await;
+    let groups = body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{body:#}");
+    let (new, old) = (&groups[0], &groups[1]);
+    assert_eq!(
+        (new["state"].as_str(), old["state"].as_str()),
+        (Some("open"), Some("resolved"))
+    );
+    assert_eq!(old["id"].as_i64(), Some(id));
+    assert_eq!(new["dedup_key"], old["dedup_key"]);
+    assert!(old["resolved_at_ms"].as_i64().is_some());
+    let actions = |g: &serde_json::Value| -> Vec<String> {
+        g["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {}",
+                    n["sink"].as_str().unwrap(),
+                    n["action"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        actions(old),
+        [
+            "pagerduty trigger",
+            "log trigger",
+            "pagerduty resolve",
+            "log resolve"
+        ],
+        "{old:#}"
+    );
+    assert_eq!(
+        actions(new),
+        ["pagerduty trigger", "log trigger"],
+        "{new:#}"
+    );
+    let old_ids: Vec<&serde_json::Value> = old["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["id"])
+        .collect();
+    assert!(
+        old["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| old_ids.contains(&&a["notification_id"])),
+        "{old:#}"
+    );
+    ctl.shutdown().await;
+}
