@@ -462,3 +462,55 @@ async fn groups_are_visible_over_the_api_and_on_their_page() {
     );
     ctl.shutdown().await;
 }
+
+/// A group label value with markup is escaped on the group's page and in
+/// the status page's list; a sink that refuses shows on the page as failed
+/// attempts.
+#[tokio::test]
+async fn group_page_escapes_label_values_and_shows_failed_attempts() {
+    const HOSTILE: &str = "<script>alert(1)</script>";
+    let dir = tempfile::tempdir().unwrap();
+    let checks = format!(
+        "[[checks]]\nid = \"pay-1\"\ninterval = \"30s\"\ntimeout = \"5s\"\nlabels = {{ team = \"{HOSTILE}\" }}\n\
+         http = {{ url = \"https://pay-1.example.net/health\" }}\n"
+    );
+    // Nothing listens on port 9: every PagerDuty attempt fails.
+    let mut text = config_text(&dir.path().join("o.db"), "http://127.0.0.1:9", &checks);
+    text.push_str("group_by = [\"team\"]\ngroup_wait = \"0s\"\n");
+    let (ctl, clock) = start_manual(&text).await;
+    let mut p = probes(&ctl).await;
+    let mut attempted = false;
+    for _ in 0..6 {
+        for probe in p.iter_mut() {
+            let mut r = probe.result("pay-1", false);
+            r.started_at_unix_ms = clock.unix_ms();
+            probe.send(vec![r]).await;
+        }
+        clock.advance(STEP);
+        settle(&ctl, &clock).await;
+        let groups = get_json(ctl.http_addr(), "/api/v1/alert-groups").await;
+        attempted = groups["groups"][0]["attempts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["sink"] == "pagerduty"));
+        if attempted {
+            break;
+        }
+    }
+    assert!(attempted, "the PagerDuty trigger was attempted");
+    let groups = get_json(ctl.http_addr(), "/api/v1/alert-groups").await;
+    let g = &groups["groups"][0];
+    assert_eq!(g["labels"][0][1], HOSTILE, "{g:#}");
+    let id = g["id"].as_i64().unwrap();
+    for path in [format!("/alert-groups/{id}"), "/".to_owned()] {
+        let (status, page) = get(ctl.http_addr(), &path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert!(!page.contains("<script"), "{path}: unescaped: {page}");
+        assert!(
+            page.contains("&lt;script&gt;"),
+            "{path}: label missing: {page}"
+        );
+    }
+    let (_, page) = get(ctl.http_addr(), &format!("/alert-groups/{id}")).await;
+    assert!(page.contains("<td>retry</td>"), "a failed attempt: {page}");
+    ctl.shutdown().await;
+}
