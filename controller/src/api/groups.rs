@@ -38,7 +38,7 @@ use super::ApiError;
 use crate::{
     Controller,
     alerting::{
-        Action,
+        Action, AlertState,
         sink::{AttemptOutcome, NotificationState},
     },
     store::{AttemptRow, GroupNotificationRow, GroupRecord},
@@ -104,7 +104,7 @@ pub struct GroupView {
     /// Route name.
     pub route: String,
     /// `open` or `resolved`.
-    pub state: String,
+    pub state: AlertState,
     /// The `group_by` values, `[name, value]` in `group_by` order.
     pub labels: Vec<(String, String)>,
     /// Dedup key of every notification (PagerDuty incident, Opsgenie alias).

@@ -45,8 +45,8 @@ pub struct GroupRecord {
     pub group_key: String,
     /// Dedup key of every notification of the group.
     pub dedup_key: String,
-    /// `open` or `resolved`.
-    pub state: String,
+    /// Open or resolved (the same two words as an alert's).
+    pub state: crate::alerting::AlertState,
     /// Opened.
     pub opened_at_ms: i64,
     /// Last trigger queued; `None` while waiting (or closed unsent).
