@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerting;
 mod history;
 mod measure;
 mod otel;
@@ -42,7 +43,7 @@ enum Command {
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, pace, postgres, fleet, tracing.
+        /// Run only these sections (repeatable): cpu, throughput, memory, scheduler, controller, pace, postgres, fleet, tracing, alerting.
         #[arg(long)]
         only: Vec<String>,
     },

@@ -556,6 +556,13 @@ pub(crate) struct Controller {
     _dir: tempfile::TempDir,
 }
 
+impl Controller {
+    /// Its temp dir (config, store, the probes' token files).
+    pub(crate) fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(outpost_testkit::free_port()?)
 }
@@ -665,7 +672,7 @@ fn checks_toml(
     s
 }
 
-fn probe_config(
+pub(crate) fn probe_config(
     dir: &Path,
     name: &str,
     grpc: SocketAddr,
@@ -1483,6 +1490,11 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
         if let Some(always) = figures.iter().find(|f| f.sampling == "always") {
             r.add(g, "  always − off", always.cpu_us - off, "µs");
         }
+    }
+
+    // 10. Alerting: time to page, pages per shared outage.
+    if want("alerting") {
+        crate::alerting::run(quick, &mut r)?;
     }
     Ok(r)
 }

@@ -82,14 +82,20 @@
 //!   ([`Change`]: fired, updated, notified, escalated, flapping, stable,
 //!   suppressed, released, resolved) written in
 //!   the transaction of the change, served by `GET /api/v1/alerts/{id}`.
+//! - **Grouping.** A route with `group_by` gets no per-alert
+//!   notifications: after each pass over every check, [`group`] gathers
+//!   its paging check alerts into groups (one notification per sink per
+//!   group, `group_wait`, `group_interval`), stored in `alert_groups`.
 //! - **Dedup keys.** `outpost/<check_id>/check_failing`,
 //!   `outpost/probe/<probe>/probe_offline` and
-//!   `outpost/certificate/<sha256>/certificate_expiring`: deterministic, so
+//!   `outpost/certificate/<sha256>/certificate_expiring` and
+//!   `outpost/group/<route>/<hash>` (a group): deterministic, so
 //!   replicas or a replayed notification collapse into one incident.
 
 pub mod certificate;
 pub mod confirm;
 pub mod flap;
+pub mod group;
 pub mod kind;
 pub mod leader;
 pub mod notifier;
@@ -1211,6 +1217,7 @@ pub async fn run_evaluator(
 async fn evaluate_every_check(ctl: &Controller) -> Result<(), StoreError> {
     let now = ctl.now_ms();
     evaluate_all(ctl, now).await?;
+    group::evaluate(ctl, now).await?;
     passed(ctl, now);
     Ok(())
 }
@@ -1228,6 +1235,7 @@ async fn evaluate_due(ctl: &Controller, due: &mut Due) -> Result<(), StoreError>
         let _guard = ctl.eval_lock().lock().await;
         pass(ctl, Some(due), now).await?;
     }
+    group::evaluate(ctl, now).await?;
     passed(ctl, now);
     Ok(())
 }

@@ -15,6 +15,9 @@
 //! - `GET /api/v1/alerts`: open alerts first, then recent ones.
 //! - `GET /api/v1/alerts/{id}`: one alert with its notifications and its
 //!   timeline ([`alerts`]).
+//! - `GET /api/v1/alert-groups`, `GET /api/v1/alert-groups/{id}`: the
+//!   notification groups of `group_by` routes with their members,
+//!   notifications and delivery attempts ([`groups`]).
 //! - `GET /api/v1/probes`: configured and seen probes, fresh or offline.
 //! - `GET /api/v1/events?check=ID&limit=N`: DNS answer changes ([`events`]).
 //! - `GET /api/v1/certificates`: the certificate inventory ([`certificates`]).
@@ -33,6 +36,7 @@ pub mod admin;
 pub mod alerts;
 pub mod certificates;
 pub mod events;
+pub mod groups;
 pub mod headers;
 pub mod route;
 pub mod silences;
@@ -96,6 +100,8 @@ pub fn routes() -> Routes {
         .get("/api/v1/checks/{id}", get_check)
         .get("/api/v1/alerts", list_alerts)
         .get("/api/v1/alerts/{id}", alerts::get_alert)
+        .get("/api/v1/alert-groups", groups::list_groups)
+        .get("/api/v1/alert-groups/{id}", groups::get_group)
         .get("/api/v1/probes", list_probes)
         .get("/api/v1/events", events::list_events)
         .get("/api/v1/certificates", certificates::list_certificates)

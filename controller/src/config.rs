@@ -628,12 +628,26 @@ impl ControllerConfig {
             .filter(move |c| c.regions.iter().any(|r| r == region))
     }
 
-    /// Sink names a firing check notifies (deduplicated, route order).
+    /// Sink names a firing check notifies itself (deduplicated, route
+    /// order): those of its routes without `group_by`; grouped routes
+    /// notify per group ([`crate::alerting::group`]).
     pub fn sinks_for_check(&self, check: &CheckDef) -> Vec<String> {
+        let routes: Vec<&RouteDef> = self
+            .routes_for_check(check)
+            .into_iter()
+            .filter(|r| r.group.is_none())
+            .collect();
+        sinks_of(&routes)
+    }
+
+    /// Routes a firing check's alert goes to: those its `alert.routes`
+    /// names, else every route carrying `check_failing` whose matchers
+    /// match it; none for a check with alerting disabled.
+    pub fn routes_for_check(&self, check: &CheckDef) -> Vec<&RouteDef> {
         if !check.policy.enabled {
             return Vec::new();
         }
-        let routes: Vec<&RouteDef> = if check
+        if check
             .raw
             .alert
             .as_ref()
@@ -652,8 +666,7 @@ impl ControllerConfig {
                     r.matches_check(&check.raw.id, &check.raw.labels, check.policy.severity)
                 })
                 .collect()
-        };
-        sinks_of(&routes)
+        }
     }
 
     /// Sink names a fleet-level alert or an event of `kind` (e.g.

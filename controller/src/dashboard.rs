@@ -1,7 +1,9 @@
 //! The server-rendered status page: `/` (checks × regions grid, open-alert
 //! banner, recent DNS changes, probes), `/checks/{id}` ([`detail`]: per-region
 //! state, what the newest results saw by kind, changes, recent results) and
-//! `/certificates` ([`certificates`]: the inventory); history from the
+//! `/alert-groups/{id}` ([`groups`]: one notification group, its members,
+//! notifications and delivery attempts; the status page lists the open
+//! ones), `/certificates` ([`certificates`]: the inventory); history from the
 //! rollups ([`history`]: status bars, uptime, SVG latency graphs), `/alerts`
 //! ([`alerts`]), `/fleet` ([`fleet`]) and `/sla` ([`sla`]), `/silences`
 //! ([`silences`]: silences, maintenance windows, the operator's form to
@@ -22,6 +24,7 @@ pub mod alerts;
 pub mod certificates;
 pub mod detail;
 pub mod fleet;
+pub mod groups;
 pub mod history;
 mod kind;
 pub mod login;
@@ -58,6 +61,7 @@ pub fn routes() -> Routes {
     Routes::by_method()
         .get("/", index)
         .get("/checks/{id}", detail::page_handler)
+        .get("/alert-groups/{id}", groups::page_handler)
         .get("/certificates", certificates::page_handler)
         .get("/alerts", alerts::list_handler)
         .get("/alerts/{id}", alerts::alert_handler)
@@ -448,12 +452,14 @@ async fn render_index(
     let regions = ctl.config().result_regions();
     let events = api::events::event_views(ctl, None, RECENT_CHANGES).await?;
     let strip = certificate_strip(ctl, now).await?;
+    let open_groups = ctl.store().open_groups().await?;
     let body = html! {
         (banner(&open, now))
         (strip)
         main {
             h2 { "Checks" }
             (grid(&checks, &regions, Some(&overview), now))
+            (groups::open_list(&open_groups))
             h2 #changes { "Recent changes" }
             (changes_table(&events, now, true))
             (probes_table(&probes, now))

@@ -122,7 +122,8 @@
 //!   `rollup_fold` (the fold's mark); minutes written by [`Store::ingest`]
 //!   in its transaction through one call per batch, hours and days folded
 //!   by [`Store::fold_rollups`], `store/rollups.rs`; the math and its
-//!   design note are [`crate::history`]):
+//!   design note are [`crate::history`]); `0013_alert_groups.sql`
+//!   (`alert_groups`, [`crate::alerting::group`]):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
 //!   alert rule's only input, with the newest result's kind and details),
@@ -135,8 +136,10 @@
 //!   but not paged: [`crate::alerting::silence`]), `silences` (made from the
 //!   dashboard or the API; those of the config file live in the config),
 //!   `alert_timeline` (every
-//!   change of an alert: fired, updated, notified, escalated, resolved),`notifications` (the
-//!   persisted outbox; each row belongs to an alert or to an event),
+//!   change of an alert: fired, updated, notified, escalated, resolved),
+//!   `alert_groups` (the notification groups of routes with `group_by`:
+//!   [`crate::alerting::group`]), `notifications` (the
+//!   persisted outbox; each row belongs to an alert, an event or a group),
 //!   `notification_attempts` (every delivery attempt: sink, time, outcome,
 //!   HTTP status, a bounded excerpt with the sink's secrets scrubbed),
 //!   `events` (DNS answer changes, one row per change however many probes
@@ -206,6 +209,7 @@ mod alerts;
 mod attempts;
 mod certificates;
 mod events;
+mod groups;
 mod identities;
 mod latest;
 mod lease;
@@ -227,6 +231,7 @@ pub use alert_history::AlertFilter;
 pub use alerts::{AlertContent, AlertRow, NewAlert, TimelineRow};
 pub use certificates::{CertificateRow, SightingRow};
 pub use events::{EventNotice, EventRow, IngestEvent};
+pub use groups::{GroupNotificationRow, GroupRecord, GroupRow};
 pub use identities::{EnrollmentTokenRow, ProbeCertificateRow};
 pub use latest::LatestTimings;
 pub use lease::{LEASE_NAME, Lease};
@@ -834,7 +839,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -902,8 +907,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-            "1 and 2 bridged, 3 to 12 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+            "1 and 2 bridged, 3 to 13 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

@@ -13,13 +13,16 @@
 //! to the routes marked `fallback = true`; when none is marked, to every
 //! route carrying `notifier_failing` (by default every route). Either way
 //! never to the failing sink itself.
+//!
+//! A route with `group_by` notifies its sinks per group of check alerts
+//! instead of per alert ([`super::group`]).
 
 use std::collections::{BTreeMap, HashSet};
 
-use outpost_probe::config::Problems;
+use outpost_probe::config::{Dur, Problems};
 use serde::Deserialize;
 
-use super::{AlertKind, Kind, Severity, sink::SinkDef};
+use super::{AlertKind, Kind, Severity, group::Grouping, sink::SinkDef};
 use crate::config::push_if_bad_id;
 
 /// `[[routes]]`: which checks notify which sinks.
@@ -67,6 +70,32 @@ pub struct RawRoute {
     /// `check_failing` alerts only (like `checks`).
     #[serde(default)]
     pub severity: Option<Vec<String>>,
+    /// Group this route's check alerts into one notification per sink, as
+    /// Alertmanager does: alerts with equal values of these labels form a
+    /// group (one PagerDuty incident, one Slack message, one Opsgenie
+    /// alias, one mail) naming every member. Names are check labels, or
+    /// `"check"` (the check id), `"severity"` (`alert.severity`) and
+    /// `"kind"` (`http`, `tls`, `dns`, …), which take precedence over labels
+    /// of the same name; a check without a label groups under its empty
+    /// value. Regions are not a key: one alert spans its regions. Silenced
+    /// and suppressed (`depends_on`) alerts are not members. Default: no
+    /// grouping, a notification per alert. Filters nothing: `checks`,
+    /// `labels` and `severity` still pick the alerts. Example:
+    /// `group_by = ["team"]`.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    /// With `group_by`: how long a new group collects members before its
+    /// first notification. Default `"30s"`, at most `"1h"`; `"0s"` sends at
+    /// the first evaluation.
+    #[serde(default)]
+    pub group_wait: Option<Dur>,
+    /// With `group_by`: least time between two notifications of a group.
+    /// Members joining or recovering (or changing failure code) later are
+    /// sent as one update (same dedup key) per interval; the group
+    /// resolves, at the next interval, when every member has resolved.
+    /// Default `"5m"`, between `"1s"` and `"24h"`.
+    #[serde(default)]
+    pub group_interval: Option<Dur>,
 }
 
 /// A validated route.
@@ -86,6 +115,9 @@ pub struct RouteDef {
     pub labels: BTreeMap<String, String>,
     /// Severities carried (empty: every severity).
     pub severity: Vec<Severity>,
+    /// Grouping of its check alerts (`group_by`); `None`: one notification
+    /// per alert.
+    pub group: Option<Grouping>,
 }
 
 impl RouteDef {
@@ -251,6 +283,13 @@ pub fn validate(
                 ),
             );
         }
+        let group = super::group::validate(
+            raw.group_by.as_deref(),
+            raw.group_wait,
+            raw.group_interval,
+            &path,
+            p,
+        );
         out.push(RouteDef {
             name: raw.name.clone(),
             sinks: raw.sinks.clone(),
@@ -259,6 +298,7 @@ pub fn validate(
             fallback: raw.fallback.unwrap_or(false),
             labels,
             severity,
+            group,
         });
     }
     out
@@ -278,6 +318,9 @@ mod tests {
             fallback: None,
             labels: None,
             severity: None,
+            group_by: None,
+            group_wait: None,
+            group_interval: None,
         }
     }
 

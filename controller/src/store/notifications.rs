@@ -172,6 +172,35 @@ pub(super) async fn queue_for_alert(
     Ok(())
 }
 
+/// Queues a notification of an alert group (`alert_id` NULL: it belongs to
+/// every member alert of the group), due at once like an alert's.
+#[allow(clippy::too_many_arguments)] // one argument per column of the row
+pub(super) async fn queue_for_group(
+    tx: &mut Tx<'_>,
+    sink: &str,
+    action: Action,
+    dedup_key: &str,
+    payload_json: &str,
+    now: i64,
+    epoch: i64,
+) -> Result<(), sqlx::Error> {
+    tracing::debug!(sink, action = %action, dedup_key, epoch, "group notification queued");
+    sqlx::query(
+        "INSERT INTO notifications (sink, action, dedup_key, payload_json, state, attempts, next_attempt_ms, created_ms, epoch) \
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7)",
+    )
+    .bind(sink)
+    .bind(action)
+    .bind(dedup_key)
+    .bind(payload_json)
+    .bind(now.min(now_ms()))
+    .bind(now)
+    .bind(epoch)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Queues the `info` notification of a new event, due at once.
 pub(super) async fn queue_for_event(
     tx: &mut Tx<'_>,

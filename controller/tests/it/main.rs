@@ -13,6 +13,7 @@ mod dependencies;
 mod escaping;
 mod events;
 mod flapping;
+mod groups;
 mod heartbeat;
 mod history;
 mod http;

@@ -28,10 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use crate::http::{HttpServer, Reply, RequestInfo, RunningServer};
 use crate::pager::{Forced, Script, lock};
+use crate::recorder::Recorder;
 
 /// An alert as the receiver keeps it.
 #[derive(Clone, Debug, Default)]
@@ -71,7 +71,6 @@ pub struct OpsgenieRequest {
 struct OpsState {
     key: String,
     alerts: BTreeMap<String, OpsgenieAlert>,
-    accepted: Vec<OpsgenieRequest>,
     rejected: Vec<(u16, Value)>,
     unknown_alias: u64,
     script: Script,
@@ -84,7 +83,7 @@ struct OpsState {
 pub struct OpsgenieReceiver {
     server: RunningServer,
     state: Arc<Mutex<OpsState>>,
-    accepted: watch::Sender<usize>,
+    accepted: Arc<Recorder<OpsgenieRequest>>,
 }
 
 impl OpsgenieReceiver {
@@ -94,8 +93,8 @@ impl OpsgenieReceiver {
             key: key.to_owned(),
             ..OpsState::default()
         }));
-        let (accepted, _) = watch::channel(0usize);
-        let (s, a) = (Arc::clone(&state), accepted.clone());
+        let accepted = Arc::new(Recorder::default());
+        let (s, a) = (Arc::clone(&state), Arc::clone(&accepted));
         let server = HttpServer::builder()
             .fallback(move |req| handle(&s, &a, req))
             .run()
@@ -119,7 +118,7 @@ impl OpsgenieReceiver {
 
     /// Accepted requests, in order.
     pub fn accepted(&self) -> Vec<OpsgenieRequest> {
-        lock(&self.state).accepted.clone()
+        self.accepted.all()
     }
 
     /// Rejected requests (status, body).
@@ -149,10 +148,7 @@ impl OpsgenieReceiver {
 
     /// Waits for at least `n` accepted requests, or `timeout`.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<OpsgenieRequest> {
-        let mut rx = self.accepted.subscribe();
-        // On timeout, return what arrived.
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await;
-        self.accepted()
+        self.accepted.wait_for(n, timeout).await
     }
 }
 
@@ -231,7 +227,11 @@ pub fn validate_create(body: &Value) -> BTreeMap<String, String> {
     errors
 }
 
-fn handle(state: &Mutex<OpsState>, accepted: &watch::Sender<usize>, req: &RequestInfo) -> Reply {
+fn handle(
+    state: &Mutex<OpsState>,
+    accepted: &Recorder<OpsgenieRequest>,
+    req: &RequestInfo,
+) -> Reply {
     let mut st = lock(state);
     st.attempts += 1;
     if let Some(forced) = st.script.next() {
@@ -351,12 +351,11 @@ fn handle(state: &Mutex<OpsState>, accepted: &watch::Sender<usize>, req: &Reques
         }
         _ => return reject(&mut st, 404, "No such endpoint", json!({"path": path})),
     };
-    st.accepted.push(OpsgenieRequest {
+    accepted.push(OpsgenieRequest {
         action,
         alias,
         body,
     });
-    accepted.send_replace(st.accepted.len());
     ok
 }
 

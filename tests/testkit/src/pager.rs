@@ -28,10 +28,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use crate::http::{HttpServer, Reply, RequestInfo, RunningServer};
 use crate::pki::Identity;
+use crate::recorder::Recorder;
 
 /// PagerDuty's documented payload size limit.
 pub const MAX_EVENT_BYTES: usize = 512 * 1024;
@@ -151,7 +151,6 @@ pub struct Rejection {
 #[derive(Debug)]
 struct PagerState {
     expected_key: String,
-    events: Vec<PagerEvent>,
     rejected: Vec<Rejection>,
     script: Script,
     attempts: u64,
@@ -163,7 +162,7 @@ struct PagerState {
 pub struct PagerReceiver {
     server: RunningServer,
     state: Arc<Mutex<PagerState>>,
-    accepted: watch::Sender<usize>,
+    accepted: Arc<Recorder<PagerEvent>>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -184,15 +183,14 @@ impl PagerReceiver {
     ) -> anyhow::Result<PagerReceiver> {
         let state = Arc::new(Mutex::new(PagerState {
             expected_key: expected_routing_key.to_owned(),
-            events: Vec::new(),
             rejected: Vec::new(),
             script: Script::default(),
             attempts: 0,
             forced: 0,
         }));
-        let (accepted, _) = watch::channel(0usize);
+        let accepted = Arc::new(Recorder::default());
         let enqueue_state = Arc::clone(&state);
-        let enqueue_accepted = accepted.clone();
+        let enqueue_accepted = Arc::clone(&accepted);
         let fallback_state = Arc::clone(&state);
         let mut builder = HttpServer::builder()
             .handler(ENQUEUE_PATH, move |req| {
@@ -236,7 +234,7 @@ impl PagerReceiver {
 
     /// Accepted events, in arrival order.
     pub fn events(&self) -> Vec<PagerEvent> {
-        lock(&self.state).events.clone()
+        self.accepted.all()
     }
 
     /// Rejected requests as `(status, request body)`, in arrival order. Forced failures
@@ -285,10 +283,7 @@ impl PagerReceiver {
     /// Waits until at least `n` events were accepted, or `timeout`; returns the events
     /// accepted by then.
     pub async fn wait_for_events(&self, n: usize, timeout: Duration) -> Vec<PagerEvent> {
-        let mut rx = self.accepted.subscribe();
-        // On timeout, return what arrived.
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
-        self.events()
+        self.accepted.wait_for(n, timeout).await
     }
 
     /// Stops the receiver.
@@ -297,7 +292,7 @@ impl PagerReceiver {
     }
 }
 
-fn enqueue(state: &Mutex<PagerState>, accepted: &watch::Sender<usize>, req: &RequestInfo) -> Reply {
+fn enqueue(state: &Mutex<PagerState>, accepted: &Recorder<PagerEvent>, req: &RequestInfo) -> Reply {
     let mut state = lock(state);
     state.attempts += 1;
     if let Some(forced) = state.script.next() {
@@ -364,8 +359,7 @@ fn enqueue(state: &Mutex<PagerState>, accepted: &watch::Sender<usize>, req: &Req
                 received_at: Instant::now(),
             };
             tracing::debug!(action = %event.event_action, dedup_key = %dedup_key, "testkit pager accepted event");
-            state.events.push(event);
-            accepted.send_replace(state.events.len());
+            accepted.push(event);
             Reply::json(
                 202,
                 &json!({
@@ -581,7 +575,6 @@ fn body_as_json(body: &[u8]) -> Value {
 
 #[derive(Debug, Default)]
 struct WebhookState {
-    bodies: Vec<Value>,
     script: Script,
     attempts: u64,
 }
@@ -593,7 +586,7 @@ struct WebhookState {
 pub struct WebhookReceiver {
     server: RunningServer,
     state: Arc<Mutex<WebhookState>>,
-    received: watch::Sender<usize>,
+    received: Arc<Recorder<Value>>,
 }
 
 impl WebhookReceiver {
@@ -605,9 +598,9 @@ impl WebhookReceiver {
     /// Starts a receiver, over HTTPS when `tls` is given.
     pub async fn start_with(tls: Option<Identity>) -> anyhow::Result<WebhookReceiver> {
         let state = Arc::new(Mutex::new(WebhookState::default()));
-        let (received, _) = watch::channel(0usize);
+        let received = Arc::new(Recorder::default());
         let handler_state = Arc::clone(&state);
-        let handler_received = received.clone();
+        let handler_received = Arc::clone(&received);
         let mut builder = HttpServer::builder().fallback(move |req| {
             let mut state = lock(&handler_state);
             state.attempts += 1;
@@ -619,8 +612,7 @@ impl WebhookReceiver {
             }
             match serde_json::from_slice::<Value>(&req.body) {
                 Ok(body) => {
-                    state.bodies.push(body);
-                    handler_received.send_replace(state.bodies.len());
+                    handler_received.push(body);
                     Reply::text(200, "ok")
                 }
                 Err(err) => Reply::text(400, format!("invalid JSON: {err}")),
@@ -644,7 +636,7 @@ impl WebhookReceiver {
 
     /// Recorded JSON bodies, in arrival order.
     pub fn bodies(&self) -> Vec<Value> {
-        lock(&self.state).bodies.clone()
+        self.received.all()
     }
 
     /// Every request received, including forced failures and rejected ones.
@@ -669,10 +661,7 @@ impl WebhookReceiver {
 
     /// Waits until at least `n` bodies were recorded, or `timeout`; returns them.
     pub async fn wait_for_bodies(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let mut rx = self.received.subscribe();
-        // On timeout, return what arrived.
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
-        self.bodies()
+        self.received.wait_for(n, timeout).await
     }
 
     /// Stops the receiver.

@@ -29,10 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use crate::http::{HttpServer, Reply, RequestInfo, RunningServer};
 use crate::pager::{Forced, Script, lock};
+use crate::recorder::Recorder;
 
 /// The webhook path's secret part.
 pub const WEBHOOK_PATH: &str = "/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX";
@@ -55,7 +55,6 @@ pub struct SlackMessage {
 struct SlackState {
     token: String,
     channels: Vec<String>,
-    messages: Vec<SlackMessage>,
     rejected: Vec<(String, Value)>,
     script: Script,
     api_script: Script,
@@ -69,7 +68,7 @@ struct SlackState {
 pub struct SlackReceiver {
     server: RunningServer,
     state: Arc<Mutex<SlackState>>,
-    accepted: watch::Sender<usize>,
+    accepted: Arc<Recorder<SlackMessage>>,
 }
 
 impl SlackReceiver {
@@ -81,9 +80,9 @@ impl SlackReceiver {
             channels: channels.iter().map(|c| (*c).to_owned()).collect(),
             ..SlackState::default()
         }));
-        let (accepted, _) = watch::channel(0usize);
-        let (s1, a1) = (Arc::clone(&state), accepted.clone());
-        let (s2, a2) = (Arc::clone(&state), accepted.clone());
+        let accepted = Arc::new(Recorder::default());
+        let (s1, a1) = (Arc::clone(&state), Arc::clone(&accepted));
+        let (s2, a2) = (Arc::clone(&state), Arc::clone(&accepted));
         let s3 = Arc::clone(&state);
         let server = HttpServer::builder()
             .handler(WEBHOOK_PATH, move |req| webhook(&s1, &a1, req))
@@ -116,7 +115,7 @@ impl SlackReceiver {
 
     /// Accepted messages, in arrival order.
     pub fn messages(&self) -> Vec<SlackMessage> {
-        lock(&self.state).messages.clone()
+        self.accepted.all()
     }
 
     /// Rejected requests as (error, body).
@@ -151,10 +150,7 @@ impl SlackReceiver {
 
     /// Waits for at least `n` accepted messages, or `timeout`.
     pub async fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<SlackMessage> {
-        let mut rx = self.accepted.subscribe();
-        // On timeout, return what arrived.
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await;
-        self.messages()
+        self.accepted.wait_for(n, timeout).await
     }
 }
 
@@ -229,7 +225,11 @@ fn has_text(body: &Value) -> bool {
         || body.get("blocks").is_some()
 }
 
-fn webhook(state: &Mutex<SlackState>, accepted: &watch::Sender<usize>, req: &RequestInfo) -> Reply {
+fn webhook(
+    state: &Mutex<SlackState>,
+    accepted: &Recorder<SlackMessage>,
+    req: &RequestInfo,
+) -> Reply {
     let mut st = lock(state);
     st.attempts += 1;
     if let Some(forced) = st.script.next() {
@@ -254,19 +254,18 @@ fn webhook(state: &Mutex<SlackState>, accepted: &watch::Sender<usize>, req: &Req
         st.rejected.push((error.into(), body));
         return Reply::text(400, error);
     }
-    st.messages.push(SlackMessage {
+    accepted.push(SlackMessage {
         via: "webhook",
         channel: None,
         text: body["text"].as_str().unwrap_or_default().to_owned(),
         raw: body,
     });
-    accepted.send_replace(st.messages.len());
     Reply::text(200, "ok")
 }
 
 fn post_message(
     state: &Mutex<SlackState>,
-    accepted: &watch::Sender<usize>,
+    accepted: &Recorder<SlackMessage>,
     req: &RequestInfo,
 ) -> Reply {
     let mut st = lock(state);
@@ -306,13 +305,12 @@ fn post_message(
     }
     st.ts += 1;
     let ts = format!("1893456000.{:06}", st.ts);
-    st.messages.push(SlackMessage {
+    accepted.push(SlackMessage {
         via: "chat.postMessage",
         channel: Some(channel.clone()),
         text: body["text"].as_str().unwrap_or_default().to_owned(),
         raw: body.clone(),
     });
-    accepted.send_replace(st.messages.len());
     Reply::json(
         200,
         &json!({"ok": true, "channel": channel, "ts": ts, "message": {"type": "message", "text": body["text"], "ts": ts}}),

@@ -1,6 +1,7 @@
 //! `kill -9` of a real `outpost-controller run` process between a trigger and
 //! its resolve: restarted on the same database and ports, it neither pages
-//! again nor loses the resolve — the receiver sees exactly one of each.
+//! again nor loses the resolve — the receiver sees exactly one of each; the
+//! same for a group of a `group_by` route.
 
 #![allow(clippy::unwrap_used)]
 
@@ -201,6 +202,153 @@ sinks = ["pagerduty"]
         started.elapsed().as_secs_f64()
     );
 
+    for p in probes {
+        p.shutdown().await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &controller.id().to_string()])
+        .status();
+    let _ = controller.wait();
+}
+
+/// `outpost_notifications_total{sink="pagerduty",outcome="sent"}` from /metrics.
+async fn sent(http: SocketAddr) -> Option<u64> {
+    let resp = client::get(http, "/metrics").await.ok()?;
+    resp.text().lines().find_map(|l| {
+        (l.starts_with("outpost_notifications_total{")
+            && l.contains("sink=\"pagerduty\"")
+            && l.contains("outcome=\"sent\""))
+        .then(|| l.rsplit(' ').next()?.trim().parse().ok())?
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_while_a_group_is_open_neither_repages_nor_forgets_it() {
+    let failing = Arc::new(Mutex::new(true));
+    let f = failing.clone();
+    let target = HttpServer::builder()
+        .handler("/health", move |_| {
+            if *f.lock().unwrap() {
+                Reply::text(503, "down")
+            } else {
+                Reply::text(200, "ok")
+            }
+        })
+        .run()
+        .await
+        .unwrap();
+    let pager = PagerReceiver::start(ROUTING_KEY).await.unwrap();
+    let fleet = Fleet::new();
+    let key = fleet.secret("pd.key", ROUTING_KEY);
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut checks = String::new();
+    for id in ["pay-1", "pay-2"] {
+        checks.push_str(&format!(
+            "[[checks]]\nid = \"{id}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nlabels = {{ team = \"payments\" }}\n\
+             alert = {{ min_regions = 2, confirmations = 2, recoveries = 2 }}\nhttp = {{ url = \"{}\" }}\n",
+            target.url("/health")
+        ));
+    }
+    let text = format!(
+        r#"[server]
+grpc_listen = "{grpc}"
+http_listen = "{http}"
+# The test reads /metrics without credentials.
+allow_unauthenticated = true
+allow_plaintext_probes = true
+[store]
+path = "{db}"
+{probes}
+{checks}
+[[sinks]]
+name = "pagerduty"
+pagerduty = {{ routing_key = {{ file = "{key}" }}, api_url = "{pd}" }}
+
+[[routes]]
+name = "oncall"
+sinks = ["pagerduty"]
+group_by = ["team"]
+group_wait = "1s"
+group_interval = "1s"
+"#,
+        db = fleet.db().display(),
+        probes = fleet.probes_toml(&REGIONS),
+        key = key.display(),
+        pd = pager.url(),
+    );
+    let config = fleet.dir.path().join("controller.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut controller = spawn(&config);
+    eventually(
+        "the controller's readiness",
+        Duration::from_secs(20),
+        || async {
+            client::get(http, "/readyz")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+    )
+    .await;
+    let probes: Vec<_> = REGIONS.iter().map(|r| fleet.probe(r, grpc, None)).collect();
+
+    // Both checks fail; after group_wait, one trigger naming both.
+    let events = pager.wait_for_events(1, Duration::from_secs(20)).await;
+    assert_eq!(events[0].event_action, "trigger", "{events:#?}");
+    assert!(
+        events[0].dedup_key.starts_with("outpost/group/oncall/"),
+        "{events:#?}"
+    );
+    eventually(
+        "the group's trigger recorded as delivered",
+        Duration::from_secs(10),
+        || async { sent(http).await == Some(1) },
+    )
+    .await;
+    assert_eq!(
+        events[0].raw["payload"]["custom_details"]["count"], 2,
+        "{events:#?}"
+    );
+    controller.kill().unwrap(); // SIGKILL
+    controller.wait().unwrap();
+
+    // Recovered while the controller is dead.
+    let before = target.request_count();
+    *failing.lock().unwrap() = false;
+    eventually(
+        "passing runs from every probe while the controller is dead",
+        Duration::from_secs(10),
+        || async { target.request_count() >= before + 4 * REGIONS.len() as u64 },
+    )
+    .await;
+    let mut controller = spawn(&config);
+    let events = pager.wait_for_events(2, Duration::from_secs(30)).await;
+    assert_eq!(events[1].event_action, "resolve", "{events:#?}");
+    assert_eq!(events[1].dedup_key, events[0].dedup_key);
+    // Nothing more: a pass after now, and the restarted controller sent
+    // exactly the resolve.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    eventually(
+        "an evaluator pass after the resolve",
+        Duration::from_secs(10),
+        || async { last_pass(http).await.is_some_and(|t| t >= now_s) },
+    )
+    .await;
+    assert_eq!(
+        sent(http).await,
+        Some(1),
+        "only the resolve after the restart"
+    );
+    let actions: Vec<String> = pager
+        .events()
+        .iter()
+        .map(|e| e.event_action.clone())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve"]);
+    assert!(pager.rejected().is_empty(), "{:?}", pager.rejected());
     for p in probes {
         p.shutdown().await;
     }

@@ -343,21 +343,12 @@ fn transport(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::{AlertKind, Severity};
 
     fn event(action: Action) -> AlertEvent {
         AlertEvent {
-            action,
-            dedup_key: "outpost/api/check_failing".into(),
-            check_id: "api".into(),
-            probe: None,
-            kind: AlertKind::CheckFailing.into(),
-            summary: "api failing from 2 of 3 regions (eu-west, us-east): timeout".into(),
-            severity: Severity::Critical,
-            regions: vec!["eu-west".into(), "us-east".into()],
-            code: "timeout".into(),
             details: serde_json::json!({}),
             at_ms: 1_893_456_000_000,
+            ..crate::alerting::sink::test_event(action)
         }
     }
 

@@ -34,7 +34,7 @@ use outpost_probe::config::{Problems, RawSecret, Secret};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Delivery, REQUEST_TIMEOUT, SendContext, SinkKind, post_json, slack};
+use super::{Delivery, HttpResponse, SendContext, SinkKind, post_event, slack};
 use crate::{
     alerting::{Action, AlertEvent, Severity, truncate},
     config::{resolve_secret, validate_url},
@@ -227,12 +227,7 @@ pub async fn send(
     )];
     let post = |url: String, body: Value| {
         let auth = &auth;
-        async move {
-            match post_json(&url, auth, body.to_string().into_bytes(), REQUEST_TIMEOUT).await {
-                Ok(resp) => resp.delivery(),
-                Err(e) => e.into(),
-            }
-        }
+        async move { post_event(&url, auth, &body, HttpResponse::delivery).await }
     };
     let path_alias = encode_path_segment(&alias(event));
     match event.action {
@@ -264,21 +259,13 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::AlertKind;
 
     fn event() -> AlertEvent {
         AlertEvent {
-            action: Action::Trigger,
-            dedup_key: "outpost/api/check_failing".into(),
-            check_id: "api".into(),
-            probe: None,
-            kind: AlertKind::CheckFailing.into(),
             summary: format!("api failing from 2 of 3 regions: {}", "x".repeat(300)),
             severity: Severity::Warning,
-            regions: vec!["eu-west".into(), "us-east".into()],
-            code: "timeout".into(),
             details: json!({"check_kind": "http", "consecutive": 3}),
-            at_ms: 1,
+            ..crate::alerting::sink::test_event(Action::Trigger)
         }
     }
 

@@ -18,7 +18,7 @@
 use outpost_probe::config::{Problems, RawSecret, Secret};
 use serde::Deserialize;
 
-use super::{Delivery, REQUEST_TIMEOUT, SinkKind, post_json};
+use super::{Delivery, HttpResponse, SinkKind, post_event};
 use crate::{
     alerting::{Action, AlertEvent, AlertKind, Kind},
     config::{resolve_secret, validate_url},
@@ -158,32 +158,14 @@ pub async fn send(api_url: &str, routing_key: &Secret, event: &AlertEvent) -> De
     } else {
         (format!("{base}/v2/enqueue"), body(routing_key, event))
     };
-    let payload = payload.to_string().into_bytes();
-    match post_json(&url, &[], payload, REQUEST_TIMEOUT).await {
-        Ok(resp) => resp.delivery(),
-        Err(e) => e.into(),
-    }
+    post_event(&url, &[], &payload, HttpResponse::delivery).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event(action: Action) -> AlertEvent {
-        AlertEvent {
-            action,
-            dedup_key: "outpost/api/check_failing".into(),
-            check_id: "api".into(),
-            probe: None,
-            kind: AlertKind::CheckFailing.into(),
-            summary: "api failing from 2 of 3 regions (eu-west, us-east): timeout".into(),
-            severity: crate::alerting::Severity::Critical,
-            regions: vec!["eu-west".into(), "us-east".into()],
-            code: "timeout".into(),
-            details: serde_json::json!({ "check_kind": "http" }),
-            at_ms: 1,
-        }
-    }
+    use crate::alerting::sink::test_event as event;
 
     #[test]
     fn trigger_body_has_every_required_field() {

@@ -31,7 +31,7 @@ use outpost_probe::config::{Problems, RawSecret, Secret};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Delivery, HttpResponse, REQUEST_TIMEOUT, SendContext, SinkKind, post_json};
+use super::{Delivery, HttpResponse, SendContext, SinkKind, post_event};
 use crate::{
     alerting::{Action, AlertEvent, truncate},
     config::{resolve_secret, validate_url},
@@ -298,15 +298,9 @@ pub fn post_message_delivery(resp: &HttpResponse) -> Delivery {
 /// Sends one event.
 pub async fn send(mode: &SlackMode, event: &AlertEvent, ctx: &SendContext<'_>) -> Delivery {
     let mut body = message(event, ctx);
-    let result = match mode {
+    match mode {
         SlackMode::Webhook { url } => {
-            post_json(
-                url.expose(),
-                &[],
-                body.to_string().into_bytes(),
-                REQUEST_TIMEOUT,
-            )
-            .await
+            post_event(url.expose(), &[], &body, HttpResponse::delivery).await
         }
         SlackMode::PostMessage {
             token,
@@ -315,43 +309,27 @@ pub async fn send(mode: &SlackMode, event: &AlertEvent, ctx: &SendContext<'_>) -
         } => {
             body["channel"] = Value::String(channel.clone());
             let auth = Secret::new(format!("Bearer {}", token.expose()));
-            return match post_json(
+            post_event(
                 &format!("{api_url}/chat.postMessage"),
                 &[("authorization".to_owned(), auth)],
-                body.to_string().into_bytes(),
-                REQUEST_TIMEOUT,
+                &body,
+                post_message_delivery,
             )
             .await
-            {
-                Ok(resp) => post_message_delivery(&resp),
-                Err(e) => e.into(),
-            };
         }
-    };
-    match result {
-        Ok(resp) => resp.delivery(),
-        Err(e) => e.into(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::{AlertKind, Severity};
 
     fn event(action: Action) -> AlertEvent {
         AlertEvent {
-            action,
-            dedup_key: "outpost/api/check_failing".into(),
-            check_id: "api".into(),
-            probe: None,
-            kind: AlertKind::CheckFailing.into(),
             summary: "api failing from 2 of 3 regions (eu-west, us-east): timeout · since 2030-01-01T12:00:03Z".into(),
-            severity: Severity::Critical,
-            regions: vec!["eu-west".into(), "us-east".into()],
-            code: "timeout".into(),
             details: json!({}),
             at_ms: 1_893_499_300_000,
+            ..crate::alerting::sink::test_event(action)
         }
     }
 

@@ -12,7 +12,7 @@ use outpost_probe::config::{Problems, RawSecret, Secret};
 use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{Delivery, REQUEST_TIMEOUT, SinkKind, post_json};
+use super::{Delivery, HttpResponse, SinkKind, post_event};
 use crate::{
     alerting::AlertEvent,
     config::{resolve_secret, validate_url},
@@ -93,15 +93,5 @@ pub fn body(event: &AlertEvent) -> serde_json::Value {
 
 /// Sends one event.
 pub async fn send(url: &str, headers: &[(String, Secret)], event: &AlertEvent) -> Delivery {
-    match post_json(
-        url,
-        headers,
-        body(event).to_string().into_bytes(),
-        REQUEST_TIMEOUT,
-    )
-    .await
-    {
-        Ok(resp) => resp.delivery(),
-        Err(e) => e.into(),
-    }
+    post_event(url, headers, &body(event), HttpResponse::delivery).await
 }
