@@ -62,6 +62,7 @@
 
 pub mod certificate;
 pub mod limits;
+pub mod schema;
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -132,7 +133,7 @@ pub const DEFAULT_OFFLINE_SEVERITY: Severity = Severity::Error;
 pub const DEFAULT_CHECK_SEVERITY: Severity = Severity::Critical;
 
 /// `controller.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawControllerFile {
     /// Listeners and TLS. Optional: every field has a default.
@@ -176,7 +177,7 @@ pub struct RawControllerFile {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Address for the probe gRPC stream, `host:port`. Default
@@ -247,8 +248,9 @@ pub struct RawServer {
 }
 
 /// `[server.tls]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RawTlsFiles")]
 pub struct RawTls {
     /// PEM file with the server certificate followed by its intermediates.
     pub cert_file: PathBuf,
@@ -257,7 +259,7 @@ pub struct RawTls {
 }
 
 /// `[store]`: SQLite (`path`, the default) or PostgreSQL (`url`), not both.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// SQLite database file, created if missing. Default `"./outpost.db"`.
@@ -289,7 +291,7 @@ pub struct RawStore {
 }
 
 /// `[[probes]]`: a probe allowed to connect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbeEntry {
     /// Unique probe name; the probe sends it in its hello. Example `"eu-west-1"`.
@@ -306,7 +308,7 @@ pub struct RawProbeEntry {
 }
 
 /// `[alerting]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerting {
     /// A probe that sent nothing (no hello, heartbeat or result) for longer

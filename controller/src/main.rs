@@ -34,6 +34,9 @@ enum Command {
         /// Path of controller.toml.
         file: PathBuf,
     },
+    /// Print the JSON Schema of controller.toml, for editors; the same as
+    /// deploy/schema/controller.schema.json.
+    Schema,
     /// Read a password on stdin (one line) and print its argon2id PHC string
     /// for `[[auth.users]] password_hash`.
     HashPassword,
@@ -313,6 +316,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(file),
+        Command::Schema => {
+            print!("{}", config::schema::render());
+            ExitCode::SUCCESS
+        }
         Command::HashPassword => hash_password(),
         Command::GenerateToken => generate_token(),
         Command::Ca {

@@ -20,6 +20,7 @@
 
 pub mod duration;
 pub mod load;
+pub mod schema;
 pub mod secret;
 pub mod size;
 
@@ -70,7 +71,7 @@ pub const ENV: &[EnvOverride] = &[
 ];
 
 /// `probe.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbeFile {
     /// Who this probe is.
@@ -99,7 +100,7 @@ pub struct RawProbeFile {
 }
 
 /// `[probe]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbe {
     /// Unique probe name; must match a `[[probes]]` entry on the controller.
@@ -112,7 +113,7 @@ pub struct RawProbe {
 }
 
 /// `[controller]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawController {
     /// gRPC URL of the controller. `https://` runs the stream over TLS;
@@ -163,7 +164,7 @@ pub struct RawController {
 }
 
 /// `[scheduler]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScheduler {
     /// Runs in flight at most; further due runs wait for a slot. Default 256.
@@ -172,7 +173,7 @@ pub struct RawScheduler {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     /// Address for `GET /metrics` (Prometheus text), e.g. `"127.0.0.1:9464"`.
@@ -182,7 +183,7 @@ pub struct RawMetrics {
 
 /// `[outbox]`: results are written here before they are sent and deleted
 /// only after the controller has committed them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutbox {
     /// Directory of the log. Default: `$STATE_DIRECTORY/outbox` when systemd

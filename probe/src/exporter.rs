@@ -60,7 +60,7 @@ pub const DEFAULT_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 const KINDS: &[&str] = &["http", "tcp", "tls", "dns", "icmp", "grpc"];
 
 /// `[exporter]`: the opt-in blackbox-compatible `/probe` endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExporter {
     /// Address for `/probe` and `/metrics`. Default `"127.0.0.1:9115"`
@@ -85,6 +85,7 @@ pub struct RawExporter {
     /// `[exporter.modules.http_2xx]` with `kind = "http"` or an
     /// `[exporter.modules.http_2xx.http]` table of `[[checks]]` http keys.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Map<String, serde_json::Value>>")]
     pub modules: BTreeMap<String, toml::Table>,
 }
 

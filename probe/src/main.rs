@@ -45,6 +45,9 @@ enum Command {
         /// Config file.
         file: PathBuf,
     },
+    /// Print the JSON Schema of probe.toml (checks included), for editors;
+    /// the same as deploy/schema/probe.schema.json.
+    Schema,
     /// Request URL like a machine client, following up to --max-hops redirects,
     /// and print each hop: status, Location, scheme and method changes, TLS
     /// version and leaf expiry, timings, and what each rule would say. Exit 0
@@ -108,6 +111,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     outpost_probe::logging::init(cli.log_format);
     let code = match cli.command {
+        Command::Schema => {
+            print!("{}", config::schema::render(&config::schema::probe()));
+            0
+        }
         Command::CheckConfig { file } => match config::load_probe(&file) {
             Ok(c) => {
                 println!(

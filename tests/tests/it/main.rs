@@ -15,5 +15,6 @@ mod prometheus;
 mod receivers;
 mod replicas;
 mod restart;
+mod schema;
 mod secrets;
 mod session_never;
