@@ -340,3 +340,40 @@ fn a_literal_secret_in_password_hash_exits_78_at_its_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("auth.users[0].password_hash"), "{stderr}");
 }
+
+#[test]
+fn misspelled_key_exits_78_with_the_nearest_known_key_and_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    let typo = GOOD.replace("routing_key", "routing_kye");
+    std::fs::write(&path, typo).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", TOKEN)
+        .env("CLI_TEST_PD", "k")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sinks[0].pagerduty.routing_kye: unknown field `routing_kye`")
+            && stderr.contains("did you mean `sinks[0].pagerduty.routing_key`?"),
+        "{stderr}"
+    );
+    // Nothing within two edits: the known keys, no guess.
+    let far = GOOD.replace("[server]\n", "[server]\ncolour = \"red\"\n");
+    std::fs::write(&path, far).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", TOKEN)
+        .env("CLI_TEST_PD", "k")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.colour: unknown field `colour`")
+            && !stderr.contains("did you mean"),
+        "{stderr}"
+    );
+}

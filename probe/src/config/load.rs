@@ -6,7 +6,9 @@
 //! [`ConfigError`] naming the key's path (`sinks[0].pagerduty.routing_kye`)
 //! and its source (file or environment variable); the binaries exit 78 on it.
 //! An unknown `OUTPOST_*` variable is an error too: a typo there must not
-//! silently fall back to a default.
+//! silently fall back to a default. A misspelled key gets the nearest known
+//! one (at most two edits away) with its full path: `unknown field
+//! `regoin` …; did you mean `probe.region`?`.
 
 use std::{collections::BTreeSet, fmt, path::Path};
 
@@ -203,6 +205,9 @@ pub fn load_str<T: DeserializeOwned>(
         // toml appends "in `a.b`" on a second line; the path above says it better.
         let full = e.into_inner().to_string();
         let mut message = full.lines().next().unwrap_or_default().trim().to_owned();
+        if let Some(hint) = did_you_mean(&path, &message) {
+            message = format!("{message}; did you mean {hint}?");
+        }
         if let Some(o) = from_env
             && vars.iter().any(|(n, _)| n == o.var)
         {
@@ -210,6 +215,53 @@ pub fn load_str<T: DeserializeOwned>(
         }
         ConfigError::one(source, path, message)
     })
+}
+
+/// The known key (or variant) closest to a misspelled one, from serde's
+/// `unknown field `x`, expected one of `a`, `b`` message, as the full key
+/// path (`checks[0].http.url`) or the variant (`"http2"`). Only within two
+/// edits, and closer than the word's own length, so `x` suggests nothing.
+fn did_you_mean(path: &str, message: &str) -> Option<String> {
+    let (what, rest) = if let Some(r) = message.strip_prefix("unknown field `") {
+        ("field", r)
+    } else if let Some(r) = message.strip_prefix("unknown variant `") {
+        ("variant", r)
+    } else {
+        return None;
+    };
+    let (typed, expected) = rest.split_once('`')?;
+    let known = expected.split('`').skip(1).step_by(2);
+    let (best, distance) = known
+        .map(|k| (k, edit_distance(typed, k)))
+        .min_by_key(|(_, d)| *d)?;
+    if distance == 0 || distance > 2 || distance >= typed.chars().count() {
+        return None;
+    }
+    Some(match what {
+        "field" => {
+            let parent = path.strip_suffix(typed).unwrap_or("");
+            format!("`{parent}{best}`")
+        }
+        _ => format!("\"{best}\""),
+    })
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn collect_secret_env_names<'a>(v: &'a toml::Value, out: &mut BTreeSet<&'a str>) {
@@ -305,6 +357,45 @@ mod tests {
         let text = "[server]\nlisten = \"x\"\n[[sinks]]\nname = \"pd\"\npagerduty = { routing_kye = \"k\" }\n";
         let err = load_str::<Outer>(text, "c.toml", ENV, &[]).unwrap_err();
         assert!(err.has_path("sinks[0].pagerduty.routing_kye"), "{err}");
+    }
+
+    #[test]
+    fn misspelled_key_suggests_the_nearest_with_its_full_path() {
+        let text = "[server]\nlisten = \"x\"\n[[sinks]]\nname = \"pd\"\npagerduty = { routing_kye = \"k\" }\n";
+        let err = load_str::<Outer>(text, "c.toml", ENV, &[]).unwrap_err();
+        let msg = &err.problems[0].message;
+        assert!(
+            msg.ends_with("did you mean `sinks[0].pagerduty.routing_key`?"),
+            "{msg}"
+        );
+        // Top level, and nothing close enough: no suggestion.
+        let err = load_str::<Outer>("[servr]\nlisten = \"x\"\n", "c.toml", ENV, &[]).unwrap_err();
+        assert!(
+            err.problems[0].message.ends_with("did you mean `server`?"),
+            "{err}"
+        );
+        let err = load_str::<Outer>("[server]\nlisten = \"x\"\ncolour = 1\n", "c.toml", ENV, &[])
+            .unwrap_err();
+        assert!(!err.problems[0].message.contains("did you mean"), "{err}");
+    }
+
+    #[test]
+    fn suggestions_stay_within_two_edits() {
+        assert_eq!(edit_distance("regoin", "region"), 2);
+        assert_eq!(edit_distance("url", "urls"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        let m = "unknown variant `http3`, expected one of `auto`, `http1`, `http2`";
+        assert_eq!(
+            did_you_mean("checks[0].http.http_version", m).as_deref(),
+            Some("\"http1\"")
+        );
+        let m = "unknown field `x`, expected `y`";
+        assert_eq!(did_you_mean("a.x", m), None);
+        let m = "unknown field `intervall`, expected one of `id`, `interval`, `timeout`";
+        assert_eq!(
+            did_you_mean("checks[2].intervall", m).as_deref(),
+            Some("`checks[2].interval`")
+        );
     }
 
     #[test]

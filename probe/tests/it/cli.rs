@@ -362,3 +362,33 @@ async fn check_pings_an_icmp_url() {
     assert_eq!(out.status.code(), Some(0), "{line}");
     assert_eq!(line["details"]["received"], 5);
 }
+
+#[test]
+fn misspelled_key_exits_78_with_the_nearest_known_key_and_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.toml");
+    for (text, expected) in [
+        (
+            "[probe]\nname = \"p\"\nregoin = \"r\"\n",
+            "probe.regoin: unknown field `regoin`",
+        ),
+        (
+            "[[checks]]\nid = \"a\"\nhttp = { url = \"http://127.0.0.1:1/\", expected_statsu = [200] }\n",
+            "did you mean `checks[0].http.expected_status`?",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let out = probe().arg("check-config").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+    // The first case's suggestion, in full.
+    std::fs::write(&path, "[probe]\nname = \"p\"\nregoin = \"r\"\n").unwrap();
+    let out = probe().arg("check-config").arg(&path).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `probe.region`?"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
