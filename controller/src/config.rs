@@ -360,6 +360,9 @@ pub struct RawAlerting {
 pub struct ControllerConfig {
     /// File this came from, re-read on SIGHUP (`None` when parsed from text).
     pub path: Option<PathBuf>,
+    /// `--set key=value` overrides from the command line, applied again on
+    /// every reload so a reload sees the same layers as the start.
+    pub overrides: Vec<String>,
     /// gRPC listen address.
     pub grpc_listen: SocketAddr,
     /// HTTP listen address.
@@ -791,6 +794,7 @@ impl RawControllerFile {
         let maintenance = crate::alerting::silence::validate_maintenance(&self.maintenance, &mut p);
         p.finish(source)?;
         Ok(ControllerConfig {
+            overrides: Vec::new(),
             path: None,
             grpc_listen,
             http_listen,
@@ -1247,17 +1251,34 @@ pub fn parse(
     source: &str,
     vars: &[(String, String)],
 ) -> Result<ControllerConfig, ConfigError> {
-    let raw: RawControllerFile = load::load_str(text, source, ENV, vars)?;
-    raw.validate(source, vars)
+    parse_with(text, source, vars, &[])
+}
+
+/// [`parse`], then `sets` (`--set key=value`) applied after the environment.
+pub fn parse_with(
+    text: &str,
+    source: &str,
+    vars: &[(String, String)],
+    sets: &[String],
+) -> Result<ControllerConfig, ConfigError> {
+    let raw: RawControllerFile = load::load_str_with(text, source, ENV, vars, sets)?;
+    let mut config = raw.validate(source, vars)?;
+    config.overrides = sets.to_vec();
+    Ok(config)
 }
 
 /// Reads, overrides from the process environment, and validates a config file.
 pub fn load(path: &Path) -> Result<ControllerConfig, ConfigError> {
+    load_with(path, &[])
+}
+
+/// [`load`] with `--set key=value` overrides: file < environment < command line.
+pub fn load_with(path: &Path, sets: &[String]) -> Result<ControllerConfig, ConfigError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one(&source, "(file)", format!("cannot read {source}: {e}")))?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let mut config = parse(&text, &source, &vars)?;
+    let mut config = parse_with(&text, &source, &vars, sets)?;
     config.path = Some(path.to_path_buf());
     Ok(config)
 }

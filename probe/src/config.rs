@@ -503,7 +503,15 @@ impl RawProbeFile {
 
 /// Loads and validates a probe config file (environment overrides applied).
 pub fn load_probe(path: &std::path::Path) -> Result<ProbeConfig, ConfigError> {
-    let raw: RawProbeFile = load::load_file(path, ENV)?;
+    load_probe_with(path, &[])
+}
+
+/// [`load_probe`], then `--set key=value` overrides (after the environment).
+pub fn load_probe_with(
+    path: &std::path::Path,
+    sets: &[String],
+) -> Result<ProbeConfig, ConfigError> {
+    let raw: RawProbeFile = load::load_file_with(path, ENV, sets)?;
     raw.validate(&path.display().to_string())
 }
 

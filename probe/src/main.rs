@@ -19,6 +19,11 @@ struct Cli {
     /// RUST_LOG when OUTPOST_LOG is unset (default: info).
     #[arg(long, global = true, value_enum, default_value_t = outpost_probe::logging::LogFormat::Text)]
     log_format: outpost_probe::logging::LogFormat,
+    /// Override one config key after the file and the OUTPOST_* variables,
+    /// e.g. `--set probe.region=eu-west` or `--set 'scheduler.max_concurrency=64'`
+    /// (a TOML value; anything else is a string). Repeatable; the last wins.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,7 +120,7 @@ fn main() -> ExitCode {
             print!("{}", config::schema::render(&config::schema::probe()));
             0
         }
-        Command::CheckConfig { file } => match config::load_probe(&file) {
+        Command::CheckConfig { file } => match config::load_probe_with(&file, &cli.set) {
             Ok(c) => {
                 println!(
                     "ok: probe {} in {}, {} local checks, controller {}",
@@ -131,11 +136,11 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
-        Command::Once { config, format } => match config::load_probe(&config) {
+        Command::Once { config, format } => match config::load_probe_with(&config, &cli.set) {
             Ok(c) => runtime().block_on(once(c, format)),
             Err(e) => config_error(&e),
         },
-        Command::Run { config } => match config::load_probe(&config) {
+        Command::Run { config } => match config::load_probe_with(&config, &cli.set) {
             Ok(c) => runtime().block_on(run(c)),
             Err(e) => config_error(&e),
         },

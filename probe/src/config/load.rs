@@ -1,7 +1,8 @@
 //! Strict config loading shared by the probe and the controller.
 //!
 //! A file is parsed as TOML, then overridden by an explicit allow-list of
-//! `OUTPOST_*` environment variables, then deserialized into `Raw*` types that
+//! `OUTPOST_*` environment variables, then by `--set key=value` from the
+//! command line (file < environment < command line), then deserialized into `Raw*` types that
 //! all carry `#[serde(deny_unknown_fields)]`. Any problem becomes a
 //! [`ConfigError`] naming the key's path (`sinks[0].pagerduty.routing_kye`)
 //! and its source (file or environment variable); the binaries exit 78 on it.
@@ -144,11 +145,21 @@ pub struct EnvOverride {
 
 /// Reads `path`, applies allowed environment overrides, and deserializes.
 pub fn load_file<T: DeserializeOwned>(path: &Path, env: &[EnvOverride]) -> Result<T, ConfigError> {
+    load_file_with(path, env, &[])
+}
+
+/// Like [`load_file`], then `sets` (`--set key=value`, each `"key=value"`)
+/// applied last: file < environment < command line.
+pub fn load_file_with<T: DeserializeOwned>(
+    path: &Path,
+    env: &[EnvOverride],
+    sets: &[String],
+) -> Result<T, ConfigError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one(&source, "(file)", format!("cannot read {source}: {e}")))?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    load_str(&text, &source, env, &vars)
+    load_str_with(&text, &source, env, &vars, sets)
 }
 
 /// Like [`load_file`] with the text and environment given (tests).
@@ -157,6 +168,46 @@ pub fn load_str<T: DeserializeOwned>(
     source: &str,
     env: &[EnvOverride],
     vars: &[(String, String)],
+) -> Result<T, ConfigError> {
+    load_str_with(text, source, env, vars, &[])
+}
+
+/// One `--set key=value`: a dotted key into tables (`server.grpc_listen`;
+/// entries of arrays such as `[[checks]]` are not addressable) and a TOML value (`30`, `true`, `"30s"`, `["a"]`, `{ env = "T" }`); a
+/// value that is not TOML is taken as a string, so `--set probe.region=eu-west` works.
+fn parse_set(set: &str) -> Result<(String, toml::Value), String> {
+    let Some((key, raw)) = set.split_once('=') else {
+        return Err(format!(
+            "--set {set:?} has no '=': use --set key=value, e.g. --set server.grpc_listen=0.0.0.0:7443"
+        ));
+    };
+    let key = key.trim();
+    let valid = !key.is_empty()
+        && key.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if !valid {
+        return Err(format!(
+            "--set key {key:?} is not a dotted path of lowercase keys, e.g. server.grpc_listen"
+        ));
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// [`load_str`] with `--set` overrides applied after the environment.
+pub fn load_str_with<T: DeserializeOwned>(
+    text: &str,
+    source: &str,
+    env: &[EnvOverride],
+    vars: &[(String, String)],
+    sets: &[String],
 ) -> Result<T, ConfigError> {
     let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         ConfigError::one(source, "(syntax)", e.to_string().trim().replace('\n', " "))
@@ -189,6 +240,16 @@ pub fn load_str<T: DeserializeOwned>(
             }
         }
     }
+    let mut set_keys = Vec::new();
+    for set in sets {
+        match parse_set(set) {
+            Ok((key, v)) => {
+                set_path(&mut value, &key, v);
+                set_keys.push(key);
+            }
+            Err(e) => problems.push("--set", e),
+        }
+    }
     problems.finish(source)?;
 
     let de = toml::Value::Table(value);
@@ -208,7 +269,13 @@ pub fn load_str<T: DeserializeOwned>(
         if let Some(hint) = did_you_mean(&path, &message) {
             message = format!("{message}; did you mean {hint}?");
         }
-        if let Some(o) = from_env
+        let from_set = set_keys
+            .iter()
+            .rev()
+            .find(|k| path == **k || path.starts_with(&format!("{k}.")));
+        if let Some(k) = from_set {
+            message = format!("{message} (set by --set {k})");
+        } else if let Some(o) = from_env
             && vars.iter().any(|(n, _)| n == o.var)
         {
             message = format!("{message} (set by environment variable {})", o.var);
@@ -396,6 +463,42 @@ mod tests {
             did_you_mean("checks[2].intervall", m).as_deref(),
             Some("`checks[2].interval`")
         );
+    }
+
+    #[test]
+    fn set_overrides_the_environment_and_names_itself_in_errors() {
+        let vars = vec![("OUTPOST_LISTEN".to_owned(), "env".to_owned())];
+        let sets = vec!["server.listen=0.0.0.0:9".to_owned()];
+        let c = load_str_with::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &vars, &sets)
+            .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9");
+        // A TOML value keeps its type: an integer is not a string here.
+        let sets = vec!["server.listen=5".to_owned()];
+        let err = load_str_with::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &[], &sets)
+            .unwrap_err();
+        assert!(err.has_path("server.listen"), "{err}");
+        assert!(
+            err.problems[0]
+                .message
+                .ends_with("(set by --set server.listen)"),
+            "{err}"
+        );
+        // A misspelled key is refused like one in the file, with a suggestion.
+        let sets = vec!["server.listn=x".to_owned()];
+        let err = load_str_with::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &[], &sets)
+            .unwrap_err();
+        assert!(err.has_path("server.listn"), "{err}");
+        assert!(
+            err.problems[0]
+                .message
+                .contains("did you mean `server.listen`?"),
+            "{err}"
+        );
+        for bad in ["server.listen", "=x", "Server.listen=x", "a..b=1"] {
+            let err =
+                load_str_with::<Outer>("", "c.toml", ENV, &[], &[bad.to_owned()]).unwrap_err();
+            assert!(err.has_path("--set"), "{bad}: {err}");
+        }
     }
 
     #[test]

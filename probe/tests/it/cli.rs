@@ -392,3 +392,48 @@ fn misspelled_key_exits_78_with_the_nearest_known_key_and_its_path() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn set_overrides_the_file_and_its_mistakes_exit_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(
+        &path,
+        "[scheduler]\nmax_concurrency = 0\n[[checks]]\nid = \"a\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n",
+    )
+    .unwrap();
+    // The file alone is refused; the command line fixes it.
+    let out = probe().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let out = probe()
+        .args(["check-config", "--set", "scheduler.max_concurrency=8"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A misspelled key or a wrong type: exit 78, the key, and where it came from.
+    for (set, expected) in [
+        (
+            "scheduler.max_concurency=8",
+            "did you mean `scheduler.max_concurrency`?",
+        ),
+        (
+            "scheduler.max_concurrency=\"8\"",
+            "(set by --set scheduler.max_concurrency)",
+        ),
+        ("scheduler", "--set: --set \"scheduler\" has no '='"),
+    ] {
+        let out = probe()
+            .args(["check-config", "--set", set])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{set}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{set}: {stderr}");
+    }
+}
