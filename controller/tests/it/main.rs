@@ -12,6 +12,7 @@ mod dependencies;
 mod escaping;
 mod events;
 mod flapping;
+mod grafana;
 mod heartbeat;
 mod http;
 mod ingest;
