@@ -2,6 +2,10 @@
 //! series the controller exports (its registry, `metrics::FAMILIES`, with a
 //! histogram's `_bucket`/`_sum`/`_count`), the data source is the
 //! `${DS_PROMETHEUS}` input, and `check`/`region` are template variables.
+//! The blackbox-compatible `probe_*` series a panel uses are also checked
+//! against the probe's side (`outpost_probe::blackbox::FAMILIES`, what its
+//! `[exporter]` `/probe` answers): the same panel reads a controller scrape
+//! or a blackbox-style scrape of the probes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -77,6 +81,20 @@ fn every_dashboard_expression_names_an_exported_series() {
                 used.insert(n);
             }
         }
+    }
+    // Every probe_* series on the board is one the probe's /probe answers
+    // too, under the same name.
+    let probe_side: BTreeSet<&str> = outpost_probe::blackbox::FAMILIES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    let blackbox_used: Vec<&String> = used.iter().filter(|n| n.starts_with("probe_")).collect();
+    assert!(!blackbox_used.is_empty());
+    for n in blackbox_used {
+        assert!(
+            probe_side.contains(n.as_str()),
+            "{n} is on the board but not answered by the probe's /probe: {probe_side:?}"
+        );
     }
     // The blackbox-compatible series the issue names are all on the board.
     for name in [
