@@ -3,7 +3,7 @@
 # with --install (root on Debian), installs them, runs the installed binaries
 # from their installed paths (--version, check-config on the shipped conffile
 # with the secrets it names supplied the way the unit supplies them), checks
-# the units and conffiles landed, then purges both packages again.
+# the units, conffiles and JSON Schemas landed, then purges both packages again.
 #
 #   scripts/package-deb.sh              build target/debian/*.deb
 #   scripts/package-deb.sh --install    build, install, check, purge (CI)
@@ -49,6 +49,10 @@ for pkg in outpost-probe outpost-controller; do
   grep -q "^/etc/outpost/${pkg#outpost-}.toml$" "/var/lib/dpkg/info/$pkg.conffiles" \
     || fail "/etc/outpost/${pkg#outpost-}.toml is not a conffile of $pkg"
   [ -f "/usr/share/doc/$pkg/README.Debian" ] || fail "$pkg README.Debian missing"
+  # The schema shipped is the one the installed binary describes.
+  schema="/usr/share/outpost/schema/${pkg#outpost-}.schema.json"
+  [ -f "$schema" ] || fail "$schema not installed by $pkg"
+  "/usr/bin/$pkg" schema | cmp -s - "$schema" || fail "$schema differs from '$pkg schema'"
 done
 # Installed disabled: both need secrets first.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then

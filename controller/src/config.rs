@@ -67,6 +67,7 @@
 
 pub mod certificate;
 pub mod limits;
+pub mod schema;
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -137,7 +138,7 @@ pub const DEFAULT_OFFLINE_SEVERITY: Severity = Severity::Error;
 pub const DEFAULT_CHECK_SEVERITY: Severity = Severity::Critical;
 
 /// `controller.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawControllerFile {
     /// Listeners and TLS. Optional: every field has a default.
@@ -187,7 +188,7 @@ pub struct RawControllerFile {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Address for the probe gRPC stream, `host:port`. Default
@@ -258,8 +259,9 @@ pub struct RawServer {
 }
 
 /// `[server.tls]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RawTlsFiles")]
 pub struct RawTls {
     /// PEM file with the server certificate followed by its intermediates.
     pub cert_file: PathBuf,
@@ -268,7 +270,7 @@ pub struct RawTls {
 }
 
 /// `[store]`: SQLite (`path`, the default) or PostgreSQL (`url`), not both.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// SQLite database file, created if missing. Default `"./outpost.db"`.
@@ -385,7 +387,7 @@ fn validate_history(store: &RawStore, p: &mut Problems) -> crate::history::Histo
 }
 
 /// `[[probes]]`: a probe allowed to connect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbeEntry {
     /// Unique probe name; the probe sends it in its hello. Example `"eu-west-1"`.
@@ -402,7 +404,7 @@ pub struct RawProbeEntry {
 }
 
 /// `[alerting]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerting {
     /// A probe that sent nothing (no hello, heartbeat or result) for longer
@@ -454,6 +456,9 @@ pub struct RawAlerting {
 pub struct ControllerConfig {
     /// File this came from, re-read on SIGHUP (`None` when parsed from text).
     pub path: Option<PathBuf>,
+    /// `--set key=value` overrides from the command line, applied again on
+    /// every reload so a reload sees the same layers as the start.
+    pub overrides: Vec<String>,
     /// gRPC listen address.
     pub grpc_listen: SocketAddr,
     /// HTTP listen address.
@@ -907,6 +912,7 @@ impl RawControllerFile {
         });
         p.finish(source)?;
         Ok(ControllerConfig {
+            overrides: Vec::new(),
             path: None,
             grpc_listen,
             http_listen,
@@ -1365,17 +1371,34 @@ pub fn parse(
     source: &str,
     vars: &[(String, String)],
 ) -> Result<ControllerConfig, ConfigError> {
-    let raw: RawControllerFile = load::load_str(text, source, ENV, vars)?;
-    raw.validate(source, vars)
+    parse_with(text, source, vars, &[])
+}
+
+/// [`parse`], then `sets` (`--set key=value`) applied after the environment.
+pub fn parse_with(
+    text: &str,
+    source: &str,
+    vars: &[(String, String)],
+    sets: &[String],
+) -> Result<ControllerConfig, ConfigError> {
+    let raw: RawControllerFile = load::load_str_with(text, source, ENV, vars, sets)?;
+    let mut config = raw.validate(source, vars)?;
+    config.overrides = sets.to_vec();
+    Ok(config)
 }
 
 /// Reads, overrides from the process environment, and validates a config file.
 pub fn load(path: &Path) -> Result<ControllerConfig, ConfigError> {
+    load_with(path, &[])
+}
+
+/// [`load`] with `--set key=value` overrides: file < environment < command line.
+pub fn load_with(path: &Path, sets: &[String]) -> Result<ControllerConfig, ConfigError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one(&source, "(file)", format!("cannot read {source}: {e}")))?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let mut config = parse(&text, &source, &vars)?;
+    let mut config = parse_with(&text, &source, &vars, sets)?;
     config.path = Some(path.to_path_buf());
     Ok(config)
 }

@@ -999,7 +999,8 @@ async fn reload_on_sighup(ctl: Controller) -> anyhow::Result<()> {
             tracing::warn!("SIGHUP ignored: the config did not come from a file");
             continue;
         };
-        match config::load(&path) {
+        let overrides = ctl.config().overrides.clone();
+        match config::load_with(&path, &overrides) {
             Ok(new) => ctl.reload(new),
             Err(e) => {
                 tracing::error!(error = %e, "config reload failed; keeping the running config")

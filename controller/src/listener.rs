@@ -89,7 +89,7 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 pub const RESERVED_DESCRIPTORS: usize = 64;
 
 /// `[server.limits]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     /// Most connections open at once on `http_listen`. Default 256.

@@ -17,6 +17,12 @@ struct Cli {
     /// RUST_LOG when OUTPOST_LOG is unset (default: info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Override one config key after the file and the OUTPOST_* variables,
+    /// e.g. `--set server.grpc_listen=0.0.0.0:7443` or `--set store.retention='"30d"'`
+    /// (a TOML value; anything else is a string). Repeatable; the last wins;
+    /// kept for SIGHUP reloads.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +40,9 @@ enum Command {
         /// Path of controller.toml.
         file: PathBuf,
     },
+    /// Print the JSON Schema of controller.toml, for editors; the same as
+    /// deploy/schema/controller.schema.json.
+    Schema,
     /// Read a password on stdin (one line) and print its argon2id PHC string
     /// for `[[auth.users]] password_hash`.
     HashPassword,
@@ -123,8 +132,8 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn run(config_path: PathBuf) -> ExitCode {
-    let config = match config::load(&config_path) {
+async fn run(config_path: PathBuf, sets: &[String]) -> ExitCode {
+    let config = match config::load_with(&config_path, sets) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
@@ -138,8 +147,8 @@ async fn run(config_path: PathBuf) -> ExitCode {
     }
 }
 
-fn check_config(file: PathBuf) -> ExitCode {
-    match config::load(&file) {
+fn check_config(file: PathBuf, sets: &[String]) -> ExitCode {
+    match config::load_with(&file, sets) {
         Ok(c) => {
             println!(
                 "ok: {} probes, {} checks, {} sinks",
@@ -312,7 +321,11 @@ async fn probe_revoke(name: &str, path: &std::path::Path) -> ExitCode {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => check_config(file),
+        Command::CheckConfig { file } => check_config(file, &cli.set),
+        Command::Schema => {
+            print!("{}", config::schema::render());
+            ExitCode::SUCCESS
+        }
         Command::HashPassword => hash_password(),
         Command::GenerateToken => generate_token(),
         Command::Ca {
@@ -332,7 +345,7 @@ async fn main() -> ExitCode {
         } => probe_revoke(&name, &config).await,
         Command::Run { config } => {
             outpost_probe::logging::init(cli.log_format);
-            run(config).await
+            run(config, &cli.set).await
         }
     }
 }

@@ -50,7 +50,7 @@ const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One check as written in config (`[[checks]]`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     /// Stable identifier: lowercase letters, digits, `-` and `_`. Results,
@@ -122,7 +122,7 @@ pub struct RawCheck {
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlertPolicy {
     /// Regions that must fail before the check alerts. Default 2, or the number

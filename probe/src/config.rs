@@ -20,6 +20,7 @@
 
 pub mod duration;
 pub mod load;
+pub mod schema;
 pub mod secret;
 pub mod size;
 pub mod telemetry;
@@ -71,7 +72,7 @@ pub const ENV: &[EnvOverride] = &[
 ];
 
 /// `probe.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbeFile {
     /// Who this probe is.
@@ -104,7 +105,7 @@ pub struct RawProbeFile {
 }
 
 /// `[probe]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbe {
     /// Unique probe name; must match a `[[probes]]` entry on the controller.
@@ -117,7 +118,7 @@ pub struct RawProbe {
 }
 
 /// `[controller]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawController {
     /// gRPC URL of the controller. `https://` runs the stream over TLS;
@@ -168,7 +169,7 @@ pub struct RawController {
 }
 
 /// `[scheduler]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScheduler {
     /// Runs in flight at most; further due runs wait for a slot. Default 256.
@@ -177,7 +178,7 @@ pub struct RawScheduler {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     /// Address for `GET /metrics` (Prometheus text), e.g. `"127.0.0.1:9464"`.
@@ -187,7 +188,7 @@ pub struct RawMetrics {
 
 /// `[outbox]`: results are written here before they are sent and deleted
 /// only after the controller has committed them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutbox {
     /// Directory of the log. Default: `$STATE_DIRECTORY/outbox` when systemd
@@ -511,7 +512,15 @@ impl RawProbeFile {
 
 /// Loads and validates a probe config file (environment overrides applied).
 pub fn load_probe(path: &std::path::Path) -> Result<ProbeConfig, ConfigError> {
-    let raw: RawProbeFile = load::load_file(path, ENV)?;
+    load_probe_with(path, &[])
+}
+
+/// [`load_probe`], then `--set key=value` overrides (after the environment).
+pub fn load_probe_with(
+    path: &std::path::Path,
+    sets: &[String],
+) -> Result<ProbeConfig, ConfigError> {
+    let raw: RawProbeFile = load::load_file_with(path, ENV, sets)?;
     raw.validate(&path.display().to_string())
 }
 

@@ -60,7 +60,7 @@ pub const DEFAULT_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 const KINDS: &[&str] = &["http", "tcp", "tls", "dns", "icmp", "grpc"];
 
 /// `[exporter]`: the opt-in blackbox-compatible `/probe` endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExporter {
     /// Address for `/probe` and `/metrics`. Default `"127.0.0.1:9115"`
@@ -85,6 +85,7 @@ pub struct RawExporter {
     /// `[exporter.modules.http_2xx]` with `kind = "http"` or an
     /// `[exporter.modules.http_2xx.http]` table of `[[checks]]` http keys.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Map<String, serde_json::Value>>")]
     pub modules: BTreeMap<String, toml::Table>,
 }
 
@@ -531,8 +532,14 @@ impl Exporter {
         let outcome = check::run(spec, &self.ctx)
             .with_subscriber(subscriber)
             .await;
-        let log =
+        // The checks log little themselves (warnings at most): the phases
+        // and the verdict are written from the outcome, then the kind's
+        // own report, so the log always says how far the run got and why
+        // it failed.
+        let mut log =
             String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        log.push_str(&run_log(&outcome));
+        log.push_str(&check::render(&outcome));
         let result = serde_json::to_string_pretty(&outcome.to_json()).unwrap_or_default();
         let template = serde_json::to_string_pretty(&module.template).unwrap_or_default();
         format!(
@@ -541,6 +548,30 @@ impl Exporter {
             render(&series_of(&outcome))
         )
     }
+}
+
+/// The phases a run went through and its verdict, one line each, in the
+/// order they happen: `phase dns took 0.000131s`, … `probe failed:
+/// connect_refused: …`.
+fn run_log(o: &check::Outcome) -> String {
+    let p = &o.phases;
+    let mut log = format!("probe of kind {} (check {:?})\n", o.kind, o.check_id);
+    for (name, took) in [
+        ("dns", p.dns),
+        ("connect", p.connect),
+        ("tls", p.tls),
+        ("first_byte", p.first_byte),
+    ] {
+        if let Some(d) = took {
+            log.push_str(&format!("phase {name} took {:.6}s\n", d.as_secs_f64()));
+        }
+    }
+    log.push_str(&format!("run took {:.6}s\n", p.total.as_secs_f64()));
+    match &o.result {
+        Ok(()) => log.push_str("probe succeeded\n"),
+        Err(f) => log.push_str(&format!("probe failed: {}: {f}\n", f.code())),
+    }
+    log
 }
 
 /// Equal, in time that depends on the lengths only.

@@ -19,6 +19,11 @@ struct Cli {
     /// RUST_LOG when OUTPOST_LOG is unset (default: info).
     #[arg(long, global = true, value_enum, default_value_t = outpost_probe::logging::LogFormat::Text)]
     log_format: outpost_probe::logging::LogFormat,
+    /// Override one config key after the file and the OUTPOST_* variables,
+    /// e.g. `--set probe.region=eu-west` or `--set 'scheduler.max_concurrency=64'`
+    /// (a TOML value; anything else is a string). Repeatable; the last wins.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +50,9 @@ enum Command {
         /// Config file.
         file: PathBuf,
     },
+    /// Print the JSON Schema of probe.toml (checks included), for editors;
+    /// the same as deploy/schema/probe.schema.json.
+    Schema,
     /// Request URL like a machine client, following up to --max-hops redirects,
     /// and print each hop: status, Location, scheme and method changes, TLS
     /// version and leaf expiry, timings, and what each rule would say. Exit 0
@@ -108,7 +116,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     outpost_probe::logging::init(cli.log_format);
     let code = match cli.command {
-        Command::CheckConfig { file } => match config::load_probe(&file) {
+        Command::Schema => {
+            print!("{}", config::schema::render(&config::schema::probe()));
+            0
+        }
+        Command::CheckConfig { file } => match config::load_probe_with(&file, &cli.set) {
             Ok(c) => {
                 println!(
                     "ok: probe {} in {}, {} local checks, controller {}",
@@ -124,11 +136,11 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
-        Command::Once { config, format } => match config::load_probe(&config) {
+        Command::Once { config, format } => match config::load_probe_with(&config, &cli.set) {
             Ok(c) => runtime().block_on(once(c, format)),
             Err(e) => config_error(&e),
         },
-        Command::Run { config } => match config::load_probe(&config) {
+        Command::Run { config } => match config::load_probe_with(&config, &cli.set) {
             Ok(c) => runtime().block_on(run(c)),
             Err(e) => config_error(&e),
         },

@@ -26,7 +26,7 @@ use super::{AlertKind, Kind, Severity, group::Grouping, sink::SinkDef};
 use crate::config::push_if_bad_id;
 
 /// `[[routes]]`: which checks notify which sinks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     /// Unique route name; a check's `alert.routes` may name it. Example `"oncall"`.

@@ -56,7 +56,7 @@ use crate::{
 use super::route::glob_match;
 
 /// `[[silences]]`: a fixed silence in the config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSilence {
     /// Check ids it covers, a glob (`*` any run of characters). Default `"*"`.
@@ -79,7 +79,7 @@ pub struct RawSilence {
 
 /// `[[maintenance]]`: a recurring window in which matching checks page
 /// nobody. Either `schedule` + `duration`, or `weekdays` + `start` + `end`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMaintenance {
     /// Name, shown as the cause (`maintenance nightly-db`). Required, unique.

@@ -68,7 +68,7 @@ pub const MIN_RESOLVE_GIVE_UP: Duration = Duration::from_secs(15 * 60);
 
 /// `[[sinks]]`: one notification destination. Exactly one of `pagerduty`,
 /// `slack`, `opsgenie`, `email`, `webhook` or `console`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
     /// Unique sink name used by `[[routes]]`. Example `"pagerduty"`.

@@ -99,7 +99,8 @@ pub(crate) async fn reload(
             "the running config did not come from a file".into(),
         ));
     };
-    match crate::config::load(&path) {
+    let overrides = ctl.config().overrides.clone();
+    match crate::config::load_with(&path, &overrides) {
         Ok(new) => {
             tracing::info!(by = %caller.name, "config reload requested over the API");
             let body = Reloaded {

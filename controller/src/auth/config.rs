@@ -39,7 +39,7 @@ pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 pub const MIN_TOKEN_CHARS: usize = 32;
 
 /// `[auth]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     /// API tokens (`Authorization: Bearer <token>`), one entry per client.
@@ -58,7 +58,7 @@ pub struct RawAuth {
 }
 
 /// `[[auth.tokens]]`: an API token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
     /// Unique name, shown in logs and as the author of changes. Example `"prometheus"`.
@@ -77,7 +77,7 @@ pub struct RawToken {
 }
 
 /// `[[auth.users]]`: a dashboard user.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     /// Unique user name typed in the login form. Example `"alice"`.

@@ -13,7 +13,7 @@ pub const DEFAULT_THRESHOLDS: &[&str] = &["30d:warning", "14d:error", "7d:critic
 pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(2 * 86_400);
 
 /// `[alerting.certificates]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificateAlerting {
     /// When a served certificate pages, as `"<time left>:<severity>"`: the

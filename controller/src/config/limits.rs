@@ -21,7 +21,7 @@ use outpost_probe::config::{Problems, Size};
 use serde::Deserialize;
 
 /// `[server.probe_limits]` as written; every key optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbeLimits {
     /// Largest gRPC message a probe may send. Default `"4MiB"`, at least `"64KiB"`.

@@ -31,7 +31,7 @@ use crate::{Controller, alerting::route::glob_match, store::now_ms};
 pub const DEFAULT_TITLE: &str = "Service status";
 
 /// `[public_status]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPublicStatus {
     /// Serve `GET /status` to anyone. Default `false`.

@@ -340,3 +340,75 @@ fn a_literal_secret_in_password_hash_exits_78_at_its_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("auth.users[0].password_hash"), "{stderr}");
 }
+
+#[test]
+fn misspelled_key_exits_78_with_the_nearest_known_key_and_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    let typo = GOOD.replace("routing_key", "routing_kye");
+    std::fs::write(&path, typo).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", TOKEN)
+        .env("CLI_TEST_PD", "k")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sinks[0].pagerduty.routing_kye: unknown field `routing_kye`")
+            && stderr.contains("did you mean `sinks[0].pagerduty.routing_key`?"),
+        "{stderr}"
+    );
+    // Nothing within two edits: the known keys, no guess.
+    let far = GOOD.replace("[server]\n", "[server]\ncolour = \"red\"\n");
+    std::fs::write(&path, far).unwrap();
+    let out = controller()
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CLI_TEST_TOKEN", TOKEN)
+        .env("CLI_TEST_PD", "k")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.colour: unknown field `colour`")
+            && !stderr.contains("did you mean"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn set_overrides_file_and_environment_in_that_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("controller.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = controller();
+        c.arg("check-config").args(args).arg(&path);
+        c.env("CLI_TEST_TOKEN", TOKEN).env("CLI_TEST_PD", "k");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // The environment breaks the listen address; --set (applied last) repairs it.
+    let bad_env = [("OUTPOST_GRPC_LISTEN", "nowhere")];
+    let out = check(&[], &bad_env);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.grpc_listen"));
+    let out = check(&["--set", "server.grpc_listen=127.0.0.1:0"], &bad_env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the other way round: a bad --set wins over a good file.
+    let out = check(&["--set", "store.retention=30"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("store.retention") && stderr.contains("(set by --set store.retention)"),
+        "{stderr}"
+    );
+}

@@ -13,6 +13,7 @@ mod dependencies;
 mod escaping;
 mod events;
 mod flapping;
+mod grafana;
 mod groups;
 mod heartbeat;
 mod history;

@@ -30,7 +30,7 @@ use super::{
 use crate::config::{Dur, Problems};
 
 /// One entry of `expected_status`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum StatusMatch {
     /// Exactly this status.
@@ -42,7 +42,7 @@ pub enum StatusMatch {
 /// `latency`: budgets per phase, each optional. A phase is summed over every
 /// hop of a redirect chain; `total` is the whole chain including the body.
 /// Exceeding one fails with `latency_budget_exceeded` naming the phase.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLatency {
     /// Whole request (all hops, body read). Example: `"800ms"`.

@@ -114,7 +114,7 @@ pub const SUPPORTED_TYPES: &[&str] =
 const HISTORY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// `[checks.dns]` as written in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
     /// The name to ask for, with or without the trailing dot. Example:

@@ -69,7 +69,7 @@ pub const MAX_STEPS: usize = 32;
 pub const REDACTED: &str = "**REDACTED**";
 
 /// `[checks.flow]` as written in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFlow {
     /// Secrets usable as `{{name}}`: `{ password = { env = "SHOP_PASSWORD" } }`.
@@ -83,8 +83,9 @@ pub struct RawFlow {
 }
 
 /// One step: `[[checks.flow.steps]]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RawFlowStep")]
 pub struct RawStep {
     /// Name in details and messages: lowercase letters, digits, `-`, `_`.
     /// Example: `"create-order"`.
@@ -103,8 +104,9 @@ pub struct RawStep {
 
 /// Where a variable comes from: exactly one of `json_path`, `header`,
 /// `cookie`, `regex`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RawFlowExtract")]
 pub struct RawExtract {
     /// RFC 9535 JSONPath into the JSON body; the first node (strings as
     /// they are, other values as JSON text). Example: `"$.id"`.

@@ -56,7 +56,7 @@ const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_WATCH: usize = 100;
 
 /// `[checks.grpc]` as written in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGrpc {
     /// Host: a DNS name or an IP address. Example: `"orders.internal.example.net"`.

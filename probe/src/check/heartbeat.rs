@@ -52,7 +52,7 @@ pub const MIN_PING_ID_LEN: usize = 22;
 pub const MAX_PING_ID_LEN: usize = 128;
 
 /// `[checks.heartbeat]` as written in config (controller only).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHeartbeat {
     /// How often the job runs: a ping is expected every `period`.

@@ -98,7 +98,7 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const MAX_SAMPLES: u32 = 100;
 
 /// `[checks.http]` as written in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     /// Absolute `http://` or `https://` URL. Example: `"https://api.example.com/health"`.
@@ -239,7 +239,9 @@ pub struct RawHttp {
 }
 
 /// Which resolved addresses a check requests.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressMode {
     /// The first address only.
@@ -250,7 +252,9 @@ pub enum AddressMode {
 }
 
 /// How many addresses must pass with `addresses = "all"`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Passing {
     /// Every address.
@@ -261,7 +265,9 @@ pub enum Passing {
 }
 
 /// The HTTP version offered.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HttpVersion {
     /// h2 or http/1.1 by ALPN; HTTP/1.1 on plain http.

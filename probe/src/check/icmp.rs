@@ -57,7 +57,7 @@ pub const DEFAULT_PAYLOAD: usize = 56;
 const MAX_PAYLOAD: usize = 1024;
 
 /// `[checks.icmp]` as written in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIcmp {
     /// Host: a DNS name or an IP address (v4 or v6). Example: `"gw.example.net"`.
@@ -99,7 +99,9 @@ pub struct RawIcmp {
 }
 
 /// Which socket sends the echoes.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SocketKind {
     /// A ping socket, else a raw one.

@@ -109,7 +109,7 @@ pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
 
 /// `[checks.session]` as written in config.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     /// How the session starts: exactly one of `oauth2_client_credentials`,
@@ -155,7 +155,9 @@ pub struct RawSession {
 }
 
 /// The renewal policy.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum Renewal {
     /// Renew before the declared expiry.
     #[default]
@@ -181,7 +183,9 @@ impl Renewal {
 }
 
 /// What `expires_in` counts from.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ExpiresInBase {
     /// The probe's receipt of the response.
@@ -192,7 +196,7 @@ pub enum ExpiresInBase {
 }
 
 /// `lifetime_bounds = { min = "…", max = "…" }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLifetimeBounds {
     /// Shortest acceptable declared lifetime. Example: `"50m"`.

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// `tls = { … }` of a tcp or grpc check: the connection is TLS from the start.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientTls {
     /// The name sent as SNI and that the certificate must cover. Default:

@@ -57,7 +57,7 @@ pub const MAX_MAX_READ: usize = 1024 * 1024;
 const EXCERPT: usize = 200;
 
 /// `[checks.tcp]` as written in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTcp {
     /// Host to connect to: a DNS name or an IP address. Example: `"mail.example.net"`.
@@ -95,8 +95,9 @@ pub struct RawTcp {
 }
 
 /// One step of `script`: exactly one of `send` or `expect`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RawTcpStep")]
 pub struct RawStep {
     /// Bytes to send. Example: `"EHLO outpost\r\n"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -101,6 +101,25 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// The pattern [`parse_duration`] accepts, for the JSON Schema.
+pub const DURATION_PATTERN: &str = r"^\s*[0-9]+(\.[0-9]+)?(ms|s|m|h|d)\s*$";
+
+// A string with a unit, not the `{ secs, nanos }` a derive would describe.
+impl schemars::JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration: a number and a unit (ms, s, m, h, d), e.g. \"500ms\", \"30s\", \"5m\", \"7d\". A bare number is refused.",
+            "examples": ["30s", "5m"],
+        })
+    }
+}
+
 impl Serialize for Dur {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_duration(self.0))
@@ -127,6 +146,17 @@ mod tests {
         assert!(parse_duration("30x").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_schema_pattern_matches_what_parses() {
+        let re = regex::Regex::new(DURATION_PATTERN).unwrap();
+        for s in ["500ms", "30s", "1.5s", "7d", " 5m "] {
+            assert!(re.is_match(s) && parse_duration(s).is_ok(), "{s}");
+        }
+        for s in ["30", "30x", "s", "", "-1s"] {
+            assert!(!re.is_match(s) && parse_duration(s).is_err(), "{s}");
+        }
     }
 
     #[test]

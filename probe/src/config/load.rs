@@ -1,12 +1,15 @@
 //! Strict config loading shared by the probe and the controller.
 //!
 //! A file is parsed as TOML, then overridden by an explicit allow-list of
-//! `OUTPOST_*` environment variables, then deserialized into `Raw*` types that
+//! `OUTPOST_*` environment variables, then by `--set key=value` from the
+//! command line (file < environment < command line), then deserialized into `Raw*` types that
 //! all carry `#[serde(deny_unknown_fields)]`. Any problem becomes a
 //! [`ConfigError`] naming the key's path (`sinks[0].pagerduty.routing_kye`)
 //! and its source (file or environment variable); the binaries exit 78 on it.
 //! An unknown `OUTPOST_*` variable is an error too: a typo there must not
-//! silently fall back to a default.
+//! silently fall back to a default. A misspelled key gets the nearest known
+//! one (at most two edits away) with its full path: `unknown field
+//! `regoin` …; did you mean `probe.region`?`.
 
 use std::{collections::BTreeSet, fmt, path::Path};
 
@@ -142,11 +145,21 @@ pub struct EnvOverride {
 
 /// Reads `path`, applies allowed environment overrides, and deserializes.
 pub fn load_file<T: DeserializeOwned>(path: &Path, env: &[EnvOverride]) -> Result<T, ConfigError> {
+    load_file_with(path, env, &[])
+}
+
+/// Like [`load_file`], then `sets` (`--set key=value`, each `"key=value"`)
+/// applied last: file < environment < command line.
+pub fn load_file_with<T: DeserializeOwned>(
+    path: &Path,
+    env: &[EnvOverride],
+    sets: &[String],
+) -> Result<T, ConfigError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one(&source, "(file)", format!("cannot read {source}: {e}")))?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    load_str(&text, &source, env, &vars)
+    load_str_with(&text, &source, env, &vars, sets)
 }
 
 /// Like [`load_file`] with the text and environment given (tests).
@@ -155,6 +168,46 @@ pub fn load_str<T: DeserializeOwned>(
     source: &str,
     env: &[EnvOverride],
     vars: &[(String, String)],
+) -> Result<T, ConfigError> {
+    load_str_with(text, source, env, vars, &[])
+}
+
+/// One `--set key=value`: a dotted key into tables (`server.grpc_listen`;
+/// entries of arrays such as `[[checks]]` are not addressable) and a TOML value (`30`, `true`, `"30s"`, `["a"]`, `{ env = "T" }`); a
+/// value that is not TOML is taken as a string, so `--set probe.region=eu-west` works.
+fn parse_set(set: &str) -> Result<(String, toml::Value), String> {
+    let Some((key, raw)) = set.split_once('=') else {
+        return Err(format!(
+            "--set {set:?} has no '=': use --set key=value, e.g. --set server.grpc_listen=0.0.0.0:7443"
+        ));
+    };
+    let key = key.trim();
+    let valid = !key.is_empty()
+        && key.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if !valid {
+        return Err(format!(
+            "--set key {key:?} is not a dotted path of lowercase keys, e.g. server.grpc_listen"
+        ));
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// [`load_str`] with `--set` overrides applied after the environment.
+pub fn load_str_with<T: DeserializeOwned>(
+    text: &str,
+    source: &str,
+    env: &[EnvOverride],
+    vars: &[(String, String)],
+    sets: &[String],
 ) -> Result<T, ConfigError> {
     let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         ConfigError::one(source, "(syntax)", e.to_string().trim().replace('\n', " "))
@@ -187,6 +240,16 @@ pub fn load_str<T: DeserializeOwned>(
             }
         }
     }
+    let mut set_keys = Vec::new();
+    for set in sets {
+        match parse_set(set) {
+            Ok((key, v)) => {
+                set_path(&mut value, &key, v);
+                set_keys.push(key);
+            }
+            Err(e) => problems.push("--set", e),
+        }
+    }
     problems.finish(source)?;
 
     let de = toml::Value::Table(value);
@@ -203,13 +266,69 @@ pub fn load_str<T: DeserializeOwned>(
         // toml appends "in `a.b`" on a second line; the path above says it better.
         let full = e.into_inner().to_string();
         let mut message = full.lines().next().unwrap_or_default().trim().to_owned();
-        if let Some(o) = from_env
+        if let Some(hint) = did_you_mean(&path, &message) {
+            message = format!("{message}; did you mean {hint}?");
+        }
+        let from_set = set_keys
+            .iter()
+            .rev()
+            .find(|k| path == **k || path.starts_with(&format!("{k}.")));
+        if let Some(k) = from_set {
+            message = format!("{message} (set by --set {k})");
+        } else if let Some(o) = from_env
             && vars.iter().any(|(n, _)| n == o.var)
         {
             message = format!("{message} (set by environment variable {})", o.var);
         }
         ConfigError::one(source, path, message)
     })
+}
+
+/// The known key (or variant) closest to a misspelled one, from serde's
+/// `unknown field `x`, expected one of `a`, `b`` message, as the full key
+/// path (`checks[0].http.url`) or the variant (`"http2"`). Only within two
+/// edits, and closer than the word's own length, so `x` suggests nothing.
+fn did_you_mean(path: &str, message: &str) -> Option<String> {
+    let (what, rest) = if let Some(r) = message.strip_prefix("unknown field `") {
+        ("field", r)
+    } else if let Some(r) = message.strip_prefix("unknown variant `") {
+        ("variant", r)
+    } else {
+        return None;
+    };
+    let (typed, expected) = rest.split_once('`')?;
+    let known = expected.split('`').skip(1).step_by(2);
+    let (best, distance) = known
+        .map(|k| (k, edit_distance(typed, k)))
+        .min_by_key(|(_, d)| *d)?;
+    if distance == 0 || distance > 2 || distance >= typed.chars().count() {
+        return None;
+    }
+    Some(match what {
+        "field" => {
+            let parent = path.strip_suffix(typed).unwrap_or("");
+            format!("`{parent}{best}`")
+        }
+        _ => format!("\"{best}\""),
+    })
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn collect_secret_env_names<'a>(v: &'a toml::Value, out: &mut BTreeSet<&'a str>) {
@@ -305,6 +424,81 @@ mod tests {
         let text = "[server]\nlisten = \"x\"\n[[sinks]]\nname = \"pd\"\npagerduty = { routing_kye = \"k\" }\n";
         let err = load_str::<Outer>(text, "c.toml", ENV, &[]).unwrap_err();
         assert!(err.has_path("sinks[0].pagerduty.routing_kye"), "{err}");
+    }
+
+    #[test]
+    fn misspelled_key_suggests_the_nearest_with_its_full_path() {
+        let text = "[server]\nlisten = \"x\"\n[[sinks]]\nname = \"pd\"\npagerduty = { routing_kye = \"k\" }\n";
+        let err = load_str::<Outer>(text, "c.toml", ENV, &[]).unwrap_err();
+        let msg = &err.problems[0].message;
+        assert!(
+            msg.ends_with("did you mean `sinks[0].pagerduty.routing_key`?"),
+            "{msg}"
+        );
+        // Top level, and nothing close enough: no suggestion.
+        let err = load_str::<Outer>("[servr]\nlisten = \"x\"\n", "c.toml", ENV, &[]).unwrap_err();
+        assert!(
+            err.problems[0].message.ends_with("did you mean `server`?"),
+            "{err}"
+        );
+        let err = load_str::<Outer>("[server]\nlisten = \"x\"\ncolour = 1\n", "c.toml", ENV, &[])
+            .unwrap_err();
+        assert!(!err.problems[0].message.contains("did you mean"), "{err}");
+    }
+
+    #[test]
+    fn suggestions_stay_within_two_edits() {
+        assert_eq!(edit_distance("regoin", "region"), 2);
+        assert_eq!(edit_distance("url", "urls"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        let m = "unknown variant `http3`, expected one of `auto`, `http1`, `http2`";
+        assert_eq!(
+            did_you_mean("checks[0].http.http_version", m).as_deref(),
+            Some("\"http1\"")
+        );
+        let m = "unknown field `x`, expected `y`";
+        assert_eq!(did_you_mean("a.x", m), None);
+        let m = "unknown field `intervall`, expected one of `id`, `interval`, `timeout`";
+        assert_eq!(
+            did_you_mean("checks[2].intervall", m).as_deref(),
+            Some("`checks[2].interval`")
+        );
+    }
+
+    #[test]
+    fn set_overrides_the_environment_and_names_itself_in_errors() {
+        let vars = vec![("OUTPOST_LISTEN".to_owned(), "env".to_owned())];
+        let sets = vec!["server.listen=0.0.0.0:9".to_owned()];
+        let c = load_str_with::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &vars, &sets)
+            .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9");
+        // A TOML value keeps its type: an integer is not a string here.
+        let sets = vec!["server.listen=5".to_owned()];
+        let err = load_str_with::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &[], &sets)
+            .unwrap_err();
+        assert!(err.has_path("server.listen"), "{err}");
+        assert!(
+            err.problems[0]
+                .message
+                .ends_with("(set by --set server.listen)"),
+            "{err}"
+        );
+        // A misspelled key is refused like one in the file, with a suggestion.
+        let sets = vec!["server.listn=x".to_owned()];
+        let err = load_str_with::<Outer>("[server]\nlisten = \"a\"\n", "c.toml", ENV, &[], &sets)
+            .unwrap_err();
+        assert!(err.has_path("server.listn"), "{err}");
+        assert!(
+            err.problems[0]
+                .message
+                .contains("did you mean `server.listen`?"),
+            "{err}"
+        );
+        for bad in ["server.listen", "=x", "Server.listen=x", "a..b=1"] {
+            let err =
+                load_str_with::<Outer>("", "c.toml", ENV, &[], &[bad.to_owned()]).unwrap_err();
+            assert!(err.has_path("--set"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -29,6 +29,42 @@ pub struct RawSecret {
     pub credential: Option<String>,
 }
 
+// Exactly one source: the derive would allow `{}` and several keys at once.
+impl schemars::JsonSchema for RawSecret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A secret, never a literal value: exactly one of { env = \"NAME\" }, { file = \"/path\" } or { credential = \"NAME\" } (a systemd credential). Read once at start.",
+            "properties": {
+                "env": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Name of an environment variable holding the secret.",
+                },
+                "file": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Path of a file holding the secret (surrounding whitespace is trimmed).",
+                },
+                "credential": {
+                    "type": "string",
+                    "minLength": 1,
+                    "pattern": "^[^/]+$",
+                    "description": "Name of a systemd credential (LoadCredential=NAME:/path in the unit): read from $CREDENTIALS_DIRECTORY/NAME.",
+                },
+            },
+            "additionalProperties": false,
+            "minProperties": 1,
+            "maxProperties": 1,
+            "examples": [{ "env": "OUTPOST_PROBE_TOKEN" }, { "file": "/etc/outpost/token" }],
+        })
+    }
+}
+
 impl fmt::Debug for RawSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.env, &self.file, &self.credential) {

@@ -93,6 +93,25 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
+/// The pattern [`parse_size`] accepts, for the JSON Schema.
+pub const SIZE_PATTERN: &str = r"^\s*[0-9]+(\.[0-9]+)?\s*(B|KiB|MiB|GiB|TiB|KB|kB|MB|GB)\s*$";
+
+// A string with a unit, not the integer a derive would describe.
+impl schemars::JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": SIZE_PATTERN,
+            "description": "A byte size: a number and a unit (B, KiB, MiB, GiB, TiB, or decimal KB, MB, GB), e.g. \"64KiB\", \"1GiB\". A bare number is refused.",
+            "examples": ["64KiB", "1GiB"],
+        })
+    }
+}
+
 impl Serialize for Size {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_size(self.0))
@@ -114,5 +133,16 @@ mod tests {
         assert!(parse_size("10XB").is_err());
         assert_eq!(format_size(1 << 20), "1MiB");
         assert_eq!(format_size(1000), "1000B");
+    }
+
+    #[test]
+    fn the_schema_pattern_matches_what_parses() {
+        let re = regex::Regex::new(SIZE_PATTERN).unwrap();
+        for s in ["64KiB", "1GiB", "10MB", "512B", "1.5 MiB"] {
+            assert!(re.is_match(s) && parse_size(s).is_ok(), "{s}");
+        }
+        for s in ["10", "10XB", "KiB", ""] {
+            assert!(!re.is_match(s) && parse_size(s).is_err(), "{s}");
+        }
     }
 }

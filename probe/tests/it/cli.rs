@@ -362,3 +362,78 @@ async fn check_pings_an_icmp_url() {
     assert_eq!(out.status.code(), Some(0), "{line}");
     assert_eq!(line["details"]["received"], 5);
 }
+
+#[test]
+fn misspelled_key_exits_78_with_the_nearest_known_key_and_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.toml");
+    for (text, expected) in [
+        (
+            "[probe]\nname = \"p\"\nregoin = \"r\"\n",
+            "probe.regoin: unknown field `regoin`",
+        ),
+        (
+            "[[checks]]\nid = \"a\"\nhttp = { url = \"http://127.0.0.1:1/\", expected_statsu = [200] }\n",
+            "did you mean `checks[0].http.expected_status`?",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let out = probe().arg("check-config").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+    // The first case's suggestion, in full.
+    std::fs::write(&path, "[probe]\nname = \"p\"\nregoin = \"r\"\n").unwrap();
+    let out = probe().arg("check-config").arg(&path).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `probe.region`?"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn set_overrides_the_file_and_its_mistakes_exit_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(
+        &path,
+        "[scheduler]\nmax_concurrency = 0\n[[checks]]\nid = \"a\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n",
+    )
+    .unwrap();
+    // The file alone is refused; the command line fixes it.
+    let out = probe().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let out = probe()
+        .args(["check-config", "--set", "scheduler.max_concurrency=8"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A misspelled key or a wrong type: exit 78, the key, and where it came from.
+    for (set, expected) in [
+        (
+            "scheduler.max_concurency=8",
+            "did you mean `scheduler.max_concurrency`?",
+        ),
+        (
+            "scheduler.max_concurrency=\"8\"",
+            "(set by --set scheduler.max_concurrency)",
+        ),
+        ("scheduler", "--set: --set \"scheduler\" has no '='"),
+    ] {
+        let out = probe()
+            .args(["check-config", "--set", set])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{set}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{set}: {stderr}");
+    }
+}

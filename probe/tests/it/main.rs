@@ -4,6 +4,7 @@
 
 mod cli;
 mod dns_check;
+mod exporter;
 mod flow_check;
 mod grpc_check;
 mod http_assertions;

@@ -16,5 +16,6 @@ mod prometheus;
 mod receivers;
 mod replicas;
 mod restart;
+mod schema;
 mod secrets;
 mod session_never;

@@ -7,7 +7,7 @@ use super::Delivery;
 use crate::alerting::{Action, AlertEvent};
 
 /// `[sinks.console]`: no settings (`console = {}`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsole {}
 

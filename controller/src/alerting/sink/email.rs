@@ -42,7 +42,7 @@ use crate::{
 pub const DEFAULT_MESSAGES_PER_MINUTE: u32 = 30;
 
 /// How the SMTP session is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connect, then STARTTLS required (port 587).
@@ -54,7 +54,7 @@ pub enum SmtpTls {
 }
 
 /// `[sinks.email]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
     /// SMTP relay host name (also the name its certificate must carry),

@@ -54,7 +54,7 @@ pub const ALIAS_CHARS: usize = 512;
 pub const SOURCE: &str = "outpost";
 
 /// `[sinks.opsgenie]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOpsgenie {
     /// API key of an Opsgenie API integration, sent as `GenieKey <key>`:

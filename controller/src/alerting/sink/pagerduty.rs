@@ -30,7 +30,7 @@ pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com";
 pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
 
 /// `[sinks.pagerduty]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPagerDuty {
     /// Integration (routing) key of the PagerDuty service:

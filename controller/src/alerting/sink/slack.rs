@@ -59,7 +59,7 @@ pub const RETRYABLE_ERRORS: [&str; 5] = [
 
 /// `[sinks.slack]`: exactly one of `url` (incoming webhook) or `token` +
 /// `channel` (`chat.postMessage`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSlack {
     /// Incoming webhook URL (`https://hooks.slack.com/services/…`), a secret:

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// `[sinks.webhook]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhook {
     /// `http://` or `https://` URL that receives a JSON POST per notification:

@@ -140,7 +140,7 @@ pub fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
 /// `"last-modified"`). Accepts RFC 3339, HTTP-dates, epoch seconds or
 /// milliseconds (above 10^11 is milliseconds). Age equal to `max_age` passes;
 /// older fails with `data_stale`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFreshness {
     /// JSONPath to the timestamp in the body. Example: `"$.updated_at"`.

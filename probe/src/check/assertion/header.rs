@@ -12,7 +12,7 @@ use crate::{
 
 /// One entry of `expected_headers`: a response header and what it must be.
 /// Exactly one of `present`, `equals`, `matches`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderAssertion {
     /// Header name, case-insensitive. Example: `"content-type"`.

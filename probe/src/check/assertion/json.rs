@@ -15,7 +15,7 @@ use crate::{
 /// One entry of `json`: a JSONPath (RFC 9535) into the JSON body and what the
 /// nodes it selects must be. Exactly one of `exists`, `equals`, or one or both
 /// of `less_than` / `greater_than`. Every selected node must satisfy it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJsonAssertion {
     /// RFC 9535 query. Example: `"$.status"`, `"$.services[?@.name=='db'].up"`.

@@ -11,7 +11,7 @@ use super::RawHttp;
 use crate::config::{Problems, RawSecret, Secret};
 
 /// `basic_auth = { username = "probe", password = { env = "API_PASSWORD" } }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBasicAuth {
     /// User name (not secret). Example: `"outpost"`.

@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// One protected request of `use`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUse {
     /// Name in details. Default: the URL.

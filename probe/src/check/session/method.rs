@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// `login`: exactly one method.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
     /// OAuth2 client credentials grant (RFC 6749 §4.4). When the server also
@@ -43,7 +43,9 @@ pub struct RawLogin {
 }
 
 /// How the client authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     /// HTTP basic auth (`client_secret_basic`, the RFC 6749 default).
@@ -54,7 +56,7 @@ pub enum ClientAuth {
 }
 
 /// `oauth2_client_credentials = { … }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOAuth2 {
     /// Token endpoint. Example: `"https://auth.example.com/oauth/token"`.
@@ -76,7 +78,7 @@ pub struct RawOAuth2 {
 }
 
 /// `refresh_token = { … }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRefreshLogin {
     /// Token endpoint. Example: `"https://auth.example.com/oauth/token"`.
@@ -102,7 +104,7 @@ pub struct RawRefreshLogin {
 }
 
 /// The login request of `script` and `cookie_jar`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLoginRequest {
     /// Absolute URL. Example: `"https://vendor-b.example.com/api/login"`.
@@ -132,12 +134,12 @@ pub struct RawLoginRequest {
 }
 
 /// A [`RawSecret`] that serializes as its reference (env name or path).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct RawSecretRef(#[serde(serialize_with = "secret_ref")] pub RawSecret);
 
 /// `script = { request = { … }, extract = { … } }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScript {
     /// The login request.
@@ -147,8 +149,9 @@ pub struct RawScript {
 }
 
 /// `extract = { token = "$.token", expires_at = "$.expires_at" }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RawLoginExtract")]
 pub struct RawExtract {
     /// The token: a JSONPath into the body (`"$.token"`), `{ header = "x-auth-token" }`
     /// or `{ cookie = "session" }` (then the cookie is also sent with `use`).
@@ -164,7 +167,7 @@ pub struct RawExtract {
 }
 
 /// Where a scripted login's token is.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum RawTokenSource {
     /// A JSONPath into the JSON body.
@@ -174,7 +177,7 @@ pub enum RawTokenSource {
 }
 
 /// `{ header = "…" }` or `{ cookie = "…" }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenPlace {
     /// Response header holding the token (a `Bearer ` prefix is removed).
@@ -186,7 +189,7 @@ pub struct RawTokenPlace {
 }
 
 /// `cookie_jar = { request = { … } }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCookieJar {
     /// The login request; its `Set-Cookie` cookies form the session.

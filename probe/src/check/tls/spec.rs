@@ -15,7 +15,7 @@ use crate::{
 pub const DEFAULT_MIN_DAYS_LEFT: u32 = 14;
 
 /// `[checks.tls]` as written in config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     /// Host to connect to: a DNS name or an IP address. Example: `"www.example.net"`.
@@ -82,7 +82,9 @@ pub struct RawTls {
 }
 
 /// What hygiene findings do.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HygieneMode {
     /// Report only.
