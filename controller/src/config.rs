@@ -308,7 +308,7 @@ pub struct RawStore {
 /// `[store.history]`: retention of raw results and of the minute, hour and
 /// day rollups the pages and SLA reports read ([`crate::history`]). Each a
 /// duration (`"30d"`) or `"forever"`; pruned hourly, in batches.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHistory {
     /// Raw results (every run, with its details): default `"7d"`, minimum

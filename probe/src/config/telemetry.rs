@@ -28,7 +28,7 @@ pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_secs(2);
 
 /// `[telemetry]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTelemetry {
     /// OTLP/gRPC endpoint of a Collector (or any OTLP trace receiver), e.g.
@@ -80,17 +80,23 @@ pub struct RawTelemetry {
 }
 
 /// `sampling`: a mode name or `{ ratio = … }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum RawSampling {
     /// `"off"`, `"always"` or `"failures_only"`.
-    Mode(String),
+    Mode(#[schemars(schema_with = "sampling_modes")] String),
     /// `{ ratio = 0.1 }`.
     Ratio(RawRatio),
 }
 
+/// The mode names `sampling` accepts (the schema lists them; the loader
+/// names the key when another word is written).
+fn sampling_modes(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "enum": ["off", "always", "failures_only"] })
+}
+
 /// `sampling = { ratio = … }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRatio {
     /// Share of runs traced, from 0.0 to 1.0.
