@@ -421,12 +421,15 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NO
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::Pool<Db>,
-    /// Where write transactions start ([`Store::begin_write`]). SQLite: a
-    /// pool of one connection, so writers queue in this process, first
-    /// come first served, instead of in SQLite's busy handler (which is
-    /// not fair: under saturated ingest a writer could wait past
-    /// `busy_timeout` and fail with "database is locked"). PostgreSQL: the
-    /// pool itself (row locks order writers).
+    /// Where every write runs: transactions ([`Store::begin_write`]) and
+    /// single writing statements alike. SQLite: a pool of one connection,
+    /// so writers queue in this process, first come first served, instead
+    /// of in SQLite's busy handler, which is not fair — under saturated
+    /// ingest the one connection that always holds the lock re-takes it at
+    /// once, and a writer on another connection polled past `busy_timeout`
+    /// and failed with "database is locked". Reads keep `pool` (WAL: they
+    /// never wait for the writer). PostgreSQL: the pool itself (row locks
+    /// order writers).
     writer: sqlx::Pool<Db>,
     engine: Engine,
     /// The evaluator epoch this replica holds, 0 when it holds none. Every

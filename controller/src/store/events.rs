@@ -166,7 +166,7 @@ impl Store {
     pub async fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError> {
         let r = sqlx::query("DELETE FROM events WHERE at_ms < $1")
             .bind(before_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected())
     }

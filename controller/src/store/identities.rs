@@ -67,7 +67,7 @@ impl Store {
         .bind(&row.region)
         .bind(row.created_ms)
         .bind(row.expires_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -100,7 +100,7 @@ impl Store {
         .bind(LEASE_NAME)
         .bind(holder)
         .bind(ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?)
     }
 
@@ -114,7 +114,7 @@ impl Store {
         sqlx::query("UPDATE leases SET expires_at_ms = 0 WHERE name = $1 AND holder = $2")
             .bind(LEASE_NAME)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

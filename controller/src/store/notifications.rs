@@ -413,7 +413,7 @@ impl Store {
         )
         .bind(next_attempt_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

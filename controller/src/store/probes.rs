@@ -82,7 +82,7 @@ impl Store {
         .bind(&p.labels_json)
         .bind(p.last_seen_ms)
         .bind(i64::from(p.connected))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -113,7 +113,7 @@ impl Store {
         .bind(to_i64(hb.dropped_results))
         .bind(dropped_json)
         .bind(name)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -128,7 +128,7 @@ impl Store {
         sqlx::query("UPDATE probes SET connected = $1 WHERE name = $2")
             .bind(i64::from(connected))
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -136,7 +136,7 @@ impl Store {
     /// At start no stream is open, whatever the last process recorded.
     pub async fn mark_all_probes_disconnected(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE probes SET connected = 0")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

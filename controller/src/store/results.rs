@@ -818,7 +818,7 @@ impl Store {
             )
             .bind(before_ms)
             .bind(i64::from(batch.max(1)))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             total += r.rows_affected();
             if r.rows_affected() < u64::from(batch.max(1)) {

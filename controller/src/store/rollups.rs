@@ -695,7 +695,7 @@ impl Store {
             .bind(res.code())
             .bind(before)
             .bind(i64::from(batch))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             total += r.rows_affected();
             if r.rows_affected() < u64::from(batch) {

@@ -88,7 +88,7 @@ impl Store {
         )
         .bind(at_ms)
         .bind(id_hash)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -97,7 +97,7 @@ impl Store {
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -106,7 +106,7 @@ impl Store {
     pub async fn delete_sessions_of(&self, user: &str) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM sessions WHERE user_name = $1")
             .bind(user)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected())
     }
@@ -123,7 +123,7 @@ impl Store {
             sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1 OR last_seen_ms <= $2")
                 .bind(now_ms)
                 .bind(idle_before_ms)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         let names: Vec<String> = sqlx::query_scalar("SELECT DISTINCT user_name FROM sessions")
