@@ -148,8 +148,10 @@ impl<'a> Sightings<'a> {
                 "SELECT fingerprint, check_id, probe, address FROM certificate_sightings \
                  WHERE (fingerprint, check_id, probe, address) IN (VALUES {values})"
             );
-            let mut q =
-                sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (String, String, String, String)>(super::built(
+                super::is_sqlite(tx),
+                sql,
+            ));
             for (f, c, p, a) in chunk {
                 q = q.bind(*f).bind(*c).bind(*p).bind(*a);
             }

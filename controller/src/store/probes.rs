@@ -152,6 +152,20 @@ impl Store {
     }
 }
 
+/// Moves a probe's last-seen time forward to `at_ms` (never back), inside
+/// a write transaction (an ingested batch's, or its own).
+pub(super) async fn touch(tx: &mut Tx<'_>, name: &str, at_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE probes SET last_seen_ms = CASE WHEN last_seen_ms > $1 THEN last_seen_ms ELSE $1 END \
+         WHERE name = $2",
+    )
+    .bind(at_ms)
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,18 +215,4 @@ mod tests {
             assert_eq!((row.connected, row.last_seen_ms), (false, 1000));
         }
     }
-}
-
-/// Moves a probe's last-seen time forward to `at_ms` (never back), inside
-/// a write transaction (an ingested batch's, or its own).
-pub(super) async fn touch(tx: &mut Tx<'_>, name: &str, at_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE probes SET last_seen_ms = CASE WHEN last_seen_ms > $1 THEN last_seen_ms ELSE $1 END \
-         WHERE name = $2",
-    )
-    .bind(at_ms)
-    .bind(name)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -310,7 +310,8 @@ macro_rules! result_columns {
 
 /// Rows per multi-row statement. A result row binds 17 values, so a chunk
 /// binds at most 17,000: under SQLite's 32,766 and PostgreSQL's 65,535.
-/// The multi-row statements are built at run time (`AssertSqlSafe`): only
+/// The multi-row statements are built at run time ([`super::built`], which
+/// makes their `$N` anonymous on SQLite): only
 /// `$N` placeholders and constants are formatted into them, every value is
 /// bound.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -347,7 +348,7 @@ async fn insert_results(
              VALUES {} ON CONFLICT (result_id) DO NOTHING RETURNING result_id",
             placeholders(chunk.len(), 17)
         );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_scalar::<_, String>(super::built(super::is_sqlite(tx), sql));
         for r in chunk {
             q = q
                 .bind(&r.result_id)
@@ -441,7 +442,7 @@ async fn read_streaks(
              FROM region_state WHERE (check_id, region) IN (VALUES {}) ORDER BY check_id, region{lock}",
             placeholders(chunk.len(), 2)
         );
-        let mut q = sqlx::query_as::<_, StreakRecord>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, StreakRecord>(super::built(super::is_sqlite(tx), sql));
         for (check, region) in chunk {
             q = q.bind(*check).bind(*region);
         }
@@ -485,7 +486,7 @@ async fn insert_placeholders(tx: &mut Tx<'_>, keys: &[Key<'_>]) -> Result<(), sq
              consecutive_failures, consecutive_passes, last_details_json, last_probe, last_kind) \
              VALUES {values} ON CONFLICT (check_id, region) DO NOTHING"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for (check, region) in chunk {
             q = q.bind(*check).bind(*region);
         }
@@ -553,7 +554,7 @@ async fn advance_region_states(
                last_probe = excluded.last_probe, last_kind = excluded.last_kind",
             placeholders(chunk.len(), 12)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for (s, r) in chunk {
             q = q
                 .bind(&r.check_id)
@@ -697,7 +698,10 @@ impl Store {
                 ),
                 list
             );
-            let mut q = sqlx::query_as::<_, RegionStateRecord>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, RegionStateRecord>(super::built(
+                self.engine == Engine::Sqlite,
+                sql,
+            ));
             for id in chunk {
                 q = q.bind(*id);
             }

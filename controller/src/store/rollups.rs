@@ -15,8 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sqlx::AssertSqlSafe;
-
 use super::{Engine, NewResult, Store, StoreError, Tx, to_i64};
 use crate::history::{self, Resolution, Rollup, Summary};
 
@@ -151,7 +149,7 @@ async fn series_of(
              ON CONFLICT (check_id, region) DO NOTHING",
             values(chunk.len(), 2)
         );
-        let mut q = sqlx::query(AssertSqlSafe(insert));
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), insert));
         for (c, r) in chunk {
             q = q.bind(*c).bind(*r);
         }
@@ -161,7 +159,10 @@ async fn series_of(
             values(chunk.len(), 2),
             if lock { " FOR UPDATE" } else { "" }
         );
-        let mut q = sqlx::query_as::<_, (i64, String, String, i64)>(AssertSqlSafe(select));
+        let mut q = sqlx::query_as::<_, (i64, String, String, i64)>(super::built(
+            super::is_sqlite(tx),
+            select,
+        ));
         for (c, r) in chunk {
             q = q.bind(*c).bind(*r);
         }
@@ -186,7 +187,7 @@ async fn read_rows(
             values(chunk.len(), 3),
             if lock { " FOR UPDATE" } else { "" }
         );
-        let mut q = sqlx::query_as::<_, RowRecord>(AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, RowRecord>(super::built(super::is_sqlite(tx), sql));
         for (s, r, b) in chunk {
             q = q.bind(*s).bind(*r).bind(*b);
         }
@@ -206,7 +207,7 @@ async fn write_rows(tx: &mut Tx<'_>, rows: &[(Key, &Rollup)]) -> Result<(), sqlx
              failures = excluded.failures, stale_ms = excluded.stale_ms, body = excluded.body",
             values(chunk.len(), 7)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for ((s, r, b), rollup) in chunk {
             q = q
                 .bind(*s)
@@ -267,7 +268,7 @@ async fn update_summaries(
             placeholders.join(", "),
             if lock { " FOR UPDATE" } else { "" }
         );
-        let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(super::built(super::is_sqlite(tx), sql));
         for s in chunk {
             q = q.bind(*s);
         }
@@ -292,7 +293,7 @@ async fn update_summaries(
              ON CONFLICT (series) DO UPDATE SET body = excluded.body",
             values(summaries.len(), 2)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for (s, mut sum) in summaries {
             sum.trim();
             q = q.bind(s).bind(sum.encode());
@@ -398,7 +399,7 @@ pub(crate) async fn apply(
              ON CONFLICT (id) DO UPDATE SET last_at_ms = excluded.last_at_ms",
             values(chunk.len(), 4)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for (id, c, r, last) in chunk {
             q = q.bind(*id).bind(*c).bind(*r).bind(*last);
         }
