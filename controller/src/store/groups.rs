@@ -10,7 +10,7 @@
 //! (`alert_id` NULL), so they are found by the group's dedup key within its
 //! lifetime (a resolved group's key is reused when the group opens again).
 
-use super::{AttemptRow, Store, StoreError, lease, notifications};
+use super::{AttemptRow, Store, StoreError, Tx, lease, notifications};
 use crate::alerting::Action;
 
 /// An open group.
@@ -235,18 +235,16 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(key) = key else { return Ok(false) };
-        for sink in sinks {
-            notifications::queue_for_group(
-                &mut tx,
-                sink,
-                Action::Trigger,
-                &key,
-                payload_json,
-                now,
-                epoch,
-            )
-            .await?;
-        }
+        queue_for_sinks(
+            &mut tx,
+            sinks,
+            Action::Trigger,
+            &key,
+            payload_json,
+            now,
+            epoch,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -273,21 +271,35 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(key) = key else { return Ok(false) };
-        for sink in sinks {
-            notifications::queue_for_group(
-                &mut tx,
-                sink,
-                Action::Resolve,
-                &key,
-                payload_json,
-                now,
-                epoch,
-            )
-            .await?;
-        }
+        queue_for_sinks(
+            &mut tx,
+            sinks,
+            Action::Resolve,
+            &key,
+            payload_json,
+            now,
+            epoch,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Queues one group notification per sink, in the caller's transaction.
+async fn queue_for_sinks(
+    tx: &mut Tx<'_>,
+    sinks: &[String],
+    action: Action,
+    key: &str,
+    payload_json: &str,
+    now: i64,
+    epoch: i64,
+) -> Result<(), sqlx::Error> {
+    for sink in sinks {
+        notifications::queue_for_group(tx, sink, action, key, payload_json, now, epoch).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
