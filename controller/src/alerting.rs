@@ -8,8 +8,11 @@
 //!   times and the open alert rows, all in the store. Nothing lives only in
 //!   memory, so a restart neither re-pages an open alert nor forgets it: the
 //!   next evaluation reads it back.
-//! - **When.** After each committed batch for the checks it touched (three
-//!   queries however many: probes, open alerts, the checks' region states),
+//! - **When.** After each committed batch for the checks whose rule input
+//!   it moved — a region failing, or passing within `recoveries` of a
+//!   failure (a region recovered already, passing again, changes nothing
+//!   the rule reads: ingest leaves those out) — with three queries however
+//!   many (probes, open alerts, the checks' region states without details),
 //!   and every second ([`TICK`]) for every probe and sink and for what time
 //!   alone can change ([`Due`]): the checks with an open alert (a region
 //!   turning STALE holds, updates or resolves it; with no alert open, time
@@ -375,7 +378,7 @@ pub async fn evaluate_checks(
         return Ok(Vec::new());
     }
     let mut open = open_check_alerts(ctl.store().open_alerts().await?);
-    let mut states = by_check(ctl.store().region_states_of(&ids).await?);
+    let mut states = by_check(ctl.store().region_states_of_brief(&ids).await?);
     let env = Env::load(ctl, &cfg, &rows, now_ms).await?;
     let mut out = Vec::new();
     for id in ids {
@@ -509,10 +512,10 @@ async fn pass(
         None => None,
     };
     let mut states = match &only {
-        None => by_check(ctl.store().region_states().await?),
+        None => by_check(ctl.store().region_states_brief().await?),
         Some(ids) => {
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            by_check(ctl.store().region_states_of(&ids).await?)
+            by_check(ctl.store().region_states_of_brief(&ids).await?)
         }
     };
     for check in &cfg.checks {
@@ -571,7 +574,7 @@ impl Env {
         let mut failing = BTreeSet::new();
         for id in deps {
             let Some(dep) = cfg.check(id) else { continue };
-            let states = ctl.store().region_states_for(id).await?;
+            let states = ctl.store().region_states_of_brief(&[id]).await?;
             let open = ctl
                 .store()
                 .open_alert(id, AlertKind::CheckFailing)

@@ -39,7 +39,7 @@
 //! one). Refusals count in `outpost_enrollments_refused_total{reason}`.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -1245,8 +1245,21 @@ async fn handle_batch_untraced(
     if outcome.new_sightings > 0 {
         ctl.certificates_changed().notify_one();
     }
-    if !outcome.affected.is_empty() {
-        ctl.request_evaluation(outcome.affected);
+    // Only a failure, or a pass within `recoveries` of a failure, can
+    // change what the rule decides (a region passing longer than that was
+    // recovered already; with no alert open a pass cannot fire one). The
+    // 1 s tick covers what time alone changes, open alerts included.
+    let wanted: BTreeSet<String> = outcome
+        .moved
+        .into_iter()
+        .filter(|(id, passes)| {
+            cfg.check(id)
+                .is_some_and(|c| *passes <= c.policy.recoveries)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if !wanted.is_empty() {
+        ctl.request_evaluation(wanted);
     }
     Ok(())
 }

@@ -136,9 +136,14 @@ pub struct IngestOutcome {
     /// Distinct sightings among them not stored before: a certificate
     /// first seen, or seen by a check, probe or address for the first time.
     pub new_sightings: u64,
+    /// Per check whose state the batch advanced: the fewest passes in a
+    /// row among the (check, region) states it advanced, 0 when one of
+    /// them failed. A check whose every advanced region had passed more
+    /// than `recoveries` times in a row already cannot change alert state
+    /// with this batch (see `ingest`).
+    pub moved: BTreeMap<String, u32>,
 }
 
-/// Latest state of one check in one region.
 /// How often one region of a check changed between pass and fail in a
 /// window ([`Store::state_changes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,10 +205,17 @@ struct RegionStateRecord {
     last_probe: String,
 }
 
-impl From<RegionStateRecord> for RegionState {
-    fn from(r: RegionStateRecord) -> RegionState {
+/// Whether a `region_state` read decodes the stored details.
+#[derive(Debug, Clone, Copy)]
+enum Details {
+    Decoded,
+    Skipped,
+}
+
+impl RegionState {
+    fn without_details(r: RegionStateRecord) -> RegionState {
         RegionState {
-            last_details: crate::details::decode(&r.last_kind, &r.last_details_json),
+            last_details: crate::details::empty(),
             check_id: r.check_id,
             region: r.region,
             last_result_at_ms: r.last_result_at_ms,
@@ -215,6 +227,16 @@ impl From<RegionStateRecord> for RegionState {
             last_message: r.last_message,
             last_kind: r.last_kind,
             last_probe: r.last_probe,
+        }
+    }
+}
+
+impl From<RegionStateRecord> for RegionState {
+    fn from(r: RegionStateRecord) -> RegionState {
+        let last_details = crate::details::decode(&r.last_kind, &r.last_details_json);
+        RegionState {
+            last_details,
+            ..RegionState::without_details(r)
         }
     }
 }
@@ -314,7 +336,7 @@ macro_rules! result_columns {
 /// makes their `$N` anonymous on SQLite): only
 /// `$N` placeholders and constants are formatted into them, every value is
 /// bound.
-const ROWS_PER_STATEMENT: usize = 1000;
+pub(super) const ROWS_PER_STATEMENT: usize = 1000;
 
 /// `($1, $2, …), (…)`: `rows` tuples of `cols` placeholders each.
 fn placeholders(rows: usize, cols: usize) -> String {
@@ -505,7 +527,7 @@ async fn advance_region_states(
     engine: Engine,
     results: &[&NewResult],
     received_at_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<BTreeMap<String, u32>, sqlx::Error> {
     let mut keys: Vec<Key<'_>> = results
         .iter()
         .map(|r| (r.check_id.as_str(), r.region.as_str()))
@@ -542,6 +564,14 @@ async fn advance_region_states(
         .into_values()
         .filter_map(|(s, r)| r.map(|r| (s, r)))
         .collect();
+    let mut moved: BTreeMap<String, u32> = BTreeMap::new();
+    for (s, r) in &rows {
+        let passes = if s.failures > 0 { 0 } else { s.passes };
+        moved
+            .entry(r.check_id.clone())
+            .and_modify(|p| *p = (*p).min(passes))
+            .or_insert(passes);
+    }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
@@ -572,7 +602,7 @@ async fn advance_region_states(
         }
         q.execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(moved)
 }
 
 impl Store {
@@ -604,7 +634,7 @@ impl Store {
             .into_iter()
             .filter(|r| inserted.contains(&r.result_id))
             .collect();
-        advance_region_states(&mut tx, self.engine, &new, received).await?;
+        out.moved = advance_region_states(&mut tx, self.engine, &new, received).await?;
         let mut first = HashSet::with_capacity(new.len());
         let mut sightings = certificates::Sightings::default();
         let mut rolled: Vec<(&NewResult, i64)> = Vec::with_capacity(new.len());
@@ -654,36 +684,66 @@ impl Store {
 
     /// Latest state of every (check, region).
     pub async fn region_states(&self) -> Result<Vec<RegionState>, StoreError> {
-        let rows: Vec<RegionStateRecord> = sqlx::query_as(concat!(
-            "SELECT ",
-            region_state_columns!(),
-            " FROM region_state ORDER BY check_id, region"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(RegionState::from).collect())
+        self.select_states(None, Details::Decoded).await
+    }
+
+    /// [`Store::region_states`] without the details (`last_details` is
+    /// empty): for what needs only the states — the overview's counts and
+    /// order over every check, the evaluator. Reading and decoding 50,000
+    /// rows' details was most of a 10,000-check overview's time.
+    pub async fn region_states_brief(&self) -> Result<Vec<RegionState>, StoreError> {
+        self.select_states(None, Details::Skipped).await
     }
 
     /// Latest state of one check in every region that reported it.
     pub async fn region_states_for(&self, check_id: &str) -> Result<Vec<RegionState>, StoreError> {
-        let rows: Vec<RegionStateRecord> = sqlx::query_as(concat!(
-            "SELECT ",
-            region_state_columns!(),
-            " FROM region_state WHERE check_id = $1 ORDER BY region"
-        ))
-        .bind(check_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(RegionState::from).collect())
+        self.select_states(Some(&[check_id]), Details::Decoded)
+            .await
     }
 
     /// Latest state of the given checks in every region that reported
     /// them, ordered by check and region: one statement per
-    /// [`ROWS_PER_STATEMENT`] checks (the evaluator after a batch).
+    /// [`ROWS_PER_STATEMENT`] checks.
     pub async fn region_states_of(
         &self,
         check_ids: &[&str],
     ) -> Result<Vec<RegionState>, StoreError> {
+        self.select_states(Some(check_ids), Details::Decoded).await
+    }
+
+    /// [`Store::region_states_of`] without the details (the evaluator
+    /// after a batch: the rule reads states, never details).
+    pub async fn region_states_of_brief(
+        &self,
+        check_ids: &[&str],
+    ) -> Result<Vec<RegionState>, StoreError> {
+        self.select_states(Some(check_ids), Details::Skipped).await
+    }
+
+    async fn select_states(
+        &self,
+        check_ids: Option<&[&str]>,
+        details: Details,
+    ) -> Result<Vec<RegionState>, StoreError> {
+        let columns = match details {
+            Details::Decoded => region_state_columns!(),
+            Details::Skipped => {
+                "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+                 consecutive_failures, consecutive_passes, last_code, last_message, last_kind, \
+                 '{}' AS last_details_json, last_probe"
+            }
+        };
+        let convert = |r: RegionStateRecord| match details {
+            Details::Decoded => RegionState::from(r),
+            Details::Skipped => RegionState::without_details(r),
+        };
+        let Some(check_ids) = check_ids else {
+            let sql = format!("SELECT {columns} FROM region_state ORDER BY check_id, region");
+            let rows: Vec<RegionStateRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await?;
+            return Ok(rows.into_iter().map(convert).collect());
+        };
         let mut out = Vec::new();
         for chunk in check_ids.chunks(ROWS_PER_STATEMENT) {
             let list = (1..=chunk.len())
@@ -691,12 +751,7 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                concat!(
-                    "SELECT ",
-                    region_state_columns!(),
-                    " FROM region_state WHERE check_id IN ({}) ORDER BY check_id, region"
-                ),
-                list
+                "SELECT {columns} FROM region_state WHERE check_id IN ({list}) ORDER BY check_id, region"
             );
             let mut q = sqlx::query_as::<_, RegionStateRecord>(super::built(
                 self.engine == Engine::Sqlite,
@@ -705,12 +760,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            out.extend(
-                q.fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map(RegionState::from),
-            );
+            out.extend(q.fetch_all(&self.pool).await?.into_iter().map(convert));
         }
         Ok(out)
     }
