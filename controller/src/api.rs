@@ -334,10 +334,39 @@ pub async fn offline_regions(ctl: &Controller, now: i64) -> Result<Vec<String>, 
 
 /// Every configured check's view, in config order.
 pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, StoreError> {
+    let states = ctl.store().region_states().await?;
+    views_from(ctl, now, states, None).await
+}
+
+/// [`check_views`] from states read without their details (no region
+/// cell summaries): what the overview needs of every check to count and
+/// order them before it renders one page of them.
+pub async fn check_views_brief(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, StoreError> {
+    let states = ctl.store().region_states_brief().await?;
+    views_from(ctl, now, states, None).await
+}
+
+/// The views of the checks `ids` names, in that order (unknown ids are
+/// left out).
+pub async fn check_views_of(
+    ctl: &Controller,
+    ids: &[&str],
+    now: i64,
+) -> Result<Vec<CheckView>, StoreError> {
+    let states = ctl.store().region_states_of(ids).await?;
+    views_from(ctl, now, states, Some(ids)).await
+}
+
+async fn views_from(
+    ctl: &Controller,
+    now: i64,
+    states: Vec<RegionState>,
+    only: Option<&[&str]>,
+) -> Result<Vec<CheckView>, StoreError> {
     let cfg = ctl.config();
     let offline = offline_regions(ctl, now).await?;
     let mut by_check: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
-    for s in ctl.store().region_states().await? {
+    for s in states {
         by_check.entry(s.check_id.clone()).or_default().push(s);
     }
     let open: BTreeMap<String, AlertRow> = ctl
@@ -348,19 +377,23 @@ pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, S
         .filter(|a| a.kind == AlertKind::CheckFailing)
         .map(|a| (a.check_id.clone(), a))
         .collect();
-    Ok(cfg
-        .checks
-        .iter()
-        .map(|c| {
-            check_view(
-                c,
-                by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]),
-                &offline,
-                open.get(&c.raw.id),
-                now,
-            )
-        })
-        .collect())
+    let view = |c: &CheckDef| {
+        check_view(
+            c,
+            by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]),
+            &offline,
+            open.get(&c.raw.id),
+            now,
+        )
+    };
+    Ok(match only {
+        None => cfg.checks.iter().map(view).collect(),
+        Some(ids) => ids
+            .iter()
+            .filter_map(|id| cfg.check(id))
+            .map(view)
+            .collect(),
+    })
 }
 
 /// One check's view and its newest results; `None` if not configured.

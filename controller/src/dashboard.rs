@@ -113,6 +113,7 @@ th{background:#eee}.small{font-size:12px;color:#444}\
 .FAILING .word::before{content:\"\\2716  \"}.STALE .word::before{content:\"\\25F7  \"}.FLAPPING .word::before{content:\"\\21C5  \"}.SUPPRESSED .word::before{content:\"\\2298  \"}\
 .OK .word::before{content:\"\\2713  \"}.UNKNOWN .word::before{content:\"?  \"}\
 .word{font-size:15px;letter-spacing:.5px}code{font-size:12px}\
+.counts a.count{display:inline-block;padding:2px 8px;margin:2px 4px 2px 0;text-decoration:none}.pager a{margin:0 8px}\
 nav{display:inline;margin-left:16px}nav a{margin-right:10px}.warn{background:#ffb000;color:#000000;padding:8px 16px;font-weight:bold}\
 .arrow{font-weight:bold;padding:0 4px}pre{background:#ffffff;border:1px solid #ccc;padding:8px;font-size:12px;overflow:auto;max-width:100%}\
 .expired{background:#c00000;color:#ffffff;font-weight:bold}.critical{background:#b93800;color:#ffffff;font-weight:bold}\
@@ -352,17 +353,25 @@ pub(crate) fn error_page(e: api::ApiError) -> Response {
     (e.0, Html(page("Outpost: error", body).into_string())).into_response()
 }
 
-/// `GET /` query: the status bar's slot width.
+/// `GET /` query: the status bar's slot width, a state filter
+/// (`failing`, `stale`, …: the state words, any case), a text filter on
+/// the check id and target (`q`), and the page (from 1).
 #[derive(Debug, Default, serde::Deserialize)]
 struct IndexQuery {
     bar: Option<String>,
+    state: Option<String>,
+    q: Option<String>,
+    page: Option<usize>,
 }
+
+/// Checks on one page of the overview.
+pub const OVERVIEW_PAGE: usize = 100;
 
 async fn index(
     State(ctl): State<Controller>,
     axum::extract::Query(q): axum::extract::Query<IndexQuery>,
 ) -> Response {
-    match render_index(&ctl, history::bar_resolution(q.bar.as_deref())).await {
+    match render_index(&ctl, &q).await {
         Ok(html) => Html(html.into_string()).into_response(),
         Err(e) => error_page(e),
     }
@@ -432,15 +441,128 @@ async fn certificate_strip(ctl: &Controller, now: i64) -> Result<Markup, api::Ap
     })
 }
 
-async fn render_index(
-    ctl: &Controller,
-    bar: crate::history::Resolution,
-) -> Result<Markup, api::ApiError> {
+/// The order of the overview: what needs attention first (FAILING,
+/// FLAPPING, STALE, SUPPRESSED, UNKNOWN, then OK), by id within a state.
+fn attention(state: RegionStatus) -> u8 {
+    match state {
+        RegionStatus::Failing => 0,
+        RegionStatus::Flapping => 1,
+        RegionStatus::Stale => 2,
+        RegionStatus::Suppressed => 3,
+        RegionStatus::Unknown => 4,
+        RegionStatus::Ok => 5,
+    }
+}
+
+/// Every state word in [`attention`] order.
+const STATES: [RegionStatus; 6] = [
+    RegionStatus::Failing,
+    RegionStatus::Flapping,
+    RegionStatus::Stale,
+    RegionStatus::Suppressed,
+    RegionStatus::Unknown,
+    RegionStatus::Ok,
+];
+
+/// The overview's checks after the filters, in [`attention`] order.
+fn pick<'a>(all: &'a [CheckView], q: &IndexQuery) -> Vec<&'a CheckView> {
+    let text =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_lowercase);
+    let state = q.state.as_deref().filter(|s| !s.is_empty());
+    let mut picked: Vec<&CheckView> = all
+        .iter()
+        .filter(|c| state.is_none_or(|s| c.state.as_str().eq_ignore_ascii_case(s)))
+        .filter(|c| {
+            text.as_deref().is_none_or(|t| {
+                c.id.to_lowercase().contains(t)
+                    || c.target
+                        .as_deref()
+                        .is_some_and(|x| x.to_lowercase().contains(t))
+            })
+        })
+        .collect();
+    picked.sort_by(|a, b| (attention(a.state), &a.id).cmp(&(attention(b.state), &b.id)));
+    picked
+}
+
+/// Counts per state (linking to the filtered overview), the filter form
+/// and where this page is: `Checks 101–200 of 2,000`.
+fn overview_head(all: &[CheckView], q: &IndexQuery, shown: (usize, usize, usize)) -> Markup {
+    let (first, last, total) = shown;
+    let count = |st: RegionStatus| all.iter().filter(|c| c.state == st).count();
+    html! {
+        p.counts {
+            a href="/" { (all.len()) " check" (plural(all.len())) } ": "
+            @for st in STATES {
+                @let n = count(st);
+                @if n > 0 {
+                    a class={ "count " (st.css_class()) } href={ "/?state=" (st.as_str().to_lowercase()) } {
+                        span.word { (st.as_str()) } " " (n)
+                    }
+                    " "
+                }
+            }
+        }
+        form.filter method="get" action="/" {
+            label { "state " select name="state" {
+                option value="" selected[q.state.as_deref().is_none_or(str::is_empty)] { "any" }
+                @for st in STATES {
+                    @let w = st.as_str().to_lowercase();
+                    option value=(w) selected[q.state.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(&w))] { (st.as_str()) }
+                }
+            } }
+            " "
+            label { "check or target " input name="q" value=(q.q.as_deref().unwrap_or("")) size="20"; }
+            @if let Some(bar) = q.bar.as_deref() { input type="hidden" name="bar" value=(bar); }
+            " " button type="submit" { "filter" }
+        }
+        p.small {
+            @if total == 0 { "No check matches." }
+            @else { "Checks " (first) "–" (last) " of " (total) ", what needs attention first" }
+        }
+    }
+}
+
+/// Previous / next links keeping the query.
+fn pager(q: &IndexQuery, page: usize, pages: usize) -> Markup {
+    let mut keep = String::new();
+    for (k, v) in [("state", &q.state), ("q", &q.q), ("bar", &q.bar)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            keep.push_str(&format!("&{k}={}", alerts::urlencode(v)));
+        }
+    }
+    html! {
+        @if pages > 1 {
+            p.pager {
+                @if page > 1 { a rel="prev" href={ "/?page=" (page - 1) (keep) } { "← previous" } " " }
+                "page " (page) " of " (pages)
+                @if page < pages { " " a rel="next" href={ "/?page=" (page + 1) (keep) } { "next →" } }
+            }
+        }
+    }
+}
+
+/// The status page: counts per state over every check, then one page of
+/// [`OVERVIEW_PAGE`] checks (what needs attention first) with their
+/// history. Only that page's details and history are read: every check's
+/// state comes from one read of `region_state` without details.
+async fn render_index(ctl: &Controller, q: &IndexQuery) -> Result<Markup, api::ApiError> {
+    let bar = history::bar_resolution(q.bar.as_deref());
     let now = ctl.now_ms();
-    let checks = api::check_views(ctl, now).await?;
+    let all = api::check_views_brief(ctl, now).await?;
+    let picked = pick(&all, q);
+    let pages = picked.len().div_ceil(OVERVIEW_PAGE).max(1);
+    let at = q.page.unwrap_or(1).clamp(1, pages);
+    let from = ((at - 1) * OVERVIEW_PAGE).min(picked.len());
+    let to = (from + OVERVIEW_PAGE).min(picked.len());
+    let ids: Vec<&str> = picked[from..to].iter().map(|c| c.id.as_str()).collect();
+    let checks = api::check_views_of(ctl, &ids, now).await?;
     let alerts = ctl.store().open_alerts().await?;
     let open: Vec<&AlertRow> = alerts.iter().collect();
-    let mut overview = history::overview(ctl, bar, now).await?;
+    let mut overview = history::overview(ctl, bar, now, &ids).await?;
     for a in &alerts {
         if a.kind == AlertKind::CheckFailing
             && let Some(o) = overview.get_mut(&a.check_id)
@@ -458,7 +580,9 @@ async fn render_index(
         (strip)
         main {
             h2 { "Checks" }
+            (overview_head(&all, q, (from + 1, to, picked.len())))
             (grid(&checks, &regions, Some(&overview), now))
+            (pager(q, at, pages))
             (groups::open_list(&open_groups))
             h2 #changes { "Recent changes" }
             (changes_table(&events, now, true))

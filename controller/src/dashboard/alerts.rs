@@ -142,7 +142,7 @@ fn outcome_word(o: crate::alerting::sink::AttemptOutcome) -> String {
 }
 
 /// Percent-encodes a query value.
-fn urlencode(v: &str) -> String {
+pub(crate) fn urlencode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -64,26 +64,29 @@ fn cursors_of(cursors: &[Cursor], check: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// The overview of every configured check from one read of the
-/// summaries (one row per check × region, [`crate::history::Summary`]):
-/// the default hour bar, 24 h (hours), 7 d and 30 d (UTC days), quorum
-/// per slot. A `minute` or `day` bar reads the rollups of its 90 visible
-/// slots instead.
+/// The overview of the checks `ids` names (one page of the status page)
+/// from one read of their summaries (one row per check × region,
+/// [`crate::history::Summary`]): the default hour bar, 24 h (hours), 7 d
+/// and 30 d (UTC days), quorum per slot. A `minute` or `day` bar reads
+/// the rollups of its 90 visible slots instead, per check.
 pub async fn overview(
     ctl: &Controller,
     bar: Resolution,
     now: i64,
+    ids: &[&str],
 ) -> Result<BTreeMap<String, Overview>, StoreError> {
     let cfg = ctl.config();
     let store = ctl.store();
     let stale_after = history::stale_after_ms(&cfg);
-    let summaries = store.summaries().await?;
+    let summaries = store.summaries_of(ids).await?;
     let bar_from = bar.bucket(now) - (BAR_SLOTS - 1) * bar.width_ms();
-    let bar_rows = if bar == Resolution::Hour {
-        Vec::new()
-    } else {
-        store.rollups(bar, None, bar_from, now + 1).await?
-    };
+    let mut bar_rows = Vec::new();
+    if bar != Resolution::Hour {
+        for id in ids {
+            bar_rows.extend(store.rollups(bar, Some(id), bar_from, now + 1).await?);
+        }
+        bar_rows.sort_by(|a, b| a.check_id.cmp(&b.check_id));
+    }
     let cursors = if bar == Resolution::Hour {
         Vec::new()
     } else {
@@ -91,7 +94,7 @@ pub async fn overview(
     };
     let empty = history::Summary::default();
     let mut out = BTreeMap::new();
-    for c in &cfg.checks {
+    for c in ids.iter().filter_map(|id| cfg.check(id)) {
         let id = c.raw.id.as_str();
         let start = summaries.partition_point(|s| s.check_id.as_str() < id);
         let end = summaries.partition_point(|s| s.check_id.as_str() <= id);

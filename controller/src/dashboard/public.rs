@@ -128,15 +128,16 @@ pub async fn page_handler(State(ctl): State<Controller>) -> Response {
         Err(e) => return super::error_page(e.into()),
     };
     let now = ctl.now_ms();
-    let history = match super::history::overview(&ctl, crate::history::Resolution::Hour, now).await
-    {
-        Ok(h) => h,
-        Err(e) => return super::error_page(e.into()),
-    };
     let shown: Vec<_> = views
         .iter()
         .filter(|c| public.checks.iter().any(|g| glob_match(g, &c.id)))
         .collect();
+    let ids: Vec<&str> = shown.iter().map(|c| c.id.as_str()).collect();
+    let history =
+        match super::history::overview(&ctl, crate::history::Resolution::Hour, now, &ids).await {
+            Ok(h) => h,
+            Err(e) => return super::error_page(e.into()),
+        };
     let markup = html! {
         (DOCTYPE)
         html lang="en" {

@@ -124,6 +124,54 @@ type SummaryRecord = (
     i64,
 );
 
+/// Summaries from [`SummaryRecord`] rows: one per check × region, the
+/// unfolded minutes added to its folded body.
+fn summaries_from(rows: Vec<SummaryRecord>) -> Vec<SeriesSummary> {
+    let mut out: BTreeMap<(String, String), SeriesSummary> = BTreeMap::new();
+    for (check_id, region, last, body, bucket, count, failures, stale) in rows {
+        let e = out
+            .entry((check_id.clone(), region.clone()))
+            .or_insert_with(|| SeriesSummary {
+                check_id,
+                region,
+                last_at_ms: last,
+                summary: Summary::default(),
+            });
+        if let Some(body) = body {
+            let tail = std::mem::take(&mut e.summary);
+            e.summary = Summary::decode(&body);
+            for (res, map) in [(Resolution::Hour, tail.hours), (Resolution::Day, tail.days)] {
+                for (b, (c, f, st)) in map {
+                    e.summary.add(
+                        res,
+                        b,
+                        &Rollup {
+                            count: c,
+                            failures: f,
+                            stale_ms: st,
+                            ..Rollup::default()
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(bucket) = bucket {
+            let r = Rollup {
+                count: u64::try_from(count).unwrap_or(0),
+                failures: u64::try_from(failures).unwrap_or(0),
+                stale_ms: stale,
+                ..Rollup::default()
+            };
+            for res in [Resolution::Hour, Resolution::Day] {
+                e.summary.add(res, res.bucket(bucket), &r);
+            }
+        }
+    }
+    out.into_values()
+        .filter(|s| s.last_at_ms >= 0 || !s.summary.hours.is_empty() || !s.summary.days.is_empty())
+        .collect()
+}
+
 fn rollup_of(count: i64, failures: i64, stale_ms: i64, body: &[u8]) -> Rollup {
     Rollup {
         count: u64::try_from(count).unwrap_or(0),
@@ -547,63 +595,53 @@ impl Store {
     /// yet added (one statement, one snapshot): one row per check ×
     /// region plus a few unfolded minutes, whatever the history's length.
     pub async fn summaries(&self) -> Result<Vec<SeriesSummary>, StoreError> {
-        let rows: Vec<SummaryRecord> =
-            sqlx::query_as(
+        let rows: Vec<SummaryRecord> = sqlx::query_as(concat!(
+            "SELECT s.check_id, s.region, s.last_at_ms, m.body, CAST(NULL AS BIGINT), 0, 0, 0 \
+             FROM rollup_series s LEFT JOIN rollup_summary m ON m.series = s.id \
+             UNION ALL \
+             SELECT s.check_id, s.region, s.last_at_ms, NULL, r.bucket_ms, r.count, r.failures, r.stale_ms \
+             FROM rollups r JOIN rollup_series s ON s.id = r.series \
+             WHERE r.resolution = 0 AND r.bucket_ms >= (SELECT done_ms FROM rollup_fold WHERE id = 1)"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(summaries_from(rows))
+    }
+
+    /// [`Store::summaries`] of the checks `ids` names only (one page of
+    /// the overview), one statement per 500
+    /// checks.
+    pub async fn summaries_of(&self, ids: &[&str]) -> Result<Vec<SeriesSummary>, StoreError> {
+        let mut rows: Vec<SummaryRecord> = Vec::new();
+        for chunk in ids.chunks(super::results::ROWS_PER_STATEMENT / 2) {
+            let list = |from: usize| {
+                (from..from + chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!(
                 "SELECT s.check_id, s.region, s.last_at_ms, m.body, CAST(NULL AS BIGINT), 0, 0, 0 \
                  FROM rollup_series s LEFT JOIN rollup_summary m ON m.series = s.id \
+                 WHERE s.check_id IN ({}) \
                  UNION ALL \
                  SELECT s.check_id, s.region, s.last_at_ms, NULL, r.bucket_ms, r.count, r.failures, r.stale_ms \
                  FROM rollups r JOIN rollup_series s ON s.id = r.series \
-                 WHERE r.resolution = 0 AND r.bucket_ms >= (SELECT done_ms FROM rollup_fold WHERE id = 1)",
-            )
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out: BTreeMap<(String, String), SeriesSummary> = BTreeMap::new();
-        for (check_id, region, last, body, bucket, count, failures, stale) in rows {
-            let e = out
-                .entry((check_id.clone(), region.clone()))
-                .or_insert_with(|| SeriesSummary {
-                    check_id,
-                    region,
-                    last_at_ms: last,
-                    summary: Summary::default(),
-                });
-            if let Some(body) = body {
-                let tail = std::mem::take(&mut e.summary);
-                e.summary = Summary::decode(&body);
-                for (res, map) in [(Resolution::Hour, tail.hours), (Resolution::Day, tail.days)] {
-                    for (b, (c, f, st)) in map {
-                        e.summary.add(
-                            res,
-                            b,
-                            &Rollup {
-                                count: c,
-                                failures: f,
-                                stale_ms: st,
-                                ..Rollup::default()
-                            },
-                        );
-                    }
-                }
+                 WHERE s.check_id IN ({}) AND r.resolution = 0 \
+                   AND r.bucket_ms >= (SELECT done_ms FROM rollup_fold WHERE id = 1)",
+                list(1),
+                list(1 + chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, SummaryRecord>(super::built(
+                self.engine == Engine::Sqlite,
+                sql,
+            ));
+            for id in chunk.iter().chain(chunk) {
+                q = q.bind(*id);
             }
-            if let Some(bucket) = bucket {
-                let r = Rollup {
-                    count: u64::try_from(count).unwrap_or(0),
-                    failures: u64::try_from(failures).unwrap_or(0),
-                    stale_ms: stale,
-                    ..Rollup::default()
-                };
-                for res in [Resolution::Hour, Resolution::Day] {
-                    e.summary.add(res, res.bucket(bucket), &r);
-                }
-            }
+            rows.extend(q.fetch_all(&self.pool).await?);
         }
-        Ok(out
-            .into_values()
-            .filter(|s| {
-                s.last_at_ms >= 0 || !s.summary.hours.is_empty() || !s.summary.days.is_empty()
-            })
-            .collect())
+        Ok(summaries_from(rows))
     }
 
     /// Writes rollup rows as given, replacing stored ones, and their

@@ -189,3 +189,91 @@ async fn pages_show_the_stored_history() {
     assert_eq!((fields[8], fields[9]), ("80", "3"));
     assert_eq!(get(http, "/sla?month=2026-13").await.0, 400);
 }
+
+/// The overview at fleet size is one page of 100 checks, what needs
+/// attention first: 150 checks, one failing (alphabetically last) and
+/// one with no result — the failing one heads page 1, the counts cover
+/// all 150, page 2 holds the rest, and the filters narrow the list.
+#[tokio::test]
+async fn the_overview_pages_checks_with_what_needs_attention_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checks = String::new();
+    for i in 0..150 {
+        checks.push_str(&format!(
+            "[[checks]]\nid = \"c{i:03}\"\ninterval = \"30s\"\nhttp = {{ url = \"https://svc{i}.example.net/\" }}\n"
+        ));
+    }
+    let ctl = start(&config_text(
+        &dir.path().join("o.db"),
+        "http://127.0.0.1:9",
+        &checks,
+    ))
+    .await;
+    let http = ctl.http_addr();
+    let now = outpost_controller::store::now_ms();
+    let mut batch = Vec::new();
+    for i in 0..150 {
+        if i == 7 {
+            continue; // no result: UNKNOWN
+        }
+        for region in ["eu-west", "us-east", "ap-south"] {
+            let mut r = result(
+                &format!("{region}-{i}"),
+                region,
+                now - 1_000,
+                i != 149,
+                20_000,
+            );
+            r.check_id = format!("c{i:03}");
+            batch.push(r);
+        }
+    }
+    ctl.store()
+        .ingest(IngestBatch::results(batch, now))
+        .await
+        .unwrap();
+
+    let rows = |page: &str| -> Vec<String> {
+        page.split("<a href=\"/checks/")
+            .skip(1)
+            .filter_map(|s| s.split('"').next().map(str::to_owned))
+            .collect()
+    };
+    let (status, page) = get(http, "/").await;
+    assert_eq!(status, 200);
+    let first = rows(&page);
+    assert_eq!(first.len(), 100, "one page of 100 checks");
+    assert_eq!(first[0], "c149", "the failing check comes first");
+    assert_eq!(first[1], "c007", "then the one with no result");
+    assert_eq!(first[2], "c000", "then the passing ones by id");
+    assert!(page.contains("150 checks"), "counts cover every check");
+    assert!(page.contains("Checks 1–100 of 150"));
+    assert!(page.contains("page 1 of 2"));
+    assert!(page.contains("href=\"/?page=2\""));
+    // Only this page's history is drawn: one status bar per row.
+    assert_eq!(page.matches("<svg class=\"bar\"").count(), 100);
+
+    let (_, page) = get(http, "/?page=2").await;
+    let second = rows(&page);
+    assert_eq!(second.len(), 50);
+    assert_eq!(second[0], "c099");
+    assert_eq!(second.last().map(String::as_str), Some("c148"));
+    assert!(
+        first.iter().all(|id| !second.contains(id)),
+        "pages do not overlap"
+    );
+    // A page past the end shows the last one.
+    let (_, page) = get(http, "/?page=99").await;
+    assert_eq!(rows(&page), second);
+
+    let (_, page) = get(http, "/?state=failing").await;
+    assert_eq!(rows(&page), vec!["c149".to_owned()]);
+    let (_, page) = get(http, "/?q=svc12.").await;
+    assert_eq!(
+        rows(&page),
+        vec!["c012".to_owned()],
+        "the target matches too"
+    );
+    let (_, page) = get(http, "/?q=nothing-like-this").await;
+    assert!(page.contains("No check matches."));
+}
