@@ -41,7 +41,7 @@ pub mod headers;
 pub mod route;
 pub mod silences;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::{
     Json, Router,
@@ -260,27 +260,15 @@ fn check_view(
 ) -> CheckView {
     let alert_open = alert.is_some();
     let flapping = alert.is_some_and(|a| a.flapping);
-    let mut worst: Option<RegionStatus> = None;
     let regions: Vec<RegionView> = check
         .regions
         .iter()
         .map(|r| {
             let st = states.iter().find(|s| &s.region == r);
-            let off = offline.contains(r);
-            let status = rule::region_status(st, check.spec.interval, off, now);
-            worst = worst.max(Some(status));
-            region_view(check, r, st, off, now)
+            region_view(check, r, st, offline.contains(r), now)
         })
         .collect();
-    let state = if alert.is_some_and(|a| !a.suppressed_by.is_empty()) {
-        RegionStatus::Suppressed
-    } else if flapping {
-        RegionStatus::Flapping
-    } else if alert_open {
-        RegionStatus::Failing
-    } else {
-        worst.unwrap_or(RegionStatus::Unknown)
-    };
+    let state = check_state(check, states, offline, alert, now);
     CheckView {
         id: check.raw.id.clone(),
         kind: check.spec.kind.name(),
@@ -293,6 +281,31 @@ fn check_view(
             .map(|a| a.suppressed_by.clone())
             .filter(|s| !s.is_empty()),
         regions,
+    }
+}
+
+/// A check's state: SUPPRESSED, FLAPPING or FAILING by its open alert,
+/// else the worst of its regions' ([`rule::region_status`]).
+pub fn check_state(
+    check: &CheckDef,
+    states: &[RegionState],
+    offline: &[String],
+    alert: Option<&AlertRow>,
+    now: i64,
+) -> RegionStatus {
+    match alert {
+        Some(a) if !a.suppressed_by.is_empty() => RegionStatus::Suppressed,
+        Some(a) if a.flapping => RegionStatus::Flapping,
+        Some(_) => RegionStatus::Failing,
+        None => check
+            .regions
+            .iter()
+            .map(|r| {
+                let st = states.iter().find(|s| &s.region == r);
+                rule::region_status(st, check.spec.interval, offline.contains(r), now)
+            })
+            .max()
+            .unwrap_or(RegionStatus::Unknown),
     }
 }
 
@@ -338,12 +351,36 @@ pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, S
     views_from(ctl, now, states, None).await
 }
 
-/// [`check_views`] from states read without their details (no region
-/// cell summaries): what the overview needs of every check to count and
-/// order them before it renders one page of them.
-pub async fn check_views_brief(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, StoreError> {
-    let states = ctl.store().region_states_brief().await?;
-    views_from(ctl, now, states, None).await
+/// Every configured check's id and [`check_state`], in config order, from
+/// one read of the regions' times and outcomes: what the overview needs of
+/// every check to count and order them before it renders one page.
+pub async fn check_states(
+    ctl: &Controller,
+    now: i64,
+) -> Result<Vec<(String, RegionStatus)>, StoreError> {
+    let cfg = ctl.config();
+    let offline = offline_regions(ctl, now).await?;
+    let mut by_check: HashMap<String, Vec<RegionState>> = HashMap::new();
+    for s in ctl.store().region_states_bare().await? {
+        by_check.entry(s.check_id.clone()).or_default().push(s);
+    }
+    let open: HashMap<String, AlertRow> = ctl
+        .store()
+        .open_alerts()
+        .await?
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::CheckFailing)
+        .map(|a| (a.check_id.clone(), a))
+        .collect();
+    Ok(cfg
+        .checks
+        .iter()
+        .map(|c| {
+            let states = by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]);
+            let state = check_state(c, states, &offline, open.get(&c.raw.id), now);
+            (c.raw.id.clone(), state)
+        })
+        .collect())
 }
 
 /// The views of the checks `ids` names, in that order (unknown ids are

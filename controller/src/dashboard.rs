@@ -464,35 +464,45 @@ const STATES: [RegionStatus; 6] = [
     RegionStatus::Ok,
 ];
 
-/// The overview's checks after the filters, in [`attention`] order.
-fn pick<'a>(all: &'a [CheckView], q: &IndexQuery) -> Vec<&'a CheckView> {
+/// The overview's checks (id, state) after the filters, in [`attention`]
+/// order; the text filter matches the id or the target.
+fn pick<'a>(
+    cfg: &crate::config::ControllerConfig,
+    all: &'a [(String, RegionStatus)],
+    q: &IndexQuery,
+) -> Vec<&'a (String, RegionStatus)> {
     let text =
         q.q.as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_lowercase);
     let state = q.state.as_deref().filter(|s| !s.is_empty());
-    let mut picked: Vec<&CheckView> = all
+    let mut picked: Vec<&(String, RegionStatus)> = all
         .iter()
-        .filter(|c| state.is_none_or(|s| c.state.as_str().eq_ignore_ascii_case(s)))
-        .filter(|c| {
+        .filter(|(_, st)| state.is_none_or(|s| st.as_str().eq_ignore_ascii_case(s)))
+        .filter(|(id, _)| {
             text.as_deref().is_none_or(|t| {
-                c.id.to_lowercase().contains(t)
-                    || c.target
-                        .as_deref()
+                id.to_lowercase().contains(t)
+                    || cfg
+                        .check(id)
+                        .and_then(api::target)
                         .is_some_and(|x| x.to_lowercase().contains(t))
             })
         })
         .collect();
-    picked.sort_by(|a, b| (attention(a.state), &a.id).cmp(&(attention(b.state), &b.id)));
+    picked.sort_by(|a, b| (attention(a.1), &a.0).cmp(&(attention(b.1), &b.0)));
     picked
 }
 
 /// Counts per state (linking to the filtered overview), the filter form
 /// and where this page is: `Checks 101–200 of 2,000`.
-fn overview_head(all: &[CheckView], q: &IndexQuery, shown: (usize, usize, usize)) -> Markup {
+fn overview_head(
+    all: &[(String, RegionStatus)],
+    q: &IndexQuery,
+    shown: (usize, usize, usize),
+) -> Markup {
     let (first, last, total) = shown;
-    let count = |st: RegionStatus| all.iter().filter(|c| c.state == st).count();
+    let count = |st: RegionStatus| all.iter().filter(|c| c.1 == st).count();
     html! {
         p.counts {
             a href="/" { (all.len()) " check" (plural(all.len())) } ": "
@@ -548,17 +558,17 @@ fn pager(q: &IndexQuery, page: usize, pages: usize) -> Markup {
 /// The status page: counts per state over every check, then one page of
 /// [`OVERVIEW_PAGE`] checks (what needs attention first) with their
 /// history. Only that page's details and history are read: every check's
-/// state comes from one read of `region_state` without details.
+/// state comes from one read of the regions' times and outcomes.
 async fn render_index(ctl: &Controller, q: &IndexQuery) -> Result<Markup, api::ApiError> {
     let bar = history::bar_resolution(q.bar.as_deref());
     let now = ctl.now_ms();
-    let all = api::check_views_brief(ctl, now).await?;
-    let picked = pick(&all, q);
+    let all = api::check_states(ctl, now).await?;
+    let picked = pick(&ctl.config(), &all, q);
     let pages = picked.len().div_ceil(OVERVIEW_PAGE).max(1);
     let at = q.page.unwrap_or(1).clamp(1, pages);
     let from = ((at - 1) * OVERVIEW_PAGE).min(picked.len());
     let to = (from + OVERVIEW_PAGE).min(picked.len());
-    let ids: Vec<&str> = picked[from..to].iter().map(|c| c.id.as_str()).collect();
+    let ids: Vec<&str> = picked[from..to].iter().map(|c| c.0.as_str()).collect();
     let checks = api::check_views_of(ctl, &ids, now).await?;
     let alerts = ctl.store().open_alerts().await?;
     let open: Vec<&AlertRow> = alerts.iter().collect();

@@ -205,11 +205,16 @@ struct RegionStateRecord {
     last_probe: String,
 }
 
-/// Whether a `region_state` read decodes the stored details.
+/// What a `region_state` read fills in.
 #[derive(Debug, Clone, Copy)]
 enum Details {
+    /// Every column, the details decoded.
     Decoded,
+    /// Every column but the details.
     Skipped,
+    /// Only what a region's state needs (times and outcome): no counts,
+    /// code, message, kind, probe or details.
+    StateOnly,
 }
 
 impl RegionState {
@@ -688,11 +693,17 @@ impl Store {
     }
 
     /// [`Store::region_states`] without the details (`last_details` is
-    /// empty): for what needs only the states — the overview's counts and
-    /// order over every check, the evaluator. Reading and decoding 50,000
-    /// rows' details was most of a 10,000-check overview's time.
+    /// empty): for the evaluator, whose rule reads states and codes, never
+    /// details.
     pub async fn region_states_brief(&self) -> Result<Vec<RegionState>, StoreError> {
         self.select_states(None, Details::Skipped).await
+    }
+
+    /// [`Store::region_states`] with only times and outcomes filled in
+    /// (counts 0, no code, message, kind, probe or details): what the
+    /// overview needs of every check to count and order them.
+    pub async fn region_states_bare(&self) -> Result<Vec<RegionState>, StoreError> {
+        self.select_states(None, Details::StateOnly).await
     }
 
     /// Latest state of one check in every region that reported it.
@@ -732,10 +743,16 @@ impl Store {
                  consecutive_failures, consecutive_passes, last_code, last_message, last_kind, \
                  '{}' AS last_details_json, last_probe"
             }
+            Details::StateOnly => {
+                "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+                 CAST(0 AS BIGINT) AS consecutive_failures, CAST(0 AS BIGINT) AS consecutive_passes, \
+                 CAST(NULL AS TEXT) AS last_code, CAST(NULL AS TEXT) AS last_message, '' AS last_kind, \
+                 '{}' AS last_details_json, '' AS last_probe"
+            }
         };
         let convert = |r: RegionStateRecord| match details {
             Details::Decoded => RegionState::from(r),
-            Details::Skipped => RegionState::without_details(r),
+            Details::Skipped | Details::StateOnly => RegionState::without_details(r),
         };
         let Some(check_ids) = check_ids else {
             let sql = format!("SELECT {columns} FROM region_state ORDER BY check_id, region");
