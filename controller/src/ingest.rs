@@ -1094,7 +1094,7 @@ async fn handle_batch_untraced(
     // per batch: 10,000 checks made that most of a fleet's ingest CPU).
     let assigned = |id: &str| {
         cfg.check(id)
-            .is_some_and(|c| c.regions.iter().any(|r| *r == probe.region))
+            .is_some_and(|c| c.regions.contains(&probe.region))
     };
     let limits = cfg.probe_limits;
     if let Err((reason, status)) = admit_batch(ctl, probe, batch.results.len(), &limits) {
@@ -1120,7 +1120,7 @@ async fn handle_batch_untraced(
             );
             continue;
         }
-        match validate_result(&r, &assigned) {
+        match validate_result(&r, assigned) {
             Ok(()) => rows.push(to_row(r, probe)),
             Err(reason) => {
                 tracing::debug!(check = %r.check_id, reason, "skipping result");

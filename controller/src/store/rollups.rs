@@ -595,14 +595,14 @@ impl Store {
     /// yet added (one statement, one snapshot): one row per check ×
     /// region plus a few unfolded minutes, whatever the history's length.
     pub async fn summaries(&self) -> Result<Vec<SeriesSummary>, StoreError> {
-        let rows: Vec<SummaryRecord> = sqlx::query_as(concat!(
+        let rows: Vec<SummaryRecord> = sqlx::query_as(
             "SELECT s.check_id, s.region, s.last_at_ms, m.body, CAST(NULL AS BIGINT), 0, 0, 0 \
              FROM rollup_series s LEFT JOIN rollup_summary m ON m.series = s.id \
              UNION ALL \
              SELECT s.check_id, s.region, s.last_at_ms, NULL, r.bucket_ms, r.count, r.failures, r.stale_ms \
              FROM rollups r JOIN rollup_series s ON s.id = r.series \
              WHERE r.resolution = 0 AND r.bucket_ms >= (SELECT done_ms FROM rollup_fold WHERE id = 1)"
-        ))
+        )
         .fetch_all(&self.pool)
         .await?;
         Ok(summaries_from(rows))
