@@ -72,8 +72,9 @@
 //!   (result_id)`) and the batched prune's `IN (…)`; `results_by_check
 //!   (check_id, started_at_ms DESC)`: [`Store::recent_results`] (check
 //!   page, API); `results_by_received`: the prune's `received_at_ms < $1
-//!   LIMIT n`. `region_state` PK (check, region): the ingest upsert and
-//!   [`Store::region_states_for`]. `alerts_one_open` (unique on
+//!   LIMIT n`. `region_state` PK (check, region): the ingest upsert,
+//!   [`Store::region_states_for`] and the `check_id IN (…)` of
+//!   [`Store::region_states_of`]. `alerts_one_open` (unique on
 //!   `dedup_key` WHERE open): invariant (3), the insert of
 //!   [`Store::fire_alert`]. `notifications_pending (state,
 //!   next_attempt_ms)`: due and claimable notifications, and
@@ -88,7 +89,8 @@
 //!   read and upsert of its rows and a check's range read;
 //!   `rollups_by_age (resolution, bucket_ms)`: the fold's window of every
 //!   series' minutes and the batched retention prune; `rollup_series`
-//!   UNIQUE (check_id, region): a batch's series lookup; `rollup_summary`
+//!   UNIQUE (check_id, region): a batch's series lookup and the overview
+//!   page's [`Store::summaries_of`] (`check_id IN (…)`); `rollup_summary`
 //!   PK. Only on PostgreSQL, where the database is shared and
 //!   grows: `alerts_open_by_check (check_id, kind) WHERE open`:
 //!   [`Store::open_alert`], which the evaluator runs per check and kind on
