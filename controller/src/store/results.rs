@@ -976,6 +976,67 @@ mod tests {
             .collect()
     }
 
+    /// `moved` names every check whose state the batch advanced with the
+    /// fewest passes in a row among its advanced regions (0 when one
+    /// failed): what ingest filters evaluation requests with. A result
+    /// older than the stored state advances nothing and is not named.
+    #[tokio::test]
+    async fn a_batch_reports_the_passes_in_a_row_of_the_states_it_moved() {
+        for (_d, s) in temp_stores().await {
+            let at = |check: &str, id: &str, region: &str, ok: bool, t: i64| {
+                let mut r = result(id, 1, region, ok, t);
+                r.check_id = check.into();
+                r
+            };
+            let first = s
+                .ingest(IngestBatch::results(
+                    vec![
+                        at("a", "a1", "eu", true, 1_000),
+                        at("a", "a2", "us", true, 1_000),
+                        at("b", "b1", "eu", false, 1_000),
+                    ],
+                    5_000,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(
+                first.moved,
+                BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 0)])
+            );
+            let second = s
+                .ingest(IngestBatch::results(
+                    vec![
+                        at("a", "a3", "eu", true, 2_000),
+                        at("a", "a4", "eu", true, 3_000),
+                        at("a", "a5", "us", true, 2_000),
+                        at("b", "b2", "eu", true, 2_000),
+                        at("c", "c1", "eu", true, 2_000),
+                    ],
+                    6_000,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(
+                second.moved,
+                BTreeMap::from([
+                    ("a".to_owned(), 2),
+                    ("b".to_owned(), 1),
+                    ("c".to_owned(), 1)
+                ]),
+                "a: eu 3 in a row, us 2 — the fewest; b's first pass after a failure"
+            );
+            let stale = s
+                .ingest(IngestBatch::results(
+                    vec![at("b", "b0", "eu", false, 500)],
+                    7_000,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(stale.stored, 1);
+            assert!(stale.moved.is_empty(), "an older result moves no state");
+        }
+    }
+
     #[tokio::test]
     async fn a_batch_moves_region_state_as_its_results_one_by_one_would() {
         for (_d, s) in temp_stores().await {
