@@ -219,28 +219,49 @@ fn vars_with_viewer() -> Vec<(String, String)> {
     v
 }
 
-/// `GET /api/v1/checks` over a fresh HTTPS connection with the viewer token.
+/// `GET /api/v1/checks` over a fresh HTTPS connection with the viewer
+/// token, tried again (as a browser's reload would) when the connection
+/// is shed before its request: the listener sheds the oldest connection
+/// that has sent nothing yet, and under a handshake flood on a loaded
+/// machine a fresh one can be the oldest before its handshake ends.
 async fn dashboard(pki: &Pki, http: SocketAddr) -> client::Response {
-    let mut cfg = pki.client_config();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let io = client::tls_connect(http, "localhost", cfg)
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        let mut cfg = pki.client_config();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let io = match client::tls_connect(http, "localhost", cfg).await {
+            Ok(io) => io,
+            Err(e) => {
+                last = format!("TLS to the dashboard: {e:#}");
+                continue;
+            }
+        };
+        let auth = format!("Bearer {VIEWER_TOKEN}");
+        match client::request_with(
+            io,
+            false,
+            "GET",
+            "localhost",
+            "/api/v1/checks",
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
         .await
-        .expect("TLS to the dashboard");
-    let auth = format!("Bearer {VIEWER_TOKEN}");
-    client::request_with(
-        io,
-        false,
-        "GET",
-        "localhost",
-        "/api/v1/checks",
-        &[("authorization", &auth)],
-        Bytes::new(),
-    )
-    .await
-    .expect("request")
+        {
+            Ok(resp) => return resp,
+            Err(e) => last = format!("request: {e:#}"),
+        }
+    }
+    panic!("no answer in {ATTEMPTS} attempts: {last}");
 }
 
-/// Attaches as `eu-west-1` over TLS gRPC; the sender keeps the stream open.
+/// Connections a client opens before the test gives up (each shed one is
+/// replaced at once; a real probe reconnects with backoff).
+const ATTEMPTS: usize = 5;
+
+/// Attaches as `eu-west-1` over TLS gRPC, reconnecting (as the probe does)
+/// when the connection is shed during its handshake; the sender keeps the
+/// stream open.
 async fn tls_probe(
     pki: &Pki,
     grpc: SocketAddr,
@@ -248,6 +269,26 @@ async fn tls_probe(
     tokio::sync::mpsc::Sender<outpost_proto::v1::ProbeMessage>,
     tonic::Streaming<outpost_proto::v1::ControllerMessage>,
 ) {
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        match try_tls_probe(pki, grpc).await {
+            Ok(attached) => return attached,
+            Err(e) => last = e,
+        }
+    }
+    panic!("not attached over TLS in {ATTEMPTS} attempts: {last}");
+}
+
+async fn try_tls_probe(
+    pki: &Pki,
+    grpc: SocketAddr,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<outpost_proto::v1::ProbeMessage>,
+        tonic::Streaming<outpost_proto::v1::ControllerMessage>,
+    ),
+    String,
+> {
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(pki.root_pem()))
         .domain_name("localhost");
@@ -258,7 +299,7 @@ async fn tls_probe(
             .unwrap()
             .connect()
             .await
-            .expect("TLS connect");
+            .map_err(|e| format!("TLS connect: {e}"))?;
     let mut client = outpost_proto::v1::probe_service_client::ProbeServiceClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(hello("eu-west-1")).await.unwrap();
@@ -270,9 +311,9 @@ async fn tls_probe(
     let inbound = client
         .attach(req)
         .await
-        .expect("attached over TLS")
+        .map_err(|e| format!("attach: {e}"))?
         .into_inner();
-    (tx, inbound)
+    Ok((tx, inbound))
 }
 
 /// The case: under a 256-descriptor limit the old controller logged
