@@ -403,7 +403,8 @@ fn open_check_alerts(all_open: Vec<AlertRow>) -> BTreeMap<String, AlertRow> {
         .collect()
 }
 
-fn by_check(states: Vec<RegionState>) -> BTreeMap<String, Vec<RegionState>> {
+/// Region states grouped by check.
+pub(crate) fn by_check(states: Vec<RegionState>) -> BTreeMap<String, Vec<RegionState>> {
     let mut out: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
     for s in states {
         out.entry(s.check_id.clone()).or_default().push(s);

@@ -345,10 +345,40 @@ pub async fn offline_regions(ctl: &Controller, now: i64) -> Result<Vec<String>, 
     ))
 }
 
+/// What every check's view in one read shares: the regions whose probes
+/// are offline and the open alerts (every kind: the status page's banner
+/// lists them all), read once.
+pub struct Basis {
+    /// Regions whose every probe is offline.
+    pub offline: Vec<String>,
+    /// Every open alert.
+    pub open: Vec<AlertRow>,
+}
+
+impl Basis {
+    /// Reads both now.
+    pub async fn load(ctl: &Controller, now: i64) -> Result<Basis, StoreError> {
+        Ok(Basis {
+            offline: offline_regions(ctl, now).await?,
+            open: ctl.store().open_alerts().await?,
+        })
+    }
+
+    /// The open `check_failing` alert of each check.
+    fn check_alerts(&self) -> HashMap<&str, &AlertRow> {
+        self.open
+            .iter()
+            .filter(|a| a.kind == AlertKind::CheckFailing)
+            .map(|a| (a.check_id.as_str(), a))
+            .collect()
+    }
+}
+
 /// Every configured check's view, in config order.
 pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, StoreError> {
+    let basis = Basis::load(ctl, now).await?;
     let states = ctl.store().region_states().await?;
-    views_from(ctl, now, states, None).await
+    Ok(views_from(ctl, &basis, now, states, None))
 }
 
 /// Every configured check's id and [`check_state`], in config order, from
@@ -356,28 +386,19 @@ pub async fn check_views(ctl: &Controller, now: i64) -> Result<Vec<CheckView>, S
 /// every check to count and order them before it renders one page.
 pub async fn check_states(
     ctl: &Controller,
+    basis: &Basis,
     now: i64,
 ) -> Result<Vec<(String, RegionStatus)>, StoreError> {
     let cfg = ctl.config();
-    let offline = offline_regions(ctl, now).await?;
-    let mut by_check: HashMap<String, Vec<RegionState>> = HashMap::new();
-    for s in ctl.store().region_states_bare().await? {
-        by_check.entry(s.check_id.clone()).or_default().push(s);
-    }
-    let open: HashMap<String, AlertRow> = ctl
-        .store()
-        .open_alerts()
-        .await?
-        .into_iter()
-        .filter(|a| a.kind == AlertKind::CheckFailing)
-        .map(|a| (a.check_id.clone(), a))
-        .collect();
+    let by_check = crate::alerting::by_check(ctl.store().region_states_bare().await?);
+    let open = basis.check_alerts();
     Ok(cfg
         .checks
         .iter()
         .map(|c| {
             let states = by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]);
-            let state = check_state(c, states, &offline, open.get(&c.raw.id), now);
+            let alert = open.get(c.raw.id.as_str()).copied();
+            let state = check_state(c, states, &basis.offline, alert, now);
             (c.raw.id.clone(), state)
         })
         .collect())
@@ -387,50 +408,41 @@ pub async fn check_states(
 /// left out).
 pub async fn check_views_of(
     ctl: &Controller,
+    basis: &Basis,
     ids: &[&str],
     now: i64,
 ) -> Result<Vec<CheckView>, StoreError> {
     let states = ctl.store().region_states_of(ids).await?;
-    views_from(ctl, now, states, Some(ids)).await
+    Ok(views_from(ctl, basis, now, states, Some(ids)))
 }
 
-async fn views_from(
+fn views_from(
     ctl: &Controller,
+    basis: &Basis,
     now: i64,
     states: Vec<RegionState>,
     only: Option<&[&str]>,
-) -> Result<Vec<CheckView>, StoreError> {
+) -> Vec<CheckView> {
     let cfg = ctl.config();
-    let offline = offline_regions(ctl, now).await?;
-    let mut by_check: BTreeMap<String, Vec<RegionState>> = BTreeMap::new();
-    for s in states {
-        by_check.entry(s.check_id.clone()).or_default().push(s);
-    }
-    let open: BTreeMap<String, AlertRow> = ctl
-        .store()
-        .open_alerts()
-        .await?
-        .into_iter()
-        .filter(|a| a.kind == AlertKind::CheckFailing)
-        .map(|a| (a.check_id.clone(), a))
-        .collect();
+    let by_check = crate::alerting::by_check(states);
+    let open = basis.check_alerts();
     let view = |c: &CheckDef| {
         check_view(
             c,
             by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]),
-            &offline,
-            open.get(&c.raw.id),
+            &basis.offline,
+            open.get(c.raw.id.as_str()).copied(),
             now,
         )
     };
-    Ok(match only {
+    match only {
         None => cfg.checks.iter().map(view).collect(),
         Some(ids) => ids
             .iter()
             .filter_map(|id| cfg.check(id))
             .map(view)
             .collect(),
-    })
+    }
 }
 
 /// One check's view and its newest results; `None` if not configured.

@@ -538,12 +538,7 @@ fn overview_head(
 
 /// Previous / next links keeping the query.
 fn pager(q: &IndexQuery, page: usize, pages: usize) -> Markup {
-    let mut keep = String::new();
-    for (k, v) in [("state", &q.state), ("q", &q.q), ("bar", &q.bar)] {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            keep.push_str(&format!("&{k}={}", alerts::urlencode(v)));
-        }
-    }
+    let keep = alerts::kept(&[("state", &q.state), ("q", &q.q), ("bar", &q.bar)]);
     html! {
         @if pages > 1 {
             p.pager {
@@ -562,18 +557,19 @@ fn pager(q: &IndexQuery, page: usize, pages: usize) -> Markup {
 async fn render_index(ctl: &Controller, q: &IndexQuery) -> Result<Markup, api::ApiError> {
     let bar = history::bar_resolution(q.bar.as_deref());
     let now = ctl.now_ms();
-    let all = api::check_states(ctl, now).await?;
+    let basis = api::Basis::load(ctl, now).await?;
+    let all = api::check_states(ctl, &basis, now).await?;
     let picked = pick(&ctl.config(), &all, q);
     let pages = picked.len().div_ceil(OVERVIEW_PAGE).max(1);
     let at = q.page.unwrap_or(1).clamp(1, pages);
     let from = ((at - 1) * OVERVIEW_PAGE).min(picked.len());
     let to = (from + OVERVIEW_PAGE).min(picked.len());
     let ids: Vec<&str> = picked[from..to].iter().map(|c| c.0.as_str()).collect();
-    let checks = api::check_views_of(ctl, &ids, now).await?;
-    let alerts = ctl.store().open_alerts().await?;
+    let checks = api::check_views_of(ctl, &basis, &ids, now).await?;
+    let alerts = &basis.open;
     let open: Vec<&AlertRow> = alerts.iter().collect();
     let mut overview = history::overview(ctl, bar, now, &ids).await?;
-    for a in &alerts {
+    for a in alerts {
         if a.kind == AlertKind::CheckFailing
             && let Some(o) = overview.get_mut(&a.check_id)
         {

@@ -81,18 +81,11 @@ fn render_list(q: &AlertsQuery, rows: &[AlertRow], now: i64) -> Markup {
     let next = (rows.len() == PAGE as usize)
         .then(|| rows.last().map(|a| format!("{}.{}", a.opened_at_ms, a.id)))
         .flatten();
-    let keep = |k: &str, v: &Option<String>| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| format!("&{k}={}", urlencode(v)))
-            .unwrap_or_default()
-    };
-    let base = format!(
-        "{}{}{}",
-        keep("state", &q.state),
-        keep("check", &q.check),
-        keep("since", &q.since)
-    );
+    let base = kept(&[
+        ("state", &q.state),
+        ("check", &q.check),
+        ("since", &q.since),
+    ]);
     let body = html! {
         main {
             h2 { "Alerts" }
@@ -141,8 +134,20 @@ fn outcome_word(o: crate::alerting::sink::AttemptOutcome) -> String {
         .unwrap_or_default()
 }
 
+/// `&k=v` for each filter set (percent-encoded, empty ones left out): what
+/// a list's "next page" link keeps of its query.
+pub(crate) fn kept(filters: &[(&str, &Option<String>)]) -> String {
+    filters
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = v.as_deref().filter(|v| !v.is_empty())?;
+            Some(format!("&{k}={}", urlencode(v)))
+        })
+        .collect()
+}
+
 /// Percent-encodes a query value.
-pub(crate) fn urlencode(v: &str) -> String {
+fn urlencode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -207,11 +207,11 @@ struct RegionStateRecord {
 
 /// What a `region_state` read fills in.
 #[derive(Debug, Clone, Copy)]
-enum Details {
+enum Columns {
     /// Every column, the details decoded.
-    Decoded,
+    All,
     /// Every column but the details.
-    Skipped,
+    NoDetails,
     /// Only what a region's state needs (times and outcome): no counts,
     /// code, message, kind, probe or details.
     StateOnly,
@@ -689,27 +689,26 @@ impl Store {
 
     /// Latest state of every (check, region).
     pub async fn region_states(&self) -> Result<Vec<RegionState>, StoreError> {
-        self.select_states(None, Details::Decoded).await
+        self.select_states(None, Columns::All).await
     }
 
     /// [`Store::region_states`] without the details (`last_details` is
     /// empty): for the evaluator, whose rule reads states and codes, never
     /// details.
     pub async fn region_states_brief(&self) -> Result<Vec<RegionState>, StoreError> {
-        self.select_states(None, Details::Skipped).await
+        self.select_states(None, Columns::NoDetails).await
     }
 
     /// [`Store::region_states`] with only times and outcomes filled in
     /// (counts 0, no code, message, kind, probe or details): what the
     /// overview needs of every check to count and order them.
     pub async fn region_states_bare(&self) -> Result<Vec<RegionState>, StoreError> {
-        self.select_states(None, Details::StateOnly).await
+        self.select_states(None, Columns::StateOnly).await
     }
 
     /// Latest state of one check in every region that reported it.
     pub async fn region_states_for(&self, check_id: &str) -> Result<Vec<RegionState>, StoreError> {
-        self.select_states(Some(&[check_id]), Details::Decoded)
-            .await
+        self.select_states(Some(&[check_id]), Columns::All).await
     }
 
     /// Latest state of the given checks in every region that reported
@@ -719,7 +718,7 @@ impl Store {
         &self,
         check_ids: &[&str],
     ) -> Result<Vec<RegionState>, StoreError> {
-        self.select_states(Some(check_ids), Details::Decoded).await
+        self.select_states(Some(check_ids), Columns::All).await
     }
 
     /// [`Store::region_states_of`] without the details (the evaluator
@@ -728,31 +727,32 @@ impl Store {
         &self,
         check_ids: &[&str],
     ) -> Result<Vec<RegionState>, StoreError> {
-        self.select_states(Some(check_ids), Details::Skipped).await
+        self.select_states(Some(check_ids), Columns::NoDetails)
+            .await
     }
 
     async fn select_states(
         &self,
         check_ids: Option<&[&str]>,
-        details: Details,
+        want: Columns,
     ) -> Result<Vec<RegionState>, StoreError> {
-        let columns = match details {
-            Details::Decoded => region_state_columns!(),
-            Details::Skipped => {
+        let columns = match want {
+            Columns::All => region_state_columns!(),
+            Columns::NoDetails => {
                 "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
                  consecutive_failures, consecutive_passes, last_code, last_message, last_kind, \
                  '{}' AS last_details_json, last_probe"
             }
-            Details::StateOnly => {
+            Columns::StateOnly => {
                 "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
                  CAST(0 AS BIGINT) AS consecutive_failures, CAST(0 AS BIGINT) AS consecutive_passes, \
                  CAST(NULL AS TEXT) AS last_code, CAST(NULL AS TEXT) AS last_message, '' AS last_kind, \
                  '{}' AS last_details_json, '' AS last_probe"
             }
         };
-        let convert = |r: RegionStateRecord| match details {
-            Details::Decoded => RegionState::from(r),
-            Details::Skipped | Details::StateOnly => RegionState::without_details(r),
+        let convert = |r: RegionStateRecord| match want {
+            Columns::All => RegionState::from(r),
+            Columns::NoDetails | Columns::StateOnly => RegionState::without_details(r),
         };
         let Some(check_ids) = check_ids else {
             let sql = format!("SELECT {columns} FROM region_state ORDER BY check_id, region");
