@@ -153,10 +153,17 @@ impl Resolution {
 }
 
 /// Latency counts per fixed log-spaced bin (see the design note).
+///
+/// Only the span of bins from the lowest to the highest counted one is
+/// held: one check's latencies sit in a few neighbouring bins, and a
+/// fleet's fold holds tens of thousands of these at once (dense, 5 phases
+/// × up to [`BINS`] counters made a rollup kilobytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
-    /// Count per bin; `bins.len() <= BINS`, trailing zeros trimmed.
-    bins: Vec<u64>,
+    /// The bin `counts[0]` counts.
+    first: usize,
+    /// Count per bin from `first`; empty, or nonzero at both ends.
+    counts: Vec<u64>,
 }
 
 /// The bin of a value in µs.
@@ -191,28 +198,47 @@ pub fn bin_value_us(bin: usize) -> u64 {
 }
 
 impl Histogram {
+    /// Adds `n` to bin `b` (`n > 0`), widening the held span to reach it.
+    fn add(&mut self, b: usize, n: u64) {
+        if self.counts.is_empty() {
+            self.first = b;
+            self.counts.push(n);
+        } else if b < self.first {
+            let grow = self.first - b;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.first = b;
+            self.counts[0] += n;
+        } else {
+            let i = b - self.first;
+            if i >= self.counts.len() {
+                self.counts.resize(i + 1, 0);
+            }
+            self.counts[i] += n;
+        }
+    }
+
     /// Counts one value.
     pub fn record(&mut self, us: u64) {
-        let b = bin_of(us);
-        if self.bins.len() <= b {
-            self.bins.resize(b + 1, 0);
-        }
-        self.bins[b] += 1;
+        self.add(bin_of(us), 1);
     }
 
     /// Adds another histogram's counts.
     pub fn merge(&mut self, other: &Histogram) {
-        if self.bins.len() < other.bins.len() {
-            self.bins.resize(other.bins.len(), 0);
+        if other.counts.is_empty() {
+            return;
         }
-        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+        // Widen once to the union of both spans, then add in place.
+        self.add(other.first, 0);
+        self.add(other.first + other.counts.len() - 1, 0);
+        let off = other.first - self.first;
+        for (a, b) in self.counts[off..].iter_mut().zip(&other.counts) {
             *a += b;
         }
     }
 
     /// Values counted.
     pub fn count(&self) -> u64 {
-        self.bins.iter().sum()
+        self.counts.iter().sum()
     }
 
     /// The `q` quantile (0..=1) in µs, `None` when empty.
@@ -224,10 +250,10 @@ impl Histogram {
         // The rank of the quantile, 1-based, nearest-rank method.
         let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (b, c) in self.bins.iter().enumerate() {
+        for (i, c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return Some(bin_value_us(b));
+                return Some(bin_value_us(self.first + i));
             }
         }
         None
@@ -235,11 +261,11 @@ impl Histogram {
 
     /// Sparse form: `[[bin, count], …]` of the non-empty bins.
     pub fn to_pairs(&self) -> Vec<[u64; 2]> {
-        self.bins
+        self.counts
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(b, c)| [b as u64, *c])
+            .map(|(i, c)| [(self.first + i) as u64, *c])
             .collect()
     }
 
@@ -247,11 +273,11 @@ impl Histogram {
     pub fn from_pairs(pairs: &[[u64; 2]]) -> Histogram {
         let mut h = Histogram::default();
         for [b, c] in pairs {
-            let b = usize::try_from(*b).unwrap_or(BINS - 1).min(BINS - 1);
-            if h.bins.len() <= b {
-                h.bins.resize(b + 1, 0);
+            if *c == 0 {
+                continue;
             }
-            h.bins[b] += c;
+            let b = usize::try_from(*b).unwrap_or(BINS - 1).min(BINS - 1);
+            h.add(b, *c);
         }
         h
     }
@@ -396,13 +422,15 @@ impl Rollup {
     fn read_body(&mut self, body: &[u8], at: &mut usize) -> Option<()> {
         for h in &mut self.latency {
             let n = get_varint(body, at)?;
-            let mut pairs = Vec::new();
+            *h = Histogram::default();
             for _ in 0..n {
                 let bin = *body.get(*at)?;
                 *at += 1;
-                pairs.push([u64::from(bin), get_varint(body, at)?]);
+                let count = get_varint(body, at)?;
+                if count > 0 {
+                    h.add(usize::from(bin).min(BINS - 1), count);
+                }
             }
-            *h = Histogram::from_pairs(&pairs);
         }
         let n = get_varint(body, at)?;
         for _ in 0..n {

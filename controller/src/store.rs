@@ -87,8 +87,10 @@
 //!   `certificates_by_expiry`: the inventory by expiry; `leases` PK: the
 //!   lease row. `rollups` PK (series, resolution, bucket): the batch's
 //!   read and upsert of its rows and a check's range read;
-//!   `rollups_by_age (resolution, bucket_ms)`: the fold's window of every
-//!   series' minutes and the batched retention prune; `rollup_series`
+//!   `rollups_by_age (resolution, bucket_ms)` (on PostgreSQL
+//!   `rollups_fold_order (resolution, bucket_ms, series)`, the order
+//!   SQLite's index has implicitly): the fold's pages of every series'
+//!   minutes in (bucket, series) order and the batched retention prune; `rollup_series`
 //!   UNIQUE (check_id, region): a batch's series lookup and the overview
 //!   page's [`Store::summaries_of`] (`check_id IN (…)`); `rollup_summary`
 //!   PK. Only on PostgreSQL, where the database is shared and
