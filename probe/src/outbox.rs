@@ -52,7 +52,7 @@
 //! and a warning is logged at most once a minute. Checks never stop.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     fs::{self, File, OpenOptions},
     io::{self, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
@@ -200,6 +200,11 @@ struct Inner {
     last_drop_log: Option<Instant>,
     dirty: bool,
     acked_file: Option<File>,
+    /// Highest sequence of a result that should not wait: a failure, or a
+    /// pass whose check's previous result here failed or is unknown.
+    urgent_through: u64,
+    /// Whether each check's newest pushed result passed.
+    last_ok: HashMap<String, bool>,
 }
 
 /// Results waiting for acknowledgement, durable on disk.
@@ -452,6 +457,8 @@ impl Outbox {
             last_drop_log: None,
             dirty: false,
             acked_file: None,
+            urgent_through: 0,
+            last_ok: HashMap::new(),
         };
         let ob = Self {
             cfg,
@@ -506,6 +513,10 @@ impl Outbox {
         g.next_seq += 1;
         let wire = to_wire(outcome, version, seq);
         let ts = wire.started_at_unix_ms;
+        let was_ok = g.last_ok.insert(outcome.check_id.clone(), outcome.ok());
+        if !outcome.ok() || was_ok != Some(true) {
+            g.urgent_through = seq;
+        }
         match self.append(&mut g, seq, ts, &wire) {
             Ok(()) => {
                 g.cache.push_back(wire);
@@ -787,6 +798,15 @@ impl Outbox {
             .any(|s| s.last >= want && s.last >= s.first)
     }
 
+    /// True when an unsent result should go out without waiting: a failure,
+    /// or a pass after a failure (or the first result of a check since the
+    /// probe started). Passes after passes change nothing the controller
+    /// pages on and can wait for the reporter's longer linger.
+    pub fn has_urgent_unsent(&self) -> bool {
+        let g = self.lock();
+        g.urgent_through >= g.next_send.max(g.acked + 1)
+    }
+
     /// Results dropped, all reasons.
     pub fn dropped(&self) -> u64 {
         self.lock().dropped.values().sum()
@@ -918,6 +938,47 @@ mod tests {
         assert_eq!(got[0].check_id, "written-before-crc-crate");
         assert_eq!(got[0].details_json, r#"{"url":"http://a.test/"}"#);
         assert_eq!(o.push(&outcome(), 1), 8, "sequences continue after it");
+    }
+
+    /// A failure, a pass after a failure and a check's first result are
+    /// urgent; a pass after a pass is not, and sending or acknowledging an
+    /// urgent result ends the urgency.
+    #[test]
+    fn only_results_that_change_a_checks_outcome_are_urgent() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Outbox::open(cfg(d.path())).unwrap();
+        let failing = || Outcome {
+            result: Err(crate::check::Failure::Timeout {
+                phase: crate::check::failure::Phase::Run,
+                after: Duration::from_secs(1),
+                target: None,
+            }),
+            ..outcome()
+        };
+        assert!(!o.has_urgent_unsent(), "nothing pushed");
+        o.push(&outcome(), 1);
+        assert!(o.has_urgent_unsent(), "the check's first result");
+        assert_eq!(o.take_unsent(10).len(), 1);
+        assert!(!o.has_urgent_unsent(), "sent");
+        o.push(&outcome(), 1);
+        assert!(o.has_unsent() && !o.has_urgent_unsent(), "a pass after a pass waits");
+        o.push(&failing(), 1);
+        assert!(o.has_urgent_unsent(), "a failure");
+        assert_eq!(o.take_unsent(10).len(), 2);
+        o.push(&outcome(), 1);
+        assert!(o.has_urgent_unsent(), "a pass after a failure");
+        o.ack(o.last_sequence());
+        assert!(!o.has_urgent_unsent(), "acknowledged");
+        let other = Outcome {
+            check_id: "d".into(),
+            ..outcome()
+        };
+        o.push(&outcome(), 1);
+        assert!(!o.has_urgent_unsent());
+        o.push(&other, 1);
+        assert!(o.has_urgent_unsent(), "another check's first result");
+        o.rewind();
+        assert!(o.has_urgent_unsent(), "a new stream resends it");
     }
 
     #[test]

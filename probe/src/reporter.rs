@@ -57,8 +57,14 @@ use crate::{
 
 /// Results per batch at most.
 pub const MAX_BATCH: usize = 500;
-/// How long results are collected before a batch is sent.
+/// How long results are collected before a batch is sent when one of them
+/// matters now (a failure, a recovery, a check's first result).
 pub const LINGER: Duration = Duration::from_millis(20);
+/// How long a batch of passes that follow passes may wait for more: they
+/// change nothing the controller pages on, and batching them is most of what
+/// a result costs the controller at a steady pace (its transaction, its
+/// ack). Far inside any check's stale threshold (3 intervals, ≥ 3 s).
+pub const ROUTINE_LINGER: Duration = Duration::from_millis(250);
 /// First reconnect delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest reconnect delay.
@@ -328,10 +334,13 @@ async fn session(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // At most one batch in flight keeps ack order simple and memory bounded.
     let mut in_flight = false;
-    // Results are collected for up to LINGER before a batch goes out, so a
-    // quiet probe sends one message per LINGER, not one per result; a backlog
-    // (the previous batch was full) goes out back to back. A drain sends at once.
-    let mut linger: Option<tokio::time::Instant> = None;
+    // Results are collected for up to LINGER (ROUTINE_LINGER while every
+    // unsent result is a pass after a pass) from the first unsent one before
+    // a batch goes out, so a quiet probe sends one message per linger, not
+    // one per result; a failure arriving mid-linger shortens it. A backlog
+    // (the previous batch was full) goes out back to back. A drain sends at
+    // once.
+    let mut linger_from: Option<tokio::time::Instant> = None;
     let mut backlog = true;
     // The earliest next renewal attempt (after a failed one).
     let mut renew_after: Option<tokio::time::Instant> = None;
@@ -341,8 +350,13 @@ async fn session(
         }
         if !in_flight && outbox.has_unsent() {
             let now = tokio::time::Instant::now();
-            let due = *linger.get_or_insert(now + LINGER);
-            if backlog || stop.is_some() || now >= due {
+            let since = *linger_from.get_or_insert(now);
+            let wait = if outbox.has_urgent_unsent() {
+                LINGER
+            } else {
+                ROUTINE_LINGER
+            };
+            if backlog || stop.is_some() || now >= since + wait {
                 let results = outbox.take_unsent(MAX_BATCH);
                 backlog = results.len() == MAX_BATCH;
                 tx.send(ProbeMessage {
@@ -351,13 +365,18 @@ async fn session(
                 .await
                 .map_err(|_| ReporterError::Closed)?;
                 in_flight = true;
-                linger = None;
+                linger_from = None;
                 continue;
             }
         }
+        let wait = if outbox.has_urgent_unsent() {
+            LINGER
+        } else {
+            ROUTINE_LINGER
+        };
         let linger_wait = async {
-            match linger {
-                Some(t) if !in_flight => tokio::time::sleep_until(t).await,
+            match linger_from {
+                Some(t) if !in_flight => tokio::time::sleep_until(t + wait).await,
                 _ => std::future::pending::<()>().await,
             }
         };
