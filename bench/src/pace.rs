@@ -5,9 +5,13 @@
 //!
 //! The details are real: one `check::run` against the bench's own target
 //! (HTTPS or plain), its `details_json` as the probe would send it. The
-//! results go over one gRPC stream in batches every 20 ms (the probe's
-//! linger), one result per check round robin over 200 checks, so every
-//! check reports once a second. The controller is an `outpost-controller
+//! results go over one gRPC stream in batches as the probe sends them:
+//! passes after passes every [`outpost_probe::reporter::ROUTINE_LINGER`]
+//! (the goal's figure: a healthy fleet's steady state), and, as a second
+//! line, every [`outpost_probe::reporter::LINGER`] (20 ms: what a probe
+//! whose every result is a failure or a recovery sends). One result per
+//! check round robin over 200 checks, so every check reports once a
+//! second. The controller is an `outpost-controller
 //! run` process on SQLite pinned to core 1; its CPU (all threads, from
 //! schedstat) over the window divided by the results sent is the figure.
 
@@ -26,8 +30,6 @@ use crate::{
 
 /// Checks the results are spread over.
 const CHECKS: usize = 200;
-/// Batches per second (one every 20 ms).
-const BATCHES_PER_S: u64 = 50;
 
 /// `details_json` of one real run of an HTTP check against `target`.
 pub(crate) fn sample_details(target: &Target) -> anyhow::Result<String> {
@@ -60,8 +62,14 @@ pub(crate) fn sample_details(target: &Target) -> anyhow::Result<String> {
 }
 
 /// Controller CPU µs per result at `rate` results/s over `window`, every
-/// result carrying `details` (one stream, SQLite, controller on core 1).
-pub(crate) fn cpu_per_result(details: &str, rate: u64, window: Duration) -> anyhow::Result<f64> {
+/// result carrying `details`, a batch every `linger` (one stream, SQLite,
+/// controller on core 1).
+pub(crate) fn cpu_per_result(
+    details: &str,
+    rate: u64,
+    linger: Duration,
+    window: Duration,
+) -> anyhow::Result<f64> {
     let mut checks = String::new();
     for i in 0..CHECKS {
         let _ = write!(
@@ -73,7 +81,7 @@ pub(crate) fn cpu_per_result(details: &str, rate: u64, window: Duration) -> anyh
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let per_batch = (rate / BATCHES_PER_S).max(1) as usize;
+    let per_batch = ((rate as f64 * linger.as_secs_f64()).round() as usize).max(1);
     rt.block_on(async {
         let mut s = open_stream(ctl.grpc, "pace").await?;
         let mut seq = 0u64;
@@ -90,7 +98,7 @@ pub(crate) fn cpu_per_result(details: &str, rate: u64, window: Duration) -> anyh
                 })
                 .collect()
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(1000 / BATCHES_PER_S));
+        let mut tick = tokio::time::interval(linger);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Warm-up: every check reported (rows, sightings) before measuring.
         let warm = Instant::now();

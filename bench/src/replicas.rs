@@ -211,8 +211,9 @@ pub(crate) struct Fleet {
 
 /// One controller that holds `checks` checks × 5 regions, while the 5
 /// regions' results arrive at the rate a 60 s interval gives (833/s for
-/// 10,000 checks) over real gRPC streams, in batches every 100 ms per
-/// region (as lingering probes send them). The CPU is taken over `window`
+/// 10,000 checks) over real gRPC streams, in batches every
+/// [`outpost_probe::reporter::ROUTINE_LINGER`] per region (as probes send
+/// passes after passes). The CPU is taken over `window`
 /// with nobody reading the dashboard (the steady state the goal names);
 /// then the overview is loaded every 500 ms for `window / 2` while the
 /// same load runs.
@@ -262,11 +263,13 @@ pub(crate) fn fleet(
         }
         // Let the fill's evaluations settle before measuring.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let per_batch = (checks as f64 / 600.0).ceil() as usize;
+        // Every region's stream sends a batch every ROUTINE_LINGER, as a
+        // probe of a healthy fleet does: the fleet's pace (checks × 5
+        // regions per 60 s).
+        let linger = outpost_probe::reporter::ROUTINE_LINGER;
+        let per_batch = (checks as f64 / 60.0 * linger.as_secs_f64()).ceil() as usize;
         let mut next = vec![0usize; regions.len()];
-        // Every region's stream sends a batch every 100 ms: the fleet's
-        // pace (checks × 5 regions per 60 s).
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(linger);
         let mut pace = async |streams: &mut Vec<_>, seq: &mut Vec<u64>, for_: Duration| {
             let t0 = Instant::now();
             while t0.elapsed() < for_ {

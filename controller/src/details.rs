@@ -39,7 +39,11 @@ pub fn decode(kind: &str, details_json: &str) -> Observed {
     if details_json.trim() == "{}" {
         return empty();
     }
-    if let Ok(note) = serde_json::from_str::<Truncated>(details_json) {
+    // The note is a few dozen bytes; anything longer is not one (and
+    // trying it would parse every result's details twice).
+    if details_json.len() <= 128
+        && let Ok(note) = serde_json::from_str::<Truncated>(details_json)
+    {
         return Observed::Other(serde_json::to_value(note).unwrap_or_default());
     }
     Observed::from_wire(kind, details_json)

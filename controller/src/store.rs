@@ -444,6 +444,25 @@ pub struct Store {
     stale_after: Arc<std::sync::RwLock<Arc<std::collections::HashMap<String, i64>>>>,
 }
 
+/// `($1, $2, …), (…)`: `rows` tuples of `cols` placeholders each, for
+/// multi-row statements ([`built`]). The only text spliced into SQL at run
+/// time (numbers made here: hence `AssertSqlSafe`); every value is bound.
+pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for row in 0..rows {
+        s.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..cols {
+            if col > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(row * cols + col + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
 /// A statement built at run time (only `$N` placeholders and constants
 /// are formatted into it, every value is bound), for the engine it runs
 /// on. On SQLite the multi-row statements' `$N` become anonymous `?`
@@ -913,7 +932,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`

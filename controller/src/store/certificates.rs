@@ -127,8 +127,9 @@ impl<'a> Sightings<'a> {
     /// Writes them inside the ingest transaction; returns how many were not
     /// stored before (a new certificate, or one seen somewhere new: what
     /// the inventory's evaluation must look at now rather than on its
-    /// minute tick). Two statements per distinct certificate and sighting,
-    /// plus one read, however many results saw them.
+    /// minute tick). One read, one multi-row upsert of the certificates and
+    /// one of the sightings per [`ROWS_PER_UPSERT`], however many results
+    /// saw them.
     pub async fn write(&self, tx: &mut Tx<'_>) -> Result<u64, sqlx::Error> {
         if self.by_key.is_empty() {
             return Ok(0);
@@ -168,85 +169,102 @@ impl<'a> Sightings<'a> {
                 })
                 .or_insert((s.seen, s.first_ms, s.last_ms));
         }
-        for (seen, first, last) in certs.values() {
-            record_certificate(tx, seen, *first, *last).await?;
-        }
-        let mut new = 0;
-        for ((f, c, p, a), s) in &self.by_key {
-            if !known.contains(&(
-                (*f).to_owned(),
-                (*c).to_owned(),
-                (*p).to_owned(),
-                (*a).to_owned(),
-            )) {
-                new += 1;
-            }
-            record_sighting(tx, s).await?;
-        }
+        let certs: Vec<(&Seen, i64, i64)> = certs.into_values().collect();
+        record_certificates(tx, &certs).await?;
+        let new = self
+            .by_key
+            .keys()
+            .filter(|(f, c, p, a)| {
+                !known.contains(&(
+                    (*f).to_owned(),
+                    (*c).to_owned(),
+                    (*p).to_owned(),
+                    (*a).to_owned(),
+                ))
+            })
+            .count() as u64;
+        let sightings: Vec<&Sighting<'_>> = self.by_key.values().collect();
+        record_sightings(tx, &sightings).await?;
         Ok(new)
     }
 }
 
-/// Upserts a certificate. Seen times only widen: first-seen never moves
-/// later, last-seen never earlier.
-async fn record_certificate(
+/// Rows per multi-row upsert (12 binds a certificate row: far below
+/// SQLite's 32,766 and PostgreSQL's 65,535 parameters).
+const ROWS_PER_UPSERT: usize = 500;
+
+/// Upserts certificates `(certificate, first seen, last seen)`, each
+/// fingerprint once, one statement per [`ROWS_PER_UPSERT`]. Seen times
+/// only widen: first-seen never moves later, last-seen never earlier.
+async fn record_certificates(
     tx: &mut Tx<'_>,
-    s: &Seen,
-    first_ms: i64,
-    last_ms: i64,
+    certs: &[(&Seen, i64, i64)],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO certificates (fingerprint, subject, issuer, sans_json, not_before_ms, not_after_ms, key_type, \
-         signature_algorithm, is_ca, self_signed, first_seen_ms, last_seen_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (fingerprint) DO UPDATE SET \
-           last_seen_ms = CASE WHEN certificates.last_seen_ms > excluded.last_seen_ms \
-                          THEN certificates.last_seen_ms ELSE excluded.last_seen_ms END, \
-           first_seen_ms = CASE WHEN certificates.first_seen_ms < excluded.first_seen_ms \
-                           THEN certificates.first_seen_ms ELSE excluded.first_seen_ms END",
-    )
-    .bind(&s.fingerprint)
-    .bind(&s.subject)
-    .bind(&s.issuer)
-    .bind(serde_json::to_string(&s.sans).unwrap_or_else(|_| "[]".into()))
-    .bind(s.not_before_ms)
-    .bind(s.not_after_ms)
-    .bind(&s.key_type)
-    .bind(&s.signature_algorithm)
-    .bind(i64::from(s.is_ca))
-    .bind(i64::from(s.self_signed))
-    .bind(first_ms)
-    .bind(last_ms)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in certs.chunks(ROWS_PER_UPSERT) {
+        let sql = format!(
+            "INSERT INTO certificates (fingerprint, subject, issuer, sans_json, not_before_ms, not_after_ms, key_type, \
+             signature_algorithm, is_ca, self_signed, first_seen_ms, last_seen_ms) \
+             VALUES {} \
+             ON CONFLICT (fingerprint) DO UPDATE SET \
+               last_seen_ms = CASE WHEN certificates.last_seen_ms > excluded.last_seen_ms \
+                              THEN certificates.last_seen_ms ELSE excluded.last_seen_ms END, \
+               first_seen_ms = CASE WHEN certificates.first_seen_ms < excluded.first_seen_ms \
+                               THEN certificates.first_seen_ms ELSE excluded.first_seen_ms END",
+            super::placeholders(chunk.len(), 12)
+        );
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
+        for (s, first_ms, last_ms) in chunk {
+            q = q
+                .bind(&s.fingerprint)
+                .bind(&s.subject)
+                .bind(&s.issuer)
+                .bind(serde_json::to_string(&s.sans).unwrap_or_else(|_| "[]".into()))
+                .bind(s.not_before_ms)
+                .bind(s.not_after_ms)
+                .bind(&s.key_type)
+                .bind(&s.signature_algorithm)
+                .bind(i64::from(s.is_ca))
+                .bind(i64::from(s.self_signed))
+                .bind(*first_ms)
+                .bind(*last_ms);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
-/// Upserts a sighting (its certificate is written first). Seen times only widen.
-async fn record_sighting(tx: &mut Tx<'_>, s: &Sighting<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO certificate_sightings (fingerprint, check_id, probe, address, region, host, position, trust_store, \
-         first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (fingerprint, check_id, probe, address) DO UPDATE SET \
-           region = excluded.region, host = excluded.host, position = excluded.position, \
-           trust_store = excluded.trust_store, \
-           first_seen_ms = CASE WHEN certificate_sightings.first_seen_ms < excluded.first_seen_ms \
-                           THEN certificate_sightings.first_seen_ms ELSE excluded.first_seen_ms END, \
-           last_seen_ms = CASE WHEN certificate_sightings.last_seen_ms > excluded.last_seen_ms \
-                          THEN certificate_sightings.last_seen_ms ELSE excluded.last_seen_ms END",
-    )
-    .bind(&s.seen.fingerprint)
-    .bind(s.check_id)
-    .bind(s.probe)
-    .bind(&s.seen.address)
-    .bind(s.region)
-    .bind(&s.seen.host)
-    .bind(s.seen.position)
-    .bind(&s.seen.trust_store)
-    .bind(s.first_ms)
-    .bind(s.last_ms)
-    .execute(&mut **tx)
-    .await?;
+/// Upserts sightings, each key once (their certificates are written
+/// first), one statement per [`ROWS_PER_UPSERT`]. Seen times only widen.
+async fn record_sightings(tx: &mut Tx<'_>, rows: &[&Sighting<'_>]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        let sql = format!(
+            "INSERT INTO certificate_sightings (fingerprint, check_id, probe, address, region, host, position, trust_store, \
+             first_seen_ms, last_seen_ms) VALUES {} \
+             ON CONFLICT (fingerprint, check_id, probe, address) DO UPDATE SET \
+               region = excluded.region, host = excluded.host, position = excluded.position, \
+               trust_store = excluded.trust_store, \
+               first_seen_ms = CASE WHEN certificate_sightings.first_seen_ms < excluded.first_seen_ms \
+                               THEN certificate_sightings.first_seen_ms ELSE excluded.first_seen_ms END, \
+               last_seen_ms = CASE WHEN certificate_sightings.last_seen_ms > excluded.last_seen_ms \
+                              THEN certificate_sightings.last_seen_ms ELSE excluded.last_seen_ms END",
+            super::placeholders(chunk.len(), 10)
+        );
+        let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
+        for s in chunk {
+            q = q
+                .bind(&s.seen.fingerprint)
+                .bind(s.check_id)
+                .bind(s.probe)
+                .bind(&s.seen.address)
+                .bind(s.region)
+                .bind(&s.seen.host)
+                .bind(s.seen.position)
+                .bind(&s.seen.trust_store)
+                .bind(s.first_ms)
+                .bind(s.last_ms);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -343,23 +343,6 @@ macro_rules! result_columns {
 /// bound.
 pub(super) const ROWS_PER_STATEMENT: usize = 1000;
 
-/// `($1, $2, …), (…)`: `rows` tuples of `cols` placeholders each.
-fn placeholders(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for row in 0..rows {
-        s.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..cols {
-            if col > 0 {
-                s.push_str(", ");
-            }
-            s.push('$');
-            s.push_str(&(row * cols + col + 1).to_string());
-        }
-        s.push(')');
-    }
-    s
-}
-
 /// Inserts the results whose id is not stored yet, one multi-row
 /// statement per [`ROWS_PER_STATEMENT`]; returns the ids inserted.
 async fn insert_results(
@@ -373,7 +356,7 @@ async fn insert_results(
             "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
              failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
              VALUES {} ON CONFLICT (result_id) DO NOTHING RETURNING result_id",
-            placeholders(chunk.len(), 17)
+            super::placeholders(chunk.len(), 17)
         );
         let mut q = sqlx::query_scalar::<_, String>(super::built(super::is_sqlite(tx), sql));
         for r in chunk {
@@ -467,7 +450,7 @@ async fn read_streaks(
         let sql = format!(
             "SELECT check_id, region, last_result_at_ms, consecutive_failures, consecutive_passes \
              FROM region_state WHERE (check_id, region) IN (VALUES {}) ORDER BY check_id, region{lock}",
-            placeholders(chunk.len(), 2)
+            super::placeholders(chunk.len(), 2)
         );
         let mut q = sqlx::query_as::<_, StreakRecord>(super::built(super::is_sqlite(tx), sql));
         for (check, region) in chunk {
@@ -587,7 +570,7 @@ async fn advance_region_states(
                consecutive_passes = excluded.consecutive_passes, last_code = excluded.last_code, \
                last_message = excluded.last_message, last_details_json = excluded.last_details_json, \
                last_probe = excluded.last_probe, last_kind = excluded.last_kind",
-            placeholders(chunk.len(), 12)
+            super::placeholders(chunk.len(), 12)
         );
         let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for (s, r) in chunk {

@@ -87,28 +87,6 @@ fn resolution_of(code: i64) -> Resolution {
     }
 }
 
-/// `($1, $2), ($3, $4), …`: `rows` tuples of `cols` placeholders. The
-/// only text spliced into SQL here (numbers this file makes: hence
-/// `AssertSqlSafe`); every value is bound.
-fn values(rows: usize, cols: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push('$');
-            out.push_str(&(r * cols + c + 1).to_string());
-        }
-        out.push(')');
-    }
-    out
-}
-
 /// (series, resolution, bucket, count, failures, stale ms, body).
 type RowRecord = (i64, i64, i64, i64, i64, i64, Vec<u8>);
 /// A range read's row: (check, region) before [`RowRecord`]'s columns.
@@ -197,7 +175,7 @@ async fn series_of(
             "INSERT INTO rollup_series (check_id, region, last_at_ms) SELECT v.column1, v.column2, -1 FROM (VALUES {}) AS v \
              WHERE NOT EXISTS (SELECT 1 FROM rollup_series s WHERE s.check_id = v.column1 AND s.region = v.column2) \
              ON CONFLICT (check_id, region) DO NOTHING",
-            values(chunk.len(), 2)
+            super::placeholders(chunk.len(), 2)
         );
         let mut q = sqlx::query(super::built(super::is_sqlite(tx), insert));
         for (c, r) in chunk {
@@ -206,7 +184,7 @@ async fn series_of(
         q.execute(&mut **tx).await?;
         let select = format!(
             "SELECT id, check_id, region, last_at_ms FROM rollup_series WHERE (check_id, region) IN (VALUES {}) ORDER BY id{}",
-            values(chunk.len(), 2),
+            super::placeholders(chunk.len(), 2),
             if lock { " FOR UPDATE" } else { "" }
         );
         let mut q = sqlx::query_as::<_, (i64, String, String, i64)>(super::built(
@@ -234,7 +212,7 @@ async fn read_rows(
         let sql = format!(
             "SELECT series, resolution, bucket_ms, count, failures, stale_ms, body FROM rollups \
              WHERE (series, resolution, bucket_ms) IN (VALUES {}){}",
-            values(chunk.len(), 3),
+            super::placeholders(chunk.len(), 3),
             if lock { " FOR UPDATE" } else { "" }
         );
         let mut q = sqlx::query_as::<_, RowRecord>(super::built(super::is_sqlite(tx), sql));
@@ -255,7 +233,7 @@ async fn write_rows(tx: &mut Tx<'_>, rows: &[(Key, &Rollup)]) -> Result<(), sqlx
             "INSERT INTO rollups (series, resolution, bucket_ms, count, failures, stale_ms, body) VALUES {} \
              ON CONFLICT (series, resolution, bucket_ms) DO UPDATE SET count = excluded.count, \
              failures = excluded.failures, stale_ms = excluded.stale_ms, body = excluded.body",
-            values(chunk.len(), 7)
+            super::placeholders(chunk.len(), 7)
         );
         let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for ((s, r, b), rollup) in chunk {
@@ -341,7 +319,7 @@ async fn update_summaries(
         let sql = format!(
             "INSERT INTO rollup_summary (series, body) VALUES {} \
              ON CONFLICT (series) DO UPDATE SET body = excluded.body",
-            values(summaries.len(), 2)
+            super::placeholders(summaries.len(), 2)
         );
         let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for (s, mut sum) in summaries {
@@ -447,7 +425,7 @@ pub(crate) async fn apply(
         let sql = format!(
             "INSERT INTO rollup_series (id, check_id, region, last_at_ms) VALUES {} \
              ON CONFLICT (id) DO UPDATE SET last_at_ms = excluded.last_at_ms",
-            values(chunk.len(), 4)
+            super::placeholders(chunk.len(), 4)
         );
         let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
         for (id, c, r, last) in chunk {
