@@ -1035,7 +1035,11 @@ impl RawControllerFile {
         routes: &[RouteDef],
         p: &mut Problems,
     ) -> Vec<CheckDef> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.checks.len());
+        // validate_all skipped invalid checks; pair the rest up by id (an
+        // index, not a scan per check: 10,000 checks made that 10^8 compares).
+        let mut specs: std::collections::HashMap<String, CheckSpec> =
+            specs.into_iter().map(|s| (s.id.clone(), s)).collect();
         for (i, raw) in self.checks.iter().enumerate() {
             let path = format!("checks[{i}]");
             // A heartbeat's results come from its pings, in one region of
@@ -1046,11 +1050,10 @@ impl RawControllerFile {
                 check_regions(raw, regions, &path, p)
             };
             let policy = policy(raw, check_regions.len(), routes, &path, p);
-            // validate_all skipped invalid checks; match by id to pair them up.
-            if let Some(spec) = specs.iter().find(|s| s.id == raw.id) {
+            if let Some(spec) = specs.remove(&raw.id) {
                 out.push(CheckDef {
                     raw: raw.clone(),
-                    spec: spec.clone(),
+                    spec,
                     regions: check_regions,
                     policy,
                 });

@@ -483,7 +483,7 @@ fn result_row(
     failure: Option<&Failure>,
     run_ms: Option<u64>,
 ) -> NewResult {
-    let details = Observed::Heartbeat(observed);
+    let details = Observed::Heartbeat(Box::new(observed));
     NewResult {
         result_id: uuid::Uuid::now_v7().to_string(),
         probe: REGION.to_owned(),

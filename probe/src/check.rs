@@ -81,44 +81,44 @@ pub struct RawCheck {
     pub depends_on: Vec<String>,
     /// An HTTP(S) request and its assertions. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<http::RawHttp>,
+    pub http: Option<Box<http::RawHttp>>,
     /// A DNS query to one or more resolvers and its assertions (answers,
     /// CNAME chain, TTLs, agreement, propagation). Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<dns::RawDns>,
+    pub dns: Option<Box<dns::RawDns>>,
     /// TLS handshakes from several client profiles, each chain evaluated
     /// against several trust stores: the matrix, the date each combination
     /// starts failing, chain hygiene, and the certificates seen. Exactly one
     /// kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<tls::RawTls>,
+    pub tls: Option<Box<tls::RawTls>>,
     /// An authenticated session held across runs: login (OAuth2, scripted,
     /// cookie jar), protected requests, renewal by policy. Exactly one kind
     /// table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<session::RawSession>,
+    pub session: Option<Box<session::RawSession>>,
     /// A TCP connection (optionally TLS) and an optional send/expect script:
     /// banners, `PING`/`+PONG`. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<tcp::RawTcp>,
+    pub tcp: Option<Box<tcp::RawTcp>>,
     /// A `grpc.health.v1` Check (or Watch) of a service, plaintext HTTP/2 or
     /// TLS. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grpc: Option<grpc::RawGrpc>,
+    pub grpc: Option<Box<grpc::RawGrpc>>,
     /// ICMP echo requests: loss and round-trip times. Exactly one kind
     /// table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub icmp: Option<icmp::RawIcmp>,
+    pub icmp: Option<Box<icmp::RawIcmp>>,
     /// Ordered HTTP steps with variables, secrets and a cookie jar between
     /// them: one scripted API flow, one result. Exactly one kind table per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flow: Option<flow::RawFlow>,
+    pub flow: Option<Box<flow::RawFlow>>,
     /// Controller only: a push check. The job pings the controller's
     /// `/ping/<ping_id>`; no ping within `period + grace` pages
     /// (`heartbeat_missed`). Exactly one kind table per check; `interval`,
     /// `timeout` and `regions` do not apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat: Option<heartbeat::RawHeartbeat>,
+    pub heartbeat: Option<Box<heartbeat::RawHeartbeat>>,
 }
 
 /// When a check pages (`[checks.alert]`); read by the controller.
@@ -573,10 +573,10 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         after: spec.timeout,
                         target: Some(h.url.clone()),
                     }),
-                    Observed::Http(http::Observed {
+                    Observed::Http(Box::new(http::Observed {
                         url: h.url.clone(),
                         ..http::Observed::default()
-                    }),
+                    })),
                 ),
             }
         }
@@ -592,10 +592,10 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         resolver: None,
                         after: Some(spec.timeout),
                     }),
-                    Observed::Dns(dns::Observed {
+                    Observed::Dns(Box::new(dns::Observed {
                         name: dns::name_text(&d.name),
                         ..dns::Observed::default()
-                    }),
+                    })),
                 ),
             }
         }
@@ -611,7 +611,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         after: spec.timeout,
                         target: Some(format!("{}:{}", t.host, t.port)),
                     }),
-                    Observed::Tls(tls::Report::unreached(t)),
+                    Observed::Tls(Box::new(tls::Report::unreached(t))),
                 ),
             }
         }
@@ -627,7 +627,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                         after: spec.timeout,
                         target: None,
                     }),
-                    Observed::Session(session::describe(s)),
+                    Observed::Session(Box::new(session::describe(s))),
                 ),
             }
         }
@@ -636,7 +636,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 spec.timeout,
                 Box::pin(tcp::run(t, spec.timeout)),
                 || Some(t.target.authority()),
-                || Observed::Tcp(tcp::Observed::of(t)),
+                || Observed::Tcp(Box::new(tcp::Observed::of(t))),
             )
             .await
         }
@@ -645,7 +645,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 spec.timeout,
                 Box::pin(grpc::run(g, spec.timeout)),
                 || Some(g.target.authority()),
-                || Observed::Grpc(grpc::Observed::of(g)),
+                || Observed::Grpc(Box::new(grpc::Observed::of(g))),
             )
             .await
         }
@@ -654,7 +654,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 spec.timeout,
                 Box::pin(icmp::run(i, spec.timeout)),
                 || Some(i.target.host.clone()),
-                || Observed::Icmp(icmp::Observed::of(i)),
+                || Observed::Icmp(Box::new(icmp::Observed::of(i))),
             )
             .await
         }
@@ -663,7 +663,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                 spec.timeout,
                 Box::pin(flow::run(f, spec.timeout, ctx)),
                 || None,
-                || Observed::Flow(flow::Observed::of(f)),
+                || Observed::Flow(Box::new(flow::Observed::of(f))),
             )
             .await
         }
@@ -674,7 +674,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                          probes do not run it"
                     .into(),
             }),
-            Observed::Heartbeat(heartbeat::Observed::default()),
+            Observed::Heartbeat(Box::new(heartbeat::Observed::default())),
         ),
     };
     phases.total = clock.elapsed();

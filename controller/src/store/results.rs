@@ -1189,13 +1189,13 @@ mod tests {
                     failure_message: Some("timed out".into()),
                     total_us: 5,
                     first_byte_us: 4,
-                    details: Observed::Http(outpost_probe::check::http::Observed {
+                    details: Observed::Http(Box::new(outpost_probe::check::http::Observed {
                         last: outpost_probe::check::http::observed::FinalHop {
                             status: Some(503),
                             ..Default::default()
                         },
                         ..Default::default()
-                    }),
+                    })),
                 }]
             );
             let st = s.region_states().await.unwrap();

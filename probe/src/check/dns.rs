@@ -1107,7 +1107,7 @@ pub async fn run_at(
             ..Phases::default()
         },
         result,
-        observed: super::Observed::Dns(observed),
+        observed: super::Observed::Dns(Box::new(observed)),
     }
 }
 

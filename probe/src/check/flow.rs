@@ -752,7 +752,7 @@ pub async fn run(spec: &FlowSpec, timeout: Duration, ctx: &RunContext) -> KindRe
     KindResult {
         phases,
         result,
-        observed: super::Observed::Flow(observed),
+        observed: super::Observed::Flow(Box::new(observed)),
     }
 }
 

@@ -255,7 +255,7 @@ pub async fn run(spec: &GrpcSpec, timeout: Duration) -> KindResult {
     KindResult {
         phases: progress.phases,
         result,
-        observed: super::Observed::Grpc(observed),
+        observed: super::Observed::Grpc(Box::new(observed)),
     }
 }
 

@@ -522,7 +522,7 @@ pub async fn run(spec: &HttpSpec, timeout: Duration, ctx: &RunContext) -> KindRe
     let done = |phases, result, observed| KindResult {
         phases,
         result,
-        observed: super::Observed::Http(observed),
+        observed: super::Observed::Http(Box::new(observed)),
     };
 
     let (addrs, dns) =

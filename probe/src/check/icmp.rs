@@ -413,7 +413,7 @@ pub async fn run(spec: &IcmpSpec, timeout: Duration) -> KindResult {
     KindResult {
         phases,
         result,
-        observed: super::Observed::Icmp(observed),
+        observed: super::Observed::Icmp(Box::new(observed)),
     }
 }
 

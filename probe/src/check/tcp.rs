@@ -331,7 +331,7 @@ pub async fn run(spec: &TcpSpec, timeout: Duration) -> KindResult {
     KindResult {
         phases: progress.phases,
         result,
-        observed: super::Observed::Tcp(observed),
+        observed: super::Observed::Tcp(Box::new(observed)),
     }
 }
 

@@ -438,7 +438,7 @@ pub async fn run_at(spec: &TlsSpec, timeout: Duration, now: OffsetDateTime) -> K
     KindResult {
         phases,
         result,
-        observed: super::Observed::Tls(report),
+        observed: super::Observed::Tls(Box::new(report)),
     }
 }
 
@@ -446,7 +446,7 @@ fn early(spec: &TlsSpec, f: Failure) -> KindResult {
     KindResult {
         phases: Phases::default(),
         result: Err(f),
-        observed: super::Observed::Tls(Report::unreached(spec)),
+        observed: super::Observed::Tls(Box::new(Report::unreached(spec))),
     }
 }
 

@@ -131,6 +131,6 @@ pub(super) fn finish(
     KindResult {
         phases: run.phases,
         result,
-        observed: crate::check::Observed::Session(observed),
+        observed: crate::check::Observed::Session(Box::new(observed)),
     }
 }
