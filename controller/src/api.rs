@@ -390,7 +390,7 @@ pub async fn check_states(
     now: i64,
 ) -> Result<Vec<(String, RegionStatus)>, StoreError> {
     let cfg = ctl.config();
-    let by_check = crate::alerting::by_check(ctl.store().region_states_bare().await?);
+    let by_check = ctl.store().region_states_bare().await?;
     let open = basis.check_alerts();
     Ok(cfg
         .checks

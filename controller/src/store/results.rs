@@ -212,9 +212,6 @@ enum Columns {
     All,
     /// Every column but the details.
     NoDetails,
-    /// Only what a region's state needs (times and outcome): no counts,
-    /// code, message, kind, probe or details.
-    StateOnly,
 }
 
 impl RegionState {
@@ -593,6 +590,47 @@ async fn advance_region_states(
     Ok(moved)
 }
 
+/// Reads [`Store::region_states_bare`]'s folded text back: each region as
+/// `<bytes of its name>:<name><at ms> <ok>;`, ordered by region. A part that
+/// does not read so ends the list (the database wrote it; nothing to
+/// guess).
+fn unfold_states(check: &str, mut text: &str) -> Vec<RegionState> {
+    let mut out = Vec::new();
+    while !text.is_empty() {
+        match unfold_one(check, &mut text) {
+            Some(s) => out.push(s),
+            None => break,
+        }
+    }
+    out.sort_by(|a, b| a.region.cmp(&b.region));
+    out
+}
+
+/// The first region of `text`, which moves past it.
+fn unfold_one(check: &str, text: &mut &str) -> Option<RegionState> {
+    let (len, rest) = text.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let region = rest.get(..len)?;
+    let rest = &rest[len..];
+    let (at, rest) = rest.split_once(' ')?;
+    let (ok, rest) = rest.split_once(';')?;
+    *text = rest;
+    Some(RegionState {
+        check_id: check.to_owned(),
+        region: region.to_owned(),
+        last_result_at_ms: at.parse().ok()?,
+        last_received_at_ms: 0,
+        last_ok: ok != "0",
+        consecutive_failures: 0,
+        consecutive_passes: 0,
+        last_code: None,
+        last_message: None,
+        last_kind: String::new(),
+        last_details: crate::details::empty(),
+        last_probe: String::new(),
+    })
+}
+
 impl Store {
     /// Writes one batch in one transaction: each new result, the
     /// `region_state` it advances, and its events (with their `info`
@@ -682,11 +720,32 @@ impl Store {
         self.select_states(None, Columns::NoDetails).await
     }
 
-    /// [`Store::region_states`] with only times and outcomes filled in
-    /// (counts 0, no code, message, kind, probe or details): what the
-    /// overview needs of every check to count and order them.
-    pub async fn region_states_bare(&self) -> Result<Vec<RegionState>, StoreError> {
-        self.select_states(None, Columns::StateOnly).await
+    /// Every check's region states with only the region, the newest
+    /// result's time and its outcome filled in (counts 0, no code, message,
+    /// kind, probe or details), grouped by check: what the overview needs
+    /// of every check to count and order them.
+    ///
+    /// One row per check, its regions folded into one text by the database
+    /// (`<region bytes>:<region><at ms> <ok>;` each): at 10,000 checks × 5
+    /// regions a row per region was 50,000 rows through the driver, whose
+    /// per-row copying and conversion was three quarters of the overview's
+    /// CPU.
+    pub async fn region_states_bare(
+        &self,
+    ) -> Result<BTreeMap<String, Vec<RegionState>>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT check_id, string_agg(CAST(octet_length(region) AS TEXT) || ':' || region || \
+             CAST(last_result_at_ms AS TEXT) || ' ' || CAST(last_ok AS TEXT) || ';', '') \
+             FROM region_state GROUP BY check_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = BTreeMap::new();
+        for (check, folded) in rows {
+            let states = unfold_states(&check, &folded);
+            out.insert(check, states);
+        }
+        Ok(out)
     }
 
     /// Latest state of one check in every region that reported it.
@@ -726,16 +785,10 @@ impl Store {
                  consecutive_failures, consecutive_passes, last_code, last_message, last_kind, \
                  '{}' AS last_details_json, last_probe"
             }
-            Columns::StateOnly => {
-                "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
-                 CAST(0 AS BIGINT) AS consecutive_failures, CAST(0 AS BIGINT) AS consecutive_passes, \
-                 CAST(NULL AS TEXT) AS last_code, CAST(NULL AS TEXT) AS last_message, '' AS last_kind, \
-                 '{}' AS last_details_json, '' AS last_probe"
-            }
         };
         let convert = |r: RegionStateRecord| match want {
             Columns::All => RegionState::from(r),
-            Columns::NoDetails | Columns::StateOnly => RegionState::without_details(r),
+            Columns::NoDetails => RegionState::without_details(r),
         };
         let Some(check_ids) = check_ids else {
             let sql = format!("SELECT {columns} FROM region_state ORDER BY check_id, region");
@@ -1101,6 +1154,43 @@ mod tests {
             let receipts = s.region_state_receipts(4000).await.unwrap();
             assert_eq!(receipts.len(), 9);
             assert!(s.region_state_receipts(4001).await.unwrap().is_empty());
+        }
+    }
+
+    /// The overview's one-row-per-check read gives every region's time and
+    /// outcome as the full read does, whatever the region's name holds
+    /// (the separators, digits, spaces, more than one byte a character).
+    #[tokio::test]
+    async fn bare_states_match_the_full_read_for_any_region_name() {
+        for (_d, s) in temp_stores().await {
+            let regions = ["eu", "1:2 3", "région-é", "x 0", ""];
+            let mut rows = Vec::new();
+            for (i, region) in regions.iter().enumerate() {
+                let mut r = result(&format!("r{i}"), i as u64, region, i % 2 == 0, -5 + i as i64);
+                r.check_id = if i < 3 { "a".into() } else { "b:1".into() };
+                rows.push(r);
+            }
+            s.ingest(IngestBatch::results(rows, 4000)).await.unwrap();
+            let bare = s.region_states_bare().await.unwrap();
+            let full = s.region_states().await.unwrap();
+            assert_eq!(full.len(), regions.len());
+            let mut from_bare: Vec<(String, String, i64, bool)> = bare
+                .iter()
+                .flat_map(|(check, states)| {
+                    states.iter().map(move |st| {
+                        assert_eq!(&st.check_id, check);
+                        (st.check_id.clone(), st.region.clone(), st.last_result_at_ms, st.last_ok)
+                    })
+                })
+                .collect();
+            let mut from_full: Vec<(String, String, i64, bool)> = full
+                .iter()
+                .map(|st| (st.check_id.clone(), st.region.clone(), st.last_result_at_ms, st.last_ok))
+                .collect();
+            from_bare.sort();
+            from_full.sort();
+            assert_eq!(from_bare, from_full);
+            assert_eq!(bare.len(), 2);
         }
     }
 
