@@ -1431,9 +1431,24 @@ pub fn run_all(quick: bool, only: &[String]) -> anyhow::Result<Report> {
         let routine = outpost_probe::reporter::ROUTINE_LINGER;
         let urgent = outpost_probe::reporter::LINGER;
         for _ in 0..rounds {
-            h.push(crate::pace::cpu_per_result(&https_details, 200, routine, window)?);
-            p.push(crate::pace::cpu_per_result(&plain_details, 200, routine, window)?);
-            u.push(crate::pace::cpu_per_result(&https_details, 200, urgent, window)?);
+            h.push(crate::pace::cpu_per_result(
+                &https_details,
+                200,
+                routine,
+                window,
+            )?);
+            p.push(crate::pace::cpu_per_result(
+                &plain_details,
+                200,
+                routine,
+                window,
+            )?);
+            u.push(crate::pace::cpu_per_result(
+                &https_details,
+                200,
+                urgent,
+                window,
+            )?);
         }
         let (h50, p50, u50) = (
             quantile(&mut h, 0.5),

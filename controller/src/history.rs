@@ -17,7 +17,10 @@
 //!   µs, 128 bins up to 2^32 µs ≈ 71 min): two merge by adding counts, so a
 //!   bucket is updated batch by batch and an hour is the sum of its
 //!   minutes. A percentile is the middle of its bin: within ±12.5 % of the
-//!   true value, whatever the scale.
+//!   true value, whatever the scale. In memory a histogram holds only the
+//!   span from its lowest to its highest counted bin (one check's
+//!   latencies sit in a few neighbouring bins; the fold of a fleet holds
+//!   tens of thousands at once).
 //!   Stored binary ([`Rollup::body`]: per phase the non-empty bins as
 //!   (bin byte, varint count), then the codes) in a BLOB / BYTEA beside
 //!   integer count, failures and STALE columns — a minute of one run is
@@ -36,7 +39,8 @@
 //!   (every 15 s, `FOLD_GRACE_MS` after a minute ends) reads the minutes
 //!   past the fold's mark (`rollup_fold.done_ms`), adds them to their hour
 //!   and day rows and to the summaries, and moves the mark, in one
-//!   transaction. A minute the fold has passed already (a late resend, a
+//!   transaction (read 2,000 minute rows a page in (bucket, series) order,
+//!   so its memory does not grow with the fleet). A minute the fold has passed already (a late resend, a
 //!   STALE gap reaching back) is added to its hour, day and summary by the
 //!   ingest itself, so each minute is counted exactly once. Readers of
 //!   hours and days add the minutes past the mark in the same statement

@@ -674,7 +674,7 @@ pub async fn run(spec: &CheckSpec, ctx: &RunContext) -> Outcome {
                          probes do not run it"
                     .into(),
             }),
-            Observed::Heartbeat(Box::new(heartbeat::Observed::default())),
+            Observed::Heartbeat(Box::default()),
         ),
     };
     phases.total = clock.elapsed();

@@ -961,7 +961,10 @@ mod tests {
         assert_eq!(o.take_unsent(10).len(), 1);
         assert!(!o.has_urgent_unsent(), "sent");
         o.push(&outcome(), 1);
-        assert!(o.has_unsent() && !o.has_urgent_unsent(), "a pass after a pass waits");
+        assert!(
+            o.has_unsent() && !o.has_urgent_unsent(),
+            "a pass after a pass waits"
+        );
         o.push(&failing(), 1);
         assert!(o.has_urgent_unsent(), "a failure");
         assert_eq!(o.take_unsent(10).len(), 2);

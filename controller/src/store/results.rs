@@ -1166,7 +1166,13 @@ mod tests {
             let regions = ["eu", "1:2 3", "région-é", "x 0", ""];
             let mut rows = Vec::new();
             for (i, region) in regions.iter().enumerate() {
-                let mut r = result(&format!("r{i}"), i as u64, region, i % 2 == 0, -5 + i as i64);
+                let mut r = result(
+                    &format!("r{i}"),
+                    i as u64,
+                    region,
+                    i % 2 == 0,
+                    -5 + i as i64,
+                );
                 r.check_id = if i < 3 { "a".into() } else { "b:1".into() };
                 rows.push(r);
             }
@@ -1179,13 +1185,25 @@ mod tests {
                 .flat_map(|(check, states)| {
                     states.iter().map(move |st| {
                         assert_eq!(&st.check_id, check);
-                        (st.check_id.clone(), st.region.clone(), st.last_result_at_ms, st.last_ok)
+                        (
+                            st.check_id.clone(),
+                            st.region.clone(),
+                            st.last_result_at_ms,
+                            st.last_ok,
+                        )
                     })
                 })
                 .collect();
             let mut from_full: Vec<(String, String, i64, bool)> = full
                 .iter()
-                .map(|st| (st.check_id.clone(), st.region.clone(), st.last_result_at_ms, st.last_ok))
+                .map(|st| {
+                    (
+                        st.check_id.clone(),
+                        st.region.clone(),
+                        st.last_result_at_ms,
+                        st.last_ok,
+                    )
+                })
                 .collect();
             from_bare.sort();
             from_full.sort();

@@ -925,7 +925,10 @@ mod tests {
             }
             let sums = s.summaries().await.unwrap();
             assert_eq!(sums.len(), series);
-            assert!(sums.iter().all(|x| x.summary.hours[&0].0 == 3 && x.summary.days[&0].0 == 3));
+            assert!(
+                sums.iter()
+                    .all(|x| x.summary.hours[&0].0 == 3 && x.summary.days[&0].0 == 3)
+            );
             assert_eq!(s.fold_rollups(3 * MIN + FOLD_GRACE_MS).await.unwrap(), 0);
         }
     }
