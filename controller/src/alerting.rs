@@ -379,7 +379,8 @@ pub async fn evaluate_checks(
     }
     let mut open = open_check_alerts(ctl.store().open_alerts().await?);
     let mut states = by_check(ctl.store().region_states_of_brief(&ids).await?);
-    let env = Env::load(ctl, &cfg, &rows, now_ms).await?;
+    let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
+    let env = Env::load(ctl, offline, now_ms).await?;
     let mut out = Vec::new();
     for id in ids {
         let Some(check) = cfg.check(id) else { continue };
@@ -491,10 +492,10 @@ async fn pass(
     let all_open = ctl.store().open_alerts().await?;
     let mut out = offline::evaluate(ctl, &cfg, &rows, &all_open, now_ms).await?;
     out.extend(notifier::evaluate(ctl, &cfg, &all_open, now_ms).await?);
-    let env = Env::load(ctl, &cfg, &rows, now_ms).await?;
+    let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
     let mut open = open_check_alerts(all_open);
     let only: Option<BTreeSet<String>> = match due {
-        Some(due) if due.offline.as_ref() == Some(&env.offline) => {
+        Some(due) if due.offline.as_ref() == Some(&offline) => {
             let mut only: BTreeSet<String> = open.keys().cloned().collect();
             // Retries of unconfirmed failures fall due with time alone.
             only.extend(ctl.confirm_asked().take_due(now_ms));
@@ -504,7 +505,7 @@ async fn pass(
             Some(only)
         }
         Some(due) => {
-            due.offline = Some(env.offline.clone());
+            due.offline = Some(offline.clone());
             // Everything is read below: the scan window starts here.
             due.received.clear();
             due.scanned_ms = now_ms;
@@ -519,6 +520,11 @@ async fn pass(
             by_check(ctl.store().region_states_of_brief(&ids).await?)
         }
     };
+    // Read after the states: a dependency's failure that those states
+    // include is then in the view too (read before, a pass slowed down
+    // while batches committed could judge dependents on newer states
+    // than their dependency's and page them).
+    let env = Env::load(ctl, offline, now_ms).await?;
     for check in &cfg.checks {
         if only.as_ref().is_some_and(|o| !o.contains(&check.raw.id)) {
             continue;
@@ -560,13 +566,8 @@ struct Env {
 }
 
 impl Env {
-    async fn load(
-        ctl: &Controller,
-        cfg: &ControllerConfig,
-        probes: &[crate::store::ProbeRow],
-        now_ms: i64,
-    ) -> Result<Env, StoreError> {
-        let offline = offline::offline_regions(cfg, probes, ctl.started_ms(), now_ms);
+    async fn load(ctl: &Controller, offline: Vec<String>, now_ms: i64) -> Result<Env, StoreError> {
+        let cfg = ctl.config();
         let deps: BTreeSet<&str> = cfg
             .checks
             .iter()
