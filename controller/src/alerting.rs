@@ -380,7 +380,7 @@ pub async fn evaluate_checks(
     let mut open = open_check_alerts(ctl.store().open_alerts().await?);
     let mut states = by_check(ctl.store().region_states_of_brief(&ids).await?);
     let offline = offline::offline_regions(&cfg, &rows, ctl.started_ms(), now_ms);
-    let env = Env::load(ctl, offline, now_ms).await?;
+    let env = Env::load(ctl, &cfg, offline, now_ms).await?;
     let mut out = Vec::new();
     for id in ids {
         let Some(check) = cfg.check(id) else { continue };
@@ -524,7 +524,7 @@ async fn pass(
     // include is then in the view too (read before, a pass slowed down
     // while batches committed could judge dependents on newer states
     // than their dependency's and page them).
-    let env = Env::load(ctl, offline, now_ms).await?;
+    let env = Env::load(ctl, &cfg, offline, now_ms).await?;
     for check in &cfg.checks {
         if only.as_ref().is_some_and(|o| !o.contains(&check.raw.id)) {
             continue;
@@ -566,8 +566,12 @@ struct Env {
 }
 
 impl Env {
-    async fn load(ctl: &Controller, offline: Vec<String>, now_ms: i64) -> Result<Env, StoreError> {
-        let cfg = ctl.config();
+    async fn load(
+        ctl: &Controller,
+        cfg: &ControllerConfig,
+        offline: Vec<String>,
+        now_ms: i64,
+    ) -> Result<Env, StoreError> {
         let deps: BTreeSet<&str> = cfg
             .checks
             .iter()

@@ -348,14 +348,15 @@ async fn session(
         if stop.is_some() && !in_flight && !outbox.has_unsent() {
             return Ok(());
         }
+        // One look at the outbox per turn: how long what is unsent may wait.
+        let wait = if outbox.has_urgent_unsent() {
+            LINGER
+        } else {
+            ROUTINE_LINGER
+        };
         if !in_flight && outbox.has_unsent() {
             let now = tokio::time::Instant::now();
             let since = *linger_from.get_or_insert(now);
-            let wait = if outbox.has_urgent_unsent() {
-                LINGER
-            } else {
-                ROUTINE_LINGER
-            };
             if backlog || stop.is_some() || now >= since + wait {
                 let results = outbox.take_unsent(MAX_BATCH);
                 backlog = results.len() == MAX_BATCH;
@@ -369,11 +370,6 @@ async fn session(
                 continue;
             }
         }
-        let wait = if outbox.has_urgent_unsent() {
-            LINGER
-        } else {
-            ROUTINE_LINGER
-        };
         let linger_wait = async {
             match linger_from {
                 Some(t) if !in_flight => tokio::time::sleep_until(t + wait).await,
