@@ -6,7 +6,16 @@
 //! are declared once in [`FAMILIES`]; series are keyed by their label set.
 //! Labels are bounded by construction (check ids, regions and sink names
 //! from config, failure codes, fixed outcome words) and each family is
-//! capped at [`MAX_SERIES`] series as a last line of defence.
+//! capped at [`MAX_SERIES`] series as a last line of defence against a
+//! label set that grows without bound (a probe inventing failure codes) and
+//! against a fleet whose per-check series would outgrow memory: at 10,000
+//! checks × 5 regions, `outpost_check_duration_seconds` alone would want
+//! 300,000 histograms (each four owned label pairs and 16 buckets: hundreds
+//! of MiB, and over 5 million Prometheus series per scrape), so the cap is
+//! not sized from the config.
+//! A label set the cap refuses is never silent: it counts in
+//! `outpost_metrics_series_dropped_total{family}` and the first one of a
+//! family is logged as a warning.
 //!
 //! Why `prometheus-client` and not `metrics` + `metrics-exporter-prometheus`
 //! (measured on this machine, clean debug build of each alone): 10 s wall /
@@ -21,7 +30,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use prometheus_client::{
@@ -31,7 +43,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-/// Series kept per family at most; further label sets are dropped.
+/// Series kept per family at most; further label sets are dropped and
+/// counted in `outpost_metrics_series_dropped_total{family}`.
 pub const MAX_SERIES: usize = 10_000;
 
 /// `Content-Type` of [`Metrics::render`]'s output.
@@ -253,6 +266,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "1 for the TLS version negotiated in the newest run (version: TLS 1.2, TLS 1.3), by check, region and kind.",
     ),
     (
+        "outpost_metrics_series_dropped_total",
+        Kind::Counter,
+        "Label sets not recorded because their family already held as many series as the cap allows, by family.",
+    ),
+    (
         "outpost_check_state",
         Kind::Gauge,
         "1 for the current state of each check and region (state: ok, failing, stale, unknown).",
@@ -274,17 +292,24 @@ struct Family {
     kind: Kind,
     help: &'static str,
     series: BTreeMap<Labels, Value>,
+    /// Label sets the cap refused (logged once, at the first).
+    dropped: u64,
 }
 
 type Families = BTreeMap<&'static str, Family>;
 
-/// What the [`Registry`] encodes at each scrape: the families, as they are.
+/// What the [`Registry`] encodes at each scrape: the families, as they
+/// are, and the cap on each family's series.
 #[derive(Debug)]
-struct Shared(Mutex<Families>);
+struct Shared {
+    families: Mutex<Families>,
+    /// [`MAX_SERIES`]; lower in tests.
+    limit: AtomicUsize,
+}
 
 impl Shared {
     fn with<R>(&self, f: impl FnOnce(&mut Families) -> R) -> R {
-        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.families.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
     }
 }
@@ -307,11 +332,15 @@ impl Default for Metrics {
                         kind: *kind,
                         help,
                         series: BTreeMap::new(),
+                        dropped: 0,
                     },
                 )
             })
             .collect();
-        let shared = Arc::new(Shared(Mutex::new(families)));
+        let shared = Arc::new(Shared {
+            families: Mutex::new(families),
+            limit: AtomicUsize::new(MAX_SERIES),
+        });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(shared.clone()));
         Metrics { shared, registry }
@@ -328,6 +357,14 @@ fn key(labels: &[(&str, &str)]) -> Labels {
 }
 
 impl Metrics {
+    /// A registry whose families hold at most `limit` series each.
+    #[cfg(test)]
+    fn with_limit(limit: usize) -> Self {
+        let m = Metrics::default();
+        m.shared.limit.store(limit, Ordering::Relaxed);
+        m
+    }
+
     fn update(&self, name: &str, labels: &[(&str, &str)], f: impl FnOnce(&mut Value)) {
         self.shared.with(|fams| {
             let Some(fam) = fams.get_mut(name) else {
@@ -335,7 +372,25 @@ impl Metrics {
                 return;
             };
             let k = key(labels);
-            if !fam.series.contains_key(&k) && fam.series.len() >= MAX_SERIES {
+            if !fam.series.contains_key(&k)
+                && fam.series.len() >= self.shared.limit.load(Ordering::Relaxed)
+            {
+                fam.dropped += 1;
+                if fam.dropped == 1 {
+                    tracing::warn!(
+                        family = name,
+                        series = fam.series.len(),
+                        "metric family at its series cap; further label sets are counted in outpost_metrics_series_dropped_total, not recorded"
+                    );
+                }
+                let by = fam.dropped as f64;
+                let family = fams
+                    .get_mut("outpost_metrics_series_dropped_total")
+                    .expect("declared in FAMILIES");
+                // Bounded by the families declared: never capped itself.
+                family
+                    .series
+                    .insert(key(&[("family", name)]), Value::Scalar(by));
                 return;
             }
             let kind = fam.kind;
@@ -478,6 +533,7 @@ const FAMILIES_WITH_LABELS: &[&str] = &[
     "outpost_results_rejected_total",
     "outpost_probe_limit_violations_total",
     "outpost_check_failures_total",
+    "outpost_metrics_series_dropped_total",
     "outpost_batches_total",
     "outpost_alerts_total",
     "outpost_confirm_run_now_total",
@@ -527,6 +583,67 @@ mod tests {
         assert_eq!(
             m.get("outpost_results_ingested_total", &[("region", "eu-west")]),
             5.0
+        );
+    }
+
+    #[test]
+    fn label_sets_past_the_cap_are_counted_and_held_series_still_move() {
+        let m = Metrics::default();
+        assert_eq!(m.shared.limit.load(Ordering::Relaxed), MAX_SERIES);
+        let m = Metrics::with_limit(40);
+        for code in 0..65 {
+            m.inc(
+                "outpost_check_failures_total",
+                &[
+                    ("check", "a"),
+                    ("region", "r"),
+                    ("code", &format!("c{code}")),
+                ],
+                1,
+            );
+        }
+        for phase in 0..45 {
+            m.observe(
+                "outpost_check_duration_seconds",
+                &[("check", "a"), ("phase", &format!("p{phase}"))],
+                0.01,
+            );
+        }
+        let held = |f: &str| m.shared.with(|fams| fams[f].series.len());
+        assert_eq!(held("outpost_check_failures_total"), 40);
+        assert_eq!(held("outpost_check_duration_seconds"), 40);
+        let dropped = |f: &str| m.get("outpost_metrics_series_dropped_total", &[("family", f)]);
+        assert_eq!(dropped("outpost_check_failures_total"), 25.0);
+        assert_eq!(dropped("outpost_check_duration_seconds"), 5.0);
+        // A series already held still moves at the cap.
+        m.inc(
+            "outpost_check_failures_total",
+            &[("check", "a"), ("region", "r"), ("code", "c0")],
+            1,
+        );
+        assert_eq!(
+            m.get(
+                "outpost_check_failures_total",
+                &[("check", "a"), ("region", "r"), ("code", "c0")]
+            ),
+            2.0
+        );
+        let text = m.render();
+        assert!(
+            text.contains(
+                "outpost_metrics_series_dropped_total{family=\"outpost_check_failures_total\"} 25\n"
+            ),
+            "{text}"
+        );
+        // Nothing refused: the family is exported, empty (no zero line).
+        let quiet = Metrics::default().render();
+        assert!(
+            quiet.contains("# TYPE outpost_metrics_series_dropped_total counter"),
+            "{quiet}"
+        );
+        assert!(
+            !quiet.contains("outpost_metrics_series_dropped_total{"),
+            "{quiet}"
         );
     }
 
