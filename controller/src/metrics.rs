@@ -30,10 +30,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
 use prometheus_client::{
@@ -292,8 +289,6 @@ struct Family {
     kind: Kind,
     help: &'static str,
     series: BTreeMap<Labels, Value>,
-    /// Label sets the cap refused (logged once, at the first).
-    dropped: u64,
 }
 
 type Families = BTreeMap<&'static str, Family>;
@@ -303,8 +298,8 @@ type Families = BTreeMap<&'static str, Family>;
 #[derive(Debug)]
 struct Shared {
     families: Mutex<Families>,
-    /// [`MAX_SERIES`]; lower in tests.
-    limit: AtomicUsize,
+    /// Series per family at most: [`MAX_SERIES`]; lower in tests.
+    limit: usize,
 }
 
 impl Shared {
@@ -323,6 +318,13 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::with_limit(MAX_SERIES)
+    }
+}
+
+impl Metrics {
+    /// A registry whose families hold at most `limit` series each.
+    fn with_limit(limit: usize) -> Self {
         let families = FAMILIES
             .iter()
             .map(|(name, kind, help)| {
@@ -332,14 +334,13 @@ impl Default for Metrics {
                         kind: *kind,
                         help,
                         series: BTreeMap::new(),
-                        dropped: 0,
                     },
                 )
             })
             .collect();
         let shared = Arc::new(Shared {
             families: Mutex::new(families),
-            limit: AtomicUsize::new(MAX_SERIES),
+            limit,
         });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(shared.clone()));
@@ -357,14 +358,6 @@ fn key(labels: &[(&str, &str)]) -> Labels {
 }
 
 impl Metrics {
-    /// A registry whose families hold at most `limit` series each.
-    #[cfg(test)]
-    fn with_limit(limit: usize) -> Self {
-        let m = Metrics::default();
-        m.shared.limit.store(limit, Ordering::Relaxed);
-        m
-    }
-
     fn update(&self, name: &str, labels: &[(&str, &str)], f: impl FnOnce(&mut Value)) {
         self.shared.with(|fams| {
             let Some(fam) = fams.get_mut(name) else {
@@ -372,25 +365,25 @@ impl Metrics {
                 return;
             };
             let k = key(labels);
-            if !fam.series.contains_key(&k)
-                && fam.series.len() >= self.shared.limit.load(Ordering::Relaxed)
-            {
-                fam.dropped += 1;
-                if fam.dropped == 1 {
-                    tracing::warn!(
-                        family = name,
-                        series = fam.series.len(),
-                        "metric family at its series cap; further label sets are counted in outpost_metrics_series_dropped_total, not recorded"
-                    );
-                }
-                let by = fam.dropped as f64;
-                let family = fams
+            if !fam.series.contains_key(&k) && fam.series.len() >= self.shared.limit {
+                let held = fam.series.len();
+                // One series per declared family: never capped itself.
+                let dropped = fams
                     .get_mut("outpost_metrics_series_dropped_total")
-                    .expect("declared in FAMILIES");
-                // Bounded by the families declared: never capped itself.
-                family
+                    .expect("declared in FAMILIES")
                     .series
-                    .insert(key(&[("family", name)]), Value::Scalar(by));
+                    .entry(key(&[("family", name)]))
+                    .or_insert_with(|| {
+                        tracing::warn!(
+                            family = name,
+                            series = held,
+                            "metric family at its series cap; further label sets are counted in outpost_metrics_series_dropped_total, not recorded"
+                        );
+                        Value::Scalar(0.0)
+                    });
+                if let Value::Scalar(v) = dropped {
+                    *v += 1.0;
+                }
                 return;
             }
             let kind = fam.kind;
@@ -589,7 +582,7 @@ mod tests {
     #[test]
     fn label_sets_past_the_cap_are_counted_and_held_series_still_move() {
         let m = Metrics::default();
-        assert_eq!(m.shared.limit.load(Ordering::Relaxed), MAX_SERIES);
+        assert_eq!(m.shared.limit, MAX_SERIES);
         let m = Metrics::with_limit(40);
         for code in 0..65 {
             m.inc(
