@@ -12,7 +12,6 @@ use std::{
 };
 
 use outpost_controller::{
-    details,
     history::{Histogram, Resolution, Rollup},
     store::{IngestBatch, NewResult, RollupRow, Store},
 };
@@ -42,7 +41,6 @@ fn result(i: usize, check: &str, region: &str, at: i64) -> NewResult {
             30_000 + (i % 23) as u64 * 1_100,
         ],
         details_json: "{}".into(),
-        details: details::empty(),
     }
 }
 

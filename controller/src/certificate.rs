@@ -1,8 +1,11 @@
 //! The certificate inventory: every certificate any check saw from any probe.
 //!
 //! Design note.
-//! - **Sources.** The result's typed details, read once at ingest: a `tls`
-//!   result's [`tls::Report::certificates`] (the probe's `trust::CertInfo`:
+//! - **Sources.** The result's details, of which ingest reads only the
+//!   certificate-bearing keys ([`from_result`]; every other key is skipped
+//!   unread, so a result's timings, headers and assertions cost nothing
+//!   here): a `tls` result's [`tls::Report::certificates`] (the probe's
+//!   `trust::CertInfo`:
 //!   `{fingerprint_sha256, subject, issuer, sans, not_before, not_after,
 //!   key_type, signature_algorithm, position, trust_store, is_ca,
 //!   self_signed}`) seen at its `address` for its `host`; an `http`
@@ -21,7 +24,10 @@
 //!   looks at served certificates only — an operator can replace those.
 //! - **Time.** All arithmetic takes `now` as a parameter: [`days_left`].
 
-use outpost_probe::check::{Observed, http, http::exchange::Hop, tls, trust::CertInfo};
+use outpost_probe::check::{Kind, trust::CertInfo};
+#[cfg(doc)]
+use outpost_probe::check::{http, tls};
+use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::store::NewResult;
@@ -142,7 +148,51 @@ fn url_host(url: &str) -> String {
         .unwrap_or_default()
 }
 
-fn add_chain(chain: &[Hop], out: &mut Vec<Seen>) {
+/// What ingest reads of an `http` result's details ([`http::Observed`]):
+/// the hops of its representative sample and of every address's chain,
+/// each hop only as far as its certificates. Keys are the probe's; any
+/// other key is skipped unread.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HttpCertificates {
+    chain: Option<Vec<HopCertificates>>,
+    addresses: Option<Vec<AddressCertificates>>,
+}
+
+/// An entry of `addresses` ([`http::observed::AddressRecord`]).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AddressCertificates {
+    chain: Option<Vec<HopCertificates>>,
+}
+
+/// A hop ([`http::exchange::Hop`]).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HopCertificates {
+    url: String,
+    address: Option<String>,
+    tls: Option<TlsCertificates>,
+}
+
+/// A hop's `tls` ([`http::exchange::TlsInfo`]).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TlsCertificates {
+    certificates: Vec<CertInfo>,
+}
+
+/// What ingest reads of a `tls` result's details ([`tls::Report`]).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReportCertificates {
+    host: String,
+    server_name: String,
+    address: Option<String>,
+    certificates: Option<Vec<CertInfo>>,
+}
+
+fn add_chain(chain: &[HopCertificates], out: &mut Vec<Seen>) {
     for hop in chain {
         if let Some(tls) = &hop.tls {
             let address = hop.address.as_deref().unwrap_or_default();
@@ -151,18 +201,23 @@ fn add_chain(chain: &[Hop], out: &mut Vec<Seen>) {
     }
 }
 
-fn from_tls(d: &tls::Report, out: &mut Vec<Seen>) {
+fn from_tls(d: &ReportCertificates, out: &mut Vec<Seen>) {
     let address = d.address.as_deref().unwrap_or_default();
     let host = if d.host.is_empty() {
         &d.server_name
     } else {
         &d.host
     };
-    add_all(d.certificates(), address, host, out);
+    add_all(
+        d.certificates.as_deref().unwrap_or_default(),
+        address,
+        host,
+        out,
+    );
 }
 
-fn from_http(d: &http::Observed, out: &mut Vec<Seen>) {
-    add_chain(d.hops(), out);
+fn from_http(d: &HttpCertificates, out: &mut Vec<Seen>) {
+    add_chain(d.chain.as_deref().unwrap_or_default(), out);
     for a in d.addresses.iter().flatten() {
         add_chain(a.chain.as_deref().unwrap_or_default(), out);
     }
@@ -179,11 +234,25 @@ pub fn own(der: &rustls_pki_types::CertificateDer<'_>, address: &str, host: &str
 }
 
 /// Every certificate a result reports, each once per address.
+///
+/// Reads the certificate-bearing keys of `http` and `tls` details straight
+/// from the stored JSON (not the whole typed value: at an HTTPS result's
+/// size that is several times the work, most of it building strings and
+/// lists nothing here reads). Details that do not read so report none, as
+/// other kinds do.
 pub fn from_result(r: &NewResult) -> Vec<Seen> {
     let mut out = Vec::new();
-    match &r.details {
-        Observed::Tls(d) => from_tls(d, &mut out),
-        Observed::Http(d) => from_http(d, &mut out),
+    match r.kind.parse::<Kind>() {
+        Ok(Kind::Tls) => {
+            if let Ok(d) = serde_json::from_str(&r.details_json) {
+                from_tls(&d, &mut out);
+            }
+        }
+        Ok(Kind::Http) => {
+            if let Ok(d) = serde_json::from_str(&r.details_json) {
+                from_http(&d, &mut out);
+            }
+        }
         _ => {}
     }
     out
@@ -246,6 +315,64 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].host, "www.example.net");
         assert_eq!(seen[0].address, "192.0.2.1:443");
+    }
+
+    /// The ingest view ([`from_result`]) against the whole typed value, on
+    /// every captured http and tls run: the same certificates at the same
+    /// addresses, so a key renamed in the probe's types cannot silently
+    /// empty the inventory.
+    #[test]
+    fn the_ingest_view_reads_what_the_typed_details_hold() {
+        use outpost_probe::check::Observed;
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../probe/tests/fixtures/details"
+        );
+        let mut with_certificates = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let kind = name.split('-').next().unwrap_or_default();
+            if !name.ends_with(".json") || !matches!(kind, "http" | "tls") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let pairs = |list: &[CertInfo], address: Option<&String>| {
+                let address = address.cloned().unwrap_or_default();
+                list.iter()
+                    .map(|c| (c.fingerprint_sha256.clone(), address.clone()))
+                    .collect::<Vec<_>>()
+            };
+            let mut typed: Vec<(String, String)> = match Observed::from_wire(kind, &text) {
+                Observed::Http(d) => d
+                    .hops()
+                    .iter()
+                    .chain(
+                        d.addresses
+                            .iter()
+                            .flatten()
+                            .flat_map(|a| a.chain.iter().flatten()),
+                    )
+                    .filter_map(|h| Some(pairs(&h.tls.as_ref()?.certificates, h.address.as_ref())))
+                    .flatten()
+                    .collect(),
+                Observed::Tls(d) => pairs(d.certificates(), d.address.as_ref()),
+                other => panic!("{name} does not read as {kind}: {other:?}"),
+            };
+            typed.sort();
+            typed.dedup();
+            let mut viewed: Vec<(String, String)> = from_result(&result(kind, text))
+                .into_iter()
+                .map(|s| (s.fingerprint, s.address))
+                .collect();
+            viewed.sort();
+            assert_eq!(viewed, typed, "{name}");
+            with_certificates += usize::from(!typed.is_empty());
+        }
+        assert!(
+            with_certificates >= 3,
+            "fixtures with certificates: {with_certificates}"
+        );
     }
 
     #[test]

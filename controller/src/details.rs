@@ -49,28 +49,24 @@ pub fn decode(kind: &str, details_json: &str) -> Observed {
     Observed::from_wire(kind, details_json)
 }
 
-/// What ingest keeps of details received from a probe: the text to store
-/// (as sent, or a placeholder: `{"truncated": true, "bytes": N}` above `max`
-/// bytes, `{}` when empty or not JSON) and its typed value, read once.
-pub fn received(kind: &str, details_json: String, max: usize) -> (String, Observed) {
+/// What ingest stores of details received from a probe: the text as sent,
+/// or a placeholder — `{"truncated": true, "bytes": N}` above `max` bytes,
+/// `{}` when empty or not JSON. Only checked to be JSON here (a parse that
+/// builds nothing); the typed read happens where rows are read
+/// ([`decode`]), and ingest's derived rows read only their own keys
+/// ([`crate::event::from_result`], [`crate::certificate::from_result`]).
+pub fn received(details_json: String, max: usize) -> String {
     if details_json.len() > max {
         let note = Truncated {
             truncated: true,
             bytes: details_json.len(),
         };
-        let text = serde_json::to_string(&note).unwrap_or_else(|_| "{}".into());
-        let observed = decode(kind, &text);
-        return (text, observed);
+        return serde_json::to_string(&note).unwrap_or_else(|_| "{}".into());
     }
-    let observed = decode(kind, &details_json);
-    // Details that read as their kind's type are JSON; only the rest needs
-    // the check (a second parse, on this rare path only).
-    if matches!(observed, Observed::Other(_))
-        && serde_json::from_str::<serde::de::IgnoredAny>(&details_json).is_err()
-    {
-        return ("{}".to_owned(), empty());
+    if serde_json::from_str::<serde::de::IgnoredAny>(&details_json).is_err() {
+        return "{}".to_owned();
     }
-    (details_json, observed)
+    details_json
 }
 
 /// Keys whose values are never rendered, whatever a probe sends (matched
@@ -394,31 +390,27 @@ mod tests {
     #[test]
     fn details_read_as_their_kind_and_placeholders_as_themselves() {
         let http = r#"{"url": "https://a.test/", "status": 200, "added_later": 1}"#;
-        let (text, observed) = received("http", http.to_owned(), 1024);
+        let text = received(http.to_owned(), 1024);
         assert_eq!(text, http, "stored exactly as sent");
-        assert!(matches!(&observed, Observed::Http(h) if h.last.status == Some(200)));
-        assert_eq!(decode("http", &text), observed);
+        assert!(matches!(decode("http", &text), Observed::Http(h) if h.last.status == Some(200)));
 
-        let (text, observed) = received("http", "x".repeat(2000), 1024);
+        let text = received("x".repeat(2000), 1024);
         assert_eq!(text, r#"{"truncated":true,"bytes":2000}"#);
         assert_eq!(
-            observed,
+            decode("http", &text),
             Observed::Other(serde_json::json!({"truncated": true, "bytes": 2000}))
         );
-        assert_eq!(decode("http", &text), observed);
 
-        for bad in ["", "not json", "{\"url\": "] {
-            assert_eq!(
-                received("dns", bad.to_owned(), 1024),
-                ("{}".to_owned(), empty())
-            );
+        for bad in ["", "not json", "{\"url\": ", "{} trailing"] {
+            assert_eq!(received(bad.to_owned(), 1024), "{}", "{bad:?}");
         }
         assert_eq!(decode("tls", "{}"), empty());
         // JSON that is not the kind's shape is kept as it came.
-        let (text, observed) = received("http", "[1]".to_owned(), 1024);
+        let text = received("[1]".to_owned(), 1024);
+        assert_eq!(text, "[1]");
         assert_eq!(
-            (text.as_str(), observed),
-            ("[1]", Observed::Other(serde_json::json!([1])))
+            decode("http", &text),
+            Observed::Other(serde_json::json!([1]))
         );
     }
 }

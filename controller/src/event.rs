@@ -33,7 +33,10 @@
 
 use std::fmt;
 
-use outpost_probe::check::{Observed, dns::AnswerSet};
+use outpost_probe::check::{
+    Kind,
+    dns::{self, AnswerSet},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -202,9 +205,14 @@ pub fn describe(old: &AnswerSet, new: &AnswerSet) -> String {
 }
 
 /// Events in one result: one per entry of `details.changes` of a `dns`
-/// result. Entries without a resolver or both fingerprints are skipped.
+/// result, read from its details as the probe's [`dns::Observed`] (details
+/// that do not read so report none). Entries without a resolver or both
+/// fingerprints are skipped.
 pub fn from_result(r: &NewResult, at_ms: i64) -> Vec<NewEvent> {
-    let Observed::Dns(details) = &r.details else {
+    if r.kind.parse::<Kind>() != Ok(Kind::Dns) {
+        return Vec::new();
+    }
+    let Ok(details) = serde_json::from_str::<dns::Observed>(&r.details_json) else {
         return Vec::new();
     };
     let name = nonempty(&details.name).unwrap_or("?");

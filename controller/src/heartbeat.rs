@@ -497,7 +497,6 @@ fn result_row(
         failure_message: failure.map(ToString::to_string),
         phases_us: [0, 0, 0, 0, run_ms.unwrap_or(0).saturating_mul(1000)],
         details_json: details.to_wire(),
-        details,
     }
 }
 

@@ -971,7 +971,7 @@ fn code_label(code: &str) -> &str {
 
 fn to_row(r: CheckResult, probe: &ProbeDef) -> NewResult {
     let phases = r.phases.unwrap_or_default();
-    let (details_json, details) = crate::details::received(&r.kind, r.details_json, MAX_DETAILS);
+    let details_json = crate::details::received(r.details_json, MAX_DETAILS);
     let nonempty = |s: String| (!s.is_empty()).then_some(s);
     NewResult {
         result_id: r.result_id,
@@ -1000,15 +1000,14 @@ fn to_row(r: CheckResult, probe: &ProbeDef) -> NewResult {
             phases.total_us,
         ],
         details_json,
-        details,
     }
 }
 
 /// The batch the store writes for `results` received at `received_at_ms`:
 /// each result with the DNS change events ([`crate::event`]) and
 /// certificate sightings ([`crate::certificate`]) its details report, and
-/// the sinks of the events' `info` notifications. Both read the details
-/// typed once in [`NewResult::details`]; all of it happens here, outside
+/// the sinks of the events' `info` notifications. Each reads only its own
+/// keys of [`NewResult::details_json`]; all of it happens here, outside
 /// the store's write transaction.
 pub fn build_batch(
     results: Vec<NewResult>,

@@ -10,12 +10,12 @@
 //! (silent probes), [`alerting::certificate`] (one alert per expiring
 //! certificate), [`alerting`] and [`alerting::sink`] (outbox delivery:
 //! retries, ordering, rate limit), then [`api`] / [`dashboard`]. Result
-//! details are the probe's typed `Observed`, read once: at ingest
-//! ([`details::received`]) and once per stored row ([`details::decode`]).
-//! What the controller derives from them: [`event`] (DNS changes),
-//! [`certificate`] (the inventory), [`details`] (cell summaries and the
-//! redaction at the API's edge); [`format`] holds the age and time
-//! formatting they share. [`heartbeat`] receives push checks' pings and
+//! details are the probe's typed `Observed`, read once per stored row
+//! ([`details::decode`]); ingest only checks them to be JSON
+//! ([`details::received`]) and its derived rows read their own keys:
+//! [`event`] (DNS changes) and [`certificate`] (the inventory).
+//! [`details`] holds cell summaries and the redaction at the API's edge,
+//! [`format`] the age and time formatting they share. [`heartbeat`] receives push checks' pings and
 //! turns silence into `heartbeat_missed` results.
 //! Who may do what over HTTP: [`auth`] (the gate,
 //! tokens, users, sessions) and the route table [`api::route`]; both

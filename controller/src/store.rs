@@ -807,7 +807,6 @@ pub(crate) mod tests {
             failure_message: (!ok).then(|| "timed out".into()),
             phases_us: [1, 2, 3, 4, 5],
             details_json: "{}".into(),
-            details: crate::details::empty(),
         }
     }
 

@@ -43,20 +43,16 @@ pub struct NewResult {
     /// Phase timings in µs: dns, connect, tls, first byte, total.
     pub phases_us: [u64; 5],
     /// Kind-specific details as the probe sent them (or ingest's
-    /// placeholder): what is stored.
+    /// placeholder, [`crate::details::received`]): what is stored, and what
+    /// events ([`crate::event::from_result`]) and certificate sightings
+    /// ([`crate::certificate::from_result`]) read the parts they need from.
     pub details_json: String,
-    /// The same, read once at ingest ([`crate::details::received`]): what
-    /// events and certificate sightings are derived from. The store does
-    /// not read it.
-    pub details: Observed,
 }
 
 impl NewResult {
-    /// Sets `details_json` (stored as given) and its typed value, read as
-    /// this result's kind.
+    /// Sets `details_json` (stored as given).
     pub fn with_details(mut self, details_json: impl Into<String>) -> NewResult {
         self.details_json = details_json.into();
-        self.details = crate::details::decode(&self.kind, &self.details_json);
         self
     }
 

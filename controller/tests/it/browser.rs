@@ -37,7 +37,6 @@ fn result(id: &str, region: &str, at: i64, ok: bool, total_us: u64) -> NewResult
         failure_message: (!ok).then(|| "timed out".into()),
         phases_us: [500, 1_000, 2_000, total_us / 2, total_us],
         details_json: "{}".into(),
-        details: outpost_controller::details::empty(),
     }
 }
 
