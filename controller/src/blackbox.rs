@@ -97,11 +97,12 @@ pub fn observe(m: &Metrics, check: &str, region: &str, kind: &str, phases_us: [u
     for (phase, v) in named.chain([(&"total", secs(phases_us[4]))]) {
         m.observe(
             "outpost_check_duration_seconds",
+            // By name: the registry's lookup takes sorted labels as given.
             &[
                 ("check", check),
-                ("region", region),
                 ("kind", kind),
                 ("phase", phase),
+                ("region", region),
             ],
             v,
         );

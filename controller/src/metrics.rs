@@ -357,6 +357,80 @@ fn key(labels: &[(&str, &str)]) -> Labels {
     k
 }
 
+/// A label set as the series map orders it: sorted (name, value) pairs,
+/// owned ([`Labels`], the map's keys) or borrowed (a lookup's). Lets an
+/// update find its series without copying every label into a new
+/// [`Labels`] first: each result touches half a dozen series, and the
+/// copies were two allocations a label.
+trait LabelSet {
+    fn len(&self) -> usize;
+    fn pair(&self, i: usize) -> (&str, &str);
+}
+
+impl LabelSet for Labels {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn pair(&self, i: usize) -> (&str, &str) {
+        let (a, b) = &self[i];
+        (a, b)
+    }
+}
+
+/// Sorted borrowed pairs ([`with_sorted`]).
+struct Borrowed<'a>(&'a [(&'a str, &'a str)]);
+
+impl LabelSet for Borrowed<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn pair(&self, i: usize) -> (&str, &str) {
+        self.0[i]
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn LabelSet + 'a> for Labels {
+    fn borrow(&self) -> &(dyn LabelSet + 'a) {
+        self
+    }
+}
+
+// The order of `Labels` itself (a `Vec` of tuples: lexicographic, a
+// prefix first), so a borrowed lookup finds what an owned one would.
+impl Ord for dyn LabelSet + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (0..self.len().min(other.len()))
+            .map(|i| self.pair(i).cmp(&other.pair(i)))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| self.len().cmp(&other.len()))
+    }
+}
+
+impl PartialOrd for dyn LabelSet + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn LabelSet + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for dyn LabelSet + '_ {}
+
+/// Calls `f` with `labels` sorted: as given when they already are (no
+/// copy: the hot callers list their labels by name), else a sorted copy.
+fn with_sorted<R>(labels: &[(&str, &str)], f: impl FnOnce(Borrowed<'_>) -> R) -> R {
+    if labels.is_sorted() {
+        return f(Borrowed(labels));
+    }
+    let mut sorted = labels.to_vec();
+    sorted.sort_unstable();
+    f(Borrowed(&sorted))
+}
+
 impl Metrics {
     fn update(&self, name: &str, labels: &[(&str, &str)], f: impl FnOnce(&mut Value)) {
         self.shared.with(|fams| {
@@ -364,8 +438,12 @@ impl Metrics {
                 tracing::debug!(name, "metric family not declared in metrics::FAMILIES");
                 return;
             };
-            let k = key(labels);
-            if !fam.series.contains_key(&k) && fam.series.len() >= self.shared.limit {
+            let series = &mut fam.series;
+            if let Some(v) = with_sorted(labels, move |k| series.get_mut(&k as &dyn LabelSet)) {
+                f(v);
+                return;
+            }
+            if fam.series.len() >= self.shared.limit {
                 let held = fam.series.len();
                 // One series per declared family: never capped itself.
                 let dropped = fams
@@ -387,7 +465,7 @@ impl Metrics {
                 return;
             }
             let kind = fam.kind;
-            f(fam.series.entry(k).or_insert_with(|| match kind {
+            f(fam.series.entry(key(labels)).or_insert_with(|| match kind {
                 Kind::Histogram => {
                     Value::Histogram(Histogram::new(DURATION_BUCKETS.iter().copied()), 0)
                 }
@@ -444,7 +522,11 @@ impl Metrics {
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.shared.with(|fams| {
             fams.get(name)
-                .and_then(|f| f.series.get(&key(labels)).map(Value::scalar))
+                .and_then(|f| {
+                    with_sorted(labels, |k| {
+                        f.series.get(&k as &dyn LabelSet).map(Value::scalar)
+                    })
+                })
                 .unwrap_or(0.0)
         })
     }
@@ -638,6 +720,36 @@ mod tests {
             !quiet.contains("outpost_metrics_series_dropped_total{"),
             "{quiet}"
         );
+    }
+
+    /// The borrowed lookup ([`LabelSet`]) orders as the owned keys do:
+    /// labels in any order find one series, and a label set that is a
+    /// prefix of another is a series of its own.
+    #[test]
+    fn one_label_set_in_any_order_is_one_series() {
+        let m = Metrics::default();
+        let f = "outpost_check_failures_total";
+        m.inc(f, &[("check", "a"), ("code", "x"), ("region", "r")], 1);
+        m.inc(f, &[("region", "r"), ("check", "a"), ("code", "x")], 2);
+        m.inc(f, &[("check", "a"), ("code", "x")], 4);
+        m.inc(f, &[("check", "a"), ("code", "x"), ("region", "r2")], 8);
+        m.inc(f, &[("check", "a"), ("code", "xx"), ("region", "r")], 16);
+        assert_eq!(m.shared.with(|fams| fams[f].series.len()), 4);
+        assert_eq!(
+            m.get(f, &[("code", "x"), ("region", "r"), ("check", "a")]),
+            3.0
+        );
+        assert_eq!(m.get(f, &[("check", "a"), ("code", "x")]), 4.0);
+        assert_eq!(
+            m.get(f, &[("check", "a"), ("code", "x"), ("region", "r2")]),
+            8.0
+        );
+        assert_eq!(
+            m.get(f, &[("check", "a"), ("code", "xx"), ("region", "r")]),
+            16.0
+        );
+        assert_eq!(m.get(f, &[("check", "a")]), 0.0);
+        assert_eq!(m.sum(f), 31.0);
     }
 
     #[test]
