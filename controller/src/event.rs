@@ -6,8 +6,8 @@
 //! - **Source.** A `dns` result carries `details.changes[]` only on the run
 //!   that saw a change (the probe's `dns::ChangeRecord`: `{resolver, at,
 //!   old_ttl_s, old, new}`, `old`/`new` being `dns::AnswerSet`s `{rcode,
-//!   cname_target, answers, fingerprint}`). [`from_result`] turns each entry
-//!   of the result's typed details (read once at ingest) into a [`NewEvent`]
+//!   cname_target, answers, fingerprint}`). [`from_result`] reads a `dns`
+//!   result's details as the probe's type and turns each entry into a [`NewEvent`]
 //!   whose [`ChangeDetail`] is stored and shown as it is;
 //!   ingest puts them in its batch next to the result, and the store writes
 //!   them in the same transaction, only if the result is new, so a resent
