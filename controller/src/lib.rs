@@ -15,8 +15,9 @@
 //! ([`details::received`]) and its derived rows read their own keys:
 //! [`event`] (DNS changes) and [`certificate`] (the inventory).
 //! [`details`] holds cell summaries and the redaction at the API's edge,
-//! [`format`] the age and time formatting they share. [`heartbeat`] receives push checks' pings and
-//! turns silence into `heartbeat_missed` results.
+//! [`format`] the age and time formatting they share. [`heartbeat`]
+//! receives push checks' pings and turns silence into `heartbeat_missed`
+//! results.
 //! Who may do what over HTTP: [`auth`] (the gate,
 //! tokens, users, sessions) and the route table [`api::route`]; both
 //! listeners' connection hygiene: [`listener`].
