@@ -127,10 +127,13 @@
 //!   in its transaction through one call per batch, hours and days folded
 //!   by [`Store::fold_rollups`], `store/rollups.rs`; the math and its
 //!   design note are [`crate::history`]); `0013_alert_groups.sql`
-//!   (`alert_groups`, [`crate::alerting::group`]):
+//!   (`alert_groups`, [`crate::alerting::group`]);
+//!   `0014_region_state_result.sql` (`region_state.last_result_id`):
 //!   `results` (one row per result, keyed by the probe-generated
 //!   `result_id`), `region_state` (latest state per check × region: the
-//!   alert rule's only input, with the newest result's kind and details),
+//!   alert rule's only input, with the newest result's kind and id; its
+//!   details are read from that `results` row, and copied into the state
+//!   row only when the prune is about to delete it),
 //!   `probes` (hello
 //!   data, last seen, and the latest heartbeat: queued and dropped results,
 //!   by reason), `alerts` (check alerts and fleet-level alerts, which name a
@@ -931,7 +934,7 @@ pub(crate) mod tests {
             [("dns".into(), "dns".into()), ("gone".into(), String::new())]
         );
         let versions: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     }
 
     /// A database as releases up to 55d6181 left it: `schema_migrations`
@@ -999,8 +1002,8 @@ pub(crate) mod tests {
         let versions: Vec<i64> = applied(&s).await.iter().map(|a| a.0).collect();
         assert_eq!(
             versions,
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
-            "1 and 2 bridged, 3 to 13 applied"
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+            "1 and 2 bridged, 3 to 14 applied"
         );
         let due = s.due_notifications(10, 10).await.unwrap();
         assert_eq!(due.len(), 1);

@@ -2,9 +2,10 @@
 //! scrape time for the blackbox-compatible series of `/metrics`
 //! ([`crate::blackbox`]).
 //!
-//! `region_state` keeps the newest outcome and details but not the timings;
-//! rather than widen that row (written on every ingest), a scrape reads
-//! them from `results` through `results_by_check` — one indexed lookup per
+//! `region_state` keeps the newest outcome (and names the newest result)
+//! but not the timings; rather than widen that row (written on every
+//! ingest), a scrape reads them from `results` through `results_by_check`
+//! — one indexed lookup per
 //! (check, region), paid per scrape instead of per result. A (check,
 //! region) whose results were all pruned has no row here.
 

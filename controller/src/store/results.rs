@@ -314,10 +314,11 @@ impl From<ResultRecord> for ResultRow {
 }
 
 // Booleans are INTEGER 0/1 in every engine, read through `Flag`.
+// Every column but the details, of `region_state s`.
 macro_rules! region_state_columns {
     () => {
-        "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
-         consecutive_failures, consecutive_passes, last_code, last_message, last_kind, last_details_json, last_probe"
+        "s.check_id, s.region, s.last_result_at_ms, s.last_received_at_ms, s.last_ok, \
+         s.consecutive_failures, s.consecutive_passes, s.last_code, s.last_message, s.last_kind, s.last_probe"
     };
 }
 
@@ -556,13 +557,13 @@ async fn advance_region_states(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
-             consecutive_failures, consecutive_passes, last_code, last_message, last_details_json, last_probe, last_kind) \
+             consecutive_failures, consecutive_passes, last_code, last_message, last_result_id, last_probe, last_kind) \
              VALUES {} ON CONFLICT (check_id, region) DO UPDATE SET \
                last_result_at_ms = excluded.last_result_at_ms, last_received_at_ms = excluded.last_received_at_ms, \
                last_ok = excluded.last_ok, consecutive_failures = excluded.consecutive_failures, \
                consecutive_passes = excluded.consecutive_passes, last_code = excluded.last_code, \
-               last_message = excluded.last_message, last_details_json = excluded.last_details_json, \
-               last_probe = excluded.last_probe, last_kind = excluded.last_kind",
+               last_message = excluded.last_message, last_result_id = excluded.last_result_id, \
+               last_details_json = '{{}}', last_probe = excluded.last_probe, last_kind = excluded.last_kind",
             super::placeholders(chunk.len(), 12)
         );
         let mut q = sqlx::query(super::built(super::is_sqlite(tx), sql));
@@ -577,7 +578,7 @@ async fn advance_region_states(
                 .bind(i64::from(s.passes))
                 .bind(&r.failure_code)
                 .bind(&r.failure_message)
-                .bind(&r.details_json)
+                .bind(&r.result_id)
                 .bind(&r.probe)
                 .bind(&r.kind);
         }
@@ -774,20 +775,28 @@ impl Store {
         check_ids: Option<&[&str]>,
         want: Columns,
     ) -> Result<Vec<RegionState>, StoreError> {
-        let columns = match want {
-            Columns::All => region_state_columns!(),
-            Columns::NoDetails => {
-                "check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
-                 consecutive_failures, consecutive_passes, last_code, last_message, last_kind, \
-                 '{}' AS last_details_json, last_probe"
-            }
+        // The newest result's details are its `results` row's (0014): the
+        // copy in `last_details_json` is only for rows written before, or
+        // whose newest result the retention prune deleted.
+        let (columns, from) = match want {
+            Columns::All => (
+                concat!(
+                    region_state_columns!(),
+                    ", COALESCE(r.details_json, s.last_details_json) AS last_details_json"
+                ),
+                "region_state s LEFT JOIN results r ON r.result_id = s.last_result_id",
+            ),
+            Columns::NoDetails => (
+                concat!(region_state_columns!(), ", '{}' AS last_details_json"),
+                "region_state s",
+            ),
         };
         let convert = |r: RegionStateRecord| match want {
             Columns::All => RegionState::from(r),
             Columns::NoDetails => RegionState::without_details(r),
         };
         let Some(check_ids) = check_ids else {
-            let sql = format!("SELECT {columns} FROM region_state ORDER BY check_id, region");
+            let sql = format!("SELECT {columns} FROM {from} ORDER BY s.check_id, s.region");
             let rows: Vec<RegionStateRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .fetch_all(&self.pool)
                 .await?;
@@ -800,7 +809,7 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                "SELECT {columns} FROM region_state WHERE check_id IN ({list}) ORDER BY check_id, region"
+                "SELECT {columns} FROM {from} WHERE s.check_id IN ({list}) ORDER BY s.check_id, s.region"
             );
             let mut q = sqlx::query_as::<_, RegionStateRecord>(super::built(
                 self.engine == Engine::Sqlite,
@@ -912,7 +921,24 @@ impl Store {
     /// statement (each its own short transaction, found through
     /// `results_by_received`), until none is left; returns how many. No lock
     /// is held between batches, and the pause between them lets ingest in.
+    ///
+    /// A `region_state` row whose newest result is about to go keeps that
+    /// result's details: first, one statement copies them into
+    /// `last_details_json` and clears `last_result_id` for every row
+    /// received before `before_ms` — a row's `last_received_at_ms` is its
+    /// newest result's `received_at_ms` (one batch writes both), so these
+    /// are exactly the rows whose result the loop can delete. A batch
+    /// ingested meanwhile is received now, after `before_ms`.
     pub async fn prune_results(&self, before_ms: i64, batch: u32) -> Result<u64, StoreError> {
+        sqlx::query(
+            "UPDATE region_state SET last_details_json = COALESCE( \
+               (SELECT r.details_json FROM results r WHERE r.result_id = region_state.last_result_id), \
+               last_details_json), last_result_id = NULL \
+             WHERE last_result_id IS NOT NULL AND last_received_at_ms < $1",
+        )
+        .bind(before_ms)
+        .execute(&self.writer)
+        .await?;
         let mut total = 0;
         loop {
             let r = sqlx::query(
@@ -1268,6 +1294,90 @@ mod tests {
             assert_eq!((o.duplicates, o.certificates, o.new_sightings), (1, 0, 0));
             let certs = s.certificates().await.unwrap();
             assert_eq!(certs.len(), 2);
+        }
+    }
+
+    /// `region_state` names its newest result rather than copying its
+    /// details (0014); the reads join them back, a row without an id (older
+    /// than 0014) reads its own copy, and the retention prune keeps a row's
+    /// details when it deletes its newest result.
+    #[tokio::test]
+    async fn region_state_names_its_newest_result_and_keeps_its_details_past_the_prune() {
+        for (_d, s) in temp_stores().await {
+            let raw = |s: &Store, region: &str| {
+                let q = sqlx::query_as::<_, (Option<String>, String)>(
+                    "SELECT last_result_id, last_details_json FROM region_state WHERE region = $1",
+                )
+                .bind(region.to_owned());
+                let pool = s.pool.clone();
+                async move { q.fetch_one(&pool).await.unwrap() }
+            };
+            let details = |s: &Store| {
+                let s = s.clone();
+                async move {
+                    let st = s.region_states_for("api").await.unwrap();
+                    st.into_iter()
+                        .map(|st| (st.region, st.last_details))
+                        .collect::<Vec<_>>()
+                }
+            };
+            let old = result("a", 1, "eu", false, 900).with_details("{\"status\":503}");
+            s.ingest(IngestBatch::results(vec![old], 1000))
+                .await
+                .unwrap();
+            let new = result("b", 2, "eu", true, 1900).with_details("{\"status\":200}");
+            s.ingest(IngestBatch::results(vec![new], 2000))
+                .await
+                .unwrap();
+            let us = result("c", 1, "us", true, 2900).with_details("{\"status\":204}");
+            s.ingest(IngestBatch::results(vec![us], 3000))
+                .await
+                .unwrap();
+            let http = |json: &str| crate::details::decode("http", json);
+            assert_eq!(raw(&s, "eu").await, (Some("b".into()), "{}".into()));
+            assert_eq!(
+                details(&s).await,
+                [
+                    ("eu".into(), http("{\"status\":200}")),
+                    ("us".into(), http("{\"status\":204}"))
+                ]
+            );
+            let brief = s.region_states_of_brief(&["api"]).await.unwrap();
+            assert_eq!(brief[0].last_details, crate::details::empty());
+
+            // eu's results both go; us's stays.
+            assert_eq!(s.prune_results(2500, 1).await.unwrap(), 2);
+            assert_eq!(s.count_results().await.unwrap(), 1);
+            assert_eq!(raw(&s, "eu").await, (None, "{\"status\":200}".into()));
+            assert_eq!(raw(&s, "us").await, (Some("c".into()), "{}".into()));
+            assert_eq!(
+                details(&s).await,
+                [
+                    ("eu".into(), http("{\"status\":200}")),
+                    ("us".into(), http("{\"status\":204}"))
+                ]
+            );
+            // The next result names itself again and clears the copy.
+            let next = result("d", 3, "eu", false, 3900).with_details("{\"status\":500}");
+            s.ingest(IngestBatch::results(vec![next], 4000))
+                .await
+                .unwrap();
+            assert_eq!(raw(&s, "eu").await, (Some("d".into()), "{}".into()));
+            assert_eq!(details(&s).await[0].1, http("{\"status\":500}"));
+
+            // A row as written before 0014: no id, its own copy.
+            sqlx::query(
+                "INSERT INTO region_state (check_id, region, last_result_at_ms, last_received_at_ms, last_ok, \
+                 consecutive_failures, consecutive_passes, last_details_json, last_probe, last_kind) \
+                 VALUES ('api', 'ap', 10, 10, 1, 0, 1, '{\"status\":301}', 'p-ap', 'http')",
+            )
+            .execute(&s.pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                details(&s).await[0],
+                ("ap".into(), http("{\"status\":301}"))
+            );
         }
     }
 

@@ -1,0 +1,14 @@
+-- outpost controller schema: region_state names its newest result instead
+-- of copying its details. Portable SQL (the PostgreSQL twin, 0012, is the
+-- same statement). Applied once, in a transaction, by store::migrate.
+--
+-- Ingest wrote each (check, region)'s newest details twice, into results
+-- and into region_state.last_details_json: a second copy of up to
+-- [ingest] max_details_bytes per result, ~4 µs of CPU per HTTPS result and
+-- ~85 MB at 10,000 HTTPS checks × 5 regions. The row now keeps the newest
+-- result's id; readers take its details from results (LEFT JOIN on the
+-- primary key) and fall back to last_details_json, which holds rows
+-- written before this migration and, when the retention prune deletes a
+-- row's newest result, that result's details (Store::prune_results copies
+-- them first and clears the id).
+ALTER TABLE region_state ADD COLUMN last_result_id TEXT;
