@@ -88,25 +88,36 @@ pub fn prune(m: &Metrics, configured: &BTreeSet<&str>) {
     }
 }
 
-/// Observes one newly stored result's phases (stored µs, as
-/// [`http_phases`] reads them) in `outpost_check_duration_seconds`: phases
-/// that did not run are left out, `total` always.
-pub fn observe(m: &Metrics, check: &str, region: &str, kind: &str, phases_us: [u64; 5]) {
-    let phases = http_phases(phases_us);
-    let named = HTTP_PHASES.iter().zip(phases).filter(|(_, v)| *v > 0.0);
-    for (phase, v) in named.chain([(&"total", secs(phases_us[4]))]) {
-        m.observe(
-            "outpost_check_duration_seconds",
-            // By name: the registry's lookup takes sorted labels as given.
-            &[
-                ("check", check),
-                ("kind", kind),
-                ("phase", phase),
-                ("region", region),
-            ],
-            v,
-        );
-    }
+/// Observes newly stored results' phases (stored µs, as [`http_phases`]
+/// reads them) in `outpost_check_duration_seconds`, a batch under one
+/// lock of the registry: phases that did not run are left out, `total`
+/// always. Each item is (check, kind, phases); `region` is the batch's.
+pub fn observe<'a>(
+    m: &Metrics,
+    region: &'a str,
+    results: impl IntoIterator<Item = (&'a str, &'a str, [u64; 5])>,
+) {
+    let observations = results.into_iter().flat_map(|(check, kind, phases_us)| {
+        let phases = http_phases(phases_us);
+        HTTP_PHASES
+            .iter()
+            .zip(phases)
+            .filter(|(_, v)| *v > 0.0)
+            .chain([(&"total", secs(phases_us[4]))])
+            .map(move |(phase, v)| {
+                // By name: the registry's lookup takes sorted labels as given.
+                (
+                    [
+                        ("check", check),
+                        ("kind", kind),
+                        ("phase", *phase),
+                        ("region", region),
+                    ],
+                    v,
+                )
+            })
+    });
+    m.observe_each("outpost_check_duration_seconds", observations);
 }
 
 #[cfg(test)]
@@ -136,8 +147,8 @@ mod tests {
         let mut gone = state("dns", true, serde_json::json!({}));
         gone.check_id = "gone".into();
         let kept = state("dns", true, serde_json::json!({}));
-        observe(&m, "api", "eu", "http", [1, 2, 3, 4, 20]);
-        observe(&m, "gone", "eu", "http", [1, 2, 3, 4, 20]);
+        observe(&m, "eu", [("api", "http", [1, 2, 3, 4, 20])]);
+        observe(&m, "eu", [("gone", "http", [1, 2, 3, 4, 20])]);
         let configured: BTreeSet<&str> = ["api"].into();
         publish(&m, &configured, &[kept, gone], &[]);
         let text = m.render();

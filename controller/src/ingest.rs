@@ -1147,22 +1147,9 @@ async fn handle_batch_untraced(
             body: Some(CBody::Error(err)),
         }));
     }
-    let failures: Vec<(String, String)> = rows
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| {
-            (
-                r.result_id.clone(),
-                r.failure_code.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    let check_of: HashMap<String, String> = rows
-        .iter()
-        .map(|r| (r.result_id.clone(), r.check_id.clone()))
-        .collect();
-    // Phases for outpost_check_duration_seconds, observed once stored.
-    let timed: Vec<(String, String, String, [u64; 5])> = rows
+    // What the metrics need once the batch is stored, per result: id,
+    // check, kind, phases, and the failure code of a failure.
+    let timed: Vec<(String, String, String, [u64; 5], Option<String>)> = rows
         .iter()
         .map(|r| {
             (
@@ -1170,6 +1157,7 @@ async fn handle_batch_untraced(
                 r.check_id.clone(),
                 r.kind.clone(),
                 r.phases_us,
+                (!r.ok).then(|| r.failure_code.clone().unwrap_or_default()),
             )
         })
         .collect();
@@ -1202,15 +1190,18 @@ async fn handle_batch_untraced(
         outcome.duplicates,
     );
     m.inc("outpost_batches_total", &[("region", region)], 1);
-    for (id, check, kind, phases) in &timed {
-        if outcome.inserted.contains(id) {
-            crate::blackbox::observe(m, check, region, kind, *phases);
-        }
-    }
-    for (result_id, code) in &failures {
-        if outcome.inserted.contains(result_id)
-            && let Some(check) = check_of.get(result_id)
-        {
+    let stored = || {
+        timed
+            .iter()
+            .filter(|(id, ..)| outcome.inserted.contains(id))
+    };
+    crate::blackbox::observe(
+        m,
+        region,
+        stored().map(|(_, check, kind, phases, _)| (check.as_str(), kind.as_str(), *phases)),
+    );
+    for (_, check, _, _, code) in stored() {
+        if let Some(code) = code {
             m.inc(
                 "outpost_check_failures_total",
                 &[

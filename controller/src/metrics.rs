@@ -431,22 +431,28 @@ fn with_sorted<R>(labels: &[(&str, &str)], f: impl FnOnce(Borrowed<'_>) -> R) ->
     f(Borrowed(&sorted))
 }
 
-impl Metrics {
-    fn update(&self, name: &str, labels: &[(&str, &str)], f: impl FnOnce(&mut Value)) {
-        self.shared.with(|fams| {
-            let Some(fam) = fams.get_mut(name) else {
-                tracing::debug!(name, "metric family not declared in metrics::FAMILIES");
-                return;
-            };
-            let series = &mut fam.series;
-            if let Some(v) = with_sorted(labels, move |k| series.get_mut(&k as &dyn LabelSet)) {
-                f(v);
-                return;
-            }
-            if fam.series.len() >= self.shared.limit {
-                let held = fam.series.len();
-                // One series per declared family: never capped itself.
-                let dropped = fams
+/// Applies `f` to one series of `name` in `fams` (the lock held), creating
+/// it unless the family is at its cap of `limit` series.
+fn update_in(
+    fams: &mut Families,
+    limit: usize,
+    name: &str,
+    labels: &[(&str, &str)],
+    f: impl FnOnce(&mut Value),
+) {
+    let Some(fam) = fams.get_mut(name) else {
+        tracing::debug!(name, "metric family not declared in metrics::FAMILIES");
+        return;
+    };
+    let series = &mut fam.series;
+    if let Some(v) = with_sorted(labels, move |k| series.get_mut(&k as &dyn LabelSet)) {
+        f(v);
+        return;
+    }
+    if fam.series.len() >= limit {
+        let held = fam.series.len();
+        // One series per declared family: never capped itself.
+        let dropped = fams
                     .get_mut("outpost_metrics_series_dropped_total")
                     .expect("declared in FAMILIES")
                     .series
@@ -459,19 +465,23 @@ impl Metrics {
                         );
                         Value::Scalar(0.0)
                     });
-                if let Value::Scalar(v) = dropped {
-                    *v += 1.0;
-                }
-                return;
-            }
-            let kind = fam.kind;
-            f(fam.series.entry(key(labels)).or_insert_with(|| match kind {
-                Kind::Histogram => {
-                    Value::Histogram(Histogram::new(DURATION_BUCKETS.iter().copied()), 0)
-                }
-                Kind::Counter | Kind::Gauge => Value::Scalar(0.0),
-            }));
-        });
+        if let Value::Scalar(v) = dropped {
+            *v += 1.0;
+        }
+        return;
+    }
+    let kind = fam.kind;
+    f(fam.series.entry(key(labels)).or_insert_with(|| match kind {
+        Kind::Histogram => Value::Histogram(Histogram::new(DURATION_BUCKETS.iter().copied()), 0),
+        Kind::Counter | Kind::Gauge => Value::Scalar(0.0),
+    }));
+}
+
+impl Metrics {
+    fn update(&self, name: &str, labels: &[(&str, &str)], f: impl FnOnce(&mut Value)) {
+        let limit = self.shared.limit;
+        self.shared
+            .with(|fams| update_in(fams, limit, name, labels, f));
     }
 
     /// Adds `by` to a counter.
@@ -498,6 +508,27 @@ impl Metrics {
             if let Value::Histogram(h, n) = v {
                 h.observe(value);
                 *n += 1;
+            }
+        });
+    }
+
+    /// Adds each `(labels, value)` observation to histogram `name` under
+    /// one lock: the ingest records a batch's phases in one call, not one
+    /// lock per phase per result.
+    pub fn observe_each<'a, L: AsRef<[(&'a str, &'a str)]>>(
+        &self,
+        name: &str,
+        observations: impl IntoIterator<Item = (L, f64)>,
+    ) {
+        let limit = self.shared.limit;
+        self.shared.with(|fams| {
+            for (labels, value) in observations {
+                update_in(fams, limit, name, labels.as_ref(), |v| {
+                    if let Value::Histogram(h, n) = v {
+                        h.observe(value);
+                        *n += 1;
+                    }
+                });
             }
         });
     }

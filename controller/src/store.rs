@@ -652,6 +652,15 @@ impl Store {
                 .max_connections(size.max(1))
                 .acquire_timeout(Duration::from_secs(10));
             if engine == Engine::Sqlite {
+                // No ping before each acquire: an SQLite connection is a
+                // file handle on a worker thread, with no server or network
+                // to go stale, and the ping was one more round trip to that
+                // thread per transaction (2.4 % of the controller's CPU at
+                // 20 ms batches; BENCHMARKS.md, session 9). A worker that
+                // died fails the next statement, which fails the batch (not
+                // acked, resent). PostgreSQL keeps the ping: a connection
+                // the server or a proxy dropped is found before it is used.
+                pool = pool.test_before_acquire(false);
                 pool = pool.after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(SQLITE_PRAGMAS).await?;
