@@ -207,6 +207,14 @@ pub(crate) struct Fleet {
     pub page: (f64, f64, f64),
     /// Controller RSS at the end of the CPU window, MiB.
     pub rss_mib: f64,
+    /// Controller CPU while every result fails (batches every
+    /// `LINGER`), fraction of one core.
+    pub outage_cpu: f64,
+    /// Results per second the streams got acked during the outage (the
+    /// fleet's pace when the controller keeps up).
+    pub outage_rate: f64,
+    /// Controller RSS at the end of the outage window, MiB.
+    pub outage_rss_mib: f64,
 }
 
 /// One controller that holds `checks` checks × 5 regions, while the 5
@@ -216,7 +224,10 @@ pub(crate) struct Fleet {
 /// passes after passes). The CPU is taken over `window`
 /// with nobody reading the dashboard (the steady state the goal names);
 /// then the overview is loaded every 500 ms for `window / 2` while the
-/// same load runs.
+/// same load runs; then, for `window / 2`, every result fails and each
+/// region's batch goes every [`outpost_probe::reporter::LINGER`] (the
+/// first seconds of a fleet-wide outage: what a flood of urgent, small
+/// batches costs the controller, and whether it keeps the pace).
 pub(crate) fn fleet(
     pg_url: Option<&str>,
     checks: usize,
@@ -265,13 +276,18 @@ pub(crate) fn fleet(
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Every region's stream sends a batch every ROUTINE_LINGER, as a
         // probe of a healthy fleet does: the fleet's pace (checks × 5
-        // regions per 60 s).
-        let linger = outpost_probe::reporter::ROUTINE_LINGER;
-        let per_batch = (checks as f64 / 60.0 * linger.as_secs_f64()).ceil() as usize;
+        // regions per 60 s). In the outage phase every result fails and
+        // goes out within LINGER, as a probe sends failures.
         let mut next = vec![0usize; regions.len()];
-        let mut tick = tokio::time::interval(linger);
-        let mut pace = async |streams: &mut Vec<_>, seq: &mut Vec<u64>, for_: Duration| {
-            let t0 = Instant::now();
+        let mut pace = async |streams: &mut Vec<_>,
+                              seq: &mut Vec<u64>,
+                              for_: Duration,
+                              linger: Duration,
+                              ok: bool| {
+            let per_batch = (checks as f64 / 60.0 * linger.as_secs_f64()).ceil() as usize;
+            let mut tick = tokio::time::interval(linger);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (t0, mut sent) = (Instant::now(), 0usize);
             while t0.elapsed() < for_ {
                 tick.tick().await;
                 for (k, s) in streams.iter_mut().enumerate() {
@@ -280,18 +296,26 @@ pub(crate) fn fleet(
                             let i = next[k] % checks;
                             next[k] += 1;
                             seq[k] += 1;
-                            result(&format!("e{i}"), seq[k], true)
+                            result(&format!("e{i}"), seq[k], ok)
                         })
                         .collect();
                     send_and_ack(s, batch).await?;
+                    sent += per_batch;
                 }
             }
-            anyhow::Ok(t0.elapsed())
+            anyhow::Ok((t0.elapsed(), sent))
         };
+        let (routine, urgent) = (
+            outpost_probe::reporter::ROUTINE_LINGER,
+            outpost_probe::reporter::LINGER,
+        );
         // Steady state first, with nobody reading the dashboard: ingest,
         // evaluation and the background loops alone.
         let cpu0 = cpu_ns(ctl.proc.pid());
-        let elapsed = pace(&mut streams, &mut seq, window).await?.as_secs_f64();
+        let elapsed = pace(&mut streams, &mut seq, window, routine, true)
+            .await?
+            .0
+            .as_secs_f64();
         let cpu = (cpu_ns(ctl.proc.pid()) - cpu0) as f64 / 1e9;
         let (rss, _, _) = crate::measure::rss_kib(ctl.proc.pid());
         // Then the overview, loaded every 500 ms while the same load runs.
@@ -311,10 +335,22 @@ pub(crate) fn fleet(
                 anyhow::Ok(lat)
             }
         });
-        pace(&mut streams, &mut seq, window / 2).await?;
+        pace(&mut streams, &mut seq, window / 2, routine, true).await?;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut lat = pages.await??;
+        // Then an outage of every check in every region, its first
+        // window/2: each result a failure at the fleet's pace (a quarter of
+        // the checks fail once per region in 15 s), each batch within
+        // LINGER as a probe sends failures.
+        let cpu0 = cpu_ns(ctl.proc.pid());
+        let (took, sent) = pace(&mut streams, &mut seq, window / 2, urgent, false).await?;
+        let outage_cpu = (cpu_ns(ctl.proc.pid()) - cpu0) as f64 / 1e9 / took.as_secs_f64();
+        let outage_rate = sent as f64 / took.as_secs_f64();
+        let (outage_rss, _, _) = crate::measure::rss_kib(ctl.proc.pid());
         Ok(Fleet {
+            outage_cpu,
+            outage_rate,
+            outage_rss_mib: outage_rss as f64 / 1024.0,
             cpu: cpu / elapsed,
             page: (
                 quantile(&mut lat, 0.5),
@@ -378,6 +414,27 @@ pub fn run_fleet(quick: bool, r: &mut Report) -> anyhow::Result<()> {
             "MiB",
             "≤ 150 MiB",
             f.rss_mib <= 150.0,
+        );
+        r.add(
+            g,
+            format!("  outage, every result failing (20 ms batches): controller CPU, {label}"),
+            f.outage_cpu * 100.0,
+            "% core",
+        );
+        r.add(
+            g,
+            format!(
+                "  outage: results/s acked (the fleet's pace is {:.0}/s), {label}",
+                checks as f64 * 5.0 / 60.0
+            ),
+            f.outage_rate,
+            "/s",
+        );
+        r.add(
+            g,
+            format!("  outage: controller RSS at its end, {label}"),
+            f.outage_rss_mib,
+            "MiB",
         );
     }
     r.note(format!(

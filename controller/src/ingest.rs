@@ -1147,18 +1147,23 @@ async fn handle_batch_untraced(
             body: Some(CBody::Error(err)),
         }));
     }
-    // What the metrics need once the batch is stored, per result: id,
-    // check, kind, phases, and the failure code of a failure.
-    let timed: Vec<(String, String, String, [u64; 5], Option<String>)> = rows
+    // What the metrics need of each result once the batch is stored.
+    struct Timed {
+        id: String,
+        check: String,
+        kind: String,
+        phases: [u64; 5],
+        /// A failure's code.
+        failure: Option<String>,
+    }
+    let timed: Vec<Timed> = rows
         .iter()
-        .map(|r| {
-            (
-                r.result_id.clone(),
-                r.check_id.clone(),
-                r.kind.clone(),
-                r.phases_us,
-                (!r.ok).then(|| r.failure_code.clone().unwrap_or_default()),
-            )
+        .map(|r| Timed {
+            id: r.result_id.clone(),
+            check: r.check_id.clone(),
+            kind: r.kind.clone(),
+            phases: r.phases_us,
+            failure: (!r.ok).then(|| r.failure_code.clone().unwrap_or_default()),
         })
         .collect();
     let received = ctl.now_ms();
@@ -1190,22 +1195,18 @@ async fn handle_batch_untraced(
         outcome.duplicates,
     );
     m.inc("outpost_batches_total", &[("region", region)], 1);
-    let stored = || {
-        timed
-            .iter()
-            .filter(|(id, ..)| outcome.inserted.contains(id))
-    };
+    let stored = || timed.iter().filter(|t| outcome.inserted.contains(&t.id));
     crate::blackbox::observe(
         m,
         region,
-        stored().map(|(_, check, kind, phases, _)| (check.as_str(), kind.as_str(), *phases)),
+        stored().map(|t| (t.check.as_str(), t.kind.as_str(), t.phases)),
     );
-    for (_, check, _, _, code) in stored() {
-        if let Some(code) = code {
+    for t in stored() {
+        if let Some(code) = &t.failure {
             m.inc(
                 "outpost_check_failures_total",
                 &[
-                    ("check", check),
+                    ("check", &t.check),
                     ("region", region),
                     ("code", code_label(code)),
                 ],
