@@ -1195,13 +1195,18 @@ async fn handle_batch_untraced(
         outcome.duplicates,
     );
     m.inc("outpost_batches_total", &[("region", region)], 1);
-    let stored = || timed.iter().filter(|t| outcome.inserted.contains(&t.id));
+    let stored: Vec<&Timed> = timed
+        .iter()
+        .filter(|t| outcome.inserted.contains(&t.id))
+        .collect();
     crate::blackbox::observe(
         m,
         region,
-        stored().map(|t| (t.check.as_str(), t.kind.as_str(), t.phases)),
+        stored
+            .iter()
+            .map(|t| (t.check.as_str(), t.kind.as_str(), t.phases)),
     );
-    for t in stored() {
+    for t in stored {
         if let Some(code) = &t.failure {
             m.inc(
                 "outpost_check_failures_total",

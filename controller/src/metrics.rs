@@ -453,18 +453,18 @@ fn update_in(
         let held = fam.series.len();
         // One series per declared family: never capped itself.
         let dropped = fams
-                    .get_mut("outpost_metrics_series_dropped_total")
-                    .expect("declared in FAMILIES")
-                    .series
-                    .entry(key(&[("family", name)]))
-                    .or_insert_with(|| {
-                        tracing::warn!(
-                            family = name,
-                            series = held,
-                            "metric family at its series cap; further label sets are counted in outpost_metrics_series_dropped_total, not recorded"
-                        );
-                        Value::Scalar(0.0)
-                    });
+            .get_mut("outpost_metrics_series_dropped_total")
+            .expect("declared in FAMILIES")
+            .series
+            .entry(key(&[("family", name)]))
+            .or_insert_with(|| {
+                tracing::warn!(
+                    family = name,
+                    series = held,
+                    "metric family at its series cap; further label sets are counted in outpost_metrics_series_dropped_total, not recorded"
+                );
+                Value::Scalar(0.0)
+            });
         if let Value::Scalar(v) = dropped {
             *v += 1.0;
         }
@@ -504,12 +504,7 @@ impl Metrics {
 
     /// Adds one observation to a histogram.
     pub fn observe(&self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.update(name, labels, |v| {
-            if let Value::Histogram(h, n) = v {
-                h.observe(value);
-                *n += 1;
-            }
-        });
+        self.observe_each(name, [(labels, value)]);
     }
 
     /// Adds each `(labels, value)` observation to histogram `name` under
