@@ -18,6 +18,12 @@
 //!   certificate is); `certificate_sightings` by (fingerprint, check, probe,
 //!   address) (where it was seen, and when last). Ingest upserts both in the
 //!   results' transaction, with last-seen times that never move backwards.
+//!   A sighting seen again is rewritten only when something about it
+//!   changed (region, host, position, trust store, an earlier first
+//!   sighting) or its stored last-seen lags by
+//!   `store::certificates::SIGHTING_REFRESH_MS` (a minute): last
+//!   seen is exact to a minute, and a check every second no longer
+//!   rewrites its chain's rows in every batch.
 //! - **Served vs. trusted.** Roots a trust store supplied (`position` null,
 //!   `trust_store` set) are inventoried too, but only certificates a server
 //!   presented are *served*: alerting ([`crate::alerting::certificate`])

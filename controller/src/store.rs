@@ -181,7 +181,10 @@
 //!   and one multi-row upsert of the final rows; certificate sightings are
 //!   coalesced per (fingerprint, check, probe, address) with their seen
 //!   times widened, and one read says which are new (only those wake the
-//!   inventory's evaluation before its minute tick). Chunks stay under
+//!   inventory's evaluation before its minute tick) and which are due a
+//!   write: new, changed, or last seen a minute or more before
+//!   (`certificates::SIGHTING_REFRESH_MS`; the rest, and their
+//!   certificates, are not rewritten). Chunks stay under
 //!   SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 //! - **Invariants.** (1) A result is stored at most once: `INSERT … ON
 //!   CONFLICT (result_id) DO NOTHING`, and `region_state` only moves for

@@ -127,15 +127,16 @@ impl<'a> Sightings<'a> {
     /// Writes them inside the ingest transaction; returns how many were not
     /// stored before (a new certificate, or one seen somewhere new: what
     /// the inventory's evaluation must look at now rather than on its
-    /// minute tick). One read, one multi-row upsert of the certificates and
-    /// one of the sightings per [`ROWS_PER_UPSERT`], however many results
-    /// saw them.
+    /// minute tick). One read, then one multi-row upsert of the
+    /// certificates and one of the sightings per [`ROWS_PER_UPSERT`] for
+    /// the sightings that are due ([`SIGHTING_REFRESH_MS`]), however many
+    /// results saw them.
     pub async fn write(&self, tx: &mut Tx<'_>) -> Result<u64, sqlx::Error> {
         if self.by_key.is_empty() {
             return Ok(0);
         }
         let keys: Vec<&SightingKey<'_>> = self.by_key.keys().collect();
-        let mut known = std::collections::HashSet::new();
+        let mut stored: Vec<SightingRow> = Vec::new();
         for chunk in keys.chunks(1000) {
             let mut values = String::new();
             for i in 0..chunk.len() {
@@ -146,21 +147,44 @@ impl<'a> Sightings<'a> {
                 values.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
             }
             let sql = format!(
-                "SELECT fingerprint, check_id, probe, address FROM certificate_sightings \
+                "SELECT fingerprint, check_id, probe, address, region, host, position, trust_store, \
+                 first_seen_ms, last_seen_ms FROM certificate_sightings \
                  WHERE (fingerprint, check_id, probe, address) IN (VALUES {values})"
             );
-            let mut q = sqlx::query_as::<_, (String, String, String, String)>(super::built(
-                super::is_sqlite(tx),
-                sql,
-            ));
+            let mut q = sqlx::query_as::<_, SightingRow>(super::built(super::is_sqlite(tx), sql));
             for (f, c, p, a) in chunk {
                 q = q.bind(*f).bind(*c).bind(*p).bind(*a);
             }
-            known.extend(q.fetch_all(&mut **tx).await?);
+            stored.extend(q.fetch_all(&mut **tx).await?);
         }
+        let mut known = 0u64;
+        let mut fresh = std::collections::BTreeSet::new();
+        for row in &stored {
+            let key = (
+                row.fingerprint.as_str(),
+                row.check_id.as_str(),
+                row.probe.as_str(),
+                row.address.as_str(),
+            );
+            let Some(s) = self.by_key.get(&key) else {
+                continue;
+            };
+            known += 1;
+            if !s.due(row) {
+                fresh.insert(key);
+            }
+        }
+        let due: Vec<&Sighting<'_>> = self
+            .by_key
+            .iter()
+            .filter(|(k, _)| !fresh.contains(*k))
+            .map(|(_, s)| s)
+            .collect();
+        // A certificate's seen times are its sightings' span: written with
+        // the sightings that are, so neither runs ahead of the other.
         let mut certs: std::collections::BTreeMap<&str, (&Seen, i64, i64)> =
             std::collections::BTreeMap::new();
-        for s in self.by_key.values() {
+        for s in &due {
             certs
                 .entry(s.seen.fingerprint.as_str())
                 .and_modify(|c| {
@@ -171,21 +195,33 @@ impl<'a> Sightings<'a> {
         }
         let certs: Vec<(&Seen, i64, i64)> = certs.into_values().collect();
         record_certificates(tx, &certs).await?;
-        let new = self
-            .by_key
-            .keys()
-            .filter(|(f, c, p, a)| {
-                !known.contains(&(
-                    (*f).to_owned(),
-                    (*c).to_owned(),
-                    (*p).to_owned(),
-                    (*a).to_owned(),
-                ))
-            })
-            .count() as u64;
-        let sightings: Vec<&Sighting<'_>> = self.by_key.values().collect();
-        record_sightings(tx, &sightings).await?;
-        Ok(new)
+        record_sightings(tx, &due).await?;
+        Ok(self.by_key.len() as u64 - known)
+    }
+}
+
+/// How far behind a batch's sighting a stored one's `last_seen_ms` may
+/// lag before the batch writes it again, when nothing else about it
+/// changed: a check every second re-wrote each of its certificates'
+/// sightings (a row and two index entries each) in every batch, most of a
+/// certificate-bearing result's ingest cost. Last-seen times are therefore
+/// exact to this much; everything that reads them (the inventory's
+/// "not seen since" after `resolve_after`, a replacement seen after the old
+/// certificate's last sighting, the prune) works in hours or days.
+pub const SIGHTING_REFRESH_MS: i64 = 60_000;
+
+impl Sighting<'_> {
+    /// Whether this batch's sighting must be written over `stored`: it
+    /// changes what the row says (region, host, position, trust store, an
+    /// earlier first sighting), or the row's last-seen lags it by
+    /// [`SIGHTING_REFRESH_MS`] or more.
+    fn due(&self, stored: &SightingRow) -> bool {
+        stored.region != self.region
+            || stored.host != self.seen.host
+            || stored.position != self.seen.position
+            || stored.trust_store != self.seen.trust_store
+            || self.first_ms < stored.first_seen_ms
+            || self.last_ms >= stored.last_seen_ms.saturating_add(SIGHTING_REFRESH_MS)
     }
 }
 

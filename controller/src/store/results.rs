@@ -1259,7 +1259,9 @@ mod tests {
                 certificates: vec![seen("aa"), seen("bb")],
             };
             let batch = |items| IngestBatch {
-                received_at_ms: 10_000,
+                // Received after every result (a result's time is capped at
+                // its receipt).
+                received_at_ms: 1_000_000,
                 items,
                 probe: None,
                 event_sinks: Vec::new(),
@@ -1279,13 +1281,46 @@ mod tests {
                 rows.iter()
                     .all(|r| (r.first_seen_ms, r.last_seen_ms) == (1000, 3000))
             );
+            // Seen again within SIGHTING_REFRESH_MS and nothing else new:
+            // counted, not rewritten (last seen stays).
             let o = s.ingest(batch(vec![item("r4", "eu", 5000)])).await.unwrap();
             assert_eq!((o.certificates, o.new_sightings), (2, 0));
             let rows = s.certificate_sightings().await.unwrap();
             assert!(
                 rows.iter()
-                    .all(|r| (r.first_seen_ms, r.last_seen_ms) == (1000, 5000))
+                    .all(|r| (r.first_seen_ms, r.last_seen_ms) == (1000, 3000))
             );
+            let certs = s.certificates().await.unwrap();
+            assert!(certs.iter().all(|c| c.last_seen_ms == 3000), "{certs:?}");
+            // A refresh's worth later it is written, certificates too.
+            let later = 3000 + certificates::SIGHTING_REFRESH_MS;
+            let o = s
+                .ingest(batch(vec![item("r4b", "eu", later)]))
+                .await
+                .unwrap();
+            assert_eq!((o.certificates, o.new_sightings), (2, 0));
+            let rows = s.certificate_sightings().await.unwrap();
+            assert!(
+                rows.iter()
+                    .all(|r| (r.first_seen_ms, r.last_seen_ms) == (1000, later))
+            );
+            let certs = s.certificates().await.unwrap();
+            assert!(certs.iter().all(|c| c.last_seen_ms == later), "{certs:?}");
+            // A changed view (the leaf now second in the chain) is written
+            // at once, within the refresh; so is an earlier first sighting.
+            let mut moved = item("r4c", "eu", later + 1000);
+            moved.certificates[0].position = Some(1);
+            let early = item("r4d", "eu", 500);
+            let o = s.ingest(batch(vec![moved, early])).await.unwrap();
+            assert_eq!((o.certificates, o.new_sightings), (4, 0));
+            let rows = s.certificate_sightings().await.unwrap();
+            let aa = rows.iter().find(|r| r.fingerprint == "aa").unwrap();
+            assert_eq!(
+                (aa.position, aa.first_seen_ms, aa.last_seen_ms),
+                (Some(1), 500, later + 1000)
+            );
+            let bb = rows.iter().find(|r| r.fingerprint == "bb").unwrap();
+            assert_eq!((bb.first_seen_ms, bb.last_seen_ms), (500, later + 1000));
             // Another probe (region us, probe p-us) is a new sighting.
             let o = s.ingest(batch(vec![item("r5", "us", 6000)])).await.unwrap();
             assert_eq!((o.certificates, o.new_sightings), (2, 2));
