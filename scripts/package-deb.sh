@@ -6,11 +6,26 @@
 # the units, conffiles and JSON Schemas landed, then purges both packages again.
 #
 #   scripts/package-deb.sh              build target/debian/*.deb
-#   scripts/package-deb.sh --install    build, install, check, purge (CI)
+#   scripts/package-deb.sh --install    build, install, check, purge
+#   scripts/package-deb.sh --install --profile dev
+#                                       the same from the debug build `cargo
+#                                       test` already made (CI: the package
+#                                       layout, units, conffiles and installed
+#                                       paths are what is checked, and a
+#                                       second, release build of both binaries
+#                                       cost CI ~7 minutes). Not for shipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 install=0
-[ "${1:-}" = "--install" ] && install=1
+profile=release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --install) install=1 ;;
+    --profile) profile="${2:?--profile needs a cargo profile name}"; shift ;;
+    *) echo "package-deb.sh: unknown argument '$1' (--install, --profile NAME)" >&2; exit 64 ;;
+  esac
+  shift
+done
 
 # cargo-deb from crates.io, pinned: the version whose metadata format
 # probe/Cargo.toml and controller/Cargo.toml are written for.
@@ -19,10 +34,11 @@ if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION" --quiet
 fi
 
-cargo build --release --locked -q -p outpost-probe -p outpost-controller --bins
+cargo build --profile "$profile" --locked -q -p outpost-probe -p outpost-controller --bins
 rm -rf target/debian
+# cargo-deb maps the assets' `target/release/` to the profile's directory.
 for pkg in outpost-probe outpost-controller; do
-  cargo deb -p "$pkg" --no-build --locked -o target/debian/
+  cargo deb -p "$pkg" --profile "$profile" --no-build --locked -o target/debian/
 done
 ls -l target/debian/*.deb
 [ "$install" = 1 ] || exit 0
