@@ -13,7 +13,9 @@
 #                                       layout, units, conffiles and installed
 #                                       paths are what is checked, and a
 #                                       second, release build of both binaries
-#                                       cost CI ~7 minutes). Not for shipping.
+#                                       cost CI ~7 minutes). Not for shipping:
+#                                       cargo-deb (pinned below) warns that a
+#                                       dev profile is for testing only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 install=0
