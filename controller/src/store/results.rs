@@ -345,6 +345,9 @@ async fn insert_results(
     received_at_ms: i64,
 ) -> Result<HashSet<String>, sqlx::Error> {
     let mut inserted = HashSet::with_capacity(results.len());
+    if super::is_sqlite(tx) {
+        return insert_results_sqlite(tx, results, received_at_ms).await;
+    }
     for chunk in results.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
@@ -374,6 +377,122 @@ async fn insert_results(
                 .bind(&r.details_json);
         }
         inserted.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(inserted)
+}
+
+/// `VALUES (0, $1, …, $k), (1, $k+1, …), …`: `rows` rows of their index and
+/// `cols` parameters, for a `WITH keys(i, …) AS (…)` whose matches are
+/// returned folded into one text of indexes ([`folded_rows`]).
+fn indexed_values(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * (cols * 6 + 6));
+    for row in 0..rows {
+        s.push_str(if row == 0 { "(" } else { ", (" });
+        s.push_str(&row.to_string());
+        for col in 0..cols {
+            s.push_str(", $");
+            s.push_str(&(row * cols + col + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// The rows of a folded read (`group_concat(i || ' ' || …, ';')`) of keys
+/// `0..keys`: each row's `N` numbers, the first the key's index. Only
+/// integers are folded, so no value can hold a separator; anything else
+/// (never expected) is an error, not a row quietly dropped. `None` (no
+/// key matched) is no rows.
+fn folded_rows<const N: usize>(
+    folded: Option<&str>,
+    keys: usize,
+) -> Result<Vec<[i64; N]>, sqlx::Error> {
+    let bad = || sqlx::Error::Protocol(format!("unexpected folded row in {folded:?}"));
+    let mut out = Vec::new();
+    for row in folded
+        .unwrap_or_default()
+        .split(';')
+        .filter(|r| !r.is_empty())
+    {
+        let mut numbers = [0i64; N];
+        let mut parts = row.split(' ');
+        for n in &mut numbers {
+            *n = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        }
+        if parts.next().is_some() || !usize::try_from(numbers[0]).is_ok_and(|i| i < keys) {
+            return Err(bad());
+        }
+        out.push(numbers);
+    }
+    Ok(out)
+}
+
+/// [`insert_results`] on SQLite. Its `BEGIN IMMEDIATE` holds the only write
+/// lock, so which ids are stored already is known before the insert: one
+/// read that returns them as one folded row, then the insert without
+/// `RETURNING`. A `RETURNING` row per result was a hand-off each from
+/// SQLite's worker thread and a conversion through the Any driver
+/// (BENCHMARKS.md, session 10). PostgreSQL keeps `RETURNING`: a concurrent
+/// replica may insert the same id between a read and the insert.
+async fn insert_results_sqlite(
+    tx: &mut Tx<'_>,
+    results: &[&NewResult],
+    received_at_ms: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut inserted = HashSet::with_capacity(results.len());
+    for chunk in results.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH k(i, id) AS (VALUES {}) \
+             SELECT group_concat(k.i, ';') FROM k JOIN results r ON r.result_id = k.id",
+            indexed_values(chunk.len(), 1)
+        );
+        let mut q = sqlx::query_scalar::<_, Option<String>>(super::built(true, sql));
+        for r in chunk {
+            q = q.bind(&r.result_id);
+        }
+        let folded = q.fetch_one(&mut **tx).await?;
+        let mut stored = vec![false; chunk.len()];
+        for [i] in folded_rows::<1>(folded.as_deref(), chunk.len())? {
+            stored[i as usize] = true;
+        }
+        let new: Vec<&NewResult> = chunk
+            .iter()
+            .zip(&stored)
+            .filter(|(_, stored)| !**stored)
+            .map(|(r, _)| *r)
+            .collect();
+        if new.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
+             failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
+             VALUES {}",
+            super::placeholders(new.len(), 17)
+        );
+        let mut q = sqlx::query(super::built(true, sql));
+        for r in &new {
+            q = q
+                .bind(&r.result_id)
+                .bind(&r.probe)
+                .bind(&r.region)
+                .bind(&r.check_id)
+                .bind(to_i64(r.sequence))
+                .bind(&r.kind)
+                .bind(r.started_at_ms)
+                .bind(received_at_ms)
+                .bind(i64::from(r.ok))
+                .bind(&r.failure_code)
+                .bind(&r.failure_message)
+                .bind(to_i64(r.phases_us[0]))
+                .bind(to_i64(r.phases_us[1]))
+                .bind(to_i64(r.phases_us[2]))
+                .bind(to_i64(r.phases_us[3]))
+                .bind(to_i64(r.phases_us[4]))
+                .bind(&r.details_json);
+        }
+        q.execute(&mut **tx).await?;
+        inserted.extend(new.iter().map(|r| r.result_id.clone()));
     }
     Ok(inserted)
 }
@@ -435,6 +554,43 @@ async fn read_streaks(
     keys: &[Key<'_>],
 ) -> Result<HashMap<(String, String), Streak>, sqlx::Error> {
     let mut out = HashMap::with_capacity(keys.len());
+    if engine == Engine::Sqlite {
+        // One folded row of numbers (key index, time, failures, passes)
+        // instead of a row per key: each row was a hand-off from SQLite's
+        // worker thread and a conversion through the Any driver.
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH k(i, c, r) AS (VALUES {}) \
+                 SELECT group_concat(k.i || ' ' || s.last_result_at_ms || ' ' || s.consecutive_failures \
+                 || ' ' || s.consecutive_passes, ';') \
+                 FROM k JOIN region_state s ON s.check_id = k.c AND s.region = k.r",
+                indexed_values(chunk.len(), 2)
+            );
+            let mut q = sqlx::query_scalar::<_, Option<String>>(super::built(true, sql));
+            for (check, region) in chunk {
+                q = q.bind(*check).bind(*region);
+            }
+            let folded = q.fetch_one(&mut **tx).await?;
+            for [i, at_ms, failures, passes] in folded_rows::<4>(folded.as_deref(), chunk.len())? {
+                let (check, region) = chunk[i as usize];
+                let counter = |n: i64| {
+                    u32::try_from(n).map_err(|_| {
+                        sqlx::Error::Protocol(format!("counter {n} of {check}/{region}"))
+                    })
+                };
+                let (failures, passes) = (counter(failures)?, counter(passes)?);
+                out.insert(
+                    (check.to_owned(), region.to_owned()),
+                    Streak {
+                        at_ms,
+                        failures,
+                        passes,
+                    },
+                );
+            }
+        }
+        return Ok(out);
+    }
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let lock = if engine == Engine::Postgres {
             " FOR UPDATE"
@@ -962,6 +1118,51 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::tests::{result, temp_stores};
+
+    /// A batch whose results are partly stored already stores the rest,
+    /// and only those move the counters (SQLite reads the stored ids first,
+    /// PostgreSQL asks `RETURNING`: the same outcome).
+    #[tokio::test]
+    async fn a_partly_resent_batch_stores_and_counts_only_its_new_results() {
+        for (_d, s) in temp_stores().await {
+            let old = vec![
+                result("a", 1, "eu", false, 1000),
+                result("c", 3, "eu", false, 3000),
+            ];
+            s.ingest(IngestBatch::results(old.clone(), 3500))
+                .await
+                .unwrap();
+            let mut mixed = old;
+            mixed.insert(1, result("b", 2, "eu", false, 2000));
+            mixed.push(result("d", 4, "eu", false, 4000));
+            let o = s.ingest(IngestBatch::results(mixed, 5000)).await.unwrap();
+            assert_eq!((o.stored, o.duplicates), (2, 2));
+            let ids: Vec<&str> = {
+                let mut v: Vec<&str> = o.inserted.iter().map(String::as_str).collect();
+                v.sort_unstable();
+                v
+            };
+            assert_eq!(ids, ["b", "d"]);
+            assert_eq!(s.count_results().await.unwrap(), 4);
+            let st = s.region_states_for("api").await.unwrap();
+            // a, c, then d (b is older than c: stored, state unmoved).
+            assert_eq!(st[0].consecutive_failures, 3);
+            assert_eq!(st[0].last_result_at_ms, 4000);
+        }
+    }
+
+    #[test]
+    fn folded_rows_read_numbers_and_refuse_anything_else() {
+        assert_eq!(folded_rows::<2>(None, 3).unwrap(), Vec::<[i64; 2]>::new());
+        assert_eq!(
+            folded_rows::<2>(Some("2 -5;0 7"), 3).unwrap(),
+            [[2, -5], [0, 7]]
+        );
+        // An index past the keys, too few or many numbers, not a number.
+        for bad in ["3 1", "1", "1 2 3", "x 1", "-1 4", "1 2;;0"] {
+            assert!(folded_rows::<2>(Some(bad), 3).is_err(), "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn resent_batch_is_stored_once_and_counters_do_not_move() {
