@@ -277,21 +277,31 @@ pub(crate) fn fleet(
         // Every region's stream sends a batch every ROUTINE_LINGER, as a
         // probe of a healthy fleet does: the fleet's pace (checks × 5
         // regions per 60 s). In the outage phase every result fails and
-        // goes out within LINGER, as a probe sends failures.
+        // goes out within LINGER, as a probe sends failures. The regions'
+        // streams send their batches at once, as separate probes do (not
+        // one after another's ack), and a tick that comes late sends what
+        // came due meanwhile (a probe's reporter sends everything pending),
+        // so the rate acked is the controller's, not this loop's.
         let mut next = vec![0usize; regions.len()];
         let mut pace = async |streams: &mut Vec<_>,
                               seq: &mut Vec<u64>,
                               for_: Duration,
                               linger: Duration,
                               ok: bool| {
-            let per_batch = (checks as f64 / 60.0 * linger.as_secs_f64()).ceil() as usize;
+            let rate = checks as f64 / 60.0;
+            let per_batch = (rate * linger.as_secs_f64()).ceil() as usize;
             let mut tick = tokio::time::interval(linger);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let (t0, mut sent) = (Instant::now(), 0usize);
+            let t0 = Instant::now();
+            let mut sent = vec![0usize; streams.len()];
             while t0.elapsed() < for_ {
                 tick.tick().await;
-                for (k, s) in streams.iter_mut().enumerate() {
-                    let batch = (0..per_batch)
+                let due = (t0.elapsed().as_secs_f64() * rate) as usize;
+                let mut batches = Vec::with_capacity(streams.len());
+                for (k, sent) in sent.iter_mut().enumerate() {
+                    let n = due.saturating_sub(*sent).max(per_batch);
+                    *sent += n;
+                    let batch: Vec<_> = (0..n)
                         .map(|_| {
                             let i = next[k] % checks;
                             next[k] += 1;
@@ -299,11 +309,17 @@ pub(crate) fn fleet(
                             result(&format!("e{i}"), seq[k], ok)
                         })
                         .collect();
-                    send_and_ack(s, batch).await?;
-                    sent += per_batch;
+                    batches.push(batch);
                 }
+                futures_util::future::try_join_all(
+                    streams
+                        .iter_mut()
+                        .zip(batches)
+                        .map(|(s, batch)| send_and_ack(s, batch)),
+                )
+                .await?;
             }
-            anyhow::Ok((t0.elapsed(), sent))
+            anyhow::Ok((t0.elapsed(), sent.iter().sum::<usize>()))
         };
         let (routine, urgent) = (
             outpost_probe::reporter::ROUTINE_LINGER,
