@@ -172,7 +172,11 @@
 //!   appends the id to the key and records it in `notifications.event_id`.
 //!   The statements are per batch, not per result (a round trip each on
 //!   PostgreSQL): one multi-row `INSERT … ON CONFLICT (result_id) DO
-//!   NOTHING RETURNING result_id` per 1,000 results; then for the
+//!   NOTHING RETURNING result_id` per 1,000 results (on SQLite, whose
+//!   `BEGIN IMMEDIATE` is the only writer, one read of the ids already
+//!   stored folded into one row of indexes, then the insert of the rest
+//!   without `RETURNING`: a row out of SQLite's worker thread is a
+//!   hand-off each; the streak read below folds the same way); then for the
 //!   (check, region) keys the new results touch, one read of their
 //!   counters (`FOR UPDATE` on PostgreSQL, after a placeholder row is
 //!   inserted for a key without one, so every key is locked and a
