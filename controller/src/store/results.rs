@@ -344,41 +344,59 @@ async fn insert_results(
     results: &[&NewResult],
     received_at_ms: i64,
 ) -> Result<HashSet<String>, sqlx::Error> {
-    let mut inserted = HashSet::with_capacity(results.len());
     if super::is_sqlite(tx) {
         return insert_results_sqlite(tx, results, received_at_ms).await;
     }
+    let mut inserted = HashSet::with_capacity(results.len());
     for chunk in results.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
-             failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
-             VALUES {} ON CONFLICT (result_id) DO NOTHING RETURNING result_id",
-            super::placeholders(chunk.len(), 17)
-        );
-        let mut q = sqlx::query_scalar::<_, String>(super::built(super::is_sqlite(tx), sql));
-        for r in chunk {
-            q = q
-                .bind(&r.result_id)
-                .bind(&r.probe)
-                .bind(&r.region)
-                .bind(&r.check_id)
-                .bind(to_i64(r.sequence))
-                .bind(&r.kind)
-                .bind(r.started_at_ms)
-                .bind(received_at_ms)
-                .bind(i64::from(r.ok))
-                .bind(&r.failure_code)
-                .bind(&r.failure_message)
-                .bind(to_i64(r.phases_us[0]))
-                .bind(to_i64(r.phases_us[1]))
-                .bind(to_i64(r.phases_us[2]))
-                .bind(to_i64(r.phases_us[3]))
-                .bind(to_i64(r.phases_us[4]))
-                .bind(&r.details_json);
-        }
-        inserted.extend(q.fetch_all(&mut **tx).await?);
+        inserted.extend(write_results(tx, chunk, received_at_ms, true).await?);
     }
     Ok(inserted)
+}
+
+/// One multi-row `INSERT` of `rows` into `results`. With `returning`,
+/// `ON CONFLICT (result_id) DO NOTHING RETURNING result_id`: the ids this
+/// statement inserted. Without, a plain insert of rows known to be new
+/// (SQLite, under its only write lock): no ids returned.
+async fn write_results(
+    tx: &mut Tx<'_>,
+    rows: &[&NewResult],
+    received_at_ms: i64,
+    returning: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
+         failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
+         VALUES {}{}",
+        super::placeholders(rows.len(), 17),
+        if returning {
+            " ON CONFLICT (result_id) DO NOTHING RETURNING result_id"
+        } else {
+            ""
+        }
+    );
+    let mut q = sqlx::query_scalar::<_, String>(super::built(super::is_sqlite(tx), sql));
+    for r in rows {
+        q = q
+            .bind(&r.result_id)
+            .bind(&r.probe)
+            .bind(&r.region)
+            .bind(&r.check_id)
+            .bind(to_i64(r.sequence))
+            .bind(&r.kind)
+            .bind(r.started_at_ms)
+            .bind(received_at_ms)
+            .bind(i64::from(r.ok))
+            .bind(&r.failure_code)
+            .bind(&r.failure_message)
+            .bind(to_i64(r.phases_us[0]))
+            .bind(to_i64(r.phases_us[1]))
+            .bind(to_i64(r.phases_us[2]))
+            .bind(to_i64(r.phases_us[3]))
+            .bind(to_i64(r.phases_us[4]))
+            .bind(&r.details_json);
+    }
+    q.fetch_all(&mut **tx).await
 }
 
 /// `VALUES (0, $1, …, $k), (1, $k+1, …), …`: `rows` rows of their index and
@@ -464,34 +482,7 @@ async fn insert_results_sqlite(
         if new.is_empty() {
             continue;
         }
-        let sql = format!(
-            "INSERT INTO results (result_id, probe, region, check_id, sequence, kind, started_at_ms, received_at_ms, ok, \
-             failure_code, failure_message, dns_us, connect_us, tls_us, first_byte_us, total_us, details_json) \
-             VALUES {}",
-            super::placeholders(new.len(), 17)
-        );
-        let mut q = sqlx::query(super::built(true, sql));
-        for r in &new {
-            q = q
-                .bind(&r.result_id)
-                .bind(&r.probe)
-                .bind(&r.region)
-                .bind(&r.check_id)
-                .bind(to_i64(r.sequence))
-                .bind(&r.kind)
-                .bind(r.started_at_ms)
-                .bind(received_at_ms)
-                .bind(i64::from(r.ok))
-                .bind(&r.failure_code)
-                .bind(&r.failure_message)
-                .bind(to_i64(r.phases_us[0]))
-                .bind(to_i64(r.phases_us[1]))
-                .bind(to_i64(r.phases_us[2]))
-                .bind(to_i64(r.phases_us[3]))
-                .bind(to_i64(r.phases_us[4]))
-                .bind(&r.details_json);
-        }
-        q.execute(&mut **tx).await?;
+        write_results(tx, &new, received_at_ms, false).await?;
         inserted.extend(new.iter().map(|r| r.result_id.clone()));
     }
     Ok(inserted)
@@ -591,18 +582,14 @@ async fn read_streaks(
         }
         return Ok(out);
     }
+    // PostgreSQL: a row per key, locked (`FOR UPDATE` takes no aggregate).
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let lock = if engine == Engine::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
         let sql = format!(
             "SELECT check_id, region, last_result_at_ms, consecutive_failures, consecutive_passes \
-             FROM region_state WHERE (check_id, region) IN (VALUES {}) ORDER BY check_id, region{lock}",
+             FROM region_state WHERE (check_id, region) IN (VALUES {}) ORDER BY check_id, region FOR UPDATE",
             super::placeholders(chunk.len(), 2)
         );
-        let mut q = sqlx::query_as::<_, StreakRecord>(super::built(super::is_sqlite(tx), sql));
+        let mut q = sqlx::query_as::<_, StreakRecord>(super::built(false, sql));
         for (check, region) in chunk {
             q = q.bind(*check).bind(*region);
         }
