@@ -268,7 +268,7 @@ fn check_view(
             region_view(check, r, st, offline.contains(r), now)
         })
         .collect();
-    let state = check_state(check, states, offline, alert, now);
+    let state = check_state(check, |r| newest_of(states, r), offline, alert, now);
     CheckView {
         id: check.raw.id.clone(),
         kind: check.spec.kind.name(),
@@ -286,9 +286,10 @@ fn check_view(
 
 /// A check's state: SUPPRESSED, FLAPPING or FAILING by its open alert,
 /// else the worst of its regions' ([`rule::region_status`]).
+/// `newest` gives a region's newest result time and outcome.
 pub fn check_state(
     check: &CheckDef,
-    states: &[RegionState],
+    newest: impl Fn(&str) -> Option<(i64, bool)>,
     offline: &[String],
     alert: Option<&AlertRow>,
     now: i64,
@@ -300,13 +301,18 @@ pub fn check_state(
         None => check
             .regions
             .iter()
-            .map(|r| {
-                let st = states.iter().find(|s| &s.region == r);
-                rule::region_status(st, check.spec.interval, offline.contains(r), now)
-            })
+            .map(|r| rule::status_of(newest(r), check.spec.interval, offline.contains(r), now))
             .max()
             .unwrap_or(RegionStatus::Unknown),
     }
+}
+
+/// The newest result time and outcome of `region` among `states`.
+fn newest_of(states: &[RegionState], region: &str) -> Option<(i64, bool)> {
+    states
+        .iter()
+        .find(|s| s.region == region)
+        .map(|s| (s.last_result_at_ms, s.last_ok))
 }
 
 /// What a check probes, for every kind: the URL (userinfo and secret
@@ -390,15 +396,24 @@ pub async fn check_states(
     now: i64,
 ) -> Result<Vec<(String, RegionStatus)>, StoreError> {
     let cfg = ctl.config();
-    let by_check = ctl.store().region_states_bare().await?;
+    let bare = ctl.store().region_states_bare().await?;
+    let by_check = bare.by_check()?;
     let open = basis.check_alerts();
     Ok(cfg
         .checks
         .iter()
         .map(|c| {
-            let states = by_check.get(&c.raw.id).map(Vec::as_slice).unwrap_or(&[]);
+            let states = by_check
+                .get(c.raw.id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let newest = |r: &str| {
+                states
+                    .iter()
+                    .find(|s| s.region == r)
+                    .map(|s| (s.at_ms, s.ok))
+            };
             let alert = open.get(c.raw.id.as_str()).copied();
-            let state = check_state(c, states, &basis.offline, alert, now);
+            let state = check_state(c, newest, &basis.offline, alert, now);
             (c.raw.id.clone(), state)
         })
         .collect())

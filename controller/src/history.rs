@@ -958,15 +958,20 @@ pub fn stale_after_ms(
     config
         .checks
         .iter()
-        .filter(|c| !matches!(c.spec.kind, outpost_probe::check::CheckKind::Heartbeat(_)))
-        .map(|c| {
-            let after = crate::alerting::rule::stale_after(c.spec.interval);
-            (
-                c.spec.id.clone(),
-                i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-            )
-        })
+        .filter_map(|c| Some((c.spec.id.clone(), stale_after_of(c)?)))
         .collect()
+}
+
+/// [`stale_after_ms`] of one check.
+pub fn stale_after_of(check: &crate::config::CheckDef) -> Option<i64> {
+    if matches!(
+        check.spec.kind,
+        outpost_probe::check::CheckKind::Heartbeat(_)
+    ) {
+        return None;
+    }
+    let after = crate::alerting::rule::stale_after(check.spec.interval);
+    Some(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Retention per resolution (`[store.history]`); `None`: kept forever.

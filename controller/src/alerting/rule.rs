@@ -95,8 +95,13 @@ pub fn stale_after(interval: Duration) -> Duration {
 
 /// True when the region has a result younger than the stale threshold.
 pub fn is_fresh(state: &RegionState, interval: Duration, now_ms: i64) -> bool {
+    fresh_at(state.last_result_at_ms, interval, now_ms)
+}
+
+/// True when a result at `at_ms` is younger than the stale threshold.
+fn fresh_at(at_ms: i64, interval: Duration, now_ms: i64) -> bool {
     let limit = i64::try_from(stale_after(interval).as_millis()).unwrap_or(i64::MAX);
-    now_ms.saturating_sub(state.last_result_at_ms) <= limit
+    now_ms.saturating_sub(at_ms) <= limit
 }
 
 /// Display status of a region; `offline`: every probe of the region is offline.
@@ -106,11 +111,27 @@ pub fn region_status(
     offline: bool,
     now_ms: i64,
 ) -> RegionStatus {
-    match state {
+    status_of(
+        state.map(|s| (s.last_result_at_ms, s.last_ok)),
+        interval,
+        offline,
+        now_ms,
+    )
+}
+
+/// [`region_status`] from the newest result's time and outcome alone
+/// (`None`: the region never reported).
+pub fn status_of(
+    newest: Option<(i64, bool)>,
+    interval: Duration,
+    offline: bool,
+    now_ms: i64,
+) -> RegionStatus {
+    match newest {
         None => RegionStatus::Unknown,
         Some(_) if offline => RegionStatus::Stale,
-        Some(s) if !is_fresh(s, interval, now_ms) => RegionStatus::Stale,
-        Some(s) if s.last_ok => RegionStatus::Ok,
+        Some((at, _)) if !fresh_at(at, interval, now_ms) => RegionStatus::Stale,
+        Some((_, true)) => RegionStatus::Ok,
         Some(_) => RegionStatus::Failing,
     }
 }

@@ -77,7 +77,6 @@ pub async fn overview(
 ) -> Result<BTreeMap<String, Overview>, StoreError> {
     let cfg = ctl.config();
     let store = ctl.store();
-    let stale_after = history::stale_after_ms(&cfg);
     let summaries = store.summaries_of(ids).await?;
     let bar_from = bar.bucket(now) - (BAR_SLOTS - 1) * bar.width_ms();
     let mut bar_rows = Vec::new();
@@ -90,7 +89,7 @@ pub async fn overview(
     let cursors = if bar == Resolution::Hour {
         Vec::new()
     } else {
-        store.rollup_cursors().await?
+        store.rollup_cursors(None).await?
     };
     let empty = history::Summary::default();
     let mut out = BTreeMap::new();
@@ -99,7 +98,7 @@ pub async fn overview(
         let start = summaries.partition_point(|s| s.check_id.as_str() < id);
         let end = summaries.partition_point(|s| s.check_id.as_str() <= id);
         let mine = &summaries[start..end];
-        let after = stale_after.get(id).copied();
+        let after = history::stale_after_of(c);
         // The configured regions (even without data) and any with data.
         let mut regions: Vec<(&str, &history::Summary, Option<i64>)> = mine
             .iter()
@@ -284,8 +283,8 @@ pub async fn check_series(
     let (res, from) = range.window(now);
     let id = check.raw.id.as_str();
     let rows = ctl.store().rollups(res, Some(id), from, now + 1).await?;
-    let cursors = ctl.store().rollup_cursors().await?;
-    let after = history::stale_after_ms(&ctl.config()).get(id).copied();
+    let cursors = ctl.store().rollup_cursors(Some(id)).await?;
+    let after = history::stale_after_of(check);
     Ok(Series::build(
         res,
         from,

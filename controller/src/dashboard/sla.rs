@@ -93,7 +93,7 @@ pub async fn report(
         Resolution::Day => Resolution::Day,
     };
     let rows = ctl.store().rollups(resolution, None, start, end).await?;
-    let cursors = ctl.store().rollup_cursors().await?;
+    let cursors = ctl.store().rollup_cursors(None).await?;
     let stale_after = history::stale_after_ms(&cfg);
     let mut checks = Vec::new();
     let mut labels: BTreeMap<String, Uptime> = BTreeMap::new();

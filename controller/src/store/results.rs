@@ -730,45 +730,78 @@ async fn advance_region_states(
     Ok(moved)
 }
 
-/// Reads [`Store::region_states_bare`]'s folded text back: each region as
-/// `<bytes of its name>:<name><at ms> <ok>;`, ordered by region. A part that
-/// does not read so ends the list (the database wrote it; nothing to
-/// guess).
-fn unfold_states(check: &str, mut text: &str) -> Vec<RegionState> {
-    let mut out = Vec::new();
-    while !text.is_empty() {
-        match unfold_one(check, &mut text) {
-            Some(s) => out.push(s),
-            None => break,
-        }
-    }
-    out.sort_by(|a, b| a.region.cmp(&b.region));
-    out
+/// Every (check, region)'s newest result time and outcome, as
+/// [`Store::region_states_bare`] read them: the database's one folded text,
+/// read back by [`BareStates::by_check`] without a copy of any name.
+#[derive(Debug, Default)]
+pub struct BareStates {
+    text: String,
 }
 
-/// The first region of `text`, which moves past it.
-fn unfold_one(check: &str, text: &mut &str) -> Option<RegionState> {
+/// One region of a check in [`BareStates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bare<'a> {
+    /// The region.
+    pub region: &'a str,
+    /// Its newest result's `started_at_ms`.
+    pub at_ms: i64,
+    /// Whether that result passed.
+    pub ok: bool,
+}
+
+impl BareStates {
+    /// The regions of every check that has any, in no particular order.
+    /// The text is `<check bytes>:<check><region bytes>:<region><at ms>
+    /// <ok>;` per region; the names are length-prefixed, so they may hold
+    /// any character. Anything that does not read so (never expected: the
+    /// database wrote it) is an error, not a check quietly left out, which
+    /// would show as UNKNOWN.
+    pub fn by_check(&self) -> Result<HashMap<&str, Vec<Bare<'_>>>, StoreError> {
+        let bad = |at: usize| {
+            StoreError::Db(sqlx::Error::Protocol(format!(
+                "unexpected folded region state at byte {at} of {}",
+                self.text.len()
+            )))
+        };
+        let mut out: HashMap<&str, Vec<Bare<'_>>> = HashMap::new();
+        let mut rest = self.text.as_str();
+        while !rest.is_empty() {
+            let at = self.text.len() - rest.len();
+            let (check, region, at_ms, ok) = unfold_one(&mut rest).ok_or_else(|| bad(at))?;
+            out.entry(check)
+                .or_default()
+                .push(Bare { region, at_ms, ok });
+        }
+        Ok(out)
+    }
+}
+
+/// A length-prefixed name (`<bytes>:<name>`) at the start of `text`,
+/// which moves past it.
+fn prefixed<'a>(text: &mut &'a str) -> Option<&'a str> {
     let (len, rest) = text.split_once(':')?;
     let len: usize = len.parse().ok()?;
-    let region = rest.get(..len)?;
-    let rest = &rest[len..];
+    let name = rest.get(..len)?;
+    *text = &rest[len..];
+    Some(name)
+}
+
+/// The first region state of `text` (check, region, at, ok), which moves
+/// past it.
+fn unfold_one<'a>(text: &mut &'a str) -> Option<(&'a str, &'a str, i64, bool)> {
+    let mut rest = *text;
+    let check = prefixed(&mut rest)?;
+    let region = prefixed(&mut rest)?;
     let (at, rest) = rest.split_once(' ')?;
     let (ok, rest) = rest.split_once(';')?;
+    let ok = match ok {
+        "0" => false,
+        "1" => true,
+        _ => return None,
+    };
+    let at = at.parse().ok()?;
     *text = rest;
-    Some(RegionState {
-        check_id: check.to_owned(),
-        region: region.to_owned(),
-        last_result_at_ms: at.parse().ok()?,
-        last_received_at_ms: 0,
-        last_ok: ok != "0",
-        consecutive_failures: 0,
-        consecutive_passes: 0,
-        last_code: None,
-        last_message: None,
-        last_kind: String::new(),
-        last_details: crate::details::empty(),
-        last_probe: String::new(),
-    })
+    Some((check, region, at, ok))
 }
 
 impl Store {
@@ -860,32 +893,30 @@ impl Store {
         self.select_states(None, Columns::NoDetails).await
     }
 
-    /// Every check's region states with only the region, the newest
-    /// result's time and its outcome filled in (counts 0, no code, message,
-    /// kind, probe or details), grouped by check: what the overview needs
-    /// of every check to count and order them.
+    /// Every check's regions with only the newest result's time and
+    /// outcome: what the overview needs of every check to count and order
+    /// them ([`BareStates`]).
     ///
-    /// One row per check, its regions folded into one text by the database
-    /// (`<region bytes>:<region><at ms> <ok>;` each): at 10,000 checks × 5
-    /// regions a row per region was 50,000 rows through the driver, whose
-    /// per-row copying and conversion was three quarters of the overview's
-    /// CPU.
-    pub async fn region_states_bare(
-        &self,
-    ) -> Result<BTreeMap<String, Vec<RegionState>>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT check_id, string_agg(CAST(octet_length(region) AS TEXT) || ':' || region || \
+    /// One row in all, every region folded into one text by the database:
+    /// at 10,000 checks × 5 regions a row per region was 50,000 rows
+    /// through the driver, whose per-row copying and conversion was three
+    /// quarters of the overview's CPU; a row per check (10,000) still
+    /// handed each row from SQLite's worker thread to the runtime, and
+    /// built a [`RegionState`] with its owned names per region, about half
+    /// the overview's CPU (BENCHMARKS.md, session 11).
+    pub async fn region_states_bare(&self) -> Result<BareStates, StoreError> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT string_agg(\
+             CAST(octet_length(check_id) AS TEXT) || ':' || check_id || \
+             CAST(octet_length(region) AS TEXT) || ':' || region || \
              CAST(last_result_at_ms AS TEXT) || ' ' || CAST(last_ok AS TEXT) || ';', '') \
-             FROM region_state GROUP BY check_id",
+             FROM region_state",
         )
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let mut out = BTreeMap::new();
-        for (check, folded) in rows {
-            let states = unfold_states(&check, &folded);
-            out.insert(check, states);
-        }
-        Ok(out)
+        Ok(BareStates {
+            text: text.unwrap_or_default(),
+        })
     }
 
     /// Latest state of one check in every region that reported it.
@@ -1151,6 +1182,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn bare_states_read_any_name_and_refuse_anything_else() {
+        let text = |t: &str| BareStates { text: t.into() };
+        let ok = text("3:a;b2:eu-5 1;3:a;b3:1:27 0;1:c0:9 1;");
+        let by_check = ok.by_check().unwrap();
+        assert_eq!(
+            by_check["a;b"],
+            [
+                Bare {
+                    region: "eu",
+                    at_ms: -5,
+                    ok: true
+                },
+                Bare {
+                    region: "1:2",
+                    at_ms: 7,
+                    ok: false
+                },
+            ]
+        );
+        assert_eq!(
+            by_check["c"],
+            [Bare {
+                region: "",
+                at_ms: 9,
+                ok: true
+            }]
+        );
+        assert!(text("").by_check().unwrap().is_empty());
+        // A length past the text, a missing separator, an outcome that is
+        // neither 0 nor 1, a time that is no number, a truncated tail.
+        for bad in [
+            "9:a2:eu5 1;",
+            "1:a2:eu5 1",
+            "1:a2:eu5 2;",
+            "1:a2:eux 1;",
+            "1:a2:eu5 1;1:b",
+            "x:a2:eu5 1;",
+        ] {
+            assert!(text(bad).by_check().is_err(), "{bad}");
+        }
+    }
+
     #[tokio::test]
     async fn resent_batch_is_stored_once_and_counters_do_not_move() {
         for (_d, s) in temp_stores().await {
@@ -1390,18 +1464,14 @@ mod tests {
             let bare = s.region_states_bare().await.unwrap();
             let full = s.region_states().await.unwrap();
             assert_eq!(full.len(), regions.len());
-            let mut from_bare: Vec<(String, String, i64, bool)> = bare
+            let by_check = bare.by_check().unwrap();
+            assert_eq!(by_check.len(), 2);
+            let mut from_bare: Vec<(String, String, i64, bool)> = by_check
                 .iter()
                 .flat_map(|(check, states)| {
-                    states.iter().map(move |st| {
-                        assert_eq!(&st.check_id, check);
-                        (
-                            st.check_id.clone(),
-                            st.region.clone(),
-                            st.last_result_at_ms,
-                            st.last_ok,
-                        )
-                    })
+                    states
+                        .iter()
+                        .map(move |st| (check.to_string(), st.region.into(), st.at_ms, st.ok))
                 })
                 .collect();
             let mut from_full: Vec<(String, String, i64, bool)> = full
@@ -1418,7 +1488,6 @@ mod tests {
             from_bare.sort();
             from_full.sort();
             assert_eq!(from_bare, from_full);
-            assert_eq!(bare.len(), 2);
         }
     }
 

@@ -690,11 +690,22 @@ impl Store {
     }
 
     /// Newest rolled-up result time per (check, region): where an open
-    /// STALE gap starts ([`history::open_gap`]).
-    pub async fn rollup_cursors(&self) -> Result<Vec<Cursor>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT check_id, region, last_at_ms FROM rollup_series WHERE last_at_ms >= 0 ORDER BY check_id, region",
-        )
+    /// STALE gap starts ([`history::open_gap`]); of one check, or of every
+    /// check (`None`).
+    pub async fn rollup_cursors(&self, check_id: Option<&str>) -> Result<Vec<Cursor>, StoreError> {
+        // Two texts, so one check's read goes through (check_id, region)'s
+        // index (`$1 IS NULL OR …` would scan every series).
+        let rows: Vec<(String, String, i64)> = match check_id {
+            Some(id) => sqlx::query_as(
+                "SELECT check_id, region, last_at_ms FROM rollup_series \
+                 WHERE check_id = $1 AND last_at_ms >= 0 ORDER BY region",
+            )
+            .bind(id),
+            None => sqlx::query_as(
+                "SELECT check_id, region, last_at_ms FROM rollup_series \
+                 WHERE last_at_ms >= 0 ORDER BY check_id, region",
+            ),
+        }
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -862,7 +873,7 @@ mod tests {
                 .await
                 .unwrap()[0];
             assert_eq!((hour.rollup.stale_ms, hour.rollup.count), (240_000, 3));
-            let cursors = s.rollup_cursors().await.unwrap();
+            let cursors = s.rollup_cursors(None).await.unwrap();
             assert_eq!(cursors[0].last_at_ms, 5 * MIN + 30_000);
             // Another check without a stale_after: no STALE time.
             let mut other = result("d", 4, "eu", true, 0);
@@ -872,6 +883,15 @@ mod tests {
             s.ingest(IngestBatch::results(vec![other, later], 31 * MIN))
                 .await
                 .unwrap();
+            // The cursors of one check are that check's alone.
+            let of =
+                |c: &[Cursor]| -> Vec<String> { c.iter().map(|c| c.check_id.clone()).collect() };
+            assert_eq!(of(&s.rollup_cursors(None).await.unwrap()), ["api", "other"]);
+            assert_eq!(of(&s.rollup_cursors(Some("api")).await.unwrap()), ["api"]);
+            assert_eq!(
+                of(&s.rollup_cursors(Some("other")).await.unwrap()),
+                ["other"]
+            );
             let rows = s
                 .rollups(Resolution::Hour, Some("other"), 0, 60 * MIN)
                 .await
