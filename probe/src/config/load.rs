@@ -214,10 +214,14 @@ pub fn load_str_with<T: DeserializeOwned>(
     })?;
 
     // Variables referenced by `{ env = "NAME" }` secrets are known, whatever
-    // their prefix.
-    let snapshot = toml::Value::Table(value.clone());
+    // their prefix. Read from the tree in place: a copy of it doubled the
+    // load's peak, which a large config's process kept as resident memory
+    // (BENCHMARKS.md, session 11).
     let mut secret_vars = BTreeSet::new();
-    collect_secret_env_names(&snapshot, &mut secret_vars);
+    for v in value.values() {
+        collect_secret_env_names(v, &mut secret_vars);
+    }
+    let secret_vars: BTreeSet<String> = secret_vars.into_iter().map(str::to_owned).collect();
 
     let mut problems = Problems::default();
     for (name, val) in vars {
@@ -227,7 +231,7 @@ pub fn load_str_with<T: DeserializeOwned>(
         match env.iter().find(|e| e.var == name) {
             Some(o) if o.key.is_empty() => {}
             Some(o) => set_path(&mut value, o.key, parse_env_value(val)),
-            None if secret_vars.contains(name.as_str()) => {}
+            None if secret_vars.contains(name) => {}
             None => {
                 let known: Vec<&str> = env.iter().map(|e| e.var).collect();
                 problems.push(
