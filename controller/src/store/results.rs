@@ -733,7 +733,7 @@ async fn advance_region_states(
 /// Every (check, region)'s newest result time and outcome, as
 /// [`Store::region_states_bare`] read them: the database's one folded text,
 /// read back by [`BareStates::by_check`] without a copy of any name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BareStates {
     text: String,
 }

@@ -214,9 +214,8 @@ pub fn load_str_with<T: DeserializeOwned>(
     })?;
 
     // Variables referenced by `{ env = "NAME" }` secrets are known, whatever
-    // their prefix. Read from the tree in place: a copy of it doubled the
-    // load's peak, which a large config's process kept as resident memory
-    // (BENCHMARKS.md, session 11).
+    // their prefix. Read from the tree in place (owned names: the overrides
+    // below change the tree) rather than from a copy of the whole tree.
     let mut secret_vars = BTreeSet::new();
     for v in value.values() {
         collect_secret_env_names(v, &mut secret_vars);
